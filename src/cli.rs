@@ -1,0 +1,174 @@
+//! The command line: raw arguments become validated settings before any work starts.
+//!
+//! Exit codes are a contract: 0 success / no changes, 1 error, 2 changes present (with
+//! `--detailed-exitcode`), 3 the plan has blocked steps.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "segmentctl", version, about = "Amazon Pinpoint segments as code")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RateLimits {
+    Off,
+    Pinpoint,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:4566")]
+    pub listen: SocketAddr,
+    /// SQLite data file (created if missing).
+    #[arg(long, default_value = "./pinpoint.db")]
+    pub data: PathBuf,
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    #[arg(long, default_value = "000000000000")]
+    pub account_id: String,
+    /// File of `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines that may sign requests.
+    #[arg(long, conflicts_with = "no_auth", required_unless_present = "no_auth")]
+    pub credentials_file: Option<PathBuf>,
+    /// Accept unsigned requests (loopback addresses only).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Enforce Pinpoint's per-operation request quotas with 429 answers.
+    #[arg(long, value_enum, default_value_t = RateLimits::Off)]
+    pub rate_limits: RateLimits,
+    /// Share of requests answered 500 before any work (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub fault_rate: f64,
+    /// Share of requests whose work is committed and whose answer is then a 500 (0 to 1).
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub lost_response_rate: f64,
+    /// Delay added to every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Seed for the fault draws, so a chaos run reproduces.
+    #[arg(long, default_value_t = 0)]
+    pub fault_seed: u64,
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("expected a probability from 0 to 1, found {s:?}")),
+    }
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        let auth = match (&self.credentials_file, self.no_auth) {
+            (Some(path), false) => Auth::SigV4(Credentials::from_file(path)?),
+            (None, true) => Auth::None,
+            _ => bail!("give exactly one of --credentials-file FILE or --no-auth"),
+        };
+        Ok(ServerConfig {
+            listen: self.listen,
+            data: self.data.clone(),
+            region: self.region.clone(),
+            account_id: self.account_id.clone(),
+            auth,
+            rate_limits: self.rate_limits == RateLimits::Pinpoint,
+            faults: FaultConfig {
+                fault_rate: self.fault_rate,
+                lost_response_rate: self.lost_response_rate,
+                latency: Duration::from_millis(self.latency_ms),
+                seed: self.fault_seed,
+            },
+        })
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEGMENTCTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = args.config()?;
+            server::serve(cfg, shutdown_signal())
+                .await
+                .context("segmentctl serve")?;
+            Ok(0)
+        }
+    }
+}

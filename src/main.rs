@@ -1,0 +1,5 @@
+//! The `segmentctl` binary: everything is wired in `cli`.
+
+fn main() -> std::process::ExitCode {
+    segmentctl::cli::main()
+}

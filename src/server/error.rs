@@ -1,0 +1,127 @@
+//! The API's error model: Pinpoint's seven error types, rendered so every SDK maps them.
+//!
+//! Each error carries `x-amzn-ErrorType` (what aws-sdk-rust and botocore read to choose the
+//! typed error), `x-amzn-RequestId`, and the documented `{"Message","RequestID"}` body.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::model::MessageBody;
+
+tokio::task_local! {
+    /// The id of the request being served, set by the request-id middleware.
+    pub static REQUEST_ID: String;
+}
+
+/// The current request's id, or a fresh one outside a request scope.
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| new_request_id())
+}
+
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    Conflict,
+    PayloadTooLarge,
+    TooManyRequests,
+    Internal,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The modelled error shape name, as the SDKs expect it in `x-amzn-ErrorType`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BadRequestException",
+            Self::Forbidden => "ForbiddenException",
+            Self::NotFound => "NotFoundException",
+            Self::MethodNotAllowed => "MethodNotAllowedException",
+            Self::Conflict => "ConflictException",
+            Self::PayloadTooLarge => "PayloadTooLargeException",
+            Self::TooManyRequests => "TooManyRequestsException",
+            Self::Internal => "InternalServerErrorException",
+        }
+    }
+}
+
+/// An error answer. The message is for the caller: it never carries internals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Forbidden, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    /// A failure the caller cannot act on. The cause goes to the log, not the answer.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(
+            ErrorKind::Internal,
+            "Internal server error. Retry the request; if it keeps failing, check the server log.",
+        )
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let request_id = current_request_id();
+        let body = serde_json::to_vec(&MessageBody {
+            message: self.message,
+            request_id: request_id.clone(),
+        })
+        .unwrap_or_default();
+        let mut resp = (self.kind.status(), body).into_response();
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert("x-amzn-ErrorType", HeaderValue::from_static(self.kind.code()));
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            h.insert("x-amzn-RequestId", v);
+        }
+        resp
+    }
+}

@@ -1,0 +1,343 @@
+//! One function per API operation: decode the request, check it, call the store, encode.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::error::ApiError;
+use super::store::{decode_token, Listing, Page, Resource, Store, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::AppState;
+use crate::model::{CreateApplicationRequest, TagsModel, WriteSegmentRequest};
+use crate::validate::{self, Context};
+
+type S = State<Arc<AppState>>;
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut resp = (status, bytes).into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
+}
+
+fn listing<T: Serialize>(l: Listing<T>) -> Response {
+    #[derive(Serialize)]
+    struct Out<T> {
+        #[serde(rename = "Item")]
+        item: Vec<T>,
+        #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+        next_token: Option<String>,
+    }
+    json(StatusCode::OK, &Out { item: l.items, next_token: l.next })
+}
+
+/// Decodes a JSON body, naming the field path on failure.
+fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!(
+            "the request body is empty; expected a {what} JSON object"
+        )));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::bad_request(format!("invalid {what}: {inner}"))
+        } else {
+            ApiError::bad_request(format!("{path}: {inner}"))
+        }
+    })
+}
+
+fn object(bytes: &[u8], what: &str) -> Result<Map<String, Value>> {
+    body::<Map<String, Value>>(bytes, what)
+}
+
+/// Reads `page-size` and `token` from the query string.
+fn page(query: &Option<String>) -> Result<Page> {
+    let mut p = Page { size: DEFAULT_PAGE_SIZE, after: 0 };
+    for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "page-size" => {
+                p.size = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "page-size: expected a whole number from 1 to {MAX_PAGE_SIZE}, found {v:?}"
+                        ))
+                    })?;
+            }
+            "token" => {
+                p.after = decode_token(&v).ok_or_else(|| {
+                    ApiError::bad_request("token: not a token returned as NextToken by this server")
+                })?;
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+fn admit(state: &AppState, operation: &'static str) -> Result<()> {
+    if state.rate_limits && !state.limiter.admit(operation) {
+        state.counters.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::new(
+            super::error::ErrorKind::TooManyRequests,
+            format!("Too many requests: {operation} is limited to {} per second", super::limits::quota(operation)),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs a store call that writes, off the async workers (it waits for fsync).
+async fn blocking<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| ApiError::internal(&e))?
+}
+
+fn segment_request(bytes: &[u8]) -> Result<WriteSegmentRequest> {
+    let req: WriteSegmentRequest = body(bytes, "WriteSegmentRequest")?;
+    if let Some(v) = validate::write_segment_request(&req, Context::Server).into_iter().next() {
+        return Err(ApiError::bad_request(v.to_string()));
+    }
+    Ok(req)
+}
+
+// ---- apps ----
+
+pub async fn create_app(State(s): S, bytes: Bytes) -> Result<Response> {
+    admit(&s, "CreateApp")?;
+    let req: CreateApplicationRequest = body(&bytes, "CreateApplicationRequest")?;
+    let name = req
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::bad_request("Name: missing required member"))?;
+    let tags = req.tags.unwrap_or_default();
+    if let Some(v) = validate::tags_rules("tags", &tags).first() {
+        return Err(ApiError::bad_request(v.to_string()));
+    }
+    let app = blocking(&s, move |st| st.create_app(&name, &tags)).await?;
+    Ok(json(StatusCode::CREATED, &app))
+}
+
+pub async fn get_app(State(s): S, Path(app): Path<String>) -> Result<Response> {
+    admit(&s, "GetApp")?;
+    Ok(json(StatusCode::OK, &s.store.get_app(&app)?))
+}
+
+pub async fn get_apps(State(s): S, RawQuery(q): RawQuery) -> Result<Response> {
+    admit(&s, "GetApps")?;
+    Ok(listing(s.store.list_apps(page(&q)?)?))
+}
+
+pub async fn delete_app(State(s): S, Path(app): Path<String>) -> Result<Response> {
+    admit(&s, "DeleteApp")?;
+    let out = blocking(&s, move |st| st.delete_app(&app)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+// ---- segments ----
+
+pub async fn create_segment(State(s): S, Path(app): Path<String>, bytes: Bytes) -> Result<Response> {
+    admit(&s, "CreateSegment")?;
+    let req = segment_request(&bytes)?;
+    let out = blocking(&s, move |st| st.create_segment(&app, &req)).await?;
+    Ok(json(StatusCode::CREATED, &out))
+}
+
+pub async fn get_segment(State(s): S, Path((app, seg)): Path<(String, String)>) -> Result<Response> {
+    admit(&s, "GetSegment")?;
+    Ok(json(StatusCode::OK, &s.store.get_segment(&app, &seg, None)?))
+}
+
+pub async fn get_segments(State(s): S, Path(app): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    admit(&s, "GetSegments")?;
+    Ok(listing(s.store.list_segments(&app, page(&q)?)?))
+}
+
+pub async fn update_segment(
+    State(s): S,
+    Path((app, seg)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "UpdateSegment")?;
+    let req = segment_request(&bytes)?;
+    let out = blocking(&s, move |st| st.update_segment(&app, &seg, &req)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn delete_segment(State(s): S, Path((app, seg)): Path<(String, String)>) -> Result<Response> {
+    admit(&s, "DeleteSegment")?;
+    let out = blocking(&s, move |st| st.delete_segment(&app, &seg)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn get_segment_version(
+    State(s): S,
+    Path((app, seg, version)): Path<(String, String, String)>,
+) -> Result<Response> {
+    admit(&s, "GetSegmentVersion")?;
+    let v: i32 = version
+        .parse()
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| ApiError::bad_request(format!("version: expected a version number (1 or more), found {version:?}")))?;
+    Ok(json(StatusCode::OK, &s.store.get_segment(&app, &seg, Some(v))?))
+}
+
+pub async fn get_segment_versions(
+    State(s): S,
+    Path((app, seg)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    admit(&s, "GetSegmentVersions")?;
+    Ok(listing(s.store.list_segment_versions(&app, &seg, page(&q)?)?))
+}
+
+// ---- campaigns ----
+
+pub async fn create_campaign(State(s): S, Path(app): Path<String>, bytes: Bytes) -> Result<Response> {
+    admit(&s, "CreateCampaign")?;
+    let b = object(&bytes, "WriteCampaignRequest")?;
+    let out = blocking(&s, move |st| st.create_campaign(&app, b)).await?;
+    Ok(json(StatusCode::CREATED, &out))
+}
+
+pub async fn get_campaign(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+    admit(&s, "GetCampaign")?;
+    Ok(json(StatusCode::OK, &s.store.get_campaign(&app, &id)?))
+}
+
+pub async fn get_campaigns(State(s): S, Path(app): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    admit(&s, "GetCampaigns")?;
+    Ok(listing(s.store.list_campaigns(&app, page(&q)?)?))
+}
+
+pub async fn update_campaign(
+    State(s): S,
+    Path((app, id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "UpdateCampaign")?;
+    let b = object(&bytes, "WriteCampaignRequest")?;
+    let out = blocking(&s, move |st| st.update_campaign(&app, &id, b)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn delete_campaign(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+    admit(&s, "DeleteCampaign")?;
+    let out = blocking(&s, move |st| st.delete_campaign(&app, &id)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+// ---- journeys ----
+
+pub async fn create_journey(State(s): S, Path(app): Path<String>, bytes: Bytes) -> Result<Response> {
+    admit(&s, "CreateJourney")?;
+    let b = object(&bytes, "WriteJourneyRequest")?;
+    let out = blocking(&s, move |st| st.create_journey(&app, b)).await?;
+    Ok(json(StatusCode::CREATED, &out))
+}
+
+pub async fn get_journey(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+    admit(&s, "GetJourney")?;
+    Ok(json(StatusCode::OK, &s.store.get_journey(&app, &id)?))
+}
+
+pub async fn list_journeys(State(s): S, Path(app): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    admit(&s, "ListJourneys")?;
+    Ok(listing(s.store.list_journeys(&app, page(&q)?)?))
+}
+
+pub async fn update_journey(
+    State(s): S,
+    Path((app, id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "UpdateJourney")?;
+    let b = object(&bytes, "WriteJourneyRequest")?;
+    let out = blocking(&s, move |st| st.update_journey(&app, &id, b)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn update_journey_state(
+    State(s): S,
+    Path((app, id)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "UpdateJourneyState")?;
+    let b = object(&bytes, "JourneyStateRequest")?;
+    let state = match b.get("State") {
+        Some(Value::String(st)) => st.clone(),
+        _ => return Err(ApiError::bad_request("State: missing required member")),
+    };
+    let out = blocking(&s, move |st| st.update_journey_state(&app, &id, &state)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+pub async fn delete_journey(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+    admit(&s, "DeleteJourney")?;
+    let out = blocking(&s, move |st| st.delete_journey(&app, &id)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+// ---- tags ----
+
+fn resource(store: &Store, arn: &str) -> Result<Resource> {
+    if !arn.starts_with("arn:") {
+        return Err(ApiError::bad_request(format!(
+            "resource-arn: {arn:?} is not an ARN; expected arn:aws:mobiletargeting:<region>:<account>:apps/<id>[/segments/<id>]"
+        )));
+    }
+    store.parse_arn(arn).ok_or_else(|| {
+        ApiError::not_found(format!("Resource {arn} not found on this server (region {}, account {})", store.region, store.account_id))
+    })
+}
+
+pub async fn list_tags(State(s): S, Path(arn): Path<String>) -> Result<Response> {
+    admit(&s, "ListTagsForResource")?;
+    let r = resource(&s.store, &arn)?;
+    let tags = s.store.list_tags(&r)?;
+    Ok(json(StatusCode::OK, &TagsModel { tags }))
+}
+
+pub async fn tag_resource(State(s): S, Path(arn): Path<String>, bytes: Bytes) -> Result<Response> {
+    admit(&s, "TagResource")?;
+    let r = resource(&s.store, &arn)?;
+    let model: TagsModel = body(&bytes, "TagsModel")?;
+    blocking(&s, move |st| st.tag(&r, &model.tags)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn untag_resource(State(s): S, Path(arn): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+    admit(&s, "UntagResource")?;
+    let r = resource(&s.store, &arn)?;
+    let keys: Vec<String> = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if keys.is_empty() {
+        return Err(ApiError::bad_request("tagKeys: missing required member; name each key as ?tagKeys=KEY"));
+    }
+    blocking(&s, move |st| st.untag(&r, &keys)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

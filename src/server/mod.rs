@@ -1,0 +1,349 @@
+//! `segmentctl serve`: the Pinpoint Segment API, self-hosted, over SQLite.
+//!
+//! Layers, outermost first: request id → fault injection → body limit and SigV4 → router →
+//! handlers → store. Every answer carries `x-amzn-RequestId`; every error is an [`ApiError`].
+
+pub mod auth;
+pub mod error;
+mod handlers;
+pub mod limits;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put, MethodRouter};
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use auth::Credentials;
+pub use error::{ApiError, ErrorKind};
+pub use limits::{CounterSnapshot, FaultConfig};
+use store::Store;
+
+/// Pinpoint's request payload quota: 7 MB.
+pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
+/// How long a client may take to send its body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How the server checks who is calling.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    /// Verify SigV4 against these credentials.
+    SigV4(Credentials),
+    /// Accept every request (only on a loopback address).
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    pub auth: Auth,
+    /// Enforce Pinpoint's per-operation quotas with 429 TooManyRequestsException.
+    pub rate_limits: bool,
+    pub faults: FaultConfig,
+}
+
+impl ServerConfig {
+    /// A loopback server on an ephemeral port, the way tests and the embedded default run it.
+    pub fn local(data: PathBuf, auth: Auth) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data,
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            auth,
+            rate_limits: false,
+            faults: FaultConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("refusing to listen on {0} without authentication: --no-auth is only allowed on a loopback address")]
+    NoAuthOnPublicAddress(SocketAddr),
+    #[error("cannot open the data file {path}")]
+    Open {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Shared by every request.
+pub struct AppState {
+    pub store: Arc<Store>,
+    auth: Auth,
+    region: String,
+    rate_limits: bool,
+    limiter: limits::RateLimiter,
+    pub faults: limits::Faults,
+    pub counters: limits::Counters,
+}
+
+/// The API's routes, with OPTIONS and 405 on every resource.
+pub fn router(state: Arc<AppState>) -> Router {
+    use handlers as h;
+    fn resource(m: MethodRouter<Arc<AppState>>, allow: &'static str) -> MethodRouter<Arc<AppState>> {
+        m.options(move || async move { options(allow) })
+            .fallback(move |method: Method| async move {
+                ApiError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("Method {method} is not allowed on this resource; allowed: {allow}"),
+                )
+            })
+    }
+    Router::new()
+        .route("/v1/apps", resource(post(h::create_app).get(h::get_apps), "GET, POST, OPTIONS"))
+        .route("/v1/apps/{app}", resource(get(h::get_app).delete(h::delete_app), "GET, DELETE, OPTIONS"))
+        .route(
+            "/v1/apps/{app}/segments",
+            resource(post(h::create_segment).get(h::get_segments), "GET, POST, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/segments/{segment}",
+            resource(
+                get(h::get_segment).put(h::update_segment).delete(h::delete_segment),
+                "GET, PUT, DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/segments/{segment}/versions",
+            resource(get(h::get_segment_versions), "GET, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/segments/{segment}/versions/{version}",
+            resource(get(h::get_segment_version), "GET, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/campaigns",
+            resource(post(h::create_campaign).get(h::get_campaigns), "GET, POST, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/campaigns/{campaign}",
+            resource(
+                get(h::get_campaign).put(h::update_campaign).delete(h::delete_campaign),
+                "GET, PUT, DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/journeys",
+            resource(post(h::create_journey).get(h::list_journeys), "GET, POST, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/journeys/{journey}",
+            resource(
+                get(h::get_journey).put(h::update_journey).delete(h::delete_journey),
+                "GET, PUT, DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/journeys/{journey}/state",
+            resource(put(h::update_journey_state), "PUT, OPTIONS"),
+        )
+        .route(
+            "/v1/tags/{arn}",
+            resource(
+                get(h::list_tags).post(h::tag_resource).delete(h::untag_resource),
+                "GET, POST, DELETE, OPTIONS",
+            ),
+        )
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(format!("No resource at {}", uri.path()))
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), inject_faults))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+fn options(allow: &'static str) -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::ALLOW, HeaderValue::from_static(allow));
+    h.insert("access-control-allow-methods", HeaderValue::from_static(allow));
+    resp
+}
+
+/// Gives every request an id, visible to handlers and on every response.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = error::new_request_id();
+    let mut resp = error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    resp
+}
+
+/// Latency, failures before the work, and responses lost after it.
+async fn inject_faults(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let draw = state.faults.draw();
+    if !draw.latency.is_zero() {
+        tokio::time::sleep(draw.latency).await;
+    }
+    if draw.fail_before {
+        state.counters.faults_injected.fetch_add(1, Ordering::Relaxed);
+        return ApiError::new(ErrorKind::Internal, "Injected fault: the request was not processed").into_response();
+    }
+    let resp = next.run(req).await;
+    if draw.lose_response {
+        state.counters.responses_lost.fetch_add(1, Ordering::Relaxed);
+        return ApiError::new(ErrorKind::Internal, "Injected fault: the response was lost").into_response();
+    }
+    resp
+}
+
+/// Reads the body (at most 7 MB, within [`BODY_TIMEOUT`]) and verifies the signature over it.
+async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    match read_and_verify(&state, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!("The request body is larger than {MAX_BODY_BYTES} bytes (7 MB), Pinpoint's payload quota"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Err(_) => return Err(ApiError::bad_request("The request body was not received in time")),
+        Ok(Err(e)) => {
+            let length_limit = error_chain(&e).any(|s| s.is::<http_body_util::LengthLimitError>());
+            return Err(if length_limit { too_large() } else { ApiError::bad_request("The request body could not be read") });
+        }
+        Ok(Ok(b)) => b,
+    };
+    if let Auth::SigV4(creds) = &state.auth {
+        auth::verify(
+            creds,
+            &state.region,
+            &parts.method,
+            &parts.uri,
+            &parts.headers,
+            &bytes,
+            time::OffsetDateTime::now_utc(),
+        )?;
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn error_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e), |e| e.source())
+}
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// `http://127.0.0.1:PORT`, for an SDK's `endpoint_url`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn counters(&self) -> CounterSnapshot {
+        self.state.counters.snapshot()
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
+    if matches!(cfg.auth, Auth::None) && !cfg.listen.ip().is_loopback() {
+        return Err(ServeError::NoAuthOnPublicAddress(cfg.listen));
+    }
+    if let Some(parent) = cfg.data.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let store = Store::open(&cfg.data, &cfg.region, &cfg.account_id).map_err(|source| ServeError::Open {
+        path: cfg.data.display().to_string(),
+        source,
+    })?;
+    Ok(Arc::new(AppState {
+        store: Arc::new(store),
+        auth: cfg.auth.clone(),
+        region: cfg.region.clone(),
+        rate_limits: cfg.rate_limits,
+        limiter: limits::RateLimiter::default(),
+        faults: limits::Faults::new(cfg.faults),
+        counters: limits::Counters::default(),
+    }))
+}
+
+/// Opens the store, binds, and serves in a background task; returns once listening.
+pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
+    let state = build_state(&cfg)?;
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.listen, source })?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown: Some(tx),
+        task,
+    })
+}
+
+/// Serves until `shutdown` resolves (the CLI passes Ctrl-C / SIGTERM).
+pub async fn serve(
+    cfg: ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let server = start(cfg).await?;
+    tracing::info!(address = %server.addr, "serving the Pinpoint Segment API");
+    shutdown.await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
