@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "segmentctl", version, about = "Amazon Pinpoint segments as code")]
+#[command(
+    name = "segmentctl",
+    version,
+    about = "Amazon Pinpoint segments as code"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -129,12 +133,18 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Colours only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
+pub fn use_colour(stream: &impl std::io::IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEGMENTCTL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(use_colour(&std::io::stderr()));
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -145,7 +155,10 @@ fn init_logging(format: LogFormat) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -17,4 +17,6 @@ pub mod validate;
 
 pub mod server;
 
+pub mod sdk;
+
 pub mod cli;

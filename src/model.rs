@@ -391,7 +391,10 @@ mod tests {
             dimensions: Some(SegmentDimensions {
                 location: Some(SegmentLocation {
                     gps_point: Some(GpsPointDimension {
-                        coordinates: GpsCoordinates { latitude: 1.0, longitude: 2.0 },
+                        coordinates: GpsCoordinates {
+                            latitude: 1.0,
+                            longitude: 2.0,
+                        },
                         range_in_kilometers: Some(3.0),
                     }),
                     country: None,

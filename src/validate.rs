@@ -11,8 +11,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::model::{
-    AttributeDimension, GpsPointDimension, SegmentDimensions, SegmentReference, SetDimension,
-    Tags, WriteSegmentRequest,
+    AttributeDimension, GpsPointDimension, SegmentDimensions, SegmentReference, SetDimension, Tags,
+    WriteSegmentRequest,
 };
 
 /// Pinpoint's quota: at most 100 dimensions per segment.
@@ -63,7 +63,10 @@ pub fn key_path(parent: &str, key: &str) -> String {
 ///
 /// Guarantees: returns every violation, in document order, not just the first.
 pub fn write_segment_request(req: &WriteSegmentRequest, ctx: Context) -> Vec<Violation> {
-    let mut v = Checker { out: Vec::new(), ctx };
+    let mut v = Checker {
+        out: Vec::new(),
+        ctx,
+    };
     if req.dimensions.is_some() && req.segment_groups.is_some() {
         v.push(
             "SegmentGroups",
@@ -262,10 +265,13 @@ impl Checker {
 
     fn reference(&mut self, path: &str, r: &SegmentReference) {
         match (self.ctx, &r.id, &r.reference) {
-            (Context::Server, _, Some(_)) => {
-                self.push(&format!("{path}.Ref"), "unknown field; a SegmentReference has Id and Version")
+            (Context::Server, _, Some(_)) => self.push(
+                &format!("{path}.Ref"),
+                "unknown field; a SegmentReference has Id and Version",
+            ),
+            (Context::Server, None, _) => {
+                self.push(&format!("{path}.Id"), "missing required member")
             }
-            (Context::Server, None, _) => self.push(&format!("{path}.Id"), "missing required member"),
             (Context::Manifest, None, None) => {
                 self.push(path, "needs Id (a segment id) or Ref (a manifest name)")
             }
@@ -281,7 +287,10 @@ impl Checker {
         }
         if let Some(v) = r.version {
             if v < 1 {
-                self.push(&format!("{path}.Version"), format!("must be 1 or more, found {v}"));
+                self.push(
+                    &format!("{path}.Version"),
+                    format!("must be 1 or more, found {v}"),
+                );
             }
         }
     }
@@ -306,7 +315,9 @@ mod tests {
 
     #[test]
     fn gps_range_must_be_positive_and_names_the_group_path() {
-        let v = check(r#"{"SegmentGroups":{"Groups":[{"Dimensions":[{},{"Location":{"GPSPoint":{"Coordinates":{"Latitude":91,"Longitude":0},"RangeInKilometers":0}}}]}]}}"#);
+        let v = check(
+            r#"{"SegmentGroups":{"Groups":[{"Dimensions":[{},{"Location":{"GPSPoint":{"Coordinates":{"Latitude":91,"Longitude":0},"RangeInKilometers":0}}}]}]}}"#,
+        );
         assert_eq!(
             v,
             [
@@ -318,10 +329,14 @@ mod tests {
 
     #[test]
     fn between_needs_two_iso_instants() {
-        let v = check(r#"{"Dimensions":{"Attributes":{"signup":{"AttributeType":"NOT_BETWEEN","Values":["yesterday"]}}}}"#);
+        let v = check(
+            r#"{"Dimensions":{"Attributes":{"signup":{"AttributeType":"NOT_BETWEEN","Values":["yesterday"]}}}}"#,
+        );
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v[0].contains("takes exactly two values"));
-        assert!(v[1].starts_with("Dimensions.Attributes.signup.Values[0]: \"yesterday\" is not an ISO-8601 instant"));
+        assert!(v[1].starts_with(
+            "Dimensions.Attributes.signup.Values[0]: \"yesterday\" is not an ISO-8601 instant"
+        ));
     }
 
     #[test]
@@ -336,8 +351,14 @@ mod tests {
         let attrs: Vec<String> = (0..101)
             .map(|i| format!(r#""a{i}":{{"Values":["x"]}}"#))
             .collect();
-        let v = check(&format!(r#"{{"Dimensions":{{"Attributes":{{{}}}}}}}"#, attrs.join(",")));
-        assert_eq!(v, ["the segment has 101 dimensions; Pinpoint allows at most 100"]);
+        let v = check(&format!(
+            r#"{{"Dimensions":{{"Attributes":{{{}}}}}}}"#,
+            attrs.join(",")
+        ));
+        assert_eq!(
+            v,
+            ["the segment has 101 dimensions; Pinpoint allows at most 100"]
+        );
     }
 
     #[test]

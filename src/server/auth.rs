@@ -148,14 +148,20 @@ pub fn verify(
 ) -> Result<(), ApiError> {
     let header = headers
         .get("authorization")
-        .ok_or_else(|| ApiError::forbidden("Missing Authentication Token: the request is not signed with SigV4"))?
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "Missing Authentication Token: the request is not signed with SigV4",
+            )
+        })?
         .to_str()
         .map_err(|_| ApiError::forbidden("The Authorization header is not valid"))?;
     let auth = parse_authorization(header).ok_or_else(|| {
         ApiError::forbidden("Authorization header requires AWS4-HMAC-SHA256 with Credential, SignedHeaders and Signature")
     })?;
     let secret = creds.keys.get(auth.access_key_id).ok_or_else(|| {
-        ApiError::forbidden("The security token included in the request is invalid: unknown access key id")
+        ApiError::forbidden(
+            "The security token included in the request is invalid: unknown access key id",
+        )
     })?;
     if auth.service != SIGNING_NAME {
         return Err(ApiError::forbidden(format!(
@@ -187,12 +193,17 @@ pub fn verify(
         )));
     }
     if !amz_date.starts_with(auth.date) || auth.date.len() != 8 {
-        return Err(ApiError::forbidden("The credential scope date does not match x-amz-date"));
+        return Err(ApiError::forbidden(
+            "The credential scope date does not match x-amz-date",
+        ));
     }
 
     let canonical = canonical_request(method, uri, headers, &auth.signed_headers, body)
         .ok_or_else(|| ApiError::forbidden("A signed header is missing from the request"))?;
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
     let string_to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex::encode(Sha256::digest(canonical.as_bytes()))
@@ -211,7 +222,8 @@ pub fn verify(
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac =
+        <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }
@@ -231,14 +243,15 @@ fn canonical_request(
     let path = normalize_path(uri.path());
     let path = utf8_percent_encode(&path, SIGV4_PATH_SET).to_string();
 
-    let mut query: Vec<(String, String)> = form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-        .map(|(k, v)| {
-            (
-                utf8_percent_encode(&k, SIGV4_SET).to_string(),
-                utf8_percent_encode(&v, SIGV4_SET).to_string(),
-            )
-        })
-        .collect();
+    let mut query: Vec<(String, String)> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| {
+                (
+                    utf8_percent_encode(&k, SIGV4_SET).to_string(),
+                    utf8_percent_encode(&v, SIGV4_SET).to_string(),
+                )
+            })
+            .collect();
     query.sort();
     let query = query
         .iter()
@@ -268,7 +281,11 @@ fn canonical_request(
 /// Removes `.` and `..` segments and duplicate slashes, as the signers do before encoding.
 fn normalize_path(path: &str) -> String {
     if !path.split('/').any(|s| s == "." || s == "..") && !path.contains("//") {
-        return if path.is_empty() { "/".into() } else { path.into() };
+        return if path.is_empty() {
+            "/".into()
+        } else {
+            path.into()
+        };
     }
     let mut out: Vec<&str> = Vec::new();
     for seg in path.split('/') {
@@ -305,8 +322,14 @@ mod tests {
         let uri: Uri = "/v1/tags/arn%3Aaws%3Amobiletargeting?tagKeys=b&tagKeys=a%20c"
             .parse()
             .unwrap();
-        let c = canonical_request(&Method::DELETE, &uri, &headers, &["host", "x-amz-date"], b"")
-            .unwrap();
+        let c = canonical_request(
+            &Method::DELETE,
+            &uri,
+            &headers,
+            &["host", "x-amz-date"],
+            b"",
+        )
+        .unwrap();
         assert_eq!(
             c,
             "DELETE\n/v1/tags/arn%253Aaws%253Amobiletargeting\ntagKeys=a%20c&tagKeys=b\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n\nhost;x-amz-date\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

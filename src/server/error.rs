@@ -118,7 +118,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        h.insert("x-amzn-ErrorType", HeaderValue::from_static(self.kind.code()));
+        h.insert(
+            "x-amzn-ErrorType",
+            HeaderValue::from_static(self.kind.code()),
+        );
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             h.insert("x-amzn-RequestId", v);
         }

@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::store::{decode_token, Listing, Page, Resource, Store, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use super::store::{
+    decode_token, Listing, Page, Resource, Store, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
+};
 use super::AppState;
 use crate::model::{CreateApplicationRequest, TagsModel, WriteSegmentRequest};
 use crate::validate::{self, Context};
@@ -23,8 +25,10 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut resp = (status, bytes).into_response();
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             resp
         }
         Err(e) => ApiError::internal(&e).into_response(),
@@ -39,7 +43,13 @@ fn listing<T: Serialize>(l: Listing<T>) -> Response {
         #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
         next_token: Option<String>,
     }
-    json(StatusCode::OK, &Out { item: l.items, next_token: l.next })
+    json(
+        StatusCode::OK,
+        &Out {
+            item: l.items,
+            next_token: l.next,
+        },
+    )
 }
 
 /// Decodes a JSON body, naming the field path on failure.
@@ -67,7 +77,10 @@ fn object(bytes: &[u8], what: &str) -> Result<Map<String, Value>> {
 
 /// Reads `page-size` and `token` from the query string.
 fn page(query: &Option<String>) -> Result<Page> {
-    let mut p = Page { size: DEFAULT_PAGE_SIZE, after: 0 };
+    let mut p = Page {
+        size: DEFAULT_PAGE_SIZE,
+        after: 0,
+    };
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "page-size" => {
@@ -94,10 +107,16 @@ fn page(query: &Option<String>) -> Result<Page> {
 
 fn admit(state: &AppState, operation: &'static str) -> Result<()> {
     if state.rate_limits && !state.limiter.admit(operation) {
-        state.counters.throttled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state
+            .counters
+            .throttled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(ApiError::new(
             super::error::ErrorKind::TooManyRequests,
-            format!("Too many requests: {operation} is limited to {} per second", super::limits::quota(operation)),
+            format!(
+                "Too many requests: {operation} is limited to {} per second",
+                super::limits::quota(operation)
+            ),
         ));
     }
     Ok(())
@@ -116,7 +135,10 @@ async fn blocking<T: Send + 'static>(
 
 fn segment_request(bytes: &[u8]) -> Result<WriteSegmentRequest> {
     let req: WriteSegmentRequest = body(bytes, "WriteSegmentRequest")?;
-    if let Some(v) = validate::write_segment_request(&req, Context::Server).into_iter().next() {
+    if let Some(v) = validate::write_segment_request(&req, Context::Server)
+        .into_iter()
+        .next()
+    {
         return Err(ApiError::bad_request(v.to_string()));
     }
     Ok(req)
@@ -157,19 +179,33 @@ pub async fn delete_app(State(s): S, Path(app): Path<String>) -> Result<Response
 
 // ---- segments ----
 
-pub async fn create_segment(State(s): S, Path(app): Path<String>, bytes: Bytes) -> Result<Response> {
+pub async fn create_segment(
+    State(s): S,
+    Path(app): Path<String>,
+    bytes: Bytes,
+) -> Result<Response> {
     admit(&s, "CreateSegment")?;
     let req = segment_request(&bytes)?;
     let out = blocking(&s, move |st| st.create_segment(&app, &req)).await?;
     Ok(json(StatusCode::CREATED, &out))
 }
 
-pub async fn get_segment(State(s): S, Path((app, seg)): Path<(String, String)>) -> Result<Response> {
+pub async fn get_segment(
+    State(s): S,
+    Path((app, seg)): Path<(String, String)>,
+) -> Result<Response> {
     admit(&s, "GetSegment")?;
-    Ok(json(StatusCode::OK, &s.store.get_segment(&app, &seg, None)?))
+    Ok(json(
+        StatusCode::OK,
+        &s.store.get_segment(&app, &seg, None)?,
+    ))
 }
 
-pub async fn get_segments(State(s): S, Path(app): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn get_segments(
+    State(s): S,
+    Path(app): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     admit(&s, "GetSegments")?;
     Ok(listing(s.store.list_segments(&app, page(&q)?)?))
 }
@@ -185,7 +221,10 @@ pub async fn update_segment(
     Ok(json(StatusCode::OK, &out))
 }
 
-pub async fn delete_segment(State(s): S, Path((app, seg)): Path<(String, String)>) -> Result<Response> {
+pub async fn delete_segment(
+    State(s): S,
+    Path((app, seg)): Path<(String, String)>,
+) -> Result<Response> {
     admit(&s, "DeleteSegment")?;
     let out = blocking(&s, move |st| st.delete_segment(&app, &seg)).await?;
     Ok(json(StatusCode::OK, &out))
@@ -196,12 +235,15 @@ pub async fn get_segment_version(
     Path((app, seg, version)): Path<(String, String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetSegmentVersion")?;
-    let v: i32 = version
-        .parse()
-        .ok()
-        .filter(|v| *v >= 1)
-        .ok_or_else(|| ApiError::bad_request(format!("version: expected a version number (1 or more), found {version:?}")))?;
-    Ok(json(StatusCode::OK, &s.store.get_segment(&app, &seg, Some(v))?))
+    let v: i32 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "version: expected a version number (1 or more), found {version:?}"
+        ))
+    })?;
+    Ok(json(
+        StatusCode::OK,
+        &s.store.get_segment(&app, &seg, Some(v))?,
+    ))
 }
 
 pub async fn get_segment_versions(
@@ -210,24 +252,39 @@ pub async fn get_segment_versions(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetSegmentVersions")?;
-    Ok(listing(s.store.list_segment_versions(&app, &seg, page(&q)?)?))
+    Ok(listing(s.store.list_segment_versions(
+        &app,
+        &seg,
+        page(&q)?,
+    )?))
 }
 
 // ---- campaigns ----
 
-pub async fn create_campaign(State(s): S, Path(app): Path<String>, bytes: Bytes) -> Result<Response> {
+pub async fn create_campaign(
+    State(s): S,
+    Path(app): Path<String>,
+    bytes: Bytes,
+) -> Result<Response> {
     admit(&s, "CreateCampaign")?;
     let b = object(&bytes, "WriteCampaignRequest")?;
     let out = blocking(&s, move |st| st.create_campaign(&app, b)).await?;
     Ok(json(StatusCode::CREATED, &out))
 }
 
-pub async fn get_campaign(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+pub async fn get_campaign(
+    State(s): S,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Response> {
     admit(&s, "GetCampaign")?;
     Ok(json(StatusCode::OK, &s.store.get_campaign(&app, &id)?))
 }
 
-pub async fn get_campaigns(State(s): S, Path(app): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn get_campaigns(
+    State(s): S,
+    Path(app): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     admit(&s, "GetCampaigns")?;
     Ok(listing(s.store.list_campaigns(&app, page(&q)?)?))
 }
@@ -243,7 +300,10 @@ pub async fn update_campaign(
     Ok(json(StatusCode::OK, &out))
 }
 
-pub async fn delete_campaign(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+pub async fn delete_campaign(
+    State(s): S,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Response> {
     admit(&s, "DeleteCampaign")?;
     let out = blocking(&s, move |st| st.delete_campaign(&app, &id)).await?;
     Ok(json(StatusCode::OK, &out))
@@ -251,7 +311,11 @@ pub async fn delete_campaign(State(s): S, Path((app, id)): Path<(String, String)
 
 // ---- journeys ----
 
-pub async fn create_journey(State(s): S, Path(app): Path<String>, bytes: Bytes) -> Result<Response> {
+pub async fn create_journey(
+    State(s): S,
+    Path(app): Path<String>,
+    bytes: Bytes,
+) -> Result<Response> {
     admit(&s, "CreateJourney")?;
     let b = object(&bytes, "WriteJourneyRequest")?;
     let out = blocking(&s, move |st| st.create_journey(&app, b)).await?;
@@ -263,7 +327,11 @@ pub async fn get_journey(State(s): S, Path((app, id)): Path<(String, String)>) -
     Ok(json(StatusCode::OK, &s.store.get_journey(&app, &id)?))
 }
 
-pub async fn list_journeys(State(s): S, Path(app): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn list_journeys(
+    State(s): S,
+    Path(app): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     admit(&s, "ListJourneys")?;
     Ok(listing(s.store.list_journeys(&app, page(&q)?)?))
 }
@@ -294,7 +362,10 @@ pub async fn update_journey_state(
     Ok(json(StatusCode::OK, &out))
 }
 
-pub async fn delete_journey(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+pub async fn delete_journey(
+    State(s): S,
+    Path((app, id)): Path<(String, String)>,
+) -> Result<Response> {
     admit(&s, "DeleteJourney")?;
     let out = blocking(&s, move |st| st.delete_journey(&app, &id)).await?;
     Ok(json(StatusCode::OK, &out))
@@ -309,7 +380,10 @@ fn resource(store: &Store, arn: &str) -> Result<Resource> {
         )));
     }
     store.parse_arn(arn).ok_or_else(|| {
-        ApiError::not_found(format!("Resource {arn} not found on this server (region {}, account {})", store.region, store.account_id))
+        ApiError::not_found(format!(
+            "Resource {arn} not found on this server (region {}, account {})",
+            store.region, store.account_id
+        ))
     })
 }
 
@@ -328,7 +402,11 @@ pub async fn tag_resource(State(s): S, Path(arn): Path<String>, bytes: Bytes) ->
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-pub async fn untag_resource(State(s): S, Path(arn): Path<String>, RawQuery(q): RawQuery) -> Result<Response> {
+pub async fn untag_resource(
+    State(s): S,
+    Path(arn): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
     admit(&s, "UntagResource")?;
     let r = resource(&s.store, &arn)?;
     let keys: Vec<String> = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
@@ -336,7 +414,9 @@ pub async fn untag_resource(State(s): S, Path(arn): Path<String>, RawQuery(q): R
         .map(|(_, v)| v.into_owned())
         .collect();
     if keys.is_empty() {
-        return Err(ApiError::bad_request("tagKeys: missing required member; name each key as ?tagKeys=KEY"));
+        return Err(ApiError::bad_request(
+            "tagKeys: missing required member; name each key as ?tagKeys=KEY",
+        ));
     }
     blocking(&s, move |st| st.untag(&r, &keys)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -134,7 +134,8 @@ impl Faults {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (config, rng) = &mut *guard;
         let fail_before = config.fault_rate > 0.0 && rng.f64() < config.fault_rate;
-        let lose_response = config.lost_response_rate > 0.0 && rng.f64() < config.lost_response_rate;
+        let lose_response =
+            config.lost_response_rate > 0.0 && rng.f64() < config.lost_response_rate;
         Draw {
             fail_before,
             lose_response,
@@ -152,7 +153,10 @@ mod tests {
         let rl = RateLimiter::default();
         let admitted = (0..40).filter(|_| rl.admit("CreateSegment")).count();
         assert_eq!(admitted, 25);
-        assert!(rl.admit("GetSegment"), "other operations have their own bucket");
+        assert!(
+            rl.admit("GetSegment"),
+            "other operations have their own bucket"
+        );
     }
 
     #[test]
@@ -165,8 +169,18 @@ mod tests {
         };
         let a = Faults::new(cfg);
         let b = Faults::new(cfg);
-        let da: Vec<_> = (0..50).map(|_| { let d = a.draw(); (d.fail_before, d.lose_response) }).collect();
-        let db: Vec<_> = (0..50).map(|_| { let d = b.draw(); (d.fail_before, d.lose_response) }).collect();
+        let da: Vec<_> = (0..50)
+            .map(|_| {
+                let d = a.draw();
+                (d.fail_before, d.lose_response)
+            })
+            .collect();
+        let db: Vec<_> = (0..50)
+            .map(|_| {
+                let d = b.draw();
+                (d.fail_before, d.lose_response)
+            })
+            .collect();
         assert_eq!(da, db);
         assert!(da.iter().any(|d| d.0) && da.iter().any(|d| d.1));
     }

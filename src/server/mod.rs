@@ -102,26 +102,44 @@ pub struct AppState {
 /// The API's routes, with OPTIONS and 405 on every resource.
 pub fn router(state: Arc<AppState>) -> Router {
     use handlers as h;
-    fn resource(m: MethodRouter<Arc<AppState>>, allow: &'static str) -> MethodRouter<Arc<AppState>> {
-        m.options(move || async move { options(allow) })
-            .fallback(move |method: Method| async move {
+    fn resource(
+        m: MethodRouter<Arc<AppState>>,
+        allow: &'static str,
+    ) -> MethodRouter<Arc<AppState>> {
+        m.options(move || async move { options(allow) }).fallback(
+            move |method: Method| async move {
                 ApiError::new(
                     ErrorKind::MethodNotAllowed,
                     format!("Method {method} is not allowed on this resource; allowed: {allow}"),
                 )
-            })
+            },
+        )
     }
     Router::new()
-        .route("/v1/apps", resource(post(h::create_app).get(h::get_apps), "GET, POST, OPTIONS"))
-        .route("/v1/apps/{app}", resource(get(h::get_app).delete(h::delete_app), "GET, DELETE, OPTIONS"))
+        .route(
+            "/v1/apps",
+            resource(post(h::create_app).get(h::get_apps), "GET, POST, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}",
+            resource(
+                get(h::get_app).delete(h::delete_app),
+                "GET, DELETE, OPTIONS",
+            ),
+        )
         .route(
             "/v1/apps/{app}/segments",
-            resource(post(h::create_segment).get(h::get_segments), "GET, POST, OPTIONS"),
+            resource(
+                post(h::create_segment).get(h::get_segments),
+                "GET, POST, OPTIONS",
+            ),
         )
         .route(
             "/v1/apps/{app}/segments/{segment}",
             resource(
-                get(h::get_segment).put(h::update_segment).delete(h::delete_segment),
+                get(h::get_segment)
+                    .put(h::update_segment)
+                    .delete(h::delete_segment),
                 "GET, PUT, DELETE, OPTIONS",
             ),
         )
@@ -135,23 +153,33 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(
             "/v1/apps/{app}/campaigns",
-            resource(post(h::create_campaign).get(h::get_campaigns), "GET, POST, OPTIONS"),
+            resource(
+                post(h::create_campaign).get(h::get_campaigns),
+                "GET, POST, OPTIONS",
+            ),
         )
         .route(
             "/v1/apps/{app}/campaigns/{campaign}",
             resource(
-                get(h::get_campaign).put(h::update_campaign).delete(h::delete_campaign),
+                get(h::get_campaign)
+                    .put(h::update_campaign)
+                    .delete(h::delete_campaign),
                 "GET, PUT, DELETE, OPTIONS",
             ),
         )
         .route(
             "/v1/apps/{app}/journeys",
-            resource(post(h::create_journey).get(h::list_journeys), "GET, POST, OPTIONS"),
+            resource(
+                post(h::create_journey).get(h::list_journeys),
+                "GET, POST, OPTIONS",
+            ),
         )
         .route(
             "/v1/apps/{app}/journeys/{journey}",
             resource(
-                get(h::get_journey).put(h::update_journey).delete(h::delete_journey),
+                get(h::get_journey)
+                    .put(h::update_journey)
+                    .delete(h::delete_journey),
                 "GET, PUT, DELETE, OPTIONS",
             ),
         )
@@ -162,7 +190,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/tags/{arn}",
             resource(
-                get(h::list_tags).post(h::tag_resource).delete(h::untag_resource),
+                get(h::list_tags)
+                    .post(h::tag_resource)
+                    .delete(h::untag_resource),
                 "GET, POST, DELETE, OPTIONS",
             ),
         )
@@ -179,7 +209,10 @@ fn options(allow: &'static str) -> Response {
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
     h.insert(header::ALLOW, HeaderValue::from_static(allow));
-    h.insert("access-control-allow-methods", HeaderValue::from_static(allow));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static(allow),
+    );
     resp
 }
 
@@ -201,13 +234,24 @@ async fn inject_faults(State(state): State<Arc<AppState>>, req: Request, next: N
         tokio::time::sleep(draw.latency).await;
     }
     if draw.fail_before {
-        state.counters.faults_injected.fetch_add(1, Ordering::Relaxed);
-        return ApiError::new(ErrorKind::Internal, "Injected fault: the request was not processed").into_response();
+        state
+            .counters
+            .faults_injected
+            .fetch_add(1, Ordering::Relaxed);
+        return ApiError::new(
+            ErrorKind::Internal,
+            "Injected fault: the request was not processed",
+        )
+        .into_response();
     }
     let resp = next.run(req).await;
     if draw.lose_response {
-        state.counters.responses_lost.fetch_add(1, Ordering::Relaxed);
-        return ApiError::new(ErrorKind::Internal, "Injected fault: the response was lost").into_response();
+        state
+            .counters
+            .responses_lost
+            .fetch_add(1, Ordering::Relaxed);
+        return ApiError::new(ErrorKind::Internal, "Injected fault: the response was lost")
+            .into_response();
     }
     resp
 }
@@ -236,11 +280,21 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, ApiE
         return Err(too_large());
     }
     let (parts, body) = req.into_parts();
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
-        Err(_) => return Err(ApiError::bad_request("The request body was not received in time")),
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES))
+        .await
+    {
+        Err(_) => {
+            return Err(ApiError::bad_request(
+                "The request body was not received in time",
+            ))
+        }
         Ok(Err(e)) => {
             let length_limit = error_chain(&e).any(|s| s.is::<http_body_util::LengthLimitError>());
-            return Err(if length_limit { too_large() } else { ApiError::bad_request("The request body could not be read") });
+            return Err(if length_limit {
+                too_large()
+            } else {
+                ApiError::bad_request("The request body could not be read")
+            });
         }
         Ok(Ok(b)) => b,
     };
@@ -258,7 +312,9 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, ApiE
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
-fn error_chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+fn error_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())
 }
 
@@ -296,9 +352,11 @@ fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
     if let Some(parent) = cfg.data.parent().filter(|p| !p.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(parent);
     }
-    let store = Store::open(&cfg.data, &cfg.region, &cfg.account_id).map_err(|source| ServeError::Open {
-        path: cfg.data.display().to_string(),
-        source,
+    let store = Store::open(&cfg.data, &cfg.region, &cfg.account_id).map_err(|source| {
+        ServeError::Open {
+            path: cfg.data.display().to_string(),
+            source,
+        }
     })?;
     Ok(Arc::new(AppState {
         store: Arc::new(store),
@@ -316,8 +374,14 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
     let state = build_state(&cfg)?;
     let listener = TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| ServeError::Bind { addr: cfg.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: cfg.listen, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(state.clone());
     let task = tokio::spawn(async move {

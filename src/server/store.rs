@@ -167,6 +167,33 @@ fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
 
 type Tx<'a> = rusqlite::Transaction<'a>;
 
+/// One stored version of a segment, as read from the tables.
+struct SegmentRow {
+    id: String,
+    version: i32,
+    created: String,
+    modified: String,
+    body: String,
+    tags: String,
+}
+
+struct CampaignRow {
+    version: i64,
+    status_override: Option<String>,
+    created: String,
+    modified: String,
+    body: String,
+    tags: String,
+}
+
+/// A checked journey body: its state, the segments it refers to, what to store, its tags.
+struct JourneyInput {
+    state: String,
+    refs: BTreeSet<String>,
+    body: Map<String, Value>,
+    tags: Tags,
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path, region: &str, account_id: &str) -> rusqlite::Result<Self> {
@@ -224,7 +251,12 @@ impl Store {
         );
         let rest = arn.strip_prefix(&prefix)?;
         let parts: Vec<&str> = rest.split('/').collect();
-        let ok = |s: &str| !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
         match parts.as_slice() {
             [app] if ok(app) => Some(Resource::App(app.to_string())),
             [app, kind, id] if ok(app) && ok(id) => {
@@ -274,15 +306,18 @@ impl Store {
 
     pub fn get_app(&self, id: &str) -> Result<ApplicationResponse, ApiError> {
         self.read(|c| {
-            c.query_row("SELECT * FROM apps WHERE id = ?1", [id], |r| self.app_row(r))
-                .optional()?
-                .ok_or_else(|| app_not_found(id))
+            c.query_row("SELECT * FROM apps WHERE id = ?1", [id], |r| {
+                self.app_row(r)
+            })
+            .optional()?
+            .ok_or_else(|| app_not_found(id))
         })
     }
 
     pub fn list_apps(&self, page: Page) -> Result<Listing<ApplicationResponse>, ApiError> {
         self.read(|c| {
-            let mut stmt = c.prepare_cached("SELECT * FROM apps WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let mut stmt =
+                c.prepare_cached("SELECT * FROM apps WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
             let rows = stmt.query_map(params![page.after, page.size as i64 + 1], |r| {
                 Ok((r.get::<_, i64>("seq")?, self.app_row(r)?))
             })?;
@@ -293,7 +328,13 @@ impl Store {
     pub fn delete_app(&self, id: &str) -> Result<ApplicationResponse, ApiError> {
         let app = self.get_app(id)?;
         self.write(|tx| {
-            for table in ["segments", "segment_versions", "campaigns", "journeys", "journey_segments"] {
+            for table in [
+                "segments",
+                "segment_versions",
+                "campaigns",
+                "journeys",
+                "journey_segments",
+            ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [id])?;
             }
             let n = tx.execute("DELETE FROM apps WHERE id = ?1", [id])?;
@@ -314,30 +355,21 @@ impl Store {
 
     // ---- segments ----
 
-    fn segment_from(
-        &self,
-        app: &str,
-        id: String,
-        version: i32,
-        created: String,
-        modified: String,
-        body: &str,
-        tags: &str,
-    ) -> Result<SegmentResponse, ApiError> {
+    fn segment_from(&self, app: &str, row: SegmentRow) -> Result<SegmentResponse, ApiError> {
         let def: WriteSegmentRequest =
-            serde_json::from_str(body).map_err(|e| ApiError::internal(&e))?;
+            serde_json::from_str(&row.body).map_err(|e| ApiError::internal(&e))?;
         Ok(SegmentResponse {
             application_id: app.to_string(),
-            arn: self.arn(&format!("{app}/segments/{id}")),
-            creation_date: created,
+            arn: self.arn(&format!("{app}/segments/{}", row.id)),
+            creation_date: row.created,
             dimensions: def.dimensions,
-            id,
-            last_modified_date: Some(modified),
+            id: row.id,
+            last_modified_date: Some(row.modified),
             name: def.name,
             segment_groups: def.segment_groups,
             segment_type: "DIMENSIONAL".into(),
-            tags: non_empty(tags_from_json(tags)),
-            version,
+            tags: non_empty(tags_from_json(&row.tags)),
+            version: row.version,
         })
     }
 
@@ -376,9 +408,17 @@ impl Store {
             })
             .optional()?;
         match row {
-            Some((created, tags, v, modified, body)) => {
-                self.segment_from(app, id.to_string(), v, created, modified, &body, &tags)
-            }
+            Some((created, tags, version, modified, body)) => self.segment_from(
+                app,
+                SegmentRow {
+                    id: id.to_string(),
+                    version,
+                    created,
+                    modified,
+                    body,
+                    tags,
+                },
+            ),
             None => {
                 self.require_app(c, app)?;
                 let exists: Option<i32> = c
@@ -398,7 +438,11 @@ impl Store {
         }
     }
 
-    pub fn list_segments(&self, app: &str, page: Page) -> Result<Listing<SegmentResponse>, ApiError> {
+    pub fn list_segments(
+        &self,
+        app: &str,
+        page: Page,
+    ) -> Result<Listing<SegmentResponse>, ApiError> {
         self.read(|c| {
             self.require_app(c, app)?;
             let mut stmt = c.prepare_cached(
@@ -409,12 +453,28 @@ impl Store {
             )?;
             let rows: Vec<(i64, String, String, String, i32, String, String)> = stmt
                 .query_map(params![app, page.after, page.size as i64 + 1], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
                 })?
                 .collect::<Result<_, _>>()?;
             let mut items = Vec::with_capacity(rows.len());
             for (seq, id, created, tags, version, modified, body) in rows {
-                items.push((seq, self.segment_from(app, id, version, created, modified, &body, &tags)?));
+                let row = SegmentRow {
+                    id,
+                    version,
+                    created,
+                    modified,
+                    body,
+                    tags,
+                };
+                items.push((seq, self.segment_from(app, row)?));
             }
             paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
         })
@@ -439,9 +499,16 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             let tags = head.tags.as_ref().map(tags_to_json).unwrap_or_default();
             let mut items = Vec::with_capacity(rows.len());
-            for (v, modified, body) in rows {
-                let seg = self.segment_from(app, id.to_string(), v, head.creation_date.clone(), modified, &body, &tags)?;
-                items.push((i64::from(v), seg));
+            for (version, modified, body) in rows {
+                let row = SegmentRow {
+                    id: id.to_string(),
+                    version,
+                    created: head.creation_date.clone(),
+                    modified,
+                    body,
+                    tags: tags.clone(),
+                };
+                items.push((i64::from(version), self.segment_from(app, row)?));
             }
             paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
         })
@@ -455,9 +522,13 @@ impl Store {
         this: Option<&str>,
         req: &WriteSegmentRequest,
     ) -> Result<(), ApiError> {
-        let Some(groups) = &req.segment_groups else { return Ok(()) };
+        let Some(groups) = &req.segment_groups else {
+            return Ok(());
+        };
         for (gi, g) in groups.groups.iter().flatten().enumerate() {
-            for (si, SegmentReference { id, version, .. }) in g.source_segments.iter().flatten().enumerate() {
+            for (si, SegmentReference { id, version, .. }) in
+                g.source_segments.iter().flatten().enumerate()
+            {
                 let Some(id) = id else { continue };
                 let path = format!("SegmentGroups.Groups[{gi}].SourceSegments[{si}].Id");
                 if Some(id.as_str()) == this {
@@ -491,7 +562,11 @@ impl Store {
     }
 
     /// Stores a new segment at version 1 with the request's tags.
-    pub fn create_segment(&self, app: &str, req: &WriteSegmentRequest) -> Result<SegmentResponse, ApiError> {
+    pub fn create_segment(
+        &self,
+        app: &str,
+        req: &WriteSegmentRequest,
+    ) -> Result<SegmentResponse, ApiError> {
         let id = new_id();
         let now = now_iso();
         let tags = req.tags.clone().unwrap_or_default();
@@ -509,12 +584,25 @@ impl Store {
             )?;
             Ok(())
         })?;
-        self.segment_from(app, id, 1, now.clone(), now, &body, &tags_to_json(&tags))
+        let row = SegmentRow {
+            id,
+            version: 1,
+            created: now.clone(),
+            modified: now,
+            body,
+            tags: tags_to_json(&tags),
+        };
+        self.segment_from(app, row)
     }
 
     /// Replaces the definition as a new version; tags in the request are ignored, as Pinpoint
     /// has ignored them on update since 2023-05-22.
-    pub fn update_segment(&self, app: &str, id: &str, req: &WriteSegmentRequest) -> Result<SegmentResponse, ApiError> {
+    pub fn update_segment(
+        &self,
+        app: &str,
+        id: &str,
+        req: &WriteSegmentRequest,
+    ) -> Result<SegmentResponse, ApiError> {
         let now = now_iso();
         let body = definition_json(req)?;
         self.write(|tx| {
@@ -530,7 +618,15 @@ impl Store {
                 params![app, id, next],
             )?;
             let tags = current.tags.as_ref().map(tags_to_json).unwrap_or_default();
-            self.segment_from(app, id.to_string(), next, current.creation_date, now.clone(), &body, &tags)
+            let row = SegmentRow {
+                id: id.to_string(),
+                version: next,
+                created: current.creation_date,
+                modified: now.clone(),
+                body: body.clone(),
+                tags,
+            };
+            self.segment_from(app, row)
         })
     }
 
@@ -550,30 +646,41 @@ impl Store {
 
     // ---- campaigns ----
 
-    fn campaign_json(
-        &self,
-        app: &str,
-        id: &str,
-        version: i64,
-        status_override: Option<String>,
-        created: String,
-        modified: String,
-        body: &str,
-        tags: &str,
-    ) -> Result<Value, ApiError> {
-        let mut obj: Map<String, Value> = serde_json::from_str(body).map_err(|e| ApiError::internal(&e))?;
+    fn campaign_json(&self, app: &str, id: &str, row: CampaignRow) -> Result<Value, ApiError> {
+        let CampaignRow {
+            version,
+            status_override,
+            created,
+            modified,
+            body,
+            tags,
+        } = row;
+        let mut obj: Map<String, Value> =
+            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
         let status = status_override.unwrap_or_else(|| campaign_status(&obj));
         obj.insert("Id".into(), id.into());
         obj.insert("ApplicationId".into(), app.into());
-        obj.insert("Arn".into(), self.arn(&format!("{app}/campaigns/{id}")).into());
+        obj.insert(
+            "Arn".into(),
+            self.arn(&format!("{app}/campaigns/{id}")).into(),
+        );
         obj.insert("CreationDate".into(), created.into());
         obj.insert("LastModifiedDate".into(), modified.into());
         obj.insert("Version".into(), version.into());
-        obj.insert("State".into(), serde_json::json!({ "CampaignStatus": status }));
-        obj.insert("DefaultState".into(), serde_json::json!({ "CampaignStatus": status }));
-        let tags = tags_from_json(tags);
+        obj.insert(
+            "State".into(),
+            serde_json::json!({ "CampaignStatus": status }),
+        );
+        obj.insert(
+            "DefaultState".into(),
+            serde_json::json!({ "CampaignStatus": status }),
+        );
+        let tags = tags_from_json(&tags);
         if !tags.is_empty() {
-            obj.insert("tags".into(), serde_json::to_value(tags).unwrap_or_default());
+            obj.insert(
+                "tags".into(),
+                serde_json::to_value(tags).unwrap_or_default(),
+            );
         }
         Ok(Value::Object(obj))
     }
@@ -583,40 +690,76 @@ impl Store {
             .query_row(
                 "SELECT version, status_override, created, modified, body, tags FROM campaigns WHERE app_id = ?1 AND id = ?2",
                 [app, id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get::<_, String>(5)?)),
+                |r| {
+                    Ok(CampaignRow {
+                        version: r.get(0)?,
+                        status_override: r.get(1)?,
+                        created: r.get(2)?,
+                        modified: r.get(3)?,
+                        body: r.get(4)?,
+                        tags: r.get(5)?,
+                    })
+                },
             )
             .optional()?;
         match row {
-            Some((v, so, cr, m, body, tags)) => self.campaign_json(app, id, v, so, cr, m, &body, &tags),
+            Some(row) => self.campaign_json(app, id, row),
             None => {
                 self.require_app(c, app)?;
-                Err(ApiError::not_found(format!("Campaign {id} not found in application {app}")))
+                Err(ApiError::not_found(format!(
+                    "Campaign {id} not found in application {app}"
+                )))
             }
         }
     }
 
     /// Checks the campaign body and returns (segment id, the body to store, tags).
-    fn campaign_input(&self, tx: &Tx<'_>, app: &str, mut body: Map<String, Value>) -> Result<(String, Map<String, Value>, Tags), ApiError> {
+    fn campaign_input(
+        &self,
+        tx: &Tx<'_>,
+        app: &str,
+        mut body: Map<String, Value>,
+    ) -> Result<(String, Map<String, Value>, Tags), ApiError> {
         let tags = take_tags(&mut body, "tags")?;
-        for k in ["Id", "ApplicationId", "Arn", "CreationDate", "LastModifiedDate", "Version", "State", "DefaultState"] {
+        for k in [
+            "Id",
+            "ApplicationId",
+            "Arn",
+            "CreationDate",
+            "LastModifiedDate",
+            "Version",
+            "State",
+            "DefaultState",
+        ] {
             body.remove(k);
         }
         let segment_id = match body.get("SegmentId") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(_) => return Err(ApiError::bad_request("SegmentId: expected a segment id string")),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "SegmentId: expected a segment id string",
+                ))
+            }
             None => return Err(ApiError::bad_request("SegmentId: missing required member")),
         };
         let latest: Option<i32> = tx
-            .query_row("SELECT version FROM segments WHERE app_id = ?1 AND id = ?2", [app, &segment_id], |r| r.get(0))
+            .query_row(
+                "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2",
+                [app, &segment_id],
+                |r| r.get(0),
+            )
             .optional()?;
         let latest = latest.ok_or_else(|| {
-            ApiError::bad_request(format!("SegmentId: segment {segment_id} does not exist in application {app}"))
+            ApiError::bad_request(format!(
+                "SegmentId: segment {segment_id} does not exist in application {app}"
+            ))
         })?;
         match body.get("SegmentVersion") {
             None | Some(Value::Null) => {
                 body.insert("SegmentVersion".into(), latest.into());
             }
-            Some(Value::Number(n)) if n.as_i64().is_some_and(|v| v >= 1 && v <= i64::from(latest)) => {}
+            Some(Value::Number(n))
+                if n.as_i64().is_some_and(|v| v >= 1 && v <= i64::from(latest)) => {}
             Some(v) => {
                 return Err(ApiError::bad_request(format!(
                     "SegmentVersion: {v} is not a version of segment {segment_id} (1 to {latest})"
@@ -664,7 +807,12 @@ impl Store {
         })
     }
 
-    pub fn update_campaign(&self, app: &str, id: &str, body: Map<String, Value>) -> Result<Value, ApiError> {
+    pub fn update_campaign(
+        &self,
+        app: &str,
+        id: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value, ApiError> {
         let now = now_iso();
         self.write(|tx| {
             self.campaign_in(tx, app, id)?;
@@ -680,7 +828,10 @@ impl Store {
     pub fn delete_campaign(&self, app: &str, id: &str) -> Result<Value, ApiError> {
         self.write(|tx| {
             let c = self.campaign_in(tx, app, id)?;
-            tx.execute("DELETE FROM campaigns WHERE app_id = ?1 AND id = ?2", [app, id])?;
+            tx.execute(
+                "DELETE FROM campaigns WHERE app_id = ?1 AND id = ?2",
+                [app, id],
+            )?;
             Ok(c)
         })
     }
@@ -697,9 +848,12 @@ impl Store {
             .optional()?;
         let Some((state, created, modified, body, tags)) = row else {
             self.require_app(c, app)?;
-            return Err(ApiError::not_found(format!("Journey {id} not found in application {app}")));
+            return Err(ApiError::not_found(format!(
+                "Journey {id} not found in application {app}"
+            )));
         };
-        let mut obj: Map<String, Value> = serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+        let mut obj: Map<String, Value> =
+            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
         obj.insert("Id".into(), id.into());
         obj.insert("ApplicationId".into(), app.into());
         obj.insert("CreationDate".into(), created.into());
@@ -707,13 +861,21 @@ impl Store {
         obj.insert("State".into(), state.into());
         let tags = tags_from_json(&tags);
         if !tags.is_empty() {
-            obj.insert("tags".into(), serde_json::to_value(tags).unwrap_or_default());
+            obj.insert(
+                "tags".into(),
+                serde_json::to_value(tags).unwrap_or_default(),
+            );
         }
         Ok(Value::Object(obj))
     }
 
     /// Checks a journey body; returns (state, referenced segment ids, body, tags).
-    fn journey_input(&self, tx: &Tx<'_>, app: &str, mut body: Map<String, Value>) -> Result<(String, BTreeSet<String>, Map<String, Value>, Tags), ApiError> {
+    fn journey_input(
+        &self,
+        tx: &Tx<'_>,
+        app: &str,
+        mut body: Map<String, Value>,
+    ) -> Result<JourneyInput, ApiError> {
         let tags = take_tags(&mut body, "tags")?;
         for k in ["Id", "ApplicationId", "CreationDate", "LastModifiedDate"] {
             body.remove(k);
@@ -734,7 +896,11 @@ impl Store {
         let refs = journey_segment_refs(&Value::Object(body.clone()));
         for seg in &refs {
             let found: Option<i64> = tx
-                .query_row("SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2", [app, seg], |r| r.get(0))
+                .query_row(
+                    "SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2",
+                    [app, seg],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if found.is_none() {
                 return Err(ApiError::bad_request(format!(
@@ -742,11 +908,24 @@ impl Store {
                 )));
             }
         }
-        Ok((state, refs, body, tags))
+        Ok(JourneyInput {
+            state,
+            refs,
+            body,
+            tags,
+        })
     }
 
-    fn index_journey(tx: &Tx<'_>, app: &str, id: &str, refs: &BTreeSet<String>) -> Result<(), ApiError> {
-        tx.execute("DELETE FROM journey_segments WHERE app_id = ?1 AND journey_id = ?2", [app, id])?;
+    fn index_journey(
+        tx: &Tx<'_>,
+        app: &str,
+        id: &str,
+        refs: &BTreeSet<String>,
+    ) -> Result<(), ApiError> {
+        tx.execute(
+            "DELETE FROM journey_segments WHERE app_id = ?1 AND journey_id = ?2",
+            [app, id],
+        )?;
         for seg in refs {
             tx.execute(
                 "INSERT INTO journey_segments (app_id, journey_id, segment_id) VALUES (?1, ?2, ?3)",
@@ -761,7 +940,7 @@ impl Store {
         let now = now_iso();
         self.write(|tx| {
             self.require_app(tx, app)?;
-            let (state, refs, body, tags) = self.journey_input(tx, app, body)?;
+            let JourneyInput { state, refs, body, tags } = self.journey_input(tx, app, body)?;
             tx.execute(
                 "INSERT INTO journeys (app_id, id, state, created, modified, body, tags) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)",
                 params![app, id, state, now, Value::Object(body).to_string(), tags_to_json(&tags)],
@@ -778,9 +957,13 @@ impl Store {
     pub fn list_journeys(&self, app: &str, page: Page) -> Result<Listing<Value>, ApiError> {
         self.read(|c| {
             self.require_app(c, app)?;
-            let mut stmt = c.prepare_cached("SELECT seq, id FROM journeys WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, id FROM journeys WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
             let ids: Vec<(i64, String)> = stmt
-                .query_map(params![app, page.after, page.size as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .query_map(params![app, page.after, page.size as i64 + 1], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
                 .collect::<Result<_, _>>()?;
             let mut items = Vec::new();
             for (seq, id) in ids {
@@ -790,7 +973,12 @@ impl Store {
         })
     }
 
-    pub fn update_journey(&self, app: &str, id: &str, body: Map<String, Value>) -> Result<Value, ApiError> {
+    pub fn update_journey(
+        &self,
+        app: &str,
+        id: &str,
+        body: Map<String, Value>,
+    ) -> Result<Value, ApiError> {
         let now = now_iso();
         self.write(|tx| {
             let current = self.journey_in(tx, app, id)?;
@@ -800,7 +988,7 @@ impl Store {
                     format!("Journey {id} is {} and cannot be updated", current["State"].as_str().unwrap_or("")),
                 ));
             }
-            let (state, refs, body, _ignored_tags) = self.journey_input(tx, app, body)?;
+            let JourneyInput { state, refs, body, .. } = self.journey_input(tx, app, body)?;
             tx.execute(
                 "UPDATE journeys SET state = ?3, modified = ?4, body = ?5 WHERE app_id = ?1 AND id = ?2",
                 params![app, id, state, now, Value::Object(body).to_string()],
@@ -813,7 +1001,12 @@ impl Store {
     /// Moves a journey to a new state. Beyond the ACTIVE, PAUSED and CANCELLED that Pinpoint
     /// accepts here, CLOSED and COMPLETED are accepted too: Pinpoint reaches them on its own
     /// over time, which a self-hosted server cannot, so tests and operators set them directly.
-    pub fn update_journey_state(&self, app: &str, id: &str, state: &str) -> Result<Value, ApiError> {
+    pub fn update_journey_state(
+        &self,
+        app: &str,
+        id: &str,
+        state: &str,
+    ) -> Result<Value, ApiError> {
         const STATES: &[&str] = &["ACTIVE", "PAUSED", "CANCELLED", "CLOSED", "COMPLETED"];
         if !STATES.contains(&state) {
             return Err(ApiError::bad_request(format!(
@@ -835,8 +1028,14 @@ impl Store {
     pub fn delete_journey(&self, app: &str, id: &str) -> Result<Value, ApiError> {
         self.write(|tx| {
             let j = self.journey_in(tx, app, id)?;
-            tx.execute("DELETE FROM journeys WHERE app_id = ?1 AND id = ?2", [app, id])?;
-            tx.execute("DELETE FROM journey_segments WHERE app_id = ?1 AND journey_id = ?2", [app, id])?;
+            tx.execute(
+                "DELETE FROM journeys WHERE app_id = ?1 AND id = ?2",
+                [app, id],
+            )?;
+            tx.execute(
+                "DELETE FROM journey_segments WHERE app_id = ?1 AND journey_id = ?2",
+                [app, id],
+            )?;
             Ok(j)
         })
     }
@@ -855,9 +1054,15 @@ impl Store {
     fn tags_in(c: &Connection, resource: &Resource) -> Result<Tags, ApiError> {
         let (table, app, id) = Self::tag_target(resource);
         let text: Option<String> = match id {
-            None => c.query_row("SELECT tags FROM apps WHERE id = ?1", [app], |r| r.get(0)).optional()?,
+            None => c
+                .query_row("SELECT tags FROM apps WHERE id = ?1", [app], |r| r.get(0))
+                .optional()?,
             Some(id) => c
-                .query_row(&format!("SELECT tags FROM {table} WHERE app_id = ?1 AND id = ?2"), [app, id], |r| r.get(0))
+                .query_row(
+                    &format!("SELECT tags FROM {table} WHERE app_id = ?1 AND id = ?2"),
+                    [app, id],
+                    |r| r.get(0),
+                )
                 .optional()?,
         };
         text.map(|t| tags_from_json(&t))
@@ -867,7 +1072,10 @@ impl Store {
     fn set_tags(tx: &Tx<'_>, resource: &Resource, tags: &Tags) -> Result<(), ApiError> {
         let (table, app, id) = Self::tag_target(resource);
         match id {
-            None => tx.execute("UPDATE apps SET tags = ?2 WHERE id = ?1", params![app, tags_to_json(tags)])?,
+            None => tx.execute(
+                "UPDATE apps SET tags = ?2 WHERE id = ?1",
+                params![app, tags_to_json(tags)],
+            )?,
             Some(id) => tx.execute(
                 &format!("UPDATE {table} SET tags = ?3 WHERE app_id = ?1 AND id = ?2"),
                 params![app, id, tags_to_json(tags)],
@@ -904,7 +1112,10 @@ impl Store {
 }
 
 fn definition_json(req: &WriteSegmentRequest) -> Result<String, ApiError> {
-    let def = WriteSegmentRequest { tags: None, ..req.clone() };
+    let def = WriteSegmentRequest {
+        tags: None,
+        ..req.clone()
+    };
     serde_json::to_string(&def).map_err(|e| ApiError::internal(&e))
 }
 
@@ -946,7 +1157,14 @@ pub fn journey_segment_refs(journey: &Value) -> BTreeSet<String> {
             Value::Object(map) => {
                 for (k, child) in map {
                     if k == "SegmentId"
-                        && matches!(under, Some("SegmentStartCondition" | "EventStartCondition" | "SegmentCondition"))
+                        && matches!(
+                            under,
+                            Some(
+                                "SegmentStartCondition"
+                                    | "EventStartCondition"
+                                    | "SegmentCondition"
+                            )
+                        )
                     {
                         if let Some(s) = child.as_str() {
                             out.insert(s.to_string());
