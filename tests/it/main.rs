@@ -5,4 +5,5 @@ mod util;
 
 mod server_api;
 mod server_crash;
+mod compat_boto3;
 mod server_errors;

@@ -1,0 +1,62 @@
+//! A second real client, boto3, against the server: the AWS SDKs work by changing only the
+//! endpoint URL. The test provisions a virtualenv with a pinned boto3 from PyPI on first run.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::util;
+
+const BOTO3: &str = "boto3==1.44.8";
+
+/// A Python with boto3 importable: `SEGMENTCTL_PYTHON` if set, else a venv under the target
+/// directory, created once.
+fn python_with_boto3() -> PathBuf {
+    if let Some(p) = std::env::var_os("SEGMENTCTL_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("boto3-venv");
+    let python = venv.join("bin").join("python");
+    let has_boto3 = |py: &PathBuf| {
+        Command::new(py)
+            .args(["-c", "import boto3"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has_boto3(&python) {
+        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "python3 -m venv failed: this test needs python3 with the venv module"
+        );
+        let pip = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", BOTO3])
+            .status();
+        assert!(
+            pip.is_ok_and(|s| s.success()),
+            "pip install {BOTO3} failed: this test needs PyPI, or SEGMENTCTL_PYTHON pointing at a Python with boto3"
+        );
+    }
+    python
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
+    let t = util::start().await;
+    let python = tokio::task::spawn_blocking(python_with_boto3).await.unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/boto3_compat.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(t.endpoint())
+        .arg(util::KEY)
+        .arg(util::SECRET)
+        .output()
+        .await
+        .expect("run the boto3 script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "boto3 compatibility failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("boto3 compatibility: all checks passed"), "{stdout}");
+}
