@@ -15,8 +15,21 @@
 pub mod model;
 pub mod validate;
 
+pub mod config;
+pub mod manifest;
+pub mod desired;
+
 pub mod server;
 
 pub mod sdk;
 
 pub mod cli;
+
+/// Tag keys with this prefix belong to segmentctl.
+pub const TAG_PREFIX: &str = "segmentctl:";
+/// Ownership: which installation manages a segment or application.
+pub const TAG_MANAGED_BY: &str = "segmentctl:managed-by";
+/// Ownership: the manifest's `metadata.name`.
+pub const TAG_NAME: &str = "segmentctl:name";
+/// Protection that outlives the manifest: deletion is refused while this tag says "true".
+pub const TAG_PROTECT: &str = "segmentctl:protect";

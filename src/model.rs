@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Tags as they travel on the wire: a string-to-string map (lowercase `tags`).
@@ -42,6 +43,15 @@ macro_rules! wire_enum {
         impl Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())
+            }
+        }
+
+        impl JsonSchema for $name {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "enum": Self::ALL })
             }
         }
 
@@ -146,7 +156,7 @@ wire_enum!(
 );
 
 /// The body of CreateSegment and UpdateSegment, and a manifest's `spec`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct WriteSegmentRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +169,7 @@ pub struct WriteSegmentRequest {
     pub tags: Option<Tags>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentDimensions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,7 +186,7 @@ pub struct SegmentDimensions {
     pub user_attributes: Option<BTreeMap<String, AttributeDimension>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct AttributeDimension {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,7 +194,7 @@ pub struct AttributeDimension {
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SetDimension {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,28 +202,28 @@ pub struct SetDimension {
     pub values: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct MetricDimension {
     pub comparison_operator: ComparisonOperator,
     pub value: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentBehaviors {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recency: Option<RecencyDimension>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct RecencyDimension {
     pub duration: Duration,
     pub recency_type: RecencyType,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentDemographics {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -230,7 +240,7 @@ pub struct SegmentDemographics {
     pub platform: Option<SetDimension>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentLocation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,7 +249,7 @@ pub struct SegmentLocation {
     pub gps_point: Option<GpsPointDimension>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GpsPointDimension {
     pub coordinates: GpsCoordinates,
@@ -247,14 +257,14 @@ pub struct GpsPointDimension {
     pub range_in_kilometers: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct GpsCoordinates {
     pub latitude: f64,
     pub longitude: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentGroupList {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -263,7 +273,7 @@ pub struct SegmentGroupList {
     pub include: Option<Include>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentGroup {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,7 +288,7 @@ pub struct SegmentGroup {
 
 /// A base segment. On the wire only `Id` (and `Version`) exist; a manifest may instead name
 /// another manifest with `Ref`, which the reconciler resolves to an `Id` before sending.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentReference {
     #[serde(default, skip_serializing_if = "Option::is_none")]

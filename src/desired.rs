@@ -1,0 +1,362 @@
+//! The desired state: manifests checked against each other and arranged per application,
+//! segments in dependency order. A pure function of the parsed documents.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::manifest::{ApplicationSpec, Document, Kind, ManifestError};
+use crate::model::{closest, WriteSegmentRequest};
+
+/// How a segment names its application.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum AppKey {
+    /// An application id, given directly.
+    Id(String),
+    /// The `metadata.name` of an Application manifest.
+    Ref(String),
+}
+
+impl fmt::Display for AppKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppKey::Id(id) => f.write_str(id),
+            AppKey::Ref(name) => write!(f, "{name} (Application manifest)"),
+        }
+    }
+}
+
+/// Where a manifest was written.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredSegment {
+    /// `metadata.name`, the stable key.
+    pub name: String,
+    /// The definition; `SourceSegments` entries may still name other manifests by `Ref`.
+    /// `tags` holds the user's tags only (ownership tags are added by the plan).
+    pub spec: WriteSegmentRequest,
+    pub protect: bool,
+    pub adopt: Option<String>,
+    /// Names of the segments of this application that this one builds on.
+    pub depends_on: Vec<String>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredApp {
+    pub name: String,
+    pub spec: ApplicationSpec,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredApp {
+    pub key: AppKey,
+    /// Set when an Application manifest declares this application.
+    pub declared: Option<DeclaredApp>,
+    /// In dependency order: every segment comes after the segments it builds on.
+    pub segments: Vec<DesiredSegment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DesiredState {
+    /// Sorted by key.
+    pub apps: Vec<DesiredApp>,
+}
+
+impl DesiredState {
+    pub fn segment_count(&self) -> usize {
+        self.apps.iter().map(|a| a.segments.len()).sum()
+    }
+}
+
+/// Checks the documents against each other and builds the desired state.
+///
+/// Errors: every cross-document mistake (duplicate names, references to nothing, cycles),
+/// each located at the field concerned, sorted by file and line.
+pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
+    let mut errors = Vec::new();
+    let mut declared: BTreeMap<String, &Document> = BTreeMap::new();
+    for d in docs.iter().filter(|d| d.manifest.kind == Kind::Application) {
+        let name = &d.manifest.metadata.name;
+        if let Some(first) = declared.get(name) {
+            errors.push(d.error(
+                "metadata.name",
+                format!(
+                    "duplicate Application name {name:?}; first declared at {}:{}",
+                    first.file, first.line
+                ),
+            ));
+        } else {
+            declared.insert(name.clone(), d);
+        }
+    }
+
+    let mut by_app: BTreeMap<AppKey, BTreeMap<String, &Document>> = BTreeMap::new();
+    for d in docs.iter().filter(|d| d.manifest.kind == Kind::Segment) {
+        let md = &d.manifest.metadata;
+        let key = match (&md.application, &md.application_ref) {
+            (Some(id), None) => AppKey::Id(id.clone()),
+            (None, Some(r)) => {
+                if !declared.contains_key(r) {
+                    let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+                    errors.push(d.error(
+                        "metadata.applicationRef",
+                        not_found_message("Application manifest", r, &known),
+                    ));
+                    continue;
+                }
+                AppKey::Ref(r.clone())
+            }
+            _ => continue, // already reported by the document's own rules
+        };
+        let segments = by_app.entry(key.clone()).or_default();
+        if let Some(first) = segments.get(&md.name) {
+            errors.push(d.error(
+                "metadata.name",
+                format!(
+                    "duplicate name {:?} in application {key}; first defined at {}:{}",
+                    md.name, first.file, first.line
+                ),
+            ));
+            continue;
+        }
+        segments.insert(md.name.clone(), d);
+    }
+    for name in declared.keys() {
+        by_app.entry(AppKey::Ref(name.clone())).or_default();
+    }
+
+    let mut apps = Vec::new();
+    for (key, segments) in &by_app {
+        let names: Vec<&str> = segments.keys().map(String::as_str).collect();
+        let mut deps: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (name, d) in segments {
+            let entry = deps.entry(name.as_str()).or_default();
+            for (path, r) in refs(d) {
+                if segments.contains_key(r) {
+                    if r != name {
+                        entry.insert(r);
+                    } else {
+                        errors.push(d.error(&path, "a segment cannot build on itself"));
+                    }
+                } else {
+                    errors.push(d.error(
+                        &path,
+                        not_found_message(&format!("segment in application {key}"), r, &names),
+                    ));
+                }
+            }
+        }
+        let (order, cyclic) = topological(&deps);
+        for cycle in cycles(&deps, &cyclic) {
+            let d = segments[cycle[0]];
+            let path = refs(d)
+                .into_iter()
+                .find(|(_, r)| cycle.contains(r))
+                .map(|(p, _)| p)
+                .unwrap_or_else(|| "metadata.name".into());
+            let mut shown: Vec<&str> = cycle.clone();
+            shown.push(cycle[0]);
+            errors.push(d.error(
+                &path,
+                format!(
+                    "Ref cycle: {}; a segment cannot build on itself through others",
+                    shown.join(" → ")
+                ),
+            ));
+        }
+        let segs = order
+            .into_iter()
+            .map(|name| {
+                let d = segments[name];
+                DesiredSegment {
+                    name: name.to_string(),
+                    spec: d.manifest.spec.clone(),
+                    protect: d.manifest.metadata.protect,
+                    adopt: d.manifest.metadata.adopt.clone(),
+                    depends_on: deps[name].iter().map(|s| s.to_string()).collect(),
+                    origin: Origin {
+                        file: d.file.clone(),
+                        line: d.line,
+                    },
+                }
+            })
+            .collect();
+        let declared_app = match key {
+            AppKey::Ref(name) => declared.get(name).map(|d| DeclaredApp {
+                name: name.clone(),
+                spec: d.manifest.application_spec(),
+                origin: Origin {
+                    file: d.file.clone(),
+                    line: d.line,
+                },
+            }),
+            AppKey::Id(_) => None,
+        };
+        apps.push(DesiredApp {
+            key: key.clone(),
+            declared: declared_app,
+            segments: segs,
+        });
+    }
+    if errors.is_empty() {
+        Ok(DesiredState { apps })
+    } else {
+        errors.sort();
+        errors.dedup();
+        Err(errors)
+    }
+}
+
+fn not_found_message(what: &str, name: &str, known: &[&str]) -> String {
+    let mut msg = format!("no {what} is named {name:?}");
+    if let Some(best) = closest(name, known) {
+        msg.push_str(&format!(" (did you mean {best}?)"));
+    } else if !known.is_empty() && known.len() <= 10 {
+        msg.push_str(&format!("; known: {}", known.join(", ")));
+    }
+    msg
+}
+
+/// Every `Ref` in a document's SourceSegments, with its field path.
+fn refs(d: &Document) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    if let Some(groups) = &d.manifest.spec.segment_groups {
+        for (gi, g) in groups.groups.iter().flatten().enumerate() {
+            for (si, s) in g.source_segments.iter().flatten().enumerate() {
+                if let Some(r) = &s.reference {
+                    out.push((
+                        format!("spec.SegmentGroups.Groups[{gi}].SourceSegments[{si}].Ref"),
+                        r.as_str(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Kahn's algorithm, smallest name first for a stable order. Returns the order of the
+/// segments outside cycles, and the set of those in (or behind) a cycle.
+fn topological<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> (Vec<&'a str>, BTreeSet<&'a str>) {
+    let mut remaining: BTreeMap<&str, usize> = deps.iter().map(|(k, v)| (*k, v.len())).collect();
+    let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (k, v) in deps {
+        for d in v {
+            dependents.entry(*d).or_default().push(*k);
+        }
+    }
+    let mut ready: BTreeSet<&str> = remaining.iter().filter(|(_, n)| **n == 0).map(|(k, _)| *k).collect();
+    let mut order = Vec::new();
+    while let Some(next) = ready.pop_first() {
+        order.push(next);
+        remaining.remove(next);
+        for dep in dependents.get(next).into_iter().flatten() {
+            if let Some(n) = remaining.get_mut(dep) {
+                *n -= 1;
+                if *n == 0 {
+                    ready.insert(dep);
+                }
+            }
+        }
+    }
+    (order, remaining.keys().copied().collect())
+}
+
+/// The distinct cycles among `cyclic` nodes, each starting at its smallest member.
+fn cycles<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>, cyclic: &BTreeSet<&'a str>) -> Vec<Vec<&'a str>> {
+    let mut found: BTreeSet<Vec<&str>> = BTreeSet::new();
+    for start in cyclic {
+        // Depth-first search for a path back to `start` through cyclic nodes.
+        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, vec![start])];
+        let mut visited = BTreeSet::new();
+        while let Some((node, path)) = stack.pop() {
+            for next in deps.get(node).into_iter().flatten() {
+                if next == start {
+                    let min = path.iter().enumerate().min_by_key(|(_, n)| **n).map(|(i, _)| i).unwrap_or(0);
+                    let mut rotated = path[min..].to_vec();
+                    rotated.extend_from_slice(&path[..min]);
+                    found.insert(rotated);
+                } else if cyclic.contains(next) && visited.insert(*next) {
+                    let mut p = path.clone();
+                    p.push(next);
+                    stack.push((next, p));
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{load_sources, Source};
+
+    fn build_text(text: &str) -> Result<DesiredState, Vec<String>> {
+        let l = load_sources(&[Source { name: "m.yaml".into(), bytes: text.as_bytes().to_vec() }]);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        build(&l.documents).map_err(|e| e.iter().map(|e| e.to_string()).collect())
+    }
+
+    fn seg(name: &str, refs: &[&str]) -> String {
+        let mut s = format!("---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: {name}\n  applicationRef: app\nspec:\n  Name: {name}\n");
+        if !refs.is_empty() {
+            s.push_str("  SegmentGroups:\n    Groups:\n      - SourceSegments:\n");
+            for r in refs {
+                s.push_str(&format!("          - Ref: {r}\n"));
+            }
+        }
+        s
+    }
+
+    const APP: &str = "apiVersion: segmentctl/v1\nkind: Application\nmetadata:\n  name: app\nspec:\n  Name: App\n";
+
+    #[test]
+    fn segments_come_after_the_segments_they_build_on() {
+        let text = format!("{APP}{}{}{}", seg("c", &["b", "a"]), seg("b", &["a"]), seg("a", &[]));
+        let state = build_text(&text).unwrap();
+        let names: Vec<_> = state.apps[0].segments.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(state.apps[0].declared.as_ref().unwrap().spec.name, "App");
+    }
+
+    #[test]
+    fn a_cycle_names_every_member() {
+        let text = format!("{APP}{}{}{}", seg("a", &["b"]), seg("b", &["c"]), seg("c", &["a"]));
+        let errs = build_text(&text).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].ends_with("Ref cycle: a → b → c → a; a segment cannot build on itself through others"), "{errs:?}");
+    }
+
+    #[test]
+    fn refs_and_application_refs_to_nothing_are_located_errors() {
+        let text = format!("{APP}{}{}", seg("a", &["vpi"]), seg("vip", &[]).replace("applicationRef: app", "applicationRef: apps"));
+        let errs = build_text(&text).unwrap_err();
+        assert_eq!(
+            errs,
+            [
+                "m.yaml:18:13: spec.SegmentGroups.Groups[0].SourceSegments[0].Ref: no segment in application app (Application manifest) is named \"vpi\"; known: a",
+                "m.yaml:24:3: metadata.applicationRef: no Application manifest is named \"apps\" (did you mean app?)",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_names_point_at_the_first_definition() {
+        let text = format!("{APP}{}{}", seg("a", &[]), seg("a", &[]));
+        let errs = build_text(&text).unwrap_err();
+        assert_eq!(errs, ["m.yaml:19:3: metadata.name: duplicate name \"a\" in application app (Application manifest); first defined at m.yaml:8"]);
+    }
+}
