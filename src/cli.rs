@@ -41,8 +41,22 @@ pub enum RateLimits {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Check the manifests in DIR and report every mistake, located.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the manifest format (for editors).
+    Schema,
     /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
     Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// The manifest folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Configuration file (default: DIR/segmentctl.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,8 +188,49 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Prints located manifest errors and a count; the caller exits 1.
+fn print_manifest_errors(errors: &[crate::manifest::ManifestError]) {
+    use crate::workspace::plural;
+    for e in errors {
+        eprintln!("{e}");
+    }
+    let files: std::collections::BTreeSet<&str> = errors.iter().map(|e| e.file.as_str()).collect();
+    eprintln!(
+        "{} in {}",
+        plural(errors.len(), "error"),
+        plural(files.len(), "file")
+    );
+}
+
+fn validate(args: &ValidateArgs) -> u8 {
+    use crate::workspace::plural;
+    match crate::workspace::load(&args.dir, args.config.as_deref()) {
+        Ok(ws) => {
+            println!(
+                "{} OK ({}, {})",
+                plural(ws.documents, "manifest"),
+                plural(ws.desired.apps.len(), "application"),
+                plural(ws.desired.segment_count(), "segment")
+            );
+            0
+        }
+        Err(errors) => {
+            print_manifest_errors(&errors);
+            1
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Validate(args) => Ok(validate(&args)),
+        Command::Schema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crate::manifest::json_schema())?
+            );
+            Ok(0)
+        }
         Command::Serve(args) => {
             let cfg = args.config()?;
             server::serve(cfg, shutdown_signal())

@@ -62,8 +62,14 @@ impl TryFrom<TargetSpec> for Target {
     fn try_from(t: TargetSpec) -> Result<Self, String> {
         match (t.local, t.endpoint, t.aws) {
             (Some(l), None, None) => Ok(Target::Local { path: l.path }),
-            (None, Some(e), None) => Ok(Target::Endpoint { url: e.url, region: e.region }),
-            (None, None, Some(a)) => Ok(Target::Aws { region: a.region, profile: a.profile }),
+            (None, Some(e), None) => Ok(Target::Endpoint {
+                url: e.url,
+                region: e.region,
+            }),
+            (None, None, Some(a)) => Ok(Target::Aws {
+                region: a.region,
+                profile: a.profile,
+            }),
             (None, None, None) => Ok(Target::default()),
             _ => Err("give exactly one of local, endpoint or aws".into()),
         }
@@ -73,9 +79,18 @@ impl TryFrom<TargetSpec> for Target {
 impl From<Target> for TargetSpec {
     fn from(t: Target) -> Self {
         match t {
-            Target::Local { path } => TargetSpec { local: Some(LocalSpec { path }), ..Default::default() },
-            Target::Endpoint { url, region } => TargetSpec { endpoint: Some(EndpointSpec { url, region }), ..Default::default() },
-            Target::Aws { region, profile } => TargetSpec { aws: Some(AwsSpec { region, profile }), ..Default::default() },
+            Target::Local { path } => TargetSpec {
+                local: Some(LocalSpec { path }),
+                ..Default::default()
+            },
+            Target::Endpoint { url, region } => TargetSpec {
+                endpoint: Some(EndpointSpec { url, region }),
+                ..Default::default()
+            },
+            Target::Aws { region, profile } => TargetSpec {
+                aws: Some(AwsSpec { region, profile }),
+                ..Default::default()
+            },
         }
     }
 }
@@ -98,7 +113,10 @@ impl Target {
                 url: rest.to_string(),
                 region: None,
             }),
-            "aws" if rest.is_empty() => Ok(Target::Aws { region: None, profile: None }),
+            "aws" if rest.is_empty() => Ok(Target::Aws {
+                region: None,
+                profile: None,
+            }),
             _ => Err(format!(
                 "unknown target {text:?}; expected local[:PATH], endpoint:URL or aws"
             )),
@@ -230,7 +248,10 @@ impl Config {
             return Err(bad("owner", msg));
         }
         if self.concurrency == 0 || self.concurrency > 64 {
-            return Err(bad("concurrency", format!("must be 1 to 64, found {}", self.concurrency)));
+            return Err(bad(
+                "concurrency",
+                format!("must be 1 to 64, found {}", self.concurrency),
+            ));
         }
         if !(self.rate_limits.segment_writes > 0.0 && self.rate_limits.reads > 0.0) {
             return Err(bad("rate_limits", "rates must be greater than 0".into()));
@@ -260,7 +281,8 @@ mod tests {
 
     #[test]
     fn an_unknown_key_in_the_config_is_located_with_a_suggestion() {
-        let err = manifest::parse_one::<Config>("segmentctl.yaml", "owner: team-a\nprnue: true\n").unwrap_err();
+        let err = manifest::parse_one::<Config>("segmentctl.yaml", "owner: team-a\nprnue: true\n")
+            .unwrap_err();
         assert_eq!(err.line, 2);
         assert!(err.to_string().contains("unknown field \"prnue\""), "{err}");
         assert!(err.to_string().ends_with("(did you mean prune?)"), "{err}");
@@ -268,11 +290,35 @@ mod tests {
 
     #[test]
     fn targets_parse_from_the_file_and_the_flag() {
-        let cfg: Config = manifest::parse_one("c", "target:\n  endpoint: {url: 'http://x:1', region: eu-west-1}\n").unwrap();
-        assert_eq!(cfg.target, Target::Endpoint { url: "http://x:1".into(), region: Some("eu-west-1".into()) });
-        assert_eq!(Target::parse_flag("local:/tmp/x.db").unwrap(), Target::Local { path: Some("/tmp/x.db".into()) });
-        assert_eq!(Target::parse_flag("aws").unwrap(), Target::Aws { region: None, profile: None });
+        let cfg: Config = manifest::parse_one(
+            "c",
+            "target:\n  endpoint: {url: 'http://x:1', region: eu-west-1}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.target,
+            Target::Endpoint {
+                url: "http://x:1".into(),
+                region: Some("eu-west-1".into())
+            }
+        );
+        assert_eq!(
+            Target::parse_flag("local:/tmp/x.db").unwrap(),
+            Target::Local {
+                path: Some("/tmp/x.db".into())
+            }
+        );
+        assert_eq!(
+            Target::parse_flag("aws").unwrap(),
+            Target::Aws {
+                region: None,
+                profile: None
+            }
+        );
         assert!(Target::parse_flag("gcp").is_err());
-        assert_eq!(Config::default().local_path(Path::new("m")), Some(PathBuf::from("m/.segmentctl/pinpoint.db")));
+        assert_eq!(
+            Config::default().local_path(Path::new("m")),
+            Some(PathBuf::from("m/.segmentctl/pinpoint.db"))
+        );
     }
 }

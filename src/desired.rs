@@ -249,7 +249,9 @@ fn refs(d: &Document) -> Vec<(String, &str)> {
 
 /// Kahn's algorithm, smallest name first for a stable order. Returns the order of the
 /// segments outside cycles, and the set of those in (or behind) a cycle.
-fn topological<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> (Vec<&'a str>, BTreeSet<&'a str>) {
+fn topological<'a>(
+    deps: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+) -> (Vec<&'a str>, BTreeSet<&'a str>) {
     let mut remaining: BTreeMap<&str, usize> = deps.iter().map(|(k, v)| (*k, v.len())).collect();
     let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (k, v) in deps {
@@ -257,7 +259,11 @@ fn topological<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> (Vec<&'a str>
             dependents.entry(*d).or_default().push(*k);
         }
     }
-    let mut ready: BTreeSet<&str> = remaining.iter().filter(|(_, n)| **n == 0).map(|(k, _)| *k).collect();
+    let mut ready: BTreeSet<&str> = remaining
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| *k)
+        .collect();
     let mut order = Vec::new();
     while let Some(next) = ready.pop_first() {
         order.push(next);
@@ -275,7 +281,10 @@ fn topological<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>) -> (Vec<&'a str>
 }
 
 /// The distinct cycles among `cyclic` nodes, each starting at its smallest member.
-fn cycles<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>, cyclic: &BTreeSet<&'a str>) -> Vec<Vec<&'a str>> {
+fn cycles<'a>(
+    deps: &BTreeMap<&'a str, BTreeSet<&'a str>>,
+    cyclic: &BTreeSet<&'a str>,
+) -> Vec<Vec<&'a str>> {
     let mut found: BTreeSet<Vec<&str>> = BTreeSet::new();
     for start in cyclic {
         // Depth-first search for a path back to `start` through cyclic nodes.
@@ -284,7 +293,12 @@ fn cycles<'a>(deps: &BTreeMap<&'a str, BTreeSet<&'a str>>, cyclic: &BTreeSet<&'a
         while let Some((node, path)) = stack.pop() {
             for next in deps.get(node).into_iter().flatten() {
                 if next == start {
-                    let min = path.iter().enumerate().min_by_key(|(_, n)| **n).map(|(i, _)| i).unwrap_or(0);
+                    let min = path
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, n)| **n)
+                        .map(|(i, _)| i)
+                        .unwrap_or(0);
                     let mut rotated = path[min..].to_vec();
                     rotated.extend_from_slice(&path[..min]);
                     found.insert(rotated);
@@ -305,7 +319,10 @@ mod tests {
     use crate::manifest::{load_sources, Source};
 
     fn build_text(text: &str) -> Result<DesiredState, Vec<String>> {
-        let l = load_sources(&[Source { name: "m.yaml".into(), bytes: text.as_bytes().to_vec() }]);
+        let l = load_sources(&[Source {
+            name: "m.yaml".into(),
+            bytes: text.as_bytes().to_vec(),
+        }]);
         assert!(l.errors.is_empty(), "{:?}", l.errors);
         build(&l.documents).map_err(|e| e.iter().map(|e| e.to_string()).collect())
     }
@@ -325,24 +342,47 @@ mod tests {
 
     #[test]
     fn segments_come_after_the_segments_they_build_on() {
-        let text = format!("{APP}{}{}{}", seg("c", &["b", "a"]), seg("b", &["a"]), seg("a", &[]));
+        let text = format!(
+            "{APP}{}{}{}",
+            seg("c", &["b", "a"]),
+            seg("b", &["a"]),
+            seg("a", &[])
+        );
         let state = build_text(&text).unwrap();
-        let names: Vec<_> = state.apps[0].segments.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<_> = state.apps[0]
+            .segments
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         assert_eq!(names, ["a", "b", "c"]);
         assert_eq!(state.apps[0].declared.as_ref().unwrap().spec.name, "App");
     }
 
     #[test]
     fn a_cycle_names_every_member() {
-        let text = format!("{APP}{}{}{}", seg("a", &["b"]), seg("b", &["c"]), seg("c", &["a"]));
+        let text = format!(
+            "{APP}{}{}{}",
+            seg("a", &["b"]),
+            seg("b", &["c"]),
+            seg("c", &["a"])
+        );
         let errs = build_text(&text).unwrap_err();
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(errs[0].ends_with("Ref cycle: a → b → c → a; a segment cannot build on itself through others"), "{errs:?}");
+        assert!(
+            errs[0].ends_with(
+                "Ref cycle: a → b → c → a; a segment cannot build on itself through others"
+            ),
+            "{errs:?}"
+        );
     }
 
     #[test]
     fn refs_and_application_refs_to_nothing_are_located_errors() {
-        let text = format!("{APP}{}{}", seg("a", &["vpi"]), seg("vip", &[]).replace("applicationRef: app", "applicationRef: apps"));
+        let text = format!(
+            "{APP}{}{}",
+            seg("a", &["vpi"]),
+            seg("vip", &[]).replace("applicationRef: app", "applicationRef: apps")
+        );
         let errs = build_text(&text).unwrap_err();
         assert_eq!(
             errs,

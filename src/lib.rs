@@ -16,8 +16,9 @@ pub mod model;
 pub mod validate;
 
 pub mod config;
-pub mod manifest;
 pub mod desired;
+pub mod manifest;
+pub mod workspace;
 
 pub mod server;
 

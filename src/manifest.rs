@@ -36,10 +36,9 @@ impl<'de> Deserialize<'de> for Kind {
         match text.as_str() {
             "Segment" => Ok(Kind::Segment),
             "Application" => Ok(Kind::Application),
-            _ => Err(serde::de::Error::custom(crate::model::unknown_value_message(
-                &text,
-                Kind::ALL,
-            ))),
+            _ => Err(serde::de::Error::custom(
+                crate::model::unknown_value_message(&text, Kind::ALL),
+            )),
         }
     }
 }
@@ -94,11 +93,7 @@ pub struct Document {
 impl Document {
     /// A located error about this document's field `path`.
     pub fn error(&self, path: &str, message: impl Into<String>) -> ManifestError {
-        let (line, column) = self
-            .positions
-            .get(path)
-            .copied()
-            .unwrap_or((self.line, 1));
+        let (line, column) = self.positions.get(path).copied().unwrap_or((self.line, 1));
         ManifestError {
             file: self.file.clone(),
             line,
@@ -111,11 +106,16 @@ impl Document {
 
 /// The field paths of a document that cross-document rules refer to.
 fn cross_paths(m: &Manifest) -> Vec<String> {
-    let mut out = vec!["metadata.name".to_string(), "metadata.applicationRef".to_string()];
+    let mut out = vec![
+        "metadata.name".to_string(),
+        "metadata.applicationRef".to_string(),
+    ];
     if let Some(groups) = &m.spec.segment_groups {
         for (gi, g) in groups.groups.iter().flatten().enumerate() {
             for (si, _) in g.source_segments.iter().flatten().enumerate() {
-                out.push(format!("spec.SegmentGroups.Groups[{gi}].SourceSegments[{si}].Ref"));
+                out.push(format!(
+                    "spec.SegmentGroups.Groups[{gi}].SourceSegments[{si}].Ref"
+                ));
             }
         }
     }
@@ -359,7 +359,10 @@ fn parse_file(source: &Source, out: &mut Loaded) {
 }
 
 /// Parses a single YAML document of type `T` (the configuration file), errors located.
-pub fn parse_one<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Result<T, ManifestError> {
+pub fn parse_one<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ManifestError> {
     let err = |(line, column): (usize, usize), path: String, message: String| ManifestError {
         file: file.to_string(),
         line,
@@ -368,10 +371,21 @@ pub fn parse_one<T: serde::de::DeserializeOwned>(file: &str, text: &str) -> Resu
         message,
     };
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-        let at = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
-        err(at, String::new(), format!("invalid YAML: {}", strip_location(&e.to_string())))
+        let at = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        err(
+            at,
+            String::new(),
+            format!("invalid YAML: {}", strip_location(&e.to_string())),
+        )
     })?;
-    let value = if value.is_null() { serde_yaml::Value::Mapping(Default::default()) } else { value };
+    let value = if value.is_null() {
+        serde_yaml::Value::Mapping(Default::default())
+    } else {
+        value
+    };
     serde_path_to_error::deserialize(value).map_err(|e| {
         let (path, message) = describe_serde_error(&e);
         let at = PositionIndex::build(text).locate(0, &path);
@@ -414,7 +428,10 @@ fn document_rules(m: &Manifest) -> Vec<(String, String)> {
             }
             if let Some(adopt) = &md.adopt {
                 if adopt.is_empty() {
-                    out.push(("metadata.adopt".into(), "expected the id of the segment to adopt".into()));
+                    out.push((
+                        "metadata.adopt".into(),
+                        "expected the id of the segment to adopt".into(),
+                    ));
                 }
             }
             for v in validate::write_segment_request(&m.spec, Context::Manifest) {
@@ -437,7 +454,10 @@ fn document_rules(m: &Manifest) -> Vec<(String, String)> {
                 ("metadata.protect", md.protect),
             ] {
                 if set {
-                    out.push((field.into(), "not used by an Application manifest; remove it".into()));
+                    out.push((
+                        field.into(),
+                        "not used by an Application manifest; remove it".into(),
+                    ));
                 }
             }
             if m.spec.dimensions.is_some() || m.spec.segment_groups.is_some() {
@@ -510,9 +530,7 @@ fn strip_location(msg: &str) -> String {
 }
 
 /// Turns a serde error into (field path, message in the house style).
-fn describe_serde_error(
-    e: &serde_path_to_error::Error<serde_yaml::Error>,
-) -> (String, String) {
+fn describe_serde_error(e: &serde_path_to_error::Error<serde_yaml::Error>) -> (String, String) {
     let mut path = String::new();
     for seg in e.path().iter() {
         match seg {
@@ -535,7 +553,14 @@ fn describe_serde_error(
                 msg.push_str(&format!(" (did you mean {best}?)"));
             }
             let already = path.ends_with(field);
-            return (if already { path } else { key_path(&path, field) }, msg);
+            return (
+                if already {
+                    path
+                } else {
+                    key_path(&path, field)
+                },
+                msg,
+            );
         }
     }
     if let Some(rest) = raw.strip_prefix("missing field `") {
@@ -701,7 +726,10 @@ pub fn summary(docs: &[Document]) -> (usize, usize) {
             }
             Kind::Segment => {
                 segments += 1;
-                let key = match (&d.manifest.metadata.application, &d.manifest.metadata.application_ref) {
+                let key = match (
+                    &d.manifest.metadata.application,
+                    &d.manifest.metadata.application_ref,
+                ) {
                     (Some(id), _) => format!("id:{id}"),
                     (None, Some(r)) => format!("ref:{r}"),
                     _ => continue,
@@ -789,8 +817,14 @@ mod tests {
                 assert!(!l.errors.is_empty(), "no error for {text:?}");
             }
         }
-        let bin = load_sources(&[Source { name: "b.yaml".into(), bytes: vec![b'a', b':', b' ', 0xff, 0xfe] }]);
-        assert_eq!(bin.errors[0].to_string(), "b.yaml:1:4: the file is not UTF-8 text; manifests are UTF-8 YAML");
+        let bin = load_sources(&[Source {
+            name: "b.yaml".into(),
+            bytes: vec![b'a', b':', b' ', 0xff, 0xfe],
+        }]);
+        assert_eq!(
+            bin.errors[0].to_string(),
+            "b.yaml:1:4: the file is not UTF-8 text; manifests are UTF-8 YAML"
+        );
     }
 
     #[test]

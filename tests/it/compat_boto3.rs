@@ -23,7 +23,11 @@ fn python_with_boto3() -> PathBuf {
             .is_ok_and(|s| s.success())
     };
     if !has_boto3(&python) {
-        let made = Command::new("python3").arg("-m").arg("venv").arg(&venv).status();
+        let made = Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(&venv)
+            .status();
         assert!(
             made.is_ok_and(|s| s.success()),
             "python3 -m venv failed: this test needs python3 with the venv module"
@@ -42,7 +46,9 @@ fn python_with_boto3() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
     let t = util::start().await;
-    let python = tokio::task::spawn_blocking(python_with_boto3).await.unwrap();
+    let python = tokio::task::spawn_blocking(python_with_boto3)
+        .await
+        .unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/boto3_compat.py");
     let out = tokio::process::Command::new(python)
         .arg(script)
@@ -58,5 +64,8 @@ async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
         "boto3 compatibility failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("boto3 compatibility: all checks passed"), "{stdout}");
+    assert!(
+        stdout.contains("boto3 compatibility: all checks passed"),
+        "{stdout}"
+    );
 }

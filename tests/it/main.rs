@@ -3,7 +3,8 @@
 
 mod util;
 
+mod compat_boto3;
+mod manifests;
 mod server_api;
 mod server_crash;
-mod compat_boto3;
 mod server_errors;

@@ -1,0 +1,65 @@
+//! The manifest folder as a whole: its configuration and its manifests, read into a desired
+//! state. This is the reconciler's front edge, the only part of it that reads files.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::desired::{self, DesiredState};
+use crate::manifest::{self, ManifestError};
+
+/// A folder, read and checked.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub dir: PathBuf,
+    pub config: Config,
+    pub desired: DesiredState,
+    /// How many manifest documents and files were read.
+    pub documents: usize,
+    pub files: usize,
+}
+
+/// Reads `dir` (and `config`, or `dir/segmentctl.yaml`).
+///
+/// Errors: every located mistake in every file, sorted by file and line.
+pub fn load(dir: &Path, config: Option<&Path>) -> Result<Workspace, Vec<ManifestError>> {
+    let cfg = Config::load(dir, config);
+    let loaded = manifest::load_dir(dir).map_err(|e| vec![e])?;
+    let mut errors = loaded.errors;
+    let cfg = match cfg {
+        Ok(c) => Some(c),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let desired = match desired::build(&loaded.documents) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            errors.extend(e);
+            None
+        }
+    };
+    match (cfg, desired) {
+        (Some(config), Some(desired)) if errors.is_empty() => Ok(Workspace {
+            dir: dir.to_path_buf(),
+            config,
+            desired,
+            documents: loaded.documents.len(),
+            files: loaded.files,
+        }),
+        _ => {
+            errors.sort();
+            errors.dedup();
+            Err(errors)
+        }
+    }
+}
+
+/// "1 segment", "2 segments".
+pub fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
