@@ -45,6 +45,12 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the JSON Schema of the manifest format (for editors).
     Schema,
+    /// Show what apply would change, as a reviewer reads it.
+    Plan(PlanArgs),
+    /// Make the live segments match the manifests (DIR), or carry out a saved plan (FILE.json).
+    Apply(ApplyArgs),
+    /// Write manifests for an application's live segments, and adopt them.
+    Import(ImportArgs),
     /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
     Serve(ServeArgs),
 }
@@ -57,6 +63,70 @@ pub struct ValidateArgs {
     /// Configuration file (default: DIR/segmentctl.yaml).
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// Where to connect and what to own, shared by the reconciler commands.
+#[derive(Debug, clap::Args)]
+pub struct TargetArgs {
+    /// Configuration file (default: DIR/segmentctl.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override the configured target: local[:PATH], endpoint:URL or aws.
+    #[arg(long, value_parser = crate::config::Target::parse_flag)]
+    pub target: Option<crate::config::Target>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The manifest folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[arg(long, value_enum, default_value_t = crate::commands::Format::Text)]
+    pub format: crate::commands::Format,
+    /// Also save the plan (JSON) for `segmentctl apply FILE`.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit 2 when there are changes (0 when none, 3 when some are blocked, 1 on error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Delete managed segments whose manifest is gone.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ApplyArgs {
+    /// The manifest folder, or a plan saved with `plan --out`.
+    #[arg(default_value = ".")]
+    pub source: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Apply without asking (required without a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Delete managed segments whose manifest is gone.
+    #[arg(long)]
+    pub prune: bool,
+    /// Carry out deletions blocked only because a campaign, journey or segment uses them.
+    #[arg(long)]
+    pub allow_delete_in_use: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The folder whose segmentctl.yaml names the target and owner.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The application (project) id to import.
+    #[arg(long)]
+    pub application: String,
+    /// Where to write the manifests.
+    #[arg(long, default_value = "imported")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,25 +251,13 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => ExitCode::from(code),
+        // Located manifest errors were printed already.
+        Err(e) if e.is::<crate::commands::Invalid>() => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
     }
-}
-
-/// Prints located manifest errors and a count; the caller exits 1.
-fn print_manifest_errors(errors: &[crate::manifest::ManifestError]) {
-    use crate::workspace::plural;
-    for e in errors {
-        eprintln!("{e}");
-    }
-    let files: std::collections::BTreeSet<&str> = errors.iter().map(|e| e.file.as_str()).collect();
-    eprintln!(
-        "{} in {}",
-        plural(errors.len(), "error"),
-        plural(files.len(), "file")
-    );
 }
 
 fn validate(args: &ValidateArgs) -> u8 {
@@ -215,7 +273,7 @@ fn validate(args: &ValidateArgs) -> u8 {
             0
         }
         Err(errors) => {
-            print_manifest_errors(&errors);
+            crate::commands::print_manifest_errors(&errors);
             1
         }
     }
@@ -224,6 +282,48 @@ fn validate(args: &ValidateArgs) -> u8 {
 async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate(args) => Ok(validate(&args)),
+        Command::Plan(a) => {
+            let ov = crate::commands::Overrides {
+                target: a.target.target.clone(),
+                prune: a.prune,
+            };
+            let o = crate::commands::PlanOptions {
+                format: a.format,
+                out: a.out.clone(),
+                detailed_exitcode: a.detailed_exitcode,
+            };
+            crate::commands::plan_command(&a.dir, a.target.config.as_deref(), &ov, &o).await
+        }
+        Command::Apply(a) => {
+            let ov = crate::commands::Overrides {
+                target: a.target.target.clone(),
+                prune: a.prune,
+            };
+            let args = crate::commands::ApplyArgs {
+                auto_approve: a.auto_approve,
+                allow_delete_in_use: a.allow_delete_in_use,
+            };
+            if a.source.is_file() {
+                crate::commands::apply_saved(&a.source, a.target.config.as_deref(), &ov, &args)
+                    .await
+            } else {
+                crate::commands::apply_dir(&a.source, a.target.config.as_deref(), &ov, &args).await
+            }
+        }
+        Command::Import(a) => {
+            let ov = crate::commands::Overrides {
+                target: a.target.target.clone(),
+                prune: false,
+            };
+            crate::commands::import(
+                &a.dir,
+                a.target.config.as_deref(),
+                &ov,
+                &a.application,
+                &a.out,
+            )
+            .await
+        }
         Command::Schema => {
             println!(
                 "{}",

@@ -20,11 +20,20 @@ pub mod desired;
 pub mod manifest;
 pub mod workspace;
 
+pub mod diff;
+pub mod plan;
+pub mod report;
+
+pub mod api;
+pub mod apply;
+pub mod observe;
+pub mod sdk;
+pub mod target;
+
 pub mod server;
 
-pub mod sdk;
-
 pub mod cli;
+pub mod commands;
 
 /// Tag keys with this prefix belong to segmentctl.
 pub const TAG_PREFIX: &str = "segmentctl:";

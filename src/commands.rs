@@ -1,0 +1,458 @@
+//! The reconciler's commands: plan, apply and import. Each wires the pipeline stages
+//! together; the stages themselves live in their modules.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+
+use crate::api::CallError;
+use crate::apply::{self, Options};
+use crate::config::{Config, Target};
+use crate::desired::DesiredState;
+use crate::manifest::ManifestError;
+use crate::observe::{self, ObserveError, Observed, Scope};
+use crate::plan::{self, Plan, Settings};
+use crate::target::{self, Connection};
+use crate::workspace::{self, Workspace};
+
+/// Exit codes: the contract with scripts and CI.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const ERROR: u8 = 1;
+    pub const CHANGES: u8 = 2;
+    pub const BLOCKED: u8 = 3;
+}
+
+/// Manifest errors, already printed; the command exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{count} manifest errors")]
+pub struct Invalid {
+    pub count: usize,
+}
+
+pub fn print_manifest_errors(errors: &[ManifestError]) {
+    use workspace::plural;
+    let mut err = std::io::stderr().lock();
+    for e in errors {
+        let _ = writeln!(err, "{e}");
+    }
+    let files: std::collections::BTreeSet<&str> = errors.iter().map(|e| e.file.as_str()).collect();
+    let _ = writeln!(
+        err,
+        "{} in {}",
+        plural(errors.len(), "error"),
+        plural(files.len(), "file")
+    );
+}
+
+/// Loads the folder, printing located errors.
+pub fn load(dir: &Path, config: Option<&Path>) -> anyhow::Result<Workspace> {
+    workspace::load(dir, config).map_err(|errors| {
+        print_manifest_errors(&errors);
+        anyhow::Error::new(Invalid {
+            count: errors.len(),
+        })
+    })
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub target: Option<Target>,
+    pub prune: bool,
+}
+
+impl Overrides {
+    pub fn apply_to(&self, cfg: &mut Config) {
+        if let Some(t) = &self.target {
+            cfg.target = t.clone();
+        }
+        if self.prune {
+            cfg.prune = true;
+        }
+    }
+}
+
+/// One line saying what is wrong with the target and what to check.
+pub fn target_error(e: &CallError, endpoint: &str) -> anyhow::Error {
+    if e.is_forbidden() {
+        anyhow::anyhow!(
+            "the target refused the request ({}): check the credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID), the region, and the endpoint {endpoint}",
+            e.message
+        )
+    } else if e.code == "network" {
+        anyhow::anyhow!(
+            "cannot reach the Pinpoint API at {endpoint} ({}): check the endpoint URL, the network, and the region",
+            e.message
+        )
+    } else {
+        anyhow::anyhow!("the Pinpoint API at {endpoint} failed: {e}")
+    }
+}
+
+pub async fn observe_all(
+    conn: &Connection,
+    desired: &DesiredState,
+    owner: &str,
+) -> anyhow::Result<Observed> {
+    let everything = |_: &str| true;
+    let scope = Scope {
+        owner,
+        owns: &everything,
+    };
+    observe::observe(&conn.api, desired, &scope)
+        .await
+        .map_err(|e| match &e {
+            ObserveError::ListApps(call) => target_error(call, &conn.endpoint),
+            other => anyhow::anyhow!("{other}"),
+        })
+}
+
+pub fn settings(cfg: &Config) -> Settings {
+    Settings {
+        owner: cfg.owner.clone(),
+        prune: cfg.prune,
+        max_delete_percent: cfg.max_delete_percent,
+    }
+}
+
+/// Reads the folder, observes the target and plans.
+pub async fn make_plan(
+    dir: &Path,
+    config: Option<&Path>,
+    ov: &Overrides,
+) -> anyhow::Result<(Plan, Connection, Config)> {
+    let mut ws = load(dir, config)?;
+    ov.apply_to(&mut ws.config);
+    let conn = target::connect(&ws.config, dir).await?;
+    let observed = observe_all(&conn, &ws.desired, &ws.config.owner).await?;
+    let mut p = plan::plan(&ws.desired, &observed, &settings(&ws.config));
+    p.dir = std::fs::canonicalize(dir)
+        .ok()
+        .map(|d| d.display().to_string());
+    Ok((p, conn, ws.config))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+pub struct PlanOptions {
+    pub format: Format,
+    pub out: Option<PathBuf>,
+    pub detailed_exitcode: bool,
+}
+
+pub async fn plan_command(
+    dir: &Path,
+    config: Option<&Path>,
+    ov: &Overrides,
+    o: &PlanOptions,
+) -> anyhow::Result<u8> {
+    let (p, conn, _) = make_plan(dir, config, ov).await?;
+    conn.close().await;
+    let colour = crate::cli::use_colour(&std::io::stdout());
+    let rendered = match o.format {
+        Format::Text => crate::report::text(&p, colour),
+        Format::Markdown => crate::report::markdown(&p, crate::report::MARKDOWN_LIMIT),
+        Format::Json => crate::report::json(&p) + "\n",
+    };
+    print!("{rendered}");
+    if let Some(out) = &o.out {
+        std::fs::write(out, crate::report::json(&p) + "\n")
+            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}; apply it with: segmentctl apply {}",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(plan_exit(&p, o.detailed_exitcode))
+}
+
+pub fn plan_exit(p: &Plan, detailed: bool) -> u8 {
+    if p.apps.iter().any(|a| a.error.is_some()) {
+        exit::ERROR
+    } else if p.has_blocked() {
+        exit::BLOCKED
+    } else if detailed && !p.is_empty() {
+        exit::CHANGES
+    } else {
+        exit::OK
+    }
+}
+
+pub struct ApplyArgs {
+    pub auto_approve: bool,
+    pub allow_delete_in_use: bool,
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to apply without confirmation: there is no terminal to ask on; review the plan, then pass --auto-approve");
+    }
+    eprint!("\nApply these changes? Only 'yes' is accepted: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> u8 {
+    let opts = Options {
+        concurrency: cfg.concurrency,
+        allow_delete_in_use: a.allow_delete_in_use,
+        progress: std::io::stderr().is_terminal(),
+        cancel: None,
+    };
+    let report = apply::apply(&conn.api, p, &opts).await;
+    println!("\n{}", report.summary());
+    print!("{}", report.details(false));
+    if report.failed() > 0 {
+        println!("Run apply again to retry: steps that completed are not repeated.");
+        exit::ERROR
+    } else if report.blocked() > 0 {
+        exit::BLOCKED
+    } else {
+        exit::OK
+    }
+}
+
+/// `apply DIR`: plan, show, confirm, apply.
+pub async fn apply_dir(
+    dir: &Path,
+    config: Option<&Path>,
+    ov: &Overrides,
+    a: &ApplyArgs,
+) -> anyhow::Result<u8> {
+    let (p, conn, cfg) = make_plan(dir, config, ov).await?;
+    let result = async {
+        print!(
+            "{}",
+            crate::report::text(&p, crate::cli::use_colour(&std::io::stdout()))
+        );
+        if p.is_empty() {
+            return Ok(plan_exit(&p, false));
+        }
+        if !a.auto_approve && !confirm()? {
+            println!("Apply cancelled.");
+            return Ok(exit::ERROR);
+        }
+        Ok(run_apply(&p, &conn, &cfg, a).await)
+    }
+    .await;
+    conn.close().await;
+    result
+}
+
+/// `apply plan.json`: re-observe, refuse if anything the plan touches moved, then apply.
+pub async fn apply_saved(
+    file: &Path,
+    config: Option<&Path>,
+    ov: &Overrides,
+    a: &ApplyArgs,
+) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the plan {}", file.display()))?;
+    let p: Plan = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a segmentctl plan", file.display()))?;
+    if p.format_version != plan::FORMAT_VERSION {
+        bail!(
+            "{} has plan format {}; this segmentctl reads format {}",
+            file.display(),
+            p.format_version,
+            plan::FORMAT_VERSION
+        );
+    }
+    let dir = PathBuf::from(p.dir.clone().unwrap_or_else(|| ".".into()));
+    let mut cfg = Config::load(&dir, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    ov.apply_to(&mut cfg);
+    if cfg.owner != p.owner {
+        bail!(
+            "the plan was made for owner {:?}, the configuration says {:?}",
+            p.owner,
+            cfg.owner
+        );
+    }
+    let conn = target::connect(&cfg, &dir).await?;
+    let result = async {
+        let moved = apply::stale(&conn.api, &p)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot re-check the target: {e}"))?;
+        if !moved.is_empty() {
+            for m in &moved {
+                eprintln!("  {m}");
+            }
+            bail!(
+                "refusing to apply {}: {} changed since it was made; plan again and review",
+                file.display(),
+                workspace::plural(moved.len(), "thing it touches")
+            );
+        }
+        print!(
+            "{}",
+            crate::report::text(&p, crate::cli::use_colour(&std::io::stdout()))
+        );
+        if p.is_empty() {
+            return Ok(exit::OK);
+        }
+        if !a.auto_approve && !confirm()? {
+            println!("Apply cancelled.");
+            return Ok(exit::ERROR);
+        }
+        Ok(run_apply(&p, &conn, &cfg, a).await)
+    }
+    .await;
+    conn.close().await;
+    result
+}
+
+/// A manifest name from a segment's display name.
+fn slug(name: &str, id: &str, taken: &mut std::collections::BTreeSet<String>) -> String {
+    let mut s: String = name
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    while s.contains("--") {
+        s = s.replace("--", "-");
+    }
+    let mut s = s
+        .trim_matches('-')
+        .chars()
+        .take(55)
+        .collect::<String>()
+        .trim_matches('-')
+        .to_string();
+    if s.is_empty() {
+        s = format!("segment-{}", &id[..id.len().min(8)]);
+    }
+    let mut candidate = s.clone();
+    let mut n = 2;
+    while !taken.insert(candidate.clone()) {
+        candidate = format!("{s}-{n}");
+        n += 1;
+    }
+    candidate
+}
+
+/// `import`: writes manifests for an application's live segments and adopts them (tags them
+/// as managed), so that a plan right after is empty.
+pub async fn import(
+    dir: &Path,
+    config: Option<&Path>,
+    ov: &Overrides,
+    app: &str,
+    out: &Path,
+) -> anyhow::Result<u8> {
+    use crate::manifest::{Kind, Manifest, Metadata, API_VERSION};
+    let mut cfg = Config::load(dir, config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    ov.apply_to(&mut cfg);
+    let conn = target::connect(&cfg, dir).await?;
+    let result = async {
+        let api = &conn.api;
+        let live = observe::list_segments(api, app)
+            .await
+            .map_err(|e| match e {
+                observe::ObserveErrorOrCall::Call(c) if c.is_not_found() => {
+                    anyhow::anyhow!("application {app} does not exist on the target")
+                }
+                observe::ObserveErrorOrCall::Call(c) => target_error(&c, &conn.endpoint),
+                other => anyhow::anyhow!("{other}"),
+            })?;
+        let mut taken = std::collections::BTreeSet::new();
+        let mut chosen: Vec<(String, &crate::model::SegmentResponse)> = Vec::new();
+        for s in &live {
+            let tags = s.tags.clone().unwrap_or_default();
+            match (
+                tags.get(crate::TAG_MANAGED_BY),
+                observe::managed_name(s.tags.as_ref(), &cfg.owner),
+            ) {
+                (Some(o), _) if o != &cfg.owner => continue, // another installation's
+                (_, Some(n)) => {
+                    taken.insert(n.to_string());
+                    chosen.push((n.to_string(), s));
+                }
+                _ => chosen.push((String::new(), s)),
+            }
+        }
+        for (name, s) in chosen.iter_mut() {
+            if name.is_empty() {
+                *name = slug(s.name.as_deref().unwrap_or(""), &s.id, &mut taken);
+            }
+        }
+        let by_id: std::collections::BTreeMap<String, String> = chosen
+            .iter()
+            .map(|(n, s)| (s.id.clone(), n.clone()))
+            .collect();
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let mut written = 0;
+        for (name, s) in &chosen {
+            let mut spec = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
+            let user_tags: crate::model::Tags = s
+                .tags
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(k, _)| !plan::is_own_tag(k))
+                .collect();
+            spec.tags = (!user_tags.is_empty()).then_some(user_tags);
+            let protect = s
+                .tags
+                .as_ref()
+                .and_then(|t| t.get(crate::TAG_PROTECT))
+                .is_some_and(|v| v == "true");
+            let m = Manifest {
+                api_version: API_VERSION.into(),
+                kind: Kind::Segment,
+                metadata: Metadata {
+                    name: name.clone(),
+                    application: Some(app.to_string()),
+                    application_ref: None,
+                    protect,
+                    adopt: None,
+                },
+                spec,
+            };
+            let path = out.join(format!("{name}.yaml"));
+            let text = format!(
+                "# Imported from segment {} (version {}).\n{}",
+                s.id,
+                s.version,
+                crate::manifest::to_yaml(&[m])?
+            );
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            // Adopt: the ownership tags, and the digest of what is now the manifest.
+            let norm = crate::diff::normalize(&s.definition(), &|id| by_id.get(id).cloned());
+            let mut tags = plan::ownership_tags(&cfg.owner, name);
+            tags.insert(plan::TAG_DIGEST.into(), crate::diff::digest(&norm));
+            let model = aws_sdk_pinpoint::types::TagsModel::builder()
+                .set_tags(Some(tags.into_iter().collect()))
+                .build();
+            api.call("TagResource", crate::api::Class::Other, || {
+                api.client
+                    .tag_resource()
+                    .resource_arn(&s.arn)
+                    .tags_model(model.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| target_error(&e, &conn.endpoint))?;
+            written += 1;
+        }
+        println!(
+            "Imported {} from application {app} into {}.",
+            workspace::plural(written, "segment"),
+            out.display()
+        );
+        Ok(exit::OK)
+    }
+    .await;
+    conn.close().await;
+    result
+}

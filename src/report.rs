@@ -1,0 +1,377 @@
+//! What people read: a plan as text (a terminal or a CI log), as markdown (a pull-request
+//! comment), or as JSON (the saved plan), and apply's summary.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use crate::diff::{self, Change};
+use crate::plan::{Action, AppPlan, Plan, SegmentStep, TagChange};
+
+/// GitHub's limit on a comment body.
+pub const MARKDOWN_LIMIT: usize = 65_536;
+
+#[derive(Clone, Copy)]
+struct Style {
+    colour: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+    fn action(&self, a: Action, text: &str) -> String {
+        let code = match a {
+            Action::Create => "32",
+            Action::Delete => "31",
+            _ => "33",
+        };
+        self.paint(code, text)
+    }
+}
+
+fn symbol(a: Action) -> &'static str {
+    match a {
+        Action::Create => "+",
+        Action::Delete => "-",
+        Action::Adopt | Action::Update | Action::Tag => "~",
+    }
+}
+
+/// The leaf lines of a step's definition change: for a create, the whole definition.
+fn definition_lines(step: &SegmentStep) -> Vec<Change> {
+    if step.action == Action::Create {
+        if let Some(spec) = &step.spec {
+            let none = |_: &str| None;
+            return diff::diff(
+                &Value::Object(Default::default()),
+                &diff::normalize(spec, &none),
+            );
+        }
+    }
+    step.changes.clone()
+}
+
+fn tag_line(t: &TagChange) -> Option<String> {
+    if t.is_empty() {
+        return None;
+    }
+    let mut parts: Vec<String> = t
+        .add
+        .iter()
+        .filter(|(k, _)| *k != crate::plan::TAG_DIGEST)
+        .map(|(k, v)| format!("+ {k}={v}"))
+        .collect();
+    parts.extend(
+        t.remove
+            .iter()
+            .filter(|k| *k != crate::plan::TAG_DIGEST)
+            .map(|k| format!("− {k}")),
+    );
+    (!parts.is_empty()).then(|| format!("tags: {}", parts.join("  ")))
+}
+
+fn heading(step: &SegmentStep) -> String {
+    let mut h = format!(
+        "{} {:<7} {}",
+        symbol(step.action),
+        step.action.verb(),
+        step.name
+    );
+    if let Some(title) = &step.title {
+        if title != &step.name {
+            h.push_str(&format!(" {title:?}"));
+        }
+    }
+    match (step.action, &step.segment_id, step.live_version) {
+        (Action::Create, _, _) => {}
+        (_, Some(id), Some(v)) => h.push_str(&format!(" (id {id}, version {v})")),
+        (_, Some(id), None) => h.push_str(&format!(" (id {id})")),
+        _ => {}
+    }
+    h
+}
+
+/// The plan as text, like `terraform plan`: the summary first, then per application each
+/// segment's changed criteria in words and values.
+pub fn text(plan: &Plan, colour: bool) -> String {
+    let st = Style { colour };
+    let mut out = String::new();
+    let summary = plan.summary();
+    if plan.is_empty() && summary.errors == 0 {
+        out.push_str("No changes. The live segments match the manifests.\n");
+    } else {
+        let _ = writeln!(out, "{}", st.paint("1", &summary.line()));
+    }
+    for app in &plan.apps {
+        let has_content = !app.steps.is_empty()
+            || app.app_step.is_some()
+            || app.error.is_some()
+            || !app.warnings.is_empty();
+        if !has_content {
+            continue;
+        }
+        let _ = writeln!(out, "\nApplication {}", st.paint("1", &app.display()));
+        if let Some(e) = &app.error {
+            let _ = writeln!(out, "  {} {e}", st.paint("31", "error:"));
+        }
+        if let Some(a) = &app.app_step {
+            if a.create {
+                let _ = writeln!(
+                    out,
+                    "  {} create application {:?}",
+                    st.paint("32", "+"),
+                    a.name
+                );
+            }
+            if let Some(line) = tag_line(&a.tag_changes) {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        for step in &app.steps {
+            let mut head = st.action(step.action, &heading(step));
+            if step.is_blocked() {
+                head.push_str(&format!("  {}", st.paint("1;31", "BLOCKED")));
+            }
+            let _ = writeln!(out, "  {head}");
+            if let Some(v) = step.drift {
+                let _ = writeln!(
+                    out,
+                    "      {} changed outside segmentctl (live version {v}); this update restores the manifest",
+                    st.paint("35", "drift:")
+                );
+            }
+            for b in &step.blocked {
+                let _ = writeln!(out, "      {} {}", st.paint("31", "blocked:"), b.reason);
+            }
+            for c in definition_lines(step) {
+                let _ = writeln!(out, "      {c}");
+            }
+            if step.action != Action::Create {
+                if let Some(line) = tag_line(&step.tag_changes) {
+                    let _ = writeln!(out, "      {line}");
+                }
+            }
+            for w in &step.warnings {
+                let _ = writeln!(out, "      {} {w}", st.paint("33", "warning:"));
+            }
+        }
+        for w in &app.warnings {
+            let _ = writeln!(out, "  {} {w}", st.paint("33", "warning:"));
+        }
+    }
+    out
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// One `diff` block line per change: additions `+`, removals `-`, a modification as both.
+fn diff_lines(step: &SegmentStep) -> Vec<String> {
+    let mut lines = Vec::new();
+    for c in definition_lines(step) {
+        match c {
+            Change::Add { path, value } => lines.push(format!("+ {path}: {}", diff::show(&value))),
+            Change::Remove { path, value } => {
+                lines.push(format!("- {path}: {}", diff::show(&value)))
+            }
+            Change::Modify {
+                path,
+                before,
+                after,
+            } => {
+                lines.push(format!("- {path}: {}", diff::show(&before)));
+                lines.push(format!("+ {path}: {}", diff::show(&after)));
+            }
+            Change::Values {
+                path,
+                added,
+                removed,
+            } => {
+                lines.extend(removed.iter().map(|r| format!("- {path}: {r}")));
+                lines.extend(added.iter().map(|a| format!("+ {path}: {a}")));
+            }
+        }
+    }
+    if step.action == Action::Delete {
+        lines.push(format!(
+            "- segment {} (id {})",
+            step.name,
+            step.segment_id.as_deref().unwrap_or("?")
+        ));
+    }
+    let t = &step.tag_changes;
+    lines.extend(
+        t.add
+            .iter()
+            .filter(|(k, _)| *k != crate::plan::TAG_DIGEST)
+            .map(|(k, v)| format!("+ tags.{k}: {v}")),
+    );
+    lines.extend(
+        t.remove
+            .iter()
+            .filter(|k| *k != crate::plan::TAG_DIGEST)
+            .map(|k| format!("- tags.{k}")),
+    );
+    lines
+}
+
+fn details(app: &AppPlan, step: &SegmentStep) -> String {
+    let mut s = String::new();
+    let title = step
+        .title
+        .as_deref()
+        .map(|t| format!(" — {}", md_escape(t)))
+        .unwrap_or_default();
+    let flag = if step.is_blocked() {
+        " ⛔ **blocked**"
+    } else if step.drift.is_some() {
+        " ⚠️ drift"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        s,
+        "<details><summary><b>{} {}</b> <code>{}</code>{title}{flag} <sub>({})</sub></summary>\n",
+        symbol(step.action),
+        step.action.verb(),
+        md_escape(&step.name),
+        md_escape(&app.app_name)
+    );
+    for b in &step.blocked {
+        let _ = writeln!(s, "- ⛔ {}", md_escape(&b.reason));
+    }
+    if let Some(v) = step.drift {
+        let _ = writeln!(
+            s,
+            "- ⚠️ changed outside segmentctl (live version {v}); this update restores the manifest"
+        );
+    }
+    for w in &step.warnings {
+        let _ = writeln!(s, "- ⚠️ {}", md_escape(w));
+    }
+    let lines = diff_lines(step);
+    if !lines.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n```diff\n{}\n```",
+            lines.join("\n").replace("```", "`\u{200B}``")
+        );
+    }
+    s.push_str("\n</details>\n\n");
+    s
+}
+
+/// The plan as a pull-request comment: the summary and a table first, blocked steps and
+/// warnings at the top, one collapsible block per segment, never over `limit` characters.
+pub fn markdown(plan: &Plan, limit: usize) -> String {
+    let summary = plan.summary();
+    let mut head = String::from("### segmentctl plan\n\n");
+    if plan.is_empty() && summary.errors == 0 {
+        head.push_str("**No changes.** The live segments match the manifests.\n");
+        return head;
+    }
+    let _ = writeln!(head, "**{}**\n", summary.line());
+    let blocked: Vec<(&AppPlan, &SegmentStep)> = plan
+        .apps
+        .iter()
+        .flat_map(|a| {
+            a.steps
+                .iter()
+                .filter(|s| s.is_blocked())
+                .map(move |s| (a, s))
+        })
+        .collect();
+    if !blocked.is_empty() {
+        let _ = writeln!(
+            head,
+            "> [!CAUTION]\n> **{}** — apply will not carry {} out:",
+            crate::workspace::plural(blocked.len(), "blocked step"),
+            if blocked.len() == 1 { "it" } else { "them" }
+        );
+        for (a, s) in &blocked {
+            let reasons: Vec<String> = s.blocked.iter().map(|b| md_escape(&b.reason)).collect();
+            let _ = writeln!(
+                head,
+                "> - {} `{}` in {}: {}",
+                s.action.verb(),
+                md_escape(&s.name),
+                md_escape(&a.app_name),
+                reasons.join("; ")
+            );
+        }
+        head.push('\n');
+    }
+    let mut warnings: Vec<String> = Vec::new();
+    for a in &plan.apps {
+        if let Some(e) = &a.error {
+            warnings.push(format!(
+                "**error** in {}: {}",
+                md_escape(&a.display()),
+                md_escape(e)
+            ));
+        }
+        warnings.extend(
+            a.warnings
+                .iter()
+                .map(|w| format!("{}: {}", md_escape(&a.app_name), md_escape(w))),
+        );
+    }
+    if !warnings.is_empty() {
+        let _ = writeln!(head, "> [!WARNING]");
+        for w in &warnings {
+            let _ = writeln!(head, "> - {w}");
+        }
+        head.push('\n');
+    }
+    head.push_str(
+        "| Application | Create | Update | Delete | Blocked | Drift |\n|---|--:|--:|--:|--:|--:|\n",
+    );
+    for a in &plan.apps {
+        let count = |f: &dyn Fn(&SegmentStep) -> bool| a.steps.iter().filter(|s| f(s)).count();
+        let _ = writeln!(
+            head,
+            "| {} | {} | {} | {} | {} | {} |",
+            md_escape(&a.display()),
+            count(&|s| s.action == Action::Create),
+            count(&|s| matches!(s.action, Action::Update | Action::Adopt | Action::Tag)),
+            count(&|s| s.action == Action::Delete),
+            count(&|s| s.is_blocked()),
+            a.drifted()
+        );
+    }
+    head.push('\n');
+
+    let blocks: Vec<String> = plan
+        .apps
+        .iter()
+        .flat_map(|a| a.steps.iter().map(move |s| details(a, s)))
+        .collect();
+    let mut out = head;
+    let total = blocks.len();
+    for (i, block) in blocks.into_iter().enumerate() {
+        let left = total - i;
+        let note = format!(
+            "\n_… {} not shown: the comment would exceed GitHub's {limit}-character limit. Run `segmentctl plan` for the full plan._\n",
+            crate::workspace::plural(left, "more segment")
+        );
+        if out.len() + block.len() + note.len() + 200 > limit {
+            out.push_str(&note);
+            return out;
+        }
+        out.push_str(&block);
+    }
+    out
+}
+
+/// The plan as versioned JSON: the same document `--out` saves.
+pub fn json(plan: &Plan) -> String {
+    serde_json::to_string_pretty(plan).unwrap_or_default()
+}
