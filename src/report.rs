@@ -149,12 +149,27 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                 let _ = writeln!(out, "      {} {}", st.paint("31", "blocked:"), b.reason);
             }
             for c in definition_lines(step) {
-                let _ = writeln!(out, "      {c}");
-            }
-            if step.action != Action::Create {
-                if let Some(line) = tag_line(&step.tag_changes) {
-                    let _ = writeln!(out, "      {line}");
+                match (&c, step.action) {
+                    (Change::Add { path, value }, Action::Create) => {
+                        let _ = writeln!(out, "      {path}: {}", diff::show(value));
+                    }
+                    _ => {
+                        let _ = writeln!(out, "      {c}");
+                    }
                 }
+            }
+            if step.action == Action::Create {
+                let user: Vec<String> = step
+                    .tags
+                    .iter()
+                    .filter(|(k, _)| !crate::plan::is_own_tag(k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                if !user.is_empty() {
+                    let _ = writeln!(out, "      tags: {}", user.join(", "));
+                }
+            } else if let Some(line) = tag_line(&step.tag_changes) {
+                let _ = writeln!(out, "      {line}");
             }
             for w in &step.warnings {
                 let _ = writeln!(out, "      {} {w}", st.paint("33", "warning:"));

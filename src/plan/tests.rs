@@ -1,1 +1,273 @@
+//! The planner on hand-made observed states, and the reports people read (snapshots).
 
+use super::*;
+use crate::manifest::{load_sources, Source};
+use crate::model::SegmentResponse;
+use crate::observe::{AppSnapshot, LiveApp, LiveCampaign, LiveJourney, LiveState, Observed};
+
+const APP: &str = "0123456789abcdef0123456789abcdef";
+
+fn desired(text: &str) -> DesiredState {
+    let l = load_sources(&[Source {
+        name: "m.yaml".into(),
+        bytes: text.as_bytes().to_vec(),
+    }]);
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    crate::desired::build(&l.documents).unwrap()
+}
+
+fn seg(name: &str, body: &str) -> String {
+    format!("---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: {name}\n  application: {APP}\nspec:\n{}", body.lines().map(|l| format!("  {l}\n")).collect::<String>())
+}
+
+/// A live segment as the server returns it; `managed` adds the ownership tags.
+fn live(id: &str, managed: Option<&str>, version: i32, def: &str) -> SegmentResponse {
+    let def: WriteSegmentRequest = serde_json::from_str(def).unwrap();
+    let mut tags = Tags::new();
+    if let Some(n) = managed {
+        tags = ownership_tags("segmentctl", n);
+        let none = |_: &str| None;
+        tags.insert(
+            TAG_DIGEST.into(),
+            diff::digest(&diff::normalize(&def, &none)),
+        );
+    }
+    SegmentResponse {
+        application_id: APP.into(),
+        arn: format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{APP}/segments/{id}"),
+        creation_date: "2026-11-01T00:00:00.000Z".into(),
+        dimensions: def.dimensions,
+        id: id.into(),
+        last_modified_date: None,
+        name: def.name,
+        segment_groups: def.segment_groups,
+        segment_type: "DIMENSIONAL".into(),
+        tags: Some(tags),
+        version,
+    }
+}
+
+fn observed(
+    segments: Vec<SegmentResponse>,
+    campaigns: Vec<LiveCampaign>,
+    journeys: Vec<LiveJourney>,
+) -> Observed {
+    let mut o = Observed::default();
+    o.apps.insert(
+        AppKey::Id(APP.into()),
+        LiveState::Found(AppSnapshot {
+            app: LiveApp {
+                id: APP.into(),
+                name: "Shop".into(),
+                tags: Tags::new(),
+                creation_date: String::new(),
+            },
+            segments,
+            campaigns,
+            journeys,
+        }),
+    );
+    o
+}
+
+fn settings(prune: bool) -> Settings {
+    Settings {
+        owner: "segmentctl".into(),
+        prune,
+        max_delete_percent: 100.0,
+    }
+}
+
+/// A plan with one of each kind of step a reviewer meets.
+fn review_plan() -> Plan {
+    let d = desired(&[
+        seg("north-america", "Name: North America\nDimensions:\n  Location:\n    Country:\n      Values: [US, CA]\n  Behavior:\n    Recency: {Duration: DAY_30, RecencyType: ACTIVE}\n"),
+        seg("vip", "Name: VIP\nDimensions:\n  Metrics:\n    spend: {ComparisonOperator: GREATER_THAN, Value: 500}\n"),
+        seg("new-arrivals", "Name: New arrivals\nDimensions:\n  Attributes:\n    signup: {AttributeType: AFTER, Values: ['2026-10-01T00:00:00Z']}\ntags:\n  team: growth\n"),
+    ]
+    .concat());
+    let mut drifted = live(
+        "b2",
+        Some("vip"),
+        4,
+        r#"{"Name":"VIP","Dimensions":{"Metrics":{"spend":{"ComparisonOperator":"GREATER_THAN","Value":500}}}}"#,
+    );
+    // Edited by hand after segmentctl applied it: the definition no longer matches the digest.
+    drifted
+        .dimensions
+        .as_mut()
+        .unwrap()
+        .metrics
+        .as_mut()
+        .unwrap()
+        .get_mut("spend")
+        .unwrap()
+        .value = 100.0;
+    let o = observed(
+        vec![
+            live(
+                "a1",
+                Some("north-america"),
+                3,
+                r#"{"Name":"North America","Dimensions":{"Location":{"Country":{"Values":["US","MX"]}},"Behavior":{"Recency":{"Duration":"DAY_7","RecencyType":"ACTIVE"}}}}"#,
+            ),
+            drifted,
+            live(
+                "c3",
+                Some("black-friday"),
+                1,
+                r#"{"Name":"Black Friday buyers"}"#,
+            ),
+            live("d4", None, 1, r#"{"Name":"New arrivals"}"#),
+        ],
+        vec![LiveCampaign {
+            id: "k1".into(),
+            name: "Black Friday".into(),
+            segment_id: "c3".into(),
+            status: "SCHEDULED".into(),
+        }],
+        vec![],
+    );
+    plan(&d, &o, &settings(true))
+}
+
+#[test]
+fn the_text_report_reads_like_terraform_plan() {
+    insta::assert_snapshot!(crate::report::text(&review_plan(), false));
+}
+
+#[test]
+fn the_markdown_report_has_the_summary_blocked_steps_and_a_block_per_segment() {
+    insta::assert_snapshot!(crate::report::markdown(
+        &review_plan(),
+        crate::report::MARKDOWN_LIMIT
+    ));
+}
+
+#[test]
+fn the_json_report_is_versioned_and_round_trips() {
+    let p = review_plan();
+    let json = crate::report::json(&p);
+    assert!(json.contains("\"format_version\": 1"));
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, p);
+}
+
+#[test]
+fn the_summary_counts_each_kind_and_the_blocked_ones() {
+    let s = review_plan().summary();
+    assert_eq!(
+        (s.create, s.update, s.delete, s.blocked, s.drift),
+        (1, 2, 1, 1, 1)
+    );
+    assert_eq!(
+        s.line(),
+        "Plan: 1 to create, 2 to update, 1 to delete (1 blocked)."
+    );
+}
+
+#[test]
+fn a_markdown_report_never_exceeds_the_comment_limit() {
+    let text: String = (0..3000)
+        .map(|i| seg(&format!("segment-{i:04}"), &format!("Name: Segment number {i} with a fairly long descriptive name\nDimensions:\n  Attributes:\n    cohort: {{Values: [a{i}, b{i}, c{i}]}}\n")))
+        .collect();
+    let p = plan(
+        &desired(&text),
+        &observed(vec![], vec![], vec![]),
+        &settings(false),
+    );
+    let md = crate::report::markdown(&p, crate::report::MARKDOWN_LIMIT);
+    assert!(md.len() <= crate::report::MARKDOWN_LIMIT, "{}", md.len());
+    assert!(md
+        .starts_with("### segmentctl plan\n\n**Plan: 3000 to create, 0 to update, 0 to delete.**"));
+    let tail = md.lines().last().unwrap();
+    assert!(
+        tail.starts_with("_… ") && tail.contains("more segments not shown"),
+        "{tail}"
+    );
+}
+
+#[test]
+fn unmanaged_and_other_owners_segments_are_never_planned_for_deletion() {
+    let d = desired(&seg("keep", "Name: keep\n"));
+    let mut other = live("x9", Some("theirs"), 1, r#"{"Name":"theirs"}"#);
+    other
+        .tags
+        .as_mut()
+        .unwrap()
+        .insert(crate::TAG_MANAGED_BY.into(), "another-team".into());
+    let o = observed(
+        vec![
+            live("k1", Some("keep"), 1, r#"{"Name":"keep"}"#),
+            live("u1", None, 1, r#"{"Name":"by hand"}"#),
+            other,
+        ],
+        vec![],
+        vec![],
+    );
+    let p = plan(&d, &o, &settings(true));
+    assert!(p.is_empty(), "{}", crate::report::text(&p, false));
+}
+
+#[test]
+fn duplicates_keep_the_one_a_campaign_uses_and_delete_the_others() {
+    let d = desired(&seg("vip", "Name: VIP\n"));
+    let mut newer = live("z2", Some("vip"), 1, r#"{"Name":"VIP"}"#);
+    newer.creation_date = "2026-11-02T00:00:00.000Z".into();
+    let o = observed(
+        vec![live("a1", Some("vip"), 1, r#"{"Name":"VIP"}"#), newer],
+        vec![LiveCampaign {
+            id: "c".into(),
+            name: "Promo".into(),
+            segment_id: "z2".into(),
+            status: "SCHEDULED".into(),
+        }],
+        vec![],
+    );
+    let p = plan(&d, &o, &settings(false));
+    let steps = &p.apps[0].steps;
+    assert_eq!(steps.len(), 1);
+    assert_eq!(
+        (steps[0].action, steps[0].segment_id.as_deref()),
+        (Action::Delete, Some("a1"))
+    );
+    assert!(steps[0].warnings[0]
+        .starts_with("duplicate: 2 live segments claim the name \"vip\"; keeping z2"));
+    assert!(
+        !steps[0].is_blocked(),
+        "a duplicate is removed even without prune"
+    );
+}
+
+#[test]
+fn deletes_run_after_the_deleted_segments_built_on_them() {
+    let d = desired(&seg("other", "Name: other\n"));
+    let base = live("b1", Some("base"), 1, r#"{"Name":"base"}"#);
+    let top = live(
+        "t1",
+        Some("top"),
+        1,
+        r#"{"Name":"top","SegmentGroups":{"Groups":[{"SourceSegments":[{"Id":"b1"}]}]}}"#,
+    );
+    let o = observed(
+        vec![
+            base,
+            top,
+            live("o1", Some("other"), 1, r#"{"Name":"other"}"#),
+        ],
+        vec![],
+        vec![],
+    );
+    let p = plan(&d, &o, &settings(true));
+    let order: Vec<&str> = p.apps[0].steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(order, ["top", "base"]);
+    assert!(
+        !p.has_blocked(),
+        "a base segment deleted with its dependent is not blocked"
+    );
+}
+
+#[test]
+fn planning_is_deterministic() {
+    assert_eq!(review_plan(), review_plan());
+}

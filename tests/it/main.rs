@@ -3,8 +3,10 @@
 
 mod util;
 
+mod cli;
 mod compat_boto3;
 mod manifests;
+mod reconcile;
 mod server_api;
 mod server_crash;
 mod server_errors;
