@@ -217,6 +217,8 @@ impl Counters {
 #[derive(Clone)]
 pub struct Api {
     pub client: Client,
+    /// Requests in flight at once, over everything this client does.
+    inflight: Arc<tokio::sync::Semaphore>,
     writes: Arc<TokenBucket>,
     reads: Arc<TokenBucket>,
     pub retry: RetryPolicy,
@@ -225,8 +227,13 @@ pub struct Api {
 
 impl Api {
     pub fn new(client: Client, limits: RateLimits) -> Self {
+        Self::with_concurrency(client, limits, 8)
+    }
+
+    pub fn with_concurrency(client: Client, limits: RateLimits, concurrency: usize) -> Self {
         Self {
             client,
+            inflight: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
             // Writes are evenly spaced (burst 1): a server that admits one second of burst
             // then never sees more than its quota, whatever the network does to timing.
             writes: Arc::new(TokenBucket::new(limits.segment_writes, 1.0)),
@@ -254,7 +261,10 @@ impl Api {
             Class::SegmentWrite => self.writes.acquire().await,
             Class::Other => self.reads.acquire().await,
         }
-        match call().await {
+        let permit = self.inflight.acquire().await;
+        let result = call().await;
+        drop(permit);
+        match result {
             Ok(v) => {
                 self.counters.count(operation, "ok");
                 Ok(v)

@@ -165,43 +165,13 @@ pub async fn apply(api: &Api, plan: &Plan, opts: &Options) -> Report {
         },
     };
     // Applications are independent: drive them together.
-    let results = join_all(plan.apps.iter().map(|app| Box::pin(run.app(app))).collect()).await;
+    let results = observe::join_all(plan.apps.iter().map(|app| run.app(app)).collect()).await;
     let mut report = Report::default();
     for (steps, err) in results {
         report.steps.extend(steps);
         report.app_errors.extend(err);
     }
     report
-}
-
-/// A small join-all: polls every future to completion, keeping order.
-async fn join_all<F: std::future::Future + Unpin>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut slots: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    let mut futs: Vec<Option<F>> = futs.into_iter().map(Some).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in futs.iter_mut().enumerate() {
-            if let Some(fut) = f {
-                match std::pin::Pin::new(fut).poll(cx) {
-                    std::task::Poll::Ready(v) => {
-                        slots[i] = Some(v);
-                        *f = None;
-                    }
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    slots
-        .into_iter()
-        .map(|s| s.expect("every future completed"))
-        .collect()
 }
 
 /// The live ids and ARNs of an application's segments, by id and by managed name.
@@ -397,7 +367,7 @@ impl Run<'_> {
                     )
                 }));
             }
-            for (i, r) in join_all(futs).await {
+            for (i, r) in observe::join_all(futs).await {
                 results.insert(i, r);
             }
         }

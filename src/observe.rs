@@ -274,6 +274,9 @@ pub struct Scope<'a> {
 /// holds segments managed by `owner` (so that removing all of an application's manifests is
 /// seen, and guarded, rather than ignored).
 ///
+/// Applications named by id are read at once, beside the listing of all applications; the
+/// rest follow it. Requests in flight are bounded by the [`Api`].
+///
 /// Errors: only when the applications cannot be listed at all; a failure within one
 /// application is reported as that application's [`LiveState::Error`].
 pub async fn observe(
@@ -281,41 +284,94 @@ pub async fn observe(
     desired: &DesiredState,
     scope: &Scope<'_>,
 ) -> Result<Observed, ObserveError> {
-    let all = list_apps(api).await.map_err(ObserveError::ListApps)?;
+    let by_id_keys: Vec<&String> = desired
+        .apps
+        .iter()
+        .filter_map(|d| match &d.key {
+            AppKey::Id(id) => Some(id),
+            AppKey::Ref(_) => None,
+        })
+        .collect();
+    let placeholder = |id: &str| LiveApp {
+        id: id.to_string(),
+        name: String::new(),
+        tags: Tags::new(),
+        creation_date: String::new(),
+    };
+    let (all, direct) = tokio::join!(
+        list_apps(api),
+        join_all(
+            by_id_keys
+                .iter()
+                .map(|id| snapshot(api, placeholder(id)))
+                .collect()
+        )
+    );
+    let all = all.map_err(ObserveError::ListApps)?;
     let by_id: BTreeMap<&str, &LiveApp> = all.iter().map(|a| (a.id.as_str(), a)).collect();
-    let mut wanted: BTreeMap<AppKey, Option<LiveApp>> = BTreeMap::new();
-    let mut errors: BTreeMap<AppKey, String> = BTreeMap::new();
+
+    let mut out = Observed::default();
+    for (id, snap) in by_id_keys.iter().zip(direct) {
+        let key = AppKey::Id((*id).clone());
+        let state = match (snap, by_id.get(id.as_str())) {
+            (Ok(mut s), Some(app)) => {
+                s.app = (*app).clone();
+                LiveState::Found(s)
+            }
+            (Err(ObserveErrorOrCall::Call(e)), _) if e.is_not_found() => LiveState::Error(format!(
+                "application {id} does not exist on the target; check metadata.application and the target's region"
+            )),
+            (Ok(_), None) => LiveState::Error(format!("application {id} does not exist on the target; check metadata.application and the target's region")),
+            (Err(e), _) => LiveState::Error(e.to_string()),
+        };
+        out.apps.insert(key, state);
+    }
+
+    // Applications declared by an Application manifest, found by their ownership tags.
+    let mut later: Vec<(AppKey, LiveApp)> = Vec::new();
     for d in &desired.apps {
-        match &d.key {
-            AppKey::Id(id) => match by_id.get(id.as_str()) {
-                Some(a) => {
-                    wanted.insert(d.key.clone(), Some((*a).clone()));
-                }
+        if let AppKey::Ref(name) = &d.key {
+            let mut found: Vec<&LiveApp> = all
+                .iter()
+                .filter(|a| managed_name(Some(&a.tags), scope.owner) == Some(name.as_str()))
+                .collect();
+            found.sort_by(|a, b| (&a.creation_date, &a.id).cmp(&(&b.creation_date, &b.id)));
+            match found.first() {
+                Some(app) => later.push((d.key.clone(), (*app).clone())),
                 None => {
-                    errors.insert(
-                        d.key.clone(),
-                        format!("application {id} does not exist on the target; check metadata.application and the target's region"),
-                    );
+                    out.apps.insert(d.key.clone(), LiveState::Missing);
                 }
-            },
-            AppKey::Ref(name) => {
-                let mut found: Vec<&LiveApp> = all
-                    .iter()
-                    .filter(|a| managed_name(Some(&a.tags), scope.owner) == Some(name.as_str()))
-                    .collect();
-                found.sort_by(|a, b| (&a.creation_date, &a.id).cmp(&(&b.creation_date, &b.id)));
-                wanted.insert(d.key.clone(), found.first().map(|a| (*a).clone()));
             }
         }
     }
-    // Applications not named by any manifest, in case they hold our segments.
-    let named: Vec<String> = wanted.values().flatten().map(|a| a.id.clone()).collect();
-    let mut out = Observed::default();
-    for app in all
+    let named: Vec<String> = by_id_keys
+        .iter()
+        .map(|s| s.to_string())
+        .chain(later.iter().map(|(_, a)| a.id.clone()))
+        .collect();
+    let snaps = join_all(
+        later
+            .iter()
+            .map(|(_, app)| snapshot(api, app.clone()))
+            .collect(),
+    )
+    .await;
+    for ((key, _), snap) in later.into_iter().zip(snaps) {
+        out.apps.insert(
+            key,
+            snap.map(LiveState::Found)
+                .unwrap_or_else(|e| LiveState::Error(e.to_string())),
+        );
+    }
+
+    // Applications no manifest names, in case they hold segments this owner manages.
+    let others: Vec<&LiveApp> = all
         .iter()
         .filter(|a| !named.contains(&a.id) && (scope.owns)(&a.id))
-    {
-        let segments = match list_segments(api, &app.id).await {
+        .collect();
+    let listed = join_all(others.iter().map(|a| list_segments(api, &a.id)).collect()).await;
+    for (app, segments) in others.into_iter().zip(listed) {
+        let segments = match segments {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(app = %app.id, error = %e, "cannot list segments");
@@ -326,25 +382,39 @@ pub async fn observe(
             .iter()
             .any(|s| managed_name(s.tags.as_ref(), scope.owner).is_some())
         {
-            let key = AppKey::Id(app.id.clone());
-            match snapshot(api, app.clone()).await {
-                Ok(s) => out.apps.insert(key, LiveState::Found(s)),
-                Err(e) => out.apps.insert(key, LiveState::Error(e.to_string())),
-            };
-        }
-    }
-    for (key, message) in errors {
-        out.apps.insert(key, LiveState::Error(message));
-    }
-    for (key, app) in wanted {
-        let state = match app {
-            None => LiveState::Missing,
-            Some(app) => match snapshot(api, app).await {
+            let state = match snapshot(api, app.clone()).await {
                 Ok(s) => LiveState::Found(s),
                 Err(e) => LiveState::Error(e.to_string()),
-            },
-        };
-        out.apps.insert(key, state);
+            };
+            out.apps.insert(AppKey::Id(app.id.clone()), state);
+        }
     }
     Ok(out)
+}
+
+/// Drives futures together, keeping their order.
+pub async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut slots: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futs.iter_mut().enumerate() {
+            if slots[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => slots[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    slots
+        .into_iter()
+        .map(|s| s.expect("every future completed"))
+        .collect()
 }

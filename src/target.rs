@@ -67,7 +67,7 @@ pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectE
             let endpoint = srv.endpoint();
             let client = crate::sdk::endpoint_client(&endpoint, "us-east-1", &key, &secret, 1);
             Ok(Connection {
-                api: Api::new(client, config.rate_limits),
+                api: Api::with_concurrency(client, config.rate_limits, config.concurrency),
                 endpoint: format!("{endpoint} (embedded, {})", path.display()),
                 server: Some(srv),
             })
@@ -84,7 +84,11 @@ pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectE
                 return Err(ConnectError::NoRegion { kind: "endpoint" });
             }
             Ok(Connection {
-                api: Api::new(aws_sdk_pinpoint::Client::new(&conf), config.rate_limits),
+                api: Api::with_concurrency(
+                    aws_sdk_pinpoint::Client::new(&conf),
+                    config.rate_limits,
+                    config.concurrency,
+                ),
                 endpoint: url.clone(),
                 server: None,
             })
@@ -103,7 +107,11 @@ pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectE
                 return Err(ConnectError::NoRegion { kind: "aws" });
             };
             Ok(Connection {
-                api: Api::new(aws_sdk_pinpoint::Client::new(&conf), config.rate_limits),
+                api: Api::with_concurrency(
+                    aws_sdk_pinpoint::Client::new(&conf),
+                    config.rate_limits,
+                    config.concurrency,
+                ),
                 endpoint: format!("https://pinpoint.{r}.amazonaws.com"),
                 server: None,
             })
