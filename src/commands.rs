@@ -428,9 +428,9 @@ pub async fn import(
             std::fs::write(&path, text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             // Adopt: the ownership tags, and the digest of what is now the manifest.
-            let norm = crate::diff::normalize(&s.definition(), &|id| by_id.get(id).cloned());
+            let canon = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
             let mut tags = plan::ownership_tags(&cfg.owner, name);
-            tags.insert(plan::TAG_DIGEST.into(), crate::diff::digest(&norm));
+            tags.insert(plan::TAG_DIGEST.into(), crate::diff::fingerprint(&canon));
             let model = aws_sdk_pinpoint::types::TagsModel::builder()
                 .set_tags(Some(tags.into_iter().collect()))
                 .build();

@@ -25,16 +25,37 @@ impl fmt::Display for AppKey {
     }
 }
 
-/// Where a manifest was written.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Where a manifest was written (its line is worked out only when shown).
+#[derive(Debug, Clone)]
 pub struct Origin {
     pub file: String,
-    pub line: usize,
+    pub doc: usize,
+    source: std::sync::Arc<crate::manifest::SourceText>,
+}
+
+impl Origin {
+    fn of(d: &Document) -> Self {
+        Self {
+            file: d.file.clone(),
+            doc: d.doc,
+            source: d.source.clone(),
+        }
+    }
+
+    pub fn line(&self) -> usize {
+        self.source.locate(self.doc, "").0
+    }
+}
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.doc == other.doc
+    }
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
+        write!(f, "{}:{}", self.file, self.line())
     }
 }
 
@@ -94,7 +115,8 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
                 "metadata.name",
                 format!(
                     "duplicate Application name {name:?}; first declared at {}:{}",
-                    first.file, first.line
+                    first.file,
+                    first.line()
                 ),
             ));
         } else {
@@ -126,7 +148,9 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
                 "metadata.name",
                 format!(
                     "duplicate name {:?} in application {key}; first defined at {}:{}",
-                    md.name, first.file, first.line
+                    md.name,
+                    first.file,
+                    first.line()
                 ),
             ));
             continue;
@@ -186,10 +210,7 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
                     protect: d.manifest.metadata.protect,
                     adopt: d.manifest.metadata.adopt.clone(),
                     depends_on: deps[name].iter().map(|s| s.to_string()).collect(),
-                    origin: Origin {
-                        file: d.file.clone(),
-                        line: d.line,
-                    },
+                    origin: Origin::of(d),
                 }
             })
             .collect();
@@ -197,10 +218,7 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
             AppKey::Ref(name) => declared.get(name).map(|d| DeclaredApp {
                 name: name.clone(),
                 spec: d.manifest.application_spec(),
-                origin: Origin {
-                    file: d.file.clone(),
-                    line: d.line,
-                },
+                origin: Origin::of(d),
             }),
             AppKey::Id(_) => None,
         };

@@ -14,8 +14,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    AttributeDimension, AttributeType, DimensionType, SegmentDimensions, SetDimension,
-    WriteSegmentRequest,
+    AttributeDimension, AttributeType, DimensionType, SegmentDimensions, SegmentGroupList,
+    SetDimension, WriteSegmentRequest,
 };
 
 /// Fills defaults and orders sets in a typed definition (tags are dropped).
@@ -41,9 +41,28 @@ pub fn canonical(
                     s.reference = Some(name);
                 }
             }
+            none_if(&mut g.dimensions, Vec::is_empty);
+            none_if(&mut g.source_segments, Vec::is_empty);
         }
+        none_if(&mut groups.groups, Vec::is_empty);
     }
+    none_if(&mut d.dimensions, |x| *x == SegmentDimensions::default());
+    none_if(&mut d.segment_groups, |x| *x == SegmentGroupList::default());
     d
+}
+
+/// Absent and empty mean the same: keep one form.
+fn none_if<T>(slot: &mut Option<T>, empty: impl Fn(&T) -> bool) {
+    if slot.as_ref().is_some_and(empty) {
+        *slot = None;
+    }
+}
+
+/// The fingerprint of a definition's meaning: equal for definitions that normalize equal.
+/// Stored in the `segmentctl:digest` tag to tell drift from manifest changes.
+pub fn fingerprint(canonical: &WriteSegmentRequest) -> String {
+    let bytes = serde_json::to_vec(canonical).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..8])
 }
 
 fn canonical_set(s: &mut SetDimension) {
@@ -67,6 +86,10 @@ fn canonical_dimensions(d: &mut SegmentDimensions) {
     {
         map.values_mut().for_each(canonical_attribute);
     }
+    none_if(&mut d.attributes, |m| m.is_empty());
+    none_if(&mut d.user_attributes, |m| m.is_empty());
+    none_if(&mut d.metrics, |m| m.is_empty());
+    none_if(&mut d.behavior, |b| b.recency.is_none());
     if let Some(demo) = &mut d.demographic {
         for s in [
             &mut demo.app_version,
@@ -85,6 +108,8 @@ fn canonical_dimensions(d: &mut SegmentDimensions) {
     if let Some(c) = d.location.as_mut().and_then(|l| l.country.as_mut()) {
         canonical_set(c);
     }
+    none_if(&mut d.demographic, |x| *x == Default::default());
+    none_if(&mut d.location, |x| *x == Default::default());
 }
 
 /// The normalized JSON form of a definition: canonical, with empty values removed.
@@ -322,6 +347,27 @@ mod tests {
             .iter()
             .map(|c| c.to_string())
             .collect()
+    }
+
+    #[test]
+    fn canonical_forms_agree_with_normalized_values() {
+        let none = |_: &str| None;
+        let a = req(
+            r#"{"Name":"a","Dimensions":{"Attributes":{},"Behavior":{},"Location":{"Country":{"Values":["US","CA"]}}}}"#,
+        );
+        let b = req(
+            r#"{"Name":"a","Dimensions":{"Location":{"Country":{"DimensionType":"INCLUSIVE","Values":["CA","US"]}}}}"#,
+        );
+        assert_eq!(canonical(&a, &none), canonical(&b, &none));
+        assert_eq!(
+            fingerprint(&canonical(&a, &none)),
+            fingerprint(&canonical(&b, &none))
+        );
+        let c = req(r#"{"Name":"a","SegmentGroups":{"Groups":[]}}"#);
+        assert_eq!(
+            canonical(&c, &none),
+            canonical(&req(r#"{"Name":"a"}"#), &none)
+        );
     }
 
     #[test]

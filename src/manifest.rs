@@ -78,22 +78,64 @@ pub struct Metadata {
     pub adopt: Option<String>,
 }
 
+/// A file's text, kept so that errors found later (across documents) can be located. The
+/// position index is built only when an error needs it: a clean load never pays for it.
+pub struct SourceText {
+    pub name: String,
+    text: String,
+    index: std::sync::OnceLock<PositionIndex>,
+}
+
+impl SourceText {
+    fn new(name: &str, text: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            text: text.to_string(),
+            index: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// (line, column) of `path` in document `doc`, or of its nearest written ancestor.
+    pub fn locate(&self, doc: usize, path: &str) -> (usize, usize) {
+        self.index
+            .get_or_init(|| PositionIndex::build(&self.text))
+            .locate(doc, path)
+    }
+}
+
+impl fmt::Debug for SourceText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceText")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
 /// A manifest and where it came from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Document {
     pub file: String,
-    /// 1-based line of the document's first key.
-    pub line: usize,
+    /// The document's number within its file (0-based).
+    pub doc: usize,
+    pub source: std::sync::Arc<SourceText>,
     pub manifest: Manifest,
-    /// Where the fields that rules across documents point at are written
-    /// (`metadata.name`, `metadata.applicationRef`, each `SourceSegments[].Ref`).
-    pub positions: BTreeMap<String, (usize, usize)>,
+}
+
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        self.file == other.file && self.doc == other.doc && self.manifest == other.manifest
+    }
 }
 
 impl Document {
+    /// 1-based line of the document's first key.
+    pub fn line(&self) -> usize {
+        self.source.locate(self.doc, "").0
+    }
+
     /// A located error about this document's field `path`.
     pub fn error(&self, path: &str, message: impl Into<String>) -> ManifestError {
-        let (line, column) = self.positions.get(path).copied().unwrap_or((self.line, 1));
+        let (line, column) = self.source.locate(self.doc, path);
         ManifestError {
             file: self.file.clone(),
             line,
@@ -102,24 +144,6 @@ impl Document {
             message: message.into(),
         }
     }
-}
-
-/// The field paths of a document that cross-document rules refer to.
-fn cross_paths(m: &Manifest) -> Vec<String> {
-    let mut out = vec![
-        "metadata.name".to_string(),
-        "metadata.applicationRef".to_string(),
-    ];
-    if let Some(groups) = &m.spec.segment_groups {
-        for (gi, g) in groups.groups.iter().flatten().enumerate() {
-            for (si, _) in g.source_segments.iter().flatten().enumerate() {
-                out.push(format!(
-                    "spec.SegmentGroups.Groups[{gi}].SourceSegments[{si}].Ref"
-                ));
-            }
-        }
-    }
-    out
 }
 
 /// A located mistake in a manifest (or the configuration file).
@@ -247,13 +271,40 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
 }
 
 /// Parses already-read files (pure: no I/O).
+///
+/// Files are parsed on every core; the result does not depend on how many there are.
 pub fn load_sources(sources: &[Source]) -> Loaded {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(sources.len().div_ceil(16))
+        .max(1);
+    let chunk = sources.len().div_ceil(threads).max(1);
+    let parts: Vec<Loaded> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut loaded = Loaded::default();
+                    for source in part {
+                        parse_file(source, &mut loaded);
+                    }
+                    loaded
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
     let mut loaded = Loaded {
         files: sources.len(),
         ..Default::default()
     };
-    for source in sources {
-        parse_file(source, &mut loaded);
+    for part in parts {
+        loaded.documents.extend(part.documents);
+        loaded.errors.extend(part.errors);
     }
     loaded.errors.sort();
     loaded
@@ -277,61 +328,67 @@ fn parse_file(source: &Source, out: &mut Loaded) {
             return;
         }
     };
-    let mut index: Option<PositionIndex> = None;
+    let source = std::sync::Arc::new(SourceText::new(file, text));
     for (doc_no, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = match serde_yaml::Value::deserialize(doc) {
-            Ok(v) => v,
-            Err(e) => {
-                let (line, column) = e
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((1, 1));
-                out.errors.push(ManifestError {
-                    file: file.clone(),
-                    line,
-                    column,
-                    path: String::new(),
-                    message: format!("invalid YAML: {}", strip_location(&e.to_string())),
-                });
-                return; // the rest of the stream cannot be trusted
-            }
-        };
-        if value.is_null() {
-            continue; // an empty document, e.g. after a trailing `---`
-        }
-        let index = index.get_or_insert_with(|| PositionIndex::build(text));
-        let at = |path: &str| index.locate(doc_no, path);
-        if !value.is_mapping() {
-            let (line, column) = at("");
-            out.errors.push(ManifestError {
-                file: file.clone(),
-                line,
-                column,
-                path: String::new(),
-                message: format!(
-                    "a manifest is a mapping with apiVersion, kind, metadata and spec; found {}",
-                    yaml_kind(&value)
-                ),
-            });
-            continue;
-        }
-        let manifest: Manifest = match serde_path_to_error::deserialize(value) {
+        let at = |path: &str| source.locate(doc_no, path);
+        // The happy path parses once, straight into the typed manifest; only a failure
+        // parses the document again, generically, to say what is wrong with it.
+        let typed = serde_path_to_error::deserialize::<_, Manifest>(doc);
+        let manifest = match typed {
             Ok(m) => m,
-            Err(e) => {
-                let (path, message) = describe_serde_error(&e);
-                let (line, column) = at(&path);
-                out.errors.push(ManifestError {
-                    file: file.clone(),
-                    line,
-                    column,
-                    path,
-                    message,
-                });
-                continue;
+            Err(typed_err) => {
+                let generic = serde_yaml::Deserializer::from_str(text)
+                    .nth(doc_no)
+                    .map(serde_yaml::Value::deserialize);
+                match generic {
+                    Some(Err(e)) => {
+                        let (line, column) = e
+                            .location()
+                            .map(|l| (l.line(), l.column()))
+                            .unwrap_or((1, 1));
+                        out.errors.push(ManifestError {
+                            file: file.clone(),
+                            line,
+                            column,
+                            path: String::new(),
+                            message: format!("invalid YAML: {}", strip_location(&e.to_string())),
+                        });
+                        return; // the rest of the stream cannot be trusted
+                    }
+                    Some(Ok(v)) if v.is_null() => continue, // an empty document, e.g. after a trailing `---`
+                    Some(Ok(v)) if !v.is_mapping() => {
+                        let (line, column) = at("");
+                        out.errors.push(ManifestError {
+                            file: file.clone(),
+                            line,
+                            column,
+                            path: String::new(),
+                            message: format!(
+                                "a manifest is a mapping with apiVersion, kind, metadata and spec; found {}",
+                                yaml_kind(&v)
+                            ),
+                        });
+                        continue;
+                    }
+                    _ => {
+                        let (path, message) = describe_serde_error(&typed_err);
+                        let (line, column) = at(&path);
+                        out.errors.push(ManifestError {
+                            file: file.clone(),
+                            line,
+                            column,
+                            path,
+                            message,
+                        });
+                        continue;
+                    }
+                }
             }
         };
         let mut problems = document_rules(&manifest);
-        problems.sort_by_key(|(p, _)| at(p));
+        if problems.len() > 1 {
+            problems.sort_by_key(|(p, _)| at(p));
+        }
         for (path, message) in problems {
             let (line, column) = at(&path);
             out.errors.push(ManifestError {
@@ -342,18 +399,11 @@ fn parse_file(source: &Source, out: &mut Loaded) {
                 message,
             });
         }
-        let positions = cross_paths(&manifest)
-            .into_iter()
-            .map(|p| {
-                let pos = at(&p);
-                (p, pos)
-            })
-            .collect();
         out.documents.push(Document {
             file: file.clone(),
-            line: at("").0,
+            doc: doc_no,
+            source: source.clone(),
             manifest,
-            positions,
         });
     }
 }
@@ -540,7 +590,14 @@ fn describe_serde_error(e: &serde_path_to_error::Error<serde_yaml::Error>) -> (S
             serde_path_to_error::Segment::Unknown => {}
         }
     }
-    let raw = strip_location(&e.inner().to_string());
+    let mut raw = strip_location(&e.inner().to_string());
+    // Parsing a document directly, serde_yaml names the parent path in front ("spec: …"); we
+    // print our own path, so drop it.
+    if let Some((prefix, rest)) = raw.split_once(": ") {
+        if !prefix.contains(' ') && !prefix.is_empty() && path.starts_with(prefix) {
+            raw = rest.to_string();
+        }
+    }
     // unknown field `Dimension`, expected one of `Name`, `Dimensions`
     if let Some(rest) = raw.strip_prefix("unknown field `") {
         if let Some((field, expected)) = rest.split_once('`') {
@@ -571,7 +628,7 @@ fn describe_serde_error(e: &serde_path_to_error::Error<serde_yaml::Error>) -> (S
 }
 
 /// Where each field path of each document is written, from the YAML events.
-struct PositionIndex {
+pub struct PositionIndex {
     /// (document number, field path) → (line, column), both 1-based.
     at: HashMap<(usize, String), (usize, usize)>,
 }

@@ -496,8 +496,8 @@ fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) ->
         if d.protect {
             tags.insert(TAG_PROTECT.into(), "true".into());
         }
-        let desired_norm = diff::normalize(&d.spec, &name_of);
-        let desired_digest = diff::digest(&desired_norm);
+        let desired_canon = diff::canonical(&d.spec, &name_of);
+        let desired_digest = diff::fingerprint(&desired_canon);
         tags.insert(TAG_DIGEST.into(), desired_digest.clone());
         let spec = WriteSegmentRequest {
             tags: None,
@@ -568,10 +568,18 @@ fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) ->
                 out.steps.push(step);
             }
             Some(live) => {
-                let live_norm = diff::normalize(&live.definition(), &name_of);
-                let live_digest = diff::digest(&live_norm);
+                let live_canon = diff::canonical(&live.definition(), &name_of);
+                let live_digest = diff::fingerprint(&live_canon);
                 let live_tags = live.tags.clone().unwrap_or_default();
-                let changes = diff::diff(&live_norm, &desired_norm);
+                // Values (and their allocations) only when the definitions differ.
+                let changes = if live_canon == desired_canon {
+                    Vec::new()
+                } else {
+                    diff::diff(
+                        &diff::normalize(&live_canon, &name_of),
+                        &diff::normalize(&desired_canon, &name_of),
+                    )
+                };
                 let tag_changes = TagChange::between(&live_tags, &tags);
                 let is_adopt = adopted.is_some();
                 if changes.is_empty() && tag_changes.is_empty() && !is_adopt {

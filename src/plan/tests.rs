@@ -29,7 +29,7 @@ fn live(id: &str, managed: Option<&str>, version: i32, def: &str) -> SegmentResp
         let none = |_: &str| None;
         tags.insert(
             TAG_DIGEST.into(),
-            diff::digest(&diff::normalize(&def, &none)),
+            diff::fingerprint(&diff::canonical(&def, &none)),
         );
     }
     SegmentResponse {
