@@ -51,6 +51,8 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Write manifests for an application's live segments, and adopt them.
     Import(ImportArgs),
+    /// Run as a controller: watch DIR, resync on an interval, reconcile.
+    Run(RunArgs),
     /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
     Serve(ServeArgs),
 }
@@ -127,6 +129,69 @@ pub struct ImportArgs {
     /// Where to write the manifests.
     #[arg(long, default_value = "imported")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The manifest folder (for git-sync, the symlink it publishes).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// How often to re-check for drift, e.g. 30s, 5m, 1h (±10 % jitter).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Where /livez, /readyz, /metrics and / (status) are served.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// apply: correct drift; observe: only report it.
+    #[arg(long, value_enum, default_value_t = crate::daemon::Mode::Apply)]
+    pub mode: crate::daemon::Mode,
+    /// Delete managed segments whose manifest is gone.
+    #[arg(long)]
+    pub prune: bool,
+    /// Own the applications whose key hashes to I of N.
+    #[arg(long, value_parser = crate::daemon::Shard::parse, conflicts_with = "shard_from_hostname")]
+    pub shard: Option<crate::daemon::Shard>,
+    /// Take I from this StatefulSet pod's name (segmentctl-2 → 2), with N shards.
+    #[arg(long, value_name = "N")]
+    pub shard_from_hostname: Option<u32>,
+}
+
+/// `250ms`, `30s`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (n, unit) = text.split_at(split);
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("expected a duration such as 30s or 5m, found {text:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("the duration must be positive, found {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
 }
 
 #[derive(Debug, clap::Args)]
@@ -323,6 +388,35 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 &a.out,
             )
             .await
+        }
+        Command::Run(a) => {
+            let shard = match (a.shard, a.shard_from_hostname) {
+                (Some(s), _) => Some(s),
+                (None, Some(n)) => {
+                    let host = hostname().ok_or_else(|| {
+                        anyhow::anyhow!("cannot read the hostname for --shard-from-hostname")
+                    })?;
+                    Some(
+                        crate::daemon::Shard::from_hostname(&host, n)
+                            .map_err(|e| anyhow::anyhow!(e))?,
+                    )
+                }
+                (None, None) => None,
+            };
+            let cfg = crate::daemon::DaemonConfig {
+                dir: a.dir.clone(),
+                config_file: a.target.config.clone(),
+                overrides: crate::commands::Overrides {
+                    target: a.target.target.clone(),
+                    prune: a.prune,
+                },
+                interval: a.interval,
+                admin_listen: a.admin_listen,
+                mode: a.mode,
+                shard,
+            };
+            crate::daemon::run(cfg, shutdown_signal()).await?;
+            Ok(0)
         }
         Command::Schema => {
             println!(

@@ -16,6 +16,17 @@ pub enum AppKey {
     Ref(String),
 }
 
+impl AppKey {
+    /// The key the daemon shards applications by: the id, or `ref:<name>` for an application
+    /// declared by an Application manifest (the same before and after it is created).
+    pub fn shard_key(&self) -> String {
+        match self {
+            AppKey::Id(id) => id.clone(),
+            AppKey::Ref(name) => format!("ref:{name}"),
+        }
+    }
+}
+
 impl fmt::Display for AppKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

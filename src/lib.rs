@@ -30,6 +30,8 @@ pub mod observe;
 pub mod sdk;
 pub mod target;
 
+pub mod daemon;
+
 pub mod server;
 
 pub mod cli;

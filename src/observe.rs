@@ -266,7 +266,8 @@ pub fn managed_name<'a>(tags: Option<&'a Tags>, owner: &str) -> Option<&'a str> 
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
     pub owner: &'a str,
-    /// Only applications for which this returns true (sharding).
+    /// Only applications whose shard key (an id, or `ref:<name>`) this accepts: the daemon's
+    /// shard, less the applications backing off.
     pub owns: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
@@ -287,9 +288,27 @@ pub async fn observe(
     let by_id_keys: Vec<&String> = desired
         .apps
         .iter()
+        .filter(|d| (scope.owns)(&d.key.shard_key()))
         .filter_map(|d| match &d.key {
             AppKey::Id(id) => Some(id),
             AppKey::Ref(_) => None,
+        })
+        .collect();
+    // Every application the manifests name, owned here or not: never scanned as "other".
+    let declared_ids: Vec<&str> = desired
+        .apps
+        .iter()
+        .filter_map(|d| match &d.key {
+            AppKey::Id(id) => Some(id.as_str()),
+            AppKey::Ref(_) => None,
+        })
+        .collect();
+    let declared_refs: Vec<&str> = desired
+        .apps
+        .iter()
+        .filter_map(|d| match &d.key {
+            AppKey::Ref(r) => Some(r.as_str()),
+            AppKey::Id(_) => None,
         })
         .collect();
     let placeholder = |id: &str| LiveApp {
@@ -329,7 +348,11 @@ pub async fn observe(
 
     // Applications declared by an Application manifest, found by their ownership tags.
     let mut later: Vec<(AppKey, LiveApp)> = Vec::new();
-    for d in &desired.apps {
+    for d in desired
+        .apps
+        .iter()
+        .filter(|d| (scope.owns)(&d.key.shard_key()))
+    {
         if let AppKey::Ref(name) = &d.key {
             let mut found: Vec<&LiveApp> = all
                 .iter()
@@ -367,7 +390,12 @@ pub async fn observe(
     // Applications no manifest names, in case they hold segments this owner manages.
     let others: Vec<&LiveApp> = all
         .iter()
-        .filter(|a| !named.contains(&a.id) && (scope.owns)(&a.id))
+        .filter(|a| {
+            !named.contains(&a.id) && !declared_ids.contains(&a.id.as_str()) && (scope.owns)(&a.id)
+        })
+        .filter(|a| {
+            !managed_name(Some(&a.tags), scope.owner).is_some_and(|n| declared_refs.contains(&n))
+        })
         .collect();
     let listed = join_all(others.iter().map(|a| list_segments(api, &a.id)).collect()).await;
     for (app, segments) in others.into_iter().zip(listed) {
