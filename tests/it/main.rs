@@ -5,6 +5,7 @@ mod util;
 
 mod cli;
 mod compat_boto3;
+mod daemon;
 mod manifests;
 mod reconcile;
 mod server_api;

@@ -1,0 +1,459 @@
+//! `segmentctl run` against the server in-process: converging, following edits, drift,
+//! invalid edits, git-sync's symlink swap, sharding, and a clean stop on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_sdk_pinpoint::types::WriteCampaignRequest;
+use segmentctl::api::Api;
+use segmentctl::commands::Overrides;
+use segmentctl::config::RateLimits;
+use segmentctl::daemon::{self, DaemonConfig, Mode, RunningDaemon, Shard};
+use segmentctl::target::Connection;
+
+use crate::reconcile::{indent, Fixture, OWNER};
+use crate::util::{self, named};
+
+fn connection(fx: &Fixture) -> Connection {
+    Connection {
+        api: Api::new(
+            fx.t.client.clone(),
+            RateLimits {
+                segment_writes: 1000.0,
+                reads: 3000.0,
+            },
+        ),
+        endpoint: fx.t.endpoint(),
+        server: None,
+    }
+}
+
+/// A daemon with a resync every 300 ms (for drift), or none within a test's time, so that
+/// only the watcher can deliver a change.
+fn config(dir: &Path, mode: Mode, prune: bool) -> DaemonConfig {
+    DaemonConfig {
+        dir: dir.to_path_buf(),
+        config_file: None,
+        overrides: Overrides {
+            target: None,
+            prune,
+        },
+        interval: Duration::from_millis(300),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        mode,
+        shard: None,
+    }
+}
+
+fn watch_only(mut cfg: DaemonConfig) -> DaemonConfig {
+    cfg.interval = Duration::from_secs(3600);
+    cfg
+}
+
+async fn start(fx: &Fixture, cfg: DaemonConfig) -> RunningDaemon {
+    let d = daemon::start_with(cfg, connection(fx)).await.unwrap();
+    assert!(
+        d.ready(Duration::from_secs(10)).await,
+        "ready after the first reconcile"
+    );
+    d
+}
+
+/// Polls until `check` holds (at most 10 s).
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn country_values(fx: &Fixture, name: &str) -> Vec<String> {
+    fx.managed()
+        .await
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, s)| s.dimensions?.location?.country)
+        .map(|c| {
+            let mut v = c.values;
+            v.sort();
+            v
+        })
+        .unwrap_or_default()
+}
+
+fn geo(fx: &Fixture, name: &str, countries: &str) -> String {
+    fx.segment(
+        name,
+        &format!(
+            "Name: {name}\nDimensions:\n  Location:\n    Country:\n      Values: [{countries}]\n"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_converges_is_ready_and_follows_an_edit() {
+    let fx = Fixture::new().await;
+    fx.write("a.yaml", &geo(&fx, "na", "US, CA"));
+    fx.write("b.yaml", &geo(&fx, "eu", "FR, DE"));
+    let d = start(&fx, watch_only(config(fx.dir.path(), Mode::Apply, false))).await;
+    assert_eq!(fx.managed().await.len(), 2);
+
+    let (status, _, body) = util::raw(
+        d.admin,
+        "GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    let (_, _, metrics) = util::raw(
+        d.admin,
+        "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(
+        metrics.contains(&format!(
+            "segmentctl_managed_segments{{application=\"{}\"}} 2",
+            "reconcile"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("segmentctl_api_requests_total{operation=\"CreateSegment\",code=\"ok\"} 2"),
+        "{metrics}"
+    );
+
+    fx.write("a.yaml", &geo(&fx, "na", "US, CA, MX"));
+    eventually("the edit reaches the server", || async {
+        country_values(&fx, "na").await == ["CA", "MX", "US"]
+    })
+    .await;
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_prune_a_removed_manifest_is_deleted_unless_an_active_campaign_uses_it() {
+    let fx = Fixture::new().await;
+    for n in ["k1", "k2", "k3", "gone", "used"] {
+        fx.write(&format!("{n}.yaml"), &geo(&fx, n, "US"));
+    }
+    let d = start(&fx, config(fx.dir.path(), Mode::Apply, true)).await;
+    let used = fx.id_of("used").await;
+    fx.t.client
+        .create_campaign()
+        .application_id(&fx.app)
+        .write_campaign_request(
+            WriteCampaignRequest::builder()
+                .name("Launch")
+                .segment_id(&used)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    fx.remove("gone.yaml");
+    fx.remove("used.yaml");
+    eventually("the unused segment is deleted", || async {
+        !fx.managed().await.iter().any(|(n, _)| n == "gone")
+    })
+    .await;
+    assert!(
+        fx.managed().await.iter().any(|(n, _)| n == "used"),
+        "the campaign's segment stays"
+    );
+    let st = d.shared.status();
+    let app = &st.applications["reconcile"];
+    assert_eq!(
+        app.blocked,
+        ["delete used: campaign \"Launch\" (SCHEDULED) uses this segment"]
+    );
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_is_corrected_at_the_next_resync_in_apply_mode_and_only_reported_in_observe_mode() {
+    for mode in [Mode::Apply, Mode::Observe] {
+        let fx = Fixture::new().await;
+        fx.write("a.yaml", &geo(&fx, "na", "US, CA"));
+        fx.converge(false, 3).await;
+        let d = start(&fx, config(fx.dir.path(), mode, false)).await;
+        let id = fx.id_of("na").await;
+        fx.t.client
+            .update_segment()
+            .application_id(&fx.app)
+            .segment_id(&id)
+            .write_segment_request(named("edited by hand"))
+            .send()
+            .await
+            .unwrap();
+        match mode {
+            Mode::Apply => {
+                eventually("the drift is corrected", || async {
+                    country_values(&fx, "na").await == ["CA", "US"]
+                })
+                .await;
+            }
+            Mode::Observe => {
+                eventually("the drift is reported", || async {
+                    d.shared
+                        .status()
+                        .applications
+                        .get("reconcile")
+                        .is_some_and(|a| a.drifted == ["na"])
+                })
+                .await;
+                assert!(d
+                    .shared
+                    .metrics_text()
+                    .contains("segmentctl_drifted_segments{application=\"reconcile\"} 1"));
+                assert_eq!(
+                    country_values(&fx, "na").await,
+                    Vec::<String>::new(),
+                    "observe mode changes nothing"
+                );
+            }
+        }
+        d.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_edit_keeps_the_last_good_state_and_reports_the_error() {
+    let fx = Fixture::new().await;
+    fx.write("a.yaml", &geo(&fx, "na", "US"));
+    fx.write("b.yaml", &geo(&fx, "eu", "FR"));
+    let d = start(&fx, config(fx.dir.path(), Mode::Apply, true)).await;
+    // b.yaml breaks: with prune on, a daemon that dropped to "no manifests" would delete eu.
+    fx.write(
+        "b.yaml",
+        "apiVersion: segmentctl/v1\nkind: Segment\nmetadata: {name: eu\n",
+    );
+    eventually("the error is reported", || async {
+        !d.shared.status().manifest_errors.is_empty()
+    })
+    .await;
+    let st = d.shared.status();
+    assert!(
+        st.manifest_errors[0].contains("b.yaml:"),
+        "{:?}",
+        st.manifest_errors
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await; // two resyncs on the last good state
+    assert_eq!(fx.managed().await.len(), 2, "nothing deleted");
+    assert!(d
+        .shared
+        .metrics_text()
+        .contains("segmentctl_reconcile_total{application=\"(manifests)\",result=\"invalid\"}"));
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_sync_symlink_swap_is_picked_up() {
+    let fx = Fixture::new().await;
+    let root = tempfile::tempdir().unwrap();
+    let rev = |name: &str, countries: &str| -> PathBuf {
+        let dir = root.path().join(".worktrees").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.yaml"), geo(&fx, "na", countries)).unwrap();
+        dir
+    };
+    let link = root.path().join("current");
+    std::os::unix::fs::symlink(rev("1111aaaa", "US"), &link).unwrap();
+    let d = start(&fx, watch_only(config(&link, Mode::Apply, false))).await;
+    assert_eq!(country_values(&fx, "na").await, ["US"]);
+    assert_eq!(d.shared.status().revision.as_deref(), Some("1111aaaa"));
+
+    // As git-sync does: check out the new revision, then atomically swap the link onto it.
+    let next = rev("2222bbbb", "US, CA");
+    let tmp = root.path().join("current.tmp");
+    std::os::unix::fs::symlink(&next, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    std::fs::remove_dir_all(root.path().join(".worktrees/1111aaaa")).unwrap();
+    eventually("the new revision is applied", || async {
+        country_values(&fx, "na").await == ["CA", "US"]
+    })
+    .await;
+    assert_eq!(d.shared.status().revision.as_deref(), Some("2222bbbb"));
+
+    // And again, so the watch followed the first swap.
+    let third = rev("3333cccc", "MX");
+    let tmp = root.path().join("current.tmp");
+    std::os::unix::fs::symlink(&third, &tmp).unwrap();
+    std::fs::rename(&tmp, &link).unwrap();
+    eventually("the third revision is applied", || async {
+        country_values(&fx, "na").await == ["MX"]
+    })
+    .await;
+    d.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_divide_the_applications_and_together_converge_everything() {
+    let fx = Fixture::new().await;
+    let mut apps = vec![fx.app.clone()];
+    for i in 0..5 {
+        apps.push(fx.t.app(&format!("shard-{i}")).await);
+    }
+    for app in &apps {
+        let text = format!("apiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: s\n  application: {app}\nspec:\n{}", indent("Name: s\n"));
+        fx.write(&format!("{app}.yaml"), &text);
+    }
+    let mut daemons = Vec::new();
+    for index in 0..2 {
+        let mut cfg = config(fx.dir.path(), Mode::Apply, false);
+        cfg.shard = Some(Shard { index, count: 2 });
+        daemons.push(start(&fx, cfg).await);
+    }
+    for app in &apps {
+        let segs = segmentctl::observe::list_segments(&fx.api, app)
+            .await
+            .unwrap();
+        assert_eq!(segs.len(), 1, "app {app} converged once");
+        assert_eq!(
+            segmentctl::observe::managed_name(segs[0].tags.as_ref(), OWNER),
+            Some("s")
+        );
+    }
+    let owned: Vec<std::collections::BTreeSet<String>> = daemons
+        .iter()
+        .map(|d| {
+            d.shared
+                .status()
+                .applications
+                .values()
+                .map(|a| a.application.clone())
+                .collect()
+        })
+        .collect();
+    assert!(
+        owned[0].is_disjoint(&owned[1]),
+        "no application is handled by both: {owned:?}"
+    );
+    let all: std::collections::BTreeSet<String> = owned[0].union(&owned[1]).cloned().collect();
+    assert_eq!(all, apps.iter().cloned().collect());
+    assert!(
+        !owned[0].is_empty() && !owned[1].is_empty(),
+        "both shards have work: {owned:?}"
+    );
+    for d in daemons {
+        d.stop().await.unwrap();
+    }
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly_with_exit_code_0() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("app.yaml"),
+        "apiVersion: segmentctl/v1\nkind: Application\nmetadata: {name: shop}\nspec: {Name: Shop}\n---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata: {name: us, applicationRef: shop}\nspec: {Name: US}\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args([
+            "run",
+            ".",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+            "--log-format",
+            "json",
+        ])
+        .current_dir(tmp.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines.next().expect("a startup log line").unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+        if let Some(a) = v["fields"]["admin"].as_str() {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let start = Instant::now();
+    loop {
+        let ready = http_get(&admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200"));
+        if ready {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: sending a signal to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "did not exit within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+/// A blocking GET; the whole answer, or None when nothing answers.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_saves_renames_and_a_recreated_folder_are_all_seen() {
+    let fx = Fixture::new().await;
+    fx.write("sub/a.yaml", &geo(&fx, "na", "US"));
+    let d = start(&fx, watch_only(config(fx.dir.path(), Mode::Apply, false))).await;
+    let sub = fx.dir.path().join("sub");
+
+    // An editor's atomic save: write a temporary file, rename it over the manifest.
+    std::fs::write(sub.join(".a.yaml.swp"), geo(&fx, "na", "US, CA")).unwrap();
+    std::fs::rename(sub.join(".a.yaml.swp"), sub.join("a.yaml")).unwrap();
+    eventually("the atomic save is applied", || async {
+        country_values(&fx, "na").await == ["CA", "US"]
+    })
+    .await;
+
+    // A rename to another manifest file name.
+    std::fs::write(sub.join("a.yaml"), geo(&fx, "na", "MX")).unwrap();
+    std::fs::rename(sub.join("a.yaml"), sub.join("renamed.yaml")).unwrap();
+    eventually("the renamed file is applied", || async {
+        country_values(&fx, "na").await == ["MX"]
+    })
+    .await;
+
+    // The folder deleted and created again.
+    std::fs::remove_dir_all(&sub).unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(sub.join("a.yaml"), geo(&fx, "na", "FR")).unwrap();
+    eventually("the recreated folder is applied", || async {
+        country_values(&fx, "na").await == ["FR"]
+    })
+    .await;
+    d.stop().await.unwrap();
+}
