@@ -145,3 +145,45 @@ fn an_unreachable_target_is_one_line_naming_what_to_check() {
     );
     assert!(!stderr.contains("not-printed-secret"));
 }
+
+/// The arguments `deploy/` gives each container, as the CLI would parse them.
+fn container_args(file: &str, container: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(file)).unwrap();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).unwrap();
+        let containers = &v["spec"]["template"]["spec"]["containers"];
+        for c in containers.as_sequence().into_iter().flatten() {
+            if c["name"].as_str() == Some(container) {
+                return c["args"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string())
+                    .collect();
+            }
+        }
+    }
+    panic!("no container {container} in {file}");
+}
+
+#[test]
+fn the_kubernetes_manifests_pass_arguments_the_cli_accepts() {
+    use clap::Parser;
+    for (file, container) in [
+        ("deploy/kubernetes/base/statefulset.yaml", "segmentctl"),
+        (
+            "deploy/kubernetes/overlays/with-server/server.yaml",
+            "server",
+        ),
+    ] {
+        let args = container_args(file, container);
+        let parsed = segmentctl::cli::Cli::try_parse_from(
+            std::iter::once("segmentctl".to_string()).chain(args.clone()),
+        );
+        assert!(
+            parsed.is_ok(),
+            "{file}: {args:?}: {}",
+            parsed.err().map(|e| e.to_string()).unwrap_or_default()
+        );
+    }
+}
