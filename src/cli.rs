@@ -303,6 +303,10 @@ fn init_logging(format: LogFormat) {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run(_) | Command::Serve(_)) {
+        // Long-running: keep memory from piling up in per-thread arenas.
+        crate::daemon::limit_malloc_arenas();
+    }
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

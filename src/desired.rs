@@ -110,6 +110,30 @@ impl DesiredState {
     pub fn segment_count(&self) -> usize {
         self.apps.iter().map(|a| a.segments.len()).sum()
     }
+
+    /// A fingerprint of each application's desired state, by shard key: equal when nothing
+    /// apply would act on changed (where the manifests are written does not count).
+    pub fn fingerprints(&self) -> BTreeMap<String, String> {
+        use sha2::{Digest, Sha256};
+        self.apps
+            .iter()
+            .map(|a| {
+                let mut h = Sha256::new();
+                if let Some(d) = &a.declared {
+                    h.update(d.spec.name.as_bytes());
+                    h.update(serde_json::to_vec(&d.spec.tags).unwrap_or_default());
+                }
+                for s in &a.segments {
+                    h.update(s.name.as_bytes());
+                    h.update(serde_json::to_vec(&s.spec).unwrap_or_default());
+                    h.update([u8::from(s.protect)]);
+                    h.update(s.adopt.as_deref().unwrap_or("").as_bytes());
+                    h.update(b"\0");
+                }
+                (a.key.shard_key(), hex::encode(&h.finalize()[..12]))
+            })
+            .collect()
+    }
 }
 
 /// Checks the documents against each other and builds the desired state.

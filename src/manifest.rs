@@ -174,9 +174,12 @@ pub struct Loaded {
     pub errors: Vec<ManifestError>,
     /// How many files were read.
     pub files: usize,
+    /// The files as read (set by [`load_dir`]), so a caller can keep them.
+    pub sources: Vec<Source>,
 }
 
 /// A file's text, named as the user should see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {
     pub name: String,
     pub bytes: Vec<u8>,
@@ -267,6 +270,7 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
     let mut loaded = load_sources(&sources);
     loaded.errors.extend(errors);
     loaded.errors.sort();
+    loaded.sources = sources;
     Ok(loaded)
 }
 

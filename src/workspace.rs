@@ -16,6 +16,8 @@ pub struct Workspace {
     /// How many manifest documents and files were read.
     pub documents: usize,
     pub files: usize,
+    /// The manifest files as read.
+    pub sources: Vec<crate::manifest::Source>,
 }
 
 /// Reads `dir` (and `config`, or `dir/segmentctl.yaml`).
@@ -24,6 +26,7 @@ pub struct Workspace {
 pub fn load(dir: &Path, config: Option<&Path>) -> Result<Workspace, Vec<ManifestError>> {
     let cfg = Config::load(dir, config);
     let loaded = manifest::load_dir(dir).map_err(|e| vec![e])?;
+    let sources = loaded.sources;
     let mut errors = loaded.errors;
     let cfg = match cfg {
         Ok(c) => Some(c),
@@ -46,6 +49,7 @@ pub fn load(dir: &Path, config: Option<&Path>) -> Result<Workspace, Vec<Manifest
             desired,
             documents: loaded.documents.len(),
             files: loaded.files,
+            sources,
         }),
         _ => {
             errors.sort();

@@ -338,6 +338,72 @@ pub async fn run(
     Ok(())
 }
 
+/// What the daemon keeps of the last folder that validated: the files' bytes (one compact
+/// copy, parsed again only if the folder stops validating) and each application's
+/// fingerprint. Keeping no parsed structures between rounds lets the memory of a round over
+/// many segments go back to the system.
+struct LastGood {
+    sources: Vec<crate::manifest::Source>,
+    fingerprints: BTreeMap<String, String>,
+}
+
+impl LastGood {
+    fn desired(&self) -> Option<DesiredState> {
+        let loaded = crate::manifest::load_sources(&self.sources);
+        crate::desired::build(&loaded.documents).ok()
+    }
+}
+
+/// The shard keys of the applications whose desired state differs; `None` when one was
+/// removed (a removal is checked by a full round, whose scan sees what it leaves behind).
+fn changed_apps(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Option<std::collections::BTreeSet<String>> {
+    if old.keys().any(|k| !new.contains_key(k)) {
+        return None;
+    }
+    Some(
+        new.iter()
+            .filter(|(k, v)| old.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect(),
+    )
+}
+
+static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Lets the binary say how its global allocator gives freed memory back (see `main.rs`).
+pub fn set_memory_release(hook: fn()) {
+    let _ = RELEASE_HOOK.set(hook);
+}
+
+/// Hands memory freed by a round back to the system. A round over many segments allocates
+/// much and frees nearly all of it; an allocator that keeps the pages would leave a
+/// long-running, mostly idle controller at its peak.
+pub fn release_memory() {
+    match RELEASE_HOOK.get() {
+        Some(hook) => hook(),
+        None => {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
+}
+
+/// Limits glibc to a few malloc arenas: each thread otherwise gets its own, and freed
+/// memory scattered over them is never returned. Call once, before threads start.
+pub fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt with M_ARENA_MAX only bounds future arena creation.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn now_unix() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -353,9 +419,12 @@ async fn rounds(
 ) -> anyhow::Result<()> {
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     let watcher = tokio::spawn(watch::watch(cfg.dir.clone(), changed_tx));
-    let mut last_good: Option<DesiredState> = None;
+    let mut last_good: Option<LastGood> = None;
     let mut backoffs: BTreeMap<String, Backoff> = BTreeMap::new();
     let mut next_resync = Instant::now();
+    // The first round, each resync and each backoff expiry cover everything; a change in the
+    // folder covers the applications whose desired state changed.
+    let mut full = true;
     loop {
         if *stop.borrow() {
             break;
@@ -368,6 +437,7 @@ async fn rounds(
             &mut last_good,
             &mut backoffs,
             stop.clone(),
+            full,
         )
         .await;
         shared
@@ -386,11 +456,13 @@ async fn rounds(
             .map_or(next_resync, |b| b.min(next_resync));
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
-            Some(()) = changed_rx.recv() => tracing::info!("manifests changed"),
+            Some(()) = changed_rx.recv() => {
+                tracing::info!("manifests changed");
+                full = false;
+            }
             _ = tokio::time::sleep_until(wake.into()) => {
-                if Instant::now() >= next_resync {
-                    tracing::debug!("resync");
-                }
+                tracing::debug!("resync");
+                full = true;
             }
         }
     }
@@ -404,11 +476,13 @@ async fn round(
     cfg: &DaemonConfig,
     conn: &Connection,
     shared: &Shared,
-    last_good: &mut Option<DesiredState>,
+    last_good: &mut Option<LastGood>,
     backoffs: &mut BTreeMap<String, Backoff>,
     cancel: signal::Receiver<bool>,
+    full: bool,
 ) {
     let revision = watch::revision(&cfg.dir);
+    let mut only: Option<std::collections::BTreeSet<String>> = None;
     let (desired, config) = match crate::workspace::load(&cfg.dir, cfg.config_file.as_deref()) {
         Ok(mut ws) => {
             cfg.overrides.apply_to(&mut ws.config);
@@ -418,7 +492,16 @@ async fn round(
                 .unwrap_or_else(|p| p.into_inner())
                 .manifest_errors
                 .clear();
-            *last_good = Some(ws.desired.clone());
+            let prints = ws.desired.fingerprints();
+            if !full {
+                only = last_good
+                    .as_ref()
+                    .and_then(|old| changed_apps(&old.fingerprints, &prints));
+            }
+            *last_good = Some(LastGood {
+                sources: ws.sources,
+                fingerprints: prints,
+            });
             (ws.desired, ws.config)
         }
         Err(errors) => {
@@ -434,7 +517,7 @@ async fn round(
                 .reconcile_total
                 .entry(("(manifests)".into(), Outcome::Invalid))
                 .or_default() += 1;
-            let Some(good) = last_good.clone() else {
+            let Some(good) = last_good.as_ref().and_then(LastGood::desired) else {
                 return;
             };
             let mut config = Config::load(&cfg.dir, cfg.config_file.as_deref()).unwrap_or_default();
@@ -446,7 +529,12 @@ async fn round(
     let shard = cfg.shard;
     let in_shard = |key: &str| shard.is_none_or(|s| s.owns(key));
     let due = |key: &str| backoffs.get(key).is_none_or(|b| b.until <= now);
-    let owns = |key: &str| in_shard(key) && due(key);
+    let wanted = |key: &str| only.as_ref().is_none_or(|o| o.contains(key));
+    let owns = |key: &str| in_shard(key) && due(key) && wanted(key);
+    if only.as_ref().is_some_and(|o| o.is_empty()) {
+        tracing::debug!("no application's desired state changed");
+        return;
+    }
     let scope = Scope {
         owner: &config.owner,
         owns: &owns,
