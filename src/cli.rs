@@ -227,6 +227,9 @@ pub struct ServeArgs {
     /// Seed for the fault draws, so a chaos run reproduces.
     #[arg(long, default_value_t = 0)]
     pub fault_seed: u64,
+    /// Connections served at once; more wait in the backlog.
+    #[arg(long, default_value_t = server::MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -256,6 +259,8 @@ impl ServeArgs {
                 latency: Duration::from_millis(self.latency_ms),
                 seed: self.fault_seed,
             },
+            body_timeout: server::BODY_TIMEOUT,
+            max_connections: self.max_connections,
         })
     }
 }

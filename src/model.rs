@@ -14,6 +14,55 @@ use serde::{Deserialize, Serialize};
 /// Tags as they travel on the wire: a string-to-string map (lowercase `tags`).
 pub type Tags = BTreeMap<String, String>;
 
+/// Deserializes an optional map that refuses a key written twice: JSON parsers otherwise
+/// keep the last value silently, and a criterion would vanish without a word.
+pub fn unique_map<'de, D, V>(d: D) -> Result<Option<BTreeMap<String, V>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    Ok(Option::<UniqueMap<V>>::deserialize(d)?.map(|m| m.0))
+}
+
+/// As [`unique_map`], for a required map.
+pub fn unique_map_required<'de, D, V>(d: D) -> Result<BTreeMap<String, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    Ok(UniqueMap::<V>::deserialize(d)?.0)
+}
+
+struct UniqueMap<V>(BTreeMap<String, V>);
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> serde::de::Visitor<'de> for Visit<V> {
+            type Value = BTreeMap<String, V>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(k) = m.next_key::<String>()? {
+                    if out.contains_key(&k) {
+                        return Err(serde::de::Error::custom(format!("duplicate key {k:?}")));
+                    }
+                    let v = m.next_value()?;
+                    out.insert(k, v);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+            .map(UniqueMap)
+    }
+}
+
 /// Declares a wire enum: a closed set of SCREAMING_SNAKE strings.
 macro_rules! wire_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
@@ -165,14 +214,23 @@ pub struct WriteSegmentRequest {
     pub dimensions: Option<SegmentDimensions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segment_groups: Option<SegmentGroupList>,
-    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tags",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
     pub tags: Option<Tags>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 pub struct SegmentDimensions {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
     pub attributes: Option<BTreeMap<String, AttributeDimension>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub behavior: Option<SegmentBehaviors>,
@@ -180,9 +238,17 @@ pub struct SegmentDimensions {
     pub demographic: Option<SegmentDemographics>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<SegmentLocation>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
     pub metrics: Option<BTreeMap<String, MetricDimension>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
     pub user_attributes: Option<BTreeMap<String, AttributeDimension>>,
 }
 
@@ -358,7 +424,7 @@ pub struct ApplicationResponse {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TagsModel {
-    #[serde(rename = "tags")]
+    #[serde(rename = "tags", deserialize_with = "unique_map_required")]
     pub tags: Tags,
 }
 
@@ -387,6 +453,18 @@ mod tests {
             err.to_string(),
             "unknown value \"INCLUDE\"; expected INCLUSIVE or EXCLUSIVE (did you mean INCLUSIVE?)"
         );
+    }
+
+    #[test]
+    fn a_key_written_twice_is_refused() {
+        let err = serde_json::from_str::<WriteSegmentRequest>(
+            r#"{"Dimensions":{"Attributes":{"a":{"Values":["x"]},"a":{"Values":["y"]}}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("duplicate key \"a\""), "{err}");
+        let ok: WriteSegmentRequest =
+            serde_json::from_str(r#"{"Dimensions":{"Attributes":null}}"#).unwrap();
+        assert_eq!(ok.dimensions.unwrap().attributes, None);
     }
 
     #[test]

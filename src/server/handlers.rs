@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
@@ -19,6 +20,28 @@ use crate::model::{CreateApplicationRequest, TagsModel, WriteSegmentRequest};
 use crate::validate::{self, Context};
 
 type S = State<Arc<AppState>>;
+
+/// Path parameters, percent-decoded; a segment that does not decode (`%ZZ`, invalid UTF-8)
+/// is a 400 BadRequestException like any other bad input, not axum's plain-text rejection.
+pub struct ApiPath<T>(pub T);
+
+impl<T, St> FromRequestParts<St> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    St: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(e) => Err(ApiError::bad_request(format!(
+                "the request path does not decode: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
 type Result<T> = std::result::Result<T, ApiError>;
 
 fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
@@ -161,7 +184,7 @@ pub async fn create_app(State(s): S, bytes: Bytes) -> Result<Response> {
     Ok(json(StatusCode::CREATED, &app))
 }
 
-pub async fn get_app(State(s): S, Path(app): Path<String>) -> Result<Response> {
+pub async fn get_app(State(s): S, ApiPath(app): ApiPath<String>) -> Result<Response> {
     admit(&s, "GetApp")?;
     Ok(json(StatusCode::OK, &s.store.get_app(&app)?))
 }
@@ -171,7 +194,7 @@ pub async fn get_apps(State(s): S, RawQuery(q): RawQuery) -> Result<Response> {
     Ok(listing(s.store.list_apps(page(&q)?)?))
 }
 
-pub async fn delete_app(State(s): S, Path(app): Path<String>) -> Result<Response> {
+pub async fn delete_app(State(s): S, ApiPath(app): ApiPath<String>) -> Result<Response> {
     admit(&s, "DeleteApp")?;
     let out = blocking(&s, move |st| st.delete_app(&app)).await?;
     Ok(json(StatusCode::OK, &out))
@@ -181,7 +204,7 @@ pub async fn delete_app(State(s): S, Path(app): Path<String>) -> Result<Response
 
 pub async fn create_segment(
     State(s): S,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "CreateSegment")?;
@@ -192,7 +215,7 @@ pub async fn create_segment(
 
 pub async fn get_segment(
     State(s): S,
-    Path((app, seg)): Path<(String, String)>,
+    ApiPath((app, seg)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetSegment")?;
     Ok(json(
@@ -203,7 +226,7 @@ pub async fn get_segment(
 
 pub async fn get_segments(
     State(s): S,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetSegments")?;
@@ -212,7 +235,7 @@ pub async fn get_segments(
 
 pub async fn update_segment(
     State(s): S,
-    Path((app, seg)): Path<(String, String)>,
+    ApiPath((app, seg)): ApiPath<(String, String)>,
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "UpdateSegment")?;
@@ -223,7 +246,7 @@ pub async fn update_segment(
 
 pub async fn delete_segment(
     State(s): S,
-    Path((app, seg)): Path<(String, String)>,
+    ApiPath((app, seg)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "DeleteSegment")?;
     let out = blocking(&s, move |st| st.delete_segment(&app, &seg)).await?;
@@ -232,7 +255,7 @@ pub async fn delete_segment(
 
 pub async fn get_segment_version(
     State(s): S,
-    Path((app, seg, version)): Path<(String, String, String)>,
+    ApiPath((app, seg, version)): ApiPath<(String, String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetSegmentVersion")?;
     let v: i32 = version.parse().ok().filter(|v| *v >= 1).ok_or_else(|| {
@@ -248,7 +271,7 @@ pub async fn get_segment_version(
 
 pub async fn get_segment_versions(
     State(s): S,
-    Path((app, seg)): Path<(String, String)>,
+    ApiPath((app, seg)): ApiPath<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetSegmentVersions")?;
@@ -263,7 +286,7 @@ pub async fn get_segment_versions(
 
 pub async fn create_campaign(
     State(s): S,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "CreateCampaign")?;
@@ -274,7 +297,7 @@ pub async fn create_campaign(
 
 pub async fn get_campaign(
     State(s): S,
-    Path((app, id)): Path<(String, String)>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetCampaign")?;
     Ok(json(StatusCode::OK, &s.store.get_campaign(&app, &id)?))
@@ -282,7 +305,7 @@ pub async fn get_campaign(
 
 pub async fn get_campaigns(
     State(s): S,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetCampaigns")?;
@@ -291,7 +314,7 @@ pub async fn get_campaigns(
 
 pub async fn update_campaign(
     State(s): S,
-    Path((app, id)): Path<(String, String)>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "UpdateCampaign")?;
@@ -302,7 +325,7 @@ pub async fn update_campaign(
 
 pub async fn delete_campaign(
     State(s): S,
-    Path((app, id)): Path<(String, String)>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "DeleteCampaign")?;
     let out = blocking(&s, move |st| st.delete_campaign(&app, &id)).await?;
@@ -313,7 +336,7 @@ pub async fn delete_campaign(
 
 pub async fn create_journey(
     State(s): S,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "CreateJourney")?;
@@ -322,14 +345,17 @@ pub async fn create_journey(
     Ok(json(StatusCode::CREATED, &out))
 }
 
-pub async fn get_journey(State(s): S, Path((app, id)): Path<(String, String)>) -> Result<Response> {
+pub async fn get_journey(
+    State(s): S,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+) -> Result<Response> {
     admit(&s, "GetJourney")?;
     Ok(json(StatusCode::OK, &s.store.get_journey(&app, &id)?))
 }
 
 pub async fn list_journeys(
     State(s): S,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "ListJourneys")?;
@@ -338,7 +364,7 @@ pub async fn list_journeys(
 
 pub async fn update_journey(
     State(s): S,
-    Path((app, id)): Path<(String, String)>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "UpdateJourney")?;
@@ -349,7 +375,7 @@ pub async fn update_journey(
 
 pub async fn update_journey_state(
     State(s): S,
-    Path((app, id)): Path<(String, String)>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "UpdateJourneyState")?;
@@ -364,7 +390,7 @@ pub async fn update_journey_state(
 
 pub async fn delete_journey(
     State(s): S,
-    Path((app, id)): Path<(String, String)>,
+    ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "DeleteJourney")?;
     let out = blocking(&s, move |st| st.delete_journey(&app, &id)).await?;
@@ -387,14 +413,18 @@ fn resource(store: &Store, arn: &str) -> Result<Resource> {
     })
 }
 
-pub async fn list_tags(State(s): S, Path(arn): Path<String>) -> Result<Response> {
+pub async fn list_tags(State(s): S, ApiPath(arn): ApiPath<String>) -> Result<Response> {
     admit(&s, "ListTagsForResource")?;
     let r = resource(&s.store, &arn)?;
     let tags = s.store.list_tags(&r)?;
     Ok(json(StatusCode::OK, &TagsModel { tags }))
 }
 
-pub async fn tag_resource(State(s): S, Path(arn): Path<String>, bytes: Bytes) -> Result<Response> {
+pub async fn tag_resource(
+    State(s): S,
+    ApiPath(arn): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
     admit(&s, "TagResource")?;
     let r = resource(&s.store, &arn)?;
     let model: TagsModel = body(&bytes, "TagsModel")?;
@@ -404,7 +434,7 @@ pub async fn tag_resource(State(s): S, Path(arn): Path<String>, bytes: Bytes) ->
 
 pub async fn untag_resource(
     State(s): S,
-    Path(arn): Path<String>,
+    ApiPath(arn): ApiPath<String>,
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "UntagResource")?;

@@ -31,8 +31,10 @@ use store::Store;
 
 /// Pinpoint's request payload quota: 7 MB.
 pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
-/// How long a client may take to send its body.
+/// How long a client may take to send its body, by default.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections served at once, by default; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 1024;
 
 /// How the server checks who is calling.
 #[derive(Debug, Clone)]
@@ -53,6 +55,10 @@ pub struct ServerConfig {
     /// Enforce Pinpoint's per-operation quotas with 429 TooManyRequestsException.
     pub rate_limits: bool,
     pub faults: FaultConfig,
+    /// A request body not received within this is refused (slow or stalled clients).
+    pub body_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
@@ -66,6 +72,8 @@ impl ServerConfig {
             auth,
             rate_limits: false,
             faults: FaultConfig::default(),
+            body_timeout: BODY_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
         }
     }
 }
@@ -94,6 +102,7 @@ pub struct AppState {
     auth: Auth,
     region: String,
     rate_limits: bool,
+    body_timeout: Duration,
     limiter: limits::RateLimiter,
     pub faults: limits::Faults,
     pub counters: limits::Counters,
@@ -256,7 +265,7 @@ async fn inject_faults(State(state): State<Arc<AppState>>, req: Request, next: N
     resp
 }
 
-/// Reads the body (at most 7 MB, within [`BODY_TIMEOUT`]) and verifies the signature over it.
+/// Reads the body (at most 7 MB, within the body timeout) and verifies the signature over it.
 async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     match read_and_verify(&state, req).await {
         Ok(req) => next.run(req).await,
@@ -280,8 +289,11 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, ApiE
         return Err(too_large());
     }
     let (parts, body) = req.into_parts();
-    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES))
-        .await
+    let bytes = match tokio::time::timeout(
+        state.body_timeout,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
     {
         Err(_) => {
             return Err(ApiError::bad_request(
@@ -316,6 +328,98 @@ fn error_chain<'a>(
     e: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
     std::iter::successors(Some(e), |e| e.source())
+}
+
+/// Accepts a connection only while fewer than the limit are open, so a flood of
+/// connections queues in the kernel's backlog instead of exhausting memory or descriptors.
+struct BoundedListener {
+    inner: TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl axum::serve::Listener for BoundedListener {
+    type Io = BoundedIo;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        loop {
+            match self.inner.accept().await {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        BoundedIo {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                // Out of descriptors and the like: wait a little rather than spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection holding its place under the limit until it closes.
+struct BoundedIo {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl tokio::io::AsyncRead for BoundedIo {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for BoundedIo {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
 }
 
 /// A server running in this process.
@@ -363,6 +467,7 @@ fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
         auth: cfg.auth.clone(),
         region: cfg.region.clone(),
         rate_limits: cfg.rate_limits,
+        body_timeout: cfg.body_timeout,
         limiter: limits::RateLimiter::default(),
         faults: limits::Faults::new(cfg.faults),
         counters: limits::Counters::default(),
@@ -384,6 +489,10 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
     })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let app = router(state.clone());
+    let listener = BoundedListener {
+        inner: listener,
+        permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1))),
+    };
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

@@ -3,10 +3,14 @@
 
 mod util;
 
+mod auth;
 mod cli;
 mod compat_boto3;
 mod daemon;
+mod faults;
+mod hostile;
 mod manifests;
+mod properties;
 mod reconcile;
 mod server_api;
 mod server_crash;

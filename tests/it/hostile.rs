@@ -1,0 +1,223 @@
+//! Hostile and malformed requests: each gets the right 4xx with a clear message, never a
+//! panic, a hang, or unbounded memory. The server keeps serving afterwards.
+
+use std::time::{Duration, Instant};
+
+use segmentctl::server::Auth;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::util::{self, error_body, header, raw};
+
+async fn no_auth() -> util::TestServer {
+    util::start_with(|c| {
+        c.auth = Auth::None;
+        c.body_timeout = Duration::from_millis(500);
+        c.max_connections = 8;
+    })
+    .await
+}
+
+fn post(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut r = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+async fn send(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, String) {
+    // `raw` takes text; bytes that are not UTF-8 go through this path.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// Asserts a 400 BadRequestException whose message starts with `prefix`.
+fn bad_request(answer: (u16, Vec<(String, String)>, String), prefix: &str) {
+    let (status, headers, body) = answer;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("BadRequestException")
+    );
+    let msg = error_body(&body)["Message"].as_str().unwrap().to_string();
+    assert!(msg.starts_with(prefix), "expected {prefix:?}…, got {msg:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_bodies_are_bad_requests() {
+    let t = no_auth().await;
+    let app = t.app("hostile").await;
+    let path = format!("/v1/apps/{app}/segments");
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    bad_request(
+        send(t.addr(), &post(&path, deep.as_bytes())).await,
+        "[0]: invalid type: sequence",
+    );
+    let deep_obj = format!(
+        "{{\"Dimensions\":{}1{}}}",
+        "{\"a\":".repeat(10_000),
+        "}".repeat(10_000)
+    );
+    bad_request(
+        send(t.addr(), &post(&path, deep_obj.as_bytes())).await,
+        "Dimensions",
+    );
+    bad_request(
+        send(t.addr(), &post(&path, b"{\"Name\":\"\xff\xfe\"}")).await,
+        "",
+    );
+    bad_request(
+        send(t.addr(), &post(&path, br#"{"Name":"a","Name":"b"}"#)).await,
+        "invalid WriteSegmentRequest: duplicate field `Name`",
+    );
+    bad_request(
+        send(t.addr(), &post(&path, br#"{"Dimensions":{"Metrics":{"m":{"ComparisonOperator":"EQUAL","Value":1},"m":{"ComparisonOperator":"EQUAL","Value":2}}}}"#)).await,
+        "Dimensions.Metrics: duplicate key \"m\"",
+    );
+    bad_request(
+        send(t.addr(), &post(&path, br#"{"SegmentGroups":{"Groups":[{"SourceSegments":[{"Id":"x","Version":99999999999}]}]}}"#)).await,
+        "SegmentGroups.Groups[0].SourceSegments[0].Version: invalid value",
+    );
+    bad_request(
+        send(t.addr(), &post(&path, br#"{"Dimensions":{"Location":{"GPSPoint":{"Coordinates":{"Latitude":1e400,"Longitude":0}}}}}"#)).await,
+        "Dimensions.Location.GPSPoint.Coordinates.Latitude: number out of range",
+    );
+    // Still serving.
+    let (status, _, _) = raw(
+        t.addr(),
+        &format!("GET /v1/apps/{app}/segments HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_paths_and_queries_get_clean_answers() {
+    let t = no_auth().await;
+    let app = t.app("paths").await;
+    for (path, status, code) in [
+        (
+            "/v1/apps/..%2F..%2Fetc%2Fpasswd/segments",
+            404,
+            "NotFoundException",
+        ),
+        ("/v1/apps/../apps", 404, "NotFoundException"),
+        ("/v1/tags/%ZZ%FF", 400, "BadRequestException"),
+        ("/v1/tags/%FF%FE%FD", 400, "BadRequestException"),
+        (
+            "/v1/tags/arn%3Aaws%3Amobiletargeting%3Aus-east-1%3A000000000000%3Aapps%2F..%2F..",
+            404,
+            "NotFoundException",
+        ),
+        ("/v1/tags/not-an-arn", 400, "BadRequestException"),
+    ] {
+        let (s, headers, body) = raw(
+            t.addr(),
+            &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(
+            (s, header(&headers, "x-amzn-errortype")),
+            (status, Some(code)),
+            "{path}: {body}"
+        );
+        assert!(error_body(&body)["Message"].is_string());
+    }
+    // 10,000 query parameters: answered, promptly, as one request.
+    let query: Vec<String> = (0..10_000).map(|i| format!("p{i}=v")).collect();
+    let start = Instant::now();
+    let (s, _, _) = raw(
+        t.addr(),
+        &format!(
+            "GET /v1/apps/{app}/segments?{} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+            query.join("&")
+        ),
+    )
+    .await;
+    assert!(s == 200 || s == 431 || s == 400 || s == 414, "status {s}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Bad paging parameters.
+    bad_request(raw(t.addr(), &format!("GET /v1/apps/{app}/segments?page-size=0 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).await, "page-size: expected a whole number from 1 to 1000");
+    bad_request(raw(t.addr(), &format!("GET /v1/apps/{app}/segments?token=%00%01 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")).await, "token: not a token returned as NextToken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_body_is_timed_out() {
+    let t = no_auth().await;
+    let app = t.app("slow").await;
+    let mut s = tokio::net::TcpStream::connect(t.addr()).await.unwrap();
+    let head = format!("POST /v1/apps/{app}/segments HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n{{\"Name\":");
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let start = Instant::now();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the server answers a stalled body");
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(
+        text.contains("The request body was not received in time"),
+        "{text}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_connections_is_bounded_and_the_server_recovers() {
+    let t = no_auth().await; // at most 8 connections at once
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        // Past the kernel's accept backlog a connect may not complete at all: that too is
+        // the flood being held off, not the server's memory filling up.
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(t.addr()),
+        )
+        .await
+        {
+            flood.push(s);
+        }
+    }
+    assert!(flood.len() >= 8);
+    // With every place taken by idle connections, a new request waits in the backlog…
+    let addr = t.addr();
+    let waiting = tokio::spawn(async move {
+        raw(
+            addr,
+            "GET /v1/apps HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the 9th connection was not served while 8 are open"
+    );
+    // …and is served as soon as they go.
+    drop(flood);
+    let (status, _, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served after the flood")
+        .unwrap();
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,311 @@
+//! Properties of the pure pipeline over generated segments and manifests.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use segmentctl::desired::AppKey;
+use segmentctl::diff;
+use segmentctl::manifest::{self, Kind, Manifest, Metadata, Source};
+use segmentctl::model::*;
+use segmentctl::observe::{AppSnapshot, LiveApp, LiveState, Observed};
+use segmentctl::plan::{self, Action, Settings};
+
+const APP: &str = "0123456789abcdef0123456789abcdef";
+
+fn set_dim() -> impl Strategy<Value = SetDimension> {
+    (
+        prop::option::of(prop_oneof![
+            Just(DimensionType::Inclusive),
+            Just(DimensionType::Exclusive)
+        ]),
+        prop::collection::vec("[A-Z]{2}", 1..4),
+    )
+        .prop_map(|(dimension_type, values)| SetDimension {
+            dimension_type,
+            values,
+        })
+}
+
+fn instant() -> impl Strategy<Value = String> {
+    (2020u32..2030, 1u32..13, 1u32..29).prop_map(|(y, m, d)| format!("{y}-{m:02}-{d:02}T00:00:00Z"))
+}
+
+fn attr_dim() -> impl Strategy<Value = AttributeDimension> {
+    prop_oneof![
+        (
+            prop::option::of(prop_oneof![
+                Just(AttributeType::Inclusive),
+                Just(AttributeType::Exclusive),
+                Just(AttributeType::Contains)
+            ]),
+            prop::collection::vec("[a-z]{1,6}", 1..4)
+        )
+            .prop_map(|(attribute_type, values)| AttributeDimension {
+                attribute_type,
+                values
+            }),
+        (
+            prop_oneof![
+                Just(AttributeType::Between),
+                Just(AttributeType::NotBetween)
+            ],
+            instant(),
+            instant()
+        )
+            .prop_map(|(t, a, b)| AttributeDimension {
+                attribute_type: Some(t),
+                values: vec![a, b]
+            }),
+        (
+            prop_oneof![
+                Just(AttributeType::Before),
+                Just(AttributeType::After),
+                Just(AttributeType::On)
+            ],
+            instant()
+        )
+            .prop_map(|(t, a)| AttributeDimension {
+                attribute_type: Some(t),
+                values: vec![a]
+            }),
+    ]
+}
+
+fn dims() -> impl Strategy<Value = SegmentDimensions> {
+    (
+        prop::option::of(prop::collection::btree_map("[a-z]{1,5}", attr_dim(), 0..3)),
+        prop::option::of(set_dim()),
+        prop::option::of(set_dim()),
+        prop::option::of(prop::collection::btree_map(
+            "[a-z]{1,5}",
+            (0.0f64..1000.0).prop_map(|v| (v * 10.0).round() / 10.0),
+            0..2,
+        )),
+        prop::option::of(prop_oneof![Just(Duration::Day7), Just(Duration::Day30)]),
+    )
+        .prop_map(
+            |(attributes, platform, country, metrics, recency)| SegmentDimensions {
+                attributes,
+                demographic: platform.map(|p| SegmentDemographics {
+                    platform: Some(p),
+                    ..Default::default()
+                }),
+                location: country.map(|c| SegmentLocation {
+                    country: Some(c),
+                    gps_point: None,
+                }),
+                metrics: metrics.map(|m| {
+                    m.into_iter()
+                        .map(|(k, value)| {
+                            (
+                                k,
+                                MetricDimension {
+                                    comparison_operator: ComparisonOperator::GreaterThan,
+                                    value,
+                                },
+                            )
+                        })
+                        .collect()
+                }),
+                behavior: recency.map(|duration| SegmentBehaviors {
+                    recency: Some(RecencyDimension {
+                        duration,
+                        recency_type: RecencyType::Active,
+                    }),
+                }),
+                user_attributes: None,
+            },
+        )
+}
+
+fn request() -> impl Strategy<Value = WriteSegmentRequest> {
+    (
+        prop::option::of("[A-Za-z][A-Za-z ]{0,11}"),
+        prop::option::of(dims()),
+        prop::option::of(prop::collection::btree_map(
+            "[a-z]{1,5}",
+            "[a-z0-9]{0,5}",
+            0..3,
+        )),
+    )
+        .prop_map(|(name, dimensions, tags)| WriteSegmentRequest {
+            name,
+            dimensions,
+            segment_groups: None,
+            tags,
+        })
+}
+
+/// A desired state of up to 6 segments, named s0…s5.
+fn state() -> impl Strategy<Value = BTreeMap<String, WriteSegmentRequest>> {
+    prop::collection::btree_map("s[0-5]", request(), 0..6)
+}
+
+fn manifests(segs: &BTreeMap<String, WriteSegmentRequest>) -> String {
+    let docs: Vec<Manifest> = segs
+        .iter()
+        .map(|(name, spec)| Manifest {
+            api_version: manifest::API_VERSION.into(),
+            kind: Kind::Segment,
+            metadata: Metadata {
+                name: name.clone(),
+                application: Some(APP.into()),
+                ..Default::default()
+            },
+            spec: spec.clone(),
+        })
+        .collect();
+    manifest::to_yaml(&docs).unwrap()
+}
+
+fn desired(text: &str) -> segmentctl::desired::DesiredState {
+    let l = manifest::load_sources(&[Source {
+        name: "m.yaml".into(),
+        bytes: text.as_bytes().to_vec(),
+    }]);
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    segmentctl::desired::build(&l.documents).unwrap()
+}
+
+fn observed(segments: Vec<SegmentResponse>) -> Observed {
+    let mut o = Observed::default();
+    o.apps.insert(
+        AppKey::Id(APP.into()),
+        LiveState::Found(AppSnapshot {
+            app: LiveApp {
+                id: APP.into(),
+                name: "app".into(),
+                tags: Tags::new(),
+                creation_date: String::new(),
+            },
+            segments,
+            campaigns: vec![],
+            journeys: vec![],
+        }),
+    );
+    o
+}
+
+/// Carries out a plan on an in-memory copy of the live segments, as apply would.
+fn apply_in_memory(p: &plan::Plan, live: &mut Vec<SegmentResponse>) {
+    for step in p.apps.iter().flat_map(|a| &a.steps) {
+        match step.action {
+            Action::Create => {
+                let spec = step.spec.clone().unwrap();
+                let id = format!("{:032x}", live.len() + 1000);
+                live.push(SegmentResponse {
+                    application_id: APP.into(),
+                    arn: format!("arn:{id}"),
+                    creation_date: format!("2026-01-01T00:00:{:02}.000Z", live.len() % 60),
+                    dimensions: spec.dimensions,
+                    id,
+                    last_modified_date: None,
+                    name: spec.name,
+                    segment_groups: spec.segment_groups,
+                    segment_type: "DIMENSIONAL".into(),
+                    tags: Some(step.tags.clone()),
+                    version: 1,
+                });
+            }
+            Action::Update | Action::Adopt | Action::Tag => {
+                let s = live
+                    .iter_mut()
+                    .find(|s| Some(&s.id) == step.segment_id.as_ref())
+                    .unwrap();
+                if let Some(spec) = &step.spec {
+                    s.name = spec.name.clone();
+                    s.dimensions = spec.dimensions.clone();
+                    s.segment_groups = spec.segment_groups.clone();
+                    s.version += 1;
+                }
+                let tags = s.tags.get_or_insert_with(Tags::new);
+                tags.extend(step.tag_changes.add.clone());
+                for k in &step.tag_changes.remove {
+                    tags.remove(k);
+                }
+            }
+            Action::Delete => live.retain(|s| Some(&s.id) != step.segment_id.as_ref()),
+        }
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        owner: "segmentctl".into(),
+        prune: true,
+        max_delete_percent: 100.0,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn normalization_is_idempotent(r in request()) {
+        let none = |_: &str| None;
+        let once = diff::canonical(&r, &none);
+        prop_assert_eq!(diff::canonical(&once, &none), once.clone());
+        prop_assert_eq!(diff::normalize(&once, &none), diff::normalize(&r, &none));
+    }
+
+    #[test]
+    fn a_definition_does_not_differ_from_itself(r in request()) {
+        let none = |_: &str| None;
+        let n = diff::normalize(&r, &none);
+        prop_assert!(diff::diff(&n, &n).is_empty());
+    }
+
+    #[test]
+    fn applying_the_plan_from_a_to_b_then_planning_again_is_empty(a in state(), b in state()) {
+        // Live state: `a`, applied from empty.
+        let mut live = Vec::new();
+        let from_empty = plan::plan(&desired(&manifests(&a)), &observed(live.clone()), &settings());
+        apply_in_memory(&from_empty, &mut live);
+        prop_assert!(plan::plan(&desired(&manifests(&a)), &observed(live.clone()), &settings()).is_empty());
+        // Then the manifests become `b`.
+        let p = plan::plan(&desired(&manifests(&b)), &observed(live.clone()), &settings());
+        if !p.has_blocked() {
+            apply_in_memory(&p, &mut live);
+            let again = plan::plan(&desired(&manifests(&b)), &observed(live.clone()), &settings());
+            prop_assert!(again.is_empty(), "{}", segmentctl::report::text(&again, false));
+        }
+    }
+
+    #[test]
+    fn manifests_round_trip_through_the_desired_state(a in state()) {
+        let d = desired(&manifests(&a));
+        let back: BTreeMap<String, WriteSegmentRequest> = d.apps.iter().flat_map(|x| x.segments.iter().map(|s| (s.name.clone(), s.spec.clone()))).collect();
+        let none = |_: &str| None;
+        prop_assert_eq!(back.len(), a.len());
+        for (name, spec) in &a {
+            prop_assert_eq!(diff::canonical(&back[name], &none), diff::canonical(spec, &none));
+            prop_assert_eq!(&back[name].tags, &spec.tags);
+        }
+    }
+
+    #[test]
+    fn mutated_manifests_never_panic_and_always_validate_or_say_where(
+        a in state(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+    ) {
+        let mut bytes = manifests(&a).into_bytes();
+        for (at, byte, op) in edits {
+            if bytes.is_empty() { break; }
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = byte,
+                1 => { bytes.remove(i); }
+                _ => bytes.insert(i, byte),
+            }
+        }
+        let l = manifest::load_sources(&[Source { name: "m.yaml".into(), bytes }]);
+        let errors = match segmentctl::desired::build(&l.documents) {
+            Ok(_) => l.errors,
+            Err(mut e) => { e.extend(l.errors); e }
+        };
+        for e in &errors {
+            prop_assert!(e.line >= 1 && e.column >= 1, "an error without a location: {}", e);
+            prop_assert!(e.to_string().starts_with("m.yaml:"));
+        }
+    }
+}
