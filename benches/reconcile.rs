@@ -124,12 +124,36 @@ async fn plan_once(api: &Api, dir: &Path) -> segmentctl::plan::Plan {
     p
 }
 
+/// `segmentctl serve` as its own process, as the API is in production; returns its endpoint.
+fn spawn_server(data: &Path, extra: &[&str]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .args(extra)
+        .env("SEGMENTCTL_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("startup log").unwrap();
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
 async fn bench_plan() {
     const LATENCY: u64 = 20;
     let concurrency = segmentctl::config::Config::default().concurrency;
-    let (srv, _data) = start(false, 0).await;
+    let data = tempfile::tempdir().unwrap();
+    let db = data.path().join("pinpoint.db");
+    let (mut srv, endpoint) = spawn_server(&db, &[]);
     let fast = api(
-        &srv.endpoint(),
+        &endpoint,
         RateLimits {
             segment_writes: 5000.0,
             reads: 5000.0,
@@ -174,20 +198,20 @@ async fn bench_plan() {
         "{}",
         r.summary()
     );
+    srv.kill().unwrap();
+    let _ = srv.wait();
 
-    srv.state.faults.set(FaultConfig {
-        latency: Duration::from_millis(LATENCY),
-        ..Default::default()
-    });
-    let client = api(&srv.endpoint(), RateLimits::default(), concurrency);
+    // The same data, now 20 ms away.
+    let (mut srv, endpoint) = spawn_server(&db, &["--latency-ms", &LATENCY.to_string()]);
+    let client = api(&endpoint, RateLimits::default(), concurrency);
     let mut times = Vec::new();
     let mut requests = 0;
     for _ in 0..7 {
-        let before = srv.counters().requests;
+        let before: u64 = client.counters.snapshot().values().sum();
         let start = Instant::now();
         let p = plan_once(&client, dir.path()).await;
         times.push(start.elapsed());
-        requests = srv.counters().requests - before;
+        requests = client.counters.snapshot().values().sum::<u64>() - before;
         assert!(p.is_empty());
     }
     times.sort();
@@ -199,7 +223,8 @@ async fn bench_plan() {
         floor.as_secs_f64() * 1e3,
         median.as_secs_f64() / floor.as_secs_f64()
     );
-    srv.stop().await;
+    srv.kill().unwrap();
+    let _ = srv.wait();
 }
 
 async fn bench_apply() {

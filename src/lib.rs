@@ -12,29 +12,45 @@
 //! `model` is the one wire shape of a segment, shared by every stage; `validate` holds the
 //! rules the server and the manifest loader both enforce.
 
+// The one wire shape of a segment, and the rules it must satisfy.
 pub mod model;
+
 pub mod validate;
 
+// Manifests → desired state (pure, except `workspace`, which reads the folder).
 pub mod config;
-pub mod desired;
+
 pub mod manifest;
+
+pub mod desired;
+
 pub mod workspace;
 
+// Desired × observed → diff → plan → reports (pure).
 pub mod diff;
+
 pub mod plan;
+
 pub mod report;
 
+// The I/O: the API client and its pacing, SDK conversions, observing, applying.
 pub mod api;
-pub mod apply;
-pub mod observe;
+
 pub mod sdk;
+
 pub mod target;
 
+pub mod observe;
+
+pub mod apply;
+
+// The controller, the server, and the command line that wires them.
 pub mod daemon;
 
 pub mod server;
 
 pub mod cli;
+
 pub mod commands;
 
 /// Tag keys with this prefix belong to segmentctl.

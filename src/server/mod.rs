@@ -449,7 +449,9 @@ impl RunningServer {
     }
 }
 
-fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
+/// The shared state a [`router`] serves, opened from `cfg` (for tests and fuzzing that
+/// drive the router without a socket).
+pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
     if matches!(cfg.auth, Auth::None) && !cfg.listen.ip().is_loopback() {
         return Err(ServeError::NoAuthOnPublicAddress(cfg.listen));
     }

@@ -8,6 +8,7 @@ mod cli;
 mod compat_boto3;
 mod daemon;
 mod faults;
+mod fuzz_corpus;
 mod hostile;
 mod manifests;
 mod properties;

@@ -113,6 +113,23 @@ pub fn indent(spec: &str) -> String {
     spec.lines().map(|l| format!("  {l}\n")).collect()
 }
 
+/// A plan, or None when the target could not be observed (the chaos tests poll through
+/// the same faults they inject).
+pub async fn try_plan_dir(api: &Api, dir: &Path, prune: bool) -> Option<Plan> {
+    let ws = segmentctl::workspace::load(dir, None).unwrap_or_else(|e| panic!("{e:?}"));
+    let everything = |_: &str| true;
+    let scope = segmentctl::observe::Scope {
+        owner: OWNER,
+        owns: &everything,
+    };
+    let observed = segmentctl::observe::observe(api, &ws.desired, &scope)
+        .await
+        .ok()?;
+    let mut settings = segmentctl::commands::settings(&ws.config);
+    settings.prune |= prune;
+    Some(segmentctl::plan::plan(&ws.desired, &observed, &settings))
+}
+
 pub async fn plan_dir(api: &Api, dir: &Path, prune: bool) -> Plan {
     let ws = segmentctl::workspace::load(dir, None).unwrap_or_else(|e| panic!("{e:?}"));
     let everything = |_: &str| true;

@@ -1,0 +1,107 @@
+//! Every input kept by the fuzzers (`fuzz/corpus/`), replayed through the same checks as the
+//! fuzz targets, so that `cargo test` guards what fuzzing found without nightly tooling.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use segmentctl::manifest::{load_sources, Source};
+use segmentctl::server::{self, Auth, ServerConfig};
+use tower::ServiceExt;
+
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn every_manifest_loader_input_gives_documents_or_located_errors() {
+    let inputs = corpus("manifest_loader");
+    assert!(inputs.len() >= 30);
+    for (name, bytes) in inputs {
+        let loaded = load_sources(&[Source {
+            name: "f.yaml".into(),
+            bytes,
+        }]);
+        for e in &loaded.errors {
+            assert!(e.line >= 1 && e.column >= 1, "{name}: unlocated: {e}");
+        }
+        if let Err(errors) = segmentctl::desired::build(&loaded.documents) {
+            assert!(errors.iter().all(|e| e.line >= 1), "{name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_server_request_input_gets_a_well_formed_answer_below_500() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = server::build_state(&ServerConfig::local(
+        dir.path().join("pinpoint.db"),
+        Auth::None,
+    ))
+    .unwrap();
+    let app = state
+        .store
+        .create_app("fuzz", &Default::default())
+        .unwrap()
+        .id;
+    let router = server::router(Arc::clone(&state));
+    let inputs = corpus("server_request");
+    assert!(inputs.len() >= 8);
+    for (name, data) in inputs {
+        // The same layout as fuzz/fuzz_targets/server_request.rs.
+        let mut parts = data.splitn(5, |b| *b == 0xff);
+        let method = ["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
+            [usize::from(parts.next().and_then(|m| m.first()).copied().unwrap_or(0) % 6)];
+        let path = String::from_utf8_lossy(parts.next().unwrap_or(b"")).replace("{app}", &app);
+        let query = String::from_utf8_lossy(parts.next().unwrap_or(b"")).to_string();
+        let header = parts.next().unwrap_or(b"").to_vec();
+        let body = parts.next().unwrap_or(b"").to_vec();
+        let uri = if query.is_empty() {
+            format!("/v1/{path}")
+        } else {
+            format!("/v1/{path}?{query}")
+        };
+        let mut req = Request::builder().method(method).uri(uri.as_str());
+        if let Some((k, v)) = header
+            .split_first()
+            .map(|(_, rest)| rest.split_at(rest.len() / 2))
+        {
+            req = req.header(k, v);
+        }
+        let Ok(req) = req.body(Body::from(body)) else {
+            continue;
+        };
+        let resp = router.clone().oneshot(req).await.unwrap();
+        let status = resp.status().as_u16();
+        assert!(status < 500, "{name}: {method} {uri} answered {status}");
+        if status >= 400 {
+            assert!(resp.headers().contains_key("x-amzn-errortype"), "{name}");
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                v["Message"].is_string() && v["RequestID"].is_string(),
+                "{name}"
+            );
+        }
+    }
+}
