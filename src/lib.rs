@@ -33,6 +33,8 @@ pub mod plan;
 
 pub mod report;
 
+pub mod evaluate;
+
 // The I/O: the API client and its pacing, SDK conversions, observing, applying.
 pub mod api;
 

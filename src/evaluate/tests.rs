@@ -1,0 +1,329 @@
+//! Each rule of the evaluator, pinned with small hand-made endpoints.
+
+use super::*;
+
+fn seg(json: &str) -> WriteSegmentRequest {
+    serde_json::from_str(json).unwrap()
+}
+
+fn ep(json: &str) -> Endpoint {
+    serde_json::from_str(json).unwrap()
+}
+
+fn as_of() -> OffsetDateTime {
+    parse_instant("2026-11-28T12:00:00Z").unwrap()
+}
+
+/// Evaluates one segment definition (named "s") against an endpoint.
+fn check(def: &str, endpoint: &str) -> bool {
+    let segments = BTreeMap::from([("s".to_string(), seg(def))]);
+    let ev = Evaluator {
+        segments: &segments,
+        name_of_id: BTreeMap::new(),
+        as_of: as_of(),
+    };
+    ev.matches("s", &ep(endpoint))
+}
+
+fn attr(kind: &str, values: &str) -> String {
+    format!(
+        r#"{{"Dimensions":{{"Attributes":{{"a":{{"AttributeType":"{kind}","Values":{values}}}}}}}}}"#
+    )
+}
+
+#[test]
+fn set_dimensions_include_and_exclude_exactly() {
+    let platform = r#"{"Dimensions":{"Demographic":{"Platform":{"Values":["iOS"]}}}}"#;
+    assert!(check(platform, r#"{"Demographic":{"Platform":"iOS"}}"#));
+    assert!(
+        !check(platform, r#"{"Demographic":{"Platform":"ios"}}"#),
+        "case-sensitive"
+    );
+    assert!(!check(platform, r#"{}"#), "missing never matches INCLUSIVE");
+    let not_us =
+        r#"{"Dimensions":{"Location":{"Country":{"DimensionType":"EXCLUSIVE","Values":["US"]}}}}"#;
+    assert!(check(not_us, r#"{"Location":{"Country":"CA"}}"#));
+    assert!(!check(not_us, r#"{"Location":{"Country":"US"}}"#));
+    assert!(check(not_us, r#"{}"#), "missing satisfies EXCLUSIVE");
+    let sms = r#"{"Dimensions":{"Demographic":{"Channel":{"Values":["SMS"]}}}}"#;
+    assert!(
+        check(sms, r#"{"ChannelType":"SMS"}"#),
+        "Channel compares with ChannelType"
+    );
+    let device = r#"{"Dimensions":{"Demographic":{"DeviceType":{"Values":["PHONE"]}}}}"#;
+    assert!(
+        !check(device, r#"{"Demographic":{"Platform":"PHONE"}}"#),
+        "DeviceType has no endpoint field"
+    );
+    let not_device = r#"{"Dimensions":{"Demographic":{"DeviceType":{"DimensionType":"EXCLUSIVE","Values":["PHONE"]}}}}"#;
+    assert!(check(not_device, r#"{}"#));
+}
+
+#[test]
+fn attributes_over_lists_of_values() {
+    let inc = attr("INCLUSIVE", r#"["gold","platinum"]"#);
+    assert!(
+        check(&inc, r#"{"Attributes":{"a":["silver","gold"]}}"#),
+        "any value matching any criterion"
+    );
+    assert!(
+        !check(&inc, r#"{"Attributes":{"a":[]}}"#),
+        "an empty list is like a missing attribute"
+    );
+    assert!(!check(&inc, r#"{}"#));
+    let exc = attr("EXCLUSIVE", r#"["gold"]"#);
+    assert!(!check(&exc, r#"{"Attributes":{"a":["silver","gold"]}}"#));
+    assert!(check(&exc, r#"{"Attributes":{"a":["silver"]}}"#));
+    assert!(check(&exc, r#"{"Attributes":{"a":[]}}"#));
+    assert!(check(&exc, r#"{}"#));
+    let contains = attr("CONTAINS", r#"["@example.com"]"#);
+    assert!(check(
+        &contains,
+        r#"{"Attributes":{"a":["ann@example.com"]}}"#
+    ));
+    assert!(!check(
+        &contains,
+        r#"{"Attributes":{"a":["ann@example.org"]}}"#
+    ));
+    let user = r#"{"Dimensions":{"UserAttributes":{"tier":{"Values":["vip"]}}}}"#;
+    assert!(check(
+        user,
+        r#"{"User":{"UserAttributes":{"tier":["vip"]}}}"#
+    ));
+    assert!(
+        !check(user, r#"{"Attributes":{"tier":["vip"]}}"#),
+        "user attributes are their own map"
+    );
+}
+
+#[test]
+fn dates_before_after_on_and_between_including_their_edges() {
+    let before = attr("BEFORE", r#"["2026-06-01T00:00:00Z"]"#);
+    assert!(check(
+        &before,
+        r#"{"Attributes":{"a":["2026-05-31T23:59:59Z"]}}"#
+    ));
+    assert!(
+        !check(&before, r#"{"Attributes":{"a":["2026-06-01T00:00:00Z"]}}"#),
+        "strict"
+    );
+    assert!(!check(&before, r#"{"Attributes":{"a":["not a date"]}}"#));
+    let after = attr("AFTER", r#"["2026-06-01T00:00:00Z"]"#);
+    assert!(check(
+        &after,
+        r#"{"Attributes":{"a":["2026-06-01T00:00:01Z"]}}"#
+    ));
+    assert!(!check(
+        &after,
+        r#"{"Attributes":{"a":["2026-06-01T00:00:00Z"]}}"#
+    ));
+    let between = attr(
+        "BETWEEN",
+        r#"["2026-01-01T00:00:00Z","2026-02-01T00:00:00Z"]"#,
+    );
+    for (v, inside) in [
+        ("2026-01-01T00:00:00Z", true),
+        ("2026-02-01T00:00:00Z", true),
+        ("2025-12-31T23:59:59Z", false),
+        ("2026-02-01T00:00:01Z", false),
+    ] {
+        assert_eq!(
+            check(&between, &format!(r#"{{"Attributes":{{"a":["{v}"]}}}}"#)),
+            inside,
+            "{v}"
+        );
+    }
+    let not_between = attr(
+        "NOT_BETWEEN",
+        r#"["2026-01-01T00:00:00Z","2026-02-01T00:00:00Z"]"#,
+    );
+    assert!(!check(
+        &not_between,
+        r#"{"Attributes":{"a":["2026-01-15T00:00:00Z"]}}"#
+    ));
+    assert!(check(
+        &not_between,
+        r#"{"Attributes":{"a":["2026-03-01T00:00:00Z"]}}"#
+    ));
+    assert!(
+        check(&not_between, r#"{}"#),
+        "the negation of BETWEEN, missing included"
+    );
+    // ON compares UTC calendar dates: 23:30 at UTC-5 on March 1st is March 2nd in UTC.
+    let on = attr("ON", r#"["2026-03-01T23:30:00-05:00"]"#);
+    assert!(check(
+        &on,
+        r#"{"Attributes":{"a":["2026-03-02T08:00:00Z"]}}"#
+    ));
+    assert!(
+        !check(&on, r#"{"Attributes":{"a":["2026-03-02T01:00:00+02:00"]}}"#),
+        "that is March 1st, 23:00 UTC"
+    );
+}
+
+#[test]
+fn metrics_with_each_operator() {
+    for (op, value, expected) in [
+        ("GREATER_THAN", 10.0, false),
+        ("GREATER_THAN_OR_EQUAL", 10.0, true),
+        ("LESS_THAN", 10.0, false),
+        ("LESS_THAN_OR_EQUAL", 10.0, true),
+        ("EQUAL", 10.0, true),
+        ("GREATER_THAN", 9.5, true),
+        ("LESS_THAN", 10.5, true),
+    ] {
+        let def = format!(
+            r#"{{"Dimensions":{{"Metrics":{{"m":{{"ComparisonOperator":"{op}","Value":{value}}}}}}}}}"#
+        );
+        assert_eq!(
+            check(&def, r#"{"Metrics":{"m":10}}"#),
+            expected,
+            "{op} {value}"
+        );
+        assert!(!check(&def, r#"{}"#), "a missing metric never matches");
+    }
+}
+
+#[test]
+fn gps_within_the_range_by_great_circle_distance() {
+    // Seattle → a point ~25 km north; the range edge on either side of it.
+    let d = distance_km(47.6062, -122.3321, 47.83, -122.3321);
+    assert!((d - 24.9).abs() < 0.2, "{d}");
+    let within = |range: f64| {
+        format!(
+            r#"{{"Dimensions":{{"Location":{{"GPSPoint":{{"Coordinates":{{"Latitude":47.6062,"Longitude":-122.3321}},"RangeInKilometers":{range}}}}}}}}}"#
+        )
+    };
+    let point = r#"{"Location":{"Latitude":47.83,"Longitude":-122.3321}}"#;
+    assert!(check(&within(d + 0.001), point));
+    assert!(check(&within(d), point), "the edge is inside");
+    assert!(!check(&within(d - 0.001), point));
+    assert!(
+        !check(&within(1000.0), r#"{"Location":{"Country":"US"}}"#),
+        "no coordinates, no match"
+    );
+    let default = r#"{"Dimensions":{"Location":{"GPSPoint":{"Coordinates":{"Latitude":47.6062,"Longitude":-122.3321}}}}}"#;
+    assert!(check(default, point), "the default range is 50 km");
+    assert!(!check(
+        default,
+        r#"{"Location":{"Latitude":48.6,"Longitude":-122.3321}}"#
+    ));
+}
+
+#[test]
+fn recency_over_effective_date_at_the_duration_edge() {
+    let active =
+        r#"{"Dimensions":{"Behavior":{"Recency":{"RecencyType":"ACTIVE","Duration":"DAY_7"}}}}"#;
+    let inactive =
+        r#"{"Dimensions":{"Behavior":{"Recency":{"RecencyType":"INACTIVE","Duration":"DAY_7"}}}}"#;
+    let at = |t: &str| format!(r#"{{"EffectiveDate":"{t}"}}"#);
+    assert!(
+        check(active, &at("2026-11-21T12:00:00Z")),
+        "exactly 7 days before as-of is inside"
+    );
+    assert!(!check(active, &at("2026-11-21T11:59:59Z")));
+    assert!(check(inactive, &at("2026-11-21T11:59:59Z")));
+    assert!(
+        !check(active, &at("2026-11-29T00:00:00Z")),
+        "after as-of is not yet"
+    );
+    assert!(check(inactive, "{}"), "no EffectiveDate: inactive");
+    let day =
+        r#"{"Dimensions":{"Behavior":{"Recency":{"RecencyType":"ACTIVE","Duration":"HR_24"}}}}"#;
+    assert!(check(day, &at("2026-11-27T12:00:00Z")));
+    assert!(!check(day, &at("2026-11-27T11:00:00Z")));
+}
+
+#[test]
+fn every_criterion_of_a_dimensions_object_must_hold() {
+    let def = r#"{"Dimensions":{"Demographic":{"Platform":{"Values":["iOS"]}},"Location":{"Country":{"Values":["US"]}}}}"#;
+    assert!(check(
+        def,
+        r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"US"}}"#
+    ));
+    assert!(!check(
+        def,
+        r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"CA"}}"#
+    ));
+    assert!(
+        check(r#"{"Name":"everyone"}"#, "{}"),
+        "no criteria: every endpoint"
+    );
+}
+
+#[test]
+fn groups_combine_dimensions_base_segments_and_groups() {
+    let segments = BTreeMap::from([
+        (
+            "ios".to_string(),
+            seg(r#"{"Dimensions":{"Demographic":{"Platform":{"Values":["iOS"]}}}}"#),
+        ),
+        (
+            "us".to_string(),
+            seg(r#"{"Dimensions":{"Location":{"Country":{"Values":["US"]}}}}"#),
+        ),
+        (
+            "both".to_string(),
+            seg(
+                r#"{"SegmentGroups":{"Groups":[{"SourceType":"ALL","SourceSegments":[{"Ref":"ios"},{"Id":"id-us"}]}]}}"#,
+            ),
+        ),
+        (
+            "either".to_string(),
+            seg(
+                r#"{"SegmentGroups":{"Groups":[{"SourceType":"ANY","SourceSegments":[{"Ref":"ios"},{"Ref":"us"}]}]}}"#,
+            ),
+        ),
+        (
+            "neither".to_string(),
+            seg(
+                r#"{"SegmentGroups":{"Groups":[{"SourceType":"NONE","SourceSegments":[{"Ref":"ios"},{"Ref":"us"}]}]}}"#,
+            ),
+        ),
+        (
+            "nested".to_string(),
+            seg(
+                r#"{"SegmentGroups":{"Groups":[{"SourceSegments":[{"Ref":"both"}],"Type":"ANY","Dimensions":[{"Metrics":{"m":{"ComparisonOperator":"GREATER_THAN","Value":5}}},{"Attributes":{"vip":{"Values":["yes"]}}}]}]}}"#,
+            ),
+        ),
+        (
+            "two-groups-none".to_string(),
+            seg(
+                r#"{"SegmentGroups":{"Include":"NONE","Groups":[{"SourceSegments":[{"Ref":"ios"}]},{"SourceSegments":[{"Ref":"us"}]}]}}"#,
+            ),
+        ),
+    ]);
+    let ev = Evaluator {
+        segments: &segments,
+        name_of_id: BTreeMap::from([("id-us".to_string(), "us".to_string())]),
+        as_of: as_of(),
+    };
+    let ios_us =
+        ep(r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"US"},"Metrics":{"m":9}}"#);
+    let ios_ca = ep(
+        r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"CA"},"Attributes":{"vip":["yes"]}}"#,
+    );
+    let android_ca = ep(r#"{"Demographic":{"Platform":"Android"},"Location":{"Country":"CA"}}"#);
+    let table = [
+        ("both", [true, false, false]),
+        ("either", [true, true, false]),
+        ("neither", [false, false, true]),
+        ("nested", [true, false, false]),
+        ("two-groups-none", [false, false, true]),
+    ];
+    for (name, expected) in table {
+        let got = [&ios_us, &ios_ca, &android_ca].map(|e| ev.matches(name, e));
+        assert_eq!(got, expected, "{name}");
+    }
+    assert!(!ev.matches("unknown", &ios_us));
+}
+
+#[test]
+fn endpoint_records_read_from_export_lines_ignore_unknown_fields() {
+    let e = ep(
+        r#"{"ApplicationId":"x","ChannelType":"EMAIL","Address":"a@b.c","CohortId":"42","Demographic":{"Platform":"iOS","Timezone":"UTC"},"Location":{"Country":"US","City":"Seattle","Latitude":47.6,"Longitude":-122.3},"Attributes":{"a":["1"]},"Metrics":{"m":1.5},"User":{"UserId":"u1","UserAttributes":{"t":["v"]}},"EffectiveDate":"2026-11-20T00:00:00Z","EndpointStatus":"ACTIVE","OptOut":"NONE","Id":"e1"}"#,
+    );
+    assert_eq!(e.channel_type.as_deref(), Some("EMAIL"));
+    assert_eq!(e.location.latitude, Some(47.6));
+    assert_eq!(e.user.user_attributes["t"], ["v"]);
+}
