@@ -53,6 +53,8 @@ pub enum Command {
     Import(ImportArgs),
     /// Run as a controller: watch DIR, resync on an interval, reconcile.
     Run(RunArgs),
+    /// Count, per segment, the endpoint records (NDJSON, plain or gzip) that belong to it.
+    Estimate(EstimateArgs),
     /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
     Serve(ServeArgs),
 }
@@ -129,6 +131,24 @@ pub struct ImportArgs {
     /// Where to write the manifests.
     #[arg(long, default_value = "imported")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EstimateArgs {
+    /// The manifest folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Configuration file (default: DIR/segmentctl.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Endpoint records, one JSON object per line (Pinpoint's export format), plain or gzip.
+    #[arg(long)]
+    pub endpoints: PathBuf,
+    /// The reference time for recency criteria (ISO-8601), default now.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    #[arg(long, value_enum, default_value_t = crate::commands::Format::Text)]
+    pub format: crate::commands::Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -427,6 +447,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             crate::daemon::run(cfg, shutdown_signal()).await?;
             Ok(0)
         }
+        Command::Estimate(a) => crate::commands::estimate(
+            &a.dir,
+            a.config.as_deref(),
+            &a.endpoints,
+            a.as_of.as_deref(),
+            a.format == crate::commands::Format::Json,
+        ),
         Command::Schema => {
             println!(
                 "{}",

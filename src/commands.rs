@@ -456,3 +456,117 @@ pub async fn import(
     conn.close().await;
     result
 }
+
+/// `estimate`: per segment, how many endpoint records of FILE belong to it.
+pub fn estimate(
+    dir: &Path,
+    config: Option<&Path>,
+    endpoints: &Path,
+    as_of: Option<&str>,
+    json: bool,
+) -> anyhow::Result<u8> {
+    use crate::endpoints::{self, Target};
+    use crate::evaluate::Evaluator;
+    let ws = load(dir, config)?;
+    let as_of = match as_of {
+        None | Some("now") => time::OffsetDateTime::now_utc(),
+        Some(t) => crate::validate::parse_instant(t).ok_or_else(|| {
+            anyhow::anyhow!("--as-of {t:?} is not an ISO-8601 instant such as 2026-11-28T00:00:00Z")
+        })?,
+    };
+    let specs: Vec<std::collections::BTreeMap<String, crate::model::WriteSegmentRequest>> = ws
+        .desired
+        .apps
+        .iter()
+        .map(|a| {
+            a.segments
+                .iter()
+                .map(|s| (s.name.clone(), s.spec.clone()))
+                .collect()
+        })
+        .collect();
+    let evaluators: Vec<Evaluator<'_>> = specs
+        .iter()
+        .map(|segments| Evaluator {
+            segments,
+            name_of_id: Default::default(),
+            as_of,
+        })
+        .collect();
+    let targets: Vec<Target> = ws
+        .desired
+        .apps
+        .iter()
+        .enumerate()
+        .flat_map(|(i, a)| {
+            a.segments.iter().map(move |s| Target {
+                evaluator: i,
+                segment: s.name.clone(),
+            })
+        })
+        .collect();
+    let input = endpoints::open(endpoints)
+        .with_context(|| format!("cannot read {}", endpoints.display()))?;
+    let t = endpoints::tally(input, &evaluators, &targets)
+        .with_context(|| format!("cannot read {}", endpoints.display()))?;
+    let share = |n: u64| {
+        if t.read == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / t.read as f64
+        }
+    };
+    if json {
+        let segments: Vec<serde_json::Value> = targets
+            .iter()
+            .zip(&t.counts)
+            .map(|(tg, n)| {
+                serde_json::json!({
+                    "application": ws.desired.apps[tg.evaluator].key.to_string(),
+                    "segment": tg.segment,
+                    "endpoints": n,
+                    "share_percent": (share(*n) * 100.0).round() / 100.0,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "format_version": 1,
+            "as_of": crate::server::store::iso(as_of),
+            "records_read": t.read,
+            "records_rejected": t.rejected,
+            "rejected_lines": t.rejected_lines,
+            "segments": segments,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        let mut line = format!(
+            "Read {} endpoint records from {}",
+            t.read,
+            endpoints.display()
+        );
+        if t.rejected > 0 {
+            let shown: Vec<String> = t.rejected_lines.iter().map(u64::to_string).collect();
+            line.push_str(&format!(
+                "; {} rejected (not endpoint records) at {} {}{}",
+                t.rejected,
+                if shown.len() == 1 { "line" } else { "lines" },
+                shown.join(", "),
+                if t.rejected as usize > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ));
+        }
+        println!("{line}.");
+        let mut current = usize::MAX;
+        for (tg, n) in targets.iter().zip(&t.counts) {
+            if tg.evaluator != current {
+                current = tg.evaluator;
+                println!("\nApplication {}", ws.desired.apps[current].key);
+            }
+            println!("  {:<32} {:>10}  {:>6.2} %", tg.segment, n, share(*n));
+        }
+    }
+    Ok(exit::OK)
+}

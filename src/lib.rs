@@ -35,6 +35,8 @@ pub mod report;
 
 pub mod evaluate;
 
+pub mod endpoints;
+
 // The I/O: the API client and its pacing, SDK conversions, observing, applying.
 pub mod api;
 

@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod compat_boto3;
 mod daemon;
+mod estimate;
 mod faults;
 mod fuzz_corpus;
 mod hostile;

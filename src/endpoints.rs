@@ -1,0 +1,156 @@
+//! Reading endpoint records and counting audiences: newline-delimited JSON, plain or gzip,
+//! streamed in chunks to a worker per core. Memory stays bounded by the chunks in flight,
+//! whatever the file's size. A line that is not an endpoint record is counted and reported,
+//! never fatal.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::mpsc;
+
+use crate::evaluate::{Endpoint, Evaluator};
+
+const CHUNK_LINES: usize = 4096;
+/// How many rejected line numbers are kept for the report.
+pub const REJECTED_SHOWN: usize = 5;
+
+/// One segment to count: which evaluator (application) and which segment in it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub evaluator: usize,
+    pub segment: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub read: u64,
+    pub rejected: u64,
+    /// The first rejected line numbers (1-based), at most [`REJECTED_SHOWN`].
+    pub rejected_lines: Vec<u64>,
+    /// Per target, the endpoints that belong to it.
+    pub counts: Vec<u64>,
+}
+
+impl Tally {
+    fn merge(&mut self, other: Tally) {
+        self.read += other.read;
+        self.rejected += other.rejected;
+        self.rejected_lines.extend(other.rejected_lines);
+        self.rejected_lines.sort_unstable();
+        self.rejected_lines.truncate(REJECTED_SHOWN);
+        if self.counts.len() < other.counts.len() {
+            self.counts.resize(other.counts.len(), 0);
+        }
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+    }
+}
+
+/// Opens a file of endpoint records, decompressing it when it is gzip.
+pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
+    let mut file = BufReader::new(std::fs::File::open(path)?);
+    let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(file)
+    })
+}
+
+/// Counts, for every target, the records of `input` that belong to it.
+///
+/// Errors: only when `input` cannot be read (bad records are counted, not errors).
+pub fn tally(
+    input: impl Read,
+    evaluators: &[Evaluator<'_>],
+    targets: &[Target],
+) -> std::io::Result<Tally> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .max(1);
+    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<String>)>(workers * 2);
+    let rx = std::sync::Mutex::new(rx);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let rx = &rx;
+                scope.spawn(move || {
+                    let mut t = Tally {
+                        counts: vec![0; targets.len()],
+                        ..Default::default()
+                    };
+                    loop {
+                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((first, lines)) = next else { return t };
+                        for (i, line) in lines.iter().enumerate() {
+                            if line.trim().is_empty() {
+                                continue;
+                            }
+                            match serde_json::from_str::<Endpoint>(line) {
+                                Ok(e) => {
+                                    t.read += 1;
+                                    for (k, target) in targets.iter().enumerate() {
+                                        if evaluators[target.evaluator].matches(&target.segment, &e)
+                                        {
+                                            t.counts[k] += 1;
+                                        }
+                                    }
+                                }
+                                Err(_) => {
+                                    t.rejected += 1;
+                                    if t.rejected_lines.len() < REJECTED_SHOWN {
+                                        t.rejected_lines.push(first + i as u64);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The reader: chunks of lines to the workers; a full channel makes it wait.
+        let mut reader = BufReader::new(input);
+        let mut line_no = 1u64;
+        let mut read_error = None;
+        'read: loop {
+            let mut chunk = Vec::with_capacity(CHUNK_LINES);
+            let first = line_no;
+            while chunk.len() < CHUNK_LINES {
+                let mut buf = Vec::new();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) => {
+                        if !chunk.is_empty() {
+                            let _ = tx.send((first, chunk));
+                        }
+                        break 'read;
+                    }
+                    Ok(_) => {
+                        line_no += 1;
+                        // A line that is not UTF-8 is a rejected record, not a failure.
+                        chunk.push(String::from_utf8(buf).unwrap_or_else(|_| "\u{0}".into()));
+                    }
+                    Err(e) => {
+                        read_error = Some(e);
+                        break 'read;
+                    }
+                }
+            }
+            if tx.send((first, chunk)).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let mut total = Tally {
+            counts: vec![0; targets.len()],
+            ..Default::default()
+        };
+        for h in handles {
+            total.merge(h.join().unwrap_or_default());
+        }
+        match read_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    })
+}
