@@ -8,21 +8,21 @@ use crate::util;
 
 const BOTO3: &str = "boto3==1.44.8";
 
-/// A Python with boto3 importable: `SEGMENTCTL_PYTHON` if set, else a venv under the target
-/// directory, created once.
-fn python_with_boto3() -> PathBuf {
+/// A Python with `packages` importable (as `module`): `SEGMENTCTL_PYTHON` if set, else a
+/// venv under the target directory named `venv`, created once.
+pub fn python_with(venv: &str, packages: &[&str], module: &str) -> PathBuf {
     if let Some(p) = std::env::var_os("SEGMENTCTL_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("boto3-venv");
+    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(venv);
     let python = venv.join("bin").join("python");
-    let has_boto3 = |py: &PathBuf| {
+    let has = |py: &PathBuf| {
         Command::new(py)
-            .args(["-c", "import boto3"])
+            .args(["-c", &format!("import {module}")])
             .status()
             .is_ok_and(|s| s.success())
     };
-    if !has_boto3(&python) {
+    if !has(&python) {
         let made = Command::new("python3")
             .arg("-m")
             .arg("venv")
@@ -30,17 +30,22 @@ fn python_with_boto3() -> PathBuf {
             .status();
         assert!(
             made.is_ok_and(|s| s.success()),
-            "python3 -m venv failed: this test needs python3 with the venv module"
+            "python3 -m venv failed: these tests need python3 with the venv module"
         );
         let pip = Command::new(&python)
-            .args(["-m", "pip", "install", "--quiet", BOTO3])
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(packages)
             .status();
         assert!(
             pip.is_ok_and(|s| s.success()),
-            "pip install {BOTO3} failed: this test needs PyPI, or SEGMENTCTL_PYTHON pointing at a Python with boto3"
+            "pip install {packages:?} failed: this test needs PyPI, or SEGMENTCTL_PYTHON pointing at a Python with them"
         );
     }
     python
+}
+
+fn python_with_boto3() -> PathBuf {
+    python_with("boto3-venv", &[BOTO3], "boto3")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 
 mod util;
 
+mod audience_duckdb;
 mod auth;
 mod cli;
 mod compat_boto3;
