@@ -9,7 +9,8 @@ use std::sync::mpsc;
 
 use crate::evaluate::{Endpoint, Evaluator};
 
-const CHUNK_LINES: usize = 4096;
+/// The size of the blocks handed to workers (cut at a line end).
+const BLOCK_BYTES: usize = 1 << 20;
 /// How many rejected line numbers are kept for the report.
 pub const REJECTED_SHOWN: usize = 5;
 
@@ -69,7 +70,8 @@ pub fn tally(
         .map(|n| n.get())
         .unwrap_or(1)
         .max(1);
-    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<String>)>(workers * 2);
+    // Blocks of whole lines, with the number of their first line; at most 2 per worker wait.
+    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers * 2);
     let rx = std::sync::Mutex::new(rx);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
@@ -82,12 +84,12 @@ pub fn tally(
                     };
                     loop {
                         let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((first, lines)) = next else { return t };
-                        for (i, line) in lines.iter().enumerate() {
-                            if line.trim().is_empty() {
+                        let Ok((first, block)) = next else { return t };
+                        for (i, line) in block.split(|b| *b == b'\n').enumerate() {
+                            if line.iter().all(u8::is_ascii_whitespace) {
                                 continue;
                             }
-                            match serde_json::from_str::<Endpoint>(line) {
+                            match serde_json::from_slice::<Endpoint<'_>>(line) {
                                 Ok(e) => {
                                     t.read += 1;
                                     for (k, target) in targets.iter().enumerate() {
@@ -109,37 +111,7 @@ pub fn tally(
                 })
             })
             .collect();
-        // The reader: chunks of lines to the workers; a full channel makes it wait.
-        let mut reader = BufReader::new(input);
-        let mut line_no = 1u64;
-        let mut read_error = None;
-        'read: loop {
-            let mut chunk = Vec::with_capacity(CHUNK_LINES);
-            let first = line_no;
-            while chunk.len() < CHUNK_LINES {
-                let mut buf = Vec::new();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) => {
-                        if !chunk.is_empty() {
-                            let _ = tx.send((first, chunk));
-                        }
-                        break 'read;
-                    }
-                    Ok(_) => {
-                        line_no += 1;
-                        // A line that is not UTF-8 is a rejected record, not a failure.
-                        chunk.push(String::from_utf8(buf).unwrap_or_else(|_| "\u{0}".into()));
-                    }
-                    Err(e) => {
-                        read_error = Some(e);
-                        break 'read;
-                    }
-                }
-            }
-            if tx.send((first, chunk)).is_err() {
-                break;
-            }
-        }
+        let result = read_blocks(input, &tx);
         drop(tx);
         let mut total = Tally {
             counts: vec![0; targets.len()],
@@ -148,9 +120,43 @@ pub fn tally(
         for h in handles {
             total.merge(h.join().unwrap_or_default());
         }
-        match read_error {
-            Some(e) => Err(e),
-            None => Ok(total),
-        }
+        result.map(|()| total)
     })
+}
+
+/// Reads `input` in blocks cut after a line end and sends them with their first line number.
+fn read_blocks(mut input: impl Read, tx: &mpsc::SyncSender<(u64, Vec<u8>)>) -> std::io::Result<()> {
+    let mut line = 1u64;
+    let mut carry: Vec<u8> = Vec::new();
+    loop {
+        let mut block = std::mem::take(&mut carry);
+        let start = block.len();
+        block.resize(start + BLOCK_BYTES, 0);
+        let n = loop {
+            match input.read(&mut block[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        block.truncate(start + n);
+        if n == 0 {
+            if !block.is_empty() {
+                let _ = tx.send((line, block));
+            }
+            return Ok(());
+        }
+        // Keep the partial last line for the next block.
+        if let Some(end) = block.iter().rposition(|b| *b == b'\n') {
+            carry = block.split_off(end + 1);
+            block.pop(); // the final newline: the worker's split would yield an empty line
+            let lines = block.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            if tx.send((line, block)).is_err() {
+                return Ok(());
+            }
+            line += lines;
+        } else {
+            carry = block; // one line longer than a block: read on
+        }
+    }
 }

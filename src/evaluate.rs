@@ -17,6 +17,7 @@
 //!   (default ANY) its base segments (ALL, ANY, NONE; an empty list restricts nothing);
 //!   `Include` (default ALL) combines groups.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -33,50 +34,51 @@ pub const DEFAULT_GPS_RANGE_KM: f64 = 50.0;
 const EARTH_RADIUS_KM: f64 = 6371.0088;
 
 /// An endpoint record, as Pinpoint's export and import files hold them (unknown fields are
-/// ignored: export lines carry more than a segment can look at).
+/// ignored: export lines carry more than a segment can look at). Strings borrow from the
+/// line they were read from where they can: reading millions of records allocates little.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Endpoint {
-    #[serde(default)]
-    pub channel_type: Option<String>,
-    #[serde(default)]
-    pub address: Option<String>,
-    #[serde(default)]
-    pub demographic: Demographic,
-    #[serde(default)]
-    pub location: Location,
-    #[serde(default)]
-    pub attributes: BTreeMap<String, Vec<String>>,
-    #[serde(default)]
-    pub metrics: BTreeMap<String, f64>,
-    #[serde(default)]
-    pub user: User,
-    #[serde(default)]
-    pub effective_date: Option<String>,
-    #[serde(default)]
-    pub endpoint_status: Option<String>,
-    #[serde(default)]
-    pub opt_out: Option<String>,
+pub struct Endpoint<'a> {
+    #[serde(default, borrow)]
+    pub channel_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub address: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub demographic: Demographic<'a>,
+    #[serde(default, borrow)]
+    pub location: Location<'a>,
+    #[serde(default, borrow)]
+    pub attributes: BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>,
+    #[serde(default, borrow)]
+    pub metrics: BTreeMap<Cow<'a, str>, f64>,
+    #[serde(default, borrow)]
+    pub user: User<'a>,
+    #[serde(default, borrow)]
+    pub effective_date: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub endpoint_status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub opt_out: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Demographic {
-    #[serde(default)]
-    pub app_version: Option<String>,
-    #[serde(default)]
-    pub make: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub platform: Option<String>,
+pub struct Demographic<'a> {
+    #[serde(default, borrow)]
+    pub app_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub make: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub platform: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Location {
-    #[serde(default)]
-    pub country: Option<String>,
+pub struct Location<'a> {
+    #[serde(default, borrow)]
+    pub country: Option<Cow<'a, str>>,
     #[serde(default)]
     pub latitude: Option<f64>,
     #[serde(default)]
@@ -85,11 +87,11 @@ pub struct Location {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct User {
-    #[serde(default)]
-    pub user_id: Option<String>,
-    #[serde(default)]
-    pub user_attributes: BTreeMap<String, Vec<String>>,
+pub struct User<'a> {
+    #[serde(default, borrow)]
+    pub user_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub user_attributes: BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>,
 }
 
 /// Segments to evaluate, by manifest name, with live ids mapped to names for `Id` bases.
@@ -104,11 +106,11 @@ const MAX_DEPTH: usize = 32;
 
 impl Evaluator<'_> {
     /// Whether `endpoint` belongs to the segment named `name` (false for an unknown name).
-    pub fn matches(&self, name: &str, endpoint: &Endpoint) -> bool {
+    pub fn matches(&self, name: &str, endpoint: &Endpoint<'_>) -> bool {
         self.segment(name, endpoint, 0)
     }
 
-    fn segment(&self, name: &str, e: &Endpoint, depth: usize) -> bool {
+    fn segment(&self, name: &str, e: &Endpoint<'_>, depth: usize) -> bool {
         let Some(def) = self.segments.get(name) else {
             return false;
         };
@@ -146,7 +148,7 @@ impl Evaluator<'_> {
         )
     }
 
-    fn reference(&self, r: &SegmentReference, e: &Endpoint, depth: usize) -> bool {
+    fn reference(&self, r: &SegmentReference, e: &Endpoint<'_>, depth: usize) -> bool {
         let name = r.reference.clone().or_else(|| {
             r.id.as_ref()
                 .and_then(|id| self.name_of_id.get(id).cloned())
@@ -155,13 +157,13 @@ impl Evaluator<'_> {
     }
 
     /// Every criterion present must hold.
-    pub fn dimensions(&self, d: &SegmentDimensions, e: &Endpoint) -> bool {
-        let empty: Vec<String> = Vec::new();
-        let attrs = |map: &BTreeMap<String, Vec<String>>,
+    pub fn dimensions(&self, d: &SegmentDimensions, e: &Endpoint<'_>) -> bool {
+        let empty: Vec<Cow<'_, str>> = Vec::new();
+        let attrs = |map: &BTreeMap<Cow<'_, str>, Vec<Cow<'_, str>>>,
                      dims: &Option<BTreeMap<String, AttributeDimension>>| {
             dims.iter()
                 .flatten()
-                .all(|(k, a)| attribute(a, map.get(k).unwrap_or(&empty)))
+                .all(|(k, a)| attribute(a, map.get(k.as_str()).unwrap_or(&empty)))
         };
         if !attrs(&e.attributes, &d.attributes)
             || !attrs(&e.user.user_attributes, &d.user_attributes)
@@ -171,7 +173,7 @@ impl Evaluator<'_> {
         if let Some(m) = &d.metrics {
             if !m.iter().all(|(k, c)| {
                 e.metrics
-                    .get(k)
+                    .get(k.as_str())
                     .is_some_and(|v| compare(c.comparison_operator, *v, c.value))
             }) {
                 return false;
@@ -247,7 +249,8 @@ fn set(s: &SetDimension, value: Option<&str>) -> bool {
     }
 }
 
-fn attribute(a: &AttributeDimension, values: &[String]) -> bool {
+fn attribute(a: &AttributeDimension, values: &[Cow<'_, str>]) -> bool {
+    let listed = |v: &Cow<'_, str>| a.values.iter().any(|x| x.as_str() == v.as_ref());
     let instants = || values.iter().filter_map(|v| parse_instant(v));
     let bound = |i: usize| a.values.get(i).and_then(|v| parse_instant(v));
     let between = || match (bound(0), bound(1)) {
@@ -255,8 +258,8 @@ fn attribute(a: &AttributeDimension, values: &[String]) -> bool {
         _ => false,
     };
     match a.attribute_type.unwrap_or(AttributeType::Inclusive) {
-        AttributeType::Inclusive => values.iter().any(|v| a.values.contains(v)),
-        AttributeType::Exclusive => !values.iter().any(|v| a.values.contains(v)),
+        AttributeType::Inclusive => values.iter().any(listed),
+        AttributeType::Exclusive => !values.iter().any(listed),
         AttributeType::Contains => values
             .iter()
             .any(|v| a.values.iter().any(|c| v.contains(c.as_str()))),
@@ -290,7 +293,7 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
 }
 
-fn gps(g: &GpsPointDimension, loc: &Location) -> bool {
+fn gps(g: &GpsPointDimension, loc: &Location<'_>) -> bool {
     match (loc.latitude, loc.longitude) {
         (Some(lat), Some(lon)) => {
             let range = g.range_in_kilometers.unwrap_or(DEFAULT_GPS_RANGE_KM);

@@ -6,7 +6,7 @@ fn seg(json: &str) -> WriteSegmentRequest {
     serde_json::from_str(json).unwrap()
 }
 
-fn ep(json: &str) -> Endpoint {
+fn ep(json: &str) -> Endpoint<'_> {
     serde_json::from_str(json).unwrap()
 }
 

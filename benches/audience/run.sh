@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Audience counting at scale: 1,000,000 generated endpoint records against 20 segments of
+# mixed kinds, `segmentctl estimate` side by side with DuckDB computing the same 20 counts
+# over the same file in one query. Prints records/s, wall time, peak memory and the ratio,
+# and checks the counts are identical.
+#
+#   bash benches/audience/run.sh [RECORDS]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+n=${1:-1000000}
+target=${CARGO_TARGET_DIR:-target}
+venv="$target/audience-venv"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c "import duckdb" 2>/dev/null || "$venv/bin/pip" install -q "duckdb==2.0.1"
+cargo build --release --quiet
+"$venv/bin/python" benches/audience/audience.py generate "$work" "$n"
+size=$(du -h "$work/endpoints.jsonl" | cut -f1)
+
+measure() { # label command... → prints "seconds peak_kib" and leaves the output in $work/out
+  /usr/bin/time -f "%e %M" -o "$work/time" "$@" > "$work/out"
+  cat "$work/time"
+}
+read -r ours_s ours_kib < <(measure "$target/release/segmentctl" estimate "$work/manifests" \
+    --endpoints "$work/endpoints.jsonl" --as-of 2026-11-28T00:00:00Z --format json)
+cp "$work/out" "$work/ours.json"
+read -r duck_s duck_kib < <(measure "$venv/bin/python" benches/audience/audience.py duckdb "$work")
+cp "$work/out" "$work/duck.json"
+
+"$venv/bin/python" - "$work" "$n" "$size" "$ours_s" "$ours_kib" "$duck_s" "$duck_kib" <<'PY'
+import json, sys
+work, n, size, ours_s, ours_kib, duck_s, duck_kib = sys.argv[1:]
+ours = json.load(open(f"{work}/ours.json")); duck = json.load(open(f"{work}/duck.json"))
+diffs = [s["segment"] for s in ours["segments"] if s["endpoints"] != duck[s["segment"]]]
+n, ours_s, duck_s = int(n), float(ours_s), float(duck_s)
+print(f"{n:,} records ({size}), 20 segments, 2 cores")
+print(f"segmentctl estimate: {ours_s:6.2f} s  {n / ours_s:>12,.0f} records/s  peak {int(ours_kib) / 1024:7.1f} MiB")
+print(f"DuckDB 2.0.1:        {duck_s:6.2f} s  {n / duck_s:>12,.0f} records/s  peak {int(duck_kib) / 1024:7.1f} MiB")
+print(f"ratio (DuckDB time / segmentctl time): {duck_s / ours_s:.2f}x; counts identical: {not diffs} {diffs or ''}")
+sys.exit(1 if diffs else 0)
+PY
