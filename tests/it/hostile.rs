@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use segmentctl::server::Auth;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{self, error_body, header, raw};
+use crate::util::{self, error_body, header, raw, raw_bytes};
 
 async fn no_auth() -> util::TestServer {
     util::start_with(|c| {
@@ -25,30 +25,6 @@ fn post(path: &str, body: &[u8]) -> Vec<u8> {
     .into_bytes();
     r.extend_from_slice(body);
     r
-}
-
-async fn send(addr: std::net::SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, String) {
-    // `raw` takes text; bytes that are not UTF-8 go through this path.
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request).await.unwrap();
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-        .await
-        .expect("answered")
-        .unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
 }
 
 /// Asserts a 400 BadRequestException whose message starts with `prefix`.
@@ -70,7 +46,7 @@ async fn malformed_bodies_are_bad_requests() {
     let path = format!("/v1/apps/{app}/segments");
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     bad_request(
-        send(t.addr(), &post(&path, deep.as_bytes())).await,
+        raw_bytes(t.addr(), &post(&path, deep.as_bytes())).await,
         "[0]: invalid type: sequence",
     );
     let deep_obj = format!(
@@ -79,27 +55,27 @@ async fn malformed_bodies_are_bad_requests() {
         "}".repeat(10_000)
     );
     bad_request(
-        send(t.addr(), &post(&path, deep_obj.as_bytes())).await,
+        raw_bytes(t.addr(), &post(&path, deep_obj.as_bytes())).await,
         "Dimensions",
     );
     bad_request(
-        send(t.addr(), &post(&path, b"{\"Name\":\"\xff\xfe\"}")).await,
+        raw_bytes(t.addr(), &post(&path, b"{\"Name\":\"\xff\xfe\"}")).await,
         "",
     );
     bad_request(
-        send(t.addr(), &post(&path, br#"{"Name":"a","Name":"b"}"#)).await,
+        raw_bytes(t.addr(), &post(&path, br#"{"Name":"a","Name":"b"}"#)).await,
         "invalid WriteSegmentRequest: duplicate field `Name`",
     );
     bad_request(
-        send(t.addr(), &post(&path, br#"{"Dimensions":{"Metrics":{"m":{"ComparisonOperator":"EQUAL","Value":1},"m":{"ComparisonOperator":"EQUAL","Value":2}}}}"#)).await,
+        raw_bytes(t.addr(), &post(&path, br#"{"Dimensions":{"Metrics":{"m":{"ComparisonOperator":"EQUAL","Value":1},"m":{"ComparisonOperator":"EQUAL","Value":2}}}}"#)).await,
         "Dimensions.Metrics: duplicate key \"m\"",
     );
     bad_request(
-        send(t.addr(), &post(&path, br#"{"SegmentGroups":{"Groups":[{"SourceSegments":[{"Id":"x","Version":99999999999}]}]}}"#)).await,
+        raw_bytes(t.addr(), &post(&path, br#"{"SegmentGroups":{"Groups":[{"SourceSegments":[{"Id":"x","Version":99999999999}]}]}}"#)).await,
         "SegmentGroups.Groups[0].SourceSegments[0].Version: invalid value",
     );
     bad_request(
-        send(t.addr(), &post(&path, br#"{"Dimensions":{"Location":{"GPSPoint":{"Coordinates":{"Latitude":1e400,"Longitude":0}}}}}"#)).await,
+        raw_bytes(t.addr(), &post(&path, br#"{"Dimensions":{"Location":{"GPSPoint":{"Coordinates":{"Latitude":1e400,"Longitude":0}}}}}"#)).await,
         "Dimensions.Location.GPSPoint.Coordinates.Latitude: number out of range",
     );
     // Still serving.

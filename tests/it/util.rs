@@ -88,9 +88,14 @@ pub async fn create_segment(client: &Client, app: &str, req: WriteSegmentRequest
 /// A raw HTTP/1.1 exchange, for what an SDK cannot send (odd methods, oversized bodies).
 /// Returns the status, the lowercase headers and the body.
 pub async fn raw(addr: SocketAddr, request: &str) -> (u16, Vec<(String, String)>, String) {
+    raw_bytes(addr, request.as_bytes()).await
+}
+
+/// As [`raw`], for requests that are not UTF-8 text.
+pub async fn raw_bytes(addr: SocketAddr, request: &[u8]) -> (u16, Vec<(String, String)>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request.as_bytes()).await.expect("write");
+    stream.write_all(request).await.expect("write");
     let mut buf = Vec::new();
     let read = tokio::time::timeout(
         std::time::Duration::from_secs(10),
