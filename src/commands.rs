@@ -222,6 +222,27 @@ async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> 
     }
 }
 
+/// Shows the plan, asks (unless `--auto-approve`), and applies it.
+async fn show_confirm_apply(
+    p: &Plan,
+    conn: &Connection,
+    cfg: &Config,
+    a: &ApplyArgs,
+) -> anyhow::Result<u8> {
+    print!(
+        "{}",
+        crate::report::text(p, crate::cli::use_colour(&std::io::stdout()))
+    );
+    if p.is_empty() {
+        return Ok(plan_exit(p, false));
+    }
+    if !a.auto_approve && !confirm()? {
+        println!("Apply cancelled.");
+        return Ok(exit::ERROR);
+    }
+    Ok(run_apply(p, conn, cfg, a).await)
+}
+
 /// `apply DIR`: plan, show, confirm, apply.
 pub async fn apply_dir(
     dir: &Path,
@@ -230,21 +251,7 @@ pub async fn apply_dir(
     a: &ApplyArgs,
 ) -> anyhow::Result<u8> {
     let (p, conn, cfg) = make_plan(dir, config, ov).await?;
-    let result = async {
-        print!(
-            "{}",
-            crate::report::text(&p, crate::cli::use_colour(&std::io::stdout()))
-        );
-        if p.is_empty() {
-            return Ok(plan_exit(&p, false));
-        }
-        if !a.auto_approve && !confirm()? {
-            println!("Apply cancelled.");
-            return Ok(exit::ERROR);
-        }
-        Ok(run_apply(&p, &conn, &cfg, a).await)
-    }
-    .await;
+    let result = show_confirm_apply(&p, &conn, &cfg, a).await;
     conn.close().await;
     result
 }
@@ -293,18 +300,7 @@ pub async fn apply_saved(
                 workspace::plural(moved.len(), "thing it touches")
             );
         }
-        print!(
-            "{}",
-            crate::report::text(&p, crate::cli::use_colour(&std::io::stdout()))
-        );
-        if p.is_empty() {
-            return Ok(exit::OK);
-        }
-        if !a.auto_approve && !confirm()? {
-            println!("Apply cancelled.");
-            return Ok(exit::ERROR);
-        }
-        Ok(run_apply(&p, &conn, &cfg, a).await)
+        show_confirm_apply(&p, &conn, &cfg, a).await
     }
     .await;
     conn.close().await;

@@ -793,18 +793,7 @@ impl Store {
     }
 
     pub fn list_campaigns(&self, app: &str, page: Page) -> Result<Listing<Value>, ApiError> {
-        self.read(|c| {
-            self.require_app(c, app)?;
-            let mut stmt = c.prepare_cached("SELECT seq, id FROM campaigns WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")?;
-            let ids: Vec<(i64, String)> = stmt
-                .query_map(params![app, page.after, page.size as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<Result<_, _>>()?;
-            let mut items = Vec::new();
-            for (seq, id) in ids {
-                items.push((seq, self.campaign_in(c, app, &id)?));
-            }
-            paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
-        })
+        self.list_objects("campaigns", app, page, |c, id| self.campaign_in(c, app, id))
     }
 
     pub fn update_campaign(
@@ -955,19 +944,30 @@ impl Store {
     }
 
     pub fn list_journeys(&self, app: &str, page: Page) -> Result<Listing<Value>, ApiError> {
+        self.list_objects("journeys", app, page, |c, id| self.journey_in(c, app, id))
+    }
+
+    /// One page of an application's campaigns or journeys, in creation order.
+    fn list_objects(
+        &self,
+        table: &'static str,
+        app: &str,
+        page: Page,
+        render: impl Fn(&Connection, &str) -> Result<Value, ApiError>,
+    ) -> Result<Listing<Value>, ApiError> {
         self.read(|c| {
             self.require_app(c, app)?;
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, id FROM journeys WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT seq, id FROM {table} WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+            ))?;
             let ids: Vec<(i64, String)> = stmt
                 .query_map(params![app, page.after, page.size as i64 + 1], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            let mut items = Vec::new();
+            let mut items = Vec::with_capacity(ids.len());
             for (seq, id) in ids {
-                items.push((seq, self.journey_in(c, app, &id)?));
+                items.push((seq, render(c, &id)?));
             }
             paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
         })
