@@ -461,8 +461,8 @@ pub fn estimate(
     as_of: Option<&str>,
     json: bool,
 ) -> anyhow::Result<u8> {
-    use crate::endpoints::{self, Target};
-    use crate::evaluate::Evaluator;
+    use crate::endpoints;
+    use crate::evaluate::{Catalog, Program};
     let ws = load(dir, config)?;
     let as_of = match as_of {
         None | Some("now") => time::OffsetDateTime::now_utc(),
@@ -470,40 +470,27 @@ pub fn estimate(
             anyhow::anyhow!("--as-of {t:?} is not an ISO-8601 instant such as 2026-11-28T00:00:00Z")
         })?,
     };
-    let specs: Vec<std::collections::BTreeMap<String, crate::model::WriteSegmentRequest>> = ws
-        .desired
-        .apps
-        .iter()
-        .map(|a| {
-            a.segments
+    let mut program = Program::new(as_of);
+    // Per segment counted: its application (index) and name, and its node.
+    let mut counted: Vec<(usize, &str)> = Vec::new();
+    let mut targets = Vec::new();
+    for (i, app) in ws.desired.apps.iter().enumerate() {
+        let catalog = Catalog {
+            segments: app
+                .segments
                 .iter()
-                .map(|s| (s.name.clone(), s.spec.clone()))
-                .collect()
-        })
-        .collect();
-    let evaluators: Vec<Evaluator<'_>> = specs
-        .iter()
-        .map(|segments| Evaluator {
-            segments,
-            name_of_id: Default::default(),
-            as_of,
-        })
-        .collect();
-    let targets: Vec<Target> = ws
-        .desired
-        .apps
-        .iter()
-        .enumerate()
-        .flat_map(|(i, a)| {
-            a.segments.iter().map(move |s| Target {
-                evaluator: i,
-                segment: s.name.clone(),
-            })
-        })
-        .collect();
+                .map(|s| (s.name.clone(), &s.spec))
+                .collect(),
+            key_of_id: Default::default(),
+        };
+        for s in &app.segments {
+            counted.push((i, &s.name));
+            targets.push(program.add(i, &catalog, &s.name));
+        }
+    }
     let input = endpoints::open(endpoints)
         .with_context(|| format!("cannot read {}", endpoints.display()))?;
-    let t = endpoints::tally(input, &evaluators, &targets)
+    let t = endpoints::tally(input, &program, &targets)
         .with_context(|| format!("cannot read {}", endpoints.display()))?;
     let share = |n: u64| {
         if t.read == 0 {
@@ -513,13 +500,13 @@ pub fn estimate(
         }
     };
     if json {
-        let segments: Vec<serde_json::Value> = targets
+        let segments: Vec<serde_json::Value> = counted
             .iter()
             .zip(&t.counts)
-            .map(|(tg, n)| {
+            .map(|((app, segment), n)| {
                 serde_json::json!({
-                    "application": ws.desired.apps[tg.evaluator].key.to_string(),
-                    "segment": tg.segment,
+                    "application": ws.desired.apps[*app].key.to_string(),
+                    "segment": segment,
                     "endpoints": n,
                     "share_percent": (share(*n) * 100.0).round() / 100.0,
                 })
@@ -556,12 +543,12 @@ pub fn estimate(
         }
         println!("{line}.");
         let mut current = usize::MAX;
-        for (tg, n) in targets.iter().zip(&t.counts) {
-            if tg.evaluator != current {
-                current = tg.evaluator;
+        for ((app, segment), n) in counted.iter().zip(&t.counts) {
+            if *app != current {
+                current = *app;
                 println!("\nApplication {}", ws.desired.apps[current].key);
             }
-            println!("  {:<32} {:>10}  {:>6.2} %", tg.segment, n, share(*n));
+            println!("  {:<32} {:>10}  {:>6.2} %", segment, n, share(*n));
         }
     }
     Ok(exit::OK)

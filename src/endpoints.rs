@@ -1,25 +1,18 @@
 //! Reading endpoint records and counting audiences: newline-delimited JSON, plain or gzip,
-//! streamed in chunks to a worker per core. Memory stays bounded by the chunks in flight,
-//! whatever the file's size. A line that is not an endpoint record is counted and reported,
-//! never fatal.
+//! streamed in blocks to a worker per core. Memory stays bounded by the blocks in flight
+//! (recycled, never more than a few per worker), whatever the file's size. A line that is not
+//! an endpoint record is counted and reported, never fatal.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
-use crate::evaluate::{Endpoint, Evaluator};
+use crate::evaluate::{NodeId, Program};
 
-/// The size of the blocks handed to workers (cut at a line end).
+/// The size of the blocks handed to workers (cut after a line end).
 const BLOCK_BYTES: usize = 1 << 20;
 /// How many rejected line numbers are kept for the report.
 pub const REJECTED_SHOWN: usize = 5;
-
-/// One segment to count: which evaluator (application) and which segment in it.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub evaluator: usize,
-    pub segment: String,
-}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tally {
@@ -27,24 +20,8 @@ pub struct Tally {
     pub rejected: u64,
     /// The first rejected line numbers (1-based), at most [`REJECTED_SHOWN`].
     pub rejected_lines: Vec<u64>,
-    /// Per target, the endpoints that belong to it.
+    /// Per node counted, the endpoints that belong to it.
     pub counts: Vec<u64>,
-}
-
-impl Tally {
-    fn merge(&mut self, other: Tally) {
-        self.read += other.read;
-        self.rejected += other.rejected;
-        self.rejected_lines.extend(other.rejected_lines);
-        self.rejected_lines.sort_unstable();
-        self.rejected_lines.truncate(REJECTED_SHOWN);
-        if self.counts.len() < other.counts.len() {
-            self.counts.resize(other.counts.len(), 0);
-        }
-        for (a, b) in self.counts.iter_mut().zip(other.counts) {
-            *a += b;
-        }
-    }
 }
 
 /// Opens a file of endpoint records, decompressing it when it is gzip.
@@ -58,80 +35,150 @@ pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
     })
 }
 
-/// Counts, for every target, the records of `input` that belong to it.
+/// What one worker saw. Lines are numbered within their block until the blocks' line
+/// counts are known.
+#[derive(Default)]
+struct Part {
+    read: u64,
+    rejected: u64,
+    /// (block, line within the block), in order; the first [`REJECTED_SHOWN`].
+    rejected_at: Vec<(usize, u64)>,
+    /// (block, lines in it).
+    lines: Vec<(usize, u64)>,
+    counts: Vec<u64>,
+}
+
+/// Counts, for every node of `targets`, the records of `input` that belong to it.
 ///
 /// Errors: only when `input` cannot be read (bad records are counted, not errors).
-pub fn tally(
-    input: impl Read,
-    evaluators: &[Evaluator<'_>],
-    targets: &[Target],
-) -> std::io::Result<Tally> {
+pub fn tally(input: impl Read, program: &Program, targets: &[NodeId]) -> std::io::Result<Tally> {
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .max(1);
-    // Blocks of whole lines, with the number of their first line; at most 2 per worker wait.
-    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers * 2);
-    let rx = std::sync::Mutex::new(rx);
+    // Full blocks go to the workers (at most 2 per worker wait); empty ones come back.
+    let (full_tx, full_rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(workers * 2);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let full_rx = Mutex::new(full_rx);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
-                let rx = &rx;
+                let (full_rx, empty_tx) = (&full_rx, empty_tx.clone());
                 scope.spawn(move || {
-                    let mut t = Tally {
+                    let mut part = Part {
                         counts: vec![0; targets.len()],
-                        ..Default::default()
+                        ..Part::default()
                     };
+                    let mut matched = Vec::with_capacity(program.len());
                     loop {
-                        let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((first, block)) = next else { return t };
-                        for (i, line) in block.split(|b| *b == b'\n').enumerate() {
-                            if line.iter().all(u8::is_ascii_whitespace) {
-                                continue;
-                            }
-                            match serde_json::from_slice::<Endpoint<'_>>(line) {
-                                Ok(e) => {
-                                    t.read += 1;
-                                    for (k, target) in targets.iter().enumerate() {
-                                        if evaluators[target.evaluator].matches(&target.segment, &e)
-                                        {
-                                            t.counts[k] += 1;
-                                        }
-                                    }
-                                }
-                                Err(_) => {
-                                    t.rejected += 1;
-                                    if t.rejected_lines.len() < REJECTED_SHOWN {
-                                        t.rejected_lines.push(first + i as u64);
-                                    }
-                                }
-                            }
-                        }
+                        let next = full_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((seq, block)) = next else { return part };
+                        count_block(program, targets, seq, &block, &mut part, &mut matched);
+                        let _ = empty_tx.send(block);
                     }
                 })
             })
             .collect();
-        let result = read_blocks(input, &tx);
-        drop(tx);
-        let mut total = Tally {
-            counts: vec![0; targets.len()],
-            ..Default::default()
-        };
-        for h in handles {
-            total.merge(h.join().unwrap_or_default());
-        }
-        result.map(|()| total)
+        drop(empty_tx);
+        let result = read_blocks(input, &full_tx, &empty_rx);
+        drop(full_tx);
+        let parts: Vec<Part> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect();
+        result.map(|()| merge(parts, targets.len()))
     })
 }
 
-/// Reads `input` in blocks cut after a line end and sends them with their first line number.
-fn read_blocks(mut input: impl Read, tx: &mpsc::SyncSender<(u64, Vec<u8>)>) -> std::io::Result<()> {
-    let mut line = 1u64;
+fn count_block(
+    program: &Program,
+    targets: &[NodeId],
+    seq: usize,
+    block: &[u8],
+    part: &mut Part,
+    matched: &mut Vec<bool>,
+) {
+    let mut record = program.record();
+    let mut start = 0;
+    let mut index = 0u64;
+    for end in memchr::memchr_iter(b'\n', block).chain([block.len()]) {
+        let line = &block[start..end];
+        start = end + 1;
+        index += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if program.read(line, &mut record).is_err() {
+            part.rejected += 1;
+            if part.rejected_at.len() < REJECTED_SHOWN {
+                part.rejected_at.push((seq, index - 1));
+            }
+            continue;
+        }
+        part.read += 1;
+        program.run(&record, matched);
+        for (count, node) in part.counts.iter_mut().zip(targets) {
+            *count += u64::from(matched[*node]);
+        }
+    }
+    part.lines.push((seq, index));
+}
+
+fn merge(parts: Vec<Part>, targets: usize) -> Tally {
+    let mut total = Tally {
+        counts: vec![0; targets],
+        ..Tally::default()
+    };
+    let mut lines = Vec::new();
+    let mut rejected_at = Vec::new();
+    for p in parts {
+        total.read += p.read;
+        total.rejected += p.rejected;
+        for (a, b) in total.counts.iter_mut().zip(p.counts) {
+            *a += b;
+        }
+        lines.extend(p.lines);
+        rejected_at.extend(p.rejected_at);
+    }
+    // The first line number of each block, from the line counts of the blocks before it.
+    lines.sort_unstable();
+    let mut first = Vec::with_capacity(lines.len());
+    let mut next = 1u64;
+    for (_, n) in &lines {
+        first.push(next);
+        next += n;
+    }
+    rejected_at.sort_unstable();
+    total.rejected_lines = rejected_at
+        .into_iter()
+        .take(REJECTED_SHOWN)
+        .map(|(seq, i)| first[seq] + i)
+        .collect();
+    total
+}
+
+/// Reads `input` into blocks cut after a line end, numbered in order, reusing the blocks
+/// the workers hand back.
+fn read_blocks(
+    mut input: impl Read,
+    tx: &mpsc::SyncSender<(usize, Vec<u8>)>,
+    recycled: &mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut seq = 0;
     let mut carry: Vec<u8> = Vec::new();
+    let mut send = |block: Vec<u8>| {
+        let ok = tx.send((seq, block)).is_ok();
+        seq += 1;
+        ok
+    };
     loop {
-        let mut block = std::mem::take(&mut carry);
+        let mut block = recycled.try_recv().unwrap_or_default();
+        block.clear();
+        block.extend_from_slice(&carry);
+        carry.clear();
         let start = block.len();
-        block.resize(start + BLOCK_BYTES, 0);
+        // A line longer than a block makes the block grow: read on until a line ends.
+        block.resize(start + BLOCK_BYTES.max(start), 0);
         let n = loop {
             match input.read(&mut block[start..]) {
                 Ok(n) => break n,
@@ -142,21 +189,56 @@ fn read_blocks(mut input: impl Read, tx: &mpsc::SyncSender<(u64, Vec<u8>)>) -> s
         block.truncate(start + n);
         if n == 0 {
             if !block.is_empty() {
-                let _ = tx.send((line, block));
+                send(block);
             }
             return Ok(());
         }
-        // Keep the partial last line for the next block.
-        if let Some(end) = block.iter().rposition(|b| *b == b'\n') {
-            carry = block.split_off(end + 1);
-            block.pop(); // the final newline: the worker's split would yield an empty line
-            let lines = block.iter().filter(|b| **b == b'\n').count() as u64 + 1;
-            if tx.send((line, block)).is_err() {
-                return Ok(());
+        match memchr::memrchr(b'\n', &block) {
+            Some(end) => {
+                carry.extend_from_slice(&block[end + 1..]);
+                block.truncate(end);
+                if !send(block) {
+                    return Ok(());
+                }
             }
-            line += lines;
-        } else {
-            carry = block; // one line longer than a block: read on
+            None => carry = block,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evaluate::Catalog;
+    use std::collections::BTreeMap;
+
+    /// Blocks are cut anywhere; counts and the numbers of rejected lines come out the same.
+    #[test]
+    fn lines_are_counted_and_numbered_across_blocks() {
+        let segments = BTreeMap::from([(
+            "sms".to_string(),
+            serde_json::from_str(
+                r#"{"Dimensions":{"Demographic":{"Channel":{"Values":["SMS"]}}}}"#,
+            )
+            .unwrap(),
+        )]);
+        let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
+        let node = program.add(0, &Catalog::of(&segments), "sms");
+        let mut text = String::new();
+        for i in 0..300_000u64 {
+            match i {
+                3 | 150_000 | 299_999 => text.push_str("not a record\n"),
+                7 => text.push_str("   \n"),
+                _ if i % 3 == 0 => text.push_str("{\"ChannelType\":\"SMS\",\"Address\":\"+1\"}\n"),
+                _ => text.push_str("{\"ChannelType\":\"EMAIL\"}\n"),
+            }
+        }
+        text.push_str("{\"ChannelType\":\"SMS\"}"); // no final newline
+        assert!(text.len() > 3 * BLOCK_BYTES);
+        let t = tally(text.as_bytes(), &program, &[node]).unwrap();
+        assert_eq!(t.rejected, 3);
+        assert_eq!(t.rejected_lines, [4, 150_001, 300_000]);
+        assert_eq!(t.read, 300_000 - 3 - 1 + 1);
+        assert_eq!(t.counts, [100_000 - 2 + 1]); // i % 3 == 0, less lines 3 and 150,000
     }
 }

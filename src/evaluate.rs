@@ -1,223 +1,505 @@
-//! The audience evaluator: does one endpoint record belong to a segment? Pure.
+//! The audience evaluator: which endpoint records belong to which segments. Pure.
+//!
+//! Segments are compiled once into a [`Program`]: names and ids resolved to node numbers,
+//! attribute and metric names to slots, dates parsed, defaults filled. A record is then read
+//! straight into those slots ([`Program::read`], unused fields only checked, never stored)
+//! and every node evaluated once per record, base segments before the segments built on
+//! them ([`Program::run`]).
 //!
 //! Semantics follow the Segment resource page and Pinpoint's model; where Pinpoint is silent
 //! the rules chosen here are (and are pinned by tests):
 //! - comparisons of values are exact (case-sensitive);
 //! - a missing field or attribute never satisfies INCLUSIVE, CONTAINS, BEFORE, AFTER, ON,
 //!   BETWEEN, a metric or a GPS criterion, and always satisfies EXCLUSIVE and NOT_BETWEEN
-//!   (it is not among the excluded values, nor between the bounds);
+//!   (it is not among the excluded values, nor between the bounds); an empty list of values
+//!   counts as missing;
 //! - `DeviceType` has no endpoint field: INCLUSIVE matches no endpoint, EXCLUSIVE all;
 //! - `Channel` compares with the endpoint's `ChannelType`;
 //! - BEFORE / AFTER are strict; BETWEEN includes both bounds; ON compares UTC calendar dates;
+//!   attribute values that are not ISO-8601 instants never satisfy a date criterion;
 //! - GPS distance is great-circle (haversine, mean Earth radius 6,371.0088 km), within the
 //!   range inclusive; without `RangeInKilometers` the range is 50 km;
 //! - recency uses the endpoint's `EffectiveDate` (its last update): ACTIVE when it lies in
 //!   `[as_of − duration, as_of]`, INACTIVE otherwise (including when it is missing);
 //! - in a group, `Type` (default ALL) combines its `Dimensions` entries and `SourceType`
 //!   (default ANY) its base segments (ALL, ANY, NONE; an empty list restricts nothing);
-//!   `Include` (default ALL) combines groups.
+//!   `Include` (default ALL) combines groups; a base segment's `Version` is not looked at
+//!   (the current definition counts);
+//! - a base segment that cannot be found matches no endpoint.
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::model::{
-    AttributeDimension, AttributeType, ComparisonOperator, Duration, GpsPointDimension, Include,
-    RecencyType, SegmentDimensions, SegmentReference, SetDimension, WriteSegmentRequest,
+    AttributeDimension, AttributeType, ComparisonOperator, DimensionType, Duration,
+    GpsPointDimension, Include, RecencyType, SegmentDimensions, SegmentReference, SetDimension,
+    WriteSegmentRequest,
 };
 use crate::validate::parse_instant;
+
+mod record;
+
+pub use record::Record;
 
 /// The range assumed when a GPSPoint dimension gives none.
 pub const DEFAULT_GPS_RANGE_KM: f64 = 50.0;
 const EARTH_RADIUS_KM: f64 = 6371.0088;
+const NANOS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 
-/// An endpoint record, as Pinpoint's export and import files hold them (unknown fields are
-/// ignored: export lines carry more than a segment can look at). Strings borrow from the
-/// line they were read from where they can: reading millions of records allocates little.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Endpoint<'a> {
-    #[serde(default, borrow)]
-    pub channel_type: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub address: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub demographic: Demographic<'a>,
-    #[serde(default, borrow)]
-    pub location: Location<'a>,
-    #[serde(default, borrow)]
-    pub attributes: BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>,
-    #[serde(default, borrow)]
-    pub metrics: BTreeMap<Cow<'a, str>, f64>,
-    #[serde(default, borrow)]
-    pub user: User<'a>,
-    #[serde(default, borrow)]
-    pub effective_date: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub endpoint_status: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub opt_out: Option<Cow<'a, str>>,
+/// Where segment definitions are found: by key, with `Ref` naming a key and `Id` mapped to
+/// one through `key_of_id`.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog<'d> {
+    pub segments: BTreeMap<String, &'d WriteSegmentRequest>,
+    pub key_of_id: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Demographic<'a> {
-    #[serde(default, borrow)]
-    pub app_version: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub make: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub model: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub platform: Option<Cow<'a, str>>,
+impl<'d> Catalog<'d> {
+    /// Segments known by name, each `Id` found through `key_of_id`.
+    pub fn of(segments: &'d BTreeMap<String, WriteSegmentRequest>) -> Self {
+        Self {
+            segments: segments.iter().map(|(k, v)| (k.clone(), v)).collect(),
+            key_of_id: BTreeMap::new(),
+        }
+    }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Location<'a> {
-    #[serde(default, borrow)]
-    pub country: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub latitude: Option<f64>,
-    #[serde(default)]
-    pub longitude: Option<f64>,
+/// A node: one compiled segment. Nodes only refer to nodes before them.
+pub type NodeId = usize;
+
+/// Compiled segments, ready to be run against records.
+#[derive(Debug)]
+pub struct Program {
+    nodes: Vec<Node>,
+    schema: Schema,
+    as_of: i128,
+    /// (catalog number, key) → node, so a segment shared as a base compiles once.
+    compiled: HashMap<(usize, String), NodeId>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct User<'a> {
-    #[serde(default, borrow)]
-    pub user_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub user_attributes: BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>,
+/// What a record must keep: the attribute lists and metrics some criterion reads.
+#[derive(Debug, Default)]
+pub(crate) struct Schema {
+    /// Attribute names (`false`) and user attribute names (`true`), one slot each.
+    lists: Vec<(bool, Box<str>)>,
+    /// Per list slot: whether a date criterion reads it (its values are parsed as instants).
+    dated: Vec<bool>,
+    metrics: Vec<Box<str>>,
+    /// Whether a recency criterion reads `EffectiveDate`.
+    recency: bool,
 }
 
-/// Segments to evaluate, by manifest name, with live ids mapped to names for `Id` bases.
-pub struct Evaluator<'a> {
-    pub segments: &'a BTreeMap<String, WriteSegmentRequest>,
-    pub name_of_id: BTreeMap<String, String>,
-    pub as_of: OffsetDateTime,
+impl Schema {
+    fn list(&mut self, user: bool, name: &str) -> usize {
+        self.lists
+            .iter()
+            .position(|(u, n)| *u == user && &**n == name)
+            .unwrap_or_else(|| {
+                self.lists.push((user, name.into()));
+                self.dated.push(false);
+                self.lists.len() - 1
+            })
+    }
+
+    fn metric(&mut self, name: &str) -> usize {
+        self.metrics
+            .iter()
+            .position(|n| &**n == name)
+            .unwrap_or_else(|| {
+                self.metrics.push(name.into());
+                self.metrics.len() - 1
+            })
+    }
+
+    pub(crate) fn list_slot(&self, user: bool, name: &str) -> Option<usize> {
+        self.lists
+            .iter()
+            .position(|(u, n)| *u == user && &**n == name)
+    }
+
+    pub(crate) fn metric_slot(&self, name: &str) -> Option<usize> {
+        self.metrics.iter().position(|n| &**n == name)
+    }
+}
+
+/// The endpoint fields a set dimension compares with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Channel = 0,
+    AppVersion = 1,
+    Make = 2,
+    Model = 3,
+    Platform = 4,
+    Country = 5,
+}
+pub(crate) const FIELDS: usize = 6;
+
+#[derive(Debug)]
+enum Node {
+    /// Every criterion must hold (none: every endpoint).
+    All(Vec<Criterion>),
+    Groups {
+        include: Include,
+        groups: Vec<Group>,
+    },
+    /// Unknown, or a base segment of itself.
+    Never,
+}
+
+#[derive(Debug)]
+struct Group {
+    source_type: Include,
+    sources: Vec<NodeId>,
+    group_type: Include,
+    dimensions: Vec<Vec<Criterion>>,
+}
+
+#[derive(Debug)]
+enum Criterion {
+    Constant(bool),
+    Set {
+        field: Field,
+        values: Box<[Box<str>]>,
+        exclusive: bool,
+    },
+    Listed {
+        slot: usize,
+        values: Box<[Box<str>]>,
+        exclusive: bool,
+    },
+    Contains {
+        slot: usize,
+        values: Box<[Box<str>]>,
+    },
+    /// Some value of the slot lies in `[lo, hi]` (nanoseconds since the epoch), or with
+    /// `negate`, none does.
+    Dated {
+        slot: usize,
+        lo: i128,
+        hi: i128,
+        negate: bool,
+    },
+    Metric {
+        slot: usize,
+        op: ComparisonOperator,
+        value: f64,
+    },
+    Gps {
+        latitude: f64,
+        longitude: f64,
+        range: f64,
+    },
+    /// `EffectiveDate` in `[lo, hi]` (ACTIVE), or not (INACTIVE).
+    Recency {
+        lo: i128,
+        hi: i128,
+        active: bool,
+    },
 }
 
 /// How deep base segments may nest (a guard: manifests with cycles do not validate).
 const MAX_DEPTH: usize = 32;
 
-impl Evaluator<'_> {
-    /// Whether `endpoint` belongs to the segment named `name` (false for an unknown name).
-    pub fn matches(&self, name: &str, endpoint: &Endpoint<'_>) -> bool {
-        self.segment(name, endpoint, 0)
+impl Program {
+    /// An empty program evaluating recency relative to `as_of`.
+    pub fn new(as_of: OffsetDateTime) -> Self {
+        Self {
+            nodes: Vec::new(),
+            schema: Schema::default(),
+            as_of: as_of.unix_timestamp_nanos(),
+            compiled: HashMap::new(),
+        }
     }
 
-    fn segment(&self, name: &str, e: &Endpoint<'_>, depth: usize) -> bool {
-        let Some(def) = self.segments.get(name) else {
-            return false;
+    /// Compiles the segment `key` of `catalog` (with its base segments) and returns its node.
+    /// `scope` tells catalogs apart: the same key in the same scope compiles once. An
+    /// unknown key gives a node that matches nothing.
+    pub fn add(&mut self, scope: usize, catalog: &Catalog<'_>, key: &str) -> NodeId {
+        self.segment(scope, catalog, key, 0)
+    }
+
+    /// How many nodes [`Program::run`] fills.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    fn push(&mut self, node: Node) -> NodeId {
+        self.nodes.push(node);
+        self.nodes.len() - 1
+    }
+
+    fn segment(&mut self, scope: usize, catalog: &Catalog<'_>, key: &str, depth: usize) -> NodeId {
+        if let Some(id) = self.compiled.get(&(scope, key.to_string())) {
+            return *id;
+        }
+        let Some(def) = catalog.segments.get(key) else {
+            return self.push(Node::Never);
         };
         if depth > MAX_DEPTH {
-            return false;
+            return self.push(Node::Never);
         }
-        if let Some(d) = &def.dimensions {
-            return self.dimensions(d, e);
-        }
-        let Some(groups) = def
+        let node = if let Some(d) = &def.dimensions {
+            Node::All(self.dimensions(d))
+        } else if let Some((groups, include)) = def
             .segment_groups
             .as_ref()
             .and_then(|g| g.groups.as_ref().map(|gs| (gs, g.include)))
-        else {
-            return true; // no criteria: every endpoint
-        };
-        let (groups, include) = groups;
-        combine(
-            include.unwrap_or(Include::All),
-            groups.iter().map(|g| {
-                let sources = g.source_segments.as_deref().unwrap_or_default();
-                let in_sources = sources.is_empty()
-                    || combine(
-                        g.source_type.unwrap_or(Include::Any),
-                        sources.iter().map(|s| self.reference(s, e, depth)),
-                    );
-                let dims = g.dimensions.as_deref().unwrap_or_default();
-                let in_dims = dims.is_empty()
-                    || combine(
-                        g.group_type.unwrap_or(Include::All),
-                        dims.iter().map(|d| self.dimensions(d, e)),
-                    );
-                in_sources && in_dims
-            }),
-        )
-    }
-
-    fn reference(&self, r: &SegmentReference, e: &Endpoint<'_>, depth: usize) -> bool {
-        let name = r.reference.clone().or_else(|| {
-            r.id.as_ref()
-                .and_then(|id| self.name_of_id.get(id).cloned())
-        });
-        name.is_some_and(|n| self.segment(&n, e, depth + 1))
-    }
-
-    /// Every criterion present must hold.
-    pub fn dimensions(&self, d: &SegmentDimensions, e: &Endpoint<'_>) -> bool {
-        let empty: Vec<Cow<'_, str>> = Vec::new();
-        let attrs = |map: &BTreeMap<Cow<'_, str>, Vec<Cow<'_, str>>>,
-                     dims: &Option<BTreeMap<String, AttributeDimension>>| {
-            dims.iter()
-                .flatten()
-                .all(|(k, a)| attribute(a, map.get(k.as_str()).unwrap_or(&empty)))
-        };
-        if !attrs(&e.attributes, &d.attributes)
-            || !attrs(&e.user.user_attributes, &d.user_attributes)
         {
-            return false;
+            let groups = groups
+                .iter()
+                .map(|g| Group {
+                    source_type: g.source_type.unwrap_or(Include::Any),
+                    sources: g
+                        .source_segments
+                        .iter()
+                        .flatten()
+                        .map(|r| self.reference(scope, catalog, r, depth))
+                        .collect(),
+                    group_type: g.group_type.unwrap_or(Include::All),
+                    dimensions: g
+                        .dimensions
+                        .iter()
+                        .flatten()
+                        .map(|d| self.dimensions(d))
+                        .collect(),
+                })
+                .collect();
+            Node::Groups {
+                include: include.unwrap_or(Include::All),
+                groups,
+            }
+        } else {
+            Node::All(Vec::new()) // no criteria: every endpoint
+        };
+        let id = self.push(node);
+        self.compiled.insert((scope, key.to_string()), id);
+        id
+    }
+
+    fn reference(
+        &mut self,
+        scope: usize,
+        catalog: &Catalog<'_>,
+        r: &SegmentReference,
+        depth: usize,
+    ) -> NodeId {
+        let key = r.reference.clone().or_else(|| {
+            r.id.as_ref()
+                .and_then(|id| catalog.key_of_id.get(id).cloned())
+        });
+        match key {
+            Some(key) => self.segment(scope, catalog, &key, depth + 1),
+            None => self.push(Node::Never),
         }
-        if let Some(m) = &d.metrics {
-            if !m.iter().all(|(k, c)| {
-                e.metrics
-                    .get(k.as_str())
-                    .is_some_and(|v| compare(c.comparison_operator, *v, c.value))
-            }) {
-                return false;
+    }
+
+    fn dimensions(&mut self, d: &SegmentDimensions) -> Vec<Criterion> {
+        let mut out = Vec::new();
+        for (user, attrs) in [(false, &d.attributes), (true, &d.user_attributes)] {
+            for (name, a) in attrs.iter().flatten() {
+                let slot = self.schema.list(user, name);
+                out.push(self.attribute(slot, a));
             }
         }
+        for (name, m) in d.metrics.iter().flatten() {
+            out.push(Criterion::Metric {
+                slot: self.schema.metric(name),
+                op: m.comparison_operator,
+                value: m.value,
+            });
+        }
         if let Some(demo) = &d.demographic {
-            let checks = [
-                (&demo.app_version, e.demographic.app_version.as_deref()),
-                (&demo.channel, e.channel_type.as_deref()),
+            let sets = [
+                (&demo.app_version, Some(Field::AppVersion)),
+                (&demo.channel, Some(Field::Channel)),
                 (&demo.device_type, None),
-                (&demo.make, e.demographic.make.as_deref()),
-                (&demo.model, e.demographic.model.as_deref()),
-                (&demo.platform, e.demographic.platform.as_deref()),
+                (&demo.make, Some(Field::Make)),
+                (&demo.model, Some(Field::Model)),
+                (&demo.platform, Some(Field::Platform)),
             ];
-            if !checks
-                .iter()
-                .all(|(dim, value)| dim.as_ref().is_none_or(|s| set(s, *value)))
-            {
-                return false;
+            for (dim, field) in sets {
+                if let Some(s) = dim {
+                    out.push(set(s, field));
+                }
             }
         }
         if let Some(loc) = &d.location {
-            if loc
-                .country
-                .as_ref()
-                .is_some_and(|c| !set(c, e.location.country.as_deref()))
-            {
-                return false;
+            if let Some(c) = &loc.country {
+                out.push(set(c, Some(Field::Country)));
             }
-            if loc.gps_point.as_ref().is_some_and(|g| !gps(g, &e.location)) {
-                return false;
+            if let Some(g) = &loc.gps_point {
+                out.push(gps(g));
             }
         }
         if let Some(r) = d.behavior.as_ref().and_then(|b| b.recency.as_ref()) {
-            let active = e
-                .effective_date
-                .as_deref()
-                .and_then(parse_instant)
-                .is_some_and(|t| t <= self.as_of && t >= self.as_of - window(r.duration));
-            if active != (r.recency_type == RecencyType::Active) {
-                return false;
+            self.schema.recency = true;
+            out.push(Criterion::Recency {
+                lo: self.as_of - window(r.duration),
+                hi: self.as_of,
+                active: r.recency_type == RecencyType::Active,
+            });
+        }
+        out
+    }
+
+    fn attribute(&mut self, slot: usize, a: &AttributeDimension) -> Criterion {
+        let values = || a.values.iter().map(|v| v.as_str().into()).collect();
+        let bound = |i: usize| {
+            a.values
+                .get(i)
+                .and_then(|v| parse_instant(v))
+                .map(OffsetDateTime::unix_timestamp_nanos)
+        };
+        let mut dated = |lo: Option<i128>, hi: Option<i128>, negate: bool| match (lo, hi) {
+            (Some(lo), Some(hi)) => {
+                self.schema.dated[slot] = true;
+                Criterion::Dated {
+                    slot,
+                    lo,
+                    hi,
+                    negate,
+                }
+            }
+            _ => Criterion::Constant(negate), // no valid bound: nothing lies within it
+        };
+        match a.attribute_type.unwrap_or(AttributeType::Inclusive) {
+            AttributeType::Inclusive | AttributeType::Exclusive => Criterion::Listed {
+                slot,
+                values: values(),
+                exclusive: a.attribute_type == Some(AttributeType::Exclusive),
+            },
+            AttributeType::Contains => Criterion::Contains {
+                slot,
+                values: values(),
+            },
+            // Strict: the instant itself is excluded.
+            AttributeType::Before => dated(Some(i128::MIN), bound(0).map(|b| b - 1), false),
+            AttributeType::After => dated(bound(0).map(|b| b + 1), Some(i128::MAX), false),
+            AttributeType::On => {
+                let day = bound(0).map(|b| b.div_euclid(NANOS_PER_DAY) * NANOS_PER_DAY);
+                dated(day, day.map(|d| d + NANOS_PER_DAY - 1), false)
+            }
+            AttributeType::Between => dated(bound(0), bound(1), false),
+            AttributeType::NotBetween => dated(bound(0), bound(1), true),
+        }
+    }
+
+    /// Reads one record (one line) into `record`, replacing what it held. Unknown fields are
+    /// ignored; known fields must have their documented type.
+    pub fn read<'a>(
+        &self,
+        line: &'a [u8],
+        record: &mut Record<'a>,
+    ) -> Result<(), serde_json::Error> {
+        record::read(&self.schema, line, record)
+    }
+
+    /// A record sized for this program, to be reused across [`Program::read`]s.
+    pub fn record<'a>(&self) -> Record<'a> {
+        Record::new(&self.schema)
+    }
+
+    /// Evaluates every node for `record`: afterwards `out[node]` tells whether it matches.
+    pub fn run(&self, record: &Record<'_>, out: &mut Vec<bool>) {
+        out.clear();
+        for node in &self.nodes {
+            let v = match node {
+                Node::All(criteria) => criteria.iter().all(|c| record.satisfies(c)),
+                Node::Groups { include, groups } => combine(
+                    *include,
+                    groups.iter().map(|g| {
+                        (g.sources.is_empty()
+                            || combine(g.source_type, g.sources.iter().map(|s| out[*s])))
+                            && (g.dimensions.is_empty()
+                                || combine(
+                                    g.group_type,
+                                    g.dimensions
+                                        .iter()
+                                        .map(|d| d.iter().all(|c| record.satisfies(c))),
+                                ))
+                    }),
+                ),
+                Node::Never => false,
+            };
+            out.push(v);
+        }
+    }
+}
+
+impl Record<'_> {
+    fn satisfies(&self, c: &Criterion) -> bool {
+        match c {
+            Criterion::Constant(v) => *v,
+            Criterion::Set {
+                field,
+                values,
+                exclusive,
+            } => {
+                let listed = self
+                    .field(*field)
+                    .is_some_and(|v| values.iter().any(|x| **x == *v));
+                listed != *exclusive
+            }
+            Criterion::Listed {
+                slot,
+                values,
+                exclusive,
+            } => {
+                let listed = self
+                    .list(*slot)
+                    .iter()
+                    .any(|v| values.iter().any(|x| **x == **v));
+                listed != *exclusive
+            }
+            Criterion::Contains { slot, values } => self
+                .list(*slot)
+                .iter()
+                .any(|v| values.iter().any(|c| v.contains(&**c))),
+            Criterion::Dated {
+                slot,
+                lo,
+                hi,
+                negate,
+            } => self.instants(*slot).iter().any(|t| lo <= t && t <= hi) != *negate,
+            Criterion::Metric { slot, op, value } => {
+                self.metric(*slot).is_some_and(|v| compare(*op, v, *value))
+            }
+            Criterion::Gps {
+                latitude,
+                longitude,
+                range,
+            } => self
+                .position()
+                .is_some_and(|(lat, lon)| distance_km(*latitude, *longitude, lat, lon) <= *range),
+            Criterion::Recency { lo, hi, active } => {
+                self.effective_date().is_some_and(|t| *lo <= t && t <= *hi) == *active
             }
         }
-        true
+    }
+}
+
+fn set(s: &SetDimension, field: Option<Field>) -> Criterion {
+    let exclusive = s.dimension_type == Some(DimensionType::Exclusive);
+    match field {
+        Some(field) => Criterion::Set {
+            field,
+            values: s.values.iter().map(|v| v.as_str().into()).collect(),
+            exclusive,
+        },
+        None => Criterion::Constant(exclusive),
+    }
+}
+
+fn gps(g: &GpsPointDimension) -> Criterion {
+    Criterion::Gps {
+        latitude: g.coordinates.latitude,
+        longitude: g.coordinates.longitude,
+        range: g.range_in_kilometers.unwrap_or(DEFAULT_GPS_RANGE_KM),
     }
 }
 
@@ -229,49 +511,14 @@ fn combine(how: Include, mut results: impl Iterator<Item = bool>) -> bool {
     }
 }
 
-fn window(d: Duration) -> time::Duration {
-    match d {
-        Duration::Hr24 => time::Duration::hours(24),
-        Duration::Day7 => time::Duration::days(7),
-        Duration::Day14 => time::Duration::days(14),
-        Duration::Day30 => time::Duration::days(30),
-    }
-}
-
-fn set(s: &SetDimension, value: Option<&str>) -> bool {
-    let listed = value.is_some_and(|v| s.values.iter().any(|x| x == v));
-    match s
-        .dimension_type
-        .unwrap_or(crate::model::DimensionType::Inclusive)
-    {
-        crate::model::DimensionType::Inclusive => listed,
-        crate::model::DimensionType::Exclusive => !listed,
-    }
-}
-
-fn attribute(a: &AttributeDimension, values: &[Cow<'_, str>]) -> bool {
-    let listed = |v: &Cow<'_, str>| a.values.iter().any(|x| x.as_str() == v.as_ref());
-    let instants = || values.iter().filter_map(|v| parse_instant(v));
-    let bound = |i: usize| a.values.get(i).and_then(|v| parse_instant(v));
-    let between = || match (bound(0), bound(1)) {
-        (Some(lo), Some(hi)) => instants().any(|t| lo <= t && t <= hi),
-        _ => false,
+fn window(d: Duration) -> i128 {
+    let hours: i128 = match d {
+        Duration::Hr24 => 24,
+        Duration::Day7 => 7 * 24,
+        Duration::Day14 => 14 * 24,
+        Duration::Day30 => 30 * 24,
     };
-    match a.attribute_type.unwrap_or(AttributeType::Inclusive) {
-        AttributeType::Inclusive => values.iter().any(listed),
-        AttributeType::Exclusive => !values.iter().any(listed),
-        AttributeType::Contains => values
-            .iter()
-            .any(|v| a.values.iter().any(|c| v.contains(c.as_str()))),
-        AttributeType::Before => bound(0).is_some_and(|b| instants().any(|t| t < b)),
-        AttributeType::After => bound(0).is_some_and(|b| instants().any(|t| t > b)),
-        AttributeType::On => bound(0).is_some_and(|b| {
-            let day = b.to_offset(time::UtcOffset::UTC).date();
-            instants().any(|t| t.to_offset(time::UtcOffset::UTC).date() == day)
-        }),
-        AttributeType::Between => between(),
-        AttributeType::NotBetween => !between(),
-    }
+    hours * 3_600 * 1_000_000_000
 }
 
 fn compare(op: ComparisonOperator, value: f64, criterion: f64) -> bool {
@@ -291,16 +538,6 @@ pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let dl = (lon2 - lon1).to_radians();
     let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
     2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
-}
-
-fn gps(g: &GpsPointDimension, loc: &Location<'_>) -> bool {
-    match (loc.latitude, loc.longitude) {
-        (Some(lat), Some(lon)) => {
-            let range = g.range_in_kilometers.unwrap_or(DEFAULT_GPS_RANGE_KM);
-            distance_km(g.coordinates.latitude, g.coordinates.longitude, lat, lon) <= range
-        }
-        _ => false,
-    }
 }
 
 #[cfg(test)]

@@ -6,23 +6,25 @@ fn seg(json: &str) -> WriteSegmentRequest {
     serde_json::from_str(json).unwrap()
 }
 
-fn ep(json: &str) -> Endpoint<'_> {
-    serde_json::from_str(json).unwrap()
-}
-
 fn as_of() -> OffsetDateTime {
     parse_instant("2026-11-28T12:00:00Z").unwrap()
+}
+
+/// Every node of `program`, evaluated for one endpoint record.
+fn run(program: &Program, endpoint: &str) -> Vec<bool> {
+    let mut record = program.record();
+    program.read(endpoint.as_bytes(), &mut record).unwrap();
+    let mut out = Vec::new();
+    program.run(&record, &mut out);
+    out
 }
 
 /// Evaluates one segment definition (named "s") against an endpoint.
 fn check(def: &str, endpoint: &str) -> bool {
     let segments = BTreeMap::from([("s".to_string(), seg(def))]);
-    let ev = Evaluator {
-        segments: &segments,
-        name_of_id: BTreeMap::new(),
-        as_of: as_of(),
-    };
-    ev.matches("s", &ep(endpoint))
+    let mut program = Program::new(as_of());
+    let node = program.add(0, &Catalog::of(&segments), "s");
+    run(&program, endpoint)[node]
 }
 
 fn attr(kind: &str, values: &str) -> String {
@@ -293,37 +295,100 @@ fn groups_combine_dimensions_base_segments_and_groups() {
             ),
         ),
     ]);
-    let ev = Evaluator {
-        segments: &segments,
-        name_of_id: BTreeMap::from([("id-us".to_string(), "us".to_string())]),
-        as_of: as_of(),
-    };
-    let ios_us =
-        ep(r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"US"},"Metrics":{"m":9}}"#);
-    let ios_ca = ep(
-        r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"CA"},"Attributes":{"vip":["yes"]}}"#,
-    );
-    let android_ca = ep(r#"{"Demographic":{"Platform":"Android"},"Location":{"Country":"CA"}}"#);
-    let table = [
-        ("both", [true, false, false]),
-        ("either", [true, true, false]),
-        ("neither", [false, false, true]),
-        ("nested", [true, false, false]),
-        ("two-groups-none", [false, false, true]),
+    let mut catalog = Catalog::of(&segments);
+    catalog
+        .key_of_id
+        .insert("id-us".to_string(), "us".to_string());
+    let mut program = Program::new(as_of());
+    let names = [
+        "both",
+        "either",
+        "neither",
+        "nested",
+        "two-groups-none",
+        "unknown",
     ];
-    for (name, expected) in table {
-        let got = [&ios_us, &ios_ca, &android_ca].map(|e| ev.matches(name, e));
-        assert_eq!(got, expected, "{name}");
+    let nodes = names.map(|n| program.add(0, &catalog, n));
+    assert_eq!(
+        program.add(0, &catalog, "both"),
+        nodes[0],
+        "a segment compiles once"
+    );
+    let ios_us =
+        r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"US"},"Metrics":{"m":9}}"#;
+    let ios_ca = r#"{"Demographic":{"Platform":"iOS"},"Location":{"Country":"CA"},"Attributes":{"vip":["yes"]}}"#;
+    let android_ca = r#"{"Demographic":{"Platform":"Android"},"Location":{"Country":"CA"}}"#;
+    let table = [
+        [true, false, false],
+        [true, true, false],
+        [false, false, true],
+        [true, false, false],
+        [false, false, true],
+        [false, false, false], // unknown: matches nothing
+    ];
+    let results = [ios_us, ios_ca, android_ca].map(|e| run(&program, e));
+    for (k, expected) in table.iter().enumerate() {
+        let got = [0, 1, 2].map(|e| results[e][nodes[k]]);
+        assert_eq!(&got, expected, "{}", names[k]);
     }
-    assert!(!ev.matches("unknown", &ios_us));
 }
 
 #[test]
 fn endpoint_records_read_from_export_lines_ignore_unknown_fields() {
-    let e = ep(
-        r#"{"ApplicationId":"x","ChannelType":"EMAIL","Address":"a@b.c","CohortId":"42","Demographic":{"Platform":"iOS","Timezone":"UTC"},"Location":{"Country":"US","City":"Seattle","Latitude":47.6,"Longitude":-122.3},"Attributes":{"a":["1"]},"Metrics":{"m":1.5},"User":{"UserId":"u1","UserAttributes":{"t":["v"]}},"EffectiveDate":"2026-11-20T00:00:00Z","EndpointStatus":"ACTIVE","OptOut":"NONE","Id":"e1"}"#,
-    );
-    assert_eq!(e.channel_type.as_deref(), Some("EMAIL"));
-    assert_eq!(e.location.latitude, Some(47.6));
-    assert_eq!(e.user.user_attributes["t"], ["v"]);
+    let segments = BTreeMap::from([(
+        "s".to_string(),
+        seg(
+            r#"{"Dimensions":{"Demographic":{"Channel":{"Values":["EMAIL"]},"Platform":{"Values":["iOS"]}},"Location":{"Country":{"Values":["US"]},"GPSPoint":{"Coordinates":{"Latitude":47.6,"Longitude":-122.3},"RangeInKilometers":1}},"Attributes":{"a":{"Values":["1"]}},"Metrics":{"m":{"ComparisonOperator":"EQUAL","Value":1.5}},"UserAttributes":{"t":{"Values":["v"]}},"Behavior":{"Recency":{"Duration":"DAY_30","RecencyType":"ACTIVE"}}}}"#,
+        ),
+    )]);
+    let mut program = Program::new(as_of());
+    let node = program.add(0, &Catalog::of(&segments), "s");
+    let line = r#"{"ApplicationId":"x","ChannelType":"EMAIL","Address":"a@b.c","CohortId":"42","Demographic":{"Platform":"iOS","Timezone":"UTC"},"Location":{"Country":"US","City":"Seattle","Latitude":47.6,"Longitude":-122.3},"Attributes":{"a":["1"],"other":["x"]},"Metrics":{"m":1.5,"n":2},"User":{"UserId":"u1","UserAttributes":{"t":["v"]}},"EffectiveDate":"2026-11-20T00:00:00Z","EndpointStatus":"ACTIVE","OptOut":"NONE","Id":"e1","RequestId":null}"#;
+    assert!(run(&program, line)[node], "every field read");
+    // Escaped strings are read like plain ones.
+    let escaped = line.replace(r#""EMAIL""#, r#""\u0045MAIL""#);
+    assert!(run(&program, &escaped)[node]);
+    // Null stands for missing.
+    let nulls = r#"{"ChannelType":null,"Demographic":null,"Location":null,"Attributes":{"a":null},"Metrics":null,"User":null}"#;
+    assert!(!run(&program, nulls)[node]);
+}
+
+#[test]
+fn lines_that_are_not_endpoint_records_are_refused_whatever_the_segments() {
+    let empty = Program::new(as_of());
+    let segments = BTreeMap::from([(
+        "s".to_string(),
+        seg(r#"{"Dimensions":{"Attributes":{"a":{"Values":["1"]}}}}"#),
+    )]);
+    let mut reading = Program::new(as_of());
+    reading.add(0, &Catalog::of(&segments), "s");
+    let bad = [
+        "not json",
+        "[1,2]",
+        r#"{"ChannelType":5}"#,
+        r#"{"Attributes":{"a":"1"}}"#,
+        r#"{"Attributes":{"unused":[1]}}"#,
+        r#"{"Attributes":{"a":["1",null]}}"#,
+        r#"{"Metrics":{"unused":"many"}}"#,
+        r#"{"Location":{"Latitude":"north"}}"#,
+        r#"{"User":{"UserAttributes":[]}}"#,
+        r#"{"ChannelType":"SMS","ChannelType":"EMAIL"}"#,
+        r#"{"ChannelType":"SMS"} trailing"#,
+        r#"{"ChannelType":"SMS""#,
+    ];
+    for program in [&empty, &reading] {
+        let mut record = program.record();
+        for line in bad {
+            assert!(
+                program.read(line.as_bytes(), &mut record).is_err(),
+                "accepted {line}"
+            );
+        }
+        for line in [
+            r#"{"Attributes":{"a":["1"]}}"#,
+            r#"{"Address":["not read"],"Id":7,"User":{"UserId":{}}}"#,
+        ] {
+            assert!(program.read(line.as_bytes(), &mut record).is_ok(), "{line}");
+        }
+    }
 }

@@ -1,0 +1,419 @@
+//! Endpoint records, read from one JSON line straight into the slots a [`Program`] needs.
+//!
+//! Only what some criterion reads is kept (borrowed from the line where it can be). Every
+//! field a segment could read is checked for its type even when none does, so whether a
+//! line counts as a record does not depend on the segments evaluated; other fields
+//! (`Address`, `Id`, `User.UserId`, ...) are skipped unread.
+//!
+//! [`Program`]: super::Program
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use time::OffsetDateTime;
+
+use super::{Field, Schema, FIELDS};
+use crate::validate::parse_instant;
+
+/// One endpoint record, as the segments of a program see it.
+#[derive(Debug, Clone, Default)]
+pub struct Record<'a> {
+    fields: [Option<Cow<'a, str>>; FIELDS],
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    effective_date: Option<i128>,
+    /// Every kept attribute value; `lists[slot]` is a range of it.
+    values: Vec<Cow<'a, str>>,
+    lists: Vec<(u32, u32)>,
+    /// Instants of the dated slots' values (those that parse); `times[slot]` is a range.
+    instants: Vec<i128>,
+    times: Vec<(u32, u32)>,
+    metrics: Vec<Option<f64>>,
+}
+
+impl<'a> Record<'a> {
+    pub(crate) fn new(schema: &Schema) -> Self {
+        Self {
+            lists: vec![(0, 0); schema.lists.len()],
+            times: vec![(0, 0); schema.lists.len()],
+            metrics: vec![None; schema.metrics.len()],
+            ..Self::default()
+        }
+    }
+
+    fn clear(&mut self) {
+        self.fields = Default::default();
+        self.latitude = None;
+        self.longitude = None;
+        self.effective_date = None;
+        self.values.clear();
+        self.lists.fill((0, 0));
+        self.instants.clear();
+        self.times.fill((0, 0));
+        self.metrics.fill(None);
+    }
+
+    pub(crate) fn field(&self, f: Field) -> Option<&str> {
+        self.fields[f as usize].as_deref()
+    }
+
+    pub(crate) fn list(&self, slot: usize) -> &[Cow<'a, str>] {
+        let (a, b) = self.lists[slot];
+        &self.values[a as usize..b as usize]
+    }
+
+    pub(crate) fn instants(&self, slot: usize) -> &[i128] {
+        let (a, b) = self.times[slot];
+        &self.instants[a as usize..b as usize]
+    }
+
+    pub(crate) fn metric(&self, slot: usize) -> Option<f64> {
+        self.metrics[slot]
+    }
+
+    pub(crate) fn position(&self) -> Option<(f64, f64)> {
+        self.latitude.zip(self.longitude)
+    }
+
+    pub(crate) fn effective_date(&self) -> Option<i128> {
+        self.effective_date
+    }
+}
+
+pub(super) fn read<'a>(
+    schema: &Schema,
+    line: &'a [u8],
+    record: &mut Record<'a>,
+) -> Result<(), serde_json::Error> {
+    if record.lists.len() != schema.lists.len() || record.metrics.len() != schema.metrics.len() {
+        *record = Record::new(schema);
+    }
+    record.clear();
+    let mut de = serde_json::Deserializer::from_slice(line);
+    de.deserialize_map(Top { schema, record })?;
+    de.end()
+}
+
+fn nanos(t: OffsetDateTime) -> i128 {
+    t.unix_timestamp_nanos()
+}
+
+const TOP: &[&str] = &[
+    "ChannelType",
+    "Demographic",
+    "Location",
+    "Attributes",
+    "Metrics",
+    "User",
+    "EffectiveDate",
+];
+const DEMOGRAPHIC: &[&str] = &["AppVersion", "Make", "Model", "Platform"];
+const LOCATION: &[&str] = &["Country", "Latitude", "Longitude"];
+const USER: &[&str] = &["UserAttributes"];
+
+/// Walks an object's entries: `f(index in names, map)` reads each known entry's value;
+/// unknown entries are skipped, a known name given twice is an error.
+fn entries<'de, A: MapAccess<'de>>(
+    mut map: A,
+    names: &'static [&'static str],
+    mut f: impl FnMut(usize, &mut A) -> Result<(), A::Error>,
+) -> Result<(), A::Error> {
+    let mut seen = 0u32;
+    while let Some(key) = map.next_key_seed(Known(names))? {
+        match key {
+            Some(i) => {
+                if seen & (1 << i) != 0 {
+                    return Err(de::Error::duplicate_field(names[i]));
+                }
+                seen |= 1 << i;
+                f(i, &mut map)?;
+            }
+            None => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A key, as its index among known names.
+struct Known(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for Known {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for Known {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.iter().position(|n| *n == v))
+    }
+}
+
+/// A string or null, borrowed from the line when it has no escapes.
+struct Text;
+
+impl<'de> DeserializeSeed<'de> for Text {
+    type Value = Option<Cow<'de, str>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Text {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+}
+
+/// Reads the entries of one JSON object into a record.
+trait ReadObject<'de> {
+    const EXPECTING: &'static str;
+    fn read<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error>;
+}
+
+/// An object, or null (nothing to read).
+struct Nullable<T>(T);
+
+impl<'de, T: ReadObject<'de>> DeserializeSeed<'de> for Nullable<T> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, T: ReadObject<'de>> Visitor<'de> for Nullable<T> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.read(map)
+    }
+}
+
+struct Top<'s, 'r, 'a> {
+    schema: &'s Schema,
+    record: &'r mut Record<'a>,
+}
+
+impl<'a> Visitor<'a> for Top<'_, '_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an endpoint record (a JSON object)")
+    }
+    fn visit_map<A: MapAccess<'a>>(self, map: A) -> Result<(), A::Error> {
+        let Top { schema, record } = self;
+        entries(map, TOP, |i, map| {
+            match i {
+                0 => record.fields[Field::Channel as usize] = map.next_value_seed(Text)?,
+                1 => map.next_value_seed(Nullable(Demographic(&mut *record)))?,
+                2 => map.next_value_seed(Nullable(Location(&mut *record)))?,
+                3 => map.next_value_seed(Nullable(Lists {
+                    schema,
+                    record: &mut *record,
+                    user: false,
+                }))?,
+                4 => map.next_value_seed(Nullable(Metrics {
+                    schema,
+                    record: &mut *record,
+                }))?,
+                5 => map.next_value_seed(Nullable(User {
+                    schema,
+                    record: &mut *record,
+                }))?,
+                _ => {
+                    let date = map.next_value_seed(Text)?;
+                    if schema.recency {
+                        record.effective_date = date.as_deref().and_then(parse_instant).map(nanos);
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+struct Demographic<'r, 'a>(&'r mut Record<'a>);
+
+impl<'a> ReadObject<'a> for Demographic<'_, 'a> {
+    const EXPECTING: &'static str = "Demographic, an object";
+    fn read<A: MapAccess<'a>>(self, map: A) -> Result<(), A::Error> {
+        const FIELD: [Field; 4] = [
+            Field::AppVersion,
+            Field::Make,
+            Field::Model,
+            Field::Platform,
+        ];
+        entries(map, DEMOGRAPHIC, |i, map| {
+            self.0.fields[FIELD[i] as usize] = map.next_value_seed(Text)?;
+            Ok(())
+        })
+    }
+}
+
+struct Location<'r, 'a>(&'r mut Record<'a>);
+
+impl<'a> ReadObject<'a> for Location<'_, 'a> {
+    const EXPECTING: &'static str = "Location, an object";
+    fn read<A: MapAccess<'a>>(self, map: A) -> Result<(), A::Error> {
+        entries(map, LOCATION, |i, map| {
+            match i {
+                0 => self.0.fields[Field::Country as usize] = map.next_value_seed(Text)?,
+                1 => self.0.latitude = map.next_value()?,
+                _ => self.0.longitude = map.next_value()?,
+            }
+            Ok(())
+        })
+    }
+}
+
+struct User<'s, 'r, 'a> {
+    schema: &'s Schema,
+    record: &'r mut Record<'a>,
+}
+
+impl<'a> ReadObject<'a> for User<'_, '_, 'a> {
+    const EXPECTING: &'static str = "User, an object";
+    fn read<A: MapAccess<'a>>(self, map: A) -> Result<(), A::Error> {
+        entries(map, USER, |_, map| {
+            map.next_value_seed(Nullable(Lists {
+                schema: self.schema,
+                record: &mut *self.record,
+                user: true,
+            }))
+        })
+    }
+}
+
+/// Attributes or UserAttributes: name → list of strings.
+struct Lists<'s, 'r, 'a> {
+    schema: &'s Schema,
+    record: &'r mut Record<'a>,
+    user: bool,
+}
+
+impl<'a> ReadObject<'a> for Lists<'_, '_, 'a> {
+    const EXPECTING: &'static str = "attributes, an object of lists of strings";
+    fn read<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
+        let Lists {
+            schema,
+            record,
+            user,
+        } = self;
+        while let Some(slot) = map.next_key_seed(Slot(|name: &str| schema.list_slot(user, name)))? {
+            let start = record.values.len();
+            map.next_value_seed(Strings(slot.map(|_| &mut record.values)))?;
+            let Some(slot) = slot else { continue };
+            let end = record.values.len();
+            record.lists[slot] = (start as u32, end as u32);
+            if schema.dated[slot] {
+                let first = record.instants.len();
+                for v in &record.values[start..end] {
+                    if let Some(t) = parse_instant(v) {
+                        record.instants.push(nanos(t));
+                    }
+                }
+                record.times[slot] = (first as u32, record.instants.len() as u32);
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Metrics<'s, 'r, 'a> {
+    schema: &'s Schema,
+    record: &'r mut Record<'a>,
+}
+
+impl<'a> ReadObject<'a> for Metrics<'_, '_, 'a> {
+    const EXPECTING: &'static str = "Metrics, an object of numbers";
+    fn read<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
+        let schema = self.schema;
+        while let Some(slot) = map.next_key_seed(Slot(|name: &str| schema.metric_slot(name)))? {
+            let value: f64 = map.next_value()?;
+            if let Some(slot) = slot {
+                self.record.metrics[slot] = Some(value);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A key, as the slot that keeps its value (if any).
+struct Slot<F>(F);
+
+impl<'de, F: FnOnce(&str) -> Option<usize>> DeserializeSeed<'de> for Slot<F> {
+    type Value = Option<usize>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<F: FnOnce(&str) -> Option<usize>> Visitor<'_> for Slot<F> {
+    type Value = Option<usize>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((self.0)(v))
+    }
+}
+
+/// A list of strings (or null), appended to the vector when there is one, else only checked.
+struct Strings<'v, 'a>(Option<&'v mut Vec<Cow<'a, str>>>);
+
+impl<'a> DeserializeSeed<'a> for Strings<'_, 'a> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'a> Visitor<'a> for Strings<'_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of strings")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_some<D: Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<S: SeqAccess<'a>>(mut self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(v) = seq.next_element_seed(Text)? {
+            let v = v.ok_or_else(|| de::Error::invalid_type(de::Unexpected::Unit, &self))?;
+            if let Some(out) = self.0.as_mut() {
+                out.push(v);
+            }
+        }
+        Ok(())
+    }
+}
