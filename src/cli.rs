@@ -98,6 +98,14 @@ pub struct PlanArgs {
     /// Delete managed segments whose manifest is gone.
     #[arg(long)]
     pub prune: bool,
+    /// Count each created, updated or deleted segment's audience, before and after, over
+    /// these endpoint records (one JSON object per line, Pinpoint's export format; plain or
+    /// gzip).
+    #[arg(long, value_name = "FILE")]
+    pub endpoints: Option<PathBuf>,
+    /// With --endpoints: the reference time for recency criteria (ISO-8601), default now.
+    #[arg(long, requires = "endpoints", value_name = "TIME")]
+    pub as_of: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -385,6 +393,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 format: a.format,
                 out: a.out.clone(),
                 detailed_exitcode: a.detailed_exitcode,
+                audience: a
+                    .endpoints
+                    .clone()
+                    .map(|endpoints| crate::commands::AudienceOptions {
+                        endpoints,
+                        as_of: a.as_of.clone(),
+                    }),
             };
             crate::commands::plan_command(&a.dir, a.target.config.as_deref(), &ov, &o).await
         }

@@ -122,16 +122,61 @@ pub async fn make_plan(
     dir: &Path,
     config: Option<&Path>,
     ov: &Overrides,
+    audience: Option<&AudienceOptions>,
 ) -> anyhow::Result<(Plan, Connection, Config)> {
     let mut ws = load(dir, config)?;
     ov.apply_to(&mut ws.config);
+    // Refuse a bad --as-of or an unreadable file before connecting.
+    let audience = match audience {
+        Some(a) => Some((
+            a,
+            parse_as_of(a.as_of.as_deref())?,
+            endpoints_input(&a.endpoints)?,
+        )),
+        None => None,
+    };
     let conn = target::connect(&ws.config, dir).await?;
-    let observed = observe_all(&conn, &ws.desired, &ws.config.owner).await?;
+    let observed = observe_all(&conn, &ws.desired, &ws.config.owner).await;
+    let observed = match observed {
+        Ok(o) => o,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
     let mut p = plan::plan(&ws.desired, &observed, &settings(&ws.config));
     p.dir = std::fs::canonicalize(dir)
         .ok()
         .map(|d| d.display().to_string());
+    if let Some((a, as_of, input)) = audience {
+        let counted = crate::endpoints::with_progress(&input.progress, || {
+            crate::audience::annotate(
+                &mut p,
+                &ws.desired,
+                &observed,
+                input.reader,
+                &a.endpoints.display().to_string(),
+                as_of,
+                ws.config.audience_change_warn_percent,
+            )
+        })
+        .with_context(|| format!("cannot read {}", a.endpoints.display()));
+        if let Err(e) = counted {
+            conn.close().await;
+            return Err(e);
+        }
+    }
     Ok((p, conn, ws.config))
+}
+
+/// `--endpoints FILE --as-of TIME`: count audiences over endpoint records.
+pub struct AudienceOptions {
+    pub endpoints: PathBuf,
+    pub as_of: Option<String>,
+}
+
+fn endpoints_input(path: &Path) -> anyhow::Result<crate::endpoints::Input> {
+    crate::endpoints::open(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -145,6 +190,7 @@ pub struct PlanOptions {
     pub format: Format,
     pub out: Option<PathBuf>,
     pub detailed_exitcode: bool,
+    pub audience: Option<AudienceOptions>,
 }
 
 pub async fn plan_command(
@@ -153,7 +199,7 @@ pub async fn plan_command(
     ov: &Overrides,
     o: &PlanOptions,
 ) -> anyhow::Result<u8> {
-    let (p, conn, _) = make_plan(dir, config, ov).await?;
+    let (p, conn, _) = make_plan(dir, config, ov, o.audience.as_ref()).await?;
     conn.close().await;
     let colour = crate::cli::use_colour(&std::io::stdout());
     let rendered = match o.format {
@@ -250,7 +296,7 @@ pub async fn apply_dir(
     ov: &Overrides,
     a: &ApplyArgs,
 ) -> anyhow::Result<u8> {
-    let (p, conn, cfg) = make_plan(dir, config, ov).await?;
+    let (p, conn, cfg) = make_plan(dir, config, ov, None).await?;
     let result = show_confirm_apply(&p, &conn, &cfg, a).await;
     conn.close().await;
     result
@@ -453,6 +499,16 @@ pub async fn import(
     result
 }
 
+/// `--as-of`: an instant, or `now` (the default).
+fn parse_as_of(as_of: Option<&str>) -> anyhow::Result<time::OffsetDateTime> {
+    match as_of {
+        None | Some("now") => Ok(time::OffsetDateTime::now_utc()),
+        Some(t) => crate::validate::parse_instant(t).ok_or_else(|| {
+            anyhow::anyhow!("--as-of {t:?} is not an ISO-8601 instant such as 2026-11-28T00:00:00Z")
+        }),
+    }
+}
+
 /// `estimate`: per segment, how many endpoint records of FILE belong to it.
 pub fn estimate(
     dir: &Path,
@@ -464,12 +520,7 @@ pub fn estimate(
     use crate::endpoints;
     use crate::evaluate::{Catalog, Program};
     let ws = load(dir, config)?;
-    let as_of = match as_of {
-        None | Some("now") => time::OffsetDateTime::now_utc(),
-        Some(t) => crate::validate::parse_instant(t).ok_or_else(|| {
-            anyhow::anyhow!("--as-of {t:?} is not an ISO-8601 instant such as 2026-11-28T00:00:00Z")
-        })?,
-    };
+    let as_of = parse_as_of(as_of)?;
     let mut program = Program::new(as_of);
     // Per segment counted: its application (index) and name, and its node.
     let mut counted: Vec<(usize, &str)> = Vec::new();
@@ -488,10 +539,11 @@ pub fn estimate(
             targets.push(program.add(i, &catalog, &s.name));
         }
     }
-    let input = endpoints::open(endpoints)
-        .with_context(|| format!("cannot read {}", endpoints.display()))?;
-    let t = endpoints::tally(input, &program, &targets)
-        .with_context(|| format!("cannot read {}", endpoints.display()))?;
+    let input = endpoints_input(endpoints)?;
+    let t = endpoints::with_progress(&input.progress, || {
+        endpoints::tally(input.reader, &program, &targets)
+    })
+    .with_context(|| format!("cannot read {}", endpoints.display()))?;
     let share = |n: u64| {
         if t.read == 0 {
             0.0
@@ -514,7 +566,7 @@ pub fn estimate(
             .collect();
         let out = serde_json::json!({
             "format_version": 1,
-            "as_of": crate::server::store::iso(as_of),
+            "as_of": crate::audience::instant_text(as_of),
             "records_read": t.read,
             "records_rejected": t.rejected,
             "rejected_lines": t.rejected_lines,
@@ -524,7 +576,7 @@ pub fn estimate(
     } else {
         let mut line = format!(
             "Read {} endpoint records from {}",
-            t.read,
+            crate::audience::thousands(t.read),
             endpoints.display()
         );
         if t.rejected > 0 {

@@ -3,9 +3,10 @@
 //! (recycled, never more than a few per worker), whatever the file's size. A line that is not
 //! an endpoint record is counted and reported, never fatal.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
 use std::path::Path;
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 
 use crate::evaluate::{NodeId, Program};
 
@@ -24,14 +25,87 @@ pub struct Tally {
     pub counts: Vec<u64>,
 }
 
+/// An open file of endpoint records.
+pub struct Input {
+    pub reader: Box<dyn BufRead + Send>,
+    pub progress: Progress,
+}
+
+/// How far reading a file has come, in bytes of the file (compressed, for gzip).
+#[derive(Clone, Default)]
+pub struct Progress {
+    read: Arc<AtomicU64>,
+    pub size: u64,
+}
+
+impl Progress {
+    pub fn read(&self) -> u64 {
+        self.read.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Opens a file of endpoint records, decompressing it when it is gzip.
-pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead + Send>> {
-    let mut file = BufReader::new(std::fs::File::open(path)?);
+pub fn open(path: &Path) -> std::io::Result<Input> {
+    let file = std::fs::File::open(path)?;
+    let progress = Progress {
+        read: Arc::default(),
+        size: file.metadata()?.len(),
+    };
+    let mut file = BufReader::new(Counting {
+        inner: file,
+        read: progress.read.clone(),
+    });
     let gzip = file.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    Ok(if gzip {
+    let reader: Box<dyn BufRead + Send> = if gzip {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
     } else {
         Box::new(file)
+    };
+    Ok(Input { reader, progress })
+}
+
+/// Runs `work`, showing on standard error how much of the file has been read when it is a
+/// terminal (a line rewritten in place, cleared at the end).
+pub fn with_progress<T>(progress: &Progress, work: impl FnOnce() -> T) -> T {
+    let mut err = std::io::stderr();
+    if !err.is_terminal() || progress.size == 0 {
+        return work();
+    }
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mb = |b: u64| b as f64 / 1e6;
+            while !done.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+                let read = progress.read().min(progress.size);
+                let _ = write!(
+                    err,
+                    "\rReading endpoint records: {:3.0} % ({:.0} of {:.0} MB)",
+                    read as f64 * 100.0 / progress.size as f64,
+                    mb(read),
+                    mb(progress.size)
+                );
+                let _ = err.flush();
+            }
+            let _ = write!(err, "\r\x1b[2K");
+        });
+        let out = work();
+        done.store(true, Ordering::Relaxed);
+        out
     })
 }
 

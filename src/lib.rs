@@ -5,6 +5,7 @@
 //!                                           ▼
 //! Pinpoint API ────▶ observe ──────────▶ diff ─▶ plan ─▶ apply ─▶ Pinpoint API
 //!                                                  └─▶ report (text / markdown / json)
+//! endpoint records ─▶ endpoints ─▶ evaluate ─▶ estimate, audience (plan --endpoints)
 //! daemon = watch(dir) + resync timer ─▶ the same pipeline
 //! server = axum router ─▶ handlers ─▶ store (SQLite)
 //! ```
@@ -33,9 +34,12 @@ pub mod plan;
 
 pub mod report;
 
+// Audiences: segments evaluated over endpoint records, and a plan's audience impact.
 pub mod evaluate;
 
 pub mod endpoints;
+
+pub mod audience;
 
 // The I/O: the API client and its pacing, SDK conversions, observing, applying.
 pub mod api;

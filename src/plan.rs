@@ -128,6 +128,42 @@ pub struct SegmentStep {
     /// Deletes only: ids of other deleted segments that build on this one (deleted first).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delete_after: Vec<String>,
+    /// Who the segment reaches before and after this step (`plan --endpoints`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
+}
+
+/// A segment's audience before and after a step, counted over endpoint records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Audience {
+    /// Endpoints the live definition matches (none for a create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
+    /// Endpoints the new definition matches (none for a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+    /// The change in percent of `before`, when both are known and `before` is not 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_percent: Option<f64>,
+    /// Set when the segment becomes empty or changes by more than the configured share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// Where a plan's audiences were counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AudienceSource {
+    /// The endpoint file, as given.
+    pub file: String,
+    /// The reference time of recency criteria.
+    pub as_of: String,
+    pub records_read: u64,
+    pub records_rejected: u64,
+    /// The first rejected line numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_lines: Vec<u64>,
+    /// The change (in percent) above which a step's audience is flagged.
+    pub warn_percent: f64,
 }
 
 impl SegmentStep {
@@ -147,6 +183,7 @@ impl SegmentStep {
             warnings: Vec::new(),
             depends_on: Vec::new(),
             delete_after: Vec::new(),
+            audience: None,
         }
     }
 
@@ -194,6 +231,21 @@ pub struct AppPlan {
     pub error: Option<String>,
     /// How many segments in this application segmentctl manages (after the plan: desired).
     pub managed: usize,
+    /// Segments this plan does not change whose audience changes all the same, through base
+    /// segments it changes (`plan --endpoints`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<Affected>,
+}
+
+/// A segment whose definition stays while its audience moves with its base segments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Affected {
+    /// The manifest name.
+    pub name: String,
+    pub segment_id: String,
+    /// The changed base segments it builds on, directly or not.
+    pub through: Vec<String>,
+    pub audience: Audience,
 }
 
 impl AppPlan {
@@ -232,6 +284,9 @@ pub struct Plan {
     /// Digest of the observed versions of every segment the plan touches.
     pub observed_digest: String,
     pub apps: Vec<AppPlan>,
+    /// Set when the plan counted audiences over endpoint records (`plan --endpoints`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<AudienceSource>,
 }
 
 /// Counts for the summary line.
@@ -361,6 +416,7 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
         desired_digest: desired_digest(desired),
         observed_digest,
         apps,
+        audience: None,
     }
 }
 
@@ -407,6 +463,7 @@ fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) ->
         warnings: Vec::new(),
         error: None,
         managed: want.segments.len(),
+        affected: Vec::new(),
     };
     let snapshot = match live {
         LiveState::Error(e) => {

@@ -5,8 +5,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
+use crate::audience::thousands;
 use crate::diff::{self, Change};
-use crate::plan::{Action, AppPlan, Plan, SegmentStep, TagChange};
+use crate::plan::{Action, AppPlan, Audience, AudienceSource, Plan, SegmentStep, TagChange};
 
 /// GitHub's limit on a comment body.
 pub const MARKDOWN_LIMIT: usize = 65_536;
@@ -96,6 +97,61 @@ fn heading(step: &SegmentStep) -> String {
     h
 }
 
+/// `1,204 → 1,664 endpoints (+38.2 %)`, `1,664 endpoints (new)`, `1,204 endpoints → none`.
+fn audience_line(a: &Audience) -> String {
+    let n = |v: u64| {
+        format!(
+            "{} {}",
+            thousands(v),
+            if v == 1 { "endpoint" } else { "endpoints" }
+        )
+    };
+    match (a.before, a.after) {
+        (None, Some(after)) => format!("{} (new segment)", n(after)),
+        (Some(before), None) => format!("{} → none (deleted)", n(before)),
+        (Some(before), Some(after)) => {
+            let change = match a.change_percent {
+                Some(_) if before == after => " (no change)".to_string(),
+                Some(c) => format!(" ({c:+.1} %)"),
+                None => String::new(),
+            };
+            format!("{} → {}{change}", thousands(before), n(after))
+        }
+        (None, None) => "not counted".to_string(),
+    }
+}
+
+/// `Audiences counted over 1,000,000 endpoint records in FILE (as of …)`.
+fn audience_source(a: &AudienceSource, code: &dyn Fn(&str) -> String) -> String {
+    let mut line = format!(
+        "Audiences counted over {} endpoint records in {} (as of {}",
+        thousands(a.records_read),
+        code(&a.file),
+        a.as_of
+    );
+    if a.records_rejected > 0 {
+        let shown: Vec<String> = a.rejected_lines.iter().map(u64::to_string).collect();
+        let _ = write!(
+            line,
+            "; {} rejected, {} {}{}",
+            thousands(a.records_rejected),
+            if a.records_rejected == 1 {
+                "line"
+            } else {
+                "lines"
+            },
+            shown.join(", "),
+            if a.records_rejected as usize > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    line.push_str(").");
+    line
+}
+
 /// The plan as text, like `terraform plan`: the summary first, then per application each
 /// segment's changed criteria in words and values.
 pub fn text(plan: &Plan, colour: bool) -> String {
@@ -106,9 +162,13 @@ pub fn text(plan: &Plan, colour: bool) -> String {
         out.push_str("No changes. The live segments match the manifests.\n");
     } else {
         let _ = writeln!(out, "{}", st.paint("1", &summary.line()));
+        if let Some(a) = &plan.audience {
+            let _ = writeln!(out, "{}", audience_source(a, &|f| f.to_string()));
+        }
     }
     for app in &plan.apps {
         let has_content = !app.steps.is_empty()
+            || !app.affected.is_empty()
             || app.app_step.is_some()
             || app.error.is_some()
             || !app.warnings.is_empty();
@@ -148,6 +208,14 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             for b in &step.blocked {
                 let _ = writeln!(out, "      {} {}", st.paint("31", "blocked:"), b.reason);
             }
+            if let Some(a) = &step.audience {
+                let _ = writeln!(
+                    out,
+                    "      {} {}",
+                    st.paint("36", "audience:"),
+                    audience_line(a)
+                );
+            }
             for c in definition_lines(step) {
                 match (&c, step.action) {
                     (Change::Add { path, value }, Action::Create) => {
@@ -171,7 +239,26 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             } else if let Some(line) = tag_line(&step.tag_changes) {
                 let _ = writeln!(out, "      {line}");
             }
-            for w in &step.warnings {
+            let audience_warning = step.audience.as_ref().and_then(|a| a.warning.as_ref());
+            for w in step.warnings.iter().chain(audience_warning) {
+                let _ = writeln!(out, "      {} {w}", st.paint("33", "warning:"));
+            }
+        }
+        for a in &app.affected {
+            let head = format!(
+                "= affected {} (id {}): unchanged, builds on {}",
+                a.name,
+                a.segment_id,
+                a.through.join(", ")
+            );
+            let _ = writeln!(out, "  {}", st.paint("36", &head));
+            let _ = writeln!(
+                out,
+                "      {} {}",
+                st.paint("36", "audience:"),
+                audience_line(&a.audience)
+            );
+            if let Some(w) = &a.audience.warning {
                 let _ = writeln!(out, "      {} {w}", st.paint("33", "warning:"));
             }
         }
@@ -269,7 +356,11 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
             "- ⚠️ changed outside segmentctl (live version {v}); this update restores the manifest"
         );
     }
-    for w in &step.warnings {
+    if let Some(a) = &step.audience {
+        let _ = writeln!(s, "- 👥 audience: {}", audience_line(a));
+    }
+    let audience_warning = step.audience.as_ref().and_then(|a| a.warning.as_ref());
+    for w in step.warnings.iter().chain(audience_warning) {
         let _ = writeln!(s, "- ⚠️ {}", md_escape(w));
     }
     let lines = diff_lines(step);
@@ -338,6 +429,21 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
                 .iter()
                 .map(|w| format!("{}: {}", md_escape(&a.app_name), md_escape(w))),
         );
+        let audiences = a
+            .steps
+            .iter()
+            .filter_map(|s| Some((&s.name, s.audience.as_ref()?)))
+            .chain(a.affected.iter().map(|x| (&x.name, &x.audience)));
+        for (name, audience) in audiences {
+            if let Some(w) = &audience.warning {
+                warnings.push(format!(
+                    "{}: `{}`: {}",
+                    md_escape(&a.app_name),
+                    md_escape(name),
+                    md_escape(w)
+                ));
+            }
+        }
     }
     if !warnings.is_empty() {
         let _ = writeln!(head, "> [!WARNING]");
@@ -363,6 +469,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         );
     }
     head.push('\n');
+    if let Some(source) = &plan.audience {
+        audience_table(plan, source, &mut head);
+    }
 
     let blocks: Vec<String> = plan
         .apps
@@ -384,6 +493,74 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         out.push_str(&block);
     }
     out
+}
+
+/// How many rows the markdown audience table shows (the details below show every step).
+const AUDIENCE_ROWS: usize = 50;
+
+/// Before → after per step, flagged rows first, then the largest changes.
+fn audience_table(plan: &Plan, source: &AudienceSource, out: &mut String) {
+    // (application, symbol, segment, audience); `=`: unchanged, affected through its bases.
+    let mut rows: Vec<(&AppPlan, &str, &str, &Audience)> = Vec::new();
+    for app in &plan.apps {
+        for step in &app.steps {
+            if let Some(a) = &step.audience {
+                rows.push((app, symbol(step.action), &step.name, a));
+            }
+        }
+        for a in &app.affected {
+            rows.push((app, "=", &a.name, &a.audience));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "#### Audience\n\n{}\n",
+        audience_source(source, &|f| format!("`{}`", f.replace('`', "'")))
+    );
+    if rows.is_empty() {
+        return;
+    }
+    let moved = |x: &Audience| x.before.unwrap_or(0).abs_diff(x.after.unwrap_or(0));
+    rows.sort_by(|(_, _, n1, a), (_, _, n2, b)| {
+        b.warning
+            .is_some()
+            .cmp(&a.warning.is_some())
+            .then(moved(b).cmp(&moved(a)))
+            .then(n1.cmp(n2))
+    });
+    out.push_str("| Segment | Application | Before | After | Change |\n|---|---|--:|--:|--:|\n");
+    let cell = |v: Option<u64>| v.map(thousands).unwrap_or_else(|| "—".to_string());
+    for (app, symbol, name, a) in rows.iter().take(AUDIENCE_ROWS) {
+        let change = match (a.change_percent, a.before, a.after) {
+            (Some(_), Some(b), Some(x)) if b == x => "0 %".to_string(),
+            (Some(c), _, _) => format!("{c:+.1} %"),
+            (None, None, Some(_)) => "new".to_string(),
+            (None, Some(_), None) => "deleted".to_string(),
+            _ => "—".to_string(),
+        };
+        let flag = if a.warning.is_some() { " ⚠️" } else { "" };
+        let _ = writeln!(
+            out,
+            "| {symbol} `{}` | {} | {} | {} | {change}{flag} |",
+            md_escape(name),
+            md_escape(&app.app_name),
+            cell(a.before),
+            cell(a.after)
+        );
+    }
+    if rows.iter().any(|r| r.1 == "=") {
+        out.push_str(
+            "\n`=` the definition stays; the audience moves with the base segments it builds on.\n",
+        );
+    }
+    if rows.len() > AUDIENCE_ROWS {
+        let _ = writeln!(
+            out,
+            "\n_… {} more below._",
+            crate::workspace::plural(rows.len() - AUDIENCE_ROWS, "segment")
+        );
+    }
+    out.push('\n');
 }
 
 /// The plan as versioned JSON: the same document `--out` saves.

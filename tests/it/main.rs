@@ -4,6 +4,7 @@
 mod util;
 
 mod audience_duckdb;
+mod audience_plan;
 mod auth;
 mod cli;
 mod compat_boto3;
