@@ -182,11 +182,12 @@ fn count_block(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        let Ok(line) = std::str::from_utf8(line) else {
+            reject(part, seq, index);
+            continue;
+        };
         if program.read(line, &mut record).is_err() {
-            part.rejected += 1;
-            if part.rejected_at.len() < REJECTED_SHOWN {
-                part.rejected_at.push((seq, index - 1));
-            }
+            reject(part, seq, index);
             continue;
         }
         part.read += 1;
@@ -196,6 +197,14 @@ fn count_block(
         }
     }
     part.lines.push((seq, index));
+}
+
+/// Counts line `index` (1-based) of block `seq` as rejected.
+fn reject(part: &mut Part, seq: usize, index: u64) {
+    part.rejected += 1;
+    if part.rejected_at.len() < REJECTED_SHOWN {
+        part.rejected_at.push((seq, index - 1));
+    }
 }
 
 fn merge(parts: Vec<Part>, targets: usize) -> Tally {

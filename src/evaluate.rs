@@ -393,7 +393,7 @@ impl Program {
     /// ignored; known fields must have their documented type.
     pub fn read<'a>(
         &self,
-        line: &'a [u8],
+        line: &'a str,
         record: &mut Record<'a>,
     ) -> Result<(), serde_json::Error> {
         record::read(&self.schema, line, record)

@@ -83,14 +83,15 @@ impl<'a> Record<'a> {
 
 pub(super) fn read<'a>(
     schema: &Schema,
-    line: &'a [u8],
+    line: &'a str,
     record: &mut Record<'a>,
 ) -> Result<(), serde_json::Error> {
     if record.lists.len() != schema.lists.len() || record.metrics.len() != schema.metrics.len() {
         *record = Record::new(schema);
     }
     record.clear();
-    let mut de = serde_json::Deserializer::from_slice(line);
+    // From a `str`: checked as UTF-8 once, not string by string.
+    let mut de = serde_json::Deserializer::from_str(line);
     de.deserialize_map(Top { schema, record })?;
     de.end()
 }
