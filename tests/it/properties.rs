@@ -308,4 +308,33 @@ proptest! {
             prop_assert!(e.to_string().starts_with("m.yaml:"));
         }
     }
+
+    #[test]
+    fn mutated_endpoint_records_never_panic_and_every_line_is_read_or_rejected(
+        a in state(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..12),
+    ) {
+        use segmentctl::evaluate::{Catalog, Program};
+        let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
+        let catalog = Catalog::of(&a);
+        let nodes: Vec<_> = a.keys().map(|name| program.add(0, &catalog, name)).collect();
+        let line = r#"{"ChannelType":"SMS","Demographic":{"Platform":"iOS","AppVersion":"1.0"},"Location":{"Country":"US","Latitude":47.6,"Longitude":-122.3},"Attributes":{"plan":["gold","x\u00e9"],"signup":["2026-05-01T00:00:00Z"]},"Metrics":{"m":3.5},"User":{"UserAttributes":{"tier":["a"]}},"EffectiveDate":"2026-11-20T00:00:00Z"}"#;
+        let mut bytes = [line, line, line].join("\n").into_bytes();
+        for (at, byte, op) in edits {
+            if bytes.is_empty() { break; }
+            let i = at.index(bytes.len());
+            match op {
+                0 => bytes[i] = byte,
+                1 => { bytes.remove(i); }
+                _ => bytes.insert(i, byte),
+            }
+        }
+        let t = segmentctl::endpoints::tally(&bytes[..], &program, &nodes).unwrap();
+        let lines = bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .count() as u64;
+        prop_assert_eq!(t.read + t.rejected, lines);
+        prop_assert!(t.counts.iter().all(|c| *c <= t.read));
+    }
 }
