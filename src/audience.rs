@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use crate::desired::DesiredState;
+use crate::desired::{DesiredApp, DesiredState};
 use crate::endpoints::{self, Tally};
 use crate::evaluate::{Catalog, NodeId, Program};
 use crate::model::WriteSegmentRequest;
@@ -42,6 +42,39 @@ enum Counted {
     },
 }
 
+/// A live segment: its id, definition, and manifest name when this owner manages it.
+type LiveSegment = (String, WriteSegmentRequest, Option<String>);
+
+/// The application as it is live (segments by id), and as it will be after the plan:
+/// managed segments as their manifests say, others as they are live.
+fn catalogs<'d>(
+    live: &'d [LiveSegment],
+    wanted: Option<&'d DesiredApp>,
+) -> (Catalog<'d>, Catalog<'d>) {
+    let wanted_names: Vec<&str> = wanted
+        .map(|d| d.segments.iter().map(|s| s.name.as_str()).collect())
+        .unwrap_or_default();
+    let mut before = Catalog::default();
+    let mut after = Catalog::default();
+    for (id, def, name) in live {
+        before.segments.insert(live_key(id), def);
+        before.key_of_id.insert(id.clone(), live_key(id));
+        match name.as_deref().filter(|n| wanted_names.contains(n)) {
+            Some(n) => {
+                after.key_of_id.insert(id.clone(), n.to_string());
+            }
+            None => {
+                after.segments.insert(live_key(id), def);
+                after.key_of_id.insert(id.clone(), live_key(id));
+            }
+        }
+    }
+    for s in wanted.iter().flat_map(|d| &d.segments) {
+        after.segments.insert(s.name.clone(), &s.spec);
+    }
+    (before, after)
+}
+
 /// Compiles the two sides of every step that changes a definition.
 fn compile(
     plan: &Plan,
@@ -52,8 +85,7 @@ fn compile(
     let mut sides = Vec::new();
     for (a, app) in plan.apps.iter().enumerate() {
         let key = app.key();
-        let live: Vec<(String, WriteSegmentRequest, Option<String>)> = match observed.apps.get(&key)
-        {
+        let live: Vec<LiveSegment> = match observed.apps.get(&key) {
             Some(LiveState::Found(snap)) => snap
                 .segments
                 .iter()
@@ -65,28 +97,7 @@ fn compile(
             _ => Vec::new(),
         };
         let wanted = desired.apps.iter().find(|d| d.key == key);
-        let wanted_names: Vec<&str> = wanted
-            .map(|d| d.segments.iter().map(|s| s.name.as_str()).collect())
-            .unwrap_or_default();
-        let mut before = Catalog::default();
-        let mut after = Catalog::default();
-        for (id, def, name) in &live {
-            before.segments.insert(live_key(id), def);
-            before.key_of_id.insert(id.clone(), live_key(id));
-            match name.as_deref().filter(|n| wanted_names.contains(n)) {
-                // A managed segment is, after the plan, what its manifest says.
-                Some(n) => {
-                    after.key_of_id.insert(id.clone(), n.to_string());
-                }
-                None => {
-                    after.segments.insert(live_key(id), def);
-                    after.key_of_id.insert(id.clone(), live_key(id));
-                }
-            }
-        }
-        for s in wanted.iter().flat_map(|d| &d.segments) {
-            after.segments.insert(s.name.clone(), &s.spec);
-        }
+        let (before, after) = catalogs(&live, wanted);
         let (scope_before, scope_after) = (2 * a, 2 * a + 1);
         // Segments whose definition changes, each with the changed segments it stands for
         // (itself); then those that build on them, with the changed segments they build on.
@@ -157,13 +168,7 @@ pub fn assess(before: Option<u64>, after: Option<u64>, warn_percent: f64) -> Aud
         (Some(0), Some(0)) => Some(0.0),
         _ => None,
     };
-    let n = |v: u64| {
-        format!(
-            "{} {}",
-            thousands(v),
-            if v == 1 { "endpoint" } else { "endpoints" }
-        )
-    };
+    let n = endpoints_text;
     let warning = match (before, after) {
         (Some(b), Some(0)) if b > 0 => Some(format!("the audience becomes empty (from {})", n(b))),
         (None, Some(0)) => Some("the new segment matches no endpoint".to_string()),
@@ -192,6 +197,12 @@ pub fn instant_text(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// `1 endpoint`, `1,204 endpoints`.
+pub fn endpoints_text(n: u64) -> String {
+    let noun = if n == 1 { "endpoint" } else { "endpoints" };
+    format!("{} {noun}", thousands(n))
 }
 
 /// `1234567` → `1,234,567`.

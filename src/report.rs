@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::audience::thousands;
+use crate::audience::{endpoints_text, thousands};
 use crate::diff::{self, Change};
 use crate::plan::{Action, AppPlan, Audience, AudienceSource, Plan, SegmentStep, TagChange};
 
@@ -99,13 +99,7 @@ fn heading(step: &SegmentStep) -> String {
 
 /// `1,204 → 1,664 endpoints (+38.2 %)`, `1,664 endpoints (new)`, `1,204 endpoints → none`.
 fn audience_line(a: &Audience) -> String {
-    let n = |v: u64| {
-        format!(
-            "{} {}",
-            thousands(v),
-            if v == 1 { "endpoint" } else { "endpoints" }
-        )
-    };
+    let n = endpoints_text;
     match (a.before, a.after) {
         (None, Some(after)) => format!("{} (new segment)", n(after)),
         (Some(before), None) => format!("{} → none (deleted)", n(before)),

@@ -8,15 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use segmentctl::evaluate::{Catalog, Program};
 use segmentctl::model::WriteSegmentRequest;
 
-/// One segment reading every kind of field (the same as tests/it/fuzz_corpus.rs).
-const SEGMENTS: &str = r#"{
- "all": {"Dimensions": {"Demographic": {"Channel": {"Values": ["SMS"]}, "Platform": {"DimensionType": "EXCLUSIVE", "Values": ["iOS"]}},
-   "Location": {"Country": {"Values": ["US"]}, "GPSPoint": {"Coordinates": {"Latitude": 47.6, "Longitude": -122.3}}},
-   "Attributes": {"a": {"AttributeType": "CONTAINS", "Values": ["x"]}, "d": {"AttributeType": "BETWEEN", "Values": ["2026-01-01T00:00:00Z", "2026-12-31T00:00:00Z"]}},
-   "UserAttributes": {"u": {"Values": ["v"]}}, "Metrics": {"m": {"ComparisonOperator": "GREATER_THAN", "Value": 1}},
-   "Behavior": {"Recency": {"Duration": "DAY_7", "RecencyType": "ACTIVE"}}}},
- "group": {"SegmentGroups": {"Groups": [{"SourceSegments": [{"Ref": "all"}], "SourceType": "NONE", "Dimensions": [{"Attributes": {"d": {"AttributeType": "ON", "Values": ["2026-05-01T00:00:00Z"]}}}]}]}}
-}"#;
+/// Two segments reading every kind of field between them (tests/it/fuzz_corpus.rs replays
+/// the corpus with the same ones).
+const SEGMENTS: &str = include_str!("../endpoint_segments.json");
 
 fuzz_target!(|data: &[u8]| {
     let segments: BTreeMap<String, WriteSegmentRequest> = serde_json::from_str(SEGMENTS).unwrap();

@@ -3,21 +3,8 @@
 //! as a user runs it: the binary on the embedded default (the real server and SDK client).
 
 use std::path::Path;
-use std::process::Command;
 
-fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use crate::util::run_cli as run;
 
 fn segment(name: &str, dimensions: &str) -> String {
     format!(

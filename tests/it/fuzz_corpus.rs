@@ -106,15 +106,8 @@ async fn every_server_request_input_gets_a_well_formed_answer_below_500() {
     }
 }
 
-/// The segments of fuzz/fuzz_targets/endpoint_records.rs: one reading every kind of field.
-const FUZZ_SEGMENTS: &str = r#"{
- "all": {"Dimensions": {"Demographic": {"Channel": {"Values": ["SMS"]}, "Platform": {"DimensionType": "EXCLUSIVE", "Values": ["iOS"]}},
-   "Location": {"Country": {"Values": ["US"]}, "GPSPoint": {"Coordinates": {"Latitude": 47.6, "Longitude": -122.3}}},
-   "Attributes": {"a": {"AttributeType": "CONTAINS", "Values": ["x"]}, "d": {"AttributeType": "BETWEEN", "Values": ["2026-01-01T00:00:00Z", "2026-12-31T00:00:00Z"]}},
-   "UserAttributes": {"u": {"Values": ["v"]}}, "Metrics": {"m": {"ComparisonOperator": "GREATER_THAN", "Value": 1}},
-   "Behavior": {"Recency": {"Duration": "DAY_7", "RecencyType": "ACTIVE"}}}},
- "group": {"SegmentGroups": {"Groups": [{"SourceSegments": [{"Ref": "all"}], "SourceType": "NONE", "Dimensions": [{"Attributes": {"d": {"AttributeType": "ON", "Values": ["2026-05-01T00:00:00Z"]}}}]}]}}
-}"#;
+/// The segments of fuzz/fuzz_targets/endpoint_records.rs: every kind of field is read.
+const FUZZ_SEGMENTS: &str = include_str!("../../fuzz/endpoint_segments.json");
 
 #[test]
 fn every_endpoint_records_input_is_counted_line_by_line() {

@@ -2,7 +2,6 @@
 //! gives its located error (snapshot-tested), and the quickstart validates.
 
 use std::path::Path;
-use std::process::Command;
 
 use segmentctl::manifest::{self, Source};
 
@@ -38,17 +37,7 @@ fn every_invalid_example_gives_its_located_error() {
 }
 
 fn segmentctl(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    crate::util::run_cli(std::path::Path::new(env!("CARGO_MANIFEST_DIR")), args)
 }
 
 #[test]

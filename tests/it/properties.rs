@@ -237,6 +237,26 @@ fn settings() -> Settings {
     }
 }
 
+/// Byte edits: (where, byte, 0 replace / 1 remove / 2 insert).
+type Edits = Vec<(prop::sample::Index, u8, u8)>;
+
+fn mutate(mut bytes: Vec<u8>, edits: Edits) -> Vec<u8> {
+    for (at, byte, op) in edits {
+        if bytes.is_empty() {
+            break;
+        }
+        let i = at.index(bytes.len());
+        match op {
+            0 => bytes[i] = byte,
+            1 => {
+                bytes.remove(i);
+            }
+            _ => bytes.insert(i, byte),
+        }
+    }
+    bytes
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -288,16 +308,7 @@ proptest! {
         a in state(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
     ) {
-        let mut bytes = manifests(&a).into_bytes();
-        for (at, byte, op) in edits {
-            if bytes.is_empty() { break; }
-            let i = at.index(bytes.len());
-            match op {
-                0 => bytes[i] = byte,
-                1 => { bytes.remove(i); }
-                _ => bytes.insert(i, byte),
-            }
-        }
+        let bytes = mutate(manifests(&a).into_bytes(), edits);
         let l = manifest::load_sources(&[Source { name: "m.yaml".into(), bytes }]);
         let errors = match segmentctl::desired::build(&l.documents) {
             Ok(_) => l.errors,
@@ -319,16 +330,7 @@ proptest! {
         let catalog = Catalog::of(&a);
         let nodes: Vec<_> = a.keys().map(|name| program.add(0, &catalog, name)).collect();
         let line = r#"{"ChannelType":"SMS","Demographic":{"Platform":"iOS","AppVersion":"1.0"},"Location":{"Country":"US","Latitude":47.6,"Longitude":-122.3},"Attributes":{"plan":["gold","x\u00e9"],"signup":["2026-05-01T00:00:00Z"]},"Metrics":{"m":3.5},"User":{"UserAttributes":{"tier":["a"]}},"EffectiveDate":"2026-11-20T00:00:00Z"}"#;
-        let mut bytes = [line, line, line].join("\n").into_bytes();
-        for (at, byte, op) in edits {
-            if bytes.is_empty() { break; }
-            let i = at.index(bytes.len());
-            match op {
-                0 => bytes[i] = byte,
-                1 => { bytes.remove(i); }
-                _ => bytes.insert(i, byte),
-            }
-        }
+        let bytes = mutate([line, line, line].join("\n").into_bytes(), edits);
         let t = segmentctl::endpoints::tally(&bytes[..], &program, &nodes).unwrap();
         let lines = bytes
             .split(|b| *b == b'\n')
