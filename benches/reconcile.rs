@@ -17,6 +17,10 @@ use segmentctl::api::Api;
 use segmentctl::config::RateLimits;
 use segmentctl::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
 
+// The allocator the segmentctl binary runs with (src/main.rs): measure what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const KEY: &str = "AKIDBENCH";
 const SECRET: &str = "bench-secret";
 

@@ -61,6 +61,9 @@ pub mod cli;
 
 pub mod commands;
 
+// Small helpers.
+pub mod par;
+
 /// Tag keys with this prefix belong to segmentctl.
 pub const TAG_PREFIX: &str = "segmentctl:";
 /// Ownership: which installation manages a segment or application.

@@ -278,29 +278,17 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
 ///
 /// Files are parsed on every core; the result does not depend on how many there are.
 pub fn load_sources(sources: &[Source]) -> Loaded {
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .min(sources.len().div_ceil(16))
-        .max(1);
-    let chunk = sources.len().div_ceil(threads).max(1);
-    let parts: Vec<Loaded> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut loaded = Loaded::default();
-                    for source in part {
-                        parse_file(source, &mut loaded);
-                    }
-                    loaded
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
+    // A thread per core, each with at least 64 KiB to parse.
+    let bytes: usize = sources.iter().map(|s| s.bytes.len()).sum();
+    let threads = crate::par::cores().min(bytes.div_ceil(64 * 1024));
+    let chunk = sources.len().div_ceil(threads.max(1)).max(1);
+    let chunks: Vec<&[Source]> = sources.chunks(chunk).collect();
+    let parts = crate::par::map(&chunks, threads, |part| {
+        let mut loaded = Loaded::default();
+        for source in *part {
+            parse_file(source, &mut loaded);
+        }
+        loaded
     });
     let mut loaded = Loaded {
         files: sources.len(),

@@ -387,20 +387,33 @@ fn names_by_id(snapshot: Option<&AppSnapshot>, owner: &str) -> BTreeMap<String, 
 /// deleted, except one named by `metadata.adopt`; a deletion happens only with `prune` (or
 /// to remove a duplicate) and is blocked when anything still uses the segment.
 pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) -> Plan {
-    let mut apps = Vec::new();
     let empty = DesiredApp {
         key: AppKey::Id(String::new()),
         declared: None,
         segments: Vec::new(),
     };
-    for (key, live) in &observed.apps {
-        let want = desired
-            .apps
-            .iter()
-            .find(|a| &a.key == key)
-            .unwrap_or(&empty);
-        apps.push(plan_app(key, want, live, settings));
-    }
+    let jobs: Vec<(&AppKey, &DesiredApp, &LiveState)> = observed
+        .apps
+        .iter()
+        .map(|(key, live)| {
+            let want = desired
+                .apps
+                .iter()
+                .find(|a| &a.key == key)
+                .unwrap_or(&empty);
+            (key, want, live)
+        })
+        .collect();
+    // Applications are planned independently: on every core when there are many segments.
+    let segments: usize = desired.segment_count();
+    let threads = if segments >= 200 {
+        crate::par::cores()
+    } else {
+        1
+    };
+    let apps = crate::par::map(&jobs, threads, |(key, want, live)| {
+        plan_app(key, want, live, settings)
+    });
     let observed_digest = {
         let touched: Vec<(String, i32)> = apps
             .iter()
@@ -420,25 +433,36 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
     }
 }
 
-/// A digest of the desired state's normalized definitions and tags.
+/// A digest of the desired state's canonical definitions and tags, written straight into
+/// the hash (no intermediate JSON values: this runs on every plan).
 pub fn desired_digest(desired: &DesiredState) -> String {
+    use sha2::{Digest, Sha256};
+    struct Hashing<'h>(&'h mut Sha256);
+    impl std::io::Write for Hashing<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
     let none = |_: &str| None;
-    let all: Vec<Value> = desired
-        .apps
-        .iter()
-        .flat_map(|a| {
-            a.segments.iter().map(move |s| {
-                serde_json::json!([
-                    a.key.to_string(),
-                    s.name,
-                    diff::normalize(&s.spec, &none),
-                    s.spec.tags,
-                    s.protect
-                ])
-            })
-        })
-        .collect();
-    diff::digest(&Value::Array(all))
+    let mut h = Sha256::new();
+    for a in &desired.apps {
+        let key = a.key.to_string();
+        for s in &a.segments {
+            let item = (
+                &key,
+                &s.name,
+                diff::canonical(&s.spec, &none),
+                &s.spec.tags,
+                s.protect,
+            );
+            let _ = serde_json::to_writer(Hashing(&mut h), &item);
+        }
+    }
+    hex::encode(&h.finalize()[..8])
 }
 
 fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) -> AppPlan {
@@ -556,7 +580,7 @@ fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) ->
         let desired_canon = diff::canonical(&d.spec, &name_of);
         let desired_digest = diff::fingerprint(&desired_canon);
         tags.insert(TAG_DIGEST.into(), desired_digest.clone());
-        let spec = WriteSegmentRequest {
+        let spec = || WriteSegmentRequest {
             tags: None,
             ..d.spec.clone()
         };
@@ -606,7 +630,7 @@ fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) ->
             None => {
                 let mut step = SegmentStep::new(Action::Create, &d.name);
                 step.title = d.spec.name.clone();
-                step.spec = Some(spec);
+                step.spec = Some(spec());
                 step.tags = tags;
                 step.depends_on = d.depends_on.clone();
                 if let Some(same) = live_segments.iter().find(|s| {
@@ -626,18 +650,21 @@ fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) ->
             }
             Some(live) => {
                 let live_canon = diff::canonical(&live.definition(), &name_of);
-                let live_digest = diff::fingerprint(&live_canon);
-                let live_tags = live.tags.clone().unwrap_or_default();
-                // Values (and their allocations) only when the definitions differ.
-                let changes = if live_canon == desired_canon {
-                    Vec::new()
+                let no_tags = Tags::new();
+                let live_tags = live.tags.as_ref().unwrap_or(&no_tags);
+                // Values (and their allocations), and the live digest, only when the
+                // definitions differ; equal definitions have equal digests.
+                let same = live_canon == desired_canon;
+                let (changes, live_digest) = if same {
+                    (Vec::new(), desired_digest.clone())
                 } else {
-                    diff::diff(
+                    let changes = diff::diff(
                         &diff::normalize(&live_canon, &name_of),
                         &diff::normalize(&desired_canon, &name_of),
-                    )
+                    );
+                    (changes, diff::fingerprint(&live_canon))
                 };
-                let tag_changes = TagChange::between(&live_tags, &tags);
+                let tag_changes = TagChange::between(live_tags, &tags);
                 let is_adopt = adopted.is_some();
                 if changes.is_empty() && tag_changes.is_empty() && !is_adopt {
                     continue;
@@ -653,7 +680,7 @@ fn plan_app(key: &AppKey, want: &DesiredApp, live: &LiveState, st: &Settings) ->
                 step.title = d.spec.name.clone();
                 step.segment_id = Some(live.id.clone());
                 step.live_version = Some(live.version);
-                step.spec = (!changes.is_empty()).then_some(spec);
+                step.spec = (!changes.is_empty()).then(spec);
                 step.tags = tags;
                 step.changes = changes;
                 step.tag_changes = tag_changes;

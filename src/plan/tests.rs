@@ -271,3 +271,21 @@ fn deletes_run_after_the_deleted_segments_built_on_them() {
 fn planning_is_deterministic() {
     assert_eq!(review_plan(), review_plan());
 }
+
+#[test]
+fn the_desired_digest_follows_meaning_not_spelling() {
+    let digest = |body: &str| desired_digest(&desired(&seg("s", body)));
+    let base = digest("Name: S\nDimensions:\n  Location:\n    Country:\n      Values: [US, CA]\n");
+    assert_eq!(
+        base,
+        digest("Name: S\nDimensions:\n  Location:\n    Country:\n      DimensionType: INCLUSIVE\n      Values: [CA, US]\n"),
+        "set order and defaults do not count"
+    );
+    for other in [
+        "Name: S\nDimensions:\n  Location:\n    Country:\n      Values: [US]\n",
+        "Name: T\nDimensions:\n  Location:\n    Country:\n      Values: [US, CA]\n",
+        "Name: S\nDimensions:\n  Location:\n    Country:\n      Values: [US, CA]\ntags:\n  team: crm\n",
+    ] {
+        assert_ne!(base, digest(other), "{other}");
+    }
+}
