@@ -97,7 +97,8 @@ fn heading(step: &SegmentStep) -> String {
     h
 }
 
-/// `1,204 → 1,664 endpoints (+38.2 %)`, `1,664 endpoints (new)`, `1,204 endpoints → none`.
+/// `1,204 → 1,664 endpoints (+38.2 %)`, `1,664 endpoints (new segment)`,
+/// `1,204 endpoints → none (deleted)`.
 fn audience_line(a: &Audience) -> String {
     let n = endpoints_text;
     match (a.before, a.after) {
