@@ -358,9 +358,9 @@ impl<'a> ReadObject<'a> for Metrics<'_, '_, 'a> {
     fn read<A: MapAccess<'a>>(self, mut map: A) -> Result<(), A::Error> {
         let schema = self.schema;
         while let Some(slot) = map.next_key_seed(Slot(|name: &str| schema.metric_slot(name)))? {
-            let value: f64 = map.next_value()?;
+            let value: Option<f64> = map.next_value()?; // null: missing
             if let Some(slot) = slot {
-                self.record.metrics[slot] = Some(value);
+                self.record.metrics[slot] = value;
             }
         }
         Ok(())

@@ -351,6 +351,11 @@ fn endpoint_records_read_from_export_lines_ignore_unknown_fields() {
     // Null stands for missing.
     let nulls = r#"{"ChannelType":null,"Demographic":null,"Location":null,"Attributes":{"a":null},"Metrics":null,"User":null}"#;
     assert!(!run(&program, nulls)[node]);
+    let null_metric = line.replace(r#""m":1.5"#, r#""m":null"#);
+    assert!(
+        !run(&program, &null_metric)[node],
+        "a null metric is missing"
+    );
 }
 
 #[test]
