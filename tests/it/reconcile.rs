@@ -390,22 +390,7 @@ async fn deleting_a_base_segment_of_a_kept_segment_is_blocked() {
     fx.converge(false, 3).await;
     // Someone builds an unmanaged segment on it.
     let base = fx.id_of("base").await;
-    let req = aws_sdk_pinpoint::types::WriteSegmentRequest::builder()
-        .name("built by hand")
-        .segment_groups(
-            aws_sdk_pinpoint::types::SegmentGroupList::builder()
-                .groups(
-                    aws_sdk_pinpoint::types::SegmentGroup::builder()
-                        .source_segments(
-                            aws_sdk_pinpoint::types::SegmentReference::builder()
-                                .id(&base)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
-        .build();
+    let req = util::built_on("built by hand", &base).build();
     let hand = util::create_segment(&fx.t.client, &fx.app, req).await;
     fx.remove("a.yaml");
     let p = fx.plan(true).await;
@@ -571,21 +556,7 @@ async fn an_unmanaged_segment_with_the_same_name_is_left_alone_and_can_be_adopte
 async fn import_writes_manifests_that_plan_as_empty() {
     let fx = Fixture::new().await;
     let base = util::create_segment(&fx.t.client, &fx.app, named("North America")).await;
-    let req = aws_sdk_pinpoint::types::WriteSegmentRequest::builder()
-        .name("NA & friends!")
-        .segment_groups(
-            aws_sdk_pinpoint::types::SegmentGroupList::builder()
-                .groups(
-                    aws_sdk_pinpoint::types::SegmentGroup::builder()
-                        .source_segments(
-                            aws_sdk_pinpoint::types::SegmentReference::builder()
-                                .id(&base)
-                                .build(),
-                        )
-                        .build(),
-                )
-                .build(),
-        )
+    let req = util::built_on("NA & friends!", &base)
         .tags("team", "crm")
         .build();
     util::create_segment(&fx.t.client, &fx.app, req).await;

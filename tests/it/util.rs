@@ -67,6 +67,24 @@ pub async fn create_app(client: &Client, name: &str) -> String {
         .expect("app id")
 }
 
+/// A segment named `name` with one group built on the live segment `base` (add more with
+/// the builder, then `build()`).
+pub fn built_on(
+    name: &str,
+    base: &str,
+) -> aws_sdk_pinpoint::types::builders::WriteSegmentRequestBuilder {
+    use aws_sdk_pinpoint::types::{SegmentGroup, SegmentGroupList, SegmentReference};
+    WriteSegmentRequest::builder().name(name).segment_groups(
+        SegmentGroupList::builder()
+            .groups(
+                SegmentGroup::builder()
+                    .source_segments(SegmentReference::builder().id(base).build())
+                    .build(),
+            )
+            .build(),
+    )
+}
+
 pub fn named(name: &str) -> WriteSegmentRequest {
     WriteSegmentRequest::builder().name(name).build()
 }
