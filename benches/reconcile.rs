@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use segmentctl::api::Api;
 use segmentctl::config::RateLimits;
+use segmentctl::pinpoint::SdkPinpoint;
 use segmentctl::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
 
 // The allocator the segmentctl binary runs with (src/main.rs): measure what users run.
@@ -91,15 +92,15 @@ async fn start(rate_limits: bool, latency_ms: u64) -> (server::RunningServer, te
     (server::start(cfg).await.unwrap(), dir)
 }
 
-fn api(endpoint: &str, limits: RateLimits, concurrency: usize) -> Api {
-    Api::with_concurrency(
+fn api(endpoint: &str, limits: RateLimits, concurrency: usize) -> SdkPinpoint {
+    SdkPinpoint::new(Api::with_concurrency(
         segmentctl::sdk::endpoint_client(endpoint, "us-east-1", KEY, SECRET, 1),
         limits,
         concurrency,
-    )
+    ))
 }
 
-async fn plan_once(api: &Api, dir: &Path) -> segmentctl::plan::Plan {
+async fn plan_once(api: &SdkPinpoint, dir: &Path) -> segmentctl::plan::Plan {
     let t0 = Instant::now();
     let ws = segmentctl::workspace::load(dir, None).unwrap();
     let t1 = Instant::now();
@@ -115,7 +116,7 @@ async fn plan_once(api: &Api, dir: &Path) -> segmentctl::plan::Plan {
     let p = segmentctl::plan::plan(
         &ws.desired,
         &observed,
-        &segmentctl::commands::settings(&ws.config),
+        &segmentctl::pipeline::planner_settings(&ws.config),
     );
     if std::env::var_os("BENCH_PHASES").is_some() {
         eprintln!(
@@ -167,6 +168,7 @@ async fn bench_plan() {
     let dir = tempfile::tempdir().unwrap();
     for a in 0..10 {
         let app = fast
+            .api
             .client
             .create_app()
             .create_application_request(
@@ -211,11 +213,11 @@ async fn bench_plan() {
     let mut times = Vec::new();
     let mut requests = 0;
     for _ in 0..7 {
-        let before: u64 = client.counters.snapshot().values().sum();
+        let before: u64 = client.api.counters.snapshot().values().sum();
         let start = Instant::now();
         let p = plan_once(&client, dir.path()).await;
         times.push(start.elapsed());
-        requests = client.counters.snapshot().values().sum::<u64>() - before;
+        requests = client.api.counters.snapshot().values().sum::<u64>() - before;
         assert!(p.is_empty());
     }
     times.sort();
@@ -235,6 +237,7 @@ async fn bench_apply() {
     let (srv, _data) = start(true, 0).await;
     let client = api(&srv.endpoint(), RateLimits::default(), 8);
     let app = client
+        .api
         .client
         .create_app()
         .create_application_request(

@@ -1,11 +1,12 @@
 //! The executor: carries out a plan's steps, exactly as planned.
 //!
-//! Steps run with bounded concurrency, level by level (a segment after the segments it
-//! builds on; a deleted segment after the deleted segments built on it). Each step is tried
-//! until it succeeds or fails for good; a failed step does not stop independent ones.
-//! CreateSegment and CreateApp are not idempotent: after an unknown outcome (a 5xx, a lost
-//! response, a timeout) the executor looks for the object by its ownership tags before it
-//! tries again, so a failure never produces a duplicate.
+//! It makes no choices. The plan names every id and ARN a step acts on, where the id of
+//! every base segment comes from (a live segment, or the step that creates it), and the wave
+//! each step runs in. Steps of a wave run with bounded concurrency; a step whose
+//! prerequisite did not complete is skipped, not attempted; a failed step does not stop
+//! independent ones. Each step is one attempt at the [`Pinpoint`] interface, which paces,
+//! retries what is safe to retry and creates at most once; the caller's loop (a rerun, the
+//! daemon's next round) retries the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,12 +14,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{watch, Semaphore};
 
-use crate::api::{Api, CallError, Class, Outcome};
-use crate::model::{SegmentResponse, Tags, WriteSegmentRequest};
-use crate::observe::{self, managed_name};
-use crate::plan::{Action, AppPlan, Plan, SegmentStep};
+use crate::model::{Tags, WriteSegmentRequest};
+use crate::pinpoint::{join_all, Claim, Deleted, Pinpoint, PinpointError};
+use crate::plan::{Action, AppPlan, Base, BlockReason, Plan, SegmentStep};
 
-#[derive(Debug, Clone)]
+/// What a finished step tells whoever watches: one per step, as it finishes.
+pub type Events = Arc<dyn Fn(&StepReport) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct Options {
     pub concurrency: usize,
     /// Run deletions blocked only because something still uses the segment.
@@ -27,6 +30,8 @@ pub struct Options {
     pub progress: bool,
     /// Set to true to stop starting new steps; steps in flight finish.
     pub cancel: Option<watch::Receiver<bool>>,
+    /// Called once per finished step (done, failed, blocked or skipped).
+    pub events: Option<Events>,
 }
 
 impl Default for Options {
@@ -36,31 +41,116 @@ impl Default for Options {
             allow_delete_in_use: false,
             progress: false,
             cancel: None,
+            events: None,
         }
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepResult {
-    Done(String),
-    Failed(String),
-    Blocked(String),
-    Skipped(String),
+/// Why a step failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Api(#[from] PinpointError),
+    /// The plan is not one this executor can carry out (hand-edited, or from another version).
+    #[error("the plan is inconsistent: {0}")]
+    Plan(&'static str),
 }
 
+/// Why a step was not attempted.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A step it needs (a base segment's create, a dependent's delete) did not complete.
+    Prerequisite(String),
+    /// The application could not be created.
+    AppUnavailable,
+    /// Shutdown was asked for before it started.
+    Cancelled,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::Prerequisite(name) => write!(f, "{name} did not complete"),
+            SkipReason::AppUnavailable => f.write_str("the application is not available"),
+            SkipReason::Cancelled => f.write_str("stopped before it started (shutdown)"),
+        }
+    }
+}
+
+/// What a completed step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    /// The segment's id (for a create, the new one).
+    pub id: String,
+    /// The version before the step, when there was one.
+    pub version_before: Option<i32>,
+    /// The version after it, when known.
+    pub version_after: Option<i32>,
+    /// A delete found it gone already.
+    pub already_gone: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum StepResult {
+    Done(Done),
+    Failed(StepError),
+    Blocked(Vec<BlockReason>),
+    Skipped(SkipReason),
+}
+
+impl StepResult {
+    pub fn is_done(&self) -> bool {
+        matches!(self, StepResult::Done(_))
+    }
+    /// The metric and event label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StepResult::Done(_) => "done",
+            StepResult::Failed(_) => "failed",
+            StepResult::Blocked(_) => "blocked",
+            StepResult::Skipped(_) => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct StepReport {
+    /// The application's display name.
     pub app: String,
+    /// The application's key in the plan (its id, or `ref:<name>`): unique, unlike names.
+    pub app_key: String,
+    /// Its id (none when it could not be created).
+    pub app_id: Option<String>,
     pub name: String,
     pub action: Action,
     pub result: StepResult,
 }
 
+/// An application that could not be made ready for its steps.
+#[derive(Debug, Clone)]
+pub struct AppFailure {
+    pub app: String,
+    /// As [`StepReport::app_key`].
+    pub app_key: String,
+    pub error: AppError,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    /// The plan could not read it.
+    #[error("{0}")]
+    Unplanned(String),
+    #[error("cannot create the application")]
+    Create(#[source] PinpointError),
+    #[error("cannot tag the application")]
+    Tag(#[source] PinpointError),
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     pub steps: Vec<StepReport>,
-    /// Applications that could not be created or read.
-    pub app_errors: Vec<(String, String)>,
+    /// Applications that could not be created, tagged or read.
+    pub app_errors: Vec<AppFailure>,
 }
 
 impl Report {
@@ -75,7 +165,7 @@ impl Report {
         self.count(|s| matches!(s.result, StepResult::Blocked(_)))
     }
     pub fn done(&self, action: Action) -> usize {
-        self.count(|s| s.action == action && matches!(s.result, StepResult::Done(_)))
+        self.count(|s| s.action == action && s.result.is_done())
     }
 
     /// `Apply complete: 5 created, 1 updated, 0 deleted; 1 blocked, 0 failed.`
@@ -98,30 +188,39 @@ impl Report {
     /// One line per step that was not simply done, and per done step when `all`.
     pub fn details(&self, all: bool) -> String {
         let mut out = String::new();
-        for (app, e) in &self.app_errors {
-            out.push_str(&format!("  ✗ application {app}: {e}\n"));
+        for f in &self.app_errors {
+            out.push_str(&format!(
+                "  ✗ application {}: {}\n",
+                crate::text::safe(&f.app),
+                error_chain(&f.error)
+            ));
         }
         for s in &self.steps {
-            let (mark, text) = match &s.result {
-                StepResult::Done(t) if all => ("✓", t.as_str()),
-                StepResult::Done(_) => continue,
-                StepResult::Failed(t) => ("✗", t.as_str()),
-                StepResult::Blocked(t) => ("⛔", t.as_str()),
-                StepResult::Skipped(t) => ("-", t.as_str()),
-            };
-            out.push_str(&format!(
-                "  {mark} {:<7} {} ({}): {text}\n",
-                s.action.verb(),
-                s.name,
-                s.app
-            ));
+            if s.result.is_done() && !all {
+                continue;
+            }
+            out.push_str(&format!("  {}\n", crate::report::event_line(s)));
         }
         out
     }
 }
 
-struct Run<'a> {
-    api: &'a Api,
+/// An error and its causes on one line, `a: b: c`.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+struct Run<'a, P> {
+    p: &'a P,
     owner: &'a str,
     opts: &'a Options,
     permits: Arc<Semaphore>,
@@ -141,7 +240,12 @@ impl Progress {
         if self.on {
             use std::io::Write;
             let mut err = std::io::stderr();
-            let _ = write!(err, "\r\x1b[2K[{n}/{}] {what}", self.total);
+            let _ = write!(
+                err,
+                "\r\x1b[2K[{n}/{}] {}",
+                self.total,
+                crate::text::safe(what)
+            );
             if n == self.total {
                 let _ = writeln!(err);
             }
@@ -151,10 +255,10 @@ impl Progress {
 }
 
 /// Carries out the plan. Never returns early: every step gets a result.
-pub async fn apply(api: &Api, plan: &Plan, opts: &Options) -> Report {
+pub async fn apply<P: Pinpoint>(p: &P, plan: &Plan, opts: &Options) -> Report {
     let total = plan.apps.iter().map(|a| a.steps.len()).sum();
     let run = Run {
-        api,
+        p,
         owner: &plan.owner,
         opts,
         permits: Arc::new(Semaphore::new(opts.concurrency.max(1))),
@@ -165,7 +269,7 @@ pub async fn apply(api: &Api, plan: &Plan, opts: &Options) -> Report {
         },
     };
     // Applications are independent: drive them together.
-    let results = observe::join_all(plan.apps.iter().map(|app| run.app(app)).collect()).await;
+    let results = join_all(plan.apps.iter().map(|app| run.app(app)).collect()).await;
     let mut report = Report::default();
     for (steps, err) in results {
         report.steps.extend(steps);
@@ -174,200 +278,110 @@ pub async fn apply(api: &Api, plan: &Plan, opts: &Options) -> Report {
     report
 }
 
-/// The live ids and ARNs of an application's segments, by id and by managed name.
-#[derive(Default, Clone)]
-struct Index {
-    arn_by_id: BTreeMap<String, String>,
-    id_by_name: BTreeMap<String, String>,
+/// Where the steps of one application send their requests.
+struct Target {
+    app_id: String,
 }
 
-impl Index {
-    fn from(segments: &[SegmentResponse], owner: &str) -> Self {
-        let mut ix = Index::default();
-        let mut sorted: Vec<&SegmentResponse> = segments.iter().collect();
-        sorted.sort_by(|a, b| (&a.creation_date, &a.id).cmp(&(&b.creation_date, &b.id)));
-        for s in sorted {
-            ix.arn_by_id.insert(s.id.clone(), s.arn.clone());
-            if let Some(n) = managed_name(s.tags.as_ref(), owner) {
-                ix.id_by_name
-                    .entry(n.to_string())
-                    .or_insert_with(|| s.id.clone());
-            }
-        }
-        ix
-    }
-}
-
-fn segment_arn(app_arn_prefix: &str, id: &str) -> String {
-    format!("{app_arn_prefix}/segments/{id}")
-}
-
-impl Run<'_> {
+impl<P: Pinpoint> Run<'_, P> {
     fn cancelled(&self) -> bool {
         self.opts.cancel.as_ref().is_some_and(|c| *c.borrow())
     }
 
-    async fn app(&self, app: &AppPlan) -> (Vec<StepReport>, Option<(String, String)>) {
-        let label = app.app_name.clone();
-        let report = |s: &SegmentStep, result: StepResult| StepReport {
-            app: label.clone(),
+    fn finish(&self, report: StepReport) -> StepReport {
+        self.progress
+            .tick(&format!("{} {}", report.action.verb(), report.name));
+        if let Some(events) = &self.opts.events {
+            events(&report);
+        }
+        report
+    }
+
+    async fn app(&self, app: &AppPlan) -> (Vec<StepReport>, Option<AppFailure>) {
+        let app_key = app.key().shard_key();
+        let report = |s: &SegmentStep, app_id: Option<&str>, result: StepResult| StepReport {
+            app: app.app_name.clone(),
+            app_key: app_key.clone(),
+            app_id: app_id.map(str::to_string),
             name: s.name.clone(),
             action: s.action,
             result,
         };
         if let Some(e) = &app.error {
-            return (Vec::new(), Some((app.display(), e.clone())));
+            let failure = AppFailure {
+                app: app.display(),
+                app_key,
+                error: AppError::Unplanned(e.clone()),
+            };
+            return (Vec::new(), Some(failure));
         }
         // The application itself first.
         let app_id = match self.app_step(app).await {
             Ok(id) => id,
-            Err(e) => {
+            Err(error) => {
                 let steps = app
                     .steps
                     .iter()
                     .map(|s| {
-                        report(
+                        self.finish(report(
                             s,
-                            StepResult::Skipped(format!("application not available: {e}")),
-                        )
+                            None,
+                            StepResult::Skipped(SkipReason::AppUnavailable),
+                        ))
                     })
                     .collect();
-                return (steps, Some((app.display(), e)));
+                let failure = AppFailure {
+                    app: app.display(),
+                    app_key: app_key.clone(),
+                    error,
+                };
+                return (steps, Some(failure));
             }
         };
         let Some(app_id) = app_id else {
             return (Vec::new(), None);
         };
-        let live = match observe::list_segments(self.api, &app_id).await {
-            Ok(l) => l,
-            Err(e) => {
-                let steps = app
-                    .steps
-                    .iter()
-                    .map(|s| {
-                        report(
-                            s,
-                            StepResult::Skipped(format!("cannot read the application: {e}")),
-                        )
-                    })
-                    .collect();
-                return (steps, Some((app.display(), e.to_string())));
-            }
-        };
-        let index = Arc::new(Mutex::new(Index::from(&live, self.owner)));
-        let arn_prefix = live
-            .first()
-            .and_then(|s| s.arn.rsplit_once("/segments/").map(|(p, _)| p.to_string()))
-            .unwrap_or_default();
-        let arn_prefix = if arn_prefix.is_empty() {
-            self.app_arn(&app_id).await
-        } else {
-            arn_prefix
-        };
+        let target = Target { app_id };
 
+        // Ids of the segments this plan creates, by manifest name, as their creates finish.
+        let created: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
         let mut results: BTreeMap<usize, StepResult> = BTreeMap::new();
-        // Creates, adoptions and updates by dependency level, then deletes by their order.
-        let in_plan: BTreeMap<&str, usize> = app
-            .steps
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.action != Action::Delete)
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
-        let mut level: BTreeMap<usize, usize> = BTreeMap::new();
-        for (i, s) in app.steps.iter().enumerate() {
-            let l = if s.action == Action::Delete {
-                let deps: Vec<usize> = s
-                    .delete_after
-                    .iter()
-                    .filter_map(|id| {
-                        app.steps
-                            .iter()
-                            .position(|o| o.segment_id.as_deref() == Some(id))
-                    })
-                    .collect();
-                1000 + deps
-                    .iter()
-                    .filter_map(|d| level.get(d))
-                    .map(|l| l - 999)
-                    .max()
-                    .unwrap_or(0)
-            } else {
-                s.depends_on
-                    .iter()
-                    .filter_map(|d| in_plan.get(d.as_str()))
-                    .filter_map(|d| level.get(d))
-                    .map(|l| l + 1)
-                    .max()
-                    .unwrap_or(0)
-            };
-            level.insert(i, l);
-        }
-        let levels: BTreeSet<usize> = level.values().copied().collect();
-        for l in levels {
-            let batch: Vec<usize> = level
-                .iter()
-                .filter(|(_, v)| **v == l)
-                .map(|(i, _)| *i)
-                .collect();
+        let waves: BTreeSet<u32> = app.steps.iter().map(|s| s.wave).collect();
+        for wave in waves {
             let mut futs = Vec::new();
-            for i in batch {
-                let step = &app.steps[i];
-                // A step whose base segment or dependent failed is not attempted.
-                let failed_dep = step
-                    .depends_on
-                    .iter()
-                    .chain(step.delete_after.iter())
-                    .find(|d| {
-                        app.steps.iter().enumerate().any(|(j, o)| {
-                            (o.name == **d && o.action != Action::Delete
-                                || o.segment_id.as_deref() == Some(d.as_str())
-                                    && step.action == Action::Delete)
-                                && results
-                                    .get(&j)
-                                    .is_some_and(|r| !matches!(r, StepResult::Done(_)))
-                        })
-                    })
-                    .cloned();
-                if let Some(dep) = failed_dep {
-                    results.insert(i, StepResult::Skipped(format!("{dep} did not complete")));
-                    self.progress.tick(&step.name);
+            for (i, step) in app.steps.iter().enumerate().filter(|(_, s)| s.wave == wave) {
+                if let Some(missing) = self.unmet_prerequisite(app, step, &results) {
+                    let r = StepResult::Skipped(SkipReason::Prerequisite(missing));
+                    results.insert(i, self.finish(report(step, Some(&target.app_id), r)).result);
                     continue;
                 }
                 if step.is_blocked()
                     && !(self.opts.allow_delete_in_use && step.only_in_use_blocks())
                 {
-                    let reasons: Vec<&str> =
-                        step.blocked.iter().map(|b| b.reason.as_str()).collect();
-                    results.insert(i, StepResult::Blocked(reasons.join("; ")));
-                    self.progress.tick(&step.name);
+                    let r = StepResult::Blocked(step.blocked.clone());
+                    results.insert(i, self.finish(report(step, Some(&target.app_id), r)).result);
                     continue;
                 }
-                let (index, app_id, arn_prefix) =
-                    (index.clone(), app_id.clone(), arn_prefix.clone());
-                futs.push(Box::pin(async move {
+                let (target, created) = (&target, &created);
+                futs.push(async move {
                     let permit = self.permits.clone().acquire_owned().await;
-                    if self.cancelled() {
-                        drop(permit);
-                        return (
-                            i,
-                            StepResult::Skipped("stopped before it started (shutdown)".into()),
-                        );
-                    }
-                    let r = self.step(&app_id, &arn_prefix, step, &index).await;
+                    let result = if self.cancelled() {
+                        StepResult::Skipped(SkipReason::Cancelled)
+                    } else {
+                        match self.step(target, step, created).await {
+                            Ok(done) => StepResult::Done(done),
+                            Err(e) => StepResult::Failed(e),
+                        }
+                    };
                     drop(permit);
-                    self.progress
-                        .tick(&format!("{} {}", step.action.verb(), step.name));
                     (
                         i,
-                        match r {
-                            Ok(detail) => StepResult::Done(detail),
-                            Err(e) => StepResult::Failed(e),
-                        },
+                        self.finish(report(step, Some(&target.app_id), result))
+                            .result,
                     )
-                }));
+                });
             }
-            for (i, r) in observe::join_all(futs).await {
+            for (i, r) in join_all(futs).await {
                 results.insert(i, r);
             }
         }
@@ -376,332 +390,206 @@ impl Run<'_> {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                report(
-                    s,
-                    results
-                        .remove(&i)
-                        .unwrap_or(StepResult::Skipped("not reached".into())),
-                )
+                let result = results
+                    .remove(&i)
+                    .unwrap_or(StepResult::Failed(StepError::Plan(
+                        "a step was not reached",
+                    )));
+                report(s, Some(&target.app_id), result)
             })
             .collect();
         (steps, None)
     }
 
-    async fn app_arn(&self, app_id: &str) -> String {
-        match self
-            .api
-            .call("GetApp", Class::Other, || {
-                self.api.client.get_app().application_id(app_id).send()
-            })
-            .await
-        {
-            Ok(out) => out
-                .application_response
-                .and_then(|a| a.arn)
-                .unwrap_or_default(),
-            Err(_) => String::new(),
+    /// The first step this one needs that did not complete, by name.
+    fn unmet_prerequisite(
+        &self,
+        app: &AppPlan,
+        step: &SegmentStep,
+        results: &BTreeMap<usize, StepResult>,
+    ) -> Option<String> {
+        let done = |j: usize| results.get(&j).is_some_and(StepResult::is_done);
+        if step.action == Action::Delete {
+            for id in &step.delete_after {
+                let j = app.steps.iter().position(|o| {
+                    o.action == Action::Delete && o.segment_id.as_ref() == Some(id)
+                })?;
+                if !done(j) {
+                    return Some(app.steps[j].name.clone());
+                }
+            }
+            return None;
         }
+        for name in step.created_bases() {
+            let j = app
+                .steps
+                .iter()
+                .position(|o| o.action != Action::Delete && o.name == name);
+            match j {
+                Some(j) if done(j) => {}
+                _ => return Some(name.to_string()),
+            }
+        }
+        None
     }
 
     /// Creates or re-tags the application; returns its id (None: nothing to do here).
-    async fn app_step(&self, app: &AppPlan) -> Result<Option<String>, String> {
+    async fn app_step(&self, app: &AppPlan) -> Result<Option<String>, AppError> {
         let Some(step) = &app.app_step else {
             return Ok(app.app_id.clone());
         };
-        let name = app.application_ref.clone().unwrap_or_default();
         if step.create {
-            let find = || async {
-                let apps = observe::list_apps(self.api)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let mut mine: Vec<_> = apps
-                    .into_iter()
-                    .filter(|a| managed_name(Some(&a.tags), self.owner) == Some(name.as_str()))
-                    .collect();
-                mine.sort_by(|a, b| (&a.creation_date, &a.id).cmp(&(&b.creation_date, &b.id)));
-                Ok::<_, String>(mine.into_iter().next().map(|a| a.id))
+            let claim = Claim {
+                owner: self.owner.to_string(),
+                name: app.application_ref.clone().unwrap_or_default(),
             };
-            let id = self
-                .create_once_only(
-                    "CreateApp",
-                    Class::Other,
-                    || async {
-                        let req = aws_sdk_pinpoint::types::CreateApplicationRequest::builder()
-                            .name(&step.name)
-                            .set_tags(Some(step.tags.clone().into_iter().collect()))
-                            .build();
-                        let out = self
-                            .api
-                            .once("CreateApp", Class::Other, || {
-                                self.api
-                                    .client
-                                    .create_app()
-                                    .create_application_request(req)
-                                    .send()
-                            })
-                            .await?;
-                        Ok(out
-                            .application_response
-                            .and_then(|a| a.id)
-                            .unwrap_or_default())
-                    },
-                    find,
-                )
-                .await?;
-            return Ok(Some(id));
+            let created = self
+                .p
+                .create_app(&step.name, &step.tags, &claim)
+                .await
+                .map_err(AppError::Create)?;
+            return Ok(Some(created.id));
         }
-        let id = app.app_id.clone().ok_or("no application id")?;
-        let arn = self.app_arn(&id).await;
-        self.retag(&arn, &step.tag_changes.add, &step.tag_changes.remove)
+        let (Some(id), Some(arn)) = (&app.app_id, &app.app_arn) else {
+            return Err(AppError::Unplanned(
+                "the plan has no id or ARN for the application".into(),
+            ));
+        };
+        self.retag(arn, &step.tag_changes.add, &step.tag_changes.remove)
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(Some(id))
+            .map_err(AppError::Tag)?;
+        Ok(Some(id.clone()))
     }
 
-    /// Runs a non-idempotent create until it is known to have happened exactly once.
-    async fn create_once_only<C, CF, L, LF>(
-        &self,
-        operation: &'static str,
-        _class: Class,
-        create: C,
-        lookup: L,
-    ) -> Result<String, String>
-    where
-        C: Fn() -> CF,
-        CF: std::future::Future<Output = Result<String, CallError>>,
-        L: Fn() -> LF,
-        LF: std::future::Future<Output = Result<Option<String>, String>>,
-    {
-        let mut attempt = 0;
-        loop {
-            match create().await {
-                Ok(id) => return Ok(id),
-                Err(e) if attempt + 1 >= self.api.retry.attempts || !e.retryable => {
-                    if e.outcome == Outcome::Unknown {
-                        if let Ok(Some(id)) = lookup().await {
-                            return Ok(id);
-                        }
-                    }
-                    return Err(e.to_string());
-                }
-                Err(e) => {
-                    tokio::time::sleep(self.api.retry.delay(attempt)).await;
-                    attempt += 1;
-                    if e.outcome == Outcome::Unknown {
-                        // It may have been created: look before creating again.
-                        match lookup().await {
-                            Ok(Some(id)) => {
-                                tracing::info!(operation, %id, "found after an unanswered create; not creating again");
-                                return Ok(id);
-                            }
-                            Ok(None) => {}
-                            Err(lookup_err) => {
-                                return Err(format!(
-                                    "{e}; and the check for it failed: {lookup_err}"
-                                ))
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Replaces `Ref` base segments with the ids they now have.
-    fn resolve(
-        spec: &WriteSegmentRequest,
-        index: &Mutex<Index>,
-    ) -> Result<WriteSegmentRequest, String> {
-        let ix = index.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out = spec.clone();
-        if let Some(groups) = &mut out.segment_groups {
-            for g in groups.groups.iter_mut().flatten() {
-                for s in g.source_segments.iter_mut().flatten() {
-                    if let Some(name) = s.reference.take() {
-                        let id = ix
-                            .id_by_name
-                            .get(&name)
-                            .ok_or_else(|| format!("base segment {name:?} does not exist live"))?;
-                        s.id = Some(id.clone());
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    async fn retag(&self, arn: &str, add: &Tags, remove: &[String]) -> Result<(), CallError> {
+    async fn retag(&self, arn: &str, add: &Tags, remove: &[String]) -> Result<(), PinpointError> {
         if !add.is_empty() {
-            let model = aws_sdk_pinpoint::types::TagsModel::builder()
-                .set_tags(Some(add.clone().into_iter().collect()))
-                .build();
-            self.api
-                .call("TagResource", Class::Other, || {
-                    self.api
-                        .client
-                        .tag_resource()
-                        .resource_arn(arn)
-                        .tags_model(model.clone())
-                        .send()
-                })
-                .await?;
+            self.p.tag(arn, add).await?;
         }
         if !remove.is_empty() {
-            self.api
-                .call("UntagResource", Class::Other, || {
-                    self.api
-                        .client
-                        .untag_resource()
-                        .resource_arn(arn)
-                        .set_tag_keys(Some(remove.to_vec()))
-                        .send()
-                })
-                .await?;
+            self.p.untag(arn, remove).await?;
         }
         Ok(())
     }
 
-    /// One segment step. Returns a short description of what was done.
+    /// The definition to send: each `Ref` replaced by the id the plan names, or by the id
+    /// the step that created it returned.
+    fn resolved(
+        step: &SegmentStep,
+        created: &Mutex<BTreeMap<String, String>>,
+    ) -> Result<Option<WriteSegmentRequest>, StepError> {
+        let Some(spec) = &step.spec else {
+            return Ok(None);
+        };
+        let created = created.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = spec.clone();
+        for g in out
+            .segment_groups
+            .iter_mut()
+            .flat_map(|g| g.groups.iter_mut().flatten())
+        {
+            for s in g.source_segments.iter_mut().flatten() {
+                if let Some(name) = s.reference.take() {
+                    let id = match step.bases.get(&name) {
+                        Some(Base::Live { id }) => id.clone(),
+                        Some(Base::Created) => created
+                            .get(&name)
+                            .cloned()
+                            .ok_or(StepError::Plan("a base segment's create did not finish"))?,
+                        None => return Err(StepError::Plan("a base segment is not resolved")),
+                    };
+                    s.id = Some(id);
+                }
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// One segment step.
     async fn step(
         &self,
-        app: &str,
-        arn_prefix: &str,
+        target: &Target,
         step: &SegmentStep,
-        index: &Mutex<Index>,
-    ) -> Result<String, String> {
-        let api = self.api;
+        created: &Mutex<BTreeMap<String, String>>,
+    ) -> Result<Done, StepError> {
+        let app = target.app_id.as_str();
         match step.action {
             Action::Create => {
-                let spec = step
-                    .spec
-                    .as_ref()
-                    .ok_or("the plan has no definition for this create")?;
-                let mut spec = Self::resolve(spec, index)?;
+                let mut spec = Self::resolved(step, created)?
+                    .ok_or(StepError::Plan("a create has no definition"))?;
                 spec.tags = Some(step.tags.clone());
-                let body = crate::sdk::write_request(&spec);
-                let name = step.name.clone();
-                let find = || async {
-                    let segs = observe::list_segments(api, app)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let ix = Index::from(&segs, self.owner);
-                    Ok::<_, String>(ix.id_by_name.get(&name).cloned())
+                let claim = Claim {
+                    owner: self.owner.to_string(),
+                    name: step.name.clone(),
                 };
-                let id = self
-                    .create_once_only(
-                        "CreateSegment",
-                        Class::SegmentWrite,
-                        || async {
-                            let out = api
-                                .once("CreateSegment", Class::SegmentWrite, || {
-                                    api.client
-                                        .create_segment()
-                                        .application_id(app)
-                                        .write_segment_request(body.clone())
-                                        .send()
-                                })
-                                .await?;
-                            Ok(out.segment_response.and_then(|s| s.id).unwrap_or_default())
-                        },
-                        find,
-                    )
-                    .await?;
-                let mut ix = index.lock().unwrap_or_else(|p| p.into_inner());
-                ix.id_by_name.insert(step.name.clone(), id.clone());
-                ix.arn_by_id
-                    .insert(id.clone(), segment_arn(arn_prefix, &id));
-                Ok(format!("created {id}"))
+                let made = self.p.create_segment(app, &spec, &claim).await?;
+                created
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(step.name.clone(), made.id.clone());
+                Ok(Done {
+                    id: made.id,
+                    version_before: None,
+                    version_after: Some(made.version),
+                    already_gone: false,
+                })
             }
             Action::Update | Action::Adopt | Action::Tag => {
                 let id = step
                     .segment_id
-                    .clone()
-                    .ok_or("the plan has no segment id")?;
-                let arn = index
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .arn_by_id
-                    .get(&id)
-                    .cloned()
-                    .ok_or_else(|| format!("segment {id} no longer exists"))?;
+                    .as_deref()
+                    .ok_or(StepError::Plan("the step has no segment id"))?;
+                let arn = step
+                    .arn
+                    .as_deref()
+                    .ok_or(StepError::Plan("the step has no segment ARN"))?;
                 if step.action == Action::Adopt {
                     // Claim it first: a rerun then sees it as managed and finishes the update.
-                    self.retag(&arn, &step.tag_changes.add, &[])
-                        .await
-                        .map_err(|e| e.to_string())?;
+                    self.retag(arn, &step.tag_changes.add, &[]).await?;
                 }
-                if let Some(spec) = &step.spec {
-                    let body = crate::sdk::write_request(&Self::resolve(spec, index)?);
-                    api.call("UpdateSegment", Class::SegmentWrite, || {
-                        api.client
-                            .update_segment()
-                            .application_id(app)
-                            .segment_id(&id)
-                            .write_segment_request(body.clone())
-                            .send()
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut version = step.live_version;
+                if let Some(spec) = Self::resolved(step, created)? {
+                    version = Some(self.p.update_segment(app, id, &spec).await?);
                 }
                 let add = if step.action == Action::Adopt {
                     Tags::new()
                 } else {
                     step.tag_changes.add.clone()
                 };
-                self.retag(&arn, &add, &step.tag_changes.remove)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if step.action == Action::Adopt {
-                    index
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .id_by_name
-                        .insert(step.name.clone(), id.clone());
-                }
-                Ok(format!(
-                    "{} {id}",
-                    if step.action == Action::Adopt {
-                        "adopted"
-                    } else {
-                        "updated"
-                    }
-                ))
+                self.retag(arn, &add, &step.tag_changes.remove).await?;
+                Ok(Done {
+                    id: id.to_string(),
+                    version_before: step.live_version,
+                    version_after: version,
+                    already_gone: false,
+                })
             }
             Action::Delete => {
                 let id = step
                     .segment_id
-                    .clone()
-                    .ok_or("the plan has no segment id")?;
-                match api
-                    .call("DeleteSegment", Class::SegmentWrite, || {
-                        api.client
-                            .delete_segment()
-                            .application_id(app)
-                            .segment_id(&id)
-                            .send()
-                    })
-                    .await
-                {
-                    Ok(_) => Ok(format!("deleted {id}")),
-                    Err(e) if e.is_not_found() => Ok(format!("{id} was already deleted")),
-                    Err(e) => Err(e.to_string()),
-                }
+                    .as_deref()
+                    .ok_or(StepError::Plan("the step has no segment id"))?;
+                let gone = self.p.delete_segment(app, id).await?;
+                Ok(Done {
+                    id: id.to_string(),
+                    version_before: step.live_version,
+                    version_after: None,
+                    already_gone: gone == Deleted::AlreadyGone,
+                })
             }
         }
     }
 }
 
 /// Why a saved plan must not run: the things it touches that moved since it was made.
-pub async fn stale(api: &Api, plan: &Plan) -> Result<Vec<String>, String> {
+pub async fn stale<P: Pinpoint>(p: &P, plan: &Plan) -> Result<Vec<String>, PinpointError> {
+    use crate::live::managed_name;
     let mut problems = Vec::new();
-    let mut apps_cache: Option<Vec<observe::LiveApp>> = None;
+    let mut apps_cache: Option<Vec<crate::live::LiveApp>> = None;
     for app in &plan.apps {
         if app.app_step.as_ref().is_some_and(|s| s.create) {
             let apps = match &apps_cache {
                 Some(a) => a,
-                None => {
-                    apps_cache.insert(observe::list_apps(api).await.map_err(|e| e.to_string())?)
-                }
+                None => apps_cache.insert(p.list_apps().await?),
             };
             let name = app.application_ref.as_deref().unwrap_or_default();
             if apps
@@ -709,7 +597,8 @@ pub async fn stale(api: &Api, plan: &Plan) -> Result<Vec<String>, String> {
                 .any(|a| managed_name(Some(&a.tags), &plan.owner) == Some(name))
             {
                 problems.push(format!(
-                    "application {name:?} was created since the plan was made"
+                    "application {} was created since the plan was made",
+                    crate::report::Escape::Text.quote(name)
                 ));
             }
             continue;
@@ -718,22 +607,28 @@ pub async fn stale(api: &Api, plan: &Plan) -> Result<Vec<String>, String> {
         if app.steps.is_empty() {
             continue;
         }
-        let live = observe::list_segments(api, app_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let live = p.list_segments(app_id).await?;
         for step in &app.steps {
+            let name = crate::text::safe(&step.name);
             match (&step.segment_id, step.live_version) {
                 (Some(id), Some(planned)) => match live.iter().find(|s| &s.id == id) {
-                    None => problems.push(format!("segment {} ({id}) was deleted since the plan was made", step.name)),
+                    None => problems.push(format!(
+                        "segment {name} ({id}) was deleted since the plan was made"
+                    )),
                     Some(s) if s.version != planned => problems.push(format!(
-                        "segment {} ({id}) moved: planned against version {planned}, now version {}",
-                        step.name, s.version
+                        "segment {name} ({id}) moved: planned against version {planned}, now version {}",
+                        s.version
                     )),
                     Some(_) => {}
                 },
                 _ if step.action == Action::Create => {
-                    if let Some(s) = live.iter().find(|s| managed_name(s.tags.as_ref(), &plan.owner) == Some(step.name.as_str())) {
-                        problems.push(format!("segment {} was created since the plan was made (id {}, version {})", step.name, s.id, s.version));
+                    if let Some(s) = live.iter().find(|s| {
+                        managed_name(s.tags.as_ref(), &plan.owner) == Some(step.name.as_str())
+                    }) {
+                        problems.push(format!(
+                            "segment {name} was created since the plan was made (id {}, version {})",
+                            s.id, s.version
+                        ));
                     }
                 }
                 _ => {}

@@ -13,9 +13,10 @@ use time::OffsetDateTime;
 use crate::desired::{DesiredApp, DesiredState};
 use crate::endpoints::{self, Tally};
 use crate::evaluate::{Catalog, NodeId, Program};
+use crate::live::{managed_name, LiveState, Observed};
 use crate::model::WriteSegmentRequest;
-use crate::observe::{managed_name, LiveState, Observed};
 use crate::plan::{Action, Affected, Audience, AudienceSource, Plan};
+use crate::text::thousands;
 
 /// The key under which a live segment is known to the evaluator (manifest names cannot
 /// contain `:`).
@@ -205,19 +206,6 @@ pub fn endpoints_text(n: u64) -> String {
     format!("{} {noun}", thousands(n))
 }
 
-/// `1234567` → `1,234,567`.
-pub fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Counts the audience of every step of `plan` that changes a definition over the records
 /// of `input` and records it in the plan.
 ///
@@ -340,13 +328,5 @@ mod tests {
     fn instants_are_shown_in_utc() {
         let t = crate::validate::parse_instant("2026-11-28T02:00:00+02:00").unwrap();
         assert_eq!(instant_text(t), "2026-11-28T00:00:00Z");
-    }
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }

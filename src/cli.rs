@@ -11,7 +11,9 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::pipeline::{Inputs, Overrides};
 use crate::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
+use crate::text::use_colour;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -315,11 +317,6 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Colours only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
-pub fn use_colour(stream: &impl std::io::IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-}
-
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEGMENTCTL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -363,7 +360,7 @@ pub fn main() -> ExitCode {
 }
 
 fn validate(args: &ValidateArgs) -> u8 {
-    use crate::workspace::plural;
+    use crate::text::plural;
     match crate::workspace::load(&args.dir, args.config.as_deref()) {
         Ok(ws) => {
             println!(
@@ -385,9 +382,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Validate(args) => Ok(validate(&args)),
         Command::Plan(a) => {
-            let ov = crate::commands::Overrides {
-                target: a.target.target.clone(),
-                prune: a.prune,
+            let inputs = Inputs {
+                dir: a.dir.clone(),
+                config: a.target.config.clone(),
+                overrides: Overrides {
+                    target: a.target.target.clone(),
+                    prune: a.prune,
+                },
             };
             let o = crate::commands::PlanOptions {
                 format: a.format,
@@ -401,10 +402,10 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                         as_of: a.as_of.clone(),
                     }),
             };
-            crate::commands::plan_command(&a.dir, a.target.config.as_deref(), &ov, &o).await
+            crate::commands::plan_command(&inputs, &o).await
         }
         Command::Apply(a) => {
-            let ov = crate::commands::Overrides {
+            let ov = Overrides {
                 target: a.target.target.clone(),
                 prune: a.prune,
             };
@@ -416,11 +417,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 crate::commands::apply_saved(&a.source, a.target.config.as_deref(), &ov, &args)
                     .await
             } else {
-                crate::commands::apply_dir(&a.source, a.target.config.as_deref(), &ov, &args).await
+                let inputs = Inputs {
+                    dir: a.source.clone(),
+                    config: a.target.config.clone(),
+                    overrides: ov,
+                };
+                crate::commands::apply_dir(&inputs, &args).await
             }
         }
         Command::Import(a) => {
-            let ov = crate::commands::Overrides {
+            let ov = Overrides {
                 target: a.target.target.clone(),
                 prune: false,
             };
@@ -450,7 +456,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = crate::daemon::DaemonConfig {
                 dir: a.dir.clone(),
                 config_file: a.target.config.clone(),
-                overrides: crate::commands::Overrides {
+                overrides: Overrides {
                     target: a.target.target.clone(),
                     prune: a.prune,
                 },

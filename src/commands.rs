@@ -6,15 +6,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
-use crate::api::CallError;
 use crate::apply::{self, Options};
-use crate::config::{Config, Target};
-use crate::desired::DesiredState;
+use crate::config::Config;
 use crate::manifest::ManifestError;
-use crate::observe::{self, ObserveError, Observed, Scope};
-use crate::plan::{self, Plan, Settings};
-use crate::target::{self, Connection};
-use crate::workspace::{self, Workspace};
+use crate::observe::ObserveError;
+use crate::pinpoint::{Pinpoint, PinpointError};
+use crate::pipeline::{self, Inputs, Overrides};
+use crate::plan::{self, Plan};
+use crate::target::{self, target_error, Connection};
+use crate::text::{plural, use_colour};
+use crate::workspace::Workspace;
 
 /// Exit codes: the contract with scripts and CI.
 pub mod exit {
@@ -32,7 +33,6 @@ pub struct Invalid {
 }
 
 pub fn print_manifest_errors(errors: &[ManifestError]) {
-    use workspace::plural;
     let mut err = std::io::stderr().lock();
     for e in errors {
         let _ = writeln!(err, "{e}");
@@ -46,9 +46,9 @@ pub fn print_manifest_errors(errors: &[ManifestError]) {
     );
 }
 
-/// Loads the folder, printing located errors.
-pub fn load(dir: &Path, config: Option<&Path>) -> anyhow::Result<Workspace> {
-    workspace::load(dir, config).map_err(|errors| {
+/// Loads the folder and resolves the settings, printing located errors.
+pub fn load(inputs: &Inputs) -> anyhow::Result<Workspace> {
+    pipeline::load(inputs).map_err(|errors| {
         print_manifest_errors(&errors);
         anyhow::Error::new(Invalid {
             count: errors.len(),
@@ -56,76 +56,22 @@ pub fn load(dir: &Path, config: Option<&Path>) -> anyhow::Result<Workspace> {
     })
 }
 
-/// Overrides from the command line.
-#[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub target: Option<Target>,
-    pub prune: bool,
-}
-
-impl Overrides {
-    pub fn apply_to(&self, cfg: &mut Config) {
-        if let Some(t) = &self.target {
-            cfg.target = t.clone();
+fn observe_error(e: &ObserveError, endpoint: &str) -> anyhow::Error {
+    match e {
+        ObserveError::ListApps(PinpointError::Call(call)) => {
+            anyhow::anyhow!("{}", target_error(call, endpoint))
         }
-        if self.prune {
-            cfg.prune = true;
-        }
-    }
-}
-
-/// One line saying what is wrong with the target and what to check.
-pub fn target_error(e: &CallError, endpoint: &str) -> anyhow::Error {
-    if e.is_forbidden() {
-        anyhow::anyhow!(
-            "the target refused the request ({}): check the credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID), the region, and the endpoint {endpoint}",
-            e.message
-        )
-    } else if e.code == "network" {
-        anyhow::anyhow!(
-            "cannot reach the Pinpoint API at {endpoint} ({}): check the endpoint URL, the network, and the region",
-            e.message
-        )
-    } else {
-        anyhow::anyhow!("the Pinpoint API at {endpoint} failed: {e}")
-    }
-}
-
-pub async fn observe_all(
-    conn: &Connection,
-    desired: &DesiredState,
-    owner: &str,
-) -> anyhow::Result<Observed> {
-    let everything = |_: &str| true;
-    let scope = Scope {
-        owner,
-        owns: &everything,
-    };
-    observe::observe(&conn.api, desired, &scope)
-        .await
-        .map_err(|e| match &e {
-            ObserveError::ListApps(call) => target_error(call, &conn.endpoint),
-            other => anyhow::anyhow!("{other}"),
-        })
-}
-
-pub fn settings(cfg: &Config) -> Settings {
-    Settings {
-        owner: cfg.owner.clone(),
-        prune: cfg.prune,
-        max_delete_percent: cfg.max_delete_percent,
+        other => anyhow::anyhow!("{}", apply::error_chain(other)),
     }
 }
 
 /// Reads the folder, observes the target and plans.
 pub async fn make_plan(
-    dir: &Path,
-    config: Option<&Path>,
-    ov: &Overrides,
+    inputs: &Inputs,
     audience: Option<&AudienceOptions>,
 ) -> anyhow::Result<(Plan, Connection, Config)> {
-    let mut ws = load(dir, config)?;
-    ov.apply_to(&mut ws.config);
+    let ws = load(inputs)?;
+    let dir = inputs.dir.as_path();
     // Refuse a bad --as-of or an unreadable file before connecting.
     let audience = match audience {
         Some(a) => Some((
@@ -136,15 +82,14 @@ pub async fn make_plan(
         None => None,
     };
     let conn = target::connect(&ws.config, dir).await?;
-    let observed = observe_all(&conn, &ws.desired, &ws.config.owner).await;
-    let observed = match observed {
-        Ok(o) => o,
+    let (mut p, observed) = match pipeline::plan(&conn.pinpoint, &ws, &pipeline::everything).await {
+        Ok(planned) => planned,
         Err(e) => {
+            let err = observe_error(&e, &conn.endpoint);
             conn.close().await;
-            return Err(e);
+            return Err(err);
         }
     };
-    let mut p = plan::plan(&ws.desired, &observed, &settings(&ws.config));
     p.dir = std::fs::canonicalize(dir)
         .ok()
         .map(|d| d.display().to_string());
@@ -193,15 +138,10 @@ pub struct PlanOptions {
     pub audience: Option<AudienceOptions>,
 }
 
-pub async fn plan_command(
-    dir: &Path,
-    config: Option<&Path>,
-    ov: &Overrides,
-    o: &PlanOptions,
-) -> anyhow::Result<u8> {
-    let (p, conn, _) = make_plan(dir, config, ov, o.audience.as_ref()).await?;
+pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8> {
+    let (p, conn, _) = make_plan(inputs, o.audience.as_ref()).await?;
     conn.close().await;
-    let colour = crate::cli::use_colour(&std::io::stdout());
+    let colour = use_colour(&std::io::stdout());
     let rendered = match o.format {
         Format::Text => crate::report::text(&p, colour),
         Format::Markdown => crate::report::markdown(&p, crate::report::MARKDOWN_LIMIT),
@@ -254,8 +194,9 @@ async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> 
         allow_delete_in_use: a.allow_delete_in_use,
         progress: std::io::stderr().is_terminal(),
         cancel: None,
+        events: None,
     };
-    let report = apply::apply(&conn.api, p, &opts).await;
+    let report = apply::apply(&conn.pinpoint, p, &opts).await;
     println!("\n{}", report.summary());
     print!("{}", report.details(false));
     if report.failed() > 0 {
@@ -275,10 +216,7 @@ async fn show_confirm_apply(
     cfg: &Config,
     a: &ApplyArgs,
 ) -> anyhow::Result<u8> {
-    print!(
-        "{}",
-        crate::report::text(p, crate::cli::use_colour(&std::io::stdout()))
-    );
+    print!("{}", crate::report::text(p, use_colour(&std::io::stdout())));
     if p.is_empty() {
         return Ok(plan_exit(p, false));
     }
@@ -290,13 +228,8 @@ async fn show_confirm_apply(
 }
 
 /// `apply DIR`: plan, show, confirm, apply.
-pub async fn apply_dir(
-    dir: &Path,
-    config: Option<&Path>,
-    ov: &Overrides,
-    a: &ApplyArgs,
-) -> anyhow::Result<u8> {
-    let (p, conn, cfg) = make_plan(dir, config, ov, None).await?;
+pub async fn apply_dir(inputs: &Inputs, a: &ApplyArgs) -> anyhow::Result<u8> {
+    let (p, conn, cfg) = make_plan(inputs, None).await?;
     let result = show_confirm_apply(&p, &conn, &cfg, a).await;
     conn.close().await;
     result
@@ -333,7 +266,7 @@ pub async fn apply_saved(
     }
     let conn = target::connect(&cfg, &dir).await?;
     let result = async {
-        let moved = apply::stale(&conn.api, &p)
+        let moved = apply::stale(&conn.pinpoint, &p)
             .await
             .map_err(|e| anyhow::anyhow!("cannot re-check the target: {e}"))?;
         if !moved.is_empty() {
@@ -343,7 +276,7 @@ pub async fn apply_saved(
             bail!(
                 "refusing to apply {}: {} changed since it was made; plan again and review",
                 file.display(),
-                workspace::plural(moved.len(), "thing it touches")
+                plural(moved.len(), "thing it touches")
             );
         }
         show_confirm_apply(&p, &conn, &cfg, a).await
@@ -396,14 +329,15 @@ pub async fn import(
     ov.apply_to(&mut cfg);
     let conn = target::connect(&cfg, dir).await?;
     let result = async {
-        let api = &conn.api;
-        let live = observe::list_segments(api, app)
+        let live = conn
+            .pinpoint
+            .list_segments(app)
             .await
             .map_err(|e| match e {
-                observe::ObserveErrorOrCall::Call(c) if c.is_not_found() => {
+                e if e.is_not_found() => {
                     anyhow::anyhow!("application {app} does not exist on the target")
                 }
-                observe::ObserveErrorOrCall::Call(c) => target_error(&c, &conn.endpoint),
+                PinpointError::Call(c) => anyhow::anyhow!("{}", target_error(&c, &conn.endpoint)),
                 other => anyhow::anyhow!("{other}"),
             })?;
         let mut taken = std::collections::BTreeSet::new();
@@ -412,7 +346,7 @@ pub async fn import(
             let tags = s.tags.clone().unwrap_or_default();
             match (
                 tags.get(crate::TAG_MANAGED_BY),
-                observe::managed_name(s.tags.as_ref(), &cfg.owner),
+                crate::live::managed_name(s.tags.as_ref(), &cfg.owner),
             ) {
                 (Some(o), _) if o != &cfg.owner => continue, // another installation's
                 (_, Some(n)) => {
@@ -473,23 +407,20 @@ pub async fn import(
             let canon = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
             let mut tags = plan::ownership_tags(&cfg.owner, name);
             tags.insert(plan::TAG_DIGEST.into(), crate::diff::fingerprint(&canon));
-            let model = aws_sdk_pinpoint::types::TagsModel::builder()
-                .set_tags(Some(tags.into_iter().collect()))
-                .build();
-            api.call("TagResource", crate::api::Class::Other, || {
-                api.client
-                    .tag_resource()
-                    .resource_arn(&s.arn)
-                    .tags_model(model.clone())
-                    .send()
-            })
-            .await
-            .map_err(|e| target_error(&e, &conn.endpoint))?;
+            conn.pinpoint
+                .tag(&s.arn, &tags)
+                .await
+                .map_err(|e| match e {
+                    PinpointError::Call(c) => {
+                        anyhow::anyhow!("{}", target_error(&c, &conn.endpoint))
+                    }
+                    other => anyhow::anyhow!("{other}"),
+                })?;
             written += 1;
         }
         println!(
             "Imported {} from application {app} into {}.",
-            workspace::plural(written, "segment"),
+            plural(written, "segment"),
             out.display()
         );
         Ok(exit::OK)
@@ -519,7 +450,11 @@ pub fn estimate(
 ) -> anyhow::Result<u8> {
     use crate::endpoints;
     use crate::evaluate::{Catalog, Program};
-    let ws = load(dir, config)?;
+    let ws = load(&Inputs {
+        dir: dir.to_path_buf(),
+        config: config.map(Path::to_path_buf),
+        overrides: Overrides::default(),
+    })?;
     let as_of = parse_as_of(as_of)?;
     let mut program = Program::new(as_of);
     // Per segment counted: its application (index) and name, and its node.
@@ -576,7 +511,7 @@ pub fn estimate(
     } else {
         let mut line = format!(
             "Read {} endpoint records from {}",
-            crate::audience::thousands(t.read),
+            crate::text::thousands(t.read),
             endpoints.display()
         );
         if t.rejected > 0 {

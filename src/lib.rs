@@ -1,17 +1,19 @@
 //! segmentctl: Amazon Pinpoint segments as code.
 //!
 //! ```text
-//! manifests/*.yaml ─▶ manifest ─▶ desired ─┐
+//! manifests/*.yaml ─▶ manifest ─▶ desired ─┐   (workspace: the folder and its settings)
 //!                                           ▼
-//! Pinpoint API ────▶ observe ──────────▶ diff ─▶ plan ─▶ apply ─▶ Pinpoint API
-//!                                                  └─▶ report (text / markdown / json)
+//! Pinpoint API ─▶ pinpoint ─▶ observe ─▶ live ─▶ diff ─▶ plan ─▶ apply ─▶ pinpoint ─▶ API
+//!                                                          └─▶ report (text / markdown / json)
+//! pipeline = workspace → settings → observe → plan, for the commands and the daemon alike
 //! endpoint records ─▶ endpoints ─▶ evaluate ─▶ estimate, audience (plan --endpoints)
-//! daemon = watch(dir) + resync timer ─▶ the same pipeline
+//! daemon = watch(dir) + resync timer ─▶ reconcile (one round) ─▶ policy (requeue, backoff)
 //! server = axum router ─▶ handlers ─▶ store (SQLite)
 //! ```
 //!
 //! `model` is the one wire shape of a segment, shared by every stage; `validate` holds the
-//! rules the server and the manifest loader both enforce.
+//! rules the server and the manifest loader both enforce. `manifest`, `desired`, `live`,
+//! `diff`, `plan` and `report` are pure: data in, data out.
 
 // The one wire shape of a segment, and the rules it must satisfy.
 pub mod model;
@@ -27,12 +29,16 @@ pub mod desired;
 
 pub mod workspace;
 
-// Desired × observed → diff → plan → reports (pure).
+// The observed state, desired × observed → diff → plan → reports (pure).
+pub mod live;
+
 pub mod diff;
 
 pub mod plan;
 
 pub mod report;
+
+pub mod text;
 
 // Audiences: segments evaluated over endpoint records, and a plan's audience impact.
 pub mod evaluate;
@@ -41,16 +47,21 @@ pub mod endpoints;
 
 pub mod audience;
 
-// The I/O: the API client and its pacing, SDK conversions, observing, applying.
+// The I/O: the typed Pinpoint interface (SDK and in-memory), pacing, SDK conversions,
+// the target, observing, applying, and the pipeline that strings them together.
 pub mod api;
 
 pub mod sdk;
+
+pub mod pinpoint;
 
 pub mod target;
 
 pub mod observe;
 
 pub mod apply;
+
+pub mod pipeline;
 
 // The controller, the server, and the command line that wires them.
 pub mod daemon;

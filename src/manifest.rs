@@ -5,7 +5,7 @@
 //! their positions) maps a field path back to where it is written, so that rules checked
 //! after parsing are located as precisely as those serde checks.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -157,6 +157,8 @@ pub struct ManifestError {
     pub message: String,
 }
 
+impl std::error::Error for ManifestError {}
+
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
@@ -172,8 +174,6 @@ impl fmt::Display for ManifestError {
 pub struct Loaded {
     pub documents: Vec<Document>,
     pub errors: Vec<ManifestError>,
-    /// How many files were read.
-    pub files: usize,
     /// The files as read (set by [`load_dir`]), so a caller can keep them.
     pub sources: Vec<Source>,
 }
@@ -290,10 +290,7 @@ pub fn load_sources(sources: &[Source]) -> Loaded {
         }
         loaded
     });
-    let mut loaded = Loaded {
-        files: sources.len(),
-        ..Default::default()
-    };
+    let mut loaded = Loaded::default();
     for part in parts {
         loaded.documents.extend(part.documents);
         loaded.errors.extend(part.errors);
@@ -762,32 +759,6 @@ pub fn to_yaml(manifests: &[Manifest]) -> Result<String, serde_yaml::Error> {
         out.push_str(&serde_yaml::to_string(m)?);
     }
     Ok(out)
-}
-
-/// Counts of a loaded set, for `validate`'s summary line.
-pub fn summary(docs: &[Document]) -> (usize, usize) {
-    let mut apps = BTreeMap::new();
-    let mut segments = 0;
-    for d in docs {
-        match d.manifest.kind {
-            Kind::Application => {
-                apps.insert(format!("ref:{}", d.manifest.metadata.name), ());
-            }
-            Kind::Segment => {
-                segments += 1;
-                let key = match (
-                    &d.manifest.metadata.application,
-                    &d.manifest.metadata.application_ref,
-                ) {
-                    (Some(id), _) => format!("id:{id}"),
-                    (None, Some(r)) => format!("ref:{r}"),
-                    _ => continue,
-                };
-                apps.insert(key, ());
-            }
-        }
-    }
-    (apps.len(), segments)
 }
 
 #[cfg(test)]

@@ -5,9 +5,188 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::audience::{endpoints_text, thousands};
+use crate::audience::endpoints_text;
 use crate::diff::{self, Change};
-use crate::plan::{Action, AppPlan, Audience, AudienceSource, Plan, SegmentStep, TagChange};
+use crate::plan::{
+    Action, AppPlan, Audience, AudienceSource, BlockReason, DeleteCause, Plan, SegmentStep,
+    TagChange, Warning,
+};
+use crate::text::{plural, thousands};
+
+/// How text from users and the API is made safe where a report shows it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// A terminal or a text log: control characters shown, not obeyed.
+    Text,
+    /// Markdown inline text (a list item, a table cell).
+    Markdown,
+}
+
+impl Escape {
+    /// A user string shown in double quotes.
+    pub fn quote(self, s: &str) -> String {
+        match self {
+            Escape::Text => format!(
+                "\"{}\"",
+                crate::text::safe(&s.replace('\\', "\\\\").replace('"', "\\\""))
+            ),
+            Escape::Markdown => format!("\"{}\"", md_escape(s)),
+        }
+    }
+    /// A user string or an id shown as it is.
+    pub fn plain(self, s: &str) -> String {
+        match self {
+            Escape::Text => crate::text::safe(s).into_owned(),
+            Escape::Markdown => md_escape(s),
+        }
+    }
+}
+
+/// Why a step is blocked, in words.
+pub fn block_words(b: &BlockReason, e: Escape) -> String {
+    match b {
+        BlockReason::OtherOwner { segment_id, owner } => format!(
+            "segment {} is managed by owner {}; segmentctl never takes another owner's segments",
+            e.plain(segment_id),
+            e.quote(owner)
+        ),
+        BlockReason::AlreadyManaged { segment_id, name } => format!(
+            "segment {} is already managed as {}",
+            e.plain(segment_id),
+            e.quote(name)
+        ),
+        BlockReason::Protected => format!(
+            "protected ({}=true): to delete it, apply its manifest without `protect: true` first",
+            crate::TAG_PROTECT
+        ),
+        BlockReason::CampaignUses {
+            campaign, status, ..
+        } => format!(
+            "campaign {} ({}) uses this segment",
+            e.quote(campaign),
+            e.plain(status)
+        ),
+        BlockReason::JourneyUses { journey, state, .. } => format!(
+            "journey {} ({}) uses this segment",
+            e.quote(journey),
+            e.plain(state)
+        ),
+        BlockReason::BuiltOn {
+            segment_id,
+            managed_as: Some(name),
+            ..
+        } => {
+            let _ = segment_id;
+            format!("segment {} builds on this segment", e.quote(name))
+        }
+        BlockReason::BuiltOn {
+            segment_id, title, ..
+        } => format!(
+            "segment {} ({}) builds on this segment",
+            e.quote(title.as_deref().unwrap_or("")),
+            e.plain(segment_id)
+        ),
+        BlockReason::NoSegmentsDeclared { managed } => format!(
+            "the manifests declare no segments for this application while {managed} managed segments exist; refusing to delete them all (is the folder empty, or pointing elsewhere?)"
+        ),
+        BlockReason::TooManyDeletes {
+            deleting,
+            managed,
+            limit_percent,
+        } => format!(
+            "this plan deletes {deleting} of {managed} managed segments ({:.0}%), over max_delete_percent {}",
+            *deleting as f64 * 100.0 / (*managed).max(1) as f64,
+            crate::text::number(*limit_percent)
+        ),
+    }
+}
+
+/// A warning, in words.
+pub fn warning_words(w: &Warning, e: Escape) -> String {
+    match w {
+        Warning::UnmanagedSameName { segment_id } => {
+            let id = e.plain(segment_id);
+            format!("an unmanaged segment with the same Name exists ({id}); it is left alone. To manage it instead, set metadata.adopt: {id}")
+        }
+        Warning::CampaignWillShowDeleted { campaign, status } => format!(
+            "campaign {} ({}) uses this segment and will show it as deleted",
+            e.quote(campaign),
+            e.plain(status)
+        ),
+        Warning::JourneyRefers { journey, state } => format!(
+            "journey {} ({}) refers to this segment",
+            e.quote(journey),
+            e.plain(state)
+        ),
+        Warning::AdoptTargetMissing { name, segment_id } => format!(
+            "{}: metadata.adopt names segment {}, which does not exist; it will be created instead",
+            e.plain(name),
+            e.plain(segment_id)
+        ),
+        Warning::OrphansKept { names } => {
+            let names: Vec<String> = names.iter().map(|n| e.plain(n)).collect();
+            if names.len() == 1 {
+                format!(
+                    "1 managed segment has no manifest and is kept: {} (plan with --prune to delete)",
+                    names[0]
+                )
+            } else {
+                format!(
+                    "managed segments have no manifest and are kept: {} (plan with --prune to delete)",
+                    names.join(", ")
+                )
+            }
+        }
+        Warning::AppNameDiffers {
+            live,
+            declared,
+            origin,
+        } => format!(
+            "the application is named {} live and {} in {}; Pinpoint cannot rename an application, so the live name stays",
+            e.quote(live),
+            e.quote(declared),
+            e.plain(origin)
+        ),
+    }
+}
+
+/// Why a segment is deleted, in words, when a reviewer needs telling.
+pub fn cause_words(step: &SegmentStep, e: Escape) -> Option<String> {
+    match &step.cause {
+        Some(DeleteCause::Duplicate { kept, claimants }) => Some(format!(
+            "duplicate: {claimants} live segments claim the name {}; keeping {} and deleting this one",
+            e.quote(&step.name),
+            e.plain(kept)
+        )),
+        _ => None,
+    }
+}
+
+/// A step's warnings in words: its delete cause, its warnings, its audience warning.
+fn step_warnings(step: &SegmentStep, e: Escape) -> Vec<String> {
+    cause_words(step, e)
+        .into_iter()
+        .chain(step.warnings.iter().map(|w| warning_words(w, e)))
+        .chain(
+            step.audience
+                .as_ref()
+                .and_then(|a| a.warning.clone())
+                .map(|w| e.plain(&w)),
+        )
+        .collect()
+}
+
+impl std::fmt::Display for BlockReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&block_words(self, Escape::Text))
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&warning_words(self, Escape::Text))
+    }
+}
 
 /// GitHub's limit on a comment body.
 pub const MARKDOWN_LIMIT: usize = 65_536;
@@ -201,7 +380,12 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                 );
             }
             for b in &step.blocked {
-                let _ = writeln!(out, "      {} {}", st.paint("31", "blocked:"), b.reason);
+                let _ = writeln!(
+                    out,
+                    "      {} {}",
+                    st.paint("31", "blocked:"),
+                    block_words(b, Escape::Text)
+                );
             }
             if let Some(a) = &step.audience {
                 let _ = writeln!(
@@ -234,8 +418,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             } else if let Some(line) = tag_line(&step.tag_changes) {
                 let _ = writeln!(out, "      {line}");
             }
-            let audience_warning = step.audience.as_ref().and_then(|a| a.warning.as_ref());
-            for w in step.warnings.iter().chain(audience_warning) {
+            for w in step_warnings(step, Escape::Text) {
                 let _ = writeln!(out, "      {} {w}", st.paint("33", "warning:"));
             }
         }
@@ -258,7 +441,12 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             }
         }
         for w in &app.warnings {
-            let _ = writeln!(out, "  {} {w}", st.paint("33", "warning:"));
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                st.paint("33", "warning:"),
+                warning_words(w, Escape::Text)
+            );
         }
     }
     out
@@ -343,7 +531,7 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
         md_escape(&app.app_name)
     );
     for b in &step.blocked {
-        let _ = writeln!(s, "- ⛔ {}", md_escape(&b.reason));
+        let _ = writeln!(s, "- ⛔ {}", block_words(b, Escape::Markdown));
     }
     if let Some(v) = step.drift {
         let _ = writeln!(
@@ -354,9 +542,8 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
     if let Some(a) = &step.audience {
         let _ = writeln!(s, "- 👥 audience: {}", audience_line(a));
     }
-    let audience_warning = step.audience.as_ref().and_then(|a| a.warning.as_ref());
-    for w in step.warnings.iter().chain(audience_warning) {
-        let _ = writeln!(s, "- ⚠️ {}", md_escape(w));
+    for w in step_warnings(step, Escape::Markdown) {
+        let _ = writeln!(s, "- ⚠️ {w}");
     }
     let lines = diff_lines(step);
     if !lines.is_empty() {
@@ -394,11 +581,15 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         let _ = writeln!(
             head,
             "> [!CAUTION]\n> **{}** — apply will not carry {} out:",
-            crate::workspace::plural(blocked.len(), "blocked step"),
+            plural(blocked.len(), "blocked step"),
             if blocked.len() == 1 { "it" } else { "them" }
         );
         for (a, s) in &blocked {
-            let reasons: Vec<String> = s.blocked.iter().map(|b| md_escape(&b.reason)).collect();
+            let reasons: Vec<String> = s
+                .blocked
+                .iter()
+                .map(|b| block_words(b, Escape::Markdown))
+                .collect();
             let _ = writeln!(
                 head,
                 "> - {} `{}` in {}: {}",
@@ -419,11 +610,13 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
                 md_escape(e)
             ));
         }
-        warnings.extend(
-            a.warnings
-                .iter()
-                .map(|w| format!("{}: {}", md_escape(&a.app_name), md_escape(w))),
-        );
+        warnings.extend(a.warnings.iter().map(|w| {
+            format!(
+                "{}: {}",
+                md_escape(&a.app_name),
+                warning_words(w, Escape::Markdown)
+            )
+        }));
         let audiences = a
             .steps
             .iter()
@@ -479,7 +672,7 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         let left = total - i;
         let note = format!(
             "\n_… {} not shown: the comment would exceed GitHub's {limit}-character limit. Run `segmentctl plan` for the full plan._\n",
-            crate::workspace::plural(left, "more segment")
+            plural(left, "more segment")
         );
         if out.len() + block.len() + note.len() + 200 > limit {
             out.push_str(&note);
@@ -552,7 +745,7 @@ fn audience_table(plan: &Plan, source: &AudienceSource, out: &mut String) {
         let _ = writeln!(
             out,
             "\n_… {} more below._",
-            crate::workspace::plural(rows.len() - AUDIENCE_ROWS, "segment")
+            plural(rows.len() - AUDIENCE_ROWS, "segment")
         );
     }
     out.push('\n');
@@ -561,4 +754,38 @@ fn audience_table(plan: &Plan, source: &AudienceSource, out: &mut String) {
 /// The plan as versioned JSON: the same document `--out` saves.
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).unwrap_or_default()
+}
+
+/// A finished step on one line: `✓ create  north-america (Shop): created 1c01…`.
+pub fn event_line(s: &crate::apply::StepReport) -> String {
+    use crate::apply::StepResult;
+    let (mark, text) = match &s.result {
+        StepResult::Done(d) => {
+            let what = match (s.action, d.already_gone) {
+                (Action::Create, _) => format!("created {}", d.id),
+                (Action::Adopt, _) => format!("adopted {}", d.id),
+                (Action::Update | Action::Tag, _) => format!("updated {}", d.id),
+                (Action::Delete, false) => format!("deleted {}", d.id),
+                (Action::Delete, true) => format!("{} was already deleted", d.id),
+            };
+            ("✓", what)
+        }
+        StepResult::Failed(e) => ("✗", crate::apply::error_chain(e)),
+        StepResult::Blocked(reasons) => (
+            "⛔",
+            reasons
+                .iter()
+                .map(|b| block_words(b, Escape::Text))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        StepResult::Skipped(why) => ("-", why.to_string()),
+    };
+    format!(
+        "{mark} {:<7} {} ({}): {}",
+        s.action.verb(),
+        crate::text::safe(&s.name),
+        crate::text::safe(&s.app),
+        crate::text::safe(&text)
+    )
 }

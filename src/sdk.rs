@@ -47,7 +47,7 @@ use aws_sdk_pinpoint::types as t;
 use crate::model as m;
 
 /// A live value the model cannot represent (an enum value it does not know).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{field}: unexpected value {value:?} from the API")]
 pub struct Unrepresentable {
     pub field: &'static str,

@@ -6,13 +6,14 @@ use std::path::Path;
 use aws_config::BehaviorVersion;
 use aws_sdk_pinpoint::config::retry::RetryConfig;
 
-use crate::api::Api;
+use crate::api::{Api, CallError};
 use crate::config::{Config, Target};
+use crate::pinpoint::SdkPinpoint;
 use crate::server::{self, Auth, Credentials, RunningServer, ServerConfig};
 
 /// An open connection; for the local target it owns the in-process server.
 pub struct Connection {
-    pub api: Api,
+    pub pinpoint: SdkPinpoint,
     /// Where requests go, for messages.
     pub endpoint: String,
     pub server: Option<RunningServer>,
@@ -67,7 +68,11 @@ pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectE
             let endpoint = srv.endpoint();
             let client = crate::sdk::endpoint_client(&endpoint, "us-east-1", &key, &secret, 1);
             Ok(Connection {
-                api: Api::with_concurrency(client, config.rate_limits, config.concurrency),
+                pinpoint: SdkPinpoint::new(Api::with_concurrency(
+                    client,
+                    config.rate_limits,
+                    config.concurrency,
+                )),
                 endpoint: format!("{endpoint} (embedded, {})", path.display()),
                 server: Some(srv),
             })
@@ -84,11 +89,11 @@ pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectE
                 return Err(ConnectError::NoRegion { kind: "endpoint" });
             }
             Ok(Connection {
-                api: Api::with_concurrency(
+                pinpoint: SdkPinpoint::new(Api::with_concurrency(
                     aws_sdk_pinpoint::Client::new(&conf),
                     config.rate_limits,
                     config.concurrency,
-                ),
+                )),
                 endpoint: url.clone(),
                 server: None,
             })
@@ -107,14 +112,31 @@ pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectE
                 return Err(ConnectError::NoRegion { kind: "aws" });
             };
             Ok(Connection {
-                api: Api::with_concurrency(
+                pinpoint: SdkPinpoint::new(Api::with_concurrency(
                     aws_sdk_pinpoint::Client::new(&conf),
                     config.rate_limits,
                     config.concurrency,
-                ),
+                )),
                 endpoint: format!("https://pinpoint.{r}.amazonaws.com"),
                 server: None,
             })
         }
+    }
+}
+
+/// One line saying what is wrong with the target and what to check.
+pub fn target_error(e: &CallError, endpoint: &str) -> String {
+    if e.is_forbidden() {
+        format!(
+            "the target refused the request ({}): check the credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID), the region, and the endpoint {endpoint}",
+            e.message
+        )
+    } else if e.code == "network" {
+        format!(
+            "cannot reach the Pinpoint API at {endpoint} ({}): check the endpoint URL, the network, and the region",
+            e.message
+        )
+    } else {
+        format!("the Pinpoint API at {endpoint} failed: {e}")
     }
 }

@@ -1,7 +1,7 @@
 //! The manifest folder as a whole: its configuration and its manifests, read into a desired
 //! state. This is the reconciler's front edge, the only part of it that reads files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::Config;
 use crate::desired::{self, DesiredState};
@@ -10,12 +10,10 @@ use crate::manifest::{self, ManifestError};
 /// A folder, read and checked.
 #[derive(Debug, Clone)]
 pub struct Workspace {
-    pub dir: PathBuf,
     pub config: Config,
     pub desired: DesiredState,
-    /// How many manifest documents and files were read.
+    /// How many manifest documents were read.
     pub documents: usize,
-    pub files: usize,
     /// The manifest files as read.
     pub sources: Vec<crate::manifest::Source>,
 }
@@ -44,11 +42,9 @@ pub fn load(dir: &Path, config: Option<&Path>) -> Result<Workspace, Vec<Manifest
     };
     match (cfg, desired) {
         (Some(config), Some(desired)) if errors.is_empty() => Ok(Workspace {
-            dir: dir.to_path_buf(),
             config,
             desired,
             documents: loaded.documents.len(),
-            files: loaded.files,
             sources,
         }),
         _ => {
@@ -56,14 +52,5 @@ pub fn load(dir: &Path, config: Option<&Path>) -> Result<Workspace, Vec<Manifest
             errors.dedup();
             Err(errors)
         }
-    }
-}
-
-/// "1 segment", "2 segments".
-pub fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
     }
 }

@@ -53,9 +53,12 @@ impl Histogram {
     }
 }
 
-/// Everything `/metrics` shows, per application where it applies.
+/// Everything `/metrics` shows, per application where it applies: keyed by application id
+/// (names are not unique), with the name as a second label for people.
 #[derive(Debug, Default, Clone)]
 pub struct Metrics {
+    /// Application key → display name.
+    pub names: BTreeMap<String, String>,
     pub reconcile_total: BTreeMap<(String, Outcome), u64>,
     pub reconcile_duration: Histogram,
     pub managed_segments: BTreeMap<String, usize>,
@@ -74,15 +77,24 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// `application="<key>",name="<display name>"`, or the key alone for pseudo-applications.
+fn app_labels(m: &Metrics, key: &str) -> String {
+    match m.names.get(key) {
+        Some(n) => format!("application=\"{}\",name=\"{}\"", escape(key), escape(n)),
+        None => format!("application=\"{}\"", escape(key)),
+    }
+}
+
 fn gauge(
     out: &mut String,
+    m: &Metrics,
     name: &str,
     help: &str,
     values: &BTreeMap<String, impl std::fmt::Display>,
 ) {
     family(out, name, "gauge", help);
     for (app, v) in values {
-        let _ = writeln!(out, "{name}{{application=\"{}\"}} {v}", escape(app));
+        let _ = writeln!(out, "{name}{{{}}} {v}", app_labels(m, app));
     }
 }
 
@@ -98,8 +110,8 @@ pub fn render(m: &Metrics, api: &BTreeMap<(&'static str, String), u64>) -> Strin
     for ((app, outcome), n) in &m.reconcile_total {
         let _ = writeln!(
             out,
-            "segmentctl_reconcile_total{{application=\"{}\",result=\"{}\"}} {n}",
-            escape(app),
+            "segmentctl_reconcile_total{{{},result=\"{}\"}} {n}",
+            app_labels(m, app),
             outcome.label()
         );
     }
@@ -130,24 +142,28 @@ pub fn render(m: &Metrics, api: &BTreeMap<(&'static str, String), u64>) -> Strin
     );
     gauge(
         &mut out,
+        m,
         "segmentctl_managed_segments",
         "Segments the manifests declare for an application.",
         &m.managed_segments,
     );
     gauge(
         &mut out,
+        m,
         "segmentctl_drifted_segments",
         "Managed segments changed outside segmentctl, at the last reconcile.",
         &m.drifted_segments,
     );
     gauge(
         &mut out,
+        m,
         "segmentctl_blocked_steps",
         "Plan steps the safety rules blocked, at the last reconcile.",
         &m.blocked_steps,
     );
     gauge(
         &mut out,
+        m,
         "segmentctl_last_success_timestamp_seconds",
         "When an application last reconciled successfully (Unix time).",
         &m.last_success,
@@ -176,13 +192,14 @@ mod tests {
     fn the_exposition_has_every_family_and_escapes_labels() {
         let mut m = Metrics::default();
         m.reconcile_total
-            .insert(("shop \"eu\"".into(), Outcome::Success), 2);
+            .insert(("0a1b".into(), Outcome::Success), 2);
+        m.names.insert("0a1b".into(), "shop \"eu\"".into());
         m.reconcile_duration.observe(0.2);
         m.managed_segments.insert("shop".into(), 6);
         let api = BTreeMap::from([(("GetSegments", "ok".to_string()), 3)]);
         let text = render(&m, &api);
         assert!(text.contains(
-            "segmentctl_reconcile_total{application=\"shop \\\"eu\\\"\",result=\"success\"} 2"
+            "segmentctl_reconcile_total{application=\"0a1b\",name=\"shop \\\"eu\\\"\",result=\"success\"} 2"
         ));
         assert!(text.contains("segmentctl_reconcile_duration_seconds_bucket{le=\"0.25\"} 1"));
         assert!(text.contains("segmentctl_reconcile_duration_seconds_bucket{le=\"0.1\"} 0"));

@@ -1,13 +1,16 @@
 //! `segmentctl run`: the controller. Watches the folder, re-checks for drift on an interval,
 //! and runs the same pipeline and safety rules as `apply`.
 //!
-//! Each round reads the folder (keeping the last good desired state when it does not
-//! validate), observes the applications this instance owns and that are not backing off,
-//! plans, and applies (mode `apply`, unless `suspend: true`). An application that fails backs
-//! off exponentially, with jitter, without holding up the others. On shutdown the steps in
-//! flight finish, none is started, and the process exits.
+//! In the shape of kube-runtime's controller: [`reconcile::round`] does one round (load the
+//! folder, keeping the last good manifests and settings when it does not load; observe the
+//! applications this instance owns and that are due; plan; apply) and says what happened to
+//! each application; [`policy`] decides from that when each is tried again and whether the
+//! controller is ready. This module wires them to the watcher, the timer and the admin
+//! endpoints. On shutdown the steps in flight finish, none is started, and the process exits.
 
 pub mod metrics;
+pub mod policy;
+pub mod reconcile;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -25,14 +28,11 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch as signal};
 
 use crate::api::Counters;
-use crate::apply::{self, StepResult};
-use crate::commands::Overrides;
-use crate::config::Config;
-use crate::desired::{AppKey, DesiredState};
-use crate::observe::{self, Scope};
-use crate::plan;
+use crate::pipeline::{Inputs, Overrides};
 use crate::target::{self, Connection};
 use metrics::{Metrics, Outcome};
+use policy::Backoffs;
+use reconcile::{Identity, RoundContext, RoundOutcome, RoundState};
 
 /// Whether the daemon changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -97,11 +97,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The key an application is sharded by (see [`AppKey::shard_key`]).
-pub fn shard_key(key: &AppKey) -> String {
-    key.shard_key()
-}
-
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub dir: PathBuf,
@@ -116,7 +111,10 @@ pub struct DaemonConfig {
 /// One application's last reconcile, as `/` shows it.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct AppStatus {
+    /// The application's id (or `ref:<name>` before it is created).
     pub application: String,
+    /// Its display name.
+    pub name: String,
     pub last_run: String,
     pub result: Option<Outcome>,
     pub managed_segments: usize,
@@ -138,8 +136,10 @@ pub struct Status {
     /// The folder's revision (git-sync's checkout name), when it is a symlink.
     pub revision: Option<String>,
     pub desired_digest: Option<String>,
-    /// Why the manifests do not validate (the last good state is in use meanwhile).
+    /// Why the manifests or the configuration do not load (the last good state, settings
+    /// included, is in use meanwhile).
     pub manifest_errors: Vec<String>,
+    /// By application id (or `ref:<name>` before it is created): names are not unique.
     pub applications: BTreeMap<String, AppStatus>,
 }
 
@@ -225,24 +225,6 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Exponential backoff with jitter, capped: 1 s, 2 s, 4 s … 5 min, each × [0.5, 1).
-pub fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_secs(1)
-        .saturating_mul(1u32 << attempts.min(9))
-        .min(Duration::from_secs(300));
-    base.mul_f64(0.5 + fastrand::f64() * 0.5)
-}
-
-/// The interval with ±10 % jitter, so that replicas and restarts spread out.
-fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(0.9 + fastrand::f64() * 0.2)
-}
-
-struct Backoff {
-    attempts: u32,
-    until: Instant,
-}
-
 /// A running daemon (in-process, for tests and `segmentctl run`).
 pub struct RunningDaemon {
     pub admin: SocketAddr,
@@ -275,17 +257,26 @@ impl RunningDaemon {
 
 /// Starts the daemon: connects, binds the admin server, and runs rounds until stopped.
 pub async fn start(cfg: DaemonConfig) -> anyhow::Result<RunningDaemon> {
-    let mut config =
-        Config::load(&cfg.dir, cfg.config_file.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    cfg.overrides.apply_to(&mut config);
+    let config = settings_at_start(&cfg)?;
     let conn = target::connect(&config, &cfg.dir).await?;
     start_with(cfg, conn).await
 }
 
+/// The settings the controller starts with: the configuration (as discovered for the folder,
+/// or `--config`) with the command line's overrides.
+fn settings_at_start(cfg: &DaemonConfig) -> anyhow::Result<crate::config::Config> {
+    let mut config = crate::config::Config::load(&cfg.dir, cfg.config_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    cfg.overrides.apply_to(&mut config);
+    Ok(config)
+}
+
 /// Starts the daemon over an open connection.
 pub async fn start_with(cfg: DaemonConfig, conn: Connection) -> anyhow::Result<RunningDaemon> {
+    let identity = Identity::of(&settings_at_start(&cfg)?);
     let shared = Arc::new(Shared::new(&cfg));
-    *shared.api.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.api.counters.clone());
+    *shared.api.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(conn.pinpoint.api.counters.clone());
     let listener = tokio::net::TcpListener::bind(cfg.admin_listen)
         .await
         .map_err(|e| {
@@ -312,7 +303,7 @@ pub async fn start_with(cfg: DaemonConfig, conn: Connection) -> anyhow::Result<R
     let task = tokio::spawn({
         let shared = shared.clone();
         async move {
-            let result = rounds(cfg, conn, shared, stop_rx).await;
+            let result = rounds(cfg, identity, conn, shared, stop_rx).await;
             let _ = admin_task.await;
             result
         }
@@ -336,39 +327,6 @@ pub async fn run(
     daemon.stop().await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// What the daemon keeps of the last folder that validated: the files' bytes (one compact
-/// copy, parsed again only if the folder stops validating) and each application's
-/// fingerprint. Keeping no parsed structures between rounds lets the memory of a round over
-/// many segments go back to the system.
-struct LastGood {
-    sources: Vec<crate::manifest::Source>,
-    fingerprints: BTreeMap<String, String>,
-}
-
-impl LastGood {
-    fn desired(&self) -> Option<DesiredState> {
-        let loaded = crate::manifest::load_sources(&self.sources);
-        crate::desired::build(&loaded.documents).ok()
-    }
-}
-
-/// The shard keys of the applications whose desired state differs; `None` when one was
-/// removed (a removal is checked by a full round, whose scan sees what it leaves behind).
-fn changed_apps(
-    old: &BTreeMap<String, String>,
-    new: &BTreeMap<String, String>,
-) -> Option<std::collections::BTreeSet<String>> {
-    if old.keys().any(|k| !new.contains_key(k)) {
-        return None;
-    }
-    Some(
-        new.iter()
-            .filter(|(k, v)| old.get(*k) != Some(v))
-            .map(|(k, _)| k.clone())
-            .collect(),
-    )
 }
 
 static RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
@@ -413,15 +371,21 @@ fn now_unix() -> f64 {
 
 async fn rounds(
     cfg: DaemonConfig,
+    identity: Identity,
     conn: Connection,
     shared: Arc<Shared>,
     mut stop: signal::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     let watcher = tokio::spawn(watch::watch(cfg.dir.clone(), changed_tx));
-    let mut last_good: Option<LastGood> = None;
-    let mut backoffs: BTreeMap<String, Backoff> = BTreeMap::new();
-    let mut next_resync = Instant::now();
+    let inputs = Inputs {
+        dir: cfg.dir.clone(),
+        config: cfg.config_file.clone(),
+        overrides: cfg.overrides.clone(),
+    };
+    let mut state = RoundState::default();
+    let mut backoffs = Backoffs::default();
+    let mut next_resync = tokio::time::Instant::now();
     // The first round, each resync and each backoff expiry cover everything; a change in the
     // folder covers the applications whose desired state changed.
     let mut full = true;
@@ -429,38 +393,41 @@ async fn rounds(
         if *stop.borrow() {
             break;
         }
-        let started = Instant::now();
-        round(
-            &cfg,
-            &conn,
-            &shared,
-            &mut last_good,
-            &mut backoffs,
-            stop.clone(),
+        let started = tokio::time::Instant::now();
+        let shard = cfg.shard;
+        let owns = |key: &str| shard.is_none_or(|s| s.owns(key)) && backoffs.due(key, started);
+        let cx = RoundContext {
+            inputs: &inputs,
+            mode: cfg.mode,
+            identity: &identity,
+            owns: &owns,
             full,
-        )
-        .await;
+            cancel: Some(stop.clone()),
+            events: None,
+        };
+        let outcome = reconcile::round(&conn.pinpoint, &cx, &mut state).await;
+        let finished = tokio::time::Instant::now();
+        let delays = backoffs.record(&outcome, finished);
+        shared.record(&outcome, &delays, watch::revision(&cfg.dir));
         shared
             .metrics
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .reconcile_duration
-            .observe(started.elapsed().as_secs_f64());
+            .observe((finished - started).as_secs_f64());
+        drop(outcome);
+        release_memory();
         if started >= next_resync {
-            next_resync = Instant::now() + jittered(cfg.interval);
+            next_resync = tokio::time::Instant::now() + policy::jittered(cfg.interval);
         }
-        let wake = backoffs
-            .values()
-            .map(|b| b.until)
-            .min()
-            .map_or(next_resync, |b| b.min(next_resync));
+        let wake = backoffs.next_wake(next_resync);
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             Some(()) = changed_rx.recv() => {
                 tracing::info!("manifests changed");
                 full = false;
             }
-            _ = tokio::time::sleep_until(wake.into()) => {
+            _ = tokio::time::sleep_until(wake) => {
                 tracing::debug!("resync");
                 full = true;
             }
@@ -471,223 +438,87 @@ async fn rounds(
     Ok(())
 }
 
-/// One reconcile of everything this instance owns.
-async fn round(
-    cfg: &DaemonConfig,
-    conn: &Connection,
-    shared: &Shared,
-    last_good: &mut Option<LastGood>,
-    backoffs: &mut BTreeMap<String, Backoff>,
-    cancel: signal::Receiver<bool>,
-    full: bool,
-) {
-    let revision = watch::revision(&cfg.dir);
-    let mut only: Option<std::collections::BTreeSet<String>> = None;
-    let (desired, config) = match crate::workspace::load(&cfg.dir, cfg.config_file.as_deref()) {
-        Ok(mut ws) => {
-            cfg.overrides.apply_to(&mut ws.config);
-            shared
-                .status
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .manifest_errors
-                .clear();
-            let prints = ws.desired.fingerprints();
-            if !full {
-                only = last_good
-                    .as_ref()
-                    .and_then(|old| changed_apps(&old.fingerprints, &prints));
-            }
-            *last_good = Some(LastGood {
-                sources: ws.sources,
-                fingerprints: prints,
-            });
-            (ws.desired, ws.config)
-        }
-        Err(errors) => {
-            tracing::error!(errors = errors.len(), first = %errors[0], "the manifests do not validate; keeping the last good state");
-            {
-                let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
-                st.manifest_errors = errors.iter().take(50).map(|e| e.to_string()).collect();
-            }
-            *shared
-                .metrics
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .reconcile_total
+impl Shared {
+    /// Shows a round in the status, the metrics and the log.
+    fn record(
+        &self,
+        round: &RoundOutcome,
+        delays: &BTreeMap<String, Duration>,
+        revision: Option<String>,
+    ) {
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        if round.invalid.is_empty() {
+            st.manifest_errors.clear();
+        } else {
+            tracing::error!(errors = round.invalid.len(), first = %round.invalid[0], "the folder does not load; keeping the last good manifests and settings");
+            st.manifest_errors = round.invalid.iter().take(50).cloned().collect();
+            *m.reconcile_total
                 .entry(("(manifests)".into(), Outcome::Invalid))
                 .or_default() += 1;
-            let Some(good) = last_good.as_ref().and_then(LastGood::desired) else {
-                return;
-            };
-            let mut config = Config::load(&cfg.dir, cfg.config_file.as_deref()).unwrap_or_default();
-            cfg.overrides.apply_to(&mut config);
-            (good, config)
         }
-    };
-    let now = Instant::now();
-    let shard = cfg.shard;
-    let in_shard = |key: &str| shard.is_none_or(|s| s.owns(key));
-    let due = |key: &str| backoffs.get(key).is_none_or(|b| b.until <= now);
-    let wanted = |key: &str| only.as_ref().is_none_or(|o| o.contains(key));
-    let owns = |key: &str| in_shard(key) && due(key) && wanted(key);
-    if only.as_ref().is_some_and(|o| o.is_empty()) {
-        tracing::debug!("no application's desired state changed");
-        return;
-    }
-    let scope = Scope {
-        owner: &config.owner,
-        owns: &owns,
-    };
-    let observed = match observe::observe(&conn.api, &desired, &scope).await {
-        Ok(o) => o,
-        Err(e) => {
-            let msg = match &e {
-                observe::ObserveError::ListApps(call) => {
-                    crate::commands::target_error(call, &conn.endpoint).to_string()
-                }
-                other => other.to_string(),
-            };
-            tracing::error!(error = %msg, "cannot observe the target");
-            let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
+        if round.no_state || round.nothing_to_do {
+            if round.nothing_to_do {
+                tracing::debug!("no application's desired state changed");
+            }
+            return;
+        }
+        if let Some(e) = &round.target_error {
+            tracing::error!(error = %e, "cannot observe the target");
             let app = st.applications.entry("(target)".into()).or_default();
             app.application = "(target)".into();
-            app.last_error = Some(msg);
+            app.last_error = Some(e.clone());
             app.result = Some(Outcome::Error);
-            *shared
-                .metrics
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .reconcile_total
+            *m.reconcile_total
                 .entry(("(target)".into(), Outcome::Error))
                 .or_default() += 1;
             return;
         }
-    };
-    let settings = crate::commands::settings(&config);
-    let p = plan::plan(&desired, &observed, &settings);
-    let applying = cfg.mode == Mode::Apply && !config.suspend && !p.is_empty();
-    let report = if applying {
-        let opts = apply::Options {
-            concurrency: config.concurrency,
-            allow_delete_in_use: false,
-            progress: false,
-            cancel: Some(cancel),
-        };
-        Some(apply::apply(&conn.api, &p, &opts).await)
-    } else {
-        None
-    };
-
-    let mut st = shared.status.lock().unwrap_or_else(|p| p.into_inner());
-    let mut m = shared.metrics.lock().unwrap_or_else(|p| p.into_inner());
-    st.rounds += 1;
-    st.suspended = config.suspend;
-    st.revision = revision.clone();
-    st.desired_digest = Some(p.desired_digest.clone());
-    let mut any_error = false;
-    for app in &p.apps {
-        let label = app.app_name.clone();
-        let key = shard_key(&app.key());
-        let failed: Vec<String> = report
-            .iter()
-            .flat_map(|r| &r.steps)
-            .filter(|s| s.app == app.app_name)
-            .filter_map(|s| match &s.result {
-                StepResult::Failed(e) | StepResult::Skipped(e) => {
-                    Some(format!("{} {}: {e}", s.action.verb(), s.name))
-                }
-                _ => None,
-            })
-            .chain(
-                report
-                    .iter()
-                    .flat_map(|r| &r.app_errors)
-                    .filter(|(a, _)| *a == app.display())
-                    .map(|(_, e)| e.clone()),
-            )
-            .collect();
-        let blocked: Vec<String> = app
-            .steps
-            .iter()
-            .filter(|s| s.is_blocked())
-            .map(|s| {
-                format!(
-                    "{} {}: {}",
-                    s.action.verb(),
-                    s.name,
-                    s.blocked
-                        .iter()
-                        .map(|b| b.reason.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            })
-            .collect();
-        let drifted: Vec<String> = app
-            .steps
-            .iter()
-            .filter(|s| s.drift.is_some())
-            .map(|s| s.name.clone())
-            .collect();
-        let error = app
-            .error
-            .clone()
-            .or_else(|| (!failed.is_empty()).then(|| failed.join("; ")));
-        let outcome = if error.is_some() {
-            Outcome::Error
-        } else if !blocked.is_empty() {
-            Outcome::Blocked
-        } else {
-            Outcome::Success
-        };
-        let retry = if error.is_some() {
-            any_error = true;
-            let b = backoffs.entry(key.clone()).or_insert(Backoff {
-                attempts: 0,
-                until: now,
-            });
-            let delay = backoff(b.attempts);
-            b.attempts += 1;
-            b.until = Instant::now() + delay;
-            tracing::warn!(application = %label, error = error.as_deref().unwrap_or(""), retry_in = ?delay, "reconcile failed; backing off");
-            Some(delay.as_secs_f64())
-        } else {
-            backoffs.remove(&key);
-            m.last_success.insert(label.clone(), now_unix());
-            None
-        };
-        *m.reconcile_total
-            .entry((label.clone(), outcome))
-            .or_default() += 1;
-        m.managed_segments.insert(label.clone(), app.managed);
-        m.drifted_segments.insert(label.clone(), drifted.len());
-        m.blocked_steps.insert(label.clone(), blocked.len());
-        if !drifted.is_empty() {
-            tracing::warn!(application = %label, segments = ?drifted, corrected = applying, "drift: segments changed outside segmentctl");
+        st.applications.remove("(target)");
+        st.rounds += 1;
+        st.suspended = round.suspended;
+        st.revision = revision.clone();
+        st.desired_digest = round.desired_digest.clone();
+        let now = now_unix();
+        for app in &round.apps {
+            let retry = delays.get(&app.shard_key);
+            if let (Some(e), Some(d)) = (&app.error, retry) {
+                tracing::warn!(application = %app.key, name = %crate::text::safe(&app.name), error = %crate::text::safe(e), retry_in = ?d, "reconcile failed; backing off");
+            }
+            if !app.drifted.is_empty() {
+                tracing::warn!(application = %app.key, segments = ?app.drifted, "drift: segments changed outside segmentctl");
+            }
+            if app.result != Outcome::Error {
+                m.last_success.insert(app.key.clone(), now);
+            }
+            m.names.insert(app.key.clone(), app.name.clone());
+            *m.reconcile_total
+                .entry((app.key.clone(), app.result))
+                .or_default() += 1;
+            m.managed_segments.insert(app.key.clone(), app.managed);
+            m.drifted_segments
+                .insert(app.key.clone(), app.drifted.len());
+            m.blocked_steps.insert(app.key.clone(), app.blocked.len());
+            st.applications.insert(
+                app.key.clone(),
+                AppStatus {
+                    application: app.app_id.clone().unwrap_or_else(|| app.key.clone()),
+                    name: app.name.clone(),
+                    last_run: crate::text::now_iso(),
+                    result: Some(app.result),
+                    managed_segments: app.managed,
+                    drifted: app.drifted.clone(),
+                    blocked: app.blocked.clone(),
+                    last_error: app.error.clone(),
+                    revision: revision.clone().or_else(|| round.desired_digest.clone()),
+                    retry_in_seconds: retry.map(Duration::as_secs_f64),
+                },
+            );
         }
-        st.applications.insert(
-            label.clone(),
-            AppStatus {
-                application: app.app_id.clone().unwrap_or_else(|| key.clone()),
-                last_run: crate::server::store::now_iso(),
-                result: Some(outcome),
-                managed_segments: app.managed,
-                drifted,
-                blocked,
-                last_error: error,
-                revision: revision.clone().or_else(|| Some(p.desired_digest.clone())),
-                retry_in_seconds: retry,
-            },
-        );
-    }
-    st.applications.remove("(target)");
-    if !any_error || !st.ready {
-        // Ready once a round has read the manifests and the target and planned everything.
-        st.ready = st.ready || last_good.is_some();
-    }
-    if let Some(r) = &report {
-        tracing::info!(summary = %r.summary(), "applied");
+        st.ready = policy::ready_after(st.ready, round);
+        for e in &round.events {
+            tracing::info!(event = %crate::report::event_line(e), "applied");
+        }
     }
 }
 
@@ -715,12 +546,5 @@ mod tests {
         );
         let mine = keys.iter().filter(|k| a.owns(k)).count();
         assert!((30..=70).contains(&mine), "roughly even: {mine}");
-    }
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        assert!(backoff(0) <= Duration::from_secs(1) && backoff(0) >= Duration::from_millis(500));
-        assert!(backoff(3) >= Duration::from_secs(4) && backoff(3) <= Duration::from_secs(8));
-        assert!(backoff(30) <= Duration::from_secs(300));
     }
 }

@@ -1,9 +1,10 @@
 //! The planner on hand-made observed states, and the reports people read (snapshots).
 
 use super::*;
+use crate::live::{AppSnapshot, LiveApp, LiveCampaign, LiveJourney, LiveState, Observed};
 use crate::manifest::{load_sources, Source};
 use crate::model::SegmentResponse;
-use crate::observe::{AppSnapshot, LiveApp, LiveCampaign, LiveJourney, LiveState, Observed};
+use crate::model::Tags;
 
 const APP: &str = "0123456789abcdef0123456789abcdef";
 
@@ -59,6 +60,7 @@ fn observed(
             app: LiveApp {
                 id: APP.into(),
                 name: "Shop".into(),
+                arn: format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{APP}"),
                 tags: Tags::new(),
                 creation_date: String::new(),
             },
@@ -148,7 +150,7 @@ fn the_markdown_report_has_the_summary_blocked_steps_and_a_block_per_segment() {
 fn the_json_report_is_versioned_and_round_trips() {
     let p = review_plan();
     let json = crate::report::json(&p);
-    assert!(json.contains("\"format_version\": 1"));
+    assert!(json.contains("\"format_version\": 2"));
     let back: Plan = serde_json::from_str(&json).unwrap();
     assert_eq!(back, p);
 }
@@ -231,8 +233,11 @@ fn duplicates_keep_the_one_a_campaign_uses_and_delete_the_others() {
         (steps[0].action, steps[0].segment_id.as_deref()),
         (Action::Delete, Some("a1"))
     );
-    assert!(steps[0].warnings[0]
-        .starts_with("duplicate: 2 live segments claim the name \"vip\"; keeping z2"));
+    assert!(
+        crate::report::cause_words(&steps[0], crate::report::Escape::Text)
+            .unwrap()
+            .starts_with("duplicate: 2 live segments claim the name \"vip\"; keeping z2")
+    );
     assert!(
         !steps[0].is_blocked(),
         "a duplicate is removed even without prune"

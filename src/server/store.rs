@@ -12,13 +12,13 @@ use std::sync::Mutex;
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::{Map, Value};
-use time::macros::format_description;
 use time::OffsetDateTime;
 
 use super::error::ApiError;
 use crate::model::{
     ApplicationResponse, SegmentReference, SegmentResponse, Tags, WriteSegmentRequest,
 };
+use crate::text::now_iso;
 
 const READERS: usize = 4;
 /// Page size when the caller gives none, and the largest one accepted.
@@ -124,18 +124,6 @@ pub struct Store {
     next_reader: AtomicUsize,
     pub region: String,
     pub account_id: String,
-}
-
-/// An ISO-8601 UTC timestamp with milliseconds, as Pinpoint writes them.
-pub fn now_iso() -> String {
-    iso(OffsetDateTime::now_utc())
-}
-
-pub fn iso(t: OffsetDateTime) -> String {
-    t.format(format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    ))
-    .unwrap_or_default()
 }
 
 pub fn new_id() -> String {

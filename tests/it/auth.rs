@@ -220,8 +220,11 @@ fn the_controller_never_prints_a_secret_even_at_trace_level() {
     );
     assert!(!stderr.contains(wrong));
     let live = rt
-        .block_on(segmentctl::observe::list_segments(
-            &segmentctl::api::Api::new(t.client.clone(), Default::default()),
+        .block_on(segmentctl::pinpoint::Pinpoint::list_segments(
+            &segmentctl::pinpoint::SdkPinpoint::new(segmentctl::api::Api::new(
+                t.client.clone(),
+                Default::default(),
+            )),
             &app,
         ))
         .unwrap();

@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_pinpoint::types::WriteCampaignRequest;
 use segmentctl::api::Api;
-use segmentctl::commands::Overrides;
 use segmentctl::config::RateLimits;
 use segmentctl::daemon::{self, DaemonConfig, Mode, RunningDaemon, Shard};
+use segmentctl::pinpoint::{Pinpoint, SdkPinpoint};
+use segmentctl::pipeline::Overrides;
 use segmentctl::target::Connection;
 
 use crate::reconcile::{indent, Fixture, OWNER};
@@ -16,13 +17,13 @@ use crate::util::{self, named};
 
 fn connection(fx: &Fixture) -> Connection {
     Connection {
-        api: Api::new(
+        pinpoint: SdkPinpoint::new(Api::new(
             fx.t.client.clone(),
             RateLimits {
                 segment_writes: 1000.0,
                 reads: 3000.0,
             },
-        ),
+        )),
         endpoint: fx.t.endpoint(),
         server: None,
     }
@@ -118,8 +119,8 @@ async fn the_daemon_converges_is_ready_and_follows_an_edit() {
     .await;
     assert!(
         metrics.contains(&format!(
-            "segmentctl_managed_segments{{application=\"{}\"}} 2",
-            "reconcile"
+            "segmentctl_managed_segments{{application=\"{}\",name=\"reconcile\"}} 2",
+            fx.app
         )),
         "{metrics}"
     );
@@ -168,7 +169,7 @@ async fn with_prune_a_removed_manifest_is_deleted_unless_an_active_campaign_uses
         "the campaign's segment stays"
     );
     let st = d.shared.status();
-    let app = &st.applications["reconcile"];
+    let app = &st.applications[&fx.app];
     assert_eq!(
         app.blocked,
         ["delete used: campaign \"Launch\" (SCHEDULED) uses this segment"]
@@ -204,14 +205,14 @@ async fn drift_is_corrected_at_the_next_resync_in_apply_mode_and_only_reported_i
                     d.shared
                         .status()
                         .applications
-                        .get("reconcile")
+                        .get(&fx.app)
                         .is_some_and(|a| a.drifted == ["na"])
                 })
                 .await;
-                assert!(d
-                    .shared
-                    .metrics_text()
-                    .contains("segmentctl_drifted_segments{application=\"reconcile\"} 1"));
+                assert!(d.shared.metrics_text().contains(&format!(
+                    "segmentctl_drifted_segments{{application=\"{}\",name=\"reconcile\"}} 1",
+                    fx.app
+                )));
                 assert_eq!(
                     country_values(&fx, "na").await,
                     Vec::<String>::new(),
@@ -311,12 +312,10 @@ async fn two_shards_divide_the_applications_and_together_converge_everything() {
         daemons.push(start(&fx, cfg).await);
     }
     for app in &apps {
-        let segs = segmentctl::observe::list_segments(&fx.api, app)
-            .await
-            .unwrap();
+        let segs = fx.api.list_segments(app).await.unwrap();
         assert_eq!(segs.len(), 1, "app {app} converged once");
         assert_eq!(
-            segmentctl::observe::managed_name(segs[0].tags.as_ref(), OWNER),
+            segmentctl::live::managed_name(segs[0].tags.as_ref(), OWNER),
             Some("s")
         );
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use segmentctl::api::{Api, RetryPolicy};
 use segmentctl::config::RateLimits;
 use segmentctl::daemon::{self, DaemonConfig, Mode};
+use segmentctl::pinpoint::{Pinpoint, SdkPinpoint};
 use segmentctl::server::FaultConfig;
 use segmentctl::target::Connection;
 
@@ -29,13 +30,13 @@ fn pushy() -> RateLimits {
     }
 }
 
-fn quick_retries(mut api: Api) -> Api {
+fn quick_retries(mut api: Api) -> SdkPinpoint {
     api.retry = RetryPolicy {
         attempts: 4,
         base: Duration::from_millis(20),
         cap: Duration::from_millis(400),
     };
-    api
+    SdkPinpoint::new(api)
 }
 
 fn manifest(app: &str, name: &str, i: usize) -> String {
@@ -77,7 +78,7 @@ async fn world() -> World {
     }
 }
 
-async fn assert_invariants(w: &World, api: &Api) {
+async fn assert_invariants(w: &World, api: &SdkPinpoint) {
     w.t.server.state.faults.set(FaultConfig::default());
     let p = plan_dir(api, w.dir.path(), false).await;
     assert!(
@@ -86,10 +87,10 @@ async fn assert_invariants(w: &World, api: &Api) {
         segmentctl::report::text(&p, false)
     );
     for app in &w.apps {
-        let live = segmentctl::observe::list_segments(api, app).await.unwrap();
+        let live = api.list_segments(app).await.unwrap();
         let mut names: Vec<&str> = live
             .iter()
-            .filter_map(|s| segmentctl::observe::managed_name(s.tags.as_ref(), OWNER))
+            .filter_map(|s| segmentctl::live::managed_name(s.tags.as_ref(), OWNER))
             .collect();
         names.sort();
         let before = names.len();
@@ -172,7 +173,7 @@ async fn three_hundred_segments_converge_under_the_daemon_with_the_same_faults()
         shard: None,
     };
     let conn = Connection {
-        api: api.clone(),
+        pinpoint: api.clone(),
         endpoint: w.t.endpoint(),
         server: None,
     };
@@ -225,7 +226,7 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
             reads: 1000.0,
         },
     ));
-    api.retry.attempts = 2;
+    api.api.retry.attempts = 2;
     let p = plan_dir(&api, dir.path(), false).await;
     let applying = tokio::spawn({
         let api = api.clone();
@@ -234,10 +235,7 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
     // Kill the server once part of the work is acknowledged.
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let n = segmentctl::observe::list_segments(&api, &app)
-            .await
-            .map(|l| l.len())
-            .unwrap_or(0);
+        let n = api.list_segments(&app).await.map(|l| l.len()).unwrap_or(0);
         if n >= 40 {
             break;
         }
@@ -249,8 +247,10 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
         .steps
         .iter()
         .filter_map(|s| match &s.result {
-            segmentctl::apply::StepResult::Done(d) => {
-                d.strip_prefix("created ").map(str::to_string)
+            segmentctl::apply::StepResult::Done(d)
+                if s.action == segmentctl::plan::Action::Create =>
+            {
+                Some(d.id.clone())
             }
             _ => None,
         })
@@ -263,16 +263,14 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
 
     let (mut child, endpoint) = spawn_server(&data);
     let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
-    let api = Api::new(
+    let api = SdkPinpoint::new(Api::new(
         client.clone(),
         RateLimits {
             segment_writes: 1000.0,
             reads: 3000.0,
         },
-    );
-    let live = segmentctl::observe::list_segments(&api, &app)
-        .await
-        .unwrap();
+    ));
+    let live = api.list_segments(&app).await.unwrap();
     for id in &acknowledged {
         assert!(
             live.iter().any(|s| &s.id == id),
@@ -286,9 +284,7 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
         let p = plan_dir(&api, dir.path(), false).await;
         segmentctl::apply::apply(&api, &p, &Default::default()).await;
     }
-    let live = segmentctl::observe::list_segments(&api, &app)
-        .await
-        .unwrap();
+    let live = api.list_segments(&app).await.unwrap();
     assert_eq!(
         live.len(),
         150,
@@ -349,19 +345,14 @@ async fn a_controller_killed_between_steps_leaves_work_a_rerun_finishes_without_
         )
         .unwrap();
     }
-    let api = Api::new(
+    let api = SdkPinpoint::new(Api::new(
         t.client.clone(),
         RateLimits {
             segment_writes: 1000.0,
             reads: 3000.0,
         },
-    );
-    let count = || async {
-        segmentctl::observe::list_segments(&api, &app)
-            .await
-            .map(|l| l.len())
-            .unwrap_or(0)
-    };
+    ));
+    let count = || async { api.list_segments(&app).await.map(|l| l.len()).unwrap_or(0) };
     // Creates, interrupted.
     kill_apply_midway(&t, dir.path(), &[], async || count().await >= 30).await;
     let after_kill = count().await;
@@ -391,19 +382,17 @@ async fn a_controller_killed_between_steps_leaves_work_a_rerun_finishes_without_
         std::fs::remove_file(dir.path().join(format!("{i:03}.yaml"))).unwrap();
     }
     let updated = || async {
-        segmentctl::observe::list_segments(&api, &app)
+        api.list_segments(&app)
             .await
             .map(|l| l.iter().filter(|s| s.version > 1).count())
             .unwrap_or(0)
     };
     kill_apply_midway(&t, dir.path(), &["--prune"], async || updated().await >= 10).await;
     rerun(true).await;
-    let live = segmentctl::observe::list_segments(&api, &app)
-        .await
-        .unwrap();
+    let live = api.list_segments(&app).await.unwrap();
     let mut names: Vec<&str> = live
         .iter()
-        .filter_map(|s| segmentctl::observe::managed_name(s.tags.as_ref(), OWNER))
+        .filter_map(|s| segmentctl::live::managed_name(s.tags.as_ref(), OWNER))
         .collect();
     names.sort();
     let expected: Vec<String> = (0..70).map(|i| format!("s{i:03}")).collect();

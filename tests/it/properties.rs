@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use segmentctl::desired::AppKey;
 use segmentctl::diff;
+use segmentctl::live::{AppSnapshot, LiveApp, LiveState, Observed};
 use segmentctl::manifest::{self, Kind, Manifest, Metadata, Source};
 use segmentctl::model::*;
-use segmentctl::observe::{AppSnapshot, LiveApp, LiveState, Observed};
 use segmentctl::plan::{self, Action, Settings};
 
 const APP: &str = "0123456789abcdef0123456789abcdef";
@@ -175,6 +175,7 @@ fn observed(segments: Vec<SegmentResponse>) -> Observed {
             app: LiveApp {
                 id: APP.into(),
                 name: "app".into(),
+                arn: format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{APP}"),
                 tags: Tags::new(),
                 creation_date: String::new(),
             },

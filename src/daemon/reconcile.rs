@@ -1,0 +1,378 @@
+//! One reconcile round of the controller: load the folder (or keep the last good one,
+//! settings included), observe the applications this instance owns and that are due, plan,
+//! apply, and say what happened to each application. What to do next (backoff, requeue,
+//! readiness) is [`super::policy`]'s to decide.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use tokio::sync::watch as signal;
+
+use super::Mode;
+use crate::apply::{self, StepReport, StepResult};
+use crate::config::Config;
+use crate::desired::DesiredState;
+use crate::manifest::Source;
+use crate::observe::ObserveError;
+use crate::pinpoint::{Pinpoint, PinpointError};
+use crate::pipeline::{self, Inputs};
+use crate::plan::{AppPlan, Plan};
+
+use crate::workspace::Workspace;
+
+use super::metrics::Outcome;
+
+/// What the controller keeps of the last folder that loaded: the files' bytes (one compact
+/// copy, parsed again only if the folder stops loading), the settings they came with, and
+/// each application's fingerprint. Keeping no parsed structures between rounds lets the
+/// memory of a round over many segments go back to the system.
+pub struct LastGood {
+    sources: Vec<Source>,
+    settings: Config,
+    fingerprints: BTreeMap<String, String>,
+}
+
+impl LastGood {
+    fn desired(&self) -> Option<DesiredState> {
+        let loaded = crate::manifest::load_sources(&self.sources);
+        crate::desired::build(&loaded.documents).ok()
+    }
+}
+
+/// What a round needs to know besides the folder.
+pub struct RoundContext<'a> {
+    pub inputs: &'a Inputs,
+    pub mode: Mode,
+    /// The owner and target this controller started with: a configuration that names
+    /// others is refused until a restart, never followed silently.
+    pub identity: &'a Identity,
+    /// Applications (by shard key) this instance owns and that are due now.
+    pub owns: &'a (dyn Fn(&str) -> bool + Sync),
+    /// Only these applications' desired state changed (`None`: all of them count).
+    pub full: bool,
+    pub cancel: Option<signal::Receiver<bool>>,
+    pub events: Option<apply::Events>,
+}
+
+/// The owner and target a controller acts as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identity {
+    pub owner: String,
+    pub target: crate::config::Target,
+    pub rate_limits: crate::config::RateLimits,
+}
+
+impl Identity {
+    pub fn of(cfg: &Config) -> Self {
+        Self {
+            owner: cfg.owner.clone(),
+            target: cfg.target.clone(),
+            rate_limits: cfg.rate_limits,
+        }
+    }
+
+    /// Why `cfg` cannot be followed by a running controller, if it cannot.
+    fn refuses(&self, cfg: &Config) -> Option<String> {
+        let restart = "segmentctl run keeps the owner, target and rate limits it started with; restart it to change them";
+        if cfg.owner != self.owner {
+            Some(format!(
+                "owner changed from {:?} to {:?}: {restart}",
+                self.owner, cfg.owner
+            ))
+        } else if cfg.target != self.target {
+            Some(format!("the target changed: {restart}"))
+        } else if cfg.rate_limits != self.rate_limits {
+            Some(format!("rate_limits changed: {restart}"))
+        } else {
+            None
+        }
+    }
+}
+
+/// What happened to one application in a round.
+#[derive(Debug, Clone)]
+pub struct AppOutcome {
+    /// The application's key: its id, or `ref:<name>` while an Application manifest's
+    /// application does not exist yet.
+    pub key: String,
+    /// The key it is sharded and backed off by (see [`crate::desired::AppKey::shard_key`]).
+    pub shard_key: String,
+    /// Its id, when it exists (after the round).
+    pub app_id: Option<String>,
+    /// Its display name, for people.
+    pub name: String,
+    pub result: Outcome,
+    pub error: Option<String>,
+    /// `delete used: campaign "Launch" (SCHEDULED) uses this segment`.
+    pub blocked: Vec<String>,
+    /// Labels of the block reasons, for metrics.
+    pub blocked_kinds: Vec<&'static str>,
+    pub drifted: Vec<String>,
+    pub managed: usize,
+}
+
+/// What happened in a round.
+#[derive(Debug, Clone, Default)]
+pub struct RoundOutcome {
+    /// Why the folder (manifests or configuration) did not load; the last good state was
+    /// used, if there was one.
+    pub invalid: Vec<String>,
+    /// Set when the target could not be observed at all.
+    pub target_error: Option<String>,
+    /// Nothing the round covers changed: nothing was observed.
+    pub nothing_to_do: bool,
+    /// No good state exists yet (the folder never loaded).
+    pub no_state: bool,
+    pub suspended: bool,
+    pub desired_digest: Option<String>,
+    pub apps: Vec<AppOutcome>,
+    /// Every step applied, in the order they finished.
+    pub events: Vec<StepReport>,
+}
+
+impl RoundOutcome {
+    /// The round observed the target and planned every application it covers, and none of
+    /// them failed.
+    pub fn succeeded(&self) -> bool {
+        !self.no_state
+            && self.target_error.is_none()
+            && self.apps.iter().all(|a| a.result != Outcome::Error)
+    }
+}
+
+/// The state a controller carries from round to round.
+#[derive(Default)]
+pub struct RoundState {
+    last_good: Option<LastGood>,
+}
+
+impl RoundState {
+    pub fn has_good_state(&self) -> bool {
+        self.last_good.is_some()
+    }
+}
+
+/// The shard keys of the applications whose desired state differs; `None` when one was
+/// removed (a removal is checked by a full round, whose scan sees what it leaves behind).
+fn changed_apps(
+    old: &BTreeMap<String, String>,
+    new: &BTreeMap<String, String>,
+) -> Option<BTreeSet<String>> {
+    if old.keys().any(|k| !new.contains_key(k)) {
+        return None;
+    }
+    Some(
+        new.iter()
+            .filter(|(k, v)| old.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect(),
+    )
+}
+
+/// What step 1 found.
+struct Load {
+    /// The desired state and settings to use (none when the folder never loaded).
+    good: Option<(DesiredState, Config)>,
+    /// The applications to limit the round to (shard keys), when only some changed.
+    only: Option<BTreeSet<String>>,
+    /// Why the folder did not load.
+    invalid: Vec<String>,
+}
+
+/// Step 1: the folder, or the last good one, settings included.
+fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Load {
+    let loaded: Result<Workspace, Vec<String>> = match pipeline::load(cx.inputs) {
+        Ok(ws) => match cx.identity.refuses(&ws.config) {
+            Some(why) => Err(vec![why]),
+            None => Ok(ws),
+        },
+        Err(errors) => Err(errors.iter().map(|e| e.to_string()).collect()),
+    };
+    match loaded {
+        Ok(ws) => {
+            let prints = ws.desired.fingerprints();
+            let only = if cx.full {
+                None
+            } else {
+                state
+                    .last_good
+                    .as_ref()
+                    .and_then(|old| changed_apps(&old.fingerprints, &prints))
+            };
+            state.last_good = Some(LastGood {
+                sources: ws.sources,
+                settings: ws.config.clone(),
+                fingerprints: prints,
+            });
+            Load {
+                good: Some((ws.desired, ws.config)),
+                only,
+                invalid: Vec::new(),
+            }
+        }
+        Err(errors) => {
+            let kept = state
+                .last_good
+                .as_ref()
+                .and_then(|good| Some((good.desired()?, good.settings.clone())));
+            Load {
+                good: kept,
+                only: None,
+                invalid: errors,
+            }
+        }
+    }
+}
+
+/// Runs one round.
+///
+/// Guarantees: a folder or configuration that does not load changes nothing live beyond
+/// what the last good state (manifests and settings) says; in observe mode, or suspended,
+/// nothing is written.
+pub async fn round<P: Pinpoint>(
+    p: &P,
+    cx: &RoundContext<'_>,
+    state: &mut RoundState,
+) -> RoundOutcome {
+    let Load {
+        good,
+        only,
+        invalid,
+    } = load(cx, state);
+    let mut out = RoundOutcome {
+        invalid,
+        ..Default::default()
+    };
+    let Some((desired, settings)) = good else {
+        out.no_state = true;
+        return out;
+    };
+    out.suspended = settings.suspend;
+    if only.as_ref().is_some_and(BTreeSet::is_empty) {
+        out.nothing_to_do = true;
+        return out;
+    }
+    let owns = |key: &str| (cx.owns)(key) && only.as_ref().is_none_or(|o| o.contains(key));
+    let ws = Workspace {
+        config: settings,
+        desired,
+        documents: 0,
+        sources: Vec::new(),
+    };
+    let plan = match pipeline::plan(p, &ws, &owns).await {
+        Ok((plan, _)) => plan,
+        Err(ObserveError::ListApps(e)) => {
+            out.target_error = Some(observe_message(&e));
+            return out;
+        }
+    };
+    out.desired_digest = Some(plan.desired_digest.clone());
+    let applying = cx.mode == Mode::Apply && !ws.config.suspend && !plan.is_empty();
+    let report = if applying {
+        let opts = apply::Options {
+            concurrency: ws.config.concurrency,
+            allow_delete_in_use: false,
+            progress: false,
+            cancel: cx.cancel.clone(),
+            events: cx.events.clone(),
+        };
+        Some(apply::apply(p, &plan, &opts).await)
+    } else {
+        None
+    };
+    out.apps = outcomes(&plan, report.as_ref());
+    out.events = report.map(|r| r.steps).unwrap_or_default();
+    out
+}
+
+fn observe_message(e: &PinpointError) -> String {
+    match e {
+        PinpointError::Call(c) => crate::target::target_error(c, "the target"),
+        other => other.to_string(),
+    }
+}
+
+/// Step 3: each application's outcome, from its plan and what applying it did.
+fn outcomes(plan: &Plan, report: Option<&apply::Report>) -> Vec<AppOutcome> {
+    plan.apps
+        .iter()
+        .map(|app| {
+            let key = app.key().shard_key();
+            let steps: Vec<&StepReport> = report
+                .into_iter()
+                .flat_map(|r| &r.steps)
+                .filter(|s| s.app_key == key)
+                .collect();
+            let failed: Vec<String> = steps
+                .iter()
+                .filter(|s| matches!(s.result, StepResult::Failed(_) | StepResult::Skipped(_)))
+                .map(|s| crate::report::event_line(s))
+                .chain(
+                    report
+                        .into_iter()
+                        .flat_map(|r| &r.app_errors)
+                        .filter(|f| f.app_key == key)
+                        .map(|f| apply::error_chain(&f.error)),
+                )
+                .collect();
+            let blocked: Vec<String> = app
+                .steps
+                .iter()
+                .filter(|s| s.is_blocked())
+                .map(|s| {
+                    format!(
+                        "{} {}: {}",
+                        s.action.verb(),
+                        crate::text::safe(&s.name),
+                        s.blocked
+                            .iter()
+                            .map(|b| b.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                })
+                .collect();
+            let error = app
+                .error
+                .clone()
+                .or_else(|| (!failed.is_empty()).then(|| failed.join("; ")));
+            let result = if error.is_some() {
+                Outcome::Error
+            } else if !blocked.is_empty() {
+                Outcome::Blocked
+            } else {
+                Outcome::Success
+            };
+            let created_id = steps.iter().find_map(|s| s.app_id.clone());
+            AppOutcome {
+                key: app_key(app, created_id.as_deref()),
+                shard_key: key.clone(),
+                app_id: app.app_id.clone().or(created_id),
+                name: app.app_name.clone(),
+                result,
+                error,
+                blocked,
+                blocked_kinds: app
+                    .steps
+                    .iter()
+                    .flat_map(|s| s.blocked.iter().map(|b| b.label()))
+                    .collect(),
+                drifted: app
+                    .steps
+                    .iter()
+                    .filter(|s| s.drift.is_some())
+                    .map(|s| s.name.clone())
+                    .collect(),
+                managed: app.managed,
+            }
+        })
+        .collect()
+}
+
+/// An application's key: its id once it exists, else the manifest's `ref:<name>`.
+fn app_key(app: &AppPlan, created: Option<&str>) -> String {
+    match (&app.app_id, created) {
+        (Some(id), _) => id.clone(),
+        (None, Some(id)) => id.to_string(),
+        (None, None) => app.key().shard_key(),
+    }
+}
