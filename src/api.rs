@@ -202,15 +202,6 @@ impl Counters {
     pub fn snapshot(&self) -> BTreeMap<(&'static str, String), u64> {
         self.by_op.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
-
-    /// How many answers had this code, over all operations.
-    pub fn total_with_code(&self, code: &str) -> u64 {
-        self.snapshot()
-            .iter()
-            .filter(|((_, c), _)| c == code)
-            .map(|(_, n)| n)
-            .sum()
-    }
 }
 
 /// The client with its pacing, retry policy and counters.

@@ -350,15 +350,15 @@ impl<P: Pinpoint> Run<'_, P> {
         for wave in waves {
             let mut futs = Vec::new();
             for (i, step) in app.steps.iter().enumerate().filter(|(_, s)| s.wave == wave) {
-                if let Some(missing) = self.unmet_prerequisite(app, step, &results) {
-                    let r = StepResult::Skipped(SkipReason::Prerequisite(missing));
-                    results.insert(i, self.finish(report(step, Some(&target.app_id), r)).result);
-                    continue;
-                }
                 if step.is_blocked()
                     && !(self.opts.allow_delete_in_use && step.only_in_use_blocks())
                 {
                     let r = StepResult::Blocked(step.blocked.clone());
+                    results.insert(i, self.finish(report(step, Some(&target.app_id), r)).result);
+                    continue;
+                }
+                if let Some(missing) = self.unmet_prerequisite(app, step, &results) {
+                    let r = StepResult::Skipped(SkipReason::Prerequisite(missing));
                     results.insert(i, self.finish(report(step, Some(&target.app_id), r)).result);
                     continue;
                 }

@@ -176,17 +176,6 @@ pub enum Change {
     },
 }
 
-impl Change {
-    pub fn path(&self) -> &str {
-        match self {
-            Change::Add { path, .. }
-            | Change::Remove { path, .. }
-            | Change::Modify { path, .. }
-            | Change::Values { path, .. } => path,
-        }
-    }
-}
-
 /// Renders a leaf value for people: strings bare, lists joined with ", ".
 pub fn show(v: &Value) -> String {
     match v {

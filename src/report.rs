@@ -86,6 +86,17 @@ pub fn block_words(b: &BlockReason, e: Escape) -> String {
             e.quote(title.as_deref().unwrap_or("")),
             e.plain(segment_id)
         ),
+        BlockReason::DependentBlocked {
+            segment_id, name, ..
+        } => format!(
+            "segment {} ({}) builds on this segment and its deletion is blocked",
+            e.quote(name),
+            e.plain(segment_id)
+        ),
+        BlockReason::BaseBlocked { name } => format!(
+            "it builds on {}, whose step is blocked",
+            e.quote(name)
+        ),
         BlockReason::NoSegmentsDeclared { managed } => format!(
             "the manifests declare no segments for this application while {managed} managed segments exist; refusing to delete them all (is the folder empty, or pointing elsewhere?)"
         ),

@@ -408,7 +408,8 @@ async fn rounds(
         let outcome = reconcile::round(&conn.pinpoint, &cx, &mut state).await;
         let finished = tokio::time::Instant::now();
         let delays = backoffs.record(&outcome, finished);
-        shared.record(&outcome, &delays, watch::revision(&cfg.dir));
+        backoffs.forget_others(&outcome);
+        shared.record(&outcome, &delays, &backoffs, watch::revision(&cfg.dir));
         shared
             .metrics
             .lock()
@@ -444,6 +445,7 @@ impl Shared {
         &self,
         round: &RoundOutcome,
         delays: &BTreeMap<String, Duration>,
+        backoffs: &Backoffs,
         revision: Option<String>,
     ) {
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -515,7 +517,7 @@ impl Shared {
                 },
             );
         }
-        st.ready = policy::ready_after(st.ready, round);
+        st.ready = policy::ready_after(st.ready, round, backoffs);
         for e in &round.events {
             tracing::info!(event = %crate::report::event_line(e), "applied");
         }

@@ -82,10 +82,29 @@ impl Backoffs {
     }
 }
 
+impl Backoffs {
+    /// Whether any of these applications is backing off.
+    pub fn any_of<'k>(&self, keys: impl IntoIterator<Item = &'k String>) -> bool {
+        keys.into_iter().any(|k| self.failing.contains_key(k))
+    }
+
+    /// Forgets applications the manifests no longer name, unless this round planned them
+    /// (an application holding managed segments without manifests stays until it is clean).
+    pub fn forget_others(&mut self, round: &RoundOutcome) {
+        if round.no_state || round.target_error.is_some() {
+            return;
+        }
+        self.failing.retain(|k, _| {
+            round.desired_keys.contains(k) || round.apps.iter().any(|a| &a.shard_key == k)
+        });
+    }
+}
+
 /// Readiness: true once a round has succeeded (the manifests or the last good state read,
-/// the target observed, every application covered planned, and none failed), and stays so.
-pub fn ready_after(was_ready: bool, round: &RoundOutcome) -> bool {
-    was_ready || round.succeeded()
+/// the target observed, every application covered planned, and none failed) while none of
+/// the applications the manifests name is backing off; it then stays so.
+pub fn ready_after(was_ready: bool, round: &RoundOutcome, backoffs: &Backoffs) -> bool {
+    was_ready || (round.succeeded() && !backoffs.any_of(&round.desired_keys))
 }
 
 #[cfg(test)]
@@ -161,13 +180,24 @@ mod tests {
             apps: vec![app("a", Outcome::Blocked)],
             ..Default::default()
         };
-        assert!(!ready_after(false, &failed));
-        assert!(!ready_after(false, &unreachable));
-        assert!(!ready_after(false, &never_loaded));
+        let none = Backoffs::default();
+        assert!(!ready_after(false, &failed, &none));
+        assert!(!ready_after(false, &unreachable, &none));
+        assert!(!ready_after(false, &never_loaded, &none));
         assert!(
-            ready_after(false, &blocked),
+            ready_after(false, &blocked, &none),
             "blocked steps are a success of the round"
         );
-        assert!(ready_after(true, &failed), "once ready, stays ready");
+        assert!(ready_after(true, &failed, &none), "once ready, stays ready");
+        // A round that skipped a failing application (backing off) is not a success.
+        let mut backing_off = Backoffs::default();
+        backing_off.record(&failed, Instant::now());
+        let mut skipped = RoundOutcome::default();
+        skipped.desired_keys.insert("a".into());
+        assert!(!ready_after(false, &skipped, &backing_off));
+        // Once the manifests stop naming it, it no longer holds readiness back.
+        let elsewhere = RoundOutcome::default();
+        backing_off.forget_others(&elsewhere);
+        assert!(ready_after(false, &skipped, &backing_off));
     }
 }

@@ -124,6 +124,8 @@ pub struct RoundOutcome {
     pub no_state: bool,
     pub suspended: bool,
     pub desired_digest: Option<String>,
+    /// The shard keys of every application the desired state in force names.
+    pub desired_keys: BTreeSet<String>,
     pub apps: Vec<AppOutcome>,
     /// Every step applied, in the order they finished.
     pub events: Vec<StepReport>,
@@ -247,6 +249,7 @@ pub async fn round<P: Pinpoint>(
         return out;
     };
     out.suspended = settings.suspend;
+    out.desired_keys = desired.apps.iter().map(|a| a.key.shard_key()).collect();
     if only.as_ref().is_some_and(BTreeSet::is_empty) {
         out.nothing_to_do = true;
         return out;

@@ -120,8 +120,16 @@ impl MemoryPinpoint {
 
     /// Adds an application, as someone else would (no claim).
     pub fn add_app(&self, name: &str, tags: Tags) -> String {
+        let id = self.with(|st| st.tick().0);
+        self.insert_app(&id, name, tags);
+        id
+    }
+
+    /// Adds an application with a given id.
+    pub fn insert_app(&self, id: &str, name: &str, tags: Tags) {
+        let id = id.to_string();
         self.with(|st| {
-            let (id, created) = st.tick();
+            let (_, created) = st.tick();
             st.apps.insert(
                 id.clone(),
                 LiveApp {
@@ -132,7 +140,6 @@ impl MemoryPinpoint {
                     creation_date: created,
                 },
             );
-            id
         })
     }
 

@@ -43,6 +43,29 @@ pub(super) fn guard_deletes(
         }
     }
     order_deletes(deletes);
+    propagate(deletes);
+}
+
+/// A segment stays when a deleted segment built on it is blocked: its delete is blocked too
+/// (deletes are in order, dependents first, so one pass reaches every level).
+fn propagate(deletes: &mut [SegmentStep]) {
+    for i in 0..deletes.len() {
+        let blocked_dependents: Vec<BlockReason> = deletes[i]
+            .delete_after
+            .iter()
+            .filter_map(|id| {
+                deletes[..i]
+                    .iter()
+                    .find(|d| d.segment_id.as_ref() == Some(id) && d.is_blocked())
+            })
+            .map(|d| BlockReason::DependentBlocked {
+                segment_id: d.segment_id.clone().unwrap_or_default(),
+                name: d.name.clone(),
+                liftable: d.only_in_use_blocks(),
+            })
+            .collect();
+        deletes[i].blocked.extend(blocked_dependents);
+    }
 }
 
 fn protection(step: &mut SegmentStep, snap: &AppSnapshot, id: &str) {

@@ -77,6 +77,7 @@ pub(super) fn plan_app(
     }
     out.steps.extend(deletes);
     resolve_bases(&mut out.steps, &kept, &adopted);
+    block_on_blocked_bases(&mut out.steps);
     assign_waves(&mut out.steps);
     out
 }
@@ -403,6 +404,28 @@ fn resolve_bases(
                 (name, base)
             })
             .collect();
+    }
+}
+
+/// A step that needs a segment this plan creates (or adopts) cannot run while that step is
+/// blocked: it is blocked too. Steps are in dependency order, so one pass suffices.
+fn block_on_blocked_bases(steps: &mut [SegmentStep]) {
+    for i in 0..steps.len() {
+        if steps[i].action == Action::Delete {
+            continue;
+        }
+        let blocked: Vec<BlockReason> = steps[i]
+            .created_bases()
+            .filter(|name| {
+                steps[..i]
+                    .iter()
+                    .any(|s| s.action != Action::Delete && s.name == *name && s.is_blocked())
+            })
+            .map(|name| BlockReason::BaseBlocked {
+                name: name.to_string(),
+            })
+            .collect();
+        steps[i].blocked.extend(blocked);
     }
 }
 

@@ -36,6 +36,15 @@ pub enum BlockReason {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<String>,
     },
+    /// A deleted segment built on this one is blocked, so this one stays too.
+    DependentBlocked {
+        segment_id: String,
+        name: String,
+        /// Whether `--allow-delete-in-use` lifts the dependent's blocks (and so this one).
+        liftable: bool,
+    },
+    /// A base segment this one needs is blocked, so this one cannot be created or changed.
+    BaseBlocked { name: String },
     /// The application's manifests declare no segment while managed ones exist.
     NoSegmentsDeclared { managed: usize },
     /// The plan deletes more than `max_delete_percent` of the application's managed segments.
@@ -50,10 +59,11 @@ impl BlockReason {
     /// `--allow-delete-in-use` lifts this block (campaigns, journeys, dependent segments);
     /// protection and the mass-deletion guards cannot be lifted that way.
     pub fn in_use(&self) -> bool {
-        matches!(
-            self,
-            Self::CampaignUses { .. } | Self::JourneyUses { .. } | Self::BuiltOn { .. }
-        )
+        match self {
+            Self::CampaignUses { .. } | Self::JourneyUses { .. } | Self::BuiltOn { .. } => true,
+            Self::DependentBlocked { liftable, .. } => *liftable,
+            _ => false,
+        }
     }
 
     /// The metric label of this kind of block.
@@ -65,6 +75,8 @@ impl BlockReason {
             Self::CampaignUses { .. } => "campaign_uses",
             Self::JourneyUses { .. } => "journey_uses",
             Self::BuiltOn { .. } => "built_on",
+            Self::DependentBlocked { .. } => "dependent_blocked",
+            Self::BaseBlocked { .. } => "base_blocked",
             Self::NoSegmentsDeclared { .. } => "no_segments_declared",
             Self::TooManyDeletes { .. } => "too_many_deletes",
         }

@@ -126,10 +126,6 @@ impl Faults {
             (config, fastrand::Rng::with_seed(config.seed));
     }
 
-    pub fn config(&self) -> FaultConfig {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
-    }
-
     pub fn draw(&self) -> Draw {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (config, rng) = &mut *guard;

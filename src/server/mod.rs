@@ -269,46 +269,97 @@ async fn inject_faults(State(state): State<Arc<AppState>>, req: Request, next: N
 async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     match read_and_verify(&state, req).await {
         Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
+        Err(Refused::Answer(e)) => e.into_response(),
+        Err(Refused::AndClose(e)) => closing(e.into_response()),
     }
 }
 
-async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            ErrorKind::PayloadTooLarge,
-            format!("The request body is larger than {MAX_BODY_BYTES} bytes (7 MB), Pinpoint's payload quota"),
-        )
-    };
+/// How a request is refused before the router.
+enum Refused {
+    /// An answer on a connection that stays usable.
+    Answer(ApiError),
+    /// An answer after which the connection closes: the body was not read to its end (too
+    /// large, too slow), so what follows on the connection is not a request.
+    AndClose(ApiError),
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Self {
+        Refused::Answer(e)
+    }
+}
+
+/// Asks the connection to close once this answer is written.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
+/// How much of a refused body is read and thrown away, beside the answer, so that a client
+/// still uploading reaches the point where it reads the answer (one cut off mid-upload gets
+/// a broken pipe instead of the 413). Beyond this, or the body timeout, the connection is
+/// closed.
+pub const DRAIN_BYTES: u64 = 32 * 1024 * 1024;
+
+/// How long a refused body may pause before the connection is closed.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// Reads and discards what is left of a body, bounded in bytes and time: at most `budget`
+/// bytes, within `within`, and never more than [`DRAIN_IDLE`] without data (a client that
+/// promised a body it does not send is not waited for).
+async fn drain(mut body: Body, budget: u64, within: Duration) {
+    use http_body_util::BodyExt;
+    let mut left = budget;
+    let _ = tokio::time::timeout(within, async {
+        while let Ok(Some(frame)) = tokio::time::timeout(DRAIN_IDLE, body.frame()).await {
+            let Ok(frame) = frame else { return };
+            if let Some(data) = frame.data_ref() {
+                let n = data.len() as u64;
+                if n > left {
+                    return;
+                }
+                left -= n;
+            }
+        }
+    })
+    .await;
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ErrorKind::PayloadTooLarge,
+        format!("The request body is larger than {MAX_BODY_BYTES} bytes (7 MB), Pinpoint's payload quota"),
+    )
+}
+
+async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, Refused> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
-    }
     let (parts, body) = req.into_parts();
-    let bytes = match tokio::time::timeout(
-        state.body_timeout,
-        axum::body::to_bytes(body, MAX_BODY_BYTES),
-    )
-    .await
-    {
-        Err(_) => {
-            return Err(ApiError::bad_request(
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        tokio::spawn(drain(body, DRAIN_BYTES, state.body_timeout));
+        return Err(Refused::AndClose(too_large()));
+    }
+    let bytes = match read_body(body, state.body_timeout).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(rest)) => {
+            tokio::spawn(drain(rest, DRAIN_BYTES, state.body_timeout));
+            return Err(Refused::AndClose(too_large()));
+        }
+        Err(BodyError::Slow) => {
+            return Err(Refused::AndClose(ApiError::bad_request(
                 "The request body was not received in time",
-            ))
+            )))
         }
-        Ok(Err(e)) => {
-            let length_limit = error_chain(&e).any(|s| s.is::<http_body_util::LengthLimitError>());
-            return Err(if length_limit {
-                too_large()
-            } else {
-                ApiError::bad_request("The request body could not be read")
-            });
+        Err(BodyError::Unreadable) => {
+            return Err(Refused::AndClose(ApiError::bad_request(
+                "The request body could not be read",
+            )))
         }
-        Ok(Ok(b)) => b,
     };
     if let Auth::SigV4(creds) = &state.auth {
         auth::verify(
@@ -324,10 +375,36 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, ApiE
     Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
-fn error_chain<'a>(
-    e: &'a (dyn std::error::Error + 'static),
-) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(e), |e| e.source())
+enum BodyError {
+    /// Over the limit; the rest of the body, unread.
+    TooLarge(Body),
+    Slow,
+    Unreadable,
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`] within `within`.
+async fn read_body(mut body: Body, within: Duration) -> Result<axum::body::Bytes, BodyError> {
+    use http_body_util::BodyExt;
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(within, async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| BodyError::Unreadable)?;
+            if let Some(data) = frame.data_ref() {
+                if buf.len() + data.len() > MAX_BODY_BYTES {
+                    return Err(BodyError::TooLarge(Body::empty()));
+                }
+                buf.extend_from_slice(data);
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match read {
+        Err(_) => Err(BodyError::Slow),
+        Ok(Err(BodyError::TooLarge(_))) => Err(BodyError::TooLarge(body)),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok(buf.into()),
+    }
 }
 
 /// Accepts a connection only while fewer than the limit are open, so a flood of

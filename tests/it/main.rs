@@ -16,6 +16,7 @@ mod hostile;
 mod manifests;
 mod properties;
 mod reconcile;
+mod seams;
 mod server_api;
 mod server_crash;
 mod server_errors;

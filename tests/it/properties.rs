@@ -3,11 +3,10 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use segmentctl::desired::AppKey;
 use segmentctl::diff;
-use segmentctl::live::{AppSnapshot, LiveApp, LiveState, Observed};
 use segmentctl::manifest::{self, Kind, Manifest, Metadata, Source};
 use segmentctl::model::*;
+use segmentctl::pinpoint::MemoryPinpoint;
 use segmentctl::plan::{self, Action, Settings};
 
 const APP: &str = "0123456789abcdef0123456789abcdef";
@@ -136,9 +135,41 @@ fn request() -> impl Strategy<Value = WriteSegmentRequest> {
         })
 }
 
-/// A desired state of up to 6 segments, named s0…s5.
+/// A desired state of up to 6 segments, named s0…s5; some build on a lower-numbered one by
+/// `Ref`, their criteria inside the group.
 fn state() -> impl Strategy<Value = BTreeMap<String, WriteSegmentRequest>> {
-    prop::collection::btree_map("s[0-5]", request(), 0..6)
+    prop::collection::btree_map("s[0-5]", request(), 0..6).prop_flat_map(|segs| {
+        let n = segs.len();
+        (
+            Just(segs),
+            prop::collection::vec(any::<prop::sample::Index>(), n),
+            prop::collection::vec(any::<bool>(), n),
+        )
+            .prop_map(|(segs, picks, on)| {
+                let names: Vec<String> = segs.keys().cloned().collect();
+                let mut out = BTreeMap::new();
+                for (i, (name, mut spec)) in segs.into_iter().enumerate() {
+                    if i > 0 && on[i] {
+                        let base = names[picks[i].index(i)].clone();
+                        spec.segment_groups = Some(SegmentGroupList {
+                            groups: Some(vec![SegmentGroup {
+                                dimensions: spec.dimensions.take().map(|d| vec![d]),
+                                source_segments: Some(vec![SegmentReference {
+                                    id: None,
+                                    reference: Some(base),
+                                    version: None,
+                                }]),
+                                source_type: None,
+                                group_type: None,
+                            }]),
+                            include: None,
+                        });
+                    }
+                    out.insert(name, spec);
+                }
+                out
+            })
+    })
 }
 
 fn manifests(segs: &BTreeMap<String, WriteSegmentRequest>) -> String {
@@ -167,67 +198,45 @@ fn desired(text: &str) -> segmentctl::desired::DesiredState {
     segmentctl::desired::build(&l.documents).unwrap()
 }
 
-fn observed(segments: Vec<SegmentResponse>) -> Observed {
-    let mut o = Observed::default();
-    o.apps.insert(
-        AppKey::Id(APP.into()),
-        LiveState::Found(AppSnapshot {
-            app: LiveApp {
-                id: APP.into(),
-                name: "app".into(),
-                arn: format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{APP}"),
-                tags: Tags::new(),
-                creation_date: String::new(),
-            },
-            segments,
-            campaigns: vec![],
-            journeys: vec![],
-        }),
-    );
-    o
+/// The target in memory, holding the application the manifests name.
+fn target() -> MemoryPinpoint {
+    let p = MemoryPinpoint::new();
+    p.insert_app(APP, "app", Tags::new());
+    p
 }
 
-/// Carries out a plan on an in-memory copy of the live segments, as apply would.
-fn apply_in_memory(p: &plan::Plan, live: &mut Vec<SegmentResponse>) {
-    for step in p.apps.iter().flat_map(|a| &a.steps) {
-        match step.action {
-            Action::Create => {
-                let spec = step.spec.clone().unwrap();
-                let id = format!("{:032x}", live.len() + 1000);
-                live.push(SegmentResponse {
-                    application_id: APP.into(),
-                    arn: format!("arn:{id}"),
-                    creation_date: format!("2026-01-01T00:00:{:02}.000Z", live.len() % 60),
-                    dimensions: spec.dimensions,
-                    id,
-                    last_modified_date: None,
-                    name: spec.name,
-                    segment_groups: spec.segment_groups,
-                    segment_type: "DIMENSIONAL".into(),
-                    tags: Some(step.tags.clone()),
-                    version: 1,
-                });
-            }
-            Action::Update | Action::Adopt | Action::Tag => {
-                let s = live
-                    .iter_mut()
-                    .find(|s| Some(&s.id) == step.segment_id.as_ref())
-                    .unwrap();
-                if let Some(spec) = &step.spec {
-                    s.name = spec.name.clone();
-                    s.dimensions = spec.dimensions.clone();
-                    s.segment_groups = spec.segment_groups.clone();
-                    s.version += 1;
-                }
-                let tags = s.tags.get_or_insert_with(Tags::new);
-                tags.extend(step.tag_changes.add.clone());
-                for k in &step.tag_changes.remove {
-                    tags.remove(k);
-                }
-            }
-            Action::Delete => live.retain(|s| Some(&s.id) != step.segment_id.as_ref()),
-        }
-    }
+/// Plans `segs` against `p` (the pipeline's observe and plan).
+fn plan_on(p: &MemoryPinpoint, segs: &BTreeMap<String, WriteSegmentRequest>) -> plan::Plan {
+    let d = desired(&manifests(segs));
+    let everything = |_: &str| true;
+    let scope = segmentctl::observe::Scope {
+        owner: "segmentctl",
+        owns: &everything,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let observed = rt
+        .block_on(segmentctl::observe::observe(p, &d, &scope))
+        .unwrap();
+    plan::plan(&d, &observed, &settings())
+}
+
+/// Applies a plan with the real executor.
+fn apply_on(p: &MemoryPinpoint, plan: &plan::Plan) -> segmentctl::apply::Report {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(segmentctl::apply::apply(p, plan, &Default::default()))
+}
+
+fn blocked_names(plan: &plan::Plan) -> Vec<String> {
+    plan.steps()
+        .filter(|(_, s)| s.is_blocked())
+        .map(|(_, s)| s.name.clone())
+        .collect()
 }
 
 fn settings() -> Settings {
@@ -278,17 +287,44 @@ proptest! {
 
     #[test]
     fn applying_the_plan_from_a_to_b_then_planning_again_is_empty(a in state(), b in state()) {
-        // Live state: `a`, applied from empty.
-        let mut live = Vec::new();
-        let from_empty = plan::plan(&desired(&manifests(&a)), &observed(live.clone()), &settings());
-        apply_in_memory(&from_empty, &mut live);
-        prop_assert!(plan::plan(&desired(&manifests(&a)), &observed(live.clone()), &settings()).is_empty());
+        // Live state: `a`, applied from empty by the real executor.
+        let p = target();
+        let r = apply_on(&p, &plan_on(&p, &a));
+        prop_assert_eq!(r.failed(), 0, "{}", r.details(true));
+        let again = plan_on(&p, &a);
+        prop_assert!(again.is_empty(), "{}", segmentctl::report::text(&again, false));
         // Then the manifests become `b`.
-        let p = plan::plan(&desired(&manifests(&b)), &observed(live.clone()), &settings());
-        if !p.has_blocked() {
-            apply_in_memory(&p, &mut live);
-            let again = plan::plan(&desired(&manifests(&b)), &observed(live.clone()), &settings());
+        let to_b = plan_on(&p, &b);
+        let blocked = blocked_names(&to_b);
+        let r = apply_on(&p, &to_b);
+        prop_assert_eq!(r.failed(), 0, "{}", r.details(true));
+        prop_assert_eq!(r.blocked(), blocked.len());
+        if blocked.is_empty() {
+            let again = plan_on(&p, &b);
             prop_assert!(again.is_empty(), "{}", segmentctl::report::text(&again, false));
+        } else {
+            // A blocked delete may be freed by the steps that ran (a dependent updated off
+            // it): a second round applies it. After that only blocked deletes are left, each
+            // blocked in the first plan, and their segments still live.
+            let r = apply_on(&p, &plan_on(&p, &b));
+            prop_assert_eq!(r.failed(), 0, "{}", r.details(true));
+            let rest = plan_on(&p, &b);
+            for (_, s) in rest.steps() {
+                prop_assert!(s.action == Action::Delete && s.is_blocked(), "{}", segmentctl::report::text(&rest, false));
+                prop_assert!(blocked.contains(&s.name), "{} was not blocked before", s.name);
+                let id = s.segment_id.clone().unwrap();
+                prop_assert!(p.segments(APP).iter().any(|l| l.id == id), "a blocked segment was deleted");
+            }
+            let live_before = p.segments(APP).len();
+            apply_on(&p, &rest);
+            prop_assert_eq!(p.segments(APP).len(), live_before, "blocked deletes change nothing");
+        }
+        // Every Ref became the id of the segment the plan kept under that name.
+        for s in p.segments(APP) {
+            for r in s.segment_groups.iter().flat_map(|g| g.groups.iter().flatten()).flat_map(|g| g.source_segments.iter().flatten()) {
+                let id = r.id.as_deref().unwrap();
+                prop_assert!(p.segments(APP).iter().any(|l| l.id == id), "a base segment does not exist");
+            }
         }
     }
 
