@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use super::inputs;
 use super::store::{
     decode_token, Listing, Page, Resource, Store, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
@@ -290,8 +291,8 @@ pub async fn create_campaign(
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "CreateCampaign")?;
-    let b = object(&bytes, "WriteCampaignRequest")?;
-    let out = blocking(&s, move |st| st.create_campaign(&app, b)).await?;
+    let input = inputs::campaign(object(&bytes, "WriteCampaignRequest")?)?;
+    let out = blocking(&s, move |st| st.create_campaign(&app, input)).await?;
     Ok(json(StatusCode::CREATED, &out))
 }
 
@@ -318,8 +319,8 @@ pub async fn update_campaign(
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "UpdateCampaign")?;
-    let b = object(&bytes, "WriteCampaignRequest")?;
-    let out = blocking(&s, move |st| st.update_campaign(&app, &id, b)).await?;
+    let input = inputs::campaign(object(&bytes, "WriteCampaignRequest")?)?;
+    let out = blocking(&s, move |st| st.update_campaign(&app, &id, input)).await?;
     Ok(json(StatusCode::OK, &out))
 }
 
@@ -340,8 +341,8 @@ pub async fn create_journey(
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "CreateJourney")?;
-    let b = object(&bytes, "WriteJourneyRequest")?;
-    let out = blocking(&s, move |st| st.create_journey(&app, b)).await?;
+    let input = inputs::journey(object(&bytes, "WriteJourneyRequest")?)?;
+    let out = blocking(&s, move |st| st.create_journey(&app, input)).await?;
     Ok(json(StatusCode::CREATED, &out))
 }
 
@@ -368,8 +369,8 @@ pub async fn update_journey(
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "UpdateJourney")?;
-    let b = object(&bytes, "WriteJourneyRequest")?;
-    let out = blocking(&s, move |st| st.update_journey(&app, &id, b)).await?;
+    let input = inputs::journey(object(&bytes, "WriteJourneyRequest")?)?;
+    let out = blocking(&s, move |st| st.update_journey(&app, &id, input)).await?;
     Ok(json(StatusCode::OK, &out))
 }
 
@@ -379,11 +380,7 @@ pub async fn update_journey_state(
     bytes: Bytes,
 ) -> Result<Response> {
     admit(&s, "UpdateJourneyState")?;
-    let b = object(&bytes, "JourneyStateRequest")?;
-    let state = match b.get("State") {
-        Some(Value::String(st)) => st.clone(),
-        _ => return Err(ApiError::bad_request("State: missing required member")),
-    };
+    let state = inputs::journey_state(&object(&bytes, "JourneyStateRequest")?)?;
     let out = blocking(&s, move |st| st.update_journey_state(&app, &id, &state)).await?;
     Ok(json(StatusCode::OK, &out))
 }

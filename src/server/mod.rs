@@ -1,11 +1,12 @@
 //! `segmentctl serve`: the Pinpoint Segment API, self-hosted, over SQLite.
 //!
 //! Layers, outermost first: request id → fault injection → body limit and SigV4 → router →
-//! handlers → store. Every answer carries `x-amzn-RequestId`; every error is an [`ApiError`].
+//! handlers (decode, and check with `inputs` and `validate`) → store (stores). Every answer carries `x-amzn-RequestId`; every error is an [`ApiError`].
 
 pub mod auth;
 pub mod error;
 mod handlers;
+pub mod inputs;
 pub mod limits;
 pub mod store;
 

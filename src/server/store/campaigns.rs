@@ -1,0 +1,202 @@
+//! Campaigns: stored as sent, with the segment they use indexed and a status derived the
+//! way Pinpoint reports it.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::{new_id, tags_from_json, tags_to_json, Listing, Page, Store, Tx};
+use crate::model::Tags;
+use crate::server::error::ApiError;
+use crate::server::inputs::CampaignInput;
+use crate::text::now_iso;
+
+struct CampaignRow {
+    version: i64,
+    status_override: Option<String>,
+    created: String,
+    modified: String,
+    body: String,
+    tags: String,
+}
+
+impl Store {
+    fn campaign_json(&self, app: &str, id: &str, row: CampaignRow) -> Result<Value, ApiError> {
+        let CampaignRow {
+            version,
+            status_override,
+            created,
+            modified,
+            body,
+            tags,
+        } = row;
+        let mut obj: Map<String, Value> =
+            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+        let status = status_override.unwrap_or_else(|| campaign_status(&obj));
+        obj.insert("Id".into(), id.into());
+        obj.insert("ApplicationId".into(), app.into());
+        obj.insert(
+            "Arn".into(),
+            self.arn(&format!("{app}/campaigns/{id}")).into(),
+        );
+        obj.insert("CreationDate".into(), created.into());
+        obj.insert("LastModifiedDate".into(), modified.into());
+        obj.insert("Version".into(), version.into());
+        obj.insert(
+            "State".into(),
+            serde_json::json!({ "CampaignStatus": status }),
+        );
+        obj.insert(
+            "DefaultState".into(),
+            serde_json::json!({ "CampaignStatus": status }),
+        );
+        let tags = tags_from_json(&tags);
+        if !tags.is_empty() {
+            obj.insert(
+                "tags".into(),
+                serde_json::to_value(tags).unwrap_or_default(),
+            );
+        }
+        Ok(Value::Object(obj))
+    }
+
+    pub(super) fn campaign_in(
+        &self,
+        c: &Connection,
+        app: &str,
+        id: &str,
+    ) -> Result<Value, ApiError> {
+        let row = c
+            .query_row(
+                "SELECT version, status_override, created, modified, body, tags FROM campaigns WHERE app_id = ?1 AND id = ?2",
+                [app, id],
+                |r| {
+                    Ok(CampaignRow {
+                        version: r.get(0)?,
+                        status_override: r.get(1)?,
+                        created: r.get(2)?,
+                        modified: r.get(3)?,
+                        body: r.get(4)?,
+                        tags: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?;
+        match row {
+            Some(row) => self.campaign_json(app, id, row),
+            None => {
+                self.require_app(c, app)?;
+                Err(ApiError::not_found(format!(
+                    "Campaign {id} not found in application {app}"
+                )))
+            }
+        }
+    }
+
+    /// The segment a campaign uses must exist, at the version named (its latest when none
+    /// is); returns the body to store, with the version filled in.
+    fn resolve_segment(
+        tx: &Tx<'_>,
+        app: &str,
+        input: CampaignInput,
+    ) -> Result<(String, Map<String, Value>, Tags), ApiError> {
+        let CampaignInput {
+            segment_id,
+            segment_version,
+            mut body,
+            tags,
+        } = input;
+        let latest: Option<i32> = tx
+            .query_row(
+                "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2",
+                [app, &segment_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let latest = latest.ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "SegmentId: segment {segment_id} does not exist in application {app}"
+            ))
+        })?;
+        match segment_version {
+            None => {
+                body.insert("SegmentVersion".into(), latest.into());
+            }
+            Some(v) if v <= i64::from(latest) => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "SegmentVersion: {v} is not a version of segment {segment_id} (1 to {latest})"
+                )))
+            }
+        }
+        Ok((segment_id, body, tags))
+    }
+
+    pub fn create_campaign(&self, app: &str, input: CampaignInput) -> Result<Value, ApiError> {
+        let id = new_id();
+        let now = now_iso();
+        self.write(|tx| {
+            self.require_app(tx, app)?;
+            let (segment_id, body, tags) = Self::resolve_segment(tx, app, input)?;
+            tx.execute(
+                "INSERT INTO campaigns (app_id, id, version, segment_id, created, modified, body, tags) VALUES (?1, ?2, 1, ?3, ?4, ?4, ?5, ?6)",
+                params![app, id, segment_id, now, Value::Object(body).to_string(), tags_to_json(&tags)],
+            )?;
+            self.campaign_in(tx, app, &id)
+        })
+    }
+
+    pub fn get_campaign(&self, app: &str, id: &str) -> Result<Value, ApiError> {
+        self.read(|c| self.campaign_in(c, app, id))
+    }
+
+    pub fn list_campaigns(&self, app: &str, page: Page) -> Result<Listing<Value>, ApiError> {
+        self.list_objects("campaigns", app, page, |c, id| self.campaign_in(c, app, id))
+    }
+
+    /// Replaces the definition; tags in the request are ignored, as Pinpoint does on update.
+    pub fn update_campaign(
+        &self,
+        app: &str,
+        id: &str,
+        input: CampaignInput,
+    ) -> Result<Value, ApiError> {
+        let now = now_iso();
+        self.write(|tx| {
+            self.campaign_in(tx, app, id)?;
+            let (segment_id, body, _ignored_tags) = Self::resolve_segment(tx, app, input)?;
+            tx.execute(
+                "UPDATE campaigns SET version = version + 1, segment_id = ?3, status_override = NULL, modified = ?4, body = ?5 WHERE app_id = ?1 AND id = ?2",
+                params![app, id, segment_id, now, Value::Object(body).to_string()],
+            )?;
+            self.campaign_in(tx, app, id)
+        })
+    }
+
+    pub fn delete_campaign(&self, app: &str, id: &str) -> Result<Value, ApiError> {
+        self.write(|tx| {
+            let c = self.campaign_in(tx, app, id)?;
+            tx.execute(
+                "DELETE FROM campaigns WHERE app_id = ?1 AND id = ?2",
+                [app, id],
+            )?;
+            Ok(c)
+        })
+    }
+}
+
+/// A campaign's status as Pinpoint would report it, from the fields a client can set:
+/// paused campaigns are PAUSED, campaigns whose schedule ended are COMPLETED, the rest are
+/// SCHEDULED (they will send).
+fn campaign_status(body: &Map<String, Value>) -> String {
+    if body.get("IsPaused") == Some(&Value::Bool(true)) {
+        return "PAUSED".into();
+    }
+    let ended = body
+        .get("Schedule")
+        .and_then(|s| s.get("EndTime"))
+        .and_then(Value::as_str)
+        .and_then(crate::validate::parse_instant)
+        .is_some_and(|end| end < OffsetDateTime::now_utc());
+    if ended { "COMPLETED" } else { "SCHEDULED" }.into()
+}

@@ -1,0 +1,321 @@
+//! Segments and their versions: every version kept, tags on the segment, base segments
+//! checked to exist.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{
+    new_id, non_empty, paginate, segment_not_found, tags_from_json, tags_to_json, Listing, Page,
+    Store, Tx,
+};
+use crate::model::{SegmentReference, SegmentResponse, WriteSegmentRequest};
+use crate::server::error::ApiError;
+use crate::text::now_iso;
+
+/// One stored version of a segment, as read from the tables.
+struct SegmentRow {
+    id: String,
+    version: i32,
+    created: String,
+    modified: String,
+    body: String,
+    tags: String,
+}
+
+impl Store {
+    fn segment_from(&self, app: &str, row: SegmentRow) -> Result<SegmentResponse, ApiError> {
+        let def: WriteSegmentRequest =
+            serde_json::from_str(&row.body).map_err(|e| ApiError::internal(&e))?;
+        Ok(SegmentResponse {
+            application_id: app.to_string(),
+            arn: self.arn(&format!("{app}/segments/{}", row.id)),
+            creation_date: row.created,
+            dimensions: def.dimensions,
+            id: row.id,
+            last_modified_date: Some(row.modified),
+            name: def.name,
+            segment_groups: def.segment_groups,
+            segment_type: "DIMENSIONAL".into(),
+            tags: non_empty(tags_from_json(&row.tags)),
+            version: row.version,
+        })
+    }
+
+    /// The segment's current version, or the given one.
+    pub fn get_segment(
+        &self,
+        app: &str,
+        id: &str,
+        version: Option<i32>,
+    ) -> Result<SegmentResponse, ApiError> {
+        self.read(|c| self.get_segment_in(c, app, id, version))
+    }
+
+    pub(super) fn get_segment_in(
+        &self,
+        c: &Connection,
+        app: &str,
+        id: &str,
+        version: Option<i32>,
+    ) -> Result<SegmentResponse, ApiError> {
+        let row = c
+            .prepare_cached(
+                "SELECT s.created, s.tags, s.version, v.version, v.modified, v.body
+                 FROM segments s JOIN segment_versions v
+                   ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = COALESCE(?3, s.version)
+                 WHERE s.app_id = ?1 AND s.id = ?2",
+            )?
+            .query_row(params![app, id, version], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i32>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })
+            .optional()?;
+        match row {
+            Some((created, tags, version, modified, body)) => self.segment_from(
+                app,
+                SegmentRow {
+                    id: id.to_string(),
+                    version,
+                    created,
+                    modified,
+                    body,
+                    tags,
+                },
+            ),
+            None => {
+                self.require_app(c, app)?;
+                let exists: Option<i32> = c
+                    .query_row(
+                        "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2",
+                        [app, id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Err(match (exists, version) {
+                    (Some(latest), Some(v)) => ApiError::not_found(format!(
+                        "Segment {id} has no version {v}; its versions are 1 to {latest}"
+                    )),
+                    _ => segment_not_found(app, id),
+                })
+            }
+        }
+    }
+
+    pub fn list_segments(
+        &self,
+        app: &str,
+        page: Page,
+    ) -> Result<Listing<SegmentResponse>, ApiError> {
+        self.read(|c| {
+            self.require_app(c, app)?;
+            let mut stmt = c.prepare_cached(
+                "SELECT s.seq, s.id, s.created, s.tags, s.version, v.modified, v.body
+                 FROM segments s JOIN segment_versions v
+                   ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
+                 WHERE s.app_id = ?1 AND s.seq > ?2 ORDER BY s.seq LIMIT ?3",
+            )?;
+            let rows: Vec<(i64, String, String, String, i32, String, String)> = stmt
+                .query_map(params![app, page.after, page.size as i64 + 1], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut items = Vec::with_capacity(rows.len());
+            for (seq, id, created, tags, version, modified, body) in rows {
+                let row = SegmentRow {
+                    id,
+                    version,
+                    created,
+                    modified,
+                    body,
+                    tags,
+                };
+                items.push((seq, self.segment_from(app, row)?));
+            }
+            paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
+        })
+    }
+
+    pub fn list_segment_versions(
+        &self,
+        app: &str,
+        id: &str,
+        page: Page,
+    ) -> Result<Listing<SegmentResponse>, ApiError> {
+        self.read(|c| {
+            let head = self.get_segment_in(c, app, id, None)?;
+            let mut stmt = c.prepare_cached(
+                "SELECT version, modified, body FROM segment_versions
+                 WHERE app_id = ?1 AND segment_id = ?2 AND version > ?3 ORDER BY version LIMIT ?4",
+            )?;
+            let rows: Vec<(i32, String, String)> = stmt
+                .query_map(params![app, id, page.after, page.size as i64 + 1], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let tags = head.tags.as_ref().map(tags_to_json).unwrap_or_default();
+            let mut items = Vec::with_capacity(rows.len());
+            for (version, modified, body) in rows {
+                let row = SegmentRow {
+                    id: id.to_string(),
+                    version,
+                    created: head.creation_date.clone(),
+                    modified,
+                    body,
+                    tags: tags.clone(),
+                };
+                items.push((i64::from(version), self.segment_from(app, row)?));
+            }
+            paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
+        })
+    }
+
+    /// Checks that every base segment exists in the app (at the version named, if any).
+    pub(super) fn check_sources(
+        &self,
+        tx: &Tx<'_>,
+        app: &str,
+        this: Option<&str>,
+        req: &WriteSegmentRequest,
+    ) -> Result<(), ApiError> {
+        let Some(groups) = &req.segment_groups else {
+            return Ok(());
+        };
+        for (gi, g) in groups.groups.iter().flatten().enumerate() {
+            for (si, SegmentReference { id, version, .. }) in
+                g.source_segments.iter().flatten().enumerate()
+            {
+                let Some(id) = id else { continue };
+                let path = format!("SegmentGroups.Groups[{gi}].SourceSegments[{si}].Id");
+                if Some(id.as_str()) == this {
+                    return Err(ApiError::bad_request(format!(
+                        "{path}: a segment cannot be its own base segment"
+                    )));
+                }
+                let latest: Option<i32> = tx
+                    .query_row(
+                        "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2",
+                        [app, id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                match (latest, version) {
+                    (None, _) => {
+                        return Err(ApiError::bad_request(format!(
+                            "{path}: segment {id} does not exist in application {app}"
+                        )))
+                    }
+                    (Some(latest), Some(v)) if *v > latest => {
+                        return Err(ApiError::bad_request(format!(
+                            "{path}: segment {id} has no version {v}; its latest is {latest}"
+                        )))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a new segment at version 1 with the request's tags.
+    pub fn create_segment(
+        &self,
+        app: &str,
+        req: &WriteSegmentRequest,
+    ) -> Result<SegmentResponse, ApiError> {
+        let id = new_id();
+        let now = now_iso();
+        let tags = req.tags.clone().unwrap_or_default();
+        let body = definition_json(req)?;
+        self.write(|tx| {
+            self.require_app(tx, app)?;
+            self.check_sources(tx, app, None, req)?;
+            tx.execute(
+                "INSERT INTO segments (app_id, id, version, created, tags) VALUES (?1, ?2, 1, ?3, ?4)",
+                params![app, id, now, tags_to_json(&tags)],
+            )?;
+            tx.execute(
+                "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, 1, ?3, ?4)",
+                params![app, id, now, body],
+            )?;
+            Ok(())
+        })?;
+        let row = SegmentRow {
+            id,
+            version: 1,
+            created: now.clone(),
+            modified: now,
+            body,
+            tags: tags_to_json(&tags),
+        };
+        self.segment_from(app, row)
+    }
+
+    /// Replaces the definition as a new version; tags in the request are ignored, as Pinpoint
+    /// has ignored them on update since 2023-05-22.
+    pub fn update_segment(
+        &self,
+        app: &str,
+        id: &str,
+        req: &WriteSegmentRequest,
+    ) -> Result<SegmentResponse, ApiError> {
+        let now = now_iso();
+        let body = definition_json(req)?;
+        self.write(|tx| {
+            let current = self.get_segment_in(tx, app, id, None)?;
+            self.check_sources(tx, app, Some(id), req)?;
+            let next = current.version + 1;
+            tx.execute(
+                "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![app, id, next, now, body],
+            )?;
+            tx.execute(
+                "UPDATE segments SET version = ?3 WHERE app_id = ?1 AND id = ?2",
+                params![app, id, next],
+            )?;
+            let tags = current.tags.as_ref().map(tags_to_json).unwrap_or_default();
+            let row = SegmentRow {
+                id: id.to_string(),
+                version: next,
+                created: current.creation_date,
+                modified: now.clone(),
+                body: body.clone(),
+                tags,
+            };
+            self.segment_from(app, row)
+        })
+    }
+
+    /// Deletes a segment and all its versions; campaigns that used it become DELETED.
+    pub fn delete_segment(&self, app: &str, id: &str) -> Result<SegmentResponse, ApiError> {
+        self.write(|tx| {
+            let current = self.get_segment_in(tx, app, id, None)?;
+            tx.execute("DELETE FROM segments WHERE app_id = ?1 AND id = ?2", [app, id])?;
+            tx.execute("DELETE FROM segment_versions WHERE app_id = ?1 AND segment_id = ?2", [app, id])?;
+            tx.execute(
+                "UPDATE campaigns SET status_override = 'DELETED' WHERE app_id = ?1 AND segment_id = ?2",
+                [app, id],
+            )?;
+            Ok(current)
+        })
+    }
+}
+
+fn definition_json(req: &WriteSegmentRequest) -> Result<String, ApiError> {
+    let def = WriteSegmentRequest {
+        tags: None,
+        ..req.clone()
+    };
+    serde_json::to_string(&def).map_err(|e| ApiError::internal(&e))
+}
