@@ -101,32 +101,21 @@ fn api(endpoint: &str, limits: RateLimits, concurrency: usize) -> SdkPinpoint {
 }
 
 async fn plan_once(api: &SdkPinpoint, dir: &Path) -> segmentctl::plan::Plan {
-    let t0 = Instant::now();
-    let ws = segmentctl::workspace::load(dir, None).unwrap();
-    let t1 = Instant::now();
-    let all = |_: &str| true;
-    let scope = segmentctl::observe::Scope {
-        owner: &ws.config.owner,
-        owns: &all,
+    // As `segmentctl plan` does: the folder parsed while the target is read.
+    let inputs = segmentctl::pipeline::Inputs {
+        dir: dir.to_path_buf(),
+        config: None,
+        overrides: Default::default(),
     };
-    let observed = segmentctl::observe::observe(api, &ws.desired, &scope)
-        .await
-        .unwrap();
-    let t2 = Instant::now();
-    let p = segmentctl::plan::plan(
-        &ws.desired,
-        &observed,
-        &segmentctl::pipeline::planner_settings(&ws.config),
-    );
+    let t0 = Instant::now();
+    let planned =
+        segmentctl::pipeline::load_and_plan(api, &inputs, &segmentctl::pipeline::everything)
+            .await
+            .unwrap_or_else(|_| panic!("the bench folder plans"));
     if std::env::var_os("BENCH_PHASES").is_some() {
-        eprintln!(
-            "load {:?} observe {:?} plan {:?}",
-            t1 - t0,
-            t2 - t1,
-            t2.elapsed()
-        );
+        eprintln!("load, observe and plan {:?}", t0.elapsed());
     }
-    p
+    planned.plan
 }
 
 /// `segmentctl serve` as its own process, as the API is in production; returns its endpoint.
@@ -207,6 +196,21 @@ async fn bench_plan() {
     srv.kill().unwrap();
     let _ = srv.wait();
 
+    if let Ok(n) = std::env::var("BENCH_PLAN_LOOP") {
+        let lat = std::env::var("BENCH_LATENCY").unwrap_or("0".into());
+        let (mut srv, endpoint) = spawn_server(&db, &["--latency-ms", &lat]);
+        let client = api(&endpoint, RateLimits::default(), concurrency);
+        plan_once(&client, dir.path()).await;
+        eprintln!("server pid {}", srv.id());
+        let start = Instant::now();
+        let n: u32 = n.parse().unwrap();
+        for _ in 0..n {
+            plan_once(&client, dir.path()).await;
+        }
+        eprintln!("mean {:?}", start.elapsed() / n);
+        srv.kill().unwrap();
+        return;
+    }
     // The same data, now 20 ms away.
     let (mut srv, endpoint) = spawn_server(&db, &["--latency-ms", &LATENCY.to_string()]);
     let client = api(&endpoint, RateLimits::default(), concurrency);

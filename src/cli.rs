@@ -74,12 +74,33 @@ pub struct ValidateArgs {
 /// Where to connect and what to own, shared by the reconciler commands.
 #[derive(Debug, clap::Args)]
 pub struct TargetArgs {
-    /// Configuration file (default: DIR/segmentctl.yaml).
+    /// Configuration file (default: segmentctl.yaml in DIR, else in a parent folder up to the
+    /// repository's root, else in the current folder).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Override the configured target: local[:PATH], endpoint:URL or aws.
     #[arg(long, value_parser = crate::config::Target::parse_flag)]
     pub target: Option<crate::config::Target>,
+    /// Override the configured owner (the installation whose segments these are).
+    #[arg(long, value_parser = parse_owner)]
+    pub owner: Option<String>,
+}
+
+impl TargetArgs {
+    fn overrides(&self, prune: bool) -> Overrides {
+        Overrides {
+            target: self.target.clone(),
+            owner: self.owner.clone(),
+            prune,
+        }
+    }
+}
+
+fn parse_owner(text: &str) -> Result<String, String> {
+    match crate::manifest::name_problem(text) {
+        None => Ok(text.to_string()),
+        Some(p) => Err(p.replace("name", "owner")),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +118,9 @@ pub struct PlanArgs {
     /// Exit 2 when there are changes (0 when none, 3 when some are blocked, 1 on error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// The commit the manifests are at, for the report (default: GITHUB_SHA or CI_COMMIT_SHA).
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Delete managed segments whose manifest is gone.
     #[arg(long)]
     pub prune: bool,
@@ -126,6 +150,12 @@ pub struct ApplyArgs {
     /// Carry out deletions blocked only because a campaign, journey or segment uses them.
     #[arg(long)]
     pub allow_delete_in_use: bool,
+    /// When another applier holds an application's lease, wait for it instead of failing.
+    #[arg(long)]
+    pub wait: bool,
+    /// The commit the manifests are at, for the report (default: GITHUB_SHA or CI_COMMIT_SHA).
+    #[arg(long)]
+    pub revision: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -295,31 +325,14 @@ impl ServeArgs {
     }
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-}
+/// The log filter when `SEGMENTCTL_LOG` is not set: segmentctl at info; the AWS SDK's own
+/// retry and credential-probing warnings only as errors (segmentctl says what went wrong
+/// in one line of its own).
+pub const DEFAULT_LOG: &str = "info,aws_config=error,aws_smithy_runtime=error,aws_smithy_runtime_api=error,aws_sdk_pinpoint=error,aws_credential_types=error,aws_runtime=error";
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEGMENTCTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -332,7 +345,19 @@ fn init_logging(format: LogFormat) {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1: 2 and 3 mean "changes present" and "blocked" (clap would use 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                crate::commands::exit::ERROR
+            } else {
+                crate::commands::exit::OK // --help, --version
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     if matches!(cli.command, Command::Run(_) | Command::Serve(_)) {
         // Long-running: keep memory from piling up in per-thread arenas.
         crate::daemon::limit_malloc_arenas();
@@ -344,7 +369,7 @@ pub fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::text::err(&format!("error: cannot start the async runtime: {e}\n"));
             return ExitCode::from(1);
         }
     };
@@ -353,7 +378,7 @@ pub fn main() -> ExitCode {
         // Located manifest errors were printed already.
         Err(e) if e.is::<crate::commands::Invalid>() => ExitCode::from(1),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::text::err(&format!("error: {e:#}\n"));
             ExitCode::from(1)
         }
     }
@@ -363,12 +388,12 @@ fn validate(args: &ValidateArgs) -> u8 {
     use crate::text::plural;
     match crate::workspace::load(&args.dir, args.config.as_deref()) {
         Ok(ws) => {
-            println!(
-                "{} OK ({}, {})",
+            crate::text::out(&format!(
+                "{} OK ({}, {})\n",
                 plural(ws.documents, "manifest"),
                 plural(ws.desired.apps.len(), "application"),
                 plural(ws.desired.segment_count(), "segment")
-            );
+            ));
             0
         }
         Err(errors) => {
@@ -385,10 +410,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let inputs = Inputs {
                 dir: a.dir.clone(),
                 config: a.target.config.clone(),
-                overrides: Overrides {
-                    target: a.target.target.clone(),
-                    prune: a.prune,
-                },
+                overrides: a.target.overrides(a.prune),
             };
             let o = crate::commands::PlanOptions {
                 format: a.format,
@@ -401,17 +423,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                         endpoints,
                         as_of: a.as_of.clone(),
                     }),
+                revision: crate::commands::revision(a.revision.as_deref()),
             };
             crate::commands::plan_command(&inputs, &o).await
         }
         Command::Apply(a) => {
-            let ov = Overrides {
-                target: a.target.target.clone(),
-                prune: a.prune,
-            };
+            let ov = a.target.overrides(a.prune);
             let args = crate::commands::ApplyArgs {
                 auto_approve: a.auto_approve,
                 allow_delete_in_use: a.allow_delete_in_use,
+                wait: a.wait,
             };
             if a.source.is_file() {
                 crate::commands::apply_saved(&a.source, a.target.config.as_deref(), &ov, &args)
@@ -422,22 +443,21 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                     config: a.target.config.clone(),
                     overrides: ov,
                 };
-                crate::commands::apply_dir(&inputs, &args).await
+                crate::commands::apply_dir(
+                    &inputs,
+                    &args,
+                    crate::commands::revision(a.revision.as_deref()),
+                )
+                .await
             }
         }
         Command::Import(a) => {
-            let ov = Overrides {
-                target: a.target.target.clone(),
-                prune: false,
+            let inputs = Inputs {
+                dir: a.dir.clone(),
+                config: a.target.config.clone(),
+                overrides: a.target.overrides(false),
             };
-            crate::commands::import(
-                &a.dir,
-                a.target.config.as_deref(),
-                &ov,
-                &a.application,
-                &a.out,
-            )
-            .await
+            crate::commands::import(&inputs, &a.application, &a.out).await
         }
         Command::Run(a) => {
             let shard = match (a.shard, a.shard_from_hostname) {
@@ -456,16 +476,13 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let cfg = crate::daemon::DaemonConfig {
                 dir: a.dir.clone(),
                 config_file: a.target.config.clone(),
-                overrides: Overrides {
-                    target: a.target.target.clone(),
-                    prune: a.prune,
-                },
+                overrides: a.target.overrides(a.prune),
                 interval: a.interval,
                 admin_listen: a.admin_listen,
                 mode: a.mode,
                 shard,
             };
-            crate::daemon::run(cfg, shutdown_signal()).await?;
+            crate::daemon::run(cfg, crate::commands::shutdown_signal()).await?;
             Ok(0)
         }
         Command::Estimate(a) => crate::commands::estimate(
@@ -476,15 +493,15 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             a.format == crate::commands::Format::Json,
         ),
         Command::Schema => {
-            println!(
-                "{}",
+            crate::text::out(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&crate::manifest::json_schema())?
-            );
+            ));
             Ok(0)
         }
         Command::Serve(args) => {
             let cfg = args.config()?;
-            server::serve(cfg, shutdown_signal())
+            server::serve(cfg, crate::commands::shutdown_signal())
                 .await
                 .context("segmentctl serve")?;
             Ok(0)

@@ -1,28 +1,35 @@
-//! The reconciler's commands: plan, apply and import. Each wires the pipeline stages
-//! together; the stages themselves live in their modules.
+//! The reconciler's commands: plan, apply, import and estimate. Each strings the pipeline's
+//! stages together and decides what to print; the stages live in their modules.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
 
 use crate::apply::{self, Options};
 use crate::config::Config;
+use crate::lease::{self, Lease, LeaseError};
+use crate::live::TargetInfo;
 use crate::manifest::ManifestError;
 use crate::observe::ObserveError;
 use crate::pinpoint::{Pinpoint, PinpointError};
 use crate::pipeline::{self, Inputs, Overrides};
 use crate::plan::{self, Plan};
 use crate::target::{self, target_error, Connection};
-use crate::text::{plural, use_colour};
+use crate::text::{err, out, plural, use_colour};
 use crate::workspace::Workspace;
 
 /// Exit codes: the contract with scripts and CI.
 pub mod exit {
     pub const OK: u8 = 0;
+    /// An error, including a usage error.
     pub const ERROR: u8 = 1;
+    /// `--detailed-exitcode`: the plan has changes.
     pub const CHANGES: u8 = 2;
+    /// The plan has blocked steps.
     pub const BLOCKED: u8 = 3;
+    /// Stopped by SIGINT or SIGTERM: 128 + SIGINT.
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// Manifest errors, already printed; the command exits 1.
@@ -33,17 +40,15 @@ pub struct Invalid {
 }
 
 pub fn print_manifest_errors(errors: &[ManifestError]) {
-    let mut err = std::io::stderr().lock();
     for e in errors {
-        let _ = writeln!(err, "{e}");
+        err(&format!("{e}\n"));
     }
     let files: std::collections::BTreeSet<&str> = errors.iter().map(|e| e.file.as_str()).collect();
-    let _ = writeln!(
-        err,
-        "{} in {}",
+    err(&format!(
+        "{} in {}\n",
         plural(errors.len(), "error"),
         plural(files.len(), "file")
-    );
+    ));
 }
 
 /// Loads the folder and resolves the settings, printing located errors.
@@ -56,6 +61,26 @@ pub fn load(inputs: &Inputs) -> anyhow::Result<Workspace> {
     })
 }
 
+/// The settings a command acts on: the configuration found for the folder with the command
+/// line's overrides, refused when it cannot be trusted with the target (no owner off the
+/// embedded target). A configuration that does not load is reported with the manifests'
+/// errors, before anything is contacted.
+pub fn settings(inputs: &Inputs) -> anyhow::Result<Config> {
+    let mut cfg = match Config::load(&inputs.dir, inputs.config.as_deref()) {
+        Ok(c) => c,
+        Err(_) => {
+            return Err(load(inputs)
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the configuration does not load")))
+        }
+    };
+    inputs.overrides.apply_to(&mut cfg);
+    if let Some(problem) = cfg.owner_problem() {
+        bail!("{problem}");
+    }
+    Ok(cfg)
+}
+
 fn observe_error(e: &ObserveError, endpoint: &str) -> anyhow::Error {
     match e {
         ObserveError::ListApps(PinpointError::Call(call)) => {
@@ -65,13 +90,40 @@ fn observe_error(e: &ObserveError, endpoint: &str) -> anyhow::Error {
     }
 }
 
+fn call_error(e: PinpointError, endpoint: &str) -> anyhow::Error {
+    match e {
+        PinpointError::Call(c) => anyhow::anyhow!("{}", target_error(&c, endpoint)),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// The commit the plan is made from: `--revision`, or what CI says.
+pub fn revision(flag: Option<&str>) -> Option<String> {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("GITHUB_SHA").ok())
+        .or_else(|| std::env::var("CI_COMMIT_SHA").ok())
+        .filter(|r| !r.is_empty())
+}
+
+/// What a plan was made for, with what observing taught (the account).
+fn target_info(cfg: &Config, dir: &Path, observed: &crate::live::Observed) -> TargetInfo {
+    let mut info = TargetInfo::of(cfg, dir);
+    for state in observed.apps.values() {
+        if let crate::live::LiveState::Found(s) = state {
+            info.learn_account(&s.app.arn);
+        }
+    }
+    info
+}
+
 /// Reads the folder, observes the target and plans.
 pub async fn make_plan(
     inputs: &Inputs,
     audience: Option<&AudienceOptions>,
+    revision: Option<String>,
 ) -> anyhow::Result<(Plan, Connection, Config)> {
-    let ws = load(inputs)?;
     let dir = inputs.dir.as_path();
+    let settings = settings(inputs)?;
     // Refuse a bad --as-of or an unreadable file before connecting.
     let audience = match audience {
         Some(a) => Some((
@@ -81,18 +133,40 @@ pub async fn make_plan(
         )),
         None => None,
     };
-    let conn = target::connect(&ws.config, dir).await?;
-    let (mut p, observed) = match pipeline::plan(&conn.pinpoint, &ws, &pipeline::everything).await {
+    // The embedded target starts a server over a file beside the configuration: only for
+    // manifests that load. Any other target is read while the manifests are parsed.
+    if matches!(settings.target, crate::config::Target::Local { .. }) {
+        load(inputs)?;
+    }
+    let conn = target::connect(&settings, dir).await?;
+    let planned = match pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything).await
+    {
         Ok(planned) => planned,
         Err(e) => {
-            let err = observe_error(&e, &conn.endpoint);
+            let err = match e {
+                pipeline::PlanError::Invalid(errors) => {
+                    print_manifest_errors(&errors);
+                    anyhow::Error::new(Invalid {
+                        count: errors.len(),
+                    })
+                }
+                pipeline::PlanError::Observe(e) => observe_error(&e, &conn.endpoint),
+            };
             conn.close().await;
             return Err(err);
         }
     };
+    let pipeline::Planned {
+        workspace: ws,
+        plan: mut p,
+        observed,
+    } = planned;
     p.dir = std::fs::canonicalize(dir)
         .ok()
         .map(|d| d.display().to_string());
+    p.target = Some(target_info(&ws.config, dir, &observed));
+    p.revision = revision;
+    p.documents = ws.documents;
     if let Some((a, as_of, input)) = audience {
         let counted = crate::endpoints::with_progress(&input.progress, || {
             crate::audience::annotate(
@@ -126,8 +200,11 @@ fn endpoints_input(path: &Path) -> anyhow::Result<crate::endpoints::Input> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// For people: a terminal or a CI log.
     Text,
+    /// A pull-request comment, as GitHub and GitLab render it.
     Markdown,
+    /// The versioned plan document (the same that --out saves).
     Json,
 }
 
@@ -136,10 +213,11 @@ pub struct PlanOptions {
     pub out: Option<PathBuf>,
     pub detailed_exitcode: bool,
     pub audience: Option<AudienceOptions>,
+    pub revision: Option<String>,
 }
 
 pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8> {
-    let (p, conn, _) = make_plan(inputs, o.audience.as_ref()).await?;
+    let (p, conn, _) = make_plan(inputs, o.audience.as_ref(), o.revision.clone()).await?;
     conn.close().await;
     let colour = use_colour(&std::io::stdout());
     let rendered = match o.format {
@@ -147,15 +225,15 @@ pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8
         Format::Markdown => crate::report::markdown(&p, crate::report::MARKDOWN_LIMIT),
         Format::Json => crate::report::json(&p) + "\n",
     };
-    print!("{rendered}");
-    if let Some(out) = &o.out {
-        std::fs::write(out, crate::report::json(&p) + "\n")
-            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
-        eprintln!(
-            "Saved the plan to {}; apply it with: segmentctl apply {}",
-            out.display(),
-            out.display()
-        );
+    out(&rendered);
+    if let Some(file) = &o.out {
+        std::fs::write(file, crate::report::json(&p) + "\n")
+            .with_context(|| format!("cannot write the plan to {}", file.display()))?;
+        err(&format!(
+            "Saved the plan to {}; apply it with: segmentctl apply {}\n",
+            file.display(),
+            file.display()
+        ));
     }
     Ok(plan_exit(&p, o.detailed_exitcode))
 }
@@ -175,32 +253,121 @@ pub fn plan_exit(p: &Plan, detailed: bool) -> u8 {
 pub struct ApplyArgs {
     pub auto_approve: bool,
     pub allow_delete_in_use: bool,
+    /// Wait for another applier's lease instead of failing.
+    pub wait: bool,
 }
 
 fn confirm() -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to apply without confirmation: there is no terminal to ask on; review the plan, then pass --auto-approve");
     }
-    eprint!("\nApply these changes? Only 'yes' is accepted: ");
-    let _ = std::io::stderr().flush();
+    err("\nApply these changes? Only 'yes' is accepted: ");
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(line.trim() == "yes")
 }
 
+/// How long `--wait` waits for another applier before giving up.
+const WAIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// Takes the lease on every existing application the plan changes.
+///
+/// Errors: one is held by someone else (and not `--wait`), or cannot be taken; the leases
+/// taken so far are given back.
+async fn lease_apps(
+    p: &impl Pinpoint,
+    plan: &Plan,
+    owner: &str,
+    wait: bool,
+) -> anyhow::Result<Vec<Lease>> {
+    let holder = lease::holder(owner);
+    let mut held = Vec::new();
+    for app in plan
+        .apps
+        .iter()
+        .filter(|a| !a.steps.is_empty() || a.app_step.is_some())
+    {
+        let Some(arn) = &app.app_arn else { continue };
+        let patience = if wait {
+            WAIT_PATIENCE
+        } else {
+            std::time::Duration::ZERO
+        };
+        let taken = lease::acquire_waiting(
+            p,
+            arn,
+            &holder,
+            lease::DEFAULT_TTL,
+            lease::DEFAULT_SETTLE,
+            patience,
+            |h| {
+                err(&format!(
+                    "Waiting: {} is applying to {}.\n",
+                    crate::text::safe(&h.holder),
+                    crate::text::safe(&app.display())
+                ))
+            },
+        )
+        .await;
+        match taken {
+            Ok(l) => held.push(l),
+            Err(e) => {
+                for l in &held {
+                    lease::release(p, l).await;
+                }
+                let why = match &e {
+                    LeaseError::Busy(_) => e.to_string(),
+                    LeaseError::Api(cause) => format!("{e}: {}", apply::error_chain(cause)),
+                };
+                return Err(anyhow::anyhow!(
+                    "application {}: {why}",
+                    crate::text::safe(&app.display())
+                ));
+            }
+        }
+    }
+    Ok(held)
+}
+
+/// Runs the plan, stopping on SIGINT or SIGTERM: steps in flight finish, none starts, and
+/// the summary says how far it got.
 async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> u8 {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        // A second signal stops at once.
+        shutdown_signal().await;
+        err("\nInterrupted again: stopping now; run apply again to finish.\n");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
+    let progress = std::io::stderr().is_terminal();
     let opts = Options {
         concurrency: cfg.concurrency,
         allow_delete_in_use: a.allow_delete_in_use,
-        progress: std::io::stderr().is_terminal(),
-        cancel: None,
+        progress,
+        cancel: Some(stop_rx.clone()),
         events: None,
     };
     let report = apply::apply(&conn.pinpoint, p, &opts).await;
-    println!("\n{}", report.summary());
-    print!("{}", report.details(false));
+    watcher.abort();
+    if progress {
+        // Clear a progress line that did not reach its end.
+        err("\r\x1b[2K");
+    }
+    if *stop_rx.borrow() {
+        let total = report.steps.len();
+        let done = report.steps.iter().filter(|s| s.result.is_done()).count();
+        out(&format!(
+            "\nInterrupted: {done} of {} done; run apply again to finish.\n",
+            plural(total, "step")
+        ));
+        return exit::INTERRUPTED;
+    }
+    out(&format!("\n{}\n", report.summary()));
+    out(&report.details(false));
     if report.failed() > 0 {
-        println!("Run apply again to retry: steps that completed are not repeated.");
+        out("Run apply again to retry: steps that completed are not repeated.\n");
         exit::ERROR
     } else if report.blocked() > 0 {
         exit::BLOCKED
@@ -209,33 +376,74 @@ async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> 
     }
 }
 
-/// Shows the plan, asks (unless `--auto-approve`), and applies it.
-async fn show_confirm_apply(
-    p: &Plan,
-    conn: &Connection,
-    cfg: &Config,
+/// `apply DIR`: plan, show, lease, confirm, apply.
+///
+/// The plan is made without a lease (an empty plan writes nothing, not even a lease); then
+/// the applications it changes are leased and the plan is checked again under the lease: if
+/// another applier moved anything meanwhile, it is planned again and the new plan shown.
+pub async fn apply_dir(
+    inputs: &Inputs,
     a: &ApplyArgs,
+    revision: Option<String>,
 ) -> anyhow::Result<u8> {
-    print!("{}", crate::report::text(p, use_colour(&std::io::stdout())));
+    let (mut p, conn, cfg) = make_plan(inputs, None, revision.clone()).await?;
+    let colour = use_colour(&std::io::stdout());
+    out(&crate::report::text(&p, colour));
     if p.is_empty() {
-        return Ok(plan_exit(p, false));
+        conn.close().await;
+        return Ok(plan_exit(&p, false));
     }
-    if !a.auto_approve && !confirm()? {
-        println!("Apply cancelled.");
-        return Ok(exit::ERROR);
+    let leases = match lease_apps(&conn.pinpoint, &p, cfg.owner(), a.wait).await {
+        Ok(l) => l,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
+    let result = async {
+        let moved = apply::stale(&conn.pinpoint, &p)
+            .await
+            .map_err(|e| call_error(e, &conn.endpoint))?;
+        if !moved.is_empty() {
+            out("\nThe target changed while the plan was made (another applier?); the plan now:\n\n");
+            let again = pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything)
+                .await
+                .map_err(|e| match e {
+                    pipeline::PlanError::Invalid(errors) => {
+                        print_manifest_errors(&errors);
+                        anyhow::Error::new(Invalid {
+                            count: errors.len(),
+                        })
+                    }
+                    pipeline::PlanError::Observe(e) => observe_error(&e, &conn.endpoint),
+                })?;
+            let mut next = again.plan;
+            next.dir = p.dir.clone();
+            next.target = p.target.clone();
+            next.revision = revision.clone();
+            next.documents = again.workspace.documents;
+            p = next;
+            out(&crate::report::text(&p, colour));
+            if p.is_empty() {
+                return Ok(plan_exit(&p, false));
+            }
+        }
+        if !a.auto_approve && !confirm()? {
+            out("Apply cancelled.\n");
+            return Ok(exit::ERROR);
+        }
+        Ok(lease::hold_while(&conn.pinpoint, &leases, lease::DEFAULT_TTL, run_apply(&p, &conn, &cfg, a)).await)
     }
-    Ok(run_apply(p, conn, cfg, a).await)
-}
-
-/// `apply DIR`: plan, show, confirm, apply.
-pub async fn apply_dir(inputs: &Inputs, a: &ApplyArgs) -> anyhow::Result<u8> {
-    let (p, conn, cfg) = make_plan(inputs, None).await?;
-    let result = show_confirm_apply(&p, &conn, &cfg, a).await;
+    .await;
+    for l in &leases {
+        lease::release(&conn.pinpoint, l).await;
+    }
     conn.close().await;
     result
 }
 
-/// `apply plan.json`: re-observe, refuse if anything the plan touches moved, then apply.
+/// `apply plan.json`: check the plan is for this target and owner, lease, re-observe,
+/// refuse if anything the plan touches moved, then apply.
 pub async fn apply_saved(
     file: &Path,
     config: Option<&Path>,
@@ -255,23 +463,44 @@ pub async fn apply_saved(
         );
     }
     let dir = PathBuf::from(p.dir.clone().unwrap_or_else(|| ".".into()));
-    let mut cfg = Config::load(&dir, config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    ov.apply_to(&mut cfg);
-    if cfg.owner != p.owner {
+    let inputs = Inputs {
+        dir: dir.clone(),
+        config: config.map(Path::to_path_buf),
+        overrides: ov.clone(),
+    };
+    let cfg = settings(&inputs)?;
+    let here = TargetInfo::of(&cfg, &dir);
+    let Some(planned_for) = &p.target else {
         bail!(
-            "the plan was made for owner {:?}, the configuration says {:?}",
-            p.owner,
-            cfg.owner
+            "{} does not say which target it was made for; plan again",
+            file.display()
+        );
+    };
+    if !planned_for.same_as(&here) {
+        bail!(
+            "refusing to apply {}: it was made for {} as owner {}, and the configuration now names {} as owner {}; plan again against this target",
+            file.display(),
+            planned_for.place(),
+            crate::text::safe(&planned_for.owner),
+            here.place(),
+            crate::text::safe(&here.owner)
         );
     }
     let conn = target::connect(&cfg, &dir).await?;
+    let leases = match lease_apps(&conn.pinpoint, &p, cfg.owner(), a.wait).await {
+        Ok(l) => l,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
     let result = async {
         let moved = apply::stale(&conn.pinpoint, &p)
             .await
             .map_err(|e| anyhow::anyhow!("cannot re-check the target: {e}"))?;
         if !moved.is_empty() {
             for m in &moved {
-                eprintln!("  {m}");
+                err(&format!("  {m}\n"));
             }
             bail!(
                 "refusing to apply {}: {} changed since it was made; plan again and review",
@@ -279,11 +508,50 @@ pub async fn apply_saved(
                 plural(moved.len(), "thing it touches")
             );
         }
-        show_confirm_apply(&p, &conn, &cfg, a).await
+        out(&crate::report::text(&p, use_colour(&std::io::stdout())));
+        if p.is_empty() {
+            return Ok(plan_exit(&p, false));
+        }
+        if !a.auto_approve && !confirm()? {
+            out("Apply cancelled.\n");
+            return Ok(exit::ERROR);
+        }
+        Ok(lease::hold_while(
+            &conn.pinpoint,
+            &leases,
+            lease::DEFAULT_TTL,
+            run_apply(&p, &conn, &cfg, a),
+        )
+        .await)
     }
     .await;
+    for l in &leases {
+        lease::release(&conn.pinpoint, l).await;
+    }
     conn.close().await;
     result
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
 }
 
 /// A manifest name from a segment's display name.
@@ -304,7 +572,13 @@ fn slug(name: &str, id: &str, taken: &mut std::collections::BTreeSet<String>) ->
         .trim_matches('-')
         .to_string();
     if s.is_empty() {
-        s = format!("segment-{}", &id[..id.len().min(8)]);
+        let short: String = id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect::<String>()
+            .to_lowercase();
+        s = format!("segment-{short}");
     }
     let mut candidate = s.clone();
     let mut n = 2;
@@ -317,41 +591,43 @@ fn slug(name: &str, id: &str, taken: &mut std::collections::BTreeSet<String>) ->
 
 /// `import`: writes manifests for an application's live segments and adopts them (tags them
 /// as managed), so that a plan right after is empty.
-pub async fn import(
-    dir: &Path,
-    config: Option<&Path>,
-    ov: &Overrides,
-    app: &str,
-    out: &Path,
-) -> anyhow::Result<u8> {
+///
+/// Names come from the API (tags anyone with access can set): a `segmentctl:name` that is
+/// not a valid manifest name is not used; the file is named after a checked name only.
+pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Result<u8> {
     use crate::manifest::{Kind, Manifest, Metadata, API_VERSION};
-    let mut cfg = Config::load(dir, config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    ov.apply_to(&mut cfg);
-    let conn = target::connect(&cfg, dir).await?;
+    let cfg = settings(inputs)?;
+    let conn = target::connect(&cfg, &inputs.dir).await?;
+    let info = TargetInfo::of(&cfg, &inputs.dir);
+    err(&format!("{}\n", info.line()));
+    let owner = cfg.owner().to_string();
     let result = async {
-        let live = conn
-            .pinpoint
-            .list_segments(app)
-            .await
-            .map_err(|e| match e {
-                e if e.is_not_found() => {
-                    anyhow::anyhow!("application {app} does not exist on the target")
-                }
-                PinpointError::Call(c) => anyhow::anyhow!("{}", target_error(&c, &conn.endpoint)),
-                other => anyhow::anyhow!("{other}"),
-            })?;
+        let live = conn.pinpoint.list_segments(app).await.map_err(|e| match e {
+            e if e.is_not_found() => {
+                anyhow::anyhow!("application {app} does not exist on the target")
+            }
+            other => call_error(other, &conn.endpoint),
+        })?;
         let mut taken = std::collections::BTreeSet::new();
         let mut chosen: Vec<(String, &crate::model::SegmentResponse)> = Vec::new();
         for s in &live {
             let tags = s.tags.clone().unwrap_or_default();
             match (
                 tags.get(crate::TAG_MANAGED_BY),
-                crate::live::managed_name(s.tags.as_ref(), &cfg.owner),
+                crate::live::managed_name(s.tags.as_ref(), &owner),
             ) {
-                (Some(o), _) if o != &cfg.owner => continue, // another installation's
-                (_, Some(n)) => {
+                (Some(o), _) if o != &owner => continue, // another installation's
+                (_, Some(n)) if crate::manifest::name_problem(n).is_none() && !taken.contains(n) => {
                     taken.insert(n.to_string());
                     chosen.push((n.to_string(), s));
+                }
+                (_, Some(n)) => {
+                    err(&format!(
+                        "warning: segment {} carries the name tag {}, which is not a manifest name; it is named after its display name instead\n",
+                        crate::text::safe(&s.id),
+                        crate::report::Escape::Text.quote(n)
+                    ));
+                    chosen.push((String::new(), s));
                 }
                 _ => chosen.push((String::new(), s)),
             }
@@ -365,9 +641,11 @@ pub async fn import(
             .iter()
             .map(|(n, s)| (s.id.clone(), n.clone()))
             .collect();
-        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
         let mut written = 0;
         for (name, s) in &chosen {
+            debug_assert!(crate::manifest::name_problem(name).is_none());
             let mut spec = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
             let user_tags: crate::model::Tags = s
                 .tags
@@ -394,10 +672,10 @@ pub async fn import(
                 },
                 spec,
             };
-            let path = out.join(format!("{name}.yaml"));
+            let path = out_dir.join(format!("{name}.yaml"));
             let text = format!(
                 "# Imported from segment {} (version {}).\n{}",
-                s.id,
+                crate::text::safe(&s.id),
                 s.version,
                 crate::manifest::to_yaml(&[m])?
             );
@@ -405,24 +683,19 @@ pub async fn import(
                 .with_context(|| format!("cannot write {}", path.display()))?;
             // Adopt: the ownership tags, and the digest of what is now the manifest.
             let canon = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
-            let mut tags = plan::ownership_tags(&cfg.owner, name);
+            let mut tags = plan::ownership_tags(&owner, name);
             tags.insert(plan::TAG_DIGEST.into(), crate::diff::fingerprint(&canon));
             conn.pinpoint
                 .tag(&s.arn, &tags)
                 .await
-                .map_err(|e| match e {
-                    PinpointError::Call(c) => {
-                        anyhow::anyhow!("{}", target_error(&c, &conn.endpoint))
-                    }
-                    other => anyhow::anyhow!("{other}"),
-                })?;
+                .map_err(|e| call_error(e, &conn.endpoint))?;
             written += 1;
         }
-        println!(
-            "Imported {} from application {app} into {}.",
+        out(&format!(
+            "Imported {} from application {app} into {}.\n",
             plural(written, "segment"),
-            out.display()
-        );
+            out_dir.display()
+        ));
         Ok(exit::OK)
     }
     .await;
@@ -499,7 +772,7 @@ pub fn estimate(
                 })
             })
             .collect();
-        let out = serde_json::json!({
+        let doc = serde_json::json!({
             "format_version": 1,
             "as_of": crate::audience::instant_text(as_of),
             "records_read": t.read,
@@ -507,7 +780,7 @@ pub fn estimate(
             "rejected_lines": t.rejected_lines,
             "segments": segments,
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
     } else {
         let mut line = format!(
             "Read {} endpoint records from {}",
@@ -528,14 +801,19 @@ pub fn estimate(
                 }
             ));
         }
-        println!("{line}.");
+        out(&format!("{line}.\n"));
         let mut current = usize::MAX;
         for ((app, segment), n) in counted.iter().zip(&t.counts) {
             if *app != current {
                 current = *app;
-                println!("\nApplication {}", ws.desired.apps[current].key);
+                out(&format!("\nApplication {}\n", ws.desired.apps[current].key));
             }
-            println!("  {:<32} {:>10}  {:>6.2} %", segment, n, share(*n));
+            out(&format!(
+                "  {:<32} {:>10}  {:>6.2} %\n",
+                segment,
+                n,
+                share(*n)
+            ));
         }
     }
     Ok(exit::OK)

@@ -152,14 +152,38 @@ impl Default for RateLimits {
     }
 }
 
+/// Where the configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// `--config FILE`.
+    Flag(PathBuf),
+    /// Found by [`Config::discover`]: in the manifest folder, a parent up to the
+    /// repository's root, or the current folder.
+    Found(PathBuf),
+    /// No file: the defaults, and the embedded local target.
+    #[default]
+    Defaults,
+}
+
+impl Origin {
+    /// The file, when there is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Origin::Flag(p) | Origin::Found(p) => Some(p),
+            Origin::Defaults => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     #[serde(default)]
     pub target: Target,
     /// Goes into the ownership tag, so two installations never claim each other's segments.
-    #[serde(default = "default_owner")]
-    pub owner: String,
+    /// Required for any target but the embedded local one ([`Config::owner`] reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// Delete managed segments whose manifest is gone.
     #[serde(default)]
     pub prune: bool,
@@ -178,11 +202,16 @@ pub struct Config {
     /// Warn when a segment's audience changes by more than this share.
     #[serde(default = "default_audience_warn")]
     pub audience_change_warn_percent: f64,
+    /// Where this configuration was read from.
+    #[serde(skip)]
+    pub origin: Origin,
 }
 
-fn default_owner() -> String {
-    "segmentctl".into()
-}
+/// The owner on the embedded local target when none is set.
+pub const LOCAL_OWNER: &str = "segmentctl";
+
+/// The name of the configuration file.
+pub const FILE: &str = manifest::CONFIG_FILE;
 fn default_concurrency() -> usize {
     8
 }
@@ -197,43 +226,83 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             target: Target::default(),
-            owner: default_owner(),
+            owner: None,
             prune: false,
             concurrency: default_concurrency(),
             rate_limits: RateLimits::default(),
             max_delete_percent: default_max_delete_percent(),
             suspend: false,
             audience_change_warn_percent: default_audience_warn(),
+            origin: Origin::Defaults,
         }
     }
 }
 
 impl Config {
-    /// Reads `file`, or `DIR/segmentctl.yaml` when present, or the defaults.
+    /// Finds the configuration for the manifest folder `dir`: `--config FILE` when given;
+    /// else `segmentctl.yaml` in `dir`, then in each parent folder up to the repository's
+    /// root (the folder holding `.git`), then in the current folder; else none.
+    pub fn discover(dir: &Path, explicit: Option<&Path>) -> Origin {
+        if let Some(f) = explicit {
+            return Origin::Flag(f.to_path_buf());
+        }
+        let start = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let in_repo = start.ancestors().any(|a| a.join(".git").exists());
+        for folder in start.ancestors() {
+            let candidate = folder.join(FILE);
+            if candidate.is_file() {
+                return Origin::Found(shown_path(&candidate));
+            }
+            if !in_repo || folder.join(".git").exists() {
+                break;
+            }
+        }
+        match std::env::current_dir() {
+            Ok(cwd) if cwd.join(FILE).is_file() => Origin::Found(PathBuf::from(FILE)),
+            _ => Origin::Defaults,
+        }
+    }
+
+    /// Reads the configuration [`Config::discover`] finds for `dir`, or the defaults.
     pub fn load(dir: &Path, file: Option<&Path>) -> Result<Self, ManifestError> {
-        let path = match file {
-            Some(f) => f.to_path_buf(),
-            None => dir.join(manifest::CONFIG_FILE),
+        let origin = Self::discover(dir, file);
+        let Some(path) = origin.file() else {
+            return Ok(Self::default());
         };
         let shown = path.display().to_string();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => {
-                return Ok(Self::default())
-            }
-            Err(e) => {
-                return Err(ManifestError {
-                    file: shown,
-                    line: 0,
-                    column: 0,
-                    path: String::new(),
-                    message: format!("cannot read the configuration file: {e}"),
-                })
-            }
-        };
-        let cfg: Config = manifest::parse_one(&shown, &text)?;
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
+            file: shown.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the configuration file: {e}"),
+        })?;
+        let mut cfg: Config = manifest::parse_one(&shown, &text)?;
         cfg.check(&shown)?;
+        cfg.origin = origin;
         Ok(cfg)
+    }
+
+    /// The owner: as configured, or [`LOCAL_OWNER`] when none is set.
+    pub fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or(LOCAL_OWNER)
+    }
+
+    /// Why this configuration must not be acted on, if it must not: off the embedded local
+    /// target the owner has to be said, or two repositories that both leave it unset would
+    /// manage each other's segments.
+    pub fn owner_problem(&self) -> Option<String> {
+        match (&self.target, &self.owner) {
+            (Target::Local { .. }, _) | (_, Some(_)) => None,
+            (_, None) => Some(format!(
+                "no owner is set for {}: off the embedded local target segmentctl must know which installation it is, or two repositories would manage each other's segments; set `owner: <team-or-repository>` in {} or pass --owner",
+                match &self.target {
+                    Target::Endpoint { url, .. } => format!("the endpoint {}", crate::text::redact_url(url)),
+                    _ => "Amazon Pinpoint".to_string(),
+                },
+                self.origin.file().map(|f| f.display().to_string()).unwrap_or_else(|| FILE.to_string())
+            )),
+        }
     }
 
     fn check(&self, file: &str) -> Result<(), ManifestError> {
@@ -244,7 +313,7 @@ impl Config {
             path: path.to_string(),
             message,
         };
-        if let Some(msg) = manifest::name_problem(&self.owner) {
+        if let Some(msg) = self.owner.as_deref().and_then(manifest::name_problem) {
             return Err(bad("owner", msg));
         }
         if self.concurrency == 0 || self.concurrency > 64 {
@@ -262,16 +331,32 @@ impl Config {
         Ok(())
     }
 
-    /// The local target's database file, relative paths taken from the manifest folder.
+    /// The local target's database file. A relative path is taken from the configuration
+    /// file's folder; with no configuration file, the default is under the manifest folder.
     pub fn local_path(&self, dir: &Path) -> Option<PathBuf> {
+        let base = match self.origin.file().and_then(Path::parent) {
+            Some(p) => p.to_path_buf(),
+            None => dir.to_path_buf(),
+        };
         match &self.target {
             Target::Local { path } => Some(match path {
                 Some(p) if p.is_absolute() => p.clone(),
-                Some(p) => dir.join(p),
-                None => dir.join(".segmentctl").join("pinpoint.db"),
+                Some(p) => base.join(p),
+                None => base.join(".segmentctl").join("pinpoint.db"),
             }),
             _ => None,
         }
+    }
+}
+
+/// A path as the user should see it: relative to the current folder when it is under it.
+fn shown_path(p: &Path) -> PathBuf {
+    match std::env::current_dir() {
+        Ok(cwd) => p
+            .strip_prefix(&cwd)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf()),
+        Err(_) => p.to_path_buf(),
     }
 }
 

@@ -20,6 +20,8 @@ pub mod model;
 
 pub mod validate;
 
+pub mod strict;
+
 // Manifests → desired state (pure, except `workspace`, which reads the folder).
 pub mod config;
 
@@ -63,6 +65,8 @@ pub mod apply;
 
 pub mod pipeline;
 
+pub mod lease;
+
 // The controller, the server, and the command line that wires them.
 pub mod daemon;
 
@@ -83,3 +87,6 @@ pub const TAG_MANAGED_BY: &str = "segmentctl:managed-by";
 pub const TAG_NAME: &str = "segmentctl:name";
 /// Protection that outlives the manifest: deletion is refused while this tag says "true".
 pub const TAG_PROTECT: &str = "segmentctl:protect";
+/// A lease on an application while an applier changes it (see `lease`); never part of what
+/// the manifests declare.
+pub const TAG_LEASE: &str = "segmentctl:lease";

@@ -239,8 +239,11 @@ fn walk(
     Ok(())
 }
 
-/// Reads and parses every manifest under `dir`.
-pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
+/// Reads every manifest file under `dir`: the files' bytes, and an error per file that
+/// could not be read.
+///
+/// Errors: the folder itself cannot be read.
+pub fn read_dir(dir: &Path) -> Result<(Vec<Source>, Vec<ManifestError>), ManifestError> {
     let shown = dir.display().to_string();
     let files = manifest_files(dir).map_err(|e| ManifestError {
         file: shown.clone(),
@@ -267,11 +270,52 @@ pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
             }),
         }
     }
+    Ok((sources, errors))
+}
+
+/// Reads and parses every manifest under `dir`.
+pub fn load_dir(dir: &Path) -> Result<Loaded, ManifestError> {
+    let (sources, errors) = read_dir(dir)?;
     let mut loaded = load_sources(&sources);
     loaded.errors.extend(errors);
     loaded.errors.sort();
     loaded.sources = sources;
     Ok(loaded)
+}
+
+/// Application ids the files seem to name (`application: <32 hex>`), found by a scan of the
+/// text: a hint to start reading those applications while the files are parsed, never
+/// trusted for anything else.
+pub fn application_hints(sources: &[Source]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in sources {
+        let text = &s.bytes;
+        let mut at = 0;
+        while let Some(i) = memchr::memmem::find(&text[at..], b"application:") {
+            let start = at + i + b"application:".len();
+            at = start;
+            let rest = &text[start..];
+            let skip = rest
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t' | b'"' | b'\''))
+                .count();
+            let Some(id) = rest.get(skip..skip + 32) else {
+                continue;
+            };
+            let after = rest.get(skip + 32).copied();
+            if id
+                .iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+                && !after.is_some_and(|b| b.is_ascii_alphanumeric())
+            {
+                let id = String::from_utf8_lossy(id).into_owned();
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Parses already-read files (pure: no I/O).

@@ -58,6 +58,44 @@ pub async fn observe<P: Pinpoint>(
     desired: &DesiredState,
     scope: &Scope<'_>,
 ) -> Result<Observed, ObserveError> {
+    observe_from(p, desired, scope, None).await
+}
+
+/// What was read before the desired state was known: the application list and the
+/// applications the manifests seemed to name (see [`crate::manifest::application_hints`]).
+pub struct Prefetched {
+    apps: Result<Vec<LiveApp>, PinpointError>,
+    snapshots: BTreeMap<String, Result<AppSnapshot, PinpointError>>,
+}
+
+/// Reads the application list and the given applications, all at once.
+pub async fn prefetch<P: Pinpoint>(p: &P, ids: &[String]) -> Prefetched {
+    let placeholder = |id: &str| LiveApp {
+        id: id.to_string(),
+        ..LiveApp::default()
+    };
+    let (apps, snaps) = tokio::join!(
+        p.list_apps(),
+        join_all(ids.iter().map(|id| snapshot(p, placeholder(id))).collect())
+    );
+    Prefetched {
+        apps,
+        snapshots: ids.iter().cloned().zip(snaps).collect(),
+    }
+}
+
+/// As [`observe`], using what was prefetched where it covers what the desired state names
+/// (anything else is read now; what it read beyond that is dropped).
+pub async fn observe_from<P: Pinpoint>(
+    p: &P,
+    desired: &DesiredState,
+    scope: &Scope<'_>,
+    prefetched: Option<Prefetched>,
+) -> Result<Observed, ObserveError> {
+    let (prefetched_apps, mut prefetched_snaps) = match prefetched {
+        Some(pre) => (Some(pre.apps), pre.snapshots),
+        None => (None, BTreeMap::new()),
+    };
     let by_id_keys: Vec<&String> = desired
         .apps
         .iter()
@@ -91,15 +129,25 @@ pub async fn observe<P: Pinpoint>(
         tags: Tags::new(),
         creation_date: String::new(),
     };
-    let (all, direct) = tokio::join!(
-        p.list_apps(),
-        join_all(
-            by_id_keys
-                .iter()
-                .map(|id| snapshot(p, placeholder(id)))
-                .collect()
-        )
-    );
+    let list = async {
+        match prefetched_apps {
+            Some(apps) => apps,
+            None => p.list_apps().await,
+        }
+    };
+    let reads: Vec<_> = by_id_keys
+        .iter()
+        .map(|id| {
+            let ready = prefetched_snaps.remove(id.as_str());
+            async move {
+                match ready {
+                    Some(s) => s,
+                    None => snapshot(p, placeholder(id)).await,
+                }
+            }
+        })
+        .collect();
+    let (all, direct) = tokio::join!(list, join_all(reads));
     let all = all.map_err(ObserveError::ListApps)?;
     let by_id: BTreeMap<&str, &LiveApp> = all.iter().map(|a| (a.id.as_str(), a)).collect();
 

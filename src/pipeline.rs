@@ -17,6 +17,7 @@ use crate::workspace::{self, Workspace};
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub target: Option<Target>,
+    pub owner: Option<String>,
     pub prune: bool,
 }
 
@@ -24,6 +25,9 @@ impl Overrides {
     pub fn apply_to(&self, cfg: &mut Config) {
         if let Some(t) = &self.target {
             cfg.target = t.clone();
+        }
+        if let Some(o) = &self.owner {
+            cfg.owner = Some(o.clone());
         }
         if self.prune {
             cfg.prune = true;
@@ -53,7 +57,7 @@ pub fn load(inputs: &Inputs) -> Result<Workspace, Vec<ManifestError>> {
 /// What the planner needs of the settings.
 pub fn planner_settings(cfg: &Config) -> plan::Settings {
     plan::Settings {
-        owner: cfg.owner.clone(),
+        owner: cfg.owner().to_string(),
         prune: cfg.prune,
         max_delete_percent: cfg.max_delete_percent,
     }
@@ -67,7 +71,7 @@ pub async fn plan<P: Pinpoint>(
     owns: &(dyn Fn(&str) -> bool + Sync),
 ) -> Result<(Plan, Observed), ObserveError> {
     let scope = Scope {
-        owner: &ws.config.owner,
+        owner: ws.config.owner(),
         owns,
     };
     let observed = observe::observe(p, &ws.desired, &scope).await?;
@@ -78,4 +82,58 @@ pub async fn plan<P: Pinpoint>(
 /// Accepts every application.
 pub fn everything(_: &str) -> bool {
     true
+}
+
+/// A folder planned against the target.
+pub struct Planned {
+    pub workspace: Workspace,
+    pub plan: Plan,
+    pub observed: Observed,
+}
+
+#[derive(Debug)]
+pub enum PlanError {
+    /// The folder does not load: every located mistake.
+    Invalid(Vec<ManifestError>),
+    Observe(ObserveError),
+}
+
+/// Reads the folder and the target at once, then plans: the manifests are parsed (on the
+/// blocking threads) while the application list and the applications the files seem to
+/// name are read, so the parse costs no time on a target that is far away.
+///
+/// Guarantees: the same plan as [`load`] followed by [`plan`]; what was read for a hint the
+/// manifests do not confirm is dropped.
+pub async fn load_and_plan<P: Pinpoint>(
+    p: &P,
+    inputs: &Inputs,
+    owns: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Planned, PlanError> {
+    let (dir, config) = (inputs.dir.clone(), inputs.config.clone());
+    let files = tokio::task::spawn_blocking(move || workspace::read(&dir, config.as_deref()))
+        .await
+        .expect("reading the folder does not panic");
+    let hints: Vec<String> = crate::manifest::application_hints(&files.sources)
+        .into_iter()
+        .filter(|id| owns(id))
+        .collect();
+    let parse = tokio::task::spawn_blocking(move || workspace::check(files));
+    let (checked, prefetched) = tokio::join!(parse, observe::prefetch(p, &hints));
+    let mut ws = checked
+        .expect("parsing does not panic")
+        .map_err(PlanError::Invalid)?;
+    inputs.overrides.apply_to(&mut ws.config);
+    let scope = Scope {
+        owner: ws.config.owner(),
+        owns,
+    };
+    let observed = observe::observe_from(p, &ws.desired, &scope, Some(prefetched))
+        .await
+        .map_err(PlanError::Observe)?;
+    let plan = plan::plan(&ws.desired, &observed, &planner_settings(&ws.config));
+    Ok(Planned {
+        workspace: ws,
+        plan,
+        observed,
+    })
 }

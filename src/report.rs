@@ -148,6 +148,15 @@ pub fn warning_words(w: &Warning, e: Escape) -> String {
                 )
             }
         }
+        Warning::NotDeclaredHere { owner, managed } => format!(
+            "{} managed by owner {} here, but no manifest in this folder declares the application; another repository may use the same owner. Nothing in it is changed",
+            if *managed == 1 {
+                "1 segment is".to_string()
+            } else {
+                format!("{managed} segments are")
+            },
+            e.quote(owner)
+        ),
         Warning::AppNameDiffers {
             live,
             declared,
@@ -343,6 +352,21 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     let st = Style { colour };
     let mut out = String::new();
     let summary = plan.summary();
+    if let Some(t) = &plan.target {
+        let _ = writeln!(out, "{}", t.line());
+        if let Some(r) = &plan.revision {
+            let _ = writeln!(out, "Revision: {}", crate::text::safe(r));
+        }
+        if plan.documents == 0 {
+            let _ = writeln!(
+                out,
+                "{} no manifests were found in {}: nothing is declared",
+                st.paint("33", "warning:"),
+                crate::text::safe(plan.dir.as_deref().unwrap_or("the folder"))
+            );
+        }
+        out.push('\n');
+    }
     if plan.is_empty() && summary.errors == 0 {
         out.push_str("No changes. The live segments match the manifests.\n");
     } else {
@@ -463,6 +487,20 @@ pub fn text(plan: &Plan, colour: bool) -> String {
     out
 }
 
+/// A code span that no content can break out of: the fence is longer than any run of
+/// backticks inside, and control characters are shown, not obeyed.
+pub fn md_code(s: &str) -> String {
+    let s = crate::text::safe(s);
+    let longest = s.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if s.starts_with('`') || s.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{s}{pad}{fence}")
+}
+
 fn md_escape(s: &str) -> String {
     s.replace('|', "\\|")
         .replace('<', "&lt;")
@@ -573,6 +611,20 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
 pub fn markdown(plan: &Plan, limit: usize) -> String {
     let summary = plan.summary();
     let mut head = String::from("### segmentctl plan\n\n");
+    if let Some(t) = &plan.target {
+        let mut line = format!(
+            "**Target:** {} · **Owner:** {}",
+            md_escape(&t.place()),
+            md_code(&t.owner)
+        );
+        if let Some(r) = &plan.revision {
+            let _ = write!(line, " · **Commit:** {}", md_code(r));
+        }
+        let _ = writeln!(head, "{line}\n");
+        if plan.documents == 0 {
+            head.push_str("> [!WARNING]\n> No manifests were found: nothing is declared.\n\n");
+        }
+    }
     if plan.is_empty() && summary.errors == 0 {
         head.push_str("**No changes.** The live segments match the manifests.\n");
         return head;

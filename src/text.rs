@@ -50,6 +50,29 @@ pub fn now_iso() -> String {
     iso(OffsetDateTime::now_utc())
 }
 
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes to standard output. When the reader has gone (`segmentctl plan | head`), the rest
+/// is dropped quietly: the work goes on and the exit code is the work's, never a panic.
+pub fn out(s: &str) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    if o.write_all(s.as_bytes()).and_then(|()| o.flush()).is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Writes to standard error, quietly dropping what a closed stream cannot take.
+pub fn err(s: &str) {
+    use std::io::Write;
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(s.as_bytes()).and_then(|()| e.flush());
+}
+
 /// Colours only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
 pub fn use_colour(stream: &impl std::io::IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -85,9 +108,32 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }
 
+/// A URL with any user name and password in it removed, for logs and reports.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_never_shown() {
+        assert_eq!(
+            redact_url("http://user:pass@host:4566/x"),
+            "http://host:4566/x"
+        );
+        assert_eq!(redact_url("https://host/p@th"), "https://host/p@th");
+        assert_eq!(redact_url("http://host:1"), "http://host:1");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 
     #[test]
     fn thousands_are_grouped() {

@@ -18,14 +18,50 @@ pub struct Workspace {
     pub sources: Vec<crate::manifest::Source>,
 }
 
+/// A folder as read from disk, not yet parsed.
+pub struct Files {
+    pub config: Result<Config, ManifestError>,
+    pub sources: Vec<crate::manifest::Source>,
+    /// Files (or the folder) that could not be read.
+    pub errors: Vec<ManifestError>,
+}
+
+/// Reads `dir` (and `config`, or `dir/segmentctl.yaml`) without parsing the manifests.
+pub fn read(dir: &Path, config: Option<&Path>) -> Files {
+    let cfg = Config::load(dir, config);
+    match manifest::read_dir(dir) {
+        Ok((sources, errors)) => Files {
+            config: cfg,
+            sources,
+            errors,
+        },
+        Err(e) => Files {
+            config: cfg,
+            sources: Vec::new(),
+            errors: vec![e],
+        },
+    }
+}
+
 /// Reads `dir` (and `config`, or `dir/segmentctl.yaml`).
 ///
 /// Errors: every located mistake in every file, sorted by file and line.
 pub fn load(dir: &Path, config: Option<&Path>) -> Result<Workspace, Vec<ManifestError>> {
-    let cfg = Config::load(dir, config);
-    let loaded = manifest::load_dir(dir).map_err(|e| vec![e])?;
-    let sources = loaded.sources;
+    check(read(dir, config))
+}
+
+/// Parses and checks a folder read by [`read`] (pure: no I/O).
+///
+/// Errors: every located mistake in every file, sorted by file and line.
+pub fn check(files: Files) -> Result<Workspace, Vec<ManifestError>> {
+    let Files {
+        config: cfg,
+        sources,
+        errors: read_errors,
+    } = files;
+    let loaded = manifest::load_sources(&sources);
     let mut errors = loaded.errors;
+    errors.extend(read_errors);
     let cfg = match cfg {
         Ok(c) => Some(c),
         Err(e) => {

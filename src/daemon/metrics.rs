@@ -18,6 +18,8 @@ pub enum Outcome {
     Error,
     /// The manifests do not validate; the last good state is kept.
     Invalid,
+    /// Another applier holds the application's lease; tried again shortly.
+    Busy,
 }
 
 impl Outcome {
@@ -27,6 +29,7 @@ impl Outcome {
             Outcome::Blocked => "blocked",
             Outcome::Error => "error",
             Outcome::Invalid => "invalid",
+            Outcome::Busy => "busy",
         }
     }
 }

@@ -129,6 +129,8 @@ pub struct AppStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub ready: bool,
+    /// Where this controller acts, and as which owner.
+    pub target: Option<crate::live::TargetInfo>,
     pub mode: Mode,
     pub suspended: bool,
     pub shard: Option<Shard>,
@@ -155,6 +157,7 @@ impl Shared {
         Self {
             status: Mutex::new(Status {
                 ready: false,
+                target: None,
                 mode: cfg.mode,
                 suspended: false,
                 shard: cfg.shard,
@@ -268,12 +271,17 @@ fn settings_at_start(cfg: &DaemonConfig) -> anyhow::Result<crate::config::Config
     let mut config = crate::config::Config::load(&cfg.dir, cfg.config_file.as_deref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.overrides.apply_to(&mut config);
+    if let Some(problem) = config.owner_problem() {
+        anyhow::bail!("{problem}");
+    }
     Ok(config)
 }
 
 /// Starts the daemon over an open connection.
 pub async fn start_with(cfg: DaemonConfig, conn: Connection) -> anyhow::Result<RunningDaemon> {
-    let identity = Identity::of(&settings_at_start(&cfg)?);
+    let settings = settings_at_start(&cfg)?;
+    let identity = Identity::of(&settings);
+    let info = crate::live::TargetInfo::of(&settings, &cfg.dir);
     let shared = Arc::new(Shared::new(&cfg));
     *shared.api.lock().unwrap_or_else(|p| p.into_inner()) =
         Some(conn.pinpoint.api.counters.clone());
@@ -299,7 +307,12 @@ pub async fn start_with(cfg: DaemonConfig, conn: Connection) -> anyhow::Result<R
             .with_graceful_shutdown(admin_stop)
             .await
     });
-    tracing::info!(admin = %admin, target = %conn.endpoint, mode = ?cfg.mode, "segmentctl run started");
+    tracing::info!(admin = %admin, target = %info.place(), owner = %crate::text::safe(&info.owner), config = %info.from(), mode = ?cfg.mode, "segmentctl run started");
+    shared
+        .status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .target = Some(info);
     let task = tokio::spawn({
         let shared = shared.clone();
         async move {
@@ -484,8 +497,14 @@ impl Shared {
         let now = now_unix();
         for app in &round.apps {
             let retry = delays.get(&app.shard_key);
-            if let (Some(e), Some(d)) = (&app.error, retry) {
-                tracing::warn!(application = %app.key, name = %crate::text::safe(&app.name), error = %crate::text::safe(e), retry_in = ?d, "reconcile failed; backing off");
+            match (&app.error, retry, app.result) {
+                (Some(e), Some(d), Outcome::Busy) => {
+                    tracing::info!(application = %app.key, name = %crate::text::safe(&app.name), reason = %crate::text::safe(e), retry_in = ?d, "application busy");
+                }
+                (Some(e), Some(d), _) => {
+                    tracing::warn!(application = %app.key, name = %crate::text::safe(&app.name), error = %crate::text::safe(e), retry_in = ?d, "reconcile failed; backing off");
+                }
+                _ => {}
             }
             if !app.drifted.is_empty() {
                 tracing::warn!(application = %app.key, segments = ?app.drifted, "drift: segments changed outside segmentctl");

@@ -23,6 +23,9 @@ pub fn jittered(interval: Duration) -> Duration {
     interval.mul_f64(0.9 + fastrand::f64() * 0.2)
 }
 
+/// How soon an application another applier holds is looked at again (±25 %).
+pub const BUSY_RETRY: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy)]
 struct Failing {
     attempts: u32,
@@ -53,7 +56,19 @@ impl Backoffs {
     pub fn record(&mut self, round: &RoundOutcome, now: Instant) -> BTreeMap<String, Duration> {
         let mut delays = BTreeMap::new();
         for app in &round.apps {
-            if app.result == Outcome::Error {
+            if app.result == Outcome::Busy {
+                // Not a failure: another applier is at work. Look again shortly.
+                let f = self
+                    .failing
+                    .entry(app.shard_key.clone())
+                    .or_insert(Failing {
+                        attempts: 0,
+                        until: now,
+                    });
+                let delay = BUSY_RETRY.mul_f64(0.75 + fastrand::f64() * 0.5);
+                f.until = now + delay;
+                delays.insert(app.shard_key.clone(), delay);
+            } else if app.result == Outcome::Error {
                 let f = self
                     .failing
                     .entry(app.shard_key.clone())

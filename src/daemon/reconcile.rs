@@ -64,7 +64,7 @@ pub struct Identity {
 impl Identity {
     pub fn of(cfg: &Config) -> Self {
         Self {
-            owner: cfg.owner.clone(),
+            owner: cfg.owner().to_string(),
             target: cfg.target.clone(),
             rate_limits: cfg.rate_limits,
         }
@@ -73,10 +73,13 @@ impl Identity {
     /// Why `cfg` cannot be followed by a running controller, if it cannot.
     fn refuses(&self, cfg: &Config) -> Option<String> {
         let restart = "segmentctl run keeps the owner, target and rate limits it started with; restart it to change them";
-        if cfg.owner != self.owner {
+        if let Some(problem) = cfg.owner_problem() {
+            Some(problem)
+        } else if cfg.owner() != self.owner {
             Some(format!(
                 "owner changed from {:?} to {:?}: {restart}",
-                self.owner, cfg.owner
+                self.owner,
+                cfg.owner()
             ))
         } else if cfg.target != self.target {
             Some(format!("the target changed: {restart}"))
@@ -270,21 +273,106 @@ pub async fn round<P: Pinpoint>(
     };
     out.desired_digest = Some(plan.desired_digest.clone());
     let applying = cx.mode == Mode::Apply && !ws.config.suspend && !plan.is_empty();
-    let report = if applying {
-        let opts = apply::Options {
-            concurrency: ws.config.concurrency,
-            allow_delete_in_use: false,
-            progress: false,
-            cancel: cx.cancel.clone(),
-            events: cx.events.clone(),
-        };
-        Some(apply::apply(p, &plan, &opts).await)
-    } else {
+    if !applying {
+        out.apps = outcomes(&plan, None);
+        return out;
+    }
+    // Lease what changes, then plan it again under the lease: what was planned before may
+    // have been changed by another applier meanwhile.
+    let (leases, busy) = lease_changes(p, &plan, ws.config.owner()).await;
+    let leased: BTreeSet<String> = leases.iter().map(|(k, _)| k.clone()).collect();
+    let creating: BTreeSet<String> = plan
+        .apps
+        .iter()
+        .filter(|a| a.app_arn.is_none() && (a.app_step.is_some() || !a.steps.is_empty()))
+        .map(|a| a.key().shard_key())
+        .collect();
+    let under_lease = |key: &str| owns(key) && (leased.contains(key) || creating.contains(key));
+    let report = if leased.is_empty() && creating.is_empty() {
         None
+    } else {
+        match pipeline::plan(p, &ws, &under_lease).await {
+            Ok((again, _)) => {
+                let opts = apply::Options {
+                    concurrency: ws.config.concurrency,
+                    allow_delete_in_use: false,
+                    progress: false,
+                    cancel: cx.cancel.clone(),
+                    events: cx.events.clone(),
+                };
+                let held: Vec<crate::lease::Lease> =
+                    leases.iter().map(|(_, l)| l.clone()).collect();
+                let report = crate::lease::hold_while(
+                    p,
+                    &held,
+                    crate::lease::DEFAULT_TTL,
+                    apply::apply(p, &again, &opts),
+                )
+                .await;
+                Some((again, report))
+            }
+            Err(ObserveError::ListApps(e)) => {
+                out.target_error = Some(observe_message(&e));
+                None
+            }
+        }
     };
-    out.apps = outcomes(&plan, report.as_ref());
-    out.events = report.map(|r| r.steps).unwrap_or_default();
+    for (_, l) in &leases {
+        crate::lease::release(p, l).await;
+    }
+    if out.target_error.is_some() {
+        return out;
+    }
+    let mut apps = outcomes(&plan, None);
+    if let Some((again, report)) = &report {
+        let redone = outcomes(again, Some(report));
+        for a in apps.iter_mut() {
+            if let Some(r) = redone.iter().find(|r| r.shard_key == a.shard_key) {
+                *a = r.clone();
+            }
+        }
+    }
+    for a in apps.iter_mut() {
+        if let Some(holder) = busy.get(&a.shard_key) {
+            a.result = Outcome::Busy;
+            a.error = Some(format!("{holder} is applying to it; tried again shortly"));
+        }
+    }
+    out.apps = apps;
+    out.events = report.map(|(_, r)| r.steps).unwrap_or_default();
     out
+}
+
+/// Takes the lease on every existing application the plan changes; returns the leases (by
+/// shard key) and, for the applications someone else holds, who.
+async fn lease_changes<P: Pinpoint>(
+    p: &P,
+    plan: &Plan,
+    owner: &str,
+) -> (Vec<(String, crate::lease::Lease)>, BTreeMap<String, String>) {
+    use crate::lease::{self, LeaseError};
+    let holder = lease::holder(owner);
+    let mut leases = Vec::new();
+    let mut busy = BTreeMap::new();
+    for app in plan
+        .apps
+        .iter()
+        .filter(|a| a.app_step.is_some() || !a.steps.is_empty())
+    {
+        let Some(arn) = &app.app_arn else { continue };
+        let key = app.key().shard_key();
+        match lease::acquire(p, arn, &holder, lease::DEFAULT_TTL, lease::DEFAULT_SETTLE).await {
+            Ok(l) => leases.push((key, l)),
+            Err(LeaseError::Busy(h)) => {
+                busy.insert(key, h.holder);
+            }
+            Err(e @ LeaseError::Api(_)) => {
+                tracing::warn!(application = %app.display(), error = %apply::error_chain(&e), "cannot take the lease; trying again shortly");
+                busy.insert(key, "a lease that cannot be read".to_string());
+            }
+        }
+    }
+    (leases, busy)
 }
 
 fn observe_message(e: &PinpointError) -> String {

@@ -88,8 +88,23 @@ fn tags_model(tags: &Tags) -> t::TagsModel {
         .build()
 }
 
-impl Pinpoint for SdkPinpoint {
-    async fn list_apps(&self) -> Result<Vec<LiveApp>> {
+/// The list calls run as tasks of their own, so that decoding several answers (the SDK's
+/// and the conversion to the model) uses every core rather than the one thread polling the
+/// caller's future.
+fn spawned<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> impl std::future::Future<Output = T> {
+    let task = tokio::spawn(work);
+    async move {
+        match task.await {
+            Ok(v) => v,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+}
+
+impl SdkPinpoint {
+    async fn list_apps_here(&self) -> Result<Vec<LiveApp>> {
         let api = &self.api;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -125,7 +140,7 @@ impl Pinpoint for SdkPinpoint {
         }
     }
 
-    async fn list_segments(&self, app: &str) -> Result<Vec<SegmentResponse>> {
+    async fn list_segments_here(&self, app: &str) -> Result<Vec<SegmentResponse>> {
         let api = &self.api;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -156,7 +171,7 @@ impl Pinpoint for SdkPinpoint {
         }
     }
 
-    async fn list_campaigns(&self, app: &str) -> Result<Vec<LiveCampaign>> {
+    async fn list_campaigns_here(&self, app: &str) -> Result<Vec<LiveCampaign>> {
         let api = &self.api;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -197,7 +212,7 @@ impl Pinpoint for SdkPinpoint {
         }
     }
 
-    async fn list_journeys(&self, app: &str) -> Result<Vec<LiveJourney>> {
+    async fn list_journeys_here(&self, app: &str) -> Result<Vec<LiveJourney>> {
         let api = &self.api;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
@@ -235,6 +250,28 @@ impl Pinpoint for SdkPinpoint {
                 return Ok(out);
             }
         }
+    }
+}
+
+impl Pinpoint for SdkPinpoint {
+    async fn list_apps(&self) -> Result<Vec<LiveApp>> {
+        let this = self.clone();
+        spawned(async move { this.list_apps_here().await }).await
+    }
+
+    async fn list_segments(&self, app: &str) -> Result<Vec<SegmentResponse>> {
+        let (this, app) = (self.clone(), app.to_string());
+        spawned(async move { this.list_segments_here(&app).await }).await
+    }
+
+    async fn list_campaigns(&self, app: &str) -> Result<Vec<LiveCampaign>> {
+        let (this, app) = (self.clone(), app.to_string());
+        spawned(async move { this.list_campaigns_here(&app).await }).await
+    }
+
+    async fn list_journeys(&self, app: &str) -> Result<Vec<LiveJourney>> {
+        let (this, app) = (self.clone(), app.to_string());
+        spawned(async move { this.list_journeys_here(&app).await }).await
     }
 
     async fn list_tags(&self, arn: &str) -> Result<Tags> {

@@ -75,7 +75,8 @@ impl TagChange {
         self.add.is_empty() && self.remove.is_empty()
     }
 
-    /// What turns `live` into `desired`. Keys starting with `aws:` belong to AWS.
+    /// What turns `live` into `desired`. Keys starting with `aws:` belong to AWS; an
+    /// applier's lease is not the manifests' to remove.
     pub fn between(live: &Tags, desired: &Tags) -> Self {
         Self {
             add: desired
@@ -85,7 +86,9 @@ impl TagChange {
                 .collect(),
             remove: live
                 .keys()
-                .filter(|k| !desired.contains_key(*k) && !k.starts_with("aws:"))
+                .filter(|k| {
+                    !desired.contains_key(*k) && !k.starts_with("aws:") && *k != crate::TAG_LEASE
+                })
                 .cloned()
                 .collect(),
         }
@@ -316,6 +319,15 @@ impl AppPlan {
 pub struct Plan {
     pub format_version: u32,
     pub owner: String,
+    /// The target and owner the plan was made for; a saved plan is applied nowhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::live::TargetInfo>,
+    /// The commit of the manifests, when known (`--revision`, `GITHUB_SHA`, `CI_COMMIT_SHA`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// How many manifest documents the plan was made from.
+    #[serde(default)]
+    pub documents: usize,
     /// The manifest folder the plan was made from (absolute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
@@ -436,17 +448,10 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
         declared: None,
         segments: Vec::new(),
     };
-    let jobs: Vec<(&AppKey, &DesiredApp, &LiveState)> = observed
+    let jobs: Vec<(&AppKey, Option<&DesiredApp>, &LiveState)> = observed
         .apps
         .iter()
-        .map(|(key, live)| {
-            let want = desired
-                .apps
-                .iter()
-                .find(|a| &a.key == key)
-                .unwrap_or(&empty);
-            (key, want, live)
-        })
+        .map(|(key, live)| (key, desired.apps.iter().find(|a| &a.key == key), live))
         .collect();
     // Applications are planned independently: on every core when there are many segments.
     let threads = if desired.segment_count() >= 200 {
@@ -454,8 +459,32 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
     } else {
         1
     };
-    let apps = crate::par::map(&jobs, threads, |(key, want, live)| {
-        phases::plan_app(key, want, live, settings)
+    let apps = crate::par::map(&jobs, threads, |(key, want, live)| match want {
+        Some(want) => phases::plan_app(key, want, live, settings),
+        // Segments managed by this owner in an application no manifest here names: another
+        // repository may use the same owner. Reported, never changed.
+        None => {
+            let mut out = phases::plan_app(key, &empty, live, settings);
+            out.steps.clear();
+            out.warnings
+                .retain(|w| !matches!(w, Warning::OrphansKept { .. }));
+            let managed = match live {
+                LiveState::Found(s) => s
+                    .segments
+                    .iter()
+                    .filter(|seg| {
+                        crate::live::managed_name(seg.tags.as_ref(), &settings.owner).is_some()
+                    })
+                    .count(),
+                _ => 0,
+            };
+            out.managed = managed;
+            out.warnings.push(Warning::NotDeclaredHere {
+                owner: settings.owner.clone(),
+                managed,
+            });
+            out
+        }
     });
     let observed_digest = {
         let touched: Vec<(String, i32)> = apps
@@ -468,6 +497,9 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
     Plan {
         format_version: FORMAT_VERSION,
         owner: settings.owner.clone(),
+        target: None,
+        revision: None,
+        documents: 0,
         dir: None,
         desired_digest: desired_digest(desired),
         observed_digest,

@@ -107,6 +107,8 @@ pub enum Warning {
     AdoptTargetMissing { name: String, segment_id: String },
     /// Managed segments without a manifest, kept because pruning is off.
     OrphansKept { names: Vec<String> },
+    /// Segments managed by this owner in an application no manifest here names.
+    NotDeclaredHere { owner: String, managed: usize },
     /// An Application manifest's name differs from the live one (Pinpoint cannot rename).
     AppNameDiffers {
         live: String,

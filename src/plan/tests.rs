@@ -294,3 +294,51 @@ fn the_desired_digest_follows_meaning_not_spelling() {
         assert_ne!(base, digest(other), "{other}");
     }
 }
+
+#[test]
+fn an_application_declared_without_segments_keeps_its_managed_ones() {
+    let d = desired(
+        "apiVersion: segmentctl/v1\nkind: Application\nmetadata: {name: shop}\nspec: {Name: Shop}\n",
+    );
+    let mut o = observed(
+        vec![live("k1", Some("keep"), 1, r#"{"Name":"keep"}"#)],
+        vec![],
+        vec![],
+    );
+    // The application is the one the manifest declares.
+    let state = o.apps.remove(&AppKey::Id(APP.into())).unwrap();
+    let LiveState::Found(mut snap) = state else {
+        unreachable!()
+    };
+    snap.app.tags = ownership_tags("segmentctl", "shop");
+    o.apps
+        .insert(AppKey::Ref("shop".into()), LiveState::Found(snap));
+    let p = plan(&d, &o, &settings(true));
+    let step = &p.apps[0].steps[0];
+    assert_eq!(step.action, Action::Delete);
+    assert!(matches!(
+        step.blocked[..],
+        [BlockReason::NoSegmentsDeclared { managed: 1 }]
+    ));
+}
+
+#[test]
+fn segments_in_an_application_no_manifest_names_are_reported_not_deleted() {
+    let d = desired(&seg("keep", "Name: keep\n").replace(APP, "fedcba9876543210fedcba9876543210"));
+    let o = observed(
+        vec![live("k1", Some("theirs"), 1, r#"{"Name":"theirs"}"#)],
+        vec![],
+        vec![],
+    );
+    let p = plan(&d, &o, &settings(true));
+    let app = p
+        .apps
+        .iter()
+        .find(|a| a.app_id.as_deref() == Some(APP))
+        .unwrap();
+    assert!(app.steps.is_empty());
+    assert!(matches!(
+        app.warnings[..],
+        [Warning::NotDeclaredHere { managed: 1, .. }]
+    ));
+}

@@ -83,14 +83,11 @@ fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
             "the request body is empty; expected a {what} JSON object"
         )));
     }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            ApiError::bad_request(format!("invalid {what}: {inner}"))
+    crate::strict::from_slice(bytes).map_err(|e| {
+        if e.path.is_empty() {
+            ApiError::bad_request(format!("invalid {what}: {}", e.inner))
         } else {
-            ApiError::bad_request(format!("{path}: {inner}"))
+            ApiError::bad_request(e.to_string())
         }
     })
 }

@@ -180,7 +180,7 @@ fn plan_refuses_an_unreadable_endpoint_file_or_a_bad_as_of_before_connecting() {
     // An unreachable target: a refusal before connecting never gets as far as it.
     std::fs::write(
         dir.join("segmentctl.yaml"),
-        "target: {endpoint: {url: 'http://127.0.0.1:9'}}\n",
+        "target: {endpoint: {url: 'http://127.0.0.1:9'}}\nowner: team-a\n",
     )
     .unwrap();
     write_manifests(dir, "US", "MX", false, false);
@@ -205,6 +205,6 @@ fn plan_refuses_an_unreadable_endpoint_file_or_a_bad_as_of_before_connecting() {
         "{stderr}"
     );
     let (code, _, stderr) = run(dir, &["plan", ".", "--as-of", "2026-11-28T00:00:00Z"]);
-    assert_eq!(code, 2, "clap: --as-of needs --endpoints");
+    assert_eq!(code, 1, "a usage error: --as-of needs --endpoints");
     assert!(stderr.contains("--endpoints"), "{stderr}");
 }

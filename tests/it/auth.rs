@@ -155,7 +155,7 @@ fn the_controller_never_prints_a_secret_even_at_trace_level() {
     std::fs::write(
         dir.path().join("segmentctl.yaml"),
         format!(
-            "target:\n  endpoint: {{url: '{}', region: us-east-1}}\n",
+            "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: segmentctl\n",
             t.endpoint()
         ),
     )

@@ -41,7 +41,7 @@ fn the_quickstart_applies_on_the_embedded_default_and_exit_codes_follow_the_cont
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.starts_with(
-            "Plan: 6 to create, 0 to update, 0 to delete. 1 application to create first."
+            "Target: the embedded local server over quickstart/.segmentctl/pinpoint.db as owner quickstart (from quickstart/segmentctl.yaml).\n\nPlan: 6 to create, 0 to update, 0 to delete. 1 application to create first."
         ),
         "{stdout}"
     );
@@ -57,7 +57,7 @@ fn the_quickstart_applies_on_the_embedded_default_and_exit_codes_follow_the_cont
     let (code, stdout, _) = run(tmp.path(), &["plan", "quickstart", "--detailed-exitcode"]);
     assert_eq!(
         (code, stdout.as_str()),
-        (0, "No changes. The live segments match the manifests.\n")
+        (0, "Target: the embedded local server over quickstart/.segmentctl/pinpoint.db as owner quickstart (from quickstart/segmentctl.yaml).\n\nNo changes. The live segments match the manifests.\n")
     );
 
     let geo = qs.join("segments/geo.yaml");
@@ -105,7 +105,7 @@ fn an_unreachable_target_is_one_line_naming_what_to_check() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("segmentctl.yaml"),
-        "target:\n  endpoint: {url: 'http://127.0.0.1:9', region: us-east-1}\n",
+        "target:\n  endpoint: {url: 'http://127.0.0.1:9', region: us-east-1}\nowner: team-a\n",
     )
     .unwrap();
     std::fs::write(

@@ -36,8 +36,8 @@ fn config(dir: &Path, mode: Mode, prune: bool) -> DaemonConfig {
         dir: dir.to_path_buf(),
         config_file: None,
         overrides: Overrides {
-            target: None,
             prune,
+            ..Default::default()
         },
         interval: Duration::from_millis(300),
         admin_listen: "127.0.0.1:0".parse().unwrap(),

@@ -310,6 +310,8 @@ async fn kill_apply_midway(
             "--auto-approve",
             "--target",
             &format!("endpoint:{}", t.endpoint()),
+            "--owner",
+            OWNER,
         ])
         .args(extra)
         .current_dir(dir)

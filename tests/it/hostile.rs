@@ -47,7 +47,7 @@ async fn malformed_bodies_are_bad_requests() {
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
     bad_request(
         raw_bytes(t.addr(), &post(&path, deep.as_bytes())).await,
-        "[0]: invalid type: sequence",
+        "invalid WriteSegmentRequest: invalid type: sequence, expected struct WriteSegmentRequest",
     );
     let deep_obj = format!(
         "{{\"Dimensions\":{}1{}}}",

@@ -20,3 +20,4 @@ mod seams;
 mod server_api;
 mod server_crash;
 mod server_errors;
+mod target;

@@ -455,17 +455,25 @@ async fn an_empty_desired_set_and_a_mass_deletion_are_blocked() {
                 == "this plan deletes 2 of 3 managed segments (67%), over max_delete_percent 50"),
         "{reasons:?}"
     );
-    // Every manifest of the application removed: the application is still observed.
+    // Every manifest of the application removed: the application is still observed, and
+    // reported as this owner's but not declared here; nothing in it is deleted.
     fx.remove("keep-1.yaml");
     fx.write("other.yaml", "apiVersion: segmentctl/v1\nkind: Application\nmetadata: {name: other}\nspec: {Name: Other}\n");
     let p = fx.plan(true).await;
-    let reasons = blocked_reasons(&p);
-    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    let undeclared = p
+        .apps
+        .iter()
+        .find(|a| a.app_id.as_deref() == Some(fx.app.as_str()))
+        .expect("the application is observed");
     assert!(
-        reasons[0].starts_with(
-            "the manifests declare no segments for this application while 3 managed segments exist"
-        ),
-        "{reasons:?}"
+        undeclared.steps.is_empty(),
+        "nothing deleted: {:?}",
+        undeclared.steps
+    );
+    let warnings: Vec<String> = undeclared.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        warnings,
+        ["3 segments are managed by owner \"segmentctl\" here, but no manifest in this folder declares the application; another repository may use the same owner. Nothing in it is changed"]
     );
 }
 
@@ -565,7 +573,7 @@ async fn import_writes_manifests_that_plan_as_empty() {
         .build();
     util::create_segment(&fx.t.client, &fx.app, req).await;
     let cfg = format!(
-        "target:\n  endpoint: {{url: '{}', region: us-east-1}}\n",
+        "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: {OWNER}\n",
         fx.t.endpoint()
     );
     fx.write("segmentctl.yaml", &cfg);
@@ -576,7 +584,12 @@ async fn import_writes_manifests_that_plan_as_empty() {
             ("AWS_ACCESS_KEY_ID", util::KEY),
             ("AWS_SECRET_ACCESS_KEY", util::SECRET),
         ]);
-        segmentctl::commands::import(fx.dir.path(), None, &Default::default(), &fx.app, &out)
+        let inputs = segmentctl::pipeline::Inputs {
+            dir: fx.dir.path().to_path_buf(),
+            config: None,
+            overrides: Default::default(),
+        };
+        segmentctl::commands::import(&inputs, &fx.app, &out)
             .await
             .unwrap()
     };

@@ -3,6 +3,9 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use aws_sdk_pinpoint::types::{CreateApplicationRequest, WriteSegmentRequest};
 use aws_sdk_pinpoint::Client;
@@ -163,4 +166,132 @@ pub fn run_cli(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
+}
+
+/// `segmentctl.yaml` for the in-process server, as owner `team-a`.
+pub fn endpoint_config(t: &TestServer, extra: &str) -> String {
+    format!(
+        "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: team-a\n{extra}",
+        t.endpoint()
+    )
+}
+
+pub fn segment(app: &str, name: &str, spec: &str) -> String {
+    format!(
+        "---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: {name}\n  application: {app}\nspec:\n{}",
+        spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    )
+}
+
+/// The binary with the test server's credentials in the environment, and nothing else of
+/// the AWS environment (no profile, no instance metadata).
+pub fn segmentctl(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_segmentctl"));
+    c.current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("no-aws-config"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.join("no-aws-credentials"),
+        )
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+    c
+}
+
+/// `segmentctl run` as a process; stopped when dropped.
+pub struct Controller {
+    child: Child,
+    pub admin: String,
+}
+
+impl Controller {
+    pub fn start(dir: &Path, args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = segmentctl(dir)
+            .args([
+                "run",
+                ".",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+            ])
+            .args(args)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let admin = loop {
+            let line = lines.next().expect("a startup log line").unwrap();
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+            if let Some(a) = v["fields"]["admin"].as_str() {
+                break a.to_string();
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Self { child, admin }
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = raw(
+            self.admin.parse().unwrap(),
+            &format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        (status, body)
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/").await.1).unwrap()
+    }
+
+    /// Waits until `/` shows `rounds` more rounds than `after`.
+    pub async fn rounds_past(&self, after: u64, rounds: u64) {
+        let start = Instant::now();
+        while self.status().await["rounds"].as_u64().unwrap_or(0) < after + rounds {
+            assert!(start.elapsed() < Duration::from_secs(20), "no new rounds");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn ready(&self) {
+        let start = Instant::now();
+        while self.get("/readyz").await.0 != 200 {
+            assert!(start.elapsed() < Duration::from_secs(20), "never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn live_segments(
+    t: &TestServer,
+    app: &str,
+) -> Vec<aws_sdk_pinpoint::types::SegmentResponse> {
+    t.client
+        .get_segments()
+        .application_id(app)
+        .page_size("1000")
+        .send()
+        .await
+        .unwrap()
+        .segments_response
+        .unwrap()
+        .item
+        .unwrap_or_default()
+}
+
+pub fn tag(s: &aws_sdk_pinpoint::types::SegmentResponse, key: &str) -> Option<String> {
+    s.tags.as_ref().and_then(|t| t.get(key).cloned())
 }

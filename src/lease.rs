@@ -1,0 +1,309 @@
+//! A best-effort lease on an application, so two appliers (a CI apply and the controller,
+//! say) do not change it at once.
+//!
+//! Pinpoint has no conditional write, so the lease is a tag on the application
+//! (`segmentctl:lease = <token> <expires> <holder>`): read it; if it is free (absent,
+//! expired, or ours), write ours, wait long enough for any applier that read "free" at the
+//! same moment to have written too, and read it back: the one whose token is there holds
+//! it. The wait makes the race window the time between a reader's read and its write (one
+//! request), not the whole apply.
+//!
+//! Guarantees: while the lease is held and every applier takes it, no two apply to the same
+//! application at once; a lease that is not released (a killed process) expires by itself.
+//! What it cannot promise (two writes landing within one request of each other, a clock far
+//! off) is made safe by the planner's deterministic duplicate rule: every applier keeps the
+//! same one of two segments claiming one name, and deletes the other.
+
+use std::time::Duration;
+
+use crate::model::Tags;
+use crate::pinpoint::{Pinpoint, PinpointError};
+
+/// The application tag holding the lease.
+pub const TAG_LEASE: &str = crate::TAG_LEASE;
+
+/// How long a lease lasts unless renewed: [`hold_while`] renews it every third of this while
+/// the work runs, so a killed applier's lease is gone within this.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
+
+/// How long to wait after writing the lease before reading it back: far longer than the
+/// time between another applier's read and its write (one request).
+pub const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
+
+/// A lease this process holds.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub app_arn: String,
+    token: String,
+    holder: String,
+}
+
+/// Someone else's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub holder: String,
+    /// Unix seconds.
+    pub expires: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    #[error("{} is applying to this application (lease until {}); run again when it is done, or pass --wait to queue behind it", .0.holder, crate::text::iso(time::OffsetDateTime::from_unix_timestamp(.0.expires as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)))]
+    Busy(Held),
+    #[error("cannot take the lease on the application")]
+    Api(#[source] PinpointError),
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Who is applying: `owner@host.pid`.
+pub fn holder(owner: &str) -> String {
+    format!(
+        "{}@{}.{}",
+        clean(owner),
+        clean(&hostname()),
+        std::process::id()
+    )
+}
+
+fn parse(value: &str) -> Option<(String, Held)> {
+    let mut parts = value.splitn(3, ' ');
+    let token = parts.next()?.to_string();
+    let expires = parts.next()?.parse().ok()?;
+    let holder = parts.next()?.to_string();
+    Some((token, Held { holder, expires }))
+}
+
+/// Whose lease the tags show, if a live one other than `token`. A lease held by a process
+/// of this host that no longer runs (killed, say) is not live.
+fn other_lease(tags: &Tags, token: &str, now: u64) -> Option<Held> {
+    let (t, held) = parse(tags.get(TAG_LEASE)?)?;
+    (t != token && held.expires > now && !holder_is_gone(&held.holder)).then_some(held)
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether `owner@host.pid` names a process of this host that has exited.
+fn holder_is_gone(holder: &str) -> bool {
+    let Some((_, place)) = holder.rsplit_once('@') else {
+        return false;
+    };
+    let Some((host, pid)) = place.rsplit_once('.') else {
+        return false;
+    };
+    let (Ok(pid), true) = (pid.parse::<i32>(), host == clean(&hostname())) else {
+        return false;
+    };
+    if pid <= 0 || pid == std::process::id() as i32 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks whether the process exists.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    !alive
+}
+
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(60)
+        .collect()
+}
+
+/// Takes the lease on the application `app_arn` for `ttl`, waiting `settle` before reading
+/// it back.
+///
+/// Errors: [`LeaseError::Busy`] naming the holder of a live lease.
+pub async fn acquire<P: Pinpoint>(
+    p: &P,
+    app_arn: &str,
+    holder: &str,
+    ttl: Duration,
+    settle: Duration,
+) -> Result<Lease, LeaseError> {
+    let token = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+    let tags = p.list_tags(app_arn).await.map_err(LeaseError::Api)?;
+    if let Some(held) = other_lease(&tags, &token, now_unix()) {
+        return Err(LeaseError::Busy(held));
+    }
+    let value = format!("{token} {} {holder}", now_unix() + ttl.as_secs());
+    p.tag(app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
+        .await
+        .map_err(LeaseError::Api)?;
+    tokio::time::sleep(settle).await;
+    let tags = p.list_tags(app_arn).await.map_err(LeaseError::Api)?;
+    match tags.get(TAG_LEASE).and_then(|v| parse(v)) {
+        Some((t, _)) if t == token => Ok(Lease {
+            app_arn: app_arn.to_string(),
+            token,
+            holder: holder.to_string(),
+        }),
+        Some((_, held)) => Err(LeaseError::Busy(held)),
+        // Removed under us (released by someone who thought it theirs): try again later.
+        None => Err(LeaseError::Busy(Held {
+            holder: "another applier".into(),
+            expires: now_unix(),
+        })),
+    }
+}
+
+/// Takes the lease, waiting while someone else holds it (polling every `poll`), up to
+/// `patience`; tells `waiting` once who it waits for.
+pub async fn acquire_waiting<P: Pinpoint>(
+    p: &P,
+    app_arn: &str,
+    holder: &str,
+    ttl: Duration,
+    settle: Duration,
+    patience: Duration,
+    waiting: impl Fn(&Held),
+) -> Result<Lease, LeaseError> {
+    let start = tokio::time::Instant::now();
+    let mut told = false;
+    loop {
+        match acquire(p, app_arn, holder, ttl, settle).await {
+            Err(LeaseError::Busy(held)) if start.elapsed() < patience => {
+                if !told {
+                    waiting(&held);
+                    told = true;
+                }
+                let jitter = Duration::from_millis(fastrand::u64(0..500));
+                tokio::time::sleep(Duration::from_secs(1) + jitter).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs `work` while holding `leases`, renewing them every third of `ttl`.
+pub async fn hold_while<P: Pinpoint, T>(
+    p: &P,
+    leases: &[Lease],
+    ttl: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let renew = async {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            for l in leases {
+                let value = format!("{} {} {}", l.token, now_unix() + ttl.as_secs(), l.holder);
+                if let Err(e) = p
+                    .tag(&l.app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot renew the lease");
+                }
+            }
+        }
+    };
+    tokio::select! {
+        out = work => out,
+        () = renew => unreachable!("renewing never ends"),
+    }
+}
+
+/// Gives the lease back, if it is still ours (best effort: an error leaves it to expire).
+pub async fn release<P: Pinpoint>(p: &P, lease: &Lease) {
+    match p.list_tags(&lease.app_arn).await {
+        Ok(tags)
+            if tags
+                .get(TAG_LEASE)
+                .and_then(|v| parse(v))
+                .is_some_and(|(t, _)| t == lease.token) =>
+        {
+            if let Err(e) = p.untag(&lease.app_arn, &[TAG_LEASE.to_string()]).await {
+                tracing::warn!(error = %e, "cannot release the lease; it expires by itself");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot release the lease; it expires by itself"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pinpoint::MemoryPinpoint;
+
+    #[tokio::test]
+    async fn one_of_two_takes_the_lease_and_the_other_is_told_who() {
+        let p = MemoryPinpoint::new();
+        let id = p.add_app("shop", Tags::new());
+        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let settle = Duration::from_millis(10);
+        let a = acquire(&p, &arn, "ci@runner.1", DEFAULT_TTL, settle)
+            .await
+            .unwrap();
+        match acquire(&p, &arn, "run@pod.2", DEFAULT_TTL, settle).await {
+            Err(LeaseError::Busy(h)) => assert_eq!(h.holder, "ci@runner.1"),
+            other => panic!("{other:?}"),
+        }
+        release(&p, &a).await;
+        let b = acquire(&p, &arn, "run@pod.2", DEFAULT_TTL, settle)
+            .await
+            .unwrap();
+        // A released lease that is no longer ours is not removed.
+        release(&p, &a).await;
+        assert!(matches!(
+            acquire(&p, &arn, "x@y.3", DEFAULT_TTL, settle).await,
+            Err(LeaseError::Busy(_))
+        ));
+        release(&p, &b).await;
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_a_process_of_this_host_that_is_gone_is_free() {
+        let p = MemoryPinpoint::new();
+        let id = p.add_app("shop", Tags::new());
+        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let held = format!(
+            "feedfeedfeedfeed {} ci@{}.{dead}",
+            now_unix() + 600,
+            clean(&hostname())
+        );
+        p.tag(&arn, &Tags::from([(TAG_LEASE.to_string(), held)]))
+            .await
+            .unwrap();
+        acquire(&p, &arn, "me@host.2", DEFAULT_TTL, Duration::ZERO)
+            .await
+            .unwrap();
+        // A live one of another host is respected.
+        let other = format!("feedfeedfeedfeed {} ci@elsewhere.{dead}", now_unix() + 600);
+        p.tag(&arn, &Tags::from([(TAG_LEASE.to_string(), other)]))
+            .await
+            .unwrap();
+        assert!(matches!(
+            acquire(&p, &arn, "me@host.2", DEFAULT_TTL, Duration::ZERO).await,
+            Err(LeaseError::Busy(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_expired_lease_is_free() {
+        let p = MemoryPinpoint::new();
+        let id = p.add_app("shop", Tags::new());
+        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let stale = format!("deadbeefdeadbeef {} gone@host.1", now_unix() - 1);
+        p.tag(&arn, &Tags::from([(TAG_LEASE.to_string(), stale)]))
+            .await
+            .unwrap();
+        acquire(&p, &arn, "me@host.2", DEFAULT_TTL, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+}

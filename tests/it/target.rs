@@ -1,0 +1,527 @@
+//! Never act on the wrong target: the configuration is found where a repository keeps it,
+//! the target and owner are named in every report, the owner is required off the embedded
+//! target, concurrent appliers leave no duplicate, and exit codes, credentials, interrupts
+//! and closed pipes behave as documented. The binary against the server in-process.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::util::{self, endpoint_config, live_segments, segmentctl, tag, Controller};
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = segmentctl(dir).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn application(name: &str, display: &str) -> String {
+    format!("---\napiVersion: segmentctl/v1\nkind: Application\nmetadata: {{name: {name}}}\nspec: {{Name: {display}}}\n")
+}
+
+fn segment_of(app_ref: &str, name: &str) -> String {
+    format!("---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata: {{name: {name}, applicationRef: {app_ref}}}\nspec:\n  Name: {name}\n  Dimensions:\n    Location:\n      Country: {{Values: [US]}}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ci_layout_applies_to_the_endpoint_its_root_config_names() {
+    let t = util::start().await;
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(repo.path().join(".git")).unwrap();
+    std::fs::create_dir_all(repo.path().join("segments")).unwrap();
+    std::fs::write(repo.path().join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(
+        repo.path().join("segments/shop.yaml"),
+        application("shop", "Shop") + &segment_of("shop", "us"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(repo.path(), &["apply", "segments", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let first = stdout.lines().next().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "Target: the endpoint {} (us-east-1) as owner team-a (from segmentctl.yaml).",
+            t.endpoint()
+        )
+    );
+    assert!(
+        !repo.path().join("segments/.segmentctl").exists(),
+        "no embedded database beside the manifests"
+    );
+    let apps = t.client.get_apps().send().await.unwrap();
+    let app = apps.applications_response.unwrap().item.unwrap();
+    assert_eq!(app.len(), 1);
+    let live = live_segments(&t, app[0].id.as_deref().unwrap()).await;
+    assert_eq!(live.len(), 1);
+    assert_eq!(
+        tag(&live[0], "segmentctl:managed-by").as_deref(),
+        Some("team-a")
+    );
+
+    // From elsewhere, the same file is found by walking up from the manifests.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = run(
+        elsewhere.path(),
+        &["plan", repo.path().join("segments").to_str().unwrap()],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains(&format!(
+            "as owner team-a (from {}",
+            repo.path().join("segmentctl.yaml").display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("No changes."), "{stdout}");
+
+    // Outside a repository only the folder itself (and the current folder) is looked in:
+    // the implicit embedded default says so on the first line.
+    let loose = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(loose.path().join("m")).unwrap();
+    std::fs::write(
+        loose.path().join("segmentctl.yaml"),
+        endpoint_config(&t, ""),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(
+        elsewhere.path(),
+        &["plan", loose.path().join("m").to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let first = stdout.lines().next().unwrap();
+    assert!(
+        first.starts_with("Target: the embedded local server over "),
+        "{first}"
+    );
+    assert!(
+        first.ends_with("as owner segmentctl (no segmentctl.yaml found: the embedded default)."),
+        "{first}"
+    );
+    assert!(
+        stdout.contains("warning: no manifests were found in "),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_is_named_in_every_report_and_a_saved_plan_stays_with_it() {
+    let t = util::start().await;
+    let other = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        application("shop", "Shop") + &segment_of("shop", "us"),
+    )
+    .unwrap();
+    let (_, text, _) = run(dir.path(), &["plan"]);
+    assert!(
+        text.starts_with(&format!(
+            "Target: the endpoint {} (us-east-1) as owner team-a",
+            t.endpoint()
+        )),
+        "{text}"
+    );
+    let (_, md, _) = run(
+        dir.path(),
+        &["plan", "--format", "markdown", "--revision", "0a1b2c3"],
+    );
+    assert!(
+        md.contains(&format!(
+            "**Target:** the endpoint {} (us-east-1) · **Owner:** `team-a` · **Commit:** `0a1b2c3`",
+            t.endpoint()
+        )),
+        "{md}"
+    );
+    let (_, json, _) = run(dir.path(), &["plan", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["target"]["kind"], "endpoint");
+    assert_eq!(v["target"]["address"], t.endpoint());
+    assert_eq!(v["target"]["owner"], "team-a");
+
+    let (code, _, _) = run(dir.path(), &["plan", "--out", "plan.json"]);
+    assert_eq!(code, 0);
+    // Another owner: refused.
+    std::fs::write(
+        dir.path().join("segmentctl.yaml"),
+        endpoint_config(&t, "").replace("team-a", "team-b"),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(dir.path(), &["apply", "plan.json", "--auto-approve"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("it was made for the endpoint")
+            && stderr.contains("as owner team-a")
+            && stderr.contains("as owner team-b"),
+        "{stderr}"
+    );
+    // Another target: refused.
+    std::fs::write(
+        dir.path().join("segmentctl.yaml"),
+        endpoint_config(&other, ""),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(dir.path(), &["apply", "plan.json", "--auto-approve"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&other.endpoint()), "{stderr}");
+    let apps = other.client.get_apps().send().await.unwrap();
+    assert!(
+        apps.applications_response
+            .unwrap()
+            .item
+            .unwrap_or_default()
+            .is_empty(),
+        "nothing reached the other target"
+    );
+    // The right one: applied.
+    std::fs::write(dir.path().join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    let (code, stdout, stderr) = run(dir.path(), &["apply", "plan.json", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_the_local_target_the_owner_must_be_said() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let no_owner = endpoint_config(&t, "").replace("owner: team-a\n", "");
+    std::fs::write(dir.path().join("segmentctl.yaml"), no_owner).unwrap();
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        application("shop", "Shop") + &segment_of("shop", "us"),
+    )
+    .unwrap();
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        let (code, stdout, stderr) = run(dir.path(), args);
+        assert_eq!(code, 1, "{args:?}");
+        assert_eq!(stdout, "");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: no owner is set for the endpoint {}",
+                t.endpoint()
+            )),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("set `owner: <team-or-repository>` in segmentctl.yaml or pass --owner"),
+            "{stderr}"
+        );
+    }
+    let (code, stdout, stderr) = run(dir.path(), &["plan", "--owner", "team-a"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("as owner team-a"), "{stdout}");
+}
+
+/// 50 manifests for a new application `name`, in their own file.
+fn fifty(dir: &Path, name: &str) {
+    let text: String = application(name, name)
+        + &(0..50)
+            .map(|i| segment_of(name, &format!("s{i:02}")))
+            .collect::<String>();
+    std::fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
+}
+
+async fn managed_in(t: &util::TestServer, app_name: &str) -> (usize, usize) {
+    let apps = t.client.get_apps().page_size("1000").send().await.unwrap();
+    let mut segments = 0;
+    let mut copies = 0;
+    for a in apps.applications_response.unwrap().item.unwrap_or_default() {
+        if a.name.as_deref() == Some(app_name) {
+            copies += 1;
+            segments += live_segments(t, a.id.as_deref().unwrap())
+                .await
+                .iter()
+                .filter(|s| tag(s, "segmentctl:managed-by").as_deref() == Some("team-a"))
+                .count();
+        }
+    }
+    (copies, segments)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_appliers_at_once_never_leave_duplicates() {
+    let t = util::start().await;
+    let root = tempfile::tempdir().unwrap();
+    // CLI and CLI, five rounds.
+    for round in 0..5 {
+        let dir = root.path().join(format!("cli-{round}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+        // The application exists, so that both appliers meet at its lease.
+        std::fs::write(
+            dir.join("app.yaml"),
+            application(&format!("r{round}"), &format!("r{round}")),
+        )
+        .unwrap();
+        let (code, _, stderr) = run(&dir, &["apply", "--auto-approve"]);
+        assert_eq!(code, 0, "{stderr}");
+        fifty(&dir, &format!("r{round}"));
+        std::fs::remove_file(dir.join("app.yaml")).unwrap();
+        let spawn = || {
+            segmentctl(&dir)
+                .args(["apply", "--auto-approve", "--wait"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "round {round}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(
+            managed_in(&t, &format!("r{round}")).await,
+            (1, 50),
+            "round {round}"
+        );
+        let (code, _, _) = run(&dir, &["plan", "--detailed-exitcode"]);
+        assert_eq!(code, 0, "round {round}: the plan after both is empty");
+    }
+
+    // CLI and controller, five rounds: each round adds an application the controller sees.
+    let dir = root.path().join("with-controller");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    let c = Controller::start(&dir, &["--interval", "1s"]);
+    for round in 0..5 {
+        let name = format!("d{round}");
+        std::fs::write(dir.join(format!("{name}.yaml")), application(&name, &name)).unwrap();
+        let start = Instant::now();
+        while managed_in(&t, &name).await.0 == 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "the controller creates {name}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        fifty(&dir, &name);
+        let out = segmentctl(&dir)
+            .args(["apply", "--auto-approve", "--wait"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let start = Instant::now();
+        loop {
+            let (code, _, _) = run(&dir, &["plan", "--detailed-exitcode"]);
+            if code == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "round {round} settles"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(managed_in(&t, &name).await, (1, 50), "round {round}");
+    }
+    drop(c);
+}
+
+#[test]
+fn usage_errors_exit_1_and_help_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["plan", "--detailed-exitcode", "--formt", "json"][..],
+        &["plan", "--format", "yaml"][..],
+        &["import"][..],
+        &[][..],
+        &["frobnicate"][..],
+        &["run", "--interval", "soon"][..],
+    ] {
+        let (code, stdout, stderr) = util::run_cli(dir.path(), args);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert!(!stderr.is_empty(), "{args:?}");
+    }
+    let (code, stdout, _) = util::run_cli(dir.path(), &["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("Usage:"));
+}
+
+#[test]
+fn without_credentials_one_line_names_what_was_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("segmentctl.yaml"),
+        "target:\n  endpoint: {url: 'http://127.0.0.1:9', region: us-east-1}\nowner: team-a\n",
+    )
+    .unwrap();
+    let base = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"));
+        c.current_dir(dir.path())
+            .args(["plan"])
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+            .env(
+                "AWS_SHARED_CREDENTIALS_FILE",
+                dir.path().join("no-credentials"),
+            )
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+        c
+    };
+    let started = Instant::now();
+    let out = base().output().unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.starts_with("error: no AWS credentials"), "{stderr}");
+    for source in [
+        "the environment (AWS_ACCESS_KEY_ID",
+        "profile",
+        "SSO",
+        "web identity",
+        "container credentials",
+        "instance metadata",
+    ] {
+        assert!(stderr.contains(source), "{source} named: {stderr}");
+    }
+    eprintln!("no-credentials answer in {took:?}");
+    // A profile that does not exist is named.
+    let out = base().env("AWS_PROFILE", "nope").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("the AWS profile \"nope\" (from AWS_PROFILE) does not exist"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_apply_says_how_far_it_got_and_a_rerun_finishes() {
+    let t = util::start_with(|c| c.faults.latency = Duration::from_millis(30)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(dir.path().join("app.yaml"), application("shop", "Shop")).unwrap();
+    assert_eq!(run(dir.path(), &["apply", "--auto-approve"]).0, 0);
+    let text: String = (0..120)
+        .map(|i| segment_of("shop", &format!("s{i:03}")))
+        .collect();
+    std::fs::write(dir.path().join("segments.yaml"), text).unwrap();
+    let child = segmentctl(dir.path())
+        .args(["apply", "--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let app = t
+        .client
+        .get_apps()
+        .send()
+        .await
+        .unwrap()
+        .applications_response
+        .unwrap()
+        .item
+        .unwrap()[0]
+        .id
+        .clone()
+        .unwrap();
+    let start = Instant::now();
+    while live_segments(&t, &app).await.len() < 10 {
+        assert!(start.elapsed() < Duration::from_secs(30), "creates start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Interrupted: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.ends_with(" of 120 steps done; run apply again to finish."),
+        "{line}"
+    );
+    let done: usize = line["Interrupted: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(done < 120, "{line}");
+    assert_eq!(
+        live_segments(&t, &app).await.len(),
+        done,
+        "steps in flight finished, none started after"
+    );
+    let (code, stdout, stderr) = run(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(live_segments(&t, &app).await.len(), 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_program_quietly() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    let text: String = application("shop", "Shop")
+        + &(0..400)
+            .map(|i| segment_of("shop", &format!("s{i:03}")))
+            .collect::<String>();
+    std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+    std::fs::write(
+        dir.path().join("e.jsonl"),
+        "{\"ChannelType\":\"SMS\"}\n".repeat(10),
+    )
+    .unwrap();
+    for args in [
+        &["plan"][..],
+        &["plan", "--format", "markdown"][..],
+        &["validate"][..],
+        &["schema"][..],
+        &["estimate", "--endpoints", "e.jsonl"][..],
+    ] {
+        // As `segmentctl … | head -1`: the reader takes a line and goes.
+        let mut child = segmentctl(dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::BufRead;
+            let mut first = String::new();
+            let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+            let _ = reader.read_line(&mut first);
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(141)),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+}
