@@ -169,7 +169,7 @@ fn plan_shows_audience_before_and_after_with_warnings_in_every_format() {
     let (code, stdout, _) = run(dir, &args);
     assert_eq!(
         (code, stdout.as_str()),
-        (0, "No changes. The live segments match the manifests.\n")
+        (0, "Target: the embedded local server over .segmentctl/pinpoint.db as owner audience-test (from segmentctl.yaml).\n\nNo changes. The live segments match the manifests.\n")
     );
 }
 
