@@ -23,10 +23,23 @@ pub fn canonical(
     def: &WriteSegmentRequest,
     name_of: &dyn Fn(&str) -> Option<String>,
 ) -> WriteSegmentRequest {
-    let mut d = WriteSegmentRequest {
-        tags: None,
-        ..def.clone()
-    };
+    canonical_owned(
+        WriteSegmentRequest {
+            tags: None,
+            name: def.name.clone(),
+            dimensions: def.dimensions.clone(),
+            segment_groups: def.segment_groups.clone(),
+        },
+        name_of,
+    )
+}
+
+/// As [`canonical`], taking the definition rather than copying it.
+pub fn canonical_owned(
+    def: WriteSegmentRequest,
+    name_of: &dyn Fn(&str) -> Option<String>,
+) -> WriteSegmentRequest {
+    let mut d = WriteSegmentRequest { tags: None, ..def };
     if let Some(dims) = &mut d.dimensions {
         canonical_dimensions(dims);
     }

@@ -29,6 +29,32 @@ pub async fn snapshot<P: Pinpoint>(p: &P, app: LiveApp) -> Result<AppSnapshot, P
     })
 }
 
+/// Everything in several applications at once. Every segment list is asked for before any
+/// campaign or journey list: the largest answers come first, so the last to arrive (whose
+/// decoding nothing else hides) are the small ones.
+pub async fn snapshots<P: Pinpoint>(
+    p: &P,
+    apps: Vec<LiveApp>,
+) -> Vec<Result<AppSnapshot, PinpointError>> {
+    let (segments, campaigns, journeys) = tokio::join!(
+        join_all(apps.iter().map(|a| p.list_segments(&a.id)).collect()),
+        join_all(apps.iter().map(|a| p.list_campaigns(&a.id)).collect()),
+        join_all(apps.iter().map(|a| p.list_journeys(&a.id)).collect()),
+    );
+    apps.into_iter()
+        .zip(segments)
+        .zip(campaigns.into_iter().zip(journeys))
+        .map(|((app, segments), (campaigns, journeys))| {
+            Ok(AppSnapshot {
+                app,
+                segments: segments?,
+                campaigns: campaigns?,
+                journeys: journeys?,
+            })
+        })
+        .collect()
+}
+
 /// Which applications to observe.
 #[derive(Clone, Copy)]
 pub struct Scope<'a> {
@@ -76,7 +102,7 @@ pub async fn prefetch<P: Pinpoint>(p: &P, ids: &[String]) -> Prefetched {
     };
     let (apps, snaps) = tokio::join!(
         p.list_apps(),
-        join_all(ids.iter().map(|id| snapshot(p, placeholder(id))).collect())
+        snapshots(p, ids.iter().map(|id| placeholder(id)).collect())
     );
     Prefetched {
         apps,
@@ -135,19 +161,22 @@ pub async fn observe_from<P: Pinpoint>(
             None => p.list_apps().await,
         }
     };
-    let reads: Vec<_> = by_id_keys
+    let ready: Vec<Option<Result<AppSnapshot, PinpointError>>> = by_id_keys
         .iter()
-        .map(|id| {
-            let ready = prefetched_snaps.remove(id.as_str());
-            async move {
-                match ready {
-                    Some(s) => s,
-                    None => snapshot(p, placeholder(id)).await,
-                }
-            }
-        })
+        .map(|id| prefetched_snaps.remove(id.as_str()))
         .collect();
-    let (all, direct) = tokio::join!(list, join_all(reads));
+    let missing: Vec<LiveApp> = by_id_keys
+        .iter()
+        .zip(&ready)
+        .filter(|(_, r)| r.is_none())
+        .map(|(id, _)| placeholder(id))
+        .collect();
+    let (all, fetched) = tokio::join!(list, snapshots(p, missing));
+    let mut fetched = fetched.into_iter();
+    let direct: Vec<Result<AppSnapshot, PinpointError>> = ready
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| fetched.next().expect("one answer per missing application")))
+        .collect();
     let all = all.map_err(ObserveError::ListApps)?;
     let by_id: BTreeMap<&str, &LiveApp> = all.iter().map(|a| (a.id.as_str(), a)).collect();
 
@@ -194,13 +223,7 @@ pub async fn observe_from<P: Pinpoint>(
         .map(|s| s.to_string())
         .chain(later.iter().map(|(_, a)| a.id.clone()))
         .collect();
-    let snaps = join_all(
-        later
-            .iter()
-            .map(|(_, app)| snapshot(p, app.clone()))
-            .collect(),
-    )
-    .await;
+    let snaps = snapshots(p, later.iter().map(|(_, app)| app.clone()).collect()).await;
     for ((key, _), snap) in later.into_iter().zip(snaps) {
         out.apps.insert(
             key,

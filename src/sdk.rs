@@ -67,13 +67,6 @@ fn to_hash<V, W>(map: &BTreeMap<String, V>, f: impl Fn(&V) -> W) -> HashMap<Stri
     map.iter().map(|(k, v)| (k.clone(), f(v))).collect()
 }
 
-fn from_hash<V, W>(
-    map: &HashMap<String, V>,
-    f: impl Fn(&V) -> Conv<W>,
-) -> Conv<BTreeMap<String, W>> {
-    map.iter().map(|(k, v)| Ok((k.clone(), f(v)?))).collect()
-}
-
 // ---- model → SDK ----
 
 /// The SDK request for a definition whose base segments are all `Id`s (Refs resolved).
@@ -183,30 +176,37 @@ fn dimensions(d: &m::SegmentDimensions) -> t::SegmentDimensions {
 }
 
 // ---- SDK → model ----
+//
+// The answers are consumed: their strings and lists move into the model rather than being
+// copied (observing 1,000 segments converts every one of them).
+
+fn from_hash_owned<V, W>(
+    map: HashMap<String, V>,
+    f: impl Fn(V) -> Conv<W>,
+) -> Conv<BTreeMap<String, W>> {
+    map.into_iter().map(|(k, v)| Ok((k, f(v)?))).collect()
+}
 
 /// A live segment in the shared model.
-pub fn segment_response(s: &t::SegmentResponse) -> Conv<m::SegmentResponse> {
+pub fn segment_response(s: t::SegmentResponse) -> Conv<m::SegmentResponse> {
     Ok(m::SegmentResponse {
-        application_id: s.application_id.clone().unwrap_or_default(),
-        arn: s.arn.clone().unwrap_or_default(),
-        creation_date: s.creation_date.clone().unwrap_or_default(),
-        dimensions: s.dimensions.as_ref().map(live_dimensions).transpose()?,
-        id: s.id.clone().unwrap_or_default(),
-        last_modified_date: s.last_modified_date.clone(),
-        name: s.name.clone(),
+        application_id: s.application_id.unwrap_or_default(),
+        arn: s.arn.unwrap_or_default(),
+        creation_date: s.creation_date.unwrap_or_default(),
+        dimensions: s.dimensions.map(live_dimensions).transpose()?,
+        id: s.id.unwrap_or_default(),
+        last_modified_date: s.last_modified_date,
+        name: s.name,
         segment_groups: s
             .segment_groups
-            .as_ref()
             .map(|g| -> Conv<m::SegmentGroupList> {
                 Ok(m::SegmentGroupList {
                     groups: g
                         .groups
-                        .as_ref()
-                        .map(|gs| gs.iter().map(live_group).collect::<Conv<Vec<_>>>())
+                        .map(|gs| gs.into_iter().map(live_group).collect::<Conv<Vec<_>>>())
                         .transpose()?,
                     include: g
                         .include
-                        .as_ref()
                         .map(|i| parse_enum("SegmentGroups.Include", i.as_str(), m::Include::parse))
                         .transpose()?,
                 })
@@ -214,80 +214,74 @@ pub fn segment_response(s: &t::SegmentResponse) -> Conv<m::SegmentResponse> {
             .transpose()?,
         segment_type: s
             .segment_type
-            .as_ref()
             .map(|x| x.as_str().to_string())
             .unwrap_or_else(|| "DIMENSIONAL".into()),
-        tags: s
-            .tags
-            .as_ref()
-            .map(|tags| tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        tags: s.tags.map(|tags| tags.into_iter().collect()),
         version: s.version.unwrap_or(0),
     })
 }
 
-fn live_group(g: &t::SegmentGroup) -> Conv<m::SegmentGroup> {
+fn live_group(g: t::SegmentGroup) -> Conv<m::SegmentGroup> {
     let include = |field, x: Option<&str>| -> Conv<Option<m::Include>> {
         x.map(|x| parse_enum(field, x, m::Include::parse))
             .transpose()
     };
     Ok(m::SegmentGroup {
+        source_type: include("SourceType", g.source_type.as_ref().map(|x| x.as_str()))?,
+        group_type: include("Type", g.r#type.as_ref().map(|x| x.as_str()))?,
         dimensions: g
             .dimensions
-            .as_ref()
-            .map(|ds| ds.iter().map(live_dimensions).collect::<Conv<Vec<_>>>())
+            .map(|ds| {
+                ds.into_iter()
+                    .map(live_dimensions)
+                    .collect::<Conv<Vec<_>>>()
+            })
             .transpose()?,
-        source_segments: g.source_segments.as_ref().map(|ss| {
-            ss.iter()
+        source_segments: g.source_segments.map(|ss| {
+            ss.into_iter()
                 .map(|s| m::SegmentReference {
-                    id: s.id.clone(),
+                    id: s.id,
                     reference: None,
                     version: s.version,
                 })
                 .collect()
         }),
-        source_type: include("SourceType", g.source_type.as_ref().map(|x| x.as_str()))?,
-        group_type: include("Type", g.r#type.as_ref().map(|x| x.as_str()))?,
     })
 }
 
-fn live_set(s: &t::SetDimension) -> Conv<m::SetDimension> {
+fn live_set(s: t::SetDimension) -> Conv<m::SetDimension> {
     Ok(m::SetDimension {
         dimension_type: s
             .dimension_type
-            .as_ref()
             .map(|d| parse_enum("DimensionType", d.as_str(), m::DimensionType::parse))
             .transpose()?,
-        values: s.values.clone().unwrap_or_default(),
+        values: s.values.unwrap_or_default(),
     })
 }
 
-fn live_attribute(a: &t::AttributeDimension) -> Conv<m::AttributeDimension> {
+fn live_attribute(a: t::AttributeDimension) -> Conv<m::AttributeDimension> {
     Ok(m::AttributeDimension {
         attribute_type: a
             .attribute_type
-            .as_ref()
             .map(|d| parse_enum("AttributeType", d.as_str(), m::AttributeType::parse))
             .transpose()?,
-        values: a.values.clone().unwrap_or_default(),
+        values: a.values.unwrap_or_default(),
     })
 }
 
-fn live_dimensions(d: &t::SegmentDimensions) -> Conv<m::SegmentDimensions> {
-    let opt_set = |s: &Option<t::SetDimension>| s.as_ref().map(live_set).transpose();
+fn live_dimensions(d: t::SegmentDimensions) -> Conv<m::SegmentDimensions> {
+    let opt_set = |s: Option<t::SetDimension>| s.map(live_set).transpose();
     Ok(m::SegmentDimensions {
         attributes: d
             .attributes
-            .as_ref()
-            .map(|a| from_hash(a, live_attribute))
+            .map(|a| from_hash_owned(a, live_attribute))
             .transpose()?,
         behavior: d
             .behavior
-            .as_ref()
             .map(|b| -> Conv<m::SegmentBehaviors> {
                 Ok(m::SegmentBehaviors {
                     recency: b
                         .recency
-                        .as_ref()
                         .map(|r| -> Conv<m::RecencyDimension> {
                             let duration = r.duration.as_ref().map(|x| x.as_str()).unwrap_or("");
                             let kind = r.recency_type.as_ref().map(|x| x.as_str()).unwrap_or("");
@@ -310,25 +304,23 @@ fn live_dimensions(d: &t::SegmentDimensions) -> Conv<m::SegmentDimensions> {
             .transpose()?,
         demographic: d
             .demographic
-            .as_ref()
             .map(|x| -> Conv<m::SegmentDemographics> {
                 Ok(m::SegmentDemographics {
-                    app_version: opt_set(&x.app_version)?,
-                    channel: opt_set(&x.channel)?,
-                    device_type: opt_set(&x.device_type)?,
-                    make: opt_set(&x.make)?,
-                    model: opt_set(&x.model)?,
-                    platform: opt_set(&x.platform)?,
+                    app_version: opt_set(x.app_version)?,
+                    channel: opt_set(x.channel)?,
+                    device_type: opt_set(x.device_type)?,
+                    make: opt_set(x.make)?,
+                    model: opt_set(x.model)?,
+                    platform: opt_set(x.platform)?,
                 })
             })
             .transpose()?,
         location: d
             .location
-            .as_ref()
             .map(|l| -> Conv<m::SegmentLocation> {
                 Ok(m::SegmentLocation {
-                    country: opt_set(&l.country)?,
-                    gps_point: l.gps_point.as_ref().map(|g| {
+                    country: opt_set(l.country)?,
+                    gps_point: l.gps_point.map(|g| {
                         let c = g.coordinates.as_ref();
                         m::GpsPointDimension {
                             coordinates: m::GpsCoordinates {
@@ -343,9 +335,8 @@ fn live_dimensions(d: &t::SegmentDimensions) -> Conv<m::SegmentDimensions> {
             .transpose()?,
         metrics: d
             .metrics
-            .as_ref()
             .map(|ms| {
-                from_hash(ms, |x| {
+                from_hash_owned(ms, |x| {
                     Ok(m::MetricDimension {
                         comparison_operator: parse_enum(
                             "ComparisonOperator",
@@ -359,8 +350,7 @@ fn live_dimensions(d: &t::SegmentDimensions) -> Conv<m::SegmentDimensions> {
             .transpose()?,
         user_attributes: d
             .user_attributes
-            .as_ref()
-            .map(|a| from_hash(a, live_attribute))
+            .map(|a| from_hash_owned(a, live_attribute))
             .transpose()?,
     })
 }

@@ -155,16 +155,13 @@ impl SdkPinpoint {
                         .send()
                 })
                 .await?;
-            let resp = page.segments_response;
-            for s in resp
-                .as_ref()
-                .and_then(|r| r.item.as_ref())
-                .into_iter()
-                .flatten()
-            {
+            let Some(resp) = page.segments_response else {
+                return Ok(out);
+            };
+            for s in resp.item.into_iter().flatten() {
                 out.push(sdk::segment_response(s)?);
             }
-            token = resp.and_then(|r| r.next_token);
+            token = resp.next_token;
             if token.is_none() {
                 return Ok(out);
             }

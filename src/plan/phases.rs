@@ -197,9 +197,9 @@ fn segment_steps<'a>(
     let mut adopted_ids = BTreeMap::new();
     let name_of = |id: &str| cx.name_of(id);
     for d in &cx.want.segments {
-        let tags = desired_tags(cx, d);
         let desired_canon = diff::canonical(&d.spec, &name_of);
-        let desired_digest = tags[TAG_DIGEST].clone();
+        let desired_digest = diff::fingerprint(&desired_canon);
+        let tags = desired_tags(cx, d, &desired_digest);
         let spec = || WriteSegmentRequest {
             tags: None,
             ..d.spec.clone()
@@ -235,7 +235,7 @@ fn segment_steps<'a>(
             out.steps.push(step);
             continue;
         };
-        let live_canon = diff::canonical(&live.definition(), &name_of);
+        let live_canon = diff::canonical_owned(live.definition(), &name_of);
         let no_tags = Tags::new();
         let live_tags = live.tags.as_ref().unwrap_or(&no_tags);
         // Values (and their allocations), and the live digest, only when the definitions
@@ -281,14 +281,13 @@ fn segment_steps<'a>(
 }
 
 /// Every tag a declared segment must carry: the user's, ownership, protection, digest.
-fn desired_tags(cx: &Context<'_>, d: &DesiredSegment) -> Tags {
+fn desired_tags(cx: &Context<'_>, d: &DesiredSegment, digest: &str) -> Tags {
     let mut tags = d.spec.tags.clone().unwrap_or_default();
     tags.extend(ownership_tags(&cx.st.owner, &d.name));
     if d.protect {
         tags.insert(TAG_PROTECT.into(), "true".into());
     }
-    let canon = diff::canonical(&d.spec, &|id: &str| cx.name_of(id));
-    tags.insert(TAG_DIGEST.into(), diff::fingerprint(&canon));
+    tags.insert(TAG_DIGEST.into(), digest.to_string());
     tags
 }
 

@@ -280,7 +280,11 @@ async fn a_git_sync_symlink_swap_is_picked_up() {
         country_values(&fx, "na").await == ["CA", "US"]
     })
     .await;
-    assert_eq!(d.shared.status().revision.as_deref(), Some("2222bbbb"));
+    // The status is written when the round ends, just after the change lands.
+    eventually("the status names the new revision", || async {
+        d.shared.status().revision.as_deref() == Some("2222bbbb")
+    })
+    .await;
 
     // And again, so the watch followed the first swap.
     let third = rev("3333cccc", "MX");

@@ -25,6 +25,9 @@ const READERS: usize = 4;
 /// Page size when the caller gives none, and the largest one accepted.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
+/// The most a list answer holds, in bytes of items: a page ends early (with a token) rather
+/// than grow past it. Pinpoint's payload quota is 7 MB per response.
+pub const MAX_PAGE_BYTES: usize = 6 * 1024 * 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS apps (
@@ -280,6 +283,33 @@ fn paginate<T>(
             more = true;
             break;
         }
+        last = Some(pos);
+        items.push(item);
+    }
+    Ok(Listing {
+        items,
+        next: if more { last.map(encode_token) } else { None },
+    })
+}
+
+/// As [`paginate`], also ending a page before its items pass [`MAX_PAGE_BYTES`] (a page
+/// always holds at least one item).
+fn paginate_bytes<T>(
+    rows: Vec<(i64, T)>,
+    size: usize,
+    bytes_of: impl Fn(&T) -> usize,
+) -> Result<Listing<T>, ApiError> {
+    let mut items = Vec::with_capacity(size.min(rows.len()));
+    let mut last = None;
+    let mut more = false;
+    let mut bytes = 0;
+    for (pos, item) in rows {
+        let n = bytes_of(&item);
+        if items.len() == size || (!items.is_empty() && bytes + n > MAX_PAGE_BYTES) {
+            more = true;
+            break;
+        }
+        bytes += n;
         last = Some(pos);
         items.push(item);
     }

@@ -4,8 +4,8 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{
-    new_id, non_empty, paginate, segment_not_found, tags_from_json, tags_to_json, Listing, Page,
-    Store, Tx,
+    new_id, non_empty, paginate_bytes, segment_not_found, tags_from_json, tags_to_json, Listing,
+    Page, Store, Tx,
 };
 use crate::model::{SegmentReference, SegmentResponse, WriteSegmentRequest};
 use crate::server::error::ApiError;
@@ -21,7 +21,45 @@ struct SegmentRow {
     tags: String,
 }
 
+/// A segment already in its wire form (a SegmentResponse's JSON), rendered from the stored
+/// definition without parsing it again.
+pub type Rendered = Box<serde_json::value::RawValue>;
+
 impl Store {
+    /// The SegmentResponse JSON of a stored version: the server's fields, then the stored
+    /// definition's (a JSON object this server wrote) spliced in as they are.
+    fn render(&self, app: &str, row: &SegmentRow) -> Result<Rendered, ApiError> {
+        use std::fmt::Write as _;
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        let mut out = String::with_capacity(row.body.len() + 320);
+        let _ = write!(
+            out,
+            "{{\"ApplicationId\":{},\"Arn\":{},\"CreationDate\":{},\"Id\":{},\"LastModifiedDate\":{},\"SegmentType\":\"DIMENSIONAL\",\"Version\":{}",
+            q(app),
+            q(&self.arn(&format!("{app}/segments/{}", row.id))),
+            q(&row.created),
+            q(&row.id),
+            q(&row.modified),
+            row.version
+        );
+        let tags = row.tags.trim();
+        if tags.len() > 2 {
+            out.push_str(",\"tags\":");
+            out.push_str(tags);
+        }
+        let body = row.body.trim();
+        let inner = body
+            .strip_prefix('{')
+            .and_then(|b| b.strip_suffix('}'))
+            .ok_or_else(|| ApiError::internal(&"a stored definition is not a JSON object"))?;
+        if !inner.trim().is_empty() {
+            out.push(',');
+            out.push_str(inner);
+        }
+        out.push('}');
+        serde_json::value::RawValue::from_string(out).map_err(|e| ApiError::internal(&e))
+    }
+
     fn segment_from(&self, app: &str, row: SegmentRow) -> Result<SegmentResponse, ApiError> {
         let def: WriteSegmentRequest =
             serde_json::from_str(&row.body).map_err(|e| ApiError::internal(&e))?;
@@ -40,14 +78,17 @@ impl Store {
         })
     }
 
-    /// The segment's current version, or the given one.
+    /// The segment's current version, or the given one, as JSON.
     pub fn get_segment(
         &self,
         app: &str,
         id: &str,
         version: Option<i32>,
-    ) -> Result<SegmentResponse, ApiError> {
-        self.read(|c| self.get_segment_in(c, app, id, version))
+    ) -> Result<Rendered, ApiError> {
+        self.read(|c| {
+            let row = self.segment_row(c, app, id, version)?;
+            self.render(app, &row)
+        })
     }
 
     pub(super) fn get_segment_in(
@@ -57,6 +98,17 @@ impl Store {
         id: &str,
         version: Option<i32>,
     ) -> Result<SegmentResponse, ApiError> {
+        let row = self.segment_row(c, app, id, version)?;
+        self.segment_from(app, row)
+    }
+
+    fn segment_row(
+        &self,
+        c: &Connection,
+        app: &str,
+        id: &str,
+        version: Option<i32>,
+    ) -> Result<SegmentRow, ApiError> {
         let row = c
             .prepare_cached(
                 "SELECT s.created, s.tags, s.version, v.version, v.modified, v.body
@@ -75,17 +127,14 @@ impl Store {
             })
             .optional()?;
         match row {
-            Some((created, tags, version, modified, body)) => self.segment_from(
-                app,
-                SegmentRow {
-                    id: id.to_string(),
-                    version,
-                    created,
-                    modified,
-                    body,
-                    tags,
-                },
-            ),
+            Some((created, tags, version, modified, body)) => Ok(SegmentRow {
+                id: id.to_string(),
+                version,
+                created,
+                modified,
+                body,
+                tags,
+            }),
             None => {
                 self.require_app(c, app)?;
                 let exists: Option<i32> = c
@@ -105,11 +154,9 @@ impl Store {
         }
     }
 
-    pub fn list_segments(
-        &self,
-        app: &str,
-        page: Page,
-    ) -> Result<Listing<SegmentResponse>, ApiError> {
+    /// One page of an application's segments, as JSON, ending early rather than growing
+    /// past [`super::MAX_PAGE_BYTES`].
+    pub fn list_segments(&self, app: &str, page: Page) -> Result<Listing<Rendered>, ApiError> {
         self.read(|c| {
             self.require_app(c, app)?;
             let mut stmt = c.prepare_cached(
@@ -141,9 +188,9 @@ impl Store {
                     body,
                     tags,
                 };
-                items.push((seq, self.segment_from(app, row)?));
+                items.push((seq, self.render(app, &row)?));
             }
-            paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
+            paginate_bytes(items, page.size, |r| r.get().len())
         })
     }
 
@@ -152,7 +199,7 @@ impl Store {
         app: &str,
         id: &str,
         page: Page,
-    ) -> Result<Listing<SegmentResponse>, ApiError> {
+    ) -> Result<Listing<Rendered>, ApiError> {
         self.read(|c| {
             let head = self.get_segment_in(c, app, id, None)?;
             let mut stmt = c.prepare_cached(
@@ -175,9 +222,9 @@ impl Store {
                     body,
                     tags: tags.clone(),
                 };
-                items.push((i64::from(version), self.segment_from(app, row)?));
+                items.push((i64::from(version), self.render(app, &row)?));
             }
-            paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
+            paginate_bytes(items, page.size, |r| r.get().len())
         })
     }
 
