@@ -290,6 +290,14 @@ pub struct ServeArgs {
     /// Connections served at once; more wait in the backlog.
     #[arg(long, default_value_t = server::MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// How long a connection may take to send a request's headers (idle keep-alive waits
+    /// included) before it is closed, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Request bodies held in memory at once, over all connections, in MiB (at least 7, one
+    /// body at Pinpoint's limit); more wait, then get 429.
+    #[arg(long, default_value_t = (server::BODY_BUDGET_BYTES / (1024 * 1024)) as u64, value_parser = clap::value_parser!(u64).range(7..))]
+    pub max_body_memory_mib: u64,
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -321,6 +329,8 @@ impl ServeArgs {
             },
             body_timeout: server::BODY_TIMEOUT,
             max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            body_budget: (self.max_body_memory_mib as usize) * 1024 * 1024,
         })
     }
 }

@@ -21,6 +21,14 @@ pub const MAX_DIMENSIONS: usize = 100;
 pub const MAX_TAGS: usize = 50;
 pub const MAX_TAG_KEY_LEN: usize = 128;
 pub const MAX_TAG_VALUE_LEN: usize = 256;
+/// Pinpoint documents no limit on a segment's Name or on a criterion's values; these are
+/// chosen, generously, so that a stored segment stays bounded (see the README).
+pub const MAX_NAME_LEN: usize = 1024;
+/// At most this many values in one criterion.
+pub const MAX_VALUES: usize = 1000;
+/// Each value at most this long: endpoint attribute values are at most 100 characters, so a
+/// longer criterion value could match nothing anyway.
+pub const MAX_VALUE_LEN: usize = 1024;
 
 /// Who is asking: the wire accepts only `Id` in a SegmentReference, a manifest `Id` or `Ref`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +80,15 @@ pub fn write_segment_request(req: &WriteSegmentRequest, ctx: Context) -> Vec<Vio
             "SegmentGroups",
             "a segment has either Dimensions or SegmentGroups, not both; move the criteria into a group's Dimensions",
         );
+    }
+    if let Some(name) = &req.name {
+        let n = name.chars().count();
+        if n > MAX_NAME_LEN {
+            v.push(
+                "Name",
+                format!("is {n} characters long; at most {MAX_NAME_LEN} are accepted"),
+            );
+        }
     }
     let mut count = 0;
     if let Some(d) = &req.dimensions {
@@ -244,9 +261,37 @@ impl Checker {
         if s.values.is_empty() {
             self.push(&format!("{path}.Values"), "must list at least one value");
         }
+        self.values_bounded(path, &s.values);
+    }
+
+    /// At most [`MAX_VALUES`] values, each at most [`MAX_VALUE_LEN`] characters.
+    fn values_bounded(&mut self, path: &str, values: &[String]) {
+        if values.len() > MAX_VALUES {
+            self.push(
+                &format!("{path}.Values"),
+                format!(
+                    "lists {} values; at most {MAX_VALUES} are accepted",
+                    values.len()
+                ),
+            );
+        }
+        if let Some((i, v)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.chars().count() > MAX_VALUE_LEN)
+        {
+            self.push(
+                &format!("{path}.Values[{i}]"),
+                format!(
+                    "is {} characters long; at most {MAX_VALUE_LEN} are accepted",
+                    v.chars().count()
+                ),
+            );
+        }
     }
 
     fn attribute(&mut self, path: &str, a: &AttributeDimension) {
+        self.values_bounded(path, &a.values);
         let Some(kind) = a.attribute_type else {
             if a.values.is_empty() {
                 self.push(&format!("{path}.Values"), "must list at least one value");

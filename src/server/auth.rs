@@ -30,11 +30,26 @@ const SIGV4_SET: &AsciiSet = &NON_ALPHANUMERIC
 /// The same, keeping `/` so a path's segments stay apart.
 const SIGV4_PATH_SET: &AsciiSet = &SIGV4_SET.remove(b'/');
 
-/// Access key id → secret access key.
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Every operation.
+    ReadWrite,
+    /// Reads only (GET, and OPTIONS); every write is a 403 ForbiddenException. For plans made
+    /// from pull requests, which must not be able to change anything.
+    ReadOnly,
+}
+
+/// Access key id → secret access key and access level.
 #[derive(Clone, Default)]
 pub struct Credentials {
-    keys: HashMap<String, String>,
+    keys: HashMap<String, (String, Access)>,
 }
+
+/// The most names a real client signs (the SDKs sign 4 to 8).
+pub const MAX_SIGNED_HEADERS: usize = 32;
+/// The most bytes of signed header values a canonical request may carry.
+pub const MAX_SIGNED_HEADER_BYTES: usize = 16 * 1024;
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,7 +68,7 @@ pub enum CredentialsError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}:{line}: expected `ACCESS_KEY_ID SECRET_ACCESS_KEY`")]
+    #[error("{path}:{line}: expected `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]`; a comment is a whole line starting with #")]
     Malformed { path: String, line: usize },
     #[error("{path}: no credentials found; add a line `ACCESS_KEY_ID SECRET_ACCESS_KEY`")]
     Empty { path: String },
@@ -62,11 +77,24 @@ pub enum CredentialsError {
 impl Credentials {
     pub fn single(access_key_id: &str, secret: &str) -> Self {
         let mut keys = HashMap::new();
-        keys.insert(access_key_id.to_string(), secret.to_string());
+        keys.insert(
+            access_key_id.to_string(),
+            (secret.to_string(), Access::ReadWrite),
+        );
         Self { keys }
     }
 
-    /// Reads one `ACCESS_KEY_ID SECRET_ACCESS_KEY` pair per line; `#` starts a comment.
+    /// Adds a key.
+    pub fn with(mut self, access_key_id: &str, secret: &str, access: Access) -> Self {
+        self.keys
+            .insert(access_key_id.to_string(), (secret.to_string(), access));
+        self
+    }
+
+    /// Reads one `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]` per line (access
+    /// defaults to read-write). A comment is a whole line whose first character (after
+    /// blanks) is `#`; a `#` anywhere else belongs to the secret, so a secret is never cut
+    /// short silently.
     pub fn from_file(path: &Path) -> Result<Self, CredentialsError> {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| CredentialsError::Read {
@@ -75,14 +103,24 @@ impl Credentials {
         })?;
         let mut keys = HashMap::new();
         for (i, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            if line.is_empty() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
                 continue;
             }
             let mut parts = line.split_whitespace();
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(id), Some(secret), None) => {
-                    keys.insert(id.to_string(), secret.to_string());
+            let access = |a: Option<&str>| match a {
+                None | Some("read-write") => Some(Access::ReadWrite),
+                Some("read-only") => Some(Access::ReadOnly),
+                Some(_) => None,
+            };
+            match (
+                parts.next(),
+                parts.next(),
+                access(parts.next()),
+                parts.next(),
+            ) {
+                (Some(id), Some(secret), Some(access), None) => {
+                    keys.insert(id.to_string(), (secret.to_string(), access));
                 }
                 _ => {
                     return Err(CredentialsError::Malformed {
@@ -112,7 +150,7 @@ struct Authorization<'a> {
 fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
     let rest = value.strip_prefix("AWS4-HMAC-SHA256")?.trim_start();
     let (mut credential, mut signed, mut signature) = (None, None, None);
-    for part in rest.split(',') {
+    for part in rest.split(',').take(8) {
         let (k, v) = part.trim().split_once('=')?;
         match k {
             "Credential" => credential = Some(v),
@@ -133,19 +171,31 @@ fn parse_authorization(value: &str) -> Option<Authorization<'_>> {
     (scope.next()? == "aws4_request" && scope.next().is_none()).then_some(auth)
 }
 
-/// Verifies a request's SigV4 signature.
+/// What the Authorization header says, checked before anything else of the request is
+/// read: its form, the key, the scope, the date and the list of signed headers.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    access_key_id: String,
+    secret: String,
+    pub access: Access,
+    date: String,
+    region: String,
+    signed_headers: Vec<String>,
+    signature: String,
+    amz_date: String,
+}
+
+/// Checks everything about a request's signature that does not need its body: cheap and
+/// bounded, so an unauthenticated request costs no more than reading its headers.
 ///
 /// Errors: a 403 ForbiddenException naming what is wrong (missing header, unknown key, a
-/// date too far from now, wrong region or service, a signature that does not match).
-pub fn verify(
+/// date too far from now, wrong region or service, signed headers no client sends).
+pub fn precheck(
     creds: &Credentials,
     region: &str,
-    method: &Method,
-    uri: &Uri,
     headers: &HeaderMap,
-    body: &[u8],
     now: OffsetDateTime,
-) -> Result<(), ApiError> {
+) -> Result<Checked, ApiError> {
     let header = headers
         .get("authorization")
         .ok_or_else(|| {
@@ -158,7 +208,7 @@ pub fn verify(
     let auth = parse_authorization(header).ok_or_else(|| {
         ApiError::forbidden("Authorization header requires AWS4-HMAC-SHA256 with Credential, SignedHeaders and Signature")
     })?;
-    let secret = creds.keys.get(auth.access_key_id).ok_or_else(|| {
+    let (secret, access) = creds.keys.get(auth.access_key_id).ok_or_else(|| {
         ApiError::forbidden(
             "The security token included in the request is invalid: unknown access key id",
         )
@@ -171,11 +221,37 @@ pub fn verify(
     if auth.region != region {
         return Err(ApiError::forbidden(format!(
             "Credential should be scoped to a valid region: this server serves '{region}', the request was signed for '{}'",
-            auth.region
+            crate::text::safe(auth.region)
         )));
     }
-    if !auth.signed_headers.contains(&"host") {
+    let names = &auth.signed_headers;
+    if names.len() > MAX_SIGNED_HEADERS {
+        return Err(ApiError::forbidden(format!(
+            "SignedHeaders names {} headers; at most {MAX_SIGNED_HEADERS} are accepted",
+            names.len()
+        )));
+    }
+    if names.windows(2).any(|w| w[0] >= w[1])
+        || names
+            .iter()
+            .any(|n| n.is_empty() || n.bytes().any(|b| b.is_ascii_uppercase()))
+    {
+        return Err(ApiError::forbidden(
+            "SignedHeaders must list distinct lowercase header names in sorted order",
+        ));
+    }
+    if !names.contains(&"host") {
         return Err(ApiError::forbidden("The host header must be signed"));
+    }
+    let signed_bytes: usize = names
+        .iter()
+        .flat_map(|n| headers.get_all(*n).iter())
+        .map(|v| v.len() + 1)
+        .sum();
+    if signed_bytes > MAX_SIGNED_HEADER_BYTES {
+        return Err(ApiError::forbidden(format!(
+            "the signed headers hold {signed_bytes} bytes; at most {MAX_SIGNED_HEADER_BYTES} are accepted"
+        )));
     }
     let amz_date = headers
         .get("x-amz-date")
@@ -197,28 +273,77 @@ pub fn verify(
             "The credential scope date does not match x-amz-date",
         ));
     }
+    Ok(Checked {
+        access_key_id: auth.access_key_id.to_string(),
+        secret: secret.clone(),
+        access: *access,
+        date: auth.date.to_string(),
+        region: auth.region.to_string(),
+        signed_headers: names.iter().map(|n| n.to_string()).collect(),
+        signature: auth.signature.to_string(),
+        amz_date: amz_date.to_string(),
+    })
+}
 
-    let canonical = canonical_request(method, uri, headers, &auth.signed_headers, body)
-        .ok_or_else(|| ApiError::forbidden("A signed header is missing from the request"))?;
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let mut key = hmac(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
-    for part in [auth.region, auth.service, "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
+impl Checked {
+    /// The access key id, for logs.
+    pub fn key(&self) -> &str {
+        &self.access_key_id
     }
-    let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
-    if !constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
-        return Err(ApiError::forbidden(
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
-        ));
+
+    /// Verifies the signature over the request; `payload_hash` is the hex SHA-256 of the
+    /// body.
+    ///
+    /// Errors: a 403 ForbiddenException when the signature does not match.
+    pub fn verify(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        payload_hash: &str,
+    ) -> Result<(), ApiError> {
+        let signed: Vec<&str> = self.signed_headers.iter().map(String::as_str).collect();
+        let canonical = canonical_request(method, uri, headers, &signed, payload_hash)
+            .ok_or_else(|| ApiError::forbidden("A signed header is missing from the request"))?;
+        let scope = format!("{}/{}/{SIGNING_NAME}/aws4_request", self.date, self.region);
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
+            self.amz_date,
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+        let mut key = hmac(
+            format!("AWS4{}", self.secret).as_bytes(),
+            self.date.as_bytes(),
+        );
+        for part in [self.region.as_str(), SIGNING_NAME, "aws4_request"] {
+            key = hmac(&key, part.as_bytes());
+        }
+        let expected = hex::encode(hmac(&key, string_to_sign.as_bytes()));
+        if !constant_time_eq(expected.as_bytes(), self.signature.as_bytes()) {
+            return Err(ApiError::forbidden(
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
+            ));
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// The hex SHA-256 of a body, as the canonical request carries it.
+pub fn payload_hash(body: &[u8]) -> String {
+    hex::encode(Sha256::digest(body))
+}
+
+/// Verifies a request's SigV4 signature in one step (tests and the fuzz target).
+pub fn verify(
+    creds: &Credentials,
+    region: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    precheck(creds, region, headers, now)?.verify(method, uri, headers, &payload_hash(body))
 }
 
 fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -238,7 +363,7 @@ fn canonical_request(
     uri: &Uri,
     headers: &HeaderMap,
     signed: &[&str],
-    body: &[u8],
+    payload_hash: &str,
 ) -> Option<String> {
     let path = normalize_path(uri.path());
     let path = utf8_percent_encode(&path, SIGV4_PATH_SET).to_string();
@@ -271,7 +396,6 @@ fn canonical_request(
         }
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload_hash = hex::encode(Sha256::digest(body));
     Some(format!(
         "{method}\n{path}\n{query}\n{canonical_headers}\n{}\n{payload_hash}",
         signed.join(";")
@@ -327,7 +451,7 @@ mod tests {
             &uri,
             &headers,
             &["host", "x-amz-date"],
-            b"",
+            &payload_hash(b""),
         )
         .unwrap();
         assert_eq!(
@@ -341,6 +465,64 @@ mod tests {
         assert_eq!(normalize_path("/v1/apps/../apps/x"), "/v1/apps/x");
         assert_eq!(normalize_path("/v1//apps/"), "/v1/apps/");
         assert_eq!(normalize_path("/v1/apps"), "/v1/apps");
+    }
+
+    #[test]
+    fn a_hash_in_a_secret_is_part_of_it_and_access_levels_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("creds");
+        std::fs::write(
+            &path,
+            "# comment\nAKIDRW short#long\n  # another\nAKIDRO s3cret read-only\n",
+        )
+        .unwrap();
+        let c = Credentials::from_file(&path).unwrap();
+        assert_eq!(
+            c.keys["AKIDRW"],
+            ("short#long".to_string(), Access::ReadWrite)
+        );
+        assert_eq!(c.keys["AKIDRO"], ("s3cret".to_string(), Access::ReadOnly));
+        std::fs::write(&path, "AKID secret # trailing words\n").unwrap();
+        assert!(matches!(
+            Credentials::from_file(&path),
+            Err(CredentialsError::Malformed { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn amplified_signed_headers_are_refused_before_any_signature_work() {
+        let creds = Credentials::single("AKID", "secret");
+        let now = OffsetDateTime::now_utc();
+        let date = now
+            .format(format_description!(
+                "[year][month][day]T[hour][minute][second]Z"
+            ))
+            .unwrap();
+        let with = |signed: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("host", "x".parse().unwrap());
+            h.insert("x-amz-date", date.parse().unwrap());
+            h.insert("x-a", "v".repeat(40_000).parse().unwrap());
+            let auth = format!(
+                "AWS4-HMAC-SHA256 Credential=AKID/{}/us-east-1/mobiletargeting/aws4_request, SignedHeaders={signed}, Signature=00",
+                &date[..8]
+            );
+            h.insert("authorization", auth.parse().unwrap());
+            precheck(&creds, "us-east-1", &h, now).map(|_| ())
+        };
+        let repeated = format!("host;{}", vec!["x-a"; 40_000].join(";"));
+        let err = with(&repeated).unwrap_err();
+        assert!(err.message.contains("at most 32"), "{}", err.message);
+        let err = with("host;x-a;x-a").unwrap_err();
+        assert!(
+            err.message.contains("distinct lowercase"),
+            "{}",
+            err.message
+        );
+        let err = with("x-amz-date;host").unwrap_err();
+        assert!(err.message.contains("sorted"), "{}", err.message);
+        let err = with("host;x-a;x-amz-date").unwrap_err();
+        assert!(err.message.contains("at most 16384"), "{}", err.message);
     }
 
     #[test]

@@ -11,6 +11,13 @@ use crate::model::MessageBody;
 tokio::task_local! {
     /// The id of the request being served, set by the request-id middleware.
     pub static REQUEST_ID: String;
+    /// The operation the request turned out to be, for the request log.
+    pub static OPERATION: std::sync::Arc<std::sync::Mutex<&'static str>>;
+}
+
+/// Names the operation being served, for the request log.
+pub fn set_operation(name: &'static str) {
+    let _ = OPERATION.try_with(|op| *op.lock().unwrap_or_else(|p| p.into_inner()) = name);
 }
 
 /// The current request's id, or a fresh one outside a request scope.

@@ -127,6 +127,7 @@ fn page(query: &Option<String>) -> Result<Page> {
 }
 
 fn admit(state: &AppState, operation: &'static str) -> Result<()> {
+    super::error::set_operation(operation);
     if state.rate_limits && !state.limiter.admit(operation) {
         state
             .counters

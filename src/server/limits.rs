@@ -60,6 +60,39 @@ impl RateLimiter {
     }
 }
 
+/// Failed authentication, logged once a minute at most per source, with how many there
+/// were: repeated 403s are worth knowing about, and never worth a log line each.
+#[derive(Default)]
+pub struct RefusalLog {
+    by_source: Mutex<HashMap<Option<std::net::IpAddr>, (Instant, u64)>>,
+}
+
+impl RefusalLog {
+    const EVERY: Duration = Duration::from_secs(60);
+    /// Sources remembered at once; beyond this the oldest half is forgotten.
+    const SOURCES: usize = 4096;
+
+    pub fn refused(&self, source: Option<std::net::IpAddr>, why: &str) {
+        let now = Instant::now();
+        let mut map = self.by_source.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::SOURCES {
+            let mut times: Vec<Instant> = map.values().map(|(t, _)| *t).collect();
+            times.sort();
+            let cut = times[times.len() / 2];
+            map.retain(|_, (t, _)| *t > cut);
+        }
+        let entry = map.entry(source).or_insert((now - Self::EVERY, 0));
+        entry.1 += 1;
+        if now.duration_since(entry.0) >= Self::EVERY {
+            let source = source
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "unknown".into());
+            tracing::warn!(%source, refused = entry.1, reason = %crate::text::safe(why), "requests refused: authentication failed");
+            *entry = (now, 0);
+        }
+    }
+}
+
 /// What to inject, and how often. Rates are probabilities in [0, 1].
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FaultConfig {

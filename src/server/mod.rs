@@ -1,7 +1,12 @@
 //! `segmentctl serve`: the Pinpoint Segment API, self-hosted, over SQLite.
 //!
-//! Layers, outermost first: request id → fault injection → body limit and SigV4 → router →
-//! handlers (decode, and check with `inputs` and `validate`) → store (stores). Every answer carries `x-amzn-RequestId`; every error is an [`ApiError`].
+//! Connections are HTTP/1.1 only, bounded in number, and closed when a request's headers take
+//! longer than [`HEADER_TIMEOUT`] (idle keep-alive connections included). Layers, outermost
+//! first: request id and the request log → path and host checks → fault injection →
+//! authentication (the Authorization header checked before the body is read; the body read
+//! within the body timeout and a server-wide budget of bytes in flight; then the signature)
+//! → router → handlers (decode, and check with `inputs` and `validate`) → store (stores).
+//! Every answer carries `x-amzn-RequestId`; every error is an [`ApiError`].
 
 pub mod auth;
 pub mod error;
@@ -36,6 +41,14 @@ pub const MAX_BODY_BYTES: usize = 7 * 1024 * 1024;
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once, by default; more wait in the kernel's backlog.
 pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a connection may take to send a request's headers, including the wait for the
+/// next request on a kept-alive connection: idle connections cannot hold the server's slots.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request bodies held in memory at once, over all connections, by default (64 MiB): the
+/// server's memory stays bounded whatever many clients upload at once.
+pub const BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// How long a request waits for room in the body budget before a 429 (retryable).
+const BODY_BUDGET_WAIT: Duration = Duration::from_secs(5);
 
 /// How the server checks who is calling.
 #[derive(Debug, Clone)]
@@ -60,6 +73,10 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// See [`HEADER_TIMEOUT`].
+    pub header_timeout: Duration,
+    /// See [`BODY_BUDGET_BYTES`].
+    pub body_budget: usize,
 }
 
 impl ServerConfig {
@@ -75,6 +92,8 @@ impl ServerConfig {
             faults: FaultConfig::default(),
             body_timeout: BODY_TIMEOUT,
             max_connections: MAX_CONNECTIONS,
+            header_timeout: HEADER_TIMEOUT,
+            body_budget: BODY_BUDGET_BYTES,
         }
     }
 }
@@ -104,12 +123,17 @@ pub struct AppState {
     region: String,
     rate_limits: bool,
     body_timeout: Duration,
+    /// Bytes of request bodies in memory, in KiB permits.
+    bodies: Arc<tokio::sync::Semaphore>,
+    body_budget_kib: u32,
     limiter: limits::RateLimiter,
+    refusals: limits::RefusalLog,
     pub faults: limits::Faults,
     pub counters: limits::Counters,
 }
 
-/// The API's routes, with OPTIONS and 405 on every resource.
+/// The API's routes, with OPTIONS and 405 on every resource, and `/livez` and `/readyz`
+/// (unauthenticated) for probes.
 pub fn router(state: Arc<AppState>) -> Router {
     use handlers as h;
     fn resource(
@@ -125,7 +149,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             },
         )
     }
-    Router::new()
+    let api = Router::new()
         .route(
             "/v1/apps",
             resource(post(h::create_app).get(h::get_apps), "GET, POST, OPTIONS"),
@@ -211,8 +235,87 @@ pub fn router(state: Arc<AppState>) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), inject_faults))
+        .layer(middleware::from_fn_with_state(state.clone(), screen))
+        // Bodies are read (and bounded) by `authenticate`; the extractors take what it read.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .merge(api)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Ready while the database answers.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let store = state.store.clone();
+    match tokio::task::spawn_blocking(move || store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the database does not answer\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Refuses what must not reach the router: paths with `.` or `..` segments (signers
+/// remove them before signing; routing on the raw path would then act on another path than
+/// the one signed), and, without authentication, requests a browser on another site could
+/// make (a Host other than loopback; a body that is not JSON).
+async fn screen(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let dot = req.uri().path().split('/').any(|seg| {
+        let seg = seg.to_ascii_lowercase();
+        matches!(
+            seg.as_str(),
+            "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
+        )
+    });
+    if dot {
+        return ApiError::bad_request(
+            "the request path has a . or .. segment; name each resource by its own path",
+        )
+        .into_response();
+    }
+    if matches!(state.auth, Auth::None) {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let name = match host.rsplit_once(':') {
+            Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => host,
+        };
+        if !matches!(name, "localhost" | "127.0.0.1" | "[::1]") {
+            return ApiError::forbidden(format!(
+                "without authentication this server answers only requests to a loopback host; Host was {:?}",
+                crate::text::safe(host)
+            ))
+            .into_response();
+        }
+        // A browser may POST across sites without asking first (a "simple" request), but not
+        // with a JSON content type; PUT, PATCH and DELETE need its preflight, which this
+        // server never grants.
+        let has_body = *req.method() == Method::POST
+            && req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .is_none_or(|v| v.trim() != "0");
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().unwrap_or("").trim().ends_with("json"));
+        if has_body && !json {
+            return ApiError::bad_request(
+                "without authentication a request body must be sent as Content-Type: application/json",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
 }
 
 fn options(allow: &'static str) -> Response {
@@ -226,12 +329,35 @@ fn options(allow: &'static str) -> Response {
     resp
 }
 
-/// Gives every request an id, visible to handlers and on every response.
+/// Gives every request an id, visible to handlers and on every response, and logs one line
+/// per request: method, path, status, operation, latency, request id (never a secret or a
+/// body).
 async fn request_id(req: Request, next: Next) -> Response {
     let id = error::new_request_id();
-    let mut resp = error::REQUEST_ID.scope(id.clone(), next.run(req)).await;
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let operation = std::sync::Arc::new(std::sync::Mutex::new(""));
+    let mut resp = error::REQUEST_ID
+        .scope(
+            id.clone(),
+            error::OPERATION.scope(operation.clone(), next.run(req)),
+        )
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amzn-RequestId", v);
+    }
+    if path != "/livez" && path != "/readyz" {
+        let op = *operation.lock().unwrap_or_else(|p| p.into_inner());
+        tracing::info!(
+            method = %method,
+            path = %crate::text::safe(&path),
+            status = resp.status().as_u16(),
+            operation = op,
+            latency_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+            request_id = %id,
+            "request"
+        );
     }
     resp
 }
@@ -266,12 +392,30 @@ async fn inject_faults(State(state): State<Arc<AppState>>, req: Request, next: N
     resp
 }
 
-/// Reads the body (at most 7 MB, within the body timeout) and verifies the signature over it.
+/// Checks the Authorization header, reads the body (at most 7 MB, within the body timeout and
+/// the server's budget of bytes in flight) and verifies the signature over it.
 async fn authenticate(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     match read_and_verify(&state, req).await {
-        Ok(req) => next.run(req).await,
-        Err(Refused::Answer(e)) => e.into_response(),
-        Err(Refused::AndClose(e)) => closing(e.into_response()),
+        Ok((req, _permit)) => next.run(req).await,
+        Err(refused) => {
+            let (e, close) = match refused {
+                Refused::Answer(e) => (e, false),
+                Refused::AndClose(e) => (e, true),
+            };
+            if e.kind == ErrorKind::Forbidden {
+                state.refusals.refused(peer, &e.message);
+            }
+            let resp = e.into_response();
+            if close {
+                closing(resp)
+            } else {
+                resp
+            }
+        }
     }
 }
 
@@ -291,7 +435,7 @@ impl From<ApiError> for Refused {
 }
 
 /// Asks the connection to close once this answer is written.
-fn closing(mut resp: Response) -> Response {
+pub(crate) fn closing(mut resp: Response) -> Response {
     resp.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     resp
@@ -334,17 +478,86 @@ fn too_large() -> ApiError {
     )
 }
 
-async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, Refused> {
+/// Room for a body in the server's budget, held while the request is served.
+type BodyPermit = Option<tokio::sync::OwnedSemaphorePermit>;
+
+async fn read_and_verify(state: &AppState, req: Request) -> Result<(Request, BodyPermit), Refused> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let chunked = req.headers().contains_key(header::TRANSFER_ENCODING);
+    let has_body = chunked || declared.is_some_and(|n| n > 0);
     let (parts, body) = req.into_parts();
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        tokio::spawn(drain(body, DRAIN_BYTES, state.body_timeout));
-        return Err(Refused::AndClose(too_large()));
+    // A refusal before the body is read: the rest of the body is read and thrown away beside
+    // the answer, and the connection closed, so the client still uploading gets the answer.
+    let refuse = |body: Body, e: ApiError| {
+        if has_body {
+            tokio::spawn(drain(body, DRAIN_BYTES, state.body_timeout));
+            Refused::AndClose(e)
+        } else {
+            Refused::Answer(e)
+        }
+    };
+    // Who is calling, before anything else is read.
+    let checked = match &state.auth {
+        Auth::SigV4(creds) => match auth::precheck(
+            creds,
+            &state.region,
+            &parts.headers,
+            time::OffsetDateTime::now_utc(),
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => return Err(refuse(body, e)),
+        },
+        Auth::None => None,
+    };
+    if checked
+        .as_ref()
+        .is_some_and(|c| c.access == auth::Access::ReadOnly)
+        && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+    {
+        return Err(refuse(
+            body,
+            ApiError::forbidden(
+                "this access key is read-only: it may read, and every write is refused",
+            ),
+        ));
     }
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(refuse(body, too_large()));
+    }
+    // Room in the budget: what the client declared, or the most a chunked body may be; a
+    // request with neither has no body.
+    let wanted = match (declared, chunked) {
+        (Some(n), _) => n,
+        (None, true) => MAX_BODY_BYTES as u64,
+        (None, false) => 0,
+    }
+    .div_ceil(1024) as u32;
+    let permit = if wanted == 0 {
+        None
+    } else {
+        let wanted = wanted.min(state.body_budget_kib);
+        match tokio::time::timeout(
+            BODY_BUDGET_WAIT,
+            state.bodies.clone().acquire_many_owned(wanted),
+        )
+        .await
+        {
+            Ok(Ok(p)) => Some(p),
+            _ => {
+                return Err(refuse(
+                    body,
+                    ApiError::new(
+                        ErrorKind::TooManyRequests,
+                        "the server is receiving as many request bodies as it holds at once; retry shortly",
+                    ),
+                ))
+            }
+        }
+    };
     let bytes = match read_body(body, state.body_timeout).await {
         Ok(b) => b,
         Err(BodyError::TooLarge(rest)) => {
@@ -362,18 +575,19 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<Request, Refu
             )))
         }
     };
-    if let Auth::SigV4(creds) = &state.auth {
-        auth::verify(
-            creds,
-            &state.region,
-            &parts.method,
-            &parts.uri,
-            &parts.headers,
-            &bytes,
-            time::OffsetDateTime::now_utc(),
-        )?;
+    if let Some(checked) = checked {
+        // Hashing megabytes is work for a blocking thread, not an async worker.
+        let hash = if bytes.len() > 64 * 1024 {
+            let body = bytes.clone();
+            tokio::task::spawn_blocking(move || auth::payload_hash(&body))
+                .await
+                .map_err(|e| Refused::Answer(ApiError::internal(&e)))?
+        } else {
+            auth::payload_hash(&bytes)
+        };
+        checked.verify(&parts.method, &parts.uri, &parts.headers, &hash)?;
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok((Request::from_parts(parts, Body::from(bytes)), permit))
 }
 
 enum BodyError {
@@ -542,13 +756,17 @@ pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
             source,
         }
     })?;
+    let budget_kib = (cfg.body_budget.max(MAX_BODY_BYTES) / 1024) as u32;
     Ok(Arc::new(AppState {
         store: Arc::new(store),
         auth: cfg.auth.clone(),
         region: cfg.region.clone(),
         rate_limits: cfg.rate_limits,
         body_timeout: cfg.body_timeout,
+        bodies: Arc::new(tokio::sync::Semaphore::new(budget_kib as usize)),
+        body_budget_kib: budget_kib,
         limiter: limits::RateLimiter::default(),
+        refusals: limits::RefusalLog::default(),
         faults: limits::Faults::new(cfg.faults),
         counters: limits::Counters::default(),
     }))
@@ -573,12 +791,13 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
         inner: listener,
         permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1))),
     };
+    let header_timeout = cfg.header_timeout;
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        serve_connections(listener, app, header_timeout, async {
+            let _ = rx.await;
+        })
+        .await;
+        Ok(())
     });
     Ok(RunningServer {
         addr,
@@ -586,6 +805,55 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
         shutdown: Some(tx),
         task,
     })
+}
+
+/// Accepts connections until `shutdown`, serving each over HTTP/1.1 with the header timeout;
+/// then lets the requests in flight finish (at most the body timeout) and returns.
+///
+/// HTTP/2 is not offered: no SDK needs it, and its streams would multiply what one
+/// connection may hold. A client that opens with the HTTP/2 preface gets its connection
+/// closed.
+async fn serve_connections(
+    mut listener: BoundedListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use axum::serve::Listener as _;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let app = app.clone();
+        let service =
+            hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let mut app = app.clone();
+                async move {
+                    use tower::Service as _;
+                    app.call(req.map(Body::new)).await
+                }
+            });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(64 * 1024)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(io), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(BODY_TIMEOUT, graceful.shutdown()).await;
 }
 
 /// Serves until `shutdown` resolves (the CLI passes Ctrl-C / SIGTERM).

@@ -12,6 +12,7 @@ mod daemon;
 mod estimate;
 mod faults;
 mod fuzz_corpus;
+mod hardening;
 mod hostile;
 mod manifests;
 mod properties;

@@ -337,7 +337,7 @@ async fn a_413_reaches_a_keep_alive_client() {
         let mut s = tokio::net::TcpStream::connect(open.addr()).await.unwrap();
         let body = vec![b'{'; 9 * 1024 * 1024];
         let head = format!(
-            "POST /v1/apps/{app}/segments HTTP/1.1\r\nhost: x\r\nconnection: keep-alive\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            "POST /v1/apps/{app}/segments HTTP/1.1\r\nhost: localhost\r\nconnection: keep-alive\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         s.write_all(head.as_bytes()).await.unwrap();

@@ -191,7 +191,7 @@ async fn malformed_json_is_a_bad_request() {
     let (status, headers, resp) = raw(
         t.addr(),
         &format!(
-            "POST /v1/apps/{app}/segments HTTP/1.1\r\nhost: localhost\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "POST /v1/apps/{app}/segments HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         ),
     ).await;
@@ -207,7 +207,7 @@ async fn malformed_json_is_a_bad_request() {
 
     let (status, _, resp) = raw(
         t.addr(),
-        &format!("POST /v1/apps/{app}/segments HTTP/1.1\r\nhost: localhost\r\ncontent-length: 9\r\nconnection: close\r\n\r\n{{\"Name\":1"),
+        &format!("POST /v1/apps/{app}/segments HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 9\r\nconnection: close\r\n\r\n{{\"Name\":1"),
     ).await;
     assert_eq!(status, 400);
     assert!(error_body(&resp)["Message"]

@@ -295,3 +295,12 @@ pub async fn live_segments(
 pub fn tag(s: &aws_sdk_pinpoint::types::SegmentResponse, key: &str) -> Option<String> {
     s.tags.as_ref().and_then(|t| t.get(key).cloned())
 }
+
+/// CPU time this process has used (user + system).
+pub fn cpu_time() -> Duration {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the struct we pass.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}

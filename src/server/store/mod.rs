@@ -228,6 +228,14 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether the database answers.
+    pub fn ping(&self) -> Result<(), ApiError> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+    }
+
     /// Runs `PRAGMA integrity_check`; `Ok` when the database reports "ok".
     pub fn integrity_check(&self) -> Result<String, ApiError> {
         self.read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))

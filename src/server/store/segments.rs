@@ -228,6 +228,59 @@ impl Store {
         })
     }
 
+    /// The base segments a stored segment's current version names.
+    fn stored_bases(tx: &Tx<'_>, app: &str, id: &str) -> Result<Vec<String>, ApiError> {
+        let body: Option<String> = tx
+            .query_row(
+                "SELECT v.body FROM segments s JOIN segment_versions v
+                   ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
+                 WHERE s.app_id = ?1 AND s.id = ?2",
+                [app, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(body) = body else {
+            return Ok(Vec::new());
+        };
+        let def: WriteSegmentRequest =
+            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+        Ok(bases_of(&def))
+    }
+
+    /// An update must not make a segment build on itself through others (A → B → A), which
+    /// no evaluator can give a meaning to.
+    fn check_no_cycle(
+        tx: &Tx<'_>,
+        app: &str,
+        this: &str,
+        req: &WriteSegmentRequest,
+    ) -> Result<(), ApiError> {
+        for (path, start) in base_paths(req) {
+            // Depth-first from the new base; each segment's bases once.
+            let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some((id, trail)) = stack.pop() {
+                if id == this {
+                    let mut chain = vec![this.to_string()];
+                    chain.extend(trail);
+                    return Err(ApiError::bad_request(format!(
+                        "{path}: the segment would build on itself ({}); base segments cannot form a cycle",
+                        chain.join(" → ")
+                    )));
+                }
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                for next in Self::stored_bases(tx, app, &id)? {
+                    let mut t = trail.clone();
+                    t.push(next.clone());
+                    stack.push((next, t));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that every base segment exists in the app (at the version named, if any).
     pub(super) fn check_sources(
         &self,
@@ -322,6 +375,7 @@ impl Store {
         self.write(|tx| {
             let current = self.get_segment_in(tx, app, id, None)?;
             self.check_sources(tx, app, Some(id), req)?;
+            Self::check_no_cycle(tx, app, id, req)?;
             let next = current.version + 1;
             tx.execute(
                 "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -365,4 +419,30 @@ fn definition_json(req: &WriteSegmentRequest) -> Result<String, ApiError> {
         ..req.clone()
     };
     serde_json::to_string(&def).map_err(|e| ApiError::internal(&e))
+}
+
+/// Every base segment a definition names by id.
+fn bases_of(def: &WriteSegmentRequest) -> Vec<String> {
+    base_paths(def).into_iter().map(|(_, id)| id).collect()
+}
+
+/// Every base segment a definition names by id, with its field path.
+fn base_paths(def: &WriteSegmentRequest) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (gi, g) in def
+        .segment_groups
+        .iter()
+        .flat_map(|g| g.groups.iter().flatten())
+        .enumerate()
+    {
+        for (si, s) in g.source_segments.iter().flatten().enumerate() {
+            if let Some(id) = &s.id {
+                out.push((
+                    format!("SegmentGroups.Groups[{gi}].SourceSegments[{si}].Id"),
+                    id.clone(),
+                ));
+            }
+        }
+    }
+    out
 }
