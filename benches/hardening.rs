@@ -25,7 +25,13 @@ impl Server {
     fn start(dir: &std::path::Path) -> Self {
         std::fs::write(dir.join("creds"), format!("{KEY} {SECRET}\n")).unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--credentials-file", "creds"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--credentials-file",
+                "creds",
+            ])
             .args(["--data", "p.db"])
             .current_dir(dir)
             .env("SEGMENTCTL_LOG", "info")
@@ -129,7 +135,13 @@ fn idle(dir: &std::path::Path) {
         .filter_map(|_| std::net::TcpStream::connect(&srv.addr).ok())
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = segmentctl::sdk::endpoint_client(&format!("http://{}", srv.addr), "us-east-1", KEY, SECRET, 1);
+    let client = segmentctl::sdk::endpoint_client(
+        &format!("http://{}", srv.addr),
+        "us-east-1",
+        KEY,
+        SECRET,
+        1,
+    );
     let start = Instant::now();
     let ok = rt.block_on(async { client.get_apps().send().await.is_ok() });
     println!(
@@ -154,7 +166,11 @@ fn amplified(dir: &std::path::Path) {
         s.write_all(request.as_bytes()).unwrap();
         let mut answer = Vec::new();
         let _ = s.read_to_end(&mut answer);
-        String::from_utf8_lossy(&answer).split(' ').nth(1).unwrap_or("").to_string()
+        String::from_utf8_lossy(&answer)
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
     };
     assert_eq!(send(), "403");
     let cpu = srv.cpu();
@@ -169,7 +185,10 @@ fn amplified(dir: &std::path::Path) {
 }
 
 fn main() {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
     let dir = tempfile::tempdir().unwrap();
     if wanted("uploads") {
