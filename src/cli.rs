@@ -201,6 +201,10 @@ pub struct RunArgs {
     /// How often to re-check for drift, e.g. 30s, 5m, 1h (±10 % jitter).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub interval: Duration,
+    /// /livez fails once a round has run this long (a loop that is stuck, not slow, is
+    /// restarted by the kubelet), e.g. 15m.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub stuck_after: Duration,
     /// Where /livez, /readyz, /metrics and / (status) are served.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
@@ -488,6 +492,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 config_file: a.target.config.clone(),
                 overrides: a.target.overrides(a.prune),
                 interval: a.interval,
+                stuck_after: a.stuck_after,
                 admin_listen: a.admin_listen,
                 mode: a.mode,
                 shard,

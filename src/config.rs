@@ -270,13 +270,20 @@ impl Config {
             return Ok(Self::default());
         };
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
-            file: shown.clone(),
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!("cannot read the configuration file: {e}"),
-        })?;
+        let text = crate::folder::read_regular(path, crate::folder::MAX_CONFIG_BYTES)
+            .map_err(|why| why.to_string())
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    "the file is not UTF-8 text; the configuration is UTF-8 YAML".to_string()
+                })
+            })
+            .map_err(|why| ManifestError {
+                file: shown.clone(),
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: format!("cannot read the configuration file: {why}"),
+            })?;
         let mut cfg: Config = manifest::parse_one(&shown, &text)?;
         cfg.check(&shown)?;
         cfg.origin = origin;

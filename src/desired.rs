@@ -374,7 +374,7 @@ mod tests {
     fn build_text(text: &str) -> Result<DesiredState, Vec<String>> {
         let l = load_sources(&[Source {
             name: "m.yaml".into(),
-            bytes: text.as_bytes().to_vec(),
+            bytes: text.as_bytes().to_vec().into(),
         }]);
         assert!(l.errors.is_empty(), "{:?}", l.errors);
         build(&l.documents).map_err(|e| e.iter().map(|e| e.to_string()).collect())

@@ -22,7 +22,9 @@ pub mod validate;
 
 pub mod strict;
 
-// Manifests → desired state (pure, except `workspace`, which reads the folder).
+// Manifests → desired state (pure, except `folder`, which reads files, and `workspace`).
+pub mod folder;
+
 pub mod config;
 
 pub mod manifest;

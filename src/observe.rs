@@ -247,7 +247,7 @@ pub async fn observe_from<P: Pinpoint>(
         let segments = match segments {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(app = %app.id, error = %e, "cannot list segments");
+                tracing::warn!(app = %crate::text::safe(&app.id), error = %crate::text::safe(&e.to_string()), "cannot list segments");
                 continue;
             }
         };

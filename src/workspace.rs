@@ -29,7 +29,7 @@ pub struct Files {
 /// Reads `dir` (and `config`, or `dir/segmentctl.yaml`) without parsing the manifests.
 pub fn read(dir: &Path, config: Option<&Path>) -> Files {
     let cfg = Config::load(dir, config);
-    match manifest::read_dir(dir) {
+    match crate::folder::read(dir) {
         Ok((sources, errors)) => Files {
             config: cfg,
             sources,
@@ -69,12 +69,26 @@ pub fn check(files: Files) -> Result<Workspace, Vec<ManifestError>> {
             None
         }
     };
-    let desired = match desired::build(&loaded.documents) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            errors.extend(e);
-            None
+    let desired = if loaded.recovered.is_empty() {
+        match desired::build(&loaded.documents) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
         }
+    } else {
+        // Documents with mistakes take part too, so that a reference they make or a name
+        // they repeat is checked in this run; what is about their stand-ins is not shown.
+        let mut all = loaded.documents.clone();
+        all.extend(loaded.recovered.iter().map(|r| r.document.clone()));
+        if let Err(e) = desired::build(&all) {
+            errors.extend(
+                e.into_iter()
+                    .filter(|e| !loaded.recovered.iter().any(|r| r.touches(&e.file, &e.path))),
+            );
+        }
+        None
     };
     match (cfg, desired) {
         (Some(config), Some(desired)) if errors.is_empty() => Ok(Workspace {

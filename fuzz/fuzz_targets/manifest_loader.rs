@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use segmentctl::manifest::{load_sources, Source};
 
 fuzz_target!(|data: &[u8]| {
-    let loaded = load_sources(&[Source { name: "f.yaml".into(), bytes: data.to_vec() }]);
+    let loaded = load_sources(&[Source { name: "f.yaml".into(), bytes: data.to_vec().into() }]);
     for e in &loaded.errors {
         assert!(e.line >= 1 && e.column >= 1, "unlocated: {e}");
     }

@@ -103,6 +103,8 @@ pub struct DaemonConfig {
     pub config_file: Option<PathBuf>,
     pub overrides: Overrides,
     pub interval: Duration,
+    /// `/livez` fails once a round has run this long.
+    pub stuck_after: Duration,
     pub admin_listen: SocketAddr,
     pub mode: Mode,
     pub shard: Option<Shard>,
@@ -150,6 +152,9 @@ pub struct Shared {
     pub status: Mutex<Status>,
     pub metrics: Mutex<Metrics>,
     api: Mutex<Option<Arc<Counters>>>,
+    /// When the round in progress started; `None` between rounds.
+    round_started: Mutex<Option<Instant>>,
+    stuck_after: Duration,
 }
 
 impl Shared {
@@ -169,7 +174,23 @@ impl Shared {
             }),
             metrics: Mutex::new(Metrics::default()),
             api: Mutex::new(None),
+            round_started: Mutex::new(None),
+            stuck_after: cfg.stuck_after,
         }
+    }
+
+    /// How long the round in progress has run, when that is longer than `stuck_after`: the
+    /// loop is stuck (a read that never ends, a call that never returns), and a restart is
+    /// the way out.
+    pub fn stuck_for(&self) -> Option<Duration> {
+        let started = *self.round_started.lock().unwrap_or_else(|p| p.into_inner());
+        started
+            .map(|s| s.elapsed())
+            .filter(|running| *running > self.stuck_after)
+    }
+
+    fn round_running(&self, running: bool) {
+        *self.round_started.lock().unwrap_or_else(|p| p.into_inner()) = running.then(Instant::now);
     }
 
     pub fn status(&self) -> Status {
@@ -196,8 +217,19 @@ impl Shared {
 
 /// `/livez`, `/readyz`, `/metrics` and `/`.
 pub fn admin_router(shared: Arc<Shared>) -> Router {
-    async fn livez() -> &'static str {
-        "ok\n"
+    async fn livez(State(s): State<Arc<Shared>>) -> Response {
+        match s.stuck_for() {
+            None => (StatusCode::OK, "ok\n").into_response(),
+            Some(running) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "stuck: the reconcile round has run for {} s (--stuck-after {} s)\n",
+                    running.as_secs(),
+                    s.stuck_after.as_secs()
+                ),
+            )
+                .into_response(),
+        }
     }
     async fn readyz(State(s): State<Arc<Shared>>) -> Response {
         if s.status().ready {
@@ -418,7 +450,9 @@ async fn rounds(
             cancel: Some(stop.clone()),
             events: None,
         };
+        shared.round_running(true);
         let outcome = reconcile::round(&conn.pinpoint, &cx, &mut state).await;
+        shared.round_running(false);
         let finished = tokio::time::Instant::now();
         let delays = backoffs.record(&outcome, finished);
         backoffs.forget_others(&outcome);
@@ -466,7 +500,7 @@ impl Shared {
         if round.invalid.is_empty() {
             st.manifest_errors.clear();
         } else {
-            tracing::error!(errors = round.invalid.len(), first = %round.invalid[0], "the folder does not load; keeping the last good manifests and settings");
+            tracing::error!(errors = round.invalid.len(), first = %crate::text::safe(&round.invalid[0]), "the folder does not load; keeping the last good manifests and settings");
             st.manifest_errors = round.invalid.iter().take(50).cloned().collect();
             *m.reconcile_total
                 .entry(("(manifests)".into(), Outcome::Invalid))
@@ -479,7 +513,7 @@ impl Shared {
             return;
         }
         if let Some(e) = &round.target_error {
-            tracing::error!(error = %e, "cannot observe the target");
+            tracing::error!(error = %crate::text::safe(&e.to_string()), "cannot observe the target");
             let app = st.applications.entry("(target)".into()).or_default();
             app.application = "(target)".into();
             app.last_error = Some(e.clone());

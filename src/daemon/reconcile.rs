@@ -183,14 +183,27 @@ struct Load {
     invalid: Vec<String>,
 }
 
-/// Step 1: the folder, or the last good one, settings included.
-fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Load {
-    let loaded: Result<Workspace, Vec<String>> = match pipeline::load(cx.inputs) {
-        Ok(ws) => match cx.identity.refuses(&ws.config) {
+/// Step 1: the folder, or the last good one, settings included. The folder is read on a
+/// blocking thread, never on the async ones that serve `/livez` and answer a stop.
+///
+/// Returns `None` when asked to stop while reading.
+async fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Option<Load> {
+    let inputs = cx.inputs.clone();
+    let read = tokio::task::spawn_blocking(move || pipeline::load(&inputs));
+    let read = match cx.cancel.clone() {
+        Some(mut stop) => tokio::select! {
+            r = read => r,
+            _ = stop.wait_for(|s| *s) => return None,
+        },
+        None => read.await,
+    };
+    let loaded: Result<Workspace, Vec<String>> = match read {
+        Ok(Ok(ws)) => match cx.identity.refuses(&ws.config) {
             Some(why) => Err(vec![why]),
             None => Ok(ws),
         },
-        Err(errors) => Err(errors.iter().map(|e| e.to_string()).collect()),
+        Ok(Err(errors)) => Err(errors.iter().map(|e| e.to_string()).collect()),
+        Err(panicked) => Err(vec![format!("reading the folder failed: {panicked}")]),
     };
     match loaded {
         Ok(ws) => {
@@ -208,22 +221,22 @@ fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Load {
                 settings: ws.config.clone(),
                 fingerprints: prints,
             });
-            Load {
+            Some(Load {
                 good: Some((ws.desired, ws.config)),
                 only,
                 invalid: Vec::new(),
-            }
+            })
         }
         Err(errors) => {
             let kept = state
                 .last_good
                 .as_ref()
                 .and_then(|good| Some((good.desired()?, good.settings.clone())));
-            Load {
+            Some(Load {
                 good: kept,
                 only: None,
                 invalid: errors,
-            }
+            })
         }
     }
 }
@@ -238,11 +251,18 @@ pub async fn round<P: Pinpoint>(
     cx: &RoundContext<'_>,
     state: &mut RoundState,
 ) -> RoundOutcome {
-    let Load {
+    let Some(Load {
         good,
         only,
         invalid,
-    } = load(cx, state);
+    }) = load(cx, state).await
+    else {
+        return RoundOutcome {
+            no_state: state.last_good.is_none(),
+            nothing_to_do: true,
+            ..Default::default()
+        };
+    };
     let mut out = RoundOutcome {
         invalid,
         ..Default::default()
@@ -367,7 +387,7 @@ async fn lease_changes<P: Pinpoint>(
                 busy.insert(key, h.holder);
             }
             Err(e @ LeaseError::Api(_)) => {
-                tracing::warn!(application = %app.display(), error = %apply::error_chain(&e), "cannot take the lease; trying again shortly");
+                tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&apply::error_chain(&e)), "cannot take the lease; trying again shortly");
                 busy.insert(key, "a lease that cannot be read".to_string());
             }
         }

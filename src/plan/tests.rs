@@ -11,7 +11,7 @@ const APP: &str = "0123456789abcdef0123456789abcdef";
 fn desired(text: &str) -> DesiredState {
     let l = load_sources(&[Source {
         name: "m.yaml".into(),
-        bytes: text.as_bytes().to_vec(),
+        bytes: text.as_bytes().to_vec().into(),
     }]);
     assert!(l.errors.is_empty(), "{:?}", l.errors);
     crate::desired::build(&l.documents).unwrap()

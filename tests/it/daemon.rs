@@ -40,6 +40,7 @@ fn config(dir: &Path, mode: Mode, prune: bool) -> DaemonConfig {
             ..Default::default()
         },
         interval: Duration::from_millis(300),
+        stuck_after: Duration::from_secs(900),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         mode,
         shard: None,
@@ -160,9 +161,18 @@ async fn with_prune_a_removed_manifest_is_deleted_unless_an_active_campaign_uses
         .unwrap();
     fx.remove("gone.yaml");
     fx.remove("used.yaml");
-    eventually("the unused segment is deleted", || async {
-        !fx.managed().await.iter().any(|(n, _)| n == "gone")
-    })
+    // The status is recorded when the round ends, after its last call.
+    eventually(
+        "the unused segment is deleted and the round recorded",
+        || async {
+            !fx.managed().await.iter().any(|(n, _)| n == "gone")
+                && d.shared
+                    .status()
+                    .applications
+                    .get(&fx.app)
+                    .is_some_and(|a| !a.blocked.is_empty())
+        },
+    )
     .await;
     assert!(
         fx.managed().await.iter().any(|(n, _)| n == "used"),
@@ -456,6 +466,94 @@ async fn atomic_saves_renames_and_a_recreated_folder_are_all_seen() {
     std::fs::write(sub.join("a.yaml"), geo(&fx, "na", "FR")).unwrap();
     eventually("the recreated folder is applied", || async {
         country_values(&fx, "na").await == ["FR"]
+    })
+    .await;
+    d.stop().await.unwrap();
+}
+
+/// A FIFO and a link to `/dev/zero` dropped into the watched folder are invalid files: both
+/// are reported within a round, nothing live changes, the loop keeps following edits, and a
+/// stop still stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_or_a_device_link_in_the_folder_is_an_invalid_file_and_the_loop_goes_on() {
+    let fx = Fixture::new().await;
+    fx.write("a.yaml", &geo(&fx, "na", "US"));
+    let d = start(&fx, watch_only(config(fx.dir.path(), Mode::Apply, true))).await;
+    let fifo = fx.dir.path().join("x.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink("/dev/zero", fx.dir.path().join("zero.yaml")).unwrap();
+    fx.write("a.yaml", &geo(&fx, "na", "US, CA")); // a change the watcher delivers
+    eventually("both files are reported", || async {
+        d.shared.status().manifest_errors.len() == 2
+    })
+    .await;
+    let errors = d.shared.status().manifest_errors;
+    assert!(
+        errors[0].contains("x.yaml") && errors[0].contains("not a regular file (a FIFO)"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("zero.yaml") && errors[1].contains("outside the manifest folder"),
+        "{errors:?}"
+    );
+    assert_eq!(country_values(&fx, "na").await, ["US"], "nothing applied");
+    // Removing them, the loop follows the edit that waited.
+    std::fs::remove_file(&fifo).unwrap();
+    std::fs::remove_file(fx.dir.path().join("zero.yaml")).unwrap();
+    eventually("the edit is applied", || async {
+        country_values(&fx, "na").await == ["CA", "US"]
+    })
+    .await;
+    assert!(d.shared.status().manifest_errors.is_empty());
+    tokio::time::timeout(Duration::from_secs(10), d.stop())
+        .await
+        .expect("stops within 10 s")
+        .unwrap();
+}
+
+/// `/livez` fails while a round runs longer than `stuck_after` (here: every answer of the
+/// API delayed past it), and passes again once the round ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livez_fails_while_a_round_is_stuck_and_recovers() {
+    let fx = Fixture::new().await;
+    fx.write("a.yaml", &geo(&fx, "na", "US"));
+    let mut cfg = watch_only(config(fx.dir.path(), Mode::Apply, false));
+    cfg.stuck_after = Duration::from_millis(500);
+    let d = start(&fx, cfg).await;
+    let admin = d.admin.to_string();
+    let livez = |admin: String| async move {
+        tokio::task::spawn_blocking(move || http_get(&admin, "/livez").unwrap_or_default())
+            .await
+            .unwrap()
+    };
+    assert!(livez(admin.clone()).await.starts_with("HTTP/1.1 200"));
+    fx.t.server
+        .state
+        .faults
+        .set(segmentctl::server::limits::FaultConfig {
+            latency: Duration::from_secs(3),
+            ..Default::default()
+        });
+    fx.write("a.yaml", &geo(&fx, "na", "US, CA"));
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = livez(admin.clone()).await;
+        if answer.starts_with("HTTP/1.1 503") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("stuck: the reconcile round has run for"),
+        "{answer}"
+    );
+    fx.t.server.state.faults.set(Default::default());
+    eventually("the round ends and /livez passes", || {
+        let admin = admin.clone();
+        async move { livez(admin).await.starts_with("HTTP/1.1 200") }
     })
     .await;
     d.stop().await.unwrap();

@@ -168,6 +168,7 @@ async fn three_hundred_segments_converge_under_the_daemon_with_the_same_faults()
         config_file: None,
         overrides: Default::default(),
         interval: Duration::from_millis(500),
+        stuck_after: Duration::from_secs(900),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         mode: Mode::Apply,
         shard: None,

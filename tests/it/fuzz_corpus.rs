@@ -36,7 +36,7 @@ fn every_manifest_loader_input_gives_documents_or_located_errors() {
     for (name, bytes) in inputs {
         let loaded = load_sources(&[Source {
             name: "f.yaml".into(),
-            bytes,
+            bytes: bytes.into(),
         }]);
         for e in &loaded.errors {
             assert!(e.line >= 1 && e.column >= 1, "{name}: unlocated: {e}");

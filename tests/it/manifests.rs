@@ -12,23 +12,28 @@ fn errors_of(path: &Path) -> String {
             "examples/invalid/{}",
             path.file_name().unwrap().to_string_lossy()
         ),
-        bytes: std::fs::read(path).unwrap(),
+        bytes: std::fs::read(path).unwrap().into(),
     };
-    let loaded = manifest::load_sources(&[source]);
-    let mut errors = loaded.errors;
-    if let Err(more) = segmentctl::desired::build(&loaded.documents) {
-        errors.extend(more);
+    let files = segmentctl::workspace::Files {
+        config: Ok(Default::default()),
+        sources: vec![source],
+        errors: Vec::new(),
+    };
+    match segmentctl::workspace::check(files) {
+        Ok(_) => String::new(),
+        Err(errors) => errors.iter().map(|e| format!("{e}\n")).collect(),
     }
-    errors.sort();
-    errors.iter().map(|e| format!("{e}\n")).collect()
 }
 
 #[test]
 fn every_invalid_example_gives_its_located_error() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/invalid");
-    let files = manifest::manifest_files(&dir).unwrap();
+    let files = segmentctl::folder::list(&dir).unwrap();
     assert!(files.len() >= 19, "one manifest per class of mistake");
     for file in files {
+        let segmentctl::folder::Entry::Manifest(file) = file else {
+            panic!("{file:?} is not read");
+        };
         let stem = file.file_stem().unwrap().to_string_lossy().to_string();
         let text = errors_of(&file);
         assert!(!text.is_empty(), "{stem} gives no error");

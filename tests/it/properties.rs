@@ -192,7 +192,7 @@ fn manifests(segs: &BTreeMap<String, WriteSegmentRequest>) -> String {
 fn desired(text: &str) -> segmentctl::desired::DesiredState {
     let l = manifest::load_sources(&[Source {
         name: "m.yaml".into(),
-        bytes: text.as_bytes().to_vec(),
+        bytes: text.as_bytes().to_vec().into(),
     }]);
     assert!(l.errors.is_empty(), "{:?}", l.errors);
     segmentctl::desired::build(&l.documents).unwrap()
@@ -346,7 +346,7 @@ proptest! {
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
     ) {
         let bytes = mutate(manifests(&a).into_bytes(), edits);
-        let l = manifest::load_sources(&[Source { name: "m.yaml".into(), bytes }]);
+        let l = manifest::load_sources(&[Source { name: "m.yaml".into(), bytes: bytes.into() }]);
         let errors = match segmentctl::desired::build(&l.documents) {
             Ok(_) => l.errors,
             Err(mut e) => { e.extend(l.errors); e }
