@@ -192,7 +192,7 @@ pub enum Change {
 /// Renders a leaf value for people: strings bare, lists joined with ", ".
 pub fn show(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::text::safe(s).into_owned(),
         Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(", "),
         Value::Null => "(none)".into(),
         other => other.to_string(),
@@ -201,30 +201,33 @@ pub fn show(v: &Value) -> String {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Attribute names are part of paths, and values are users' text: control characters
+        // are shown, never obeyed.
+        let safe = crate::text::safe;
         match self {
-            Change::Add { path, value } => write!(f, "{path}: + {}", show(value)),
-            Change::Remove { path, value } => write!(f, "{path}: − {}", show(value)),
+            Change::Add { path, value } => write!(f, "{}: + {}", safe(path), show(value)),
+            Change::Remove { path, value } => write!(f, "{}: − {}", safe(path), show(value)),
             Change::Modify {
                 path,
                 before,
                 after,
             } => {
-                write!(f, "{path}: {} → {}", show(before), show(after))
+                write!(f, "{}: {} → {}", safe(path), show(before), show(after))
             }
             Change::Values {
                 path,
                 added,
                 removed,
             } => {
-                write!(f, "{path}:")?;
+                write!(f, "{}:", safe(path))?;
                 for a in added {
-                    write!(f, " + {a}")?;
+                    write!(f, " + {}", safe(a))?;
                 }
                 if !added.is_empty() && !removed.is_empty() {
                     f.write_str(" ")?;
                 }
                 for r in removed {
-                    write!(f, " − {r}")?;
+                    write!(f, " − {}", safe(r))?;
                 }
                 Ok(())
             }

@@ -11,7 +11,7 @@ use crate::plan::{
     Action, AppPlan, Audience, AudienceSource, BlockReason, DeleteCause, Plan, SegmentStep,
     TagChange, Warning,
 };
-use crate::text::{plural, thousands};
+use crate::text::{plural, safe, thousands};
 
 /// How text from users and the API is made safe where a report shows it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -264,13 +264,13 @@ fn tag_line(t: &TagChange) -> Option<String> {
         .add
         .iter()
         .filter(|(k, _)| *k != crate::plan::TAG_DIGEST)
-        .map(|(k, v)| format!("+ {k}={v}"))
+        .map(|(k, v)| format!("+ {}={}", safe(k), safe(v)))
         .collect();
     parts.extend(
         t.remove
             .iter()
             .filter(|k| *k != crate::plan::TAG_DIGEST)
-            .map(|k| format!("− {k}")),
+            .map(|k| format!("− {}", safe(k))),
     );
     (!parts.is_empty()).then(|| format!("tags: {}", parts.join("  ")))
 }
@@ -280,17 +280,17 @@ fn heading(step: &SegmentStep) -> String {
         "{} {:<7} {}",
         symbol(step.action),
         step.action.verb(),
-        step.name
+        safe(&step.name)
     );
     if let Some(title) = &step.title {
         if title != &step.name {
-            h.push_str(&format!(" {title:?}"));
+            h.push_str(&format!(" {}", Escape::Text.quote(title)));
         }
     }
     match (step.action, &step.segment_id, step.live_version) {
         (Action::Create, _, _) => {}
-        (_, Some(id), Some(v)) => h.push_str(&format!(" (id {id}, version {v})")),
-        (_, Some(id), None) => h.push_str(&format!(" (id {id})")),
+        (_, Some(id), Some(v)) => h.push_str(&format!(" (id {}, version {v})", safe(id))),
+        (_, Some(id), None) => h.push_str(&format!(" (id {})", safe(id))),
         _ => {}
     }
     h
@@ -384,17 +384,21 @@ pub fn text(plan: &Plan, colour: bool) -> String {
         if !has_content {
             continue;
         }
-        let _ = writeln!(out, "\nApplication {}", st.paint("1", &app.display()));
+        let _ = writeln!(
+            out,
+            "\nApplication {}",
+            st.paint("1", &safe(&app.display()))
+        );
         if let Some(e) = &app.error {
-            let _ = writeln!(out, "  {} {e}", st.paint("31", "error:"));
+            let _ = writeln!(out, "  {} {}", st.paint("31", "error:"), safe(e));
         }
         if let Some(a) = &app.app_step {
             if a.create {
                 let _ = writeln!(
                     out,
-                    "  {} create application {:?}",
+                    "  {} create application {}",
                     st.paint("32", "+"),
-                    a.name
+                    Escape::Text.quote(&a.name)
                 );
             }
             if let Some(line) = tag_line(&a.tag_changes) {
@@ -433,7 +437,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             for c in definition_lines(step) {
                 match (&c, step.action) {
                     (Change::Add { path, value }, Action::Create) => {
-                        let _ = writeln!(out, "      {path}: {}", diff::show(value));
+                        let _ = writeln!(out, "      {}: {}", safe(path), diff::show(value));
                     }
                     _ => {
                         let _ = writeln!(out, "      {c}");
@@ -445,7 +449,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                     .tags
                     .iter()
                     .filter(|(k, _)| !crate::plan::is_own_tag(k))
-                    .map(|(k, v)| format!("{k}={v}"))
+                    .map(|(k, v)| format!("{}={}", safe(k), safe(v)))
                     .collect();
                 if !user.is_empty() {
                     let _ = writeln!(out, "      tags: {}", user.join(", "));
@@ -460,9 +464,9 @@ pub fn text(plan: &Plan, colour: bool) -> String {
         for a in &app.affected {
             let head = format!(
                 "= affected {} (id {}): unchanged, builds on {}",
-                a.name,
-                a.segment_id,
-                a.through.join(", ")
+                safe(&a.name),
+                safe(&a.segment_id),
+                safe(&a.through.join(", "))
             );
             let _ = writeln!(out, "  {}", st.paint("36", &head));
             let _ = writeln!(
@@ -472,7 +476,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                 audience_line(&a.audience)
             );
             if let Some(w) = &a.audience.warning {
-                let _ = writeln!(out, "      {} {w}", st.paint("33", "warning:"));
+                let _ = writeln!(out, "      {} {}", st.paint("33", "warning:"), safe(w));
             }
         }
         for w in &app.warnings {
@@ -501,10 +505,53 @@ pub fn md_code(s: &str) -> String {
     format!("{fence}{pad}{s}{pad}{fence}")
 }
 
+/// Markdown inline text (a list item, a table cell) that renders as the characters it
+/// holds: the characters that open markdown constructs (emphasis, code, links, images, raw
+/// HTML, entities, strikethrough, table cells) and those of autolinks (`:`, `www.`) are
+/// backslash-escaped, as is a first character that would make a line a heading, a list or
+/// a quote; control characters are shown, so no line can be forged; `@` is kept from
+/// becoming a mention (GitHub makes mentions of the rendered text, after escapes).
 fn md_escape(s: &str) -> String {
-    s.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    let s = safe(s);
+    let mut out = String::with_capacity(s.len() + s.len() / 4);
+    let mut leading_digits = true;
+    for (i, c) in s.char_indices() {
+        let opens = matches!(
+            c,
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '&' | '|' | '~' | '!' | ':'
+        ) || (i == 0 && matches!(c, '#' | '-' | '+' | '='))
+            // `1.` or `1)` at the start would make an ordered list.
+            || (leading_digits && i > 0 && matches!(c, '.' | ')'))
+            || (c == '.' && s[..i].ends_with("www"));
+        leading_digits &= c.is_ascii_digit();
+        match c {
+            '@' => out.push_str("@\u{2060}"),
+            c if opens => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text inside raw HTML (the `<summary>` line): markdown does not apply there, so it is
+/// escaped as HTML, control characters shown and mentions kept from forming.
+fn html_text(s: &str) -> String {
+    let s = safe(s);
+    let mut out = String::with_capacity(s.len() + s.len() / 4);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '@' => out.push_str("@\u{2060}"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One `diff` block line per change: additions `+`, removals `-`, a modification as both.
@@ -512,33 +559,43 @@ fn diff_lines(step: &SegmentStep) -> Vec<String> {
     let mut lines = Vec::new();
     for c in definition_lines(step) {
         match c {
-            Change::Add { path, value } => lines.push(format!("+ {path}: {}", diff::show(&value))),
+            Change::Add { path, value } => {
+                lines.push(format!("+ {}: {}", safe(&path), diff::show(&value)))
+            }
             Change::Remove { path, value } => {
-                lines.push(format!("- {path}: {}", diff::show(&value)))
+                lines.push(format!("- {}: {}", safe(&path), diff::show(&value)))
             }
             Change::Modify {
                 path,
                 before,
                 after,
             } => {
-                lines.push(format!("- {path}: {}", diff::show(&before)));
-                lines.push(format!("+ {path}: {}", diff::show(&after)));
+                lines.push(format!("- {}: {}", safe(&path), diff::show(&before)));
+                lines.push(format!("+ {}: {}", safe(&path), diff::show(&after)));
             }
             Change::Values {
                 path,
                 added,
                 removed,
             } => {
-                lines.extend(removed.iter().map(|r| format!("- {path}: {r}")));
-                lines.extend(added.iter().map(|a| format!("+ {path}: {a}")));
+                lines.extend(
+                    removed
+                        .iter()
+                        .map(|r| format!("- {}: {}", safe(&path), safe(r))),
+                );
+                lines.extend(
+                    added
+                        .iter()
+                        .map(|a| format!("+ {}: {}", safe(&path), safe(a))),
+                );
             }
         }
     }
     if step.action == Action::Delete {
         lines.push(format!(
             "- segment {} (id {})",
-            step.name,
-            step.segment_id.as_deref().unwrap_or("?")
+            safe(&step.name),
+            safe(step.segment_id.as_deref().unwrap_or("?"))
         ));
     }
     let t = &step.tag_changes;
@@ -546,13 +603,13 @@ fn diff_lines(step: &SegmentStep) -> Vec<String> {
         t.add
             .iter()
             .filter(|(k, _)| *k != crate::plan::TAG_DIGEST)
-            .map(|(k, v)| format!("+ tags.{k}: {v}")),
+            .map(|(k, v)| format!("+ tags.{}: {}", safe(k), safe(v))),
     );
     lines.extend(
         t.remove
             .iter()
             .filter(|k| *k != crate::plan::TAG_DIGEST)
-            .map(|k| format!("- tags.{k}")),
+            .map(|k| format!("- tags.{}", safe(k))),
     );
     lines
 }
@@ -562,10 +619,11 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
     let title = step
         .title
         .as_deref()
-        .map(|t| format!(" — {}", md_escape(t)))
+        .map(|t| format!(" — {}", html_text(t)))
         .unwrap_or_default();
+    // The summary line is raw HTML: emphasis is written as HTML too.
     let flag = if step.is_blocked() {
-        " ⛔ **blocked**"
+        " ⛔ <b>blocked</b>"
     } else if step.drift.is_some() {
         " ⚠️ drift"
     } else {
@@ -576,8 +634,8 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
         "<details><summary><b>{} {}</b> <code>{}</code>{title}{flag} <sub>({})</sub></summary>\n",
         symbol(step.action),
         step.action.verb(),
-        md_escape(&step.name),
-        md_escape(&app.app_name)
+        html_text(&step.name),
+        html_text(&app.app_name)
     );
     for b in &step.blocked {
         let _ = writeln!(s, "- ⛔ {}", block_words(b, Escape::Markdown));
@@ -596,11 +654,13 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
     }
     let lines = diff_lines(step);
     if !lines.is_empty() {
-        let _ = writeln!(
-            s,
-            "\n```diff\n{}\n```",
-            lines.join("\n").replace("```", "`\u{200B}``")
-        );
+        // Every line starts with `+ ` or `- ` and holds no newline (values are shown with
+        // `safe`), so no line can close the fence; the fence is longer than any backtick run
+        // all the same.
+        let body = lines.join("\n");
+        let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+        let fence = "`".repeat(longest.max(2) + 1);
+        let _ = writeln!(s, "\n{fence}diff\n{body}\n{fence}");
     }
     s.push_str("\n</details>\n\n");
     s
@@ -655,9 +715,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
                 .collect();
             let _ = writeln!(
                 head,
-                "> - {} `{}` in {}: {}",
+                "> - {} {} in {}: {}",
                 s.action.verb(),
-                md_escape(&s.name),
+                md_code(&s.name),
                 md_escape(&a.app_name),
                 reasons.join("; ")
             );
@@ -688,9 +748,9 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         for (name, audience) in audiences {
             if let Some(w) = &audience.warning {
                 warnings.push(format!(
-                    "{}: `{}`: {}",
+                    "{}: {}: {}",
                     md_escape(&a.app_name),
-                    md_escape(name),
+                    md_code(name),
                     md_escape(w)
                 ));
             }
@@ -766,7 +826,7 @@ fn audience_table(plan: &Plan, source: &AudienceSource, out: &mut String) {
     let _ = writeln!(
         out,
         "#### Audience\n\n{}\n",
-        audience_source(source, &|f| format!("`{}`", f.replace('`', "'")))
+        audience_source(source, &|f| md_code(f))
     );
     if rows.is_empty() {
         return;
@@ -792,8 +852,8 @@ fn audience_table(plan: &Plan, source: &AudienceSource, out: &mut String) {
         let flag = if a.warning.is_some() { " ⚠️" } else { "" };
         let _ = writeln!(
             out,
-            "| {symbol} `{}` | {} | {} | {} | {change}{flag} |",
-            md_escape(name),
+            "| {symbol} {} | {} | {} | {} | {change}{flag} |",
+            md_code(name).replace('|', "\\|"),
             md_escape(&app.app_name),
             cell(a.before),
             cell(a.after)

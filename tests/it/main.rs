@@ -21,4 +21,5 @@ mod seams;
 mod server_api;
 mod server_crash;
 mod server_errors;
+mod spoof;
 mod target;

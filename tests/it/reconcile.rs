@@ -605,6 +605,71 @@ async fn import_writes_manifests_that_plan_as_empty() {
     assert!(fx.plan(false).await.is_empty());
 }
 
+/// Names from the API are data: a name tag that climbs out of the folder, an absolute path,
+/// or a display name made of path characters never becomes a path outside `--out`.
+#[tokio::test]
+async fn import_never_writes_outside_its_folder_whatever_the_tags_say() {
+    let fx = Fixture::new().await;
+    let outside = tempfile::tempdir().unwrap();
+    let absolute = outside.path().join("abs").display().to_string();
+    for (display, name_tag) in [
+        ("Escaped", "../escaped".to_string()),
+        ("Absolute", absolute.clone()),
+        ("Nested", "a/b".to_string()),
+        ("../../up", String::new()),
+        ("/etc/passwd", String::new()),
+    ] {
+        let mut req = aws_sdk_pinpoint::types::WriteSegmentRequest::builder().name(display);
+        if !name_tag.is_empty() {
+            req = req
+                .tags(segmentctl::TAG_MANAGED_BY, OWNER)
+                .tags(segmentctl::TAG_NAME, name_tag);
+        }
+        util::create_segment(&fx.t.client, &fx.app, req.build()).await;
+    }
+    let cfg = format!(
+        "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: {OWNER}\n",
+        fx.t.endpoint()
+    );
+    fx.write("segmentctl.yaml", &cfg);
+    let out = fx.dir.path().join("imported");
+    let code = {
+        let _env = EnvGuard::set(&[
+            ("AWS_ACCESS_KEY_ID", util::KEY),
+            ("AWS_SECRET_ACCESS_KEY", util::SECRET),
+        ]);
+        let inputs = segmentctl::pipeline::Inputs {
+            dir: fx.dir.path().to_path_buf(),
+            config: None,
+            overrides: Default::default(),
+        };
+        segmentctl::commands::import(&inputs, &fx.app, &out)
+            .await
+            .unwrap()
+    };
+    assert_eq!(code, 0);
+    let mut files: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "absolute.yaml",
+            "escaped.yaml",
+            "etc-passwd.yaml",
+            "nested.yaml",
+            "up.yaml"
+        ]
+    );
+    assert!(!fx.dir.path().join("escaped.yaml").exists());
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    // What was written is what plans as empty: the refused names were replaced by the
+    // checked ones in the tags too.
+    assert!(fx.plan(false).await.is_empty());
+}
+
 /// Sets environment variables for the duration of a scope (tests in this binary that read
 /// the AWS environment run one at a time through this lock).
 pub struct EnvGuard {

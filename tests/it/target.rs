@@ -133,7 +133,7 @@ async fn the_target_is_named_in_every_report_and_a_saved_plan_stays_with_it() {
     assert!(
         md.contains(&format!(
             "**Target:** the endpoint {} (us-east-1) · **Owner:** `team-a` · **Commit:** `0a1b2c3`",
-            t.endpoint()
+            t.endpoint().replace(':', "\\:")
         )),
         "{md}"
     );
