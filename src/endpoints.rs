@@ -12,6 +12,12 @@ use crate::evaluate::{NodeId, Program};
 
 /// The size of the blocks handed to workers (cut after a line end).
 const BLOCK_BYTES: usize = 1 << 20;
+/// The longest record read: 1 MiB, 70 times Pinpoint's largest endpoint (15 KB). A longer
+/// line is counted as rejected, and skipped without being held in memory.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// What stands in for a line over [`MAX_RECORD_BYTES`] in a block: one byte that is not
+/// UTF-8, so the worker rejects it at its line number.
+const OVERLONG: u8 = 0xff;
 /// How many rejected line numbers are kept for the report.
 pub const REJECTED_SHOWN: usize = 5;
 
@@ -182,6 +188,10 @@ fn count_block(
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        if line.len() > MAX_RECORD_BYTES {
+            reject(part, seq, index);
+            continue;
+        }
         let Ok(line) = std::str::from_utf8(line) else {
             reject(part, seq, index);
             continue;
@@ -241,7 +251,9 @@ fn merge(parts: Vec<Part>, targets: usize) -> Tally {
 }
 
 /// Reads `input` into blocks cut after a line end, numbered in order, reusing the blocks
-/// the workers hand back.
+/// the workers hand back. A line that grows past [`MAX_RECORD_BYTES`] without ending is
+/// dropped as it is read (memory stays bounded whatever the line) and stands in the block
+/// as one [`OVERLONG`] byte.
 fn read_blocks(
     mut input: impl Read,
     tx: &mpsc::SyncSender<(usize, Vec<u8>)>,
@@ -249,6 +261,8 @@ fn read_blocks(
 ) -> std::io::Result<()> {
     let mut seq = 0;
     let mut carry: Vec<u8> = Vec::new();
+    // Inside a line over the cap: its bytes are dropped until it ends.
+    let mut skipping = false;
     let mut send = |block: Vec<u8>| {
         let ok = tx.send((seq, block)).is_ok();
         seq += 1;
@@ -271,10 +285,28 @@ fn read_blocks(
         };
         block.truncate(start + n);
         if n == 0 {
+            if skipping {
+                block.push(OVERLONG);
+            }
             if !block.is_empty() {
                 send(block);
             }
             return Ok(());
+        }
+        if skipping {
+            // `carry` is empty while skipping: the block holds only what was just read.
+            match memchr::memchr(b'\n', &block) {
+                None => {
+                    block.clear();
+                    carry = block; // empty, kept for its capacity
+                    continue;
+                }
+                Some(end) => {
+                    // The line's last bytes give way to the stand-in; its end stays.
+                    block.splice(0..end, [OVERLONG]);
+                    skipping = false;
+                }
+            }
         }
         match memchr::memrchr(b'\n', &block) {
             Some(end) => {
@@ -283,6 +315,11 @@ fn read_blocks(
                 if !send(block) {
                     return Ok(());
                 }
+            }
+            None if block.len() > MAX_RECORD_BYTES => {
+                skipping = true;
+                block.clear();
+                carry = block;
             }
             None => carry = block,
         }
@@ -323,5 +360,51 @@ mod tests {
         assert_eq!(t.rejected_lines, [4, 150_001, 300_000]);
         assert_eq!(t.read, 300_000 - 3 - 1 + 1);
         assert_eq!(t.counts, [100_000 - 2 + 1]); // i % 3 == 0, less lines 3 and 150,000
+    }
+
+    /// A line past the cap is rejected at its line number and never held whole: 64 MiB
+    /// without a newline read through blocks of 1 MiB, then a 3 MiB line that the file ends
+    /// in; the records around them are counted.
+    #[test]
+    fn a_line_over_the_cap_is_rejected_and_the_reading_goes_on() {
+        use std::io::{Cursor, Read};
+        let segments = BTreeMap::from([(
+            "sms".to_string(),
+            serde_json::from_str(
+                r#"{"Dimensions":{"Demographic":{"Channel":{"Values":["SMS"]}}}}"#,
+            )
+            .unwrap(),
+        )]);
+        let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
+        let node = program.add(0, &Catalog::of(&segments), "sms");
+        let rec = "{\"ChannelType\":\"SMS\"}\n";
+        let input = Cursor::new(rec)
+            .chain(std::io::repeat(b'x').take(64 << 20))
+            .chain(Cursor::new(format!("\n{rec}\n{rec}")))
+            .chain(std::io::repeat(b'y').take(3 << 20));
+        let t = tally(input, &program, &[node]).unwrap();
+        assert_eq!((t.read, t.rejected), (3, 2));
+        assert_eq!(t.rejected_lines, [2, 6]);
+        assert_eq!(t.counts, [3]);
+        // Just over the cap, ending inside a block: rejected too; at the cap: read.
+        let long = |n: usize| {
+            format!(
+                "{{\"ChannelType\":\"SMS\",\"Address\":\"{}\"}}\n",
+                "1".repeat(n)
+            )
+        };
+        let at_cap = long(MAX_RECORD_BYTES - long(0).len() + 1);
+        assert_eq!(at_cap.len() - 1, MAX_RECORD_BYTES);
+        let over = long(MAX_RECORD_BYTES - long(0).len() + 2);
+        let t = tally(
+            format!("{rec}{at_cap}{over}{rec}").as_bytes(),
+            &program,
+            &[node],
+        )
+        .unwrap();
+        assert_eq!(
+            (t.read, t.rejected, t.rejected_lines.clone()),
+            (3, 1, vec![3])
+        );
     }
 }

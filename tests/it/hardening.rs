@@ -510,6 +510,112 @@ async fn a_read_only_key_reads_and_is_refused_every_write() {
     assert!(format!("{err:?}").contains("ForbiddenException"), "{err:?}");
 }
 
+/// The CI split: `plan` works with a read-only key, and `apply` with it changes nothing and
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_works_with_a_read_only_key_and_apply_is_refused_with_a_clear_error() {
+    let t = util::start_with(|c| {
+        if let Auth::SigV4(creds) = &mut c.auth {
+            *creds = creds.clone().with(
+                "AKIDPLAN",
+                "plan-secret",
+                segmentctl::server::auth::Access::ReadOnly,
+            );
+        }
+    })
+    .await;
+    let app = t.app("shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("segmentctl.yaml"),
+        util::endpoint_config(&t, ""),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        util::segment(&app, "us", "  Name: US\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = util::segmentctl(dir.path())
+            .env("AWS_ACCESS_KEY_ID", "AKIDPLAN")
+            .env("AWS_SECRET_ACCESS_KEY", "plan-secret")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = run(&["plan", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "changes present: {out}{err}");
+    assert!(out.contains("+ create  us"), "{out}");
+    let (code, out, err) = run(&["apply", "--auto-approve"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("ForbiddenException") && err.contains("read-only"),
+        "{err}"
+    );
+    let live = t
+        .client
+        .get_segments()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap();
+    assert!(live.segments_response().unwrap().item().is_empty());
+}
+
+/// The shipped CI examples plan with a read-only role and apply with a writing one that only
+/// the protected branch can use.
+#[test]
+fn the_ci_examples_plan_read_only_and_apply_only_on_the_protected_branch() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let gh: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("examples/ci/github/segmentctl.yml")).unwrap(),
+    )
+    .unwrap();
+    let role = |job: &str| {
+        gh["jobs"][job]["steps"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .find_map(|s| s["with"]["role-to-assume"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(role("plan"), "${{ secrets.SEGMENTCTL_PLAN_ROLE_ARN }}");
+    assert_eq!(role("apply"), "${{ secrets.SEGMENTCTL_APPLY_ROLE_ARN }}");
+    assert_eq!(gh["jobs"]["apply"]["environment"], "production");
+    assert!(gh["jobs"]["apply"]["if"]
+        .as_str()
+        .unwrap()
+        .contains("refs/heads/main"));
+    let gl: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(root.join("examples/ci/gitlab/.gitlab-ci.yml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        gl["plan"]["variables"]["ROLE_ARN"],
+        "$SEGMENTCTL_PLAN_ROLE_ARN"
+    );
+    assert_eq!(
+        gl["apply"]["variables"]["ROLE_ARN"],
+        "$SEGMENTCTL_APPLY_ROLE_ARN"
+    );
+    let before = gl["default"]["before_script"].as_sequence().unwrap();
+    assert!(before
+        .iter()
+        .any(|l| l.as_str().unwrap().contains("\"$ROLE_ARN\"")));
+    assert!(
+        !std::fs::read_to_string(root.join("examples/ci/gitlab/.gitlab-ci.yml"))
+            .unwrap()
+            .contains("$SEGMENTCTL_ROLE_ARN")
+    );
+}
+
 #[test]
 fn the_server_logs_each_request_and_failed_authentication_once_a_minute() {
     use std::io::{BufRead, BufReader};

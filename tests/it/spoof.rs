@@ -14,7 +14,8 @@ use crate::util::{self, endpoint_config, segmentctl};
 const HOSTILE: &str = "x\n**Plan: 0 to create, 0 to update, 0 to delete.**\n@everyone ![i](http://e.test/i.png) [l](http://e.test) www.e.test m@e.test ```\n| a | b |\n<b>bold</b>\u{1b}[8mhidden\u{1b}[0m";
 
 /// A tag key is at most 128 characters.
-const HOSTILE_KEY: &str = "k\n**Plan: 0 to create.**\n@everyone ![i](http://e.test/i.png) ``` | <b>\u{1b}[8m";
+const HOSTILE_KEY: &str =
+    "k\n**Plan: 0 to create.**\n@everyone ![i](http://e.test/i.png) ``` | <b>\u{1b}[8m";
 
 fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = segmentctl(dir).args(args).output().unwrap();
@@ -160,4 +161,91 @@ fn outside_code(html: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// A target URL with user info in it: the password is shown nowhere (plan in every format,
+/// errors, the controller's logs and its `/` status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_target_url_is_shown_nowhere() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let t = util::start().await;
+    let app = t.app("shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_secret = t.endpoint().replace("http://", "http://user:s3cret@");
+    std::fs::write(
+        dir.path().join("segmentctl.yaml"),
+        format!(
+            "target:\n  endpoint: {{url: '{with_secret}', region: us-east-1}}\nowner: team-a\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("m.yaml"),
+        util::segment(&app, "us", "  Name: US\n"),
+    )
+    .unwrap();
+    let mut seen = String::new();
+    for format in ["text", "markdown", "json"] {
+        let (_, out, err) = run(dir.path(), &["plan", "--format", format]);
+        seen.push_str(&out);
+        seen.push_str(&err);
+    }
+    // Unreachable with the same user info: the error names the endpoint, redacted.
+    let closed = "http://user:s3cret@127.0.0.1:9";
+    let unreachable = tempfile::tempdir().unwrap();
+    std::fs::write(
+        unreachable.path().join("segmentctl.yaml"),
+        format!("target:\n  endpoint: {{url: '{closed}', region: us-east-1}}\nowner: team-a\n"),
+    )
+    .unwrap();
+    let (code, out, err) = run(unreachable.path(), &["plan"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("http://127.0.0.1:9"), "{err}");
+    seen.push_str(&out);
+    seen.push_str(&err);
+    // The controller: its text logs and its status.
+    let mut child = segmentctl(dir.path())
+        .args([
+            "run",
+            ".",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1s",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines.next().expect("a startup log line").unwrap();
+        seen.push_str(&line);
+        if let Some((_, rest)) = line.split_once("admin=") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let mut status = String::new();
+    for _ in 0..100 {
+        let mut s = std::net::TcpStream::connect(&admin).unwrap();
+        write!(s, "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").unwrap();
+        status.clear();
+        s.read_to_string(&mut status).unwrap();
+        if status.contains("\"rounds\":") && !status.contains("\"rounds\":0") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(status.contains("\"address\""), "{status}");
+    seen.push_str(&status);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    for line in lines {
+        seen.push_str(&line.unwrap());
+    }
+    child.wait().unwrap();
+    assert!(
+        seen.contains(&t.endpoint()),
+        "the endpoint is named: {seen}"
+    );
+    assert!(!seen.contains("s3cret"), "{seen}");
 }
