@@ -184,25 +184,6 @@ impl Report {
             self.failed()
         )
     }
-
-    /// One line per step that was not simply done, and per done step when `all`.
-    pub fn details(&self, all: bool) -> String {
-        let mut out = String::new();
-        for f in &self.app_errors {
-            out.push_str(&format!(
-                "  ✗ application {}: {}\n",
-                crate::text::safe(&f.app),
-                error_chain(&f.error)
-            ));
-        }
-        for s in &self.steps {
-            if s.result.is_done() && !all {
-                continue;
-            }
-            out.push_str(&format!("  {}\n", crate::report::event_line(s)));
-        }
-        out
-    }
 }
 
 /// An error and its causes on one line, `a: b: c`.
@@ -598,7 +579,7 @@ pub async fn stale<P: Pinpoint>(p: &P, plan: &Plan) -> Result<Vec<String>, Pinpo
             {
                 problems.push(format!(
                     "application {} was created since the plan was made",
-                    crate::report::Escape::Text.quote(name)
+                    crate::text::quoted(name)
                 ));
             }
             continue;

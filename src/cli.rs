@@ -55,6 +55,9 @@ pub enum Command {
     Import(ImportArgs),
     /// Run as a controller: watch DIR, resync on an interval, reconcile.
     Run(RunArgs),
+    /// Show a running controller's state: per application the last round, drift, blocked
+    /// steps and errors, and the recent events.
+    Status(StatusArgs),
     /// Count, per segment, the endpoint records (NDJSON, plain or gzip) that belong to it.
     Estimate(EstimateArgs),
     /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
@@ -156,6 +159,17 @@ pub struct ApplyArgs {
     /// The commit the manifests are at, for the report (default: GITHUB_SHA or CI_COMMIT_SHA).
     #[arg(long)]
     pub revision: Option<String>,
+    /// text: the plan, a line per finished step, the summary; json: the same as JSON lines
+    /// (`{"type":"plan"}`, `{"type":"step"}` per step, `{"type":"summary"}`).
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
+    pub format: ApplyFormat,
+}
+
+/// What `apply` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApplyFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,6 +185,20 @@ pub struct ImportArgs {
     /// Where to write the manifests.
     #[arg(long, default_value = "imported")]
     pub out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The controller's admin address (its --admin-listen).
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9090",
+        env = "SEGMENTCTL_ADMIN"
+    )]
+    pub admin: String,
+    /// text for people; json: the controller's status document as it serves it.
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
+    pub format: ApplyFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -447,7 +475,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 auto_approve: a.auto_approve,
                 allow_delete_in_use: a.allow_delete_in_use,
                 wait: a.wait,
+                json: a.format == ApplyFormat::Json,
             };
+            if args.json && !a.auto_approve {
+                bail!("apply --format json needs --auto-approve: JSON lines are for programs, which cannot answer the confirmation");
+            }
             if a.source.is_file() {
                 crate::commands::apply_saved(&a.source, a.target.config.as_deref(), &ov, &args)
                     .await
@@ -498,6 +530,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 shard,
             };
             crate::daemon::run(cfg, crate::commands::shutdown_signal()).await?;
+            Ok(0)
+        }
+        Command::Status(a) => {
+            let v = crate::status::fetch(&a.admin)?;
+            match a.format {
+                ApplyFormat::Json => crate::text::out(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&v).unwrap_or_default()
+                )),
+                ApplyFormat::Text => crate::text::out(&crate::status::render(&v, &a.admin)),
+            }
             Ok(0)
         }
         Command::Estimate(a) => crate::commands::estimate(

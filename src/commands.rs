@@ -255,6 +255,29 @@ pub struct ApplyArgs {
     pub allow_delete_in_use: bool,
     /// Wait for another applier's lease instead of failing.
     pub wait: bool,
+    /// JSON lines instead of text: the plan, one event per step, the summary.
+    pub json: bool,
+}
+
+impl ApplyArgs {
+    /// The plan as apply shows it: the text plan, or one JSON line.
+    fn show_plan(&self, p: &Plan) {
+        if self.json {
+            let line = serde_json::json!({"type": "plan", "plan": p});
+            out(&format!("{line}\n"));
+        } else {
+            out(&crate::report::text(p, use_colour(&std::io::stdout())));
+        }
+    }
+
+    /// A message for people: standard output with text, standard error beside JSON lines.
+    fn note(&self, s: &str) {
+        if self.json {
+            err(s);
+        } else {
+            out(s);
+        }
+    }
 }
 
 fn confirm() -> anyhow::Result<bool> {
@@ -341,39 +364,82 @@ async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> 
         err("\nInterrupted again: stopping now; run apply again to finish.\n");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
-    let progress = std::io::stderr().is_terminal();
+    let progress = std::io::stderr().is_terminal() && !a.json;
+    // One line per finished step, as it finishes, whatever the output.
+    let json = a.json;
+    let events: apply::Events = std::sync::Arc::new(move |s: &apply::StepReport| {
+        if json {
+            out(&format!("{}\n", crate::report::event_json(s)));
+        } else {
+            if progress {
+                err("\r\x1b[2K"); // the progress line gives way, and is drawn again
+            }
+            out(&format!("{}\n", crate::report::event_line(s)));
+        }
+    });
     let opts = Options {
         concurrency: cfg.concurrency,
         allow_delete_in_use: a.allow_delete_in_use,
         progress,
         cancel: Some(stop_rx.clone()),
-        events: None,
+        events: Some(events),
     };
+    if !a.json {
+        out("\n");
+    }
     let report = apply::apply(&conn.pinpoint, p, &opts).await;
     watcher.abort();
     if progress {
         // Clear a progress line that did not reach its end.
         err("\r\x1b[2K");
     }
-    if *stop_rx.borrow() {
+    let interrupted = *stop_rx.borrow();
+    let code = if interrupted {
+        exit::INTERRUPTED
+    } else if report.failed() > 0 {
+        exit::ERROR
+    } else if report.blocked() > 0 {
+        exit::BLOCKED
+    } else {
+        exit::OK
+    };
+    if a.json {
+        for f in &report.app_errors {
+            let line = serde_json::json!({
+                "type": "application_error",
+                "application": f.app,
+                "application_key": f.app_key,
+                "error": apply::error_chain(&f.error),
+            });
+            out(&format!("{line}\n"));
+        }
+        out(&format!(
+            "{}\n",
+            crate::report::summary_json(&report, interrupted, code)
+        ));
+        return code;
+    }
+    for f in &report.app_errors {
+        out(&format!(
+            "✗ application {}: {}\n",
+            crate::text::safe(&f.app),
+            crate::text::safe(&apply::error_chain(&f.error))
+        ));
+    }
+    if interrupted {
         let total = report.steps.len();
         let done = report.steps.iter().filter(|s| s.result.is_done()).count();
         out(&format!(
             "\nInterrupted: {done} of {} done; run apply again to finish.\n",
             plural(total, "step")
         ));
-        return exit::INTERRUPTED;
+        return code;
     }
     out(&format!("\n{}\n", report.summary()));
-    out(&report.details(false));
     if report.failed() > 0 {
         out("Run apply again to retry: steps that completed are not repeated.\n");
-        exit::ERROR
-    } else if report.blocked() > 0 {
-        exit::BLOCKED
-    } else {
-        exit::OK
     }
+    code
 }
 
 /// `apply DIR`: plan, show, lease, confirm, apply.
@@ -387,8 +453,7 @@ pub async fn apply_dir(
     revision: Option<String>,
 ) -> anyhow::Result<u8> {
     let (mut p, conn, cfg) = make_plan(inputs, None, revision.clone()).await?;
-    let colour = use_colour(&std::io::stdout());
-    out(&crate::report::text(&p, colour));
+    a.show_plan(&p);
     if p.is_empty() {
         conn.close().await;
         return Ok(plan_exit(&p, false));
@@ -405,7 +470,7 @@ pub async fn apply_dir(
             .await
             .map_err(|e| call_error(e, &conn.endpoint))?;
         if !moved.is_empty() {
-            out("\nThe target changed while the plan was made (another applier?); the plan now:\n\n");
+            a.note("\nThe target changed while the plan was made (another applier?); the plan now:\n\n");
             let again = pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything)
                 .await
                 .map_err(|e| match e {
@@ -423,13 +488,13 @@ pub async fn apply_dir(
             next.revision = revision.clone();
             next.documents = again.workspace.documents;
             p = next;
-            out(&crate::report::text(&p, colour));
+            a.show_plan(&p);
             if p.is_empty() {
                 return Ok(plan_exit(&p, false));
             }
         }
         if !a.auto_approve && !confirm()? {
-            out("Apply cancelled.\n");
+            a.note("Apply cancelled.\n");
             return Ok(exit::ERROR);
         }
         Ok(lease::hold_while(&conn.pinpoint, &leases, lease::DEFAULT_TTL, run_apply(&p, &conn, &cfg, a)).await)
@@ -508,12 +573,12 @@ pub async fn apply_saved(
                 plural(moved.len(), "thing it touches")
             );
         }
-        out(&crate::report::text(&p, use_colour(&std::io::stdout())));
+        a.show_plan(&p);
         if p.is_empty() {
             return Ok(plan_exit(&p, false));
         }
         if !a.auto_approve && !confirm()? {
-            out("Apply cancelled.\n");
+            a.note("Apply cancelled.\n");
             return Ok(exit::ERROR);
         }
         Ok(lease::hold_while(

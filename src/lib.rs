@@ -72,6 +72,8 @@ pub mod lease;
 // The controller, the server, and the command line that wires them.
 pub mod daemon;
 
+pub mod status;
+
 pub mod server;
 
 pub mod cli;

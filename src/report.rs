@@ -26,10 +26,7 @@ impl Escape {
     /// A user string shown in double quotes.
     pub fn quote(self, s: &str) -> String {
         match self {
-            Escape::Text => format!(
-                "\"{}\"",
-                crate::text::safe(&s.replace('\\', "\\\\").replace('"', "\\\""))
-            ),
+            Escape::Text => crate::text::quoted(s),
             Escape::Markdown => format!("\"{}\"", md_escape(s)),
         }
     }
@@ -879,36 +876,123 @@ pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).unwrap_or_default()
 }
 
-/// A finished step on one line: `✓ create  north-america (Shop): created 1c01…`.
+impl crate::apply::Report {
+    /// One line per step that was not simply done, and per done step when `all`.
+    pub fn details(&self, all: bool) -> String {
+        let mut out = String::new();
+        for f in &self.app_errors {
+            out.push_str(&format!(
+                "  ✗ application {}: {}\n",
+                crate::text::safe(&f.app),
+                crate::apply::error_chain(&f.error)
+            ));
+        }
+        for s in &self.steps {
+            if s.result.is_done() && !all {
+                continue;
+            }
+            out.push_str(&format!("  {}\n", event_line(s)));
+        }
+        out
+    }
+}
+
+/// A finished step on one line, whatever the output, with ids in full so a log can be
+/// searched: `✓ Shop/north-america updated (id 1c01…, v3 → v4)`,
+/// `✗ Shop/us update failed: …`, `⛔ Shop/vip delete blocked: …`.
 pub fn event_line(s: &crate::apply::StepReport) -> String {
     use crate::apply::StepResult;
-    let (mark, text) = match &s.result {
+    let subject = format!("{}/{}", safe(&s.app), safe(&s.name));
+    match &s.result {
         StepResult::Done(d) => {
-            let what = match (s.action, d.already_gone) {
-                (Action::Create, _) => format!("created {}", d.id),
-                (Action::Adopt, _) => format!("adopted {}", d.id),
-                (Action::Update | Action::Tag, _) => format!("updated {}", d.id),
-                (Action::Delete, false) => format!("deleted {}", d.id),
-                (Action::Delete, true) => format!("{} was already deleted", d.id),
+            let v = |v: Option<i32>| v.map(|v| format!("v{v}"));
+            let versions = match (s.action, v(d.version_before), v(d.version_after)) {
+                (Action::Delete, Some(b), _) => format!(", was {b}"),
+                (_, Some(b), Some(a)) if b != a => format!(", {b} → {a}"),
+                (_, _, Some(a)) | (_, Some(a), None) => format!(", {a}"),
+                _ => String::new(),
             };
-            ("✓", what)
+            let verb = match (s.action, d.already_gone) {
+                (Action::Create, _) => "created",
+                (Action::Adopt, _) => "adopted",
+                (Action::Update, _) => "updated",
+                (Action::Tag, _) => "tagged",
+                (Action::Delete, false) => "deleted",
+                (Action::Delete, true) => "was already deleted",
+            };
+            format!("✓ {subject} {verb} (id {}{versions})", safe(&d.id))
         }
-        StepResult::Failed(e) => ("✗", crate::apply::error_chain(e)),
-        StepResult::Blocked(reasons) => (
-            "⛔",
+        StepResult::Failed(e) => format!(
+            "✗ {subject} {} failed: {}",
+            s.action.verb(),
+            safe(&crate::apply::error_chain(e))
+        ),
+        StepResult::Blocked(reasons) => format!(
+            "⛔ {subject} {} blocked: {}",
+            s.action.verb(),
+            reasons
+                .iter()
+                .map(|b| block_words(b, Escape::Text))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        StepResult::Skipped(why) => format!(
+            "- {subject} {} skipped: {}",
+            s.action.verb(),
+            safe(&why.to_string())
+        ),
+    }
+}
+
+/// A finished step as one JSON object (`apply --format json`, the controller's history):
+/// `{"type":"step","application":…,"application_id":…,"segment":…,"action":…,"result":…,
+/// "id":…,"version_before":…,"version_after":…,"reason":…}`.
+pub fn event_json(s: &crate::apply::StepReport) -> Value {
+    use crate::apply::StepResult;
+    let mut v = serde_json::json!({
+        "type": "step",
+        "application": s.app,
+        "application_key": s.app_key,
+        "application_id": s.app_id,
+        "segment": s.name,
+        "action": s.action.verb(),
+        "result": s.result.label(),
+        "message": event_line(s),
+    });
+    let reason = match &s.result {
+        StepResult::Done(d) => {
+            v["id"] = d.id.clone().into();
+            v["version_before"] = d.version_before.into();
+            v["version_after"] = d.version_after.into();
+            v["already_gone"] = d.already_gone.into();
+            None
+        }
+        StepResult::Failed(e) => Some(crate::apply::error_chain(e)),
+        StepResult::Blocked(reasons) => Some(
             reasons
                 .iter()
                 .map(|b| block_words(b, Escape::Text))
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
-        StepResult::Skipped(why) => ("-", why.to_string()),
+        StepResult::Skipped(why) => Some(why.to_string()),
     };
-    format!(
-        "{mark} {:<7} {} ({}): {}",
-        s.action.verb(),
-        crate::text::safe(&s.name),
-        crate::text::safe(&s.app),
-        crate::text::safe(&text)
-    )
+    if let Some(r) = reason {
+        v["reason"] = r.into();
+    }
+    v
+}
+
+/// Apply's last JSON line: the counts, whether it was interrupted, and the exit code.
+pub fn summary_json(r: &crate::apply::Report, interrupted: bool, exit_code: u8) -> Value {
+    serde_json::json!({
+        "type": "summary",
+        "created": r.done(Action::Create),
+        "updated": r.done(Action::Update) + r.done(Action::Adopt) + r.done(Action::Tag),
+        "deleted": r.done(Action::Delete),
+        "blocked": r.blocked(),
+        "failed": r.failed(),
+        "interrupted": interrupted,
+        "exit_code": exit_code,
+    })
 }

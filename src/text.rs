@@ -102,6 +102,15 @@ pub fn safe(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A user string in double quotes, for a terminal or a text log: quotes and backslashes
+/// escaped, control characters shown.
+pub fn quoted(s: &str) -> String {
+    format!(
+        "\"{}\"",
+        safe(&s.replace('\\', "\\\\").replace('"', "\\\""))
+    )
+}
+
 fn needs_escape(c: char) -> bool {
     c.is_control()
         // Bidirectional controls reorder what a terminal shows (CVE-2021-42574).

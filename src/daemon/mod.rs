@@ -28,6 +28,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch as signal};
 
 use crate::api::Counters;
+use crate::apply::StepResult;
 use crate::pipeline::{Inputs, Overrides};
 use crate::target::{self, Connection};
 use metrics::{Metrics, Outcome};
@@ -145,6 +146,28 @@ pub struct Status {
     pub manifest_errors: Vec<String>,
     /// By application id (or `ref:<name>` before it is created): names are not unique.
     pub applications: BTreeMap<String, AppStatus>,
+    /// The last rounds that changed something or failed, oldest first (at most
+    /// [`HISTORY_ROUNDS`]).
+    pub history: std::collections::VecDeque<RoundRecord>,
+}
+
+/// How many rounds `/` keeps in its history.
+pub const HISTORY_ROUNDS: usize = 20;
+/// How many steps of one round the history keeps.
+pub const HISTORY_STEPS: usize = 100;
+
+/// One round in the history: when, at which revision, and each step's event.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoundRecord {
+    pub round: u64,
+    pub finished_at: String,
+    pub revision: Option<String>,
+    /// `apply --format json`'s step events.
+    pub steps: Vec<serde_json::Value>,
+    /// Steps past [`HISTORY_STEPS`], counted only.
+    pub steps_not_shown: usize,
+    /// Applications that failed, and why.
+    pub errors: Vec<String>,
 }
 
 /// What the admin endpoints read.
@@ -171,6 +194,7 @@ impl Shared {
                 desired_digest: None,
                 manifest_errors: Vec::new(),
                 applications: BTreeMap::new(),
+                history: Default::default(),
             }),
             metrics: Mutex::new(Metrics::default()),
             api: Mutex::new(None),
@@ -572,7 +596,61 @@ impl Shared {
         }
         st.ready = policy::ready_after(st.ready, round, backoffs);
         for e in &round.events {
-            tracing::info!(event = %crate::report::event_line(e), "applied");
+            let (id, before, after, reason) = match &e.result {
+                StepResult::Done(d) => {
+                    (Some(d.id.as_str()), d.version_before, d.version_after, None)
+                }
+                StepResult::Failed(err) => (None, None, None, Some(crate::apply::error_chain(err))),
+                StepResult::Blocked(b) => (
+                    None,
+                    None,
+                    None,
+                    Some(
+                        b.iter()
+                            .map(|b| b.to_string())
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
+                ),
+                StepResult::Skipped(why) => (None, None, None, Some(why.to_string())),
+            };
+            tracing::info!(
+                application = %crate::text::safe(&e.app),
+                application_id = e.app_id.as_deref().unwrap_or(""),
+                segment = %crate::text::safe(&e.name),
+                action = e.action.verb(),
+                result = e.result.label(),
+                id = id.unwrap_or(""),
+                version_before = before,
+                version_after = after,
+                reason = reason.as_deref().map(crate::text::safe).unwrap_or_default().as_ref(),
+                "{}",
+                crate::report::event_line(e)
+            );
+        }
+        let errors: Vec<String> = round
+            .apps
+            .iter()
+            .filter_map(|a| Some(format!("{}: {}", a.key, a.error.as_ref()?)))
+            .collect();
+        if !round.events.is_empty() || !errors.is_empty() {
+            if st.history.len() == HISTORY_ROUNDS {
+                st.history.pop_front();
+            }
+            let record = RoundRecord {
+                round: st.rounds,
+                finished_at: crate::text::now_iso(),
+                revision,
+                steps: round
+                    .events
+                    .iter()
+                    .take(HISTORY_STEPS)
+                    .map(crate::report::event_json)
+                    .collect(),
+                steps_not_shown: round.events.len().saturating_sub(HISTORY_STEPS),
+                errors,
+            };
+            st.history.push_back(record);
         }
     }
 }

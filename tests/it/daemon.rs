@@ -558,3 +558,47 @@ async fn livez_fails_while_a_round_is_stuck_and_recovers() {
     .await;
     d.stop().await.unwrap();
 }
+
+/// Each finished step is an event: kept in the bounded history of `/`, and shown by
+/// `segmentctl status` against the running controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_each_step_and_segmentctl_status_shows_it() {
+    let fx = Fixture::new().await;
+    fx.write("a.yaml", &geo(&fx, "na", "US"));
+    let d = start(&fx, watch_only(config(fx.dir.path(), Mode::Apply, false))).await;
+    let id = fx.id_of("na").await;
+    let history = d.shared.status().history;
+    assert_eq!(history.len(), 1, "{history:?}");
+    let step = &history[0].steps[0];
+    assert_eq!(step["type"], "step");
+    assert_eq!(step["segment"], "na");
+    assert_eq!(step["action"], "create");
+    assert_eq!(step["result"], "done");
+    assert_eq!(step["id"], id.as_str());
+    assert_eq!(step["version_after"], 1);
+    // An edit: one more round in the history, the update with its versions.
+    fx.write("a.yaml", &geo(&fx, "na", "US, CA"));
+    eventually("the update is in the history", || async {
+        d.shared.status().history.len() == 2
+    })
+    .await;
+    let admin = format!("http://{}", d.admin);
+    let out = tokio::task::spawn_blocking(move || {
+        util::run_cli(Path::new("."), &["status", "--admin", &admin])
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0, 0, "{}{}", out.1, out.2);
+    let text = out.1;
+    assert!(text.contains(": ready, mode apply"), "{text}");
+    assert!(
+        text.contains(&format!("✓ reconcile/na created (id {id}, v1)")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("✓ reconcile/na updated (id {id}, v1 → v2)")),
+        "{text}"
+    );
+    assert!(text.contains("APPLICATION"), "{text}");
+    d.stop().await.unwrap();
+}

@@ -525,3 +525,72 @@ async fn a_closed_pipe_ends_the_program_quietly() {
         );
     }
 }
+
+/// Without a terminal, apply prints a line per finished step with the id in full and the
+/// versions; `--format json` prints the same as JSON lines between the plan and the summary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_prints_an_event_per_step_in_text_and_in_json_lines() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        application("shop", "Shop") + &segment_of("shop", "us") + &segment_of("shop", "ca"),
+    )
+    .unwrap();
+    let (code, out, err) = run(dir.path(), &["apply", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let events: Vec<&str> = out.lines().filter(|l| l.starts_with("✓ ")).collect();
+    assert_eq!(events.len(), 2, "{out}");
+    for (line, name) in events.iter().zip(["ca", "us"]) {
+        let rest = line
+            .strip_prefix(&format!("✓ Shop/{name} created (id "))
+            .unwrap_or_else(|| panic!("{line}"));
+        let (id, tail) = rest.split_at(32);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{line}");
+        assert_eq!(tail, ", v1)");
+    }
+    // An update, as JSON lines.
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        application("shop", "Shop")
+            + &segment_of("shop", "us").replace("[US]", "[US, CA]")
+            + &segment_of("shop", "ca"),
+    )
+    .unwrap();
+    let (code, out, err) = run(dir.path(), &["apply", "--auto-approve", "--format", "json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let types: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["plan", "step", "summary"], "{out}");
+    assert_eq!(lines[0]["plan"]["target"]["owner"], "team-a");
+    let step = &lines[1];
+    assert_eq!(
+        (
+            step["segment"].as_str(),
+            step["action"].as_str(),
+            step["result"].as_str()
+        ),
+        (Some("us"), Some("update"), Some("done"))
+    );
+    assert_eq!(
+        (
+            step["version_before"].as_i64(),
+            step["version_after"].as_i64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert!(
+        step["message"].as_str().unwrap().contains("updated (id "),
+        "{step}"
+    );
+    assert_eq!(lines[2]["updated"], 1);
+    assert_eq!(lines[2]["exit_code"], 0);
+    // JSON lines are for programs: no confirmation, so --auto-approve is required.
+    let (code, _, err) = run(dir.path(), &["apply", "--format", "json"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--auto-approve"), "{err}");
+}
