@@ -9,17 +9,32 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::pipeline::{Inputs, Overrides};
 use crate::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
 use crate::text::use_colour;
 
+const ENVIRONMENT: &str = "\
+Environment:
+  SEGMENTCTL_LOG     log filter on standard error, e.g. debug or segmentctl=debug (default info)
+  SEGMENTCTL_ADMIN   `status`: the controller's admin address
+  NO_COLOR           no colours, even on a terminal (colours are only ever on a terminal)
+  GITHUB_SHA, CI_COMMIT_SHA
+                     the commit named in plan reports, unless --revision is given
+  AWS_PROFILE, AWS_REGION, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+  AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_PINPOINT, …
+                     the standard AWS chain, for the endpoint and aws targets
+
+Exit codes: 0 success or no changes, 1 error (usage errors too), 2 changes present (plan
+--detailed-exitcode), 3 blocked steps, 130 interrupted.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "segmentctl",
     version,
-    about = "Amazon Pinpoint segments as code"
+    about = "Amazon Pinpoint segments as code",
+    after_help = ENVIRONMENT
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -44,24 +59,62 @@ pub enum RateLimits {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check the manifests in DIR and report every mistake, located.
+    #[command(
+        after_help = "Examples:\n  segmentctl validate segments\n  segmentctl validate segments/geo.yaml"
+    )]
     Validate(ValidateArgs),
     /// Print the JSON Schema of the manifest format (for editors).
     Schema,
     /// Show what apply would change, as a reviewer reads it.
+    #[command(
+        after_help = "Examples:\n  segmentctl plan segments\n  segmentctl plan segments --format markdown --detailed-exitcode > plan.md\n  segmentctl plan segments --out plan.json && segmentctl apply plan.json\n  segmentctl plan segments --endpoints endpoints.jsonl.gz --as-of 2026-11-28T00:00:00Z"
+    )]
     Plan(PlanArgs),
-    /// Make the live segments match the manifests (DIR), or carry out a saved plan (FILE.json).
+    /// Make the live segments match the manifests (DIR or one FILE.yaml), or carry out a
+    /// saved plan (FILE.json).
+    #[command(
+        after_help = "Examples:\n  segmentctl apply segments\n  segmentctl apply segments --auto-approve --prune\n  segmentctl apply plan.json --auto-approve\n  segmentctl apply segments --auto-approve --format json | jq -c 'select(.type == \"step\")'"
+    )]
     Apply(ApplyArgs),
     /// Write manifests for an application's live segments, and adopt them.
+    #[command(
+        after_help = "Examples:\n  segmentctl import . --application 0123456789abcdef0123456789abcdef --out segments/shop"
+    )]
     Import(ImportArgs),
     /// Run as a controller: watch DIR, resync on an interval, reconcile.
+    #[command(
+        after_help = "Examples:\n  segmentctl run /manifests --interval 5m --admin-listen 0.0.0.0:9090\n  segmentctl run /git/current --mode observe --log-format json\n  segmentctl run /manifests --shard-from-hostname 3"
+    )]
     Run(RunArgs),
     /// Show a running controller's state: per application the last round, drift, blocked
     /// steps and errors, and the recent events.
+    #[command(
+        after_help = "Examples:\n  segmentctl status\n  kubectl -n segmentctl port-forward segmentctl-0 9090 & segmentctl status --admin http://127.0.0.1:9090"
+    )]
     Status(StatusArgs),
     /// Count, per segment, the endpoint records (NDJSON, plain or gzip) that belong to it.
+    #[command(
+        after_help = "Examples:\n  segmentctl estimate segments --endpoints endpoints.jsonl.gz\n  segmentctl estimate segments --endpoints export.jsonl --as-of 2026-11-28T00:00:00Z --format json"
+    )]
     Estimate(EstimateArgs),
     /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
+    #[command(
+        after_help = "Credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]` per line.\n\nExamples:\n  segmentctl serve --listen 0.0.0.0:4566 --data /var/lib/segmentctl/pinpoint.db --credentials-file /etc/segmentctl/credentials\n  segmentctl serve --no-auth    # loopback only, for local use"
+    )]
     Serve(ServeArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  segmentctl completion bash > /etc/bash_completion.d/segmentctl\n  segmentctl completion zsh > \"${fpath[1]}/_segmentctl\"\n  segmentctl completion fish > ~/.config/fish/completions/segmentctl.fish"
+    )]
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these commands.
+    #[command(
+        after_help = "Examples:\n  segmentctl man > /usr/local/share/man/man1/segmentctl.1 && man segmentctl"
+    )]
+    Man,
 }
 
 #[derive(Debug, clap::Args)]
@@ -113,6 +166,8 @@ pub struct PlanArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub target: TargetArgs,
+    /// text: like `terraform plan`; markdown: the pull-request comment; json: the versioned
+    /// plan document (what --out saves).
     #[arg(long, value_enum, default_value_t = crate::commands::Format::Text)]
     pub format: crate::commands::Format,
     /// Also save the plan (JSON) for `segmentctl apply FILE`.
@@ -165,18 +220,23 @@ pub struct ApplyArgs {
     pub format: ApplyFormat,
 }
 
-/// What `apply` prints.
+/// What `apply`, `estimate` and `status` print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ApplyFormat {
+    /// For people: a terminal or a CI log.
     Text,
+    /// For programs.
     Json,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
     /// The folder whose segmentctl.yaml names the target and owner.
-    #[arg(long, default_value = ".")]
+    #[arg(default_value = ".")]
     pub dir: PathBuf,
+    /// The same as DIR (the earlier spelling, kept so scripts keep working).
+    #[arg(long = "dir", hide = true, value_name = "DIR")]
+    pub dir_flag: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// The application (project) id to import.
@@ -215,8 +275,9 @@ pub struct EstimateArgs {
     /// The reference time for recency criteria (ISO-8601), default now.
     #[arg(long)]
     pub as_of: Option<String>,
-    #[arg(long, value_enum, default_value_t = crate::commands::Format::Text)]
-    pub format: crate::commands::Format,
+    /// text: a table for people; json: the counts per segment.
+    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
+    pub format: ApplyFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -372,9 +433,16 @@ impl ServeArgs {
 /// in one line of its own).
 pub const DEFAULT_LOG: &str = "info,aws_config=error,aws_smithy_runtime=error,aws_smithy_runtime_api=error,aws_sdk_pinpoint=error,aws_credential_types=error,aws_runtime=error";
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, serving: bool) {
+    // The server's request log is for `serve`; the server embedded in the other commands
+    // logs only what goes wrong, unless SEGMENTCTL_LOG asks for more.
+    let default = if serving {
+        DEFAULT_LOG.to_string()
+    } else {
+        format!("{DEFAULT_LOG},segmentctl::server=warn")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEGMENTCTL_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -404,7 +472,7 @@ pub fn main() -> ExitCode {
         // Long-running: keep memory from piling up in per-thread arenas.
         crate::daemon::limit_malloc_arenas();
     }
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -480,7 +548,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             if args.json && !a.auto_approve {
                 bail!("apply --format json needs --auto-approve: JSON lines are for programs, which cannot answer the confirmation");
             }
-            if a.source.is_file() {
+            let manifest_file = a
+                .source
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml");
+            if a.source.is_file() && !manifest_file {
                 crate::commands::apply_saved(&a.source, a.target.config.as_deref(), &ov, &args)
                     .await
             } else {
@@ -499,7 +571,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Import(a) => {
             let inputs = Inputs {
-                dir: a.dir.clone(),
+                dir: a.dir_flag.clone().unwrap_or_else(|| a.dir.clone()),
                 config: a.target.config.clone(),
                 overrides: a.target.overrides(false),
             };
@@ -548,8 +620,25 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             a.config.as_deref(),
             &a.endpoints,
             a.as_of.as_deref(),
-            a.format == crate::commands::Format::Json,
+            a.format == ApplyFormat::Json,
         ),
+        Command::Completion { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "segmentctl", &mut buf);
+            crate::text::out(&String::from_utf8_lossy(&buf));
+            Ok(0)
+        }
+        Command::Man => {
+            let mut buf = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+            for sub in Cli::command().get_subcommands() {
+                // Each command's own section, with its flags.
+                let sub = sub.clone().name(format!("segmentctl-{}", sub.get_name()));
+                clap_mangen::Man::new(sub).render(&mut buf)?;
+            }
+            crate::text::out(&String::from_utf8_lossy(&buf));
+            Ok(0)
+        }
         Command::Schema => {
             crate::text::out(&format!(
                 "{}\n",

@@ -871,12 +871,18 @@ pub fn estimate(
         for ((app, segment), n) in counted.iter().zip(&t.counts) {
             if *app != current {
                 current = *app;
-                out(&format!("\nApplication {}\n", ws.desired.apps[current].key));
+                out(&format!(
+                    "\nApplication {}\n  {:<32} {:>10}  {:>8}\n",
+                    crate::text::safe(&ws.desired.apps[current].key.to_string()),
+                    "SEGMENT",
+                    "ENDPOINTS",
+                    "SHARE"
+                ));
             }
             out(&format!(
                 "  {:<32} {:>10}  {:>6.2} %\n",
                 segment,
-                n,
+                crate::text::thousands(*n),
                 share(*n)
             ));
         }

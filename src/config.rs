@@ -247,6 +247,11 @@ impl Config {
             return Origin::Flag(f.to_path_buf());
         }
         let start = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        // One manifest file: discovered from the folder it is in.
+        let start = match start.parent() {
+            Some(parent) if start.is_file() => parent.to_path_buf(),
+            _ => start,
+        };
         let in_repo = start.ancestors().any(|a| a.join(".git").exists());
         for folder in start.ancestors() {
             let candidate = folder.join(FILE);
@@ -343,6 +348,8 @@ impl Config {
     pub fn local_path(&self, dir: &Path) -> Option<PathBuf> {
         let base = match self.origin.file().and_then(Path::parent) {
             Some(p) => p.to_path_buf(),
+            // A single manifest file: the folder it is in.
+            None if dir.is_file() => dir.parent().unwrap_or(Path::new(".")).to_path_buf(),
             None => dir.to_path_buf(),
         };
         match &self.target {

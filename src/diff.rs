@@ -195,6 +195,12 @@ pub fn show(v: &Value) -> String {
         Value::String(s) => crate::text::safe(s).into_owned(),
         Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(", "),
         Value::Null => "(none)".into(),
+        // `10`, not `10.0`: numbers as people write them.
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|_| !n.is_i64() && !n.is_u64())
+            .map(crate::text::number)
+            .unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
 }
@@ -417,7 +423,7 @@ mod tests {
             ),
             [
                 "Dimensions.Metrics.spend.ComparisonOperator: + GREATER_THAN",
-                "Dimensions.Metrics.spend.Value: + 10.0",
+                "Dimensions.Metrics.spend.Value: + 10",
             ]
         );
     }

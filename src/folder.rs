@@ -120,12 +120,24 @@ fn is_manifest_name(name: &str) -> bool {
 /// manifest that silently vanished would read as deleted.
 ///
 /// Errors: the folder cannot be read (missing, not a folder, no permission).
+///
+/// `dir` may also name one manifest file, read alone.
 pub fn list(dir: &Path) -> std::io::Result<Vec<Entry>> {
     let root = dir.canonicalize()?;
+    if root.is_file() {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        if !is_manifest_name(&name) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "neither a folder nor a manifest file (*.yaml, *.yml)",
+            ));
+        }
+        return Ok(vec![Entry::Manifest(dir.to_path_buf())]);
+    }
     if !root.is_dir() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            "not a folder",
+            "neither a folder nor a manifest file (*.yaml, *.yml)",
         ));
     }
     let mut out = Vec::new();
@@ -223,7 +235,7 @@ pub fn read(dir: &Path) -> Result<(Vec<Source>, Vec<ManifestError>), ManifestErr
         file_error(
             shown.clone(),
             match e.kind() {
-                std::io::ErrorKind::NotFound => "the folder does not exist".to_string(),
+                std::io::ErrorKind::NotFound => "no such folder or manifest file".to_string(),
                 _ => format!("cannot read the folder: {e}"),
             },
         )

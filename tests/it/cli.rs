@@ -174,3 +174,122 @@ fn the_kubernetes_manifests_pass_arguments_the_cli_accepts() {
         );
     }
 }
+
+/// Completions for every shell and a man page, generated from the command definitions.
+#[test]
+fn completions_and_the_man_page_are_generated_from_the_cli() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (shell, mark) in [
+        ("bash", "_segmentctl()"),
+        ("zsh", "#compdef segmentctl"),
+        ("fish", "complete -c segmentctl"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
+        let (code, out, err) = run(here, &["completion", shell]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(mark), "{shell}: {out}");
+        assert!(
+            out.contains("estimate") && out.contains("detailed-exitcode"),
+            "{shell}"
+        );
+    }
+    let (code, man, _) = run(here, &["man"]);
+    assert_eq!(code, 0);
+    assert!(
+        man.starts_with(".ie \\n(.g .ds Aq") || man.contains(".TH segmentctl 1"),
+        "{man}"
+    );
+    for page in [
+        "segmentctl-plan",
+        "segmentctl-apply",
+        "segmentctl-status",
+        "segmentctl-serve",
+    ] {
+        assert!(man.contains(&format!(".TH {page} 1")), "{page}");
+    }
+    assert!(
+        man.contains("SEGMENTCTL_LOG"),
+        "the environment is documented"
+    );
+}
+
+/// Each command's --help has examples and documents every --format value it accepts; a
+/// value a command cannot print is refused, not printed as something else.
+#[test]
+fn help_has_examples_and_each_format_is_one_the_command_prints() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for cmd in [
+        "validate",
+        "plan",
+        "apply",
+        "import",
+        "run",
+        "status",
+        "estimate",
+        "serve",
+        "completion",
+        "man",
+    ] {
+        let (code, out, _) = run(here, &[cmd, "--help"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("Examples:"), "{cmd} --help: {out}");
+    }
+    let (_, top, _) = run(here, &["--help"]);
+    for var in [
+        "SEGMENTCTL_LOG",
+        "NO_COLOR",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_REGION",
+        "Exit codes",
+    ] {
+        assert!(top.contains(var), "{var} in --help");
+    }
+    let (code, _, err) = run(
+        here,
+        &["estimate", "--endpoints", "x", "--format", "markdown"],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("possible values: text, json"), "{err}");
+    let (_, plan_help, _) = run(here, &["plan", "--help"]);
+    assert!(
+        plan_help.contains("markdown: the pull-request comment"),
+        "{plan_help}"
+    );
+}
+
+/// One manifest file is accepted wherever a folder is, its configuration discovered from
+/// its folder; `import` takes DIR like every other command; `estimate` has column headers.
+#[test]
+fn a_single_manifest_file_is_accepted_and_estimate_has_headers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let qs = tmp.path().join("quickstart");
+    std::fs::create_dir_all(&qs).unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
+        &qs,
+    );
+    let (code, out, err) = run(&qs, &["validate", "application.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("1 manifest"), "{out}");
+    let (code, out, err) = run(&qs, &["plan", "application.yaml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("as owner quickstart (from "),
+        "its folder's config: {out}"
+    );
+    assert!(!qs.join("application.yaml/.segmentctl").exists());
+    let (code, _, err) = run(&qs, &["validate", "endpoints.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("neither a folder nor a manifest file"),
+        "{err}"
+    );
+    let (code, out, err) = run(&qs, &["estimate", ".", "--endpoints", "endpoints.jsonl"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("SEGMENT") && out.contains("ENDPOINTS") && out.contains("SHARE"),
+        "{out}"
+    );
+    let (_, help, _) = run(&qs, &["import", "--help"]);
+    assert!(help.contains("[DIR]"), "{help}");
+}

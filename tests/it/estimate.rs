@@ -68,7 +68,7 @@ fn estimate_counts_each_segment_from_plain_and_gzip_records_and_reports_bad_line
 
     let text = estimate(dir.path(), &plain);
     let expected = format!(
-        "Read 6 endpoint records from {}; 2 rejected (not endpoint records) at lines 2, 3.\n\nApplication {APP}\n  ios                                       4   66.67 %\n  recent                                    4   66.67 %\n  us                                        3   50.00 %\n  us-ios                                    2   33.33 %\n",
+        "Read 6 endpoint records from {}; 2 rejected (not endpoint records) at lines 2, 3.\n\nApplication {APP}\n  SEGMENT                           ENDPOINTS     SHARE\n  ios                                       4   66.67 %\n  recent                                    4   66.67 %\n  us                                        3   50.00 %\n  us-ios                                    2   33.33 %\n",
         plain.display()
     );
     assert_eq!(text, expected);
