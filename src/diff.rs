@@ -186,6 +186,9 @@ pub enum Change {
         path: String,
         added: Vec<String>,
         removed: Vec<String>,
+        /// The set as it will be, so a reviewer sees the result beside the change.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        result: Vec<String>,
     },
 }
 
@@ -224,18 +227,21 @@ impl fmt::Display for Change {
                 path,
                 added,
                 removed,
+                result,
             } => {
-                write!(f, "{}:", safe(path))?;
-                for a in added {
-                    write!(f, " + {}", safe(a))?;
+                // `Country.Values: US, CA (− MX)`: the result, then what changed.
+                write!(f, "{}: ", safe(path))?;
+                if result.is_empty() {
+                    f.write_str("(none)")?;
+                } else {
+                    f.write_str(&safe(&result.join(", ")))?;
                 }
-                if !added.is_empty() && !removed.is_empty() {
-                    f.write_str(" ")?;
-                }
-                for r in removed {
-                    write!(f, " − {}", safe(r))?;
-                }
-                Ok(())
+                let delta: Vec<String> = added
+                    .iter()
+                    .map(|a| format!("+ {}", safe(a)))
+                    .chain(removed.iter().map(|r| format!("− {}", safe(r))))
+                    .collect();
+                write!(f, " ({})", delta.join(" "))
             }
         }
     }
@@ -289,6 +295,8 @@ fn walk(path: &str, before: &Value, after: &Value, set_valued: bool, out: &mut V
                 path: path.to_string(),
                 added: as_.difference(&bs).cloned().collect(),
                 removed: bs.difference(&as_).cloned().collect(),
+                // Normalized: sorted, as sets are.
+                result: a.iter().map(show).collect(),
             });
         }
         (Value::Array(b), Value::Array(a)) if b.len() == a.len() && !is_scalar_list(before) => {
@@ -399,7 +407,7 @@ mod tests {
             ),
             [
                 "Dimensions.Behavior.Recency.Duration: DAY_7 → DAY_30",
-                "Dimensions.Location.Country.Values: + CA  − US",
+                "Dimensions.Location.Country.Values: CA, MX (+ CA − US)",
             ]
         );
     }

@@ -574,17 +574,40 @@ fn diff_lines(step: &SegmentStep) -> Vec<String> {
                 path,
                 added,
                 removed,
+                result,
             } => {
-                lines.extend(
-                    removed
-                        .iter()
-                        .map(|r| format!("- {}: {}", safe(&path), safe(r))),
-                );
-                lines.extend(
-                    added
-                        .iter()
-                        .map(|a| format!("+ {}: {}", safe(&path), safe(a))),
-                );
+                // The set before and after, in full, and what changed beside the result.
+                let before: Vec<&String> = result
+                    .iter()
+                    .filter(|v| !added.contains(v))
+                    .chain(removed.iter())
+                    .collect();
+                let list = |items: &[&String]| {
+                    if items.is_empty() {
+                        "(none)".to_string()
+                    } else {
+                        safe(
+                            &items
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        )
+                        .into_owned()
+                    }
+                };
+                let delta: Vec<String> = added
+                    .iter()
+                    .map(|a| format!("+ {}", safe(a)))
+                    .chain(removed.iter().map(|r| format!("− {}", safe(r))))
+                    .collect();
+                lines.push(format!("- {}: {}", safe(&path), list(&before)));
+                lines.push(format!(
+                    "+ {}: {}   ({})",
+                    safe(&path),
+                    list(&result.iter().collect::<Vec<_>>()),
+                    delta.join(" ")
+                ));
             }
         }
     }
@@ -664,7 +687,9 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
 }
 
 /// The plan as a pull-request comment: the summary and a table first, blocked steps and
-/// warnings at the top, one collapsible block per segment, never over `limit` characters.
+/// warnings at the top, a table of every step, one collapsible block per segment. Each part
+/// is at most `limit` characters and starts with its [`part_marker`]; a plan too large for
+/// one comment comes in several parts, one after the other.
 pub fn markdown(plan: &Plan, limit: usize) -> String {
     let summary = plan.summary();
     let mut head = String::from("### segmentctl plan\n\n");
@@ -684,7 +709,7 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     }
     if plan.is_empty() && summary.errors == 0 {
         head.push_str("**No changes.** The live segments match the manifests.\n");
-        return head;
+        return part_marker(1, 1) + &head;
     }
     let _ = writeln!(head, "**{}**\n", summary.line());
     let blocked: Vec<(&AppPlan, &SegmentStep)> = plan
@@ -781,26 +806,138 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
         audience_table(plan, source, &mut head);
     }
 
+    markdown_parts(plan, head, limit).join("\n")
+}
+
+/// The marker each part of the comment starts with: CI finds its comments by it, and
+/// updates each part in place.
+pub fn part_marker(k: usize, n: usize) -> String {
+    format!("<!-- segmentctl-plan part {k} of {n} -->\n")
+}
+
+/// One row of the steps table: every step, whatever the plan's size.
+fn step_row(app: &AppPlan, step: &SegmentStep) -> String {
+    let mut what: Vec<String> = Vec::new();
+    if step.is_blocked() {
+        what.push("⛔ blocked".into());
+    }
+    if step.drift.is_some() {
+        what.push("⚠️ drift".into());
+    }
+    let changed: Vec<String> = match step.action {
+        Action::Create => vec!["new segment".into()],
+        Action::Delete => vec![format!(
+            "removed (id {})",
+            md_escape(step.segment_id.as_deref().unwrap_or("?"))
+        )],
+        _ => {
+            let mut paths: Vec<String> = step
+                .changes
+                .iter()
+                .map(|c| {
+                    let path = match c {
+                        Change::Add { path, .. }
+                        | Change::Remove { path, .. }
+                        | Change::Modify { path, .. }
+                        | Change::Values { path, .. } => path,
+                    };
+                    // The last two parts name the criterion: `Country.Values`.
+                    let parts: Vec<&str> = path.rsplitn(3, '.').collect();
+                    let short = if parts.len() >= 2 {
+                        format!("{}.{}", parts[1], parts[0])
+                    } else {
+                        path.clone()
+                    };
+                    md_escape(&short)
+                })
+                .collect();
+            paths.dedup();
+            let t = &step.tag_changes;
+            let digest = crate::plan::TAG_DIGEST;
+            if t.add.keys().any(|k| k != digest) || t.remove.iter().any(|k| k != digest) {
+                paths.push("tags".into());
+            }
+            if paths.len() > 4 {
+                let more = paths.len() - 3;
+                paths.truncate(3);
+                paths.push(format!("{more} more"));
+            }
+            paths
+        }
+    };
+    what.extend(changed);
+    format!(
+        "| {} | {} | {} | {} |\n",
+        symbol(step.action),
+        md_code(&step.name).replace('|', "\\|"),
+        md_escape(&app.app_name),
+        what.join(", ")
+    )
+}
+
+const STEPS_HEADER: &str = "| | Segment | Application | What changes |\n|---|---|---|---|\n";
+
+/// The comment in parts of at most `limit` characters: the summary, then a table of every
+/// step, then each step's details as far as the first part allows. A table that does not fit
+/// continues in further parts, so every step stays visible on the pull request.
+pub fn markdown_parts(plan: &Plan, head: String, limit: usize) -> Vec<String> {
+    let rows: Vec<String> = plan
+        .apps
+        .iter()
+        .flat_map(|a| a.steps.iter().map(move |s| step_row(a, s)))
+        .collect();
+    // Room for the marker ("part 10 of 10"), a part heading and a closing note.
+    const RESERVE: usize = 400;
+    let budget = limit.saturating_sub(RESERVE);
+    let mut parts: Vec<String> = Vec::new();
+    let mut current = head;
+    if !rows.is_empty() {
+        current.push_str("#### Steps\n\n");
+        current.push_str(STEPS_HEADER);
+    }
+    for row in &rows {
+        if current.len() + row.len() > budget {
+            parts.push(std::mem::take(&mut current));
+            current = format!(
+                "### segmentctl plan (continued)\n\n#### Steps (continued)\n\n{STEPS_HEADER}"
+            );
+        }
+        current.push_str(row);
+    }
+    if !rows.is_empty() {
+        current.push('\n');
+    }
     let blocks: Vec<String> = plan
         .apps
         .iter()
         .flat_map(|a| a.steps.iter().map(move |s| details(a, s)))
         .collect();
-    let mut out = head;
-    let total = blocks.len();
-    for (i, block) in blocks.into_iter().enumerate() {
-        let left = total - i;
-        let note = format!(
-            "\n_… {} not shown: the comment would exceed GitHub's {limit}-character limit. Run `segmentctl plan` for the full plan._\n",
-            plural(left, "more segment")
-        );
-        if out.len() + block.len() + note.len() + 200 > limit {
-            out.push_str(&note);
-            return out;
+    if parts.is_empty() {
+        // The table fits: as many details as the first comment allows.
+        let total = blocks.len();
+        for (i, block) in blocks.into_iter().enumerate() {
+            if current.len() + block.len() > budget {
+                let _ = writeln!(
+                    current,
+                    "_… the details of {} are not shown: the comment would exceed GitHub's {limit}-character limit. The table above lists every step; `segmentctl plan` prints them all._",
+                    plural(total - i, "more segment")
+                );
+                break;
+            }
+            current.push_str(&block);
         }
-        out.push_str(&block);
+    } else {
+        parts[0].push_str(
+            "\n_The table continues in the next comment; `segmentctl plan` prints each step's details._\n",
+        );
     }
-    out
+    parts.push(current);
+    let n = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| part_marker(i + 1, n) + &p)
+        .collect()
 }
 
 /// How many rows the markdown audience table shows (the details below show every step).

@@ -371,6 +371,13 @@ pub(super) fn delete_step(name: &str, live: &SegmentResponse) -> SegmentStep {
     step.segment_id = Some(live.id.clone());
     step.arn = Some(live.arn.clone());
     step.live_version = Some(live.version);
+    // The definition that goes away, leaf by leaf, for the reviewer (base segments by id).
+    let by_id = |_: &str| None;
+    let canon = diff::canonical_owned(live.definition(), &by_id);
+    step.changes = diff::diff(
+        &diff::normalize(&canon, &by_id),
+        &serde_json::Value::Object(Default::default()),
+    );
     step
 }
 

@@ -179,14 +179,37 @@ fn a_markdown_report_never_exceeds_the_comment_limit() {
         &settings(false),
     );
     let md = crate::report::markdown(&p, crate::report::MARKDOWN_LIMIT);
-    assert!(md.len() <= crate::report::MARKDOWN_LIMIT, "{}", md.len());
-    assert!(md
-        .starts_with("### segmentctl plan\n\n**Plan: 3000 to create, 0 to update, 0 to delete.**"));
-    let tail = md.lines().last().unwrap();
-    assert!(
-        tail.starts_with("_… ") && tail.contains("more segments not shown"),
-        "{tail}"
-    );
+    // Split where each part starts: every part within the limit, every step in a table.
+    let starts: Vec<usize> = md
+        .match_indices("<!-- segmentctl-plan part ")
+        .map(|(i, _)| i)
+        .collect();
+    let n = starts.len();
+    assert!(n > 1, "3,000 steps do not fit one comment");
+    let parts: Vec<&str> = starts
+        .iter()
+        .zip(starts.iter().skip(1).chain([&md.len()]))
+        .map(|(a, b)| &md[*a..*b])
+        .collect();
+    for (k, part) in parts.iter().enumerate() {
+        assert!(
+            part.len() <= crate::report::MARKDOWN_LIMIT,
+            "part {k}: {}",
+            part.len()
+        );
+        assert!(
+            part.starts_with(&crate::report::part_marker(k + 1, n)),
+            "{part:.80}"
+        );
+    }
+    assert!(parts[0].contains("**Plan: 3000 to create, 0 to update, 0 to delete.**"));
+    for i in 0..3000 {
+        assert!(
+            md.contains(&format!("| + | `segment-{i:04}` |")),
+            "segment-{i:04} is in the table"
+        );
+    }
+    assert!(parts[0].contains("The table continues in the next comment"));
 }
 
 #[test]
@@ -341,4 +364,40 @@ fn segments_in_an_application_no_manifest_names_are_reported_not_deleted() {
         app.warnings[..],
         [Warning::NotDeclaredHere { managed: 1, .. }]
     ));
+}
+
+/// The comment as GitHub renders it (GFM): no literal `**` anywhere (emphasis inside raw
+/// HTML does not render), and every step of a 500-step plan visible in the steps table.
+#[test]
+fn the_markdown_renders_as_github_does_with_every_step_of_a_large_plan_visible() {
+    let render = |md: &str| {
+        let mut options = comrak::Options::default();
+        options.extension.table = true;
+        options.extension.strikethrough = true;
+        options.extension.autolink = true;
+        options.render.r#unsafe = true;
+        comrak::markdown_to_html(md, &options)
+    };
+    let html = render(&crate::report::markdown(
+        &review_plan(),
+        crate::report::MARKDOWN_LIMIT,
+    ));
+    assert!(!html.contains("**"), "{html}");
+    assert!(html.contains("<b>blocked</b>"), "{html}");
+    let text: String = (0..500)
+        .map(|i| seg(&format!("segment-{i:03}"), &format!("Name: Segment {i}\nDimensions:\n  Attributes:\n    cohort: {{Values: [a{i}, b{i}]}}\n")))
+        .collect();
+    let p = plan(
+        &desired(&text),
+        &observed(vec![], vec![], vec![]),
+        &settings(false),
+    );
+    let html = render(&crate::report::markdown(&p, crate::report::MARKDOWN_LIMIT));
+    assert!(!html.contains("**"));
+    for i in 0..500 {
+        assert!(
+            html.contains(&format!("<td><code>segment-{i:03}</code></td>")),
+            "segment-{i:03} is in the rendered table"
+        );
+    }
 }

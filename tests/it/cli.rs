@@ -70,7 +70,7 @@ fn the_quickstart_applies_on_the_embedded_default_and_exit_codes_follow_the_cont
     let (code, stdout, _) = run(tmp.path(), &["plan", "quickstart", "--detailed-exitcode"]);
     assert_eq!(code, 2, "{stdout}");
     assert!(
-        stdout.contains("Dimensions.Location.Country.Values: − MX"),
+        stdout.contains("Dimensions.Location.Country.Values: CA, US (− MX)"),
         "{stdout}"
     );
     let (code, _, _) = run(tmp.path(), &["plan", "quickstart"]);

@@ -214,7 +214,10 @@ async fn a_one_field_edit_plans_exactly_that_path() {
         .iter()
         .map(|c| c.to_string())
         .collect();
-    assert_eq!(changes, ["Dimensions.Location.Country.Values: − MX"]);
+    assert_eq!(
+        changes,
+        ["Dimensions.Location.Country.Values: CA, US (− MX)"]
+    );
     fx.apply(&p).await;
     assert!(fx.plan(false).await.is_empty());
     assert_eq!(fx.managed().await[0].1.version, 2);
