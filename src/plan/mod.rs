@@ -306,6 +306,8 @@ impl AppPlan {
         match (&self.app_id, self.app_name.is_empty()) {
             (Some(id), false) => format!("{} ({id})", self.app_name),
             (Some(id), true) => id.clone(),
+            // Named by an id the target does not have: nothing will create it.
+            (None, _) if self.application.is_some() => self.app_name.clone(),
             (None, _) => format!("{} (to be created)", self.app_name),
         }
     }

@@ -293,3 +293,18 @@ fn a_single_manifest_file_is_accepted_and_estimate_has_headers() {
     let (_, help, _) = run(&qs, &["import", "--help"]);
     assert!(help.contains("[DIR]"), "{help}");
 }
+
+/// An application named by an id the target lacks is an error, never "to be created".
+#[test]
+fn an_application_id_the_target_lacks_is_not_to_be_created() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("m.yaml"),
+        "apiVersion: segmentctl/v1\nkind: Segment\nmetadata: {name: us, application: 0123456789abcdef0123456789abcdef}\nspec: {Name: US}\n",
+    )
+    .unwrap();
+    let (code, out, _) = run(tmp.path(), &["plan", "."]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("to be created"), "{out}");
+    assert!(out.contains("Application 0123456789abcdef0123456789abcdef\n  error: application 0123456789abcdef0123456789abcdef does not exist on the target"), "{out}");
+}
