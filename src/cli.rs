@@ -290,8 +290,8 @@ pub struct RunArgs {
     /// How often to re-check for drift, e.g. 30s, 5m, 1h (±10 % jitter).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub interval: Duration,
-    /// /livez fails once a round has run this long (a loop that is stuck, not slow, is
-    /// restarted by the kubelet), e.g. 15m.
+    /// /livez fails once a round has gone this long without finishing a step (a loop that is
+    /// stuck, not slow, is restarted by the kubelet), e.g. 15m.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub stuck_after: Duration,
     /// Where /livez, /readyz, /metrics and / (status) are served.
@@ -483,7 +483,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // A read that never returns (a hung network file system) must not keep the process
+    // from exiting once the work is done.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match result {
         Ok(code) => ExitCode::from(code),
         // Located manifest errors were printed already.
         Err(e) if e.is::<crate::commands::Invalid>() => ExitCode::from(1),

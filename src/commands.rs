@@ -270,6 +270,19 @@ impl ApplyArgs {
         }
     }
 
+    /// An empty plan: nothing to apply; with JSON lines, the summary line all the same.
+    fn nothing_to_do(&self, p: &Plan) -> u8 {
+        let code = plan_exit(p, false);
+        if self.json {
+            let empty = apply::Report::default();
+            out(&format!(
+                "{}\n",
+                crate::report::summary_json(&empty, false, code)
+            ));
+        }
+        code
+    }
+
     /// A message for people: standard output with text, standard error beside JSON lines.
     fn note(&self, s: &str) {
         if self.json {
@@ -456,7 +469,7 @@ pub async fn apply_dir(
     a.show_plan(&p);
     if p.is_empty() {
         conn.close().await;
-        return Ok(plan_exit(&p, false));
+        return Ok(a.nothing_to_do(&p));
     }
     let leases = match lease_apps(&conn.pinpoint, &p, cfg.owner(), a.wait).await {
         Ok(l) => l,
@@ -490,7 +503,7 @@ pub async fn apply_dir(
             p = next;
             a.show_plan(&p);
             if p.is_empty() {
-                return Ok(plan_exit(&p, false));
+                return Ok(a.nothing_to_do(&p));
             }
         }
         if !a.auto_approve && !confirm()? {
@@ -575,7 +588,7 @@ pub async fn apply_saved(
         }
         a.show_plan(&p);
         if p.is_empty() {
-            return Ok(plan_exit(&p, false));
+            return Ok(a.nothing_to_do(&p));
         }
         if !a.auto_approve && !confirm()? {
             a.note("Apply cancelled.\n");

@@ -193,18 +193,28 @@ pub enum Change {
 }
 
 /// Renders a leaf value for people: strings bare, lists joined with ", ".
+/// The data itself (set members are compared by it): strings bare, lists joined with ", ".
 pub fn show(v: &Value) -> String {
     match v {
-        Value::String(s) => crate::text::safe(s).into_owned(),
+        Value::String(s) => s.clone(),
         Value::Array(items) => items.iter().map(show).collect::<Vec<_>>().join(", "),
         Value::Null => "(none)".into(),
-        // `10`, not `10.0`: numbers as people write them.
+        other => other.to_string(),
+    }
+}
+
+/// A leaf value for people: as [`show`], with control characters shown, not obeyed, and
+/// numbers as people write them (`10`, not `10.0`).
+pub fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => crate::text::safe(s).into_owned(),
+        Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(", "),
         Value::Number(n) => n
             .as_f64()
             .filter(|_| !n.is_i64() && !n.is_u64())
             .map(crate::text::number)
             .unwrap_or_else(|| n.to_string()),
-        other => other.to_string(),
+        other => show(other),
     }
 }
 
@@ -214,14 +224,14 @@ impl fmt::Display for Change {
         // are shown, never obeyed.
         let safe = crate::text::safe;
         match self {
-            Change::Add { path, value } => write!(f, "{}: + {}", safe(path), show(value)),
-            Change::Remove { path, value } => write!(f, "{}: − {}", safe(path), show(value)),
+            Change::Add { path, value } => write!(f, "{}: + {}", safe(path), shown(value)),
+            Change::Remove { path, value } => write!(f, "{}: − {}", safe(path), shown(value)),
             Change::Modify {
                 path,
                 before,
                 after,
             } => {
-                write!(f, "{}: {} → {}", safe(path), show(before), show(after))
+                write!(f, "{}: {} → {}", safe(path), shown(before), shown(after))
             }
             Change::Values {
                 path,

@@ -100,6 +100,16 @@ impl SourceText {
             .get_or_init(|| PositionIndex::build(std::str::from_utf8(&self.bytes).unwrap_or("")))
     }
 
+    /// The lines document `doc` spans, `[first, next document's first)`; everything when the
+    /// position pass did not see it.
+    pub fn doc_lines(&self, doc: usize) -> (usize, usize) {
+        let starts = &self.index().starts;
+        match starts.get(doc) {
+            Some(&first) => (first, starts.get(doc + 1).copied().unwrap_or(usize::MAX)),
+            None => (0, usize::MAX),
+        }
+    }
+
     /// (line, column) of `path` in document `doc`, or of its nearest written ancestor.
     pub fn locate(&self, doc: usize, path: &str) -> (usize, usize) {
         self.index().locate(doc, path)
@@ -251,9 +261,13 @@ pub struct Recovered {
 }
 
 impl Recovered {
-    /// Whether an error at `path` of this file may be about a stand-in.
-    pub fn touches(&self, file: &str, path: &str) -> bool {
-        file == self.document.file && self.touched.iter().any(|t| related(t, path))
+    /// Whether an error at `path`, on `line` of `file`, may be about a stand-in of this
+    /// document (not of another document of the same file).
+    pub fn touches(&self, file: &str, line: usize, path: &str) -> bool {
+        let (from, to) = self.document.source.doc_lines(self.document.doc);
+        file == self.document.file
+            && (from..to).contains(&line)
+            && self.touched.iter().any(|t| related(t, path))
     }
 }
 
@@ -377,7 +391,14 @@ fn parse_file(source: &Source, out: &mut Loaded) {
                     out.errors.push(error(pos, String::new(), message));
                     return; // the rest of the stream cannot be trusted
                 }
-                Ok(v) if v.is_null() => continue, // an empty document, e.g. after a trailing `---`
+                // An empty document, e.g. after a trailing `---` (checked on the stream: a
+                // document the position pass misplaced must never vanish silently).
+                Ok(v) if v.is_null() && stream_document_is_null(text, doc_no) => continue,
+                Ok(v) if v.is_null() => {
+                    let (path, message) = describe_serde_error(&typed_err);
+                    out.errors.push(error(at(&path), path, message));
+                    continue;
+                }
                 Ok(v) if !v.is_mapping() => {
                     out.errors.push(error(
                         at(""),
@@ -429,6 +450,14 @@ fn parse_file(source: &Source, out: &mut Loaded) {
     }
 }
 
+/// Whether document `doc` of the stream is empty, read as the typed reading read it.
+fn stream_document_is_null(text: &str, doc: usize) -> bool {
+    serde_yaml::Deserializer::from_str(text)
+        .nth(doc)
+        .map(serde_yaml::Value::deserialize)
+        .is_some_and(|v| v.is_ok_and(|v| v.is_null()))
+}
+
 /// The most typed readings one document's recovery makes.
 const RECOVERY_ATTEMPTS: usize = 64;
 
@@ -451,7 +480,19 @@ fn recover(mut value: serde_yaml::Value) -> Recovery {
     let mut tries: HashMap<Vec<PathStep>, usize> = HashMap::new();
     let mut touched: Vec<String> = Vec::new();
     for _ in 0..RECOVERY_ATTEMPTS {
-        let e = match serde_path_to_error::deserialize::<_, Manifest>(value.clone()) {
+        // Read from YAML text, as the typed reading does: from a `Value`, serde_yaml is
+        // stricter (a plain `42` is no longer a string), and a copy of the text is smaller
+        // than a copy of the tree.
+        let Ok(yaml) = serde_yaml::to_string(&value) else {
+            return Recovery {
+                errors,
+                manifest: None,
+                touched,
+            };
+        };
+        let e = match serde_path_to_error::deserialize::<_, Manifest>(
+            serde_yaml::Deserializer::from_str(&yaml),
+        ) {
             Ok(m) => {
                 return Recovery {
                     errors,
@@ -465,7 +506,8 @@ fn recover(mut value: serde_yaml::Value) -> Recovery {
         let mut at = steps_of(&e);
         // A missing field is shown at its parent; it is known by its own path.
         let key = steps_path(&at);
-        if !touched.contains(&key) {
+        // A mistake at or under what was already stood in is about the stand-in.
+        if !touched.iter().any(|t| related(t, &key)) {
             errors.push((shown, message));
         }
         touched.push(key);
@@ -836,8 +878,14 @@ impl PositionIndex {
         }
         let mut at = HashMap::new();
         let mut starts = Vec::new();
+        // Line breaks as the YAML parser counts them: `\r\n`, a lone `\r`, or `\n`.
+        let bytes = text.as_bytes();
         let line_starts: Vec<usize> = std::iter::once(0)
-            .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1))
+            .chain(
+                memchr::memchr2_iter(b'\n', b'\r', bytes)
+                    .filter(|&i| !(bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n')))
+                    .map(|i| i + 1),
+            )
             .collect();
         let mut parser = Parser::new_from_str(text);
         let mut doc: usize = 0;
@@ -1072,6 +1120,41 @@ mod tests {
         assert!(l.documents.is_empty());
         assert_eq!(l.recovered.len(), 1);
         assert_eq!(l.recovered[0].document.manifest.metadata.name, "vip");
+    }
+
+    #[test]
+    fn a_failing_document_in_a_file_with_carriage_returns_is_never_dropped() {
+        for eol in ["\r", "\r\r\n", "\r\n"] {
+            let good = format!("{HEAD}spec:\n  Name: VIP\n").replace('\n', eol);
+            let bad = HEAD
+                .replace("vip", "two")
+                .replace("Segment", "Segmnet")
+                .replace('\n', eol);
+            let l = load(&format!("{good}---{eol}{bad}spec: {{}}{eol}"));
+            assert_eq!(l.documents.len(), 1, "{eol:?}");
+            assert!(
+                l.errors
+                    .iter()
+                    .any(|e| e.path == "kind" && e.message.contains("Segmnet")),
+                "{eol:?}: {:?}",
+                l.errors
+            );
+        }
+    }
+
+    #[test]
+    fn a_number_where_a_string_belongs_is_not_a_mistake_when_another_is_reported() {
+        let text = format!(
+            "{HEAD}spec:\n  Name: 2024\n  Dimensions:\n    Attributes:\n      tier:\n        AttributeType: inclusive\n        Values: [42, 1.10]\n"
+        );
+        let l = load(&text);
+        let paths: Vec<&str> = l.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["spec.Dimensions.Attributes.tier.AttributeType"],
+            "{:?}",
+            l.errors
+        );
     }
 
     #[test]

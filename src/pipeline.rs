@@ -50,8 +50,21 @@ pub struct Inputs {
 /// Errors: every located mistake in the manifests and the configuration.
 pub fn load(inputs: &Inputs) -> Result<Workspace, Vec<ManifestError>> {
     let mut ws = workspace::load(&inputs.dir, inputs.config.as_deref())?;
-    inputs.overrides.apply_to(&mut ws.config);
+    settle(inputs, &mut ws.config);
     Ok(ws)
+}
+
+/// The command line's overrides, and no prune for one manifest file: the segments of the
+/// folder's other files are not in it, and must not read as removed.
+fn settle(inputs: &Inputs, cfg: &mut crate::config::Config) {
+    inputs.overrides.apply_to(cfg);
+    if cfg.prune && inputs.dir.is_file() {
+        cfg.prune = false;
+        crate::text::err(&format!(
+            "note: {} is one manifest file, so prune is off: segments declared in other files are not deleted\n",
+            crate::text::safe(&inputs.dir.display().to_string())
+        ));
+    }
 }
 
 /// What the planner needs of the settings.
@@ -122,7 +135,7 @@ pub async fn load_and_plan<P: Pinpoint>(
     let mut ws = checked
         .expect("parsing does not panic")
         .map_err(PlanError::Invalid)?;
-    inputs.overrides.apply_to(&mut ws.config);
+    settle(inputs, &mut ws.config);
     let scope = Scope {
         owner: ws.config.owner(),
         owns,

@@ -434,7 +434,7 @@ pub fn text(plan: &Plan, colour: bool) -> String {
             for c in definition_lines(step) {
                 match (&c, step.action) {
                     (Change::Add { path, value }, Action::Create) => {
-                        let _ = writeln!(out, "      {}: {}", safe(path), diff::show(value));
+                        let _ = writeln!(out, "      {}: {}", safe(path), diff::shown(value));
                     }
                     _ => {
                         let _ = writeln!(out, "      {c}");
@@ -515,7 +515,7 @@ fn md_escape(s: &str) -> String {
     for (i, c) in s.char_indices() {
         let opens = matches!(
             c,
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '&' | '|' | '~' | '!' | ':'
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '&' | '|' | '~' | '!' | ':' | '$'
         ) || (i == 0 && matches!(c, '#' | '-' | '+' | '='))
             // `1.` or `1)` at the start would make an ordered list.
             || (leading_digits && i > 0 && matches!(c, '.' | ')'))
@@ -557,18 +557,18 @@ fn diff_lines(step: &SegmentStep) -> Vec<String> {
     for c in definition_lines(step) {
         match c {
             Change::Add { path, value } => {
-                lines.push(format!("+ {}: {}", safe(&path), diff::show(&value)))
+                lines.push(format!("+ {}: {}", safe(&path), diff::shown(&value)))
             }
             Change::Remove { path, value } => {
-                lines.push(format!("- {}: {}", safe(&path), diff::show(&value)))
+                lines.push(format!("- {}: {}", safe(&path), diff::shown(&value)))
             }
             Change::Modify {
                 path,
                 before,
                 after,
             } => {
-                lines.push(format!("- {}: {}", safe(&path), diff::show(&before)));
-                lines.push(format!("+ {}: {}", safe(&path), diff::show(&after)));
+                lines.push(format!("- {}: {}", safe(&path), diff::shown(&before)));
+                lines.push(format!("+ {}: {}", safe(&path), diff::shown(&after)));
             }
             Change::Values {
                 path,
@@ -729,7 +729,7 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
             plural(blocked.len(), "blocked step"),
             if blocked.len() == 1 { "it" } else { "them" }
         );
-        for (a, s) in &blocked {
+        for (a, s) in blocked.iter().take(HEAD_ITEMS) {
             let reasons: Vec<String> = s
                 .blocked
                 .iter()
@@ -742,6 +742,13 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
                 md_code(&s.name),
                 md_escape(&a.app_name),
                 reasons.join("; ")
+            );
+        }
+        if blocked.len() > HEAD_ITEMS {
+            let _ = writeln!(
+                head,
+                "> - … {} more: the steps table below marks each ⛔",
+                thousands((blocked.len() - HEAD_ITEMS) as u64)
             );
         }
         head.push('\n');
@@ -780,8 +787,16 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     }
     if !warnings.is_empty() {
         let _ = writeln!(head, "> [!WARNING]");
-        for w in &warnings {
-            let _ = writeln!(head, "> - {w}");
+        for w in warnings.iter().take(HEAD_ITEMS) {
+            // One warning can name many segments: at most a few hundred characters of it.
+            let _ = writeln!(head, "> - {}", cut_at_line_safe(w, HEAD_WARNING_CHARS));
+        }
+        if warnings.len() > HEAD_ITEMS {
+            let _ = writeln!(
+                head,
+                "> - … {} more warnings: `segmentctl plan` prints them all",
+                thousands((warnings.len() - HEAD_ITEMS) as u64)
+            );
         }
         head.push('\n');
     }
@@ -807,6 +822,37 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
     }
 
     markdown_parts(plan, head, limit).join("\n")
+}
+
+/// How many blocked steps and warnings the head of the comment lists (the steps table lists
+/// every step), so the head always fits one comment.
+const HEAD_ITEMS: usize = 20;
+/// The most of one warning the head shows.
+const HEAD_WARNING_CHARS: usize = 600;
+
+/// `s` cut to at most `max` bytes, at a space outside any code span, with `…`: a cut never
+/// leaves a code span or an escape open.
+fn cut_at_line_safe(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut in_code = false;
+    let mut cut = 0;
+    let mut prev = '\0';
+    for (i, c) in s.char_indices() {
+        if i > max {
+            break;
+        }
+        // A run of backticks opens or closes a span once.
+        if c == '`' && prev != '`' && prev != '\\' {
+            in_code = !in_code;
+        }
+        if c == ' ' && !in_code && prev != '\\' {
+            cut = i;
+        }
+        prev = c;
+    }
+    format!("{} …", &s[..cut])
 }
 
 /// The marker each part of the comment starts with: CI finds its comments by it, and

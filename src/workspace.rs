@@ -83,10 +83,12 @@ pub fn check(files: Files) -> Result<Workspace, Vec<ManifestError>> {
         let mut all = loaded.documents.clone();
         all.extend(loaded.recovered.iter().map(|r| r.document.clone()));
         if let Err(e) = desired::build(&all) {
-            errors.extend(
-                e.into_iter()
-                    .filter(|e| !loaded.recovered.iter().any(|r| r.touches(&e.file, &e.path))),
-            );
+            errors.extend(e.into_iter().filter(|e| {
+                !loaded
+                    .recovered
+                    .iter()
+                    .any(|r| r.touches(&e.file, e.line, &e.path))
+            }));
         }
         None
     };

@@ -203,14 +203,22 @@ impl Shared {
         }
     }
 
-    /// How long the round in progress has run, when that is longer than `stuck_after`: the
-    /// loop is stuck (a read that never ends, a call that never returns), and a restart is
-    /// the way out.
+    /// How long the round in progress has gone without finishing a step (or since it
+    /// started), when that is longer than `stuck_after`: the loop is stuck (a read that never
+    /// ends, a call that never returns), and a restart is the way out.
     pub fn stuck_for(&self) -> Option<Duration> {
         let started = *self.round_started.lock().unwrap_or_else(|p| p.into_inner());
         started
             .map(|s| s.elapsed())
             .filter(|running| *running > self.stuck_after)
+    }
+
+    /// A step finished: the round is moving, however long it takes.
+    fn progress(&self) {
+        let mut started = self.round_started.lock().unwrap_or_else(|p| p.into_inner());
+        if started.is_some() {
+            *started = Some(Instant::now());
+        }
     }
 
     fn round_running(&self, running: bool) {
@@ -472,7 +480,12 @@ async fn rounds(
             owns: &owns,
             full,
             cancel: Some(stop.clone()),
-            events: None,
+            // Each finished step shows the round is moving: /livez times the time since
+            // the last one, so a long apply is slow, not stuck.
+            events: Some({
+                let shared = shared.clone();
+                Arc::new(move |_: &crate::apply::StepReport| shared.progress())
+            }),
         };
         shared.round_running(true);
         let outcome = reconcile::round(&conn.pinpoint, &cx, &mut state).await;
@@ -633,7 +646,15 @@ impl Shared {
             .iter()
             .filter_map(|a| Some(format!("{}: {}", a.key, a.error.as_ref()?)))
             .collect();
-        if !round.events.is_empty() || !errors.is_empty() {
+        // Rounds that carried out or failed a step, or whose errors are new: a step blocked
+        // round after round, or the same error again, would push the real changes out.
+        let acted = round
+            .events
+            .iter()
+            .any(|e| !matches!(e.result, StepResult::Blocked(_)));
+        let new_errors =
+            !errors.is_empty() && st.history.back().is_none_or(|last| last.errors != errors);
+        if acted || new_errors {
             if st.history.len() == HISTORY_ROUNDS {
                 st.history.pop_front();
             }

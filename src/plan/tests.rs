@@ -401,3 +401,47 @@ fn the_markdown_renders_as_github_does_with_every_step_of_a_large_plan_visible()
         );
     }
 }
+
+/// A mass deletion blocks every step: the head lists the first blocked steps, and every
+/// part of the comment stays within the limit.
+#[test]
+fn a_plan_with_a_thousand_blocked_steps_fits_the_comment_limit() {
+    let d = desired(&seg("keep", "Name: keep\n"));
+    let lives: Vec<SegmentResponse> = (0..1000)
+        .map(|i| {
+            live(
+                &format!("id{i:04}"),
+                Some(&format!("gone-{i:04}")),
+                1,
+                r#"{"Name":"gone"}"#,
+            )
+        })
+        .collect();
+    let mut st = settings(true);
+    st.max_delete_percent = 50.0;
+    let p = plan(&d, &observed(lives, vec![], vec![]), &st);
+    assert!(p.has_blocked());
+    let md = crate::report::markdown(&p, crate::report::MARKDOWN_LIMIT);
+    let starts: Vec<usize> = md
+        .match_indices("<!-- segmentctl-plan part ")
+        .map(|(i, _)| i)
+        .collect();
+    for (a, b) in starts.iter().zip(starts.iter().skip(1).chain([&md.len()])) {
+        assert!(
+            b - a <= crate::report::MARKDOWN_LIMIT,
+            "a part of {} characters",
+            b - a
+        );
+    }
+    assert!(
+        md.contains("> - … 980 more: the steps table below marks each ⛔"),
+        "{:.3000}",
+        md
+    );
+    for i in 0..1000 {
+        assert!(
+            md.contains(&format!("`gone-{i:04}`")),
+            "gone-{i:04} is in the table"
+        );
+    }
+}
