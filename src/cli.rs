@@ -107,6 +107,7 @@ pub enum Command {
         after_help = "Examples:\n  segmentctl completion bash > /etc/bash_completion.d/segmentctl\n  segmentctl completion zsh > \"${fpath[1]}/_segmentctl\"\n  segmentctl completion fish > ~/.config/fish/completions/segmentctl.fish"
     )]
     Completion {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -355,8 +356,10 @@ pub struct ServeArgs {
     /// SQLite data file (created if missing).
     #[arg(long, default_value = "./pinpoint.db")]
     pub data: PathBuf,
+    /// The region the server answers as: signatures must name it, ARNs carry it.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
+    /// The account id ARNs carry (`arn:aws:mobiletargeting:REGION:ACCOUNT:apps/…`).
     #[arg(long, default_value = "000000000000")]
     pub account_id: String,
     /// File of `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines that may sign requests.
@@ -657,5 +660,32 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 .context("segmentctl serve")?;
             Ok(0)
         }
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+
+    /// Every flag and argument of every command says what it is for.
+    #[test]
+    fn every_argument_is_described() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" || arg.is_hide_set() {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "segmentctl", &mut missing);
+        assert!(missing.is_empty(), "undescribed: {missing:?}");
     }
 }

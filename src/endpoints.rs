@@ -332,9 +332,8 @@ mod tests {
     use crate::evaluate::Catalog;
     use std::collections::BTreeMap;
 
-    /// Blocks are cut anywhere; counts and the numbers of rejected lines come out the same.
-    #[test]
-    fn lines_are_counted_and_numbered_across_blocks() {
+    /// One segment, the endpoints on the SMS channel.
+    fn sms_program() -> (Program, NodeId) {
         let segments = BTreeMap::from([(
             "sms".to_string(),
             serde_json::from_str(
@@ -344,6 +343,13 @@ mod tests {
         )]);
         let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
         let node = program.add(0, &Catalog::of(&segments), "sms");
+        (program, node)
+    }
+
+    /// Blocks are cut anywhere; counts and the numbers of rejected lines come out the same.
+    #[test]
+    fn lines_are_counted_and_numbered_across_blocks() {
+        let (program, node) = sms_program();
         let mut text = String::new();
         for i in 0..300_000u64 {
             match i {
@@ -368,15 +374,7 @@ mod tests {
     #[test]
     fn a_line_over_the_cap_is_rejected_and_the_reading_goes_on() {
         use std::io::{Cursor, Read};
-        let segments = BTreeMap::from([(
-            "sms".to_string(),
-            serde_json::from_str(
-                r#"{"Dimensions":{"Demographic":{"Channel":{"Values":["SMS"]}}}}"#,
-            )
-            .unwrap(),
-        )]);
-        let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
-        let node = program.add(0, &Catalog::of(&segments), "sms");
+        let (program, node) = sms_program();
         let rec = "{\"ChannelType\":\"SMS\"}\n";
         let input = Cursor::new(rec)
             .chain(std::io::repeat(b'x').take(64 << 20))

@@ -467,18 +467,21 @@ async fn dot_segments_in_a_path_are_refused() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_key_reads_and_is_refused_every_write() {
-    let t = util::start_with(|c| {
+/// A server that also accepts `key`, read-only.
+async fn with_read_only_key(key: &'static str, secret: &'static str) -> util::TestServer {
+    util::start_with(move |c| {
         if let Auth::SigV4(creds) = &mut c.auth {
-            *creds = creds.clone().with(
-                "AKIDREADONLY",
-                "read-only-secret",
-                segmentctl::server::auth::Access::ReadOnly,
-            );
+            *creds = creds
+                .clone()
+                .with(key, secret, segmentctl::server::auth::Access::ReadOnly);
         }
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_key_reads_and_is_refused_every_write() {
+    let t = with_read_only_key("AKIDREADONLY", "read-only-secret").await;
     let app = t.app("ro").await;
     let ro = t.client_with("AKIDREADONLY", "read-only-secret");
     assert!(ro.get_apps().send().await.is_ok());
@@ -514,16 +517,7 @@ async fn a_read_only_key_reads_and_is_refused_every_write() {
 /// says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plan_works_with_a_read_only_key_and_apply_is_refused_with_a_clear_error() {
-    let t = util::start_with(|c| {
-        if let Auth::SigV4(creds) = &mut c.auth {
-            *creds = creds.clone().with(
-                "AKIDPLAN",
-                "plan-secret",
-                segmentctl::server::auth::Access::ReadOnly,
-            );
-        }
-    })
-    .await;
+    let t = with_read_only_key("AKIDPLAN", "plan-secret").await;
     let app = t.app("shop").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

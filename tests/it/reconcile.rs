@@ -567,14 +567,10 @@ async fn an_unmanaged_segment_with_the_same_name_is_left_alone_and_can_be_adopte
     assert!(fx.plan(true).await.is_empty());
 }
 
-#[tokio::test]
-async fn import_writes_manifests_that_plan_as_empty() {
-    let fx = Fixture::new().await;
-    let base = util::create_segment(&fx.t.client, &fx.app, named("North America")).await;
-    let req = util::built_on("NA & friends!", &base)
-        .tags("team", "crm")
-        .build();
-    util::create_segment(&fx.t.client, &fx.app, req).await;
+/// `segmentctl import` of the fixture's application into `imported/`, with the endpoint
+/// target and the AWS environment's credentials: the exit code, the folder, and the files
+/// written, sorted.
+async fn import_all(fx: &Fixture) -> (u8, std::path::PathBuf, Vec<String>) {
     let cfg = format!(
         "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: {OWNER}\n",
         fx.t.endpoint()
@@ -596,12 +592,24 @@ async fn import_writes_manifests_that_plan_as_empty() {
             .await
             .unwrap()
     };
-    assert_eq!(code, 0);
     let mut files: Vec<String> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into())
         .collect();
     files.sort();
+    (code, out, files)
+}
+
+#[tokio::test]
+async fn import_writes_manifests_that_plan_as_empty() {
+    let fx = Fixture::new().await;
+    let base = util::create_segment(&fx.t.client, &fx.app, named("North America")).await;
+    let req = util::built_on("NA & friends!", &base)
+        .tags("team", "crm")
+        .build();
+    util::create_segment(&fx.t.client, &fx.app, req).await;
+    let (code, out, files) = import_all(&fx).await;
+    assert_eq!(code, 0);
     assert_eq!(files, ["na-friends.yaml", "north-america.yaml"]);
     let text = std::fs::read_to_string(out.join("na-friends.yaml")).unwrap();
     assert!(text.contains("Ref: north-america"), "{text}");
@@ -630,32 +638,8 @@ async fn import_never_writes_outside_its_folder_whatever_the_tags_say() {
         }
         util::create_segment(&fx.t.client, &fx.app, req.build()).await;
     }
-    let cfg = format!(
-        "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: {OWNER}\n",
-        fx.t.endpoint()
-    );
-    fx.write("segmentctl.yaml", &cfg);
-    let out = fx.dir.path().join("imported");
-    let code = {
-        let _env = EnvGuard::set(&[
-            ("AWS_ACCESS_KEY_ID", util::KEY),
-            ("AWS_SECRET_ACCESS_KEY", util::SECRET),
-        ]);
-        let inputs = segmentctl::pipeline::Inputs {
-            dir: fx.dir.path().to_path_buf(),
-            config: None,
-            overrides: Default::default(),
-        };
-        segmentctl::commands::import(&inputs, &fx.app, &out)
-            .await
-            .unwrap()
-    };
+    let (code, _, files) = import_all(&fx).await;
     assert_eq!(code, 0);
-    let mut files: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into())
-        .collect();
-    files.sort();
     assert_eq!(
         files,
         [
