@@ -455,6 +455,30 @@ async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> 
     code
 }
 
+/// The leases of the applications `p` changes; on failure the connection is closed.
+async fn lease_or_close(
+    conn: Connection,
+    p: &Plan,
+    cfg: &Config,
+    a: &ApplyArgs,
+) -> anyhow::Result<(Connection, Vec<Lease>)> {
+    match lease_apps(&conn.pinpoint, p, cfg.owner(), a.wait).await {
+        Ok(l) => Ok((conn, l)),
+        Err(e) => {
+            conn.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// The end of an apply, however it went: the leases released, the connection closed.
+async fn release_and_close(conn: Connection, leases: &[Lease]) {
+    for l in leases {
+        lease::release(&conn.pinpoint, l).await;
+    }
+    conn.close().await;
+}
+
 /// `apply DIR`: plan, show, lease, confirm, apply.
 ///
 /// The plan is made without a lease (an empty plan writes nothing, not even a lease); then
@@ -471,13 +495,7 @@ pub async fn apply_dir(
         conn.close().await;
         return Ok(a.nothing_to_do(&p));
     }
-    let leases = match lease_apps(&conn.pinpoint, &p, cfg.owner(), a.wait).await {
-        Ok(l) => l,
-        Err(e) => {
-            conn.close().await;
-            return Err(e);
-        }
-    };
+    let (conn, leases) = lease_or_close(conn, &p, &cfg, a).await?;
     let result = async {
         let moved = apply::stale(&conn.pinpoint, &p)
             .await
@@ -513,10 +531,7 @@ pub async fn apply_dir(
         Ok(lease::hold_while(&conn.pinpoint, &leases, lease::DEFAULT_TTL, run_apply(&p, &conn, &cfg, a)).await)
     }
     .await;
-    for l in &leases {
-        lease::release(&conn.pinpoint, l).await;
-    }
-    conn.close().await;
+    release_and_close(conn, &leases).await;
     result
 }
 
@@ -565,13 +580,7 @@ pub async fn apply_saved(
         );
     }
     let conn = target::connect(&cfg, &dir).await?;
-    let leases = match lease_apps(&conn.pinpoint, &p, cfg.owner(), a.wait).await {
-        Ok(l) => l,
-        Err(e) => {
-            conn.close().await;
-            return Err(e);
-        }
-    };
+    let (conn, leases) = lease_or_close(conn, &p, &cfg, a).await?;
     let result = async {
         let moved = apply::stale(&conn.pinpoint, &p)
             .await
@@ -603,10 +612,7 @@ pub async fn apply_saved(
         .await)
     }
     .await;
-    for l in &leases {
-        lease::release(&conn.pinpoint, l).await;
-    }
-    conn.close().await;
+    release_and_close(conn, &leases).await;
     result
 }
 

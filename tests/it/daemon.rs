@@ -13,7 +13,7 @@ use segmentctl::pipeline::Overrides;
 use segmentctl::target::Connection;
 
 use crate::reconcile::{indent, Fixture, OWNER};
-use crate::util::{self, named};
+use crate::util::{self, http_get, named};
 
 fn connection(fx: &Fixture) -> Connection {
     Connection {
@@ -419,21 +419,6 @@ fn sigterm_stops_the_daemon_cleanly_with_exit_code_0() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
-}
-
-/// A blocking GET; the whole answer, or None when nothing answers.
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
