@@ -394,6 +394,11 @@ pub struct ServeArgs {
     /// body at Pinpoint's limit); more wait, then get 429.
     #[arg(long, default_value_t = (server::BODY_BUDGET_BYTES / (1024 * 1024)) as u64, value_parser = clap::value_parser!(u64).range(7..))]
     pub max_body_memory_mib: u64,
+    /// A folder import and export jobs may name by `file:///…` URL (repeatable). Without
+    /// one, jobs use S3 only (the standard AWS chain; AWS_ENDPOINT_URL_S3 for an
+    /// S3-compatible store).
+    #[arg(long, value_name = "DIR")]
+    pub import_root: Vec<PathBuf>,
 }
 
 fn probability(s: &str) -> Result<f64, String> {
@@ -427,6 +432,8 @@ impl ServeArgs {
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
             body_budget: (self.max_body_memory_mib as usize) * 1024 * 1024,
+            import_roots: self.import_root.clone(),
+            s3: None,
         })
     }
 }

@@ -825,6 +825,7 @@ pub fn estimate(
                 .map(|s| (s.name.clone(), &s.spec))
                 .collect(),
             key_of_id: Default::default(),
+            imported: Default::default(),
         };
         for s in &app.segments {
             counted.push((i, &s.name));

@@ -25,9 +25,12 @@
 //!   (default ANY) its base segments (ALL, ANY, NONE; an empty list restricts nothing);
 //!   `Include` (default ALL) combines groups; a base segment's `Version` is not looked at
 //!   (the current definition counts);
-//! - a base segment that cannot be found matches no endpoint.
+//! - a base segment that cannot be found matches no endpoint;
+//! - an imported segment holds the endpoints whose `Id` it lists, and every endpoint of
+//!   each `User.UserId` it lists (Pinpoint's user guide on imports).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use time::OffsetDateTime;
 
@@ -53,6 +56,24 @@ const NANOS_PER_DAY: i128 = 86_400 * 1_000_000_000;
 pub struct Catalog<'d> {
     pub segments: BTreeMap<String, &'d WriteSegmentRequest>,
     pub key_of_id: BTreeMap<String, String>,
+    /// Imported segments by key: their members, not a definition.
+    pub imported: BTreeMap<String, Arc<Members>>,
+}
+
+/// Who an imported segment holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Members {
+    /// Endpoint ids.
+    pub ids: HashSet<Box<str>>,
+    /// User ids: every endpoint of each is a member.
+    pub users: HashSet<Box<str>>,
+}
+
+impl Members {
+    fn holds(&self, record: &Record<'_>) -> bool {
+        record.id().is_some_and(|id| self.ids.contains(id))
+            || record.user_id().is_some_and(|u| self.users.contains(u))
+    }
 }
 
 impl<'d> Catalog<'d> {
@@ -61,6 +82,7 @@ impl<'d> Catalog<'d> {
         Self {
             segments: segments.iter().map(|(k, v)| (k.clone(), v)).collect(),
             key_of_id: BTreeMap::new(),
+            imported: BTreeMap::new(),
         }
     }
 }
@@ -143,6 +165,8 @@ enum Node {
         include: Include,
         groups: Vec<Group>,
     },
+    /// An imported segment: its members.
+    Members(Arc<Members>),
     /// Unknown, or a base segment of itself.
     Never,
 }
@@ -236,6 +260,11 @@ impl Program {
     fn segment(&mut self, scope: usize, catalog: &Catalog<'_>, key: &str, depth: usize) -> NodeId {
         if let Some(id) = self.compiled.get(&(scope, key.to_string())) {
             return *id;
+        }
+        if let Some(m) = catalog.imported.get(key) {
+            let id = self.push(Node::Members(m.clone()));
+            self.compiled.insert((scope, key.to_string()), id);
+            return id;
         }
         let Some(def) = catalog.segments.get(key) else {
             return self.push(Node::Never);
@@ -424,6 +453,7 @@ impl Program {
                                 ))
                     }),
                 ),
+                Node::Members(m) => m.holds(record),
                 Node::Never => false,
             };
             out.push(v);

@@ -385,9 +385,31 @@ pub struct SegmentResponse {
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Tags>,
     pub version: i32,
+    /// Set on IMPORT segments: where the endpoints came from, and how many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import_definition: Option<ImportDefinition>,
+}
+
+/// SegmentImportResource: an imported segment's source and size.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImportDefinition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel_counts: Option<BTreeMap<String, i64>>,
+    #[serde(default)]
+    pub external_id: String,
+    pub format: String,
+    #[serde(default)]
+    pub role_arn: String,
+    pub s3_url: String,
+    pub size: i64,
 }
 
 impl SegmentResponse {
+    pub fn is_import(&self) -> bool {
+        self.segment_type == "IMPORT" || self.import_definition.is_some()
+    }
+
     /// The definition part of a live segment, as the request that would produce it.
     pub fn definition(&self) -> WriteSegmentRequest {
         WriteSegmentRequest {

@@ -218,6 +218,16 @@ pub fn segment_response(s: t::SegmentResponse) -> Conv<m::SegmentResponse> {
             .unwrap_or_else(|| "DIMENSIONAL".into()),
         tags: s.tags.map(|tags| tags.into_iter().collect()),
         version: s.version.unwrap_or(0),
+        import_definition: s.import_definition.map(|d| m::ImportDefinition {
+            channel_counts: d
+                .channel_counts
+                .map(|c| c.into_iter().map(|(k, v)| (k, i64::from(v))).collect()),
+            external_id: d.external_id.unwrap_or_default(),
+            format: d.format.map(|f| f.as_str().to_string()).unwrap_or_default(),
+            role_arn: d.role_arn.unwrap_or_default(),
+            s3_url: d.s3_url.unwrap_or_default(),
+            size: i64::from(d.size.unwrap_or(0)),
+        }),
     })
 }
 

@@ -122,10 +122,12 @@ async fn connect_local(config: &Config, dir: &Path) -> Result<Connection, Connec
         uuid::Uuid::new_v4().simple().to_string()[..13].to_uppercase()
     );
     let secret = uuid::Uuid::new_v4().simple().to_string();
-    let cfg = ServerConfig::local(
+    let mut cfg = ServerConfig::local(
         path.clone(),
         Auth::SigV4(Credentials::single(&key, &secret)),
     );
+    // Imported segments may name files of the manifests' folder (file:// URLs).
+    cfg.import_roots = vec![dir.to_path_buf()];
     let srv = server::start(cfg)
         .await
         .map_err(|source| ConnectError::Local {

@@ -20,6 +20,9 @@ use crate::validate::parse_instant;
 #[derive(Debug, Clone, Default)]
 pub struct Record<'a> {
     fields: [Option<Cow<'a, str>>; FIELDS],
+    /// `Id` and `User.UserId`, for membership in imported segments.
+    id: Option<Cow<'a, str>>,
+    user_id: Option<Cow<'a, str>>,
     latitude: Option<f64>,
     longitude: Option<f64>,
     effective_date: Option<i128>,
@@ -44,6 +47,8 @@ impl<'a> Record<'a> {
 
     fn clear(&mut self) {
         self.fields = Default::default();
+        self.id = None;
+        self.user_id = None;
         self.latitude = None;
         self.longitude = None;
         self.effective_date = None;
@@ -70,6 +75,14 @@ impl<'a> Record<'a> {
 
     pub(crate) fn metric(&self, slot: usize) -> Option<f64> {
         self.metrics[slot]
+    }
+
+    pub(crate) fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    pub(crate) fn user_id(&self) -> Option<&str> {
+        self.user_id.as_deref()
     }
 
     pub(crate) fn position(&self) -> Option<(f64, f64)> {
@@ -108,10 +121,11 @@ const TOP: &[&str] = &[
     "Metrics",
     "User",
     "EffectiveDate",
+    "Id",
 ];
 const DEMOGRAPHIC: &[&str] = &["AppVersion", "Make", "Model", "Platform"];
 const LOCATION: &[&str] = &["Country", "Latitude", "Longitude"];
-const USER: &[&str] = &["UserAttributes"];
+const USER: &[&str] = &["UserAttributes", "UserId"];
 
 /// Walks an object's entries: `f(index in names, map)` reads each known entry's value;
 /// unknown entries are skipped, a known name given twice is an error.
@@ -249,6 +263,7 @@ impl<'a> Visitor<'a> for Top<'_, '_, 'a> {
                     schema,
                     record: &mut *record,
                 }))?,
+                7 => record.id = map.next_value_seed(Text)?,
                 _ => {
                     let date = map.next_value_seed(Text)?;
                     if schema.recency {
@@ -303,7 +318,11 @@ struct User<'s, 'r, 'a> {
 impl<'a> ReadObject<'a> for User<'_, '_, 'a> {
     const EXPECTING: &'static str = "User, an object";
     fn read<A: MapAccess<'a>>(self, map: A) -> Result<(), A::Error> {
-        entries(map, USER, |_, map| {
+        entries(map, USER, |i, map| {
+            if i == 1 {
+                self.record.user_id = map.next_value_seed(Text)?;
+                return Ok(());
+            }
             map.next_value_seed(Nullable(Lists {
                 schema: self.schema,
                 record: &mut *self.record,

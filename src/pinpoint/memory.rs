@@ -261,6 +261,7 @@ impl Pinpoint for MemoryPinpoint {
                     segment_type: "DIMENSIONAL".into(),
                     tags: def.tags.clone().filter(|t| !t.is_empty()),
                     version: 1,
+                    import_definition: None,
                 });
             Ok(Created {
                 id,

@@ -45,6 +45,7 @@ fn live(id: &str, managed: Option<&str>, version: i32, def: &str) -> SegmentResp
         segment_type: "DIMENSIONAL".into(),
         tags: Some(tags),
         version,
+        import_definition: None,
     }
 }
 

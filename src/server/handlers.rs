@@ -446,3 +446,327 @@ pub async fn untag_resource(
     blocking(&s, move |st| st.untag(&r, &keys)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+// ---- endpoints ----
+
+fn accepted() -> Response {
+    json(
+        StatusCode::ACCEPTED,
+        &crate::model::MessageBody {
+            message: "Accepted".into(),
+            request_id: super::error::current_request_id(),
+        },
+    )
+}
+
+fn items(list: Vec<super::store::EndpointBody>, status: StatusCode) -> Response {
+    #[derive(Serialize)]
+    struct Out {
+        #[serde(rename = "Item")]
+        item: Vec<super::store::EndpointBody>,
+    }
+    json(status, &Out { item: list })
+}
+
+fn endpoint_id(field: &str, id: &str) -> Result<()> {
+    super::endpoint::check_id(field, id)
+}
+
+pub async fn update_endpoint(
+    State(s): S,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    use super::endpoint::{Endpoint, Origin};
+    admit(&s, "UpdateEndpoint")?;
+    endpoint_id("endpoint-id", &id)?;
+    let req: Endpoint = body(&bytes, "EndpointRequest")?;
+    req.check_request("", Origin::Request { batch: false })?;
+    let rid = super::error::current_request_id();
+    blocking(&s, move |st| {
+        st.update_endpoints(&app, vec![(id, req)], |_| String::new(), &rid)
+    })
+    .await?;
+    Ok(accepted())
+}
+
+pub async fn update_endpoints_batch(
+    State(s): S,
+    ApiPath(app): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    use super::endpoint::{BatchRequest, Origin, MAX_BATCH_ITEMS};
+    admit(&s, "UpdateEndpointsBatch")?;
+    let req: BatchRequest = body(&bytes, "EndpointBatchRequest")?;
+    let list = req
+        .item
+        .ok_or_else(|| ApiError::bad_request("Item: missing required member"))?;
+    if list.is_empty() || list.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::bad_request(format!(
+            "Item: expected 1 to {MAX_BATCH_ITEMS} endpoints, found {}",
+            list.len()
+        )));
+    }
+    let mut batch = Vec::with_capacity(list.len());
+    for (i, mut e) in list.into_iter().enumerate() {
+        e.check_request(&format!("Item[{i}]."), Origin::Request { batch: true })?;
+        let id = e.id.take().unwrap_or_default();
+        batch.push((id, e));
+    }
+    let rid = super::error::current_request_id();
+    blocking(&s, move |st| {
+        st.update_endpoints(&app, batch, |i| format!("Item[{i}]"), &rid)
+    })
+    .await?;
+    Ok(accepted())
+}
+
+pub async fn get_endpoint(
+    State(s): S,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "GetEndpoint")?;
+    Ok(json(StatusCode::OK, &s.store.get_endpoint(&app, &id)?))
+}
+
+pub async fn delete_endpoint(
+    State(s): S,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "DeleteEndpoint")?;
+    let out = blocking(&s, move |st| st.delete_endpoint(&app, &id)).await?;
+    Ok(json(StatusCode::ACCEPTED, &out))
+}
+
+pub async fn get_user_endpoints(
+    State(s): S,
+    ApiPath((app, user)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "GetUserEndpoints")?;
+    Ok(items(s.store.user_endpoints(&app, &user)?, StatusCode::OK))
+}
+
+pub async fn delete_user_endpoints(
+    State(s): S,
+    ApiPath((app, user)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "DeleteUserEndpoints")?;
+    let out = blocking(&s, move |st| st.delete_user_endpoints(&app, &user)).await?;
+    Ok(items(out, StatusCode::ACCEPTED))
+}
+
+// ---- import and export jobs ----
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportJobRequest {
+    #[serde(rename = "DefineSegment")]
+    define_segment: Option<bool>,
+    #[serde(rename = "ExternalId")]
+    external_id: Option<String>,
+    #[serde(rename = "Format")]
+    format: Option<String>,
+    #[serde(rename = "RegisterEndpoints")]
+    register_endpoints: Option<bool>,
+    #[serde(rename = "RoleArn")]
+    role_arn: Option<String>,
+    #[serde(rename = "S3Url")]
+    s3_url: Option<String>,
+    #[serde(rename = "SegmentId")]
+    segment_id: Option<String>,
+    #[serde(rename = "SegmentName")]
+    segment_name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportJobRequest {
+    #[serde(rename = "RoleArn")]
+    role_arn: Option<String>,
+    #[serde(rename = "S3UrlPrefix")]
+    s3_url_prefix: Option<String>,
+    #[serde(rename = "SegmentId")]
+    segment_id: Option<String>,
+    #[serde(rename = "SegmentVersion")]
+    segment_version: Option<i32>,
+}
+
+fn required(v: Option<String>, field: &str) -> Result<String> {
+    v.ok_or_else(|| ApiError::bad_request(format!("{field}: missing required member")))
+}
+
+fn job_url(url: &str, field: &str) -> Result<()> {
+    super::objects::parse(url)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
+}
+
+fn counters() -> Value {
+    serde_json::json!({
+        "CompletedPieces": 0, "FailedPieces": 0, "Failures": [], "TotalFailures": 0,
+        "TotalPieces": 0, "TotalProcessed": 0,
+    })
+}
+
+pub async fn create_import_job(
+    State(s): S,
+    ApiPath(app): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    use super::store::JobKind;
+    admit(&s, "CreateImportJob")?;
+    let req: ImportJobRequest = body(&bytes, "ImportJobRequest")?;
+    let format = required(req.format, "Format")?;
+    if format != "CSV" && format != "JSON" {
+        return Err(ApiError::bad_request(format!(
+            "Format: expected CSV or JSON, found {:?}",
+            crate::text::safe(&format)
+        )));
+    }
+    let url = required(req.s3_url, "S3Url")?;
+    job_url(&url, "S3Url")?;
+    let role = required(req.role_arn, "RoleArn")?;
+    let define = req.define_segment.unwrap_or(false);
+    let segment = req.segment_id.filter(|s| !s.is_empty());
+    if define && segment.is_none() && req.segment_name.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "SegmentName: required when DefineSegment is true and no SegmentId is given",
+        ));
+    }
+    if let Some(seg) = &segment {
+        let current = s.store.segment_at(&app, seg, None)?;
+        if !current.is_import() {
+            return Err(ApiError::bad_request(format!(
+                "SegmentId: segment {seg} is DIMENSIONAL; an import job updates only IMPORT segments"
+            )));
+        }
+    }
+    let mut def = serde_json::json!({
+        "DefineSegment": define,
+        "Format": format,
+        "RegisterEndpoints": req.register_endpoints.unwrap_or(true),
+        "RoleArn": role,
+        "S3Url": url,
+    });
+    for (k, v) in [
+        ("ExternalId", req.external_id),
+        ("SegmentId", segment.clone()),
+        ("SegmentName", req.segment_name),
+    ] {
+        if let Some(v) = v {
+            def[k] = Value::String(v);
+        }
+    }
+    let mut job = counters();
+    job["Definition"] = def;
+    let app2 = app.clone();
+    let job = blocking(&s, move |st| {
+        st.create_job(&app2, JobKind::Import, segment.as_deref(), job)
+    })
+    .await?;
+    s.jobs.spawn(app, JobKind::Import, job.clone());
+    Ok(json(StatusCode::CREATED, &job))
+}
+
+pub async fn create_export_job(
+    State(s): S,
+    ApiPath(app): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    use super::store::JobKind;
+    admit(&s, "CreateExportJob")?;
+    let req: ExportJobRequest = body(&bytes, "ExportJobRequest")?;
+    let prefix = required(req.s3_url_prefix, "S3UrlPrefix")?;
+    job_url(&prefix, "S3UrlPrefix")?;
+    let role = required(req.role_arn, "RoleArn")?;
+    let segment = req.segment_id.filter(|s| !s.is_empty());
+    if let Some(seg) = &segment {
+        s.store.segment_at(&app, seg, req.segment_version)?;
+    } else if req.segment_version.is_some() {
+        return Err(ApiError::bad_request(
+            "SegmentVersion: given without SegmentId",
+        ));
+    }
+    let mut def = serde_json::json!({ "RoleArn": role, "S3UrlPrefix": prefix });
+    if let Some(seg) = &segment {
+        def["SegmentId"] = Value::String(seg.clone());
+    }
+    if let Some(v) = req.segment_version {
+        def["SegmentVersion"] = v.into();
+    }
+    let mut job = counters();
+    job["Definition"] = def;
+    let app2 = app.clone();
+    let job = blocking(&s, move |st| {
+        st.create_job(&app2, JobKind::Export, segment.as_deref(), job)
+    })
+    .await?;
+    s.jobs.spawn(app, JobKind::Export, job.clone());
+    Ok(json(StatusCode::ACCEPTED, &job))
+}
+
+pub async fn get_import_job(
+    State(s): S,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "GetImportJob")?;
+    let job = s.store.get_job(&app, super::store::JobKind::Import, &id)?;
+    Ok(json(StatusCode::OK, &job))
+}
+
+pub async fn get_export_job(
+    State(s): S,
+    ApiPath((app, id)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "GetExportJob")?;
+    let job = s.store.get_job(&app, super::store::JobKind::Export, &id)?;
+    Ok(json(StatusCode::OK, &job))
+}
+
+pub async fn get_import_jobs(
+    State(s): S,
+    ApiPath(app): ApiPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    admit(&s, "GetImportJobs")?;
+    let l = s
+        .store
+        .list_jobs(&app, super::store::JobKind::Import, None, page(&q)?)?;
+    Ok(listing(l))
+}
+
+pub async fn get_export_jobs(
+    State(s): S,
+    ApiPath(app): ApiPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    admit(&s, "GetExportJobs")?;
+    let l = s
+        .store
+        .list_jobs(&app, super::store::JobKind::Export, None, page(&q)?)?;
+    Ok(listing(l))
+}
+
+pub async fn get_segment_import_jobs(
+    State(s): S,
+    ApiPath((app, seg)): ApiPath<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    admit(&s, "GetSegmentImportJobs")?;
+    let l = s
+        .store
+        .list_jobs(&app, super::store::JobKind::Import, Some(&seg), page(&q)?)?;
+    Ok(listing(l))
+}
+
+pub async fn get_segment_export_jobs(
+    State(s): S,
+    ApiPath((app, seg)): ApiPath<(String, String)>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    admit(&s, "GetSegmentExportJobs")?;
+    let l = s
+        .store
+        .list_jobs(&app, super::store::JobKind::Export, Some(&seg), page(&q)?)?;
+    Ok(listing(l))
+}

@@ -9,10 +9,13 @@
 //! Every answer carries `x-amzn-RequestId`; every error is an [`ApiError`].
 
 pub mod auth;
+pub mod endpoint;
 pub mod error;
 mod handlers;
 pub mod inputs;
+pub mod jobs;
 pub mod limits;
+pub mod objects;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -77,6 +80,10 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// See [`BODY_BUDGET_BYTES`].
     pub body_budget: usize,
+    /// Folders import and export jobs may name by `file://` URL.
+    pub import_roots: Vec<PathBuf>,
+    /// The S3 client's configuration for jobs; `None`: the standard AWS chain.
+    pub s3: Option<aws_sdk_s3::Config>,
 }
 
 impl ServerConfig {
@@ -94,6 +101,8 @@ impl ServerConfig {
             max_connections: MAX_CONNECTIONS,
             header_timeout: HEADER_TIMEOUT,
             body_budget: BODY_BUDGET_BYTES,
+            import_roots: Vec::new(),
+            s3: None,
         }
     }
 }
@@ -130,6 +139,7 @@ pub struct AppState {
     refusals: limits::RefusalLog,
     pub faults: limits::Faults,
     pub counters: limits::Counters,
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 /// The API's routes, with OPTIONS and 405 on every resource, and `/livez` and `/readyz`
@@ -220,6 +230,56 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/v1/apps/{app}/journeys/{journey}/state",
             resource(put(h::update_journey_state), "PUT, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/segments/{segment}/jobs/import",
+            resource(get(h::get_segment_import_jobs), "GET, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/segments/{segment}/jobs/export",
+            resource(get(h::get_segment_export_jobs), "GET, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/endpoints",
+            resource(put(h::update_endpoints_batch), "PUT, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/endpoints/{endpoint}",
+            resource(
+                get(h::get_endpoint)
+                    .put(h::update_endpoint)
+                    .delete(h::delete_endpoint),
+                "GET, PUT, DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/users/{user}",
+            resource(
+                get(h::get_user_endpoints).delete(h::delete_user_endpoints),
+                "GET, DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/jobs/import",
+            resource(
+                post(h::create_import_job).get(h::get_import_jobs),
+                "GET, POST, OPTIONS",
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/jobs/import/{job}",
+            resource(get(h::get_import_job), "GET, OPTIONS"),
+        )
+        .route(
+            "/v1/apps/{app}/jobs/export",
+            resource(
+                post(h::create_export_job).get(h::get_export_jobs),
+                "GET, POST, OPTIONS",
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/jobs/export/{job}",
+            resource(get(h::get_export_job), "GET, OPTIONS"),
         )
         .route(
             "/v1/tags/{arn}",
@@ -757,8 +817,14 @@ pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
         }
     })?;
     let budget_kib = (cfg.body_budget.max(MAX_BODY_BYTES) / 1024) as u32;
+    let store = Arc::new(store);
+    let jobs = jobs::Jobs::new(
+        store.clone(),
+        objects::Objects::new(cfg.import_roots.clone(), cfg.s3.clone(), &cfg.region),
+    );
     Ok(Arc::new(AppState {
-        store: Arc::new(store),
+        jobs,
+        store,
         auth: cfg.auth.clone(),
         region: cfg.region.clone(),
         rate_limits: cfg.rate_limits,
@@ -786,6 +852,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    state.jobs.resume();
     let app = router(state.clone());
     let listener = BoundedListener {
         inner: listener,

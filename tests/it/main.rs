@@ -14,6 +14,7 @@ mod faults;
 mod fuzz_corpus;
 mod hardening;
 mod hostile;
+mod imports;
 mod manifests;
 mod properties;
 mod reconcile;

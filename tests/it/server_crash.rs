@@ -10,9 +10,15 @@ use crate::util::{self, named};
 
 /// Starts `segmentctl serve` as a child process; returns it and its endpoint.
 pub fn spawn_server(data: &std::path::Path) -> (std::process::Child, String) {
+    spawn_server_with(data, &[])
+}
+
+/// As [`spawn_server`], with more arguments.
+pub fn spawn_server_with(data: &std::path::Path, args: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
         .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
+        .args(args)
         .env("SEGMENTCTL_LOG", "info")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -70,9 +70,17 @@ impl Store {
                 "campaigns",
                 "journeys",
                 "journey_segments",
+                "endpoints",
+                "attribute_names",
+                "segment_members",
             ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [id])?;
             }
+            tx.execute(
+                "DELETE FROM import_rows WHERE job_id IN (SELECT id FROM jobs WHERE app_id = ?1)",
+                [id],
+            )?;
+            tx.execute("DELETE FROM jobs WHERE app_id = ?1", [id])?;
             let n = tx.execute("DELETE FROM apps WHERE id = ?1", [id])?;
             if n == 0 {
                 return Err(app_not_found(id));

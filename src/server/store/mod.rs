@@ -7,9 +7,14 @@
 
 mod apps;
 mod campaigns;
+mod endpoints;
+mod jobs;
 mod journeys;
 mod segments;
 mod tags;
+
+pub use endpoints::Body as EndpointBody;
+pub use jobs::{ImportTarget, Imported, JobKind, OpenJob, TERMINAL};
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,6 +84,49 @@ CREATE TABLE IF NOT EXISTS journeys (
     body TEXT NOT NULL,
     tags TEXT NOT NULL DEFAULT '{}',
     UNIQUE (app_id, id)
+);
+CREATE TABLE IF NOT EXISTS endpoints (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    user_id TEXT,
+    body TEXT NOT NULL,
+    UNIQUE (app_id, id)
+);
+CREATE INDEX IF NOT EXISTS endpoints_by_user ON endpoints (app_id, user_id);
+CREATE TABLE IF NOT EXISTS attribute_names (
+    app_id TEXT NOT NULL,
+    family TEXT NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (app_id, family, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS segment_members (
+    app_id TEXT NOT NULL,
+    segment_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    channel TEXT,
+    body TEXT NOT NULL,
+    UNIQUE (app_id, segment_id, version, endpoint_id)
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    app_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    segment_id TEXT,
+    status TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (app_id, id)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
+CREATE TABLE IF NOT EXISTS import_rows (
+    job_id TEXT NOT NULL,
+    endpoint_id TEXT NOT NULL,
+    user_id TEXT,
+    channel TEXT,
+    body TEXT NOT NULL,
+    UNIQUE (job_id, endpoint_id)
 );
 CREATE TABLE IF NOT EXISTS journey_segments (
     app_id TEXT NOT NULL,

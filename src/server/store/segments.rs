@@ -7,7 +7,7 @@ use super::{
     new_id, non_empty, paginate_bytes, segment_not_found, tags_from_json, tags_to_json, Listing,
     Page, Store, Tx,
 };
-use crate::model::{SegmentReference, SegmentResponse, WriteSegmentRequest};
+use crate::model::{ImportDefinition, SegmentReference, SegmentResponse, WriteSegmentRequest};
 use crate::server::error::ApiError;
 use crate::text::now_iso;
 
@@ -19,6 +19,36 @@ struct SegmentRow {
     modified: String,
     body: String,
     tags: String,
+}
+
+/// How an IMPORT segment's stored definition begins; a dimensional one never does (its
+/// first member is `Name`, `Dimensions` or `SegmentGroups`).
+const IMPORTED_PREFIX: &str = "{\"ImportDefinition\":";
+
+/// An IMPORT segment's stored definition: its ImportDefinition first, then its Name.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ImportedBody {
+    #[serde(rename = "ImportDefinition")]
+    import_definition: ImportDefinition,
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+}
+
+pub(super) fn imported_body(
+    def: &ImportDefinition,
+    name: Option<&str>,
+) -> Result<String, ApiError> {
+    let text = serde_json::to_string(&ImportedBody {
+        import_definition: def.clone(),
+        name: name.map(String::from),
+    })
+    .map_err(|e| ApiError::internal(&e))?;
+    debug_assert!(text.starts_with(IMPORTED_PREFIX));
+    Ok(text)
+}
+
+fn is_imported(body: &str) -> bool {
+    body.trim_start().starts_with(IMPORTED_PREFIX)
 }
 
 /// A segment already in its wire form (a SegmentResponse's JSON), rendered from the stored
@@ -34,12 +64,13 @@ impl Store {
         let mut out = String::with_capacity(row.body.len() + 320);
         let _ = write!(
             out,
-            "{{\"ApplicationId\":{},\"Arn\":{},\"CreationDate\":{},\"Id\":{},\"LastModifiedDate\":{},\"SegmentType\":\"DIMENSIONAL\",\"Version\":{}",
+            "{{\"ApplicationId\":{},\"Arn\":{},\"CreationDate\":{},\"Id\":{},\"LastModifiedDate\":{},\"SegmentType\":\"{}\",\"Version\":{}",
             q(app),
             q(&self.arn(&format!("{app}/segments/{}", row.id))),
             q(&row.created),
             q(&row.id),
             q(&row.modified),
+            if is_imported(&row.body) { "IMPORT" } else { "DIMENSIONAL" },
             row.version
         );
         let tags = row.tags.trim();
@@ -61,6 +92,24 @@ impl Store {
     }
 
     fn segment_from(&self, app: &str, row: SegmentRow) -> Result<SegmentResponse, ApiError> {
+        if is_imported(&row.body) {
+            let b: ImportedBody =
+                serde_json::from_str(&row.body).map_err(|e| ApiError::internal(&e))?;
+            return Ok(SegmentResponse {
+                application_id: app.to_string(),
+                arn: self.arn(&format!("{app}/segments/{}", row.id)),
+                creation_date: row.created,
+                dimensions: None,
+                id: row.id,
+                last_modified_date: Some(row.modified),
+                name: b.name,
+                segment_groups: None,
+                segment_type: "IMPORT".into(),
+                tags: non_empty(tags_from_json(&row.tags)),
+                version: row.version,
+                import_definition: Some(b.import_definition),
+            });
+        }
         let def: WriteSegmentRequest =
             serde_json::from_str(&row.body).map_err(|e| ApiError::internal(&e))?;
         Ok(SegmentResponse {
@@ -75,7 +124,32 @@ impl Store {
             segment_type: "DIMENSIONAL".into(),
             tags: non_empty(tags_from_json(&row.tags)),
             version: row.version,
+            import_definition: None,
         })
+    }
+
+    /// Every segment of an application at its current version (for export jobs, which
+    /// evaluate a segment with its base segments).
+    pub fn all_segments(&self, app: &str) -> Result<Vec<SegmentResponse>, ApiError> {
+        self.read(|c| {
+            let ids: Vec<String> = c
+                .prepare_cached("SELECT id FROM segments WHERE app_id = ?1 ORDER BY seq")?
+                .query_map([app], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            ids.iter()
+                .map(|id| self.get_segment_in(c, app, id, None))
+                .collect()
+        })
+    }
+
+    /// A segment at a version (the current one when `None`).
+    pub fn segment_at(
+        &self,
+        app: &str,
+        id: &str,
+        version: Option<i32>,
+    ) -> Result<SegmentResponse, ApiError> {
+        self.read(|c| self.get_segment_in(c, app, id, version))
     }
 
     /// The segment's current version, or the given one, as JSON.
@@ -239,7 +313,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        let Some(body) = body else {
+        let Some(body) = body.filter(|b| !is_imported(b)) else {
             return Ok(Vec::new());
         };
         let def: WriteSegmentRequest =
@@ -374,6 +448,11 @@ impl Store {
         let body = definition_json(req)?;
         self.write(|tx| {
             let current = self.get_segment_in(tx, app, id, None)?;
+            if current.is_import() {
+                return Err(ApiError::bad_request(format!(
+                    "Segment {id} is an IMPORT segment: its endpoints change only by an import job naming it as SegmentId"
+                )));
+            }
             self.check_sources(tx, app, Some(id), req)?;
             Self::check_no_cycle(tx, app, id, req)?;
             let next = current.version + 1;
@@ -404,6 +483,7 @@ impl Store {
             let current = self.get_segment_in(tx, app, id, None)?;
             tx.execute("DELETE FROM segments WHERE app_id = ?1 AND id = ?2", [app, id])?;
             tx.execute("DELETE FROM segment_versions WHERE app_id = ?1 AND segment_id = ?2", [app, id])?;
+            tx.execute("DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2", [app, id])?;
             tx.execute(
                 "UPDATE campaigns SET status_override = 'DELETED' WHERE app_id = ?1 AND segment_id = ?2",
                 [app, id],

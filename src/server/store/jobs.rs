@@ -1,0 +1,422 @@
+//! Import and export jobs: the job records (their ImportJobResponse / ExportJobResponse JSON
+//! and status), the rows an import has read so far, and the members of IMPORT segments.
+//!
+//! An import is staged: each batch of rows is committed with the job's counters, and the
+//! segment (a new one, or a new version of `SegmentId`) is written with its members in the
+//! one transaction that marks the job COMPLETED. A job cut short by a stop is run again from
+//! its first row at the next start (its staged rows cleared first), so it either completes or
+//! fails with its reason, and never leaves half a segment.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, OptionalExtension};
+use serde_json::Value;
+
+use super::{new_id, paginate, segment_not_found, Listing, Page, Store};
+use crate::model::ImportDefinition;
+use crate::server::endpoint::Endpoint;
+use crate::server::error::ApiError;
+use crate::text::now_iso;
+
+/// Statuses after which a job does not change.
+pub const TERMINAL: &[&str] = &["COMPLETED", "FAILED"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Import,
+    Export,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Import => "IMPORT",
+            JobKind::Export => "EXPORT",
+        }
+    }
+}
+
+/// A job not finished: what a restarted server runs again.
+#[derive(Debug, Clone)]
+pub struct OpenJob {
+    pub app: String,
+    pub id: String,
+    pub kind: JobKind,
+    pub body: Value,
+}
+
+/// What the last transaction of an import wrote.
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub segment_id: Option<String>,
+    pub size: i64,
+    pub channel_counts: BTreeMap<String, i64>,
+}
+
+/// What an import's segment is to be.
+pub struct ImportTarget<'a> {
+    pub segment_id: Option<&'a str>,
+    pub define: bool,
+    pub name: Option<&'a str>,
+    pub definition: ImportDefinition,
+}
+
+fn job_not_found(kind: JobKind, id: &str) -> ApiError {
+    let what = if kind == JobKind::Import {
+        "Import"
+    } else {
+        "Export"
+    };
+    ApiError::not_found(format!("{what} job {id} not found"))
+}
+
+impl Store {
+    /// Records a new job; `body` is its response JSON without `Id`, which is set here.
+    pub fn create_job(
+        &self,
+        app: &str,
+        kind: JobKind,
+        segment_id: Option<&str>,
+        mut body: Value,
+    ) -> Result<Value, ApiError> {
+        let id = new_id();
+        body["Id"] = Value::String(id.clone());
+        body["ApplicationId"] = Value::String(app.to_string());
+        body["CreationDate"] = Value::String(now_iso());
+        body["JobStatus"] = Value::String("CREATED".into());
+        body["Type"] = Value::String(kind.as_str().into());
+        let text = body.to_string();
+        self.write(|tx| {
+            self.require_app(tx, app)?;
+            if let Some(seg) = segment_id {
+                let found: Option<i64> = tx
+                    .query_row(
+                        "SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2",
+                        [app, seg],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if found.is_none() {
+                    return Err(segment_not_found(app, seg));
+                }
+            }
+            tx.execute(
+                "INSERT INTO jobs (app_id, id, kind, segment_id, status, body) VALUES (?1, ?2, ?3, ?4, 'CREATED', ?5)",
+                params![app, id, kind.as_str(), segment_id, text],
+            )?;
+            Ok(())
+        })?;
+        Ok(body)
+    }
+
+    /// Saves a job's response JSON (its status read from it).
+    pub fn save_job(&self, app: &str, body: &Value) -> Result<(), ApiError> {
+        let id = body["Id"].as_str().unwrap_or_default();
+        let status = body["JobStatus"].as_str().unwrap_or("FAILED");
+        let text = body.to_string();
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2",
+                params![app, id, status, text],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn get_job(&self, app: &str, kind: JobKind, id: &str) -> Result<Value, ApiError> {
+        self.read(|c| {
+            self.require_app(c, app)?;
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM jobs WHERE app_id = ?1 AND id = ?2 AND kind = ?3",
+                    [app, id, kind.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let body = body.ok_or_else(|| job_not_found(kind, id))?;
+            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))
+        })
+    }
+
+    /// One page of an application's jobs of a kind (of one segment, if given), newest first
+    /// as Pinpoint lists them.
+    pub fn list_jobs(
+        &self,
+        app: &str,
+        kind: JobKind,
+        segment: Option<&str>,
+        page: Page,
+    ) -> Result<Listing<Value>, ApiError> {
+        self.read(|c| {
+            self.require_app(c, app)?;
+            if let Some(seg) = segment {
+                let found: Option<i64> = c
+                    .query_row(
+                        "SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2",
+                        [app, seg],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if found.is_none() {
+                    return Err(segment_not_found(app, seg));
+                }
+            }
+            // Newest first: positions count down, so the token is the negated seq.
+            let after = if page.after == 0 {
+                i64::MIN + 1
+            } else {
+                page.after
+            };
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, body FROM jobs WHERE app_id = ?1 AND kind = ?2
+                   AND (?3 IS NULL OR segment_id = ?3) AND -seq > ?4
+                 ORDER BY seq DESC LIMIT ?5",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![app, kind.as_str(), segment, after, page.size as i64 + 1],
+                    |r| Ok((-r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+                )?
+                .map(|r| {
+                    r.map(|(pos, body)| (pos, serde_json::from_str(&body).unwrap_or(Value::Null)))
+                });
+            paginate(rows, page.size)
+        })
+    }
+
+    /// Jobs a stop cut short.
+    pub fn open_jobs(&self) -> Result<Vec<OpenJob>, ApiError> {
+        self.read(|c| {
+            let rows = c
+                .prepare("SELECT app_id, id, kind, body FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED') ORDER BY seq")?
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows
+                .into_iter()
+                .map(|(app, id, kind, body)| OpenJob {
+                    app,
+                    id,
+                    kind: if kind == "IMPORT" { JobKind::Import } else { JobKind::Export },
+                    body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                })
+                .collect())
+        })
+    }
+
+    /// Forgets what an import staged, before it runs (again).
+    pub fn clear_import(&self, job: &str) -> Result<(), ApiError> {
+        self.write(|tx| {
+            tx.execute("DELETE FROM import_rows WHERE job_id = ?1", [job])?;
+            Ok(())
+        })
+    }
+
+    /// Stores a batch of an import's rows (registering the endpoints when `register`), and
+    /// the job's progress, in one transaction. A row the endpoint checks refuse is left out
+    /// and returned with its reason, by its index in `rows`.
+    pub fn import_batch(
+        &self,
+        app: &str,
+        job: &Value,
+        register: bool,
+        rows: Vec<(String, Endpoint)>,
+    ) -> Result<Vec<(usize, String)>, ApiError> {
+        let now = now_iso();
+        let job_id = job["Id"].as_str().unwrap_or_default().to_string();
+        let status = job["JobStatus"]
+            .as_str()
+            .unwrap_or("PROCESSING")
+            .to_string();
+        let text = job.to_string();
+        self.write(|tx| {
+            let mut refused = Vec::new();
+            for (i, (id, row)) in rows.into_iter().enumerate() {
+                let e = if register {
+                    match Self::upsert_endpoint(tx, app, &id, row, "", &now, &job_id) {
+                        Ok(e) => e,
+                        Err(err) => {
+                            refused.push((i, err.message));
+                            continue;
+                        }
+                    }
+                } else {
+                    Endpoint::merged(None, row, app, &id, &now, &job_id)
+                };
+                let body = match e.to_stored("Endpoint") {
+                    Ok(b) => b,
+                    Err(err) => {
+                        refused.push((i, err.message));
+                        continue;
+                    }
+                };
+                tx.prepare_cached(
+                    "INSERT INTO import_rows (job_id, endpoint_id, user_id, channel, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (job_id, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
+                )?
+                .execute(params![job_id, id, e.user_id(), e.channel_type, body])?;
+            }
+            tx.execute(
+                "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2",
+                params![app, job_id, status, text],
+            )?;
+            Ok(refused)
+        })
+    }
+
+    /// The last step of an import: its members (the staged rows, and every registered
+    /// endpoint of each imported user), the segment they make, and the job COMPLETED, in one
+    /// transaction. `finish(imported)` gives the job's final JSON.
+    pub fn finish_import(
+        &self,
+        app: &str,
+        job_id: &str,
+        target: ImportTarget<'_>,
+        finish: impl FnOnce(&Imported) -> Value,
+    ) -> Result<Imported, ApiError> {
+        let now = now_iso();
+        self.write(|tx| {
+            self.require_app(tx, app)?;
+            // The members, staged under a temporary key, then given to the segment.
+            tx.execute("DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2", [app, job_id])?;
+            tx.execute(
+                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
+                 SELECT ?1, ?2, 0, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
+                [app, job_id],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
+                 SELECT ?1, ?2, 0, e.id, json_extract(e.body, '$.ChannelType'), e.body FROM endpoints e
+                 WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)",
+                [app, job_id],
+            )?;
+            let mut counts = BTreeMap::new();
+            {
+                let mut stmt = tx.prepare(
+                    "SELECT COALESCE(channel, ''), COUNT(*) FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = 0 GROUP BY 1",
+                )?;
+                let rows = stmt.query_map([app, job_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+                for row in rows {
+                    let (c, n) = row?;
+                    counts.insert(c, n);
+                }
+            }
+            let size: i64 = counts.values().sum();
+            let mut def = target.definition.clone();
+            def.size = size;
+            def.channel_counts = Some(counts.clone());
+            let segment_id = match (target.segment_id, target.define) {
+                (Some(seg), _) => {
+                    let current: Option<(i32, String)> = tx
+                        .query_row(
+                            "SELECT s.version, v.body FROM segments s JOIN segment_versions v
+                               ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
+                             WHERE s.app_id = ?1 AND s.id = ?2",
+                            [app, seg],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?;
+                    let (version, body) = current.ok_or_else(|| segment_not_found(app, seg))?;
+                    let old_name = serde_json::from_str::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v["Name"].as_str().map(String::from));
+                    let name = target.name.map(String::from).or(old_name);
+                    let next = version + 1;
+                    tx.execute(
+                        "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![app, seg, next, now, super::segments::imported_body(&def, name.as_deref())?],
+                    )?;
+                    tx.execute(
+                        "UPDATE segments SET version = ?3 WHERE app_id = ?1 AND id = ?2",
+                        params![app, seg, next],
+                    )?;
+                    Self::give_members(tx, app, job_id, seg, next)?;
+                    Some(seg.to_string())
+                }
+                (None, true) => {
+                    let id = new_id();
+                    tx.execute(
+                        "INSERT INTO segments (app_id, id, version, created, tags) VALUES (?1, ?2, 1, ?3, '{}')",
+                        params![app, id, now],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, 1, ?3, ?4)",
+                        params![app, id, now, super::segments::imported_body(&def, target.name)?],
+                    )?;
+                    Self::give_members(tx, app, job_id, &id, 1)?;
+                    Some(id)
+                }
+                (None, false) => {
+                    tx.execute("DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2", [app, job_id])?;
+                    None
+                }
+            };
+            tx.execute("DELETE FROM import_rows WHERE job_id = ?1", [job_id])?;
+            let imported = Imported {
+                segment_id,
+                size,
+                channel_counts: counts,
+            };
+            let body = finish(&imported);
+            tx.execute(
+                "UPDATE jobs SET status = ?3, body = ?4, segment_id = COALESCE(segment_id, ?5) WHERE app_id = ?1 AND id = ?2",
+                params![app, job_id, body["JobStatus"].as_str().unwrap_or("COMPLETED"), body.to_string(), imported.segment_id],
+            )?;
+            Ok(imported)
+        })
+    }
+
+    fn give_members(
+        tx: &super::Tx<'_>,
+        app: &str,
+        staged: &str,
+        segment: &str,
+        version: i32,
+    ) -> Result<(), ApiError> {
+        tx.execute(
+            "UPDATE segment_members SET segment_id = ?3, version = ?4 WHERE app_id = ?1 AND segment_id = ?2 AND version = 0",
+            params![app, staged, segment, version],
+        )?;
+        Ok(())
+    }
+
+    /// Up to `limit` members of an IMPORT segment's version after position `after`:
+    /// `(position, EndpointResponse JSON as imported)`.
+    pub fn members_after(
+        &self,
+        app: &str,
+        segment: &str,
+        version: i32,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, ApiError> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT rowid, body FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 AND rowid > ?4 ORDER BY rowid LIMIT ?5",
+                )?
+                .query_map(params![app, segment, version, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    /// The endpoint ids of an IMPORT segment's version.
+    pub fn member_ids(
+        &self,
+        app: &str,
+        segment: &str,
+        version: i32,
+    ) -> Result<Vec<String>, ApiError> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT endpoint_id FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
+                )?
+                .query_map(params![app, segment, version], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok(rows)
+        })
+    }
+}

@@ -1,0 +1,947 @@
+//! Endpoints, and import and export jobs over S3: the real `aws-sdk-pinpoint` and
+//! `aws-sdk-s3` clients against `segmentctl serve` and a real S3-compatible server (moto's,
+//! from PyPI) started by the test.
+
+use std::collections::BTreeSet;
+use std::io::Read as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_pinpoint::error::ProvideErrorMetadata;
+use aws_sdk_pinpoint::types::{
+    ChannelType, EndpointBatchItem, EndpointBatchRequest, EndpointLocation, EndpointRequest,
+    EndpointUser, ExportJobRequest, Format, ImportJobRequest, JobStatus,
+};
+use aws_sdk_pinpoint::Client;
+
+use crate::util;
+
+const MOTO: &str = "moto[server]==5.2.5";
+
+/// An S3-compatible server (moto) on a loopback port, stopped on drop.
+#[allow(dead_code)]
+pub struct S3Store {
+    child: Child,
+    /// The store's URL, for clients configured by environment (AWS_ENDPOINT_URL_S3).
+    pub endpoint: String,
+    pub config: aws_sdk_s3::Config,
+    pub client: aws_sdk_s3::Client,
+}
+
+impl Drop for S3Store {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3Store {
+    pub async fn start() -> Self {
+        let python = tokio::task::spawn_blocking(|| {
+            crate::compat_boto3::python_with("moto-venv", &[MOTO], "moto")
+        })
+        .await
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(python)
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto's S3 server");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let start = Instant::now();
+        while util::http_get(&format!("127.0.0.1:{port}"), "/").is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "moto did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&endpoint)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .force_path_style(true)
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(config.clone());
+        Self {
+            child,
+            endpoint,
+            config,
+            client,
+        }
+    }
+
+    pub async fn bucket(&self, name: &str) {
+        self.client
+            .create_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("CreateBucket");
+    }
+
+    pub async fn put(&self, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body.into().into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
+
+    /// Every endpoint in the gzip NDJSON objects under `prefix`.
+    pub async fn exported(&self, bucket: &str, prefix: &str) -> Vec<serde_json::Value> {
+        let list = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("ListObjectsV2");
+        let mut out = Vec::new();
+        for o in list.contents() {
+            let got = self
+                .client
+                .get_object()
+                .bucket(bucket)
+                .key(o.key().unwrap())
+                .send()
+                .await
+                .unwrap();
+            let bytes = got.body.collect().await.unwrap().into_bytes();
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut text)
+                .expect("export pieces are gzip");
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                out.push(serde_json::from_str(line).expect("a JSON endpoint per line"));
+            }
+        }
+        out
+    }
+}
+
+/// The message of a BadRequestException, failing on anything else.
+fn bad_request<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, aws_sdk_pinpoint::error::SdkError<E>>,
+) -> String {
+    let err = r.expect_err("expected a 400");
+    let e = err.as_service_error().expect("a modelled error");
+    assert_eq!(e.code(), Some("BadRequestException"), "{err:?}");
+    e.message().unwrap_or_default().to_string()
+}
+
+fn sms(address: &str) -> aws_sdk_pinpoint::types::builders::EndpointRequestBuilder {
+    EndpointRequest::builder()
+        .channel_type(ChannelType::Sms)
+        .address(address)
+}
+
+async fn update(c: &Client, app: &str, id: &str, req: EndpointRequest) {
+    c.update_endpoint()
+        .application_id(app)
+        .endpoint_id(id)
+        .endpoint_request(req)
+        .send()
+        .await
+        .expect("UpdateEndpoint");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_created_merged_read_and_deleted() {
+    let t = util::start().await;
+    let app = t.app("endpoints").await;
+    let c = &t.client;
+    update(
+        c,
+        &app,
+        "e1",
+        sms("+15550100")
+            .attributes("Tier", vec!["gold".into()])
+            .attributes("Team", vec!["a".into(), "b".into()])
+            .location(EndpointLocation::builder().country("CA").build())
+            .user(EndpointUser::builder().user_id("u1").build())
+            .build(),
+    )
+    .await;
+    let first = c
+        .get_endpoint()
+        .application_id(&app)
+        .endpoint_id("e1")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_response
+        .unwrap();
+    assert_eq!(first.address(), Some("+15550100"));
+    assert_eq!(first.application_id(), Some(app.as_str()));
+    assert_eq!(first.endpoint_status(), Some("ACTIVE"));
+    let cohort: u32 = first.cohort_id().unwrap().parse().unwrap();
+    assert!(cohort < 100);
+    assert!(first.creation_date().is_some() && first.effective_date().is_some());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // An update overwrites the attributes it names; the others stay.
+    update(
+        c,
+        &app,
+        "e1",
+        EndpointRequest::builder()
+            .attributes("Tier", vec!["silver".into()])
+            .build(),
+    )
+    .await;
+    let second = c
+        .get_endpoint()
+        .application_id(&app)
+        .endpoint_id("e1")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_response
+        .unwrap();
+    let attrs = second.attributes().unwrap();
+    assert_eq!(attrs["Tier"], vec!["silver".to_string()]);
+    assert_eq!(attrs["Team"], vec!["a".to_string(), "b".to_string()]);
+    assert_eq!(second.creation_date(), first.creation_date());
+    assert_ne!(second.effective_date(), first.effective_date());
+    assert_eq!(second.location().unwrap().country(), Some("CA"));
+    // A batch, two more endpoints of the same user.
+    let items = ["e2", "e3"]
+        .iter()
+        .map(|id| {
+            EndpointBatchItem::builder()
+                .id(*id)
+                .channel_type(ChannelType::Email)
+                .address(format!("{id}@example.com"))
+                .user(EndpointUser::builder().user_id("u1").build())
+                .build()
+        })
+        .collect::<Vec<_>>();
+    c.update_endpoints_batch()
+        .application_id(&app)
+        .endpoint_batch_request(
+            EndpointBatchRequest::builder()
+                .set_item(Some(items))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("UpdateEndpointsBatch");
+    let users = c
+        .get_user_endpoints()
+        .application_id(&app)
+        .user_id("u1")
+        .send()
+        .await
+        .unwrap()
+        .endpoints_response
+        .unwrap();
+    let ids: Vec<&str> = users.item().iter().filter_map(|e| e.id()).collect();
+    assert_eq!(ids, ["e1", "e2", "e3"]);
+    let gone = c
+        .delete_endpoint()
+        .application_id(&app)
+        .endpoint_id("e2")
+        .send()
+        .await
+        .unwrap()
+        .endpoint_response
+        .unwrap();
+    assert_eq!(gone.id(), Some("e2"));
+    let err = c
+        .get_endpoint()
+        .application_id(&app)
+        .endpoint_id("e2")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_service_error().unwrap().code(),
+        Some("NotFoundException")
+    );
+    let deleted = c
+        .delete_user_endpoints()
+        .application_id(&app)
+        .user_id("u1")
+        .send()
+        .await
+        .unwrap()
+        .endpoints_response
+        .unwrap();
+    assert_eq!(deleted.item().len(), 2);
+    let err = c
+        .get_user_endpoints()
+        .application_id(&app)
+        .user_id("u1")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.as_service_error().unwrap().code(),
+        Some("NotFoundException")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_limit_is_a_400_naming_the_field() {
+    let t = util::start().await;
+    let app = t.app("limits").await;
+    let c = &t.client;
+    let put = |id: &str, req: EndpointRequest| {
+        c.update_endpoint()
+            .application_id(&app)
+            .endpoint_id(id)
+            .endpoint_request(req)
+            .send()
+    };
+    let values: Vec<String> = (0..51).map(|i| i.to_string()).collect();
+    assert_eq!(
+        bad_request(put("x", sms("+1").attributes("k", values).build()).await),
+        "Attributes.k: at most 50 values per attribute, found 51"
+    );
+    assert!(bad_request(
+        put(
+            "x",
+            sms("+1").attributes("k", vec!["v".repeat(101)]).build()
+        )
+        .await
+    )
+    .starts_with("Attributes.k: a value is at most 100 characters"));
+    assert!(bad_request(
+        put(
+            "x",
+            sms("+1")
+                .attributes("n".repeat(51), vec!["v".into()])
+                .build()
+        )
+        .await
+    )
+    .starts_with("Attributes: an attribute name is 1 to 50 characters"));
+    assert!(
+        bad_request(put("x", sms(&"9".repeat(16 * 1024)).build()).await)
+            .starts_with("Endpoint: an endpoint is at most 15 KB")
+    );
+    // 15 endpoints per user; the 16th is refused.
+    for i in 0..15 {
+        put(
+            &format!("u{i}"),
+            sms("+1")
+                .user(EndpointUser::builder().user_id("busy").build())
+                .build(),
+        )
+        .await
+        .unwrap();
+    }
+    assert!(bad_request(
+        put(
+            "u15",
+            sms("+1")
+                .user(EndpointUser::builder().user_id("busy").build())
+                .build()
+        )
+        .await
+    )
+    .starts_with("User.UserId: a user has at most 15 endpoints; busy already has 15"));
+    // 250 attribute names per application; the 251st is refused, naming it.
+    for e in 0..5 {
+        let mut b = sms("+1");
+        for a in 0..50 {
+            b = b.attributes(format!("a{e}_{a}"), vec!["v".into()]);
+        }
+        put(&format!("wide{e}"), b.build()).await.unwrap();
+    }
+    assert!(
+        bad_request(put("wide5", sms("+1").metrics("one_more", 1.0).build()).await)
+            .starts_with("Metrics.one_more: an application has at most 250 custom attributes")
+    );
+    // A batch: at most 100 items, each named by its index.
+    let item = |i: usize| {
+        EndpointBatchItem::builder()
+            .id(format!("b{i}"))
+            .channel_type(ChannelType::Sms)
+            .address("+1")
+            .build()
+    };
+    let batch = |n: usize| {
+        c.update_endpoints_batch()
+            .application_id(&app)
+            .endpoint_batch_request(
+                EndpointBatchRequest::builder()
+                    .set_item(Some((0..n).map(item).collect()))
+                    .build(),
+            )
+            .send()
+    };
+    assert_eq!(
+        bad_request(batch(101).await),
+        "Item: expected 1 to 100 endpoints, found 101"
+    );
+    batch(100).await.expect("100 items are accepted");
+    let mut items: Vec<EndpointBatchItem> = (0..3).map(item).collect();
+    items[2] = EndpointBatchItem::builder()
+        .id("b2")
+        .channel_type(ChannelType::Sms)
+        .attributes("k", (0..51).map(|i| i.to_string()).collect())
+        .build();
+    assert_eq!(
+        bad_request(
+            c.update_endpoints_batch()
+                .application_id(&app)
+                .endpoint_batch_request(
+                    EndpointBatchRequest::builder()
+                        .set_item(Some(items))
+                        .build()
+                )
+                .send()
+                .await
+        ),
+        "Item[2].Attributes.k: at most 50 values per attribute, found 51"
+    );
+}
+
+/// Waits for an import job to finish; returns it.
+pub async fn import_done(
+    c: &Client,
+    app: &str,
+    id: &str,
+) -> aws_sdk_pinpoint::types::ImportJobResponse {
+    let start = Instant::now();
+    loop {
+        let job = c
+            .get_import_job()
+            .application_id(app)
+            .job_id(id)
+            .send()
+            .await
+            .expect("GetImportJob")
+            .import_job_response
+            .unwrap();
+        if matches!(
+            job.job_status(),
+            Some(JobStatus::Completed | JobStatus::Failed)
+        ) {
+            return job;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the import did not finish: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn export_done(
+    c: &Client,
+    app: &str,
+    id: &str,
+) -> aws_sdk_pinpoint::types::ExportJobResponse {
+    let start = Instant::now();
+    loop {
+        let job = c
+            .get_export_job()
+            .application_id(app)
+            .job_id(id)
+            .send()
+            .await
+            .expect("GetExportJob")
+            .export_job_response
+            .unwrap();
+        if matches!(
+            job.job_status(),
+            Some(JobStatus::Completed | JobStatus::Failed)
+        ) {
+            return job;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the export did not finish: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn import(
+    c: &Client,
+    app: &str,
+    url: &str,
+    format: Format,
+    name: Option<&str>,
+    segment: Option<&str>,
+) -> aws_sdk_pinpoint::types::ImportJobResponse {
+    let job = c
+        .create_import_job()
+        .application_id(app)
+        .import_job_request(
+            ImportJobRequest::builder()
+                .s3_url(url)
+                .format(format)
+                .role_arn("arn:aws:iam::000000000000:role/import")
+                .define_segment(name.is_some())
+                .set_segment_name(name.map(String::from))
+                .set_segment_id(segment.map(String::from))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateImportJob")
+        .import_job_response
+        .unwrap();
+    import_done(c, app, job.id().unwrap()).await
+}
+
+pub async fn export(
+    c: &Client,
+    app: &str,
+    prefix: &str,
+    segment: Option<&str>,
+) -> aws_sdk_pinpoint::types::ExportJobResponse {
+    let job = c
+        .create_export_job()
+        .application_id(app)
+        .export_job_request(
+            ExportJobRequest::builder()
+                .s3_url_prefix(prefix)
+                .role_arn("arn:aws:iam::000000000000:role/export")
+                .set_segment_id(segment.map(String::from))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("CreateExportJob")
+        .export_job_response
+        .unwrap();
+    export_done(c, app, job.id().unwrap()).await
+}
+
+const VIP_CSV: &str = "\
+ChannelType,Address,Id,Location.Country,Attributes.Tier,User.UserId
+SMS,+15550101,vip-1,CA,gold,
+SMS,+15550102,vip-2,US,gold,
+EMAIL,a@example.com,vip-3,CA,\"silver, or so\",
+FAX,+15550104,vip-4,CA,gold,
+EMAIL,,vip-5,CA,gold,
+SMS,+15550106,,MX,gold,
+EMAIL,b@example.com,vip-7,CA,gold,u-7
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_from_s3_make_import_segments_and_exports_return_their_members() {
+    let s3 = S3Store::start().await;
+    s3.bucket("audiences").await;
+    s3.bucket("exports").await;
+    s3.put("audiences", "vip.csv", VIP_CSV).await;
+    s3.put(
+        "audiences",
+        "json/part-1.json",
+        "{\"ChannelType\":\"SMS\",\"Address\":\"+1\",\"Id\":\"j-1\",\"Location\":{\"Country\":\"CA\"}}\n\
+         not json\n\
+         {\"ChannelType\":\"EMAIL\",\"Address\":\"c@example.com\",\"Id\":\"j-2\"}\n",
+    )
+    .await;
+    s3.put(
+        "audiences",
+        "json/part-2.json",
+        "{\"ChannelType\":\"SMS\",\"Address\":\"+3\",\"Id\":\"j-3\",\"EffectiveDate\":\"2026-01-01T00:00:00Z\"}\n\
+         {\"ChannelType\":\"SMS\",\"Address\":\"+4\",\"Id\":\"j-4\",\"Location\":{\"Country\":\"US\"}}\n",
+    )
+    .await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, b"{\"ChannelType\":\"SMS\",\"Address\":\"+5\"}\n").unwrap();
+    s3.put("audiences", "json/part-3.json.gz", gz.finish().unwrap())
+        .await;
+    let config = s3.config.clone();
+    let t = util::start_with(move |cfg| cfg.s3 = Some(config)).await;
+    let app = t.app("imports").await;
+    let c = &t.client;
+    // An endpoint registered before, of a user the file lists: a member too.
+    update(
+        c,
+        &app,
+        "pre-7",
+        sms("+15550107")
+            .user(EndpointUser::builder().user_id("u-7").build())
+            .build(),
+    )
+    .await;
+
+    // CSV, by object: bad rows fail alone, named by file and line.
+    let job = import(
+        c,
+        &app,
+        "s3://audiences/vip.csv",
+        Format::Csv,
+        Some("VIP"),
+        None,
+    )
+    .await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    assert_eq!(job.total_processed(), Some(7));
+    assert_eq!(job.total_failures(), Some(2));
+    assert_eq!(
+        (
+            job.total_pieces(),
+            job.completed_pieces(),
+            job.failed_pieces()
+        ),
+        (Some(1), Some(1), Some(0))
+    );
+    let failures = job.failures();
+    assert!(
+        failures[0].starts_with("s3://audiences/vip.csv:5: ChannelType: unknown value \"FAX\""),
+        "{failures:?}"
+    );
+    assert!(
+        failures[1].starts_with("s3://audiences/vip.csv:6: Address: missing required member"),
+        "{failures:?}"
+    );
+    let vip = job.definition().unwrap().segment_id().unwrap().to_string();
+    let seg = c
+        .get_segment()
+        .application_id(&app)
+        .segment_id(&vip)
+        .send()
+        .await
+        .unwrap()
+        .segment_response
+        .unwrap();
+    assert_eq!(seg.segment_type().map(|t| t.as_str()), Some("IMPORT"));
+    assert_eq!(seg.name(), Some("VIP"));
+    let def = seg.import_definition().unwrap();
+    assert_eq!(def.size(), Some(6), "5 rows and the user's other endpoint");
+    assert_eq!(def.s3_url(), Some("s3://audiences/vip.csv"));
+    assert_eq!(def.format(), Some(&Format::Csv));
+    let counts = def.channel_counts().unwrap();
+    assert_eq!((counts["SMS"], counts["EMAIL"]), (4, 2));
+    // The rows were registered as endpoints, the derived id stable.
+    let derived = c
+        .get_endpoint()
+        .application_id(&app)
+        .endpoint_id("vip-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        derived.endpoint_response.unwrap().attributes().unwrap()["Tier"],
+        vec!["silver, or so".to_string()]
+    );
+    // An import updates only IMPORT segments; UpdateSegment never changes one.
+    let err = c
+        .update_segment()
+        .application_id(&app)
+        .segment_id(&vip)
+        .write_segment_request(util::named("renamed"))
+        .send()
+        .await;
+    assert!(bad_request(err).contains("is an IMPORT segment"));
+
+    // JSON, by folder (prefix): the compressed file fails as a piece.
+    let job = import(
+        c,
+        &app,
+        "s3://audiences/json/",
+        Format::Json,
+        Some("From JSON"),
+        None,
+    )
+    .await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    assert_eq!(
+        (
+            job.total_pieces(),
+            job.completed_pieces(),
+            job.failed_pieces()
+        ),
+        (Some(3), Some(2), Some(1))
+    );
+    let failures = job.failures().join("\n");
+    assert!(
+        failures.contains("s3://audiences/json/part-1.json:2: "),
+        "{failures}"
+    );
+    assert!(
+        failures
+            .contains("s3://audiences/json/part-2.json:1: EffectiveDate: an import may not set it"),
+        "{failures}"
+    );
+    assert!(
+        failures.contains("s3://audiences/json/part-3.json.gz: compressed files are not accepted"),
+        "{failures}"
+    );
+    let from_json = job.definition().unwrap().segment_id().unwrap().to_string();
+
+    // Re-import into the VIP segment: a new version with the new file's members.
+    s3.put(
+        "audiences",
+        "vip-2.csv",
+        "ChannelType,Address,Id\nSMS,+1,vip-1\nSMS,+2,vip-9\n",
+    )
+    .await;
+    let job = import(
+        c,
+        &app,
+        "s3://audiences/vip-2.csv",
+        Format::Csv,
+        None,
+        Some(&vip),
+    )
+    .await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    let seg = c
+        .get_segment()
+        .application_id(&app)
+        .segment_id(&vip)
+        .send()
+        .await
+        .unwrap()
+        .segment_response
+        .unwrap();
+    assert_eq!(seg.version(), Some(2));
+    assert_eq!(seg.name(), Some("VIP"));
+    assert_eq!(seg.import_definition().unwrap().size(), Some(2));
+    let jobs = c
+        .get_segment_import_jobs()
+        .application_id(&app)
+        .segment_id(&vip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jobs.import_jobs_response.unwrap().item().len(), 2);
+
+    // The export of an IMPORT segment: exactly its members.
+    let job = export(c, &app, "s3://exports/vip/", Some(&vip)).await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    assert_eq!(job.total_processed(), Some(2));
+    let got = s3
+        .exported("exports", &format!("vip/{}/", job.id().unwrap()))
+        .await;
+    let ids: BTreeSet<&str> = got.iter().filter_map(|e| e["Id"].as_str()).collect();
+    assert_eq!(ids, BTreeSet::from(["vip-1", "vip-9"]));
+
+    // A dimensional segment on the imported base: its export is the base's members that
+    // match (the JSON import: j-1 CA, j-2 none, j-4 US).
+    let dim = util::create_segment(
+        c,
+        &app,
+        util::built_on("JSON in CA", &from_json)
+            .segment_groups(
+                aws_sdk_pinpoint::types::SegmentGroupList::builder()
+                    .groups(
+                        aws_sdk_pinpoint::types::SegmentGroup::builder()
+                            .source_segments(
+                                aws_sdk_pinpoint::types::SegmentReference::builder()
+                                    .id(&from_json)
+                                    .build(),
+                            )
+                            .dimensions(
+                                aws_sdk_pinpoint::types::SegmentDimensions::builder()
+                                    .location(
+                                        aws_sdk_pinpoint::types::SegmentLocation::builder()
+                                            .country(
+                                                aws_sdk_pinpoint::types::SetDimension::builder()
+                                                    .values("CA")
+                                                    .build(),
+                                            )
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build(),
+    )
+    .await;
+    let job = export(c, &app, "s3://exports/dim", Some(&dim)).await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    let got = s3
+        .exported("exports", &format!("dim/{}/", job.id().unwrap()))
+        .await;
+    let ids: Vec<&str> = got.iter().filter_map(|e| e["Id"].as_str()).collect();
+    assert_eq!(ids, ["j-1"]);
+    // Without SegmentId: every endpoint.
+    let job = export(c, &app, "s3://exports/all/", None).await;
+    let all = s3
+        .exported("exports", &format!("all/{}/", job.id().unwrap()))
+        .await;
+    assert_eq!(all.len() as i32, job.total_processed().unwrap());
+    assert_eq!(
+        all.len(),
+        10,
+        "pre-7, 6 from the CSV (vip-9 added), 3 from JSON"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_requests_are_checked_before_a_job_is_made() {
+    let t = util::start().await;
+    let app = t.app("bad-imports").await;
+    let c = &t.client;
+    let req = |url: &str, format: Format| {
+        c.create_import_job()
+            .application_id(&app)
+            .import_job_request(
+                ImportJobRequest::builder()
+                    .s3_url(url)
+                    .format(format)
+                    .role_arn("r")
+                    .define_segment(true)
+                    .segment_name("x")
+                    .build(),
+            )
+            .send()
+    };
+    assert!(
+        bad_request(req("https://example.com/a.csv", Format::Csv).await).starts_with("S3Url: ")
+    );
+    assert!(bad_request(req("s3:///a.csv", Format::Csv).await).contains("no bucket"));
+    // file:// only inside --import-root; this server has none: the job fails, saying why.
+    let job = req("file:///etc/passwd", Format::Csv)
+        .await
+        .unwrap()
+        .import_job_response
+        .unwrap();
+    let job = import_done(c, &app, job.id().unwrap()).await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Failed));
+    assert!(
+        job.failures()[0].contains("only inside --import-root"),
+        "{:?}",
+        job.failures()
+    );
+    let dim = util::create_segment(c, &app, util::named("dim")).await;
+    let err = c
+        .create_import_job()
+        .application_id(&app)
+        .import_job_request(
+            ImportJobRequest::builder()
+                .s3_url("s3://b/k")
+                .format(Format::Csv)
+                .role_arn("r")
+                .segment_id(&dim)
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(bad_request(err).contains("is DIMENSIONAL"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_cut_short_by_sigkill_completes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("pinpoint.db");
+    let rows = 120_000;
+    let mut file = String::with_capacity(rows * 120);
+    for i in 0..rows {
+        file.push_str(&format!(
+            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\",\"Location\":{{\"Country\":\"CA\"}},\"Attributes\":{{\"n\":[\"{i}\"]}}}}\n"
+        ));
+    }
+    let input = dir.path().join("big.json");
+    std::fs::write(&input, file).unwrap();
+    let url = format!("file://{}", input.display());
+    let spawn = || {
+        crate::server_crash::spawn_server_with(
+            &data,
+            &["--import-root", dir.path().to_str().unwrap()],
+        )
+    };
+    let (mut child, endpoint) = spawn();
+    let client =
+        segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", util::KEY, util::SECRET, 3);
+    let app = util::create_app(&client, "crash").await;
+    let job = client
+        .create_import_job()
+        .application_id(&app)
+        .import_job_request(
+            ImportJobRequest::builder()
+                .s3_url(&url)
+                .format(Format::Json)
+                .role_arn("r")
+                .define_segment(true)
+                .segment_name("big")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .import_job_response
+        .unwrap();
+    // Killed once some rows are in, well before the end.
+    let start = Instant::now();
+    loop {
+        let j = client
+            .get_import_job()
+            .application_id(&app)
+            .job_id(job.id().unwrap())
+            .send()
+            .await
+            .unwrap();
+        let j = j.import_job_response.unwrap();
+        let n = j.total_processed().unwrap_or(0);
+        assert!(
+            n < rows as i32,
+            "the import finished before the kill; make the file bigger"
+        );
+        if n > 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (mut child, endpoint) = spawn();
+    let client =
+        segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", util::KEY, util::SECRET, 3);
+    let done = import_done(&client, &app, job.id().unwrap()).await;
+    assert_eq!(done.job_status(), Some(&JobStatus::Completed), "{done:?}");
+    assert_eq!(done.total_processed(), Some(rows as i32));
+    let seg = done.definition().unwrap().segment_id().unwrap();
+    let seg = client
+        .get_segment()
+        .application_id(&app)
+        .segment_id(seg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        seg.segment_response
+            .unwrap()
+            .import_definition()
+            .unwrap()
+            .size(),
+        Some(rows as i32)
+    );
+    let segs = client
+        .get_segments()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        segs.segments_response.unwrap().item().len(),
+        1,
+        "one segment, not one per run"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
