@@ -54,6 +54,9 @@ pub enum StepError {
     /// The plan is not one this executor can carry out (hand-edited, or from another version).
     #[error("the plan is inconsistent: {0}")]
     Plan(&'static str),
+    /// The import job ended FAILED.
+    #[error("import job {job} failed: {why}")]
+    Import { job: String, why: String },
 }
 
 /// Why a step was not attempted.
@@ -88,6 +91,8 @@ pub struct Done {
     pub version_after: Option<i32>,
     /// A delete found it gone already.
     pub already_gone: bool,
+    /// What an import brought: size, channels, rejected rows.
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +176,14 @@ impl Report {
     /// `Apply complete: 5 created, 1 updated, 0 deleted; 1 blocked, 0 failed.`
     pub fn summary(&self) -> String {
         let updated = self.done(Action::Update) + self.done(Action::Adopt) + self.done(Action::Tag);
+        // An import makes a new segment, or a new version of one.
+        let imports = |new: bool| {
+            self.count(|s| {
+                s.action == Action::Import
+                    && matches!(&s.result, StepResult::Done(d) if d.version_before.is_none() == new)
+            })
+        };
+        let updated = updated + imports(false);
         format!(
             "Apply {}: {} created, {updated} updated, {} deleted; {} blocked, {} failed.",
             if self.failed() == 0 {
@@ -178,7 +191,7 @@ impl Report {
             } else {
                 "incomplete"
             },
-            self.done(Action::Create),
+            self.done(Action::Create) + imports(true),
             self.done(Action::Delete),
             self.blocked(),
             self.failed()
@@ -485,6 +498,98 @@ impl<P: Pinpoint> Run<'_, P> {
         Ok(Some(out))
     }
 
+    /// An import step: the job run to its end (progress on a terminal), then the segment
+    /// tagged as the plan says; what the job brought is the step's note.
+    async fn import(
+        &self,
+        target: &Target,
+        step: &SegmentStep,
+        created: &Mutex<BTreeMap<String, String>>,
+    ) -> Result<Done, StepError> {
+        let app = target.app_id.as_str();
+        let i = step
+            .import
+            .as_ref()
+            .ok_or(StepError::Plan("an import step has no source"))?;
+        let req = crate::pinpoint::ImportRequest {
+            url: i.url.clone(),
+            format: i.format.clone(),
+            role_arn: i.role_arn.clone().unwrap_or_default(),
+            external_id: i.external_id.clone(),
+            register_endpoints: i.register_endpoints,
+            segment_id: step.segment_id.clone(),
+            segment_name: step.title.clone(),
+        };
+        let name = step.name.clone();
+        let show = self.opts.progress;
+        let progress = move |n: u64| {
+            if show {
+                crate::text::err(&format!(
+                    "  importing {}: {} rows read…\n",
+                    crate::text::safe(&name),
+                    crate::text::thousands(n)
+                ));
+            }
+        };
+        let outcome = self.p.import(app, &req, &progress).await?;
+        if !outcome.completed {
+            return Err(StepError::Import {
+                job: outcome.job_id,
+                why: outcome
+                    .failures
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "no reason given".into()),
+            });
+        }
+        let id = outcome
+            .segment_id
+            .clone()
+            .ok_or(StepError::Plan("the import job names no segment"))?;
+        let live = self.p.list_segments(app).await?;
+        let seg = live
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or(StepError::Plan("the imported segment is not listed"))?;
+        if step.segment_id.is_none() {
+            self.retag(&seg.arn, &step.tags, &[]).await?;
+        } else {
+            self.retag(&seg.arn, &step.tag_changes.add, &step.tag_changes.remove)
+                .await?;
+        }
+        created
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(step.name.clone(), id.clone());
+        let def = seg.import_definition.clone().unwrap_or_default();
+        let mut note = format!(
+            "{} endpoints",
+            crate::text::thousands(def.size.max(0) as u64)
+        );
+        if let Some(counts) = def.channel_counts.as_ref().filter(|c| !c.is_empty()) {
+            let parts: Vec<String> = counts
+                .iter()
+                .map(|(k, v)| format!("{k} {}", crate::text::thousands((*v).max(0) as u64)))
+                .collect();
+            note.push_str(&format!(": {}", parts.join(", ")));
+        }
+        if outcome.rejected > 0 {
+            note.push_str(&format!(
+                "; {} of {} rows rejected, first: {}",
+                crate::text::thousands(outcome.rejected),
+                crate::text::thousands(outcome.processed),
+                outcome.failures.first().map(String::as_str).unwrap_or("")
+            ));
+        }
+        Ok(Done {
+            id,
+            version_before: step.live_version,
+            version_after: Some(seg.version),
+            already_gone: false,
+            note: Some(note),
+        })
+    }
+
     /// One segment step.
     async fn step(
         &self,
@@ -512,6 +617,7 @@ impl<P: Pinpoint> Run<'_, P> {
                     version_before: None,
                     version_after: Some(made.version),
                     already_gone: false,
+                    note: None,
                 })
             }
             Action::Update | Action::Adopt | Action::Tag => {
@@ -542,8 +648,10 @@ impl<P: Pinpoint> Run<'_, P> {
                     version_before: step.live_version,
                     version_after: version,
                     already_gone: false,
+                    note: None,
                 })
             }
+            Action::Import => self.import(target, step, created).await,
             Action::Delete => {
                 let id = step
                     .segment_id
@@ -555,6 +663,7 @@ impl<P: Pinpoint> Run<'_, P> {
                     version_before: step.live_version,
                     version_after: None,
                     already_gone: gone == Deleted::AlreadyGone,
+                    note: None,
                 })
             }
         }

@@ -98,7 +98,31 @@ fn compile(
             _ => Vec::new(),
         };
         let wanted = desired.apps.iter().find(|d| d.key == key);
-        let (before, after) = catalogs(&live, wanted);
+        let (mut before, mut after) = catalogs(&live, wanted);
+        // Imported segments hold what their file holds (the reconciler cannot read a live
+        // segment's members): the manifest's file on both sides; a live IMPORT segment no
+        // manifest here names holds nobody known.
+        if let Some(w) = wanted {
+            let (members, _) = crate::sources::members_by_name(w);
+            for (id, _, name) in &live {
+                if let Some(m) = name.as_ref().and_then(|n| members.get(n)) {
+                    before.imported.insert(live_key(id), m.clone());
+                }
+            }
+            for (name, m) in members {
+                after.segments.remove(&name);
+                after.imported.insert(name, m);
+            }
+        }
+        if let Some(LiveState::Found(snap)) = observed.apps.get(&key) {
+            for s in snap.segments.iter().filter(|s| s.is_import()) {
+                before.imported.entry(live_key(&s.id)).or_default();
+                if after.segments.contains_key(&live_key(&s.id)) {
+                    after.segments.remove(&live_key(&s.id));
+                    after.imported.entry(live_key(&s.id)).or_default();
+                }
+            }
+        }
         let (scope_before, scope_after) = (2 * a, 2 * a + 1);
         // Segments whose definition changes, each with the changed segments it stands for
         // (itself); then those that build on them, with the changed segments they build on.

@@ -755,6 +755,7 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
                     adopt: None,
                 },
                 spec,
+                source: None,
             };
             let path = out_dir.join(format!("{name}.yaml"));
             let text = format!(
@@ -818,14 +819,23 @@ pub fn estimate(
     let mut counted: Vec<(usize, &str)> = Vec::new();
     let mut targets = Vec::new();
     for (i, app) in ws.desired.apps.iter().enumerate() {
+        let (imported, unread) = crate::sources::members_by_name(app);
+        for (name, why) in unread {
+            crate::text::err(&format!(
+                "note: imported segment {} counts no endpoint here: {}\n",
+                crate::text::safe(&name),
+                crate::text::safe(&why)
+            ));
+        }
         let catalog = Catalog {
             segments: app
                 .segments
                 .iter()
+                .filter(|s| s.import.is_none())
                 .map(|s| (s.name.clone(), &s.spec))
                 .collect(),
             key_of_id: Default::default(),
-            imported: Default::default(),
+            imported,
         };
         for s in &app.segments {
             counted.push((i, &s.name));

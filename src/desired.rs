@@ -82,7 +82,59 @@ pub struct DesiredSegment {
     /// Names of the segments of this application that this one builds on.
     pub depends_on: Vec<String>,
     pub origin: Origin,
+    /// Set for an ImportedSegment: where its endpoints come from.
+    pub import: Option<ImportSpec>,
 }
+
+/// An imported segment's source, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportSpec {
+    pub source: crate::manifest::ImportSource,
+    /// What the server reads: `s3://…`, or `file:///…` for a path (made absolute).
+    pub url: String,
+    /// The local file, for a path: read by `estimate` and fingerprinted here.
+    pub local: Option<std::path::PathBuf>,
+    /// The source's fingerprint (its S3 ETag, or the MD5 of the file, as S3 gives a
+    /// single-part object), once [`crate::sources::fingerprint`] has looked; `Err`: why it
+    /// could not be read.
+    pub etag: Option<Result<String, String>>,
+}
+
+impl ImportSpec {
+    fn of(d: &Document) -> Option<Self> {
+        let source = d.manifest.source.clone()?;
+        let (url, local) = if source.url.starts_with("s3://") {
+            (source.url.clone(), None)
+        } else {
+            let path = match source.url.strip_prefix("file://") {
+                Some(p) => std::path::PathBuf::from(p),
+                None => std::path::Path::new(&d.file)
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join(&source.url),
+            };
+            let abs = std::fs::canonicalize(&path)
+                .or_else(|_| std::path::absolute(&path))
+                .unwrap_or(path);
+            let text = abs.display().to_string();
+            let encoded: String = percent_encoding::utf8_percent_encode(&text, FILE_URL).collect();
+            (format!("file://{encoded}"), Some(abs))
+        };
+        Some(Self {
+            source,
+            url,
+            local,
+            etag: None,
+        })
+    }
+}
+
+/// What a file URL's path keeps as is.
+const FILE_URL: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'%')
+    .add(b'#')
+    .add(b'?');
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeclaredApp {
@@ -128,6 +180,13 @@ impl DesiredState {
                     h.update(serde_json::to_vec(&s.spec).unwrap_or_default());
                     h.update([u8::from(s.protect)]);
                     h.update(s.adopt.as_deref().unwrap_or("").as_bytes());
+                    if let Some(i) = &s.import {
+                        h.update(i.url.as_bytes());
+                        h.update(i.source.format.as_str().as_bytes());
+                        if let Some(Ok(etag)) = &i.etag {
+                            h.update(etag.as_bytes());
+                        }
+                    }
                     h.update(b"\0");
                 }
                 (a.key.shard_key(), hex::encode(&h.finalize()[..12]))
@@ -160,7 +219,7 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
     }
 
     let mut by_app: BTreeMap<AppKey, BTreeMap<String, &Document>> = BTreeMap::new();
-    for d in docs.iter().filter(|d| d.manifest.kind == Kind::Segment) {
+    for d in docs.iter().filter(|d| d.manifest.kind.is_segment()) {
         let md = &d.manifest.metadata;
         let key = match (&md.application, &md.application_ref) {
             (Some(id), None) => AppKey::Id(id.clone()),
@@ -201,6 +260,35 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
         let names: Vec<&str> = segments.keys().map(String::as_str).collect();
         let mut deps: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for (name, d) in segments {
+            // Pinpoint allows one imported base segment per SourceSegments list.
+            for (gi, g) in d
+                .manifest
+                .spec
+                .segment_groups
+                .iter()
+                .flat_map(|g| g.groups.iter().flatten())
+                .enumerate()
+            {
+                let imported: Vec<usize> = g
+                    .source_segments
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .filter(|(_, s)| {
+                        s.reference
+                            .as_ref()
+                            .and_then(|r| segments.get(r))
+                            .is_some_and(|t| t.manifest.kind == Kind::ImportedSegment)
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                if imported.len() > 1 {
+                    errors.push(d.error(
+                        &format!("spec.SegmentGroups.Groups[{gi}].SourceSegments[{}].Ref", imported[1]),
+                        "a SourceSegments list may name at most one imported segment (Pinpoint's rule); combine the files into one import, or use another group",
+                    ));
+                }
+            }
             let entry = deps.entry(name.as_str()).or_default();
             for (path, r) in refs(d) {
                 if segments.contains_key(r) {
@@ -246,6 +334,7 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
                     adopt: d.manifest.metadata.adopt.clone(),
                     depends_on: deps[name].iter().map(|s| s.to_string()).collect(),
                     origin: Origin::of(d),
+                    import: ImportSpec::of(d),
                 }
             })
             .collect();

@@ -75,6 +75,7 @@ pub mod daemon;
 pub mod status;
 
 pub mod server;
+pub mod sources;
 
 pub mod cli;
 

@@ -23,10 +23,17 @@ pub const CONFIG_FILE: &str = "segmentctl.yaml";
 pub enum Kind {
     Segment,
     Application,
+    // A segment whose endpoints come from a file (Pinpoint's IMPORT segment type).
+    ImportedSegment,
 }
 
 impl Kind {
-    const ALL: &'static [&'static str] = &["Segment", "Application"];
+    const ALL: &'static [&'static str] = &["Segment", "Application", "ImportedSegment"];
+
+    /// Whether documents of this kind declare a segment.
+    pub fn is_segment(self) -> bool {
+        matches!(self, Kind::Segment | Kind::ImportedSegment)
+    }
 }
 
 impl<'de> Deserialize<'de> for Kind {
@@ -35,6 +42,7 @@ impl<'de> Deserialize<'de> for Kind {
         match text.as_str() {
             "Segment" => Ok(Kind::Segment),
             "Application" => Ok(Kind::Application),
+            "ImportedSegment" => Ok(Kind::ImportedSegment),
             _ => Err(serde::de::Error::custom(
                 crate::model::unknown_value_message(&text, Kind::ALL),
             )),
@@ -49,13 +57,55 @@ impl<'de> Deserialize<'de> for Kind {
 pub struct Manifest {
     /// Always `segmentctl/v1`.
     pub api_version: String,
-    /// `Segment`, or `Application` to bootstrap an application on a fresh target.
+    /// `Segment`; `ImportedSegment` for one whose endpoints come from a file (`source`); or
+    /// `Application` to bootstrap an application on a fresh target.
     pub kind: Kind,
     pub metadata: Metadata,
     /// For a Segment: the API's WriteSegmentRequest, verbatim (PascalCase, `tags` lowercase).
     /// For an Application: `Name` and `tags`.
     #[serde(default)]
     pub spec: WriteSegmentRequest,
+    /// For an ImportedSegment: the file its endpoints are imported from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ImportSource>,
+}
+
+/// Where an ImportedSegment's endpoints come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportSource {
+    /// `s3://bucket/key` (one object, or a folder prefix ending in `/`), or a path relative
+    /// to this manifest's file (read by the embedded server, or one started with
+    /// `--import-root` over it).
+    pub url: String,
+    /// `CSV` (dotted column names: `Location.Country`, `Attributes.Tier`, …) or `JSON`
+    /// (one endpoint object per line).
+    pub format: ImportFormat,
+    /// The IAM role Pinpoint assumes to read the file (recorded by the self-hosted server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// Create or update the imported endpoints too (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_endpoints: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ImportFormat {
+    #[serde(rename = "CSV")]
+    Csv,
+    #[serde(rename = "JSON")]
+    Json,
+}
+
+impl ImportFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportFormat::Csv => "CSV",
+            ImportFormat::Json => "JSON",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -691,7 +741,76 @@ fn document_rules(m: &Manifest) -> Vec<(String, String)> {
         out.push(("metadata.name".into(), msg));
     }
     let md = &m.metadata;
+    if m.kind != Kind::ImportedSegment && m.source.is_some() {
+        out.push((
+            "source".into(),
+            "only an ImportedSegment has a source; remove it, or make this kind: ImportedSegment"
+                .into(),
+        ));
+    }
     match m.kind {
+        Kind::ImportedSegment => {
+            match (&md.application, &md.application_ref) {
+                (None, None) => out.push((
+                    "metadata".into(),
+                    "an ImportedSegment needs metadata.application (an application id) or metadata.applicationRef (an Application manifest's name)".into(),
+                )),
+                (Some(_), Some(_)) => out.push((
+                    "metadata.applicationRef".into(),
+                    "give metadata.application or metadata.applicationRef, not both".into(),
+                )),
+                (Some(id), None) if !is_app_id(id) => out.push((
+                    "metadata.application".into(),
+                    format!("{id:?} is not an application id; expected 32 lowercase hex characters"),
+                )),
+                _ => {}
+            }
+            if md.adopt.is_some() {
+                out.push((
+                    "metadata.adopt".into(),
+                    "an ImportedSegment cannot adopt a segment; import it under a new name".into(),
+                ));
+            }
+            if m.spec.dimensions.is_some() || m.spec.segment_groups.is_some() {
+                out.push((
+                    "spec".into(),
+                    "an ImportedSegment's spec has only Name and tags: its endpoints come from source; criteria belong in a Segment that builds on it by Ref".into(),
+                ));
+            }
+            if m.spec.name.as_deref().is_none_or(str::is_empty) {
+                out.push((
+                    "spec.Name".into(),
+                    "missing: an imported segment needs a Name".into(),
+                ));
+            }
+            match &m.source {
+                None => out.push(("source".into(), "missing: an ImportedSegment names the file its endpoints come from (source.url, source.format)".into())),
+                Some(src) => {
+                    if src.url.is_empty() {
+                        out.push(("source.url".into(), "expected s3://bucket/key or a path relative to this file".into()));
+                    } else if src.url.contains("://") && !src.url.starts_with("s3://") && !src.url.starts_with("file://") {
+                        out.push(("source.url".into(), format!("{:?}: expected s3://bucket/key, file:///path, or a path relative to this file", crate::text::safe(&src.url))));
+                    } else if src.url.starts_with("s3://") && src.url["s3://".len()..].split('/').next().is_none_or(str::is_empty) {
+                        out.push(("source.url".into(), "no bucket; expected s3://bucket/key".into()));
+                    }
+                    let lower = src.url.to_ascii_lowercase();
+                    if [".gz", ".zip", ".bz2", ".zst", ".xz"].iter().any(|e| lower.ends_with(e)) {
+                        out.push(("source.url".into(), "Pinpoint imports no compressed files; point at the uncompressed file".into()));
+                    }
+                }
+            }
+            if let Some(tags) = &m.spec.tags {
+                for k in tags.keys().filter(|k| k.starts_with(crate::TAG_PREFIX)) {
+                    out.push((
+                        key_path("spec.tags", k),
+                        format!("tag keys starting with {:?} are reserved for segmentctl's ownership tags", crate::TAG_PREFIX),
+                    ));
+                }
+                for v in validate::tags_rules("spec.tags", tags) {
+                    out.push((v.path, v.message));
+                }
+            }
+        }
         Kind::Segment => {
             match (&md.application, &md.application_ref) {
                 (None, None) => out.push((

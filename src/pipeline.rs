@@ -88,7 +88,13 @@ pub async fn plan<P: Pinpoint>(
         owns,
     };
     let observed = observe::observe(p, &ws.desired, &scope).await?;
-    let plan = plan::plan(&ws.desired, &observed, &planner_settings(&ws.config));
+    let plan = if crate::sources::any(&ws.desired) {
+        let mut desired = ws.desired.clone();
+        crate::sources::fingerprint(&mut desired).await;
+        plan::plan(&desired, &observed, &planner_settings(&ws.config))
+    } else {
+        plan::plan(&ws.desired, &observed, &planner_settings(&ws.config))
+    };
     Ok((plan, observed))
 }
 
@@ -143,6 +149,9 @@ pub async fn load_and_plan<P: Pinpoint>(
     let observed = observe::observe_from(p, &ws.desired, &scope, Some(prefetched))
         .await
         .map_err(PlanError::Observe)?;
+    if crate::sources::any(&ws.desired) {
+        crate::sources::fingerprint(&mut ws.desired).await;
+    }
     let plan = plan::plan(&ws.desired, &observed, &planner_settings(&ws.config));
     Ok(Planned {
         workspace: ws,

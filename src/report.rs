@@ -106,6 +106,16 @@ pub fn block_words(b: &BlockReason, e: Escape) -> String {
             *deleting as f64 * 100.0 / (*managed).max(1) as f64,
             crate::text::number(*limit_percent)
         ),
+        BlockReason::TypeChange { segment_id, live } => format!(
+            "the live segment {} is {} and Pinpoint cannot change a segment's type: delete it, or give this manifest another name",
+            e.plain(segment_id),
+            e.plain(live)
+        ),
+        BlockReason::SourceUnreadable { url, why } => format!(
+            "its source {} cannot be read: {}",
+            e.quote(url),
+            e.plain(why)
+        ),
     }
 }
 
@@ -235,6 +245,7 @@ fn symbol(a: Action) -> &'static str {
     match a {
         Action::Create => "+",
         Action::Delete => "-",
+        Action::Import => "↓",
         Action::Adopt | Action::Update | Action::Tag => "~",
     }
 }
@@ -251,6 +262,33 @@ fn definition_lines(step: &SegmentStep) -> Vec<Change> {
         }
     }
     step.changes.clone()
+}
+
+/// What an import step reads, and why it runs.
+fn import_line(step: &SegmentStep) -> Option<String> {
+    let i = step.import.as_ref()?;
+    let why = match (&step.segment_id, &i.previous_url, i.previous_size) {
+        (None, _, _) => "a new imported segment".to_string(),
+        (Some(_), Some(prev), size) if prev != &i.url => format!(
+            "the source moved from {}{}",
+            safe(prev),
+            size.map(|n| format!(" ({} endpoints)", crate::text::thousands(n.max(0) as u64)))
+                .unwrap_or_default()
+        ),
+        (Some(_), _, size) => format!(
+            "the source changed since the last import{}",
+            size.map(|n| format!(
+                ", which holds {} endpoints",
+                crate::text::thousands(n.max(0) as u64)
+            ))
+            .unwrap_or_default()
+        ),
+    };
+    Some(format!(
+        "source: {} ({}): {why}",
+        safe(&i.url),
+        safe(&i.format)
+    ))
 }
 
 fn tag_line(t: &TagChange) -> Option<String> {
@@ -431,6 +469,9 @@ pub fn text(plan: &Plan, colour: bool) -> String {
                     audience_line(a)
                 );
             }
+            if let Some(line) = import_line(step) {
+                let _ = writeln!(out, "      {line}");
+            }
             for c in definition_lines(step) {
                 match (&c, step.action) {
                     (Change::Add { path, value }, Action::Create) => {
@@ -610,6 +651,9 @@ fn diff_lines(step: &SegmentStep) -> Vec<String> {
                 ));
             }
         }
+    }
+    if let Some(line) = import_line(step) {
+        lines.push(format!("+ {line}"));
     }
     if step.action == Action::Delete {
         lines.push(format!(
@@ -809,8 +853,12 @@ pub fn markdown(plan: &Plan, limit: usize) -> String {
             head,
             "| {} | {} | {} | {} | {} | {} |",
             md_escape(&a.display()),
-            count(&|s| s.action == Action::Create),
-            count(&|s| matches!(s.action, Action::Update | Action::Adopt | Action::Tag)),
+            count(&|s| s.action == Action::Create
+                || (s.action == Action::Import && s.segment_id.is_none())),
+            count(
+                &|s| matches!(s.action, Action::Update | Action::Adopt | Action::Tag)
+                    || (s.action == Action::Import && s.segment_id.is_some())
+            ),
             count(&|s| s.action == Action::Delete),
             count(&|s| s.is_blocked()),
             a.drifted()
@@ -872,6 +920,15 @@ fn step_row(app: &AppPlan, step: &SegmentStep) -> String {
     }
     let changed: Vec<String> = match step.action {
         Action::Create => vec!["new segment".into()],
+        Action::Import => vec![format!(
+            "{} from {}",
+            if step.segment_id.is_none() {
+                "new import"
+            } else {
+                "re-import"
+            },
+            md_code(step.import.as_ref().map(|i| i.url.as_str()).unwrap_or("?"))
+        )],
         Action::Delete => vec![format!(
             "removed (id {})",
             md_escape(step.segment_id.as_deref().unwrap_or("?"))
@@ -1102,8 +1159,14 @@ pub fn event_line(s: &crate::apply::StepReport) -> String {
                 (Action::Tag, _) => "tagged",
                 (Action::Delete, false) => "deleted",
                 (Action::Delete, true) => "was already deleted",
+                (Action::Import, _) => "imported",
             };
-            format!("✓ {subject} {verb} (id {}{versions})", safe(&d.id))
+            let note = d
+                .note
+                .as_deref()
+                .map(|n| format!("; {}", safe(n)))
+                .unwrap_or_default();
+            format!("✓ {subject} {verb} (id {}{versions}{note})", safe(&d.id))
         }
         StepResult::Failed(e) => format!(
             "✗ {subject} {} failed: {}",

@@ -2,8 +2,9 @@
 //!
 //! Only what some criterion reads is kept (borrowed from the line where it can be). Every
 //! field a segment could read is checked for its type even when none does, so whether a
-//! line counts as a record does not depend on the segments evaluated; other fields
-//! (`Address`, `Id`, `User.UserId`, ...) are skipped unread.
+//! line counts as a record does not depend on the segments evaluated (`Id` and
+//! `User.UserId` included: they place a record in imported segments); other fields
+//! (`Address`, `OptOut`, ...) are skipped unread.
 //!
 //! [`Program`]: super::Program
 

@@ -380,6 +380,9 @@ fn lines_that_are_not_endpoint_records_are_refused_whatever_the_segments() {
         r#"{"ChannelType":"SMS","ChannelType":"EMAIL"}"#,
         r#"{"ChannelType":"SMS"} trailing"#,
         r#"{"ChannelType":"SMS""#,
+        // Read for membership in imported segments: strings or null.
+        r#"{"Id":7}"#,
+        r#"{"User":{"UserId":{}}}"#,
     ];
     for program in [&empty, &reading] {
         let mut record = program.record();
@@ -388,7 +391,7 @@ fn lines_that_are_not_endpoint_records_are_refused_whatever_the_segments() {
         }
         for line in [
             r#"{"Attributes":{"a":["1"]}}"#,
-            r#"{"Address":["not read"],"Id":7,"User":{"UserId":{}}}"#,
+            r#"{"Address":["not read"],"Id":"e1","User":{"UserId":null}}"#,
         ] {
             assert!(program.read(line, &mut record).is_ok(), "{line}");
         }

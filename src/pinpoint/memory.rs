@@ -327,4 +327,76 @@ impl Pinpoint for MemoryPinpoint {
             Ok(())
         })
     }
+
+    async fn import(
+        &self,
+        app: &str,
+        req: &super::ImportRequest,
+        _progress: super::ImportProgress<'_>,
+    ) -> Result<super::ImportOutcome> {
+        self.with(|st| {
+            st.count("CreateImportJob");
+            if !st.apps.contains_key(app) {
+                return Err(not_found(
+                    "CreateImportJob",
+                    format!("Application {app} not found"),
+                ));
+            }
+            let def = crate::model::ImportDefinition {
+                channel_counts: None,
+                external_id: req.external_id.clone().unwrap_or_default(),
+                format: req.format.clone(),
+                role_arn: req.role_arn.clone(),
+                s3_url: req.url.clone(),
+                size: 0,
+            };
+            let (job_id, created) = st.tick();
+            let id = match &req.segment_id {
+                Some(id) => {
+                    let s = st
+                        .segments
+                        .get_mut(app)
+                        .and_then(|segs| segs.iter_mut().find(|s| &s.id == id))
+                        .ok_or_else(|| {
+                            not_found("CreateImportJob", format!("Segment {id} not found"))
+                        })?;
+                    s.version += 1;
+                    if req.segment_name.is_some() {
+                        s.name = req.segment_name.clone();
+                    }
+                    s.import_definition = Some(def);
+                    id.clone()
+                }
+                None => {
+                    let (id, _) = st.tick();
+                    st.segments
+                        .entry(app.to_string())
+                        .or_default()
+                        .push(SegmentResponse {
+                            application_id: app.to_string(),
+                            arn: format!("{REGION_ACCOUNT}:apps/{app}/segments/{id}"),
+                            creation_date: created.clone(),
+                            dimensions: None,
+                            id: id.clone(),
+                            last_modified_date: Some(created),
+                            name: req.segment_name.clone(),
+                            segment_groups: None,
+                            segment_type: "IMPORT".into(),
+                            tags: None,
+                            version: 1,
+                            import_definition: Some(def),
+                        });
+                    id
+                }
+            };
+            Ok(super::ImportOutcome {
+                job_id,
+                completed: true,
+                segment_id: Some(id),
+                processed: 0,
+                rejected: 0,
+                failures: Vec::new(),
+            })
+        })
+    }
 }

@@ -41,6 +41,34 @@ pub enum Deleted {
     AlreadyGone,
 }
 
+/// An import job to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportRequest {
+    pub url: String,
+    pub format: String,
+    pub role_arn: String,
+    pub external_id: Option<String>,
+    pub register_endpoints: bool,
+    /// Import a new version of this IMPORT segment; none: define a new one.
+    pub segment_id: Option<String>,
+    pub segment_name: Option<String>,
+}
+
+/// How an import job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub job_id: String,
+    pub completed: bool,
+    pub segment_id: Option<String>,
+    pub processed: u64,
+    pub rejected: u64,
+    /// The first failures, as the server words them (`file:line: why`).
+    pub failures: Vec<String>,
+}
+
+/// Told while an import runs: rows read so far.
+pub type ImportProgress<'a> = &'a (dyn Fn(u64) + Send + Sync);
+
 /// A failure of one operation.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PinpointError {
@@ -105,6 +133,14 @@ pub trait Pinpoint: Send + Sync {
     fn delete_segment(&self, app: &str, id: &str) -> impl Future<Output = Result<Deleted>> + Send;
     fn tag(&self, arn: &str, tags: &Tags) -> impl Future<Output = Result<()>> + Send;
     fn untag(&self, arn: &str, keys: &[String]) -> impl Future<Output = Result<()>> + Send;
+    /// Runs an import job to its end. A job already running for the same source and
+    /// segment (one an interrupted apply started) is waited for instead of a second one.
+    fn import(
+        &self,
+        app: &str,
+        req: &ImportRequest,
+        progress: ImportProgress<'_>,
+    ) -> impl Future<Output = Result<ImportOutcome>> + Send;
 }
 
 /// Drives futures together, keeping their order.

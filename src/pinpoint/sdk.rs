@@ -431,6 +431,103 @@ impl Pinpoint for SdkPinpoint {
         .await?;
         Ok(())
     }
+
+    async fn import(
+        &self,
+        app: &str,
+        req: &super::ImportRequest,
+        progress: super::ImportProgress<'_>,
+    ) -> Result<super::ImportOutcome> {
+        let api = &self.api;
+        let same = |j: &t::ImportJobResponse| {
+            let d = j.definition();
+            !matches!(
+                j.job_status(),
+                Some(t::JobStatus::Completed | t::JobStatus::Failed)
+            ) && d.is_some_and(|d| {
+                d.s3_url() == Some(req.url.as_str())
+                    && (d.segment_id() == req.segment_id.as_deref()
+                        || (req.segment_id.is_none()
+                            && d.segment_name() == req.segment_name.as_deref()))
+            })
+        };
+        // A job an interrupted apply started, still running: wait for it.
+        let running = api
+            .call("GetImportJobs", Class::Other, || {
+                api.client
+                    .get_import_jobs()
+                    .application_id(app)
+                    .page_size("100")
+                    .send()
+            })
+            .await?
+            .import_jobs_response
+            .and_then(|r| {
+                r.item()
+                    .iter()
+                    .find(|j| same(j))
+                    .and_then(|j| j.id().map(String::from))
+            });
+        let job_id = match running {
+            Some(id) => id,
+            None => {
+                let request = t::ImportJobRequest::builder()
+                    .s3_url(&req.url)
+                    .format(t::Format::from(req.format.as_str()))
+                    .role_arn(&req.role_arn)
+                    .set_external_id(req.external_id.clone())
+                    .register_endpoints(req.register_endpoints)
+                    .define_segment(req.segment_id.is_none())
+                    .set_segment_id(req.segment_id.clone())
+                    .set_segment_name(req.segment_name.clone())
+                    .build();
+                api.call("CreateImportJob", Class::SegmentWrite, || {
+                    api.client
+                        .create_import_job()
+                        .application_id(app)
+                        .import_job_request(request.clone())
+                        .send()
+                })
+                .await?
+                .import_job_response
+                .and_then(|r| r.id)
+                .unwrap_or_default()
+            }
+        };
+        let mut wait = std::time::Duration::from_millis(100);
+        loop {
+            let job = api
+                .call("GetImportJob", Class::Other, || {
+                    api.client
+                        .get_import_job()
+                        .application_id(app)
+                        .job_id(&job_id)
+                        .send()
+                })
+                .await?
+                .import_job_response
+                .unwrap_or_else(|| t::ImportJobResponse::builder().build());
+            let processed = job.total_processed().unwrap_or(0).max(0) as u64;
+            match job.job_status() {
+                Some(t::JobStatus::Completed | t::JobStatus::Failed) => {
+                    return Ok(super::ImportOutcome {
+                        completed: job.job_status() == Some(&t::JobStatus::Completed),
+                        segment_id: job
+                            .definition()
+                            .and_then(|d| d.segment_id())
+                            .map(String::from),
+                        processed,
+                        rejected: job.total_failures().unwrap_or(0).max(0) as u64,
+                        failures: job.failures().to_vec(),
+                        job_id,
+                    })
+                }
+                _ => progress(processed),
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+        }
+    }
 }
 
 impl From<PinpointError> for CallError {

@@ -48,6 +48,8 @@ pub enum Action {
     /// Only tags change.
     Tag,
     Delete,
+    /// An import job: creates an imported segment, or imports a new version of it.
+    Import,
 }
 
 impl Action {
@@ -58,6 +60,7 @@ impl Action {
             Action::Update => "update",
             Action::Tag => "tag",
             Action::Delete => "delete",
+            Action::Import => "import",
         }
     }
 }
@@ -156,6 +159,30 @@ pub struct SegmentStep {
     /// Who the segment reaches before and after this step (`plan --endpoints`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<Audience>,
+    /// An import's source (Action::Import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportStep>,
+}
+
+/// What an import step reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportStep {
+    /// What the server reads (`s3://…` or `file:///…`).
+    pub url: String,
+    pub format: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub register_endpoints: bool,
+    /// The source's fingerprint now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Why it is imported again: the live segment's source and size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_size: Option<i64>,
 }
 
 /// A segment's audience before and after a step, counted over endpoint records.
@@ -212,6 +239,7 @@ impl SegmentStep {
             delete_after: Vec::new(),
             wave: 0,
             audience: None,
+            import: None,
         }
     }
 
@@ -368,7 +396,8 @@ impl Plan {
             for step in &app.steps {
                 match step.action {
                     Action::Create => s.create += 1,
-                    Action::Adopt | Action::Update | Action::Tag => s.update += 1,
+                    Action::Import if step.segment_id.is_none() => s.create += 1,
+                    Action::Adopt | Action::Update | Action::Tag | Action::Import => s.update += 1,
                     Action::Delete => s.delete += 1,
                 }
                 if step.is_blocked() {

@@ -197,6 +197,10 @@ fn segment_steps<'a>(
     let mut adopted_ids = BTreeMap::new();
     let name_of = |id: &str| cx.name_of(id);
     for d in &cx.want.segments {
+        if let Some(imp) = &d.import {
+            imported_step(cx, d, imp, kept, out);
+            continue;
+        }
         let desired_canon = diff::canonical(&d.spec, &name_of);
         let desired_digest = diff::fingerprint(&desired_canon);
         let tags = desired_tags(cx, d, &desired_digest);
@@ -235,6 +239,19 @@ fn segment_steps<'a>(
             out.steps.push(step);
             continue;
         };
+        if live.is_import() {
+            let mut step = SegmentStep::new(Action::Update, &d.name);
+            step.title = d.spec.name.clone();
+            step.segment_id = Some(live.id.clone());
+            step.arn = Some(live.arn.clone());
+            step.live_version = Some(live.version);
+            step.blocked.push(BlockReason::TypeChange {
+                segment_id: live.id.clone(),
+                live: "IMPORT".into(),
+            });
+            out.steps.push(step);
+            continue;
+        }
         let live_canon = diff::canonical_owned(live.definition(), &name_of);
         let no_tags = Tags::new();
         let live_tags = live.tags.as_ref().unwrap_or(&no_tags);
@@ -278,6 +295,103 @@ fn segment_steps<'a>(
         out.steps.push(step);
     }
     adopted_ids
+}
+
+/// The step of an imported segment: an import when it is missing, when its source (by its
+/// fingerprint), format or name changed since the last import, or when a segment an
+/// interrupted apply imported is found unclaimed (same name and source); else its tags.
+fn imported_step(
+    cx: &Context<'_>,
+    d: &DesiredSegment,
+    imp: &crate::desired::ImportSpec,
+    kept: &BTreeMap<&str, &SegmentResponse>,
+    out: &mut AppPlan,
+) {
+    use sha2::{Digest, Sha256};
+    let etag = imp.etag.as_ref().and_then(|e| e.as_ref().ok()).cloned();
+    let mut h = Sha256::new();
+    for part in [
+        d.spec.name.as_deref().unwrap_or_default(),
+        &imp.url,
+        imp.source.format.as_str(),
+        etag.as_deref().unwrap_or_default(),
+        if imp.source.register_endpoints == Some(false) {
+            "0"
+        } else {
+            "1"
+        },
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let digest = format!("import:{}", hex::encode(&h.finalize()[..16]));
+    let tags = desired_tags(cx, d, &digest);
+    let live = kept.get(d.name.as_str()).copied().or_else(|| {
+        cx.live_segments().iter().find(|s| {
+            s.tags
+                .as_ref()
+                .and_then(|t| t.get(TAG_MANAGED_BY))
+                .is_none()
+                && s.is_import()
+                && s.name == d.spec.name
+                && s.import_definition.as_ref().map(|i| i.s3_url.as_str()) == Some(imp.url.as_str())
+        })
+    });
+    let mut step = SegmentStep::new(Action::Import, &d.name);
+    step.title = d.spec.name.clone();
+    step.import = Some(super::ImportStep {
+        url: imp.url.clone(),
+        format: imp.source.format.as_str().into(),
+        role_arn: imp.source.role_arn.clone(),
+        external_id: imp.source.external_id.clone(),
+        register_endpoints: imp.source.register_endpoints != Some(false),
+        etag,
+        previous_url: None,
+        previous_size: None,
+    });
+    match live {
+        None => {
+            step.tag_changes = TagChange {
+                add: tags.clone(),
+                remove: Vec::new(),
+            };
+        }
+        Some(l) => {
+            step.segment_id = Some(l.id.clone());
+            step.arn = Some(l.arn.clone());
+            step.live_version = Some(l.version);
+            if !l.is_import() {
+                step.blocked.push(BlockReason::TypeChange {
+                    segment_id: l.id.clone(),
+                    live: "DIMENSIONAL".into(),
+                });
+                out.steps.push(step);
+                return;
+            }
+            let no_tags = Tags::new();
+            let live_tags = l.tags.as_ref().unwrap_or(&no_tags);
+            step.tag_changes = TagChange::between(live_tags, &tags);
+            let reimport = live_tags.get(TAG_DIGEST) != Some(&digest);
+            if !reimport {
+                if step.tag_changes.is_empty() {
+                    return;
+                }
+                step.action = Action::Tag;
+                step.import = None;
+            } else if let (Some(i), Some(def)) = (step.import.as_mut(), &l.import_definition) {
+                i.previous_url = Some(def.s3_url.clone());
+                i.previous_size = Some(def.size);
+            }
+        }
+    }
+    if let Some(Err(reason)) = &imp.etag {
+        step.blocked.push(BlockReason::SourceUnreadable {
+            url: imp.url.clone(),
+            why: reason.clone(),
+        });
+    }
+    step.tags = tags;
+    out.steps.push(step);
 }
 
 /// Every tag a declared segment must carry: the user's, ownership, protection, digest.

@@ -53,6 +53,11 @@ pub enum BlockReason {
         managed: usize,
         limit_percent: f64,
     },
+    /// The live segment is of the other type (IMPORT vs DIMENSIONAL): Pinpoint cannot turn
+    /// one into the other.
+    TypeChange { segment_id: String, live: String },
+    /// An imported segment's source could not be read to see whether it changed.
+    SourceUnreadable { url: String, why: String },
 }
 
 impl BlockReason {
@@ -79,6 +84,8 @@ impl BlockReason {
             Self::BaseBlocked { .. } => "base_blocked",
             Self::NoSegmentsDeclared { .. } => "no_segments_declared",
             Self::TooManyDeletes { .. } => "too_many_deletes",
+            Self::TypeChange { .. } => "type_change",
+            Self::SourceUnreadable { .. } => "source_unreadable",
         }
     }
 }

@@ -648,7 +648,7 @@ enum Kind {
     Number,
 }
 
-fn check_header(cols: &[String]) -> Result<(), String> {
+pub fn check_header(cols: &[String]) -> Result<(), String> {
     let mut seen = HashSet::new();
     for c in cols {
         let c = c.trim();
@@ -666,7 +666,7 @@ fn check_header(cols: &[String]) -> Result<(), String> {
 }
 
 /// An endpoint from a CSV row (empty cells left out).
-fn csv_row(cols: &[String], fields: &[String]) -> Result<Endpoint, String> {
+pub fn csv_row(cols: &[String], fields: &[String]) -> Result<Endpoint, String> {
     if fields.len() != cols.len() {
         return Err(format!(
             "{} fields where the header has {} columns",

@@ -1,11 +1,21 @@
 """A second real client against `segmentctl serve`: boto3, changing only the endpoint URL.
 
-Usage: python boto3_compat.py ENDPOINT_URL ACCESS_KEY_ID SECRET_ACCESS_KEY
+Usage: python boto3_compat.py ENDPOINT_URL ACCESS_KEY_ID SECRET_ACCESS_KEY IMPORT_ROOT
 
-Exits non-zero on the first mismatch. Run by .ci/run against a server it starts.
+IMPORT_ROOT is a folder the server was started with as `--import-root`: the import job
+reads a CSV file written there, and the export job writes under it.
+
+Exits non-zero on the first mismatch. Run by tests/it/compat_boto3.rs (so by `cargo test` and
+.ci/run) against a server it starts with IMPORT_ROOT as its import root.
 """
 
+import glob
+import gzip
+import json
+import os
 import sys
+import time
+import urllib.parse
 
 import boto3
 import botocore.config
@@ -24,7 +34,93 @@ def expect_error(code, status, fn, **kwargs):
     raise AssertionError(f"{fn.__name__}: expected {code}, got success")
 
 
-def main(endpoint, key, secret):
+def wait_for_job(fn, key, app_id, job_id, timeout=60):
+    """Polls a Get*Job call until the job is COMPLETED; fails on FAILED or after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = fn(ApplicationId=app_id, JobId=job_id)[key]
+        status = job["JobStatus"]
+        if status == "COMPLETED":
+            return job
+        assert status != "FAILED", f"{fn.__name__}: the job failed: {job}"
+        assert time.monotonic() < deadline, f"{fn.__name__}: not COMPLETED after {timeout} s: {job}"
+        time.sleep(0.2)
+
+
+def import_and_export(pp, app_id, root):
+    role = "arn:aws:iam::000000000000:role/x"
+    path = os.path.join(root, "boto3-import.csv")
+    with open(path, "w", newline="") as f:
+        f.write("ChannelType,Address,Id,Location.Country\n"
+                "EMAIL,ann@example.com,boto3-ann,US\n"
+                "EMAIL,bob@example.com,boto3-bob,CA\n"
+                "SMS,+15550100,boto3-cat,US\n"
+                "FAX,+15550101,boto3-fax,US\n")
+
+    created = pp.create_import_job(
+        ApplicationId=app_id,
+        ImportJobRequest={
+            "Format": "CSV",
+            "S3Url": "file://" + urllib.parse.quote(path),
+            "RoleArn": role,
+            "DefineSegment": True,
+            "SegmentName": "boto3 import",
+        },
+    )
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 201, created["ResponseMetadata"]
+    job_id = created["ImportJobResponse"]["Id"]
+    assert created["ImportJobResponse"]["Type"] == "IMPORT", created["ImportJobResponse"]
+    print("ok  CreateImportJob", job_id)
+
+    job = wait_for_job(pp.get_import_job, "ImportJobResponse", app_id, job_id)
+    assert job["TotalProcessed"] == 4 and job["TotalFailures"] == 1, job
+    assert ":5: ChannelType" in job["Failures"][0], job["Failures"]
+    imported_id = job["Definition"]["SegmentId"]
+    print("ok  GetImportJob COMPLETED:", job["Failures"][0])
+
+    listed = pp.get_import_jobs(ApplicationId=app_id)["ImportJobsResponse"]["Item"]
+    assert job_id in [j["Id"] for j in listed], listed
+    listed = pp.get_segment_import_jobs(ApplicationId=app_id, SegmentId=imported_id)["ImportJobsResponse"]["Item"]
+    assert [j["Id"] for j in listed] == [job_id], listed
+    print("ok  GetImportJobs / GetSegmentImportJobs")
+
+    seg = pp.get_segment(ApplicationId=app_id, SegmentId=imported_id)["SegmentResponse"]
+    assert seg["SegmentType"] == "IMPORT" and seg["Name"] == "boto3 import", seg
+    assert seg["ImportDefinition"]["Size"] == 3, seg
+    assert seg["ImportDefinition"]["ChannelCounts"] == {"EMAIL": 2, "SMS": 1}, seg
+    print("ok  GetSegment IMPORT", seg["ImportDefinition"]["ChannelCounts"])
+
+    ep = pp.get_endpoint(ApplicationId=app_id, EndpointId="boto3-bob")["EndpointResponse"]
+    assert ep["Id"] == "boto3-bob" and ep["ChannelType"] == "EMAIL", ep
+    assert ep["Address"] == "bob@example.com" and ep["Location"]["Country"] == "CA", ep
+    print("ok  GetEndpoint")
+
+    out = os.path.join(root, "out")
+    created = pp.create_export_job(
+        ApplicationId=app_id,
+        ExportJobRequest={
+            "RoleArn": role,
+            "S3UrlPrefix": "file://" + urllib.parse.quote(out) + "/",
+            "SegmentId": imported_id,
+        },
+    )
+    assert created["ResponseMetadata"]["HTTPStatusCode"] == 202, created["ResponseMetadata"]
+    export_id = created["ExportJobResponse"]["Id"]
+    print("ok  CreateExportJob", export_id)
+
+    job = wait_for_job(pp.get_export_job, "ExportJobResponse", app_id, export_id)
+    assert job["TotalProcessed"] == 3, job
+    pieces = sorted(glob.glob(os.path.join(out, export_id, "*.gz")))
+    assert pieces, f"no export pieces under {out}/{export_id}"
+    ids = []
+    for piece in pieces:
+        with gzip.open(piece, "rt") as f:
+            ids += [json.loads(line)["Id"] for line in f if line.strip()]
+    assert sorted(ids) == ["boto3-ann", "boto3-bob", "boto3-cat"], ids
+    print("ok  GetExportJob COMPLETED:", [os.path.basename(p) for p in pieces], sorted(ids))
+
+
+def main(endpoint, key, secret, root):
     cfg = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"})
     pp = boto3.client(
         "pinpoint",
@@ -97,8 +193,10 @@ def main(endpoint, key, secret):
     assert deleted["Id"] == seg_id
     expect_error("NotFoundException", 404, pp.get_segment, ApplicationId=app_id, SegmentId=seg_id)
     print("ok  DeleteSegment")
+
+    import_and_export(pp, app_id, root)
     print("boto3 compatibility: all checks passed")
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -41,12 +41,12 @@ fn the_quickstart_applies_on_the_embedded_default_and_exit_codes_follow_the_cont
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(
         stdout.starts_with(
-            "Target: the embedded local server over quickstart/.segmentctl/pinpoint.db as owner quickstart (from quickstart/segmentctl.yaml).\n\nPlan: 6 to create, 0 to update, 0 to delete. 1 application to create first."
+            "Target: the embedded local server over quickstart/.segmentctl/pinpoint.db as owner quickstart (from quickstart/segmentctl.yaml).\n\nPlan: 8 to create, 0 to update, 0 to delete. 1 application to create first."
         ),
         "{stdout}"
     );
     assert!(
-        stdout.contains("Apply complete: 6 created, 0 updated, 0 deleted; 0 blocked, 0 failed."),
+        stdout.contains("Apply complete: 8 created, 0 updated, 0 deleted; 0 blocked, 0 failed."),
         "{stdout}"
     );
     assert!(

@@ -1,5 +1,7 @@
 //! A second real client, boto3, against the server: the AWS SDKs work by changing only the
 //! endpoint URL. The test provisions a virtualenv with a pinned boto3 from PyPI on first run.
+//! The server may use one temporary `--import-root` folder, where boto3 writes the CSV an
+//! import job reads and the export job writes its pieces.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -50,7 +52,9 @@ fn python_with_boto3() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
-    let t = util::start().await;
+    // Kept until the end of the test: the script writes and reads files in it.
+    let root = tempfile::tempdir().expect("tempdir");
+    let t = util::start_with(|cfg| cfg.import_roots = vec![root.path().to_path_buf()]).await;
     let python = tokio::task::spawn_blocking(python_with_boto3)
         .await
         .unwrap();
@@ -60,6 +64,7 @@ async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
         .arg(t.endpoint())
         .arg(util::KEY)
         .arg(util::SECRET)
+        .arg(root.path())
         .output()
         .await
         .expect("run the boto3 script");

@@ -57,7 +57,7 @@ fn validate_reports_every_error_of_every_file_sorted_and_exits_1() {
 fn the_quickstart_validates() {
     let (code, stdout, stderr) = segmentctl(&["validate", "examples/quickstart"]);
     assert_eq!((code, stderr.as_str()), (0, ""));
-    assert_eq!(stdout, "7 manifests OK (1 application, 6 segments)\n");
+    assert_eq!(stdout, "9 manifests OK (1 application, 8 segments)\n");
 }
 
 #[test]

@@ -184,6 +184,7 @@ fn manifests(segs: &BTreeMap<String, WriteSegmentRequest>) -> String {
                 ..Default::default()
             },
             spec: spec.clone(),
+            source: None,
         })
         .collect();
     manifest::to_yaml(&docs).unwrap()
