@@ -91,12 +91,25 @@ pub struct ImportSource {
     pub register_endpoints: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 pub enum ImportFormat {
     #[serde(rename = "CSV")]
     Csv,
     #[serde(rename = "JSON")]
     Json,
+}
+
+impl<'de> Deserialize<'de> for ImportFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match text.as_str() {
+            "CSV" => Ok(ImportFormat::Csv),
+            "JSON" => Ok(ImportFormat::Json),
+            _ => Err(serde::de::Error::custom(
+                crate::model::unknown_value_message(&text, &["CSV", "JSON"]),
+            )),
+        }
+    }
 }
 
 impl ImportFormat {

@@ -14,6 +14,7 @@ mod faults;
 mod fuzz_corpus;
 mod hardening;
 mod hostile;
+mod imported_segments;
 mod imports;
 mod manifests;
 mod properties;

@@ -1,0 +1,401 @@
+//! Imported segments as code: an ImportedSegment manifest planned, applied, unchanged on a
+//! second plan, imported again when its file changes, built on by a Segment (whose export
+//! equals `estimate`), and deleted only under the usual guards. The real binary against
+//! `segmentctl serve`, and moto's S3 server for an s3:// source.
+
+use std::io::Read as _;
+use std::path::Path;
+
+use aws_sdk_pinpoint::types::{ExportJobRequest, JobStatus};
+
+use crate::imports::{export_done, S3Store};
+use crate::util::{self, endpoint_config};
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    run_env(dir, args, &[])
+}
+
+fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut c = util::segmentctl(dir);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+fn imported(app: &str, name: &str, title: &str, url: &str, format: &str) -> String {
+    format!(
+        "---\napiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: {name}\n  application: {app}\nspec:\n  Name: {title}\nsource:\n  url: {url}\n  format: {format}\n"
+    )
+}
+
+const US_ON_VIP: &str = "Name: VIP in the US
+SegmentGroups:
+  Groups:
+    - SourceSegments:
+        - Ref: vip
+      Dimensions:
+        - Location:
+            Country:
+              Values: [US]";
+
+const VIP: &str = "ChannelType,Address,Id,Location.Country
+SMS,+15550101,vip-1,US
+SMS,+15550102,vip-2,CA
+EMAIL,a@example.com,vip-3,US
+FAX,+1,vip-4,US
+";
+
+fn gunzip_lines(path: &Path) -> Vec<serde_json::Value> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_segment_is_planned_applied_reimported_built_on_and_deleted_under_guards() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("manifests");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("imported").await;
+    std::fs::write(
+        dir.join("segmentctl.yaml"),
+        endpoint_config(&t, "prune: true\nmax_delete_percent: 100\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("data/vip.csv"), VIP).unwrap();
+    std::fs::write(
+        dir.join("vip.yaml"),
+        imported(&app, "vip", "VIP", "data/vip.csv", "CSV")
+            + &util::segment(&app, "vip-us", US_ON_VIP),
+    )
+    .unwrap();
+
+    // Planned: an import, then the segment built on it in the next wave.
+    let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("↓ import  vip \"VIP\""), "{out}");
+    assert!(out.contains("source: file://"), "{out}");
+    assert!(
+        out.contains("data/vip.csv (CSV): a new imported segment"),
+        "{out}"
+    );
+    assert!(out.contains("+ create  vip-us"), "{out}");
+
+    let (code, out, err) = run(&dir, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("imported (id ")
+            && out.contains("v1; 3 endpoints: EMAIL 1, SMS 2; 1 of 4 rows rejected, first: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("vip.csv:5: ChannelType: unknown value \"FAX\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("Apply complete: 2 created, 0 updated, 0 deleted"),
+        "{out}"
+    );
+
+    // Unchanged: nothing to do.
+    let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("No changes."), "{out}");
+
+    // The live segment: IMPORT, owned, fingerprinted.
+    let live = util::live_segments(&t, &app).await;
+    let vip = live.iter().find(|s| s.name() == Some("VIP")).unwrap();
+    assert_eq!(vip.segment_type().map(|t| t.as_str()), Some("IMPORT"));
+    assert_eq!(util::tag(vip, "segmentctl:name").as_deref(), Some("vip"));
+    assert!(util::tag(vip, "segmentctl:digest")
+        .unwrap()
+        .starts_with("import:"));
+    let vip_id = vip.id().unwrap().to_string();
+    let us_id = live
+        .iter()
+        .find(|s| s.name() == Some("VIP in the US"))
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+
+    // The export of the segment built on the import equals estimate over the same
+    // endpoints (every endpoint, exported).
+    let out_dir = root.path().join("out");
+    let export = |segment: Option<String>| {
+        let c = t.client.clone();
+        let app = app.clone();
+        let prefix = format!("file://{}/", out_dir.display());
+        async move {
+            let job = c
+                .create_export_job()
+                .application_id(&app)
+                .export_job_request(
+                    ExportJobRequest::builder()
+                        .s3_url_prefix(prefix)
+                        .role_arn("r")
+                        .set_segment_id(segment)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap()
+                .export_job_response
+                .unwrap();
+            let done = export_done(&c, &app, job.id().unwrap()).await;
+            assert_eq!(done.job_status(), Some(&JobStatus::Completed), "{done:?}");
+            done.id().unwrap().to_string()
+        }
+    };
+    let all = export(None).await;
+    let records = out_dir.join(&all).join("part-00000.gz");
+    assert_eq!(gunzip_lines(&records).len(), 3);
+    let us = export(Some(us_id)).await;
+    let us_members = gunzip_lines(&out_dir.join(&us).join("part-00000.gz"));
+    let ids: Vec<&str> = us_members.iter().filter_map(|e| e["Id"].as_str()).collect();
+    assert_eq!(ids, ["vip-1", "vip-3"]);
+    let (code, out, err) = run(
+        &dir,
+        &[
+            "estimate",
+            ".",
+            "--endpoints",
+            records.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let est: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let count = |name: &str| {
+        est["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["segment"] == name)
+            .unwrap()["endpoints"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        count("vip-us"),
+        us_members.len() as u64,
+        "export == estimate"
+    );
+    assert_eq!(count("vip"), 3);
+
+    // The file changes: imported again, into the same segment, as version 2.
+    std::fs::write(
+        dir.join("data/vip.csv"),
+        format!("{VIP}SMS,+15550105,vip-5,US\n"),
+    )
+    .unwrap();
+    let (code, out, _) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("the source changed since the last import, which holds 3 endpoints"),
+        "{out}"
+    );
+    let (code, out, err) = run(&dir, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("vip imported (id {vip_id}, v1 → v2; 4 endpoints")),
+        "{out}"
+    );
+    assert!(
+        out.contains("Apply complete: 0 created, 1 updated, 0 deleted"),
+        "{out}"
+    );
+    let (code, out, _) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+
+    // A campaign uses the imported segment: removing its manifests does not delete it.
+    t.client
+        .create_campaign()
+        .application_id(&app)
+        .write_campaign_request(
+            aws_sdk_pinpoint::types::WriteCampaignRequest::builder()
+                .name("launch")
+                .segment_id(&vip_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(
+        dir.join("vip.yaml"),
+        util::segment(&app, "other", "Name: other"),
+    )
+    .unwrap();
+    let (code, out, _) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 3, "blocked: {out}");
+    assert!(out.contains("- delete  vip \"VIP\""), "{out}");
+    assert!(out.contains("campaign \"launch\""), "{out}");
+    let (_, out, _) = run(&dir, &["apply", ".", "--auto-approve"]);
+    assert!(out.contains("vip delete blocked"), "{out}");
+    let live = util::live_segments(&t, &app).await;
+    assert!(
+        live.iter().any(|s| s.id() == Some(vip_id.as_str())),
+        "kept while in use"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_source_is_fingerprinted_by_its_etag_and_reimported_when_it_changes() {
+    let s3 = S3Store::start().await;
+    s3.bucket("crm").await;
+    s3.put(
+        "crm",
+        "vip.json",
+        "{\"ChannelType\":\"SMS\",\"Address\":\"+1\",\"Id\":\"a\"}\n",
+    )
+    .await;
+    let config = s3.config.clone();
+    let t = util::start_with(move |cfg| cfg.s3 = Some(config)).await;
+    let app = t.app("s3").await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(
+        dir.path().join("vip.yaml"),
+        imported(&app, "vip", "VIP", "s3://crm/vip.json", "JSON"),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ENDPOINT_URL_S3", s3.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let (code, out, err) = run_env(dir.path(), &["apply", ".", "--auto-approve"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("v1; 1 endpoints: SMS 1"), "{out}");
+    let (code, out, err) = run_env(dir.path(), &["plan", ".", "--detailed-exitcode"], &env);
+    let live = util::live_segments(&t, &app).await;
+    assert_eq!(code, 0, "{out}{err}{:?}", live[0].tags);
+    // A new object under the same key: a new ETag, so a new import.
+    s3.put("crm", "vip.json", "{\"ChannelType\":\"SMS\",\"Address\":\"+1\",\"Id\":\"a\"}\n{\"ChannelType\":\"SMS\",\"Address\":\"+2\",\"Id\":\"b\"}\n").await;
+    let (code, out, err) = run_env(dir.path(), &["plan", ".", "--detailed-exitcode"], &env);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("source: s3://crm/vip.json (JSON): the source changed"),
+        "{out}"
+    );
+    let (code, out, err) = run_env(dir.path(), &["apply", ".", "--auto-approve"], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("v1 → v2; 2 endpoints"), "{out}");
+    // A source that cannot be read blocks its step, naming why; nothing changes.
+    std::fs::write(
+        dir.path().join("vip.yaml"),
+        imported(&app, "vip", "VIP", "s3://crm/missing.json", "JSON"),
+    )
+    .unwrap();
+    let (code, out, err) = run_env(dir.path(), &["plan", ".", "--detailed-exitcode"], &env);
+    assert!(
+        out.contains("blocked: its source \"s3://crm/missing.json\" cannot be read"),
+        "{code} {out}{err}"
+    );
+}
+
+#[test]
+fn imported_segment_manifests_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = "0123456789abcdef0123456789abcdef";
+    let text = format!(
+        "{}{}{}",
+        imported(app, "a", "A", "data/a.csv.gz", "CSV"),
+        "---\napiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: b\n  application: 0123456789abcdef0123456789abcdef\nspec:\n  Name: B\n  Dimensions: {}\n",
+        imported(app, "c", "C", "https://example.com/c.csv", "XML"),
+    );
+    std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+    let (code, out, err) = util::run_cli(dir.path(), &["validate", "."]);
+    assert_eq!(code, 1, "{out}{err}");
+    for expected in [
+        "source.url: Pinpoint imports no compressed files",
+        "spec: an ImportedSegment's spec has only Name and tags",
+        "source: missing: an ImportedSegment names the file",
+        "source.format: unknown value \"XML\"",
+    ] {
+        assert!(err.contains(expected), "{expected}\n{err}");
+    }
+    // Two imported bases in one SourceSegments list: Pinpoint allows one.
+    let text = format!(
+        "{}{}{}",
+        imported(app, "a", "A", "a.csv", "CSV"),
+        imported(app, "c", "C", "c.csv", "CSV"),
+        util::segment(
+            app,
+            "both",
+            "Name: both\nSegmentGroups:\n  Groups:\n    - SourceSegments:\n        - Ref: a\n        - Ref: c",
+        ),
+    );
+    std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+    let (code, out, err) = util::run_cli(dir.path(), &["validate", "."]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(
+            "SourceSegments[1].Ref: a SourceSegments list may name at most one imported segment"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segment_an_interrupted_apply_imported_is_claimed_not_duplicated() {
+    let root = tempfile::tempdir().unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("claim").await;
+    let dir = root.path();
+    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(dir.join("vip.csv"), VIP).unwrap();
+    std::fs::write(
+        dir.join("vip.yaml"),
+        imported(&app, "vip", "VIP", "vip.csv", "CSV"),
+    )
+    .unwrap();
+    // What an apply stopped between the job's end and the tagging leaves: an IMPORT
+    // segment of the same name and source, without segmentctl's tags.
+    let url = format!(
+        "file://{}",
+        std::fs::canonicalize(dir.join("vip.csv"))
+            .unwrap()
+            .display()
+    );
+    let job = crate::imports::import(
+        &t.client,
+        &app,
+        &url,
+        aws_sdk_pinpoint::types::Format::Csv,
+        Some("VIP"),
+        None,
+    )
+    .await;
+    let left = job.definition().unwrap().segment_id().unwrap().to_string();
+    let (code, out, err) = run(dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains(&format!("↓ import  vip \"VIP\" (id {left}, version 1)")),
+        "{out}"
+    );
+    let (code, out, err) = run(dir, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let live = util::live_segments(&t, &app).await;
+    assert_eq!(live.len(), 1, "claimed, not imported twice: {live:?}");
+    assert_eq!(
+        util::tag(&live[0], "segmentctl:name").as_deref(),
+        Some("vip")
+    );
+    let (code, out, _) = run(dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}");
+}
