@@ -243,14 +243,13 @@ pub fn members(imp: &crate::desired::ImportSpec) -> Result<crate::evaluate::Memb
     Ok(m)
 }
 
+/// Imported segments' members by manifest name.
+pub type MembersByName =
+    std::collections::BTreeMap<String, std::sync::Arc<crate::evaluate::Members>>;
+
 /// The members of each imported segment of an application whose source can be read here,
-/// by manifest name; the others, with why, for a note.
-pub fn members_by_name(
-    app: &crate::desired::DesiredApp,
-) -> (
-    std::collections::BTreeMap<String, std::sync::Arc<crate::evaluate::Members>>,
-    Vec<(String, String)>,
-) {
+/// by manifest name (empty for the others), and the others with why, for a note.
+pub fn members_by_name(app: &crate::desired::DesiredApp) -> (MembersByName, Vec<(String, String)>) {
     let mut out = std::collections::BTreeMap::new();
     let mut unread = Vec::new();
     for s in &app.segments {

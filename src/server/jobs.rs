@@ -494,7 +494,6 @@ pub fn export_scan(
             }
         }
     }
-    drop(emit);
     if in_piece > 0 || pieces == 0 {
         put(pieces, gz.finish().map_err(|e| e.to_string())?)?;
         pieces += 1;
@@ -659,7 +658,7 @@ pub fn check_header(cols: &[String]) -> Result<(), String> {
     }
     // Every column must land in a known endpoint field.
     let probe = csv_row(
-        &cols.to_vec(),
+        cols,
         &cols.iter().map(|_| "0".to_string()).collect::<Vec<_>>(),
     );
     probe.map(|_| ()).map_err(|e| format!("header: {e}"))

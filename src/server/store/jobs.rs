@@ -278,25 +278,50 @@ impl Store {
         let now = now_iso();
         self.write(|tx| {
             self.require_app(tx, app)?;
-            // The members, staged under a temporary key, then given to the segment.
-            tx.execute("DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2", [app, job_id])?;
+            // Where the members go: the segment's next version, a new segment, or nowhere
+            // (registered endpoints only: staged under the job's id, then dropped).
+            let current: Option<(i32, String)> = match target.segment_id {
+                Some(seg) => Some(
+                    tx.query_row(
+                        "SELECT s.version, v.body FROM segments s JOIN segment_versions v
+                           ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
+                         WHERE s.app_id = ?1 AND s.id = ?2",
+                        [app, seg],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?
+                    .ok_or_else(|| segment_not_found(app, seg))?,
+                ),
+                None => None,
+            };
+            let (seg, version) = match (target.segment_id, &current, target.define) {
+                (Some(seg), Some((v, _)), _) => (seg.to_string(), v + 1),
+                (None, _, true) => (new_id(), 1),
+                _ => (job_id.to_string(), 0),
+            };
+            tx.execute(
+                "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
+                params![app, seg, version],
+            )?;
             tx.execute(
                 "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
-                 SELECT ?1, ?2, 0, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
-                [app, job_id],
+                 SELECT ?1, ?3, ?4, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
+                params![app, job_id, seg, version],
             )?;
             tx.execute(
                 "INSERT OR IGNORE INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
-                 SELECT ?1, ?2, 0, e.id, json_extract(e.body, '$.ChannelType'), e.body FROM endpoints e
+                 SELECT ?1, ?3, ?4, e.id, json_extract(e.body, '$.ChannelType'), e.body FROM endpoints e
                  WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)",
-                [app, job_id],
+                params![app, job_id, seg, version],
             )?;
             let mut counts = BTreeMap::new();
             {
                 let mut stmt = tx.prepare(
-                    "SELECT COALESCE(channel, ''), COUNT(*) FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = 0 GROUP BY 1",
+                    "SELECT COALESCE(channel, ''), COUNT(*) FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 GROUP BY 1",
                 )?;
-                let rows = stmt.query_map([app, job_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+                let rows = stmt.query_map(params![app, seg, version], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?;
                 for row in rows {
                     let (c, n) = row?;
                     counts.insert(c, n);
@@ -306,23 +331,12 @@ impl Store {
             let mut def = target.definition.clone();
             def.size = size;
             def.channel_counts = Some(counts.clone());
-            let segment_id = match (target.segment_id, target.define) {
-                (Some(seg), _) => {
-                    let current: Option<(i32, String)> = tx
-                        .query_row(
-                            "SELECT s.version, v.body FROM segments s JOIN segment_versions v
-                               ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
-                             WHERE s.app_id = ?1 AND s.id = ?2",
-                            [app, seg],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?;
-                    let (version, body) = current.ok_or_else(|| segment_not_found(app, seg))?;
+            let segment_id = match (current, version) {
+                (Some((_, body)), next) => {
                     let old_name = serde_json::from_str::<Value>(&body)
                         .ok()
                         .and_then(|v| v["Name"].as_str().map(String::from));
                     let name = target.name.map(String::from).or(old_name);
-                    let next = version + 1;
                     tx.execute(
                         "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
                         params![app, seg, next, now, super::segments::imported_body(&def, name.as_deref())?],
@@ -331,24 +345,24 @@ impl Store {
                         "UPDATE segments SET version = ?3 WHERE app_id = ?1 AND id = ?2",
                         params![app, seg, next],
                     )?;
-                    Self::give_members(tx, app, job_id, seg, next)?;
-                    Some(seg.to_string())
+                    Some(seg)
                 }
-                (None, true) => {
-                    let id = new_id();
+                (None, 1) => {
                     tx.execute(
                         "INSERT INTO segments (app_id, id, version, created, tags) VALUES (?1, ?2, 1, ?3, '{}')",
-                        params![app, id, now],
+                        params![app, seg, now],
                     )?;
                     tx.execute(
                         "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, 1, ?3, ?4)",
-                        params![app, id, now, super::segments::imported_body(&def, target.name)?],
+                        params![app, seg, now, super::segments::imported_body(&def, target.name)?],
                     )?;
-                    Self::give_members(tx, app, job_id, &id, 1)?;
-                    Some(id)
+                    Some(seg)
                 }
-                (None, false) => {
-                    tx.execute("DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2", [app, job_id])?;
+                _ => {
+                    tx.execute(
+                        "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2",
+                        [app, job_id],
+                    )?;
                     None
                 }
             };
@@ -365,20 +379,6 @@ impl Store {
             )?;
             Ok(imported)
         })
-    }
-
-    fn give_members(
-        tx: &super::Tx<'_>,
-        app: &str,
-        staged: &str,
-        segment: &str,
-        version: i32,
-    ) -> Result<(), ApiError> {
-        tx.execute(
-            "UPDATE segment_members SET segment_id = ?3, version = ?4 WHERE app_id = ?1 AND segment_id = ?2 AND version = 0",
-            params![app, staged, segment, version],
-        )?;
-        Ok(())
     }
 
     /// Up to `limit` members of an IMPORT segment's version after position `after`:

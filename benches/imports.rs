@@ -1,0 +1,242 @@
+//! Imports and exports at scale, on `segmentctl serve` as its own process.
+//!
+//!   cargo bench --bench imports            (1,000,000 endpoints; IMPORTS_N=… to change)
+//!
+//! - import: one newline-delimited JSON file of N endpoints (file:// under --import-root,
+//!   so the store's own speed is measured, not an S3 server's), registered and made an
+//!   IMPORT segment: records/s, and the server's peak resident memory (VmHWM).
+//! - export: a DIMENSIONAL segment built on that imported base (Country US), evaluated over
+//!   the stored endpoints and written as gzip NDJSON: its time, next to `segmentctl
+//!   estimate` over the same records (the import file), and the two counts, which must agree.
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::{Duration, Instant};
+
+use aws_sdk_pinpoint::types::{
+    ExportJobRequest, Format, ImportJobRequest, JobStatus, SegmentDimensions, SegmentGroup,
+    SegmentGroupList, SegmentLocation, SegmentReference, SetDimension, WriteSegmentRequest,
+};
+
+const COUNTRIES: &[&str] = &["US", "CA", "MX", "FR", "DE", "GB", "JP", "BR"];
+const CHANNELS: &[&str] = &["SMS", "EMAIL", "APNS", "GCM"];
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let n: usize = std::env::var("IMPORTS_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("endpoints.json");
+    {
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for i in 0..n {
+            writeln!(
+                w,
+                r#"{{"Id":"e{i}","ChannelType":"{}","Address":"addr-{i}","Location":{{"Country":"{}"}},"Demographic":{{"Platform":"{}","AppVersion":"2.{}.0"}},"Attributes":{{"plan":["{}"]}},"Metrics":{{"sessions":{}}},"User":{{"UserId":"u{}"}}}}"#,
+                CHANNELS[i % 4],
+                COUNTRIES[(i * 7 + i / 3) % COUNTRIES.len()],
+                if i % 3 == 0 { "iOS" } else { "Android" },
+                i % 5,
+                if i % 4 == 0 { "premium" } else { "free" },
+                i % 40,
+                i / 2
+            )
+            .unwrap();
+        }
+    }
+    let bytes = std::fs::metadata(&file).unwrap().len();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args([
+            "serve",
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            "p.db",
+        ])
+        .arg("--import-root")
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .env("SEGMENTCTL_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("a start line").unwrap();
+        if let Some(rest) = line.split("address=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let pid = child.id();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let c = segmentctl::sdk::endpoint_client(&format!("http://{addr}"), "us-east-1", "AKIDBENCH", "x", 3);
+        let app = c
+            .create_app()
+            .create_application_request(
+                aws_sdk_pinpoint::types::CreateApplicationRequest::builder().name("bench").build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .application_response
+            .unwrap()
+            .id
+            .unwrap();
+        let rss_before = status_kib(pid, "VmRSS:");
+        let start = Instant::now();
+        let job = c
+            .create_import_job()
+            .application_id(&app)
+            .import_job_request(
+                ImportJobRequest::builder()
+                    .s3_url(format!("file://{}", file.display()))
+                    .format(Format::Json)
+                    .role_arn("r")
+                    .define_segment(true)
+                    .segment_name("imported")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .import_job_response
+            .unwrap();
+        let job_id = job.id().unwrap().to_string();
+        let done = loop {
+            let j = c.get_import_job().application_id(&app).job_id(&job_id).send().await.unwrap();
+            let j = j.import_job_response.unwrap();
+            if matches!(j.job_status(), Some(JobStatus::Completed | JobStatus::Failed)) {
+                break j;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let took = start.elapsed();
+        assert_eq!(done.job_status(), Some(&JobStatus::Completed), "{done:?}");
+        let peak = status_kib(pid, "VmHWM:");
+        let base = done.definition().unwrap().segment_id().unwrap().to_string();
+        println!(
+            "import: {n} endpoints ({:.0} MB of NDJSON) in {:.1} s = {:.0} records/s; server RSS {:.0} MB before, peak {:.0} MB",
+            bytes as f64 / 1e6,
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64(),
+            rss_before as f64 / 1024.0,
+            peak as f64 / 1024.0
+        );
+
+        let us = c
+            .create_segment()
+            .application_id(&app)
+            .write_segment_request(
+                WriteSegmentRequest::builder()
+                    .name("imported, in the US")
+                    .segment_groups(
+                        SegmentGroupList::builder()
+                            .groups(
+                                SegmentGroup::builder()
+                                    .source_segments(SegmentReference::builder().id(&base).build())
+                                    .dimensions(
+                                        SegmentDimensions::builder()
+                                            .location(
+                                                SegmentLocation::builder()
+                                                    .country(SetDimension::builder().values("US").build())
+                                                    .build(),
+                                            )
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .segment_response
+            .unwrap()
+            .id
+            .unwrap();
+        let start = Instant::now();
+        let job = c
+            .create_export_job()
+            .application_id(&app)
+            .export_job_request(
+                ExportJobRequest::builder()
+                    .s3_url_prefix(format!("file://{}/out/", dir.path().display()))
+                    .role_arn("r")
+                    .segment_id(&us)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .export_job_response
+            .unwrap();
+        let job_id = job.id().unwrap().to_string();
+        let done = loop {
+            let j = c.get_export_job().application_id(&app).job_id(&job_id).send().await.unwrap();
+            let j = j.export_job_response.unwrap();
+            if matches!(j.job_status(), Some(JobStatus::Completed | JobStatus::Failed)) {
+                break j;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let export_took = start.elapsed();
+        assert_eq!(done.job_status(), Some(&JobStatus::Completed), "{done:?}");
+        let exported = done.total_processed().unwrap_or(0) as u64;
+
+        // estimate over the same records: the imported base by its file.
+        let m = dir.path().join("manifests");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(m.join("segmentctl.yaml"), "target:\n  local: {}\nowner: bench\n").unwrap();
+        std::fs::write(
+            m.join("s.yaml"),
+            format!(
+                "apiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: imported\n  application: {app}\nspec:\n  Name: imported\nsource:\n  url: {}\n  format: JSON\n---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: us\n  application: {app}\nspec:\n  Name: us\n  SegmentGroups:\n    Groups:\n      - SourceSegments:\n          - Ref: imported\n        Dimensions:\n          - Location:\n              Country:\n                Values: [US]\n",
+                file.display()
+            ),
+        )
+        .unwrap();
+        let start = Instant::now();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+            .args(["estimate", "manifests", "--format", "json", "--endpoints"])
+            .arg(&file)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let estimate_took = start.elapsed();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let est: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let counted = est["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["segment"] == "us")
+            .unwrap()["endpoints"]
+            .as_u64()
+            .unwrap();
+        println!(
+            "export: DIMENSIONAL on the imported base, {exported} of {n} endpoints in {:.2} s; estimate over the same records: {counted} in {:.2} s (ratio export/estimate {:.1}×); counts {}",
+            export_took.as_secs_f64(),
+            estimate_took.as_secs_f64(),
+            export_took.as_secs_f64() / estimate_took.as_secs_f64(),
+            if counted == exported { "equal" } else { "DIFFER" }
+        );
+        assert_eq!(counted, exported, "export and estimate disagree");
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+}
