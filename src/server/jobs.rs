@@ -252,6 +252,7 @@ impl Jobs {
         let mut header: Option<Vec<String>> = None;
         let mut batch: Vec<(String, Endpoint)> = Vec::with_capacity(BATCH);
         let mut batch_lines: Vec<u64> = Vec::with_capacity(BATCH);
+        let mut pending: Option<Pending> = None;
         loop {
             let record = if csv {
                 lines.csv_record().await
@@ -302,14 +303,44 @@ impl Jobs {
                 Err(why) => fail_row(job, format!("{}:{line_no}: {why}", file.name)),
             }
             if batch.len() >= BATCH {
-                self.flush(app, job, register, &file.name, &mut batch, &mut batch_lines)
-                    .await?;
+                self.flush(
+                    app,
+                    job,
+                    register,
+                    &file.name,
+                    &mut batch,
+                    &mut batch_lines,
+                    &mut pending,
+                )
+                .await?;
             }
         }
-        self.flush(app, job, register, &file.name, &mut batch, &mut batch_lines)
-            .await
+        self.flush(
+            app,
+            job,
+            register,
+            &file.name,
+            &mut batch,
+            &mut batch_lines,
+            &mut pending,
+        )
+        .await?;
+        // The last batch, waited for.
+        self.flush(
+            app,
+            job,
+            register,
+            &file.name,
+            &mut batch,
+            &mut batch_lines,
+            &mut pending,
+        )
+        .await
     }
 
+    /// Commits a batch on a blocking thread while the next one is read: the batch before is
+    /// waited for first (one writer), and its refused rows recorded.
+    #[allow(clippy::too_many_arguments)]
     async fn flush(
         &self,
         app: &str,
@@ -318,7 +349,17 @@ impl Jobs {
         file: &str,
         batch: &mut Vec<(String, Endpoint)>,
         lines: &mut Vec<u64>,
+        pending: &mut Option<Pending>,
     ) -> Result<(), String> {
+        if let Some((handle, lines_before)) = pending.take() {
+            let refused = handle
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.message)?;
+            for (i, why) in refused {
+                fail_row(job, format!("{file}:{}: {why}", lines_before[i]));
+            }
+        }
         if batch.is_empty() {
             return Ok(());
         }
@@ -326,16 +367,10 @@ impl Jobs {
         let store = self.store.clone();
         let app = app.to_string();
         let snapshot = job.clone();
-        let refused = tokio::task::spawn_blocking(move || {
+        let handle = tokio::task::spawn_blocking(move || {
             store.import_batch(&app, &snapshot, register, rows)
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.message)?;
-        for (i, why) in refused {
-            fail_row(job, format!("{file}:{}: {why}", lines[i]));
-        }
-        lines.clear();
+        });
+        *pending = Some((handle, std::mem::take(lines)));
         Ok(())
     }
 
@@ -500,6 +535,12 @@ pub fn export_scan(
     }
     Ok((pieces, written))
 }
+
+/// A batch being committed, and the line numbers of its rows.
+type Pending = (
+    tokio::task::JoinHandle<Result<Vec<(usize, String)>, super::error::ApiError>>,
+    Vec<u64>,
+);
 
 /// A row read: its (first) line number and text, or a line too long to hold.
 enum Row {

@@ -398,4 +398,30 @@ async fn a_segment_an_interrupted_apply_imported_is_claimed_not_duplicated() {
     );
     let (code, out, _) = run(dir, &["plan", ".", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}");
+    // The manifest turned into a dimensional Segment of the same name: the live IMPORT
+    // segment is never updated as one.
+    std::fs::write(
+        dir.join("vip.yaml"),
+        util::segment(
+            &app,
+            "vip",
+            "Name: VIP\nDimensions:\n  Location:\n    Country:\n      Values: [US]",
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = run(dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 3, "{out}");
+    assert!(
+        out.contains("is IMPORT and Pinpoint cannot change a segment's type"),
+        "{out}"
+    );
+    let (_, out, _) = run(dir, &["apply", ".", "--auto-approve"]);
+    assert!(out.contains("vip update blocked"), "{out}");
+    let live = util::live_segments(&t, &app).await;
+    assert_eq!(live[0].segment_type().map(|t| t.as_str()), Some("IMPORT"));
+    assert_eq!(
+        live[0].version(),
+        Some(2),
+        "the claim imported into it once; the blocked update changed nothing"
+    );
 }

@@ -735,6 +735,16 @@ async fn imports_from_s3_make_import_segments_and_exports_return_their_members()
         .await;
     let ids: BTreeSet<&str> = got.iter().filter_map(|e| e["Id"].as_str()).collect();
     assert_eq!(ids, BTreeSet::from(["vip-1", "vip-9"]));
+    let listed = c
+        .get_segment_export_jobs()
+        .application_id(&app)
+        .segment_id(&vip)
+        .send()
+        .await
+        .unwrap();
+    let listed = listed.export_jobs_response.unwrap();
+    assert_eq!(listed.item().len(), 1);
+    assert_eq!(listed.item()[0].id(), job.id());
 
     // A dimensional segment on the imported base: its export is the base's members that
     // match (the JSON import: j-1 CA, j-2 none, j-4 US).
@@ -842,6 +852,47 @@ async fn import_requests_are_checked_before_a_job_is_made() {
         .send()
         .await;
     assert!(bad_request(err).contains("is DIMENSIONAL"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_over_1_gb_fails_before_reading_and_names_the_size() {
+    let root = tempfile::tempdir().unwrap();
+    // A sparse file: 1 GB and one byte, without writing them.
+    let big = root.path().join("big.json");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(1024 * 1024 * 1024 + 1)
+        .unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("big").await;
+    let job = import(
+        &t.client,
+        &app,
+        &format!("file://{}", big.display()),
+        Format::Json,
+        Some("big"),
+        None,
+    )
+    .await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Failed));
+    assert!(
+        job.failures()[0].contains("an import job reads at most 1 GB"),
+        "{:?}",
+        job.failures()
+    );
+    assert_eq!(job.total_processed(), Some(0), "nothing was read");
+    let segs = t
+        .client
+        .get_segments()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        segs.segments_response.unwrap().item().is_empty(),
+        "no segment"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,15 +32,39 @@ impl Store {
         let now = crate::text::now_iso();
         self.write(|tx| {
             self.require_app(tx, app)?;
+            let mut known = Self::attribute_names(tx, app)?;
             for (i, (id, update)) in items.into_iter().enumerate() {
-                Self::upsert_endpoint(tx, app, &id, update, &field(i), &now, request_id)?;
+                Self::upsert_endpoint(
+                    tx,
+                    app,
+                    &id,
+                    update,
+                    &field(i),
+                    &now,
+                    request_id,
+                    &mut known,
+                )?;
             }
             Ok(())
         })
     }
 
+    /// The application's custom attribute names, `(family, name)`: at most 250.
+    pub(super) fn attribute_names(
+        tx: &Tx<'_>,
+        app: &str,
+    ) -> Result<std::collections::HashSet<(String, String)>, ApiError> {
+        let names = tx
+            .prepare_cached("SELECT family, name FROM attribute_names WHERE app_id = ?1")?
+            .query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(names)
+    }
+
     /// One endpoint merged and stored; every check is made before anything is written, so a
-    /// refused endpoint leaves nothing behind (an import goes on with the next row).
+    /// refused endpoint leaves nothing behind (an import goes on with the next row). `known`
+    /// is the application's attribute names ([`Store::attribute_names`]), kept up to date.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn upsert_endpoint(
         tx: &Tx<'_>,
         app: &str,
@@ -49,6 +73,7 @@ impl Store {
         field: &str,
         now: &str,
         request_id: &str,
+        known: &mut std::collections::HashSet<(String, String)>,
     ) -> Result<Endpoint, ApiError> {
         let stored: Option<String> = tx
             .prepare_cached("SELECT body FROM endpoints WHERE app_id = ?1 AND id = ?2")?
@@ -74,23 +99,13 @@ impl Store {
                 )));
             }
         }
-        let mut new_names = Vec::new();
-        for (family, name) in e.attribute_names() {
-            let known: Option<i64> = tx
-                .prepare_cached(
-                    "SELECT 1 FROM attribute_names WHERE app_id = ?1 AND family = ?2 AND name = ?3",
-                )?
-                .query_row([app, family, name], |r| r.get(0))
-                .optional()?;
-            if known.is_none() {
-                new_names.push((family, name));
-            }
-        }
+        let new_names: Vec<(&'static str, &str)> = e
+            .attribute_names()
+            .filter(|(family, name)| !known.contains(&(family.to_string(), name.to_string())))
+            .collect();
         if !new_names.is_empty() {
-            let count: i64 = tx
-                .prepare_cached("SELECT COUNT(*) FROM attribute_names WHERE app_id = ?1")?
-                .query_row([app], |r| r.get(0))?;
-            if count as usize + new_names.len() > MAX_ATTRIBUTES_PER_APP {
+            let count = known.len();
+            if count + new_names.len() > MAX_ATTRIBUTES_PER_APP {
                 let (family, name) = new_names[0];
                 return Err(ApiError::bad_request(format!(
                     "{field}{dot}{family}.{}: an application has at most {MAX_ATTRIBUTES_PER_APP} custom attributes across Attributes, Metrics and UserAttributes; it has {count}",
@@ -102,6 +117,7 @@ impl Store {
                     "INSERT INTO attribute_names (app_id, family, name) VALUES (?1, ?2, ?3)",
                 )?
                 .execute([app, family, name])?;
+                known.insert((family.to_string(), name.to_string()));
             }
         }
         tx.prepare_cached(

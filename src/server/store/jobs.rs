@@ -232,9 +232,10 @@ impl Store {
         let text = job.to_string();
         self.write(|tx| {
             let mut refused = Vec::new();
+            let mut known = Self::attribute_names(tx, app)?;
             for (i, (id, row)) in rows.into_iter().enumerate() {
                 let e = if register {
-                    match Self::upsert_endpoint(tx, app, &id, row, "", &now, &job_id) {
+                    match Self::upsert_endpoint(tx, app, &id, row, "", &now, &job_id, &mut known) {
                         Ok(e) => e,
                         Err(err) => {
                             refused.push((i, err.message));
