@@ -1211,6 +1211,9 @@ pub fn event_json(s: &crate::apply::StepReport) -> Value {
             v["version_before"] = d.version_before.into();
             v["version_after"] = d.version_after.into();
             v["already_gone"] = d.already_gone.into();
+            if let Some(note) = &d.note {
+                v["note"] = note.clone().into();
+            }
             None
         }
         StepResult::Failed(e) => Some(crate::apply::error_chain(e)),

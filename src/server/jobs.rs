@@ -456,12 +456,12 @@ pub fn export_scan(
         .map_err(err)?;
     match &target {
         Some(seg) if seg.is_import() => {
-            let mut after = 0;
+            let mut after = String::new();
             loop {
                 let rows = store
-                    .members_after(app, &seg.id, seg.version, after, 10_000)
+                    .members_after(app, &seg.id, seg.version, &after, 10_000)
                     .map_err(err)?;
-                let Some(last) = rows.last().map(|r| r.0) else {
+                let Some(last) = rows.last().map(|r| r.0.clone()) else {
                     break;
                 };
                 for (_, body) in &rows {

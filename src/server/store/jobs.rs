@@ -382,20 +382,20 @@ impl Store {
         })
     }
 
-    /// Up to `limit` members of an IMPORT segment's version after position `after`:
-    /// `(position, EndpointResponse JSON as imported)`.
+    /// Up to `limit` members of an IMPORT segment's version after endpoint id `after` (in id
+    /// order, along the members' index): `(endpoint id, EndpointResponse JSON as imported)`.
     pub fn members_after(
         &self,
         app: &str,
         segment: &str,
         version: i32,
-        after: i64,
+        after: &str,
         limit: usize,
-    ) -> Result<Vec<(i64, String)>, ApiError> {
+    ) -> Result<Vec<(String, String)>, ApiError> {
         self.read(|c| {
             let rows = c
                 .prepare_cached(
-                    "SELECT rowid, body FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 AND rowid > ?4 ORDER BY rowid LIMIT ?5",
+                    "SELECT endpoint_id, body FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 AND endpoint_id > ?4 ORDER BY endpoint_id LIMIT ?5",
                 )?
                 .query_map(params![app, segment, version, after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<Result<_, _>>()?;

@@ -94,6 +94,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
     UNIQUE (app_id, id)
 );
 CREATE INDEX IF NOT EXISTS endpoints_by_user ON endpoints (app_id, user_id);
+CREATE INDEX IF NOT EXISTS endpoints_by_app ON endpoints (app_id, seq);
 CREATE TABLE IF NOT EXISTS attribute_names (
     app_id TEXT NOT NULL,
     family TEXT NOT NULL,
