@@ -85,14 +85,21 @@ fn local(path: &Path) -> Result<String, String> {
     Ok(format!("{}-{}", hex::encode(h.finalize()), files.len()))
 }
 
+/// Every regular file under `dir`, iteratively, at most 32 levels deep (as the server).
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        let t = e.file_type()?;
-        if t.is_dir() {
-            collect(&e.path(), out)?;
-        } else if t.is_file() {
-            out.push(e.path());
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                if depth + 1 > crate::server::objects::MAX_DEPTH {
+                    return Err(std::io::Error::other("folders nest deeper than 32 levels"));
+                }
+                stack.push((e.path(), depth + 1));
+            } else if t.is_file() {
+                out.push(e.path());
+            }
         }
     }
     Ok(())
@@ -175,7 +182,6 @@ async fn s3(client: &aws_sdk_s3::Client, url: &str) -> Result<String, String> {
 pub fn members(imp: &crate::desired::ImportSpec) -> Result<crate::evaluate::Members, String> {
     use crate::server::endpoint::{derived_id, Endpoint, Origin};
     use crate::server::jobs::{check_header, csv_row, parse_csv};
-    use std::io::BufRead as _;
     let Some(path) = &imp.local else {
         return Err(format!(
             "{}: an s3:// source is read by the server at apply; give the file locally to count it",
@@ -193,20 +199,41 @@ pub fn members(imp: &crate::desired::ImportSpec) -> Result<crate::evaluate::Memb
     let mut m = crate::evaluate::Members::default();
     for f in files {
         let file = std::fs::File::open(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         let mut header: Option<Vec<String>> = None;
         let mut pending = String::new();
-        for line in std::io::BufReader::new(file).lines() {
-            let line = line.map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut state = crate::server::jobs::CsvState::default();
+        let mut buf = Vec::new();
+        let mut first = true;
+        while let Some(fits) =
+            capped_line(&mut reader, &mut buf).map_err(|e| format!("{}: {e}", f.display()))?
+        {
+            let bytes = if first && buf.starts_with(b"\xef\xbb\xbf") {
+                &buf[3..]
+            } else {
+                &buf[..]
+            };
+            first = false;
+            // As the server: a row too long, or not UTF-8, is a failed row.
+            let line = match (fits, std::str::from_utf8(bytes)) {
+                (true, Ok(l)) => l.trim_end_matches(['\n', '\r']).to_string(),
+                _ => {
+                    pending.clear();
+                    state = Default::default();
+                    continue;
+                }
+            };
             let row = if csv {
                 if !pending.is_empty() {
                     pending.push('\n');
                 }
-                pending.push_str(line.trim_end_matches('\r'));
-                if pending.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
+                pending.push_str(&line);
+                if state.open_after(&line) && pending.len() <= 64 * 1024 {
                     continue;
                 }
+                state = Default::default();
                 let text = std::mem::take(&mut pending);
-                if text.trim().is_empty() {
+                if text.len() > 64 * 1024 || text.trim().is_empty() {
                     continue;
                 }
                 let fields = parse_csv(&text);
@@ -241,6 +268,35 @@ pub fn members(imp: &crate::desired::ImportSpec) -> Result<crate::evaluate::Memb
         }
     }
     Ok(m)
+}
+
+/// Reads one line into `buf` (its end included); `Some(false)` when it is longer than 64 KiB
+/// (the rest skipped unread), `None` at the end.
+fn capped_line(r: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut fits = true;
+    let mut any = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(fits));
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if fits && buf.len() + take <= 64 * 1024 + 2 {
+            buf.extend_from_slice(&chunk[..take]);
+        } else {
+            fits = false;
+            buf.clear();
+        }
+        r.consume(take);
+        if done {
+            return Ok(Some(fits));
+        }
+    }
 }
 
 /// Imported segments' members by manifest name.

@@ -189,11 +189,15 @@ impl Endpoint {
                         return Err(bad(&f(name), "an import may not set it"));
                     }
                 }
-                if self.channel_type.is_none() {
-                    return Err(bad(&f("ChannelType"), "missing required member"));
-                }
-                if self.address.as_deref().is_none_or(str::is_empty) {
-                    return Err(bad(&f("Address"), "missing required member"));
+                // ChannelType and Address are required of a new endpoint (checked where the
+                // store knows), and of a row without Id (its id derives from them).
+                if self.id.is_none() {
+                    if self.channel_type.is_none() {
+                        return Err(bad(&f("ChannelType"), "missing required member (a row without Id needs ChannelType and Address)"));
+                    }
+                    if self.address.as_deref().is_none_or(str::is_empty) {
+                        return Err(bad(&f("Address"), "missing required member (a row without Id needs ChannelType and Address)"));
+                    }
                 }
             }
         }
@@ -205,6 +209,14 @@ impl Endpoint {
                 return Err(bad(
                     &f("ChannelType"),
                     crate::model::unknown_value_message(c, CHANNEL_TYPES),
+                ));
+            }
+        }
+        if let Some(o) = &self.opt_out {
+            if o != "ALL" && o != "NONE" {
+                return Err(bad(
+                    &f("OptOut"),
+                    format!("expected ALL or NONE, found {:?}", crate::text::safe(o)),
                 ));
             }
         }
@@ -339,6 +351,7 @@ impl Endpoint {
             metrics,
             opt_out,
             user,
+            request_id: request_id_given,
             ..
         } = update;
         replace(&mut e.address, address);
@@ -382,7 +395,7 @@ impl Endpoint {
         if e.opt_out.is_none() {
             e.opt_out = Some("NONE".into());
         }
-        e.request_id = Some(request_id.to_string());
+        e.request_id = Some(request_id_given.unwrap_or_else(|| request_id.to_string()));
         e
     }
 
@@ -435,10 +448,16 @@ pub fn cohort(id: &str) -> String {
 }
 
 pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
-    if id.is_empty() || id.len() > MAX_ID || id.chars().any(char::is_control) || id.contains('/') {
+    if id.is_empty()
+        || id.len() > MAX_ID
+        || id.chars().any(char::is_control)
+        || id.contains('/')
+        || id == "."
+        || id == ".."
+    {
         return Err(bad(
             field,
-            format!("expected 1 to {MAX_ID} characters, without '/' or control characters"),
+            format!("expected 1 to {MAX_ID} characters, without '/' or control characters, and not . or .. (it names a path segment)"),
         ));
     }
     Ok(())

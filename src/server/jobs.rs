@@ -88,6 +88,12 @@ impl Jobs {
             };
             if let Err(reason) = outcome {
                 tracing::warn!(job = %job["Id"], %reason, "job failed");
+                if kind == JobKind::Import {
+                    // What it staged goes; endpoints it registered stay registered.
+                    let store = this.store.clone();
+                    let id = job["Id"].as_str().unwrap_or_default().to_string();
+                    let _ = tokio::task::spawn_blocking(move || store.clear_import(&id)).await;
+                }
                 set(&mut job, "JobStatus", "FAILED");
                 set(&mut job, "CompletionDate", now_iso());
                 fail_row(&mut job, reason);
@@ -253,14 +259,34 @@ impl Jobs {
         let mut batch: Vec<(String, Endpoint)> = Vec::with_capacity(BATCH);
         let mut batch_lines: Vec<u64> = Vec::with_capacity(BATCH);
         let mut pending: Option<Pending> = None;
+        let mut failure: Option<String> = None;
         loop {
             let record = if csv {
                 lines.csv_record().await
             } else {
                 lines.line().await
             };
-            let (line_no, text) = match record.map_err(|e| format!("{}: {e}", file.name))? {
+            let record = match record {
+                Ok(r) => r,
+                Err(e) => {
+                    // What was read is kept (committed below); the file counts as failed.
+                    failure = Some(format!("{}: {e}", file.name));
+                    break;
+                }
+            };
+            let (line_no, text) = match record {
                 None => break,
+                Some(Row::TooLong(n)) if csv && header.is_none() => {
+                    return Err(format!(
+                        "{}:{n}: the header is longer than {MAX_LINE} bytes",
+                        file.name
+                    ));
+                }
+                Some(Row::Bad(n, why)) => {
+                    add(job, "TotalProcessed", 1);
+                    fail_row(job, format!("{}:{n}: {why}", file.name));
+                    continue;
+                }
                 Some(Row::TooLong(n)) => {
                     add(job, "TotalProcessed", 1);
                     fail_row(job, format!("{}:{n}: the row is longer than {MAX_LINE} bytes (an endpoint is at most 15 KB)", file.name));
@@ -335,7 +361,8 @@ impl Jobs {
             &mut batch_lines,
             &mut pending,
         )
-        .await
+        .await?;
+        failure.map_or(Ok(()), Err)
     }
 
     /// Commits a batch on a blocking thread while the next one is read: the batch before is
@@ -542,10 +569,54 @@ type Pending = (
     Vec<u64>,
 );
 
-/// A row read: its (first) line number and text, or a line too long to hold.
+/// A row read: its (first) line number and text, a line too long to hold, or a row that is
+/// not text (each a failed row, the file read on).
 enum Row {
     Text(u64, String),
     TooLong(u64),
+    Bad(u64, &'static str),
+}
+
+/// Where a CSV record stands after some of its text: inside a quoted field or not, and
+/// whether the current field is still empty. Scans as [`parse_csv`] reads, so a quote inside
+/// an unquoted field (`5" screen`) opens nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct CsvState {
+    quoted: bool,
+    field_empty: bool,
+}
+
+impl Default for CsvState {
+    fn default() -> Self {
+        Self {
+            quoted: false,
+            field_empty: true,
+        }
+    }
+}
+
+impl CsvState {
+    /// Reads one more line of the record; true when a quoted field is still open at its end
+    /// (the record goes on on the next line).
+    pub fn open_after(&mut self, line: &str) -> bool {
+        let mut chars = line.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (self.quoted, c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                }
+                (true, '"') => self.quoted = false,
+                (false, '"') if self.field_empty => {
+                    self.quoted = true;
+                    self.field_empty = false;
+                }
+                (false, ',') => self.field_empty = true,
+                (true, _) => {}
+                (false, _) => self.field_empty = false,
+            }
+        }
+        self.quoted
+    }
 }
 
 /// Lines of a streamed file, each at most [`MAX_LINE`] bytes held.
@@ -602,12 +673,16 @@ impl Lines {
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
-        match String::from_utf8(std::mem::take(&mut self.buf)) {
+        let bytes = std::mem::take(&mut self.buf);
+        // A UTF-8 byte order mark (Excel's "CSV UTF-8") is not part of the first line.
+        let bytes = if self.line == 1 && bytes.starts_with(b"\xef\xbb\xbf") {
+            bytes[3..].to_vec()
+        } else {
+            bytes
+        };
+        match String::from_utf8(bytes) {
             Ok(s) => Ok(Some(Row::Text(self.line, s))),
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("line {}: not UTF-8 text", self.line),
-            )),
+            Err(_) => Ok(Some(Row::Bad(self.line, "not UTF-8 text"))),
         }
     }
 
@@ -623,7 +698,10 @@ impl Lines {
         let Row::Text(n, mut text) = first else {
             return Ok(Some(first));
         };
-        while text.bytes().filter(|b| *b == b'"').count() % 2 == 1 {
+        let mut state = CsvState::default();
+        // Each line is scanned once, as it joins: linear in the record's length.
+        let mut open = state.open_after(&text);
+        while open {
             match self.raw().await? {
                 Some(Row::Text(_, more)) => {
                     text.push('\n');
@@ -631,9 +709,16 @@ impl Lines {
                     if text.len() > MAX_LINE {
                         return Ok(Some(Row::TooLong(n)));
                     }
+                    open = state.open_after(&more);
                 }
                 Some(Row::TooLong(_)) => return Ok(Some(Row::TooLong(n))),
-                None => break,
+                Some(Row::Bad(_, why)) => return Ok(Some(Row::Bad(n, why))),
+                None => {
+                    return Ok(Some(Row::Bad(
+                        n,
+                        "a quoted field is not closed before the end of the file",
+                    )))
+                }
             }
         }
         Ok(Some(Row::Text(n, text)))

@@ -302,15 +302,28 @@ fn file_object(path: &Path, size: u64) -> Object {
     }
 }
 
+/// How deep a folder named by an import may nest.
+pub const MAX_DEPTH: usize = 32;
+
+/// Every regular file under `dir`, without recursion (a deep tree cannot exhaust the
+/// stack); deeper than [`MAX_DEPTH`] levels is an error.
 fn walk(dir: &Path, out: &mut Vec<Object>) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let t = entry.file_type()?;
-        let path = entry.path();
-        if t.is_dir() {
-            walk(&path, out)?;
-        } else if t.is_file() {
-            out.push(file_object(&path, entry.metadata()?.len()));
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let t = entry.file_type()?;
+            let path = entry.path();
+            if t.is_dir() {
+                if depth + 1 > MAX_DEPTH {
+                    return Err(std::io::Error::other(format!(
+                        "folders nest deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+                stack.push((path, depth + 1));
+            } else if t.is_file() {
+                out.push(file_object(&path, entry.metadata()?.len()));
+            }
         }
     }
     Ok(())

@@ -491,7 +491,11 @@ async fn a_fifo_or_a_device_link_in_the_folder_is_an_invalid_file_and_the_loop_g
         country_values(&fx, "na").await == ["CA", "US"]
     })
     .await;
-    assert!(d.shared.status().manifest_errors.is_empty());
+    // The status is published at the round's end, just after the apply.
+    eventually("the errors are cleared", || async {
+        d.shared.status().manifest_errors.is_empty()
+    })
+    .await;
     tokio::time::timeout(Duration::from_secs(10), d.stop())
         .await
         .expect("stops within 10 s")

@@ -996,3 +996,226 @@ async fn an_import_cut_short_by_sigkill_completes_after_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Rows of one CSV file imported through `file://`: the finished job.
+async fn import_text(
+    t: &util::TestServer,
+    root: &std::path::Path,
+    app: &str,
+    name: &str,
+    body: &[u8],
+) -> aws_sdk_pinpoint::types::ImportJobResponse {
+    let path = root.join(name);
+    std::fs::write(&path, body).unwrap();
+    import(
+        &t.client,
+        app,
+        &format!("file://{}", path.display()),
+        if name.ends_with(".csv") {
+            Format::Csv
+        } else {
+            Format::Json
+        },
+        Some(name),
+        None,
+    )
+    .await
+}
+
+async fn exists(c: &Client, app: &str, id: &str) -> bool {
+    c.get_endpoint()
+        .application_id(app)
+        .endpoint_id(id)
+        .send()
+        .await
+        .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_import_files_fail_row_by_row_and_never_take_the_server_down() {
+    let root = tempfile::tempdir().unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("hostile").await;
+    let c = &t.client;
+
+    // A row that is not UTF-8 fails alone; the rows around it are imported.
+    let job = import_text(
+        &t,
+        root.path(),
+        &app,
+        "utf8.csv",
+        b"ChannelType,Address,Id\nSMS,+1,u1\nSMS,\xff\xfe,u2\nSMS,+3,u3\n",
+    )
+    .await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    assert!(
+        job.failures()[0].ends_with("utf8.csv:3: not UTF-8 text"),
+        "{:?}",
+        job.failures()
+    );
+    assert!(exists(c, &app, "u1").await && exists(c, &app, "u3").await);
+
+    // A quote inside an unquoted field opens nothing; a BOM before the header is dropped.
+    let job = import_text(
+        &t,
+        root.path(),
+        &app,
+        "quote.csv",
+        "\u{feff}ChannelType,Address,Id,Attributes.Screen\nSMS,+1,q1,5\" screen\nSMS,+2,q2,x\n"
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (job.total_processed(), job.total_failures()),
+        (Some(2), Some(0)),
+        "{job:?}"
+    );
+    let q1 = c
+        .get_endpoint()
+        .application_id(&app)
+        .endpoint_id("q1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        q1.endpoint_response.unwrap().attributes().unwrap()["Screen"],
+        vec!["5\" screen".to_string()]
+    );
+    assert!(exists(c, &app, "q2").await);
+
+    // A quoted field left open: a failed row, not a value swallowing the rest of the file.
+    let job = import_text(&t, root.path(), &app, "open.csv", b"ChannelType,Address,Id,Attributes.a\nSMS,+1,o1,ok\nSMS,+2,o2,\"unterminated\nSMS,+3,o3,x\n").await;
+    assert!(
+        job.failures()[0]
+            .ends_with("open.csv:3: a quoted field is not closed before the end of the file"),
+        "{:?}",
+        job.failures()
+    );
+    assert!(exists(c, &app, "o1").await && !exists(c, &app, "o2").await);
+
+    // An open quote followed by 70,000 empty lines: one failed row once it passes 64 KiB;
+    // the rows after it are read.
+    let mut text = b"ChannelType,Address,Id\nSMS,+1,\"".to_vec();
+    text.extend(std::iter::repeat_n(b'\n', 70_000));
+    text.extend(b"SMS,+2,after\n");
+    let job = import_text(&t, root.path(), &app, "long.csv", &text).await;
+    assert!(
+        job.failures()
+            .iter()
+            .any(|f| f.contains("longer than 65536 bytes")),
+        "{:?}",
+        job.failures()
+    );
+    assert!(exists(c, &app, "after").await);
+
+    // A row naming an existing endpoint by Id updates it without ChannelType and Address; a
+    // new one needs them.
+    let job = import_text(&t, root.path(), &app, "update.json", b"{\"Id\":\"u1\",\"Attributes\":{\"tier\":[\"gold\"]}}\n{\"Id\":\"nobody\",\"Attributes\":{\"tier\":[\"gold\"]}}\n").await;
+    assert_eq!(job.total_failures(), Some(1), "{job:?}");
+    assert!(job.failures()[0].contains("update.json:2: ChannelType: missing required member (a new endpoint needs ChannelType and Address)"), "{:?}", job.failures());
+    let u1 = c
+        .get_endpoint()
+        .application_id(&app)
+        .endpoint_id("u1")
+        .send()
+        .await
+        .unwrap();
+    let u1 = u1.endpoint_response.unwrap();
+    assert_eq!(
+        (u1.address(), u1.attributes().unwrap()["tier"].clone()),
+        (Some("+1"), vec!["gold".to_string()])
+    );
+
+    // `.` and `..` name path segments: refused as ids.
+    let err = c
+        .update_endpoints_batch()
+        .application_id(&app)
+        .endpoint_batch_request(
+            EndpointBatchRequest::builder()
+                .item(
+                    EndpointBatchItem::builder()
+                        .id("..")
+                        .channel_type(ChannelType::Sms)
+                        .address("+1")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await;
+    assert!(bad_request(err).starts_with("Item[0].Id: expected 1 to 128 characters"));
+
+    // Folders nested past 32 levels: the job fails, the server stays up.
+    let mut deep = root.path().join("deep");
+    for i in 0..40 {
+        deep = deep.join(format!("d{i}"));
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("x.json"), "{}\n").unwrap();
+    let job = import(
+        c,
+        &app,
+        &format!("file://{}/deep/", root.path().display()),
+        Format::Json,
+        Some("deep"),
+        None,
+    )
+    .await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Failed));
+    assert!(
+        job.failures()[0].contains("nest deeper than 32 levels"),
+        "{:?}",
+        job.failures()
+    );
+    assert!(exists(c, &app, "u1").await, "the server still answers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_application_stops_its_import_and_leaves_nothing_behind() {
+    let root = tempfile::tempdir().unwrap();
+    let mut file = String::new();
+    for i in 0..60_000 {
+        file.push_str(&format!("{{\"ChannelType\":\"SMS\",\"Address\":\"+{i}\",\"Id\":\"e{i}\",\"Attributes\":{{\"k\":[\"v\"]}}}}\n"));
+    }
+    std::fs::write(root.path().join("big.json"), file).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("doomed").await;
+    let c = &t.client;
+    c.create_import_job()
+        .application_id(&app)
+        .import_job_request(
+            ImportJobRequest::builder()
+                .s3_url(format!("file://{}/big.json", root.path().display()))
+                .format(Format::Json)
+                .role_arn("r")
+                .define_segment(true)
+                .segment_name("doomed")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.delete_app().application_id(&app).send().await.unwrap();
+    let db = rusqlite::Connection::open(t.dir.path().join("pinpoint.db")).unwrap();
+    let count = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let start = Instant::now();
+    while count("endpoints") + count("import_rows") + count("attribute_names") + count("segments")
+        > 0
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "rows left: endpoints {}, import_rows {}, attribute_names {}, segments {}",
+            count("endpoints"),
+            count("import_rows"),
+            count("attribute_names"),
+            count("segments")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

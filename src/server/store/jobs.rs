@@ -231,9 +231,30 @@ impl Store {
             .to_string();
         let text = job.to_string();
         self.write(|tx| {
+            // A deleted application's import stops here (and fails), writing nothing more.
+            self.require_app(tx, app)?;
             let mut refused = Vec::new();
             let mut known = Self::attribute_names(tx, app)?;
             for (i, (id, row)) in rows.into_iter().enumerate() {
+                let incomplete = row.channel_type.is_none()
+                    || row.address.as_deref().is_none_or(str::is_empty);
+                if incomplete {
+                    let exists: Option<i64> = if register {
+                        tx.prepare_cached("SELECT 1 FROM endpoints WHERE app_id = ?1 AND id = ?2")?
+                            .query_row([app, id.as_str()], |r| r.get(0))
+                            .optional()?
+                    } else {
+                        None
+                    };
+                    if exists.is_none() {
+                        let field = if row.channel_type.is_none() { "ChannelType" } else { "Address" };
+                        refused.push((
+                            i,
+                            format!("{field}: missing required member (a new endpoint needs ChannelType and Address)"),
+                        ));
+                        continue;
+                    }
+                }
                 let e = if register {
                     match Self::upsert_endpoint(tx, app, &id, row, "", &now, &job_id, &mut known) {
                         Ok(e) => e,
