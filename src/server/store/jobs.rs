@@ -89,14 +89,7 @@ impl Store {
         self.write(|tx| {
             self.require_app(tx, app)?;
             if let Some(seg) = segment_id {
-                let found: Option<i64> = tx
-                    .query_row(
-                        "SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2",
-                        [app, seg],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if found.is_none() {
+                if !super::segment_exists(tx, app, seg)? {
                     return Err(segment_not_found(app, seg));
                 }
             }
@@ -150,14 +143,7 @@ impl Store {
         self.read(|c| {
             self.require_app(c, app)?;
             if let Some(seg) = segment {
-                let found: Option<i64> = c
-                    .query_row(
-                        "SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2",
-                        [app, seg],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if found.is_none() {
+                if !super::segment_exists(c, app, seg)? {
                     return Err(segment_not_found(app, seg));
                 }
             }

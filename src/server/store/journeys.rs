@@ -50,14 +50,7 @@ impl Store {
     /// Every segment a journey refers to must exist in its application.
     fn check_refs(tx: &Tx<'_>, app: &str, refs: &BTreeSet<String>) -> Result<(), ApiError> {
         for seg in refs {
-            let found: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2",
-                    [app, seg],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if found.is_none() {
+            if !super::segment_exists(tx, app, seg)? {
                 return Err(ApiError::bad_request(format!(
                     "the journey refers to segment {seg}, which does not exist in application {app}"
                 )));

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
 use super::error::ApiError;
@@ -374,6 +374,15 @@ fn paginate_bytes<T>(
         items,
         next: if more { last.map(encode_token) } else { None },
     })
+}
+
+/// Whether the application holds the segment.
+fn segment_exists(c: &Connection, app: &str, id: &str) -> Result<bool, ApiError> {
+    let found: Option<i64> = c
+        .prepare_cached("SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2")?
+        .query_row([app, id], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
 }
 
 fn app_not_found(id: &str) -> ApiError {
