@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _};
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::pipeline::{Inputs, Overrides};
+use crate::server::store::DataSource;
 use crate::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
 use crate::text::use_colour;
 
@@ -97,9 +98,12 @@ pub enum Command {
         after_help = "Examples:\n  segmentctl estimate segments --endpoints endpoints.jsonl.gz\n  segmentctl estimate segments --endpoints export.jsonl --as-of 2026-11-28T00:00:00Z --format json"
     )]
     Estimate(EstimateArgs),
-    /// Serve the Pinpoint Segment API (self-hosted, SQLite-backed, wire-compatible).
+    /// Serve the Pinpoint Segment API (self-hosted, wire-compatible) over SQLite or
+    /// PostgreSQL.
     #[command(
-        after_help = "Credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]` per line.\n\nExamples:\n  segmentctl serve --listen 0.0.0.0:4566 --data /var/lib/segmentctl/pinpoint.db --credentials-file /etc/segmentctl/credentials\n  segmentctl serve --no-auth    # loopback only, for local use"
+        subcommand_negates_reqs = true,
+        args_conflicts_with_subcommands = true,
+        after_help = "Credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]` per line.\n\nWith PostgreSQL, run any number of replicas on one database behind one Service. Rate limits (--rate-limits pinpoint) are counted by each replica: with N replicas a client may reach N times Pinpoint's quota.\n\nExamples:\n  segmentctl serve --listen 0.0.0.0:4566 --data /var/lib/segmentctl/pinpoint.db --credentials-file /etc/segmentctl/credentials\n  SEGMENTCTL_DATA=postgres://segmentctl:…@db:5432/segmentctl segmentctl serve --listen 0.0.0.0:4566 --credentials-file /etc/segmentctl/credentials\n  segmentctl serve --migrate-only --data postgres://…    # a deploy step\n  segmentctl serve migrate --from pinpoint.db --to postgres://…\n  segmentctl serve --no-auth    # loopback only, for local use"
     )]
     Serve(ServeArgs),
     /// Print a shell completion script.
@@ -353,9 +357,32 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4566")]
     pub listen: SocketAddr,
-    /// SQLite data file (created if missing).
-    #[arg(long, default_value = "./pinpoint.db")]
-    pub data: PathBuf,
+    /// Where the data lives: a SQLite file (PATH or sqlite:PATH, created if missing), or a
+    /// PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB, shared by any number of
+    /// replicas). Read from SEGMENTCTL_DATA when not given, which keeps a password out of
+    /// the process list.
+    #[arg(
+        long,
+        env = "SEGMENTCTL_DATA",
+        hide_env_values = true,
+        default_value = "./pinpoint.db",
+        value_name = "PATH|postgres://…"
+    )]
+    pub data: DataSource,
+    /// Connections to PostgreSQL this server opens at most; a request waits up to 5 s for
+    /// one, then gets 503 (retryable). Ignored for SQLite.
+    #[arg(long, default_value_t = server::store::DEFAULT_POOL, value_parser = pool_size)]
+    pub db_pool: usize,
+    /// Apply the database's schema migrations, then exit (a deploy step before the
+    /// replicas start; they also migrate at start, under a lock).
+    #[arg(long)]
+    pub migrate_only: bool,
+    /// How long an import or export job stays this server's without renewal; a replica
+    /// finding a job's lease run out (its server died) runs it again, e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub job_lease: Duration,
+    #[command(subcommand)]
+    pub action: Option<ServeAction>,
     /// The region the server answers as: signatures must name it, ARNs carry it.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
@@ -363,12 +390,13 @@ pub struct ServeArgs {
     #[arg(long, default_value = "000000000000")]
     pub account_id: String,
     /// File of `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines that may sign requests.
-    #[arg(long, conflicts_with = "no_auth", required_unless_present = "no_auth")]
+    #[arg(long, conflicts_with = "no_auth", required_unless_present_any = ["no_auth", "migrate_only"])]
     pub credentials_file: Option<PathBuf>,
     /// Accept unsigned requests (loopback addresses only).
     #[arg(long)]
     pub no_auth: bool,
-    /// Enforce Pinpoint's per-operation request quotas with 429 answers.
+    /// Enforce Pinpoint's per-operation request quotas with 429 answers, counted by this
+    /// server (with N replicas, N times the quota in all).
     #[arg(long, value_enum, default_value_t = RateLimits::Off)]
     pub rate_limits: RateLimits,
     /// Share of requests answered 500 before any work (0 to 1).
@@ -401,6 +429,81 @@ pub struct ServeArgs {
     pub import_root: Vec<PathBuf>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+pub enum ServeAction {
+    /// Copy a SQLite data file into a PostgreSQL database: applications, every segment
+    /// version, campaigns, journeys, tags, endpoints, jobs. Verifies counts and checksums
+    /// per table; safe to rerun (rows already there are checked, not copied twice).
+    #[command(
+        after_help = "Example:\n  segmentctl serve migrate --from /var/lib/segmentctl/pinpoint.db --to \"$DATABASE_URL\""
+    )]
+    Migrate {
+        /// The SQLite data file to copy from (read only).
+        #[arg(long, value_name = "PATH")]
+        from: PathBuf,
+        /// The PostgreSQL database to copy into (postgres://…); migrated first.
+        #[arg(
+            long,
+            value_name = "postgres://…",
+            env = "SEGMENTCTL_MIGRATE_TO",
+            hide_env_values = true
+        )]
+        to: DataSource,
+    },
+}
+
+/// `serve migrate`: the copy, a line per table, and exit 1 unless every table agrees.
+async fn serve_migrate(from: PathBuf, to: DataSource) -> anyhow::Result<u8> {
+    crate::text::err(&format!(
+        "Copying {} into {to} (rerunnable: rows already there are checked, not copied again)\n",
+        from.display()
+    ));
+    let target = to.clone();
+    let reports =
+        tokio::task::spawn_blocking(move || {
+            server::store::copy::copy(&from, &target, |r| {
+                crate::text::out(&format!(
+                "{} {:<17} {:>9} rows in source, {:>9} in target, {:>9} copied now, checksum {}\n",
+                if r.ok() { "✓" } else { "✗" },
+                r.table,
+                r.source_rows,
+                r.target_rows,
+                r.copied,
+                if r.checksums_match { "matches" } else { "differs" }
+            ))
+            })
+        })
+        .await?
+        .with_context(|| format!("cannot copy into {to}"))?;
+    let bad: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| r.table)
+        .collect();
+    if bad.is_empty() {
+        crate::text::out(&format!(
+            "Done: {} tables copied and verified. Point the servers at {to}.\n",
+            reports.len()
+        ));
+        Ok(crate::commands::exit::OK)
+    } else {
+        crate::text::err(&format!(
+            "error: {} differ between the two databases: the target holds rows the source does not, or other versions of them; it was not empty, or was written to since\n",
+            bad.join(", ")
+        ));
+        Ok(crate::commands::exit::ERROR)
+    }
+}
+
+fn pool_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of connections from 1 to 1000, found {s:?}"
+        )),
+    }
+}
+
 fn probability(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
@@ -418,6 +521,8 @@ impl ServeArgs {
         Ok(ServerConfig {
             listen: self.listen,
             data: self.data.clone(),
+            pool: self.db_pool,
+            job_lease: self.job_lease,
             region: self.region.clone(),
             account_id: self.account_id.clone(),
             auth,
@@ -657,6 +762,33 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             crate::text::out(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&crate::manifest::json_schema())?
+            ));
+            Ok(0)
+        }
+        Command::Serve(ServeArgs {
+            action: Some(ServeAction::Migrate { from, to }),
+            ..
+        }) => serve_migrate(from, to).await,
+        Command::Serve(args) if args.migrate_only => {
+            let data = args.data.clone();
+            let store = tokio::task::spawn_blocking(move || {
+                server::store::Store::connect_unmigrated(&data, "", "", 1).and_then(|s| s.migrate())
+            })
+            .await?
+            .with_context(|| format!("cannot migrate {}", args.data))?;
+            let applied = if store.applied.is_empty() {
+                "nothing to apply".to_string()
+            } else {
+                store
+                    .applied
+                    .iter()
+                    .map(|(v, n)| format!("{v} ({n})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            crate::text::out(&format!(
+                "{}: schema at version {}; applied: {applied}\n",
+                args.data, store.version
             ));
             Ok(0)
         }

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     PayloadTooLarge,
     TooManyRequests,
     Internal,
+    /// The database is out of reach: 503, which every SDK retries.
+    Unavailable,
 }
 
 impl ErrorKind {
@@ -54,6 +56,7 @@ impl ErrorKind {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -67,7 +70,9 @@ impl ErrorKind {
             Self::Conflict => "ConflictException",
             Self::PayloadTooLarge => "PayloadTooLargeException",
             Self::TooManyRequests => "TooManyRequestsException",
-            Self::Internal => "InternalServerErrorException",
+            // Pinpoint models no 503 shape: the SDKs read the modelled 500 one (and retry
+            // on the status).
+            Self::Internal | Self::Unavailable => "InternalServerErrorException",
         }
     }
 }
@@ -108,6 +113,16 @@ impl ApiError {
 impl From<rusqlite::Error> for ApiError {
     fn from(e: rusqlite::Error) -> Self {
         Self::internal(&e)
+    }
+}
+
+impl ApiError {
+    /// The database cannot be reached just now.
+    pub fn unavailable() -> Self {
+        Self::new(
+            ErrorKind::Unavailable,
+            "The service's database is unavailable. Retry the request.",
+        )
     }
 }
 

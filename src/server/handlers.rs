@@ -144,6 +144,18 @@ fn admit(state: &AppState, operation: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// Runs a store call that only reads: inline on SQLite (a local file: microseconds), off
+/// the async workers on PostgreSQL (a network round trip, on a blocking client).
+async fn reading<T: Send + 'static>(
+    state: &Arc<AppState>,
+    f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if state.store.dialect() == super::store::sql::Dialect::Sqlite {
+        return f(&state.store);
+    }
+    blocking(state, f).await
+}
+
 /// Runs a store call that writes, off the async workers (it waits for fsync).
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
@@ -185,12 +197,17 @@ pub async fn create_app(State(s): S, bytes: Bytes) -> Result<Response> {
 
 pub async fn get_app(State(s): S, ApiPath(app): ApiPath<String>) -> Result<Response> {
     admit(&s, "GetApp")?;
-    Ok(json(StatusCode::OK, &s.store.get_app(&app)?))
+    Ok(json(
+        StatusCode::OK,
+        &reading(&s, move |st| st.get_app(&app)).await?,
+    ))
 }
 
 pub async fn get_apps(State(s): S, RawQuery(q): RawQuery) -> Result<Response> {
     admit(&s, "GetApps")?;
-    Ok(listing(s.store.list_apps(page(&q)?)?))
+    Ok(listing(
+        reading(&s, move |st| st.list_apps(page(&q)?)).await?,
+    ))
 }
 
 pub async fn delete_app(State(s): S, ApiPath(app): ApiPath<String>) -> Result<Response> {
@@ -219,7 +236,7 @@ pub async fn get_segment(
     admit(&s, "GetSegment")?;
     Ok(json(
         StatusCode::OK,
-        &s.store.get_segment(&app, &seg, None)?,
+        &reading(&s, move |st| st.get_segment(&app, &seg, None)).await?,
     ))
 }
 
@@ -229,7 +246,9 @@ pub async fn get_segments(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetSegments")?;
-    Ok(listing(s.store.list_segments(&app, page(&q)?)?))
+    Ok(listing(
+        reading(&s, move |st| st.list_segments(&app, page(&q)?)).await?,
+    ))
 }
 
 pub async fn update_segment(
@@ -264,7 +283,7 @@ pub async fn get_segment_version(
     })?;
     Ok(json(
         StatusCode::OK,
-        &s.store.get_segment(&app, &seg, Some(v))?,
+        &reading(&s, move |st| st.get_segment(&app, &seg, Some(v))).await?,
     ))
 }
 
@@ -274,11 +293,12 @@ pub async fn get_segment_versions(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetSegmentVersions")?;
-    Ok(listing(s.store.list_segment_versions(
-        &app,
-        &seg,
-        page(&q)?,
-    )?))
+    Ok(listing(
+        reading(&s, move |st| {
+            st.list_segment_versions(&app, &seg, page(&q)?)
+        })
+        .await?,
+    ))
 }
 
 // ---- campaigns ----
@@ -299,7 +319,10 @@ pub async fn get_campaign(
     ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetCampaign")?;
-    Ok(json(StatusCode::OK, &s.store.get_campaign(&app, &id)?))
+    Ok(json(
+        StatusCode::OK,
+        &reading(&s, move |st| st.get_campaign(&app, &id)).await?,
+    ))
 }
 
 pub async fn get_campaigns(
@@ -308,7 +331,9 @@ pub async fn get_campaigns(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetCampaigns")?;
-    Ok(listing(s.store.list_campaigns(&app, page(&q)?)?))
+    Ok(listing(
+        reading(&s, move |st| st.list_campaigns(&app, page(&q)?)).await?,
+    ))
 }
 
 pub async fn update_campaign(
@@ -349,7 +374,10 @@ pub async fn get_journey(
     ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetJourney")?;
-    Ok(json(StatusCode::OK, &s.store.get_journey(&app, &id)?))
+    Ok(json(
+        StatusCode::OK,
+        &reading(&s, move |st| st.get_journey(&app, &id)).await?,
+    ))
 }
 
 pub async fn list_journeys(
@@ -358,7 +386,9 @@ pub async fn list_journeys(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "ListJourneys")?;
-    Ok(listing(s.store.list_journeys(&app, page(&q)?)?))
+    Ok(listing(
+        reading(&s, move |st| st.list_journeys(&app, page(&q)?)).await?,
+    ))
 }
 
 pub async fn update_journey(
@@ -411,7 +441,7 @@ fn resource(store: &Store, arn: &str) -> Result<Resource> {
 pub async fn list_tags(State(s): S, ApiPath(arn): ApiPath<String>) -> Result<Response> {
     admit(&s, "ListTagsForResource")?;
     let r = resource(&s.store, &arn)?;
-    let tags = s.store.list_tags(&r)?;
+    let tags = reading(&s, move |st| st.list_tags(&r)).await?;
     Ok(json(StatusCode::OK, &TagsModel { tags }))
 }
 
@@ -526,7 +556,10 @@ pub async fn get_endpoint(
     ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetEndpoint")?;
-    Ok(json(StatusCode::OK, &s.store.get_endpoint(&app, &id)?))
+    Ok(json(
+        StatusCode::OK,
+        &reading(&s, move |st| st.get_endpoint(&app, &id)).await?,
+    ))
 }
 
 pub async fn delete_endpoint(
@@ -543,7 +576,10 @@ pub async fn get_user_endpoints(
     ApiPath((app, user)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetUserEndpoints")?;
-    Ok(items(s.store.user_endpoints(&app, &user)?, StatusCode::OK))
+    Ok(items(
+        reading(&s, move |st| st.user_endpoints(&app, &user)).await?,
+        StatusCode::OK,
+    ))
 }
 
 pub async fn delete_user_endpoints(
@@ -634,7 +670,8 @@ pub async fn create_import_job(
         ));
     }
     if let Some(seg) = &segment {
-        let current = s.store.segment_at(&app, seg, None)?;
+        let (app, id) = (app.clone(), seg.clone());
+        let current = reading(&s, move |st| st.segment_at(&app, &id, None)).await?;
         if !current.is_import() {
             return Err(ApiError::bad_request(format!(
                 "SegmentId: segment {seg} is DIMENSIONAL; an import job updates only IMPORT segments"
@@ -681,7 +718,8 @@ pub async fn create_export_job(
     let role = required(req.role_arn, "RoleArn")?;
     let segment = req.segment_id.filter(|s| !s.is_empty());
     if let Some(seg) = &segment {
-        s.store.segment_at(&app, seg, req.segment_version)?;
+        let (app, seg, version) = (app.clone(), seg.clone(), req.segment_version);
+        reading(&s, move |st| st.segment_at(&app, &seg, version)).await?;
     } else if req.segment_version.is_some() {
         return Err(ApiError::bad_request(
             "SegmentVersion: given without SegmentId",
@@ -710,7 +748,10 @@ pub async fn get_import_job(
     ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetImportJob")?;
-    let job = s.store.get_job(&app, super::store::JobKind::Import, &id)?;
+    let job = reading(&s, move |st| {
+        st.get_job(&app, super::store::JobKind::Import, &id)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &job))
 }
 
@@ -719,7 +760,10 @@ pub async fn get_export_job(
     ApiPath((app, id)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetExportJob")?;
-    let job = s.store.get_job(&app, super::store::JobKind::Export, &id)?;
+    let job = reading(&s, move |st| {
+        st.get_job(&app, super::store::JobKind::Export, &id)
+    })
+    .await?;
     Ok(json(StatusCode::OK, &job))
 }
 

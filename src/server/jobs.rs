@@ -12,7 +12,11 @@
 //! endpoint, written under `S3UrlPrefix` as gzip newline-delimited EndpointResponse objects,
 //! `<JobId>/part-00000.gz` onward.
 //!
-//! A job a stop cut short runs again from its start when the server starts.
+//! Each job is held by one server at a time under a lease it renews (a third of the lease
+//! apart); every write the job makes checks the lease, so a server that lost it writes
+//! nothing more. A job a stop cut short, or whose server died, runs again from its start
+//! on the server that claims it next: at start (SQLite: its only server), or when the lease
+//! runs out (PostgreSQL: any replica, each polling for such jobs).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
@@ -37,6 +41,8 @@ pub const CONCURRENT_JOBS: usize = 10;
 const BATCH: usize = 1000;
 /// A line longer than this is a failed row (an endpoint is at most 15 KB), skipped unread.
 const MAX_LINE: usize = 64 * 1024;
+/// How often a server looks for jobs whose lease ran out.
+const CLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Endpoints per export piece.
 const PIECE_ENDPOINTS: usize = 100_000;
 
@@ -74,13 +80,52 @@ impl Jobs {
         })
     }
 
-    /// Runs a job in the background.
+    /// Runs a job this server holds in the background (waiting for a free slot).
     pub fn spawn(self: &Arc<Self>, app: String, kind: JobKind, job: Value) {
         let this = self.clone();
         tokio::spawn(async move {
-            let Ok(_slot) = this.slots.clone().acquire_owned().await else {
+            let Ok(slot) = this.slots.clone().acquire_owned().await else {
                 return;
             };
+            this.run_held(app, kind, job, slot).await;
+        });
+    }
+
+    /// Runs a job while renewing its lease; stops it where it is if the lease is lost.
+    async fn run_held(
+        self: Arc<Self>,
+        app: String,
+        kind: JobKind,
+        job: Value,
+        _slot: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let id = job["Id"].as_str().unwrap_or_default().to_string();
+        let renew = {
+            let store = self.store.clone();
+            let (app, id) = (app.clone(), id.clone());
+            async move {
+                let every = store.job_lease / 3;
+                loop {
+                    tokio::time::sleep(every).await;
+                    let (s, a, i) = (store.clone(), app.clone(), id.clone());
+                    match tokio::task::spawn_blocking(move || s.renew_job(&a, &i)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => return,
+                        // The database is out of reach: the job's own writes wait or fail.
+                        _ => {}
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = self.run(app, kind, job) => {}
+            () = renew => tracing::warn!(job = %id, "another server took the job over; stopping it here"),
+        }
+    }
+
+    async fn run(&self, app: String, kind: JobKind, job: Value) {
+        {
+            let this = self;
             let mut job = job;
             let outcome = match kind {
                 JobKind::Import => this.import(&app, &mut job).await,
@@ -101,26 +146,48 @@ impl Jobs {
                     tracing::error!(error = %e, "cannot record a failed job");
                 }
             }
-        });
+        }
     }
 
-    /// Runs again every job a stop cut short.
-    pub fn resume(self: &Arc<Self>) {
-        match self.store.open_jobs() {
-            Ok(jobs) => {
-                for OpenJob {
-                    app,
-                    id,
-                    kind,
-                    body,
-                } in jobs
-                {
-                    tracing::info!(job = %id, kind = kind.as_str(), "resuming a job a stop cut short");
-                    self.spawn(app, kind, body);
+    /// Claims, as slots free up, the jobs no live server holds, and runs them: at once the
+    /// ones a stop cut short (`takeover`: this is the data's only server), then, every
+    /// [`CLAIM_EVERY`] while `poll` (replicas share the data), any whose lease ran out.
+    pub fn claim(self: &Arc<Self>, takeover: bool, poll: bool) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut any_owner = takeover;
+            loop {
+                loop {
+                    let Ok(slot) = this.slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let store = this.store.clone();
+                    let claimed =
+                        tokio::task::spawn_blocking(move || store.claim_job(any_owner)).await;
+                    match claimed {
+                        Ok(Ok(Some(OpenJob {
+                            app,
+                            id,
+                            kind,
+                            body,
+                        }))) => {
+                            tracing::info!(job = %id, kind = kind.as_str(), "running a job no server holds (cut short, or its server gone)");
+                            tokio::spawn(this.clone().run_held(app, kind, body, slot));
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(error = %e.message, "cannot claim jobs now");
+                            break;
+                        }
+                        _ => break,
+                    }
                 }
+                any_owner = false;
+                if !poll {
+                    return;
+                }
+                tokio::time::sleep(CLAIM_EVERY.min(this.store.job_lease)).await;
             }
-            Err(e) => tracing::error!(error = %e.message, "cannot read the unfinished jobs"),
-        }
+        });
     }
 
     async fn blocking_save(&self, app: &str, job: Value) -> Result<(), String> {

@@ -65,7 +65,11 @@ pub enum Auth {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
-    pub data: PathBuf,
+    pub data: store::DataSource,
+    /// Connections to PostgreSQL at most (SQLite: unused).
+    pub pool: usize,
+    /// How long a job stays a server's without renewal (then another replica takes it).
+    pub job_lease: Duration,
     pub region: String,
     pub account_id: String,
     pub auth: Auth,
@@ -91,7 +95,9 @@ impl ServerConfig {
     pub fn local(data: PathBuf, auth: Auth) -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data,
+            data: store::DataSource::Sqlite(data),
+            pool: store::DEFAULT_POOL,
+            job_lease: store::DEFAULT_JOB_LEASE,
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
             auth,
@@ -111,11 +117,11 @@ impl ServerConfig {
 pub enum ServeError {
     #[error("refusing to listen on {0} without authentication: --no-auth is only allowed on a loopback address")]
     NoAuthOnPublicAddress(SocketAddr),
-    #[error("cannot open the data file {path}")]
+    #[error("cannot open the database {path}")]
     Open {
         path: String,
         #[source]
-        source: rusqlite::Error,
+        source: store::sql::DbError,
     },
     #[error("cannot listen on {addr}")]
     Bind {
@@ -801,21 +807,31 @@ impl RunningServer {
     }
 }
 
+/// Opens the configured database and brings its schema up to date.
+pub fn open_store(cfg: &ServerConfig) -> Result<Store, ServeError> {
+    if let store::DataSource::Sqlite(path) = &cfg.data {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+    }
+    let mut store =
+        Store::connect(&cfg.data, &cfg.region, &cfg.account_id, cfg.pool).map_err(|source| {
+            ServeError::Open {
+                path: cfg.data.describe(),
+                source,
+            }
+        })?;
+    store.job_lease = cfg.job_lease;
+    Ok(store)
+}
+
 /// The shared state a [`router`] serves, opened from `cfg` (for tests and fuzzing that
 /// drive the router without a socket).
 pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
     if matches!(cfg.auth, Auth::None) && !cfg.listen.ip().is_loopback() {
         return Err(ServeError::NoAuthOnPublicAddress(cfg.listen));
     }
-    if let Some(parent) = cfg.data.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(parent);
-    }
-    let store = Store::open(&cfg.data, &cfg.region, &cfg.account_id).map_err(|source| {
-        ServeError::Open {
-            path: cfg.data.display().to_string(),
-            source,
-        }
-    })?;
+    let store = open_store(cfg)?;
     let budget_kib = (cfg.body_budget.max(MAX_BODY_BYTES) / 1024) as u32;
     let store = Arc::new(store);
     let jobs = jobs::Jobs::new(
@@ -852,7 +868,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    state.jobs.resume();
+    let only_server = state.store.dialect() == store::sql::Dialect::Sqlite;
+    state.jobs.claim(only_server, !only_server);
     let app = router(state.clone());
     let listener = BoundedListener {
         inner: listener,

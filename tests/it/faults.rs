@@ -209,7 +209,7 @@ async fn three_hundred_segments_converge_under_the_daemon_with_the_same_faults()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_converges() {
     let data_dir = tempfile::tempdir().unwrap();
-    let data = data_dir.path().join("pinpoint.db");
+    let data = crate::pg::data_for(data_dir.path());
     let (mut child, endpoint) = spawn_server(&data);
     let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
     let app = util::create_app(&client, "killed").await;

@@ -898,7 +898,7 @@ async fn an_import_over_1_gb_fails_before_reading_and_names_the_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_cut_short_by_sigkill_completes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pinpoint.db");
+    let data = crate::pg::data_for(dir.path());
     let rows = 120_000;
     let mut file = String::with_capacity(rows * 120);
     for i in 0..rows {
@@ -1199,10 +1199,8 @@ async fn deleting_the_application_stops_its_import_and_leaves_nothing_behind() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.delete_app().application_id(&app).send().await.unwrap();
-    let db = rusqlite::Connection::open(t.dir.path().join("pinpoint.db")).unwrap();
     let count = |table: &str| -> i64 {
-        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
-            .unwrap()
+        crate::pg::query_i64(&t.data, &format!("SELECT COUNT(*) FROM {table}"))
     };
     let start = Instant::now();
     while count("endpoints") + count("import_rows") + count("attribute_names") + count("segments")

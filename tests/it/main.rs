@@ -1,6 +1,7 @@
 //! Integration tests: one binary, the real `aws-sdk-pinpoint` client against `segmentctl
 //! serve` started in-process on a loopback port. No mocks of the API.
 
+mod pg;
 mod util;
 
 mod audience_duckdb;
@@ -19,6 +20,7 @@ mod imports;
 mod manifests;
 mod properties;
 mod reconcile;
+mod replicas;
 mod seams;
 mod server_api;
 mod server_crash;

@@ -43,7 +43,7 @@ pub fn spawn_server_with(data: &std::path::Path, args: &[&str]) -> (std::process
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_killed_under_write_load_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("pinpoint.db");
+    let data = crate::pg::data_for(dir.path());
     let (mut child, endpoint) = spawn_server(&data);
     let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
     let app = util::create_app(&client, "crash").await;
@@ -97,21 +97,19 @@ async fn a_server_killed_under_write_load_keeps_every_acknowledged_write() {
         acked.len()
     );
 
-    // Reopen the file the way a restarted server does.
-    let conn = rusqlite::Connection::open(&data).unwrap();
-    let check: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok");
-    let orphans: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM segment_versions v WHERE v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version)",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    // Reopen the data the way a restarted server does.
+    if !crate::pg::backend_is_postgres() {
+        let conn = rusqlite::Connection::open(&data).unwrap();
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+    let orphans = crate::pg::query_i64(
+        &data,
+        "SELECT COUNT(*) FROM segments s WHERE NOT EXISTS (SELECT 1 FROM segment_versions v WHERE v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version)",
+    );
     assert_eq!(orphans, 0, "every segment row has its current version");
-    drop(conn);
 
     let (mut child, endpoint) = spawn_server(&data);
     let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);

@@ -18,6 +18,8 @@ pub struct TestServer {
     pub server: RunningServer,
     pub client: Client,
     pub dir: tempfile::TempDir,
+    /// Where its data is: the SQLite file, or the PostgreSQL URL.
+    pub data: std::path::PathBuf,
 }
 
 impl TestServer {
@@ -47,14 +49,26 @@ pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         dir.path().join("pinpoint.db"),
         Auth::SigV4(Credentials::single(KEY, SECRET)),
     );
+    cfg.data = data_source(dir.path());
     adjust(&mut cfg);
+    let data = std::path::PathBuf::from(match &cfg.data {
+        segmentctl::server::store::DataSource::Sqlite(p) => p.display().to_string(),
+        segmentctl::server::store::DataSource::Postgres(dsn) => dsn.clone(),
+    });
     let server = server::start(cfg).await.expect("server starts");
     let client = segmentctl::sdk::endpoint_client(&server.endpoint(), "us-east-1", KEY, SECRET, 1);
     TestServer {
         server,
         client,
         dir,
+        data,
     }
+}
+
+/// The data of a test server: a SQLite file in `dir`, or a fresh PostgreSQL database when
+/// the suite runs with `SEGMENTCTL_TEST_BACKEND=postgres`.
+pub fn data_source(dir: &Path) -> segmentctl::server::store::DataSource {
+    segmentctl::server::store::DataSource::parse(&crate::pg::data_for(dir).display().to_string())
 }
 
 pub async fn create_app(client: &Client, name: &str) -> String {

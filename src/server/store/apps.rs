@@ -1,6 +1,6 @@
 //! Applications: create, read, list, delete (with everything in them).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, DbError, OptionalExtension, Row};
 
 use super::{
     app_not_found, new_id, non_empty, paginate, tags_from_json, tags_to_json, Listing, Page, Store,
@@ -10,7 +10,7 @@ use crate::server::error::ApiError;
 use crate::text::now_iso;
 
 impl Store {
-    pub(super) fn app_row(&self, r: &rusqlite::Row<'_>) -> rusqlite::Result<ApplicationResponse> {
+    pub(super) fn app_row(&self, r: &Row) -> Result<ApplicationResponse, DbError> {
         let id: String = r.get("id")?;
         Ok(ApplicationResponse {
             arn: self.arn(&id),
@@ -52,7 +52,7 @@ impl Store {
 
     pub fn list_apps(&self, page: Page) -> Result<Listing<ApplicationResponse>, ApiError> {
         self.read(|c| {
-            let mut stmt =
+            let stmt =
                 c.prepare_cached("SELECT * FROM apps WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
             let rows = stmt.query_map(params![page.after, page.size as i64 + 1], |r| {
                 Ok((r.get::<_, i64>("seq")?, self.app_row(r)?))
@@ -64,6 +64,12 @@ impl Store {
     pub fn delete_app(&self, id: &str) -> Result<ApplicationResponse, ApiError> {
         let app = self.get_app(id)?;
         self.write(|tx| {
+            // The application's row first: writes in it hold it shared (see `require_app`),
+            // so this waits for them, and the ones after find it gone.
+            let n = tx.execute("DELETE FROM apps WHERE id = ?1", [id])?;
+            if n == 0 {
+                return Err(app_not_found(id));
+            }
             for table in [
                 "segments",
                 "segment_versions",
@@ -81,18 +87,20 @@ impl Store {
                 [id],
             )?;
             tx.execute("DELETE FROM jobs WHERE app_id = ?1", [id])?;
-            let n = tx.execute("DELETE FROM apps WHERE id = ?1", [id])?;
-            if n == 0 {
-                return Err(app_not_found(id));
-            }
             Ok(())
         })?;
         Ok(app)
     }
 
+    /// The application must exist; in a write, it then cannot be deleted before the write
+    /// ends (on PostgreSQL, a share lock its deletion waits for).
     pub(super) fn require_app(&self, c: &Connection, app: &str) -> Result<(), ApiError> {
         let found: Option<i64> = c
-            .query_row("SELECT 1 FROM apps WHERE id = ?1", [app], |r| r.get(0))
+            .query_row(
+                &format!("SELECT 1 FROM apps WHERE id = ?1{}", c.for_share()),
+                [app],
+                |r| r.get(0),
+            )
             .optional()?;
         found.map(|_| ()).ok_or_else(|| app_not_found(app))
     }

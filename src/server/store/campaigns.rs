@@ -1,7 +1,7 @@
 //! Campaigns: stored as sent, with the segment they use indexed and a status derived the
 //! way Pinpoint reports it.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
@@ -68,7 +68,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let row = c
             .query_row(
-                "SELECT version, status_override, created, modified, body, tags FROM campaigns WHERE app_id = ?1 AND id = ?2",
+                &format!("SELECT version, status_override, created, modified, body, tags FROM campaigns WHERE app_id = ?1 AND id = ?2{}", c.for_update()),
                 [app, id],
                 |r| {
                     Ok(CampaignRow {
@@ -108,7 +108,10 @@ impl Store {
         } = input;
         let latest: Option<i32> = tx
             .query_row(
-                "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2",
+                &format!(
+                    "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2{}",
+                    tx.for_share()
+                ),
                 [app, &segment_id],
                 |r| r.get(0),
             )

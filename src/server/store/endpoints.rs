@@ -2,7 +2,7 @@
 //! GetUserEndpoints and the per-user quota; the application's attribute names, for the
 //! per-application quota.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 
 use super::{Store, Tx};
 use crate::server::endpoint::{Endpoint, MAX_ATTRIBUTES_PER_APP, MAX_ENDPOINTS_PER_USER};
@@ -32,6 +32,7 @@ impl Store {
         let now = crate::text::now_iso();
         self.write(|tx| {
             self.require_app(tx, app)?;
+            Self::lock_endpoints(tx, app)?;
             let mut known = Self::attribute_names(tx, app)?;
             for (i, (id, update)) in items.into_iter().enumerate() {
                 Self::upsert_endpoint(
@@ -47,6 +48,13 @@ impl Store {
             }
             Ok(())
         })
+    }
+
+    /// Endpoint writes in one application, one at a time (on PostgreSQL, where replicas write
+    /// at once): each merges into what the last one stored, and the per-user and
+    /// per-application quotas count what is there.
+    pub(super) fn lock_endpoints(tx: &Tx<'_>, app: &str) -> Result<(), ApiError> {
+        Ok(tx.serialize_on(&format!("endpoints/{app}"))?)
     }
 
     /// The application's custom attribute names, `(family, name)`: at most 250.
@@ -142,6 +150,7 @@ impl Store {
     pub fn delete_endpoint(&self, app: &str, id: &str) -> Result<Body, ApiError> {
         self.write(|tx| {
             self.require_app(tx, app)?;
+            Self::lock_endpoints(tx, app)?;
             let body: Option<String> = tx
                 .query_row(
                     "DELETE FROM endpoints WHERE app_id = ?1 AND id = ?2 RETURNING body",
@@ -182,6 +191,7 @@ impl Store {
     pub fn delete_user_endpoints(&self, app: &str, user: &str) -> Result<Vec<Body>, ApiError> {
         self.write(|tx| {
             self.require_app(tx, app)?;
+            Self::lock_endpoints(tx, app)?;
             let rows = Self::user_rows(tx, app, user)?;
             if rows.is_empty() {
                 return Err(ApiError::not_found(format!(

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{params, OptionalExtension};
+use super::sql::{params, Dialect, OptionalExtension};
 use serde_json::Value;
 
 use super::{new_id, paginate, segment_not_found, Listing, Page, Store};
@@ -61,6 +61,23 @@ pub struct ImportTarget<'a> {
     pub definition: ImportDefinition,
 }
 
+/// The database's clock in milliseconds: leases are compared on one clock, whatever the
+/// replicas' clocks say.
+fn now_ms(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
+        Dialect::Postgres => "(extract(epoch from clock_timestamp()) * 1000)::bigint",
+    }
+}
+
+/// Another server holds the job now (this one's lease ran out).
+pub fn lost_lease(id: &str) -> ApiError {
+    ApiError::new(
+        crate::server::error::ErrorKind::Conflict,
+        format!("job {id} is now run by another server: this one's lease ran out"),
+    )
+}
+
 fn job_not_found(kind: JobKind, id: &str) -> ApiError {
     let what = if kind == JobKind::Import {
         "Import"
@@ -94,25 +111,91 @@ impl Store {
                 }
             }
             tx.execute(
-                "INSERT INTO jobs (app_id, id, kind, segment_id, status, body) VALUES (?1, ?2, ?3, ?4, 'CREATED', ?5)",
-                params![app, id, kind.as_str(), segment_id, text],
+                &format!(
+                    "INSERT INTO jobs (app_id, id, kind, segment_id, status, body, owner, lease_until)
+                     VALUES (?1, ?2, ?3, ?4, 'CREATED', ?5, ?6, {} + ?7)",
+                    now_ms(tx.dialect())
+                ),
+                params![app, id, kind.as_str(), segment_id, text, self.replica, self.lease_ms()],
             )?;
             Ok(())
         })?;
         Ok(body)
     }
 
-    /// Saves a job's response JSON (its status read from it).
+    /// Saves a job's response JSON (its status read from it), if this server still holds
+    /// the job (else [`lost_lease`]: another replica took it over).
     pub fn save_job(&self, app: &str, body: &Value) -> Result<(), ApiError> {
         let id = body["Id"].as_str().unwrap_or_default();
         let status = body["JobStatus"].as_str().unwrap_or("FAILED");
         let text = body.to_string();
         self.write(|tx| {
-            tx.execute(
-                "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2",
-                params![app, id, status, text],
+            let n = tx.execute(
+                "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?5",
+                params![app, id, status, text, self.replica],
             )?;
+            if n == 0 {
+                return Err(lost_lease(id));
+            }
             Ok(())
+        })
+    }
+
+    fn lease_ms(&self) -> i64 {
+        self.job_lease.as_millis() as i64
+    }
+
+    /// Takes an unfinished job no live server holds: one whose lease has run out (its
+    /// server stopped or lost the database), or, with `any_owner` (a SQLite server starting:
+    /// the only server of its file), one any earlier server held. On PostgreSQL the row is
+    /// taken with `FOR UPDATE SKIP LOCKED`: replicas claiming at once take different jobs.
+    pub fn claim_job(&self, any_owner: bool) -> Result<Option<OpenJob>, ApiError> {
+        self.write(|tx| {
+            let skip = match tx.dialect() {
+                Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+                Dialect::Sqlite => "",
+            };
+            let now = now_ms(tx.dialect());
+            let row: Option<(String, String, String, String)> = tx
+                .query_row(
+                    &format!(
+                        "UPDATE jobs SET owner = ?1, lease_until = {now} + ?2
+                         WHERE seq = (SELECT seq FROM jobs
+                                      WHERE status NOT IN ('COMPLETED', 'FAILED')
+                                        AND (owner IS NULL OR owner != ?1)
+                                        AND (lease_until < {now} OR ?3 = 1)
+                                      ORDER BY seq LIMIT 1{skip})
+                         RETURNING app_id, id, kind, body"
+                    ),
+                    params![self.replica, self.lease_ms(), i64::from(any_owner)],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            Ok(row.map(|(app, id, kind, body)| OpenJob {
+                app,
+                id,
+                kind: if kind == "IMPORT" {
+                    JobKind::Import
+                } else {
+                    JobKind::Export
+                },
+                body: serde_json::from_str(&body).unwrap_or(Value::Null),
+            }))
+        })
+    }
+
+    /// Extends this server's lease on a job; `false` when it no longer holds it.
+    pub fn renew_job(&self, app: &str, id: &str) -> Result<bool, ApiError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                &format!(
+                    "UPDATE jobs SET lease_until = {} + ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?3
+                       AND status NOT IN ('COMPLETED', 'FAILED')",
+                    now_ms(tx.dialect())
+                ),
+                params![app, id, self.replica, self.lease_ms()],
+            )?;
+            Ok(n == 1)
         })
     }
 
@@ -153,7 +236,7 @@ impl Store {
             } else {
                 page.after
             };
-            let mut stmt = c.prepare_cached(
+            let stmt = c.prepare_cached(
                 "SELECT seq, body FROM jobs WHERE app_id = ?1 AND kind = ?2
                    AND (?3 IS NULL OR segment_id = ?3) AND -seq > ?4
                  ORDER BY seq DESC LIMIT ?5",
@@ -170,31 +253,14 @@ impl Store {
         })
     }
 
-    /// Jobs a stop cut short.
-    pub fn open_jobs(&self) -> Result<Vec<OpenJob>, ApiError> {
-        self.read(|c| {
-            let rows = c
-                .prepare("SELECT app_id, id, kind, body FROM jobs WHERE status NOT IN ('COMPLETED', 'FAILED') ORDER BY seq")?
-                .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows
-                .into_iter()
-                .map(|(app, id, kind, body)| OpenJob {
-                    app,
-                    id,
-                    kind: if kind == "IMPORT" { JobKind::Import } else { JobKind::Export },
-                    body: serde_json::from_str(&body).unwrap_or(Value::Null),
-                })
-                .collect())
-        })
-    }
-
-    /// Forgets what an import staged, before it runs (again).
+    /// Forgets what an import staged, before it runs (again), if this server holds it.
     pub fn clear_import(&self, job: &str) -> Result<(), ApiError> {
         self.write(|tx| {
-            tx.execute("DELETE FROM import_rows WHERE job_id = ?1", [job])?;
+            tx.execute(
+                "DELETE FROM import_rows WHERE job_id = ?1
+                   AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND owner = ?2)",
+                [job, &self.replica],
+            )?;
             Ok(())
         })
     }
@@ -219,6 +285,7 @@ impl Store {
         self.write(|tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
+            Self::lock_endpoints(tx, app)?;
             let mut refused = Vec::new();
             let mut known = Self::attribute_names(tx, app)?;
             for (i, (id, row)) in rows.into_iter().enumerate() {
@@ -265,10 +332,13 @@ impl Store {
                 )?
                 .execute(params![job_id, id, e.user_id(), e.channel_type, body])?;
             }
-            tx.execute(
-                "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2",
-                params![app, job_id, status, text],
+            let n = tx.execute(
+                "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?5",
+                params![app, job_id, status, text, self.replica],
             )?;
+            if n == 0 {
+                return Err(lost_lease(&job_id));
+            }
             Ok(refused)
         })
     }
@@ -291,9 +361,12 @@ impl Store {
             let current: Option<(i32, String)> = match target.segment_id {
                 Some(seg) => Some(
                     tx.query_row(
-                        "SELECT s.version, v.body FROM segments s JOIN segment_versions v
-                           ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
-                         WHERE s.app_id = ?1 AND s.id = ?2",
+                        &format!(
+                            "SELECT s.version, v.body FROM segments s JOIN segment_versions v
+                               ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
+                             WHERE s.app_id = ?1 AND s.id = ?2{}",
+                            if tx.dialect() == Dialect::Postgres { " FOR UPDATE OF s" } else { "" }
+                        ),
                         [app, seg],
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
@@ -316,15 +389,20 @@ impl Store {
                  SELECT ?1, ?3, ?4, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
                 params![app, job_id, seg, version],
             )?;
+            let channel = match tx.dialect() {
+                Dialect::Sqlite => "json_extract(e.body, '$.ChannelType')",
+                Dialect::Postgres => "(e.body::jsonb ->> 'ChannelType')",
+            };
             tx.execute(
-                "INSERT OR IGNORE INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
-                 SELECT ?1, ?3, ?4, e.id, json_extract(e.body, '$.ChannelType'), e.body FROM endpoints e
-                 WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)",
+                &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
+                 SELECT ?1, ?3, ?4, e.id, {channel}, e.body FROM endpoints e
+                 WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)
+                 ON CONFLICT DO NOTHING"),
                 params![app, job_id, seg, version],
             )?;
             let mut counts = BTreeMap::new();
             {
-                let mut stmt = tx.prepare(
+                let stmt = tx.prepare(
                     "SELECT COALESCE(channel, ''), COUNT(*) FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 GROUP BY 1",
                 )?;
                 let rows = stmt.query_map(params![app, seg, version], |r| {
@@ -381,10 +459,14 @@ impl Store {
                 channel_counts: counts,
             };
             let body = finish(&imported);
-            tx.execute(
-                "UPDATE jobs SET status = ?3, body = ?4, segment_id = COALESCE(segment_id, ?5) WHERE app_id = ?1 AND id = ?2",
-                params![app, job_id, body["JobStatus"].as_str().unwrap_or("COMPLETED"), body.to_string(), imported.segment_id],
+            let n = tx.execute(
+                "UPDATE jobs SET status = ?3, body = ?4, segment_id = COALESCE(segment_id, ?5) WHERE app_id = ?1 AND id = ?2 AND owner = ?6",
+                params![app, job_id, body["JobStatus"].as_str().unwrap_or("COMPLETED"), body.to_string(), imported.segment_id, self.replica],
             )?;
+            if n == 0 {
+                // Another replica took the job over: this one's segment is not written.
+                return Err(lost_lease(job_id));
+            }
             Ok(imported)
         })
     }

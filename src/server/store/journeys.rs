@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 
 use super::{new_id, tags_from_json, tags_to_json, Listing, Page, Store, Tx};
@@ -19,7 +19,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let row = c
             .query_row(
-                "SELECT state, created, modified, body, tags FROM journeys WHERE app_id = ?1 AND id = ?2",
+                &format!("SELECT state, created, modified, body, tags FROM journeys WHERE app_id = ?1 AND id = ?2{}", c.for_update()),
                 [app, id],
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)),
             )

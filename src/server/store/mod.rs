@@ -1,29 +1,41 @@
-//! Durable storage for the server: SQLite in WAL mode, one transaction per mutating request.
+//! Durable storage for the server, one transaction per mutating request, on SQLite or
+//! PostgreSQL: the same queries ([`sql`]) and the same schema ([`migrations`]) on both.
 //!
-//! Guarantees: a write is acknowledged only after its transaction commits with
-//! `synchronous=FULL`, so a process killed at any moment (SIGKILL) reopens with every
-//! acknowledged write and no partial one. Reads run on a small pool of reader connections
-//! beside the single writer, which WAL lets proceed concurrently.
+//! SQLite (WAL mode, `synchronous=FULL`): one writer at a time beside a few readers; one
+//! server per file. PostgreSQL (READ COMMITTED): a pool of connections, any number of
+//! replicas on one database. Writes that read before they write lock what they read
+//! (`FOR UPDATE`, or a version bumped by `UPDATE … RETURNING`), so concurrent writers
+//! through different replicas lose nothing and versions stay gapless.
+//!
+//! Guarantees, on either: a write is acknowledged only after its transaction commits, so a
+//! server killed at any moment (SIGKILL) leaves every acknowledged write and no partial one.
 
 mod apps;
 mod campaigns;
+pub mod copy;
 mod endpoints;
 mod jobs;
 mod journeys;
+pub mod migrations;
+pub mod pg;
 mod segments;
+pub mod sql;
 mod tags;
 
 pub use endpoints::Body as EndpointBody;
-pub use jobs::{ImportTarget, Imported, JobKind, OpenJob, TERMINAL};
+pub use jobs::{lost_lease, ImportTarget, Imported, JobKind, OpenJob, TERMINAL};
 
-use std::path::Path;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 use serde_json::Value;
 
-use super::error::ApiError;
+use sql::{params, Connection, DbError, Dialect, OptionalExtension, Tx};
+
+use super::error::{ApiError, ErrorKind};
 use crate::model::Tags;
 
 const READERS: usize = 4;
@@ -33,109 +45,6 @@ pub const MAX_PAGE_SIZE: usize = 1000;
 /// The most a list answer holds, in bytes of items: a page ends early (with a token) rather
 /// than grow past it. Pinpoint's payload quota is 7 MB per response.
 pub const MAX_PAGE_BYTES: usize = 6 * 1024 * 1024;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS apps (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    name TEXT NOT NULL,
-    created TEXT NOT NULL,
-    tags TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS segments (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    app_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    created TEXT NOT NULL,
-    tags TEXT NOT NULL DEFAULT '{}',
-    UNIQUE (app_id, id)
-);
-CREATE INDEX IF NOT EXISTS segments_by_app ON segments (app_id, seq);
-CREATE TABLE IF NOT EXISTS segment_versions (
-    app_id TEXT NOT NULL,
-    segment_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    modified TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (app_id, segment_id, version)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS campaigns (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    app_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    segment_id TEXT NOT NULL,
-    status_override TEXT,
-    created TEXT NOT NULL,
-    modified TEXT NOT NULL,
-    body TEXT NOT NULL,
-    tags TEXT NOT NULL DEFAULT '{}',
-    UNIQUE (app_id, id)
-);
-CREATE INDEX IF NOT EXISTS campaigns_by_segment ON campaigns (app_id, segment_id);
-CREATE TABLE IF NOT EXISTS journeys (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    app_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    state TEXT NOT NULL,
-    created TEXT NOT NULL,
-    modified TEXT NOT NULL,
-    body TEXT NOT NULL,
-    tags TEXT NOT NULL DEFAULT '{}',
-    UNIQUE (app_id, id)
-);
-CREATE TABLE IF NOT EXISTS endpoints (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    app_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    user_id TEXT,
-    body TEXT NOT NULL,
-    UNIQUE (app_id, id)
-);
-CREATE INDEX IF NOT EXISTS endpoints_by_user ON endpoints (app_id, user_id);
-CREATE INDEX IF NOT EXISTS endpoints_by_app ON endpoints (app_id, seq);
-CREATE TABLE IF NOT EXISTS attribute_names (
-    app_id TEXT NOT NULL,
-    family TEXT NOT NULL,
-    name TEXT NOT NULL,
-    PRIMARY KEY (app_id, family, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS segment_members (
-    app_id TEXT NOT NULL,
-    segment_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    endpoint_id TEXT NOT NULL,
-    channel TEXT,
-    body TEXT NOT NULL,
-    UNIQUE (app_id, segment_id, version, endpoint_id)
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    app_id TEXT NOT NULL,
-    id TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    segment_id TEXT,
-    status TEXT NOT NULL,
-    body TEXT NOT NULL,
-    UNIQUE (app_id, id)
-);
-CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
-CREATE TABLE IF NOT EXISTS import_rows (
-    job_id TEXT NOT NULL,
-    endpoint_id TEXT NOT NULL,
-    user_id TEXT,
-    channel TEXT,
-    body TEXT NOT NULL,
-    UNIQUE (job_id, endpoint_id)
-);
-CREATE TABLE IF NOT EXISTS journey_segments (
-    app_id TEXT NOT NULL,
-    journey_id TEXT NOT NULL,
-    segment_id TEXT NOT NULL,
-    PRIMARY KEY (app_id, journey_id, segment_id)
-) WITHOUT ROWID;
-";
 
 /// A page request: how many items, and after which position.
 #[derive(Debug, Clone, Copy)]
@@ -171,12 +80,81 @@ pub enum Resource {
     Journey(String, String),
 }
 
+/// Where the server keeps its data: `--data PATH`, `sqlite:PATH`, or `postgres://…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl DataSource {
+    pub fn parse(text: &str) -> Self {
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            DataSource::Postgres(text.to_string())
+        } else {
+            let path = text.strip_prefix("sqlite:").unwrap_or(text);
+            let path = path.strip_prefix("//").unwrap_or(path);
+            DataSource::Sqlite(PathBuf::from(path))
+        }
+    }
+
+    /// The data's place for messages: the file, or `postgres://host:port/db` (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            DataSource::Sqlite(p) => p.display().to_string(),
+            DataSource::Postgres(dsn) => match dsn.parse::<postgres::Config>() {
+                Ok(c) => format!("postgres://{}", pg::describe(&c)),
+                Err(_) => "postgres://(unparsable URL)".into(),
+            },
+        }
+    }
+}
+
+impl std::str::FromStr for DataSource {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::parse(s))
+    }
+}
+
+impl std::fmt::Display for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+enum Backend {
+    Sqlite {
+        writer: Mutex<rusqlite::Connection>,
+        readers: Vec<Mutex<rusqlite::Connection>>,
+        next_reader: AtomicUsize,
+    },
+    Postgres(pg::PgPool),
+}
+
 pub struct Store {
-    writer: Mutex<Connection>,
-    readers: Vec<Mutex<Connection>>,
-    next_reader: AtomicUsize,
+    backend: Backend,
     pub region: String,
     pub account_id: String,
+    /// This server's name as the owner of the jobs it runs (a replica among others).
+    pub replica: String,
+    /// How long a job stays this server's without a renewal (see [`Store::claim_job`]).
+    pub job_lease: std::time::Duration,
+}
+
+/// How long a job is held without a renewal, unless told.
+pub const DEFAULT_JOB_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connections to PostgreSQL one server opens at most, unless told.
+pub const DEFAULT_POOL: usize = 16;
+
+/// Runs `f` on a thread of its own: the PostgreSQL client blocks on a runtime of its own,
+/// which cannot be entered from an async task (start-up calls come from one).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| match s.spawn(f).join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    })
 }
 
 pub fn new_id() -> String {
@@ -195,18 +173,67 @@ fn non_empty(tags: Tags) -> Option<Tags> {
     (!tags.is_empty()).then_some(tags)
 }
 
-fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
+fn open(path: &Path, writer: bool) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.execute_batch(SCHEMA)?;
     }
     Ok(conn)
 }
 
-type Tx<'a> = rusqlite::Transaction<'a>;
+/// What [`Store::migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// The versions applied now, with their names.
+    pub applied: Vec<(i64, &'static str)>,
+    /// The schema's version after.
+    pub version: i64,
+}
+
+/// Applies the migrations `conn` has not had, in one transaction (which the caller opened,
+/// holding the lock). Refuses a schema newer than this build's.
+fn apply_migrations(conn: &Connection) -> Result<Migrated, DbError> {
+    let dialect = conn.dialect();
+    if dialect == Dialect::Postgres {
+        conn.execute(
+            "SELECT pg_advisory_xact_lock(?1)::text",
+            [migrations::LOCK_KEY],
+        )?;
+    }
+    conn.batch(migrations::LEDGER)?;
+    let current: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [] as [i64; 0],
+        |r| r.get(0),
+    )?;
+    let latest = migrations::MIGRATIONS.last().map_or(0, |m| m.version);
+    if current > latest {
+        return Err(DbError::Schema(format!(
+            "the database's schema is at version {current}, newer than this segmentctl knows (up to {latest}): run the segmentctl that migrated it, or a newer one"
+        )));
+    }
+    let mut applied = Vec::new();
+    for m in migrations::MIGRATIONS
+        .iter()
+        .filter(|m| m.version > current)
+    {
+        conn.batch(match dialect {
+            Dialect::Sqlite => m.sqlite,
+            Dialect::Postgres => m.postgres,
+        })?;
+        conn.execute(
+            "INSERT INTO schema_migrations (version, name, applied) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, crate::text::now_iso()],
+        )?;
+        applied.push((m.version, m.name));
+    }
+    Ok(Migrated {
+        applied,
+        version: latest.max(current),
+    })
+}
 
 impl Store {
     /// One page of an application's campaigns or journeys, in creation order.
@@ -219,7 +246,7 @@ impl Store {
     ) -> Result<Listing<Value>, ApiError> {
         self.read(|c| {
             self.require_app(c, app)?;
-            let mut stmt = c.prepare_cached(&format!(
+            let stmt = c.prepare_cached(&format!(
                 "SELECT seq, id FROM {table} WHERE app_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
             ))?;
             let ids: Vec<(i64, String)> = stmt
@@ -231,22 +258,79 @@ impl Store {
             for (seq, id) in ids {
                 items.push((seq, render(c, &id)?));
             }
-            paginate(items.into_iter().map(Ok::<_, rusqlite::Error>), page.size)
+            paginate(items.into_iter().map(Ok::<_, DbError>), page.size)
         })
     }
 
-    /// Opens (creating if needed) the database at `path`.
-    pub fn open(path: &Path, region: &str, account_id: &str) -> rusqlite::Result<Self> {
-        let writer = open(path, true)?;
-        let readers = (0..READERS)
-            .map(|_| open(path, false).map(Mutex::new))
-            .collect::<Result<_, _>>()?;
+    /// Opens (creating if needed) the SQLite database at `path`, migrated.
+    pub fn open(path: &Path, region: &str, account_id: &str) -> Result<Self, DbError> {
+        Self::connect(
+            &DataSource::Sqlite(path.to_path_buf()),
+            region,
+            account_id,
+            DEFAULT_POOL,
+        )
+    }
+
+    /// Opens the database `source` names and brings its schema up to date.
+    pub fn connect(
+        source: &DataSource,
+        region: &str,
+        account_id: &str,
+        pool: usize,
+    ) -> Result<Self, DbError> {
+        let store = Self::connect_unmigrated(source, region, account_id, pool)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens the database without touching its schema (for `serve migrate`'s checks).
+    pub fn connect_unmigrated(
+        source: &DataSource,
+        region: &str,
+        account_id: &str,
+        pool: usize,
+    ) -> Result<Self, DbError> {
+        let backend = match source {
+            DataSource::Sqlite(path) => {
+                let writer = open(path, true)?;
+                let readers = (0..READERS)
+                    .map(|_| open(path, false).map(Mutex::new))
+                    .collect::<Result<_, _>>()?;
+                Backend::Sqlite {
+                    writer: Mutex::new(writer),
+                    readers,
+                    next_reader: AtomicUsize::new(0),
+                }
+            }
+            DataSource::Postgres(dsn) => Backend::Postgres(pg::PgPool::new(dsn, pool)?),
+        };
         Ok(Self {
-            writer: Mutex::new(writer),
-            readers,
-            next_reader: AtomicUsize::new(0),
+            backend,
             region: region.to_string(),
             account_id: account_id.to_string(),
+            replica: format!("replica-{}", &new_id()[..12]),
+            job_lease: DEFAULT_JOB_LEASE,
+        })
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Applies the migrations the database has not had, under a lock (SQLite's write lock;
+    /// a PostgreSQL advisory lock held for the transaction), so replicas starting together
+    /// apply each once.
+    pub fn migrate(&self) -> Result<Migrated, DbError> {
+        off_runtime(|| {
+            self.write_db(|c| apply_migrations(c).map_err(Failure::Db))
+                .map_err(|f| match f {
+                    Failure::Db(e) => e,
+                    Failure::Api(e) => DbError::Unavailable(e.message),
+                })
         })
     }
 
@@ -254,40 +338,131 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.readers.len() {
-            if let Ok(conn) = self.readers[(start + i) % self.readers.len()].try_lock() {
-                return f(&conn);
+        match &self.backend {
+            Backend::Sqlite {
+                readers,
+                next_reader,
+                ..
+            } => {
+                let start = next_reader.fetch_add(1, Ordering::Relaxed);
+                for i in 0..readers.len() {
+                    if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
+                        return f(&sql::Lite {
+                            conn: &conn,
+                            writing: false,
+                        });
+                    }
+                }
+                let conn = readers[start % readers.len()]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                f(&sql::Lite {
+                    conn: &conn,
+                    writing: false,
+                })
+            }
+            Backend::Postgres(pool) => {
+                let mut pooled = pool.get()?;
+                let out = f(&sql::Pg {
+                    client: RefCell::new(pooled.client()),
+                    writing: false,
+                });
+                if matches!(&out, Err(e) if e.kind == ErrorKind::Unavailable) {
+                    pooled.broken();
+                }
+                out
             }
         }
-        let conn = self.readers[start % self.readers.len()]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        f(&conn)
     }
 
     pub(super) fn write<T>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        self.write_db(|c| f(c).map_err(Failure::Api))
+            .map_err(|e| match e {
+                Failure::Api(e) => e,
+                Failure::Db(e) => e.into(),
+            })
+    }
+
+    /// One write transaction: `BEGIN IMMEDIATE` on SQLite's writer; `BEGIN` on a pooled
+    /// PostgreSQL connection (READ COMMITTED), rolled back when `f` fails.
+    fn write_db<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Failure>) -> Result<T, Failure> {
+        match &self.backend {
+            Backend::Sqlite { writer, .. } => {
+                let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(|e| Failure::Db(e.into()))?;
+                let out = f(&sql::Lite {
+                    conn: &tx,
+                    writing: true,
+                })?;
+                tx.commit().map_err(|e| Failure::Db(e.into()))?;
+                Ok(out)
+            }
+            Backend::Postgres(pool) => {
+                let mut pooled = pool.get().map_err(Failure::Db)?;
+                if let Err(e) = pooled.client().batch_execute("BEGIN") {
+                    // A connection that sat idle may have outlived the server it reached:
+                    // nothing was sent yet, so a new connection can begin afresh.
+                    if !pooled.reused {
+                        pooled.broken();
+                        return Err(Failure::Db(e.into()));
+                    }
+                    pooled.reconnect().map_err(Failure::Db)?;
+                    pooled
+                        .client()
+                        .batch_execute("BEGIN")
+                        .map_err(|e| Failure::Db(e.into()))?;
+                }
+                let out = f(&sql::Pg {
+                    client: RefCell::new(pooled.client()),
+                    writing: true,
+                });
+                match out {
+                    Ok(v) => match pooled.client().batch_execute("COMMIT") {
+                        Ok(()) => Ok(v),
+                        Err(e) => {
+                            pooled.broken();
+                            Err(Failure::Db(e.into()))
+                        }
+                    },
+                    Err(e) => {
+                        let lost = match &e {
+                            Failure::Api(a) => a.kind == ErrorKind::Unavailable,
+                            Failure::Db(d) => d.is_unavailable(),
+                        };
+                        if lost || pooled.client().batch_execute("ROLLBACK").is_err() {
+                            pooled.broken();
+                        }
+                        Err(e)
+                    }
+                }
+            }
+        }
     }
 
     /// Whether the database answers.
     pub fn ping(&self) -> Result<(), ApiError> {
         self.read(|c| {
-            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map(|_| ())?)
+            Ok(
+                c.query_row("SELECT 1", [] as [i64; 0], |r| r.get::<_, i64>(0))
+                    .map(|_| ())?,
+            )
         })
     }
 
-    /// Runs `PRAGMA integrity_check`; `Ok` when the database reports "ok".
+    /// Runs `PRAGMA integrity_check` on SQLite; `Ok` when the database reports "ok".
+    /// (PostgreSQL checks its own pages; "ok" when it answers.)
     pub fn integrity_check(&self) -> Result<String, ApiError> {
-        self.read(|c| Ok(c.query_row("PRAGMA integrity_check", [], |r| r.get(0))?))
+        self.read(|c| match c.dialect() {
+            Dialect::Sqlite => {
+                Ok(c.query_row("PRAGMA integrity_check", [] as [i64; 0], |r| r.get(0))?)
+            }
+            Dialect::Postgres => Ok(c.query_row("SELECT 'ok'", [] as [i64; 0], |r| r.get(0))?),
+        })
     }
 
     pub(super) fn arn(&self, rest: &str) -> String {
@@ -327,8 +502,14 @@ impl Store {
     }
 }
 
+/// Why a write transaction failed: the caller's answer, or the database.
+enum Failure {
+    Api(ApiError),
+    Db(DbError),
+}
+
 fn paginate<T>(
-    rows: impl Iterator<Item = rusqlite::Result<(i64, T)>>,
+    rows: impl Iterator<Item = Result<(i64, T), DbError>>,
     size: usize,
 ) -> Result<Listing<T>, ApiError> {
     let mut items = Vec::with_capacity(size.min(1000));
@@ -376,11 +557,18 @@ fn paginate_bytes<T>(
     })
 }
 
-/// Whether the application holds the segment.
+/// Whether the application holds the segment (which, in a write, cannot then be deleted
+/// before the write ends).
 fn segment_exists(c: &Connection, app: &str, id: &str) -> Result<bool, ApiError> {
     let found: Option<i64> = c
-        .prepare_cached("SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2")?
-        .query_row([app, id], |r| r.get(0))
+        .query_row(
+            &format!(
+                "SELECT 1 FROM segments WHERE app_id = ?1 AND id = ?2{}",
+                c.for_share()
+            ),
+            [app, id],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(found.is_some())
 }

@@ -1,7 +1,7 @@
 //! Segments and their versions: every version kept, tags on the segment, base segments
 //! checked to exist.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 
 use super::{
     new_id, non_empty, paginate_bytes, segment_not_found, tags_from_json, tags_to_json, Listing,
@@ -233,7 +233,7 @@ impl Store {
     pub fn list_segments(&self, app: &str, page: Page) -> Result<Listing<Rendered>, ApiError> {
         self.read(|c| {
             self.require_app(c, app)?;
-            let mut stmt = c.prepare_cached(
+            let stmt = c.prepare_cached(
                 "SELECT s.seq, s.id, s.created, s.tags, s.version, v.modified, v.body
                  FROM segments s JOIN segment_versions v
                    ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
@@ -276,7 +276,7 @@ impl Store {
     ) -> Result<Listing<Rendered>, ApiError> {
         self.read(|c| {
             let head = self.get_segment_in(c, app, id, None)?;
-            let mut stmt = c.prepare_cached(
+            let stmt = c.prepare_cached(
                 "SELECT version, modified, body FROM segment_versions
                  WHERE app_id = ?1 AND segment_id = ?2 AND version > ?3 ORDER BY version LIMIT ?4",
             )?;
@@ -379,7 +379,10 @@ impl Store {
                 }
                 let latest: Option<i32> = tx
                     .query_row(
-                        "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2",
+                        &format!(
+                            "SELECT version FROM segments WHERE app_id = ?1 AND id = ?2{}",
+                            tx.for_share()
+                        ),
                         [app, id],
                         |r| r.get(0),
                     )
@@ -447,7 +450,20 @@ impl Store {
         let now = now_iso();
         let body = definition_json(req)?;
         self.write(|tx| {
-            let current = self.get_segment_in(tx, app, id, None)?;
+            // The version first: the row stays locked until this transaction ends, so a
+            // concurrent update (through any replica) waits and then builds on this one.
+            let next: Option<i32> = tx
+                .query_row(
+                    "UPDATE segments SET version = version + 1 WHERE app_id = ?1 AND id = ?2 RETURNING version",
+                    [app, id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(next) = next else {
+                self.require_app(tx, app)?;
+                return Err(segment_not_found(app, id));
+            };
+            let current = self.get_segment_in(tx, app, id, Some(next - 1))?;
             if current.is_import() {
                 return Err(ApiError::bad_request(format!(
                     "Segment {id} is an IMPORT segment: its endpoints change only by an import job naming it as SegmentId"
@@ -455,14 +471,9 @@ impl Store {
             }
             self.check_sources(tx, app, Some(id), req)?;
             Self::check_no_cycle(tx, app, id, req)?;
-            let next = current.version + 1;
             tx.execute(
                 "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![app, id, next, now, body],
-            )?;
-            tx.execute(
-                "UPDATE segments SET version = ?3 WHERE app_id = ?1 AND id = ?2",
-                params![app, id, next],
             )?;
             let tags = current.tags.as_ref().map(tags_to_json).unwrap_or_default();
             let row = SegmentRow {
@@ -480,6 +491,11 @@ impl Store {
     /// Deletes a segment and all its versions; campaigns that used it become DELETED.
     pub fn delete_segment(&self, app: &str, id: &str) -> Result<SegmentResponse, ApiError> {
         self.write(|tx| {
+            // Locked first, so a concurrent update or delete waits and then finds it gone.
+            tx.execute(
+                "UPDATE segments SET version = version WHERE app_id = ?1 AND id = ?2",
+                [app, id],
+            )?;
             let current = self.get_segment_in(tx, app, id, None)?;
             tx.execute("DELETE FROM segments WHERE app_id = ?1 AND id = ?2", [app, id])?;
             tx.execute("DELETE FROM segment_versions WHERE app_id = ?1 AND segment_id = ?2", [app, id])?;

@@ -1,6 +1,6 @@
 //! Tags on applications, segments, campaigns and journeys, addressed by ARN.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use super::sql::{params, Connection, OptionalExtension};
 
 use super::{tags_from_json, tags_to_json, Resource, Store, Tx};
 use crate::model::Tags;
@@ -20,11 +20,18 @@ impl Store {
         let (table, app, id) = Self::tag_target(resource);
         let text: Option<String> = match id {
             None => c
-                .query_row("SELECT tags FROM apps WHERE id = ?1", [app], |r| r.get(0))
+                .query_row(
+                    &format!("SELECT tags FROM apps WHERE id = ?1{}", c.for_update()),
+                    [app],
+                    |r| r.get(0),
+                )
                 .optional()?,
             Some(id) => c
                 .query_row(
-                    &format!("SELECT tags FROM {table} WHERE app_id = ?1 AND id = ?2"),
+                    &format!(
+                        "SELECT tags FROM {table} WHERE app_id = ?1 AND id = ?2{}",
+                        c.for_update()
+                    ),
                     [app, id],
                     |r| r.get(0),
                 )

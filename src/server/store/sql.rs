@@ -1,0 +1,601 @@
+//! One way to talk SQL to either database: the store's queries are written once, with
+//! SQLite's `?N` placeholders, and run on SQLite (rusqlite) or PostgreSQL (postgres).
+//!
+//! The call shapes follow rusqlite's (`execute`, `query_row`, `prepare_cached`,
+//! `query_map`, `optional`), so the store reads the same whichever database is under it.
+//! On PostgreSQL every statement is sent unnamed with its parameter types
+//! (`query_typed`): nothing is prepared by name, so the server works behind PgBouncer in
+//! transaction mode. The few statements the two dialects spell differently ask
+//! [`Conn::dialect`].
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use postgres::fallible_iterator::FallibleIterator as _;
+use postgres::types::{IsNull, ToSql, Type};
+
+use crate::server::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A database error, with what the server answers for it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("no row")]
+    NoRows,
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Postgres(#[from] postgres::Error),
+    /// The database cannot be reached (down, restarting, or every connection busy).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The schema cannot be served by this build.
+    #[error("{0}")]
+    Schema(String),
+    #[error("column {0}: {1}")]
+    Column(String, &'static str),
+}
+
+impl DbError {
+    /// Whether the error says the database is out of reach rather than the statement wrong:
+    /// the answer is then 503, which every SDK retries.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::Unavailable(_) => true,
+            DbError::Postgres(e) => {
+                if e.is_closed() {
+                    return true;
+                }
+                match e.as_db_error() {
+                    // admin_shutdown, crash_shutdown, cannot_connect_now, connection failures
+                    Some(d) => matches!(
+                        d.code().code(),
+                        "57P01" | "57P02" | "57P03" | "08000" | "08001" | "08003" | "08006"
+                    ),
+                    None => {
+                        use std::error::Error as _;
+                        e.source().is_some_and(|s| s.is::<std::io::Error>())
+                            || e.to_string().starts_with("error connecting")
+                            || e.to_string().contains("timed out")
+                    }
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "the database is unavailable");
+            return ApiError::unavailable();
+        }
+        ApiError::internal(&e)
+    }
+}
+
+/// A value read from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+/// The type of a parameter, which PostgreSQL is told with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ty {
+    Int,
+    Text,
+}
+
+/// A parameter as it is bound.
+#[derive(Debug, Clone, Copy)]
+pub enum Arg<'a> {
+    Null(Ty),
+    Int(i64),
+    Text(&'a str),
+}
+
+/// What can be bound to a placeholder.
+pub trait Param {
+    fn arg(&self) -> Arg<'_>;
+}
+
+/// A parameter type that can also be absent (`Option<T>` binds NULL of `T`'s type).
+pub trait Typed: Param {
+    const TY: Ty;
+}
+
+impl Param for str {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Text(self)
+    }
+}
+impl Typed for str {
+    const TY: Ty = Ty::Text;
+}
+impl Param for String {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Text(self)
+    }
+}
+impl Typed for String {
+    const TY: Ty = Ty::Text;
+}
+macro_rules! int_param {
+    ($($t:ty),*) => {$(
+        impl Param for $t {
+            fn arg(&self) -> Arg<'_> {
+                Arg::Int(*self as i64)
+            }
+        }
+        impl Typed for $t {
+            const TY: Ty = Ty::Int;
+        }
+    )*};
+}
+int_param!(i64, i32, u32, usize);
+impl<T: Param + ?Sized> Param for &T {
+    fn arg(&self) -> Arg<'_> {
+        (**self).arg()
+    }
+}
+impl<T: Typed + ?Sized> Typed for &T {
+    const TY: Ty = T::TY;
+}
+impl<T: Typed> Param for Option<T> {
+    fn arg(&self) -> Arg<'_> {
+        match self {
+            Some(v) => v.arg(),
+            None => Arg::Null(T::TY),
+        }
+    }
+}
+
+/// The parameters of a statement: `params![a, b]`, an array of one type, or `[]`.
+pub trait Params {
+    fn with<R>(&self, f: impl FnOnce(&[&dyn Param]) -> R) -> R;
+}
+impl Params for &[&dyn Param] {
+    fn with<R>(&self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
+        f(self)
+    }
+}
+impl<T: Param, const N: usize> Params for [T; N] {
+    fn with<R>(&self, f: impl FnOnce(&[&dyn Param]) -> R) -> R {
+        let refs: [&dyn Param; N] = self.each_ref().map(|x| x as &dyn Param);
+        f(&refs)
+    }
+}
+
+/// `params![a, b, c]`: parameters of different types.
+macro_rules! params {
+    ($($x:expr),* $(,)?) => {
+        &[$(&$x as &dyn $crate::server::store::sql::Param),*] as &[&dyn $crate::server::store::sql::Param]
+    };
+}
+pub(crate) use params;
+
+/// One result row, its values by position (or by column name).
+#[derive(Debug)]
+pub struct Row {
+    names: Arc<[String]>,
+    vals: Vec<Val>,
+}
+
+pub trait RowIndex {
+    fn index(&self, row: &Row) -> Result<usize, DbError>;
+}
+impl RowIndex for usize {
+    fn index(&self, row: &Row) -> Result<usize, DbError> {
+        (*self < row.vals.len())
+            .then_some(*self)
+            .ok_or_else(|| DbError::Column(self.to_string(), "no such column"))
+    }
+}
+impl RowIndex for &str {
+    fn index(&self, row: &Row) -> Result<usize, DbError> {
+        row.names
+            .iter()
+            .position(|n| n == self)
+            .ok_or_else(|| DbError::Column(self.to_string(), "no such column"))
+    }
+}
+
+/// A Rust value read from a column.
+pub trait FromVal: Sized {
+    fn from_val(v: &Val) -> Result<Self, &'static str>;
+}
+impl FromVal for String {
+    fn from_val(v: &Val) -> Result<Self, &'static str> {
+        match v {
+            Val::Text(s) => Ok(s.clone()),
+            Val::Int(i) => Ok(i.to_string()),
+            _ => Err("expected text"),
+        }
+    }
+}
+impl FromVal for i64 {
+    fn from_val(v: &Val) -> Result<Self, &'static str> {
+        match v {
+            Val::Int(i) => Ok(*i),
+            _ => Err("expected an integer"),
+        }
+    }
+}
+impl FromVal for i32 {
+    fn from_val(v: &Val) -> Result<Self, &'static str> {
+        i32::try_from(i64::from_val(v)?).map_err(|_| "integer out of range")
+    }
+}
+impl FromVal for f64 {
+    fn from_val(v: &Val) -> Result<Self, &'static str> {
+        match v {
+            Val::Real(f) => Ok(*f),
+            Val::Int(i) => Ok(*i as f64),
+            _ => Err("expected a number"),
+        }
+    }
+}
+impl FromVal for Val {
+    fn from_val(v: &Val) -> Result<Self, &'static str> {
+        Ok(v.clone())
+    }
+}
+impl<T: FromVal> FromVal for Option<T> {
+    fn from_val(v: &Val) -> Result<Self, &'static str> {
+        match v {
+            Val::Null => Ok(None),
+            v => T::from_val(v).map(Some),
+        }
+    }
+}
+
+impl Row {
+    pub fn get<I: RowIndex, T: FromVal>(&self, i: I) -> Result<T, DbError> {
+        let at = i.index(self)?;
+        T::from_val(&self.vals[at]).map_err(|what| DbError::Column(self.names[at].clone(), what))
+    }
+
+    pub fn values(&self) -> &[Val] {
+        &self.vals
+    }
+}
+
+/// What a statement gave back.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub rows: Vec<Row>,
+    pub affected: u64,
+}
+
+/// A connection, or a transaction on one.
+pub trait Conn {
+    fn dialect(&self) -> Dialect;
+    /// Runs one statement written with `?N` placeholders.
+    fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError>;
+    /// Whether this is a transaction that writes (row locks are then taken where needed).
+    fn writing(&self) -> bool;
+    /// Runs statements without parameters, `;`-separated (migrations).
+    fn batch(&self, sql: &str) -> Result<(), DbError>;
+}
+
+/// The names the store uses for a connection and a transaction (both are a [`Conn`]).
+pub type Connection<'a> = dyn Conn + 'a;
+pub type Tx<'a> = dyn Conn + 'a;
+
+/// A statement to run, in rusqlite's shape.
+pub struct Stmt<'c, 'a> {
+    conn: &'c (dyn Conn + 'a),
+    sql: String,
+}
+
+impl Stmt<'_, '_> {
+    pub fn execute<P: Params>(&self, params: P) -> Result<usize, DbError> {
+        self.conn.execute(&self.sql, params)
+    }
+    pub fn query_row<P: Params, T>(
+        &self,
+        params: P,
+        f: impl FnOnce(&Row) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        self.conn.query_row(&self.sql, params, f)
+    }
+    pub fn query_map<P: Params, T>(
+        &self,
+        params: P,
+        f: impl FnMut(&Row) -> Result<T, DbError>,
+    ) -> Result<std::vec::IntoIter<Result<T, DbError>>, DbError> {
+        let out = params.with(|p| self.conn.run(&self.sql, p))?;
+        Ok(out.rows.iter().map(f).collect::<Vec<_>>().into_iter())
+    }
+}
+
+impl<'a> dyn Conn + 'a {
+    pub fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize, DbError> {
+        Ok(params.with(|p| self.run(sql, p))?.affected as usize)
+    }
+
+    pub fn query_row<P: Params, T>(
+        &self,
+        sql: &str,
+        params: P,
+        f: impl FnOnce(&Row) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let out = params.with(|p| self.run(sql, p))?;
+        match out.rows.first() {
+            Some(r) => f(r),
+            None => Err(DbError::NoRows),
+        }
+    }
+
+    pub fn prepare_cached(&self, sql: &str) -> Result<Stmt<'_, 'a>, DbError> {
+        Ok(Stmt {
+            conn: self,
+            sql: sql.to_string(),
+        })
+    }
+
+    pub fn prepare(&self, sql: &str) -> Result<Stmt<'_, 'a>, DbError> {
+        self.prepare_cached(sql)
+    }
+
+    /// `" FOR UPDATE"` in a PostgreSQL write transaction (where another replica's
+    /// transaction may hold the row), and nothing on SQLite (whose writes are one at a time).
+    pub fn for_update(&self) -> &'static str {
+        if self.writing() && self.dialect() == Dialect::Postgres {
+            " FOR UPDATE"
+        } else {
+            ""
+        }
+    }
+
+    /// `" FOR SHARE"` likewise: the row cannot be deleted before this transaction ends.
+    pub fn for_share(&self) -> &'static str {
+        if self.writing() && self.dialect() == Dialect::Postgres {
+            " FOR SHARE"
+        } else {
+            ""
+        }
+    }
+
+    /// Serializes, on PostgreSQL, the write transactions that name the same `key` until they
+    /// end (a transaction-level advisory lock, which PgBouncer's transaction mode keeps).
+    pub fn serialize_on(&self, key: &str) -> Result<(), DbError> {
+        if self.dialect() == Dialect::Postgres {
+            self.run(
+                "SELECT pg_advisory_xact_lock(hashtextextended(?1, 0))::text",
+                params![key],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `.optional()` on a single-row result, as rusqlite spells it.
+pub trait OptionalExtension<T> {
+    fn optional(self) -> Result<Option<T>, DbError>;
+}
+impl<T> OptionalExtension<T> for Result<T, DbError> {
+    fn optional(self) -> Result<Option<T>, DbError> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(DbError::NoRows) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite
+
+/// A SQLite connection (or a transaction, which derefs to one).
+pub struct Lite<'a> {
+    pub conn: &'a rusqlite::Connection,
+    pub writing: bool,
+}
+
+impl rusqlite::ToSql for Arg<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Arg::Null(_) => ValueRef::Null,
+            Arg::Int(i) => ValueRef::Integer(*i),
+            Arg::Text(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
+}
+
+impl Conn for Lite<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn writing(&self) -> bool {
+        self.writing
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), DbError> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        for (i, p) in params.iter().enumerate() {
+            stmt.raw_bind_parameter(i + 1, p.arg())?;
+        }
+        let columns = stmt.column_count();
+        if columns == 0 {
+            let affected = stmt.raw_execute()? as u64;
+            return Ok(Output {
+                rows: Vec::new(),
+                affected,
+            });
+        }
+        let names: Arc<[String]> = stmt.column_names().iter().map(|s| s.to_string()).collect();
+        let mut rows = Vec::new();
+        let mut cursor = stmt.raw_query();
+        while let Some(r) = cursor.next()? {
+            let mut vals = Vec::with_capacity(columns);
+            for i in 0..columns {
+                vals.push(match r.get_ref(i)? {
+                    ValueRef::Null => Val::Null,
+                    ValueRef::Integer(n) => Val::Int(n),
+                    ValueRef::Real(f) => Val::Real(f),
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        Val::Text(String::from_utf8_lossy(t).into_owned())
+                    }
+                });
+            }
+            rows.push(Row {
+                names: names.clone(),
+                vals,
+            });
+        }
+        let affected = rows.len() as u64;
+        Ok(Output { rows, affected })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// A PostgreSQL connection taken from the pool; in a write, inside `BEGIN … COMMIT`.
+pub struct Pg<'a> {
+    pub client: RefCell<&'a mut postgres::Client>,
+    pub writing: bool,
+}
+
+#[derive(Debug)]
+struct PgArg<'a>(Arg<'a>);
+
+impl ToSql for PgArg<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self.0 {
+            Arg::Null(_) => Ok(IsNull::Yes),
+            Arg::Int(i) => i.to_sql(ty, out),
+            Arg::Text(s) => s.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// `?N` placeholders as `$N`, outside quoted strings and identifiers.
+pub fn to_postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quote: Option<char> = None;
+    for c in sql.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '?' => {
+                out.push('$');
+                continue;
+            }
+            None => {}
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn pg_val(row: &postgres::Row, i: usize) -> Result<Val, DbError> {
+    let ty = row.columns()[i].type_();
+    let v = match *ty {
+        Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Val::Int),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(i)?
+            .map(|v| Val::Int(v.into())),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(i)?
+            .map(|v| Val::Int(v.into())),
+        Type::BOOL => row
+            .try_get::<_, Option<bool>>(i)?
+            .map(|v| Val::Int(v.into())),
+        Type::FLOAT8 => row.try_get::<_, Option<f64>>(i)?.map(Val::Real),
+        Type::FLOAT4 => row
+            .try_get::<_, Option<f32>>(i)?
+            .map(|v| Val::Real(v.into())),
+        Type::OID => row
+            .try_get::<_, Option<u32>>(i)?
+            .map(|v| Val::Int(v.into())),
+        _ => row.try_get::<_, Option<String>>(i)?.map(Val::Text),
+    };
+    Ok(v.unwrap_or(Val::Null))
+}
+
+impl Conn for Pg<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn writing(&self) -> bool {
+        self.writing
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), DbError> {
+        Ok(self.client.borrow_mut().batch_execute(sql)?)
+    }
+
+    fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError> {
+        let sql = to_postgres(sql);
+        let args: Vec<(PgArg<'_>, Type)> = params
+            .iter()
+            .map(|p| {
+                let a = p.arg();
+                let ty = match a {
+                    Arg::Int(_) | Arg::Null(Ty::Int) => Type::INT8,
+                    Arg::Text(_) | Arg::Null(Ty::Text) => Type::TEXT,
+                };
+                (PgArg(a), ty)
+            })
+            .collect();
+        let mut client = self.client.borrow_mut();
+        let mut it = client.query_typed_raw(&sql, args.iter().map(|(a, t)| (a, t.clone())))?;
+        let mut rows = Vec::new();
+        let mut names: Option<Arc<[String]>> = None;
+        while let Some(r) = it.next()? {
+            let names = names
+                .get_or_insert_with(|| r.columns().iter().map(|c| c.name().to_string()).collect())
+                .clone();
+            let vals = (0..r.len())
+                .map(|i| pg_val(&r, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(Row { names, vals });
+        }
+        let affected = it.rows_affected().unwrap_or(rows.len() as u64);
+        Ok(Output { rows, affected })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_renumbered_outside_quotes() {
+        assert_eq!(
+            to_postgres("SELECT '?1', \"a?\" FROM t WHERE a = ?1 AND b = ?12"),
+            "SELECT '?1', \"a?\" FROM t WHERE a = $1 AND b = $12"
+        );
+    }
+}

@@ -1,0 +1,499 @@
+//! Several `segmentctl serve` replicas over one PostgreSQL database (started by the tests):
+//! versions stay gapless under concurrent writers through different replicas, nothing
+//! acknowledged is lost when a replica is SIGKILLed or the database restarts, jobs move to
+//! a live replica, migrations apply once, and `serve migrate` copies a SQLite file whole.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_pinpoint::types::{Format, ImportJobRequest};
+use aws_sdk_pinpoint::Client;
+
+use crate::pg::{self, Cluster};
+use crate::server_crash::spawn_server_with;
+use crate::util::{self, named};
+
+struct Replica {
+    child: Child,
+    endpoint: String,
+    client: Client,
+}
+
+impl Replica {
+    fn start(dsn: &str, args: &[&str]) -> Self {
+        let (child, endpoint) = spawn_server_with(std::path::Path::new(dsn), args);
+        let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
+        Replica {
+            child,
+            endpoint,
+            client,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.endpoint.trim_start_matches("http://").parse().unwrap()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every version of a segment, by number, with its name.
+async fn versions(client: &Client, app: &str, id: &str) -> BTreeMap<i32, String> {
+    let mut out = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .get_segment_versions()
+            .application_id(app)
+            .segment_id(id)
+            .page_size("100")
+            .set_token(token.take())
+            .send()
+            .await
+            .expect("GetSegmentVersions")
+            .segments_response
+            .unwrap();
+        for s in page.item() {
+            out.insert(s.version.unwrap(), s.name.clone().unwrap_or_default());
+        }
+        match page.next_token {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => return out,
+        }
+    }
+}
+
+/// An acknowledged update: segment, the version it answered, the name it wrote.
+type Acked = Arc<Mutex<Vec<(String, i32, String)>>>;
+
+/// Checks that each segment's versions are 1..N without a gap and hold every
+/// acknowledged update.
+async fn assert_gapless_and_complete(client: &Client, app: &str, segs: &[String], acked: &Acked) {
+    let acked = acked.lock().unwrap().clone();
+    let mut seen_versions = BTreeSet::new();
+    for seg in segs {
+        let v = versions(client, app, seg).await;
+        let numbers: Vec<i32> = v.keys().copied().collect();
+        let expected: Vec<i32> = (1..=numbers.len() as i32).collect();
+        assert_eq!(numbers, expected, "segment {seg}: versions are 1..N");
+        for (s, version, name) in acked.iter().filter(|(s, _, _)| s == seg) {
+            assert_eq!(
+                v.get(version),
+                Some(name),
+                "segment {s}: the acknowledged version {version} holds its update"
+            );
+            assert!(
+                seen_versions.insert((s.clone(), *version)),
+                "{s} v{version} acknowledged twice"
+            );
+        }
+    }
+}
+
+/// 16 writers, half through each replica, make `total` UpdateSegments over `segs`; a writer
+/// whose replica is gone (or whose request failed) moves on to the other replica.
+fn writers(
+    clients: [Client; 2],
+    app: &str,
+    segs: &[String],
+    total: usize,
+    acked: &Acked,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let per = total / 16;
+    (0..16)
+        .map(|w| {
+            let (clients, app, segs, acked) = (
+                clients.clone(),
+                app.to_string(),
+                segs.to_vec(),
+                acked.clone(),
+            );
+            tokio::spawn(async move {
+                let mut via = w % 2;
+                let mut done = 0;
+                let mut attempts = 0;
+                while done < per {
+                    attempts += 1;
+                    assert!(
+                        attempts < per * 200,
+                        "writer {w} cannot get its updates through"
+                    );
+                    let seg = &segs[(w + done) % segs.len()];
+                    let name = format!("w{w}-u{done}");
+                    let out = clients[via]
+                        .update_segment()
+                        .application_id(&app)
+                        .segment_id(seg)
+                        .write_segment_request(named(&name))
+                        .send()
+                        .await;
+                    match out {
+                        Ok(out) => {
+                            let v = out.segment_response.unwrap().version.unwrap();
+                            acked.lock().unwrap().push((seg.clone(), v, name));
+                            done += 1;
+                        }
+                        Err(_) => {
+                            via = 1 - via;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn wait_for(acked: &Acked, n: usize) {
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < n {
+        assert!(start.elapsed() < Duration::from_secs(120), "the load ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn four_segments(client: &Client, app: &str) -> Vec<String> {
+    let mut segs = Vec::new();
+    for i in 0..4 {
+        segs.push(util::create_segment(client, app, named(&format!("s{i}"))).await);
+    }
+    segs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_keep_versions_gapless_and_a_killed_one_loses_nothing_acknowledged() {
+    let dsn = pg::database();
+    let a = Replica::start(&dsn, &[]);
+    let mut b = Replica::start(&dsn, &[]);
+    let app = util::create_app(&a.client, "replicas").await;
+    let segs = four_segments(&a.client, &app).await;
+    // What one replica acknowledged, the other reads at once.
+    for seg in &segs {
+        let got = b
+            .client
+            .get_segment()
+            .application_id(&app)
+            .segment_id(seg)
+            .send()
+            .await
+            .expect("a segment created through A is read through B");
+        assert_eq!(got.segment_response.unwrap().version, Some(1));
+    }
+    let acked: Acked = Arc::default();
+    let tasks = writers(
+        [a.client.clone(), b.client.clone()],
+        &app,
+        &segs,
+        400,
+        &acked,
+    );
+    wait_for(&acked, 120).await;
+    b.kill();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        acked.lock().unwrap().len(),
+        400,
+        "every update went through"
+    );
+    assert_gapless_and_complete(&a.client, &app, &segs, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_answer_503_while_the_database_restarts_and_recover_by_themselves() {
+    let mut cluster = tokio::task::spawn_blocking(Cluster::new).await.unwrap();
+    let dsn = cluster.database();
+    let a = Replica::start(&dsn, &[]);
+    let b = Replica::start(&dsn, &[]);
+    let app = util::create_app(&a.client, "restart").await;
+    let segs = four_segments(&a.client, &app).await;
+    let acked: Acked = Arc::default();
+    let tasks = writers(
+        [a.client.clone(), b.client.clone()],
+        &app,
+        &segs,
+        320,
+        &acked,
+    );
+    wait_for(&acked, 80).await;
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop(false);
+        cluster
+    })
+    .await
+    .unwrap();
+    // While it is down: not ready, and requests get a 503 with the usual error body.
+    for r in [&a, &b] {
+        let (status, _, _) = util::raw(
+            r.addr(),
+            "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(
+            status, 503,
+            "{}: not ready while the database is down",
+            r.endpoint
+        );
+        let (status, headers, body) = util::raw(
+            r.addr(),
+            &format!("GET /v1/apps/{app}/segments HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(
+            util::header(&headers, "x-amzn-errortype"),
+            Some("InternalServerErrorException")
+        );
+        let body = util::error_body(&body);
+        assert!(
+            body["Message"].as_str().unwrap().contains("unavailable"),
+            "{body}"
+        );
+        assert!(body["RequestID"].is_string());
+    }
+    let mut cluster = cluster;
+    let mut cluster = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        cluster.start();
+        cluster
+    })
+    .await
+    .unwrap();
+    for r in [&a, &b] {
+        let start = Instant::now();
+        loop {
+            let (status, _, _) = util::raw(
+                r.addr(),
+                "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            )
+            .await;
+            if status == 200 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{} ready again",
+                r.endpoint
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(acked.lock().unwrap().len(), 320);
+    assert_gapless_and_complete(&a.client, &app, &segs, &acked).await;
+    tokio::task::spawn_blocking(move || cluster.stop(false))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_whose_replica_dies_is_finished_by_another_once() {
+    let dsn = pg::database();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 60_000;
+    let mut file = String::with_capacity(rows * 120);
+    for i in 0..rows {
+        file.push_str(&format!(
+            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
+        ));
+    }
+    let input = dir.path().join("big.json");
+    std::fs::write(&input, file).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let args = ["--import-root", root, "--job-lease", "2s"];
+    let mut a = Replica::start(&dsn, &args);
+    let b = Replica::start(&dsn, &args);
+    let app = util::create_app(&a.client, "takeover").await;
+    let job = a
+        .client
+        .create_import_job()
+        .application_id(&app)
+        .import_job_request(
+            ImportJobRequest::builder()
+                .s3_url(format!("file://{}", input.display()))
+                .format(Format::Json)
+                .role_arn("r")
+                .define_segment(true)
+                .segment_name("taken-over")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .import_job_response
+        .unwrap();
+    let id = job.id().unwrap().to_string();
+    let get = |c: Client| {
+        let (app, id) = (app.clone(), id.clone());
+        async move {
+            c.get_import_job()
+                .application_id(app)
+                .job_id(id)
+                .send()
+                .await
+                .unwrap()
+                .import_job_response
+                .unwrap()
+        }
+    };
+    // A runs it; killed once rows are in, well before the end.
+    let start = Instant::now();
+    loop {
+        let j = get(b.client.clone()).await;
+        let n = j.total_processed().unwrap_or(0);
+        assert!(n < rows as i32, "the import finished before the kill");
+        if n > 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.kill();
+    let start = Instant::now();
+    let done = loop {
+        let j = get(b.client.clone()).await;
+        let status = j
+            .job_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        if status == "COMPLETED" || status == "FAILED" {
+            break j;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "B takes the job over and finishes it: {j:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        done.job_status().map(|s| s.as_str()),
+        Some("COMPLETED"),
+        "{done:?}"
+    );
+    assert_eq!(done.total_processed(), Some(rows as i32));
+    let live = b
+        .client
+        .get_segments()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap()
+        .segments_response
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    let named: Vec<_> = live
+        .iter()
+        .filter(|s| s.name.as_deref() == Some("taken-over"))
+        .collect();
+    assert_eq!(
+        named.len(),
+        1,
+        "one segment, not one per replica that ran the job"
+    );
+    assert_eq!(
+        named[0].import_definition.as_ref().and_then(|d| d.size),
+        Some(rows as i32)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_apply_each_migration_once() {
+    let dsn = pg::database();
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            let dsn = dsn.clone();
+            std::thread::spawn(move || Replica::start(&dsn, &[]))
+        })
+        .collect();
+    let replicas: Vec<Replica> = starts.into_iter().map(|t| t.join().unwrap()).collect();
+    for r in &replicas {
+        util::create_app(&r.client, "ok").await;
+    }
+    let path = std::path::PathBuf::from(&dsn);
+    assert_eq!(
+        pg::query_i64(&path, "SELECT COUNT(*) FROM schema_migrations"),
+        segmentctl::server::store::migrations::MIGRATIONS.len() as i64
+    );
+    assert_eq!(
+        pg::query_i64(
+            &path,
+            "SELECT COUNT(DISTINCT version) FROM schema_migrations"
+        ),
+        segmentctl::server::store::migrations::MIGRATIONS.len() as i64
+    );
+    drop(replicas);
+
+    // The deploy step: nothing left to apply.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args(["serve", "--no-auth", "--migrate-only", "--data", &dsn])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let latest = segmentctl::server::store::migrations::MIGRATIONS.len();
+    assert!(
+        stdout.contains(&format!(
+            "schema at version {latest}; applied: nothing to apply"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("postgres@"),
+        "the URL is not echoed whole: {stdout}"
+    );
+
+    // A schema newer than this build is refused, not served.
+    let dsn2 = dsn.clone();
+    pg::off_runtime(move || {
+        let mut c = postgres::Client::connect(&dsn2, postgres::NoTls).unwrap();
+        c.batch_execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 'now')")
+            .unwrap();
+    });
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args(["serve", "--no-auth", "--data", &dsn])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("schema is at version 999, newer than this segmentctl knows"),
+        "{stderr}"
+    );
+}
+
+/// `serve --migrate-only` on a fresh database says what it applied.
+#[test]
+fn migrate_only_applies_the_schema_and_names_each_migration() {
+    let dsn = pg::database();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args(["serve", "--no-auth", "--migrate-only", "--data", &dsn])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    let port = dsn.split(':').nth(2).unwrap().split('/').next().unwrap();
+    insta::assert_snapshot!(
+        stdout.replace(port, "PORT").replace(&dsn[dsn.rfind('/').unwrap()..], "/DB"),
+        @"postgres://127.0.0.1:PORT/DB: schema at version 2; applied: 1 (initial schema), 2 (job leases)"
+    );
+}
