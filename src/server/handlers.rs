@@ -773,9 +773,10 @@ pub async fn get_import_jobs(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetImportJobs")?;
-    let l = s
-        .store
-        .list_jobs(&app, super::store::JobKind::Import, None, page(&q)?)?;
+    let l = reading(&s, move |st| {
+        st.list_jobs(&app, super::store::JobKind::Import, None, page(&q)?)
+    })
+    .await?;
     Ok(listing(l))
 }
 
@@ -785,9 +786,10 @@ pub async fn get_export_jobs(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetExportJobs")?;
-    let l = s
-        .store
-        .list_jobs(&app, super::store::JobKind::Export, None, page(&q)?)?;
+    let l = reading(&s, move |st| {
+        st.list_jobs(&app, super::store::JobKind::Export, None, page(&q)?)
+    })
+    .await?;
     Ok(listing(l))
 }
 
@@ -797,9 +799,10 @@ pub async fn get_segment_import_jobs(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetSegmentImportJobs")?;
-    let l = s
-        .store
-        .list_jobs(&app, super::store::JobKind::Import, Some(&seg), page(&q)?)?;
+    let l = reading(&s, move |st| {
+        st.list_jobs(&app, super::store::JobKind::Import, Some(&seg), page(&q)?)
+    })
+    .await?;
     Ok(listing(l))
 }
 
@@ -809,8 +812,9 @@ pub async fn get_segment_export_jobs(
     RawQuery(q): RawQuery,
 ) -> Result<Response> {
     admit(&s, "GetSegmentExportJobs")?;
-    let l = s
-        .store
-        .list_jobs(&app, super::store::JobKind::Export, Some(&seg), page(&q)?)?;
+    let l = reading(&s, move |st| {
+        st.list_jobs(&app, super::store::JobKind::Export, Some(&seg), page(&q)?)
+    })
+    .await?;
     Ok(listing(l))
 }

@@ -497,3 +497,243 @@ fn migrate_only_applies_the_schema_and_names_each_migration() {
         @"postgres://127.0.0.1:PORT/DB: schema at version 2; applied: 1 (initial schema), 2 (job leases)"
     );
 }
+
+/// A GET's status and body, as any client reads it.
+async fn get_json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = util::raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// Everything the API shows of a server's data, by path.
+async fn everything(addr: SocketAddr) -> BTreeMap<String, (u16, serde_json::Value)> {
+    let mut out = BTreeMap::new();
+    let (_, apps) = get_json(addr, "/v1/apps?page-size=100").await;
+    out.insert("/v1/apps".to_string(), (200, apps.clone()));
+    for app in apps["Item"].as_array().unwrap() {
+        let a = app["Id"].as_str().unwrap();
+        let arn = app["Arn"]
+            .as_str()
+            .unwrap()
+            .replace(':', "%3A")
+            .replace('/', "%2F");
+        let mut paths = vec![
+            format!("/v1/apps/{a}/segments?page-size=100"),
+            format!("/v1/apps/{a}/campaigns"),
+            format!("/v1/apps/{a}/journeys"),
+            format!("/v1/apps/{a}/jobs/import"),
+            format!("/v1/tags/{arn}"),
+        ];
+        let (_, segs) = get_json(addr, &paths[0]).await;
+        for s in segs["Item"].as_array().unwrap() {
+            let id = s["Id"].as_str().unwrap();
+            paths.push(format!("/v1/apps/{a}/segments/{id}/versions?page-size=100"));
+        }
+        for e in ["e1", "e2", "e3"] {
+            paths.push(format!("/v1/apps/{a}/endpoints/{e}"));
+        }
+        for p in paths {
+            let got = get_json(addr, &p).await;
+            out.insert(p, got);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safely() {
+    use aws_sdk_pinpoint::types::{
+        ChannelType, EndpointBatchItem, EndpointBatchRequest, EndpointUser, TagsModel,
+        WriteCampaignRequest,
+    };
+    use segmentctl::server::store::DataSource;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("source.db");
+    let csv = dir.path().join("members.csv");
+    std::fs::write(
+        &csv,
+        "ChannelType,Address,Id,User.UserId\nEMAIL,a@example.com,i1,u9\nSMS,+15550001,i2,\n",
+    )
+    .unwrap();
+    let root = dir.path().to_path_buf();
+    let source = util::start_with(|cfg| {
+        cfg.data = DataSource::Sqlite(sqlite.clone());
+        cfg.import_roots = vec![root.clone()];
+    })
+    .await;
+    let c = &source.client;
+    for name in ["Shop", "Blog"] {
+        let app = util::create_app(c, name).await;
+        let base = util::create_segment(c, &app, named("base")).await;
+        for v in 2..=3 {
+            c.update_segment()
+                .application_id(&app)
+                .segment_id(&base)
+                .write_segment_request(named(&format!("base v{v}")))
+                .send()
+                .await
+                .unwrap();
+        }
+        util::create_segment(c, &app, util::built_on("derived", &base).build()).await;
+        let arn =
+            format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{app}/segments/{base}");
+        c.tag_resource()
+            .resource_arn(&arn)
+            .tags_model(TagsModel::builder().tags("team", "growth").build())
+            .send()
+            .await
+            .unwrap();
+        c.create_campaign()
+            .application_id(&app)
+            .write_campaign_request(
+                WriteCampaignRequest::builder()
+                    .name("Black Friday")
+                    .segment_id(&base)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let items = ["e1", "e2", "e3"]
+            .iter()
+            .map(|id| {
+                EndpointBatchItem::builder()
+                    .id(*id)
+                    .channel_type(ChannelType::Email)
+                    .address(format!("{id}@example.com"))
+                    .user(EndpointUser::builder().user_id("u1").build())
+                    .build()
+            })
+            .collect::<Vec<_>>();
+        c.update_endpoints_batch()
+            .application_id(&app)
+            .endpoint_batch_request(
+                EndpointBatchRequest::builder()
+                    .set_item(Some(items))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let job = c
+            .create_import_job()
+            .application_id(&app)
+            .import_job_request(
+                ImportJobRequest::builder()
+                    .s3_url(format!("file://{}", csv.display()))
+                    .format(Format::Csv)
+                    .role_arn("r")
+                    .define_segment(true)
+                    .segment_name("imported")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .import_job_response
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            let j = c
+                .get_import_job()
+                .application_id(&app)
+                .job_id(job.id().unwrap())
+                .send()
+                .await
+                .unwrap()
+                .import_job_response
+                .unwrap();
+            if j.job_status().map(|s| s.as_str()) == Some("COMPLETED") {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "{j:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let sqlite_server = util::start_with(|cfg| {
+        cfg.data = DataSource::Sqlite(sqlite.clone());
+        cfg.auth = segmentctl::server::Auth::None;
+    });
+    drop(source);
+    let before = {
+        let t = sqlite_server.await;
+        let all = everything(t.addr()).await;
+        t.server.stop().await;
+        all
+    };
+    assert!(before.len() > 20, "the source holds what the test wrote");
+
+    let dsn = pg::database();
+    let migrate = |dsn: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+            .args(["serve", "migrate", "--from"])
+            .arg(&sqlite)
+            .args(["--to", dsn])
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, stdout, stderr) = migrate(&dsn);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("✓ segment_versions"), "{stdout}");
+    assert!(
+        stdout.contains("Done: 10 tables copied and verified"),
+        "{stdout}"
+    );
+    // The copy serves exactly what the source did.
+    let target = util::start_with(|cfg| {
+        cfg.data = DataSource::Postgres(dsn.clone());
+        cfg.auth = segmentctl::server::Auth::None;
+    })
+    .await;
+    assert_eq!(everything(target.addr()).await, before);
+    // New rows take positions after the copied ones.
+    let apps = get_json(target.addr(), "/v1/apps").await.1;
+    let app = apps["Item"][0]["Id"].as_str().unwrap().to_string();
+    let (status, _, body) = util::raw(
+        target.addr(),
+        &format!("POST /v1/apps/{app}/segments HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 14\r\nConnection: close\r\n\r\n{{\"Name\":\"new\"}}"),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let listed = get_json(target.addr(), &format!("/v1/apps/{app}/segments"))
+        .await
+        .1;
+    assert_eq!(
+        listed["Item"].as_array().unwrap().last().unwrap()["Name"],
+        "new"
+    );
+    target.server.stop().await;
+
+    // A rerun copies nothing more, and says the target now holds a row the source does not.
+    let (code, stdout, stderr) = migrate(&dsn);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("✓ apps"), "{stdout}");
+    assert!(stdout.contains("✗ segments"), "{stdout}");
+    assert!(
+        stderr.contains("segments, segment_versions differ"),
+        "{stderr}"
+    );
+    // Into a fresh database, a second run finds everything there already.
+    let fresh = pg::database();
+    assert_eq!(migrate(&fresh).0, Some(0));
+    let (code, stdout, _) = migrate(&fresh);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with('✓'))
+            .all(|l| l.contains(" 0 copied now")),
+        "{stdout}"
+    );
+}
