@@ -23,6 +23,13 @@ for dir in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
   "$cache/venv/bin/kubernetes-validate" --quiet --strict -k "$K8S_VERSION" "$rendered/$name.yaml"
   echo "deploy: $dir renders and validates against Kubernetes $K8S_VERSION ($(grep -c '^kind:' "$rendered/$name.yaml") objects)"
 done
+# The example database is a CloudNativePG custom resource, which Kubernetes' own schemas do
+# not cover: checked against the fields of the operator's CRD it uses.
+"$cache/venv/bin/check-jsonschema" --schemafile deploy/schemas/cnpg-cluster.schema.json \
+  deploy/kubernetes/overlays/with-server-postgres/database.yaml
+# The servers read the Secret the operator writes for that cluster.
+grep -q "name: segmentctl-db-app" deploy/kubernetes/overlays/with-server-postgres/server.yaml
+echo "deploy: with-server-postgres/database.yaml matches the CloudNativePG Cluster fields it uses"
 (cd "$cache/npm" && node "$OLDPWD/deploy/lint-workflows.mjs" "$OLDPWD"/examples/ci/github/*.yml)
 "$cache/venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows examples/ci/github/*.yml
 "$cache/venv/bin/check-jsonschema" --builtin-schema vendor.gitlab-ci examples/ci/gitlab/.gitlab-ci.yml

@@ -2,7 +2,8 @@
 
 Usage: presign.py ENDPOINT KEY SECRET OUT_DIR [--moto]
 
-Against segmentctl: creates an app and a segment, then signs GetSegment and CreateSegment.
+Against segmentctl: creates an app and a segment, then signs GetSegment, CreateSegment and
+UpdateSegment (every replay makes a new version of the one segment).
 Against moto (--moto): creates an app, then signs GetApps and GetApp (the operations both
 servers implement). A SigV4 signature stays valid for 15 minutes and the server verifies it
 in full on every request, so replaying one signed request measures the real checking cost.
@@ -46,6 +47,7 @@ def main(endpoint, key, secret, out, moto=False):
         body = json.dumps({"Name": "load", "Dimensions": {"Location": {"Country": {"Values": ["US", "CA"]}}}}).encode()
         scripts["get_segment"] = ("GET", f"/v1/apps/{app}/segments/{seg}", b"")
         scripts["create_segment"] = ("POST", f"/v1/apps/{app}/segments", body)
+        scripts["update_segment"] = ("PUT", f"/v1/apps/{app}/segments/{seg}", body)
         scripts["get_app"] = ("GET", f"/v1/apps/{app}", b"")
         scripts["get_apps"] = ("GET", "/v1/apps", b"")
     for name, (method, path, body) in scripts.items():

@@ -147,8 +147,8 @@ impl Cluster {
     pub fn new() -> Self {
         let dir = root().join(format!("c{}", NEXT.fetch_add(1, Ordering::SeqCst)));
         std::fs::create_dir_all(&dir).unwrap();
-        chown(&dir.parent().unwrap().parent().unwrap().to_path_buf());
-        chown(&dir.parent().unwrap().to_path_buf());
+        chown(dir.parent().unwrap().parent().unwrap());
+        chown(dir.parent().unwrap());
         chown(&dir);
         let data = dir.join("data");
         let out = command(&bin_dir().join("initdb"), false)

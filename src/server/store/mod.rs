@@ -129,7 +129,7 @@ enum Backend {
         readers: Vec<Mutex<rusqlite::Connection>>,
         next_reader: AtomicUsize,
     },
-    Postgres(pg::PgPool),
+    Postgres(Box<pg::PgPool>),
 }
 
 pub struct Store {
@@ -303,7 +303,7 @@ impl Store {
                     next_reader: AtomicUsize::new(0),
                 }
             }
-            DataSource::Postgres(dsn) => Backend::Postgres(pg::PgPool::new(dsn, pool)?),
+            DataSource::Postgres(dsn) => Backend::Postgres(Box::new(pg::PgPool::new(dsn, pool)?)),
         };
         Ok(Self {
             backend,
