@@ -255,6 +255,20 @@ fn count_and_sum(c: &Connection, t: &Table) -> Result<(u64, u128), DbError> {
     Ok((n, sum))
 }
 
+/// One statement in a write transaction of its own on the target.
+fn run_in_tx(
+    target: &Store,
+    sql: &str,
+    params: &[&dyn Param],
+) -> Result<super::sql::Output, DbError> {
+    target
+        .write_db(|tx| tx.run(sql, params).map_err(super::Failure::Db))
+        .map_err(|f| match f {
+            super::Failure::Db(e) => e,
+            super::Failure::Api(e) => DbError::Unavailable(e.message),
+        })
+}
+
 /// Copies every table of the SQLite file `from` into the PostgreSQL database `to`, then
 /// checks them. `progress` hears each table's report as it is done.
 pub fn copy(
@@ -309,32 +323,17 @@ pub fn copy(
                 .flat_map(|r| r.iter().zip(t.columns).map(|(v, (_, ty))| Typed(v, *ty)))
                 .collect();
             let refs: Vec<&dyn Param> = bound.iter().map(|b| b as &dyn Param).collect();
-            let n = target
-                .write_db(|tx| tx.run(&sql, &refs).map_err(super::Failure::Db))
-                .map_err(|f| match f {
-                    super::Failure::Db(e) => e,
-                    super::Failure::Api(e) => DbError::Unavailable(e.message),
-                })?;
+            let n = run_in_tx(&target, &sql, &refs)?;
             copied += n.affected;
             Ok(())
         })?;
         if cols.contains(&"seq") {
             // New rows get positions after the copied ones.
-            target
-                .write_db(|tx| {
-                    tx.run(
-                        &format!(
-                            "SELECT setval(pg_get_serial_sequence('{0}', 'seq'), (SELECT COALESCE(MAX(seq), 0) + 1 FROM {0}), false)::text",
-                            t.name
-                        ),
-                        &[],
-                    )
-                    .map_err(super::Failure::Db)
-                })
-                .map_err(|f| match f {
-                    super::Failure::Db(e) => e,
-                    super::Failure::Api(e) => DbError::Unavailable(e.message),
-                })?;
+            let sql = format!(
+                "SELECT setval(pg_get_serial_sequence('{0}', 'seq'), (SELECT COALESCE(MAX(seq), 0) + 1 FROM {0}), false)::text",
+                t.name
+            );
+            run_in_tx(&target, &sql, &[])?;
         }
         let (source_rows, source_sum) = count_and_sum(src, t)?;
         let (target_rows, target_sum) = target
