@@ -98,6 +98,12 @@ pub enum Command {
         after_help = "Examples:\n  segmentctl estimate segments --endpoints endpoints.jsonl.gz\n  segmentctl estimate segments --endpoints export.jsonl --as-of 2026-11-28T00:00:00Z --format json"
     )]
     Estimate(EstimateArgs),
+    /// Print SQL computing the segments' audiences on Spark, DuckDB or PostgreSQL, with the
+    /// evaluator's exact semantics.
+    #[command(
+        after_help = "The records are read as Pinpoint exports them (NDJSON EndpointResponse objects): Spark from a table or view read with the schema `--schema` prints, DuckDB with read_json over the files, PostgreSQL from a table of one jsonb record per row (DDL by --schema). Runners: examples/engines/.\n\nExamples:\n  segmentctl sql segments --dialect duckdb --files 'export/*.gz' --as-of 2026-11-28T00:00:00Z | duckdb\n  segmentctl sql segments --dialect spark --schema\n  segmentctl sql segments --dialect spark --segment vip-customers --members > vip.sql\n  segmentctl sql segments --dialect postgres --table endpoints | psql -X -q"
+    )]
+    Sql(SqlArgs),
     /// Serve the Pinpoint Segment API (self-hosted, wire-compatible) over SQLite or
     /// PostgreSQL.
     #[command(
@@ -283,6 +289,48 @@ pub struct EstimateArgs {
     /// text: a table for people; json: the counts per segment.
     #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
     pub format: ApplyFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqlDialect {
+    Spark,
+    Duckdb,
+    Postgres,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// The manifest folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Configuration file (default: DIR/segmentctl.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The engine the SQL is for.
+    #[arg(long, value_enum)]
+    pub dialect: SqlDialect,
+    /// Only this segment (repeatable; default every segment). Base segments are included.
+    #[arg(long = "segment", value_name = "NAME")]
+    pub segments: Vec<String>,
+    /// One row: `records`, then each segment's count (the default).
+    #[arg(long, conflicts_with = "members")]
+    pub count: bool,
+    /// The `Id` of every endpoint in the one segment named by --segment.
+    #[arg(long)]
+    pub members: bool,
+    /// Print how the records must be read instead: Spark's schema (DDL for
+    /// spark.read.schema), DuckDB's view over the files, PostgreSQL's table.
+    #[arg(long, conflicts_with_all = ["count", "members"])]
+    pub schema: bool,
+    /// The reference time for recency criteria (ISO-8601), default now; written into the SQL.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// The table or view of records (Spark, PostgreSQL; DuckDB reads --files unless given).
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
+    /// DuckDB: the NDJSON files (plain or gzip), a path or glob.
+    #[arg(long, value_name = "GLOB", default_value = "endpoints.jsonl")]
+    pub files: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -741,6 +789,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             a.as_of.as_deref(),
             a.format == ApplyFormat::Json,
         ),
+        Command::Sql(a) => crate::commands::sql(&a),
         Command::Completion { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "segmentctl", &mut buf);

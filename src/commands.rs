@@ -807,41 +807,15 @@ pub fn estimate(
     json: bool,
 ) -> anyhow::Result<u8> {
     use crate::endpoints;
-    use crate::evaluate::{Catalog, Program};
     let ws = load(&Inputs {
         dir: dir.to_path_buf(),
         config: config.map(Path::to_path_buf),
         overrides: Overrides::default(),
     })?;
     let as_of = parse_as_of(as_of)?;
-    let mut program = Program::new(as_of);
-    // Per segment counted: its application (index) and name, and its node.
-    let mut counted: Vec<(usize, &str)> = Vec::new();
-    let mut targets = Vec::new();
-    for (i, app) in ws.desired.apps.iter().enumerate() {
-        let (imported, unread) = crate::sources::members_by_name(app);
-        for (name, why) in unread {
-            crate::text::err(&format!(
-                "note: imported segment {} counts no endpoint here: {}\n",
-                crate::text::safe(&name),
-                crate::text::safe(&why)
-            ));
-        }
-        let catalog = Catalog {
-            segments: app
-                .segments
-                .iter()
-                .filter(|s| s.import.is_none())
-                .map(|s| (s.name.clone(), &s.spec))
-                .collect(),
-            key_of_id: Default::default(),
-            imported,
-        };
-        for s in &app.segments {
-            counted.push((i, &s.name));
-            targets.push(program.add(i, &catalog, &s.name));
-        }
-    }
+    let compiled = compile_segments(&ws, as_of, &[], Unreadable::Note)?;
+    let (program, counted) = (compiled.program, compiled.segments);
+    let targets: Vec<_> = counted.iter().map(|c| c.node).collect();
     let input = endpoints_input(endpoints)?;
     let t = endpoints::with_progress(&input.progress, || {
         endpoints::tally(input.reader, &program, &targets)
@@ -858,10 +832,10 @@ pub fn estimate(
         let segments: Vec<serde_json::Value> = counted
             .iter()
             .zip(&t.counts)
-            .map(|((app, segment), n)| {
+            .map(|(c, n)| {
                 serde_json::json!({
-                    "application": ws.desired.apps[*app].key.to_string(),
-                    "segment": segment,
+                    "application": ws.desired.apps[c.app].key.to_string(),
+                    "segment": c.name,
                     "endpoints": n,
                     "share_percent": (share(*n) * 100.0).round() / 100.0,
                 })
@@ -898,9 +872,9 @@ pub fn estimate(
         }
         out(&format!("{line}.\n"));
         let mut current = usize::MAX;
-        for ((app, segment), n) in counted.iter().zip(&t.counts) {
-            if *app != current {
-                current = *app;
+        for (c, n) in counted.iter().zip(&t.counts) {
+            if c.app != current {
+                current = c.app;
                 out(&format!(
                     "\nApplication {}\n  {:<32} {:>10}  {:>8}\n",
                     crate::text::safe(&ws.desired.apps[current].key.to_string()),
@@ -911,11 +885,187 @@ pub fn estimate(
             }
             out(&format!(
                 "  {:<32} {:>10}  {:>6.2} %\n",
-                segment,
+                c.name,
                 crate::text::thousands(*n),
                 share(*n)
             ));
         }
     }
     Ok(exit::OK)
+}
+
+/// `sql`: the selected segments (with their bases) as one query for an engine.
+pub fn sql(a: &crate::cli::SqlArgs) -> anyhow::Result<u8> {
+    use crate::cli::SqlDialect;
+    use crate::evaluate::sql::{Dialect, Input, Output};
+    let dialect = match a.dialect {
+        SqlDialect::Spark => Dialect::Spark,
+        SqlDialect::Duckdb => Dialect::DuckDb,
+        SqlDialect::Postgres => Dialect::Postgres,
+    };
+    if let Some(t) = &a.table {
+        let plain = |p: &str| {
+            p.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        };
+        if !t.split('.').all(plain) {
+            return Err(anyhow::anyhow!(
+                "--table {}: expected a table name such as endpoints or analytics.endpoints (letters, digits, _ and .)",
+                crate::text::safe(t)
+            ));
+        }
+    }
+    let input = match (&a.table, dialect) {
+        (Some(t), _) => Input::Table(t.clone()),
+        (None, Dialect::DuckDb) => Input::Files(a.files.clone()),
+        (None, _) => Input::Table("endpoints".into()),
+    };
+    if a.schema {
+        out(&dialect.schema(&input));
+        return Ok(exit::OK);
+    }
+    let ws = load(&Inputs {
+        dir: a.dir.clone(),
+        config: a.config.clone(),
+        overrides: Overrides::default(),
+    })?;
+    let as_of = parse_as_of(a.as_of.as_deref())?;
+    let compiled = compile_segments(&ws, as_of, &a.segments, Unreadable::Refuse)?;
+    let several = ws.desired.apps.len() > 1;
+    let columns: Vec<(String, crate::evaluate::NodeId)> = compiled
+        .segments
+        .iter()
+        .map(|c| {
+            let label = if several {
+                format!("{}/{}", ws.desired.apps[c.app].key, c.name)
+            } else {
+                c.name.clone()
+            };
+            (label, c.node)
+        })
+        .collect();
+    let program = compiled.program;
+    let output = if a.members {
+        match columns.as_slice() {
+            [(_, node)] => Output::Members(*node),
+            _ => return Err(anyhow::anyhow!(
+                "--members lists the members of one segment: name it with --segment ({} selected)",
+                columns.len()
+            )),
+        }
+    } else {
+        Output::Counts(columns.clone())
+    };
+    let what = match &output {
+        Output::Counts(_) => format!(
+            "the number of records, then each segment's audience ({} segments)",
+            columns.len()
+        ),
+        Output::Members(_) => "the Id of each endpoint in the segment, ordered".to_string(),
+    };
+    out(&format!(
+        "-- segmentctl sql --dialect {}: {what}, as of {}.\n-- The evaluator's semantics (README, Audiences); recency is fixed at that instant.\n{}",
+        dialect.name(),
+        crate::audience::instant_text(as_of),
+        program.sql(dialect, &input, &output)
+    ));
+    Ok(exit::OK)
+}
+
+/// What to do with an imported segment whose file cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Say so on standard error; it holds no endpoint (estimate).
+    Note,
+    /// Fail, when a selected segment reads it (sql: the answer would be wrong).
+    Refuse,
+}
+
+/// One segment compiled for counting.
+#[derive(Debug, Clone)]
+pub struct CompiledSegment {
+    /// Its application's index in the workspace.
+    pub app: usize,
+    pub name: String,
+    pub node: crate::evaluate::NodeId,
+}
+
+/// The workspace's segments (all, or those named in `only`), with their bases, compiled.
+pub struct Compiled {
+    pub program: crate::evaluate::Program,
+    pub segments: Vec<CompiledSegment>,
+}
+
+/// Compiles the segments of every application of `ws`, base segments resolved by name and
+/// imported segments by their files, as `estimate`, `plan --endpoints` and `sql` read them.
+pub fn compile_segments(
+    ws: &Workspace,
+    as_of: time::OffsetDateTime,
+    only: &[String],
+    unreadable: Unreadable,
+) -> anyhow::Result<Compiled> {
+    use crate::evaluate::{Catalog, Program};
+    let mut program = Program::new(as_of);
+    let mut segments = Vec::new();
+    for (i, app) in ws.desired.apps.iter().enumerate() {
+        let (mut imported, unread) = crate::sources::members_by_name(app);
+        if unreadable == Unreadable::Refuse {
+            // Unknown, so that a segment reading one is found below.
+            for (name, _) in &unread {
+                imported.remove(name);
+            }
+        }
+        if unreadable == Unreadable::Note {
+            for (name, why) in &unread {
+                err(&format!(
+                    "note: imported segment {} counts no endpoint here: {}\n",
+                    crate::text::safe(name),
+                    crate::text::safe(why)
+                ));
+            }
+        }
+        let catalog = Catalog {
+            segments: app
+                .segments
+                .iter()
+                .filter(|s| s.import.is_none())
+                .map(|s| (s.name.clone(), &s.spec))
+                .collect(),
+            key_of_id: Default::default(),
+            imported,
+        };
+        for s in &app.segments {
+            if only.is_empty() || only.contains(&s.name) {
+                segments.push(CompiledSegment {
+                    app: i,
+                    name: s.name.clone(),
+                    node: program.add(i, &catalog, &s.name),
+                });
+            }
+        }
+        if unreadable == Unreadable::Refuse {
+            if let Some((name, why)) = unread
+                .iter()
+                .find(|(name, _)| program.unknown(i).any(|k| k == name))
+            {
+                anyhow::bail!(
+                    "imported segment {} cannot be compiled: its file cannot be read: {}",
+                    crate::text::safe(name),
+                    crate::text::safe(why)
+                );
+            }
+        }
+    }
+    if let Some(missing) = only
+        .iter()
+        .find(|n| !segments.iter().any(|s| &s.name == *n))
+    {
+        anyhow::bail!(
+            "--segment {}: no segment of that name in the manifests",
+            crate::text::safe(missing)
+        );
+    }
+    Ok(Compiled { program, segments })
 }

@@ -41,7 +41,11 @@ use crate::model::{
 };
 use crate::validate::parse_instant;
 
+mod instant;
 mod record;
+pub mod sql;
+
+pub use instant::instant_nanos;
 
 pub use record::Record;
 
@@ -98,6 +102,8 @@ pub struct Program {
     as_of: i128,
     /// (catalog number, key) → node, so a segment shared as a base compiles once.
     compiled: HashMap<(usize, String), NodeId>,
+    /// (catalog number, key) of segments named but not found: they match nothing.
+    unknown: Vec<(usize, String)>,
 }
 
 /// What a record must keep: the attribute lists and metrics some criterion reads.
@@ -233,6 +239,7 @@ impl Program {
             schema: Schema::default(),
             as_of: as_of.unix_timestamp_nanos(),
             compiled: HashMap::new(),
+            unknown: Vec::new(),
         }
     }
 
@@ -241,6 +248,14 @@ impl Program {
     /// unknown key gives a node that matches nothing.
     pub fn add(&mut self, scope: usize, catalog: &Catalog<'_>, key: &str) -> NodeId {
         self.segment(scope, catalog, key, 0)
+    }
+
+    /// The keys of catalog `scope` that were named (as a segment or a base) but not found.
+    pub fn unknown(&self, scope: usize) -> impl Iterator<Item = &str> {
+        self.unknown
+            .iter()
+            .filter(move |(s, _)| *s == scope)
+            .map(|(_, k)| k.as_str())
     }
 
     /// How many nodes [`Program::run`] fills.
@@ -267,6 +282,7 @@ impl Program {
             return id;
         }
         let Some(def) = catalog.segments.get(key) else {
+            self.unknown.push((scope, key.to_string()));
             return self.push(Node::Never);
         };
         if depth > MAX_DEPTH {

@@ -11,11 +11,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use time::OffsetDateTime;
-
+use super::instant::instant_nanos;
 use super::{Field, Schema, FIELDS};
-use crate::validate::parse_instant;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// One endpoint record, as the segments of a program see it.
 #[derive(Debug, Clone, Default)]
@@ -108,10 +106,6 @@ pub(super) fn read<'a>(
     let mut de = serde_json::Deserializer::from_str(line);
     de.deserialize_map(Top { schema, record })?;
     de.end()
-}
-
-fn nanos(t: OffsetDateTime) -> i128 {
-    t.unix_timestamp_nanos()
 }
 
 const TOP: &[&str] = &[
@@ -268,7 +262,7 @@ impl<'a> Visitor<'a> for Top<'_, '_, 'a> {
                 _ => {
                     let date = map.next_value_seed(Text)?;
                     if schema.recency {
-                        record.effective_date = date.as_deref().and_then(parse_instant).map(nanos);
+                        record.effective_date = date.as_deref().and_then(instant_nanos);
                     }
                 }
             }
@@ -357,8 +351,8 @@ impl<'a> ReadObject<'a> for Lists<'_, '_, 'a> {
             if schema.dated[slot] {
                 let first = record.instants.len();
                 for v in &record.values[start..end] {
-                    if let Some(t) = parse_instant(v) {
-                        record.instants.push(nanos(t));
+                    if let Some(t) = instant_nanos(v) {
+                        record.instants.push(t);
                     }
                 }
                 record.times[slot] = (first as u32, record.instants.len() as u32);

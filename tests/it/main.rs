@@ -2,6 +2,7 @@
 //! serve` started in-process on a loopback port. No mocks of the API.
 
 mod pg;
+mod python;
 mod util;
 
 mod audience_duckdb;

@@ -1,0 +1,231 @@
+//! `segmentctl sql` against the engines themselves: the SQL it writes, run by PySpark (local
+//! mode, one Spark session for the binary), DuckDB and PostgreSQL 15 (started here), must
+//! give the evaluator's count for every segment of the corpus, and the same member ids.
+//! A property test checks random segments over random records against DuckDB, in one run.
+//!
+//! A test binary of its own: CI's second pass (the integration suite on PostgreSQL) does not
+//! repeat it.
+
+#[path = "../it/pg.rs"]
+mod pg;
+#[path = "../it/python.rs"]
+mod python;
+
+mod corpus;
+mod property;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use corpus::{Native, MEMBERS_OF};
+
+const DUCKDB: &str = "duckdb==2.0.1";
+const PYSPARK: &str = "pyspark==4.3.0";
+const RECORDS: usize = 6000;
+const SEED: u64 = 20_261_128;
+
+/// One engine's answer: per query name, its columns and rows.
+type Answers = BTreeMap<String, (Vec<String>, Vec<Vec<Value>>)>;
+
+fn script(name: &str) -> String {
+    format!("{}/tests/engines/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a runner script with a JSON job file; its standard output is the answers.
+fn run_python(python: &Path, script_name: &str, job: &Value, dir: &Path) -> Answers {
+    let job_file = dir.join(format!("{script_name}.job.json"));
+    std::fs::write(&job_file, job.to_string()).unwrap();
+    let out = Command::new(python)
+        .arg(script(script_name))
+        .arg(&job_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script_name} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{script_name} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(name, a)| {
+            let columns = a["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect();
+            let rows = a["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_array().unwrap().clone())
+                .collect();
+            (name.clone(), (columns, rows))
+        })
+        .collect()
+}
+
+/// The corpus, the evaluator's answers, and the queries of one dialect: `counts`, then
+/// `members:NAME` for each segment of [`MEMBERS_OF`].
+struct Case {
+    dir: tempfile::TempDir,
+    native: Native,
+    queries: BTreeMap<String, String>,
+}
+
+fn case(dialect: &str, extra: &[&str]) -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    corpus::write(dir.path(), RECORDS, SEED);
+    let native = corpus::native(dir.path(), MEMBERS_OF);
+    let files = dir.path().join("endpoints.jsonl").display().to_string();
+    let mut args = vec!["--dialect", dialect];
+    if dialect == "duckdb" {
+        args.extend_from_slice(&["--files", &files]);
+    }
+    args.extend_from_slice(extra);
+    let mut queries = BTreeMap::new();
+    queries.insert("counts".to_string(), corpus::sql(dir.path(), &args));
+    for name in MEMBERS_OF {
+        let mut a = args.clone();
+        a.extend_from_slice(&["--segment", name, "--members"]);
+        queries.insert(format!("members:{name}"), corpus::sql(dir.path(), &a));
+    }
+    Case {
+        dir,
+        native,
+        queries,
+    }
+}
+
+/// Every count and every member list of `answers` equals the evaluator's.
+fn assert_equal(engine: &str, native: &Native, answers: &Answers) {
+    let (columns, rows) = &answers["counts"];
+    assert_eq!(rows.len(), 1, "{engine}: one row of counts");
+    let got: BTreeMap<&str, u64> = columns
+        .iter()
+        .zip(&rows[0])
+        .map(|(c, v)| (c.as_str(), as_u64(v)))
+        .collect();
+    assert_eq!(got["records"], native.records, "{engine}: records");
+    assert_eq!(native.counts.len(), corpus::segments().len() + 1);
+    let mut mismatched = Vec::new();
+    for (name, n) in &native.counts {
+        match got.get(name.as_str()) {
+            Some(g) if g == n => {}
+            g => mismatched.push(format!("{name}: evaluator {n}, {engine} {g:?}")),
+        }
+    }
+    assert!(
+        mismatched.is_empty(),
+        "{engine} disagrees:\n{}",
+        mismatched.join("\n")
+    );
+    for name in MEMBERS_OF {
+        let (_, rows) = &answers[&format!("members:{name}")];
+        let ids: Vec<String> = rows
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_string())
+            .collect();
+        let want = native.members.get(*name).cloned().unwrap_or_default();
+        assert!(!want.is_empty(), "{name} has members in the corpus");
+        assert_eq!(ids, want, "{engine}: members of {name}");
+    }
+}
+
+fn as_u64(v: &Value) -> u64 {
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("a count, not {v}"))
+}
+
+/// The corpus's segments select different audiences (the comparison means something).
+fn assert_discriminating(native: &Native) {
+    let distinct: std::collections::BTreeSet<u64> = native.counts.values().copied().collect();
+    assert!(
+        distinct.len() >= 25,
+        "the segments select different audiences: {:?}",
+        native.counts
+    );
+    for (name, n) in &native.counts {
+        let expect_empty = name == "phones";
+        let expect_all = name == "not-tablets" || name == "everyone";
+        assert_eq!(*n == 0, expect_empty, "{name}: {n}");
+        assert_eq!(*n == native.records, expect_all, "{name}: {n}");
+    }
+}
+
+#[test]
+fn duckdb_counts_and_lists_what_the_evaluator_does() {
+    let python = python::python_with("duckdb-venv", &[DUCKDB], "duckdb");
+    let c = case("duckdb", &[]);
+    assert_discriminating(&c.native);
+    let answers = run_python(&python, "run_duckdb.py", &json!(c.queries), c.dir.path());
+    assert_equal("DuckDB", &c.native, &answers);
+}
+
+#[test]
+fn postgres_counts_and_lists_what_the_evaluator_does() {
+    let c = case("postgres", &[]);
+    let schema = corpus::sql(c.dir.path(), &["--dialect", "postgres", "--schema"]);
+    let dsn = pg::database();
+    let records: PathBuf = c.dir.path().join("endpoints.jsonl");
+    let queries = c.queries.clone();
+    let answers = pg::off_runtime(move || {
+        let mut db = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect");
+        db.batch_execute(&schema).expect("the --schema DDL runs");
+        // Loaded as the README says: no COPY escapes, one record per line.
+        let mut w = db
+            .copy_in("COPY endpoints (record) FROM STDIN WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')")
+            .unwrap();
+        std::io::Write::write_all(&mut w, &std::fs::read(&records).unwrap()).unwrap();
+        w.finish().unwrap();
+        let mut answers = Answers::new();
+        for (name, sql) in &queries {
+            let rows = db
+                .query(sql.as_str(), &[])
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let columns: Vec<String> = rows
+                .first()
+                .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+                .unwrap_or_default();
+            let rows = rows
+                .iter()
+                .map(|r| {
+                    (0..r.len())
+                        .map(|i| match r.try_get::<_, i64>(i) {
+                            Ok(n) => json!(n),
+                            Err(_) => json!(r.get::<_, String>(i)),
+                        })
+                        .collect()
+                })
+                .collect();
+            answers.insert(name.clone(), (columns, rows));
+        }
+        answers
+    });
+    assert_equal("PostgreSQL", &c.native, &answers);
+}
+
+#[test]
+fn spark_counts_and_lists_what_the_evaluator_does() {
+    let python = python::python_with("pyspark-venv", &[PYSPARK], "pyspark");
+    let c = case("spark", &[]);
+    let schema = corpus::sql(c.dir.path(), &["--dialect", "spark", "--schema"]);
+    let job = json!({
+        "schema": schema,
+        "records": c.dir.path().join("endpoints.jsonl"),
+        "queries": c.queries,
+    });
+    let answers = run_python(&python, "run_spark.py", &job, c.dir.path());
+    assert_equal("Spark", &c.native, &answers);
+}
