@@ -238,7 +238,7 @@ pub fn annotate(
     plan: &mut Plan,
     desired: &DesiredState,
     observed: &Observed,
-    input: impl std::io::Read,
+    input: endpoints::Input,
     file: &str,
     as_of: OffsetDateTime,
     warn_percent: f64,
@@ -254,7 +254,7 @@ pub fn annotate(
     let t: Tally = if nodes.is_empty() {
         Tally::default()
     } else {
-        endpoints::tally(input, &program, &nodes)?
+        endpoints::tally_input(input, &program, &nodes)?
     };
     let count: BTreeMap<NodeId, u64> = nodes
         .iter()

@@ -168,12 +168,13 @@ pub async fn make_plan(
     p.revision = revision;
     p.documents = ws.documents;
     if let Some((a, as_of, input)) = audience {
-        let counted = crate::endpoints::with_progress(&input.progress, || {
+        let progress = input.progress.clone();
+        let counted = crate::endpoints::with_progress(&progress, || {
             crate::audience::annotate(
                 &mut p,
                 &ws.desired,
                 &observed,
-                input.reader,
+                input,
                 &a.endpoints.display().to_string(),
                 as_of,
                 ws.config.audience_change_warn_percent,
@@ -817,8 +818,9 @@ pub fn estimate(
     let (program, counted) = (compiled.program, compiled.segments);
     let targets: Vec<_> = counted.iter().map(|c| c.node).collect();
     let input = endpoints_input(endpoints)?;
-    let t = endpoints::with_progress(&input.progress, || {
-        endpoints::tally(input.reader, &program, &targets)
+    let progress = input.progress.clone();
+    let t = endpoints::with_progress(&progress, || {
+        endpoints::tally_input(input, &program, &targets)
     })
     .with_context(|| format!("cannot read {}", endpoints.display()))?;
     let share = |n: u64| {
@@ -950,10 +952,12 @@ pub fn sql(a: &crate::cli::SqlArgs) -> anyhow::Result<u8> {
     let output = if a.members {
         match columns.as_slice() {
             [(_, node)] => Output::Members(*node),
-            _ => return Err(anyhow::anyhow!(
+            _ => {
+                return Err(anyhow::anyhow!(
                 "--members lists the members of one segment: name it with --segment ({} selected)",
                 columns.len()
-            )),
+            ))
+            }
         }
     } else {
         Output::Counts(columns.clone())

@@ -47,7 +47,7 @@ pub mod sql;
 
 pub use instant::instant_nanos;
 
-pub use record::Record;
+pub use record::{NotARecord, Record};
 
 /// The range assumed when a GPSPoint dimension gives none.
 pub const DEFAULT_GPS_RANGE_KM: f64 = 50.0;
@@ -116,6 +116,8 @@ pub(crate) struct Schema {
     metrics: Vec<Box<str>>,
     /// Whether a recency criterion reads `EffectiveDate`.
     recency: bool,
+    /// Whether a GPS criterion reads the position.
+    position: bool,
 }
 
 impl Schema {
@@ -378,6 +380,7 @@ impl Program {
                 out.push(set(c, Some(Field::Country)));
             }
             if let Some(g) = &loc.gps_point {
+                self.schema.position = true;
                 out.push(gps(g));
             }
         }
@@ -440,7 +443,7 @@ impl Program {
         &self,
         line: &'a str,
         record: &mut Record<'a>,
-    ) -> Result<(), serde_json::Error> {
+    ) -> Result<(), record::NotARecord> {
         record::read(&self.schema, line, record)
     }
 
@@ -519,9 +522,14 @@ impl Record<'_> {
                 latitude,
                 longitude,
                 range,
-            } => self
-                .position()
-                .is_some_and(|(lat, lon)| distance_km(*latitude, *longitude, lat, lon) <= *range),
+            } => self.position().is_some_and(|(lat, lon)| {
+                // The great-circle distance is at least the difference in latitude: when
+                // that alone (with a margin far above rounding) is beyond the range, the
+                // answer is known without the trigonometry.
+                let along_meridian = EARTH_RADIUS_KM * (lat - *latitude).abs().to_radians();
+                along_meridian <= *range * (1.0 + 1e-9) + 1e-9
+                    && distance_km(*latitude, *longitude, lat, lon) <= *range
+            }),
             Criterion::Recency { lo, hi, active } => {
                 self.effective_date().is_some_and(|t| *lo <= t && t <= *hi) == *active
             }

@@ -10,16 +10,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_eager_commit_delay`); the Rust bindings do not export it.
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Called by the controller after each round.
 fn collect() {
-    // SAFETY: mi_collect only frees and returns unused memory of the current heaps.
-    unsafe { libmimalloc_sys::mi_collect(true) }
+    // From the first round on, give freed pages back at once rather than after a delay:
+    // the controller is idle between rounds, and mimalloc purges lazily only while it
+    // allocates. Not set for one-shot commands: `estimate` would refault (and zero) its
+    // freed pages over and over.
+    // SAFETY: setting an option has no preconditions; mi_collect only frees and returns
+    // unused memory of the current heaps.
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        libmimalloc_sys::mi_collect(true)
+    }
 }
 
 fn main() -> std::process::ExitCode {
-    // Give freed pages back at once rather than after a delay: the controller is idle
-    // between rounds, and mimalloc purges lazily only while it allocates.
-    // SAFETY: setting an option before any allocation-heavy work; no other preconditions.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
     segmentctl::daemon::set_memory_release(collect);
     segmentctl::cli::main()
 }

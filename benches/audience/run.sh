@@ -15,6 +15,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import duckdb" 2>/dev/null || "$venv/bin/pip" install -q "duckdb==2.0.1"
+# SPARK=1: also run the generated SQL on PySpark in local mode (installed on first use).
+if [ "${SPARK:-0}" = 1 ]; then
+  "$venv/bin/python" -c "import pyspark" 2>/dev/null || "$venv/bin/pip" install -q "pyspark==4.3.0"
+fi
 cargo build --release --quiet
 "$venv/bin/python" benches/audience/audience.py generate "$work" "$n"
 size=$(du -h "$work/endpoints.jsonl" | cut -f1)
@@ -54,4 +58,32 @@ startup = float(startup)
 print(f"ratio (DuckDB time / segmentctl time): {duck_s / ours_s:.2f}x; counts identical: {not diffs} {diffs or ''}")
 print(f"without DuckDB's {startup:.2f} s of Python and module start-up: {(duck_s - startup) / ours_s:.2f}x")
 sys.exit(1 if diffs else 0)
+PY
+
+# The same segments as `segmentctl sql` writes them, on the engines, over the same records
+# (without the one line that is not a record: the SQL assumes records).
+grep -v '^this line' "$work/endpoints.jsonl" > "$work/records.jsonl"
+"$target/release/segmentctl" sql "$work/manifests" --dialect duckdb --files "$work/records.jsonl" \
+    --as-of 2026-11-28T00:00:00Z > "$work/duck.sql"
+"$venv/bin/python" benches/audience/engines.py duckdb "$work/duck.sql" > "$work/duck-sql.json"
+if [ "${SPARK:-0}" = 1 ]; then
+  "$target/release/segmentctl" sql "$work/manifests" --dialect spark --as-of 2026-11-28T00:00:00Z > "$work/spark.sql"
+  "$target/release/segmentctl" sql "$work/manifests" --dialect spark --schema > "$work/spark.ddl"
+  "$venv/bin/python" benches/audience/engines.py spark "$work/spark.ddl" "$work/spark.sql" "$work/records.jsonl" > "$work/spark-sql.json"
+fi
+"$venv/bin/python" - "$work" "$ours_s" <<'PY'
+import json, os, sys
+work, ours_s = sys.argv[1], float(sys.argv[2])
+ours = {s["segment"]: s["endpoints"] for s in json.load(open(f"{work}/ours.json"))["segments"]}
+for engine in ["duck", "spark"]:
+    path = f"{work}/{engine}-sql.json"
+    if not os.path.exists(path):
+        continue
+    r = json.load(open(path))
+    same = all(int(r["counts"][k]) == v for k, v in ours.items())
+    extra = f" (+ {r['startup']:.1f} s session start)" if "startup" in r else ""
+    name = {"duck": "DuckDB 2.0.1", "spark": "Spark 4.3.0 local[2]"}[engine]
+    print(f"{name}, segmentctl sql: {r['seconds']:6.2f} s{extra}; {r['seconds'] / ours_s:.2f}x segmentctl's time; counts identical: {same}")
+    if not same:
+        sys.exit(1)
 PY

@@ -229,3 +229,85 @@ fn spark_counts_and_lists_what_the_evaluator_does() {
     let answers = run_python(&python, "run_spark.py", &job, c.dir.path());
     assert_equal("Spark", &c.native, &answers);
 }
+
+/// Runs `segmentctl sql ARGS` on a folder; (exit code, stdout, stderr).
+fn sql_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .arg("sql")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What a reviewer reads: the SQL of two segments (a dimension with a quoted name and a
+/// group on it) in each dialect, and the errors of the command's misuses.
+#[test]
+fn the_sql_and_the_errors_read_as_snapshotted() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = [
+        corpus::segment_doc(
+            "premium",
+            "Dimensions: {Attributes: {\"it's\": {Values: [\"O'Brien\", 'C:\\path']}}, Location: {Country: {Values: [US]}}}",
+        ),
+        corpus::segment_doc(
+            "premium-heavy",
+            "SegmentGroups: {Groups: [{SourceSegments: [{Ref: premium}], Dimensions: [{Metrics: {sessions: {ComparisonOperator: GREATER_THAN, Value: 20}}}]}]}",
+        ),
+    ];
+    std::fs::write(dir.path().join("s.yaml"), docs.join("---\n")).unwrap();
+    let as_of = ["--as-of", corpus::AS_OF];
+    for dialect in ["spark", "duckdb", "postgres"] {
+        let (code, sql, err) = sql_cli(dir.path(), &[&as_of[..], &["--dialect", dialect]].concat());
+        assert_eq!(code, 0, "{err}");
+        insta::assert_snapshot!(format!("sql_{dialect}"), sql);
+        let (code, schema, _) = sql_cli(dir.path(), &["--dialect", dialect, "--schema"]);
+        assert_eq!(code, 0);
+        insta::assert_snapshot!(format!("schema_{dialect}"), schema);
+    }
+    let (_, members, _) = sql_cli(
+        dir.path(),
+        &[
+            &as_of[..],
+            &[
+                "--dialect",
+                "duckdb",
+                "--segment",
+                "premium-heavy",
+                "--members",
+            ],
+        ]
+        .concat(),
+    );
+    assert!(
+        members.contains("WHERE n_1 AND s_id IS NOT NULL\nORDER BY s_id;"),
+        "{members}"
+    );
+    let mut errors = String::new();
+    for args in [
+        &["--dialect", "duckdb", "--members"][..],
+        &["--dialect", "duckdb", "--segment", "nope"],
+        &[
+            "--dialect",
+            "postgres",
+            "--table",
+            "endpoints; DROP TABLE x",
+        ],
+        &["--dialect", "spark", "--as-of", "yesterday"],
+        &["--dialect", "sqlite"],
+    ] {
+        let (code, out, err) = sql_cli(dir.path(), args);
+        assert_ne!(code, 0, "{args:?} must fail");
+        assert!(out.is_empty(), "{args:?} printed SQL: {out}");
+        errors.push_str(&format!("$ segmentctl sql DIR {}\n{err}\n", args.join(" ")));
+    }
+    insta::assert_snapshot!(
+        "sql_errors",
+        errors.replace(&dir.path().display().to_string(), "DIR")
+    );
+}
