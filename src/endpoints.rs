@@ -220,9 +220,9 @@ fn tally_bytes(
                         }
                         count_block(program, targets, seq, block, &mut part, &mut matched);
                         mapped.release(range.clone());
-                        progress
-                            .read
-                            .fetch_add(range.len() as u64, Ordering::Relaxed);
+                        // How far the file is counted (the first block read to sniff
+                        // for gzip is not counted twice).
+                        progress.read.fetch_max(range.end as u64, Ordering::Relaxed);
                     }
                     part
                 })
