@@ -481,6 +481,7 @@ impl Program {
 }
 
 impl Record<'_> {
+    #[inline]
     fn satisfies(&self, c: &Criterion) -> bool {
         match c {
             Criterion::Constant(v) => *v,
@@ -491,7 +492,7 @@ impl Record<'_> {
             } => {
                 let listed = self
                     .field(*field)
-                    .is_some_and(|v| values.iter().any(|x| **x == *v));
+                    .is_some_and(|v| values.iter().any(|x| same(x, v)));
                 listed != *exclusive
             }
             Criterion::Listed {
@@ -502,7 +503,7 @@ impl Record<'_> {
                 let listed = self
                     .list(*slot)
                     .iter()
-                    .any(|v| values.iter().any(|x| **x == **v));
+                    .any(|v| values.iter().any(|x| same(x, v)));
                 listed != *exclusive
             }
             Criterion::Contains { slot, values } => self
@@ -555,6 +556,13 @@ fn gps(g: &GpsPointDimension) -> Criterion {
         longitude: g.coordinates.longitude,
         range: g.range_in_kilometers.unwrap_or(DEFAULT_GPS_RANGE_KM),
     }
+}
+
+/// String equality that looks at the length and the first byte before calling `memcmp`:
+/// the values compared are short and mostly differ at once (`US` against `CA`).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
 }
 
 fn combine(how: Include, mut results: impl Iterator<Item = bool>) -> bool {
