@@ -328,7 +328,8 @@ pub struct SqlArgs {
     /// The table or view of records (Spark, PostgreSQL; DuckDB reads --files unless given).
     #[arg(long, value_name = "NAME")]
     pub table: Option<String>,
-    /// DuckDB: the NDJSON files (plain or gzip), a path or glob.
+    /// DuckDB: the NDJSON files (plain or gzip), a path or glob; with --table, what
+    /// --schema loads into it.
     #[arg(long, value_name = "GLOB", default_value = "endpoints.jsonl")]
     pub files: String,
 }

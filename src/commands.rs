@@ -919,10 +919,9 @@ pub fn sql(a: &crate::cli::SqlArgs) -> anyhow::Result<u8> {
             ));
         }
     }
-    let input = match (&a.table, dialect) {
-        (Some(t), _) => Input::Table(t.clone()),
-        (None, Dialect::DuckDb) => Input::Files(a.files.clone()),
-        (None, _) => Input::Table("endpoints".into()),
+    let input = Input {
+        table: a.table.clone(),
+        files: a.files.clone(),
     };
     if a.schema {
         out(&dialect.schema(&input));

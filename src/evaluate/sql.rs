@@ -43,11 +43,19 @@ impl Dialect {
 
 /// Where the records are.
 #[derive(Debug, Clone)]
-pub enum Input {
-    /// A table or view (Spark, PostgreSQL, or DuckDB over a loaded table).
-    Table(String),
-    /// NDJSON files, plain or gzip, by path or glob (DuckDB).
-    Files(String),
+pub struct Input {
+    /// A table or view of the records (Spark and PostgreSQL read `endpoints` without one;
+    /// DuckDB reads `files` without one).
+    pub table: Option<String>,
+    /// DuckDB: the NDJSON files, plain or gzip, by path or glob (what `--schema` loads into
+    /// `table` when there is one).
+    pub files: String,
+}
+
+impl Input {
+    fn table(&self) -> &str {
+        self.table.as_deref().unwrap_or("endpoints")
+    }
 }
 
 /// What the query returns.
@@ -78,26 +86,18 @@ impl Dialect {
     /// What the records must be read as: Spark's schema (a DDL string for
     /// `spark.read.schema`), DuckDB's view over the files, PostgreSQL's table.
     pub fn schema(self, input: &Input) -> String {
-        match (self, input) {
-            (Dialect::Spark, _) => format!("{SPARK_SCHEMA}\n"),
-            (Dialect::DuckDb, Input::Files(files)) => format!(
-                "CREATE VIEW endpoints AS SELECT * FROM {};\n",
-                duckdb_read(files)
+        let t = input.table();
+        match self {
+            Dialect::Spark => format!("{SPARK_SCHEMA}\n"),
+            Dialect::DuckDb => format!(
+                "CREATE {} {t} AS SELECT * FROM {};\n",
+                if input.table.is_some() { "TABLE" } else { "VIEW" },
+                duckdb_read(&input.files)
             ),
-            (Dialect::DuckDb, Input::Table(t)) => format!(
-                "CREATE TABLE {t} AS SELECT * FROM {};\n",
-                duckdb_read("endpoints.jsonl")
+            Dialect::Postgres => format!(
+                "CREATE TABLE {t} (record jsonb NOT NULL);\n\
+                 -- Load NDJSON as it is (no COPY escapes): \\copy {t} (record) FROM 'endpoints.jsonl' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')\n"
             ),
-            (Dialect::Postgres, input) => {
-                let t = match input {
-                    Input::Table(t) => t.as_str(),
-                    Input::Files(_) => "endpoints",
-                };
-                format!(
-                    "CREATE TABLE {t} (record jsonb NOT NULL);\n\
-                     -- Load NDJSON as it is (no COPY escapes): \\copy {t} (record) FROM 'endpoints.jsonl' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')\n"
-                )
-            }
         }
     }
 
@@ -400,12 +400,9 @@ impl Program {
         for (i, name) in self.schema.metrics.iter().enumerate() {
             slots.push(format!("{} AS s_metric_{i}", paths.metric(name)));
         }
-        let from = match input {
-            Input::Table(t) => t.clone(),
-            Input::Files(f) => match d {
-                Dialect::DuckDb => duckdb_read(f),
-                _ => d.ident(f),
-            },
+        let from = match (&input.table, d) {
+            (None, Dialect::DuckDb) => duckdb_read(&input.files),
+            _ => input.table().to_string(),
         };
 
         // Levels: a node one above the highest base it reads.

@@ -270,6 +270,31 @@ fn the_sql_and_the_errors_read_as_snapshotted() {
         assert_eq!(code, 0);
         insta::assert_snapshot!(format!("schema_{dialect}"), schema);
     }
+    // DuckDB over a table: --schema loads --files into it, and the query reads the table.
+    let (_, schema, _) = sql_cli(
+        dir.path(),
+        &[
+            "--dialect",
+            "duckdb",
+            "--table",
+            "records",
+            "--files",
+            "export/*.gz",
+            "--schema",
+        ],
+    );
+    assert!(
+        schema.starts_with("CREATE TABLE records AS SELECT * FROM read_json('export/*.gz', "),
+        "{schema}"
+    );
+    let (_, sql, _) = sql_cli(
+        dir.path(),
+        &[&as_of[..], &["--dialect", "duckdb", "--table", "records"]].concat(),
+    );
+    assert!(
+        sql.contains("\n  FROM records\n") && !sql.contains("read_json"),
+        "{sql}"
+    );
     let (_, members, _) = sql_cli(
         dir.path(),
         &[
