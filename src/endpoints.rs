@@ -353,11 +353,7 @@ fn count_block(
             reject(part, seq, index);
             continue;
         }
-        let Ok(line) = std::str::from_utf8(line) else {
-            reject(part, seq, index);
-            continue;
-        };
-        if program.read(line, &mut record).is_err() {
+        if program.read_bytes(line, &mut record).is_err() {
             reject(part, seq, index);
             continue;
         }

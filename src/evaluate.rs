@@ -145,11 +145,13 @@ impl Schema {
     pub(crate) fn list_slot(&self, user: bool, name: &str) -> Option<usize> {
         self.lists
             .iter()
-            .position(|(u, n)| *u == user && &**n == name)
+            .position(|(u, n)| *u == user && record::same_bytes(n.as_bytes(), name.as_bytes()))
     }
 
     pub(crate) fn metric_slot(&self, name: &str) -> Option<usize> {
-        self.metrics.iter().position(|n| &**n == name)
+        self.metrics
+            .iter()
+            .position(|n| record::same_bytes(n.as_bytes(), name.as_bytes()))
     }
 }
 
@@ -447,6 +449,16 @@ impl Program {
         record::read(&self.schema, line, record)
     }
 
+    /// [`Program::read`] from bytes, as they come from a file: a line that is not UTF-8 is
+    /// not a record (checked only when some byte is not ASCII).
+    pub fn read_bytes<'a>(
+        &self,
+        line: &'a [u8],
+        record: &mut Record<'a>,
+    ) -> Result<(), record::NotARecord> {
+        record::read_bytes(&self.schema, line, record)
+    }
+
     /// A record sized for this program, to be reused across [`Program::read`]s.
     pub fn record<'a>(&self) -> Record<'a> {
         Record::new(&self.schema)
@@ -455,6 +467,7 @@ impl Program {
     /// Evaluates every node for `record`: afterwards `out[node]` tells whether it matches.
     pub fn run(&self, record: &Record<'_>, out: &mut Vec<bool>) {
         out.clear();
+        out.reserve(self.nodes.len());
         for node in &self.nodes {
             let v = match node {
                 Node::All(criteria) => criteria.iter().all(|c| record.satisfies(c)),
@@ -481,7 +494,7 @@ impl Program {
 }
 
 impl Record<'_> {
-    #[inline]
+    #[inline(always)]
     fn satisfies(&self, c: &Criterion) -> bool {
         match c {
             Criterion::Constant(v) => *v,
@@ -558,11 +571,13 @@ fn gps(g: &GpsPointDimension) -> Criterion {
     }
 }
 
-/// String equality that looks at the length and the first byte before calling `memcmp`:
-/// the values compared are short and mostly differ at once (`US` against `CA`).
+/// String equality that looks at the length and the first byte first: the values compared
+/// are short and mostly differ at once (`US` against `CA`).
 #[inline]
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+    a.len() == b.len()
+        && a.as_bytes().first() == b.as_bytes().first()
+        && record::same_bytes(a.as_bytes(), b.as_bytes())
 }
 
 fn combine(how: Include, mut results: impl Iterator<Item = bool>) -> bool {

@@ -369,17 +369,25 @@ mod differential {
     }
 
     fn agree(program: &Program, line: &str) {
+        agree_bytes(program, line.as_bytes());
+    }
+
+    /// The fast reader on raw bytes against UTF-8 validation then serde_json.
+    fn agree_bytes(program: &Program, line: &[u8]) {
         let mut fast = Record::new(&program.schema);
         let mut slow = Record::new(&program.schema);
-        let f = super::super::read(&program.schema, line, &mut fast);
-        let s = super::read(&program.schema, line, &mut slow);
+        let f = super::super::read_bytes(&program.schema, line, &mut fast);
+        let text = std::str::from_utf8(line);
+        let s = text.map(|text| super::read(&program.schema, text, &mut slow));
+        let s_ok = matches!(s, Ok(Ok(())));
         assert_eq!(
             f.is_ok(),
-            s.is_ok(),
-            "{line:?}: fast {f:?}, serde_json {s:?}"
+            s_ok,
+            "{:?}: fast {f:?}, serde_json {s:?}",
+            String::from_utf8_lossy(line)
         );
         if f.is_ok() {
-            assert_eq!(fast, slow, "{line:?}");
+            assert_eq!(fast, slow, "{:?}", String::from_utf8_lossy(line));
         }
     }
 
@@ -387,7 +395,25 @@ mod differential {
         r#"{"ChannelType":"SMS","Id":"e1","Location":{"Country":"US","Latitude":47.6,"Longitude":-122.3},"Attributes":{"a":["xx","y\"z"],"d":["2026-05-01T10:00:00+02:00"]},"User":{"UserId":"u","UserAttributes":{"u":["v"]}},"Metrics":{"m":2e3,"n":-0.5},"EffectiveDate":"1969-12-30T00:00:00Z","Address":"\u00e9\ud83d\ude00"}"#,
         r#"{"Demographic":{"Platform":"iOS","Make":null,"Timezone":"x"},"Attributes":null,"Metrics":{"m":null},"OptOut":"NONE","X":[1,{"a":[true,false,null]},-0.0]}"#,
         r#" { "Id" : null , "User" : null , "Attributes" : { "a" : [ ] , "u" : [ "1" , "2" ] } } "#,
+        // No backslash (strings ended by the line's index), strings across 64-byte words.
+        r#"{"ChannelType":"EMAIL","Address":"a-rather-long-address-that-crosses-a-word@example.com","Demographic":{"Platform":"iOS","AppVersion":"1.0"},"Location":{"Country":"ÉU","Latitude":47.27,"Longitude":-121.0},"Attributes":{"interests":["music","books"],"signup":["2026-10-27T01:33:00Z"]},"Metrics":{"sessions":39},"EffectiveDate":"2026-11-01T04:00:00Z","Id":"e2"}"#,
     ];
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_as_serde_json_would() {
+        let program = program();
+        let mut rng = fastrand::Rng::with_seed(13);
+        for seed in SEEDS {
+            for _ in 0..5_000 {
+                let mut b = seed.as_bytes().to_vec();
+                for _ in 0..rng.usize(1..3) {
+                    let at = rng.usize(..b.len());
+                    b[at] = rng.u8(0x80..);
+                }
+                agree_bytes(&program, &b);
+            }
+        }
+    }
 
     #[test]
     fn the_fuzz_corpus_reads_the_same() {
