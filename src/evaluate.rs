@@ -467,10 +467,14 @@ impl Program {
     /// Evaluates every node for `record`: afterwards `out[node]` tells whether it matches.
     pub fn run(&self, record: &Record<'_>, out: &mut Vec<bool>) {
         out.clear();
-        out.reserve(self.nodes.len());
-        for node in &self.nodes {
+        out.resize(self.nodes.len(), false);
+        for (i, node) in self.nodes.iter().enumerate() {
             let v = match node {
-                Node::All(criteria) => criteria.iter().all(|c| record.satisfies(c)),
+                // Most segments have one criterion.
+                Node::All(criteria) => match criteria.as_slice() {
+                    [c] => record.satisfies(c),
+                    cs => cs.iter().all(|c| record.satisfies(c)),
+                },
                 Node::Groups { include, groups } => combine(
                     *include,
                     groups.iter().map(|g| {
@@ -488,7 +492,7 @@ impl Program {
                 Node::Members(m) => m.holds(record),
                 Node::Never => false,
             };
-            out.push(v);
+            out[i] = v;
         }
     }
 }
