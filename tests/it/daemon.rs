@@ -311,18 +311,28 @@ async fn a_git_sync_symlink_swap_is_picked_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_divide_the_applications_and_together_converge_everything() {
     let fx = Fixture::new().await;
+    let shards = [Shard { index: 0, count: 2 }, Shard { index: 1, count: 2 }];
+    // Application ids are random, so six of them all land on one shard one time in 32:
+    // create applications until each shard owns at least two.
     let mut apps = vec![fx.app.clone()];
-    for i in 0..5 {
+    let mut i = 0;
+    while apps.len() < 6
+        || shards
+            .iter()
+            .any(|s| apps.iter().filter(|a| s.owns(a)).count() < 2)
+    {
+        assert!(i < 64, "64 random application ids all fell on one shard");
         apps.push(fx.t.app(&format!("shard-{i}")).await);
+        i += 1;
     }
     for app in &apps {
         let text = format!("apiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: s\n  application: {app}\nspec:\n{}", indent("Name: s\n"));
         fx.write(&format!("{app}.yaml"), &text);
     }
     let mut daemons = Vec::new();
-    for index in 0..2 {
+    for shard in shards {
         let mut cfg = config(fx.dir.path(), Mode::Apply, false);
-        cfg.shard = Some(Shard { index, count: 2 });
+        cfg.shard = Some(shard);
         daemons.push(start(&fx, cfg).await);
     }
     for app in &apps {
@@ -344,16 +354,21 @@ async fn two_shards_divide_the_applications_and_together_converge_everything() {
                 .collect()
         })
         .collect();
+    for (shard, owned) in shards.iter().zip(&owned) {
+        let expected: std::collections::BTreeSet<String> =
+            apps.iter().filter(|a| shard.owns(a)).cloned().collect();
+        assert_eq!(
+            owned, &expected,
+            "shard {}/2 handles exactly the applications it owns",
+            shard.index
+        );
+    }
     assert!(
         owned[0].is_disjoint(&owned[1]),
         "no application is handled by both: {owned:?}"
     );
     let all: std::collections::BTreeSet<String> = owned[0].union(&owned[1]).cloned().collect();
     assert_eq!(all, apps.iter().cloned().collect());
-    assert!(
-        !owned[0].is_empty() && !owned[1].is_empty(),
-        "both shards have work: {owned:?}"
-    );
     for d in daemons {
         d.stop().await.unwrap();
     }
