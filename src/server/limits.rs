@@ -42,8 +42,12 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// Takes a token for `operation`; false when the operation is over its quota.
     pub fn admit(&self, operation: &'static str) -> bool {
+        self.admit_at(operation, Instant::now())
+    }
+
+    /// [`admit`](Self::admit) at a given instant.
+    fn admit_at(&self, operation: &'static str, now: Instant) -> bool {
         let rate = quota(operation);
-        let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         let b = buckets.entry(operation).or_insert(Bucket {
             tokens: rate,
@@ -180,12 +184,19 @@ mod tests {
     #[test]
     fn a_bucket_admits_one_second_of_burst_then_refuses() {
         let rl = RateLimiter::default();
-        let admitted = (0..40).filter(|_| rl.admit("CreateSegment")).count();
+        let now = Instant::now();
+        let admitted = (0..40)
+            .filter(|_| rl.admit_at("CreateSegment", now))
+            .count();
         assert_eq!(admitted, 25);
         assert!(
-            rl.admit("GetSegment"),
+            rl.admit_at("GetSegment", now),
             "other operations have their own bucket"
         );
+        // A token comes back every 40 ms.
+        let later = now + Duration::from_millis(41);
+        assert!(rl.admit_at("CreateSegment", later));
+        assert!(!rl.admit_at("CreateSegment", later));
     }
 
     #[test]

@@ -148,6 +148,13 @@ pub struct AppState {
     pub jobs: Arc<jobs::Jobs>,
 }
 
+impl AppState {
+    /// KiB of the request body budget no request holds now.
+    pub fn body_budget_free_kib(&self) -> usize {
+        self.bodies.available_permits()
+    }
+}
+
 /// The API's routes, with OPTIONS and 405 on every resource, and `/livez` and `/readyz`
 /// (unauthenticated) for probes.
 pub fn router(state: Arc<AppState>) -> Router {

@@ -97,7 +97,14 @@ async fn bodies_in_flight_are_bounded_across_connections() {
     let mut slow = tokio::net::TcpStream::connect(t.addr()).await.unwrap();
     slow.write_all(head(7_000_000).as_bytes()).await.unwrap();
     slow.write_all(&[b' '; 1024]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    while t.server.state.body_budget_free_kib() >= 1_000_000 / 1024 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the slow upload holds its share of the budget"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // The next waits for room, then is told to come back.
     let mut body = head(1_000_000).into_bytes();
     body.extend(std::iter::repeat_n(b' ', 1_000_000));

@@ -42,49 +42,60 @@ impl S3Store {
         })
         .await
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(python)
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto's S3 server");
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let start = Instant::now();
-        while util::http_get(&format!("127.0.0.1:{port}"), "/").is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "moto did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        // The port is free when chosen but taken by moto only after its imports: another
+        // test's server may take it first. Then moto exits, and a new port is tried.
+        for _attempt in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let mut child = Command::new(&python)
+                .args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start moto's S3 server");
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let config = aws_sdk_s3::Config::builder()
+                .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                .region(aws_sdk_s3::config::Region::new("us-east-1"))
+                .endpoint_url(&endpoint)
+                .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                    "test", "test", None, None, "test",
+                ))
+                .force_path_style(true)
+                .build();
+            let client = aws_sdk_s3::Client::from_conf(config.clone());
+            let start = Instant::now();
+            // Ready when moto itself answers: ListBuckets succeeds and the child is alive.
+            loop {
+                if child.try_wait().expect("moto's status").is_some() {
+                    break;
+                }
+                if client.list_buckets().send().await.is_ok() {
+                    return Self {
+                        child,
+                        endpoint,
+                        config,
+                        client,
+                    };
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "moto did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
-        let config = aws_sdk_s3::Config::builder()
-            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .endpoint_url(&endpoint)
-            .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "test", "test", None, None, "test",
-            ))
-            .force_path_style(true)
-            .build();
-        let client = aws_sdk_s3::Client::from_conf(config.clone());
-        Self {
-            child,
-            endpoint,
-            config,
-            client,
-        }
+        panic!("moto exited five times on a port it was given; is something binding ports?");
     }
 
     pub async fn bucket(&self, name: &str) {
@@ -1195,7 +1206,8 @@ async fn deleting_the_application_stops_its_import_and_leaves_nothing_behind() {
     let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
     let app = t.app("doomed").await;
     let c = &t.client;
-    c.create_import_job()
+    let job = c
+        .create_import_job()
         .application_id(&app)
         .import_job_request(
             ImportJobRequest::builder()
@@ -1208,8 +1220,36 @@ async fn deleting_the_application_stops_its_import_and_leaves_nothing_behind() {
         )
         .send()
         .await
+        .unwrap()
+        .import_job_response
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Deleted while the import is under way: some rows in, not all.
+    let start = Instant::now();
+    loop {
+        let n = c
+            .get_import_job()
+            .application_id(&app)
+            .job_id(job.id().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .import_job_response
+            .unwrap()
+            .total_processed()
+            .unwrap_or(0);
+        assert!(
+            n < 60_000,
+            "the import finished before the delete; make the file bigger"
+        );
+        if n > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the import never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     c.delete_app().application_id(&app).send().await.unwrap();
     let count = |table: &str| -> i64 {
         crate::pg::query_i64(&t.data, &format!("SELECT COUNT(*) FROM {table}"))

@@ -29,18 +29,14 @@ async fn an_invalid_config_keeps_the_last_good_owner() {
         Some("team-a")
     );
 
-    // A typo in the configuration, then a manifest edit so the watcher wakes too.
+    // A typo in the configuration; once it is reported, a manifest edit so the watcher wakes
+    // too. (Written together, a round could read the good config just before the typo and
+    // the edit just after it, and rightly apply the edit under the good owner.)
     std::fs::write(
         dir.path().join("segmentctl.yaml"),
         endpoint_config(&t, "").replace("owner:", "ownr:"),
     )
     .unwrap();
-    std::fs::write(
-        dir.path().join("us.yaml"),
-        segment(&app, "us", "Name: US again\n"),
-    )
-    .unwrap();
-    let before = c.status().await["rounds"].as_u64().unwrap_or(0);
     let start = Instant::now();
     while c.status().await["manifest_errors"]
         .as_array()
@@ -52,6 +48,12 @@ async fn an_invalid_config_keeps_the_last_good_owner() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    std::fs::write(
+        dir.path().join("us.yaml"),
+        segment(&app, "us", "Name: US again\n"),
+    )
+    .unwrap();
+    let before = c.status().await["rounds"].as_u64().unwrap_or(0);
     c.rounds_past(before, 3).await;
 
     let st = c.status().await;

@@ -540,7 +540,9 @@ async fn apply_prints_an_event_per_step_in_text_and_in_json_lines() {
     .unwrap();
     let (code, out, err) = run(dir.path(), &["apply", "--auto-approve"]);
     assert_eq!(code, 0, "{out}{err}");
-    let events: Vec<&str> = out.lines().filter(|l| l.starts_with("✓ ")).collect();
+    // The two creates run in one wave, so their lines come in the order they finish.
+    let mut events: Vec<&str> = out.lines().filter(|l| l.starts_with("✓ ")).collect();
+    events.sort_unstable();
     assert_eq!(events.len(), 2, "{out}");
     for (line, name) in events.iter().zip(["ca", "us"]) {
         let rest = line
