@@ -21,6 +21,8 @@ struct State {
     journeys: BTreeMap<String, Vec<LiveJourney>>,
     /// Operations answered so far, by name.
     calls: BTreeMap<&'static str, u64>,
+    /// How many of the next ListTagsForResource answers arrive late, and how late.
+    slow_tag_reads: (u32, std::time::Duration),
 }
 
 /// The Segment API held in memory.
@@ -118,6 +120,12 @@ impl MemoryPinpoint {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Makes the next `count` ListTagsForResource answers arrive `delay` after the tags were
+    /// read, as over a slow network or to a paused process.
+    pub fn delay_tag_reads(&self, count: u32, delay: std::time::Duration) {
+        self.with(|st| st.slow_tag_reads = (count, delay));
+    }
+
     /// Adds an application, as someone else would (no claim).
     pub fn add_app(&self, name: &str, tags: Tags) -> String {
         let id = self.with(|st| st.tick().0);
@@ -208,12 +216,21 @@ impl Pinpoint for MemoryPinpoint {
     }
 
     async fn list_tags(&self, arn: &str) -> Result<Tags> {
-        self.with(|st| {
+        let (answer, delay) = self.with(|st| {
             st.count("ListTagsForResource");
-            st.tags_of(arn)
+            let answer = st
+                .tags_of(arn)
                 .map(|t| t.clone())
-                .ok_or_else(|| not_found("ListTagsForResource", format!("{arn} not found")))
-        })
+                .ok_or_else(|| not_found("ListTagsForResource", format!("{arn} not found")));
+            let (left, delay) = &mut st.slow_tag_reads;
+            let late = (*left > 0).then_some(*delay);
+            *left = left.saturating_sub(1);
+            (answer, late)
+        });
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        answer
     }
 
     async fn create_app(&self, name: &str, tags: &Tags, _claim: &Claim) -> Result<Created> {
