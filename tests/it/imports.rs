@@ -429,6 +429,22 @@ async fn every_endpoint_limit_is_a_400_naming_the_field() {
     );
 }
 
+/// An import job as it stands.
+pub async fn import_job(
+    c: &Client,
+    app: &str,
+    id: &str,
+) -> aws_sdk_pinpoint::types::ImportJobResponse {
+    c.get_import_job()
+        .application_id(app)
+        .job_id(id)
+        .send()
+        .await
+        .expect("GetImportJob")
+        .import_job_response
+        .unwrap()
+}
+
 /// Waits for an import job to finish; returns it.
 pub async fn import_done(
     c: &Client,
@@ -437,15 +453,7 @@ pub async fn import_done(
 ) -> aws_sdk_pinpoint::types::ImportJobResponse {
     let start = Instant::now();
     loop {
-        let job = c
-            .get_import_job()
-            .application_id(app)
-            .job_id(id)
-            .send()
-            .await
-            .expect("GetImportJob")
-            .import_job_response
-            .unwrap();
+        let job = import_job(c, app, id).await;
         if matches!(
             job.job_status(),
             Some(JobStatus::Completed | JobStatus::Failed)
@@ -962,14 +970,7 @@ async fn an_import_cut_short_by_sigkill_completes_after_restart() {
     // Killed once some rows are in, well before the end.
     let start = Instant::now();
     loop {
-        let j = client
-            .get_import_job()
-            .application_id(&app)
-            .job_id(job.id().unwrap())
-            .send()
-            .await
-            .unwrap();
-        let j = j.import_job_response.unwrap();
+        let j = import_job(&client, &app, job.id().unwrap()).await;
         let n = j.total_processed().unwrap_or(0);
         assert!(
             n < rows as i32,
@@ -1226,15 +1227,8 @@ async fn deleting_the_application_stops_its_import_and_leaves_nothing_behind() {
     // Deleted while the import is under way: some rows in, not all.
     let start = Instant::now();
     loop {
-        let n = c
-            .get_import_job()
-            .application_id(&app)
-            .job_id(job.id().unwrap())
-            .send()
+        let n = import_job(c, &app, job.id().unwrap())
             .await
-            .unwrap()
-            .import_job_response
-            .unwrap()
             .total_processed()
             .unwrap_or(0);
         assert!(

@@ -638,23 +638,12 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
             .unwrap()
             .import_job_response
             .unwrap();
-        let start = Instant::now();
-        loop {
-            let j = c
-                .get_import_job()
-                .application_id(&app)
-                .job_id(job.id().unwrap())
-                .send()
-                .await
-                .unwrap()
-                .import_job_response
-                .unwrap();
-            if j.job_status().map(|s| s.as_str()) == Some("COMPLETED") {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "{j:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let j = crate::imports::import_done(c, &app, job.id().unwrap()).await;
+        assert_eq!(
+            j.job_status().map(|s| s.as_str()),
+            Some("COMPLETED"),
+            "{j:?}"
+        );
     }
     let sqlite_server = util::start_with(|cfg| {
         cfg.data = DataSource::Sqlite(sqlite.clone());
