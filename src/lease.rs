@@ -258,11 +258,16 @@ mod tests {
     use super::*;
     use crate::pinpoint::MemoryPinpoint;
 
+    /// The ARN of a new application "shop" in `p`.
+    fn shop(p: &MemoryPinpoint) -> String {
+        let id = p.add_app("shop", Tags::new());
+        format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}")
+    }
+
     #[tokio::test]
     async fn one_of_two_takes_the_lease_and_the_other_is_told_who() {
         let p = MemoryPinpoint::new();
-        let id = p.add_app("shop", Tags::new());
-        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let arn = shop(&p);
         let settle = Duration::from_millis(10);
         let a = acquire(&p, &arn, "ci@runner.1", DEFAULT_TTL, settle)
             .await
@@ -287,8 +292,7 @@ mod tests {
     #[tokio::test]
     async fn an_applier_whose_read_arrives_late_reads_again_and_does_not_take_a_held_lease() {
         let p = std::sync::Arc::new(MemoryPinpoint::new());
-        let id = p.add_app("shop", Tags::new());
-        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let arn = shop(&p);
         let settle = Duration::from_millis(40);
         // B reads "free", and the answer reaches it only after A has written, waited and
         // read back. Writing on that old answer would give both the lease.
@@ -313,8 +317,7 @@ mod tests {
     #[tokio::test]
     async fn over_an_api_always_slower_than_the_settle_the_lease_is_still_taken() {
         let p = MemoryPinpoint::new();
-        let id = p.add_app("shop", Tags::new());
-        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let arn = shop(&p);
         let settle = Duration::from_millis(10);
         p.delay_tag_reads(100, settle);
         acquire(&p, &arn, "ci@a.1", DEFAULT_TTL, settle)
@@ -330,8 +333,7 @@ mod tests {
     #[tokio::test]
     async fn a_lease_of_a_process_of_this_host_that_is_gone_is_free() {
         let p = MemoryPinpoint::new();
-        let id = p.add_app("shop", Tags::new());
-        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let arn = shop(&p);
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead = child.id();
         child.wait().unwrap();
@@ -360,8 +362,7 @@ mod tests {
     #[tokio::test]
     async fn an_expired_lease_is_free() {
         let p = MemoryPinpoint::new();
-        let id = p.add_app("shop", Tags::new());
-        let arn = format!("arn:aws:mobiletargeting:us-east-1:000000000000:apps/{id}");
+        let arn = shop(&p);
         let stale = format!("deadbeefdeadbeef {} gone@host.1", now_unix() - 1);
         p.tag(&arn, &Tags::from([(TAG_LEASE.to_string(), stale)]))
             .await
