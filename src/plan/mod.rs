@@ -411,7 +411,9 @@ impl Plan {
         s
     }
 
-    /// True when applying would change nothing.
+    /// True when no step is planned. An application that could not be planned has no
+    /// steps either: read [`AppPlan::error`] (as `plan_exit` does) before taking an empty
+    /// plan for "nothing to do".
     pub fn is_empty(&self) -> bool {
         self.apps
             .iter()
