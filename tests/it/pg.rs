@@ -177,12 +177,29 @@ impl Cluster {
             dir,
             child: None,
         };
+        // The port is free when chosen, not when bound: if something took it meanwhile,
+        // PostgreSQL exits at once, and another port is tried.
+        for _ in 0..4 {
+            if c.try_start() {
+                return c;
+            }
+            c.port = free_port();
+        }
         c.start();
         c
     }
 
     /// Starts the server (again, after [`Cluster::stop`]) on the same port and data.
     pub fn start(&mut self) {
+        assert!(
+            self.try_start(),
+            "PostgreSQL exited at start: {}",
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
+    }
+
+    /// Starts the server and waits until it answers; false if it exits first.
+    fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
         let child = command(&bin_dir().join("postgres"), true)
@@ -205,7 +222,13 @@ impl Cluster {
         loop {
             let dsn = self.dsn("postgres");
             if off_runtime(move || postgres::Client::connect(&dsn, postgres::NoTls).is_ok()) {
-                return;
+                return true;
+            }
+            if let Some(child) = self.child.as_mut() {
+                if child.try_wait().is_ok_and(|exited| exited.is_some()) {
+                    self.child = None;
+                    return false;
+                }
             }
             assert!(
                 Instant::now() < deadline,
