@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use crate::evaluate::{NodeId, Program};
+use crate::evaluate::{NodeId, Program, BATCH};
 
 /// The size of the blocks handed to workers (cut after a line end).
 const BLOCK_BYTES: usize = 1 << 20;
@@ -337,9 +337,17 @@ fn count_block(
     seq: usize,
     block: &[u8],
     part: &mut Part,
-    matched: &mut Vec<bool>,
+    matched: &mut Vec<u64>,
 ) {
-    let mut record = program.record();
+    // Records are read into a batch, evaluated together when it is full.
+    let mut batch: Vec<_> = (0..BATCH).map(|_| program.record()).collect();
+    let mut held = 0;
+    let mut count = |batch: &[_], part: &mut Part| {
+        program.run_batch(batch, matched);
+        for (count, node) in part.counts.iter_mut().zip(targets) {
+            *count += u64::from(matched[*node].count_ones());
+        }
+    };
     let mut start = 0;
     let mut index = 0u64;
     for end in memchr::memchr_iter(b'\n', block).chain([block.len()]) {
@@ -353,15 +361,19 @@ fn count_block(
             reject(part, seq, index);
             continue;
         }
-        if program.read_bytes(line, &mut record).is_err() {
+        if program.read_bytes(line, &mut batch[held]).is_err() {
             reject(part, seq, index);
             continue;
         }
         part.read += 1;
-        program.run(&record, matched);
-        for (count, node) in part.counts.iter_mut().zip(targets) {
-            *count += u64::from(matched[*node]);
+        held += 1;
+        if held == BATCH {
+            count(&batch, part);
+            held = 0;
         }
+    }
+    if held > 0 {
+        count(&batch[..held], part);
     }
     part.lines.push((seq, index));
 }

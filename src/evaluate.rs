@@ -202,9 +202,12 @@ enum Criterion {
         values: Box<[Box<str>]>,
         exclusive: bool,
     },
+    /// Some value of the slot contains one of `values` (`finders`: their searchers, built
+    /// once).
     Contains {
         slot: usize,
         values: Box<[Box<str>]>,
+        finders: Box<[memchr::memmem::Finder<'static>]>,
     },
     /// Some value of the slot lies in `[lo, hi]` (nanoseconds since the epoch), or with
     /// `negate`, none does.
@@ -220,8 +223,7 @@ enum Criterion {
         value: f64,
     },
     Gps {
-        latitude: f64,
-        longitude: f64,
+        from: Point,
         range: f64,
     },
     /// `EffectiveDate` in `[lo, hi]` (ACTIVE), or not (INACTIVE).
@@ -426,6 +428,11 @@ impl Program {
             AttributeType::Contains => Criterion::Contains {
                 slot,
                 values: values(),
+                finders: a
+                    .values
+                    .iter()
+                    .map(|v| memchr::memmem::Finder::new(v.as_bytes()).into_owned())
+                    .collect(),
             },
             // Strict: the instant itself is excluded.
             AttributeType::Before => dated(Some(i128::MIN), bound(0).map(|b| b - 1), false),
@@ -465,92 +472,185 @@ impl Program {
     }
 
     /// Evaluates every node for `record`: afterwards `out[node]` tells whether it matches.
+    /// (A batch of one: [`Program::run_batch`] is the evaluator.)
     pub fn run(&self, record: &Record<'_>, out: &mut Vec<bool>) {
+        let mut masks = Vec::with_capacity(self.nodes.len());
+        self.run_batch(std::slice::from_ref(record), &mut masks);
         out.clear();
-        out.resize(self.nodes.len(), false);
-        for (i, node) in self.nodes.iter().enumerate() {
-            let v = match node {
-                // Most segments have one criterion.
-                Node::All(criteria) => match criteria.as_slice() {
-                    [c] => record.satisfies(c),
-                    cs => cs.iter().all(|c| record.satisfies(c)),
-                },
-                Node::Groups { include, groups } => combine(
-                    *include,
-                    groups.iter().map(|g| {
-                        (g.sources.is_empty()
-                            || combine(g.source_type, g.sources.iter().map(|s| out[*s])))
-                            && (g.dimensions.is_empty()
-                                || combine(
-                                    g.group_type,
-                                    g.dimensions
-                                        .iter()
-                                        .map(|d| d.iter().all(|c| record.satisfies(c))),
-                                ))
-                    }),
-                ),
-                Node::Members(m) => m.holds(record),
-                Node::Never => false,
+        out.extend(masks.iter().map(|m| m & 1 != 0));
+    }
+
+    /// Evaluates every node for up to [`BATCH`] records at once: afterwards bit `i` of
+    /// `out[node]` tells whether `records[i]` matches it.
+    ///
+    /// Each criterion is one loop over the records (one kind of test, no dispatch per
+    /// record), and only over the records still undecided: in a node of several
+    /// criteria the second is tested only where the first held.
+    pub fn run_batch(&self, records: &[Record<'_>], out: &mut Vec<u64>) {
+        assert!(records.len() <= BATCH, "at most {BATCH} records at once");
+        let all = match records.len() {
+            0 => 0,
+            n => u64::MAX >> (BATCH - n),
+        };
+        out.clear();
+        out.resize(self.nodes.len(), 0);
+        for i in 0..self.nodes.len() {
+            let v = match &self.nodes[i] {
+                Node::All(criteria) => combine(Include::All, all, criteria.len(), |k, live| {
+                    criteria[k].holds(records, live)
+                }),
+                Node::Groups { include, groups } => {
+                    combine(*include, all, groups.len(), |k, live| {
+                        let g = &groups[k];
+                        let live = if g.sources.is_empty() {
+                            live
+                        } else {
+                            combine(g.source_type, live, g.sources.len(), |s, live| {
+                                out[g.sources[s]] & live
+                            })
+                        };
+                        if g.dimensions.is_empty() {
+                            return live;
+                        }
+                        combine(g.group_type, live, g.dimensions.len(), |d, live| {
+                            let d = &g.dimensions[d];
+                            combine(Include::All, live, d.len(), |c, live| {
+                                d[c].holds(records, live)
+                            })
+                        })
+                    })
+                }
+                Node::Members(m) => each(records, all, |r| m.holds(r)),
+                Node::Never => 0,
             };
             out[i] = v;
         }
     }
 }
 
-impl Record<'_> {
-    #[inline(always)]
-    fn satisfies(&self, c: &Criterion) -> bool {
-        match c {
-            Criterion::Constant(v) => *v,
+/// How many records [`Program::run_batch`] evaluates at once: a bit of a word each.
+pub const BATCH: usize = 64;
+
+/// The records of `live` (bits of `records`) for which `f` holds.
+#[inline(always)]
+fn each<'a>(records: &[Record<'a>], live: u64, f: impl Fn(&Record<'a>) -> bool) -> u64 {
+    let mut m = 0u64;
+    if live.count_ones() as usize == records.len() {
+        // All of them: no branch on which.
+        for (i, r) in records.iter().enumerate() {
+            m |= u64::from(f(r)) << i;
+        }
+    } else {
+        let mut bits = live;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            m |= u64::from(f(&records[i])) << i;
+            bits &= bits - 1;
+        }
+    }
+    m
+}
+
+/// Combines `n` results as `how` says, over the records of `all`. `item(k, live)` gives the
+/// records of `live` that satisfy item `k`; items are asked only about records whose
+/// outcome is still open, and not at all once every outcome is known.
+#[inline(always)]
+fn combine(how: Include, all: u64, n: usize, mut item: impl FnMut(usize, u64) -> u64) -> u64 {
+    match how {
+        Include::All => {
+            let mut acc = all;
+            for k in 0..n {
+                if acc == 0 {
+                    break;
+                }
+                acc &= item(k, acc);
+            }
+            acc
+        }
+        Include::Any | Include::None => {
+            let mut acc = 0;
+            for k in 0..n {
+                if acc == all {
+                    break;
+                }
+                acc |= item(k, all & !acc);
+            }
+            if how == Include::Any {
+                acc
+            } else {
+                all & !acc
+            }
+        }
+    }
+}
+
+impl Criterion {
+    /// The records of `live` that satisfy this criterion: one loop per kind of test.
+    fn holds(&self, records: &[Record<'_>], live: u64) -> u64 {
+        match self {
+            Criterion::Constant(v) => {
+                if *v {
+                    live
+                } else {
+                    0
+                }
+            }
             Criterion::Set {
                 field,
                 values,
                 exclusive,
-            } => {
-                let listed = self
+            } => each(records, live, |r| {
+                let listed = r
                     .field(*field)
                     .is_some_and(|v| values.iter().any(|x| same(x, v)));
                 listed != *exclusive
-            }
+            }),
             Criterion::Listed {
                 slot,
                 values,
                 exclusive,
-            } => {
-                let listed = self
+            } => each(records, live, |r| {
+                let listed = r
                     .list(*slot)
                     .iter()
                     .any(|v| values.iter().any(|x| same(x, v)));
                 listed != *exclusive
-            }
-            Criterion::Contains { slot, values } => self
-                .list(*slot)
-                .iter()
-                .any(|v| values.iter().any(|c| v.contains(&**c))),
+            }),
+            Criterion::Contains { slot, finders, .. } => each(records, live, |r| {
+                r.list(*slot)
+                    .iter()
+                    .any(|v| finders.iter().any(|c| c.find(v.as_bytes()).is_some()))
+            }),
             Criterion::Dated {
                 slot,
                 lo,
                 hi,
                 negate,
-            } => self.instants(*slot).iter().any(|t| lo <= t && t <= hi) != *negate,
-            Criterion::Metric { slot, op, value } => {
-                self.metric(*slot).is_some_and(|v| compare(*op, v, *value))
-            }
-            Criterion::Gps {
-                latitude,
-                longitude,
-                range,
-            } => self.position().is_some_and(|(lat, lon)| {
-                // The great-circle distance is at least the difference in latitude: when
-                // that alone (with a margin far above rounding) is beyond the range, the
-                // answer is known without the trigonometry.
-                let along_meridian = EARTH_RADIUS_KM * (lat - *latitude).abs().to_radians();
-                along_meridian <= *range * (1.0 + 1e-9) + 1e-9
-                    && distance_km(*latitude, *longitude, lat, lon) <= *range
+            } => each(records, live, |r| {
+                // Without branches: a list holds a few instants, and whether each lies
+                // in the range is as good as random.
+                let within = r
+                    .instants(*slot)
+                    .iter()
+                    .fold(false, |within, t| within | ((lo <= t) & (t <= hi)));
+                within != *negate
             }),
-            Criterion::Recency { lo, hi, active } => {
-                self.effective_date().is_some_and(|t| *lo <= t && t <= *hi) == *active
-            }
+            Criterion::Metric { slot, op, value } => each(records, live, |r| {
+                r.metric(*slot).is_some_and(|v| compare(*op, v, *value))
+            }),
+            Criterion::Gps { from, range } => each(records, live, |r| {
+                r.position().is_some_and(|(lat, lon)| {
+                    // The great-circle distance is at least the difference in latitude:
+                    // when that alone (with a margin far above rounding) is beyond the
+                    // range, the answer is known without the trigonometry.
+                    let along_meridian = EARTH_RADIUS_KM * (lat - from.latitude).abs().to_radians();
+                    along_meridian <= *range * (1.0 + 1e-9) + 1e-9
+                        && from.distance_km(lat, lon) <= *range
+                })
+            }),
+            Criterion::Recency { lo, hi, active } => each(records, live, |r| {
+                r.effective_date().is_some_and(|t| (*lo <= t) & (t <= *hi)) == *active
+            }),
         }
     }
 }
@@ -569,8 +669,7 @@ fn set(s: &SetDimension, field: Option<Field>) -> Criterion {
 
 fn gps(g: &GpsPointDimension) -> Criterion {
     Criterion::Gps {
-        latitude: g.coordinates.latitude,
-        longitude: g.coordinates.longitude,
+        from: Point::new(g.coordinates.latitude, g.coordinates.longitude),
         range: g.range_in_kilometers.unwrap_or(DEFAULT_GPS_RANGE_KM),
     }
 }
@@ -582,14 +681,6 @@ fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.as_bytes().first() == b.as_bytes().first()
         && record::same_bytes(a.as_bytes(), b.as_bytes())
-}
-
-fn combine(how: Include, mut results: impl Iterator<Item = bool>) -> bool {
-    match how {
-        Include::All => results.all(|r| r),
-        Include::Any => results.any(|r| r),
-        Include::None => !results.any(|r| r),
-    }
 }
 
 fn window(d: Duration) -> i128 {
@@ -614,11 +705,35 @@ fn compare(op: ComparisonOperator, value: f64, criterion: f64) -> bool {
 
 /// Great-circle distance in kilometres (haversine).
 pub fn distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = (lat2 - lat1).to_radians();
-    let dl = (lon2 - lon1).to_radians();
-    let h = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+    Point::new(lat1, lon1).distance_km(lat2, lon2)
+}
+
+/// A point distances are measured from, with the cosine of its latitude computed once.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    latitude: f64,
+    longitude: f64,
+    cos_latitude: f64,
+}
+
+impl Point {
+    fn new(latitude: f64, longitude: f64) -> Self {
+        Self {
+            latitude,
+            longitude,
+            cos_latitude: latitude.to_radians().cos(),
+        }
+    }
+
+    /// Great-circle distance in kilometres to another point (haversine).
+    #[inline]
+    fn distance_km(&self, lat: f64, lon: f64) -> f64 {
+        let dp = (lat - self.latitude).to_radians();
+        let dl = (lon - self.longitude).to_radians();
+        let h = (dp / 2.0).sin().powi(2)
+            + self.cos_latitude * lat.to_radians().cos() * (dl / 2.0).sin().powi(2);
+        2.0 * EARTH_RADIUS_KM * h.sqrt().min(1.0).asin()
+    }
 }
 
 #[cfg(test)]

@@ -484,6 +484,7 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
+    #[inline(always)]
     fn text_or_null(&mut self) -> Read<Option<Cow<'a, str>>> {
         match self.next() {
             Some(b'"') => self.string().map(Some),

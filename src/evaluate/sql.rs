@@ -548,7 +548,7 @@ impl Program {
                 };
                 not(*exclusive, listed)
             }
-            Criterion::Contains { slot, values } => {
+            Criterion::Contains { slot, values, .. } => {
                 if values.is_empty() {
                     return "FALSE".into();
                 }
@@ -584,11 +584,8 @@ impl Program {
                 };
                 format!("coalesce(s_metric_{slot} {op} {}, false)", d.double(*value))
             }
-            Criterion::Gps {
-                latitude,
-                longitude,
-                range,
-            } => {
+            Criterion::Gps { from, range } => {
+                let (latitude, longitude) = (&from.latitude, &from.longitude);
                 // The evaluator's `distance_km`, operation for operation.
                 let rad = d.double(std::f64::consts::PI / 180.0);
                 let half_dp = format!(
@@ -603,7 +600,7 @@ impl Program {
                 );
                 let h = format!(
                     "(sin({half_dp}) * sin({half_dp}) + {} * cos(s_latitude * {rad}) * (sin({half_dl}) * sin({half_dl})))",
-                    d.double(latitude.to_radians().cos())
+                    d.double(from.cos_latitude)
                 );
                 format!(
                     "coalesce({} * asin(least(sqrt({h}), {})) <= {}, false)",

@@ -397,3 +397,175 @@ fn lines_that_are_not_endpoint_records_are_refused_whatever_the_segments() {
         }
     }
 }
+
+#[test]
+fn a_record_evaluated_in_a_batch_matches_as_it_does_alone() {
+    // Every kind of node and combination: several criteria in one node, groups of each
+    // SourceType and Type, each Include, empty groups, unknown and imported bases.
+    let defs = [
+        (
+            "ios",
+            r#"{"Dimensions":{"Demographic":{"Platform":{"Values":["iOS"]}}}}"#,
+        ),
+        (
+            "us",
+            r#"{"Dimensions":{"Location":{"Country":{"Values":["US","CA"]}}}}"#,
+        ),
+        (
+            "plan",
+            r#"{"Dimensions":{"Attributes":{"p":{"AttributeType":"EXCLUSIVE","Values":["free"]}}}}"#,
+        ),
+        (
+            "three",
+            r#"{"Dimensions":{"Demographic":{"Channel":{"Values":["SMS"]}},"Attributes":{"p":{"AttributeType":"CONTAINS","Values":["re"]}},"Metrics":{"m":{"ComparisonOperator":"GREATER_THAN","Value":4}}}}"#,
+        ),
+        (
+            "dated",
+            r#"{"Dimensions":{"Attributes":{"d":{"AttributeType":"NOT_BETWEEN","Values":["2026-01-01T00:00:00Z","2026-06-30T00:00:00Z"]}},"Behavior":{"Recency":{"Duration":"DAY_7","RecencyType":"ACTIVE"}}}}"#,
+        ),
+        (
+            "near",
+            r#"{"Dimensions":{"Location":{"GPSPoint":{"Coordinates":{"Latitude":47.6,"Longitude":-122.3},"RangeInKilometers":30}}}}"#,
+        ),
+        (
+            "all-of",
+            r#"{"SegmentGroups":{"Groups":[{"SourceType":"ALL","SourceSegments":[{"Ref":"ios"},{"Ref":"us"},{"Ref":"plan"}]}]}}"#,
+        ),
+        (
+            "any-of",
+            r#"{"SegmentGroups":{"Groups":[{"SourceType":"ANY","SourceSegments":[{"Ref":"three"},{"Ref":"near"}],"Type":"ANY","Dimensions":[{"Metrics":{"m":{"ComparisonOperator":"LESS_THAN","Value":3}}},{"Attributes":{"p":{"Values":["premium"]}}}]}]}}"#,
+        ),
+        (
+            "none-of",
+            r#"{"SegmentGroups":{"Include":"ANY","Groups":[{"SourceType":"NONE","SourceSegments":[{"Ref":"ios"},{"Ref":"dated"}],"Type":"NONE","Dimensions":[{"Location":{"Country":{"Values":["MX"]}}},{"Demographic":{"Platform":{"Values":["Android"]}}}]},{"SourceSegments":[{"Ref":"vip"}]}]}}"#,
+        ),
+        (
+            "not-any",
+            r#"{"SegmentGroups":{"Include":"NONE","Groups":[{"SourceSegments":[{"Ref":"all-of"}]},{"Type":"ALL","Dimensions":[{"Demographic":{"Channel":{"Values":["EMAIL"]}}},{}]},{"SourceSegments":[{"Ref":"missing"}]}]}}"#,
+        ),
+        (
+            "empty",
+            r#"{"SegmentGroups":{"Include":"ANY","Groups":[]}}"#,
+        ),
+        ("every", r#"{"Dimensions":{}}"#),
+    ];
+    let segments: BTreeMap<String, WriteSegmentRequest> =
+        defs.iter().map(|(k, d)| (k.to_string(), seg(d))).collect();
+    let mut catalog = Catalog::of(&segments);
+    catalog.imported.insert(
+        "vip".into(),
+        Arc::new(Members {
+            ids: HashSet::from(["e3".into(), "e7".into()]),
+            users: HashSet::from(["u2".into()]),
+        }),
+    );
+    let mut program = Program::new(as_of());
+    let constant: Vec<NodeId> = defs
+        .iter()
+        .map(|(k, _)| program.add(0, &catalog, k))
+        .zip(defs)
+        .filter(|(_, (k, _))| ["every", "empty"].contains(k))
+        .map(|(node, _)| node)
+        .collect();
+    let mut rng = fastrand::Rng::with_seed(17);
+    let pick = |rng: &mut fastrand::Rng, pool: &[&str]| pool[rng.usize(..pool.len())].to_string();
+    let lines: Vec<String> = (0..2_000)
+        .map(|i| {
+            let mut r = serde_json::Map::new();
+            let mut put = |k: &str, v: serde_json::Value, rng: &mut fastrand::Rng| {
+                if rng.u8(..5) > 0 {
+                    r.insert(k.into(), v);
+                }
+            };
+            put("Id", format!("e{}", i % 10).into(), &mut rng);
+            put(
+                "ChannelType",
+                pick(&mut rng, &["SMS", "EMAIL"]).into(),
+                &mut rng,
+            );
+            let platform = pick(&mut rng, &["iOS", "Android", "ios"]);
+            put(
+                "Demographic",
+                serde_json::json!({ "Platform": platform }),
+                &mut rng,
+            );
+            let country = pick(&mut rng, &["US", "CA", "MX"]);
+            let lat = 47.6 + rng.f64() * 0.6 - 0.3;
+            put(
+                "Location",
+                serde_json::json!({"Country": country, "Latitude": lat, "Longitude": -122.3}),
+                &mut rng,
+            );
+            let p: Vec<String> = (0..rng.usize(..3))
+                .map(|_| pick(&mut rng, &["free", "premium", "trial"]))
+                .collect();
+            let d: Vec<String> = (0..rng.usize(..3))
+                .map(|_| {
+                    pick(
+                        &mut rng,
+                        &["2025-12-31T23:00:00Z", "2026-03-01T00:00:00Z", "bad"],
+                    )
+                })
+                .collect();
+            put(
+                "Attributes",
+                serde_json::json!({ "p": p, "d": d }),
+                &mut rng,
+            );
+            put("Metrics", serde_json::json!({ "m": rng.u8(..8) }), &mut rng);
+            let effective = pick(&mut rng, &["2026-11-25T00:00:00Z", "2026-10-01T00:00:00Z"]);
+            put("EffectiveDate", effective.into(), &mut rng);
+            put(
+                "User",
+                serde_json::json!({ "UserId": format!("u{}", i % 4) }),
+                &mut rng,
+            );
+            serde_json::Value::Object(r).to_string()
+        })
+        .collect();
+    let alone: Vec<Vec<bool>> = lines.iter().map(|l| run(&program, l)).collect();
+    // Each node holds for some records and not for others (but those that cannot).
+    for node in 0..program.len() {
+        let n = alone.iter().filter(|o| o[node]).count();
+        let kind = &program.nodes[node];
+        if !constant.contains(&node) && !matches!(kind, Node::Never) {
+            assert!(
+                n > 0 && n < lines.len(),
+                "node {node} ({kind:?}) matched {n}"
+            );
+        }
+    }
+    let mut at = 0;
+    let mut masks = Vec::new();
+    while at < lines.len() {
+        let size = rng.usize(1..=BATCH).min(lines.len() - at);
+        let mut records: Vec<Record<'_>> = (0..size).map(|_| program.record()).collect();
+        for (r, line) in records.iter_mut().zip(&lines[at..at + size]) {
+            program.read(line, r).unwrap();
+        }
+        program.run_batch(&records, &mut masks);
+        for (i, want) in alone[at..at + size].iter().enumerate() {
+            let got: Vec<bool> = masks.iter().map(|m| m >> i & 1 != 0).collect();
+            assert_eq!(
+                &got,
+                want,
+                "record {} of a batch of {size}: {}",
+                i,
+                lines[at + i]
+            );
+        }
+        for m in &masks {
+            assert_eq!(
+                m.checked_shr(size as u32).unwrap_or(0),
+                0,
+                "no bit past the batch"
+            );
+        }
+        at += size;
+    }
+    program.run_batch(&[], &mut masks);
+    assert!(
+        masks.iter().all(|m| *m == 0),
+        "an empty batch matches nothing"
+    );
+}
