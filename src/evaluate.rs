@@ -113,6 +113,13 @@ pub(crate) struct Schema {
     lists: Vec<(bool, Box<str>)>,
     /// Per list slot: whether a date criterion reads it (its values are parsed as instants).
     dated: Vec<bool>,
+    /// Per list slot: whether its values are kept as text (a CONTAINS criterion reads them,
+    /// or an INCLUSIVE or EXCLUSIVE one whose values did not fit in `list_words`).
+    kept: Vec<bool>,
+    /// Per list slot, and per field: the values INCLUSIVE and EXCLUSIVE criteria compare
+    /// with. A record marks which of them it holds, once, and the criteria test bits.
+    list_words: Vec<Words>,
+    field_words: [Words; FIELDS],
     metrics: Vec<Box<str>>,
     /// Whether a recency criterion reads `EffectiveDate`.
     recency: bool,
@@ -128,6 +135,8 @@ impl Schema {
             .unwrap_or_else(|| {
                 self.lists.push((user, name.into()));
                 self.dated.push(false);
+                self.kept.push(false);
+                self.list_words.push(Words::default());
                 self.lists.len() - 1
             })
     }
@@ -152,6 +161,42 @@ impl Schema {
         self.metrics
             .iter()
             .position(|n| record::same_bytes(n.as_bytes(), name.as_bytes()))
+    }
+}
+
+/// Values criteria compare with, at most [`Words::MAX`]: a value read is looked up once,
+/// as the word of bits of the ones it equals.
+#[derive(Debug, Default)]
+pub(crate) struct Words(Vec<Box<str>>);
+
+impl Words {
+    const MAX: usize = 64;
+
+    /// The bits of `values`, added as needed; `None` when they do not all fit.
+    fn bits(&mut self, values: &[String]) -> Option<u64> {
+        let new = |w: &Self, v: &str| !w.0.iter().any(|x| **x == *v);
+        let mut added: Vec<&str> = values
+            .iter()
+            .map(String::as_str)
+            .filter(|v| new(self, v))
+            .collect();
+        added.sort_unstable();
+        added.dedup();
+        if self.0.len() + added.len() > Self::MAX {
+            return None;
+        }
+        self.0.extend(added.into_iter().map(Box::from));
+        Some(values.iter().fold(0, |bits, v| bits | self.mark(v)))
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Which words `v` is (one bit, or none).
+    #[inline]
+    pub(crate) fn mark(&self, v: &str) -> u64 {
+        self.0.iter().position(|x| same(x, v)).map_or(0, |k| 1 << k)
     }
 }
 
@@ -192,14 +237,20 @@ struct Group {
 #[derive(Debug)]
 enum Criterion {
     Constant(bool),
+    /// The field is one of `values` (`bits`: as words of the field, when they fit), or
+    /// with `exclusive`, it is not.
     Set {
         field: Field,
         values: Box<[Box<str>]>,
+        bits: Option<u64>,
         exclusive: bool,
     },
+    /// Some value of the slot is one of `values` (`bits`: as words of the slot, when they
+    /// fit), or with `exclusive`, none is.
     Listed {
         slot: usize,
         values: Box<[Box<str>]>,
+        bits: Option<u64>,
         exclusive: bool,
     },
     /// Some value of the slot contains one of `values` (`finders`: their searchers, built
@@ -375,13 +426,13 @@ impl Program {
             ];
             for (dim, field) in sets {
                 if let Some(s) = dim {
-                    out.push(set(s, field));
+                    out.push(self.set(s, field));
                 }
             }
         }
         if let Some(loc) = &d.location {
             if let Some(c) = &loc.country {
-                out.push(set(c, Some(Field::Country)));
+                out.push(self.set(c, Some(Field::Country)));
             }
             if let Some(g) = &loc.gps_point {
                 self.schema.position = true;
@@ -397,6 +448,19 @@ impl Program {
             });
         }
         out
+    }
+
+    fn set(&mut self, s: &SetDimension, field: Option<Field>) -> Criterion {
+        let exclusive = s.dimension_type == Some(DimensionType::Exclusive);
+        match field {
+            Some(field) => Criterion::Set {
+                field,
+                values: s.values.iter().map(|v| v.as_str().into()).collect(),
+                bits: self.schema.field_words[field as usize].bits(&s.values),
+                exclusive,
+            },
+            None => Criterion::Constant(exclusive),
+        }
     }
 
     fn attribute(&mut self, slot: usize, a: &AttributeDimension) -> Criterion {
@@ -419,12 +483,20 @@ impl Program {
             }
             _ => Criterion::Constant(negate), // no valid bound: nothing lies within it
         };
+        if a.attribute_type == Some(AttributeType::Contains) {
+            self.schema.kept[slot] = true;
+        }
         match a.attribute_type.unwrap_or(AttributeType::Inclusive) {
-            AttributeType::Inclusive | AttributeType::Exclusive => Criterion::Listed {
-                slot,
-                values: values(),
-                exclusive: a.attribute_type == Some(AttributeType::Exclusive),
-            },
+            AttributeType::Inclusive | AttributeType::Exclusive => {
+                let bits = self.schema.list_words[slot].bits(&a.values);
+                self.schema.kept[slot] |= bits.is_none();
+                Criterion::Listed {
+                    slot,
+                    values: values(),
+                    bits,
+                    exclusive: a.attribute_type == Some(AttributeType::Exclusive),
+                }
+            }
             AttributeType::Contains => Criterion::Contains {
                 slot,
                 values: values(),
@@ -597,7 +669,24 @@ impl Criterion {
             }
             Criterion::Set {
                 field,
+                bits: Some(bits),
+                exclusive,
+                ..
+            } => each(records, live, |r| {
+                (r.field_marks(*field) & bits != 0) != *exclusive
+            }),
+            Criterion::Listed {
+                slot,
+                bits: Some(bits),
+                exclusive,
+                ..
+            } => each(records, live, |r| {
+                (r.list_marks(*slot) & bits != 0) != *exclusive
+            }),
+            Criterion::Set {
+                field,
                 values,
+                bits: None,
                 exclusive,
             } => each(records, live, |r| {
                 let listed = r
@@ -608,6 +697,7 @@ impl Criterion {
             Criterion::Listed {
                 slot,
                 values,
+                bits: None,
                 exclusive,
             } => each(records, live, |r| {
                 let listed = r
@@ -652,18 +742,6 @@ impl Criterion {
                 r.effective_date().is_some_and(|t| (*lo <= t) & (t <= *hi)) == *active
             }),
         }
-    }
-}
-
-fn set(s: &SetDimension, field: Option<Field>) -> Criterion {
-    let exclusive = s.dimension_type == Some(DimensionType::Exclusive);
-    match field {
-        Some(field) => Criterion::Set {
-            field,
-            values: s.values.iter().map(|v| v.as_str().into()).collect(),
-            exclusive,
-        },
-        None => Criterion::Constant(exclusive),
     }
 }
 

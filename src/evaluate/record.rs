@@ -30,6 +30,11 @@ pub struct Record<'a> {
     instants: Vec<i128>,
     times: Vec<(u32, u32)>,
     metrics: Vec<Option<f64>>,
+    /// Per field and per list slot: which of the schema's words it holds ([`Words`]).
+    ///
+    /// [`Words`]: super::Words
+    field_marks: [u64; FIELDS],
+    list_marks: Vec<u64>,
     /// Where the line's strings end ([`index`]), kept to be reused.
     stops: Scratch,
 }
@@ -50,6 +55,7 @@ impl<'a> Record<'a> {
             lists: vec![(0, 0); schema.lists.len()],
             times: vec![(0, 0); schema.lists.len()],
             metrics: vec![None; schema.metrics.len()],
+            list_marks: vec![0; schema.lists.len()],
             ..Self::default()
         }
     }
@@ -66,6 +72,48 @@ impl<'a> Record<'a> {
         self.instants.clear();
         self.times.fill((0, 0));
         self.metrics.fill(None);
+        self.field_marks = [0; FIELDS];
+        self.list_marks.fill(0);
+    }
+
+    /// Ends the list of `slot`, whose values were appended to `values` from `start`: reads
+    /// what criteria need of them (their instants, the words they are) and keeps their text
+    /// only when a criterion reads it. A list given twice counts as given last.
+    pub(super) fn close_list(&mut self, schema: &Schema, slot: usize, start: usize) {
+        let end = self.values.len();
+        let values = &self.values[start..end];
+        if schema.dated[slot] {
+            let first = self.instants.len();
+            self.instants
+                .extend(values.iter().filter_map(|v| instant_nanos(v)));
+            self.times[slot] = (first as u32, self.instants.len() as u32);
+        }
+        let words = &schema.list_words[slot];
+        if !words.is_empty() {
+            self.list_marks[slot] = values.iter().fold(0, |m, v| m | words.mark(v));
+        }
+        if schema.kept[slot] {
+            self.lists[slot] = (start as u32, end as u32);
+        } else {
+            self.values.truncate(start);
+        }
+    }
+
+    /// Once every field is read: the words the fields are.
+    pub(super) fn close_fields(&mut self, schema: &Schema) {
+        for (f, words) in schema.field_words.iter().enumerate() {
+            if !words.is_empty() {
+                self.field_marks[f] = self.fields[f].as_deref().map_or(0, |v| words.mark(v));
+            }
+        }
+    }
+
+    pub(crate) fn field_marks(&self, f: Field) -> u64 {
+        self.field_marks[f as usize]
+    }
+
+    pub(crate) fn list_marks(&self, slot: usize) -> u64 {
+        self.list_marks[slot]
     }
 
     pub(crate) fn field(&self, f: Field) -> Option<&str> {
@@ -167,6 +215,7 @@ fn parse<'a>(
     if p.i != p.b.len() {
         return p.fail("the end of the record");
     }
+    record.close_fields(schema);
     Ok(())
 }
 
@@ -673,17 +722,8 @@ impl<'a> Parser<'a, '_> {
             let slot = schema.list_slot(user, &name);
             let start = record.values.len();
             p.strings(slot.map(|_| &mut record.values))?;
-            let Some(slot) = slot else { return Ok(()) };
-            let end = record.values.len();
-            record.lists[slot] = (start as u32, end as u32);
-            if schema.dated[slot] {
-                let first = record.instants.len();
-                for v in &record.values[start..end] {
-                    if let Some(t) = instant_nanos(v) {
-                        record.instants.push(t);
-                    }
-                }
-                record.times[slot] = (first as u32, record.instants.len() as u32);
+            if let Some(slot) = slot {
+                record.close_list(schema, slot, start);
             }
             Ok(())
         })

@@ -517,6 +517,7 @@ impl Program {
                 field,
                 values,
                 exclusive,
+                ..
             } => {
                 let col = FIELD_COLUMNS[*field as usize].1;
                 let values: Vec<&str> = values.iter().map(|v| &**v).collect();
@@ -526,6 +527,7 @@ impl Program {
                 slot,
                 values,
                 exclusive,
+                ..
             } => {
                 let list = format!("s_list_{slot}");
                 let listed = if values.is_empty() {

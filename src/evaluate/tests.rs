@@ -569,3 +569,66 @@ fn a_record_evaluated_in_a_batch_matches_as_it_does_alone() {
         "an empty batch matches nothing"
     );
 }
+
+#[test]
+fn more_values_than_fit_in_a_word_compare_as_text() {
+    let many = |prefix: &str| {
+        let v: Vec<String> = (0..70).map(|i| format!("\"{prefix}{i}\"")).collect();
+        format!("[{}]", v.join(","))
+    };
+    let segments = BTreeMap::from([
+        ("a-few".to_string(), seg(&attr("EXCLUSIVE", r#"["v3"]"#))),
+        ("b-many".to_string(), seg(&attr("INCLUSIVE", &many("v")))),
+        (
+            "c-countries".to_string(),
+            seg(&format!(
+                r#"{{"Dimensions":{{"Location":{{"Country":{{"Values":{}}}}}}}}}"#,
+                many("C")
+            )),
+        ),
+        (
+            "d-us".to_string(),
+            seg(r#"{"Dimensions":{"Location":{"Country":{"Values":["US"]}}}}"#),
+        ),
+    ]);
+    let mut program = Program::new(as_of());
+    let catalog = Catalog::of(&segments);
+    let nodes: Vec<NodeId> = segments
+        .keys()
+        .map(|k| program.add(0, &catalog, k))
+        .collect();
+    let kinds: Vec<Option<u64>> = nodes
+        .iter()
+        .map(|n| match &program.nodes[*n] {
+            Node::All(c) => match &c[..] {
+                [Criterion::Listed { bits, .. } | Criterion::Set { bits, .. }] => *bits,
+                _ => unreachable!(),
+            },
+            _ => unreachable!(),
+        })
+        .collect();
+    assert!(kinds[0].is_some() && kinds[3].is_some(), "{kinds:?}");
+    assert!(kinds[1].is_none() && kinds[2].is_none(), "{kinds:?}");
+    for (line, want) in [
+        (
+            r#"{"Attributes":{"a":["v65"]},"Location":{"Country":"C69"}}"#,
+            [true, true, true, false],
+        ),
+        (
+            r#"{"Attributes":{"a":["x","v3"]},"Location":{"Country":"US"}}"#,
+            [false, true, false, true],
+        ),
+        (
+            r#"{"Attributes":{"a":["v70"]},"Location":{"Country":"C70"}}"#,
+            [true, false, false, false],
+        ),
+        (r#"{}"#, [true, false, false, false]),
+    ] {
+        let out = run(&program, line);
+        assert_eq!(
+            nodes.iter().map(|n| out[*n]).collect::<Vec<_>>(),
+            want,
+            "{line}"
+        );
+    }
+}

@@ -21,7 +21,9 @@ pub(crate) fn read<'a>(
     record.clear();
     let mut de = serde_json::Deserializer::from_str(line);
     de.deserialize_map(Top { schema, record })?;
-    de.end()
+    de.end()?;
+    record.close_fields(schema);
+    Ok(())
 }
 
 const TOP: &[&str] = &[
@@ -261,17 +263,8 @@ impl<'a> ReadObject<'a> for Lists<'_, '_, 'a> {
         while let Some(slot) = map.next_key_seed(Slot(|name: &str| schema.list_slot(user, name)))? {
             let start = record.values.len();
             map.next_value_seed(Strings(slot.map(|_| &mut record.values)))?;
-            let Some(slot) = slot else { continue };
-            let end = record.values.len();
-            record.lists[slot] = (start as u32, end as u32);
-            if schema.dated[slot] {
-                let first = record.instants.len();
-                for v in &record.values[start..end] {
-                    if let Some(t) = instant_nanos(v) {
-                        record.instants.push(t);
-                    }
-                }
-                record.times[slot] = (first as u32, record.instants.len() as u32);
+            if let Some(slot) = slot {
+                record.close_list(schema, slot, start);
             }
         }
         Ok(())
