@@ -6,6 +6,9 @@
 # the medians are compared.
 #
 #   bash benches/audience/run.sh [RECORDS]
+#
+# SPARK=1 also runs the generated SQL on PySpark; SCALE=10 also counts the file repeated ten
+# times (10,000,000 records by default), to show time linear and memory flat.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-1000000}
@@ -87,3 +90,25 @@ for engine in ["duck", "spark"]:
     if not same:
         sys.exit(1)
 PY
+
+# SCALE=K: the same file K times over, counted once: time and peak memory, counts K times.
+if [ "${SCALE:-0}" -gt 1 ]; then
+  for _ in $(seq "$SCALE"); do cat "$work/endpoints.jsonl"; done > "$work/scaled.jsonl"
+  rm -f "$work/records.jsonl"
+  big=$(du -h "$work/scaled.jsonl" | cut -f1)
+  read -r big_s big_kib < <(measure "$target/release/segmentctl" estimate "$work/manifests" \
+      --endpoints "$work/scaled.jsonl" --as-of 2026-11-28T00:00:00Z --format json)
+  cp "$work/out" "$work/scaled.json"
+  "$venv/bin/python" - "$work" "$SCALE" "$n" "$big" "$big_s" "$big_kib" "$ours_s" "$ours_kib" <<'PY'
+import json, sys
+work, k, n, big, big_s, big_kib, ours_s, ours_kib = sys.argv[1:]
+k, n = int(k), int(n)
+one = {s["segment"]: s["endpoints"] for s in json.load(open(f"{work}/ours.json"))["segments"]}
+many = {s["segment"]: s["endpoints"] for s in json.load(open(f"{work}/scaled.json"))["segments"]}
+same = all(many[s] == k * c for s, c in one.items())
+big_s, ours_s = float(big_s), float(ours_s)
+print(f"{k * n:,} records ({big}): {big_s:.2f} s ({big_s / ours_s:.1f}x the time of {n:,}), "
+      f"peak {int(big_kib) / 1024:.1f} MiB (vs {int(ours_kib) / 1024:.1f}); counts {k}x: {same}")
+sys.exit(0 if same else 1)
+PY
+fi
