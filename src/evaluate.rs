@@ -164,8 +164,9 @@ impl Schema {
     }
 }
 
-/// Values criteria compare with, at most [`Words::MAX`]: a value read is looked up once,
-/// as the word of bits of the ones it equals.
+/// The values that criteria compare a field or list with, at most [`Words::MAX`]. A value
+/// read from a record is looked up once and becomes a word with one bit for the value it
+/// equals; the criteria then test bits.
 #[derive(Debug, Default)]
 pub(crate) struct Words(Vec<Box<str>>);
 
