@@ -32,6 +32,8 @@ pub struct Options {
     pub cancel: Option<watch::Receiver<bool>>,
     /// Called once per finished step (done, failed, blocked or skipped).
     pub events: Option<Events>,
+    /// Asked before each step starts: whether the applications' leases are still ours.
+    pub fence: Option<crate::lease::Fence>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             progress: false,
             cancel: None,
             events: None,
+            fence: None,
         }
     }
 }
@@ -68,6 +71,9 @@ pub enum SkipReason {
     AppUnavailable,
     /// Shutdown was asked for before it started.
     Cancelled,
+    /// Another applier (named) took the application's lease while this one was paused or
+    /// cut off: nothing more is started, so the two never work at once.
+    LeaseLost(String),
 }
 
 impl std::fmt::Display for SkipReason {
@@ -76,6 +82,11 @@ impl std::fmt::Display for SkipReason {
             SkipReason::Prerequisite(name) => write!(f, "{name} did not complete"),
             SkipReason::AppUnavailable => f.write_str("the application is not available"),
             SkipReason::Cancelled => f.write_str("stopped before it started (shutdown)"),
+            SkipReason::LeaseLost(who) => write!(
+                f,
+                "not started: the lease was lost to {} (this applier was paused or cut off); run apply again",
+                crate::text::safe(who)
+            ),
         }
     }
 }
@@ -359,8 +370,14 @@ impl<P: Pinpoint> Run<'_, P> {
                 let (target, created) = (&target, &created);
                 futs.push(async move {
                     let permit = self.permits.clone().acquire_owned().await;
+                    let fenced = match &self.opts.fence {
+                        Some(f) if !self.cancelled() => f.holds().await.err(),
+                        _ => None,
+                    };
                     let result = if self.cancelled() {
                         StepResult::Skipped(SkipReason::Cancelled)
+                    } else if let Some(who) = fenced {
+                        StepResult::Skipped(SkipReason::LeaseLost(who))
                     } else {
                         match self.step(target, step, created).await {
                             Ok(done) => StepResult::Done(done),
@@ -668,6 +685,78 @@ impl<P: Pinpoint> Run<'_, P> {
             }
         }
     }
+}
+
+/// Whether the plan creates an application (which must exist, and be leased, before any of
+/// its segment steps: see [`create_apps`]).
+pub fn creates_apps(plan: &Plan) -> bool {
+    plan.apps
+        .iter()
+        .any(|a| a.error.is_none() && a.app_step.as_ref().is_some_and(|s| s.create))
+}
+
+/// Creates the applications `plan` creates, one per name whatever other appliers do, and
+/// writes their ids into the plan, so that they can be leased before any segment step runs.
+///
+/// Each is looked for first by its ownership tags (another applier may have made it since
+/// the plan); else it is created and, after `settle`, the claimants of its name are listed:
+/// every applier keeps the first in [`crate::live::claim_order`], and one this applier
+/// created that is not the first is deleted (nothing was created in it yet). Returns the
+/// applications that could not be created, by plan index, with why.
+pub async fn create_apps<P: Pinpoint>(
+    p: &P,
+    plan: &mut Plan,
+    settle: std::time::Duration,
+) -> Vec<(usize, AppError)> {
+    use crate::live::{claim_order, managed_name, LiveApp};
+    let owner = plan.owner.clone();
+    let first = |apps: Vec<LiveApp>, name: &str| {
+        apps.into_iter()
+            .filter(|a| managed_name(Some(&a.tags), &owner) == Some(name))
+            .min_by(|a, b| {
+                claim_order(&a.creation_date, &a.id).cmp(&claim_order(&b.creation_date, &b.id))
+            })
+    };
+    let mut failures = Vec::new();
+    for (i, app) in plan.apps.iter_mut().enumerate() {
+        let Some(step) = app
+            .app_step
+            .clone()
+            .filter(|s| s.create && app.error.is_none())
+        else {
+            continue;
+        };
+        let name = app.application_ref.clone().unwrap_or_default();
+        let claim = Claim {
+            owner: owner.clone(),
+            name: name.clone(),
+        };
+        let found = async {
+            if let Some(a) = first(p.list_apps().await?, &name) {
+                return Ok((a.id, a.arn));
+            }
+            let created = p.create_app(&step.name, &step.tags, &claim).await?;
+            tokio::time::sleep(settle).await;
+            match first(p.list_apps().await?, &name) {
+                Some(a) if a.id != created.id => {
+                    tracing::info!(application = %crate::text::safe(&name), kept = %a.id, deleted = %created.id, "another applier created the application at the same moment; keeping the older one");
+                    p.delete_app(&created.id).await?;
+                    Ok((a.id, a.arn))
+                }
+                _ => Ok((created.id, created.arn)),
+            }
+        }
+        .await;
+        match found {
+            Ok((id, arn)) => {
+                app.app_id = Some(id);
+                app.app_arn = Some(arn);
+                app.app_step = None;
+            }
+            Err(e) => failures.push((i, AppError::Create(e))),
+        }
+    }
+    failures
 }
 
 /// Why a saved plan must not run: the things it touches that moved since it was made.

@@ -307,7 +307,7 @@ fn confirm() -> anyhow::Result<bool> {
 /// How long `--wait` waits for another applier before giving up.
 const WAIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
-/// Takes the lease on every existing application the plan changes.
+/// Takes the lease on every existing application the plan changes, but those in `already`.
 ///
 /// Errors: one is held by someone else (and not `--wait`), or cannot be taken; the leases
 /// taken so far are given back.
@@ -316,6 +316,7 @@ async fn lease_apps(
     plan: &Plan,
     owner: &str,
     wait: bool,
+    already: &[Lease],
 ) -> anyhow::Result<Vec<Lease>> {
     let holder = lease::holder(owner);
     let mut held = Vec::new();
@@ -325,6 +326,9 @@ async fn lease_apps(
         .filter(|a| !a.steps.is_empty() || a.app_step.is_some())
     {
         let Some(arn) = &app.app_arn else { continue };
+        if already.iter().any(|l| &l.app_arn == arn) {
+            continue;
+        }
         let patience = if wait {
             WAIT_PATIENCE
         } else {
@@ -334,7 +338,7 @@ async fn lease_apps(
             p,
             arn,
             &holder,
-            lease::DEFAULT_TTL,
+            lease::ttl(),
             lease::DEFAULT_SETTLE,
             patience,
             |h| {
@@ -368,7 +372,13 @@ async fn lease_apps(
 
 /// Runs the plan, stopping on SIGINT or SIGTERM: steps in flight finish, none starts, and
 /// the summary says how far it got.
-async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> u8 {
+async fn run_apply(
+    p: &Plan,
+    conn: &Connection,
+    cfg: &Config,
+    a: &ApplyArgs,
+    fence: lease::Fence,
+) -> u8 {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(async move {
         shutdown_signal().await;
@@ -397,6 +407,7 @@ async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> 
         progress,
         cancel: Some(stop_rx.clone()),
         events: Some(events),
+        fence: Some(fence),
     };
     if !a.json {
         out("\n");
@@ -450,26 +461,21 @@ async fn run_apply(p: &Plan, conn: &Connection, cfg: &Config, a: &ApplyArgs) -> 
         return code;
     }
     out(&format!("\n{}\n", report.summary()));
+    let lost = report.steps.iter().filter_map(|s| match &s.result {
+        apply::StepResult::Skipped(apply::SkipReason::LeaseLost(who)) => Some(who),
+        _ => None,
+    });
+    if let (n @ 1.., Some(who)) = (lost.clone().count(), lost.clone().next()) {
+        out(&format!(
+            "The lease was lost to {} while this apply was paused or cut off: {} not started, so two appliers never worked at once.\n",
+            crate::text::safe(who),
+            if n == 1 { "1 step was".to_string() } else { format!("{n} steps were") }
+        ));
+    }
     if report.failed() > 0 {
         out("Run apply again to retry: steps that completed are not repeated.\n");
     }
     code
-}
-
-/// The leases of the applications `p` changes; on failure the connection is closed.
-async fn lease_or_close(
-    conn: Connection,
-    p: &Plan,
-    cfg: &Config,
-    a: &ApplyArgs,
-) -> anyhow::Result<(Connection, Vec<Lease>)> {
-    match lease_apps(&conn.pinpoint, p, cfg.owner(), a.wait).await {
-        Ok(l) => Ok((conn, l)),
-        Err(e) => {
-            conn.close().await;
-            Err(e)
-        }
-    }
 }
 
 /// The end of an apply, however it went: the leases released, the connection closed.
@@ -478,6 +484,109 @@ async fn release_and_close(conn: Connection, leases: &[Lease]) {
         lease::release(&conn.pinpoint, l).await;
     }
     conn.close().await;
+}
+
+/// How many times the plan is checked again (after a re-plan, after creating applications)
+/// before apply gives up on a target that keeps changing.
+const CHECKS: usize = 5;
+
+/// What an apply does when the target moved under the plan: plan again (`apply DIR`), or
+/// refuse (`apply plan.json`: apply does what the reviewed plan said, or nothing).
+enum OnMoved<'a> {
+    Replan(&'a Inputs, Option<String>),
+    Refuse(&'a Path),
+}
+
+/// Leases, re-checks, confirms and runs `p`: every application it changes is leased (one
+/// that the plan creates is created first, one per name whatever other appliers do, then
+/// leased) before any segment step; what moved meanwhile is planned again or refused.
+async fn lease_check_run(
+    conn: &Connection,
+    mut p: Plan,
+    cfg: &Config,
+    a: &ApplyArgs,
+    on_moved: OnMoved<'_>,
+    leases: &mut Vec<Lease>,
+) -> anyhow::Result<u8> {
+    let mut approved = false;
+    for _ in 0..CHECKS {
+        let more = lease_apps(&conn.pinpoint, &p, cfg.owner(), a.wait, leases).await?;
+        leases.extend(more);
+        let moved = apply::stale(&conn.pinpoint, &p)
+            .await
+            .map_err(|e| call_error(e, &conn.endpoint))?;
+        if !moved.is_empty() {
+            let (inputs, revision) = match &on_moved {
+                OnMoved::Refuse(file) => {
+                    for m in &moved {
+                        err(&format!("  {m}\n"));
+                    }
+                    bail!(
+                        "refusing to apply {}: {} changed since it was made; plan again and review",
+                        file.display(),
+                        plural(moved.len(), "thing it touches")
+                    );
+                }
+                OnMoved::Replan(inputs, revision) => (*inputs, revision),
+            };
+            a.note("\nThe target changed while the plan was made (another applier?); the plan now:\n\n");
+            p = replan(conn, inputs, &p, revision.clone()).await?;
+            a.show_plan(&p);
+            if p.is_empty() {
+                return Ok(a.nothing_to_do(&p));
+            }
+            approved = false;
+            continue;
+        }
+        if !approved {
+            if !a.auto_approve && !confirm()? {
+                a.note("Apply cancelled.\n");
+                return Ok(exit::ERROR);
+            }
+            approved = true;
+        }
+        if apply::creates_apps(&p) {
+            let failed = apply::create_apps(&conn.pinpoint, &mut p, lease::DEFAULT_SETTLE).await;
+            if let Some((i, e)) = failed.first() {
+                bail!(
+                    "application {}: {}",
+                    crate::text::safe(&p.apps[*i].display()),
+                    crate::text::safe(&apply::error_chain(e))
+                );
+            }
+            // Lease what now exists, and look again before any segment step.
+            continue;
+        }
+        let run = |fence| run_apply(&p, conn, cfg, a, fence);
+        return Ok(lease::hold_while(&conn.pinpoint, leases, lease::ttl(), run).await);
+    }
+    bail!("the target kept changing while the plan was checked (another applier?); run apply again")
+}
+
+/// The plan made again from the folder, for the target and revision of `before`.
+async fn replan(
+    conn: &Connection,
+    inputs: &Inputs,
+    before: &Plan,
+    revision: Option<String>,
+) -> anyhow::Result<Plan> {
+    let again = pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything)
+        .await
+        .map_err(|e| match e {
+            pipeline::PlanError::Invalid(errors) => {
+                print_manifest_errors(&errors);
+                anyhow::Error::new(Invalid {
+                    count: errors.len(),
+                })
+            }
+            pipeline::PlanError::Observe(e) => observe_error(&e, &conn.endpoint),
+        })?;
+    let mut next = again.plan;
+    next.dir = before.dir.clone();
+    next.target = before.target.clone();
+    next.revision = revision;
+    next.documents = again.workspace.documents;
+    Ok(next)
 }
 
 /// `apply DIR`: plan, show, lease, confirm, apply.
@@ -490,48 +599,15 @@ pub async fn apply_dir(
     a: &ApplyArgs,
     revision: Option<String>,
 ) -> anyhow::Result<u8> {
-    let (mut p, conn, cfg) = make_plan(inputs, None, revision.clone()).await?;
+    let (p, conn, cfg) = make_plan(inputs, None, revision.clone()).await?;
     a.show_plan(&p);
     if p.is_empty() {
         conn.close().await;
         return Ok(a.nothing_to_do(&p));
     }
-    let (conn, leases) = lease_or_close(conn, &p, &cfg, a).await?;
-    let result = async {
-        let moved = apply::stale(&conn.pinpoint, &p)
-            .await
-            .map_err(|e| call_error(e, &conn.endpoint))?;
-        if !moved.is_empty() {
-            a.note("\nThe target changed while the plan was made (another applier?); the plan now:\n\n");
-            let again = pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything)
-                .await
-                .map_err(|e| match e {
-                    pipeline::PlanError::Invalid(errors) => {
-                        print_manifest_errors(&errors);
-                        anyhow::Error::new(Invalid {
-                            count: errors.len(),
-                        })
-                    }
-                    pipeline::PlanError::Observe(e) => observe_error(&e, &conn.endpoint),
-                })?;
-            let mut next = again.plan;
-            next.dir = p.dir.clone();
-            next.target = p.target.clone();
-            next.revision = revision.clone();
-            next.documents = again.workspace.documents;
-            p = next;
-            a.show_plan(&p);
-            if p.is_empty() {
-                return Ok(a.nothing_to_do(&p));
-            }
-        }
-        if !a.auto_approve && !confirm()? {
-            a.note("Apply cancelled.\n");
-            return Ok(exit::ERROR);
-        }
-        Ok(lease::hold_while(&conn.pinpoint, &leases, lease::DEFAULT_TTL, run_apply(&p, &conn, &cfg, a)).await)
-    }
-    .await;
+    let mut leases = Vec::new();
+    let on_moved = OnMoved::Replan(inputs, revision);
+    let result = lease_check_run(&conn, p, &cfg, a, on_moved, &mut leases).await;
     release_and_close(conn, &leases).await;
     result
 }
@@ -581,38 +657,13 @@ pub async fn apply_saved(
         );
     }
     let conn = target::connect(&cfg, &dir).await?;
-    let (conn, leases) = lease_or_close(conn, &p, &cfg, a).await?;
-    let result = async {
-        let moved = apply::stale(&conn.pinpoint, &p)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot re-check the target: {e}"))?;
-        if !moved.is_empty() {
-            for m in &moved {
-                err(&format!("  {m}\n"));
-            }
-            bail!(
-                "refusing to apply {}: {} changed since it was made; plan again and review",
-                file.display(),
-                plural(moved.len(), "thing it touches")
-            );
-        }
-        a.show_plan(&p);
-        if p.is_empty() {
-            return Ok(a.nothing_to_do(&p));
-        }
-        if !a.auto_approve && !confirm()? {
-            a.note("Apply cancelled.\n");
-            return Ok(exit::ERROR);
-        }
-        Ok(lease::hold_while(
-            &conn.pinpoint,
-            &leases,
-            lease::DEFAULT_TTL,
-            run_apply(&p, &conn, &cfg, a),
-        )
-        .await)
+    a.show_plan(&p);
+    if p.is_empty() {
+        conn.close().await;
+        return Ok(a.nothing_to_do(&p));
     }
-    .await;
+    let mut leases = Vec::new();
+    let result = lease_check_run(&conn, p, &cfg, a, OnMoved::Refuse(file), &mut leases).await;
     release_and_close(conn, &leases).await;
     result
 }

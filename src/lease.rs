@@ -28,6 +28,15 @@ pub const TAG_LEASE: &str = crate::TAG_LEASE;
 /// the work runs, so a killed applier's lease is gone within this.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(60);
 
+/// How long a lease lasts: [`DEFAULT_TTL`], or `SEGMENTCTL_LEASE_TTL` seconds (at least 1;
+/// tests of a paused applier shorten it).
+pub fn ttl() -> Duration {
+    std::env::var("SEGMENTCTL_LEASE_TTL")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(DEFAULT_TTL, |s| Duration::from_secs(s.max(1)))
+}
+
 /// How long to wait after writing the lease before reading it back: far longer than the
 /// time between another applier's read and its write (one request).
 pub const DEFAULT_SETTLE: Duration = Duration::from_millis(250);
@@ -208,30 +217,133 @@ pub async fn acquire_waiting<P: Pinpoint>(
     }
 }
 
-/// Runs `work` while holding `leases`, renewing them every third of `ttl`.
-pub async fn hold_while<P: Pinpoint, T>(
+/// Whether the leases an apply runs under are still its own: the executor asks before each
+/// step it starts ([`Fence::holds`]); [`hold_while`]'s renewals answer.
+///
+/// A lease is known ours until two thirds of its time after the last read that found our
+/// token; past that (a process paused, a renewal that failed) a step waits for the next
+/// renewal, which reads the lease back before writing: if another applier has it now, or it
+/// was removed, the lease is lost and no further step starts.
+#[derive(Clone, Debug)]
+pub struct Fence {
+    /// None: no lease to hold.
+    state: Option<tokio::sync::watch::Receiver<FenceState>>,
+}
+
+#[derive(Clone, Debug)]
+enum FenceState {
+    /// Ours until then.
+    Until(tokio::time::Instant),
+    /// Taken by this holder (or removed).
+    Lost(String),
+}
+
+impl Fence {
+    /// `Ok` once the leases are known to be ours; `Err(holder)` when another applier holds
+    /// one now.
+    pub async fn holds(&self) -> Result<(), String> {
+        let Some(mut rx) = self.state.clone() else {
+            return Ok(());
+        };
+        loop {
+            match &*rx.borrow_and_update() {
+                FenceState::Lost(who) => return Err(who.clone()),
+                FenceState::Until(t) if tokio::time::Instant::now() < *t => return Ok(()),
+                FenceState::Until(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err("nobody: the lease is no longer renewed".into());
+            }
+        }
+    }
+
+    /// A fence that always holds: no lease is taken (nothing to change).
+    pub fn none() -> Self {
+        Self { state: None }
+    }
+}
+
+/// What a renewal found.
+enum Renewal {
+    Ours,
+    Lost(String),
+}
+
+/// Reads each lease back and, when every one is still ours, writes it again with a new
+/// expiry. A lease another applier holds now, or that was removed, is lost: it is not
+/// written (writing would take it back from an applier that may already be working).
+async fn renew<P: Pinpoint>(
     p: &P,
     leases: &[Lease],
     ttl: Duration,
-    work: impl std::future::Future<Output = T>,
+) -> Result<Renewal, PinpointError> {
+    for l in leases {
+        let tags = p.list_tags(&l.app_arn).await?;
+        match tags.get(TAG_LEASE).and_then(|v| parse(v)) {
+            Some((t, _)) if t == l.token => {}
+            Some((_, held)) => return Ok(Renewal::Lost(held.holder)),
+            None => {
+                return Ok(Renewal::Lost(
+                    "another applier (the lease was removed)".into(),
+                ))
+            }
+        }
+    }
+    for l in leases {
+        let value = format!("{} {} {}", l.token, now_unix() + ttl.as_secs(), l.holder);
+        p.tag(&l.app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
+            .await?;
+    }
+    Ok(Renewal::Ours)
+}
+
+/// Runs `work` while holding `leases`, renewing them every third of `ttl`; `work` is given
+/// the [`Fence`] its steps ask before they start. The leases are read back and renewed
+/// first of all: they may have been taken long before (a plan shown, a confirmation typed).
+pub async fn hold_while<P: Pinpoint, T, F: std::future::Future<Output = T>>(
+    p: &P,
+    leases: &[Lease],
+    ttl: Duration,
+    work: impl FnOnce(Fence) -> F,
 ) -> T {
-    let renew = async {
+    if leases.is_empty() {
+        return work(Fence::none()).await;
+    }
+    let (tx, rx) = tokio::sync::watch::channel(FenceState::Until(tokio::time::Instant::now()));
+    let renewing = async {
+        // Until the written expiry passes, a failed renewal is tried again soon.
+        let mut expires = tokio::time::Instant::now() + ttl;
         loop {
-            tokio::time::sleep(ttl / 3).await;
-            for l in leases {
-                let value = format!("{} {} {}", l.token, now_unix() + ttl.as_secs(), l.holder);
-                if let Err(e) = p
-                    .tag(&l.app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
-                    .await
-                {
-                    tracing::warn!(error = %e, "cannot renew the lease");
+            let asked = tokio::time::Instant::now();
+            match renew(p, leases, ttl).await {
+                Ok(Renewal::Ours) => {
+                    expires = asked + ttl;
+                    let _ = tx.send(FenceState::Until(asked + ttl * 2 / 3));
+                    tokio::time::sleep(ttl / 3).await;
+                }
+                Ok(Renewal::Lost(holder)) => {
+                    tracing::warn!(holder = %crate::text::safe(&holder), "the lease was taken by another applier; no further step starts");
+                    let _ = tx.send(FenceState::Lost(holder));
+                    return std::future::pending::<()>().await;
+                }
+                Err(e) if tokio::time::Instant::now() >= expires => {
+                    tracing::warn!(error = %e, "cannot renew the lease, and it has expired; no further step starts");
+                    let _ = tx.send(FenceState::Lost(
+                        "nobody known: the lease could not be renewed before it expired".into(),
+                    ));
+                    return std::future::pending::<()>().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the lease; trying again");
+                    tokio::time::sleep(Duration::from_secs(2).min(ttl / 3)).await;
                 }
             }
         }
     };
+    let fence = Fence { state: Some(rx) };
     tokio::select! {
-        out = work => out,
-        () = renew => unreachable!("renewing never ends"),
+        out = work(fence) => out,
+        () = renewing => unreachable!("renewing never ends"),
     }
 }
 

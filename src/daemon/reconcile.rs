@@ -32,9 +32,12 @@ pub struct LastGood {
 }
 
 impl LastGood {
-    fn desired(&self) -> Option<DesiredState> {
+    /// The desired state of the last good folder, its local sources resolved in `dir`.
+    fn desired(&self, dir: &std::path::Path) -> Option<DesiredState> {
         let loaded = crate::manifest::load_sources(&self.sources);
-        crate::desired::build(&loaded.documents).ok()
+        let mut desired = crate::desired::build(&loaded.documents).ok()?;
+        crate::workspace::resolve_sources(dir, &mut desired).ok()?;
+        Some(desired)
     }
 }
 
@@ -231,7 +234,7 @@ async fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Option<Load> {
             let kept = state
                 .last_good
                 .as_ref()
-                .and_then(|good| Some((good.desired()?, good.settings.clone())));
+                .and_then(|good| Some((good.desired(&cx.inputs.dir)?, good.settings.clone())));
             Some(Load {
                 good: kept,
                 only: None,
@@ -297,38 +300,40 @@ pub async fn round<P: Pinpoint>(
         out.apps = outcomes(&plan, None);
         return out;
     }
-    // Lease what changes, then plan it again under the lease: what was planned before may
-    // have been changed by another applier meanwhile.
+    // Create the applications the plan creates (one per name, whatever other appliers do),
+    // lease every application that changes, then plan it again under the leases: what was
+    // planned before may have been changed by another applier meanwhile.
+    let mut plan = plan;
+    let created = apply::create_apps(p, &mut plan, crate::lease::DEFAULT_SETTLE).await;
+    let mut failed: BTreeMap<String, String> = BTreeMap::new();
+    for (i, e) in created {
+        let app = &plan.apps[i];
+        tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&apply::error_chain(&e)), "cannot create the application; trying again next round");
+        failed.insert(app.key().shard_key(), apply::error_chain(&e));
+    }
     let (leases, busy) = lease_changes(p, &plan, ws.config.owner()).await;
     let leased: BTreeSet<String> = leases.iter().map(|(k, _)| k.clone()).collect();
-    let creating: BTreeSet<String> = plan
-        .apps
-        .iter()
-        .filter(|a| a.app_arn.is_none() && (a.app_step.is_some() || !a.steps.is_empty()))
-        .map(|a| a.key().shard_key())
-        .collect();
-    let under_lease = |key: &str| owns(key) && (leased.contains(key) || creating.contains(key));
-    let report = if leased.is_empty() && creating.is_empty() {
+    let under_lease = |key: &str| owns(key) && leased.contains(key);
+    let report = if leased.is_empty() {
         None
     } else {
         match pipeline::plan(p, &ws, &under_lease).await {
             Ok((again, _)) => {
-                let opts = apply::Options {
-                    concurrency: ws.config.concurrency,
-                    allow_delete_in_use: false,
-                    progress: false,
-                    cancel: cx.cancel.clone(),
-                    events: cx.events.clone(),
-                };
                 let held: Vec<crate::lease::Lease> =
                     leases.iter().map(|(_, l)| l.clone()).collect();
-                let report = crate::lease::hold_while(
-                    p,
-                    &held,
-                    crate::lease::DEFAULT_TTL,
-                    apply::apply(p, &again, &opts),
-                )
-                .await;
+                let run = |fence| {
+                    let opts = apply::Options {
+                        concurrency: ws.config.concurrency,
+                        allow_delete_in_use: false,
+                        progress: false,
+                        cancel: cx.cancel.clone(),
+                        events: cx.events.clone(),
+                        fence: Some(fence),
+                    };
+                    let again = &again;
+                    async move { apply::apply(p, again, &opts).await }
+                };
+                let report = crate::lease::hold_while(p, &held, crate::lease::ttl(), run).await;
                 Some((again, report))
             }
             Err(ObserveError::ListApps(e)) => {
@@ -357,6 +362,10 @@ pub async fn round<P: Pinpoint>(
             a.result = Outcome::Busy;
             a.error = Some(format!("{holder} is applying to it; tried again shortly"));
         }
+        if let Some(why) = failed.get(&a.shard_key) {
+            a.result = Outcome::Error;
+            a.error = Some(format!("cannot create the application: {why}"));
+        }
     }
     out.apps = apps;
     out.events = report.map(|(_, r)| r.steps).unwrap_or_default();
@@ -381,7 +390,7 @@ async fn lease_changes<P: Pinpoint>(
     {
         let Some(arn) = &app.app_arn else { continue };
         let key = app.key().shard_key();
-        match lease::acquire(p, arn, &holder, lease::DEFAULT_TTL, lease::DEFAULT_SETTLE).await {
+        match lease::acquire(p, arn, &holder, lease::ttl(), lease::DEFAULT_SETTLE).await {
             Ok(l) => leases.push((key, l)),
             Err(LeaseError::Busy(h)) => {
                 busy.insert(key, h.holder);

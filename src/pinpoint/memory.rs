@@ -321,6 +321,18 @@ impl Pinpoint for MemoryPinpoint {
         })
     }
 
+    async fn delete_app(&self, id: &str) -> Result<Deleted> {
+        self.with(|st| {
+            st.count("DeleteApp");
+            st.segments.remove(id);
+            Ok(if st.apps.remove(id).is_some() {
+                Deleted::Deleted
+            } else {
+                Deleted::AlreadyGone
+            })
+        })
+    }
+
     async fn tag(&self, arn: &str, tags: &Tags) -> Result<()> {
         self.with(|st| {
             st.count("TagResource");

@@ -131,6 +131,9 @@ pub trait Pinpoint: Send + Sync {
         def: &WriteSegmentRequest,
     ) -> impl Future<Output = Result<i32>> + Send;
     fn delete_segment(&self, app: &str, id: &str) -> impl Future<Output = Result<Deleted>> + Send;
+    /// Deletes an application: only one this applier created and lost to an older claimant
+    /// of the same name (see [`crate::apply::create_apps`]); segmentctl deletes no other.
+    fn delete_app(&self, id: &str) -> impl Future<Output = Result<Deleted>> + Send;
     fn tag(&self, arn: &str, tags: &Tags) -> impl Future<Output = Result<()>> + Send;
     fn untag(&self, arn: &str, keys: &[String]) -> impl Future<Output = Result<()>> + Send;
     /// Runs an import job to its end. A job already running for the same source and

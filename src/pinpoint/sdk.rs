@@ -405,6 +405,20 @@ impl Pinpoint for SdkPinpoint {
         }
     }
 
+    async fn delete_app(&self, id: &str) -> Result<Deleted> {
+        let api = &self.api;
+        match api
+            .call("DeleteApp", Class::Other, || {
+                api.client.delete_app().application_id(id).send()
+            })
+            .await
+        {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(e) if e.is_not_found() => Ok(Deleted::AlreadyGone),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     async fn tag(&self, arn: &str, tags: &Tags) -> Result<()> {
         let api = &self.api;
         let model = tags_model(tags);

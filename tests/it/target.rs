@@ -333,6 +333,156 @@ async fn two_appliers_at_once_never_leave_duplicates() {
     drop(c);
 }
 
+/// The first merge of a new repository: CI's apply and another applier (a second apply, or
+/// the controller) at once, with the application itself still to be created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_appliers_on_a_fresh_target_make_one_application_and_one_copy_of_each_segment() {
+    let t = util::start().await;
+    let root = tempfile::tempdir().unwrap();
+    let sixty = |dir: &Path, name: &str| {
+        let text: String = application(name, name)
+            + &(0..60)
+                .map(|i| segment_of(name, &format!("s{i:02}")))
+                .collect::<String>();
+        std::fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
+    };
+    for round in 0..4 {
+        let name = format!("fresh{round}");
+        let dir = root.path().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+        sixty(&dir, &name);
+        let spawn = || {
+            segmentctl(&dir)
+                .args(["apply", "--auto-approve", "--wait"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        for child in [a, b] {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "round {round}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(managed_in(&t, &name).await, (1, 60), "round {round}");
+        let (code, _, _) = run(&dir, &["plan", "--detailed-exitcode"]);
+        assert_eq!(code, 0, "round {round}: the plan after both is empty");
+    }
+
+    // The controller and an apply start together on a folder whose application is new.
+    let dir = root.path().join("with-controller");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    sixty(&dir, "together");
+    let c = Controller::start(&dir, &["--interval", "1s"]);
+    let out = segmentctl(&dir)
+        .args(["apply", "--auto-approve", "--wait"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let start = Instant::now();
+    while run(&dir, &["plan", "--detailed-exitcode"]).0 != 0 {
+        assert!(start.elapsed() < Duration::from_secs(60), "the two settle");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(managed_in(&t, "together").await, (1, 60));
+    drop(c);
+}
+
+/// An applier paused past its lease (a stopped process, a VM frozen) must not go on
+/// creating once another applier has taken the lease: the next renewal reads the lease back,
+/// finds it gone, and no further step starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applier_paused_past_its_lease_starts_no_step_once_another_took_it() {
+    let t = util::start_with(|c| c.faults.latency = Duration::from_millis(60)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("segmentctl.yaml"),
+        endpoint_config(&t, "concurrency: 1\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("app.yaml"), application("paused", "paused")).unwrap();
+    assert_eq!(run(dir, &["apply", "--auto-approve"]).0, 0);
+    let text: String = (0..40)
+        .map(|i| segment_of("paused", &format!("s{i:02}")))
+        .collect();
+    std::fs::write(dir.join("segments.yaml"), text).unwrap();
+
+    let apply = || {
+        let mut c = segmentctl(dir);
+        c.args(["apply", "--auto-approve"])
+            .env("SEGMENTCTL_LEASE_TTL", "2");
+        c
+    };
+    let mut a = apply()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stop A once it has created its first segment.
+    let mut a_out = std::io::BufReader::new(a.stdout.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut a_out, &mut line).unwrap();
+        assert!(n > 0, "A ended before its first step: {seen}");
+        seen.push_str(&line);
+        if line.starts_with("✓") {
+            break;
+        }
+    }
+    let pid = a.id() as i32;
+    // SAFETY: signals to a child of this test.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // A's lease runs out while it is stopped; B takes it and finishes the work.
+    std::thread::sleep(Duration::from_secs(3));
+    let b = apply().output().unwrap();
+    assert_eq!(
+        b.status.code(),
+        Some(0),
+        "B applies: {}{}",
+        String::from_utf8_lossy(&b.stdout),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let rest = {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut a_out, &mut rest).unwrap();
+        rest
+    };
+    let status = a.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "A fails: {seen}{rest}");
+    assert!(
+        rest.contains("The lease was lost to another applier (the lease was removed) while this apply was paused or cut off"),
+        "{rest}"
+    );
+    assert!(rest.contains("not started: the lease was lost"), "{rest}");
+    // At most the step A had in flight when it stopped can have been doubled.
+    let (apps, segments) = managed_in(&t, "paused").await;
+    assert_eq!(apps, 1);
+    assert!(
+        (40..=41).contains(&segments),
+        "{segments} segments for 40 names: A went on after losing its lease"
+    );
+    // A rerun converges.
+    assert_eq!(run(dir, &["apply", "--auto-approve"]).0, 0);
+    assert_eq!(managed_in(&t, "paused").await, (1, 40));
+    assert_eq!(run(dir, &["plan", "--detailed-exitcode"]).0, 0);
+}
+
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
     let dir = tempfile::tempdir().unwrap();
