@@ -56,6 +56,18 @@ impl Origin {
     pub fn line(&self) -> usize {
         self.source.locate(self.doc, "").0
     }
+
+    /// A located error at `path` (a field path of this document).
+    pub fn error(&self, path: &str, message: String) -> crate::manifest::ManifestError {
+        let (line, column) = self.source.locate(self.doc, path);
+        crate::manifest::ManifestError {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_string(),
+            message,
+        }
+    }
 }
 
 impl PartialEq for Origin {
@@ -113,12 +125,10 @@ impl ImportSpec {
                     .unwrap_or(std::path::Path::new("."))
                     .join(&source.url),
             };
-            let abs = std::fs::canonicalize(&path)
-                .or_else(|_| std::path::absolute(&path))
-                .unwrap_or(path);
-            let text = abs.display().to_string();
-            let encoded: String = percent_encoding::utf8_percent_encode(&text, FILE_URL).collect();
-            (format!("file://{encoded}"), Some(abs))
+            // Made canonical, and checked to lie inside the manifest folder, by
+            // `workspace::resolve_sources` (which reads the disk).
+            let abs = std::path::absolute(&path).unwrap_or(path);
+            (file_url(&abs), Some(abs))
         };
         Some(Self {
             source,
@@ -127,6 +137,13 @@ impl ImportSpec {
             etag: None,
         })
     }
+}
+
+/// The `file://` URL the server is sent for a local source.
+pub fn file_url(path: &std::path::Path) -> String {
+    let text = path.display().to_string();
+    let encoded: String = percent_encoding::utf8_percent_encode(&text, FILE_URL).collect();
+    format!("file://{encoded}")
 }
 
 /// What a file URL's path keeps as is.

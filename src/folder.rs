@@ -214,6 +214,65 @@ fn walk(
     Ok(())
 }
 
+/// The manifest folder a command reads, canonical: `dir`, or the folder holding it when
+/// `dir` is one manifest file. Local import sources must lie inside it.
+pub fn root_of(dir: &Path) -> std::io::Result<PathBuf> {
+    let canonical = dir.canonicalize()?;
+    if canonical.is_file() {
+        Ok(canonical
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or(canonical))
+    } else {
+        Ok(canonical)
+    }
+}
+
+/// Where a local import source is, checked like a manifest path: `path` (as the manifest
+/// resolves it) made canonical, which must lie inside `root` (links are followed only
+/// within it) and be a regular file or a folder. Nothing of the file is read.
+///
+/// Errors: what is wrong, naming the path as the manifest gave it, never its content.
+pub fn resolve_source(root: &Path, path: &Path) -> Result<PathBuf, String> {
+    let canonical = path.canonicalize().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or folder".to_string(),
+        _ => format!("cannot be read: {e}"),
+    })?;
+    if !canonical.starts_with(root) {
+        return Err(format!(
+            "resolves outside the manifest folder {}; a local source is a file or folder inside it (links are followed only within it), or an s3:// URL",
+            root.display()
+        ));
+    }
+    let meta = std::fs::metadata(&canonical).map_err(|e| format!("cannot be read: {e}"))?;
+    let ft = meta.file_type();
+    if !(ft.is_file() || ft.is_dir()) {
+        return Err(format!(
+            "not a regular file ({}); a local source is a regular file or a folder of them",
+            kind_of(&ft)
+        ));
+    }
+    Ok(canonical)
+}
+
+/// Opens a regular file to read: a link in its last component is not followed, and what
+/// is not a regular file (a FIFO, a device) is refused after opening, without blocking.
+pub fn open_regular(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+        .open(path)?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            Refusal::NotRegular(kind_of(&ft)).to_string(),
+        ));
+    }
+    Ok(file)
+}
+
 /// A file-level error: no line, no field.
 pub fn file_error(file: String, message: String) -> ManifestError {
     ManifestError {

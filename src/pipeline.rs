@@ -136,7 +136,11 @@ pub async fn load_and_plan<P: Pinpoint>(
         .into_iter()
         .filter(|id| owns(id))
         .collect();
-    let parse = tokio::task::spawn_blocking(move || workspace::check(files));
+    let dir = inputs.dir.clone();
+    let parse = tokio::task::spawn_blocking(move || {
+        let mut ws = workspace::check(files)?;
+        workspace::resolve_sources(&dir, &mut ws.desired).map(|()| ws)
+    });
     let (checked, prefetched) = tokio::join!(parse, observe::prefetch(p, &hints));
     let mut ws = checked
         .expect("parsing does not panic")

@@ -78,6 +78,49 @@ pub fn use_colour(stream: &impl std::io::IsTerminal) -> bool {
     stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// A message about a row of a file with nothing of the row in it, for whoever reads a job's
+/// failures (who may not be allowed to read the file): each quoted value (`"…"`, `` `…` ``)
+/// becomes `"…"`, and a field the file names (`Attributes.NAME`, `Metrics.NAME`,
+/// `User.UserAttributes.NAME`) becomes its family (`Attributes.*`).
+pub fn without_content(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut chars = msg.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '`' => {
+                let mut escaped = false;
+                for d in chars.by_ref() {
+                    if escaped {
+                        escaped = false;
+                    } else if d == '\\' {
+                        escaped = true;
+                    } else if d == c {
+                        break;
+                    }
+                }
+                out.push(c);
+                out.push('…');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    for family in ["User.UserAttributes.", "Attributes.", "Metrics."] {
+        let mut at = 0;
+        while let Some(i) = out[at..].find(family) {
+            let start = at + i + family.len();
+            let end = out[start..]
+                .find([':', ' ', ',', ';', ')'])
+                .map_or(out.len(), |j| start + j);
+            if out[start..end] != *"*" {
+                out.replace_range(start..end, "*");
+            }
+            at = start + 1;
+        }
+    }
+    out
+}
+
 /// Text from outside (a segment's name, a tag, a campaign's name) made safe for a terminal
 /// or a text log line: control characters (newlines, escape sequences, bidirectional
 /// overrides) are shown as `\n`, `\x1b`, `\u{202e}`, so nothing can hide text from a
@@ -132,6 +175,24 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_row_message_keeps_nothing_of_the_row() {
+        assert_eq!(
+            without_content(r#"ChannelType: unknown value "AWS_SECRET=x\"y"; expected APNS"#),
+            r#"ChannelType: unknown value "…"; expected APNS"#
+        );
+        assert_eq!(
+            without_content(
+                "Attributes.GITHUB_TOKEN=ghp: at most 50 values; unknown field `PATH=/bin`"
+            ),
+            "Attributes.*: at most 50 values; unknown field `…`"
+        );
+        assert_eq!(
+            without_content("User.UserAttributes.s3cr3t: too long, Metrics.k: not a number"),
+            "User.UserAttributes.*: too long, Metrics.*: not a number"
+        );
+    }
 
     #[test]
     fn credentials_in_a_url_are_never_shown() {

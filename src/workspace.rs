@@ -47,7 +47,56 @@ pub fn read(dir: &Path, config: Option<&Path>) -> Files {
 ///
 /// Errors: every located mistake in every file, sorted by file and line.
 pub fn load(dir: &Path, config: Option<&Path>) -> Result<Workspace, Vec<ManifestError>> {
-    check(read(dir, config))
+    let mut ws = check(read(dir, config))?;
+    resolve_sources(dir, &mut ws.desired).map(|()| ws)
+}
+
+/// Resolves every local import source inside the manifest folder `dir` (or the folder of
+/// one manifest file): its canonical path, a regular file or a folder, links followed only
+/// within the folder. A source that is not is a located error at `source.url`: a pull
+/// request cannot make `estimate`, `sql` or `plan` read, or print, a file outside it.
+pub fn resolve_sources(dir: &Path, desired: &mut DesiredState) -> Result<(), Vec<ManifestError>> {
+    let mut errors = Vec::new();
+    let mut root = None;
+    for app in &mut desired.apps {
+        for seg in &mut app.segments {
+            let Some(imp) = seg.import.as_mut() else {
+                continue;
+            };
+            let Some(local) = imp.local.clone() else {
+                continue;
+            };
+            let root = match &root {
+                Some(r) => r,
+                None => match crate::folder::root_of(dir) {
+                    Ok(r) => root.insert(r),
+                    Err(e) => {
+                        errors.push(crate::folder::file_error(
+                            dir.display().to_string(),
+                            format!("cannot read the folder: {e}"),
+                        ));
+                        return Err(errors);
+                    }
+                },
+            };
+            match crate::folder::resolve_source(root, &local) {
+                Ok(path) => {
+                    imp.url = desired::file_url(&path);
+                    imp.local = Some(path);
+                }
+                Err(why) => errors.push(seg.origin.error(
+                    "source.url",
+                    format!("{}: {why}", crate::text::safe(&imp.source.url)),
+                )),
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        errors.sort();
+        Err(errors)
+    }
 }
 
 /// Parses and checks a folder read by [`read`] (pure: no I/O).

@@ -393,7 +393,15 @@ impl Jobs {
                     batch.push((id, e));
                     batch_lines.push(line_no);
                 }
-                Err(why) => fail_row(job, format!("{}:{line_no}: {why}", file.name)),
+                // Nothing of the row: whoever reads the job may not read the file.
+                Err(why) => fail_row(
+                    job,
+                    format!(
+                        "{}:{line_no}: {}",
+                        file.name,
+                        crate::text::without_content(&why)
+                    ),
+                ),
             }
             if batch.len() >= BATCH {
                 self.flush(
@@ -451,7 +459,14 @@ impl Jobs {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.message)?;
             for (i, why) in refused {
-                fail_row(job, format!("{file}:{}: {why}", lines_before[i]));
+                fail_row(
+                    job,
+                    format!(
+                        "{file}:{}: {}",
+                        lines_before[i],
+                        crate::text::without_content(&why)
+                    ),
+                );
             }
         }
         if batch.is_empty() {
@@ -824,10 +839,7 @@ fn column_path(name: &str) -> Result<(Vec<&str>, Kind), String> {
         ["ChannelType" | "Address" | "Id" | "OptOut" | "RequestId" | "EffectiveDate" | "EndpointStatus"] => Kind::Text,
         ["Demographic" | "Location", _] | ["User", "UserId"] => Kind::Text,
         _ => {
-            return Err(format!(
-                "column {:?}: not an endpoint field; expected ChannelType, Address, Id, OptOut, Demographic.*, Location.*, Attributes.*, Metrics.*, User.UserId or User.UserAttributes.*",
-                crate::text::safe(name)
-            ))
+            return Err("not an endpoint field; expected ChannelType, Address, Id, OptOut, Demographic.*, Location.*, Attributes.*, Metrics.*, User.UserId or User.UserAttributes.*".to_string())
         }
     };
     Ok((parts, kind))
@@ -840,13 +852,19 @@ enum Kind {
     Number,
 }
 
+/// Checks a CSV header. Its errors name columns by position, never by what they hold: the
+/// first line of a file that is not an endpoint file may be anything (a secret).
 pub fn check_header(cols: &[String]) -> Result<(), String> {
-    let mut seen = HashSet::new();
-    for c in cols {
+    let mut seen = std::collections::HashMap::new();
+    for (i, c) in cols.iter().enumerate() {
         let c = c.trim();
-        column_path(c)?;
-        if !seen.insert(c) {
-            return Err(format!("column {:?} given twice", crate::text::safe(c)));
+        column_path(c).map_err(|why| format!("column {} of the header: {why}", i + 1))?;
+        if let Some(first) = seen.insert(c, i) {
+            return Err(format!(
+                "columns {} and {} of the header name the same field",
+                first + 1,
+                i + 1
+            ));
         }
     }
     // Every column must land in a known endpoint field.
@@ -867,11 +885,12 @@ pub fn csv_row(cols: &[String], fields: &[String]) -> Result<Endpoint, String> {
         ));
     }
     let mut obj = Value::Object(Default::default());
-    for (col, value) in cols.iter().zip(fields) {
+    for (i, value) in fields.iter().enumerate() {
         if value.is_empty() {
             continue;
         }
-        let (path, kind) = column_path(col.trim())?;
+        let col = format!("column {}", i + 1);
+        let (path, kind) = column_path(cols[i].trim()).map_err(|why| format!("{col}: {why}"))?;
         let v = match kind {
             Kind::Text => Value::String(value.clone()),
             Kind::List => json!([value]),
@@ -881,12 +900,7 @@ pub fn csv_row(cols: &[String], fields: &[String]) -> Result<Endpoint, String> {
                 .ok()
                 .filter(|f| f.is_finite())
                 .map(Value::from)
-                .ok_or_else(|| {
-                    format!(
-                        "{col}: expected a number, found {:?}",
-                        crate::text::safe(value)
-                    )
-                })?,
+                .ok_or_else(|| format!("{col}: expected a number"))?,
         };
         let mut at = &mut obj;
         for p in &path[..path.len() - 1] {
@@ -900,7 +914,7 @@ pub fn csv_row(cols: &[String], fields: &[String]) -> Result<Endpoint, String> {
             .ok_or_else(|| format!("{col}: clashes with another column"))?
             .insert(path[path.len() - 1].to_string(), v);
     }
-    serde_json::from_value(obj).map_err(|e| e.to_string())
+    serde_json::from_value(obj).map_err(|e| crate::text::without_content(&e.to_string()))
 }
 
 #[cfg(test)]

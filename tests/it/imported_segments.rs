@@ -102,7 +102,7 @@ async fn an_imported_segment_is_planned_applied_reimported_built_on_and_deleted_
         "{out}"
     );
     assert!(
-        out.contains("vip.csv:5: ChannelType: unknown value \"FAX\""),
+        out.contains("vip.csv:5: ChannelType: unknown value \"…\""),
         "{out}"
     );
     assert!(
@@ -423,5 +423,118 @@ async fn a_segment_an_interrupted_apply_imported_is_claimed_not_duplicated() {
         live[0].version(),
         Some(2),
         "the claim imported into it once; the blocked update changed nothing"
+    );
+}
+
+/// A pull request's manifest cannot make `validate`, `estimate`, `sql` or `plan` read a
+/// file outside the manifest folder, or print anything it holds: a local source resolves
+/// inside the folder (links followed only within it) to a regular file or a folder, and is
+/// otherwise a located error.
+#[test]
+fn a_local_source_outside_the_folder_is_a_located_error_and_nothing_of_it_is_printed() {
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.csv");
+    std::fs::write(
+        &secret,
+        "AWS_SECRET_ACCESS_KEY=sekrit-value-123\nGITHUB_TOKEN=ghp_sekrit\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("records.jsonl"),
+        "{\"Id\":\"a\",\"ChannelType\":\"SMS\"}\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("leak.csv")).unwrap();
+    let fifo = dir.join("fifo.csv");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a path made above.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let app = "0123456789abcdef0123456789abcdef";
+    let cases = [
+        (
+            "/proc/self/environ".to_string(),
+            "resolves outside the manifest folder",
+        ),
+        (
+            "file:///proc/self/environ".to_string(),
+            "resolves outside the manifest folder",
+        ),
+        (
+            secret.display().to_string(),
+            "resolves outside the manifest folder",
+        ),
+        (
+            "leak.csv".to_string(),
+            "resolves outside the manifest folder",
+        ),
+        ("fifo.csv".to_string(), "not a regular file (a FIFO)"),
+    ];
+    for (url, why) in cases {
+        std::fs::write(
+            dir.join("m.yaml"),
+            imported(app, "leak", "Leak", &url, "CSV"),
+        )
+        .unwrap();
+        for args in [
+            &["validate", "."][..],
+            &["estimate", ".", "--endpoints", "records.jsonl"][..],
+            &["sql", ".", "--dialect", "duckdb"][..],
+            &["plan", "."][..],
+        ] {
+            let (code, out, err) = run(dir, args);
+            assert_eq!(code, 1, "{url} {args:?}: {out}{err}");
+            assert!(
+                err.contains(&format!("m.yaml:10:3: source.url: {url}: {why}")),
+                "{url} {args:?}: {err}"
+            );
+            for leaked in ["sekrit", "PATH=", "HOME="] {
+                assert!(
+                    !out.contains(leaked) && !err.contains(leaked),
+                    "{url} {args:?} printed {leaked}: {out}{err}"
+                );
+            }
+        }
+    }
+    // A link that stays inside the folder is followed.
+    std::fs::create_dir(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/vip.csv"), VIP).unwrap();
+    std::os::unix::fs::symlink("data/vip.csv", dir.join("vip.csv")).unwrap();
+    std::fs::write(
+        dir.join("m.yaml"),
+        imported(app, "vip", "VIP", "vip.csv", "CSV"),
+    )
+    .unwrap();
+    let (code, out, err) = run(dir, &["validate", "."]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The first line of a file that is not an endpoint file may be anything: what `estimate`
+/// says of a bad header names its columns by position, never by what they hold.
+#[test]
+fn a_bad_header_is_reported_by_column_number_never_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("records.jsonl"),
+        "{\"Id\":\"a\",\"ChannelType\":\"SMS\"}\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.csv"), "ChannelType,TOKEN=sekrit\nSMS,x\n").unwrap();
+    let app = "0123456789abcdef0123456789abcdef";
+    std::fs::write(
+        dir.join("m.yaml"),
+        imported(app, "n", "N", "notes.csv", "CSV"),
+    )
+    .unwrap();
+    let (_, out, err) = run(dir, &["estimate", ".", "--endpoints", "records.jsonl"]);
+    assert!(
+        format!("{out}{err}").contains("column 2 of the header: not an endpoint field"),
+        "{out}{err}"
+    );
+    assert!(
+        !out.contains("sekrit") && !err.contains("sekrit"),
+        "{out}{err}"
     );
 }

@@ -625,7 +625,7 @@ async fn imports_from_s3_make_import_segments_and_exports_return_their_members()
     );
     let failures = job.failures();
     assert!(
-        failures[0].starts_with("s3://audiences/vip.csv:5: ChannelType: unknown value \"FAX\""),
+        failures[0].starts_with("s3://audiences/vip.csv:5: ChannelType: unknown value \"…\""),
         "{failures:?}"
     );
     assert!(
