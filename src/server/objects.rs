@@ -22,7 +22,11 @@ pub struct Object {
     /// As shown in failures: `s3://bucket/key` or the file path.
     pub name: String,
     pub location: Location,
+    /// The size the listing reported: no more is ever read.
     pub size: u64,
+    /// For a file: the root it lies in, and its path relative to the root (opened from a
+    /// handle of the root, following no link).
+    beneath: Option<(PathBuf, PathBuf)>,
 }
 
 pub type Reader = Pin<Box<dyn AsyncBufRead + Send>>;
@@ -114,6 +118,27 @@ impl Objects {
             .clone()
     }
 
+    /// A `file://` path inside a root: the root, and the path relative to it.
+    fn beneath(&self, path: &Path) -> Result<(PathBuf, PathBuf), String> {
+        let real = self.allowed(path)?;
+        let root = self
+            .roots
+            .iter()
+            .filter(|r| real.starts_with(r))
+            .max_by_key(|r| r.as_os_str().len())
+            .ok_or_else(|| {
+                format!(
+                    "file://{}: outside the server's --import-root folders",
+                    path.display()
+                )
+            })?;
+        let rel = real
+            .strip_prefix(root)
+            .unwrap_or(Path::new(""))
+            .to_path_buf();
+        Ok((root.clone(), rel))
+    }
+
     /// A `file://` path, if it lies inside a root.
     fn allowed(&self, path: &Path) -> Result<PathBuf, String> {
         if self.roots.is_empty() {
@@ -157,15 +182,21 @@ impl Objects {
     pub async fn list(&self, loc: &Location) -> Result<Vec<Object>, String> {
         match loc {
             Location::File(path) => {
-                let path = self.allowed(path)?;
-                let meta =
-                    std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let (root, rel) = self.beneath(path)?;
+                let path = root.join(&rel);
+                let meta = std::fs::symlink_metadata(&path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 let mut out = Vec::new();
                 if meta.is_file() {
-                    out.push(file_object(&path, meta.len()));
-                } else {
-                    walk(&path, &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
+                    out.push(file_object(&root, &path, meta.len()));
+                } else if meta.is_dir() {
+                    walk(&root, &path, &mut out).map_err(|e| format!("{}: {e}", path.display()))?;
                     out.sort_by(|a, b| a.name.cmp(&b.name));
+                } else {
+                    return Err(format!(
+                        "{}: neither a regular file nor a folder",
+                        path.display()
+                    ));
                 }
                 Ok(out)
             }
@@ -178,6 +209,7 @@ impl Objects {
                                 name: format!("s3://{bucket}/{key}"),
                                 location: loc.clone(),
                                 size: h.content_length().unwrap_or(0).max(0) as u64,
+                                beneath: None,
                             }])
                         }
                         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
@@ -212,6 +244,7 @@ impl Objects {
                                 key: k.to_string(),
                             },
                             size: o.size().unwrap_or(0).max(0) as u64,
+                            beneath: None,
                         });
                     }
                     match page.next_continuation_token() {
@@ -227,10 +260,17 @@ impl Objects {
     /// Opens an object for reading, streamed.
     pub async fn open(&self, obj: &Object) -> Result<Reader, String> {
         match &obj.location {
-            Location::File(path) => {
-                let f = tokio::fs::File::open(path)
+            Location::File(_) => {
+                let Some((root, rel)) = obj.beneath.clone() else {
+                    return Err(format!("{}: not listed from a root", obj.name));
+                };
+                let f = tokio::task::spawn_blocking(move || beneath::open_file(&root, &rel))
                     .await
+                    .map_err(|e| format!("{}: {e}", obj.name))?
                     .map_err(|e| format!("{}: {e}", obj.name))?;
+                // No more than the listing saw (a file that grew since, or was swapped for
+                // a larger one, is cut there).
+                let f = tokio::io::AsyncReadExt::take(tokio::fs::File::from_std(f), obj.size);
                 Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f)))
             }
             Location::S3 { bucket, key } => {
@@ -260,17 +300,15 @@ impl Objects {
     ) -> Result<String, String> {
         match prefix {
             Location::File(dir) => {
-                let dir = self.allowed(dir)?;
-                let path = dir.join(name);
-                if let Some(p) = path.parent() {
-                    tokio::fs::create_dir_all(p)
-                        .await
-                        .map_err(|e| format!("{}: {e}", p.display()))?;
-                }
-                tokio::fs::write(&path, bytes)
+                let (root, rel) = self.beneath(dir)?;
+                let rel = rel.join(name);
+                let shown = root.join(&rel).display().to_string();
+                let written = shown.clone();
+                tokio::task::spawn_blocking(move || beneath::create_file(&root, &rel, &bytes))
                     .await
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
-                Ok(path.display().to_string())
+                    .map_err(|e| format!("{shown}: {e}"))?
+                    .map_err(|e| format!("{shown}: {e}"))?;
+                Ok(written)
             }
             Location::S3 { bucket, key } => {
                 let key = if key.is_empty() || key.ends_with('/') {
@@ -294,11 +332,107 @@ impl Objects {
     }
 }
 
-fn file_object(path: &Path, size: u64) -> Object {
+fn file_object(root: &Path, path: &Path, size: u64) -> Object {
     Object {
         name: path.display().to_string(),
         location: Location::File(path.to_path_buf()),
         size,
+        beneath: Some((
+            root.to_path_buf(),
+            path.strip_prefix(root).unwrap_or(path).to_path_buf(),
+        )),
+    }
+}
+
+/// Files opened and created from a handle of their root folder, one component at a time,
+/// following no symbolic link: a link planted after a listing, or at an export's job folder
+/// after its id was returned, is refused instead of leading out of the root.
+mod beneath {
+    use std::os::fd::OwnedFd;
+    use std::path::{Component, Path};
+
+    use rustix::fs::{fstat, mkdirat, openat, FileType, Mode, OFlags};
+
+    fn invalid(what: &str) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string())
+    }
+
+    /// The folder `rel` names under `root`, opened; with `create`, missing folders are made.
+    fn folder(root: &Path, rel: &Path, create: bool) -> std::io::Result<OwnedFd> {
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mut fd = openat(rustix::fs::CWD, root, dir_flags, Mode::empty())?;
+        for c in rel.components() {
+            let Component::Normal(name) = c else {
+                return Err(invalid("only plain names may follow the root"));
+            };
+            if create {
+                match mkdirat(&fd, name, Mode::from_raw_mode(0o755)) {
+                    Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            fd = openat(&fd, name, dir_flags, Mode::empty()).map_err(|e| {
+                if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOTDIR {
+                    invalid("a symbolic link or a file where a folder was expected")
+                } else {
+                    e.into()
+                }
+            })?;
+        }
+        Ok(fd)
+    }
+
+    fn split(rel: &Path) -> std::io::Result<(&Path, &std::ffi::OsStr)> {
+        match (rel.parent(), rel.file_name()) {
+            (Some(parent), Some(name)) => Ok((parent, name)),
+            _ => Err(invalid("no file name")),
+        }
+    }
+
+    /// Opens the regular file `rel` under `root` to read.
+    pub fn open_file(root: &Path, rel: &Path) -> std::io::Result<std::fs::File> {
+        let (parent, name) = split(rel)?;
+        let dir = folder(root, parent, false)?;
+        let fd = openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| {
+            if e == rustix::io::Errno::LOOP {
+                invalid("a symbolic link; links are not followed")
+            } else {
+                e.into()
+            }
+        })?;
+        if FileType::from_raw_mode(fstat(&fd)?.st_mode) != FileType::RegularFile {
+            return Err(invalid("not a regular file"));
+        }
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// Creates the file `rel` under `root` (its folders made as needed) and writes `bytes`:
+    /// a file or link already there is refused, never written through.
+    pub fn create_file(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let (parent, name) = split(rel)?;
+        let dir = folder(root, parent, true)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let mode = Mode::from_raw_mode(0o644);
+        let fd = match openat(&dir, name, flags, mode) {
+            // A piece of an earlier run of the same job (a restart runs it again): the name
+            // is removed (a link itself, never what it points to) and created afresh.
+            Err(rustix::io::Errno::EXIST) => {
+                rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty())?;
+                openat(&dir, name, flags, mode)?
+            }
+            other => other?,
+        };
+        let mut f = std::fs::File::from(fd);
+        f.write_all(bytes)?;
+        f.sync_all()
     }
 }
 
@@ -307,7 +441,7 @@ pub const MAX_DEPTH: usize = 32;
 
 /// Every regular file under `dir`, without recursion (a deep tree cannot exhaust the
 /// stack); deeper than [`MAX_DEPTH`] levels is an error.
-fn walk(dir: &Path, out: &mut Vec<Object>) -> std::io::Result<()> {
+fn walk(root: &Path, dir: &Path, out: &mut Vec<Object>) -> std::io::Result<()> {
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     while let Some((d, depth)) = stack.pop() {
         for entry in std::fs::read_dir(&d)? {
@@ -322,7 +456,7 @@ fn walk(dir: &Path, out: &mut Vec<Object>) -> std::io::Result<()> {
                 }
                 stack.push((path, depth + 1));
             } else if t.is_file() {
-                out.push(file_object(&path, entry.metadata()?.len()));
+                out.push(file_object(root, &path, entry.metadata()?.len()));
             }
         }
     }
@@ -353,5 +487,103 @@ mod tests {
         assert!(o.allowed(&root.path().join("../escape")).is_err());
         let none = Objects::new(vec![], None, "us-east-1");
         assert!(none.allowed(&root.path().join("a.csv")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_file_swapped_for_a_link_after_the_listing_is_not_read_and_no_more_than_listed_is() {
+        use tokio::io::AsyncReadExt as _;
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "TOKEN=sekrit\n").unwrap();
+        std::fs::create_dir(root.path().join("in")).unwrap();
+        std::fs::write(root.path().join("in/a.csv"), "ChannelType\n").unwrap();
+        std::fs::write(root.path().join("in/b.csv"), "ChannelType\n").unwrap();
+        let o = Objects::new(vec![root.path().to_path_buf()], None, "us-east-1");
+        let url = format!("file://{}/in", root.path().display());
+        let files = o.list(&parse(&url).unwrap()).await.unwrap();
+        assert_eq!(files.len(), 2);
+        // After the listing: a.csv becomes a link out of the root, b.csv grows.
+        std::fs::remove_file(root.path().join("in/a.csv")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.path().join("in/a.csv"))
+            .unwrap();
+        std::fs::write(
+            root.path().join("in/b.csv"),
+            "ChannelType\nSMS,then a lot more\n",
+        )
+        .unwrap();
+        let err = o.open(&files[0]).await.err().expect("the link is refused");
+        assert!(err.contains("a symbolic link"), "{err}");
+        assert!(!err.contains("sekrit"), "{err}");
+        let mut text = String::new();
+        o.open(&files[1])
+            .await
+            .unwrap()
+            .read_to_string(&mut text)
+            .await
+            .unwrap();
+        assert_eq!(text, "ChannelType\n", "no more than the listing saw");
+        // A folder on the way swapped for a link is refused as well.
+        std::fs::rename(root.path().join("in"), root.path().join("was")).unwrap();
+        std::os::unix::fs::symlink(root.path().join("was"), root.path().join("in")).unwrap();
+        assert!(o.open(&files[1]).await.is_err());
+        // A FIFO is refused without blocking.
+        let fifo = root.path().join("was/b.csv");
+        std::fs::remove_file(&fifo).unwrap();
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a path made above.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        std::fs::remove_file(root.path().join("in")).unwrap();
+        std::fs::rename(root.path().join("was"), root.path().join("in")).unwrap();
+        let err = o.open(&files[1]).await.err().expect("a FIFO is refused");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_export_never_writes_through_a_link_planted_at_its_job_folder_or_piece() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let o = Objects::new(vec![root.path().to_path_buf()], None, "us-east-1");
+        let prefix = parse(&format!("file://{}/out", root.path().display())).unwrap();
+        o.put(&prefix, "job1/part-00000.gz", b"one".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(root.path().join("out/job1/part-00000.gz")).unwrap(),
+            b"one"
+        );
+        // The same piece again (a job run again after a restart) replaces it.
+        o.put(&prefix, "job1/part-00000.gz", b"two".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read(root.path().join("out/job1/part-00000.gz")).unwrap(),
+            b"two"
+        );
+        // A link planted where the job folder goes.
+        std::os::unix::fs::symlink(outside.path(), root.path().join("out/job2")).unwrap();
+        let err = o
+            .put(&prefix, "job2/part-00000.gz", b"x".to_vec())
+            .await
+            .unwrap_err();
+        assert!(err.contains("symbolic link"), "{err}");
+        // A link planted where the piece goes is replaced, not written through.
+        std::fs::create_dir(root.path().join("out/job3")).unwrap();
+        std::fs::write(outside.path().join("victim"), "keep").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("victim"),
+            root.path().join("out/job3/part-00000.gz"),
+        )
+        .unwrap();
+        o.put(&prefix, "job3/part-00000.gz", b"x".to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(outside.path().join("victim")).unwrap(),
+            "keep"
+        );
+        assert!(
+            std::fs::read_dir(outside.path()).unwrap().count() == 1,
+            "nothing landed outside"
+        );
     }
 }
