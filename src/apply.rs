@@ -60,6 +60,20 @@ pub enum StepError {
     /// The import job ended FAILED.
     #[error("import job {job} failed: {why}")]
     Import { job: String, why: String },
+    /// The wait for an import job ended before the job: a stop, or the time limit.
+    #[error("{0}")]
+    ImportWait(String),
+}
+
+/// How long apply waits for one import job: an hour, or `SEGMENTCTL_IMPORT_TIMEOUT` seconds.
+fn import_patience() -> std::time::Duration {
+    std::env::var("SEGMENTCTL_IMPORT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::from_secs,
+        )
 }
 
 /// Why a step was not attempted.
@@ -548,7 +562,26 @@ impl<P: Pinpoint> Run<'_, P> {
                 ));
             }
         };
-        let outcome = self.p.import(app, &req, &progress).await?;
+        let outcome = {
+            let stopped = async {
+                match &self.opts.cancel {
+                    Some(c) => {
+                        let _ = c.clone().wait_for(|stop| *stop).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                outcome = self.p.import(app, &req, &progress) => outcome?,
+                () = stopped => return Err(StepError::ImportWait(
+                    "stopped while waiting for the import job (interrupted); the job goes on in the server, and apply run again waits for it instead of starting another".into(),
+                )),
+                () = tokio::time::sleep(import_patience()) => return Err(StepError::ImportWait(format!(
+                    "the import job did not finish within {} s (SEGMENTCTL_IMPORT_TIMEOUT); it goes on in the server, and apply run again waits for it",
+                    import_patience().as_secs()
+                ))),
+            }
+        };
         if !outcome.completed {
             return Err(StepError::Import {
                 job: outcome.job_id,

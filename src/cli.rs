@@ -588,6 +588,7 @@ impl ServeArgs {
             body_budget: (self.max_body_memory_mib as usize) * 1024 * 1024,
             import_roots: self.import_root.clone(),
             s3: None,
+            run_jobs: true,
         })
     }
 }

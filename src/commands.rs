@@ -116,11 +116,13 @@ fn target_info(cfg: &Config, dir: &Path, observed: &crate::live::Observed) -> Ta
     info
 }
 
-/// Reads the folder, observes the target and plans.
+/// Reads the folder, observes the target and plans; `writes`: the connection will apply
+/// (an embedded server then runs jobs and holds its database's lock).
 pub async fn make_plan(
     inputs: &Inputs,
     audience: Option<&AudienceOptions>,
     revision: Option<String>,
+    writes: bool,
 ) -> anyhow::Result<(Plan, Connection, Config)> {
     let dir = inputs.dir.as_path();
     let settings = settings(inputs)?;
@@ -138,7 +140,7 @@ pub async fn make_plan(
     if matches!(settings.target, crate::config::Target::Local { .. }) {
         load(inputs)?;
     }
-    let conn = target::connect(&settings, dir).await?;
+    let conn = target::connect_for(&settings, dir, writes).await?;
     let planned = match pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything).await
     {
         Ok(planned) => planned,
@@ -218,7 +220,7 @@ pub struct PlanOptions {
 }
 
 pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8> {
-    let (p, conn, _) = make_plan(inputs, o.audience.as_ref(), o.revision.clone()).await?;
+    let (p, conn, _) = make_plan(inputs, o.audience.as_ref(), o.revision.clone(), false).await?;
     conn.close().await;
     let colour = use_colour(&std::io::stdout());
     let rendered = match o.format {
@@ -599,7 +601,7 @@ pub async fn apply_dir(
     a: &ApplyArgs,
     revision: Option<String>,
 ) -> anyhow::Result<u8> {
-    let (p, conn, cfg) = make_plan(inputs, None, revision.clone()).await?;
+    let (p, conn, cfg) = make_plan(inputs, None, revision.clone(), true).await?;
     a.show_plan(&p);
     if p.is_empty() {
         conn.close().await;

@@ -56,8 +56,19 @@ const CREDENTIALS_WITHIN: Duration = Duration::from_secs(5);
 /// Errors: the embedded server cannot start; no region; no credentials resolve within a few
 /// seconds (named: which sources were tried, what to set).
 pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectError> {
+    connect_for(config, dir, true).await
+}
+
+/// As [`connect`]; with `writes` false (a plan, which only reads), the embedded server
+/// neither takes its database's lock nor runs jobs, so a plan works beside a running apply
+/// or controller on the same folder.
+pub async fn connect_for(
+    config: &Config,
+    dir: &Path,
+    writes: bool,
+) -> Result<Connection, ConnectError> {
     let endpoint = match &config.target {
-        Target::Local { .. } => return connect_local(config, dir).await,
+        Target::Local { .. } => return connect_local(config, dir, writes).await,
         Target::Endpoint { url, .. } => redact_url(url),
         Target::Aws { .. } => String::new(),
     };
@@ -111,7 +122,11 @@ pub async fn connect(config: &Config, dir: &Path) -> Result<Connection, ConnectE
     })
 }
 
-async fn connect_local(config: &Config, dir: &Path) -> Result<Connection, ConnectError> {
+async fn connect_local(
+    config: &Config,
+    dir: &Path,
+    writes: bool,
+) -> Result<Connection, ConnectError> {
     let path = config
         .local_path(dir)
         .unwrap_or_else(|| dir.join(".segmentctl/pinpoint.db"));
@@ -128,6 +143,7 @@ async fn connect_local(config: &Config, dir: &Path) -> Result<Connection, Connec
     );
     // Imported segments may name files of the manifests' folder (file:// URLs).
     cfg.import_roots = vec![dir.to_path_buf()];
+    cfg.run_jobs = writes;
     let srv = server::start(cfg)
         .await
         .map_err(|source| ConnectError::Local {

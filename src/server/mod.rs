@@ -88,6 +88,10 @@ pub struct ServerConfig {
     pub import_roots: Vec<PathBuf>,
     /// The S3 client's configuration for jobs; `None`: the standard AWS chain.
     pub s3: Option<aws_sdk_s3::Config>,
+    /// Runs import and export jobs, and so holds the SQLite file's lock (one such server
+    /// per file). Off for a server that only reads (the embedded server of `plan`): it
+    /// neither takes the lock nor takes over jobs.
+    pub run_jobs: bool,
 }
 
 impl ServerConfig {
@@ -109,6 +113,7 @@ impl ServerConfig {
             body_budget: BODY_BUDGET_BYTES,
             import_roots: Vec::new(),
             s3: None,
+            run_jobs: true,
         }
     }
 }
@@ -122,6 +127,14 @@ pub enum ServeError {
         path: String,
         #[source]
         source: store::sql::DbError,
+    },
+    #[error("the database {path} is in use by another segmentctl server ({holder}); one server runs a SQLite file: stop that one, or use PostgreSQL for several replicas")]
+    InUse { path: String, holder: String },
+    #[error("cannot lock the database {path} (through {path}.lock)")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("cannot listen on {addr}")]
     Bind {
@@ -791,6 +804,8 @@ impl tokio::io::AsyncWrite for BoundedIo {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
+    /// The SQLite file's lock, held while the server runs.
+    _lock: Option<std::fs::File>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -861,8 +876,61 @@ pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
     }))
 }
 
+/// Takes the lock of a SQLite file (an advisory lock on `PATH.lock`, which records the
+/// holder's pid), so that a second server cannot take over the first's running jobs.
+///
+/// Errors: another process holds it (named by its pid), or the lock file cannot be made.
+fn lock_sqlite(path: &std::path::Path) -> Result<std::fs::File, ServeError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let shown = path.display().to_string();
+    let lock_path = {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".lock");
+        PathBuf::from(p)
+    };
+    if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    let lock_err = |source| ServeError::Lock {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .map_err(lock_err)?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = file.rewind();
+            let _ = write!(file, "{}\n", std::process::id());
+            Ok(file)
+        }
+        Err(rustix::io::Errno::WOULDBLOCK) => {
+            let mut text = String::new();
+            let _ = (&file).take(32).read_to_string(&mut text);
+            let holder = match text.trim().parse::<u32>() {
+                Ok(pid) => format!("pid {pid}"),
+                Err(_) => "a process that holds its lock".to_string(),
+            };
+            Err(ServeError::InUse {
+                path: shown,
+                holder,
+            })
+        }
+        Err(e) => Err(lock_err(e.into())),
+    }
+}
+
 /// Opens the store, binds, and serves in a background task; returns once listening.
 pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
+    let lock = match &cfg.data {
+        store::DataSource::Sqlite(path) if cfg.run_jobs => Some(lock_sqlite(path)?),
+        _ => None,
+    };
     let state = build_state(&cfg)?;
     let listener = TcpListener::bind(cfg.listen)
         .await
@@ -876,7 +944,9 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
     })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let only_server = state.store.dialect() == store::sql::Dialect::Sqlite;
-    state.jobs.claim(only_server, !only_server);
+    if cfg.run_jobs {
+        state.jobs.claim(only_server, !only_server);
+    }
     let app = router(state.clone());
     let listener = BoundedListener {
         inner: listener,
@@ -893,6 +963,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
     Ok(RunningServer {
         addr,
         state,
+        _lock: lock,
         shutdown: Some(tx),
         task,
     })

@@ -699,3 +699,58 @@ fn the_server_logs_each_request_and_failed_authentication_once_a_minute() {
     assert_eq!(warnings.len(), 1, "once a minute per source: {warnings:?}");
     assert_eq!(warnings[0]["fields"]["source"], "127.0.0.1");
 }
+
+/// A second server on one SQLite file would take over the first's running jobs: it is
+/// refused at start, naming the holder. A plan's embedded server only reads, takes no lock
+/// and runs no job, so it works beside the server; an apply's is refused like a server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_one_sqlite_file_is_refused_naming_the_first_and_a_plan_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pinpoint.db");
+    let t = util::start_with(|c| {
+        c.data = segmentctl::server::store::DataSource::Sqlite(db.clone());
+    })
+    .await;
+    let holder = format!("pid {}", std::process::id());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the database {} is in use by another segmentctl server ({holder}); one server runs a SQLite file",
+            db.display()
+        )),
+        "{stderr}"
+    );
+
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::write(
+        folder.path().join("shop.yaml"),
+        "apiVersion: segmentctl/v1\nkind: Application\nmetadata: {name: shop}\nspec: {Name: Shop}\n",
+    )
+    .unwrap();
+    let target = format!("local:{}", db.display());
+    let (code, out, err) = util::run_cli(folder.path(), &["plan", "--target", &target]);
+    assert_eq!(code, 0, "a plan reads beside the server: {out}{err}");
+    assert!(
+        out.contains("1 to create") || out.contains("create application"),
+        "{out}"
+    );
+    let (code, out, err) = util::run_cli(
+        folder.path(),
+        &["apply", "--target", &target, "--auto-approve"],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains(&holder), "{err}");
+    // Once the server stops, the file is free again.
+    t.server.stop().await;
+    let (code, out, err) = util::run_cli(
+        folder.path(),
+        &["apply", "--target", &target, "--auto-approve"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
