@@ -30,10 +30,26 @@ Environment:
 Exit codes: 0 success or no changes, 1 error (usage errors too), 2 changes present (plan
 --detailed-exitcode), 3 blocked steps, 130 interrupted.";
 
+/// `0.1.0 (commit 0123abcd4567)`: the release workflow and the image build pass the commit
+/// in `SEGMENTCTL_COMMIT`.
+fn version_text() -> String {
+    match option_env!("SEGMENTCTL_COMMIT").filter(|c| !c.is_empty()) {
+        Some(c) => format!(
+            "{} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            &c[..c.len().min(12)]
+        ),
+        None => format!(
+            "{} (commit unknown: built without SEGMENTCTL_COMMIT)",
+            env!("CARGO_PKG_VERSION")
+        ),
+    }
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "segmentctl",
-    version,
+    version = version_text(),
     about = "Amazon Pinpoint segments as code",
     after_help = ENVIRONMENT
 )]
@@ -476,6 +492,11 @@ pub struct ServeArgs {
     /// S3-compatible store).
     #[arg(long, value_name = "DIR")]
     pub import_root: Vec<PathBuf>,
+    /// An S3 bucket, or bucket/prefix, that import and export jobs may name (repeatable).
+    /// When given, no other bucket or prefix is read or written, whatever the server's
+    /// credentials reach: set it in production.
+    #[arg(long, value_name = "BUCKET[/PREFIX]")]
+    pub s3_allow: Vec<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -587,6 +608,7 @@ impl ServeArgs {
             header_timeout: self.header_timeout,
             body_budget: (self.max_body_memory_mib as usize) * 1024 * 1024,
             import_roots: self.import_root.clone(),
+            s3_allow: self.s3_allow.clone(),
             s3: None,
             run_jobs: true,
         })

@@ -88,6 +88,8 @@ pub struct ServerConfig {
     pub import_roots: Vec<PathBuf>,
     /// The S3 client's configuration for jobs; `None`: the standard AWS chain.
     pub s3: Option<aws_sdk_s3::Config>,
+    /// `BUCKET` or `BUCKET/PREFIX` that jobs may name; empty: any the credentials reach.
+    pub s3_allow: Vec<String>,
     /// Runs import and export jobs, and so holds the SQLite file's lock (one such server
     /// per file). Off for a server that only reads (the embedded server of `plan`): it
     /// neither takes the lock nor takes over jobs.
@@ -113,6 +115,7 @@ impl ServerConfig {
             body_budget: BODY_BUDGET_BYTES,
             import_roots: Vec::new(),
             s3: None,
+            s3_allow: Vec::new(),
             run_jobs: true,
         }
     }
@@ -858,7 +861,8 @@ pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
     let store = Arc::new(store);
     let jobs = jobs::Jobs::new(
         store.clone(),
-        objects::Objects::new(cfg.import_roots.clone(), cfg.s3.clone(), &cfg.region),
+        objects::Objects::new(cfg.import_roots.clone(), cfg.s3.clone(), &cfg.region)
+            .with_s3_allow(&cfg.s3_allow),
     );
     Ok(Arc::new(AppState {
         jobs,
@@ -906,7 +910,7 @@ fn lock_sqlite(path: &std::path::Path) -> Result<std::fs::File, ServeError> {
         Ok(()) => {
             let _ = file.set_len(0);
             let _ = file.rewind();
-            let _ = write!(file, "{}\n", std::process::id());
+            let _ = writeln!(file, "{}", std::process::id());
             Ok(file)
         }
         Err(rustix::io::Errno::WOULDBLOCK) => {

@@ -27,6 +27,8 @@ pub struct Object {
     /// For a file: the root it lies in, and its path relative to the root (opened from a
     /// handle of the root, following no link).
     beneath: Option<(PathBuf, PathBuf)>,
+    /// For an S3 object: the ETag the listing saw; the read is pinned to it (`If-Match`).
+    etag: Option<String>,
 }
 
 pub type Reader = Pin<Box<dyn AsyncBufRead + Send>>;
@@ -67,6 +69,8 @@ pub struct Objects {
     /// The S3 client configuration; `None`: the standard chain, at first use.
     pub s3_config: Option<aws_sdk_s3::Config>,
     pub region: String,
+    /// `(bucket, key prefix)` jobs may name; empty: any.
+    s3_allow: Vec<(String, String)>,
     client: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
 }
 
@@ -90,7 +94,39 @@ impl Objects {
                 .collect(),
             s3_config,
             region: region.to_string(),
+            s3_allow: Vec::new(),
             client: Default::default(),
+        }
+    }
+
+    /// Only these buckets (or `bucket/prefix`es) may be named by jobs.
+    pub fn with_s3_allow(mut self, allow: &[String]) -> Self {
+        self.s3_allow = allow
+            .iter()
+            .map(|a| {
+                let a = a.strip_prefix("s3://").unwrap_or(a);
+                let (b, p) = a.split_once('/').unwrap_or((a, ""));
+                (b.to_string(), p.to_string())
+            })
+            .collect();
+        self
+    }
+
+    /// Whether jobs may name `s3://bucket/key` (a prefix `p` allows `p` itself and what is
+    /// under `p/`, or under `p` when it ends with `/`).
+    fn s3_allowed(&self, bucket: &str, key: &str) -> Result<(), String> {
+        let inside = |(b, p): &(String, String)| {
+            b == bucket
+                && (p.is_empty()
+                    || key == p.trim_end_matches('/')
+                    || key.starts_with(&format!("{}/", p.trim_end_matches('/'))))
+        };
+        if self.s3_allow.is_empty() || self.s3_allow.iter().any(inside) {
+            Ok(())
+        } else {
+            Err(format!(
+                "s3://{bucket}/{key}: outside the buckets and prefixes this server may use (--s3-allow)"
+            ))
         }
     }
 
@@ -201,6 +237,7 @@ impl Objects {
                 Ok(out)
             }
             Location::S3 { bucket, key } => {
+                self.s3_allowed(bucket, key)?;
                 let client = self.client().await;
                 if !key.is_empty() && !key.ends_with('/') {
                     match client.head_object().bucket(bucket).key(key).send().await {
@@ -210,6 +247,7 @@ impl Objects {
                                 location: loc.clone(),
                                 size: h.content_length().unwrap_or(0).max(0) as u64,
                                 beneath: None,
+                                etag: h.e_tag().map(String::from),
                             }])
                         }
                         Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
@@ -245,6 +283,7 @@ impl Objects {
                             },
                             size: o.size().unwrap_or(0).max(0) as u64,
                             beneath: None,
+                            etag: o.e_tag().map(String::from),
                         });
                     }
                     match page.next_continuation_token() {
@@ -274,18 +313,32 @@ impl Objects {
                 Ok(Box::pin(tokio::io::BufReader::with_capacity(256 * 1024, f)))
             }
             Location::S3 { bucket, key } => {
+                self.s3_allowed(bucket, key)?;
+                // Pinned to what the listing saw: an object replaced since is refused (412),
+                // and no more than its listed size is read.
                 let out = self
                     .client()
                     .await
                     .get_object()
                     .bucket(bucket)
                     .key(key)
+                    .set_if_match(obj.etag.clone())
                     .send()
                     .await
-                    .map_err(|e| s3_error(&obj.name, e))?;
+                    .map_err(|e| {
+                        if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) {
+                            format!(
+                                "{}: replaced since the job listed it; run the import again",
+                                obj.name
+                            )
+                        } else {
+                            s3_error(&obj.name, e)
+                        }
+                    })?;
+                let body = tokio::io::AsyncReadExt::take(out.body.into_async_read(), obj.size);
                 Ok(Box::pin(tokio::io::BufReader::with_capacity(
                     256 * 1024,
-                    out.body.into_async_read(),
+                    body,
                 )))
             }
         }
@@ -316,6 +369,7 @@ impl Objects {
                 } else {
                     format!("{key}/{name}")
                 };
+                self.s3_allowed(bucket, &key)?;
                 self.client()
                     .await
                     .put_object()
@@ -337,6 +391,7 @@ fn file_object(root: &Path, path: &Path, size: u64) -> Object {
         name: path.display().to_string(),
         location: Location::File(path.to_path_buf()),
         size,
+        etag: None,
         beneath: Some((
             root.to_path_buf(),
             path.strip_prefix(root).unwrap_or(path).to_path_buf(),

@@ -1263,3 +1263,106 @@ async fn deleting_the_application_stops_its_import_and_leaves_nothing_behind() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An S3 read is pinned to what the listing saw: an object replaced after it is refused
+/// (If-Match on the listed ETag) and never more than its listed size is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_object_replaced_after_the_listing_is_not_read() {
+    use tokio::io::AsyncReadExt as _;
+    let s3 = S3Store::start().await;
+    s3.bucket("pinned").await;
+    s3.put("pinned", "in/a.csv", "ChannelType,Address\nSMS,+1\n")
+        .await;
+    let objects =
+        segmentctl::server::objects::Objects::new(vec![], Some(s3.config.clone()), "us-east-1");
+    let loc = segmentctl::server::objects::parse("s3://pinned/in/").unwrap();
+    let listed = objects.list(&loc).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // Read as listed.
+    let mut text = String::new();
+    objects
+        .open(&listed[0])
+        .await
+        .unwrap()
+        .read_to_string(&mut text)
+        .await
+        .unwrap();
+    assert_eq!(text, "ChannelType,Address\nSMS,+1\n");
+    // Replaced with something far larger after the listing.
+    s3.put("pinned", "in/a.csv", "ChannelType,Address\n".repeat(10_000))
+        .await;
+    let err = objects
+        .open(&listed[0])
+        .await
+        .err()
+        .expect("the replaced object is refused");
+    assert!(err.contains("replaced since the job listed it"), "{err}");
+}
+
+/// `--s3-allow`: a job may name only the buckets and prefixes given; an object elsewhere
+/// (one the server's credentials can read) is neither read nor quoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_s3_allow_a_job_reads_and_writes_only_the_buckets_given() {
+    let s3 = S3Store::start().await;
+    s3.bucket("audiences").await;
+    s3.bucket("secrets").await;
+    s3.put(
+        "audiences",
+        "ok/vip.csv",
+        "ChannelType,Address\nSMS,+15550101\n",
+    )
+    .await;
+    s3.put("secrets", "env.csv", "AWS_SECRET_ACCESS_KEY=sekrit\n")
+        .await;
+    let config = s3.config.clone();
+    let t = util::start_with(move |cfg| {
+        cfg.s3 = Some(config);
+        cfg.s3_allow = vec!["audiences/ok".into()];
+    })
+    .await;
+    let app = t.app("allow").await;
+    let c = &t.client;
+    let job = import(
+        c,
+        &app,
+        "s3://audiences/ok/vip.csv",
+        Format::Csv,
+        Some("OK"),
+        None,
+    )
+    .await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    for url in [
+        "s3://secrets/env.csv",
+        "s3://audiences/okay.csv",
+        "s3://audiences/other/x.csv",
+    ] {
+        let job = import(c, &app, url, Format::Csv, Some("No"), None).await;
+        assert_eq!(job.job_status(), Some(&JobStatus::Failed), "{url}: {job:?}");
+        let failures = job.failures().join("\n");
+        assert!(
+            failures.contains("outside the buckets and prefixes this server may use (--s3-allow)"),
+            "{url}: {failures}"
+        );
+        assert!(!failures.contains("sekrit"), "{failures}");
+    }
+    // Without --s3-allow the secret's first line is never quoted either.
+    let config = s3.config.clone();
+    let open = util::start_with(move |cfg| cfg.s3 = Some(config)).await;
+    let app = open.app("open").await;
+    let job = import(
+        &open.client,
+        &app,
+        "s3://secrets/env.csv",
+        Format::Csv,
+        Some("S"),
+        None,
+    )
+    .await;
+    let failures = job.failures().join("\n");
+    assert!(failures.contains("column 1 of the header"), "{failures}");
+    assert!(
+        !failures.contains("sekrit") && !failures.contains("AWS_SECRET"),
+        "{failures}"
+    );
+}
