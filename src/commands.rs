@@ -510,7 +510,9 @@ async fn lease_check_run(
     on_moved: OnMoved<'_>,
     leases: &mut Vec<Lease>,
 ) -> anyhow::Result<u8> {
-    let mut approved = false;
+    // A saved plan was reviewed when it was saved, and applies without a prompt (as
+    // Terraform's does); it is still refused if anything it touches moved.
+    let mut approved = matches!(on_moved, OnMoved::Refuse(_));
     for _ in 0..CHECKS {
         let more = lease_apps(&conn.pinpoint, &p, cfg.owner(), a.wait, leases).await?;
         leases.extend(more);

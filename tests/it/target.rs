@@ -483,6 +483,46 @@ async fn an_applier_paused_past_its_lease_starts_no_step_once_another_took_it() 
     assert_eq!(run(dir, &["plan", "--detailed-exitcode"]).0, 0);
 }
 
+/// A saved plan was reviewed when it was saved: it applies without a prompt (CI has no
+/// terminal), and is still refused once what it touches moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_plan_applies_without_a_prompt_and_is_refused_once_stale() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(
+        dir.join("shop.yaml"),
+        application("saved", "saved") + &segment_of("saved", "us"),
+    )
+    .unwrap();
+    let (code, _, stderr) = run(dir, &["plan", "--out", "plan.json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("apply it with: segmentctl apply plan.json"),
+        "{stderr}"
+    );
+    let out = segmentctl(dir)
+        .args(["apply", "plan.json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(managed_in(&t, "saved").await, (1, 1));
+    let (code, _, stderr) = run(dir, &["apply", "plan.json"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("was created since the plan was made"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
     let dir = tempfile::tempdir().unwrap();
