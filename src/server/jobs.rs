@@ -50,6 +50,36 @@ pub struct Jobs {
     store: Arc<Store>,
     objects: Objects,
     slots: Arc<tokio::sync::Semaphore>,
+    /// The jobs this server runs now: one of them whose lease ran out (renewals that met a
+    /// database outage) is not claimed a second time.
+    running: std::sync::Mutex<HashSet<String>>,
+}
+
+/// How long a job's store call is tried again while the database is unavailable (a
+/// restart, a failover, a pool with no free connection) before the job fails.
+const OUTAGE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs a store call (on a blocking thread), again with backoff while the database is
+/// unavailable, for up to [`OUTAGE`]: a blip does not fail a job. Every call retried this
+/// way is one transaction, so a retry after a failure repeats nothing that committed, and a
+/// repeat after a lost commit writes the same rows again.
+fn retrying<T>(
+    mut call: impl FnMut() -> Result<T, super::error::ApiError>,
+) -> Result<T, super::error::ApiError> {
+    let start = std::time::Instant::now();
+    let mut wait = std::time::Duration::from_millis(100);
+    loop {
+        match call() {
+            Err(e)
+                if e.kind == super::error::ErrorKind::Unavailable && start.elapsed() < OUTAGE =>
+            {
+                tracing::warn!(error = %e.message, "the database is unavailable; the job tries again");
+                std::thread::sleep(wait + std::time::Duration::from_millis(fastrand::u64(0..100)));
+                wait = (wait * 2).min(std::time::Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn set(job: &mut Value, key: &str, v: impl Into<Value>) {
@@ -77,6 +107,7 @@ impl Jobs {
             store,
             objects,
             slots: Arc::new(tokio::sync::Semaphore::new(CONCURRENT_JOBS)),
+            running: Default::default(),
         })
     }
 
@@ -100,6 +131,9 @@ impl Jobs {
         _slot: tokio::sync::OwnedSemaphorePermit,
     ) {
         let id = job["Id"].as_str().unwrap_or_default().to_string();
+        if !self.lock_running().insert(id.clone()) {
+            return; // already running here
+        }
         let renew = {
             let store = self.store.clone();
             let (app, id) = (app.clone(), id.clone());
@@ -121,6 +155,11 @@ impl Jobs {
             () = self.run(app, kind, job) => {}
             () = renew => tracing::warn!(job = %id, "another server took the job over; stopping it here"),
         }
+        self.lock_running().remove(&id);
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     async fn run(&self, app: String, kind: JobKind, job: Value) {
@@ -137,7 +176,9 @@ impl Jobs {
                     // What it staged goes; endpoints it registered stay registered.
                     let store = this.store.clone();
                     let id = job["Id"].as_str().unwrap_or_default().to_string();
-                    let _ = tokio::task::spawn_blocking(move || store.clear_import(&id)).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || retrying(|| store.clear_import(&id)))
+                            .await;
                 }
                 set(&mut job, "JobStatus", "FAILED");
                 set(&mut job, "CompletionDate", now_iso());
@@ -171,7 +212,12 @@ impl Jobs {
                             kind,
                             body,
                         }))) => {
-                            tracing::info!(job = %id, kind = kind.as_str(), "running a job no server holds (cut short, or its server gone)");
+                            if this.lock_running().contains(&id) {
+                                // Ours and still running: its lease ran out during an outage
+                                // and is renewed again by this claim.
+                                continue;
+                            }
+                            tracing::info!(job = %id, kind = kind.as_str(), "running a job no server holds (cut short, its server gone, or left by this one in an outage)");
                             tokio::spawn(this.clone().run_held(app, kind, body, slot));
                         }
                         Ok(Err(e)) => {
@@ -193,7 +239,7 @@ impl Jobs {
     async fn blocking_save(&self, app: &str, job: Value) -> Result<(), String> {
         let store = self.store.clone();
         let app = app.to_string();
-        tokio::task::spawn_blocking(move || store.save_job(&app, &job))
+        tokio::task::spawn_blocking(move || retrying(|| store.save_job(&app, &job)))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.message)
@@ -204,7 +250,7 @@ impl Jobs {
         {
             let store = self.store.clone();
             let id = id.clone();
-            tokio::task::spawn_blocking(move || store.clear_import(&id))
+            tokio::task::spawn_blocking(move || retrying(|| store.clear_import(&id)))
                 .await
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.message)?;
@@ -263,24 +309,27 @@ impl Jobs {
         };
         let store = self.store.clone();
         let app = app.to_string();
-        let mut done = job.clone();
+        let done = job.clone();
         let final_job = tokio::task::spawn_blocking(move || {
-            let target = ImportTarget {
-                segment_id: def["SegmentId"].as_str().filter(|s| !s.is_empty()),
-                define: def["DefineSegment"].as_bool().unwrap_or(false),
-                name: def["SegmentName"].as_str(),
-                definition,
-            };
-            store
-                .finish_import(&app, &id, target, |imported| {
-                    set(&mut done, "JobStatus", "COMPLETED");
-                    set(&mut done, "CompletionDate", now_iso());
-                    if let Some(seg) = &imported.segment_id {
-                        done["Definition"]["SegmentId"] = Value::String(seg.clone());
-                    }
-                    done.clone()
-                })
-                .map(|_| done)
+            retrying(|| {
+                let target = ImportTarget {
+                    segment_id: def["SegmentId"].as_str().filter(|s| !s.is_empty()),
+                    define: def["DefineSegment"].as_bool().unwrap_or(false),
+                    name: def["SegmentName"].as_str(),
+                    definition: definition.clone(),
+                };
+                let mut done = done.clone();
+                store
+                    .finish_import(&app, &id, target, |imported| {
+                        set(&mut done, "JobStatus", "COMPLETED");
+                        set(&mut done, "CompletionDate", now_iso());
+                        if let Some(seg) = &imported.segment_id {
+                            done["Definition"]["SegmentId"] = Value::String(seg.clone());
+                        }
+                        done.clone()
+                    })
+                    .map(|_| done)
+            })
         })
         .await
         .map_err(|e| e.to_string())?
@@ -477,7 +526,7 @@ impl Jobs {
         let app = app.to_string();
         let snapshot = job.clone();
         let handle = tokio::task::spawn_blocking(move || {
-            store.import_batch(&app, &snapshot, register, rows)
+            retrying(|| store.import_batch(&app, &snapshot, register, rows.clone()))
         });
         *pending = Some((handle, std::mem::take(lines)));
         Ok(())

@@ -726,3 +726,112 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
         "{stdout}"
     );
 }
+
+/// A database blip does not strand a job: the batches that meet "database unavailable" are
+/// tried again with backoff, and the import completes once PostgreSQL is back (8 s later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_completes_when_the_database_stops_for_eight_seconds_mid_import() {
+    let mut cluster = Cluster::new();
+    let dsn = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 6_000;
+    let mut file = String::with_capacity(rows * 80);
+    for i in 0..rows {
+        file.push_str(&format!(
+            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
+        ));
+    }
+    let input = dir.path().join("blip.json");
+    std::fs::write(&input, file).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let a = Replica::start(&dsn, &["--import-root", root, "--job-lease", "2s"]);
+    let app = util::create_app(&a.client, "blip").await;
+    let job = a
+        .client
+        .create_import_job()
+        .application_id(&app)
+        .import_job_request(
+            ImportJobRequest::builder()
+                .s3_url(format!("file://{}", input.display()))
+                .format(Format::Json)
+                .role_arn("r")
+                .define_segment(true)
+                .segment_name("after-the-blip")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .import_job_response
+        .unwrap();
+    let id = job.id().unwrap().to_string();
+    let get = || {
+        let (c, app, id) = (a.client.clone(), app.clone(), id.clone());
+        async move {
+            c.get_import_job()
+                .application_id(app)
+                .job_id(id)
+                .send()
+                .await
+                .ok()
+                .and_then(|o| o.import_job_response)
+        }
+    };
+    // Stopped once rows are in, before the end.
+    let start = Instant::now();
+    loop {
+        let n = get().await.and_then(|j| j.total_processed()).unwrap_or(0);
+        if n > 0 {
+            assert!(n < rows as i32, "the import finished before the stop");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "rows come in");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // On the test's own thread: PostgreSQL dies with the thread that started it, and a
+    // blocking-pool thread may end while the test still runs.
+    cluster.stop(false);
+    std::thread::sleep(Duration::from_secs(8));
+    cluster.start();
+    let start = Instant::now();
+    let done = loop {
+        if let Some(j) = get().await {
+            let status = j.job_status().map(|s| s.as_str().to_string());
+            if matches!(status.as_deref(), Some("COMPLETED" | "FAILED")) {
+                break j;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the job ends after the blip"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        done.job_status().map(|s| s.as_str()),
+        Some("COMPLETED"),
+        "{done:?}"
+    );
+    assert_eq!(done.total_processed(), Some(rows as i32));
+    let live = a
+        .client
+        .get_segments()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap()
+        .segments_response
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    let seg = live
+        .iter()
+        .find(|s| s.name.as_deref() == Some("after-the-blip"))
+        .expect("the imported segment");
+    assert_eq!(
+        seg.import_definition.as_ref().and_then(|d| d.size),
+        Some(rows as i32)
+    );
+    drop(a);
+    cluster.stop(false);
+}

@@ -36,7 +36,13 @@ pub fn spawn_server_with(data: &std::path::Path, args: &[&str]) -> (std::process
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if std::env::var_os("DEBUG_SERVER_LOG").is_some() {
+                eprintln!("server: {l}");
+            }
+        }
+    });
     (child, endpoint)
 }
 

@@ -162,8 +162,8 @@ impl Store {
                         "UPDATE jobs SET owner = ?1, lease_until = {now} + ?2
                          WHERE seq = (SELECT seq FROM jobs
                                       WHERE status NOT IN ('COMPLETED', 'FAILED')
-                                        AND (owner IS NULL OR owner != ?1)
-                                        AND (lease_until < {now} OR ?3 = 1)
+                                        AND (lease_until < {now}
+                                             OR (?3 = 1 AND (owner IS NULL OR owner != ?1)))
                                       ORDER BY seq LIMIT 1{skip})
                          RETURNING app_id, id, kind, body"
                     ),
