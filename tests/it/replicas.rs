@@ -835,3 +835,140 @@ async fn an_import_completes_when_the_database_stops_for_eight_seconds_mid_impor
     drop(a);
     cluster.stop(false);
 }
+
+/// One application's load does not take the pool from the others: ten imports and twelve
+/// endpoint writers on one application, on a pool of four connections, while another
+/// application is read and `/readyz` is asked; every read answers 200, the server stays
+/// ready, and every import completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_application_leaves_connections_for_the_others_and_the_server_ready() {
+    use aws_sdk_pinpoint::types::{ChannelType, EndpointRequest};
+    let dsn = pg::database();
+    let dir = tempfile::tempdir().unwrap();
+    let rows = 2_000;
+    let mut inputs = Vec::new();
+    for f in 0..10 {
+        let mut file = String::with_capacity(rows * 80);
+        for i in 0..rows {
+            file.push_str(&format!(
+                "{{\"ChannelType\":\"SMS\",\"Address\":\"+1{f}55{i:07}\",\"Id\":\"f{f}e{i}\"}}\n"
+            ));
+        }
+        let input = dir.path().join(format!("busy-{f}.json"));
+        std::fs::write(&input, file).unwrap();
+        inputs.push(input);
+    }
+    let root = dir.path().to_str().unwrap();
+    let r = Replica::start(&dsn, &["--import-root", root, "--db-pool", "4"]);
+    let busy = util::create_app(&r.client, "busy").await;
+    let quiet = util::create_app(&r.client, "quiet").await;
+    let mut jobs = Vec::new();
+    for (f, input) in inputs.iter().enumerate() {
+        let job = r
+            .client
+            .create_import_job()
+            .application_id(&busy)
+            .import_job_request(
+                ImportJobRequest::builder()
+                    .s3_url(format!("file://{}", input.display()))
+                    .format(Format::Json)
+                    .role_arn("r")
+                    .define_segment(true)
+                    .segment_name(format!("busy-{f}"))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .import_job_response
+            .unwrap();
+        jobs.push(job.id().unwrap().to_string());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..12)
+        .map(|w| {
+            let (c, app, stop) = (r.client.clone(), busy.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = c
+                        .update_endpoint()
+                        .application_id(&app)
+                        .endpoint_id(format!("w{w}-{i}"))
+                        .endpoint_request(
+                            EndpointRequest::builder()
+                                .channel_type(ChannelType::Sms)
+                                .address(format!("+1999{w:02}{i:05}"))
+                                .build(),
+                        )
+                        .send()
+                        .await;
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let mut reads = 0;
+    // Writers of one application wait their turn in the server without a connection: none
+    // of this server's sessions is ever seen waiting on the application's advisory lock
+    // (each such wait would hold a connection the other applications need).
+    let mut waiting_with_a_connection = 0;
+    let waiters = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'segmentctl' AND wait_event_type = 'Lock' AND wait_event = 'advisory'",
+        dsn.rsplit('/').next().unwrap()
+    );
+    let start = Instant::now();
+    loop {
+        let at = std::path::PathBuf::from(&dsn);
+        let q = waiters.clone();
+        waiting_with_a_connection = waiting_with_a_connection.max(
+            tokio::task::spawn_blocking(move || pg::query_i64(&at, &q))
+                .await
+                .unwrap(),
+        );
+        let listed = r.client.get_segments().application_id(&quiet).send().await;
+        assert!(listed.is_ok(), "a read of another application: {listed:?}");
+        let (status, _, body) = util::raw(
+            r.addr(),
+            "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 200, "ready while one application is busy: {body}");
+        reads += 1;
+        let mut open = 0;
+        for id in &jobs {
+            let j = r
+                .client
+                .get_import_job()
+                .application_id(&busy)
+                .job_id(id)
+                .send()
+                .await
+                .unwrap()
+                .import_job_response
+                .unwrap();
+            match j.job_status().map(|s| s.as_str()) {
+                Some("COMPLETED") => {}
+                Some("FAILED") => panic!("an import failed under load: {j:?}"),
+                _ => open += 1,
+            }
+        }
+        if open == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the imports finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(reads > 0);
+    assert_eq!(
+        waiting_with_a_connection, 0,
+        "writers of the busy application held connections while they waited for its lock"
+    );
+}

@@ -30,9 +30,8 @@ impl Store {
         request_id: &str,
     ) -> Result<(), ApiError> {
         let now = crate::text::now_iso();
-        self.write(|tx| {
+        self.write_app(app, |tx| {
             self.require_app(tx, app)?;
-            Self::lock_endpoints(tx, app)?;
             let mut known = Self::attribute_names(tx, app)?;
             for (i, (id, update)) in items.into_iter().enumerate() {
                 Self::upsert_endpoint(
@@ -148,9 +147,8 @@ impl Store {
     }
 
     pub fn delete_endpoint(&self, app: &str, id: &str) -> Result<Body, ApiError> {
-        self.write(|tx| {
+        self.write_app(app, |tx| {
             self.require_app(tx, app)?;
-            Self::lock_endpoints(tx, app)?;
             let body: Option<String> = tx
                 .query_row(
                     "DELETE FROM endpoints WHERE app_id = ?1 AND id = ?2 RETURNING body",
@@ -189,9 +187,8 @@ impl Store {
 
     /// DeleteUserEndpoints: removes a user's endpoints and returns them.
     pub fn delete_user_endpoints(&self, app: &str, user: &str) -> Result<Vec<Body>, ApiError> {
-        self.write(|tx| {
+        self.write_app(app, |tx| {
             self.require_app(tx, app)?;
-            Self::lock_endpoints(tx, app)?;
             let rows = Self::user_rows(tx, app, user)?;
             if rows.is_empty() {
                 return Err(ApiError::not_found(format!(

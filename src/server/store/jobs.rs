@@ -282,10 +282,9 @@ impl Store {
             .unwrap_or("PROCESSING")
             .to_string();
         let text = job.to_string();
-        self.write(|tx| {
+        self.write_app(app, |tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
-            Self::lock_endpoints(tx, app)?;
             let mut refused = Vec::new();
             let mut known = Self::attribute_names(tx, app)?;
             for (i, (id, row)) in rows.into_iter().enumerate() {

@@ -140,7 +140,14 @@ pub struct Store {
     pub replica: String,
     /// How long a job stays this server's without a renewal (see [`Store::claim_job`]).
     pub job_lease: std::time::Duration,
+    /// Endpoint writes of one application queue here, in this process, before they take a
+    /// connection: one busy application's writers wait without holding the pool, so the
+    /// other applications' requests still find connections (striped by application).
+    gates: [Mutex<()>; GATES],
 }
+
+/// Stripes of [`Store::gates`].
+const GATES: usize = 32;
 
 /// How long a job is held without a renewal, unless told.
 pub const DEFAULT_JOB_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -311,6 +318,7 @@ impl Store {
             account_id: account_id.to_string(),
             replica: format!("replica-{}", &new_id()[..12]),
             job_lease: DEFAULT_JOB_LEASE,
+            gates: std::array::from_fn(|_| Mutex::new(())),
         })
     }
 
@@ -373,6 +381,30 @@ impl Store {
                 out
             }
         }
+    }
+
+    /// A write transaction that serializes on the application's endpoints: on PostgreSQL the
+    /// writer first waits its turn among this process's writers of the application, without
+    /// a connection, then takes one and the advisory lock other replicas share.
+    pub(super) fn write_app<T>(
+        &self,
+        app: &str,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let _turn = match &self.backend {
+            Backend::Postgres(_) => {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                app.hash(&mut h);
+                let gate = &self.gates[(h.finish() as usize) % GATES];
+                Some(gate.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+            Backend::Sqlite { .. } => None,
+        };
+        self.write(|tx| {
+            Self::lock_endpoints(tx, app)?;
+            f(tx)
+        })
     }
 
     pub(super) fn write<T>(
@@ -446,6 +478,14 @@ impl Store {
 
     /// Whether the database answers.
     pub fn ping(&self) -> Result<(), ApiError> {
+        // Readiness is about reaching the database, not about a free connection: a pool
+        // whose connections are all at work, and one of which finished a query just now,
+        // reaches it.
+        if let Backend::Postgres(pool) = &self.backend {
+            if pool.busy_and_answering(std::time::Duration::from_secs(5)) {
+                return Ok(());
+            }
+        }
         self.read(|c| {
             Ok(
                 c.query_row("SELECT 1", [] as [i64; 0], |r| r.get::<_, i64>(0))

@@ -24,6 +24,8 @@ pub struct PgPool {
     busy: Mutex<usize>,
     freed: Condvar,
     max: usize,
+    /// When a connection last came back healthy from a query.
+    last_ok: Mutex<Option<Instant>>,
 }
 
 /// A connection out of the pool; returned to it when dropped, unless broken.
@@ -71,6 +73,7 @@ impl Drop for Pooled<'_> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(client);
+                *self.pool.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             }
         }
         let mut busy = self.pool.busy.lock().unwrap_or_else(|p| p.into_inner());
@@ -125,6 +128,7 @@ impl PgPool {
             busy: Mutex::new(0),
             freed: Condvar::new(),
             max: max.max(1),
+            last_ok: Mutex::new(None),
         })
     }
 
@@ -135,6 +139,18 @@ impl PgPool {
                 self.target
             ))
         })
+    }
+
+    /// Whether every connection is at work and one came back healthy within `within`: the
+    /// database answers, the pool is only busy.
+    pub fn busy_and_answering(&self, within: std::time::Duration) -> bool {
+        let busy = *self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let recent = self
+            .last_ok
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < within);
+        busy >= self.max && recent
     }
 
     /// A connection: an idle one, or a new one while fewer than `max` are open.
