@@ -45,6 +45,8 @@ const MAX_LINE: usize = 64 * 1024;
 const CLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// Endpoints per export piece.
 const PIECE_ENDPOINTS: usize = 100_000;
+/// Compressed bytes per export piece, at most (about): a piece of large endpoints closes early.
+const PIECE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub struct Jobs {
     store: Arc<Store>,
@@ -558,12 +560,19 @@ impl Jobs {
         let handle = tokio::runtime::Handle::current();
         // Evaluation is CPU work: on a blocking thread, writing each piece as it fills.
         let (pieces, written) = tokio::task::spawn_blocking(move || {
-            export_scan(&store, &app_id, segment.as_deref(), version, |n, bytes| {
-                let name = format!("{job_id}/part-{n:05}.gz");
-                handle
-                    .block_on(objects.put(&prefix, &name, bytes))
-                    .map(|_| ())
-            })
+            export_scan(
+                &store,
+                &app_id,
+                segment.as_deref(),
+                version,
+                PIECE,
+                |n, file| {
+                    let name = format!("{job_id}/part-{n:05}.gz");
+                    handle
+                        .block_on(objects.put(&prefix, &name, file))
+                        .map(|_| ())
+                },
+            )
         })
         .await
         .map_err(|e| e.to_string())??;
@@ -576,32 +585,52 @@ impl Jobs {
     }
 }
 
-/// The endpoints an export writes, through `put(piece number, gzip bytes)`: `(pieces,
-/// endpoints)`.
+/// How large an export piece grows before the next begins.
+#[derive(Debug, Clone, Copy)]
+pub struct PieceLimit {
+    pub endpoints: usize,
+    /// Compressed bytes (checked every 256 endpoints).
+    pub bytes: u64,
+}
+
+/// Pinpoint's 100,000 endpoints a piece, and at most about 64 MiB compressed.
+pub const PIECE: PieceLimit = PieceLimit {
+    endpoints: PIECE_ENDPOINTS,
+    bytes: PIECE_BYTES,
+};
+
+/// The endpoints an export writes, through `put(piece number, gzip file)`: `(pieces,
+/// endpoints)`. Each piece is compressed into an unnamed temporary file, never held in
+/// memory, and closed at `limit`.
 pub fn export_scan(
     store: &Store,
     app: &str,
     segment: Option<&str>,
     version: Option<i32>,
-    mut put: impl FnMut(u64, Vec<u8>) -> Result<(), String>,
+    limit: PieceLimit,
+    mut put: impl FnMut(u64, std::fs::File) -> Result<(), String>,
 ) -> Result<(u64, u64), String> {
     use crate::evaluate::{Catalog, Members, Program};
     let mut pieces = 0u64;
     let mut written = 0u64;
     let mut in_piece = 0usize;
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let mut emit = |line: &str, gz: &mut flate2::write::GzEncoder<Vec<u8>>| -> Result<(), String> {
+    let piece = || -> Result<Gz, String> {
+        tempfile::tempfile()
+            .map(|f| flate2::write::GzEncoder::new(f, flate2::Compression::fast()))
+            .map_err(|e| format!("cannot make a temporary file for a piece: {e}"))
+    };
+    let mut gz = piece()?;
+    let mut emit = |line: &str, gz: &mut Gz| -> Result<(), String> {
         gz.write_all(line.as_bytes())
             .and_then(|_| gz.write_all(b"\n"))
             .map_err(|e| e.to_string())?;
         written += 1;
         in_piece += 1;
-        if in_piece >= PIECE_ENDPOINTS {
-            let full = std::mem::replace(
-                gz,
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()),
-            );
-            put(pieces, full.finish().map_err(|e| e.to_string())?)?;
+        let large = in_piece.is_multiple_of(256)
+            && gz.get_ref().metadata().map_or(0, |m| m.len()) >= limit.bytes;
+        if in_piece >= limit.endpoints || large {
+            let full = std::mem::replace(gz, piece()?);
+            put(pieces, finish(full)?)?;
             pieces += 1;
             in_piece = 0;
         }
@@ -688,10 +717,21 @@ pub fn export_scan(
         }
     }
     if in_piece > 0 || pieces == 0 {
-        put(pieces, gz.finish().map_err(|e| e.to_string())?)?;
+        put(pieces, finish(gz)?)?;
         pieces += 1;
     }
     Ok((pieces, written))
+}
+
+/// A piece being compressed into its temporary file.
+type Gz = flate2::write::GzEncoder<std::fs::File>;
+
+/// The piece's file, complete and read from its start.
+fn finish(gz: Gz) -> Result<std::fs::File, String> {
+    use std::io::Seek as _;
+    let mut f = gz.finish().map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    Ok(f)
 }
 
 /// A batch being committed, and the line numbers of its rows.
@@ -969,6 +1009,70 @@ pub fn csv_row(cols: &[String], fields: &[String]) -> Result<Endpoint, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_export_piece_closes_at_its_byte_limit_and_every_endpoint_lands_once() {
+        use std::io::Read as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(
+            &super::super::store::DataSource::Sqlite(dir.path().join("p.db")),
+            "us-east-1",
+            "000000000000",
+            1,
+        )
+        .unwrap();
+        let app = store.create_app("big", &Default::default()).unwrap().id;
+        // Endpoints of about 4 KB that do not compress well.
+        let mut rng = fastrand::Rng::with_seed(7);
+        let items: Vec<(String, Endpoint)> = (0..1500)
+            .map(|i| {
+                let noise: String = (0..4000).map(|_| rng.alphanumeric()).collect();
+                let e: Endpoint = serde_json::from_value(json!({
+                    "ChannelType": "SMS",
+                    "Address": format!("+1555{i:07}"),
+                    "Attributes": {"noise": [noise]},
+                }))
+                .unwrap();
+                (format!("e{i}"), e)
+            })
+            .collect();
+        store
+            .update_endpoints(&app, items, |i| format!("Item[{i}]"), "r")
+            .unwrap();
+        let mut sizes = Vec::new();
+        let mut ids = HashSet::new();
+        let limit = PieceLimit {
+            endpoints: 1000,
+            bytes: 1024 * 1024,
+        };
+        let (pieces, written) = export_scan(&store, &app, None, None, limit, |n, mut file| {
+            assert_eq!(n, sizes.len() as u64);
+            let mut gz = Vec::new();
+            file.read_to_end(&mut gz).unwrap();
+            sizes.push(gz.len() as u64);
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            for line in text.lines() {
+                let v: Value = serde_json::from_str(line).unwrap();
+                assert!(ids.insert(v["Id"].as_str().unwrap().to_string()));
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(written, 1500);
+        assert_eq!(ids.len(), 1500, "every endpoint once");
+        assert_eq!(pieces as usize, sizes.len());
+        assert!(
+            pieces >= 3,
+            "4.5 MB compressed in pieces of about 1 MiB: {sizes:?}"
+        );
+        for s in &sizes[..sizes.len() - 1] {
+            // Closed at the first check (every 256 endpoints, under 1 MiB here) past the limit.
+            assert!(*s >= limit.bytes && *s < 2 * limit.bytes, "{sizes:?}");
+        }
+    }
 
     #[test]
     fn csv_fields_quotes_and_dotted_columns() {

@@ -344,12 +344,13 @@ impl Objects {
         }
     }
 
-    /// Writes one object under an export prefix.
+    /// Writes one object under an export prefix, streamed from `file` (read from where it
+    /// stands).
     pub async fn put(
         &self,
         prefix: &Location,
         name: &str,
-        bytes: Vec<u8>,
+        file: std::fs::File,
     ) -> Result<String, String> {
         match prefix {
             Location::File(dir) => {
@@ -357,7 +358,7 @@ impl Objects {
                 let rel = rel.join(name);
                 let shown = root.join(&rel).display().to_string();
                 let written = shown.clone();
-                tokio::task::spawn_blocking(move || beneath::create_file(&root, &rel, &bytes))
+                tokio::task::spawn_blocking(move || beneath::create_file(&root, &rel, file))
                     .await
                     .map_err(|e| format!("{shown}: {e}"))?
                     .map_err(|e| format!("{shown}: {e}"))?;
@@ -370,13 +371,20 @@ impl Objects {
                     format!("{key}/{name}")
                 };
                 self.s3_allowed(bucket, &key)?;
+                let len = file.metadata().map_err(|e| e.to_string())?.len();
+                let body = aws_sdk_s3::primitives::ByteStream::read_from()
+                    .file(tokio::fs::File::from_std(file))
+                    .length(aws_sdk_s3::primitives::Length::Exact(len))
+                    .build()
+                    .await
+                    .map_err(|e| format!("s3://{bucket}/{key}: {e}"))?;
                 self.client()
                     .await
                     .put_object()
                     .bucket(bucket)
                     .key(&key)
                     .content_type("application/gzip")
-                    .body(bytes.into())
+                    .body(body)
                     .send()
                     .await
                     .map_err(|e| s3_error(&format!("s3://{bucket}/{key}"), e))?;
@@ -469,8 +477,7 @@ mod beneath {
 
     /// Creates the file `rel` under `root` (its folders made as needed) and writes `bytes`:
     /// a file or link already there is refused, never written through.
-    pub fn create_file(root: &Path, rel: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        use std::io::Write as _;
+    pub fn create_file(root: &Path, rel: &Path, mut from: std::fs::File) -> std::io::Result<()> {
         let (parent, name) = split(rel)?;
         let dir = folder(root, parent, true)?;
         let flags =
@@ -486,7 +493,7 @@ mod beneath {
             other => other?,
         };
         let mut f = std::fs::File::from(fd);
-        f.write_all(bytes)?;
+        std::io::copy(&mut from, &mut f)?;
         f.sync_all()
     }
 }
@@ -593,13 +600,22 @@ mod tests {
         assert!(err.contains("not a regular file"), "{err}");
     }
 
+    /// A piece's temporary file holding `bytes`, read from its start.
+    fn piece(bytes: &[u8]) -> std::fs::File {
+        use std::io::{Seek as _, Write as _};
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(bytes).unwrap();
+        f.rewind().unwrap();
+        f
+    }
+
     #[tokio::test]
     async fn an_export_never_writes_through_a_link_planted_at_its_job_folder_or_piece() {
         let root = tempfile::tempdir().unwrap();
         let outside = tempfile::tempdir().unwrap();
         let o = Objects::new(vec![root.path().to_path_buf()], None, "us-east-1");
         let prefix = parse(&format!("file://{}/out", root.path().display())).unwrap();
-        o.put(&prefix, "job1/part-00000.gz", b"one".to_vec())
+        o.put(&prefix, "job1/part-00000.gz", piece(b"one"))
             .await
             .unwrap();
         assert_eq!(
@@ -607,7 +623,7 @@ mod tests {
             b"one"
         );
         // The same piece again (a job run again after a restart) replaces it.
-        o.put(&prefix, "job1/part-00000.gz", b"two".to_vec())
+        o.put(&prefix, "job1/part-00000.gz", piece(b"two"))
             .await
             .unwrap();
         assert_eq!(
@@ -617,7 +633,7 @@ mod tests {
         // A link planted where the job folder goes.
         std::os::unix::fs::symlink(outside.path(), root.path().join("out/job2")).unwrap();
         let err = o
-            .put(&prefix, "job2/part-00000.gz", b"x".to_vec())
+            .put(&prefix, "job2/part-00000.gz", piece(b"x"))
             .await
             .unwrap_err();
         assert!(err.contains("symbolic link"), "{err}");
@@ -629,7 +645,7 @@ mod tests {
             root.path().join("out/job3/part-00000.gz"),
         )
         .unwrap();
-        o.put(&prefix, "job3/part-00000.gz", b"x".to_vec())
+        o.put(&prefix, "job3/part-00000.gz", piece(b"x"))
             .await
             .unwrap();
         assert_eq!(
