@@ -384,6 +384,28 @@ async fn every_endpoint_limit_is_a_400_naming_the_field() {
         bad_request(put("wide5", sms("+1").metrics("one_more", 1.0).build()).await)
             .starts_with("Metrics.one_more: an application has at most 250 custom attributes")
     );
+    // A name no endpoint uses any more is freed: once one of the wide endpoints is deleted,
+    // its 50 names are available again.
+    c.delete_endpoint()
+        .application_id(&app)
+        .endpoint_id("wide0")
+        .send()
+        .await
+        .unwrap();
+    put("wide5", sms("+1").metrics("one_more", 1.0).build())
+        .await
+        .expect("a freed name makes room");
+    // 201 names are in use now: 49 more fit, the 50th does not.
+    let wide = |n: usize| {
+        let mut b = sms("+1");
+        for a in 0..n {
+            b = b.attributes(format!("again_{a}"), vec!["v".into()]);
+        }
+        b.build()
+    };
+    assert!(bad_request(put("wide0", wide(50)).await)
+        .contains("an application has at most 250 custom attributes"));
+    put("wide0", wide(49)).await.expect("49 more fit");
     // A batch: at most 100 items, each named by its index.
     let item = |i: usize| {
         EndpointBatchItem::builder()

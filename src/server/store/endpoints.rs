@@ -56,6 +56,44 @@ impl Store {
         Ok(tx.serialize_on(&format!("endpoints/{app}"))?)
     }
 
+    /// Forgets the attribute names that no endpoint of `app` uses now (besides `e`, about
+    /// to replace endpoint `id`): deleting or rewriting every endpoint that used a name frees
+    /// it. Run only when a write would pass the limit, since it reads every endpoint.
+    fn free_unused_names(
+        tx: &Tx<'_>,
+        app: &str,
+        id: &str,
+        e: &Endpoint,
+        known: &mut std::collections::HashSet<(String, String)>,
+    ) -> Result<(), ApiError> {
+        let mut used: std::collections::HashSet<(String, String)> = e
+            .attribute_names()
+            .map(|(f, n)| (f.to_string(), n.to_string()))
+            .collect();
+        let bodies: Vec<String> = tx
+            .prepare_cached("SELECT body FROM endpoints WHERE app_id = ?1 AND id != ?2")?
+            .query_map([app, id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for body in bodies {
+            let stored: Endpoint =
+                serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+            used.extend(
+                stored
+                    .attribute_names()
+                    .map(|(f, n)| (f.to_string(), n.to_string())),
+            );
+        }
+        let unused: Vec<(String, String)> = known.difference(&used).cloned().collect();
+        for (family, name) in &unused {
+            tx.prepare_cached(
+                "DELETE FROM attribute_names WHERE app_id = ?1 AND family = ?2 AND name = ?3",
+            )?
+            .execute([app, family.as_str(), name.as_str()])?;
+            known.remove(&(family.clone(), name.clone()));
+        }
+        Ok(())
+    }
+
     /// The application's custom attribute names, `(family, name)`: at most 250.
     pub(super) fn attribute_names(
         tx: &Tx<'_>,
@@ -105,6 +143,14 @@ impl Store {
                     crate::text::safe(user)
                 )));
             }
+        }
+        let new_names: Vec<(&'static str, &str)> = e
+            .attribute_names()
+            .filter(|(family, name)| !known.contains(&(family.to_string(), name.to_string())))
+            .collect();
+        if !new_names.is_empty() && known.len() + new_names.len() > MAX_ATTRIBUTES_PER_APP {
+            // At the limit: names no stored endpoint uses any more are freed first.
+            Self::free_unused_names(tx, app, id, &e, known)?;
         }
         let new_names: Vec<(&'static str, &str)> = e
             .attribute_names()
