@@ -269,7 +269,7 @@ pub fn admin_router(shared: Arc<Shared>) -> Router {
         } else {
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: no successful reconcile yet\n",
+                "not ready: no reconcile has finished yet\n",
             )
                 .into_response()
         }
@@ -493,7 +493,7 @@ async fn rounds(
         let finished = tokio::time::Instant::now();
         let delays = backoffs.record(&outcome, finished);
         backoffs.forget_others(&outcome);
-        shared.record(&outcome, &delays, &backoffs, watch::revision(&cfg.dir));
+        shared.record(&outcome, &delays, watch::revision(&cfg.dir));
         shared
             .metrics
             .lock()
@@ -529,11 +529,11 @@ impl Shared {
         &self,
         round: &RoundOutcome,
         delays: &BTreeMap<String, Duration>,
-        backoffs: &Backoffs,
         revision: Option<String>,
     ) {
         let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
         let mut m = self.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        st.ready = policy::ready_after(st.ready, round);
         if round.invalid.is_empty() {
             st.manifest_errors.clear();
         } else {
@@ -607,7 +607,6 @@ impl Shared {
                 },
             );
         }
-        st.ready = policy::ready_after(st.ready, round, backoffs);
         for e in &round.events {
             let (id, before, after, reason) = match &e.result {
                 StepResult::Done(d) => {

@@ -99,10 +99,6 @@ impl Backoffs {
 
 impl Backoffs {
     /// Whether any of these applications is backing off.
-    pub fn any_of<'k>(&self, keys: impl IntoIterator<Item = &'k String>) -> bool {
-        keys.into_iter().any(|k| self.failing.contains_key(k))
-    }
-
     /// Forgets applications the manifests no longer name, unless this round planned them
     /// (an application holding managed segments without manifests stays until it is clean).
     pub fn forget_others(&mut self, round: &RoundOutcome) {
@@ -115,11 +111,13 @@ impl Backoffs {
     }
 }
 
-/// Readiness: true once a round has succeeded (the manifests or the last good state read,
-/// the target observed, every application covered planned, and none failed) while none of
-/// the applications the manifests name is backing off; it then stays so.
-pub fn ready_after(was_ready: bool, round: &RoundOutcome, backoffs: &Backoffs) -> bool {
-    was_ready || (round.succeeded() && !backoffs.any_of(&round.desired_keys))
+/// Readiness, as Flux and Argo CD read it: true once a round has finished over a loaded
+/// state (the manifests, or the last good ones), whatever each application's outcome or the
+/// target's answer (failures show in `/`, `status`, metrics and logs); it then stays so. A
+/// controller that held readiness back on one bad manifest would block every rollout,
+/// including the one that fixes it.
+pub fn ready_after(was_ready: bool, round: &RoundOutcome) -> bool {
+    was_ready || !round.no_state
 }
 
 #[cfg(test)]
@@ -178,9 +176,9 @@ mod tests {
     }
 
     #[test]
-    fn readiness_needs_a_round_without_errors_and_then_stays() {
+    fn readiness_comes_with_the_first_finished_round_whatever_its_outcome_and_stays() {
         let failed = RoundOutcome {
-            apps: vec![app("a", Outcome::Error)],
+            apps: vec![app("a", Outcome::Error), app("b", Outcome::Success)],
             ..Default::default()
         };
         let unreachable = RoundOutcome {
@@ -191,28 +189,15 @@ mod tests {
             no_state: true,
             ..Default::default()
         };
-        let blocked = RoundOutcome {
-            apps: vec![app("a", Outcome::Blocked)],
-            ..Default::default()
-        };
-        let none = Backoffs::default();
-        assert!(!ready_after(false, &failed, &none));
-        assert!(!ready_after(false, &unreachable, &none));
-        assert!(!ready_after(false, &never_loaded, &none));
+        assert!(ready_after(false, &failed), "one failing application");
         assert!(
-            ready_after(false, &blocked, &none),
-            "blocked steps are a success of the round"
+            ready_after(false, &unreachable),
+            "a target that does not answer"
         );
-        assert!(ready_after(true, &failed, &none), "once ready, stays ready");
-        // A round that skipped a failing application (backing off) is not a success.
-        let mut backing_off = Backoffs::default();
-        backing_off.record(&failed, Instant::now());
-        let mut skipped = RoundOutcome::default();
-        skipped.desired_keys.insert("a".into());
-        assert!(!ready_after(false, &skipped, &backing_off));
-        // Once the manifests stop naming it, it no longer holds readiness back.
-        let elsewhere = RoundOutcome::default();
-        backing_off.forget_others(&elsewhere);
-        assert!(ready_after(false, &skipped, &backing_off));
+        assert!(
+            !ready_after(false, &never_loaded),
+            "no manifests loaded yet"
+        );
+        assert!(ready_after(true, &never_loaded), "once ready, stays ready");
     }
 }

@@ -606,3 +606,45 @@ async fn the_history_keeps_each_step_and_segmentctl_status_shows_it() {
     assert!(text.contains("APPLICATION"), "{text}");
     d.stop().await.unwrap();
 }
+
+/// Readiness follows Kubernetes conventions, as Flux and Argo CD do: one application that
+/// fails (a manifest naming a base segment that does not exist) does not keep the
+/// controller unready; the other converges, and the failure shows in the status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_application_does_not_keep_the_controller_unready() {
+    let fx = Fixture::new().await;
+    let other = util::create_app(&fx.t.client, "broken").await;
+    fx.write("a.yaml", &geo(&fx, "na", "US, CA"));
+    fx.write(
+        "broken.yaml",
+        &util::segment(
+            &other,
+            "on-nothing",
+            "Name: on nothing\nSegmentGroups:\n  Groups:\n    - SourceSegments:\n        - Id: 0123456789abcdef0123456789abcdef",
+        ),
+    );
+    let d = daemon::start_with(
+        watch_only(config(fx.dir.path(), Mode::Apply, false)),
+        connection(&fx),
+    )
+    .await
+    .unwrap();
+    assert!(
+        d.ready(Duration::from_secs(20)).await,
+        "ready after the first round, though one application fails"
+    );
+    let (status, _, body) = util::raw(
+        d.admin,
+        "GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ready\n"));
+    assert_eq!(country_values(&fx, "na").await, ["CA", "US"]);
+    let st = d.shared.status();
+    let broken = st
+        .applications
+        .get(&other)
+        .unwrap_or_else(|| panic!("the failing application is in the status: {st:?}"));
+    assert!(broken.last_error.is_some(), "{broken:?}");
+    d.stop().await.unwrap();
+}
