@@ -784,8 +784,27 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
         let mut written = 0;
+        // Imported segments are tagged once every manifest is written: their digest needs
+        // the source's fingerprint, read as a plan reads it.
+        let mut imported: Vec<(&str, &crate::model::SegmentResponse)> = Vec::new();
+        let out_canonical = out_dir.canonicalize().unwrap_or_else(|_| out_dir.to_path_buf());
         for (name, s) in &chosen {
             debug_assert!(crate::manifest::name_problem(name).is_none());
+            if let Some(def) = s.import_definition.as_ref().filter(|_| s.is_import()) {
+                let m = imported_manifest(name, app, s, def, &out_canonical);
+                let path = out_dir.join(format!("{name}.yaml"));
+                let text = format!(
+                    "# Imported from segment {} (version {}), an imported segment: its endpoints come from its source.\n{}",
+                    crate::text::safe(&s.id),
+                    s.version,
+                    crate::manifest::to_yaml(&[m])?
+                );
+                std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                imported.push((name, s));
+                written += 1;
+                continue;
+            }
             let mut spec = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
             let user_tags: crate::model::Tags = s
                 .tags
@@ -832,6 +851,9 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
                 .map_err(|e| call_error(e, &conn.endpoint))?;
             written += 1;
         }
+        if !imported.is_empty() {
+            tag_imported(&conn, inputs, &owner, &imported).await?;
+        }
         out(&format!(
             "Imported {} from application {app} into {}.\n",
             plural(written, "segment"),
@@ -842,6 +864,146 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
     .await;
     conn.close().await;
     result
+}
+
+/// An `ImportedSegment` manifest for a live IMPORT segment: its name and tags, and the
+/// source of its last import (a `file://` source as a path relative to the manifest, when it
+/// lies beside it).
+fn imported_manifest(
+    name: &str,
+    app: &str,
+    s: &crate::model::SegmentResponse,
+    def: &crate::model::ImportDefinition,
+    out_dir: &Path,
+) -> crate::manifest::Manifest {
+    use crate::manifest::{ImportFormat, ImportSource, Kind, Manifest, Metadata, API_VERSION};
+    let user_tags: crate::model::Tags = s
+        .tags
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !plan::is_own_tag(k))
+        .collect();
+    let spec = crate::model::WriteSegmentRequest {
+        name: s.name.clone(),
+        tags: (!user_tags.is_empty()).then_some(user_tags),
+        ..Default::default()
+    };
+    let url = match crate::server::objects::parse(&def.s3_url) {
+        Ok(crate::server::objects::Location::File(path)) => relative_to(out_dir, &path)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| def.s3_url.clone()),
+        _ => def.s3_url.clone(),
+    };
+    Manifest {
+        api_version: API_VERSION.into(),
+        kind: Kind::ImportedSegment,
+        metadata: Metadata {
+            name: name.to_string(),
+            application: Some(app.to_string()),
+            application_ref: None,
+            protect: s
+                .tags
+                .as_ref()
+                .and_then(|t| t.get(crate::TAG_PROTECT))
+                .is_some_and(|v| v == "true"),
+            adopt: None,
+        },
+        spec,
+        source: Some(ImportSource {
+            url,
+            format: if def.format.eq_ignore_ascii_case("CSV") {
+                ImportFormat::Csv
+            } else {
+                ImportFormat::Json
+            },
+            role_arn: Some(def.role_arn.clone()).filter(|r| !r.is_empty()),
+            external_id: Some(def.external_id.clone()).filter(|r| !r.is_empty()),
+            register_endpoints: None,
+        }),
+    }
+}
+
+/// `path` relative to the folder `base` (`../imports/vip.csv`), when both are absolute.
+fn relative_to(base: &Path, path: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    if !base.is_absolute() || !path.is_absolute() {
+        return None;
+    }
+    let b: Vec<Component> = base.components().collect();
+    let p: Vec<Component> = path.components().collect();
+    let common = b.iter().zip(&p).take_while(|(x, y)| x == y).count();
+    let mut out = PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c.as_os_str());
+    }
+    Some(out)
+}
+
+/// Tags the imported segments `import` wrote manifests for as managed, with the digest a
+/// plan computes from their manifests (their sources fingerprinted as a plan does), so the
+/// plan right after is empty. When the folder does not load, or a source cannot be read,
+/// they are adopted without the digest, and the next apply imports them again.
+async fn tag_imported(
+    conn: &Connection,
+    inputs: &Inputs,
+    owner: &str,
+    imported: &[(&str, &crate::model::SegmentResponse)],
+) -> anyhow::Result<()> {
+    let dir = inputs.dir.clone();
+    let config = inputs.config.clone();
+    let loaded =
+        tokio::task::spawn_blocking(move || crate::workspace::load(&dir, config.as_deref()))
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the folder failed: {e}"))?;
+    let mut desired = match loaded {
+        Ok(ws) => Some(ws.desired),
+        Err(errors) => {
+            err(&format!(
+                "warning: {} does not load ({}); imported segments are adopted without their source's fingerprint, and the next apply imports them again\n",
+                inputs.dir.display(),
+                errors.first().map(|e| e.to_string()).unwrap_or_default()
+            ));
+            None
+        }
+    };
+    if let Some(d) = desired.as_mut() {
+        crate::sources::fingerprint(d).await;
+    }
+    for (name, s) in imported {
+        let mut tags = plan::ownership_tags(owner, name);
+        let spec = desired.as_ref().and_then(|d| {
+            d.apps
+                .iter()
+                .find(|a| a.key == crate::desired::AppKey::Id(s.application_id.clone()))?
+                .segments
+                .iter()
+                .find(|x| x.name == *name)
+        });
+        match spec.and_then(|x| Some((x.spec.name.as_deref(), x.import.as_ref()?))) {
+            Some((title, imp)) if matches!(imp.etag, Some(Ok(_))) => {
+                tags.insert(plan::TAG_DIGEST.into(), plan::import_digest(title, imp));
+            }
+            Some((_, imp)) => {
+                if let Some(Err(why)) = &imp.etag {
+                    err(&format!(
+                        "warning: the source of {} cannot be read ({}); the next apply imports it again\n",
+                        crate::text::safe(name),
+                        crate::text::safe(why)
+                    ));
+                }
+            }
+            None => {}
+        }
+        conn.pinpoint
+            .tag(&s.arn, &tags)
+            .await
+            .map_err(|e| call_error(e, &conn.endpoint))?;
+    }
+    Ok(())
 }
 
 /// `--as-of`: an instant, or `now` (the default).

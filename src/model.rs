@@ -405,6 +405,33 @@ pub struct ImportDefinition {
     pub size: i64,
 }
 
+impl WriteSegmentRequest {
+    /// Whether the definition restricts nothing (no criterion, no base segment): it then
+    /// matches every endpoint of the application.
+    pub fn restricts_nothing(&self) -> bool {
+        fn empty(v: &serde_json::Value) -> bool {
+            match v {
+                serde_json::Value::Null => true,
+                serde_json::Value::Array(a) => a.iter().all(empty),
+                serde_json::Value::Object(o) => o.values().all(empty),
+                _ => false,
+            }
+        }
+        let dims = |d: &SegmentDimensions| serde_json::to_value(d).is_ok_and(|v| empty(&v));
+        self.dimensions.as_ref().is_none_or(dims)
+            && self
+                .segment_groups
+                .as_ref()
+                .and_then(|g| g.groups.as_ref())
+                .is_none_or(|groups| {
+                    groups.iter().all(|g| {
+                        g.dimensions.as_ref().is_none_or(|ds| ds.iter().all(dims))
+                            && g.source_segments.as_ref().is_none_or(Vec::is_empty)
+                    })
+                })
+    }
+}
+
 impl SegmentResponse {
     pub fn is_import(&self) -> bool {
         self.segment_type == "IMPORT" || self.import_definition.is_some()

@@ -122,6 +122,7 @@ pub fn block_words(b: &BlockReason, e: Escape) -> String {
 /// A warning, in words.
 pub fn warning_words(w: &Warning, e: Escape) -> String {
     match w {
+        Warning::MatchesEveryEndpoint => "the definition has no criterion and no base segment: it matches every endpoint of the application (a campaign on it reaches everyone)".to_string(),
         Warning::UnmanagedSameName { segment_id } => {
             let id = e.plain(segment_id);
             format!("an unmanaged segment with the same Name exists ({id}); it is left alone. To manage it instead, set metadata.adopt: {id}")

@@ -11,6 +11,7 @@
 
 mod guards;
 mod phases;
+pub use phases::import_digest;
 pub mod reasons;
 
 use std::collections::BTreeMap;

@@ -224,6 +224,9 @@ fn segment_steps<'a>(
             step.title = d.spec.name.clone();
             step.spec = Some(spec());
             step.tags = tags;
+            if d.spec.restricts_nothing() {
+                step.warnings.push(Warning::MatchesEveryEndpoint);
+            }
             if let Some(same) = cx.live_segments().iter().find(|s| {
                 s.tags
                     .as_ref()
@@ -284,6 +287,9 @@ fn segment_steps<'a>(
         step.arn = Some(live.arn.clone());
         step.live_version = Some(live.version);
         step.spec = (!changes.is_empty()).then(spec);
+        if step.spec.is_some() && d.spec.restricts_nothing() {
+            step.warnings.push(Warning::MatchesEveryEndpoint);
+        }
         step.tags = tags;
         step.changes = changes;
         step.tag_changes = tag_changes;
@@ -297,6 +303,30 @@ fn segment_steps<'a>(
     adopted_ids
 }
 
+/// What an imported segment's `segmentctl:digest` tag records of its last import: its
+/// name, source, format, the source's fingerprint and whether endpoints were registered. A
+/// plan imports again when it differs.
+pub fn import_digest(name: Option<&str>, imp: &crate::desired::ImportSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let etag = imp.etag.as_ref().and_then(|e| e.as_ref().ok());
+    let mut h = Sha256::new();
+    for part in [
+        name.unwrap_or_default(),
+        &imp.url,
+        imp.source.format.as_str(),
+        etag.map(String::as_str).unwrap_or_default(),
+        if imp.source.register_endpoints == Some(false) {
+            "0"
+        } else {
+            "1"
+        },
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    format!("import:{}", hex::encode(&h.finalize()[..16]))
+}
+
 /// The step of an imported segment: an import when it is missing, when its source (by its
 /// fingerprint), format or name changed since the last import, or when a segment an
 /// interrupted apply imported is found unclaimed (same name and source); else its tags.
@@ -307,24 +337,8 @@ fn imported_step(
     kept: &BTreeMap<&str, &SegmentResponse>,
     out: &mut AppPlan,
 ) {
-    use sha2::{Digest, Sha256};
     let etag = imp.etag.as_ref().and_then(|e| e.as_ref().ok()).cloned();
-    let mut h = Sha256::new();
-    for part in [
-        d.spec.name.as_deref().unwrap_or_default(),
-        &imp.url,
-        imp.source.format.as_str(),
-        etag.as_deref().unwrap_or_default(),
-        if imp.source.register_endpoints == Some(false) {
-            "0"
-        } else {
-            "1"
-        },
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    let digest = format!("import:{}", hex::encode(&h.finalize()[..16]));
+    let digest = import_digest(d.spec.name.as_deref(), imp);
     let tags = desired_tags(cx, d, &digest);
     let live = kept.get(d.name.as_str()).copied().or_else(|| {
         cx.live_segments().iter().find(|s| {

@@ -104,6 +104,8 @@ pub enum DeleteCause {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "warning", rename_all = "snake_case")]
 pub enum Warning {
+    /// The definition has no criterion and no base segment: it matches every endpoint.
+    MatchesEveryEndpoint,
     /// A create, while an unmanaged segment with the same display name exists.
     UnmanagedSameName { segment_id: String },
     /// A deleted segment is used by a campaign that is not active.

@@ -538,3 +538,57 @@ fn a_bad_header_is_reported_by_column_number_never_by_its_content() {
         "{out}{err}"
     );
 }
+
+/// `import` of an application holding an imported segment writes an `ImportedSegment` with
+/// the source of its last import, never a dimensional `Segment` that would replace a list
+/// with everyone; the plan right after is empty. A `Segment` with no criterion at all is
+/// shown in the plan with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_writes_an_imported_segment_with_its_source_and_the_plan_after_is_empty() {
+    use aws_sdk_pinpoint::types::Format;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("manifests");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("adopted").await;
+    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    std::fs::write(dir.join("data/vip.csv"), VIP).unwrap();
+    let source = dir.join("data/vip.csv").canonicalize().unwrap();
+    let job = crate::imports::import(
+        &t.client,
+        &app,
+        &format!("file://{}", source.display()),
+        Format::Csv,
+        Some("VIP list"),
+        None,
+    )
+    .await;
+    assert_eq!(job.job_status().map(|s| s.as_str()), Some("COMPLETED"));
+
+    let (code, out, err) = run(&dir, &["import", ".", "--application", &app]);
+    assert_eq!(code, 0, "{out}{err}");
+    let written = std::fs::read_dir(dir.join("imported"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .find(|t| t.contains("kind: ImportedSegment"))
+        .unwrap_or_else(|| panic!("an ImportedSegment manifest is written: {out}{err}"));
+    assert!(written.contains("kind: ImportedSegment"), "{written}");
+    assert!(written.contains("url: ../data/vip.csv"), "{written}");
+    assert!(written.contains("format: CSV"), "{written}");
+    assert!(!written.contains("Dimensions"), "{written}");
+    let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "the plan right after import is empty: {out}{err}");
+
+    std::fs::write(
+        dir.join("everyone.yaml"),
+        util::segment(&app, "everyone", "Name: everyone"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.contains("warning: the definition has no criterion and no base segment: it matches every endpoint of the application"),
+        "{out}"
+    );
+}
