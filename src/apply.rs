@@ -34,6 +34,8 @@ pub struct Options {
     pub events: Option<Events>,
     /// Asked before each step starts: whether the applications' leases are still ours.
     pub fence: Option<crate::lease::Fence>,
+    /// How many steps are running now (for whoever reports an interrupt).
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 impl Default for Options {
@@ -45,6 +47,7 @@ impl Default for Options {
             cancel: None,
             events: None,
             fence: None,
+            in_flight: Arc::default(),
         }
     }
 }
@@ -393,7 +396,10 @@ impl<P: Pinpoint> Run<'_, P> {
                     } else if let Some(who) = fenced {
                         StepResult::Skipped(SkipReason::LeaseLost(who))
                     } else {
-                        match self.step(target, step, created).await {
+                        self.opts.in_flight.fetch_add(1, Ordering::SeqCst);
+                        let outcome = self.step(target, step, created).await;
+                        self.opts.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        match outcome {
                             Ok(done) => StepResult::Done(done),
                             Err(e) => StepResult::Failed(e),
                         }

@@ -640,6 +640,25 @@ fn init_logging(format: LogFormat, serving: bool) {
     };
 }
 
+/// A tip for the flags other tools use to skip the prompt (`--yes`, Terraform's
+/// `-auto-approve`), which are too far from `--auto-approve` for clap's own suggestion.
+fn approve_tip(e: &clap::Error) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    // Read from the arguments themselves: clap reads `-auto-approve` as the short flag `-a`.
+    let flag = std::env::args().skip(1).find(|a| {
+        matches!(
+            a.split('=').next().unwrap_or_default(),
+            "--yes" | "-y" | "-yes" | "-auto-approve" | "--auto_approve" | "--approve" | "--force"
+        )
+    })?;
+    Some(format!(
+        "\n  tip: to apply without a prompt, pass --auto-approve (not {})\n",
+        crate::text::safe(&flag)
+    ))
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     // Usage errors exit 1: 2 and 3 mean "changes present" and "blocked" (clap would use 2).
@@ -652,6 +671,9 @@ pub fn main() -> ExitCode {
                 crate::commands::exit::OK // --help, --version
             };
             let _ = e.print();
+            if let Some(tip) = approve_tip(&e) {
+                crate::text::err(&tip);
+            }
             return ExitCode::from(code);
         }
     };

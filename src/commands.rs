@@ -382,9 +382,16 @@ async fn run_apply(
     fence: lease::Fence,
 ) -> u8 {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize> = Default::default();
+    let running = in_flight.clone();
     let watcher = tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
+        let n = running.load(std::sync::atomic::Ordering::SeqCst);
+        err(&format!(
+            "\nInterrupt received: finishing {} in flight, starting none (interrupt again to stop at once).\n",
+            plural(n, "step")
+        ));
         // A second signal stops at once.
         shutdown_signal().await;
         err("\nInterrupted again: stopping now; run apply again to finish.\n");
@@ -410,6 +417,7 @@ async fn run_apply(
         cancel: Some(stop_rx.clone()),
         events: Some(events),
         fence: Some(fence),
+        in_flight,
     };
     if !a.json {
         out("\n");
@@ -1282,8 +1290,17 @@ pub fn compile_segments(
         .iter()
         .find(|n| !segments.iter().any(|s| &s.name == *n))
     {
+        let names: Vec<&str> = ws
+            .desired
+            .apps
+            .iter()
+            .flat_map(|a| a.segments.iter().map(|s| s.name.as_str()))
+            .collect();
+        let hint = crate::model::closest(missing, &names)
+            .map(|c| format!(" (did you mean {}?)", crate::text::safe(c)))
+            .unwrap_or_default();
         anyhow::bail!(
-            "--segment {}: no segment of that name in the manifests",
+            "--segment {}: no segment of that name in the manifests{hint}",
             crate::text::safe(missing)
         );
     }

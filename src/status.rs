@@ -64,7 +64,7 @@ pub fn render(v: &Value, admin: &str) -> String {
     };
     let mode = str_of(v, "mode");
     out.push_str(&format!(
-        "Controller at {}: {ready}, mode {}{}, {} rounds",
+        "Controller at {}: {ready}, mode {}{}, {}",
         safe(admin),
         safe(mode),
         if v["suspended"].as_bool() == Some(true) {
@@ -72,7 +72,7 @@ pub fn render(v: &Value, admin: &str) -> String {
         } else {
             ""
         },
-        v["rounds"].as_u64().unwrap_or(0)
+        crate::text::plural(v["rounds"].as_u64().unwrap_or(0) as usize, "round")
     ));
     if let Some(r) = v["revision"].as_str() {
         out.push_str(&format!(", revision {}", safe(r)));
@@ -105,21 +105,38 @@ pub fn render(v: &Value, admin: &str) -> String {
     if apps.is_empty() {
         out.push_str("\nNo application reconciled yet.\n");
     } else {
-        out.push_str(&format!(
-            "\n{:<44} {:<8} {:<24} {:>7} {:>7} {:>7}  {}\n",
-            "APPLICATION", "RESULT", "LAST RUN", "MANAGED", "DRIFTED", "BLOCKED", "REVISION"
-        ));
-        for (key, a) in &apps {
+        let shown_of = |key: &str, a: &Value| {
             let name = str_of(a, "name");
-            let shown = if name.is_empty() {
+            if name.is_empty() {
                 safe(key).into_owned()
             } else {
                 format!("{} ({})", safe(name), safe(key))
-            };
+            }
+        };
+        // Columns as wide as their longest entry, so long names keep the table aligned.
+        let width = apps
+            .iter()
+            .map(|(k, a)| shown_of(k, a).chars().count())
+            .chain([11])
+            .max()
+            .unwrap_or(11);
+        let result_width = apps
+            .values()
+            .map(|a| str_of(a, "result").chars().count())
+            .chain([6])
+            .max()
+            .unwrap_or(6);
+        out.push_str(&format!(
+            "\n{:<width$} {:<result_width$} {:<24} {:>7} {:>7} {:>7}  {}\n",
+            "APPLICATION", "RESULT", "LAST RUN", "MANAGED", "DRIFTED", "BLOCKED", "REVISION"
+        ));
+        for (key, a) in &apps {
+            let shown = shown_of(key, a);
             let count = |k: &str| a[k].as_array().map(Vec::len).unwrap_or(0);
+            let pad = width - shown.chars().count().min(width);
             out.push_str(&format!(
-                "{:<44} {:<8} {:<24} {:>7} {:>7} {:>7}  {}\n",
-                shown,
+                "{shown}{:pad$} {:<result_width$} {:<24} {:>7} {:>7} {:>7}  {}\n",
+                "",
                 safe(str_of(a, "result")),
                 safe(str_of(a, "last_run")),
                 a["managed_segments"].as_u64().unwrap_or(0),
@@ -201,5 +218,31 @@ mod tests {
             }]
         });
         insta::assert_snapshot!(render(&v, "http://127.0.0.1:9090"));
+    }
+
+    #[test]
+    fn one_round_is_one_round_and_long_names_keep_the_columns_aligned() {
+        let app = |name: &str| {
+            serde_json::json!({
+                "name": name, "last_run": "2026-12-01T10:00:00.000Z", "result": "success",
+                "managed_segments": 6, "drifted": [], "blocked": [], "revision": "r1"
+            })
+        };
+        let v = serde_json::json!({
+            "ready": true, "mode": "apply", "rounds": 1,
+            "applications": {
+                "0123456789abcdef0123456789abcdef": app("A store with a rather long name indeed"),
+                "fedcba9876543210fedcba9876543210": app("Shop"),
+            },
+        });
+        let text = render(&v, "http://127.0.0.1:9090");
+        assert!(text.contains(", 1 round."), "{text}");
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("APPLICATION") || l.contains("(0123") || l.contains("(fedc"))
+            .collect();
+        assert_eq!(rows.len(), 3, "{text}");
+        let at = |l: &str| l.find("success").or_else(|| l.find("RESULT")).unwrap();
+        assert!(rows.iter().all(|l| at(l) == at(rows[0])), "{text}");
     }
 }

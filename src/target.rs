@@ -122,6 +122,19 @@ pub async fn connect_for(
     })
 }
 
+/// The embedded default's folder (`.segmentctl/`) holds a database, not manifests: a
+/// `.gitignore` inside it keeps it out of Git.
+fn keep_out_of_git(db: &Path) {
+    let Some(folder) = db.parent() else { return };
+    let ignore = folder.join(".gitignore");
+    if std::fs::create_dir_all(folder).is_ok() && !ignore.exists() {
+        let _ = std::fs::write(
+            &ignore,
+            "# segmentctl's embedded database: local state, not manifests.\n*\n",
+        );
+    }
+}
+
 async fn connect_local(
     config: &Config,
     dir: &Path,
@@ -130,6 +143,15 @@ async fn connect_local(
     let path = config
         .local_path(dir)
         .unwrap_or_else(|| dir.join(".segmentctl/pinpoint.db"));
+    if !path.exists() {
+        crate::text::err(&format!(
+            "note: {} does not exist yet: the embedded server starts a new, empty database there.\n",
+            crate::text::safe(&path.display().to_string())
+        ));
+    }
+    if path.parent().and_then(Path::file_name) == Some(std::ffi::OsStr::new(".segmentctl")) {
+        keep_out_of_git(&path);
+    }
     // Fresh credentials for this process only: the server listens on loopback, and the
     // requests are still signed and checked exactly as against Pinpoint.
     let key = format!(

@@ -329,6 +329,7 @@ pub async fn round<P: Pinpoint>(
                         cancel: cx.cancel.clone(),
                         events: cx.events.clone(),
                         fence: Some(fence),
+                        in_flight: Default::default(),
                     };
                     let again = &again;
                     async move { apply::apply(p, again, &opts).await }

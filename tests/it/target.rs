@@ -523,6 +523,69 @@ async fn a_saved_plan_applies_without_a_prompt_and_is_refused_once_stale() {
     );
 }
 
+/// What a newcomer types first is answered with what works: the prompt-skipping flags of
+/// other tools point at `--auto-approve`, `sql --segment` names a close match, a missing
+/// folder is named without a line and column, and a new local database is said to be new
+/// (its folder kept out of Git).
+#[test]
+fn a_newcomers_first_mistakes_are_answered_with_what_works() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in ["--yes", "-auto-approve"] {
+        let (code, _, stderr) = util::run_cli(dir.path(), &["apply", flag]);
+        assert_eq!(code, 1);
+        assert!(
+            stderr.contains(&format!(
+                "tip: to apply without a prompt, pass --auto-approve (not {flag})"
+            )),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = util::run_cli(dir.path(), &["validate", "no-such-folder"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.starts_with("no-such-folder: no such folder or manifest file"),
+        "{stderr}"
+    );
+    std::fs::write(
+        dir.path().join("shop.yaml"),
+        application("shop", "Shop") + &segment_of("shop", "north-america"),
+    )
+    .unwrap();
+    let (code, _, stderr) = util::run_cli(
+        dir.path(),
+        &[
+            "sql",
+            ".",
+            "--dialect",
+            "duckdb",
+            "--segment",
+            "north-amerika",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--segment north-amerika: no segment of that name in the manifests (did you mean north-america?)"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = util::run_cli(dir.path(), &["plan", "."]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(
+            "does not exist yet: the embedded server starts a new, empty database there."
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(".segmentctl/.gitignore"))
+            .unwrap()
+            .lines()
+            .last(),
+        Some("*")
+    );
+    let (_, _, stderr) = util::run_cli(dir.path(), &["plan", "."]);
+    assert!(!stderr.contains("does not exist yet"), "{stderr}");
+}
+
 #[test]
 fn usage_errors_exit_1_and_help_exits_0() {
     let dir = tempfile::tempdir().unwrap();
@@ -660,6 +723,13 @@ async fn an_interrupted_apply_says_how_far_it_got_and_a_rerun_finishes() {
         .parse()
         .unwrap();
     assert!(done < 120, "{line}");
+    // The interrupt is acknowledged at once, before the steps in flight finish.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Interrupt received: finishing ")
+            && stderr.contains(" in flight, starting none (interrupt again to stop at once)."),
+        "{stderr}"
+    );
     assert_eq!(
         live_segments(&t, &app).await.len(),
         done,
