@@ -137,11 +137,18 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), generated from these commands.
+    /// Print the manual pages (roff), generated from these commands: segmentctl(1) and one
+    /// page per command, segmentctl-plan(1) and so on, which segmentctl(1) names.
     #[command(
-        after_help = "Examples:\n  segmentctl man > /usr/local/share/man/man1/segmentctl.1 && man segmentctl"
+        after_help = "Examples:\n  segmentctl man --out /usr/local/share/man/man1 && man segmentctl-plan\n  segmentctl man plan | man -l -"
     )]
-    Man,
+    Man {
+        /// One command's page (`plan` for segmentctl-plan(1)); without it, every page.
+        command: Option<String>,
+        /// Write each page to its own file in DIR (segmentctl.1, segmentctl-plan.1, …).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -659,6 +666,59 @@ fn approve_tip(e: &clap::Error) -> Option<String> {
     ))
 }
 
+/// `man`: the pages, `(file name, roff)`: segmentctl.1, then segmentctl-COMMAND.1 for each
+/// command (the pages segmentctl(1) lists); one of them with `command`; written to `out`.
+fn man_pages(command: Option<&str>, out: Option<&std::path::Path>) -> anyhow::Result<u8> {
+    // Built, so that clap's own `help` command, which segmentctl(1) lists, has its page too.
+    let mut root = Cli::command();
+    root.build();
+    let mut pages: Vec<(String, clap::Command)> = vec![("segmentctl".into(), root.clone())];
+    for sub in root.get_subcommands() {
+        let name = format!("segmentctl-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().name(name)));
+    }
+    if let Some(c) = command {
+        let wanted = format!("segmentctl-{c}");
+        let names: Vec<String> = pages
+            .iter()
+            .skip(1)
+            .map(|(n, _)| n["segmentctl-".len()..].to_string())
+            .collect();
+        let Some(page) = pages.iter().position(|(n, _)| *n == wanted) else {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            let hint = crate::model::closest(c, &refs)
+                .map(|m| format!(" (did you mean {m}?)"))
+                .unwrap_or_default();
+            anyhow::bail!(
+                "no manual page for {}{hint}; the commands are {}",
+                crate::text::safe(c),
+                names.join(", ")
+            );
+        };
+        pages = vec![pages.swap_remove(page)];
+    }
+    let mut all = Vec::new();
+    for (name, cmd) in pages {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd).render(&mut buf)?;
+        match out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                let path = dir.join(format!("{name}.1"));
+                std::fs::write(&path, &buf)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                crate::text::out(&format!("{}\n", path.display()));
+            }
+            None => all.extend(buf),
+        }
+    }
+    if out.is_none() {
+        crate::text::out(&String::from_utf8_lossy(&all));
+    }
+    Ok(0)
+}
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     // Usage errors exit 1: 2 and 3 mean "changes present" and "blocked" (clap would use 2).
@@ -842,17 +902,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             crate::text::out(&String::from_utf8_lossy(&buf));
             Ok(0)
         }
-        Command::Man => {
-            let mut buf = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
-            for sub in Cli::command().get_subcommands() {
-                // Each command's own section, with its flags.
-                let sub = sub.clone().name(format!("segmentctl-{}", sub.get_name()));
-                clap_mangen::Man::new(sub).render(&mut buf)?;
-            }
-            crate::text::out(&String::from_utf8_lossy(&buf));
-            Ok(0)
-        }
+        Command::Man { command, out } => man_pages(command.as_deref(), out.as_deref()),
         Command::Schema => {
             crate::text::out(&format!(
                 "{}\n",

@@ -211,6 +211,26 @@ fn completions_and_the_man_page_are_generated_from_the_cli() {
         man.contains("SEGMENTCTL_LOG"),
         "the environment is documented"
     );
+    // Every page segmentctl(1) names exists: `man --out DIR` writes each to its file, and
+    // `man COMMAND` prints one.
+    let pages = tempfile::tempdir().unwrap();
+    let (code, _, _) = run(here, &["man", "--out", pages.path().to_str().unwrap()]);
+    assert_eq!(code, 0);
+    let main = std::fs::read_to_string(pages.path().join("segmentctl.1")).unwrap();
+    let named: Vec<&str> = main
+        .lines()
+        .filter(|l| l.starts_with("segmentctl\\-") && l.ends_with("(1)"))
+        .collect();
+    assert!(named.len() >= 10, "{main}");
+    for line in named {
+        let page = line.trim_end_matches("(1)").replace("\\-", "-");
+        let text = std::fs::read_to_string(pages.path().join(format!("{page}.1")))
+            .unwrap_or_else(|_| panic!("segmentctl(1) names {page}(1), which is not written"));
+        assert!(text.contains(&format!(".TH {page} 1")), "{page}");
+    }
+    let (code, plan, _) = run(here, &["man", "plan"]);
+    assert_eq!(code, 0);
+    assert!(plan.contains(".TH segmentctl-plan 1") && !plan.contains(".TH segmentctl-apply"));
 }
 
 /// Each command's --help has examples and documents every --format value it accepts; a
