@@ -351,6 +351,14 @@ pub struct RunArgs {
     /// Where /livez, /readyz, /metrics and / (status) are served.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
+    /// Admin connections served at once; more wait in the backlog (probes and a scraper
+    /// need a few).
+    #[arg(long, default_value_t = crate::daemon::ADMIN_MAX_CONNECTIONS, value_parser = connections)]
+    pub admin_max_connections: usize,
+    /// How long an admin connection may take to send a request's headers (idle keep-alive
+    /// waits included) before it is closed, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub admin_header_timeout: Duration,
     /// apply: correct drift; observe: only report it.
     #[arg(long, value_enum, default_value_t = crate::daemon::Mode::Apply)]
     pub mode: crate::daemon::Mode,
@@ -541,6 +549,15 @@ async fn serve_migrate(from: PathBuf, to: DataSource) -> anyhow::Result<u8> {
             bad.join(", ")
         ));
         Ok(crate::commands::exit::ERROR)
+    }
+}
+
+fn connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a number of connections, 1 or more, found {s:?}"
+        )),
     }
 }
 
@@ -766,6 +783,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: a.interval,
                 stuck_after: a.stuck_after,
                 admin_listen: a.admin_listen,
+                admin_max_connections: a.admin_max_connections,
+                admin_header_timeout: a.admin_header_timeout,
                 mode: a.mode,
                 shard,
             };
