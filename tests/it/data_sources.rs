@@ -1,6 +1,7 @@
 //! What `--data` and `serve migrate` accept, as the binary reads them: libpq's keyword
 //! strings and schemes in any case are PostgreSQL, a value that could be either is
-//! refused, a password is never printed, and a wrong one is said to be wrong.
+//! refused, a password is never printed, a wrong one is said to be wrong, and `serve
+//! migrate --from` reads only a segmentctl data file.
 
 use std::path::Path;
 use std::process::Command;
@@ -164,4 +165,67 @@ fn a_wrong_postgres_password_is_reported_as_such() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(!format!("{out}{err}").contains("s3cret"), "{out}{err}");
+}
+
+/// `serve migrate --from` reads only a segmentctl data file: another program's SQLite
+/// file, a file that is not SQLite, and one whose copied table is a view (which could
+/// compute forever) are refused by name before the target is touched.
+#[test]
+fn serve_migrate_reads_only_a_segmentctl_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other.db");
+    rusqlite::Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'hello')")
+        .unwrap();
+    let text = dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "not a database at all, but long enough to be read as a header ".repeat(20),
+    )
+    .unwrap();
+    // A segmentctl file whose `segments` is replaced by a view that never ends.
+    let viewed = dir.path().join("viewed.db");
+    drop(segmentctl::server::store::Store::open(&viewed, "us-east-1", "000000000000").unwrap());
+    rusqlite::Connection::open(&viewed)
+        .unwrap()
+        .execute_batch(
+            "DROP TABLE segments; CREATE VIEW segments AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) \
+             SELECT i AS seq, 'a' AS app_id, 'b' AS id, 1 AS version, '' AS created, '{}' AS tags FROM n",
+        )
+        .unwrap();
+    let target = pg::database();
+    let mut errors = String::new();
+    for from in [&other, &text, &viewed] {
+        let (code, out, err) = segmentctl(
+            dir.path(),
+            &[
+                "serve",
+                "migrate",
+                "--from",
+                &from.display().to_string(),
+                "--to",
+                &target,
+            ],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(out.is_empty(), "nothing copied: {out}");
+        errors.push_str(
+            &err.replace(&dir.path().display().to_string(), "DIR")
+                .replace(&target[target.rfind('/').unwrap()..], "/DB")
+                .replace(
+                    target.split(':').nth(2).unwrap().split('/').next().unwrap(),
+                    "PORT",
+                ),
+        );
+    }
+    insta::assert_snapshot!("refused_migration_sources", errors);
+    assert_eq!(
+        pg::query_i64(
+            Path::new(&target),
+            "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'schema_migrations'"
+        ),
+        0,
+        "the target was not touched"
+    );
 }

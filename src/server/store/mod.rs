@@ -208,7 +208,8 @@ impl std::fmt::Debug for DataSource {
 
 enum Backend {
     Sqlite {
-        writer: Mutex<rusqlite::Connection>,
+        // Boxed: a connection with hooks (the migration source's time limit) is large.
+        writer: Box<Mutex<rusqlite::Connection>>,
         readers: Vec<Mutex<rusqlite::Connection>>,
         next_reader: AtomicUsize,
     },
@@ -381,7 +382,7 @@ impl Store {
                     .map(|_| open(path, false).map(Mutex::new))
                     .collect::<Result<_, _>>()?;
                 Backend::Sqlite {
-                    writer: Mutex::new(writer),
+                    writer: Box::new(Mutex::new(writer)),
                     readers,
                     next_reader: AtomicUsize::new(0),
                 }
