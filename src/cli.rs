@@ -374,6 +374,14 @@ pub struct RunArgs {
     /// Where /livez, /readyz, /metrics and / (status) are served.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin_listen: SocketAddr,
+    /// Admin connections served at once; more wait in the backlog (probes and a scraper
+    /// need a few).
+    #[arg(long, default_value_t = crate::daemon::ADMIN_MAX_CONNECTIONS, value_parser = connections)]
+    pub admin_max_connections: usize,
+    /// How long an admin connection may take to send a request's headers (idle keep-alive
+    /// waits included) before it is closed, e.g. 10s.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub admin_header_timeout: Duration,
     /// apply: correct drift; observe: only report it.
     #[arg(long, value_enum, default_value_t = crate::daemon::Mode::Apply)]
     pub mode: crate::daemon::Mode,
@@ -429,16 +437,18 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4566")]
     pub listen: SocketAddr,
-    /// Where the data lives: a SQLite file (PATH or sqlite:PATH, created if missing), or a
-    /// PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB, shared by any number of
-    /// replicas). Read from SEGMENTCTL_DATA when not given, which keeps a password out of
-    /// the process list.
+    /// Where the data lives: a SQLite file (PATH, ./PATH or sqlite:PATH, created if
+    /// missing), or a PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB, or libpq's
+    /// keywords `host=… dbname=… user=… password=…`; shared by any number of replicas). A
+    /// value holding `=` is read as keywords: a file of such a name is ./NAME. Read from
+    /// SEGMENTCTL_DATA when not given, which keeps a password out of the process list.
     #[arg(
         long,
         env = "SEGMENTCTL_DATA",
         hide_env_values = true,
         default_value = "./pinpoint.db",
-        value_name = "PATH|postgres://…"
+        value_name = "PATH|postgres://…",
+        value_parser = DataSourceParser
     )]
     pub data: DataSource,
     /// Connections to PostgreSQL this server opens at most; a request waits up to 5 s for
@@ -518,15 +528,48 @@ pub enum ServeAction {
         /// The SQLite data file to copy from (read only).
         #[arg(long, value_name = "PATH")]
         from: PathBuf,
-        /// The PostgreSQL database to copy into (postgres://…); migrated first.
+        /// The PostgreSQL database to copy into (postgres://… or libpq's host=… dbname=…);
+        /// migrated first.
         #[arg(
             long,
             value_name = "postgres://…",
             env = "SEGMENTCTL_MIGRATE_TO",
-            hide_env_values = true
+            hide_env_values = true,
+            value_parser = DataSourceParser
         )]
         to: DataSource,
     },
+}
+
+/// `--data` and `--to`, read by [`DataSource::parse`]. A refusal never repeats the value,
+/// which may hold a password (clap's own message for a bad value would).
+#[derive(Clone)]
+struct DataSourceParser;
+
+impl clap::builder::TypedValueParser for DataSourceParser {
+    type Value = DataSource;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<DataSource, clap::Error> {
+        let flag = arg
+            .and_then(|a| a.get_long())
+            .map_or_else(|| "the database".to_string(), |l| format!("--{l}"));
+        let refuse = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{flag}: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("not UTF-8 text".into()))?;
+        DataSource::parse(text).map_err(refuse)
+    }
 }
 
 /// `serve migrate`: the copy, a line per table, and exit 1 unless every table agrees.
@@ -569,6 +612,15 @@ async fn serve_migrate(from: PathBuf, to: DataSource) -> anyhow::Result<u8> {
             bad.join(", ")
         ));
         Ok(crate::commands::exit::ERROR)
+    }
+}
+
+fn connections(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a number of connections, 1 or more, found {s:?}"
+        )),
     }
 }
 
@@ -871,6 +923,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
                 interval: a.interval,
                 stuck_after: a.stuck_after,
                 admin_listen: a.admin_listen,
+                admin_max_connections: a.admin_max_connections,
+                admin_header_timeout: a.admin_header_timeout,
                 mode: a.mode,
                 shard,
             };

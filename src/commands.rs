@@ -116,6 +116,17 @@ fn target_info(cfg: &Config, dir: &Path, observed: &crate::live::Observed) -> Ta
     info
 }
 
+/// Says so when the embedded target's database does not exist yet (a mistyped
+/// `--target local:PATH` would otherwise plan against an empty target without a word).
+fn note_new_local(cfg: &Config, dir: &Path) {
+    if let Some(path) = cfg.local_path(dir).filter(|p| !p.exists()) {
+        err(&format!(
+            "note: {} does not exist yet: the embedded server starts a new, empty database there.\n",
+            crate::text::safe(&path.display().to_string())
+        ));
+    }
+}
+
 /// Reads the folder, observes the target and plans; `writes`: the connection will apply
 /// (an embedded server then runs jobs and holds its database's lock).
 pub async fn make_plan(
@@ -140,6 +151,7 @@ pub async fn make_plan(
     if matches!(settings.target, crate::config::Target::Local { .. }) {
         load(inputs)?;
     }
+    note_new_local(&settings, dir);
     let conn = target::connect_for(&settings, dir, writes).await?;
     let planned = match pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything).await
     {
@@ -668,6 +680,7 @@ pub async fn apply_saved(
             crate::text::safe(&here.owner)
         );
     }
+    note_new_local(&cfg, &dir);
     let conn = target::connect(&cfg, &dir).await?;
     a.show_plan(&p);
     if p.is_empty() {
@@ -745,6 +758,7 @@ fn slug(name: &str, id: &str, taken: &mut std::collections::BTreeSet<String>) ->
 pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Result<u8> {
     use crate::manifest::{Kind, Manifest, Metadata, API_VERSION};
     let cfg = settings(inputs)?;
+    note_new_local(&cfg, &inputs.dir);
     let conn = target::connect(&cfg, &inputs.dir).await?;
     let info = TargetInfo::of(&cfg, &inputs.dir);
     err(&format!("{}\n", info.line()));

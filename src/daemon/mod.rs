@@ -98,6 +98,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Admin connections served at once, by default: the kubelet's probes and a scraper need a
+/// few; a flood waits in the kernel's backlog instead of taking the controller's descriptors.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub dir: PathBuf,
@@ -107,6 +111,10 @@ pub struct DaemonConfig {
     /// `/livez` fails once a round has run this long.
     pub stuck_after: Duration,
     pub admin_listen: SocketAddr,
+    /// Admin connections served at once (more wait in the kernel's backlog).
+    pub admin_max_connections: usize,
+    /// An admin connection that takes longer to send a request's headers is closed.
+    pub admin_header_timeout: Duration,
     pub mode: Mode,
     pub shard: Option<Shard>,
 }
@@ -366,11 +374,15 @@ pub async fn start_with(cfg: DaemonConfig, conn: Connection) -> anyhow::Result<R
         }
     };
     let router = admin_router(shared.clone());
-    let admin_task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(admin_stop)
-            .await
-    });
+    // The API server's listener: a client that never finishes its headers, or a flood of
+    // them, cannot hold the descriptors the controller needs to read its folder.
+    let admin_task = tokio::spawn(crate::server::serve_connections(
+        listener,
+        router,
+        cfg.admin_max_connections,
+        cfg.admin_header_timeout,
+        admin_stop,
+    ));
     tracing::info!(admin = %admin, target = %info.place(), owner = %crate::text::safe(&info.owner), config = %info.from(), mode = ?cfg.mode, "segmentctl run started");
     shared
         .status

@@ -101,11 +101,19 @@ impl Dialect {
         }
     }
 
+    /// `s` as a string literal the engine reads back as `s`.
+    ///
+    /// - Spark reads `\` in a literal as an escape (its default; the query needs
+    ///   `spark.sql.parser.escapedStringLiterals` off): `\` and `'` are both escaped.
+    /// - DuckDB reads `\` in a literal as itself: only `'` is doubled.
+    /// - PostgreSQL reads `'…'` by `standard_conforming_strings`, which a database, role or
+    ///   session may turn off (a value ending in `\` would then swallow the closing quote):
+    ///   an escape string `E'…'`, with `\` and `'` escaped, reads the same under either.
     fn string(self, s: &str) -> String {
         match self {
-            // Spark reads backslash escapes in literals.
             Dialect::Spark => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
-            Dialect::DuckDb | Dialect::Postgres => format!("'{}'", s.replace('\'', "''")),
+            Dialect::DuckDb => format!("'{}'", s.replace('\'', "''")),
+            Dialect::Postgres => format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
         }
     }
 

@@ -952,13 +952,9 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
         state.jobs.claim(only_server, !only_server);
     }
     let app = router(state.clone());
-    let listener = BoundedListener {
-        inner: listener,
-        permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_connections.max(1))),
-    };
-    let header_timeout = cfg.header_timeout;
+    let (max_connections, header_timeout) = (cfg.max_connections, cfg.header_timeout);
     let task = tokio::spawn(async move {
-        serve_connections(listener, app, header_timeout, async {
+        serve_connections(listener, app, max_connections, header_timeout, async {
             let _ = rx.await;
         })
         .await;
@@ -973,19 +969,30 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
     })
 }
 
-/// Accepts connections until `shutdown`, serving each over HTTP/1.1 with the header timeout;
-/// then lets the requests in flight finish (at most the body timeout) and returns.
+/// Serves `app` on `listener` until `shutdown`: the API's listener, and the controller's
+/// admin endpoints'.
+///
+/// Guarantees: at most `max_connections` connections are open at once (more wait in the
+/// kernel's backlog, holding no descriptor of ours); a connection that takes longer than
+/// `header_timeout` to send a request's headers (the wait for the next request on a
+/// kept-alive connection included) is closed. After `shutdown`, the requests in flight
+/// finish (at most the body timeout) and it returns.
 ///
 /// HTTP/2 is not offered: no SDK needs it, and its streams would multiply what one
 /// connection may hold. A client that opens with the HTTP/2 preface gets its connection
 /// closed.
-async fn serve_connections(
-    mut listener: BoundedListener,
+pub async fn serve_connections(
+    listener: TcpListener,
     app: Router,
+    max_connections: usize,
     header_timeout: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     use axum::serve::Listener as _;
+    let mut listener = BoundedListener {
+        inner: listener,
+        permits: Arc::new(tokio::sync::Semaphore::new(max_connections.max(1))),
+    };
     use hyper_util::rt::{TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);

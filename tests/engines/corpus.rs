@@ -1,4 +1,4 @@
-//! The equality corpus: 33 segments covering every dimension family, groups, nested bases
+//! The equality corpus: 37 segments covering every dimension family, groups, nested bases
 //! and an imported segment, and endpoint records generated to hit every edge the rules name
 //! (missing, null, empty lists, bad dates, time zones, GPS edges, duplicate user ids, names
 //! and values with quotes, backslashes, dots and unicode).
@@ -21,6 +21,22 @@ pub const QUOTED: &str = "it's \"quoted\"";
 pub const BACKSLASH: &str = "back\\slash";
 pub const DOTTED: &str = "a.b";
 pub const UNICODE: &str = "ünï-cødé ✓";
+/// An attribute name that ends a literal early if quoted naively: a quote, then a
+/// backslash at its end.
+pub const HOSTILE_NAME: &str = "name'\\";
+/// Values that break a literal whose quoting is wrong for the engine or its settings: a
+/// backslash at the end (it swallows the closing quote where `\` escapes), an injection,
+/// a backslash before a quote, doubled quotes, newlines, a tab, unicode.
+pub const HOSTILE: &[&str] = &[
+    "ends\\",
+    "'; DROP TABLE endpoints; --",
+    "\\'",
+    "''",
+    "\\\\",
+    "two\nlines\r\n",
+    "tab\there",
+    "ünï'cødé\\✓",
+];
 
 /// (name, spec as YAML flow) of every segment; an imported one is added by [`write`].
 pub fn segments() -> Vec<(&'static str, String)> {
@@ -41,6 +57,11 @@ pub fn segments() -> Vec<(&'static str, String)> {
         ("quoted-names", format!(
             "Dimensions: {{Attributes: {{{}: {{Values: [{}, {}]}}, {}: {{AttributeType: EXCLUSIVE, Values: [{}]}}}}}}",
             q(QUOTED), q("O'Brien"), q("say \"hi\""), q(BACKSLASH), q("C:\\path")
+        )),
+        ("hostile-literals", format!(
+            "Dimensions: {{Attributes: {{{}: {{Values: [{}]}}, {}: {{AttributeType: CONTAINS, Values: [{}, {}]}}}}}}",
+            q(BACKSLASH), HOSTILE.iter().map(|v| q(v)).collect::<Vec<_>>().join(", "),
+            q(HOSTILE_NAME), q("\\"), q("'")
         )),
         ("dotted-unicode", format!(
             "Dimensions: {{Attributes: {{{}: {{Values: [x]}}, {}: {{AttributeType: CONTAINS, Values: [{}]}}}}}}",
@@ -79,6 +100,7 @@ pub const MEMBERS_OF: &[&str] = &[
     "signed-march-1",
     "near-seattle",
     "quoted-names",
+    "hostile-literals",
     "nested",
     "vip-in-us",
     "active-week",
@@ -289,7 +311,15 @@ pub fn record(rng: &mut fastrand::Rng, i: usize) -> Value {
             (
                 BACKSLASH,
                 sometimes(rng, |rng| {
-                    strings(rng, &["C:\\path", "C:/path", "C:\\\\path"], 1)
+                    let mut pool = vec!["C:\\path", "C:/path", "C:\\\\path"];
+                    pool.extend_from_slice(HOSTILE);
+                    strings(rng, &pool, 1)
+                }),
+            ),
+            (
+                HOSTILE_NAME,
+                sometimes(rng, |rng| {
+                    strings(rng, &["\\", "'", "plain", "x\\'y", "ends\\"], 2)
                 }),
             ),
             (

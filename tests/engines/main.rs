@@ -173,14 +173,15 @@ fn duckdb_counts_and_lists_what_the_evaluator_does() {
     assert_equal("DuckDB", &c.native, &answers);
 }
 
-#[test]
-fn postgres_counts_and_lists_what_the_evaluator_does() {
-    let c = case("postgres", &[]);
+/// Loads the corpus into a fresh PostgreSQL database and runs its queries there in one
+/// session, after `setup`: by the extended protocol (one statement each), or as psql
+/// sends a script (the simple protocol, where `;` may start another statement).
+fn postgres_answers(c: &Case, setup: &'static str, as_script: bool) -> (Answers, i64) {
     let schema = corpus::sql(c.dir.path(), &["--dialect", "postgres", "--schema"]);
     let dsn = pg::database();
     let records: PathBuf = c.dir.path().join("endpoints.jsonl");
     let queries = c.queries.clone();
-    let answers = pg::off_runtime(move || {
+    pg::off_runtime(move || {
         let mut db = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect");
         db.batch_execute(&schema).expect("the --schema DDL runs");
         // Loaded as the README says: no COPY escapes, one record per line.
@@ -189,31 +190,102 @@ fn postgres_counts_and_lists_what_the_evaluator_does() {
             .unwrap();
         std::io::Write::write_all(&mut w, &std::fs::read(&records).unwrap()).unwrap();
         w.finish().unwrap();
+        db.batch_execute(setup).expect("the session's setup");
         let mut answers = Answers::new();
         for (name, sql) in &queries {
-            let rows = db
-                .query(sql.as_str(), &[])
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-            let columns: Vec<String> = rows
-                .first()
-                .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
-                .unwrap_or_default();
-            let rows = rows
-                .iter()
-                .map(|r| {
-                    (0..r.len())
-                        .map(|i| match r.try_get::<_, i64>(i) {
-                            Ok(n) => json!(n),
-                            Err(_) => json!(r.get::<_, String>(i)),
-                        })
-                        .collect()
+            let answer = if as_script {
+                simple_rows(&mut db, sql).unwrap_or_else(|e| {
+                    let why = e
+                        .as_db_error()
+                        .map_or(e.to_string(), |d| d.message().into());
+                    panic!("{name}: {why}")
                 })
-                .collect();
-            answers.insert(name.clone(), (columns, rows));
+            } else {
+                let rows = db
+                    .query(sql.as_str(), &[])
+                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let columns: Vec<String> = rows
+                    .first()
+                    .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
+                    .unwrap_or_default();
+                let rows = rows
+                    .iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| match r.try_get::<_, i64>(i) {
+                                Ok(n) => json!(n),
+                                Err(_) => json!(r.get::<_, String>(i)),
+                            })
+                            .collect()
+                    })
+                    .collect();
+                (columns, rows)
+            };
+            answers.insert(name.clone(), answer);
         }
-        answers
-    });
+        // What is left of the records after the queries ran (an error if the table went).
+        let left: i64 = db
+            .query_one("SELECT count(*) FROM endpoints", &[])
+            .expect("the endpoints table is still there")
+            .get(0);
+        (answers, left)
+    })
+}
+
+/// A script's rows as psql would get them: text, by the simple protocol; the last
+/// statement's rows (the script is one query).
+fn simple_rows(
+    db: &mut postgres::Client,
+    sql: &str,
+) -> Result<(Vec<String>, Vec<Vec<Value>>), postgres::Error> {
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for m in db.simple_query(sql)? {
+        match m {
+            postgres::SimpleQueryMessage::RowDescription(cols) => {
+                columns = cols.iter().map(|c| c.name().to_string()).collect();
+                rows.clear();
+            }
+            postgres::SimpleQueryMessage::Row(r) => {
+                rows.push((0..r.len()).map(|i| json!(r.get(i))).collect());
+            }
+            _ => {}
+        }
+    }
+    Ok((columns, rows))
+}
+
+#[test]
+fn postgres_counts_and_lists_what_the_evaluator_does() {
+    let c = case("postgres", &[]);
+    let (answers, left) = postgres_answers(&c, "SELECT 1", false);
     assert_equal("PostgreSQL", &c.native, &answers);
+    assert_eq!(left as u64, c.native.records);
+}
+
+/// Where `standard_conforming_strings` is off (a database, role or session setting), a
+/// backslash in `'…'` escapes: a value ending in one would swallow its closing quote, and
+/// `'; DROP TABLE endpoints; --` would become SQL. The corpus's hostile literals, run as
+/// psql runs a script in such a session, still read as written: every count and member
+/// list is the evaluator's, and the endpoints table is still there, whole.
+#[test]
+fn postgres_literals_read_as_written_with_standard_conforming_strings_off() {
+    let c = case("postgres", &[]);
+    assert!(
+        c.native.counts["hostile-literals"] > 0,
+        "the hostile segment has members"
+    );
+    let (answers, left) = postgres_answers(
+        &c,
+        "SET standard_conforming_strings = off; SET escape_string_warning = off",
+        true,
+    );
+    assert_equal(
+        "PostgreSQL (standard_conforming_strings off)",
+        &c.native,
+        &answers,
+    );
+    assert_eq!(left as u64, c.native.records, "no record was touched");
 }
 
 #[test]

@@ -42,6 +42,8 @@ fn config(dir: &Path, mode: Mode, prune: bool) -> DaemonConfig {
         interval: Duration::from_millis(300),
         stuck_after: Duration::from_secs(900),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_max_connections: daemon::ADMIN_MAX_CONNECTIONS,
+        admin_header_timeout: Duration::from_secs(10),
         mode,
         shard: None,
     }
@@ -647,4 +649,141 @@ async fn one_failing_application_does_not_keep_the_controller_unready() {
         .unwrap_or_else(|| panic!("the failing application is in the status: {st:?}"));
     assert!(broken.last_error.is_some(), "{broken:?}");
     d.stop().await.unwrap();
+}
+
+/// The admin connections `pid` holds open on `port` (its sockets whose local port is it,
+/// the listening one left out), from `/proc`.
+fn admin_connections(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    l.strip_prefix("socket:[")
+                        .and_then(|s| s.strip_suffix(']'))
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            // State 0A is LISTEN.
+            local_port == Some(port) && f[3] != "0A" && inodes.contains(f[9])
+        })
+        .count()
+}
+
+/// A flood of requests that never finish their headers cannot hold the controller's admin
+/// port (nor its descriptors, which it needs to read its folder): the admin endpoints are
+/// served by the API server's listener, which serves at most `--admin-max-connections` at
+/// once (the rest wait in the kernel's backlog, holding nothing of the process) and closes
+/// a connection whose headers take longer than `--admin-header-timeout`. Every one of the
+/// flood is closed unanswered, the process never holds more than the cap, and `/livez`
+/// answers once they are gone.
+#[test]
+fn half_sent_admin_requests_are_closed_and_never_held_beyond_the_cap() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    const CAP: usize = 4;
+    const FLOOD: usize = 24;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("app.yaml"),
+        "apiVersion: segmentctl/v1\nkind: Application\nmetadata: {name: shop}\nspec: {Name: Shop}\n",
+    )
+    .unwrap();
+    /// Stops the controller however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGKILL) };
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args([
+            "run",
+            ".",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--interval",
+            "1h",
+        ])
+        .args(["--admin-max-connections", &CAP.to_string()])
+        .args(["--admin-header-timeout", "1s", "--log-format", "json"])
+        .current_dir(tmp.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let _stop = Stop(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let admin = loop {
+        let line = lines.next().expect("a startup log line").unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+        if let Some(a) = v["fields"]["admin"].as_str() {
+            break a.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let port: u16 = admin.rsplit(':').next().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(&admin, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut flood: Vec<Option<std::net::TcpStream>> = (0..FLOOD)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&admin).unwrap();
+            s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n").unwrap();
+            s.set_nonblocking(true).unwrap();
+            Some(s)
+        })
+        .collect();
+    let (mut most_held, mut open) = (0, FLOOD);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while open > 0 {
+        let held = admin_connections(pid, port);
+        assert!(
+            held <= CAP,
+            "the controller holds {held} admin connections at once; the cap is {CAP}"
+        );
+        most_held = most_held.max(held);
+        for slot in flood.iter_mut() {
+            let Some(s) = slot else { continue };
+            let mut buf = [0u8; 256];
+            match s.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Ok(0) | Err(_) => {
+                    *slot = None;
+                    open -= 1;
+                }
+                Ok(n) => panic!(
+                    "a half-sent request was answered: {}",
+                    String::from_utf8_lossy(&buf[..n])
+                ),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} of {FLOOD} half-sent connections still open after 60 s (header timeout 1 s)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(most_held >= 1, "the flood was seen being served");
+    let live = http_get(&admin, "/livez").unwrap_or_default();
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
 }

@@ -170,6 +170,8 @@ async fn three_hundred_segments_converge_under_the_daemon_with_the_same_faults()
         interval: Duration::from_millis(500),
         stuck_after: Duration::from_secs(900),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_max_connections: daemon::ADMIN_MAX_CONNECTIONS,
+        admin_header_timeout: Duration::from_secs(10),
         mode: Mode::Apply,
         shard: None,
     };

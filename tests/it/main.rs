@@ -11,6 +11,7 @@ mod auth;
 mod cli;
 mod compat_boto3;
 mod daemon;
+mod data_sources;
 mod estimate;
 mod faults;
 mod fuzz_corpus;

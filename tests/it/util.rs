@@ -69,6 +69,7 @@ pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
 /// the suite runs with `SEGMENTCTL_TEST_BACKEND=postgres`.
 pub fn data_source(dir: &Path) -> segmentctl::server::store::DataSource {
     segmentctl::server::store::DataSource::parse(&crate::pg::data_for(dir).display().to_string())
+        .expect("a database the tests made")
 }
 
 pub async fn create_app(client: &Client, name: &str) -> String {

@@ -7,8 +7,15 @@
 //! checksum is the sum of a SHA-256 per row (independent of order, hence of collation). An
 //! unfinished import's staged rows are not copied: the job runs again from its start on the
 //! new database, as after any stop.
+//!
+//! The source is checked before any of it is read: a SQLite file whose `schema_migrations`
+//! says it is a segmentctl database at this build's schema, every table it copies a table
+//! (not a view, which could compute forever); each read of it has a time limit.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -195,10 +202,12 @@ fn row_hash(vals: &[Val]) -> u128 {
     u128::from_le_bytes(d[..16].try_into().unwrap_or([0; 16]))
 }
 
-/// Walks a table in key order, a page at a time: `f` gets each page's rows.
+/// Walks a table in key order, a page at a time: `f` gets each page's rows. `before` is
+/// called before each statement (to restart a time limit).
 fn walk(
     c: &Connection,
     t: &Table,
+    before: &dyn Fn(),
     mut f: impl FnMut(&[Vec<Val>]) -> Result<(), DbError>,
 ) -> Result<(), DbError> {
     let cols: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
@@ -230,6 +239,7 @@ fn walk(
                 .collect(),
         };
         let refs: Vec<&dyn Param> = bound.iter().map(|b| b as &dyn Param).collect();
+        before();
         let out = c.run(&sql, &refs)?;
         let rows: Vec<Vec<Val>> = out.rows.iter().map(|r| r.values().to_vec()).collect();
         if rows.is_empty() {
@@ -243,9 +253,9 @@ fn walk(
     }
 }
 
-fn count_and_sum(c: &Connection, t: &Table) -> Result<(u64, u128), DbError> {
+fn count_and_sum(c: &Connection, t: &Table, before: &dyn Fn()) -> Result<(u64, u128), DbError> {
     let (mut n, mut sum) = (0u64, 0u128);
-    walk(c, t, |rows| {
+    walk(c, t, before, |rows| {
         for r in rows {
             n += 1;
             sum = sum.wrapping_add(row_hash(r));
@@ -269,8 +279,135 @@ fn run_in_tx(
         })
 }
 
+/// How long one read of the source may take (a page of [`BATCH`] rows, by key).
+pub const SOURCE_STATEMENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// A time limit per statement on a SQLite connection: a statement still running
+/// `limit` after the last [`StatementLimit::restart`] is interrupted by SQLite (its
+/// progress handler), and fails with `SQLITE_INTERRUPT`.
+pub struct StatementLimit {
+    base: Instant,
+    /// Milliseconds after `base` at which the running statement is stopped.
+    deadline: Arc<AtomicU64>,
+    limit: Duration,
+}
+
+impl StatementLimit {
+    pub fn install(conn: &rusqlite::Connection, limit: Duration) -> Result<Self, DbError> {
+        let base = Instant::now();
+        let deadline = Arc::new(AtomicU64::new(u64::MAX));
+        let seen = deadline.clone();
+        conn.progress_handler(
+            1000,
+            Some(move || base.elapsed().as_millis() as u64 > seen.load(Ordering::Relaxed)),
+        )?;
+        let limit = Self {
+            base,
+            deadline,
+            limit,
+        };
+        limit.restart();
+        Ok(limit)
+    }
+
+    /// Gives the next statement the whole limit.
+    pub fn restart(&self) {
+        let at = (self.base.elapsed() + self.limit).as_millis() as u64;
+        self.deadline.store(at, Ordering::Relaxed);
+    }
+}
+
+/// Opens `from` read-only, with a time limit per statement, once it is known to be a
+/// segmentctl data file this build can copy.
+///
+/// Errors: not a file, not SQLite, no `schema_migrations` (another program's database), a
+/// schema of another version, a copied table that is missing or is not a table; each
+/// naming the file and what to do.
+pub fn open_source(
+    from: &Path,
+    limit: Duration,
+) -> Result<(rusqlite::Connection, StatementLimit), DbError> {
+    let name = from.display();
+    let refuse = |why: String| DbError::Schema(format!("--from {name}: {why}"));
+    if !from.is_file() {
+        return Err(refuse("no such SQLite file".into()));
+    }
+    let source = rusqlite::Connection::open_with_flags(
+        from,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    source.busy_timeout(Duration::from_secs(10))?;
+    let limit = StatementLimit::install(&source, limit)?;
+    let kinds: Vec<(String, String)> = source
+        .prepare("SELECT name, type FROM sqlite_master")
+        .and_then(|mut st| {
+            st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => {
+                refuse("not a SQLite database: expected a segmentctl data file".into())
+            }
+            _ => DbError::Sqlite(e),
+        })?;
+    let kind = |table: &str| {
+        kinds
+            .iter()
+            .find(|(n, _)| n == table)
+            .map(|(_, k)| k.as_str())
+    };
+    match kind("schema_migrations") {
+        Some("table") => {}
+        _ => {
+            return Err(refuse(
+                "not a segmentctl data file (it has no schema_migrations table): give the file a segmentctl server wrote (its --data)".into(),
+            ))
+        }
+    }
+    for t in TABLES {
+        match kind(t.name) {
+            Some("table") => {}
+            None => {
+                return Err(refuse(format!(
+                    "not a segmentctl data file (it has no {} table)",
+                    t.name
+                )))
+            }
+            Some(other) => {
+                return Err(refuse(format!(
+                    "not a segmentctl data file ({} is a {other}, not a table)",
+                    t.name
+                )))
+            }
+        }
+    }
+    limit.restart();
+    let version: i64 = source.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    let latest = super::migrations::MIGRATIONS
+        .last()
+        .map_or(0, |m| m.version);
+    if version != latest {
+        let fix = if version < latest {
+            format!("bring it up to date first: segmentctl serve --migrate-only --data {name}")
+        } else {
+            "copy it with the segmentctl that wrote it, or a newer one".to_string()
+        };
+        return Err(refuse(format!(
+            "its schema is at version {version}, this segmentctl's at {latest}: {fix}"
+        )));
+    }
+    Ok((source, limit))
+}
+
 /// Copies every table of the SQLite file `from` into the PostgreSQL database `to`, then
 /// checks them. `progress` hears each table's report as it is done.
+///
+/// The source is checked by [`open_source`] before anything is read or the target is
+/// touched; a read of it taking longer than [`SOURCE_STATEMENT_LIMIT`] fails the copy.
 pub fn copy(
     from: &Path,
     to: &DataSource,
@@ -278,20 +415,10 @@ pub fn copy(
 ) -> Result<Vec<TableReport>, DbError> {
     if !matches!(to, DataSource::Postgres(_)) {
         return Err(DbError::Schema(format!(
-            "--to {to}: expected a PostgreSQL database (postgres://…)"
+            "--to {to}: expected a PostgreSQL database (postgres://… or libpq's host=… dbname=…)"
         )));
     }
-    if !from.is_file() {
-        return Err(DbError::Schema(format!(
-            "--from {}: no such SQLite file",
-            from.display()
-        )));
-    }
-    let source = rusqlite::Connection::open_with_flags(
-        from,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    source.busy_timeout(std::time::Duration::from_secs(10))?;
+    let (source, limit) = open_source(from, SOURCE_STATEMENT_LIMIT)?;
     let src = super::sql::Lite {
         conn: &source,
         writing: false,
@@ -303,7 +430,9 @@ pub fn copy(
         let cols: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
         let keys = t.key.join(", ");
         let mut copied = 0u64;
-        walk(src, t, |rows| {
+        let before = || limit.restart();
+        let slow = |e: DbError| source_too_slow(e, from, t.name);
+        walk(src, t, &before, |rows| {
             let width = t.columns.len();
             let values: Vec<String> = (0..rows.len())
                 .map(|r| {
@@ -326,7 +455,8 @@ pub fn copy(
             let n = run_in_tx(&target, &sql, &refs)?;
             copied += n.affected;
             Ok(())
-        })?;
+        })
+        .map_err(slow)?;
         if cols.contains(&"seq") {
             // New rows get positions after the copied ones.
             let sql = format!(
@@ -335,9 +465,9 @@ pub fn copy(
             );
             run_in_tx(&target, &sql, &[])?;
         }
-        let (source_rows, source_sum) = count_and_sum(src, t)?;
+        let (source_rows, source_sum) = count_and_sum(src, t, &before).map_err(slow)?;
         let (target_rows, target_sum) = target
-            .read(|c| count_and_sum(c, t).map_err(Into::into))
+            .read(|c| count_and_sum(c, t, &|| {}).map_err(Into::into))
             .map_err(|e| DbError::Unavailable(e.message))?;
         let report = TableReport {
             table: t.name,
@@ -350,4 +480,49 @@ pub fn copy(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// A source read stopped by its time limit, said as such.
+fn source_too_slow(e: DbError, from: &Path, table: &str) -> DbError {
+    match &e {
+        DbError::Sqlite(s)
+            if s.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) =>
+        {
+            DbError::Schema(format!(
+                "--from {}: reading {table} took longer than {}s a page, and was stopped: is the file damaged, or not one a segmentctl server wrote?",
+                from.display(),
+                SOURCE_STATEMENT_LIMIT.as_secs()
+            ))
+        }
+        _ => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement that would never end is stopped at the limit, with SQLite's interrupt.
+    #[test]
+    fn a_source_statement_past_its_time_limit_is_interrupted() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let _limit = StatementLimit::install(&conn, Duration::from_millis(50)).unwrap();
+        let endless = conn.query_row(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT COUNT(*) FROM n",
+            [],
+            |r| r.get::<_, i64>(0),
+        );
+        let e = endless.expect_err("an endless statement is stopped");
+        assert_eq!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::OperationInterrupted),
+            "{e}"
+        );
+        let e = source_too_slow(DbError::Sqlite(e), Path::new("old.db"), "segments");
+        assert!(
+            e.to_string()
+                .starts_with("--from old.db: reading segments took longer than 60s a page"),
+            "{e}"
+        );
+    }
 }

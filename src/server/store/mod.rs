@@ -80,22 +80,77 @@ pub enum Resource {
     Journey(String, String),
 }
 
-/// Where the server keeps its data: `--data PATH`, `sqlite:PATH`, or `postgres://…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the server keeps its data: a SQLite file (`PATH`, `sqlite:PATH`) or a PostgreSQL
+/// database (`postgres://…` or `postgresql://…`, the scheme in any case, or libpq's
+/// `key=value …` keywords). See [`DataSource::parse`].
+///
+/// Its `Debug` and `Display` never show a password: `postgres://host:port/db`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DataSource {
     Sqlite(PathBuf),
+    /// A DSN `postgres::Config` reads (a URL with its scheme in lowercase, or keywords).
     Postgres(String),
 }
 
+/// The forms `--data` and `--to` take, for errors.
+pub const DATA_FORMS: &str = "a SQLite file (PATH, ./PATH or sqlite:PATH) or a PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB, or libpq's keywords such as host=HOST dbname=DB user=USER password=…)";
+
 impl DataSource {
-    pub fn parse(text: &str) -> Self {
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            DataSource::Postgres(text.to_string())
-        } else {
-            let path = text.strip_prefix("sqlite:").unwrap_or(text);
-            let path = path.strip_prefix("//").unwrap_or(path);
-            DataSource::Sqlite(PathBuf::from(path))
+    /// Reads `--data`'s text as libpq and SQLite would, refusing what could be either.
+    ///
+    /// - `sqlite:PATH` (or `sqlite://PATH`) is a SQLite file; so is a value starting with
+    ///   `/`, `./` or `../`.
+    /// - `postgres://` or `postgresql://`, in any case, is a PostgreSQL URL; any other
+    ///   `scheme:` is refused (it is not a file name anyone means).
+    /// - A value holding `=` is libpq's keyword form (`host=… dbname=…`), as libpq reads
+    ///   it: it must parse as one, else it is refused (a file of that name is `./NAME`).
+    /// - Anything else is a SQLite file.
+    ///
+    /// Errors: what was wrong and the forms accepted, never the value (it may hold a
+    /// password).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.trim().is_empty() {
+            return Err(format!("no database given: expected {DATA_FORMS}"));
         }
+        if let Some(scheme) = scheme(text) {
+            if scheme.eq_ignore_ascii_case("sqlite") {
+                let path = &text[scheme.len() + 1..];
+                let path = path.strip_prefix("//").unwrap_or(path);
+                if path.is_empty() {
+                    return Err("sqlite: names no file: write sqlite:PATH".into());
+                }
+                return Ok(DataSource::Sqlite(PathBuf::from(path)));
+            }
+            let postgres = scheme.eq_ignore_ascii_case("postgres")
+                || scheme.eq_ignore_ascii_case("postgresql");
+            let rest = &text[scheme.len() + 1..];
+            if !postgres || !rest.starts_with("//") {
+                // The scheme is shown only when it is one (a `user:password@…` is not).
+                let what = if rest.starts_with("//") {
+                    format!("{scheme}://…")
+                } else {
+                    "NAME:… (other than sqlite:PATH)".to_string()
+                };
+                return Err(format!(
+                    "{what} is not a database segmentctl can use: expected {DATA_FORMS}"
+                ));
+            }
+            // postgres::Config reads the scheme in lowercase only.
+            let dsn = format!("{}:{rest}", scheme.to_ascii_lowercase());
+            check_postgres(&dsn).map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+            return Ok(DataSource::Postgres(dsn));
+        }
+        let explicit_path =
+            text.starts_with('/') || text.starts_with("./") || text.starts_with("../");
+        if !explicit_path && text.contains('=') {
+            check_postgres(text).map_err(|e| {
+                format!(
+                    "a value holding = is read as libpq's key=value keywords, and this is not a valid one ({e}); for a SQLite file of that name, write ./NAME or sqlite:NAME"
+                )
+            })?;
+            return Ok(DataSource::Postgres(text.to_string()));
+        }
+        Ok(DataSource::Sqlite(PathBuf::from(text)))
     }
 
     /// The data's place for messages: the file, or `postgres://host:port/db` (no password).
@@ -104,16 +159,35 @@ impl DataSource {
             DataSource::Sqlite(p) => p.display().to_string(),
             DataSource::Postgres(dsn) => match dsn.parse::<postgres::Config>() {
                 Ok(c) => format!("postgres://{}", pg::describe(&c)),
-                Err(_) => "postgres://(unparsable URL)".into(),
+                Err(_) => "postgres://(unparsable connection string)".into(),
             },
         }
     }
 }
 
+/// The `scheme` of a value that starts `scheme:` (RFC 3986's letters, two or more, so a
+/// drive letter is not one).
+fn scheme(text: &str) -> Option<&str> {
+    let (head, _) = text.split_once(':')?;
+    let mut chars = head.chars();
+    let first = chars.next()?;
+    (head.len() >= 2
+        && first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(head)
+}
+
+/// Whether `postgres::Config` reads `dsn`; its error (which names an option, never a value).
+fn check_postgres(dsn: &str) -> Result<(), String> {
+    dsn.parse::<postgres::Config>()
+        .map(|_| ())
+        .map_err(|e| sql::pg_text(&e))
+}
+
 impl std::str::FromStr for DataSource {
-    type Err = std::convert::Infallible;
+    type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self::parse(s))
+        Self::parse(s)
     }
 }
 
@@ -123,9 +197,19 @@ impl std::fmt::Display for DataSource {
     }
 }
 
+impl std::fmt::Debug for DataSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DataSource::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            DataSource::Postgres(_) => f.debug_tuple("Postgres").field(&self.describe()).finish(),
+        }
+    }
+}
+
 enum Backend {
     Sqlite {
-        writer: Mutex<rusqlite::Connection>,
+        // Boxed: a connection with hooks (the migration source's time limit) is large.
+        writer: Box<Mutex<rusqlite::Connection>>,
         readers: Vec<Mutex<rusqlite::Connection>>,
         next_reader: AtomicUsize,
     },
@@ -305,7 +389,7 @@ impl Store {
                     .map(|_| open(path, false).map(Mutex::new))
                     .collect::<Result<_, _>>()?;
                 Backend::Sqlite {
-                    writer: Mutex::new(writer),
+                    writer: Box::new(Mutex::new(writer)),
                     readers,
                     next_reader: AtomicUsize::new(0),
                 }
@@ -624,6 +708,45 @@ fn segment_not_found(app: &str, id: &str) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// libpq's keywords and a scheme in any case are PostgreSQL; `sqlite:`, a path or a
+    /// plain name is SQLite; what could be either is refused; no password is ever shown.
+    #[test]
+    fn data_sources_are_read_as_libpq_and_sqlite_would() {
+        let pg = |s: &str| DataSource::Postgres(s.to_string());
+        let file = |s: &str| DataSource::Sqlite(PathBuf::from(s));
+        for (text, want) in [
+            ("pinpoint.db", file("pinpoint.db")),
+            ("/var/lib/x=y.db", file("/var/lib/x=y.db")),
+            ("./x=y.db", file("./x=y.db")),
+            ("sqlite:x=y.db", file("x=y.db")),
+            ("SQLite:///data/p.db", file("/data/p.db")),
+            ("postgres://u:pw@h/db", pg("postgres://u:pw@h/db")),
+            ("POSTGRES://u:pw@h/db", pg("postgres://u:pw@h/db")),
+            ("PostgreSQL://u@h:5433/db", pg("postgresql://u@h:5433/db")),
+            (
+                "host=h password=pw dbname=db",
+                pg("host=h password=pw dbname=db"),
+            ),
+            ("dbname=db", pg("dbname=db")),
+        ] {
+            assert_eq!(DataSource::parse(text).as_ref(), Ok(&want), "{text}");
+        }
+        for text in [
+            "mysql://u:pw@h/db",
+            "postgres:pw@h/db",
+            "host=h password=pw dbname=db nonsense=1",
+            "x=pw.db",
+            "",
+            "sqlite:",
+        ] {
+            let e = DataSource::parse(text).expect_err(text);
+            assert!(!e.contains("pw"), "{text}: {e}");
+        }
+        let kw = DataSource::parse("host=h port=6432 password=pw dbname=seg").unwrap();
+        assert_eq!(kw.to_string(), "postgres://h:6432/seg");
+        assert_eq!(format!("{kw:?}"), "Postgres(\"postgres://h:6432/seg\")");
+    }
 
     #[test]
     fn tokens_round_trip_and_garbage_is_rejected() {

@@ -112,9 +112,12 @@ pub fn describe(config: &postgres::Config) -> String {
 
 impl PgPool {
     pub fn new(dsn: &str, max: usize) -> Result<Self, DbError> {
-        let mut config: postgres::Config = dsn
-            .parse()
-            .map_err(|e| DbError::Unavailable(format!("not a PostgreSQL URL: {e}")))?;
+        let mut config: postgres::Config = dsn.parse().map_err(|e| {
+            DbError::Unavailable(format!(
+                "not a PostgreSQL connection string: {}",
+                super::sql::pg_text(&e)
+            ))
+        })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -135,8 +138,9 @@ impl PgPool {
     fn connect(&self) -> Result<postgres::Client, DbError> {
         self.config.connect(postgres::NoTls).map_err(|e| {
             DbError::Unavailable(format!(
-                "cannot connect to PostgreSQL at {}: {e}",
-                self.target
+                "cannot connect to PostgreSQL at {}: {}",
+                self.target,
+                super::sql::pg_text(&e)
             ))
         })
     }

@@ -29,7 +29,7 @@ pub enum DbError {
     NoRows,
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("{0}")]
+    #[error("{}", pg_text(.0))]
     Postgres(#[from] postgres::Error),
     /// The database cannot be reached (down, restarting, or every connection busy).
     #[error("{0}")]
@@ -68,6 +68,36 @@ impl DbError {
             _ => false,
         }
     }
+}
+
+/// A PostgreSQL error as one line. The server's own error gives its message and SQLSTATE
+/// (a wrong password, or a role refused, said as such: the client's text for either is
+/// only `db error`); the client's gives its chain of causes. Neither holds a password:
+/// PostgreSQL never sends one back, and the client's parse errors name options only.
+pub fn pg_text(e: &postgres::Error) -> String {
+    use postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let what = if *code == SqlState::INVALID_PASSWORD {
+            "wrong password or user: "
+        } else if *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            "not allowed to connect: "
+        } else {
+            ""
+        };
+        let mut text = format!("{what}{} (SQLSTATE {})", db.message(), code.code());
+        if let Some(hint) = db.hint() {
+            text.push_str(&format!("; hint: {hint}"));
+        }
+        return text;
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 impl From<DbError> for ApiError {
