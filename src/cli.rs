@@ -471,8 +471,9 @@ pub struct ServeArgs {
     /// The account id ARNs carry (`arn:aws:mobiletargeting:REGION:ACCOUNT:apps/…`).
     #[arg(long, default_value = "000000000000")]
     pub account_id: String,
-    /// File of `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines that may sign requests.
-    #[arg(long, conflicts_with = "no_auth", required_unless_present_any = ["no_auth", "migrate_only"])]
+    /// File of `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines that may sign requests (this, or
+    /// --no-auth on a loopback address, is needed to serve).
+    #[arg(long, conflicts_with = "no_auth")]
     pub credentials_file: Option<PathBuf>,
     /// Accept unsigned requests (loopback addresses only).
     #[arg(long)]
@@ -645,7 +646,7 @@ impl ServeArgs {
         let auth = match (&self.credentials_file, self.no_auth) {
             (Some(path), false) => Auth::SigV4(Credentials::from_file(path)?),
             (None, true) => Auth::None,
-            _ => bail!("give exactly one of --credentials-file FILE or --no-auth"),
+            _ => bail!("serve needs the keys that may sign requests: --credentials-file FILE (lines of `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]`), or --no-auth on a loopback address"),
         };
         Ok(ServerConfig {
             listen: self.listen,

@@ -1034,8 +1034,25 @@ pub async fn serve(
     cfg: ServerConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let backend = match &cfg.data {
+        store::DataSource::Sqlite(_) => "sqlite",
+        store::DataSource::Postgres(_) => "postgres",
+    };
+    let database = cfg.data.describe();
+    let auth = match &cfg.auth {
+        Auth::SigV4(_) => "sigv4",
+        Auth::None => "none (loopback only)",
+    };
+    let region = cfg.region.clone();
     let server = start(cfg).await?;
-    tracing::info!(address = %server.addr, "serving the Pinpoint Segment API");
+    tracing::info!(
+        address = %server.addr,
+        backend,
+        database = %database,
+        auth,
+        region = %region,
+        "serving the Pinpoint Segment API"
+    );
     shutdown.await;
     tracing::info!("shutting down");
     server.stop().await;

@@ -725,6 +725,24 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
             .all(|l| l.contains(" 0 copied now")),
         "{stdout}"
     );
+    // Into a database another server already wrote to: said in one line, not as a
+    // driver's duplicate-key error.
+    let used = pg::database();
+    let other = util::start_with(|cfg| {
+        cfg.data = DataSource::Postgres(used.clone());
+        cfg.auth = segmentctl::server::Auth::None;
+    })
+    .await;
+    util::create_app(&other.client, "someone else's").await;
+    other.server.stop().await;
+    let (code, stdout, stderr) = migrate(&used);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("already holds other data: its table apps has rows that are not")
+            && stderr.contains("the target must be an empty database, or one this very file was copied into before (a rerun)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("duplicate key"), "{stderr}");
 }
 
 /// A database blip does not strand a job: the batches that meet "database unavailable" are

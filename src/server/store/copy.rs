@@ -266,6 +266,19 @@ fn count_and_sum(c: &Connection, t: &Table, before: &dyn Fn()) -> Result<(u64, u
 }
 
 /// One statement in a write transaction of its own on the target.
+/// A copy that meets a row it cannot place (a unique key taken by a row of other content)
+/// is into a database holding other data: said in one line, not as the driver's error.
+fn other_data(e: DbError, to: &DataSource, from: &Path, table: &str) -> DbError {
+    let unique = matches!(&e, DbError::Postgres(p) if p.as_db_error().is_some_and(|d| d.code().code() == "23505"));
+    if !unique {
+        return e;
+    }
+    DbError::Schema(format!(
+        "{to} already holds other data: its table {table} has rows that are not {}'s; the target must be an empty database, or one this very file was copied into before (a rerun)",
+        from.display()
+    ))
+}
+
 fn run_in_tx(
     target: &Store,
     sql: &str,
@@ -452,7 +465,7 @@ pub fn copy(
                 .flat_map(|r| r.iter().zip(t.columns).map(|(v, (_, ty))| Typed(v, *ty)))
                 .collect();
             let refs: Vec<&dyn Param> = bound.iter().map(|b| b as &dyn Param).collect();
-            let n = run_in_tx(&target, &sql, &refs)?;
+            let n = run_in_tx(&target, &sql, &refs).map_err(|e| other_data(e, to, from, t.name))?;
             copied += n.affected;
             Ok(())
         })

@@ -292,6 +292,9 @@ fn apply_migrations(conn: &Connection) -> Result<Migrated, DbError> {
             "SELECT pg_advisory_xact_lock(?1)::text",
             [migrations::LOCK_KEY],
         )?;
+        // `CREATE TABLE IF NOT EXISTS` on a table that exists is a NOTICE, logged by the
+        // driver at every start: not news, so not said (for this transaction only).
+        conn.batch("SET LOCAL client_min_messages = warning")?;
     }
     conn.batch(migrations::LEDGER)?;
     let current: i64 = conn.query_row(
