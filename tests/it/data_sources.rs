@@ -5,22 +5,45 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use crate::pg;
 
-/// `segmentctl ARGS` in `cwd`: (exit code, stdout, stderr).
+/// `segmentctl ARGS` in `cwd`: (exit code, stdout, stderr). A run past two minutes is
+/// killed and fails the test (a source read that never ends must not hang the suite).
 fn segmentctl(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
         .args(args)
         .current_dir(cwd)
         .env_remove("SEGMENTCTL_DATA")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    }
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("segmentctl {args:?} still running after 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    (status.code().unwrap_or(-1), out, err)
 }
 
 fn files_in(dir: &Path) -> Vec<String> {
