@@ -66,7 +66,7 @@ fn a_missing_folder_is_one_clear_error() {
     assert_eq!(code, 1);
     assert_eq!(
         stderr,
-        "no/such/folder:0:0: no such folder or manifest file\n1 error in 1 file\n"
+        "no/such/folder: no such folder or manifest file\n1 error in 1 file\n"
     );
 }
 
