@@ -592,3 +592,56 @@ async fn import_writes_an_imported_segment_with_its_source_and_the_plan_after_is
         "{out}"
     );
 }
+
+/// Apply's wait for an import job is bounded (`SEGMENTCTL_IMPORT_TIMEOUT`): past it the step
+/// fails, saying the job goes on, and a rerun waits for that same job instead of starting
+/// another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_stops_waiting_for_an_import_at_its_limit_and_a_rerun_waits_for_the_same_job() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("manifests");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("slow").await;
+    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    let rows = 40_000;
+    let mut file = String::with_capacity(rows * 80);
+    for i in 0..rows {
+        file.push_str(&format!(
+            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.join("data/big.json"), file).unwrap();
+    std::fs::write(
+        dir.join("big.yaml"),
+        imported(&app, "big", "Big", "data/big.json", "JSON"),
+    )
+    .unwrap();
+    let (code, out, err) = run_env(
+        &dir,
+        &["apply", ".", "--auto-approve"],
+        &[("SEGMENTCTL_IMPORT_TIMEOUT", "1")],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("the import job did not finish within 1 s (SEGMENTCTL_IMPORT_TIMEOUT); it goes on in the server"),
+        "{out}"
+    );
+    let (code, out, err) = run(&dir, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let jobs = t
+        .client
+        .get_import_jobs()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap()
+        .import_jobs_response
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    assert_eq!(jobs.len(), 1, "the rerun waited for the same job: {jobs:?}");
+    let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
