@@ -814,33 +814,13 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
             debug_assert!(crate::manifest::name_problem(name).is_none());
             if let Some(def) = s.import_definition.as_ref().filter(|_| s.is_import()) {
                 let m = imported_manifest(name, app, s, def, &out_canonical);
-                let path = out_dir.join(format!("{name}.yaml"));
-                let text = format!(
-                    "# Imported from segment {} (version {}), an imported segment: its endpoints come from its source.\n{}",
-                    crate::text::safe(&s.id),
-                    s.version,
-                    crate::manifest::to_yaml(&[m])?
-                );
-                std::fs::write(&path, text)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                write_imported(out_dir, s, &m, ", an imported segment: its endpoints come from its source")?;
                 imported.push((name, s));
                 written += 1;
                 continue;
             }
             let mut spec = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
-            let user_tags: crate::model::Tags = s
-                .tags
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| !plan::is_own_tag(k))
-                .collect();
-            spec.tags = (!user_tags.is_empty()).then_some(user_tags);
-            let protect = s
-                .tags
-                .as_ref()
-                .and_then(|t| t.get(crate::TAG_PROTECT))
-                .is_some_and(|v| v == "true");
+            spec.tags = user_tags(s);
             let m = Manifest {
                 api_version: API_VERSION.into(),
                 kind: Kind::Segment,
@@ -848,21 +828,13 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
                     name: name.clone(),
                     application: Some(app.to_string()),
                     application_ref: None,
-                    protect,
+                    protect: protected(s),
                     adopt: None,
                 },
                 spec,
                 source: None,
             };
-            let path = out_dir.join(format!("{name}.yaml"));
-            let text = format!(
-                "# Imported from segment {} (version {}).\n{}",
-                crate::text::safe(&s.id),
-                s.version,
-                crate::manifest::to_yaml(&[m])?
-            );
-            std::fs::write(&path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_imported(out_dir, s, &m, "")?;
             // Adopt: the ownership tags, and the digest of what is now the manifest.
             let canon = crate::diff::canonical(&s.definition(), &|id| by_id.get(id).cloned());
             let mut tags = plan::ownership_tags(&owner, name);
@@ -888,6 +860,44 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
     result
 }
 
+/// The tags of a live segment that are the user's (not segmentctl's).
+fn user_tags(s: &crate::model::SegmentResponse) -> Option<crate::model::Tags> {
+    let tags: crate::model::Tags = s
+        .tags
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| !plan::is_own_tag(k))
+        .collect();
+    (!tags.is_empty()).then_some(tags)
+}
+
+/// Whether a live segment carries the protection tag.
+fn protected(s: &crate::model::SegmentResponse) -> bool {
+    s.tags
+        .as_ref()
+        .and_then(|t| t.get(crate::TAG_PROTECT))
+        .is_some_and(|v| v == "true")
+}
+
+/// Writes the manifest `import` made of the live segment `s` to `OUT/NAME.yaml`, under a
+/// comment naming where it came from (`what` said after the version).
+fn write_imported(
+    out_dir: &Path,
+    s: &crate::model::SegmentResponse,
+    m: &crate::manifest::Manifest,
+    what: &str,
+) -> anyhow::Result<()> {
+    let path = out_dir.join(format!("{}.yaml", m.metadata.name));
+    let text = format!(
+        "# Imported from segment {} (version {}){what}.\n{}",
+        crate::text::safe(&s.id),
+        s.version,
+        crate::manifest::to_yaml(std::slice::from_ref(m))?
+    );
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// An `ImportedSegment` manifest for a live IMPORT segment: its name and tags, and the
 /// source of its last import (a `file://` source as a path relative to the manifest, when it
 /// lies beside it).
@@ -899,16 +909,9 @@ fn imported_manifest(
     out_dir: &Path,
 ) -> crate::manifest::Manifest {
     use crate::manifest::{ImportFormat, ImportSource, Kind, Manifest, Metadata, API_VERSION};
-    let user_tags: crate::model::Tags = s
-        .tags
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| !plan::is_own_tag(k))
-        .collect();
     let spec = crate::model::WriteSegmentRequest {
         name: s.name.clone(),
-        tags: (!user_tags.is_empty()).then_some(user_tags),
+        tags: user_tags(s),
         ..Default::default()
     };
     let url = match crate::server::objects::parse(&def.s3_url) {
@@ -924,11 +927,7 @@ fn imported_manifest(
             name: name.to_string(),
             application: Some(app.to_string()),
             application_ref: None,
-            protect: s
-                .tags
-                .as_ref()
-                .and_then(|t| t.get(crate::TAG_PROTECT))
-                .is_some_and(|v| v == "true"),
+            protect: protected(s),
             adopt: None,
         },
         spec,

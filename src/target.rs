@@ -144,7 +144,7 @@ async fn connect_local(
         .local_path(dir)
         .unwrap_or_else(|| dir.join(".segmentctl/pinpoint.db"));
     if !path.exists() {
-        tracing::info!(database = %crate::text::safe(&path.display().to_string()), "no database there yet: the embedded server starts a new, empty one");
+        tracing::debug!(database = %crate::text::safe(&path.display().to_string()), "no database there yet: the embedded server starts a new, empty one");
     }
     if path.parent().and_then(Path::file_name) == Some(std::ffi::OsStr::new(".segmentctl")) {
         keep_out_of_git(&path);

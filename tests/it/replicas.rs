@@ -49,6 +49,48 @@ impl Drop for Replica {
     }
 }
 
+/// A file `name` in `dir` of `rows` JSON endpoint records: SMS numbers `+1` `tag` `55` and
+/// the row, ids `tag` `e` and the row (a `tag` per file keeps files apart).
+fn json_endpoints(dir: &std::path::Path, name: &str, tag: &str, rows: usize) -> std::path::PathBuf {
+    let mut file = String::with_capacity(rows * 80);
+    for i in 0..rows {
+        file.push_str(&format!(
+            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1{tag}55{i:07}\",\"Id\":\"{tag}e{i}\"}}\n"
+        ));
+    }
+    let input = dir.join(name);
+    std::fs::write(&input, file).unwrap();
+    input
+}
+
+/// Starts an import of the JSON file `input` into a new segment `segment`; the job's id.
+async fn start_import(
+    client: &Client,
+    app: &str,
+    input: &std::path::Path,
+    segment: &str,
+) -> String {
+    client
+        .create_import_job()
+        .application_id(app)
+        .import_job_request(
+            ImportJobRequest::builder()
+                .s3_url(format!("file://{}", input.display()))
+                .format(Format::Json)
+                .role_arn("r")
+                .define_segment(true)
+                .segment_name(segment)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .import_job_response
+        .unwrap()
+        .id
+        .unwrap()
+}
+
 /// Every version of a segment, by number, with its name.
 async fn versions(client: &Client, app: &str, id: &str) -> BTreeMap<i32, String> {
     let mut out = BTreeMap::new();
@@ -306,38 +348,13 @@ async fn an_import_whose_replica_dies_is_finished_by_another_once() {
     let dsn = pg::database();
     let dir = tempfile::tempdir().unwrap();
     let rows = 60_000;
-    let mut file = String::with_capacity(rows * 120);
-    for i in 0..rows {
-        file.push_str(&format!(
-            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
-        ));
-    }
-    let input = dir.path().join("big.json");
-    std::fs::write(&input, file).unwrap();
+    let input = json_endpoints(dir.path(), "big.json", "", rows);
     let root = dir.path().to_str().unwrap();
     let args = ["--import-root", root, "--job-lease", "2s"];
     let mut a = Replica::start(&dsn, &args);
     let b = Replica::start(&dsn, &args);
     let app = util::create_app(&a.client, "takeover").await;
-    let job = a
-        .client
-        .create_import_job()
-        .application_id(&app)
-        .import_job_request(
-            ImportJobRequest::builder()
-                .s3_url(format!("file://{}", input.display()))
-                .format(Format::Json)
-                .role_arn("r")
-                .define_segment(true)
-                .segment_name("taken-over")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .import_job_response
-        .unwrap();
-    let id = job.id().unwrap().to_string();
+    let id = start_import(&a.client, &app, &input, "taken-over").await;
     let get = |c: Client| {
         let (app, id) = (app.clone(), id.clone());
         async move {
@@ -753,36 +770,11 @@ async fn an_import_completes_when_the_database_stops_for_eight_seconds_mid_impor
     let dsn = cluster.database();
     let dir = tempfile::tempdir().unwrap();
     let rows = 6_000;
-    let mut file = String::with_capacity(rows * 80);
-    for i in 0..rows {
-        file.push_str(&format!(
-            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
-        ));
-    }
-    let input = dir.path().join("blip.json");
-    std::fs::write(&input, file).unwrap();
+    let input = json_endpoints(dir.path(), "blip.json", "", rows);
     let root = dir.path().to_str().unwrap();
     let a = Replica::start(&dsn, &["--import-root", root, "--job-lease", "2s"]);
     let app = util::create_app(&a.client, "blip").await;
-    let job = a
-        .client
-        .create_import_job()
-        .application_id(&app)
-        .import_job_request(
-            ImportJobRequest::builder()
-                .s3_url(format!("file://{}", input.display()))
-                .format(Format::Json)
-                .role_arn("r")
-                .define_segment(true)
-                .segment_name("after-the-blip")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .import_job_response
-        .unwrap();
-    let id = job.id().unwrap().to_string();
+    let id = start_import(&a.client, &app, &input, "after-the-blip").await;
     let get = || {
         let (c, app, id) = (a.client.clone(), app.clone(), id.clone());
         async move {
@@ -864,43 +856,16 @@ async fn a_busy_application_leaves_connections_for_the_others_and_the_server_rea
     let dsn = pg::database();
     let dir = tempfile::tempdir().unwrap();
     let rows = 2_000;
-    let mut inputs = Vec::new();
-    for f in 0..10 {
-        let mut file = String::with_capacity(rows * 80);
-        for i in 0..rows {
-            file.push_str(&format!(
-                "{{\"ChannelType\":\"SMS\",\"Address\":\"+1{f}55{i:07}\",\"Id\":\"f{f}e{i}\"}}\n"
-            ));
-        }
-        let input = dir.path().join(format!("busy-{f}.json"));
-        std::fs::write(&input, file).unwrap();
-        inputs.push(input);
-    }
+    let inputs: Vec<_> = (0..10)
+        .map(|f| json_endpoints(dir.path(), &format!("busy-{f}.json"), &f.to_string(), rows))
+        .collect();
     let root = dir.path().to_str().unwrap();
     let r = Replica::start(&dsn, &["--import-root", root, "--db-pool", "4"]);
     let busy = util::create_app(&r.client, "busy").await;
     let quiet = util::create_app(&r.client, "quiet").await;
     let mut jobs = Vec::new();
     for (f, input) in inputs.iter().enumerate() {
-        let job = r
-            .client
-            .create_import_job()
-            .application_id(&busy)
-            .import_job_request(
-                ImportJobRequest::builder()
-                    .s3_url(format!("file://{}", input.display()))
-                    .format(Format::Json)
-                    .role_arn("r")
-                    .define_segment(true)
-                    .segment_name(format!("busy-{f}"))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .import_job_response
-            .unwrap();
-        jobs.push(job.id().unwrap().to_string());
+        jobs.push(start_import(&r.client, &busy, input, &format!("busy-{f}")).await);
     }
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..12)
