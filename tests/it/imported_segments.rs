@@ -52,6 +52,26 @@ EMAIL,a@example.com,vip-3,US
 FAX,+1,vip-4,US
 ";
 
+/// A server whose `--import-root` is a new folder, an application `name` on it, and a
+/// manifest folder `manifests/` (with `data/`) inside the root, configured for the server.
+async fn with_import_root(
+    name: &str,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    util::TestServer,
+    String,
+) {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("manifests");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app(name).await;
+    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    (root, dir, t, app)
+}
+
 fn gunzip_lines(path: &Path) -> Vec<serde_json::Value> {
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
@@ -546,13 +566,7 @@ fn a_bad_header_is_reported_by_column_number_never_by_its_content() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn import_writes_an_imported_segment_with_its_source_and_the_plan_after_is_empty() {
     use aws_sdk_pinpoint::types::Format;
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("manifests");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let roots = vec![root.path().to_path_buf()];
-    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
-    let app = t.app("adopted").await;
-    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    let (_root, dir, t, app) = with_import_root("adopted").await;
     std::fs::write(dir.join("data/vip.csv"), VIP).unwrap();
     let source = dir.join("data/vip.csv").canonicalize().unwrap();
     let job = crate::imports::import(
@@ -598,13 +612,7 @@ async fn import_writes_an_imported_segment_with_its_source_and_the_plan_after_is
 /// another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_stops_waiting_for_an_import_at_its_limit_and_a_rerun_waits_for_the_same_job() {
-    let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("manifests");
-    std::fs::create_dir_all(dir.join("data")).unwrap();
-    let roots = vec![root.path().to_path_buf()];
-    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
-    let app = t.app("slow").await;
-    std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
+    let (_root, dir, t, app) = with_import_root("slow").await;
     let rows = 40_000;
     let mut file = String::with_capacity(rows * 80);
     for i in 0..rows {

@@ -225,6 +225,29 @@ fn fifty(dir: &Path, name: &str) {
     std::fs::write(dir.join(format!("{name}.yaml")), text).unwrap();
 }
 
+/// Two `apply --auto-approve --wait` started together in `dir`; both must succeed.
+fn two_applies_at_once(dir: &Path, round: usize) {
+    let spawn = || {
+        segmentctl(dir)
+            .args(["apply", "--auto-approve", "--wait"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "round {round}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 async fn managed_in(t: &util::TestServer, app_name: &str) -> (usize, usize) {
     let apps = t.client.get_apps().page_size("1000").send().await.unwrap();
     let mut segments = 0;
@@ -261,25 +284,7 @@ async fn two_appliers_at_once_never_leave_duplicates() {
         assert_eq!(code, 0, "{stderr}");
         fifty(&dir, &format!("r{round}"));
         std::fs::remove_file(dir.join("app.yaml")).unwrap();
-        let spawn = || {
-            segmentctl(&dir)
-                .args(["apply", "--auto-approve", "--wait"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
-        let (a, b) = (spawn(), spawn());
-        for child in [a, b] {
-            let out = child.wait_with_output().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "round {round}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        two_applies_at_once(&dir, round);
         assert_eq!(
             managed_in(&t, &format!("r{round}")).await,
             (1, 50),
@@ -352,25 +357,7 @@ async fn two_appliers_on_a_fresh_target_make_one_application_and_one_copy_of_eac
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("segmentctl.yaml"), endpoint_config(&t, "")).unwrap();
         sixty(&dir, &name);
-        let spawn = || {
-            segmentctl(&dir)
-                .args(["apply", "--auto-approve", "--wait"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
-        let (a, b) = (spawn(), spawn());
-        for child in [a, b] {
-            let out = child.wait_with_output().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "round {round}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        two_applies_at_once(&dir, round);
         assert_eq!(managed_in(&t, &name).await, (1, 60), "round {round}");
         let (code, _, _) = run(&dir, &["plan", "--detailed-exitcode"]);
         assert_eq!(code, 0, "round {round}: the plan after both is empty");
