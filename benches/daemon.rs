@@ -118,7 +118,13 @@ async fn main() {
         "address",
     );
     let endpoint = format!("http://{endpoint}");
-    let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "AKIDBENCH", "bench", 3);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &endpoint,
+        "us-east-1",
+        "AKIDBENCH",
+        "bench",
+        3,
+    );
 
     let manifests = work.path().join("manifests");
     std::fs::create_dir_all(&manifests).unwrap();

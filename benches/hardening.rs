@@ -135,7 +135,7 @@ fn idle(dir: &std::path::Path) {
         .filter_map(|_| std::net::TcpStream::connect(&srv.addr).ok())
         .collect();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = segmentctl::sdk::endpoint_client(
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
         &format!("http://{}", srv.addr),
         "us-east-1",
         KEY,

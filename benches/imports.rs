@@ -82,7 +82,7 @@ fn main() {
     let pid = child.id();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = segmentctl::sdk::endpoint_client(&format!("http://{addr}"), "us-east-1", "AKIDBENCH", "x", 3);
+        let c = segmentctl::targets::pinpoint::convert::endpoint_client(&format!("http://{addr}"), "us-east-1", "AKIDBENCH", "x", 3);
         let app = c
             .create_app()
             .create_application_request(

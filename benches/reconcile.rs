@@ -13,10 +13,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use segmentctl::api::Api;
-use segmentctl::config::RateLimits;
-use segmentctl::pinpoint::SdkPinpoint;
+use segmentctl::manifests::config::RateLimits;
 use segmentctl::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
+use segmentctl::targets::pinpoint::pacing::Api;
+use segmentctl::targets::pinpoint::SdkPinpoint;
 
 // The allocator the segmentctl binary runs with (src/main.rs): measure what users run.
 #[global_allocator]
@@ -94,7 +94,13 @@ async fn start(rate_limits: bool, latency_ms: u64) -> (server::RunningServer, te
 
 fn api(endpoint: &str, limits: RateLimits, concurrency: usize) -> SdkPinpoint {
     SdkPinpoint::new(Api::with_concurrency(
-        segmentctl::sdk::endpoint_client(endpoint, "us-east-1", KEY, SECRET, 1),
+        segmentctl::targets::pinpoint::convert::endpoint_client(
+            endpoint,
+            "us-east-1",
+            KEY,
+            SECRET,
+            1,
+        ),
         limits,
         concurrency,
     ))
@@ -102,16 +108,19 @@ fn api(endpoint: &str, limits: RateLimits, concurrency: usize) -> SdkPinpoint {
 
 async fn plan_once(api: &SdkPinpoint, dir: &Path) -> segmentctl::plan::Plan {
     // As `segmentctl plan` does: the folder parsed while the target is read.
-    let inputs = segmentctl::pipeline::Inputs {
+    let inputs = segmentctl::reconcile::pipeline::Inputs {
         dir: dir.to_path_buf(),
         config: None,
         overrides: Default::default(),
     };
     let t0 = Instant::now();
-    let planned =
-        segmentctl::pipeline::load_and_plan(api, &inputs, &segmentctl::pipeline::everything)
-            .await
-            .unwrap_or_else(|_| panic!("the bench folder plans"));
+    let planned = segmentctl::reconcile::pipeline::load_and_plan(
+        api,
+        &inputs,
+        &segmentctl::reconcile::pipeline::everything,
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the bench folder plans"));
     if std::env::var_os("BENCH_PHASES").is_some() {
         eprintln!("load, observe and plan {:?}", t0.elapsed());
     }
@@ -142,7 +151,7 @@ fn spawn_server(data: &Path, extra: &[&str]) -> (std::process::Child, String) {
 
 async fn bench_plan() {
     const LATENCY: u64 = 20;
-    let concurrency = segmentctl::config::Config::default().concurrency;
+    let concurrency = segmentctl::manifests::config::Config::default().concurrency;
     let data = tempfile::tempdir().unwrap();
     let db = data.path().join("pinpoint.db");
     let (mut srv, endpoint) = spawn_server(&db, &[]);
@@ -178,10 +187,10 @@ async fn bench_plan() {
         std::fs::write(dir.path().join(format!("app{a}.yaml")), text).unwrap();
     }
     let p = plan_once(&fast, dir.path()).await;
-    let r = segmentctl::apply::apply(
+    let r = segmentctl::reconcile::apply::apply(
         &fast,
         &p,
-        &segmentctl::apply::Options {
+        &segmentctl::reconcile::apply::Options {
             concurrency: 32,
             ..Default::default()
         },
@@ -251,7 +260,12 @@ async fn bench_apply() {
     let p = plan_once(&client, dir.path()).await;
     let throttled_before = srv.counters().throttled;
     let start = Instant::now();
-    let r = segmentctl::apply::apply(&client, &p, &segmentctl::apply::Options::default()).await;
+    let r = segmentctl::reconcile::apply::apply(
+        &client,
+        &p,
+        &segmentctl::reconcile::apply::Options::default(),
+    )
+    .await;
     let took = start.elapsed();
     assert_eq!(
         r.done(segmentctl::plan::Action::Create),

@@ -1,88 +1,59 @@
-//! segmentctl: Amazon Pinpoint segments as code.
+//! segmentctl: Amazon Pinpoint segments as code, the Segment API self-hosted, and who a
+//! segment reaches.
+//!
+//! Three products share one model. The folders are the layers; each arrow runs one way
+//! (the table in `architecture`'s test holds it):
 //!
 //! ```text
-//! manifests/*.yaml ─▶ manifest ─▶ desired ─┐   (workspace: the folder and its settings)
-//!                                           ▼
-//! Pinpoint API ─▶ pinpoint ─▶ observe ─▶ live ─▶ diff ─▶ plan ─▶ apply ─▶ pinpoint ─▶ API
-//!                                                          └─▶ report (text / markdown / json)
-//! pipeline = workspace → settings → observe → plan, for the commands and the daemon alike
-//! endpoint records ─▶ endpoints ─▶ evaluate ─▶ estimate, audience (plan --endpoints)
-//! daemon = watch(dir) + resync timer ─▶ reconcile (one round) ─▶ policy (requeue, backoff)
-//! server = axum router ─▶ handlers ─▶ store (SQLite)
+//! model ─▶ manifests ─▶ plan ─▶ report                       (pure, but for manifests' folder I/O)
+//!   │                     ▲
+//!   ├────▶ targets ─▶ reconcile ─▶ daemon                    (the reconciler: observe, apply, run)
+//!   ├────▶ audience ◀─ server                                 (evaluation; the server's import reader)
+//!   └──────────────────────────────────▶ cli                  (on top of everything)
 //! ```
 //!
-//! `model` is the one wire shape of a segment, shared by every stage; `validate` holds the
-//! rules the server and the manifest loader both enforce. `manifest`, `desired`, `live`,
-//! `diff`, `plan` and `report` are pure: data in, data out.
+//! - `model`: the one wire shape of a segment, its rules (`validate`), strict decoding.
+//! - `manifests`: the folder, its settings and manifests, read into the desired state.
+//! - `plan`: the live state, desired × live → diff → plan, with guards and reasons (pure).
+//! - `report`: a plan and an apply as text, markdown, JSON and events (pure).
+//! - `targets`: the API seam: which target, connected how; `targets::pinpoint` is the typed
+//!   Pinpoint interface (SDK client, in-memory, pacing, conversions).
+//! - `reconcile`: observe, apply, leases, and the pipeline for commands and the daemon.
+//! - `daemon`: `run`: watch, rounds, requeue policy, metrics and the admin listener.
+//! - `audience`: the evaluator, endpoint records, imported sources and a plan's impact.
+//! - `server`: `serve`, the Segment API over SQLite or PostgreSQL, with its jobs.
+//! - `cli`: arguments, and one function per command.
 
 // The one wire shape of a segment, and the rules it must satisfy.
 pub mod model;
 
-pub mod validate;
-
-pub mod strict;
-
-// Manifests → desired state (pure, except `folder`, which reads files, and `workspace`).
-pub mod folder;
-
-pub mod config;
-
-pub mod manifest;
-
-pub mod desired;
-
-pub mod workspace;
+// Manifests → desired state.
+pub mod manifests;
 
 // The observed state, desired × observed → diff → plan → reports (pure).
-pub mod live;
-
-pub mod diff;
-
 pub mod plan;
 
 pub mod report;
 
-pub mod text;
-
 // Audiences: segments evaluated over endpoint records, and a plan's audience impact.
-pub mod evaluate;
-
-pub mod endpoints;
-
 pub mod audience;
 
-// The I/O: the typed Pinpoint interface (SDK and in-memory), pacing, SDK conversions,
-// the target, observing, applying, and the pipeline that strings them together.
-pub mod api;
+// The reconciler's I/O: the target seam, observing and applying, the controller.
+pub mod targets;
 
-pub mod sdk;
+pub mod reconcile;
 
-pub mod pinpoint;
-
-pub mod target;
-
-pub mod observe;
-
-pub mod apply;
-
-pub mod pipeline;
-
-pub mod lease;
-
-// The controller, the server, and the command line that wires them.
 pub mod daemon;
 
-pub mod status;
-
+// The server, and the command line that wires everything.
 pub mod server;
-pub mod sources;
 
 pub mod cli;
 
-pub mod commands;
-
-// Small helpers.
+// Small helpers every layer may use.
 pub mod par;
+
+pub mod text;
 
 /// Tag keys with this prefix belong to segmentctl.
 pub const TAG_PREFIX: &str = "segmentctl:";

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use segmentctl::evaluate::{Catalog, Program};
+use segmentctl::audience::evaluate::{Catalog, Program};
 use segmentctl::model::WriteSegmentRequest;
 
 /// Two segments reading every kind of field between them (tests/it/fuzz_corpus.rs replays
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
     let catalog = Catalog::of(&segments);
     let nodes: Vec<_> = segments.keys().map(|n| program.add(0, &catalog, n)).collect();
-    let t = segmentctl::endpoints::tally(data, &program, &nodes).unwrap();
+    let t = segmentctl::audience::records::tally(data, &program, &nodes).unwrap();
     let lines = data
         .split(|b| *b == b'\n')
         .filter(|l| !l.iter().all(u8::is_ascii_whitespace))

@@ -1,7 +1,7 @@
 //! `segmentctl run`: the controller. Watches the folder, re-checks for drift on an interval,
 //! and runs the same pipeline and safety rules as `apply`.
 //!
-//! In the shape of kube-runtime's controller: [`reconcile::round`] does one round (load the
+//! In the shape of kube-runtime's controller: [`round::round`] does one round (load the
 //! folder, keeping the last good manifests and settings when it does not load; observe the
 //! applications this instance owns and that are due; plan; apply) and says what happened to
 //! each application; [`policy`] decides from that when each is tried again and whether the
@@ -10,7 +10,7 @@
 
 pub mod metrics;
 pub mod policy;
-pub mod reconcile;
+pub mod round;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -27,13 +27,13 @@ use axum::Router;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch as signal};
 
-use crate::api::Counters;
-use crate::apply::StepResult;
-use crate::pipeline::{Inputs, Overrides};
-use crate::target::{self, Connection};
+use crate::reconcile::apply::StepResult;
+use crate::reconcile::pipeline::{Inputs, Overrides};
+use crate::targets::pinpoint::pacing::Counters;
+use crate::targets::{self, Connection};
 use metrics::{Metrics, Outcome};
 use policy::Backoffs;
-use reconcile::{Identity, RoundContext, RoundOutcome, RoundState};
+use round::{Identity, RoundContext, RoundOutcome, RoundState};
 
 /// Whether the daemon changes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -141,7 +141,7 @@ pub struct AppStatus {
 pub struct Status {
     pub ready: bool,
     /// Where this controller acts, and as which owner.
-    pub target: Option<crate::live::TargetInfo>,
+    pub target: Option<crate::plan::live::TargetInfo>,
     pub mode: Mode,
     pub suspended: bool,
     pub shard: Option<Shard>,
@@ -333,14 +333,14 @@ impl RunningDaemon {
 /// Starts the daemon: connects, binds the admin server, and runs rounds until stopped.
 pub async fn start(cfg: DaemonConfig) -> anyhow::Result<RunningDaemon> {
     let config = settings_at_start(&cfg)?;
-    let conn = target::connect(&config, &cfg.dir).await?;
+    let conn = targets::connect(&config, &cfg.dir).await?;
     start_with(cfg, conn).await
 }
 
 /// The settings the controller starts with: the configuration (as discovered for the folder,
 /// or `--config`) with the command line's overrides.
-fn settings_at_start(cfg: &DaemonConfig) -> anyhow::Result<crate::config::Config> {
-    let mut config = crate::config::Config::load(&cfg.dir, cfg.config_file.as_deref())
+fn settings_at_start(cfg: &DaemonConfig) -> anyhow::Result<crate::manifests::config::Config> {
+    let mut config = crate::manifests::config::Config::load(&cfg.dir, cfg.config_file.as_deref())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.overrides.apply_to(&mut config);
     if let Some(problem) = config.owner_problem() {
@@ -353,7 +353,7 @@ fn settings_at_start(cfg: &DaemonConfig) -> anyhow::Result<crate::config::Config
 pub async fn start_with(cfg: DaemonConfig, conn: Connection) -> anyhow::Result<RunningDaemon> {
     let settings = settings_at_start(&cfg)?;
     let identity = Identity::of(&settings);
-    let info = crate::live::TargetInfo::of(&settings, &cfg.dir);
+    let info = crate::plan::live::TargetInfo::of(&settings, &cfg.dir);
     let shared = Arc::new(Shared::new(&cfg));
     *shared.api.lock().unwrap_or_else(|p| p.into_inner()) =
         Some(conn.pinpoint.api.counters.clone());
@@ -496,11 +496,11 @@ async fn rounds(
             // the last one, so a long apply is slow, not stuck.
             events: Some({
                 let shared = shared.clone();
-                Arc::new(move |_: &crate::apply::StepReport| shared.progress())
+                Arc::new(move |_: &crate::reconcile::apply::StepReport| shared.progress())
             }),
         };
         shared.round_running(true);
-        let outcome = reconcile::round(&conn.pinpoint, &cx, &mut state).await;
+        let outcome = round::round(&conn.pinpoint, &cx, &mut state).await;
         shared.round_running(false);
         let finished = tokio::time::Instant::now();
         let delays = backoffs.record(&outcome, finished);
@@ -624,7 +624,12 @@ impl Shared {
                 StepResult::Done(d) => {
                     (Some(d.id.as_str()), d.version_before, d.version_after, None)
                 }
-                StepResult::Failed(err) => (None, None, None, Some(crate::apply::error_chain(err))),
+                StepResult::Failed(err) => (
+                    None,
+                    None,
+                    None,
+                    Some(crate::reconcile::apply::error_chain(err)),
+                ),
                 StepResult::Blocked(b) => (
                     None,
                     None,

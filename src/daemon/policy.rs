@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::metrics::Outcome;
-use super::reconcile::RoundOutcome;
+use super::round::RoundOutcome;
 
 /// Exponential backoff with jitter, capped: 1 s, 2 s, 4 s … 5 min, each × [0.5, 1).
 pub fn backoff(attempts: u32) -> Duration {
@@ -123,7 +123,7 @@ pub fn ready_after(was_ready: bool, round: &RoundOutcome) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::reconcile::AppOutcome;
+    use crate::daemon::round::AppOutcome;
 
     fn app(key: &str, result: Outcome) -> AppOutcome {
         AppOutcome {

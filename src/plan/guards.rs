@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 
 use super::{BlockReason, SegmentStep, Settings, Warning};
-use crate::live::{managed_name, AppSnapshot};
 use crate::model::{SegmentResponse, ACTIVE_CAMPAIGN_STATUSES, LIVE_JOURNEY_STATES};
+use crate::plan::live::{managed_name, AppSnapshot};
 use crate::TAG_PROTECT;
 
 /// The ids of the segments `seg` builds on.

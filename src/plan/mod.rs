@@ -12,6 +12,8 @@
 mod guards;
 mod phases;
 pub use phases::import_digest;
+pub mod diff;
+pub mod live;
 pub mod reasons;
 
 use std::collections::BTreeMap;
@@ -21,11 +23,11 @@ use serde_json::Value;
 
 pub use reasons::{BlockReason, DeleteCause, Warning};
 
-use crate::desired::{AppKey, DesiredApp, DesiredState};
-use crate::diff::{self, Change};
-use crate::live::{LiveState, Observed};
+use crate::manifests::desired::{AppKey, DesiredApp, DesiredState};
 use crate::model::{Tags, WriteSegmentRequest};
+use crate::plan::live::{LiveState, Observed};
 use crate::{TAG_MANAGED_BY, TAG_NAME, TAG_PREFIX};
+use diff::Change;
 
 /// The plan file format; bumped on any incompatible change.
 pub const FORMAT_VERSION: u32 = 2;
@@ -352,7 +354,7 @@ pub struct Plan {
     pub owner: String,
     /// The target and owner the plan was made for; a saved plan is applied nowhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub target: Option<crate::live::TargetInfo>,
+    pub target: Option<crate::plan::live::TargetInfo>,
     /// The commit of the manifests, when known (`--revision`, `GITHUB_SHA`, `CI_COMMIT_SHA`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
@@ -507,7 +509,8 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
                     .segments
                     .iter()
                     .filter(|seg| {
-                        crate::live::managed_name(seg.tags.as_ref(), &settings.owner).is_some()
+                        crate::plan::live::managed_name(seg.tags.as_ref(), &settings.owner)
+                            .is_some()
                     })
                     .count(),
                 _ => 0,

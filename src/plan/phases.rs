@@ -8,10 +8,10 @@ use super::{
     guards, ownership_tags, Action, AppPlan, AppStep, Base, BlockReason, DeleteCause, SegmentStep,
     Settings, TagChange, Warning, TAG_DIGEST,
 };
-use crate::desired::{AppKey, DesiredApp, DesiredSegment};
-use crate::diff;
-use crate::live::{claim_order, managed_name, AppSnapshot, LiveState};
+use crate::manifests::desired::{AppKey, DesiredApp, DesiredSegment};
 use crate::model::{SegmentResponse, Tags, WriteSegmentRequest};
+use crate::plan::diff;
+use crate::plan::live::{claim_order, managed_name, AppSnapshot, LiveState};
 use crate::{TAG_MANAGED_BY, TAG_PROTECT};
 
 /// What the phases share about one application.
@@ -306,7 +306,7 @@ fn segment_steps<'a>(
 /// What an imported segment's `segmentctl:digest` tag records of its last import: its
 /// name, source, format, the source's fingerprint and whether endpoints were registered. A
 /// plan imports again when it differs.
-pub fn import_digest(name: Option<&str>, imp: &crate::desired::ImportSpec) -> String {
+pub fn import_digest(name: Option<&str>, imp: &crate::manifests::desired::ImportSpec) -> String {
     use sha2::{Digest, Sha256};
     let etag = imp.etag.as_ref().and_then(|e| e.as_ref().ok());
     let mut h = Sha256::new();
@@ -333,7 +333,7 @@ pub fn import_digest(name: Option<&str>, imp: &crate::desired::ImportSpec) -> St
 fn imported_step(
     cx: &Context<'_>,
     d: &DesiredSegment,
-    imp: &crate::desired::ImportSpec,
+    imp: &crate::manifests::desired::ImportSpec,
     kept: &BTreeMap<&str, &SegmentResponse>,
     out: &mut AppPlan,
 ) {

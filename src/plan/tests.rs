@@ -1,10 +1,10 @@
 //! The planner on hand-made observed states, and the reports people read (snapshots).
 
 use super::*;
-use crate::live::{AppSnapshot, LiveApp, LiveCampaign, LiveJourney, LiveState, Observed};
-use crate::manifest::{load_sources, Source};
+use crate::manifests::manifest::{load_sources, Source};
 use crate::model::SegmentResponse;
 use crate::model::Tags;
+use crate::plan::live::{AppSnapshot, LiveApp, LiveCampaign, LiveJourney, LiveState, Observed};
 
 const APP: &str = "0123456789abcdef0123456789abcdef";
 
@@ -14,7 +14,7 @@ fn desired(text: &str) -> DesiredState {
         bytes: text.as_bytes().to_vec().into(),
     }]);
     assert!(l.errors.is_empty(), "{:?}", l.errors);
-    crate::desired::build(&l.documents).unwrap()
+    crate::manifests::desired::build(&l.documents).unwrap()
 }
 
 fn seg(name: &str, body: &str) -> String {

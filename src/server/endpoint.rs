@@ -229,7 +229,7 @@ impl Endpoint {
             }
         }
         if let Some(d) = &self.effective_date {
-            if crate::validate::parse_instant(d).is_none() {
+            if crate::model::validate::parse_instant(d).is_none() {
                 return Err(bad(
                     &f("EffectiveDate"),
                     format!("not an ISO-8601 instant: {d:?}"),

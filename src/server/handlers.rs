@@ -17,8 +17,8 @@ use super::store::{
     decode_token, Listing, Page, Resource, Store, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE,
 };
 use super::AppState;
+use crate::model::validate::{self, Context};
 use crate::model::{CreateApplicationRequest, TagsModel, WriteSegmentRequest};
-use crate::validate::{self, Context};
 
 type S = State<Arc<AppState>>;
 
@@ -83,7 +83,7 @@ fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
             "the request body is empty; expected a {what} JSON object"
         )));
     }
-    crate::strict::from_slice(bytes).map_err(|e| {
+    crate::model::strict::from_slice(bytes).map_err(|e| {
         if e.path.is_empty() {
             ApiError::bad_request(format!("invalid {what}: {}", e.inner))
         } else {

@@ -129,7 +129,7 @@ fn take_tags(body: &mut Map<String, Value>, key: &str) -> Result<Tags, ApiError>
         Some(v) => {
             let tags: Tags = serde_json::from_value(v)
                 .map_err(|_| ApiError::bad_request("tags: expected a map of strings to strings"))?;
-            if let Some(p) = crate::validate::tags_rules("tags", &tags).first() {
+            if let Some(p) = crate::model::validate::tags_rules("tags", &tags).first() {
                 return Err(ApiError::bad_request(p.to_string()));
             }
             Ok(tags)

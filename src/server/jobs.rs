@@ -8,7 +8,7 @@
 //! jobs over 1 GB are refused, as Pinpoint refuses them.
 //!
 //! Export: the members of a segment (an IMPORT segment's imported endpoints, or the stored
-//! endpoints a DIMENSIONAL segment matches, evaluated by [`crate::evaluate`]), or every
+//! endpoints a DIMENSIONAL segment matches, evaluated by [`crate::audience::evaluate`]), or every
 //! endpoint, written under `S3UrlPrefix` as gzip newline-delimited EndpointResponse objects,
 //! `<JobId>/part-00000.gz` onward.
 //!
@@ -426,7 +426,8 @@ impl Jobs {
                     Some(cols) => csv_row(cols, &parse_csv(&text)),
                 }
             } else {
-                crate::strict::from_slice::<Endpoint>(text.as_bytes()).map_err(|e| e.to_string())
+                crate::model::strict::from_slice::<Endpoint>(text.as_bytes())
+                    .map_err(|e| e.to_string())
             };
             add(job, "TotalProcessed", 1);
             let checked = parsed.and_then(|e| {
@@ -610,7 +611,7 @@ pub fn export_scan(
     limit: PieceLimit,
     mut put: impl FnMut(u64, std::fs::File) -> Result<(), String>,
 ) -> Result<(u64, u64), String> {
-    use crate::evaluate::{Catalog, Members, Program};
+    use crate::audience::evaluate::{Catalog, Members, Program};
     let mut pieces = 0u64;
     let mut written = 0u64;
     let mut in_piece = 0usize;

@@ -428,15 +428,15 @@ pub struct Native {
 }
 
 pub fn native(dir: &Path, members_of: &[&str]) -> Native {
-    use segmentctl::commands::{compile_segments, load, Unreadable};
-    use segmentctl::pipeline::{Inputs, Overrides};
+    use segmentctl::cli::commands::{compile_segments, load, Unreadable};
+    use segmentctl::reconcile::pipeline::{Inputs, Overrides};
     let ws = load(&Inputs {
         dir: dir.join("manifests"),
         config: None,
         overrides: Overrides::default(),
     })
     .expect("the manifests load");
-    let as_of = segmentctl::validate::parse_instant(AS_OF).unwrap();
+    let as_of = segmentctl::model::validate::parse_instant(AS_OF).unwrap();
     let compiled = compile_segments(&ws, as_of, &[], Unreadable::Refuse).expect("compile");
     let program = &compiled.program;
     let mut counts = vec![0u64; compiled.segments.len()];

@@ -128,8 +128,13 @@ async fn a_request_altered_after_signing_is_forbidden() {
 #[tokio::test]
 async fn a_signature_for_another_region_or_service_is_forbidden() {
     let t = util::start().await;
-    let other_region =
-        segmentctl::sdk::endpoint_client(&t.endpoint(), "eu-west-1", util::KEY, util::SECRET, 1);
+    let other_region = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &t.endpoint(),
+        "eu-west-1",
+        util::KEY,
+        util::SECRET,
+        1,
+    );
     let err = other_region
         .get_apps()
         .send()
@@ -220,11 +225,13 @@ fn the_controller_never_prints_a_secret_even_at_trace_level() {
     );
     assert!(!stderr.contains(wrong));
     let live = rt
-        .block_on(segmentctl::pinpoint::Pinpoint::list_segments(
-            &segmentctl::pinpoint::SdkPinpoint::new(segmentctl::api::Api::new(
-                t.client.clone(),
-                Default::default(),
-            )),
+        .block_on(segmentctl::targets::pinpoint::Pinpoint::list_segments(
+            &segmentctl::targets::pinpoint::SdkPinpoint::new(
+                segmentctl::targets::pinpoint::pacing::Api::new(
+                    t.client.clone(),
+                    Default::default(),
+                ),
+            ),
             &app,
         ))
         .unwrap();

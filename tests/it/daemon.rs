@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_sdk_pinpoint::types::WriteCampaignRequest;
-use segmentctl::api::Api;
-use segmentctl::config::RateLimits;
 use segmentctl::daemon::{self, DaemonConfig, Mode, RunningDaemon, Shard};
-use segmentctl::pinpoint::{Pinpoint, SdkPinpoint};
-use segmentctl::pipeline::Overrides;
-use segmentctl::target::Connection;
+use segmentctl::manifests::config::RateLimits;
+use segmentctl::reconcile::pipeline::Overrides;
+use segmentctl::targets::pinpoint::pacing::Api;
+use segmentctl::targets::pinpoint::{Pinpoint, SdkPinpoint};
+use segmentctl::targets::Connection;
 
 use crate::reconcile::{indent, Fixture, OWNER};
 use crate::util::{self, http_get, named};
@@ -341,7 +341,7 @@ async fn two_shards_divide_the_applications_and_together_converge_everything() {
         let segs = fx.api.list_segments(app).await.unwrap();
         assert_eq!(segs.len(), 1, "app {app} converged once");
         assert_eq!(
-            segmentctl::live::managed_name(segs[0].tags.as_ref(), OWNER),
+            segmentctl::plan::live::managed_name(segs[0].tags.as_ref(), OWNER),
             Some("s")
         );
     }

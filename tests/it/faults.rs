@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use segmentctl::api::{Api, RetryPolicy};
-use segmentctl::config::RateLimits;
 use segmentctl::daemon::{self, DaemonConfig, Mode};
-use segmentctl::pinpoint::{Pinpoint, SdkPinpoint};
+use segmentctl::manifests::config::RateLimits;
 use segmentctl::server::FaultConfig;
-use segmentctl::target::Connection;
+use segmentctl::targets::pinpoint::pacing::{Api, RetryPolicy};
+use segmentctl::targets::pinpoint::{Pinpoint, SdkPinpoint};
+use segmentctl::targets::Connection;
 
 use crate::reconcile::{indent, plan_dir, try_plan_dir, OWNER};
 use crate::server_crash::spawn_server;
@@ -90,7 +90,7 @@ async fn assert_invariants(w: &World, api: &SdkPinpoint) {
         let live = api.list_segments(app).await.unwrap();
         let mut names: Vec<&str> = live
             .iter()
-            .filter_map(|s| segmentctl::live::managed_name(s.tags.as_ref(), OWNER))
+            .filter_map(|s| segmentctl::plan::live::managed_name(s.tags.as_ref(), OWNER))
             .collect();
         names.sort();
         let before = names.len();
@@ -139,7 +139,7 @@ async fn three_hundred_segments_converge_by_reruns_under_errors_lost_responses_a
         }
         runs += 1;
         assert!(runs <= 15, "no convergence after 15 applies");
-        segmentctl::apply::apply(&api, &p, &Default::default()).await;
+        segmentctl::reconcile::apply::apply(&api, &p, &Default::default()).await;
     }
     let c = w.t.server.counters();
     eprintln!(
@@ -213,7 +213,13 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
     let data_dir = tempfile::tempdir().unwrap();
     let data = crate::pg::data_for(data_dir.path());
     let (mut child, endpoint) = spawn_server(&data);
-    let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &endpoint,
+        "us-east-1",
+        "k",
+        "s",
+        1,
+    );
     let app = util::create_app(&client, "killed").await;
     let dir = tempfile::tempdir().unwrap();
     for i in 0..150 {
@@ -234,7 +240,7 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
     let p = plan_dir(&api, dir.path(), false).await;
     let applying = tokio::spawn({
         let api = api.clone();
-        async move { segmentctl::apply::apply(&api, &p, &Default::default()).await }
+        async move { segmentctl::reconcile::apply::apply(&api, &p, &Default::default()).await }
     });
     // Kill the server once part of the work is acknowledged.
     loop {
@@ -251,7 +257,7 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
         .steps
         .iter()
         .filter_map(|s| match &s.result {
-            segmentctl::apply::StepResult::Done(d)
+            segmentctl::reconcile::apply::StepResult::Done(d)
                 if s.action == segmentctl::plan::Action::Create =>
             {
                 Some(d.id.clone())
@@ -266,7 +272,13 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
     );
 
     let (mut child, endpoint) = spawn_server(&data);
-    let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &endpoint,
+        "us-east-1",
+        "k",
+        "s",
+        1,
+    );
     let api = SdkPinpoint::new(Api::new(
         client.clone(),
         RateLimits {
@@ -286,7 +298,7 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
         runs += 1;
         assert!(runs <= 3);
         let p = plan_dir(&api, dir.path(), false).await;
-        segmentctl::apply::apply(&api, &p, &Default::default()).await;
+        segmentctl::reconcile::apply::apply(&api, &p, &Default::default()).await;
     }
     let live = api.list_segments(&app).await.unwrap();
     assert_eq!(
@@ -368,7 +380,7 @@ async fn a_controller_killed_between_steps_leaves_work_a_rerun_finishes_without_
         let dir = dir.path().to_path_buf();
         async move {
             let p = plan_dir(&api, &dir, prune).await;
-            let r = segmentctl::apply::apply(&api, &p, &Default::default()).await;
+            let r = segmentctl::reconcile::apply::apply(&api, &p, &Default::default()).await;
             assert_eq!(r.failed(), 0, "{}", r.details(true));
             assert!(plan_dir(&api, &dir, prune).await.is_empty());
         }
@@ -398,7 +410,7 @@ async fn a_controller_killed_between_steps_leaves_work_a_rerun_finishes_without_
     let live = api.list_segments(&app).await.unwrap();
     let mut names: Vec<&str> = live
         .iter()
-        .filter_map(|s| segmentctl::live::managed_name(s.tags.as_ref(), OWNER))
+        .filter_map(|s| segmentctl::plan::live::managed_name(s.tags.as_ref(), OWNER))
         .collect();
     names.sort();
     let expected: Vec<String> = (0..70).map(|i| format!("s{i:03}")).collect();

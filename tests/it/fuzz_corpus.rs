@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::Request;
-use segmentctl::manifest::{load_sources, Source};
+use segmentctl::manifests::manifest::{load_sources, Source};
 use segmentctl::server::{self, Auth, ServerConfig};
 use tower::ServiceExt;
 
@@ -41,7 +41,7 @@ fn every_manifest_loader_input_gives_documents_or_located_errors() {
         for e in &loaded.errors {
             assert!(e.line >= 1 && e.column >= 1, "{name}: unlocated: {e}");
         }
-        if let Err(errors) = segmentctl::desired::build(&loaded.documents) {
+        if let Err(errors) = segmentctl::manifests::desired::build(&loaded.documents) {
             assert!(errors.iter().all(|e| e.line >= 1), "{name}");
         }
     }
@@ -111,7 +111,7 @@ const FUZZ_SEGMENTS: &str = include_str!("../../fuzz/endpoint_segments.json");
 
 #[test]
 fn every_endpoint_records_input_is_counted_line_by_line() {
-    use segmentctl::evaluate::{Catalog, Program};
+    use segmentctl::audience::evaluate::{Catalog, Program};
     let segments: std::collections::BTreeMap<String, segmentctl::model::WriteSegmentRequest> =
         serde_json::from_str(FUZZ_SEGMENTS).unwrap();
     let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
@@ -122,12 +122,12 @@ fn every_endpoint_records_input_is_counted_line_by_line() {
         .collect();
     // The segments are not vacuous: a record can satisfy every criterion.
     let full = br#"{"ChannelType":"SMS","Location":{"Country":"US","Latitude":47.6,"Longitude":-122.3},"Attributes":{"a":["xx"],"d":["2026-05-01T10:00:00+02:00"]},"User":{"UserAttributes":{"u":["v"]}},"Metrics":{"m":2},"EffectiveDate":"1969-12-30T00:00:00Z"}"#;
-    let t = segmentctl::endpoints::tally(&full[..], &program, &nodes).unwrap();
+    let t = segmentctl::audience::records::tally(&full[..], &program, &nodes).unwrap();
     assert_eq!(t.counts, [1, 0], "all, group (NONE of all)");
     let inputs = corpus("endpoint_records");
     assert!(inputs.len() >= 3);
     for (name, data) in inputs {
-        let t = segmentctl::endpoints::tally(&data[..], &program, &nodes).unwrap();
+        let t = segmentctl::audience::records::tally(&data[..], &program, &nodes).unwrap();
         let lines = data
             .split(|b| *b == b'\n')
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))

@@ -660,7 +660,7 @@ fn the_server_logs_each_request_and_failed_authentication_once_a_minute() {
             .await;
             assert_eq!(status, 403);
         }
-        let client = segmentctl::sdk::endpoint_client(
+        let client = segmentctl::targets::pinpoint::convert::endpoint_client(
             &format!("http://{addr}"),
             "us-east-1",
             util::KEY,

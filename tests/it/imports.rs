@@ -969,8 +969,13 @@ async fn an_import_cut_short_by_sigkill_completes_after_restart() {
         )
     };
     let (mut child, endpoint) = spawn();
-    let client =
-        segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", util::KEY, util::SECRET, 3);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &endpoint,
+        "us-east-1",
+        util::KEY,
+        util::SECRET,
+        3,
+    );
     let app = util::create_app(&client, "crash").await;
     let job = client
         .create_import_job()
@@ -1007,8 +1012,13 @@ async fn an_import_cut_short_by_sigkill_completes_after_restart() {
     child.kill().unwrap();
     child.wait().unwrap();
     let (mut child, endpoint) = spawn();
-    let client =
-        segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", util::KEY, util::SECRET, 3);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &endpoint,
+        "us-east-1",
+        util::KEY,
+        util::SECRET,
+        3,
+    );
     let done = import_done(&client, &app, job.id().unwrap()).await;
     assert_eq!(done.job_status(), Some(&JobStatus::Completed), "{done:?}");
     assert_eq!(done.total_processed(), Some(rows as i32));

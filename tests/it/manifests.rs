@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use segmentctl::manifest::{self, Source};
+use segmentctl::manifests::manifest::{self, Source};
 
 /// The errors one file gives on its own, one per line.
 fn errors_of(path: &Path) -> String {
@@ -14,12 +14,12 @@ fn errors_of(path: &Path) -> String {
         ),
         bytes: std::fs::read(path).unwrap().into(),
     };
-    let files = segmentctl::workspace::Files {
+    let files = segmentctl::manifests::workspace::Files {
         config: Ok(Default::default()),
         sources: vec![source],
         errors: Vec::new(),
     };
-    match segmentctl::workspace::check(files) {
+    match segmentctl::manifests::workspace::check(files) {
         Ok(_) => String::new(),
         Err(errors) => errors.iter().map(|e| format!("{e}\n")).collect(),
     }
@@ -28,10 +28,10 @@ fn errors_of(path: &Path) -> String {
 #[test]
 fn every_invalid_example_gives_its_located_error() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/invalid");
-    let files = segmentctl::folder::list(&dir).unwrap();
+    let files = segmentctl::manifests::folder::list(&dir).unwrap();
     assert!(files.len() >= 19, "one manifest per class of mistake");
     for file in files {
-        let segmentctl::folder::Entry::Manifest(file) = file else {
+        let segmentctl::manifests::folder::Entry::Manifest(file) = file else {
             panic!("{file:?} is not read");
         };
         let stem = file.file_stem().unwrap().to_string_lossy().to_string();

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use segmentctl::diff;
-use segmentctl::manifest::{self, Kind, Manifest, Metadata, Source};
+use segmentctl::manifests::manifest::{self, Kind, Manifest, Metadata, Source};
 use segmentctl::model::*;
-use segmentctl::pinpoint::MemoryPinpoint;
+use segmentctl::plan::diff;
 use segmentctl::plan::{self, Action, Settings};
+use segmentctl::targets::pinpoint::MemoryPinpoint;
 
 const APP: &str = "0123456789abcdef0123456789abcdef";
 
@@ -190,13 +190,13 @@ fn manifests(segs: &BTreeMap<String, WriteSegmentRequest>) -> String {
     manifest::to_yaml(&docs).unwrap()
 }
 
-fn desired(text: &str) -> segmentctl::desired::DesiredState {
+fn desired(text: &str) -> segmentctl::manifests::desired::DesiredState {
     let l = manifest::load_sources(&[Source {
         name: "m.yaml".into(),
         bytes: text.as_bytes().to_vec().into(),
     }]);
     assert!(l.errors.is_empty(), "{:?}", l.errors);
-    segmentctl::desired::build(&l.documents).unwrap()
+    segmentctl::manifests::desired::build(&l.documents).unwrap()
 }
 
 /// The target in memory, holding the application the manifests name.
@@ -210,7 +210,7 @@ fn target() -> MemoryPinpoint {
 fn plan_on(p: &MemoryPinpoint, segs: &BTreeMap<String, WriteSegmentRequest>) -> plan::Plan {
     let d = desired(&manifests(segs));
     let everything = |_: &str| true;
-    let scope = segmentctl::observe::Scope {
+    let scope = segmentctl::reconcile::observe::Scope {
         owner: "segmentctl",
         owns: &everything,
     };
@@ -219,18 +219,22 @@ fn plan_on(p: &MemoryPinpoint, segs: &BTreeMap<String, WriteSegmentRequest>) -> 
         .build()
         .unwrap();
     let observed = rt
-        .block_on(segmentctl::observe::observe(p, &d, &scope))
+        .block_on(segmentctl::reconcile::observe::observe(p, &d, &scope))
         .unwrap();
     plan::plan(&d, &observed, &settings())
 }
 
 /// Applies a plan with the real executor.
-fn apply_on(p: &MemoryPinpoint, plan: &plan::Plan) -> segmentctl::apply::Report {
+fn apply_on(p: &MemoryPinpoint, plan: &plan::Plan) -> segmentctl::reconcile::apply::Report {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(segmentctl::apply::apply(p, plan, &Default::default()))
+    rt.block_on(segmentctl::reconcile::apply::apply(
+        p,
+        plan,
+        &Default::default(),
+    ))
 }
 
 fn blocked_names(plan: &plan::Plan) -> Vec<String> {
@@ -348,7 +352,7 @@ proptest! {
     ) {
         let bytes = mutate(manifests(&a).into_bytes(), edits);
         let l = manifest::load_sources(&[Source { name: "m.yaml".into(), bytes: bytes.into() }]);
-        let errors = match segmentctl::desired::build(&l.documents) {
+        let errors = match segmentctl::manifests::desired::build(&l.documents) {
             Ok(_) => l.errors,
             Err(mut e) => { e.extend(l.errors); e }
         };
@@ -363,13 +367,13 @@ proptest! {
         a in state(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 0..12),
     ) {
-        use segmentctl::evaluate::{Catalog, Program};
+        use segmentctl::audience::evaluate::{Catalog, Program};
         let mut program = Program::new(time::OffsetDateTime::UNIX_EPOCH);
         let catalog = Catalog::of(&a);
         let nodes: Vec<_> = a.keys().map(|name| program.add(0, &catalog, name)).collect();
         let line = r#"{"ChannelType":"SMS","Demographic":{"Platform":"iOS","AppVersion":"1.0"},"Location":{"Country":"US","Latitude":47.6,"Longitude":-122.3},"Attributes":{"plan":["gold","x\u00e9"],"signup":["2026-05-01T00:00:00Z"]},"Metrics":{"m":3.5},"User":{"UserAttributes":{"tier":["a"]}},"EffectiveDate":"2026-11-20T00:00:00Z"}"#;
         let bytes = mutate([line, line, line].join("\n").into_bytes(), edits);
-        let t = segmentctl::endpoints::tally(&bytes[..], &program, &nodes).unwrap();
+        let t = segmentctl::audience::records::tally(&bytes[..], &program, &nodes).unwrap();
         let lines = bytes
             .split(|b| *b == b'\n')
             .filter(|l| !l.iter().all(u8::is_ascii_whitespace))

@@ -7,12 +7,12 @@ use aws_sdk_pinpoint::types::{
     JourneyStateRequest, SegmentCondition, StartCondition, State, WriteCampaignRequest,
     WriteJourneyRequest,
 };
-use segmentctl::api::Api;
-use segmentctl::apply::{self, Options};
-use segmentctl::config::RateLimits;
-use segmentctl::pinpoint::{Pinpoint, SdkPinpoint};
+use segmentctl::manifests::config::RateLimits;
 use segmentctl::plan::{Action, Plan};
+use segmentctl::reconcile::apply::{self, Options};
 use segmentctl::server::FaultConfig;
+use segmentctl::targets::pinpoint::pacing::Api;
+use segmentctl::targets::pinpoint::{Pinpoint, SdkPinpoint};
 
 use crate::util::{self, named, TestServer};
 
@@ -92,7 +92,7 @@ impl Fixture {
             .await
             .into_iter()
             .filter_map(|s| {
-                segmentctl::live::managed_name(s.tags.as_ref(), OWNER)
+                segmentctl::plan::live::managed_name(s.tags.as_ref(), OWNER)
                     .map(|n| (n.to_string(), s.clone()))
             })
             .collect()
@@ -115,16 +115,16 @@ pub fn indent(spec: &str) -> String {
 /// A plan, or None when the target or any application in it could not be observed (the
 /// chaos tests poll through the same faults they inject).
 pub async fn try_plan_dir(api: &SdkPinpoint, dir: &Path, prune: bool) -> Option<Plan> {
-    let ws = segmentctl::workspace::load(dir, None).unwrap_or_else(|e| panic!("{e:?}"));
+    let ws = segmentctl::manifests::workspace::load(dir, None).unwrap_or_else(|e| panic!("{e:?}"));
     let everything = |_: &str| true;
-    let scope = segmentctl::observe::Scope {
+    let scope = segmentctl::reconcile::observe::Scope {
         owner: OWNER,
         owns: &everything,
     };
-    let observed = segmentctl::observe::observe(api, &ws.desired, &scope)
+    let observed = segmentctl::reconcile::observe::observe(api, &ws.desired, &scope)
         .await
         .ok()?;
-    let mut settings = segmentctl::pipeline::planner_settings(&ws.config);
+    let mut settings = segmentctl::reconcile::pipeline::planner_settings(&ws.config);
     settings.prune |= prune;
     let p = segmentctl::plan::plan(&ws.desired, &observed, &settings);
     // An application that could not be read has no steps: such a plan is not "no changes".
@@ -132,16 +132,16 @@ pub async fn try_plan_dir(api: &SdkPinpoint, dir: &Path, prune: bool) -> Option<
 }
 
 pub async fn plan_dir(api: &SdkPinpoint, dir: &Path, prune: bool) -> Plan {
-    let ws = segmentctl::workspace::load(dir, None).unwrap_or_else(|e| panic!("{e:?}"));
+    let ws = segmentctl::manifests::workspace::load(dir, None).unwrap_or_else(|e| panic!("{e:?}"));
     let everything = |_: &str| true;
-    let scope = segmentctl::observe::Scope {
+    let scope = segmentctl::reconcile::observe::Scope {
         owner: OWNER,
         owns: &everything,
     };
-    let observed = segmentctl::observe::observe(api, &ws.desired, &scope)
+    let observed = segmentctl::reconcile::observe::observe(api, &ws.desired, &scope)
         .await
         .unwrap();
-    let mut settings = segmentctl::pipeline::planner_settings(&ws.config);
+    let mut settings = segmentctl::reconcile::pipeline::planner_settings(&ws.config);
     settings.prune |= prune;
     let p = segmentctl::plan::plan(&ws.desired, &observed, &settings);
     for a in &p.apps {
@@ -594,12 +594,12 @@ async fn import_all(fx: &Fixture) -> (u8, std::path::PathBuf, Vec<String>) {
             ("AWS_ACCESS_KEY_ID", util::KEY),
             ("AWS_SECRET_ACCESS_KEY", util::SECRET),
         ]);
-        let inputs = segmentctl::pipeline::Inputs {
+        let inputs = segmentctl::reconcile::pipeline::Inputs {
             dir: fx.dir.path().to_path_buf(),
             config: None,
             overrides: Default::default(),
         };
-        segmentctl::commands::import(&inputs, &fx.app, &out)
+        segmentctl::cli::commands::import(&inputs, &fx.app, &out)
             .await
             .unwrap()
     };

@@ -25,7 +25,13 @@ struct Replica {
 impl Replica {
     fn start(dsn: &str, args: &[&str]) -> Self {
         let (child, endpoint) = spawn_server_with(std::path::Path::new(dsn), args);
-        let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
+        let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+            &endpoint,
+            "us-east-1",
+            "k",
+            "s",
+            1,
+        );
         Replica {
             child,
             endpoint,

@@ -15,7 +15,7 @@ fn is_iso_millis(s: &str) -> bool {
         && s.ends_with('Z')
         && s.as_bytes()[10] == b'T'
         && s.as_bytes()[19] == b'.'
-        && segmentctl::validate::parse_instant(s).is_some()
+        && segmentctl::model::validate::parse_instant(s).is_some()
 }
 
 #[tokio::test]

@@ -51,7 +51,13 @@ async fn a_server_killed_under_write_load_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let data = crate::pg::data_for(dir.path());
     let (mut child, endpoint) = spawn_server(&data);
-    let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &endpoint,
+        "us-east-1",
+        "k",
+        "s",
+        1,
+    );
     let app = util::create_app(&client, "crash").await;
 
     let acked: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
@@ -118,7 +124,13 @@ async fn a_server_killed_under_write_load_keeps_every_acknowledged_write() {
     assert_eq!(orphans, 0, "every segment row has its current version");
 
     let (mut child, endpoint) = spawn_server(&data);
-    let client = segmentctl::sdk::endpoint_client(&endpoint, "us-east-1", "k", "s", 1);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &endpoint,
+        "us-east-1",
+        "k",
+        "s",
+        1,
+    );
     for (id, version) in &acked {
         let seg = client
             .get_segment_version()

@@ -31,7 +31,13 @@ impl TestServer {
     }
     /// A client signing with these credentials, without SDK retries.
     pub fn client_with(&self, key: &str, secret: &str) -> Client {
-        segmentctl::sdk::endpoint_client(&self.endpoint(), "us-east-1", key, secret, 1)
+        segmentctl::targets::pinpoint::convert::endpoint_client(
+            &self.endpoint(),
+            "us-east-1",
+            key,
+            secret,
+            1,
+        )
     }
     pub async fn app(&self, name: &str) -> String {
         create_app(&self.client, name).await
@@ -56,7 +62,13 @@ pub async fn start_with(adjust: impl FnOnce(&mut ServerConfig)) -> TestServer {
         segmentctl::server::store::DataSource::Postgres(dsn) => dsn.clone(),
     });
     let server = server::start(cfg).await.expect("server starts");
-    let client = segmentctl::sdk::endpoint_client(&server.endpoint(), "us-east-1", KEY, SECRET, 1);
+    let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+        &server.endpoint(),
+        "us-east-1",
+        KEY,
+        SECRET,
+        1,
+    );
     TestServer {
         server,
         client,

@@ -199,7 +199,7 @@ fn campaign_status(body: &Map<String, Value>) -> String {
         .get("Schedule")
         .and_then(|s| s.get("EndTime"))
         .and_then(Value::as_str)
-        .and_then(crate::validate::parse_instant)
+        .and_then(crate::model::validate::parse_instant)
         .is_some_and(|end| end < OffsetDateTime::now_utc());
     if ended { "COMPLETED" } else { "SCHEDULED" }.into()
 }

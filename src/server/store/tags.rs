@@ -64,7 +64,7 @@ impl Store {
         self.write(|tx| {
             let mut tags = Self::tags_in(tx, resource)?;
             tags.extend(add.clone());
-            let problems = crate::validate::tags_rules("tags", &tags);
+            let problems = crate::model::validate::tags_rules("tags", &tags);
             if let Some(p) = problems.first() {
                 return Err(ApiError::bad_request(p.to_string()));
             }

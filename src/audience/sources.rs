@@ -1,0 +1,331 @@
+//! The sources of imported segments, fingerprinted: what `plan` compares with the
+//! fingerprint recorded at the last import, so a changed file is imported again.
+//!
+//! A local file's fingerprint is its MD5 (what S3 gives as the ETag of an object uploaded in
+//! one part); a folder's, the MD5 of its files' names and fingerprints. An `s3://` source's is
+//! its ETag (HeadObject), or for a prefix, the MD5 of every object's key and ETag. S3 is read
+//! with the standard AWS chain (`AWS_ENDPOINT_URL_S3` for an S3-compatible store,
+//! addressed path-style then).
+
+use std::path::Path;
+
+use md5::{Digest, Md5};
+
+use crate::manifests::desired::DesiredState;
+
+/// Fills in every imported segment's fingerprint (`Err`: why its source cannot be read).
+pub async fn fingerprint(desired: &mut DesiredState) {
+    let mut client: Option<aws_sdk_s3::Client> = None;
+    for app in &mut desired.apps {
+        for seg in &mut app.segments {
+            let Some(imp) = seg.import.as_mut() else {
+                continue;
+            };
+            imp.etag = Some(match &imp.local {
+                Some(path) => {
+                    let path = path.clone();
+                    tokio::task::spawn_blocking(move || local(&path))
+                        .await
+                        .unwrap_or_else(|e| Err(e.to_string()))
+                }
+                None => {
+                    if client.is_none() {
+                        client = Some(s3_client().await);
+                    }
+                    s3(client.as_ref().expect("set above"), &imp.url).await
+                }
+            });
+        }
+    }
+}
+
+/// Whether any segment is imported (and so needs [`fingerprint`]).
+pub fn any(desired: &DesiredState) -> bool {
+    desired
+        .apps
+        .iter()
+        .any(|a| a.segments.iter().any(|s| s.import.is_some()))
+}
+
+fn md5_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut f = crate::manifests::folder::open_regular(path)?;
+    let mut h = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn local(path: &Path) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.is_file() {
+        return md5_file(path).map_err(|e| format!("{}: {e}", path.display()));
+    }
+    let mut files = Vec::new();
+    collect(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
+    files.sort();
+    let mut h = Md5::new();
+    for f in &files {
+        let e = md5_file(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        h.update(
+            f.strip_prefix(path)
+                .unwrap_or(f)
+                .display()
+                .to_string()
+                .as_bytes(),
+        );
+        h.update(e.as_bytes());
+    }
+    Ok(format!("{}-{}", hex::encode(h.finalize()), files.len()))
+}
+
+/// Every regular file under `dir`, iteratively, at most 32 levels deep (as the server).
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    while let Some((d, depth)) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                if depth + 1 > crate::server::objects::MAX_DEPTH {
+                    return Err(std::io::Error::other("folders nest deeper than 32 levels"));
+                }
+                stack.push((e.path(), depth + 1));
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn s3_client() -> aws_sdk_s3::Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(
+            aws_config::meta::region::RegionProviderChain::default_provider()
+                .or_else(aws_config::Region::new("us-east-1")),
+        )
+        .load()
+        .await;
+    let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(custom)
+            .build(),
+    )
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+async fn s3(client: &aws_sdk_s3::Client, url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("s3://").unwrap_or(url);
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if !key.is_empty() && !key.ends_with('/') {
+        match client.head_object().bucket(bucket).key(key).send().await {
+            Ok(h) => return Ok(h.e_tag().unwrap_or_default().trim_matches('"').to_string()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
+            Err(e) => return Err(format!("{url}: {}", chain(&e))),
+        }
+    }
+    let prefix = if key.is_empty() || key.ends_with('/') {
+        key.to_string()
+    } else {
+        format!("{key}/")
+    };
+    let mut h = Md5::new();
+    let mut n = 0;
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {}", chain(&e)))?;
+        for o in page.contents() {
+            h.update(o.key().unwrap_or_default().as_bytes());
+            h.update(o.e_tag().unwrap_or_default().as_bytes());
+            n += 1;
+        }
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    if n == 0 {
+        return Err(format!("{url}: no such object or folder"));
+    }
+    Ok(format!("{}-{n}", hex::encode(h.finalize())))
+}
+
+/// Who an imported segment's local source holds, read as the server reads it (rows it would
+/// refuse left out): for `estimate` and `plan --endpoints`. An `s3://` source is not read
+/// here: the server reads it at apply.
+pub fn members(
+    imp: &crate::manifests::desired::ImportSpec,
+) -> Result<crate::audience::evaluate::Members, String> {
+    use crate::server::endpoint::{derived_id, Endpoint, Origin};
+    use crate::server::jobs::{check_header, csv_row, parse_csv};
+    let Some(path) = &imp.local else {
+        return Err(format!(
+            "{}: an s3:// source is read by the server at apply; give the file locally to count it",
+            imp.url
+        ));
+    };
+    let mut files = Vec::new();
+    if path.is_dir() {
+        collect(path, &mut files).map_err(|e| format!("{}: {e}", path.display()))?;
+        files.sort();
+    } else {
+        files.push(path.clone());
+    }
+    let csv = imp.source.format == crate::manifests::manifest::ImportFormat::Csv;
+    let mut m = crate::audience::evaluate::Members::default();
+    for f in files {
+        let file = crate::manifests::folder::open_regular(&f)
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut header: Option<Vec<String>> = None;
+        let mut pending = String::new();
+        let mut state = crate::server::jobs::CsvState::default();
+        let mut buf = Vec::new();
+        let mut first = true;
+        while let Some(fits) =
+            capped_line(&mut reader, &mut buf).map_err(|e| format!("{}: {e}", f.display()))?
+        {
+            let bytes = if first && buf.starts_with(b"\xef\xbb\xbf") {
+                &buf[3..]
+            } else {
+                &buf[..]
+            };
+            first = false;
+            // As the server: a row too long, or not UTF-8, is a failed row.
+            let line = match (fits, std::str::from_utf8(bytes)) {
+                (true, Ok(l)) => l.trim_end_matches(['\n', '\r']).to_string(),
+                _ => {
+                    pending.clear();
+                    state = Default::default();
+                    continue;
+                }
+            };
+            let row = if csv {
+                if !pending.is_empty() {
+                    pending.push('\n');
+                }
+                pending.push_str(&line);
+                if state.open_after(&line) && pending.len() <= 64 * 1024 {
+                    continue;
+                }
+                state = Default::default();
+                let text = std::mem::take(&mut pending);
+                if text.len() > 64 * 1024 || text.trim().is_empty() {
+                    continue;
+                }
+                let fields = parse_csv(&text);
+                match &header {
+                    None => {
+                        check_header(&fields).map_err(|e| format!("{}: {e}", f.display()))?;
+                        header = Some(fields);
+                        continue;
+                    }
+                    Some(cols) => csv_row(cols, &fields),
+                }
+            } else {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // As the server decodes a row (duplicate keys, out-of-range numbers refused).
+                crate::model::strict::from_slice::<Endpoint>(line.as_bytes())
+                    .map_err(|e| e.to_string())
+            };
+            let Ok(e) = row else { continue };
+            if e.check_request("", Origin::Import).is_err() {
+                continue;
+            }
+            let id = e.id.clone().unwrap_or_else(|| {
+                derived_id(
+                    e.channel_type.as_deref().unwrap_or_default(),
+                    e.address.as_deref().unwrap_or_default(),
+                )
+            });
+            m.ids.insert(id.into_boxed_str());
+            if let Some(u) = e.user_id() {
+                m.users.insert(u.into());
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Reads one line into `buf` (its end included); `Some(false)` when it is longer than 64 KiB
+/// (the rest skipped unread), `None` at the end.
+fn capped_line(r: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let mut fits = true;
+    let mut any = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(fits));
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if fits && buf.len() + take <= 64 * 1024 + 2 {
+            buf.extend_from_slice(&chunk[..take]);
+        } else {
+            fits = false;
+            buf.clear();
+        }
+        r.consume(take);
+        if done {
+            return Ok(Some(fits));
+        }
+    }
+}
+
+/// Imported segments' members by manifest name.
+pub type MembersByName =
+    std::collections::BTreeMap<String, std::sync::Arc<crate::audience::evaluate::Members>>;
+
+/// The members of each imported segment of an application whose source can be read here,
+/// by manifest name (empty for the others), and the others with why, for a note.
+pub fn members_by_name(
+    app: &crate::manifests::desired::DesiredApp,
+) -> (MembersByName, Vec<(String, String)>) {
+    let mut out = std::collections::BTreeMap::new();
+    let mut unread = Vec::new();
+    for s in &app.segments {
+        let Some(imp) = &s.import else { continue };
+        match members(imp) {
+            Ok(m) => {
+                out.insert(s.name.clone(), std::sync::Arc::new(m));
+            }
+            Err(why) => {
+                out.insert(s.name.clone(), std::sync::Arc::default());
+                unread.push((s.name.clone(), why));
+            }
+        }
+    }
+    (out, unread)
+}

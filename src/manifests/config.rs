@@ -1,0 +1,426 @@
+//! `segmentctl.yaml`: where the live segments are, who owns them, and the safety settings.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifests::manifest::{self, ManifestError};
+
+/// Where the reconciler finds the Pinpoint Segment API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TargetSpec", into = "TargetSpec")]
+pub enum Target {
+    /// The embedded default: `segmentctl serve` in-process over this SQLite file.
+    Local { path: Option<PathBuf> },
+    /// Any Pinpoint-compatible server (credentials from the standard AWS chain).
+    Endpoint { url: String, region: Option<String> },
+    /// Amazon Pinpoint itself (region and profile default to the AWS environment).
+    Aws {
+        region: Option<String>,
+        profile: Option<String>,
+    },
+}
+
+/// `target:` as written: exactly one of `local`, `endpoint` or `aws`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    local: Option<LocalSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    endpoint: Option<EndpointSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aws: Option<AwsSpec>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LocalSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointSpec {
+    url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AwsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    profile: Option<String>,
+}
+
+impl TryFrom<TargetSpec> for Target {
+    type Error = String;
+    fn try_from(t: TargetSpec) -> Result<Self, String> {
+        match (t.local, t.endpoint, t.aws) {
+            (Some(l), None, None) => Ok(Target::Local { path: l.path }),
+            (None, Some(e), None) => Ok(Target::Endpoint {
+                url: e.url,
+                region: e.region,
+            }),
+            (None, None, Some(a)) => Ok(Target::Aws {
+                region: a.region,
+                profile: a.profile,
+            }),
+            (None, None, None) => Ok(Target::default()),
+            _ => Err("give exactly one of local, endpoint or aws".into()),
+        }
+    }
+}
+
+impl From<Target> for TargetSpec {
+    fn from(t: Target) -> Self {
+        match t {
+            Target::Local { path } => TargetSpec {
+                local: Some(LocalSpec { path }),
+                ..Default::default()
+            },
+            Target::Endpoint { url, region } => TargetSpec {
+                endpoint: Some(EndpointSpec { url, region }),
+                ..Default::default()
+            },
+            Target::Aws { region, profile } => TargetSpec {
+                aws: Some(AwsSpec { region, profile }),
+                ..Default::default()
+            },
+        }
+    }
+}
+
+impl Default for Target {
+    fn default() -> Self {
+        Target::Local { path: None }
+    }
+}
+
+impl Target {
+    /// `local:PATH`, `local`, `endpoint:URL` or `aws`, as `--target` takes it.
+    pub fn parse_flag(text: &str) -> Result<Self, String> {
+        let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
+        match kind {
+            "local" => Ok(Target::Local {
+                path: (!rest.is_empty()).then(|| PathBuf::from(rest)),
+            }),
+            "endpoint" if !rest.is_empty() => Ok(Target::Endpoint {
+                url: rest.to_string(),
+                region: None,
+            }),
+            "aws" if rest.is_empty() => Ok(Target::Aws {
+                region: None,
+                profile: None,
+            }),
+            _ => Err(format!(
+                "unknown target {text:?}; expected local[:PATH], endpoint:URL or aws"
+            )),
+        }
+    }
+}
+
+/// Client-side request rates, per second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    /// CreateSegment / UpdateSegment / DeleteSegment (Pinpoint's quota: 25/s).
+    #[serde(default = "default_write_rate")]
+    pub segment_writes: f64,
+    /// Everything else (Pinpoint's quota: 300/s).
+    #[serde(default = "default_read_rate")]
+    pub reads: f64,
+}
+
+fn default_write_rate() -> f64 {
+    25.0
+}
+fn default_read_rate() -> f64 {
+    300.0
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            segment_writes: default_write_rate(),
+            reads: default_read_rate(),
+        }
+    }
+}
+
+/// Where the configuration came from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Origin {
+    /// `--config FILE`.
+    Flag(PathBuf),
+    /// Found by [`Config::discover`]: in the manifest folder, a parent up to the
+    /// repository's root, or the current folder.
+    Found(PathBuf),
+    /// No file: the defaults, and the embedded local target.
+    #[default]
+    Defaults,
+}
+
+impl Origin {
+    /// The file, when there is one.
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Origin::Flag(p) | Origin::Found(p) => Some(p),
+            Origin::Defaults => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub target: Target,
+    /// Goes into the ownership tag, so two installations never claim each other's segments.
+    /// Required for any target but the embedded local one ([`Config::owner`] reads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Delete managed segments whose manifest is gone.
+    #[serde(default)]
+    pub prune: bool,
+    /// Steps applied at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    /// A plan that would delete more than this share of an application's managed segments
+    /// blocks those deletions.
+    #[serde(default = "default_max_delete_percent")]
+    pub max_delete_percent: f64,
+    /// The daemon observes and reports but does not apply.
+    #[serde(default)]
+    pub suspend: bool,
+    /// Warn when a segment's audience changes by more than this share.
+    #[serde(default = "default_audience_warn")]
+    pub audience_change_warn_percent: f64,
+    /// Where this configuration was read from.
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// The owner on the embedded local target when none is set.
+pub const LOCAL_OWNER: &str = "segmentctl";
+
+/// The name of the configuration file.
+pub const FILE: &str = manifest::CONFIG_FILE;
+fn default_concurrency() -> usize {
+    8
+}
+fn default_max_delete_percent() -> f64 {
+    50.0
+}
+fn default_audience_warn() -> f64 {
+    25.0
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target: Target::default(),
+            owner: None,
+            prune: false,
+            concurrency: default_concurrency(),
+            rate_limits: RateLimits::default(),
+            max_delete_percent: default_max_delete_percent(),
+            suspend: false,
+            audience_change_warn_percent: default_audience_warn(),
+            origin: Origin::Defaults,
+        }
+    }
+}
+
+impl Config {
+    /// Finds the configuration for the manifest folder `dir`: `--config FILE` when given;
+    /// else `segmentctl.yaml` in `dir`, then in each parent folder up to the repository's
+    /// root (the folder holding `.git`), then in the current folder; else none.
+    pub fn discover(dir: &Path, explicit: Option<&Path>) -> Origin {
+        if let Some(f) = explicit {
+            return Origin::Flag(f.to_path_buf());
+        }
+        let start = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        // One manifest file: discovered from the folder it is in.
+        let start = match start.parent() {
+            Some(parent) if start.is_file() => parent.to_path_buf(),
+            _ => start,
+        };
+        let in_repo = start.ancestors().any(|a| a.join(".git").exists());
+        for folder in start.ancestors() {
+            let candidate = folder.join(FILE);
+            if candidate.is_file() {
+                return Origin::Found(shown_path(&candidate));
+            }
+            if !in_repo || folder.join(".git").exists() {
+                break;
+            }
+        }
+        match std::env::current_dir() {
+            Ok(cwd) if cwd.join(FILE).is_file() => Origin::Found(PathBuf::from(FILE)),
+            _ => Origin::Defaults,
+        }
+    }
+
+    /// Reads the configuration [`Config::discover`] finds for `dir`, or the defaults.
+    pub fn load(dir: &Path, file: Option<&Path>) -> Result<Self, ManifestError> {
+        let origin = Self::discover(dir, file);
+        let Some(path) = origin.file() else {
+            return Ok(Self::default());
+        };
+        let shown = path.display().to_string();
+        let text = crate::manifests::folder::read_regular(
+            path,
+            crate::manifests::folder::MAX_CONFIG_BYTES,
+        )
+        .map_err(|why| why.to_string())
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| {
+                "the file is not UTF-8 text; the configuration is UTF-8 YAML".to_string()
+            })
+        })
+        .map_err(|why| ManifestError {
+            file: shown.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message: format!("cannot read the configuration file: {why}"),
+        })?;
+        let mut cfg: Config = manifest::parse_one(&shown, &text)?;
+        cfg.check(&shown)?;
+        cfg.origin = origin;
+        Ok(cfg)
+    }
+
+    /// The owner: as configured, or [`LOCAL_OWNER`] when none is set.
+    pub fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or(LOCAL_OWNER)
+    }
+
+    /// Why this configuration must not be acted on, if it must not: off the embedded local
+    /// target the owner has to be said, or two repositories that both leave it unset would
+    /// manage each other's segments.
+    pub fn owner_problem(&self) -> Option<String> {
+        match (&self.target, &self.owner) {
+            (Target::Local { .. }, _) | (_, Some(_)) => None,
+            (_, None) => Some(format!(
+                "no owner is set for {}: off the embedded local target segmentctl must know which installation it is, or two repositories would manage each other's segments; set `owner: <team-or-repository>` in {} or pass --owner",
+                match &self.target {
+                    Target::Endpoint { url, .. } => format!("the endpoint {}", crate::text::redact_url(url)),
+                    _ => "Amazon Pinpoint".to_string(),
+                },
+                self.origin.file().map(|f| f.display().to_string()).unwrap_or_else(|| FILE.to_string())
+            )),
+        }
+    }
+
+    fn check(&self, file: &str) -> Result<(), ManifestError> {
+        let bad = |path: &str, message: String| ManifestError {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            path: path.to_string(),
+            message,
+        };
+        if let Some(msg) = self.owner.as_deref().and_then(manifest::name_problem) {
+            return Err(bad("owner", msg));
+        }
+        if self.concurrency == 0 || self.concurrency > 64 {
+            return Err(bad(
+                "concurrency",
+                format!("must be 1 to 64, found {}", self.concurrency),
+            ));
+        }
+        if !(self.rate_limits.segment_writes > 0.0 && self.rate_limits.reads > 0.0) {
+            return Err(bad("rate_limits", "rates must be greater than 0".into()));
+        }
+        if !(0.0..=100.0).contains(&self.max_delete_percent) {
+            return Err(bad("max_delete_percent", "must be 0 to 100".into()));
+        }
+        Ok(())
+    }
+
+    /// The local target's database file. A relative path is taken from the configuration
+    /// file's folder; with no configuration file, the default is under the manifest folder.
+    pub fn local_path(&self, dir: &Path) -> Option<PathBuf> {
+        let base = match self.origin.file().and_then(Path::parent) {
+            Some(p) => p.to_path_buf(),
+            // A single manifest file: the folder it is in.
+            None if dir.is_file() => dir.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            None => dir.to_path_buf(),
+        };
+        match &self.target {
+            Target::Local { path } => Some(match path {
+                Some(p) if p.is_absolute() => p.clone(),
+                Some(p) => base.join(p),
+                None => base.join(".segmentctl").join("pinpoint.db"),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A path as the user should see it: relative to the current folder when it is under it.
+fn shown_path(p: &Path) -> PathBuf {
+    match std::env::current_dir() {
+        Ok(cwd) => p
+            .strip_prefix(&cwd)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf()),
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_key_in_the_config_is_located_with_a_suggestion() {
+        let err = manifest::parse_one::<Config>("segmentctl.yaml", "owner: team-a\nprnue: true\n")
+            .unwrap_err();
+        assert_eq!(err.line, 2);
+        assert!(err.to_string().contains("unknown field \"prnue\""), "{err}");
+        assert!(err.to_string().ends_with("(did you mean prune?)"), "{err}");
+    }
+
+    #[test]
+    fn targets_parse_from_the_file_and_the_flag() {
+        let cfg: Config = manifest::parse_one(
+            "c",
+            "target:\n  endpoint: {url: 'http://x:1', region: eu-west-1}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cfg.target,
+            Target::Endpoint {
+                url: "http://x:1".into(),
+                region: Some("eu-west-1".into())
+            }
+        );
+        assert_eq!(
+            Target::parse_flag("local:/tmp/x.db").unwrap(),
+            Target::Local {
+                path: Some("/tmp/x.db".into())
+            }
+        );
+        assert_eq!(
+            Target::parse_flag("aws").unwrap(),
+            Target::Aws {
+                region: None,
+                profile: None
+            }
+        );
+        assert!(Target::parse_flag("gcp").is_err());
+        assert_eq!(
+            Config::default().local_path(Path::new("m")),
+            Some(PathBuf::from("m/.segmentctl/pinpoint.db"))
+        );
+    }
+}
