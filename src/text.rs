@@ -172,6 +172,27 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// An error and its causes on one line, `a: b: c`, as ripgrep prints them; a cause whose
+/// text the line already holds is not repeated.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// `1 endpoint`, `1,204 endpoints`.
+pub fn endpoints_text(n: u64) -> String {
+    let noun = if n == 1 { "endpoint" } else { "endpoints" };
+    format!("{} {noun}", thousands(n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use crate::manifests::desired::{DesiredApp, DesiredState};
 use crate::model::WriteSegmentRequest;
 use crate::plan::live::{managed_name, LiveState, Observed};
 use crate::plan::{Action, Affected, Audience, AudienceSource, Plan};
+use crate::text::endpoints_text;
 use crate::text::thousands;
 
 /// The key under which a live segment is known to the evaluator (manifest names cannot
@@ -222,12 +223,6 @@ pub fn instant_text(t: OffsetDateTime) -> String {
     t.to_offset(time::UtcOffset::UTC)
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
-}
-
-/// `1 endpoint`, `1,204 endpoints`.
-pub fn endpoints_text(n: u64) -> String {
-    let noun = if n == 1 { "endpoint" } else { "endpoints" };
-    format!("{} {noun}", thousands(n))
 }
 
 /// Counts the audience of every step of `plan` that changes a definition over the records

@@ -27,7 +27,7 @@ use axum::Router;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch as signal};
 
-use crate::reconcile::apply::StepResult;
+use crate::reconcile::outcome::StepResult;
 use crate::reconcile::pipeline::{Inputs, Overrides};
 use crate::targets::pinpoint::pacing::Counters;
 use crate::targets::{self, Connection};
@@ -496,7 +496,7 @@ async fn rounds(
             // the last one, so a long apply is slow, not stuck.
             events: Some({
                 let shared = shared.clone();
-                Arc::new(move |_: &crate::reconcile::apply::StepReport| shared.progress())
+                Arc::new(move |_: &crate::reconcile::outcome::StepReport| shared.progress())
             }),
         };
         shared.round_running(true);
@@ -624,12 +624,7 @@ impl Shared {
                 StepResult::Done(d) => {
                     (Some(d.id.as_str()), d.version_before, d.version_after, None)
                 }
-                StepResult::Failed(err) => (
-                    None,
-                    None,
-                    None,
-                    Some(crate::reconcile::apply::error_chain(err)),
-                ),
+                StepResult::Failed(err) => (None, None, None, Some(crate::text::error_chain(err))),
                 StepResult::Blocked(b) => (
                     None,
                     None,
@@ -654,7 +649,7 @@ impl Shared {
                 version_after = after,
                 reason = reason.as_deref().map(crate::text::safe).unwrap_or_default().as_ref(),
                 "{}",
-                crate::report::event_line(e)
+                crate::reconcile::outcome::event_line(e)
             );
         }
         let errors: Vec<String> = round
@@ -682,7 +677,7 @@ impl Shared {
                     .events
                     .iter()
                     .take(HISTORY_STEPS)
-                    .map(crate::report::event_json)
+                    .map(crate::reconcile::outcome::event_json)
                     .collect(),
                 steps_not_shown: round.events.len().saturating_sub(HISTORY_STEPS),
                 errors,

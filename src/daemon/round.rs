@@ -12,8 +12,9 @@ use crate::manifests::config::Config;
 use crate::manifests::desired::DesiredState;
 use crate::manifests::manifest::Source;
 use crate::plan::{AppPlan, Plan};
-use crate::reconcile::apply::{self, StepReport, StepResult};
+use crate::reconcile::apply;
 use crate::reconcile::observe::ObserveError;
+use crate::reconcile::outcome::{StepReport, StepResult};
 use crate::reconcile::pipeline::{self, Inputs};
 use crate::targets::pinpoint::{Pinpoint, PinpointError};
 
@@ -308,8 +309,8 @@ pub async fn round<P: Pinpoint>(
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     for (i, e) in created {
         let app = &plan.apps[i];
-        tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&apply::error_chain(&e)), "cannot create the application; trying again next round");
-        failed.insert(app.key().shard_key(), apply::error_chain(&e));
+        tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&crate::text::error_chain(&e)), "cannot create the application; trying again next round");
+        failed.insert(app.key().shard_key(), crate::text::error_chain(&e));
     }
     let (leases, busy) = lease_changes(p, &plan, ws.config.owner()).await;
     let leased: BTreeSet<String> = leases.iter().map(|(k, _)| k.clone()).collect();
@@ -406,7 +407,7 @@ async fn lease_changes<P: Pinpoint>(
                 busy.insert(key, h.holder);
             }
             Err(e @ LeaseError::Api(_)) => {
-                tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&apply::error_chain(&e)), "cannot take the lease; trying again shortly");
+                tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&crate::text::error_chain(&e)), "cannot take the lease; trying again shortly");
                 busy.insert(key, "a lease that cannot be read".to_string());
             }
         }
@@ -422,7 +423,7 @@ fn observe_message(e: &PinpointError) -> String {
 }
 
 /// Step 3: each application's outcome, from its plan and what applying it did.
-fn outcomes(plan: &Plan, report: Option<&apply::Report>) -> Vec<AppOutcome> {
+fn outcomes(plan: &Plan, report: Option<&crate::reconcile::outcome::Report>) -> Vec<AppOutcome> {
     plan.apps
         .iter()
         .map(|app| {
@@ -435,13 +436,13 @@ fn outcomes(plan: &Plan, report: Option<&apply::Report>) -> Vec<AppOutcome> {
             let failed: Vec<String> = steps
                 .iter()
                 .filter(|s| matches!(s.result, StepResult::Failed(_) | StepResult::Skipped(_)))
-                .map(|s| crate::report::event_line(s))
+                .map(|s| crate::reconcile::outcome::event_line(s))
                 .chain(
                     report
                         .into_iter()
                         .flat_map(|r| &r.app_errors)
                         .filter(|f| f.app_key == key)
-                        .map(|f| apply::error_chain(&f.error)),
+                        .map(|f| crate::text::error_chain(&f.error)),
                 )
                 .collect();
             let blocked: Vec<String> = app

@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Semaphore};
 
 use crate::model::{Tags, WriteSegmentRequest};
-use crate::plan::{Action, AppPlan, Base, BlockReason, Plan, SegmentStep};
+use crate::plan::{Action, AppPlan, Base, Plan, SegmentStep};
+use crate::reconcile::outcome::{
+    AppError, AppFailure, Done, Report, SkipReason, StepError, StepReport, StepResult,
+};
 use crate::targets::pinpoint::{join_all, Claim, Deleted, Pinpoint, PinpointError};
 
 /// What a finished step tells whoever watches: one per step, as it finishes.
@@ -52,22 +55,6 @@ impl Default for Options {
     }
 }
 
-/// Why a step failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StepError {
-    #[error(transparent)]
-    Api(#[from] PinpointError),
-    /// The plan is not one this executor can carry out (hand-edited, or from another version).
-    #[error("the plan is inconsistent: {0}")]
-    Plan(&'static str),
-    /// The import job ended FAILED.
-    #[error("import job {job} failed: {why}")]
-    Import { job: String, why: String },
-    /// The wait for an import job ended before the job: a stop, or the time limit.
-    #[error("{0}")]
-    ImportWait(String),
-}
-
 /// How long apply waits for one import job: an hour, or `SEGMENTCTL_IMPORT_TIMEOUT` seconds.
 fn import_patience() -> std::time::Duration {
     std::env::var("SEGMENTCTL_IMPORT_TIMEOUT")
@@ -77,168 +64,6 @@ fn import_patience() -> std::time::Duration {
             std::time::Duration::from_secs(3600),
             std::time::Duration::from_secs,
         )
-}
-
-/// Why a step was not attempted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SkipReason {
-    /// A step it needs (a base segment's create, a dependent's delete) did not complete.
-    Prerequisite(String),
-    /// The application could not be created.
-    AppUnavailable,
-    /// Shutdown was asked for before it started.
-    Cancelled,
-    /// Another applier (named) took the application's lease while this one was paused or
-    /// cut off: nothing more is started, so the two never work at once.
-    LeaseLost(String),
-}
-
-impl std::fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SkipReason::Prerequisite(name) => write!(f, "{name} did not complete"),
-            SkipReason::AppUnavailable => f.write_str("the application is not available"),
-            SkipReason::Cancelled => f.write_str("stopped before it started (shutdown)"),
-            SkipReason::LeaseLost(who) => write!(
-                f,
-                "not started: the lease was lost to {} (this applier was paused or cut off); run apply again",
-                crate::text::safe(who)
-            ),
-        }
-    }
-}
-
-/// What a completed step did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Done {
-    /// The segment's id (for a create, the new one).
-    pub id: String,
-    /// The version before the step, when there was one.
-    pub version_before: Option<i32>,
-    /// The version after it, when known.
-    pub version_after: Option<i32>,
-    /// A delete found it gone already.
-    pub already_gone: bool,
-    /// What an import brought: size, channels, rejected rows.
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub enum StepResult {
-    Done(Done),
-    Failed(StepError),
-    Blocked(Vec<BlockReason>),
-    Skipped(SkipReason),
-}
-
-impl StepResult {
-    pub fn is_done(&self) -> bool {
-        matches!(self, StepResult::Done(_))
-    }
-    /// The metric and event label.
-    pub fn label(&self) -> &'static str {
-        match self {
-            StepResult::Done(_) => "done",
-            StepResult::Failed(_) => "failed",
-            StepResult::Blocked(_) => "blocked",
-            StepResult::Skipped(_) => "skipped",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct StepReport {
-    /// The application's display name.
-    pub app: String,
-    /// The application's key in the plan (its id, or `ref:<name>`): unique, unlike names.
-    pub app_key: String,
-    /// Its id (none when it could not be created).
-    pub app_id: Option<String>,
-    pub name: String,
-    pub action: Action,
-    pub result: StepResult,
-}
-
-/// An application that could not be made ready for its steps.
-#[derive(Debug, Clone)]
-pub struct AppFailure {
-    pub app: String,
-    /// As [`StepReport::app_key`].
-    pub app_key: String,
-    pub error: AppError,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum AppError {
-    /// The plan could not read it.
-    #[error("{0}")]
-    Unplanned(String),
-    #[error("cannot create the application")]
-    Create(#[source] PinpointError),
-    #[error("cannot tag the application")]
-    Tag(#[source] PinpointError),
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct Report {
-    pub steps: Vec<StepReport>,
-    /// Applications that could not be created, tagged or read.
-    pub app_errors: Vec<AppFailure>,
-}
-
-impl Report {
-    fn count(&self, f: impl Fn(&StepReport) -> bool) -> usize {
-        self.steps.iter().filter(|s| f(s)).count()
-    }
-    pub fn failed(&self) -> usize {
-        self.count(|s| matches!(s.result, StepResult::Failed(_) | StepResult::Skipped(_)))
-            + self.app_errors.len()
-    }
-    pub fn blocked(&self) -> usize {
-        self.count(|s| matches!(s.result, StepResult::Blocked(_)))
-    }
-    pub fn done(&self, action: Action) -> usize {
-        self.count(|s| s.action == action && s.result.is_done())
-    }
-
-    /// `Apply complete: 5 created, 1 updated, 0 deleted; 1 blocked, 0 failed.`
-    pub fn summary(&self) -> String {
-        let updated = self.done(Action::Update) + self.done(Action::Adopt) + self.done(Action::Tag);
-        // An import makes a new segment, or a new version of one.
-        let imports = |new: bool| {
-            self.count(|s| {
-                s.action == Action::Import
-                    && matches!(&s.result, StepResult::Done(d) if d.version_before.is_none() == new)
-            })
-        };
-        let updated = updated + imports(false);
-        format!(
-            "Apply {}: {} created, {updated} updated, {} deleted; {} blocked, {} failed.",
-            if self.failed() == 0 {
-                "complete"
-            } else {
-                "incomplete"
-            },
-            self.done(Action::Create) + imports(true),
-            self.done(Action::Delete),
-            self.blocked(),
-            self.failed()
-        )
-    }
-}
-
-/// An error and its causes on one line, `a: b: c`.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 struct Run<'a, P> {

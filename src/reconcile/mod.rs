@@ -5,4 +5,5 @@
 pub mod apply;
 pub mod lease;
 pub mod observe;
+pub mod outcome;
 pub mod pipeline;

@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::audience::impact::endpoints_text;
 use crate::plan::diff::{self, Change};
 use crate::plan::{
     Action, AppPlan, Audience, AudienceSource, BlockReason, DeleteCause, Plan, SegmentStep,
     TagChange, Warning,
 };
+use crate::text::endpoints_text;
 use crate::text::{plural, safe, thousands};
 
 /// How text from users and the API is made safe where a report shows it.
@@ -1115,138 +1115,4 @@ fn audience_table(plan: &Plan, source: &AudienceSource, out: &mut String) {
 /// The plan as versioned JSON: the same document `--out` saves.
 pub fn json(plan: &Plan) -> String {
     serde_json::to_string_pretty(plan).unwrap_or_default()
-}
-
-impl crate::reconcile::apply::Report {
-    /// One line per step that was not simply done, and per done step when `all`.
-    pub fn details(&self, all: bool) -> String {
-        let mut out = String::new();
-        for f in &self.app_errors {
-            out.push_str(&format!(
-                "  ✗ application {}: {}\n",
-                crate::text::safe(&f.app),
-                crate::reconcile::apply::error_chain(&f.error)
-            ));
-        }
-        for s in &self.steps {
-            if s.result.is_done() && !all {
-                continue;
-            }
-            out.push_str(&format!("  {}\n", event_line(s)));
-        }
-        out
-    }
-}
-
-/// A finished step on one line, whatever the output, with ids in full so a log can be
-/// searched: `✓ Shop/north-america updated (id 1c01…, v3 → v4)`,
-/// `✗ Shop/us update failed: …`, `⛔ Shop/vip delete blocked: …`.
-pub fn event_line(s: &crate::reconcile::apply::StepReport) -> String {
-    use crate::reconcile::apply::StepResult;
-    let subject = format!("{}/{}", safe(&s.app), safe(&s.name));
-    match &s.result {
-        StepResult::Done(d) => {
-            let v = |v: Option<i32>| v.map(|v| format!("v{v}"));
-            let versions = match (s.action, v(d.version_before), v(d.version_after)) {
-                (Action::Delete, Some(b), _) => format!(", was {b}"),
-                (_, Some(b), Some(a)) if b != a => format!(", {b} → {a}"),
-                (_, _, Some(a)) | (_, Some(a), None) => format!(", {a}"),
-                _ => String::new(),
-            };
-            let verb = match (s.action, d.already_gone) {
-                (Action::Create, _) => "created",
-                (Action::Adopt, _) => "adopted",
-                (Action::Update, _) => "updated",
-                (Action::Tag, _) => "tagged",
-                (Action::Delete, false) => "deleted",
-                (Action::Delete, true) => "was already deleted",
-                (Action::Import, _) => "imported",
-            };
-            let note = d
-                .note
-                .as_deref()
-                .map(|n| format!("; {}", safe(n)))
-                .unwrap_or_default();
-            format!("✓ {subject} {verb} (id {}{versions}{note})", safe(&d.id))
-        }
-        StepResult::Failed(e) => format!(
-            "✗ {subject} {} failed: {}",
-            s.action.verb(),
-            safe(&crate::reconcile::apply::error_chain(e))
-        ),
-        StepResult::Blocked(reasons) => format!(
-            "⛔ {subject} {} blocked: {}",
-            s.action.verb(),
-            reasons
-                .iter()
-                .map(|b| block_words(b, Escape::Text))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        StepResult::Skipped(why) => format!(
-            "- {subject} {} skipped: {}",
-            s.action.verb(),
-            safe(&why.to_string())
-        ),
-    }
-}
-
-/// A finished step as one JSON object (`apply --format json`, the controller's history):
-/// `{"type":"step","application":…,"application_id":…,"segment":…,"action":…,"result":…,
-/// "id":…,"version_before":…,"version_after":…,"reason":…}`.
-pub fn event_json(s: &crate::reconcile::apply::StepReport) -> Value {
-    use crate::reconcile::apply::StepResult;
-    let mut v = serde_json::json!({
-        "type": "step",
-        "application": s.app,
-        "application_key": s.app_key,
-        "application_id": s.app_id,
-        "segment": s.name,
-        "action": s.action.verb(),
-        "result": s.result.label(),
-        "message": event_line(s),
-    });
-    let reason = match &s.result {
-        StepResult::Done(d) => {
-            v["id"] = d.id.clone().into();
-            v["version_before"] = d.version_before.into();
-            v["version_after"] = d.version_after.into();
-            v["already_gone"] = d.already_gone.into();
-            if let Some(note) = &d.note {
-                v["note"] = note.clone().into();
-            }
-            None
-        }
-        StepResult::Failed(e) => Some(crate::reconcile::apply::error_chain(e)),
-        StepResult::Blocked(reasons) => Some(
-            reasons
-                .iter()
-                .map(|b| block_words(b, Escape::Text))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        StepResult::Skipped(why) => Some(why.to_string()),
-    };
-    if let Some(r) = reason {
-        v["reason"] = r.into();
-    }
-    v
-}
-
-/// Apply's last JSON line: the counts, whether it was interrupted, and the exit code.
-pub fn summary_json(
-    r: &crate::reconcile::apply::Report,
-    interrupted: bool,
-    exit_code: u8,
-) -> Value {
-    serde_json::json!({
-        "type": "summary",
-        "created": r.done(Action::Create),
-        "updated": r.done(Action::Update) + r.done(Action::Adopt) + r.done(Action::Tag),
-        "deleted": r.done(Action::Delete),
-        "blocked": r.blocked(),
-        "failed": r.failed(),
-        "interrupted": interrupted,
-        "exit_code": exit_code,
-    })
 }

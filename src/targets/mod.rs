@@ -217,7 +217,7 @@ async fn check_credentials(
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
             // The SDK's chain explains itself over several lines; the first says enough.
-            let why = crate::reconcile::apply::error_chain(&e);
+            let why = crate::text::error_chain(&e);
             let why = why.lines().next().unwrap_or("").trim_end_matches([':', ' ']);
             Err(ConnectError::NoCredentials(format!(
                 "no AWS credentials found ({why}): tried {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE",

@@ -257,7 +257,7 @@ async fn a_server_killed_mid_apply_loses_no_acknowledged_write_and_the_rerun_con
         .steps
         .iter()
         .filter_map(|s| match &s.result {
-            segmentctl::reconcile::apply::StepResult::Done(d)
+            segmentctl::reconcile::outcome::StepResult::Done(d)
                 if s.action == segmentctl::plan::Action::Create =>
             {
                 Some(d.id.clone())

@@ -225,7 +225,7 @@ fn plan_on(p: &MemoryPinpoint, segs: &BTreeMap<String, WriteSegmentRequest>) -> 
 }
 
 /// Applies a plan with the real executor.
-fn apply_on(p: &MemoryPinpoint, plan: &plan::Plan) -> segmentctl::reconcile::apply::Report {
+fn apply_on(p: &MemoryPinpoint, plan: &plan::Plan) -> segmentctl::reconcile::outcome::Report {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -67,7 +67,7 @@ impl Fixture {
         plan_dir(&self.api, self.dir.path(), prune).await
     }
 
-    pub async fn apply(&self, plan: &Plan) -> apply::Report {
+    pub async fn apply(&self, plan: &Plan) -> segmentctl::reconcile::outcome::Report {
         apply::apply(&self.api, plan, &Options::default()).await
     }
 

@@ -86,7 +86,7 @@ fn observe_error(e: &ObserveError, endpoint: &str) -> anyhow::Error {
         ObserveError::ListApps(PinpointError::Call(call)) => {
             anyhow::anyhow!("{}", target_error(call, endpoint))
         }
-        other => anyhow::anyhow!("{}", apply::error_chain(other)),
+        other => anyhow::anyhow!("{}", crate::text::error_chain(other)),
     }
 }
 
@@ -292,10 +292,10 @@ impl ApplyArgs {
     fn nothing_to_do(&self, p: &Plan) -> u8 {
         let code = plan_exit(p, false);
         if self.json {
-            let empty = apply::Report::default();
+            let empty = crate::reconcile::outcome::Report::default();
             out(&format!(
                 "{}\n",
-                crate::report::summary_json(&empty, false, code)
+                crate::reconcile::outcome::summary_json(&empty, false, code)
             ));
         }
         code
@@ -375,7 +375,7 @@ async fn lease_apps(
                 }
                 let why = match &e {
                     LeaseError::Busy(_) => e.to_string(),
-                    LeaseError::Api(cause) => format!("{e}: {}", apply::error_chain(cause)),
+                    LeaseError::Api(cause) => format!("{e}: {}", crate::text::error_chain(cause)),
                 };
                 return Err(anyhow::anyhow!(
                     "application {}: {why}",
@@ -415,16 +415,17 @@ async fn run_apply(
     let progress = std::io::stderr().is_terminal() && !a.json;
     // One line per finished step, as it finishes, whatever the output.
     let json = a.json;
-    let events: apply::Events = std::sync::Arc::new(move |s: &apply::StepReport| {
-        if json {
-            out(&format!("{}\n", crate::report::event_json(s)));
-        } else {
-            if progress {
-                err("\r\x1b[2K"); // the progress line gives way, and is drawn again
+    let events: apply::Events =
+        std::sync::Arc::new(move |s: &crate::reconcile::outcome::StepReport| {
+            if json {
+                out(&format!("{}\n", crate::reconcile::outcome::event_json(s)));
+            } else {
+                if progress {
+                    err("\r\x1b[2K"); // the progress line gives way, and is drawn again
+                }
+                out(&format!("{}\n", crate::reconcile::outcome::event_line(s)));
             }
-            out(&format!("{}\n", crate::report::event_line(s)));
-        }
-    });
+        });
     let opts = Options {
         concurrency: cfg.concurrency,
         allow_delete_in_use: a.allow_delete_in_use,
@@ -459,13 +460,13 @@ async fn run_apply(
                 "type": "application_error",
                 "application": f.app,
                 "application_key": f.app_key,
-                "error": apply::error_chain(&f.error),
+                "error": crate::text::error_chain(&f.error),
             });
             out(&format!("{line}\n"));
         }
         out(&format!(
             "{}\n",
-            crate::report::summary_json(&report, interrupted, code)
+            crate::reconcile::outcome::summary_json(&report, interrupted, code)
         ));
         return code;
     }
@@ -473,7 +474,7 @@ async fn run_apply(
         out(&format!(
             "✗ application {}: {}\n",
             crate::text::safe(&f.app),
-            crate::text::safe(&apply::error_chain(&f.error))
+            crate::text::safe(&crate::text::error_chain(&f.error))
         ));
     }
     if interrupted {
@@ -487,7 +488,9 @@ async fn run_apply(
     }
     out(&format!("\n{}\n", report.summary()));
     let lost = report.steps.iter().filter_map(|s| match &s.result {
-        apply::StepResult::Skipped(apply::SkipReason::LeaseLost(who)) => Some(who),
+        crate::reconcile::outcome::StepResult::Skipped(
+            crate::reconcile::outcome::SkipReason::LeaseLost(who),
+        ) => Some(who),
         _ => None,
     });
     if let (n @ 1.., Some(who)) = (lost.clone().count(), lost.clone().next()) {
@@ -578,7 +581,7 @@ async fn lease_check_run(
                 bail!(
                     "application {}: {}",
                     crate::text::safe(&p.apps[*i].display()),
-                    crate::text::safe(&apply::error_chain(e))
+                    crate::text::safe(&crate::text::error_chain(e))
                 );
             }
             // Lease what now exists, and look again before any segment step.

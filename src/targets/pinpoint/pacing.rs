@@ -126,7 +126,10 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             operation,
             code: "client".into(),
             status: None,
-            message: format!("the request could not be built: {}", error_chain(err)),
+            message: format!(
+                "the request could not be built: {}",
+                crate::text::error_chain(err)
+            ),
             outcome: Outcome::NotApplied,
             retryable: false,
         },
@@ -135,24 +138,11 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             operation,
             code: "network".into(),
             status: None,
-            message: error_chain(err),
+            message: crate::text::error_chain(err),
             outcome: Outcome::Unknown,
             retryable: true,
         },
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }
 
 /// Backoff between attempts: exponential from `base`, capped, with full jitter.
