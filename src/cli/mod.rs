@@ -1,682 +1,26 @@
-//! The command line: raw arguments become validated settings before any work starts.
+//! The command line: raw arguments (`args`) become each command's plain options, and `run`
+//! hands them to one function per command (`commands`), as ripgrep's `run` does.
 //!
 //! Exit codes are a contract: 0 success / no changes, 1 error, 2 changes present (with
 //! `--detailed-exitcode`), 3 the plan has blocked steps.
 
+pub mod args;
 pub mod commands;
 pub mod status;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser};
 
-use crate::reconcile::pipeline::{Inputs, Overrides};
-use crate::server::store::DataSource;
-use crate::server::{self, Auth, Credentials, FaultConfig, ServerConfig};
+use crate::reconcile::pipeline::Inputs;
 use crate::text::use_colour;
-
-const ENVIRONMENT: &str = "\
-Environment:
-  SEGMENTCTL_LOG     log filter on standard error, e.g. debug or segmentctl=debug (default info)
-  SEGMENTCTL_ADMIN   `status`: the controller's admin address
-  NO_COLOR           no colours, even on a terminal (colours are only ever on a terminal)
-  GITHUB_SHA, CI_COMMIT_SHA
-                     the commit named in plan reports, unless --revision is given
-  AWS_PROFILE, AWS_REGION, AWS_DEFAULT_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-  AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_PINPOINT, …
-                     the standard AWS chain, for the endpoint and aws targets
-
-Exit codes: 0 success or no changes, 1 error (usage errors too), 2 changes present (plan
---detailed-exitcode), 3 blocked steps, 130 interrupted.";
-
-/// `0.1.0 (commit 0123abcd4567)`: the release workflow and the image build pass the commit
-/// in `SEGMENTCTL_COMMIT`.
-fn version_text() -> String {
-    match option_env!("SEGMENTCTL_COMMIT").filter(|c| !c.is_empty()) {
-        Some(c) => format!(
-            "{} (commit {})",
-            env!("CARGO_PKG_VERSION"),
-            &c[..c.len().min(12)]
-        ),
-        None => format!(
-            "{} (commit unknown: built without SEGMENTCTL_COMMIT)",
-            env!("CARGO_PKG_VERSION")
-        ),
-    }
-}
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "segmentctl",
-    version = version_text(),
-    about = "Amazon Pinpoint segments as code",
-    after_help = ENVIRONMENT
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-    /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RateLimits {
-    Off,
-    Pinpoint,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Check the manifests in DIR and report every mistake, located.
-    #[command(
-        after_help = "Examples:\n  segmentctl validate segments\n  segmentctl validate segments/geo.yaml"
-    )]
-    Validate(ValidateArgs),
-    /// Print the JSON Schema of the manifest format (for editors).
-    Schema,
-    /// Show what apply would change, as a reviewer reads it.
-    #[command(
-        after_help = "Examples:\n  segmentctl plan segments\n  segmentctl plan segments --format markdown --detailed-exitcode > plan.md\n  segmentctl plan segments --out plan.json && segmentctl apply plan.json\n  segmentctl plan segments --endpoints endpoints.jsonl.gz --as-of 2026-11-28T00:00:00Z"
-    )]
-    Plan(PlanArgs),
-    /// Make the live segments match the manifests (DIR or one FILE.yaml), or carry out a
-    /// saved plan (FILE.json).
-    #[command(
-        after_help = "Examples:\n  segmentctl apply segments\n  segmentctl apply segments --auto-approve --prune\n  segmentctl apply plan.json --auto-approve\n  segmentctl apply segments --auto-approve --format json | jq -c 'select(.type == \"step\")'"
-    )]
-    Apply(ApplyArgs),
-    /// Write manifests for an application's live segments, and adopt them.
-    #[command(
-        after_help = "Examples:\n  segmentctl import . --application 0123456789abcdef0123456789abcdef --out segments/shop"
-    )]
-    Import(ImportArgs),
-    /// Run as a controller: watch DIR, resync on an interval, reconcile.
-    #[command(
-        after_help = "Examples:\n  segmentctl run /manifests --interval 5m --admin-listen 0.0.0.0:9090\n  segmentctl run /git/current --mode observe --log-format json\n  segmentctl run /manifests --shard-from-hostname 3"
-    )]
-    Run(RunArgs),
-    /// Show a running controller's state: per application the last round, drift, blocked
-    /// steps and errors, and the recent events.
-    #[command(
-        after_help = "Examples:\n  segmentctl status\n  kubectl -n segmentctl port-forward segmentctl-0 9090 & segmentctl status --admin http://127.0.0.1:9090"
-    )]
-    Status(StatusArgs),
-    /// Count, per segment, the endpoint records (NDJSON, plain or gzip) that belong to it.
-    #[command(
-        after_help = "Examples:\n  segmentctl estimate segments --endpoints endpoints.jsonl.gz\n  segmentctl estimate segments --endpoints export.jsonl --as-of 2026-11-28T00:00:00Z --format json"
-    )]
-    Estimate(EstimateArgs),
-    /// Print SQL computing the segments' audiences on Spark, DuckDB or PostgreSQL, with the
-    /// evaluator's exact semantics.
-    #[command(
-        after_help = "The records are read as Pinpoint exports them (NDJSON EndpointResponse objects): Spark from a table or view read with the schema `--schema` prints, DuckDB with read_json over the files, PostgreSQL from a table of one jsonb record per row (DDL by --schema). Runners: examples/engines/.\n\nExamples:\n  segmentctl sql segments --dialect duckdb --files 'export/*.gz' --as-of 2026-11-28T00:00:00Z | duckdb\n  segmentctl sql segments --dialect spark --schema\n  segmentctl sql segments --dialect spark --segment vip-customers --members > vip.sql\n  segmentctl sql segments --dialect postgres --table endpoints | psql -X -q"
-    )]
-    Sql(SqlArgs),
-    /// Serve the Pinpoint Segment API (self-hosted, wire-compatible) over SQLite or
-    /// PostgreSQL.
-    #[command(
-        subcommand_negates_reqs = true,
-        args_conflicts_with_subcommands = true,
-        after_help = "Credentials file: one `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]` per line.\n\nWith PostgreSQL, run any number of replicas on one database behind one Service. Rate limits (--rate-limits pinpoint) are counted by each replica: with N replicas a client may reach N times Pinpoint's quota.\n\nExamples:\n  segmentctl serve --listen 0.0.0.0:4566 --data /var/lib/segmentctl/pinpoint.db --credentials-file /etc/segmentctl/credentials\n  SEGMENTCTL_DATA=postgres://segmentctl:…@db:5432/segmentctl segmentctl serve --listen 0.0.0.0:4566 --credentials-file /etc/segmentctl/credentials\n  segmentctl serve --migrate-only --data postgres://…    # a deploy step\n  segmentctl serve migrate --from pinpoint.db --to postgres://…\n  segmentctl serve --no-auth    # loopback only, for local use"
-    )]
-    Serve(ServeArgs),
-    /// Print a shell completion script.
-    #[command(
-        after_help = "Examples:\n  segmentctl completion bash > /etc/bash_completion.d/segmentctl\n  segmentctl completion zsh > \"${fpath[1]}/_segmentctl\"\n  segmentctl completion fish > ~/.config/fish/completions/segmentctl.fish"
-    )]
-    Completion {
-        /// The shell to complete for.
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
-    /// Print the manual pages (roff), generated from these commands: segmentctl(1) and one
-    /// page per command, segmentctl-plan(1) and so on, which segmentctl(1) names.
-    #[command(
-        after_help = "Examples:\n  segmentctl man --out /usr/local/share/man/man1 && man segmentctl-plan\n  segmentctl man plan | man -l -"
-    )]
-    Man {
-        /// One command's page (`plan` for segmentctl-plan(1)); without it, every page.
-        command: Option<String>,
-        /// Write each page to its own file in DIR (segmentctl.1, segmentctl-plan.1, …).
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ValidateArgs {
-    /// The manifest folder.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// Configuration file (default: DIR/segmentctl.yaml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-}
-
-/// Where to connect and what to own, shared by the reconciler commands.
-#[derive(Debug, clap::Args)]
-pub struct TargetArgs {
-    /// Configuration file (default: segmentctl.yaml in DIR, else in a parent folder up to the
-    /// repository's root, else in the current folder).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Override the configured target: local[:PATH], endpoint:URL or aws.
-    #[arg(long, value_parser = crate::manifests::config::Target::parse_flag)]
-    pub target: Option<crate::manifests::config::Target>,
-    /// Override the configured owner (the installation whose segments these are).
-    #[arg(long, value_parser = parse_owner)]
-    pub owner: Option<String>,
-}
-
-impl TargetArgs {
-    fn overrides(&self, prune: bool) -> Overrides {
-        Overrides {
-            target: self.target.clone(),
-            owner: self.owner.clone(),
-            prune,
-        }
-    }
-}
-
-fn parse_owner(text: &str) -> Result<String, String> {
-    match crate::manifests::manifest::name_problem(text) {
-        None => Ok(text.to_string()),
-        Some(p) => Err(p.replace("name", "owner")),
-    }
-}
-
-#[derive(Debug, clap::Args)]
-pub struct PlanArgs {
-    /// The manifest folder.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    #[command(flatten)]
-    pub target: TargetArgs,
-    /// text: like `terraform plan`; markdown: the pull-request comment; json: the versioned
-    /// plan document (what --out saves).
-    #[arg(long, value_enum, default_value_t = crate::cli::commands::Format::Text)]
-    pub format: crate::cli::commands::Format,
-    /// Also save the plan (JSON) for `segmentctl apply FILE`.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
-    /// Exit 2 when there are changes (0 when none, 3 when some are blocked, 1 on error).
-    #[arg(long)]
-    pub detailed_exitcode: bool,
-    /// The commit the manifests are at, for the report (default: GITHUB_SHA or CI_COMMIT_SHA).
-    #[arg(long)]
-    pub revision: Option<String>,
-    /// Delete managed segments whose manifest is gone.
-    #[arg(long)]
-    pub prune: bool,
-    /// Count each created, updated or deleted segment's audience, before and after, over
-    /// these endpoint records (one JSON object per line, Pinpoint's export format; plain or
-    /// gzip).
-    #[arg(long, value_name = "FILE")]
-    pub endpoints: Option<PathBuf>,
-    /// With --endpoints: the reference time for recency criteria (ISO-8601), default now.
-    #[arg(long, requires = "endpoints", value_name = "TIME")]
-    pub as_of: Option<String>,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ApplyArgs {
-    /// The manifest folder, or a plan saved with `plan --out`.
-    #[arg(default_value = ".")]
-    pub source: PathBuf,
-    #[command(flatten)]
-    pub target: TargetArgs,
-    /// Apply without asking (required without a terminal).
-    #[arg(long)]
-    pub auto_approve: bool,
-    /// Delete managed segments whose manifest is gone.
-    #[arg(long)]
-    pub prune: bool,
-    /// Carry out deletions blocked only because a campaign, journey or segment uses them.
-    #[arg(long)]
-    pub allow_delete_in_use: bool,
-    /// When another applier holds an application's lease, wait for it instead of failing.
-    #[arg(long)]
-    pub wait: bool,
-    /// The commit the manifests are at, for the report (default: GITHUB_SHA or CI_COMMIT_SHA).
-    #[arg(long)]
-    pub revision: Option<String>,
-    /// text: the plan, a line per finished step, the summary; json: the same as JSON lines
-    /// (`{"type":"plan"}`, `{"type":"step"}` per step, `{"type":"summary"}`).
-    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
-    pub format: ApplyFormat,
-}
-
-/// What `apply`, `estimate` and `status` print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ApplyFormat {
-    /// For people: a terminal or a CI log.
-    Text,
-    /// For programs.
-    Json,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ImportArgs {
-    /// The folder whose segmentctl.yaml names the target and owner.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// The same as DIR (the earlier spelling, kept so scripts keep working).
-    #[arg(long = "dir", hide = true, value_name = "DIR")]
-    pub dir_flag: Option<PathBuf>,
-    #[command(flatten)]
-    pub target: TargetArgs,
-    /// The application (project) id to import.
-    #[arg(long)]
-    pub application: String,
-    /// Where to write the manifests.
-    #[arg(long, default_value = "imported")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct StatusArgs {
-    /// The controller's admin address (its --admin-listen).
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:9090",
-        env = "SEGMENTCTL_ADMIN"
-    )]
-    pub admin: String,
-    /// text for people; json: the controller's status document as it serves it.
-    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
-    pub format: ApplyFormat,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct EstimateArgs {
-    /// The manifest folder.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// Configuration file (default: DIR/segmentctl.yaml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Endpoint records, one JSON object per line (Pinpoint's export format), plain or gzip.
-    #[arg(long)]
-    pub endpoints: PathBuf,
-    /// The reference time for recency criteria (ISO-8601), default now.
-    #[arg(long)]
-    pub as_of: Option<String>,
-    /// text: a table for people; json: the counts per segment.
-    #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
-    pub format: ApplyFormat,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum SqlDialect {
-    Spark,
-    Duckdb,
-    Postgres,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct SqlArgs {
-    /// The manifest folder.
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    /// Configuration file (default: DIR/segmentctl.yaml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// The engine the SQL is for.
-    #[arg(long, value_enum)]
-    pub dialect: SqlDialect,
-    /// Only this segment (repeatable; default every segment). Base segments are included.
-    #[arg(long = "segment", value_name = "NAME")]
-    pub segments: Vec<String>,
-    /// One row: `records`, then each segment's count (the default).
-    #[arg(long, conflicts_with = "members")]
-    pub count: bool,
-    /// The `Id` of every endpoint in the one segment named by --segment.
-    #[arg(long)]
-    pub members: bool,
-    /// Print how the records must be read instead: Spark's schema (DDL for
-    /// spark.read.schema), DuckDB's view over the files, PostgreSQL's table.
-    #[arg(long, conflicts_with_all = ["count", "members"])]
-    pub schema: bool,
-    /// The reference time for recency criteria (ISO-8601), default now; written into the SQL.
-    #[arg(long)]
-    pub as_of: Option<String>,
-    /// The table or view of records (Spark, PostgreSQL; DuckDB reads --files unless given).
-    #[arg(long, value_name = "NAME")]
-    pub table: Option<String>,
-    /// DuckDB: the NDJSON files (plain or gzip), a path or glob; with --table, what
-    /// --schema loads into it.
-    #[arg(long, value_name = "GLOB", default_value = "endpoints.jsonl")]
-    pub files: String,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {
-    /// The manifest folder (for git-sync, the symlink it publishes).
-    #[arg(default_value = ".")]
-    pub dir: PathBuf,
-    #[command(flatten)]
-    pub target: TargetArgs,
-    /// How often to re-check for drift, e.g. 30s, 5m, 1h (±10 % jitter).
-    #[arg(long, default_value = "5m", value_parser = parse_duration)]
-    pub interval: Duration,
-    /// /livez fails once a round has gone this long without finishing a step (a loop that is
-    /// stuck, not slow, is restarted by the kubelet), e.g. 15m.
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
-    pub stuck_after: Duration,
-    /// Where /livez, /readyz, /metrics and / (status) are served.
-    #[arg(long, default_value = "127.0.0.1:9090")]
-    pub admin_listen: SocketAddr,
-    /// Admin connections served at once; more wait in the backlog (probes and a scraper
-    /// need a few).
-    #[arg(long, default_value_t = crate::daemon::ADMIN_MAX_CONNECTIONS, value_parser = connections)]
-    pub admin_max_connections: usize,
-    /// How long an admin connection may take to send a request's headers (idle keep-alive
-    /// waits included) before it is closed, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub admin_header_timeout: Duration,
-    /// apply: correct drift; observe: only report it.
-    #[arg(long, value_enum, default_value_t = crate::daemon::Mode::Apply)]
-    pub mode: crate::daemon::Mode,
-    /// Delete managed segments whose manifest is gone.
-    #[arg(long)]
-    pub prune: bool,
-    /// Own the applications whose key hashes to I of N.
-    #[arg(long, value_parser = crate::daemon::Shard::parse, conflicts_with = "shard_from_hostname")]
-    pub shard: Option<crate::daemon::Shard>,
-    /// Take I from this StatefulSet pod's name (segmentctl-2 → 2), with N shards.
-    #[arg(long, value_name = "N")]
-    pub shard_from_hostname: Option<u32>,
-}
-
-/// `250ms`, `30s`, `5m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (n, unit) = text.split_at(split);
-    let n: f64 = n
-        .parse()
-        .map_err(|_| format!("expected a duration such as 30s or 5m, found {text:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" | "" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "unknown unit {unit:?} in {text:?}; use ms, s, m or h"
-            ))
-        }
-    };
-    if !(secs > 0.0 && secs.is_finite()) {
-        return Err(format!("the duration must be positive, found {text:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-fn hostname() -> Option<String> {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_string())
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:4566")]
-    pub listen: SocketAddr,
-    /// Where the data lives: a SQLite file (PATH, ./PATH or sqlite:PATH, created if
-    /// missing), or a PostgreSQL database (postgres://USER:PASSWORD@HOST:PORT/DB, or libpq's
-    /// keywords `host=… dbname=… user=… password=…`; shared by any number of replicas). A
-    /// value holding `=` is read as keywords: a file of such a name is ./NAME. Read from
-    /// SEGMENTCTL_DATA when not given, which keeps a password out of the process list.
-    #[arg(
-        long,
-        env = "SEGMENTCTL_DATA",
-        hide_env_values = true,
-        default_value = "./pinpoint.db",
-        value_name = "PATH|postgres://…",
-        value_parser = DataSourceParser
-    )]
-    pub data: DataSource,
-    /// Connections to PostgreSQL this server opens at most; a request waits up to 5 s for
-    /// one, then gets 503 (retryable). Ignored for SQLite.
-    #[arg(long, default_value_t = server::store::DEFAULT_POOL, value_parser = pool_size)]
-    pub db_pool: usize,
-    /// Apply the database's schema migrations, then exit (a deploy step before the
-    /// replicas start; they also migrate at start, under a lock).
-    #[arg(long)]
-    pub migrate_only: bool,
-    /// How long an import or export job stays this server's without renewal; a replica
-    /// finding a job's lease run out (its server died) runs it again, e.g. 30s.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
-    pub job_lease: Duration,
-    #[command(subcommand)]
-    pub action: Option<ServeAction>,
-    /// The region the server answers as: signatures must name it, ARNs carry it.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
-    /// The account id ARNs carry (`arn:aws:mobiletargeting:REGION:ACCOUNT:apps/…`).
-    #[arg(long, default_value = "000000000000")]
-    pub account_id: String,
-    /// File of `ACCESS_KEY_ID SECRET_ACCESS_KEY` lines that may sign requests (this, or
-    /// --no-auth on a loopback address, is needed to serve).
-    #[arg(long, conflicts_with = "no_auth")]
-    pub credentials_file: Option<PathBuf>,
-    /// Accept unsigned requests (loopback addresses only).
-    #[arg(long)]
-    pub no_auth: bool,
-    /// Enforce Pinpoint's per-operation request quotas with 429 answers, counted by this
-    /// server (with N replicas, N times the quota in all).
-    #[arg(long, value_enum, default_value_t = RateLimits::Off)]
-    pub rate_limits: RateLimits,
-    /// Share of requests answered 500 before any work (0 to 1).
-    #[arg(long, default_value_t = 0.0, value_parser = probability)]
-    pub fault_rate: f64,
-    /// Share of requests whose work is committed and whose answer is then a 500 (0 to 1).
-    #[arg(long, default_value_t = 0.0, value_parser = probability)]
-    pub lost_response_rate: f64,
-    /// Delay added to every answer, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Seed for the fault draws, so a chaos run reproduces.
-    #[arg(long, default_value_t = 0)]
-    pub fault_seed: u64,
-    /// Connections served at once; more wait in the backlog.
-    #[arg(long, default_value_t = server::MAX_CONNECTIONS)]
-    pub max_connections: usize,
-    /// How long a connection may take to send a request's headers (idle keep-alive waits
-    /// included) before it is closed, e.g. 10s.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub header_timeout: Duration,
-    /// Request bodies held in memory at once, over all connections, in MiB (at least 7, one
-    /// body at Pinpoint's limit); more wait, then get 429.
-    #[arg(long, default_value_t = (server::BODY_BUDGET_BYTES / (1024 * 1024)) as u64, value_parser = clap::value_parser!(u64).range(7..))]
-    pub max_body_memory_mib: u64,
-    /// A folder import and export jobs may name by `file:///…` URL (repeatable). Without
-    /// one, jobs use S3 only (the standard AWS chain; AWS_ENDPOINT_URL_S3 for an
-    /// S3-compatible store).
-    #[arg(long, value_name = "DIR")]
-    pub import_root: Vec<PathBuf>,
-    /// An S3 bucket, or bucket/prefix, that import and export jobs may name (repeatable).
-    /// When given, no other bucket or prefix is read or written, whatever the server's
-    /// credentials reach: set it in production.
-    #[arg(long, value_name = "BUCKET[/PREFIX]")]
-    pub s3_allow: Vec<String>,
-}
-
-#[derive(Debug, clap::Subcommand)]
-pub enum ServeAction {
-    /// Copy a SQLite data file into a PostgreSQL database: applications, every segment
-    /// version, campaigns, journeys, tags, endpoints, jobs. Verifies counts and checksums
-    /// per table; safe to rerun (rows already there are checked, not copied twice).
-    #[command(
-        after_help = "Example:\n  segmentctl serve migrate --from /var/lib/segmentctl/pinpoint.db --to \"$DATABASE_URL\""
-    )]
-    Migrate {
-        /// The SQLite data file to copy from (read only).
-        #[arg(long, value_name = "PATH")]
-        from: PathBuf,
-        /// The PostgreSQL database to copy into (postgres://… or libpq's host=… dbname=…);
-        /// migrated first.
-        #[arg(
-            long,
-            value_name = "postgres://…",
-            env = "SEGMENTCTL_MIGRATE_TO",
-            hide_env_values = true,
-            value_parser = DataSourceParser
-        )]
-        to: DataSource,
-    },
-}
-
-/// `--data` and `--to`, read by [`DataSource::parse`]. A refusal never repeats the value,
-/// which may hold a password (clap's own message for a bad value would).
-#[derive(Clone)]
-struct DataSourceParser;
-
-impl clap::builder::TypedValueParser for DataSourceParser {
-    type Value = DataSource;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<DataSource, clap::Error> {
-        let flag = arg
-            .and_then(|a| a.get_long())
-            .map_or_else(|| "the database".to_string(), |l| format!("--{l}"));
-        let refuse = |why: String| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("{flag}: {why}\n"),
-            )
-            .with_cmd(cmd)
-        };
-        let text = value
-            .to_str()
-            .ok_or_else(|| refuse("not UTF-8 text".into()))?;
-        DataSource::parse(text).map_err(refuse)
-    }
-}
-
-/// `serve migrate`: the copy, a line per table, and exit 1 unless every table agrees.
-async fn serve_migrate(from: PathBuf, to: DataSource) -> anyhow::Result<u8> {
-    crate::text::err(&format!(
-        "Copying {} into {to} (rerunnable: rows already there are checked, not copied again)\n",
-        from.display()
-    ));
-    let target = to.clone();
-    let reports =
-        tokio::task::spawn_blocking(move || {
-            server::store::copy::copy(&from, &target, |r| {
-                crate::text::out(&format!(
-                "{} {:<17} {:>9} rows in source, {:>9} in target, {:>9} copied now, checksum {}\n",
-                if r.ok() { "✓" } else { "✗" },
-                r.table,
-                r.source_rows,
-                r.target_rows,
-                r.copied,
-                if r.checksums_match { "matches" } else { "differs" }
-            ))
-            })
-        })
-        .await?
-        .with_context(|| format!("cannot copy into {to}"))?;
-    let bad: Vec<&str> = reports
-        .iter()
-        .filter(|r| !r.ok())
-        .map(|r| r.table)
-        .collect();
-    if bad.is_empty() {
-        crate::text::out(&format!(
-            "Done: {} tables copied and verified. Point the servers at {to}.\n",
-            reports.len()
-        ));
-        Ok(crate::cli::commands::exit::OK)
-    } else {
-        crate::text::err(&format!(
-            "error: {} differ between the two databases: the target holds rows the source does not, or other versions of them; it was not empty, or was written to since\n",
-            bad.join(", ")
-        ));
-        Ok(crate::cli::commands::exit::ERROR)
-    }
-}
-
-fn connections(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(format!(
-            "expected a number of connections, 1 or more, found {s:?}"
-        )),
-    }
-}
-
-fn pool_size(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=1000).contains(&n) => Ok(n),
-        _ => Err(format!(
-            "expected a number of connections from 1 to 1000, found {s:?}"
-        )),
-    }
-}
-
-fn probability(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => Err(format!("expected a probability from 0 to 1, found {s:?}")),
-    }
-}
-
-impl ServeArgs {
-    fn config(&self) -> anyhow::Result<ServerConfig> {
-        let auth = match (&self.credentials_file, self.no_auth) {
-            (Some(path), false) => Auth::SigV4(Credentials::from_file(path)?),
-            (None, true) => Auth::None,
-            _ => bail!("serve needs the keys that may sign requests: --credentials-file FILE (lines of `ACCESS_KEY_ID SECRET_ACCESS_KEY [read-write|read-only]`), or --no-auth on a loopback address"),
-        };
-        Ok(ServerConfig {
-            listen: self.listen,
-            data: self.data.clone(),
-            pool: self.db_pool,
-            job_lease: self.job_lease,
-            region: self.region.clone(),
-            account_id: self.account_id.clone(),
-            auth,
-            rate_limits: self.rate_limits == RateLimits::Pinpoint,
-            faults: FaultConfig {
-                fault_rate: self.fault_rate,
-                lost_response_rate: self.lost_response_rate,
-                latency: Duration::from_millis(self.latency_ms),
-                seed: self.fault_seed,
-            },
-            body_timeout: server::BODY_TIMEOUT,
-            max_connections: self.max_connections,
-            header_timeout: self.header_timeout,
-            body_budget: (self.max_body_memory_mib as usize) * 1024 * 1024,
-            import_roots: self.import_root.clone(),
-            s3_allow: self.s3_allow.clone(),
-            s3: None,
-            run_jobs: true,
-        })
-    }
-}
+use args::{
+    ApplyFormat, Cli, Command, EstimateArgs, ImportArgs, LogFormat, PlanArgs, PlanFormat, RunArgs,
+    ServeAction, ServeArgs, SqlArgs, SqlDialect, StatusArgs,
+};
+use commands::exit;
 
 /// The log filter when `SEGMENTCTL_LOG` is not set: segmentctl at info; the AWS SDK's own
 /// retry and credential-probing warnings only as errors (segmentctl says what went wrong
@@ -720,6 +64,237 @@ fn approve_tip(e: &clap::Error) -> Option<String> {
         "\n  tip: to apply without a prompt, pass --auto-approve (not {})\n",
         crate::text::safe(&flag)
     ))
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    // Usage errors exit 1: 2 and 3 mean "changes present" and "blocked" (clap would use 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK // --help, --version
+            };
+            let _ = e.print();
+            if let Some(tip) = approve_tip(&e) {
+                crate::text::err(&tip);
+            }
+            return ExitCode::from(code);
+        }
+    };
+    if matches!(cli.command, Command::Run(_) | Command::Serve(_)) {
+        // Long-running: keep memory from piling up in per-thread arenas.
+        crate::daemon::limit_malloc_arenas();
+    }
+    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            crate::text::err(&format!("error: cannot start the async runtime: {e}\n"));
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // A read that never returns (a hung network file system) must not keep the process
+    // from exiting once the work is done.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        // Located manifest errors were printed already.
+        Err(e) if e.is::<commands::Invalid>() => ExitCode::from(1),
+        Err(e) => {
+            crate::text::err(&format!("error: {e:#}\n"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One function per command, each given what its arguments validated to.
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Validate(a) => Ok(validate(&a.dir, a.config.as_deref())),
+        Command::Plan(a) => plan(a).await,
+        Command::Apply(a) => apply(a).await,
+        Command::Import(a) => import(a).await,
+        Command::Run(a) => run_controller(a).await,
+        Command::Status(a) => status(&a),
+        Command::Estimate(a) => estimate(&a),
+        Command::Sql(a) => sql(a),
+        Command::Completion { shell } => {
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "segmentctl", &mut buf);
+            crate::text::out(&String::from_utf8_lossy(&buf));
+            Ok(exit::OK)
+        }
+        Command::Man { command, out } => man_pages(command.as_deref(), out.as_deref()),
+        Command::Schema => {
+            crate::text::out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&crate::manifests::manifest::json_schema())?
+            ));
+            Ok(exit::OK)
+        }
+        Command::Serve(a) => serve(a).await,
+    }
+}
+
+async fn plan(a: PlanArgs) -> anyhow::Result<u8> {
+    let inputs = Inputs {
+        dir: a.dir.clone(),
+        config: a.target.config.clone(),
+        overrides: a.target.overrides(a.prune),
+    };
+    let o = commands::PlanOptions {
+        format: match a.format {
+            PlanFormat::Text => commands::Format::Text,
+            PlanFormat::Markdown => commands::Format::Markdown,
+            PlanFormat::Json => commands::Format::Json,
+        },
+        out: a.out,
+        detailed_exitcode: a.detailed_exitcode,
+        audience: a.endpoints.map(|endpoints| commands::AudienceOptions {
+            endpoints,
+            as_of: a.as_of,
+        }),
+        revision: commands::revision(a.revision.as_deref()),
+    };
+    commands::plan_command(&inputs, &o).await
+}
+
+async fn apply(a: args::ApplyArgs) -> anyhow::Result<u8> {
+    let ov = a.target.overrides(a.prune);
+    let o = commands::ApplyArgs {
+        auto_approve: a.auto_approve,
+        allow_delete_in_use: a.allow_delete_in_use,
+        wait: a.wait,
+        json: a.format == ApplyFormat::Json,
+    };
+    if o.json && !a.auto_approve {
+        bail!("apply --format json needs --auto-approve: JSON lines are for programs, which cannot answer the confirmation");
+    }
+    let manifest_file = a
+        .source
+        .extension()
+        .is_some_and(|e| e == "yaml" || e == "yml");
+    if a.source.is_file() && !manifest_file {
+        return commands::apply_saved(&a.source, a.target.config.as_deref(), &ov, &o).await;
+    }
+    let inputs = Inputs {
+        dir: a.source,
+        config: a.target.config,
+        overrides: ov,
+    };
+    commands::apply_dir(&inputs, &o, commands::revision(a.revision.as_deref())).await
+}
+
+async fn import(a: ImportArgs) -> anyhow::Result<u8> {
+    let inputs = Inputs {
+        dir: a.dir_flag.clone().unwrap_or(a.dir),
+        config: a.target.config.clone(),
+        overrides: a.target.overrides(false),
+    };
+    commands::import(&inputs, &a.application, &a.out).await
+}
+
+/// `run`: the controller, until Ctrl-C or SIGTERM.
+async fn run_controller(a: RunArgs) -> anyhow::Result<u8> {
+    let shard = match (a.shard, a.shard_from_hostname) {
+        (Some(s), _) => Some(s),
+        (None, Some(n)) => {
+            let host = hostname().ok_or_else(|| {
+                anyhow::anyhow!("cannot read the hostname for --shard-from-hostname")
+            })?;
+            Some(crate::daemon::Shard::from_hostname(&host, n).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        (None, None) => None,
+    };
+    let cfg = crate::daemon::DaemonConfig {
+        overrides: a.target.overrides(a.prune),
+        dir: a.dir,
+        config_file: a.target.config,
+        interval: a.interval,
+        stuck_after: a.stuck_after,
+        admin_listen: a.admin_listen,
+        admin_max_connections: a.admin_max_connections,
+        admin_header_timeout: a.admin_header_timeout,
+        mode: a.mode,
+        shard,
+    };
+    crate::daemon::run(cfg, commands::shutdown_signal()).await?;
+    Ok(exit::OK)
+}
+
+fn status(a: &StatusArgs) -> anyhow::Result<u8> {
+    let v = status::fetch(&a.admin)?;
+    match a.format {
+        ApplyFormat::Json => crate::text::out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        )),
+        ApplyFormat::Text => crate::text::out(&status::render(&v, &a.admin)),
+    }
+    Ok(exit::OK)
+}
+
+fn estimate(a: &EstimateArgs) -> anyhow::Result<u8> {
+    commands::estimate(
+        &a.dir,
+        a.config.as_deref(),
+        &a.endpoints,
+        a.as_of.as_deref(),
+        a.format == ApplyFormat::Json,
+    )
+}
+
+fn sql(a: SqlArgs) -> anyhow::Result<u8> {
+    use crate::audience::evaluate::sql::Dialect;
+    commands::sql(commands::SqlOptions {
+        dir: a.dir,
+        config: a.config,
+        dialect: match a.dialect {
+            SqlDialect::Spark => Dialect::Spark,
+            SqlDialect::Duckdb => Dialect::DuckDb,
+            SqlDialect::Postgres => Dialect::Postgres,
+        },
+        segments: a.segments,
+        members: a.members,
+        schema: a.schema,
+        as_of: a.as_of,
+        table: a.table,
+        files: a.files,
+    })
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
+    match a.action {
+        Some(ServeAction::Migrate { from, to }) => commands::serve::migrate(from, to).await,
+        None if a.migrate_only => commands::serve::migrate_only(a.data).await,
+        None => commands::serve::serve(a.config()?).await,
+    }
+}
+
+fn validate(dir: &std::path::Path, config: Option<&std::path::Path>) -> u8 {
+    use crate::text::plural;
+    match crate::manifests::workspace::load(dir, config) {
+        Ok(ws) => {
+            crate::text::out(&format!(
+                "{} OK ({}, {})\n",
+                plural(ws.documents, "manifest"),
+                plural(ws.desired.apps.len(), "application"),
+                plural(ws.desired.segment_count(), "segment")
+            ));
+            0
+        }
+        Err(errors) => {
+            commands::print_manifest_errors(&errors);
+            1
+        }
+    }
 }
 
 /// `man`: the pages, `(file name, roff)`: segmentctl.1, then segmentctl-COMMAND.1 for each
@@ -775,258 +350,11 @@ fn man_pages(command: Option<&str>, out: Option<&std::path::Path>) -> anyhow::Re
     Ok(0)
 }
 
-/// Runs the command line and returns the process exit code.
-pub fn main() -> ExitCode {
-    // Usage errors exit 1: 2 and 3 mean "changes present" and "blocked" (clap would use 2).
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            let code = if e.use_stderr() {
-                crate::cli::commands::exit::ERROR
-            } else {
-                crate::cli::commands::exit::OK // --help, --version
-            };
-            let _ = e.print();
-            if let Some(tip) = approve_tip(&e) {
-                crate::text::err(&tip);
-            }
-            return ExitCode::from(code);
-        }
-    };
-    if matches!(cli.command, Command::Run(_) | Command::Serve(_)) {
-        // Long-running: keep memory from piling up in per-thread arenas.
-        crate::daemon::limit_malloc_arenas();
-    }
-    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            crate::text::err(&format!("error: cannot start the async runtime: {e}\n"));
-            return ExitCode::from(1);
-        }
-    };
-    let result = runtime.block_on(run(cli));
-    // A read that never returns (a hung network file system) must not keep the process
-    // from exiting once the work is done.
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    match result {
-        Ok(code) => ExitCode::from(code),
-        // Located manifest errors were printed already.
-        Err(e) if e.is::<crate::cli::commands::Invalid>() => ExitCode::from(1),
-        Err(e) => {
-            crate::text::err(&format!("error: {e:#}\n"));
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn validate(args: &ValidateArgs) -> u8 {
-    use crate::text::plural;
-    match crate::manifests::workspace::load(&args.dir, args.config.as_deref()) {
-        Ok(ws) => {
-            crate::text::out(&format!(
-                "{} OK ({}, {})\n",
-                plural(ws.documents, "manifest"),
-                plural(ws.desired.apps.len(), "application"),
-                plural(ws.desired.segment_count(), "segment")
-            ));
-            0
-        }
-        Err(errors) => {
-            crate::cli::commands::print_manifest_errors(&errors);
-            1
-        }
-    }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<u8> {
-    match cli.command {
-        Command::Validate(args) => Ok(validate(&args)),
-        Command::Plan(a) => {
-            let inputs = Inputs {
-                dir: a.dir.clone(),
-                config: a.target.config.clone(),
-                overrides: a.target.overrides(a.prune),
-            };
-            let o = crate::cli::commands::PlanOptions {
-                format: a.format,
-                out: a.out.clone(),
-                detailed_exitcode: a.detailed_exitcode,
-                audience: a.endpoints.clone().map(|endpoints| {
-                    crate::cli::commands::AudienceOptions {
-                        endpoints,
-                        as_of: a.as_of.clone(),
-                    }
-                }),
-                revision: crate::cli::commands::revision(a.revision.as_deref()),
-            };
-            crate::cli::commands::plan_command(&inputs, &o).await
-        }
-        Command::Apply(a) => {
-            let ov = a.target.overrides(a.prune);
-            let args = crate::cli::commands::ApplyArgs {
-                auto_approve: a.auto_approve,
-                allow_delete_in_use: a.allow_delete_in_use,
-                wait: a.wait,
-                json: a.format == ApplyFormat::Json,
-            };
-            if args.json && !a.auto_approve {
-                bail!("apply --format json needs --auto-approve: JSON lines are for programs, which cannot answer the confirmation");
-            }
-            let manifest_file = a
-                .source
-                .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml");
-            if a.source.is_file() && !manifest_file {
-                crate::cli::commands::apply_saved(&a.source, a.target.config.as_deref(), &ov, &args)
-                    .await
-            } else {
-                let inputs = Inputs {
-                    dir: a.source.clone(),
-                    config: a.target.config.clone(),
-                    overrides: ov,
-                };
-                crate::cli::commands::apply_dir(
-                    &inputs,
-                    &args,
-                    crate::cli::commands::revision(a.revision.as_deref()),
-                )
-                .await
-            }
-        }
-        Command::Import(a) => {
-            let inputs = Inputs {
-                dir: a.dir_flag.clone().unwrap_or_else(|| a.dir.clone()),
-                config: a.target.config.clone(),
-                overrides: a.target.overrides(false),
-            };
-            crate::cli::commands::import(&inputs, &a.application, &a.out).await
-        }
-        Command::Run(a) => {
-            let shard = match (a.shard, a.shard_from_hostname) {
-                (Some(s), _) => Some(s),
-                (None, Some(n)) => {
-                    let host = hostname().ok_or_else(|| {
-                        anyhow::anyhow!("cannot read the hostname for --shard-from-hostname")
-                    })?;
-                    Some(
-                        crate::daemon::Shard::from_hostname(&host, n)
-                            .map_err(|e| anyhow::anyhow!(e))?,
-                    )
-                }
-                (None, None) => None,
-            };
-            let cfg = crate::daemon::DaemonConfig {
-                dir: a.dir.clone(),
-                config_file: a.target.config.clone(),
-                overrides: a.target.overrides(a.prune),
-                interval: a.interval,
-                stuck_after: a.stuck_after,
-                admin_listen: a.admin_listen,
-                admin_max_connections: a.admin_max_connections,
-                admin_header_timeout: a.admin_header_timeout,
-                mode: a.mode,
-                shard,
-            };
-            crate::daemon::run(cfg, crate::cli::commands::shutdown_signal()).await?;
-            Ok(0)
-        }
-        Command::Status(a) => {
-            let v = crate::cli::status::fetch(&a.admin)?;
-            match a.format {
-                ApplyFormat::Json => crate::text::out(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&v).unwrap_or_default()
-                )),
-                ApplyFormat::Text => crate::text::out(&crate::cli::status::render(&v, &a.admin)),
-            }
-            Ok(0)
-        }
-        Command::Estimate(a) => crate::cli::commands::estimate(
-            &a.dir,
-            a.config.as_deref(),
-            &a.endpoints,
-            a.as_of.as_deref(),
-            a.format == ApplyFormat::Json,
-        ),
-        Command::Sql(a) => crate::cli::commands::sql(&a),
-        Command::Completion { shell } => {
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "segmentctl", &mut buf);
-            crate::text::out(&String::from_utf8_lossy(&buf));
-            Ok(0)
-        }
-        Command::Man { command, out } => man_pages(command.as_deref(), out.as_deref()),
-        Command::Schema => {
-            crate::text::out(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&crate::manifests::manifest::json_schema())?
-            ));
-            Ok(0)
-        }
-        Command::Serve(ServeArgs {
-            action: Some(ServeAction::Migrate { from, to }),
-            ..
-        }) => serve_migrate(from, to).await,
-        Command::Serve(args) if args.migrate_only => {
-            let data = args.data.clone();
-            let store = tokio::task::spawn_blocking(move || {
-                server::store::Store::connect_unmigrated(&data, "", "", 1).and_then(|s| s.migrate())
-            })
-            .await?
-            .with_context(|| format!("cannot migrate {}", args.data))?;
-            let applied = if store.applied.is_empty() {
-                "nothing to apply".to_string()
-            } else {
-                store
-                    .applied
-                    .iter()
-                    .map(|(v, n)| format!("{v} ({n})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            crate::text::out(&format!(
-                "{}: schema at version {}; applied: {applied}\n",
-                args.data, store.version
-            ));
-            Ok(0)
-        }
-        Command::Serve(args) => {
-            let cfg = args.config()?;
-            server::serve(cfg, crate::cli::commands::shutdown_signal())
-                .await
-                .context("segmentctl serve")?;
-            Ok(0)
-        }
-    }
-}
-
-#[cfg(test)]
-mod help_tests {
-    use super::*;
-
-    /// Every flag and argument of every command says what it is for.
-    #[test]
-    fn every_argument_is_described() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let id = arg.get_id().as_str();
-                if id == "help" || id == "version" || arg.is_hide_set() {
-                    continue;
-                }
-                if arg.get_help().is_none() && arg.get_long_help().is_none() {
-                    missing.push(format!("{path} {id}"));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                walk(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        walk(&Cli::command(), "segmentctl", &mut missing);
-        assert!(missing.is_empty(), "undescribed: {missing:?}");
-    }
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
 }

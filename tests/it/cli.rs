@@ -164,7 +164,7 @@ fn the_kubernetes_manifests_pass_arguments_the_cli_accepts() {
         ),
     ] {
         let args = container_args(file, container);
-        let parsed = segmentctl::cli::Cli::try_parse_from(
+        let parsed = segmentctl::cli::args::Cli::try_parse_from(
             std::iter::once("segmentctl".to_string()).chain(args.clone()),
         );
         assert!(

@@ -378,6 +378,12 @@ impl Store {
         Ok(store)
     }
 
+    /// `serve --migrate-only`: opens the database with one connection and applies the
+    /// migrations it has not had (a deploy step before the replicas start).
+    pub fn migrate_only(source: &DataSource) -> Result<Migrated, DbError> {
+        Self::connect_unmigrated(source, "", "", 1)?.migrate()
+    }
+
     /// Opens the database without touching its schema (for `serve migrate`'s checks).
     pub fn connect_unmigrated(
         source: &DataSource,
