@@ -11,7 +11,7 @@ use crate::reconcile::pipeline::{self, Inputs, Overrides};
 use crate::targets::pinpoint::Pinpoint;
 use crate::targets::{self, Connection};
 use crate::text::{err, out, plural, use_colour};
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,6 @@ use super::*;
 use crate::manifests::workspace::Workspace;
 use crate::reconcile::pipeline::{Inputs, Overrides};
 use crate::text::{err, out};
-use anyhow::Context as _;
 use std::path::Path;
 
 /// `estimate`: per segment, how many endpoint records of FILE belong to it.

@@ -7,7 +7,6 @@ use crate::reconcile::pipeline::Inputs;
 use crate::targets::pinpoint::Pinpoint;
 use crate::targets::{self, Connection};
 use crate::text::{err, out, plural};
-use anyhow::Context as _;
 use std::path::{Path, PathBuf};
 
 /// A manifest name from a segment's display name.

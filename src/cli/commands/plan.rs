@@ -4,7 +4,6 @@ use super::*;
 use crate::plan::Plan;
 use crate::reconcile::pipeline::Inputs;
 use crate::text::{err, out, use_colour};
-use anyhow::Context as _;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
