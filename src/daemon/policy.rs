@@ -7,20 +7,24 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::retry::{Backoff, Jitter};
+
 use super::metrics::Outcome;
 use super::round::RoundOutcome;
 
 /// Exponential backoff with jitter, capped: 1 s, 2 s, 4 s … 5 min, each × [0.5, 1).
 pub fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_secs(1)
-        .saturating_mul(1u32 << attempts.min(9))
-        .min(Duration::from_secs(300));
-    base.mul_f64(0.5 + fastrand::f64() * 0.5)
+    Backoff {
+        base: Duration::from_secs(1),
+        cap: Duration::from_secs(300),
+        jitter: Jitter::Half,
+    }
+    .delay(attempts)
 }
 
 /// The interval with ±10 % jitter, so that replicas and restarts spread out.
 pub fn jittered(interval: Duration) -> Duration {
-    interval.mul_f64(0.9 + fastrand::f64() * 0.2)
+    crate::retry::jittered(interval, 0.1)
 }
 
 /// How soon an application another applier holds is looked at again (±25 %).
@@ -65,7 +69,7 @@ impl Backoffs {
                         attempts: 0,
                         until: now,
                     });
-                let delay = BUSY_RETRY.mul_f64(0.75 + fastrand::f64() * 0.5);
+                let delay = crate::retry::jittered(BUSY_RETRY, 0.25);
                 f.until = now + delay;
                 delays.insert(app.shard_key.clone(), delay);
             } else if app.result == Outcome::Error {

@@ -209,8 +209,9 @@ pub async fn acquire_waiting<P: Pinpoint>(
                     waiting(&held);
                     told = true;
                 }
-                let jitter = Duration::from_millis(fastrand::u64(0..500));
-                tokio::time::sleep(Duration::from_secs(1) + jitter).await;
+                // Every 1 to 1.5 s: appliers waiting together do not poll in step.
+                let poll = crate::retry::jittered(Duration::from_millis(1250), 0.2);
+                tokio::time::sleep(poll).await;
             }
             other => return other,
         }

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::retry::TokenBucket;
+
 /// Pinpoint's quota for segment and campaign writes, in requests per second.
 pub const WRITE_RATE: f64 = 25.0;
 /// Pinpoint's quota for every other operation here.
@@ -28,15 +30,10 @@ pub fn quota(operation: &str) -> f64 {
     }
 }
 
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// Token buckets, one per operation, holding one second of burst.
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<&'static str, Bucket>>,
+    buckets: Mutex<HashMap<&'static str, TokenBucket>>,
 }
 
 impl RateLimiter {
@@ -49,18 +46,10 @@ impl RateLimiter {
     fn admit_at(&self, operation: &'static str, now: Instant) -> bool {
         let rate = quota(operation);
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let b = buckets.entry(operation).or_insert(Bucket {
-            tokens: rate,
-            last: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * rate).min(rate);
-        b.last = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        buckets
+            .entry(operation)
+            .or_insert_with(|| TokenBucket::full_at(rate, rate, now))
+            .try_take(now)
     }
 }
 

@@ -508,7 +508,13 @@ impl Pinpoint for SdkPinpoint {
                 .unwrap_or_default()
             }
         };
-        let mut wait = std::time::Duration::from_millis(100);
+        // Polled every 100 ms at first, then less often, at most every 2 s.
+        let poll = crate::retry::Backoff {
+            base: std::time::Duration::from_millis(100),
+            cap: std::time::Duration::from_secs(2),
+            jitter: crate::retry::Jitter::None,
+        };
+        let mut polls = 0u32;
         loop {
             let job = api
                 .call("GetImportJob", Class::Other, || {
@@ -538,8 +544,8 @@ impl Pinpoint for SdkPinpoint {
                 }
                 _ => progress(processed),
             }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            tokio::time::sleep(poll.delay(polls)).await;
+            polls = polls.saturating_add(1);
         }
     }
 }

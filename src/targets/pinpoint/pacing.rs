@@ -11,40 +11,21 @@ use std::time::Duration;
 
 use aws_sdk_pinpoint::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_pinpoint::Client;
-use tokio::time::Instant;
 
 use crate::manifests::config::RateLimits;
 
-/// A token bucket that hands out reservations in arrival order.
-///
-/// Guarantees: over any window, at most `burst + rate × window` acquisitions complete.
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
-}
+/// The client's pacing: a [`crate::retry::TokenBucket`] whose reservations are waited for,
+/// on tokio's clock (so that tests can pause it).
+pub struct TokenBucket(crate::retry::TokenBucket);
 
 impl TokenBucket {
     pub fn new(rate: f64, burst: f64) -> Self {
-        Self {
-            rate,
-            burst,
-            state: Mutex::new((burst, Instant::now())),
-        }
+        let now = tokio::time::Instant::now().into_std();
+        Self(crate::retry::TokenBucket::full_at(rate, burst, now))
     }
 
     pub async fn acquire(&self) {
-        let wait = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let (tokens, last) = &mut *s;
-            *tokens =
-                (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-            *last = now;
-            *tokens -= 1.0;
-            (*tokens < 0.0).then(|| Duration::from_secs_f64(-*tokens / self.rate))
-        };
-        if let Some(w) = wait {
+        if let Some(w) = self.0.reserve(tokio::time::Instant::now().into_std()) {
             tokio::time::sleep(w).await;
         }
     }
@@ -165,11 +146,12 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap);
-        exp.mul_f64(fastrand::f64())
+        crate::retry::Backoff {
+            base: self.base,
+            cap: self.cap,
+            jitter: crate::retry::Jitter::Full,
+        }
+        .delay(attempt)
     }
 }
 
@@ -288,6 +270,7 @@ impl Api {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::time::Instant;
 
     #[tokio::test(start_paused = true)]
     async fn a_bucket_with_burst_one_spaces_acquisitions_evenly() {
