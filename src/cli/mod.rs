@@ -935,7 +935,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Status(a) => {
-            let v = crate::cli::status::fetch(&a.admin)?;
+            let v = crate::cli::status::fetch(&a.admin).await?;
             match a.format {
                 ApplyFormat::Json => crate::text::out(&format!(
                     "{}\n",
