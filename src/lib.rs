@@ -53,6 +53,8 @@ pub mod cli;
 // Small helpers every layer may use.
 pub mod par;
 
+pub mod s3;
+
 pub mod text;
 
 /// Tag keys with this prefix belong to segmentctl.
