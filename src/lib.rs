@@ -55,6 +55,8 @@ pub mod par;
 
 pub mod retry;
 
+pub mod s3;
+
 pub mod text;
 
 /// Tag keys with this prefix belong to segmentctl.

@@ -40,74 +40,56 @@ pub struct Input {
     pub mapped: Option<Mapped>,
 }
 
-/// A file mapped read-only into memory.
+/// A file mapped read-only into memory (by `memmap2`, as ripgrep maps its input).
 ///
 /// A file truncated by another process while it is mapped makes the next read of the lost
 /// pages fail with SIGBUS: as with any tool that maps its input (ripgrep, grep's mmap
 /// mode), do not count a file a writer is truncating.
-pub struct Mapped {
-    ptr: *mut libc::c_void,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and owned; reading it from several threads is sound.
-unsafe impl Send for Mapped {}
-unsafe impl Sync for Mapped {}
+pub struct Mapped(memmap2::Mmap);
 
 impl Mapped {
+    /// Maps the first `len` bytes (the size seen at open); `None` for an empty file or when
+    /// the file cannot be mapped: it is then read in blocks.
     fn map(file: &std::fs::File, len: u64) -> Option<Mapped> {
-        use std::os::fd::AsRawFd;
         let len = usize::try_from(len).ok().filter(|n| *n > 0)?;
-        // SAFETY: a fresh private read-only mapping of an open file descriptor; the result
-        // is checked for MAP_FAILED before use.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return None;
-        }
-        // SAFETY: advice on the mapping just made; failure is harmless.
-        unsafe { libc::madvise(ptr, len, libc::MADV_SEQUENTIAL) };
-        Some(Mapped { ptr, len })
+        // SAFETY: a read-only mapping of an open file; see the SIGBUS note above for a file
+        // changed while it is counted.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map(file) }.ok()?;
+        // Advice only: failure is harmless.
+        #[cfg(unix)]
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Some(Mapped(map))
     }
 
     /// Gives back the pages wholly inside `range` (already read): they stay in the page
     /// cache, but leave this process's resident memory, which stays bounded.
     fn release(&self, range: std::ops::Range<usize>) {
-        const PAGE: usize = 4096;
-        let start = range.start.div_ceil(PAGE) * PAGE;
-        let end = range.end / PAGE * PAGE;
-        if start < end {
-            // SAFETY: whole pages of this mapping that nothing reads again (a block is
-            // read by one worker, once); for a private read-only file mapping, dropping
-            // them only means a later read would fault them in again from the file.
-            unsafe {
-                libc::madvise(
-                    self.ptr.cast::<u8>().add(start).cast(),
-                    end - start,
-                    libc::MADV_DONTNEED,
-                )
-            };
+        #[cfg(unix)]
+        {
+            let page = rustix::param::page_size();
+            let start = range.start.div_ceil(page) * page;
+            let end = range.end / page * page;
+            if start < end {
+                // SAFETY: whole pages of this read-only file mapping that nothing reads
+                // again (a block is read by one worker, once, and the range is rounded
+                // inwards so the blocks beside it keep their pages); dropping them only
+                // means a later read would fault them in again from the file. Failure is
+                // harmless.
+                let _ = unsafe {
+                    self.0.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
         }
+        #[cfg(not(unix))]
+        let _ = range;
     }
 
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `ptr` maps `len` readable bytes for as long as `self` lives.
-        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapped {
-    fn drop(&mut self) {
-        // SAFETY: unmapping the mapping this value owns, once.
-        unsafe { libc::munmap(self.ptr, self.len) };
+        &self.0
     }
 }
 

@@ -30,7 +30,7 @@ pub async fn fingerprint(desired: &mut DesiredState) {
                 }
                 None => {
                     if client.is_none() {
-                        client = Some(s3_client().await);
+                        client = Some(crate::s3::client("us-east-1").await);
                     }
                     s3(client.as_ref().expect("set above"), &imp.url).await
                 }
@@ -105,34 +105,6 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()>
     Ok(())
 }
 
-async fn s3_client() -> aws_sdk_s3::Client {
-    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(
-            aws_config::meta::region::RegionProviderChain::default_provider()
-                .or_else(aws_config::Region::new("us-east-1")),
-        )
-        .load()
-        .await;
-    let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&shared)
-            .force_path_style(custom)
-            .build(),
-    )
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
-
 async fn s3(client: &aws_sdk_s3::Client, url: &str) -> Result<String, String> {
     let rest = url.strip_prefix("s3://").unwrap_or(url);
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
@@ -140,7 +112,7 @@ async fn s3(client: &aws_sdk_s3::Client, url: &str) -> Result<String, String> {
         match client.head_object().bucket(bucket).key(key).send().await {
             Ok(h) => return Ok(h.e_tag().unwrap_or_default().trim_matches('"').to_string()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => {}
-            Err(e) => return Err(format!("{url}: {}", chain(&e))),
+            Err(e) => return Err(format!("{url}: {}", crate::text::error_chain(&e))),
         }
     }
     let prefix = if key.is_empty() || key.ends_with('/') {
@@ -150,24 +122,18 @@ async fn s3(client: &aws_sdk_s3::Client, url: &str) -> Result<String, String> {
     };
     let mut h = Md5::new();
     let mut n = 0;
-    let mut token = None;
-    loop {
-        let page = client
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(&prefix)
-            .set_continuation_token(token.take())
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", chain(&e)))?;
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(&prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| format!("{url}: {}", crate::text::error_chain(&e)))?;
         for o in page.contents() {
             h.update(o.key().unwrap_or_default().as_bytes());
             h.update(o.e_tag().unwrap_or_default().as_bytes());
             n += 1;
-        }
-        match page.next_continuation_token() {
-            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-            _ => break,
         }
     }
     if n == 0 {

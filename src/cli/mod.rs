@@ -122,7 +122,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Apply(a) => apply(a).await,
         Command::Import(a) => import(a).await,
         Command::Run(a) => run_controller(a).await,
-        Command::Status(a) => status(&a),
+        Command::Status(a) => status(&a).await,
         Command::Estimate(a) => estimate(&a),
         Command::Sql(a) => sql(a),
         Command::Completion { shell } => {
@@ -229,8 +229,8 @@ async fn run_controller(a: RunArgs) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-fn status(a: &StatusArgs) -> anyhow::Result<u8> {
-    let v = status::fetch(&a.admin)?;
+async fn status(a: &StatusArgs) -> anyhow::Result<u8> {
+    let v = status::fetch(&a.admin).await?;
     match a.format {
         ApplyFormat::Json => crate::text::out(&format!(
             "{}\n",

@@ -1,7 +1,14 @@
-//! The daemon's metrics, rendered in the Prometheus text exposition format.
+//! The daemon's metrics, rendered in the Prometheus text exposition format (0.0.4) by
+//! `prometheus-client`, the Prometheus project's Rust crate.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds of the reconcile duration histogram, in seconds.
 pub const BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -34,25 +41,21 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Default, Clone)]
-pub struct Histogram {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
+/// The reconcile duration histogram, over [`BUCKETS`]. Clones share their counts.
+#[derive(Debug, Clone)]
+pub struct Histogram(prometheus_client::metrics::histogram::Histogram);
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self(prometheus_client::metrics::histogram::Histogram::new(
+            BUCKETS.iter().copied(),
+        ))
+    }
 }
 
 impl Histogram {
     pub fn observe(&mut self, seconds: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; BUCKETS.len()];
-        }
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += seconds;
-        self.count += 1;
+        self.0.observe(seconds);
     }
 }
 
@@ -70,126 +73,145 @@ pub struct Metrics {
     pub last_success: BTreeMap<String, f64>,
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
 /// `application="<key>",name="<display name>"`, or the key alone for pseudo-applications.
-fn app_labels(m: &Metrics, key: &str) -> String {
+fn app_labels<'a>(m: &'a Metrics, key: &'a str) -> Vec<(&'static str, &'a str)> {
     match m.names.get(key) {
-        Some(n) => format!("application=\"{}\",name=\"{}\"", escape(key), escape(n)),
-        None => format!("application=\"{}\"", escape(key)),
+        Some(n) => vec![("application", key), ("name", n)],
+        None => vec![("application", key)],
     }
 }
 
-fn gauge(
-    out: &mut String,
-    m: &Metrics,
-    name: &str,
-    help: &str,
-    values: &BTreeMap<String, impl std::fmt::Display>,
-) {
-    family(out, name, "gauge", help);
-    for (app, v) in values {
-        let _ = writeln!(out, "{name}{{{}}} {v}", app_labels(m, app));
+/// One scrape: the metrics and the API request counts as they were when it began, encoded
+/// series by series in key order (the crate's `Family` would order them by hash).
+#[derive(Debug)]
+struct Scrape {
+    metrics: Metrics,
+    /// `(operation, code) → n`.
+    api: BTreeMap<(&'static str, String), u64>,
+}
+
+impl Scrape {
+    fn gauge<V: EncodeGaugeValue + Copy>(
+        &self,
+        e: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        values: &BTreeMap<String, V>,
+    ) -> std::fmt::Result {
+        let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+        for (app, v) in values {
+            let labels = app_labels(&self.metrics, app);
+            ConstGauge::new(*v).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+        let m = &self.metrics;
+        // A counter's name is given without `_total`: the encoder adds it.
+        let mut family = e.encode_descriptor(
+            "segmentctl_reconcile",
+            "Reconciles of an application, by result.",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((app, outcome), n) in &m.reconcile_total {
+            let labels = (app_labels(m, app), [("result", outcome.label())]);
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        m.reconcile_duration.0.encode(e.encode_descriptor(
+            "segmentctl_reconcile_duration_seconds",
+            "Time to reconcile the folder once.",
+            None,
+            MetricType::Histogram,
+        )?)?;
+        self.gauge(
+            &mut e,
+            "segmentctl_managed_segments",
+            "Segments the manifests declare for an application.",
+            &m.managed_segments,
+        )?;
+        self.gauge(
+            &mut e,
+            "segmentctl_drifted_segments",
+            "Managed segments changed outside segmentctl, at the last reconcile.",
+            &m.drifted_segments,
+        )?;
+        self.gauge(
+            &mut e,
+            "segmentctl_blocked_steps",
+            "Plan steps the safety rules blocked, at the last reconcile.",
+            &m.blocked_steps,
+        )?;
+        self.gauge(
+            &mut e,
+            "segmentctl_last_success_timestamp_seconds",
+            "When an application last reconciled successfully (Unix time).",
+            &m.last_success,
+        )?;
+        let mut family = e.encode_descriptor(
+            "segmentctl_api_requests",
+            "Requests to the Pinpoint API, by operation and result code.",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((op, code), n) in &self.api {
+            let labels = [("operation", *op), ("code", code.as_str())];
+            ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 
 /// Renders the metrics, with the API request counts (`(operation, code) → n`).
 pub fn render(m: &Metrics, api: &BTreeMap<(&'static str, String), u64>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Scrape {
+        metrics: m.clone(),
+        api: api.clone(),
+    }));
     let mut out = String::new();
-    family(
-        &mut out,
-        "segmentctl_reconcile_total",
-        "counter",
-        "Reconciles of an application, by result.",
-    );
-    for ((app, outcome), n) in &m.reconcile_total {
-        let _ = writeln!(
-            out,
-            "segmentctl_reconcile_total{{{},result=\"{}\"}} {n}",
-            app_labels(m, app),
-            outcome.label()
-        );
-    }
-    family(
-        &mut out,
-        "segmentctl_reconcile_duration_seconds",
-        "histogram",
-        "Time to reconcile the folder once.",
-    );
-    let h = &m.reconcile_duration;
-    for (i, b) in BUCKETS.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "segmentctl_reconcile_duration_seconds_bucket{{le=\"{b}\"}} {}",
-            h.counts.get(i).copied().unwrap_or(0)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "segmentctl_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {}",
-        h.count
-    );
-    let _ = writeln!(out, "segmentctl_reconcile_duration_seconds_sum {}", h.sum);
-    let _ = writeln!(
-        out,
-        "segmentctl_reconcile_duration_seconds_count {}",
-        h.count
-    );
-    gauge(
-        &mut out,
-        m,
-        "segmentctl_managed_segments",
-        "Segments the manifests declare for an application.",
-        &m.managed_segments,
-    );
-    gauge(
-        &mut out,
-        m,
-        "segmentctl_drifted_segments",
-        "Managed segments changed outside segmentctl, at the last reconcile.",
-        &m.drifted_segments,
-    );
-    gauge(
-        &mut out,
-        m,
-        "segmentctl_blocked_steps",
-        "Plan steps the safety rules blocked, at the last reconcile.",
-        &m.blocked_steps,
-    );
-    gauge(
-        &mut out,
-        m,
-        "segmentctl_last_success_timestamp_seconds",
-        "When an application last reconciled successfully (Unix time).",
-        &m.last_success,
-    );
-    family(
-        &mut out,
-        "segmentctl_api_requests_total",
-        "counter",
-        "Requests to the Pinpoint API, by operation and result code.",
-    );
-    for ((op, code), n) in api {
-        let _ = writeln!(
-            out,
-            "segmentctl_api_requests_total{{operation=\"{op}\",code=\"{}\"}} {n}",
-            escape(code)
-        );
-    }
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        .expect("writing to a String does not fail");
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What Prometheus scrapes, whole: the 0.0.4 text format (a counter's `# TYPE` line
+    /// names it with `_total`, no `# EOF`), each family once, series in key order.
+    #[test]
+    fn the_exposition_is_the_prometheus_text_format_in_key_order() {
+        let mut m = Metrics::default();
+        m.names.insert("0a1b".into(), "shop \"eu\"\nwest\\1".into());
+        m.names.insert("ffff".into(), "Shop".into());
+        for (app, outcome, n) in [
+            ("ffff", Outcome::Success, 1),
+            ("0a1b", Outcome::Error, 1),
+            ("0a1b", Outcome::Success, 2),
+            ("(manifests)", Outcome::Invalid, 4),
+        ] {
+            m.reconcile_total.insert((app.into(), outcome), n);
+        }
+        for s in [0.2, 1.0, 500.0] {
+            m.reconcile_duration.observe(s);
+        }
+        for app in ["ffff", "0a1b"] {
+            m.managed_segments.insert(app.into(), 6);
+            m.drifted_segments.insert(app.into(), 0);
+            m.blocked_steps.insert(app.into(), 1);
+            m.last_success.insert(app.into(), 1_733_480_000.125);
+        }
+        let api = BTreeMap::from([
+            (("GetSegments", "ok".to_string()), 3),
+            (("CreateSegment", "TooManyRequests".to_string()), 1),
+        ]);
+        insta::assert_snapshot!(render(&m, &api));
+    }
 
     #[test]
     fn the_exposition_has_every_family_and_escapes_labels() {

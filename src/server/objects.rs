@@ -74,15 +74,8 @@ pub struct Objects {
     client: std::sync::Arc<tokio::sync::OnceCell<aws_sdk_s3::Client>>,
 }
 
-fn s3_error<E: std::error::Error>(what: &str, e: E) -> String {
-    use std::fmt::Write as _;
-    let mut text = format!("{what}: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        let _ = write!(text, ": {s}");
-        source = s.source();
-    }
-    text
+fn s3_error<E: std::error::Error + 'static>(what: &str, e: E) -> String {
+    format!("{what}: {}", crate::text::error_chain(&e))
 }
 
 impl Objects {
@@ -136,19 +129,7 @@ impl Objects {
                 if let Some(c) = &self.s3_config {
                     return aws_sdk_s3::Client::from_conf(c.clone());
                 }
-                let region = aws_config::meta::region::RegionProviderChain::default_provider()
-                    .or_else(aws_config::Region::new(self.region.clone()));
-                let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(region)
-                    .load()
-                    .await;
-                let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-                    .iter()
-                    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
-                let conf = aws_sdk_s3::config::Builder::from(&shared)
-                    .force_path_style(custom)
-                    .build();
-                aws_sdk_s3::Client::from_conf(conf)
+                crate::s3::client(&self.region).await
             })
             .await
             .clone()
@@ -260,16 +241,14 @@ impl Objects {
                     format!("{key}/")
                 };
                 let mut out = Vec::new();
-                let mut token = None;
-                loop {
-                    let page = client
-                        .list_objects_v2()
-                        .bucket(bucket)
-                        .prefix(&prefix)
-                        .set_continuation_token(token.take())
-                        .send()
-                        .await
-                        .map_err(|e| s3_error(&format!("s3://{bucket}/{prefix}"), e))?;
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(&prefix)
+                    .into_paginator()
+                    .send();
+                while let Some(page) = pages.next().await {
+                    let page = page.map_err(|e| s3_error(&format!("s3://{bucket}/{prefix}"), e))?;
                     for o in page.contents() {
                         let Some(k) = o.key() else { continue };
                         if k.ends_with('/') {
@@ -285,10 +264,6 @@ impl Objects {
                             beneath: None,
                             etag: o.e_tag().map(String::from),
                         });
-                    }
-                    match page.next_continuation_token() {
-                        Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_string()),
-                        _ => break,
                     }
                 }
                 Ok(out)

@@ -1331,6 +1331,52 @@ async fn an_s3_object_replaced_after_the_listing_is_not_read() {
     assert!(err.contains("replaced since the job listed it"), "{err}");
 }
 
+/// A folder of more objects than one listing page holds (S3 gives at most 1,000 keys a
+/// page) is listed whole, in key order: every page is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_folder_of_more_than_one_listing_page_is_listed_whole() {
+    let s3 = S3Store::start().await;
+    s3.bucket("paged").await;
+    let keys: Vec<String> = (0..1_001).map(|i| format!("in/{i:04}.csv")).collect();
+    // Put eight at a time.
+    let mut puts = tokio::task::JoinSet::new();
+    for (w, part) in keys.chunks(keys.len().div_ceil(8)).enumerate() {
+        let (client, part) = (s3.client.clone(), part.to_vec());
+        puts.spawn(async move {
+            for k in part {
+                client
+                    .put_object()
+                    .bucket("paged")
+                    .key(k)
+                    .body(
+                        format!("ChannelType,Address\nSMS,+{w}\n")
+                            .into_bytes()
+                            .into(),
+                    )
+                    .send()
+                    .await
+                    .expect("PutObject");
+            }
+        });
+    }
+    while let Some(put) = puts.join_next().await {
+        put.unwrap();
+    }
+    let objects =
+        segmentctl::server::objects::Objects::new(vec![], Some(s3.config.clone()), "us-east-1");
+    let loc = segmentctl::server::objects::parse("s3://paged/in/").unwrap();
+    let listed: Vec<String> = objects
+        .list(&loc)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    let expected: Vec<String> = keys.iter().map(|k| format!("s3://paged/{k}")).collect();
+    assert_eq!(listed.len(), 1_001);
+    assert_eq!(listed, expected);
+}
+
 /// `--s3-allow`: a job may name only the buckets and prefixes given; an object elsewhere
 /// (one the server's credentials can read) is neither read nor quoted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
