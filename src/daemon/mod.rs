@@ -580,111 +580,135 @@ impl Shared {
         let now = now_unix();
         for app in &round.apps {
             let retry = delays.get(&app.shard_key);
-            match (&app.error, retry, app.result) {
-                (Some(e), Some(d), Outcome::Busy) => {
-                    tracing::info!(application = %app.key, name = %crate::text::safe(&app.name), reason = %crate::text::safe(e), retry_in = ?d, "application busy");
-                }
-                (Some(e), Some(d), _) => {
-                    tracing::warn!(application = %app.key, name = %crate::text::safe(&app.name), error = %crate::text::safe(e), retry_in = ?d, "reconcile failed; backing off");
-                }
-                _ => {}
-            }
-            if !app.drifted.is_empty() {
-                tracing::warn!(application = %app.key, segments = ?app.drifted, "drift: segments changed outside segmentctl");
-            }
-            if app.result != Outcome::Error {
-                m.last_success.insert(app.key.clone(), now);
-            }
-            m.names.insert(app.key.clone(), app.name.clone());
-            *m.reconcile_total
-                .entry((app.key.clone(), app.result))
-                .or_default() += 1;
-            m.managed_segments.insert(app.key.clone(), app.managed);
-            m.drifted_segments
-                .insert(app.key.clone(), app.drifted.len());
-            m.blocked_steps.insert(app.key.clone(), app.blocked.len());
-            st.applications.insert(
-                app.key.clone(),
-                AppStatus {
-                    application: app.app_id.clone().unwrap_or_else(|| app.key.clone()),
-                    name: app.name.clone(),
-                    last_run: crate::text::now_iso(),
-                    result: Some(app.result),
-                    managed_segments: app.managed,
-                    drifted: app.drifted.clone(),
-                    blocked: app.blocked.clone(),
-                    last_error: app.error.clone(),
-                    revision: revision.clone().or_else(|| round.desired_digest.clone()),
-                    retry_in_seconds: retry.map(Duration::as_secs_f64),
-                },
-            );
+            log_app(app, retry);
+            app_metrics(&mut m, app, now);
+            let shown = revision.clone().or_else(|| round.desired_digest.clone());
+            st.applications
+                .insert(app.key.clone(), app_status(app, retry, shown));
         }
-        for e in &round.events {
-            let (id, before, after, reason) = match &e.result {
-                StepResult::Done(d) => {
-                    (Some(d.id.as_str()), d.version_before, d.version_after, None)
-                }
-                StepResult::Failed(err) => (None, None, None, Some(crate::text::error_chain(err))),
-                StepResult::Blocked(b) => (
-                    None,
-                    None,
-                    None,
-                    Some(
-                        b.iter()
-                            .map(|b| b.to_string())
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    ),
-                ),
-                StepResult::Skipped(why) => (None, None, None, Some(why.to_string())),
-            };
-            tracing::info!(
-                application = %crate::text::safe(&e.app),
-                application_id = e.app_id.as_deref().unwrap_or(""),
-                segment = %crate::text::safe(&e.name),
-                action = e.action.verb(),
-                result = e.result.label(),
-                id = id.unwrap_or(""),
-                version_before = before,
-                version_after = after,
-                reason = reason.as_deref().map(crate::text::safe).unwrap_or_default().as_ref(),
-                "{}",
-                crate::reconcile::outcome::event_line(e)
-            );
+        round.events.iter().for_each(log_event);
+        remember(&mut st, round, revision);
+    }
+}
+
+/// An application's failure or drift, in the log.
+fn log_app(app: &round::AppOutcome, retry: Option<&Duration>) {
+    match (&app.error, retry, app.result) {
+        (Some(e), Some(d), Outcome::Busy) => {
+            tracing::info!(application = %app.key, name = %crate::text::safe(&app.name), reason = %crate::text::safe(e), retry_in = ?d, "application busy");
         }
-        let errors: Vec<String> = round
-            .apps
-            .iter()
-            .filter_map(|a| Some(format!("{}: {}", a.key, a.error.as_ref()?)))
-            .collect();
-        // Rounds that carried out or failed a step, or whose errors are new: a step blocked
-        // round after round, or the same error again, would push the real changes out.
-        let acted = round
+        (Some(e), Some(d), _) => {
+            tracing::warn!(application = %app.key, name = %crate::text::safe(&app.name), error = %crate::text::safe(e), retry_in = ?d, "reconcile failed; backing off");
+        }
+        _ => {}
+    }
+    if !app.drifted.is_empty() {
+        tracing::warn!(application = %app.key, segments = ?app.drifted, "drift: segments changed outside segmentctl");
+    }
+}
+
+/// An application's round in the metrics.
+fn app_metrics(m: &mut Metrics, app: &round::AppOutcome, now: f64) {
+    if app.result != Outcome::Error {
+        m.last_success.insert(app.key.clone(), now);
+    }
+    m.names.insert(app.key.clone(), app.name.clone());
+    *m.reconcile_total
+        .entry((app.key.clone(), app.result))
+        .or_default() += 1;
+    m.managed_segments.insert(app.key.clone(), app.managed);
+    m.drifted_segments
+        .insert(app.key.clone(), app.drifted.len());
+    m.blocked_steps.insert(app.key.clone(), app.blocked.len());
+}
+
+/// An application's round as the status shows it.
+fn app_status(
+    app: &round::AppOutcome,
+    retry: Option<&Duration>,
+    revision: Option<String>,
+) -> AppStatus {
+    AppStatus {
+        application: app.app_id.clone().unwrap_or_else(|| app.key.clone()),
+        name: app.name.clone(),
+        last_run: crate::text::now_iso(),
+        result: Some(app.result),
+        managed_segments: app.managed,
+        drifted: app.drifted.clone(),
+        blocked: app.blocked.clone(),
+        last_error: app.error.clone(),
+        revision,
+        retry_in_seconds: retry.map(Duration::as_secs_f64),
+    }
+}
+
+/// A finished step in the log: its line, and its fields for a JSON log.
+fn log_event(e: &crate::reconcile::outcome::StepReport) {
+    let (id, before, after, reason) = match &e.result {
+        StepResult::Done(d) => (Some(d.id.as_str()), d.version_before, d.version_after, None),
+        StepResult::Failed(err) => (None, None, None, Some(crate::text::error_chain(err))),
+        StepResult::Blocked(b) => (
+            None,
+            None,
+            None,
+            Some(
+                b.iter()
+                    .map(|b| b.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        ),
+        StepResult::Skipped(why) => (None, None, None, Some(why.to_string())),
+    };
+    tracing::info!(
+        application = %crate::text::safe(&e.app),
+        application_id = e.app_id.as_deref().unwrap_or(""),
+        segment = %crate::text::safe(&e.name),
+        action = e.action.verb(),
+        result = e.result.label(),
+        id = id.unwrap_or(""),
+        version_before = before,
+        version_after = after,
+        reason = reason.as_deref().map(crate::text::safe).unwrap_or_default().as_ref(),
+        "{}",
+        crate::reconcile::outcome::event_line(e)
+    );
+}
+
+/// The round in the history, when it carried out or failed a step or its errors are new: a
+/// step blocked round after round, or the same error again, would push the real changes out.
+fn remember(st: &mut Status, round: &RoundOutcome, revision: Option<String>) {
+    let errors: Vec<String> = round
+        .apps
+        .iter()
+        .filter_map(|a| Some(format!("{}: {}", a.key, a.error.as_ref()?)))
+        .collect();
+    let acted = round
+        .events
+        .iter()
+        .any(|e| !matches!(e.result, StepResult::Blocked(_)));
+    let new_errors =
+        !errors.is_empty() && st.history.back().is_none_or(|last| last.errors != errors);
+    if !(acted || new_errors) {
+        return;
+    }
+    if st.history.len() == HISTORY_ROUNDS {
+        st.history.pop_front();
+    }
+    let record = RoundRecord {
+        round: st.rounds,
+        finished_at: crate::text::now_iso(),
+        revision,
+        steps: round
             .events
             .iter()
-            .any(|e| !matches!(e.result, StepResult::Blocked(_)));
-        let new_errors =
-            !errors.is_empty() && st.history.back().is_none_or(|last| last.errors != errors);
-        if acted || new_errors {
-            if st.history.len() == HISTORY_ROUNDS {
-                st.history.pop_front();
-            }
-            let record = RoundRecord {
-                round: st.rounds,
-                finished_at: crate::text::now_iso(),
-                revision,
-                steps: round
-                    .events
-                    .iter()
-                    .take(HISTORY_STEPS)
-                    .map(crate::reconcile::outcome::event_json)
-                    .collect(),
-                steps_not_shown: round.events.len().saturating_sub(HISTORY_STEPS),
-                errors,
-            };
-            st.history.push_back(record);
-        }
-    }
+            .take(HISTORY_STEPS)
+            .map(crate::reconcile::outcome::event_json)
+            .collect(),
+        steps_not_shown: round.events.len().saturating_sub(HISTORY_STEPS),
+        errors,
+    };
+    st.history.push_back(record);
 }
 
 #[cfg(test)]
