@@ -14,7 +14,7 @@ use crate::manifests::manifest::Source;
 use crate::plan::{AppPlan, Plan};
 use crate::reconcile::apply;
 use crate::reconcile::observe::ObserveError;
-use crate::reconcile::outcome::{StepReport, StepResult};
+use crate::reconcile::outcome::{Report, StepReport, StepResult};
 use crate::reconcile::pipeline::{self, Inputs};
 use crate::targets::pinpoint::{Pinpoint, PinpointError};
 
@@ -301,27 +301,61 @@ pub async fn round<P: Pinpoint>(
         out.apps = outcomes(&plan, None);
         return out;
     }
-    // Create the applications the plan creates (one per name, whatever other appliers do),
-    // lease every application that changes, then plan it again under the leases: what was
-    // planned before may have been changed by another applier meanwhile.
     let mut plan = plan;
-    let created = apply::create_apps(p, &mut plan, crate::reconcile::lease::DEFAULT_SETTLE).await;
+    let applied = match apply_under_leases(p, cx, &ws, &mut plan, &owns).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            out.target_error = Some(e);
+            return out;
+        }
+    };
+    out.apps = merged_outcomes(&plan, &applied);
+    out.events = applied.report.map(|(_, r)| r.steps).unwrap_or_default();
+    out
+}
+
+/// What applying a plan under leases came to.
+struct Applied {
+    /// The plan made again under the leases, and what apply did with it.
+    report: Option<(Plan, Report)>,
+    /// Applications another applier holds, by shard key, and who.
+    busy: BTreeMap<String, String>,
+    /// Applications that could not be created, by shard key, and why.
+    failed: BTreeMap<String, String>,
+}
+
+/// Creates the applications the plan creates (one per name, whatever other appliers do),
+/// leases every application that changes, plans it again under the leases (what was planned
+/// before may have been changed by another applier meanwhile), applies that, and releases
+/// the leases.
+///
+/// Errors: the target could not be listed for the plan under the leases (the leases are
+/// released first).
+async fn apply_under_leases<P: Pinpoint>(
+    p: &P,
+    cx: &RoundContext<'_>,
+    ws: &Workspace,
+    plan: &mut Plan,
+    owns: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Applied, String> {
+    use crate::reconcile::lease;
+    let created = apply::create_apps(p, plan, lease::DEFAULT_SETTLE).await;
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
     for (i, e) in created {
         let app = &plan.apps[i];
-        tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&crate::text::error_chain(&e)), "cannot create the application; trying again next round");
-        failed.insert(app.key().shard_key(), crate::text::error_chain(&e));
+        let why = crate::text::error_chain(&e);
+        tracing::warn!(application = %crate::text::safe(&app.display()), error = %crate::text::safe(&why), "cannot create the application; trying again next round");
+        failed.insert(app.key().shard_key(), why);
     }
-    let (leases, busy) = lease_changes(p, &plan, ws.config.owner()).await;
+    let (leases, busy) = lease_changes(p, plan, ws.config.owner()).await;
     let leased: BTreeSet<String> = leases.iter().map(|(k, _)| k.clone()).collect();
     let under_lease = |key: &str| owns(key) && leased.contains(key);
     let report = if leased.is_empty() {
-        None
+        Ok(None)
     } else {
-        match pipeline::plan(p, &ws, &under_lease).await {
+        match pipeline::plan(p, ws, &under_lease).await {
             Ok((again, _)) => {
-                let held: Vec<crate::reconcile::lease::Lease> =
-                    leases.iter().map(|(_, l)| l.clone()).collect();
+                let held: Vec<lease::Lease> = leases.iter().map(|(_, l)| l.clone()).collect();
                 let run = |fence| {
                     let opts = apply::Options {
                         concurrency: ws.config.concurrency,
@@ -335,29 +369,27 @@ pub async fn round<P: Pinpoint>(
                     let again = &again;
                     async move { apply::apply(p, again, &opts).await }
                 };
-                let report = crate::reconcile::lease::hold_while(
-                    p,
-                    &held,
-                    crate::reconcile::lease::ttl(),
-                    run,
-                )
-                .await;
-                Some((again, report))
+                let report = lease::hold_while(p, &held, lease::ttl(), run).await;
+                Ok(Some((again, report)))
             }
-            Err(ObserveError::ListApps(e)) => {
-                out.target_error = Some(observe_message(&e));
-                None
-            }
+            Err(ObserveError::ListApps(e)) => Err(observe_message(&e)),
         }
     };
     for (_, l) in &leases {
-        crate::reconcile::lease::release(p, l).await;
+        lease::release(p, l).await;
     }
-    if out.target_error.is_some() {
-        return out;
-    }
-    let mut apps = outcomes(&plan, None);
-    if let Some((again, report)) = &report {
+    Ok(Applied {
+        report: report?,
+        busy,
+        failed,
+    })
+}
+
+/// Each application's outcome: as planned, or as the plan under the lease was applied,
+/// busy when another applier held it, failed when it could not be created.
+fn merged_outcomes(plan: &Plan, applied: &Applied) -> Vec<AppOutcome> {
+    let mut apps = outcomes(plan, None);
+    if let Some((again, report)) = &applied.report {
         let redone = outcomes(again, Some(report));
         for a in apps.iter_mut() {
             if let Some(r) = redone.iter().find(|r| r.shard_key == a.shard_key) {
@@ -366,18 +398,16 @@ pub async fn round<P: Pinpoint>(
         }
     }
     for a in apps.iter_mut() {
-        if let Some(holder) = busy.get(&a.shard_key) {
+        if let Some(holder) = applied.busy.get(&a.shard_key) {
             a.result = Outcome::Busy;
             a.error = Some(format!("{holder} is applying to it; tried again shortly"));
         }
-        if let Some(why) = failed.get(&a.shard_key) {
+        if let Some(why) = applied.failed.get(&a.shard_key) {
             a.result = Outcome::Error;
             a.error = Some(format!("cannot create the application: {why}"));
         }
     }
-    out.apps = apps;
-    out.events = report.map(|(_, r)| r.steps).unwrap_or_default();
-    out
+    apps
 }
 
 /// Takes the lease on every existing application the plan changes; returns the leases (by
