@@ -377,16 +377,7 @@ pub async fn apply_dir(
     revision: Option<String>,
 ) -> anyhow::Result<u8> {
     let (p, conn, cfg) = make_plan(inputs, None, revision.clone(), true).await?;
-    a.show_plan(&p);
-    if p.is_empty() {
-        conn.close().await;
-        return Ok(a.nothing_to_do(&p));
-    }
-    let mut leases = Vec::new();
-    let on_moved = OnMoved::Replan(inputs, revision);
-    let result = lease_check_run(&conn, p, &cfg, a, on_moved, &mut leases).await;
-    release_and_close(conn, &leases).await;
-    result
+    show_and_run(conn, p, &cfg, a, OnMoved::Replan(inputs, revision)).await
 }
 
 /// `apply plan.json`: check the plan is for this target and owner, lease, re-observe,
@@ -435,13 +426,25 @@ pub async fn apply_saved(
     }
     note_new_local(&cfg, &dir);
     let conn = targets::connect(&cfg, &dir).await?;
+    show_and_run(conn, p, &cfg, a, OnMoved::Refuse(file)).await
+}
+
+/// The end of either apply: the plan shown; unless it is empty, leased, checked, confirmed
+/// and run; the leases and the connection released whatever happened.
+async fn show_and_run(
+    conn: Connection,
+    p: Plan,
+    cfg: &Config,
+    a: &ApplyArgs,
+    on_moved: OnMoved<'_>,
+) -> anyhow::Result<u8> {
     a.show_plan(&p);
     if p.is_empty() {
         conn.close().await;
         return Ok(a.nothing_to_do(&p));
     }
     let mut leases = Vec::new();
-    let result = lease_check_run(&conn, p, &cfg, a, OnMoved::Refuse(file), &mut leases).await;
+    let result = lease_check_run(&conn, p, cfg, a, on_moved, &mut leases).await;
     release_and_close(conn, &leases).await;
     result
 }

@@ -103,12 +103,28 @@ fn spawned<T: Send + 'static>(
     }
 }
 
+/// Every page of a list, in order: `fetch(token)` sends one request and returns its items
+/// and the next page's token.
+async fn all_pages<T, Fut>(mut fetch: impl FnMut(Option<String>) -> Fut) -> Result<Vec<T>>
+where
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let (items, next) = fetch(token).await?;
+        out.extend(items);
+        token = next;
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
 impl SdkPinpoint {
     async fn list_apps_here(&self) -> Result<Vec<LiveApp>> {
         let api = &self.api;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        all_pages(|token| async move {
             let page = api
                 .call("GetApps", Class::Other, || {
                     api.client
@@ -118,33 +134,24 @@ impl SdkPinpoint {
                         .send()
                 })
                 .await?;
-            let resp = page.applications_response;
-            for a in resp
-                .as_ref()
-                .and_then(|r| r.item.as_ref())
-                .into_iter()
-                .flatten()
-            {
-                out.push(LiveApp {
-                    id: a.id.clone().unwrap_or_default(),
-                    name: a.name.clone().unwrap_or_default(),
-                    arn: a.arn.clone().unwrap_or_default(),
-                    tags: tags_of(a.tags.as_ref()),
-                    creation_date: a.creation_date.clone().unwrap_or_default(),
-                });
-            }
-            token = resp.and_then(|r| r.next_token);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            let Some(resp) = page.applications_response else {
+                return Ok((Vec::new(), None));
+            };
+            let apps = resp.item.into_iter().flatten().map(|a| LiveApp {
+                tags: tags_of(a.tags.as_ref()),
+                id: a.id.unwrap_or_default(),
+                name: a.name.unwrap_or_default(),
+                arn: a.arn.unwrap_or_default(),
+                creation_date: a.creation_date.unwrap_or_default(),
+            });
+            Ok((apps.collect(), resp.next_token))
+        })
+        .await
     }
 
     async fn list_segments_here(&self, app: &str) -> Result<Vec<SegmentResponse>> {
         let api = &self.api;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        all_pages(|token| async move {
             let page = api
                 .call("GetSegments", Class::Other, || {
                     api.client
@@ -156,23 +163,20 @@ impl SdkPinpoint {
                 })
                 .await?;
             let Some(resp) = page.segments_response else {
-                return Ok(out);
+                return Ok((Vec::new(), None));
             };
+            let mut segments = Vec::new();
             for s in resp.item.into_iter().flatten() {
-                out.push(convert::segment_response(s)?);
+                segments.push(convert::segment_response(s)?);
             }
-            token = resp.next_token;
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            Ok((segments, resp.next_token))
+        })
+        .await
     }
 
     async fn list_campaigns_here(&self, app: &str) -> Result<Vec<LiveCampaign>> {
         let api = &self.api;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        all_pages(|token| async move {
             let page = api
                 .call("GetCampaigns", Class::Other, || {
                     api.client
@@ -183,37 +187,28 @@ impl SdkPinpoint {
                         .send()
                 })
                 .await?;
-            let resp = page.campaigns_response;
-            for c in resp
-                .as_ref()
-                .and_then(|r| r.item.as_ref())
-                .into_iter()
-                .flatten()
-            {
-                out.push(LiveCampaign {
-                    id: c.id.clone().unwrap_or_default(),
-                    name: c.name.clone().unwrap_or_default(),
-                    segment_id: c.segment_id.clone().unwrap_or_default(),
-                    status: c
-                        .state
-                        .as_ref()
-                        .and_then(|s| s.campaign_status.as_ref())
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                });
-            }
-            token = resp.and_then(|r| r.next_token);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            let Some(resp) = page.campaigns_response else {
+                return Ok((Vec::new(), None));
+            };
+            let campaigns = resp.item.into_iter().flatten().map(|c| LiveCampaign {
+                status: c
+                    .state
+                    .as_ref()
+                    .and_then(|s| s.campaign_status.as_ref())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                id: c.id.unwrap_or_default(),
+                name: c.name.unwrap_or_default(),
+                segment_id: c.segment_id.unwrap_or_default(),
+            });
+            Ok((campaigns.collect(), resp.next_token))
+        })
+        .await
     }
 
     async fn list_journeys_here(&self, app: &str) -> Result<Vec<LiveJourney>> {
         let api = &self.api;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
+        all_pages(|token| async move {
             let page = api
                 .call("ListJourneys", Class::Other, || {
                     api.client
@@ -224,29 +219,22 @@ impl SdkPinpoint {
                         .send()
                 })
                 .await?;
-            let resp = page.journeys_response;
-            for j in resp
-                .as_ref()
-                .and_then(|r| r.item.as_ref())
-                .into_iter()
-                .flatten()
-            {
-                out.push(LiveJourney {
-                    id: j.id.clone().unwrap_or_default(),
-                    name: j.name.clone().unwrap_or_default(),
-                    state: j
-                        .state
-                        .as_ref()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    segment_ids: convert::journey_segment_ids(j),
-                });
-            }
-            token = resp.and_then(|r| r.next_token);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+            let Some(resp) = page.journeys_response else {
+                return Ok((Vec::new(), None));
+            };
+            let journeys = resp.item.into_iter().flatten().map(|j| LiveJourney {
+                state: j
+                    .state
+                    .as_ref()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                segment_ids: convert::journey_segment_ids(&j),
+                id: j.id.unwrap_or_default(),
+                name: j.name.unwrap_or_default(),
+            });
+            Ok((journeys.collect(), resp.next_token))
+        })
+        .await
     }
 }
 
