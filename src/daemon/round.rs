@@ -51,7 +51,8 @@ pub struct RoundContext<'a> {
     pub identity: &'a Identity,
     /// Applications (by shard key) this instance owns and that are due now.
     pub owns: &'a (dyn Fn(&str) -> bool + Sync),
-    /// Only these applications' desired state changed (`None`: all of them count).
+    /// A full round (a resync): every owned application is planned. Otherwise only those
+    /// whose desired state changed since the last round (a change of the folder).
     pub full: bool,
     pub cancel: Option<signal::Receiver<bool>>,
     pub events: Option<apply::Events>,

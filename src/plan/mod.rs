@@ -415,12 +415,17 @@ impl Plan {
     }
 
     /// True when no step is planned. An application that could not be planned has no
-    /// steps either: read [`AppPlan::error`] (as `plan_exit` does) before taking an empty
-    /// plan for "nothing to do".
+    /// steps either: for "the live state matches the manifests", ask [`Plan::converged`].
     pub fn is_empty(&self) -> bool {
         self.apps
             .iter()
             .all(|a| a.steps.is_empty() && a.app_step.is_none())
+    }
+
+    /// True when the live state matches the manifests: no step is planned and every
+    /// application could be read and planned.
+    pub fn converged(&self) -> bool {
+        self.is_empty() && self.apps.iter().all(|a| a.error.is_none())
     }
 
     pub fn has_blocked(&self) -> bool {

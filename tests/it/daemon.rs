@@ -257,7 +257,12 @@ async fn an_invalid_edit_keeps_the_last_good_state_and_reports_the_error() {
         "{:?}",
         st.manifest_errors
     );
-    tokio::time::sleep(Duration::from_millis(800)).await; // two resyncs on the last good state
+    // Two full rounds on the last good state, counted, not guessed with a sleep.
+    let seen = d.shared.status().rounds;
+    eventually("two rounds on the last good state", || async {
+        d.shared.status().rounds >= seen + 2
+    })
+    .await;
     assert_eq!(fx.managed().await.len(), 2, "nothing deleted");
     assert!(d
         .shared
@@ -463,7 +468,10 @@ async fn atomic_saves_renames_and_a_recreated_folder_are_all_seen() {
 
     // The folder deleted and created again.
     std::fs::remove_dir_all(&sub).unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    eventually("the folder's removal is seen", || async {
+        !d.shared.status().manifest_errors.is_empty()
+    })
+    .await;
     std::fs::create_dir_all(&sub).unwrap();
     std::fs::write(sub.join("a.yaml"), geo(&fx, "na", "FR")).unwrap();
     eventually("the recreated folder is applied", || async {

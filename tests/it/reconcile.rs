@@ -75,7 +75,7 @@ impl Fixture {
     pub async fn converge(&self, prune: bool, max: usize) -> usize {
         for round in 1..=max {
             let p = self.plan(prune).await;
-            if p.is_empty() {
+            if p.converged() {
                 return round - 1;
             }
             self.apply(&p).await;
@@ -186,7 +186,7 @@ async fn apply_from_empty_then_a_second_plan_is_empty() {
         "{}",
         r.details(true)
     );
-    assert!(fx.plan(false).await.is_empty());
+    assert!(fx.plan(false).await.converged());
     let power = fx
         .managed()
         .await
@@ -230,7 +230,7 @@ async fn a_one_field_edit_plans_exactly_that_path() {
         ["Dimensions.Location.Country.Values: CA, US (− MX)"]
     );
     fx.apply(&p).await;
-    assert!(fx.plan(false).await.is_empty());
+    assert!(fx.plan(false).await.converged());
     assert_eq!(fx.managed().await[0].1.version, 2);
 }
 
@@ -246,7 +246,7 @@ async fn a_removed_manifest_is_deleted_only_with_prune() {
     fx.converge(false, 3).await;
     fx.remove("c.yaml");
     let p = fx.plan(false).await;
-    assert!(p.is_empty(), "without prune nothing is deleted");
+    assert!(p.converged(), "without prune nothing is deleted");
     assert!(
         p.apps[0].warnings[0]
             .to_string()
@@ -546,7 +546,7 @@ async fn drift_made_by_another_client_is_shown_and_corrected() {
         "{text}"
     );
     fx.apply(&p).await;
-    assert!(fx.plan(false).await.is_empty());
+    assert!(fx.plan(false).await.converged());
 }
 
 #[tokio::test]
@@ -575,7 +575,7 @@ async fn an_unmanaged_segment_with_the_same_name_is_left_alone_and_can_be_adopte
     let live = fx.live().await;
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].id, hand);
-    assert!(fx.plan(true).await.is_empty());
+    assert!(fx.plan(true).await.converged());
 }
 
 /// `segmentctl import` of the fixture's application into `imported/`, with the endpoint
@@ -624,7 +624,7 @@ async fn import_writes_manifests_that_plan_as_empty() {
     assert_eq!(files, ["na-friends.yaml", "north-america.yaml"]);
     let text = std::fs::read_to_string(out.join("na-friends.yaml")).unwrap();
     assert!(text.contains("Ref: north-america"), "{text}");
-    assert!(fx.plan(false).await.is_empty());
+    assert!(fx.plan(false).await.converged());
 }
 
 /// Names from the API are data: a name tag that climbs out of the folder, an absolute path,
@@ -665,7 +665,7 @@ async fn import_never_writes_outside_its_folder_whatever_the_tags_say() {
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     // What was written is what plans as empty: the refused names were replaced by the
     // checked ones in the tags too.
-    assert!(fx.plan(false).await.is_empty());
+    assert!(fx.plan(false).await.converged());
 }
 
 /// Sets environment variables for the duration of a scope (tests in this binary that read
@@ -719,7 +719,7 @@ async fn lost_responses_never_leave_duplicates_and_reruns_converge() {
         let Some(p) = try_plan_dir(&fx.api, fx.dir.path(), false).await else {
             continue;
         };
-        if p.is_empty() {
+        if p.converged() {
             break;
         }
         fx.apply(&p).await;
