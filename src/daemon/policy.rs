@@ -60,33 +60,30 @@ impl Backoffs {
     pub fn record(&mut self, round: &RoundOutcome, now: Instant) -> BTreeMap<String, Duration> {
         let mut delays = BTreeMap::new();
         for app in &round.apps {
-            if app.result == Outcome::Busy {
+            let busy = match app.result {
                 // Not a failure: another applier is at work. Look again shortly.
-                let f = self
-                    .failing
-                    .entry(app.shard_key.clone())
-                    .or_insert(Failing {
-                        attempts: 0,
-                        until: now,
-                    });
-                let delay = crate::retry::jittered(BUSY_RETRY, 0.25);
-                f.until = now + delay;
-                delays.insert(app.shard_key.clone(), delay);
-            } else if app.result == Outcome::Error {
-                let f = self
-                    .failing
-                    .entry(app.shard_key.clone())
-                    .or_insert(Failing {
-                        attempts: 0,
-                        until: now,
-                    });
-                let delay = backoff(f.attempts);
-                f.attempts += 1;
-                f.until = now + delay;
-                delays.insert(app.shard_key.clone(), delay);
+                Outcome::Busy => true,
+                Outcome::Error => false,
+                _ => {
+                    self.failing.remove(&app.shard_key);
+                    continue;
+                }
+            };
+            let f = self
+                .failing
+                .entry(app.shard_key.clone())
+                .or_insert(Failing {
+                    attempts: 0,
+                    until: now,
+                });
+            let delay = if busy {
+                crate::retry::jittered(BUSY_RETRY, 0.25)
             } else {
-                self.failing.remove(&app.shard_key);
-            }
+                f.attempts += 1;
+                backoff(f.attempts - 1)
+            };
+            f.until = now + delay;
+            delays.insert(app.shard_key.clone(), delay);
         }
         delays
     }
