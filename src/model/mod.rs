@@ -4,6 +4,9 @@
 //! `GPSPoint`). Every struct rejects unknown fields, so a typo in a manifest or a request is
 //! an error rather than a silently ignored criterion. Enums deserialize from strings with a
 //! message that lists the accepted values and suggests the closest one.
+//!
+//! [`validate`] holds the rules the server and the manifest loader both enforce; [`strict`]
+//! decodes JSON rejecting duplicate keys and unknown fields, for requests and import rows.
 
 pub mod strict;
 pub mod validate;

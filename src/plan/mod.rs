@@ -6,8 +6,10 @@
 //! what a reviewer needs to judge it: the changed paths, the drift seen, why a step is
 //! blocked, as typed reasons.
 //!
-//! The types live here; [`phases`] plans one application in named phases, [`guards`] adds
-//! the reasons a deletion must not happen and orders deletions.
+//! The types live here; [`live`] is the observed state it plans from, [`diff`] the
+//! structural diff of two definitions, [`phases`] plans one application in named phases,
+//! [`guards`] adds the reasons a deletion must not happen and orders deletions, [`reasons`]
+//! says why, in types a report renders.
 
 mod guards;
 mod phases;

@@ -1,6 +1,10 @@
 //! The target: which Segment API segmentctl acts on (the embedded local server, any
 //! Pinpoint-compatible endpoint, or Amazon Pinpoint), named in words every command prints,
 //! and connected to through `aws-sdk-pinpoint` once its credentials are known to resolve.
+//!
+//! This is the seam the planner and the executor see: [`pinpoint`] is the typed interface
+//! to the Segment API and its implementations. A second target (Customer Profiles) will be
+//! its sibling.
 
 pub mod pinpoint;
 
