@@ -5,6 +5,7 @@
 //! an error rather than a silently ignored criterion. Enums deserialize from strings with a
 //! message that lists the accepted values and suggests the closest one.
 
+pub mod endpoint;
 pub mod strict;
 pub mod validate;
 

@@ -318,7 +318,7 @@ impl Store {
                 } else {
                     Endpoint::merged(None, row, app, &id, &now, &job_id)
                 };
-                let body = match e.to_stored("Endpoint") {
+                let body = match crate::server::endpoint::to_stored(&e, "Endpoint") {
                     Ok(b) => b,
                     Err(err) => {
                         refused.push((i, err.message));
