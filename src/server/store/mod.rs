@@ -13,6 +13,7 @@
 mod apps;
 mod campaigns;
 pub mod copy;
+mod documents;
 mod endpoints;
 mod jobs;
 mod journeys;
