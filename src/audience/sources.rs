@@ -30,7 +30,7 @@ pub async fn fingerprint(desired: &mut DesiredState) {
                 }
                 None => {
                     if client.is_none() {
-                        client = Some(s3_client().await);
+                        client = Some(s3_client("us-east-1").await);
                     }
                     s3(client.as_ref().expect("set above"), &imp.url).await
                 }
@@ -105,11 +105,14 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()>
     Ok(())
 }
 
-async fn s3_client() -> aws_sdk_s3::Client {
+/// An S3 client from the standard chain (`region` when the chain names none), addressed
+/// path-style when an endpoint is configured (an S3-compatible store). The server's jobs use
+/// the same.
+pub async fn s3_client(region: &str) -> aws_sdk_s3::Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(
             aws_config::meta::region::RegionProviderChain::default_provider()
-                .or_else(aws_config::Region::new("us-east-1")),
+                .or_else(aws_config::Region::new(region.to_string())),
         )
         .load()
         .await;

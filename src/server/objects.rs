@@ -136,19 +136,7 @@ impl Objects {
                 if let Some(c) = &self.s3_config {
                     return aws_sdk_s3::Client::from_conf(c.clone());
                 }
-                let region = aws_config::meta::region::RegionProviderChain::default_provider()
-                    .or_else(aws_config::Region::new(self.region.clone()));
-                let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
-                    .region(region)
-                    .load()
-                    .await;
-                let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
-                    .iter()
-                    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
-                let conf = aws_sdk_s3::config::Builder::from(&shared)
-                    .force_path_style(custom)
-                    .build();
-                aws_sdk_s3::Client::from_conf(conf)
+                crate::audience::sources::s3_client(&self.region).await
             })
             .await
             .clone()
