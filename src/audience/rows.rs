@@ -262,14 +262,10 @@ impl Reader {
     /// The next row of a local file; `None` at its end.
     pub fn next_row(&mut self, r: &mut impl std::io::BufRead) -> Result<Option<Row>, Error> {
         loop {
-            let (used, line) = self.lines.push(r.fill_buf()?);
+            let (used, out) = self.push(r.fill_buf()?)?;
             r.consume(used);
-            if let Some(step) = line.map(|l| self.take(l)).transpose()? {
-                match step {
-                    Step::Row(row) => return Ok(Some(row)),
-                    Step::End => return Ok(None),
-                    Step::Skip => {}
-                }
+            if let Some(out) = out {
+                return Ok(out);
             }
         }
     }
@@ -281,16 +277,24 @@ impl Reader {
     ) -> Result<Option<Row>, Error> {
         use tokio::io::AsyncBufReadExt as _;
         loop {
-            let (used, line) = self.lines.push(r.fill_buf().await?);
+            let (used, out) = self.push(r.fill_buf().await?)?;
             r.consume(used);
-            if let Some(step) = line.map(|l| self.take(l)).transpose()? {
-                match step {
-                    Step::Row(row) => return Ok(Some(row)),
-                    Step::End => return Ok(None),
-                    Step::Skip => {}
-                }
+            if let Some(out) = out {
+                return Ok(out);
             }
         }
+    }
+
+    /// Takes bytes a buffered reader holds (none at the end of the file): how many it used,
+    /// and, when they complete one, the next row (`Some(None)` at the end).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(usize, Option<Option<Row>>), FileError> {
+        let (used, line) = self.lines.push(chunk);
+        let out = match line.map(|l| self.take(l)).transpose()? {
+            Some(Step::Row(row)) => Some(Some(row)),
+            Some(Step::End) => Some(None),
+            Some(Step::Skip) | None => None,
+        };
+        Ok((used, out))
     }
 
     fn take(&mut self, line: Line) -> Result<Step, FileError> {
