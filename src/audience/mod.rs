@@ -6,4 +6,5 @@
 pub mod evaluate;
 pub mod impact;
 pub mod records;
+pub mod rows;
 pub mod sources;

@@ -93,7 +93,7 @@ fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()>
             let e = e?;
             let t = e.file_type()?;
             if t.is_dir() {
-                if depth + 1 > crate::server::objects::MAX_DEPTH {
+                if depth + 1 > crate::audience::rows::MAX_DEPTH {
                     return Err(std::io::Error::other("folders nest deeper than 32 levels"));
                 }
                 stack.push((e.path(), depth + 1));
@@ -142,14 +142,13 @@ async fn s3(client: &aws_sdk_s3::Client, url: &str) -> Result<String, String> {
     Ok(format!("{}-{n}", hex::encode(h.finalize())))
 }
 
-/// Who an imported segment's local source holds, read as the server reads it (rows it would
-/// refuse left out): for `estimate` and `plan --endpoints`. An `s3://` source is not read
-/// here: the server reads it at apply.
+/// Who an imported segment's local source holds, read as the server reads it (by
+/// [`crate::audience::rows`], the rows it refuses left out): for `estimate` and
+/// `plan --endpoints`. An `s3://` source is not read here: the server reads it at apply.
 pub fn members(
     imp: &crate::manifests::desired::ImportSpec,
 ) -> Result<crate::audience::evaluate::Members, String> {
-    use crate::server::endpoint::{derived_id, Endpoint, Origin};
-    use crate::server::jobs::{check_header, csv_row, parse_csv};
+    use crate::audience::rows::{self, Row};
     let Some(path) = &imp.local else {
         return Err(format!(
             "{}: an s3:// source is read by the server at apply; give the file locally to count it",
@@ -163,111 +162,31 @@ pub fn members(
     } else {
         files.push(path.clone());
     }
-    let csv = imp.source.format == crate::manifests::manifest::ImportFormat::Csv;
+    let format = match imp.source.format {
+        crate::manifests::manifest::ImportFormat::Csv => rows::Format::Csv,
+        crate::manifests::manifest::ImportFormat::Json => rows::Format::Json,
+    };
     let mut m = crate::audience::evaluate::Members::default();
     for f in files {
         let file = crate::manifests::folder::open_regular(&f)
             .map_err(|e| format!("{}: {e}", f.display()))?;
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let mut header: Option<Vec<String>> = None;
-        let mut pending = String::new();
-        let mut state = crate::server::jobs::CsvState::default();
-        let mut buf = Vec::new();
-        let mut first = true;
-        while let Some(fits) =
-            capped_line(&mut reader, &mut buf).map_err(|e| format!("{}: {e}", f.display()))?
-        {
-            let bytes = if first && buf.starts_with(b"\xef\xbb\xbf") {
-                &buf[3..]
-            } else {
-                &buf[..]
-            };
-            first = false;
-            // As the server: a row too long, or not UTF-8, is a failed row.
-            let line = match (fits, std::str::from_utf8(bytes)) {
-                (true, Ok(l)) => l.trim_end_matches(['\n', '\r']).to_string(),
-                _ => {
-                    pending.clear();
-                    state = Default::default();
-                    continue;
-                }
-            };
-            let row = if csv {
-                if !pending.is_empty() {
-                    pending.push('\n');
-                }
-                pending.push_str(&line);
-                if state.open_after(&line) && pending.len() <= 64 * 1024 {
-                    continue;
-                }
-                state = Default::default();
-                let text = std::mem::take(&mut pending);
-                if text.len() > 64 * 1024 || text.trim().is_empty() {
-                    continue;
-                }
-                let fields = parse_csv(&text);
-                match &header {
-                    None => {
-                        check_header(&fields).map_err(|e| format!("{}: {e}", f.display()))?;
-                        header = Some(fields);
-                        continue;
-                    }
-                    Some(cols) => csv_row(cols, &fields),
-                }
-            } else {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                // As the server decodes a row (duplicate keys, out-of-range numbers refused).
-                crate::model::strict::from_slice::<Endpoint>(line.as_bytes())
-                    .map_err(|e| e.to_string())
-            };
-            let Ok(e) = row else { continue };
-            if e.check_request("", Origin::Import).is_err() {
+        let mut input = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut reader = rows::Reader::new(format);
+        let failed = |e: rows::Error| match e {
+            rows::Error::File(e) => format!("{}:{e}", f.display()),
+            rows::Error::Io(e) => format!("{}: {e}", f.display()),
+        };
+        while let Some(row) = reader.next_row(&mut input).map_err(failed)? {
+            let Row::Endpoint { id, endpoint, .. } = row else {
                 continue;
-            }
-            let id = e.id.clone().unwrap_or_else(|| {
-                derived_id(
-                    e.channel_type.as_deref().unwrap_or_default(),
-                    e.address.as_deref().unwrap_or_default(),
-                )
-            });
-            m.ids.insert(id.into_boxed_str());
-            if let Some(u) = e.user_id() {
+            };
+            if let Some(u) = endpoint.user_id() {
                 m.users.insert(u.into());
             }
+            m.ids.insert(id.into_boxed_str());
         }
     }
     Ok(m)
-}
-
-/// Reads one line into `buf` (its end included); `Some(false)` when it is longer than 64 KiB
-/// (the rest skipped unread), `None` at the end.
-fn capped_line(r: &mut impl std::io::BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
-    buf.clear();
-    let mut fits = true;
-    let mut any = false;
-    loop {
-        let chunk = r.fill_buf()?;
-        if chunk.is_empty() {
-            return Ok(any.then_some(fits));
-        }
-        any = true;
-        let (take, done) = match memchr::memchr(b'\n', chunk) {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        if fits && buf.len() + take <= 64 * 1024 + 2 {
-            buf.extend_from_slice(&chunk[..take]);
-        } else {
-            fits = false;
-            buf.clear();
-        }
-        r.consume(take);
-        if done {
-            return Ok(Some(fits));
-        }
-    }
 }
 
 /// Imported segments' members by manifest name.

@@ -8,6 +8,7 @@
 //! [`validate`] holds the rules the server and the manifest loader both enforce; [`strict`]
 //! decodes JSON rejecting duplicate keys and unknown fields, for requests and import rows.
 
+pub mod endpoint;
 pub mod strict;
 pub mod validate;
 

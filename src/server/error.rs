@@ -84,6 +84,12 @@ pub struct ApiError {
     pub message: String,
 }
 
+impl From<crate::model::endpoint::Invalid> for ApiError {
+    fn from(e: crate::model::endpoint::Invalid) -> Self {
+        Self::bad_request(e.message)
+    }
+}
+
 impl ApiError {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {

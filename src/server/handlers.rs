@@ -499,7 +499,7 @@ fn items(list: Vec<super::store::EndpointBody>, status: StatusCode) -> Response 
 }
 
 fn endpoint_id(field: &str, id: &str) -> Result<()> {
-    super::endpoint::check_id(field, id)
+    Ok(super::endpoint::check_id(field, id)?)
 }
 
 pub async fn update_endpoint(

@@ -473,8 +473,8 @@ mod beneath {
     }
 }
 
-/// How deep a folder named by an import may nest.
-pub const MAX_DEPTH: usize = 32;
+/// How deep a folder named by an import may nest (as `estimate` walks it).
+pub use crate::audience::rows::MAX_DEPTH;
 
 /// Every regular file under `dir`, without recursion (a deep tree cannot exhaust the
 /// stack); deeper than [`MAX_DEPTH`] levels is an error.

@@ -653,3 +653,203 @@ async fn apply_stops_waiting_for_an_import_at_its_limit_and_a_rerun_waits_for_th
     let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// One hostile CSV file and one hostile NDJSON file: a BOM, CRLF line ends, quoted fields
+/// holding commas, quotes and line ends, a quote inside an unquoted field, a row with an
+/// unknown field, a bad JSON value, a duplicate key, a row that is not UTF-8, a row exactly
+/// one byte over the 64 KiB limit once its line end is counted, a quoted field left open.
+fn hostile_files() -> (Vec<u8>, Vec<u8>) {
+    let mut csv = b"\xef\xbb\xbfId,ChannelType,Address,Location.City,Attributes.note\r\n".to_vec();
+    csv.extend_from_slice(b"h-1,SMS,+15550001,\"Paris, \"\"Left Bank\"\"\r\nsecond line\",a\r\n");
+    csv.extend_from_slice(b"h-2,SMS,+15550002,Lyon,\"x,y\"\r\n\r\n");
+    csv.extend_from_slice(b"h-3,FAX,+15550003,Nice,b\r\n");
+    // 65,536 bytes before its CRLF: the line is 65,538 bytes, over the limit.
+    let head = "h-4,SMS,+15550004,";
+    let tail = ",c";
+    let city = "x".repeat(64 * 1024 - head.len() - tail.len());
+    csv.extend_from_slice(format!("{head}{city}{tail}\r\n").as_bytes());
+    csv.extend_from_slice(b"h-5,SMS,+15550005,5\" screen,d\r\n");
+    csv.extend_from_slice(b"h-6,SMS,+15550006,Oslo\r\n");
+    csv.extend_from_slice(b"h-7,SMS,+1555\xff\xfe,Rome,e\r\n");
+    csv.extend_from_slice(b"h-8,EMAIL,h8@example.com,Bern,f\r\n");
+    csv.extend_from_slice(b"h-9,SMS,+15550009,\"never closed,g\r\n");
+
+    let mut json =
+        b"\xef\xbb\xbf{\"Id\":\"j-1\",\"ChannelType\":\"SMS\",\"Address\":\"+15551001\"}\r\n"
+            .to_vec();
+    json.extend_from_slice(
+        b"{\"Id\":\"j-2\",\"ChannelType\":\"SMS\",\"Address\":\"+15551002\",\"Shoe\":\"x\"}\n",
+    );
+    json.extend_from_slice(b"{\"Id\":\"j-3\",\"ChannelType\":\"SMS\",\"Address\":\"+15551003\",\"Metrics\":{\"m\":\"high\"}}\n");
+    json.extend_from_slice(
+        b"{\"Id\":\"j-4\",\"Id\":\"j-44\",\"ChannelType\":\"SMS\",\"Address\":\"+15551004\"}\n\n",
+    );
+    // 65,537 bytes before its LF: over the limit.
+    let head = "{\"Id\":\"j-5\",\"ChannelType\":\"SMS\",\"Address\":\"+15551005\",\"Location\":{\"City\":\"";
+    let tail = "\"}}";
+    let city = "y".repeat(64 * 1024 + 1 - head.len() - tail.len());
+    json.extend_from_slice(format!("{head}{city}{tail}\n").as_bytes());
+    json.extend_from_slice(b"{\"Id\":\"j-6\",\"ChannelType\":\"EMAIL\",\"Address\":\"j6@example.com\",\"Attributes\":{\"a\":[\"1\",\"2\"]}}\r\n");
+    json.extend_from_slice(b"{\"Id\":\"j-7\",\"ChannelType\":\"SMS\",\"Address\":\"\xff\"}\n");
+    json.extend_from_slice(b"{\"Id\":\"j-8\",\"ChannelType\":\"SMS\",\"Address\":\"+15551008\",\"EndpointStatus\":\"ACTIVE\"}");
+    (csv, json)
+}
+
+/// The rows the audience reader takes and refuses (`LINE: WHY`) from a file.
+fn read_rows(
+    path: &Path,
+    format: segmentctl::audience::rows::Format,
+) -> (Vec<String>, Vec<String>) {
+    use segmentctl::audience::rows::{Reader, Row};
+    let mut input = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let mut reader = Reader::new(format);
+    let (mut taken, mut refused) = (Vec::new(), Vec::new());
+    while let Some(row) = reader.next_row(&mut input).unwrap() {
+        match row {
+            Row::Endpoint { id, .. } => taken.push(id),
+            Row::Refused { line, why } => refused.push(format!("{line}: {why}")),
+        }
+    }
+    (taken, refused)
+}
+
+/// The same hostile file fed to an import job (through the SDK, against `segmentctl serve`)
+/// and to `estimate` and the audience reader: the same rows taken, the same rows refused
+/// with the same reasons. Before the reader was shared, `estimate` counted the CSV row that
+/// is 64 KiB before its CRLF and the JSON line one byte over 64 KiB, which the import refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_job_and_estimate_take_and_refuse_the_same_rows_of_a_hostile_file() {
+    use aws_sdk_pinpoint::types::Format;
+    use segmentctl::audience::rows;
+    let (_root, dir, t, app) = with_import_root("hostile-rows").await;
+    let (csv, json) = hostile_files();
+    std::fs::write(dir.join("data/hostile.csv"), csv).unwrap();
+    std::fs::write(dir.join("data/hostile.jsonl"), json).unwrap();
+    std::fs::write(
+        dir.join("imported.yaml"),
+        imported(
+            &app,
+            "hostile-csv",
+            "Hostile CSV",
+            "data/hostile.csv",
+            "CSV",
+        ) + &imported(
+            &app,
+            "hostile-json",
+            "Hostile JSON",
+            "data/hostile.jsonl",
+            "JSON",
+        ),
+    )
+    .unwrap();
+    // Every id either file names, as endpoint records for estimate.
+    let ids: Vec<String> = (1..=9)
+        .map(|i| format!("h-{i}"))
+        .chain((1..=8).map(|i| format!("j-{i}")))
+        .chain(["j-44".to_string()])
+        .collect();
+    let records: String = ids
+        .iter()
+        .map(|id| format!("{{\"Id\":\"{id}\",\"ChannelType\":\"SMS\",\"Address\":\"+1\"}}\n"))
+        .collect();
+    std::fs::write(dir.join("records.jsonl"), records).unwrap();
+    let (code, out, err) = run(
+        &dir,
+        &[
+            "estimate",
+            ".",
+            "--endpoints",
+            "records.jsonl",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let est: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let estimated = |name: &str| {
+        est["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["segment"] == name)
+            .unwrap_or_else(|| panic!("{name} in {out}"))["endpoints"]
+            .as_u64()
+            .unwrap()
+    };
+
+    for (file, format, reader_format, segment, taken_expected, refused_expected) in [
+        (
+            "hostile.csv",
+            Format::Csv,
+            rows::Format::Csv,
+            "hostile-csv",
+            &["h-1", "h-2", "h-5", "h-8"][..],
+            &[
+                "6: ChannelType: unknown value \"…\"; expected PUSH, GCM, APNS, APNS_SANDBOX, APNS_VOIP, APNS_VOIP_SANDBOX, ADM, SMS, VOICE, EMAIL, BAIDU, CUSTOM or IN_APP",
+                "7: the row is longer than 65536 bytes (an endpoint is at most 15 KB)",
+                "9: 4 fields where the header has 5 columns",
+                "10: not UTF-8 text",
+                "12: a quoted field is not closed before the end of the file",
+            ][..],
+        ),
+        (
+            "hostile.jsonl",
+            Format::Json,
+            rows::Format::Json,
+            "hostile-json",
+            &["j-1", "j-6"][..],
+            &["2", "3", "4", "6", "8", "9"][..],
+        ),
+    ] {
+        let path = dir.join("data").join(file);
+        let job = crate::imports::import(
+            &t.client,
+            &app,
+            &format!("file://{}", path.display()),
+            format,
+            Some(segment),
+            None,
+        )
+        .await;
+        assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+        let prefix = format!("{}:", path.display());
+        let job_refused: Vec<String> = job
+            .failures()
+            .iter()
+            .map(|f| f.strip_prefix(&prefix).unwrap_or(f).to_string())
+            .collect();
+        let job_taken = (job.total_processed().unwrap() - job.total_failures().unwrap()) as u64;
+
+        let (taken, refused) = read_rows(&path, reader_format);
+        assert_eq!(refused, job_refused, "{file}: the same rows refused, alike");
+        assert_eq!(taken.len() as u64, job_taken, "{file}: as many rows taken");
+        assert_eq!(estimated(segment), job_taken, "{file}: estimate == import");
+        assert_eq!(taken, taken_expected, "{file}");
+        let lines: Vec<&str> = refused.iter().map(|r| r.split(':').next().unwrap()).collect();
+        if reader_format == rows::Format::Csv {
+            assert_eq!(refused, refused_expected, "{file}");
+        } else {
+            assert_eq!(lines, refused_expected, "{file}: {refused:?}");
+        }
+        // The endpoints the import registered are the rows taken, and only those.
+        for id in &ids {
+            let registered = t
+                .client
+                .get_endpoint()
+                .application_id(&app)
+                .endpoint_id(id)
+                .send()
+                .await
+                .is_ok();
+            let own = if reader_format == rows::Format::Csv { "h-" } else { "j-" };
+            if id.starts_with(own) {
+                assert_eq!(registered, taken.contains(id), "{file}: {id}");
+            }
+        }
+        assert!(
+            !job.failures().iter().any(|f| f.contains("Left Bank") || f.contains("xxxx")),
+            "{:?}",
+            job.failures()
+        );
+    }
+}

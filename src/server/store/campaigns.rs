@@ -1,46 +1,38 @@
 //! Campaigns: stored as sent, with the segment they use indexed and a status derived the
 //! way Pinpoint reports it.
 
+use super::documents::Kind;
 use super::sql::{params, Connection, OptionalExtension};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use super::{new_id, tags_from_json, tags_to_json, Listing, Page, Store, Tx};
+use super::{new_id, tags_to_json, Listing, Page, Store, Tx};
 use crate::model::Tags;
 use crate::server::error::ApiError;
 use crate::server::inputs::CampaignInput;
 use crate::text::now_iso;
 
-struct CampaignRow {
-    version: i64,
-    status_override: Option<String>,
-    created: String,
-    modified: String,
-    body: String,
-    tags: String,
-}
+const CAMPAIGN: Kind = Kind {
+    table: "campaigns",
+    noun: "Campaign",
+    own: "version, status_override",
+};
 
 impl Store {
-    fn campaign_json(&self, app: &str, id: &str, row: CampaignRow) -> Result<Value, ApiError> {
-        let CampaignRow {
-            version,
-            status_override,
-            created,
-            modified,
-            body,
-            tags,
-        } = row;
-        let mut obj: Map<String, Value> =
-            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+    pub(super) fn campaign_in(
+        &self,
+        c: &Connection,
+        app: &str,
+        id: &str,
+    ) -> Result<Value, ApiError> {
+        let ((version, status_override), mut obj) = self.document(c, &CAMPAIGN, app, id, |r| {
+            Ok((r.get::<_, i64>(4)?, r.get::<_, Option<String>>(5)?))
+        })?;
         let status = status_override.unwrap_or_else(|| campaign_status(&obj));
-        obj.insert("Id".into(), id.into());
-        obj.insert("ApplicationId".into(), app.into());
         obj.insert(
             "Arn".into(),
             self.arn(&format!("{app}/campaigns/{id}")).into(),
         );
-        obj.insert("CreationDate".into(), created.into());
-        obj.insert("LastModifiedDate".into(), modified.into());
         obj.insert("Version".into(), version.into());
         obj.insert(
             "State".into(),
@@ -50,47 +42,7 @@ impl Store {
             "DefaultState".into(),
             serde_json::json!({ "CampaignStatus": status }),
         );
-        let tags = tags_from_json(&tags);
-        if !tags.is_empty() {
-            obj.insert(
-                "tags".into(),
-                serde_json::to_value(tags).unwrap_or_default(),
-            );
-        }
         Ok(Value::Object(obj))
-    }
-
-    pub(super) fn campaign_in(
-        &self,
-        c: &Connection,
-        app: &str,
-        id: &str,
-    ) -> Result<Value, ApiError> {
-        let row = c
-            .query_row(
-                &format!("SELECT version, status_override, created, modified, body, tags FROM campaigns WHERE app_id = ?1 AND id = ?2{}", c.for_update()),
-                [app, id],
-                |r| {
-                    Ok(CampaignRow {
-                        version: r.get(0)?,
-                        status_override: r.get(1)?,
-                        created: r.get(2)?,
-                        modified: r.get(3)?,
-                        body: r.get(4)?,
-                        tags: r.get(5)?,
-                    })
-                },
-            )
-            .optional()?;
-        match row {
-            Some(row) => self.campaign_json(app, id, row),
-            None => {
-                self.require_app(c, app)?;
-                Err(ApiError::not_found(format!(
-                    "Campaign {id} not found in application {app}"
-                )))
-            }
-        }
     }
 
     /// The segment a campaign uses must exist, at the version named (its latest when none
@@ -179,10 +131,7 @@ impl Store {
     pub fn delete_campaign(&self, app: &str, id: &str) -> Result<Value, ApiError> {
         self.write(|tx| {
             let c = self.campaign_in(tx, app, id)?;
-            tx.execute(
-                "DELETE FROM campaigns WHERE app_id = ?1 AND id = ?2",
-                [app, id],
-            )?;
+            Self::delete_document(tx, &CAMPAIGN, app, id)?;
             Ok(c)
         })
     }

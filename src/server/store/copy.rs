@@ -22,127 +22,81 @@ use sha2::{Digest, Sha256};
 use super::sql::{Arg, Connection, DbError, Param, Ty, Val};
 use super::{DataSource, Store, DEFAULT_POOL};
 
-/// A table to copy: its columns (with their types) and its key.
+/// A table to copy: its columns and its key, each a list of names.
 struct Table {
     name: &'static str,
-    columns: &'static [(&'static str, Ty)],
-    key: &'static [&'static str],
+    columns: &'static str,
+    key: &'static str,
 }
 
-use Ty::{Int as I, Text as T};
+impl Table {
+    fn columns(&self) -> Vec<&'static str> {
+        self.columns.split_whitespace().collect()
+    }
 
+    fn key(&self) -> Vec<&'static str> {
+        self.key.split_whitespace().collect()
+    }
+}
+
+/// A column's type: positions and versions are integers, the rest text.
+fn column_type(name: &str) -> Ty {
+    match name {
+        "seq" | "version" => Ty::Int,
+        _ => Ty::Text,
+    }
+}
+
+/// The tables copied, parents first. A job's lease (`owner`, `lease_until`) is not copied:
+/// the new database's servers claim the job afresh.
 const TABLES: &[Table] = &[
-    Table {
-        name: "apps",
-        columns: &[
-            ("seq", I),
-            ("id", T),
-            ("name", T),
-            ("created", T),
-            ("tags", T),
-        ],
-        key: &["id"],
-    },
-    Table {
-        name: "segments",
-        columns: &[
-            ("seq", I),
-            ("app_id", T),
-            ("id", T),
-            ("version", I),
-            ("created", T),
-            ("tags", T),
-        ],
-        key: &["app_id", "id"],
-    },
-    Table {
-        name: "segment_versions",
-        columns: &[
-            ("app_id", T),
-            ("segment_id", T),
-            ("version", I),
-            ("modified", T),
-            ("body", T),
-        ],
-        key: &["app_id", "segment_id", "version"],
-    },
-    Table {
-        name: "campaigns",
-        columns: &[
-            ("seq", I),
-            ("app_id", T),
-            ("id", T),
-            ("version", I),
-            ("segment_id", T),
-            ("status_override", T),
-            ("created", T),
-            ("modified", T),
-            ("body", T),
-            ("tags", T),
-        ],
-        key: &["app_id", "id"],
-    },
-    Table {
-        name: "journeys",
-        columns: &[
-            ("seq", I),
-            ("app_id", T),
-            ("id", T),
-            ("state", T),
-            ("created", T),
-            ("modified", T),
-            ("body", T),
-            ("tags", T),
-        ],
-        key: &["app_id", "id"],
-    },
-    Table {
-        name: "journey_segments",
-        columns: &[("app_id", T), ("journey_id", T), ("segment_id", T)],
-        key: &["app_id", "journey_id", "segment_id"],
-    },
-    Table {
-        name: "endpoints",
-        columns: &[
-            ("seq", I),
-            ("app_id", T),
-            ("id", T),
-            ("user_id", T),
-            ("body", T),
-        ],
-        key: &["app_id", "id"],
-    },
-    Table {
-        name: "attribute_names",
-        columns: &[("app_id", T), ("family", T), ("name", T)],
-        key: &["app_id", "family", "name"],
-    },
-    Table {
-        name: "segment_members",
-        columns: &[
-            ("app_id", T),
-            ("segment_id", T),
-            ("version", I),
-            ("endpoint_id", T),
-            ("channel", T),
-            ("body", T),
-        ],
-        key: &["app_id", "segment_id", "version", "endpoint_id"],
-    },
-    Table {
-        name: "jobs",
-        columns: &[
-            ("seq", I),
-            ("app_id", T),
-            ("id", T),
-            ("kind", T),
-            ("segment_id", T),
-            ("status", T),
-            ("body", T),
-        ],
-        key: &["app_id", "id"],
-    },
+    table("apps", "seq id name created tags", "id"),
+    table(
+        "segments",
+        "seq app_id id version created tags",
+        "app_id id",
+    ),
+    table(
+        "segment_versions",
+        "app_id segment_id version modified body",
+        "app_id segment_id version",
+    ),
+    table(
+        "campaigns",
+        "seq app_id id version segment_id status_override created modified body tags",
+        "app_id id",
+    ),
+    table(
+        "journeys",
+        "seq app_id id state created modified body tags",
+        "app_id id",
+    ),
+    table(
+        "journey_segments",
+        "app_id journey_id segment_id",
+        "app_id journey_id segment_id",
+    ),
+    table("endpoints", "seq app_id id user_id body", "app_id id"),
+    table(
+        "attribute_names",
+        "app_id family name",
+        "app_id family name",
+    ),
+    table(
+        "segment_members",
+        "app_id segment_id version endpoint_id channel body",
+        "app_id segment_id version endpoint_id",
+    ),
+    table(
+        "jobs",
+        "seq app_id id kind segment_id status body",
+        "app_id id",
+    ),
 ];
+
+const fn table(name: &'static str, columns: &'static str, key: &'static str) -> Table {
+    Table { name, columns, key }
+}
 
 /// Rows per read and per insert statement.
 const BATCH: usize = 500;
@@ -210,19 +164,19 @@ fn walk(
     before: &dyn Fn(),
     mut f: impl FnMut(&[Vec<Val>]) -> Result<(), DbError>,
 ) -> Result<(), DbError> {
-    let cols: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
-    let key_at: Vec<usize> = t
-        .key
+    let cols = t.columns();
+    let key = t.key();
+    let key_at: Vec<usize> = key
         .iter()
         .map(|k| cols.iter().position(|c| c == k).expect("key is a column"))
         .collect();
-    let keys = t.key.join(", ");
+    let keys = key.join(", ");
     let mut last: Option<Vec<Val>> = None;
     loop {
         let filter = match &last {
             None => String::new(),
             Some(_) => {
-                let marks: Vec<String> = (1..=t.key.len()).map(|i| format!("?{i}")).collect();
+                let marks: Vec<String> = (1..=key.len()).map(|i| format!("?{i}")).collect();
                 format!(" WHERE ({keys}) > ({})", marks.join(", "))
             }
         };
@@ -235,7 +189,7 @@ fn walk(
             None => Vec::new(),
             Some(vals) => key_at
                 .iter()
-                .map(|&i| Typed(&vals[i], t.columns[i].1))
+                .map(|&i| Typed(&vals[i], column_type(cols[i])))
                 .collect(),
         };
         let refs: Vec<&dyn Param> = bound.iter().map(|b| b as &dyn Param).collect();
@@ -440,13 +394,13 @@ pub fn copy(
     let target = Store::connect(to, "", "", DEFAULT_POOL.min(4))?;
     let mut reports = Vec::new();
     for t in TABLES {
-        let cols: Vec<&str> = t.columns.iter().map(|(n, _)| *n).collect();
-        let keys = t.key.join(", ");
+        let cols = t.columns();
+        let keys = t.key().join(", ");
         let mut copied = 0u64;
         let before = || limit.restart();
         let slow = |e: DbError| source_too_slow(e, from, t.name);
         walk(src, t, &before, |rows| {
-            let width = t.columns.len();
+            let width = cols.len();
             let values: Vec<String> = (0..rows.len())
                 .map(|r| {
                     let marks: Vec<String> =
@@ -462,7 +416,7 @@ pub fn copy(
             );
             let bound: Vec<Typed<'_>> = rows
                 .iter()
-                .flat_map(|r| r.iter().zip(t.columns).map(|(v, (_, ty))| Typed(v, *ty)))
+                .flat_map(|r| r.iter().zip(&cols).map(|(v, c)| Typed(v, column_type(c))))
                 .collect();
             let refs: Vec<&dyn Param> = bound.iter().map(|b| b as &dyn Param).collect();
             let n = run_in_tx(&target, &sql, &refs).map_err(|e| other_data(e, to, from, t.name))?;

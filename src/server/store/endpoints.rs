@@ -130,7 +130,10 @@ impl Store {
             .map_err(|e| ApiError::internal(&e))?;
         let e = Endpoint::merged(stored, update, app, id, now, request_id);
         let dot = if field.is_empty() { "" } else { "." };
-        let body = e.to_stored(if field.is_empty() { "Endpoint" } else { field })?;
+        let body = crate::server::endpoint::to_stored(
+            &e,
+            if field.is_empty() { "Endpoint" } else { field },
+        )?;
         if let Some(user) = e.user_id() {
             let others: i64 = tx
                 .prepare_cached(

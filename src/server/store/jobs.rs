@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::sql::{params, Dialect, OptionalExtension};
 use serde_json::Value;
 
-use super::{new_id, paginate, segment_not_found, Listing, Page, Store};
+use super::{new_id, paginate, segment_not_found, Listing, Page, Store, Tx};
 use crate::model::ImportDefinition;
 use crate::server::endpoint::Endpoint;
 use crate::server::error::ApiError;
@@ -318,7 +318,7 @@ impl Store {
                 } else {
                     Endpoint::merged(None, row, app, &id, &now, &job_id)
                 };
-                let body = match e.to_stored("Endpoint") {
+                let body = match crate::server::endpoint::to_stored(&e, "Endpoint") {
                     Ok(b) => b,
                     Err(err) => {
                         refused.push((i, err.message));
@@ -379,39 +379,7 @@ impl Store {
                 (None, _, true) => (new_id(), 1),
                 _ => (job_id.to_string(), 0),
             };
-            tx.execute(
-                "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
-                params![app, seg, version],
-            )?;
-            tx.execute(
-                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
-                 SELECT ?1, ?3, ?4, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
-                params![app, job_id, seg, version],
-            )?;
-            let channel = match tx.dialect() {
-                Dialect::Sqlite => "json_extract(e.body, '$.ChannelType')",
-                Dialect::Postgres => "(e.body::jsonb ->> 'ChannelType')",
-            };
-            tx.execute(
-                &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
-                 SELECT ?1, ?3, ?4, e.id, {channel}, e.body FROM endpoints e
-                 WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)
-                 ON CONFLICT DO NOTHING"),
-                params![app, job_id, seg, version],
-            )?;
-            let mut counts = BTreeMap::new();
-            {
-                let stmt = tx.prepare(
-                    "SELECT COALESCE(channel, ''), COUNT(*) FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 GROUP BY 1",
-                )?;
-                let rows = stmt.query_map(params![app, seg, version], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })?;
-                for row in rows {
-                    let (c, n) = row?;
-                    counts.insert(c, n);
-                }
-            }
+            let counts = Self::stage_members(tx, app, job_id, &seg, version)?;
             let size: i64 = counts.values().sum();
             let mut def = target.definition.clone();
             def.size = size;
@@ -468,6 +436,51 @@ impl Store {
             }
             Ok(imported)
         })
+    }
+
+    /// Writes an import's members into `seg` at `version`: the staged rows, and every
+    /// registered endpoint of each imported user. Their counts by channel.
+    fn stage_members(
+        tx: &Tx<'_>,
+        app: &str,
+        job_id: &str,
+        seg: &str,
+        version: i32,
+    ) -> Result<BTreeMap<String, i64>, ApiError> {
+        tx.execute(
+            "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
+            params![app, seg, version],
+        )?;
+        tx.execute(
+            "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
+             SELECT ?1, ?3, ?4, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
+            params![app, job_id, seg, version],
+        )?;
+        let channel = match tx.dialect() {
+            Dialect::Sqlite => "json_extract(e.body, '$.ChannelType')",
+            Dialect::Postgres => "(e.body::jsonb ->> 'ChannelType')",
+        };
+        tx.execute(
+            &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
+             SELECT ?1, ?3, ?4, e.id, {channel}, e.body FROM endpoints e
+             WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)
+             ON CONFLICT DO NOTHING"),
+            params![app, job_id, seg, version],
+        )?;
+        let mut counts = BTreeMap::new();
+        {
+            let stmt = tx.prepare(
+                "SELECT COALESCE(channel, ''), COUNT(*) FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 GROUP BY 1",
+            )?;
+            let rows = stmt.query_map(params![app, seg, version], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })?;
+            for row in rows {
+                let (c, n) = row?;
+                counts.insert(c, n);
+            }
+        }
+        Ok(counts)
     }
 
     /// Up to `limit` members of an IMPORT segment's version after endpoint id `after` (in id

@@ -2,13 +2,20 @@
 
 use std::collections::BTreeSet;
 
-use super::sql::{params, Connection, OptionalExtension};
-use serde_json::{Map, Value};
+use super::documents::Kind;
+use super::sql::{params, Connection};
+use serde_json::Value;
 
-use super::{new_id, tags_from_json, tags_to_json, Listing, Page, Store, Tx};
+use super::{new_id, tags_to_json, Listing, Page, Store, Tx};
 use crate::server::error::ApiError;
 use crate::server::inputs::JourneyInput;
 use crate::text::now_iso;
+
+const JOURNEY: Kind = Kind {
+    table: "journeys",
+    noun: "Journey",
+    own: "state",
+};
 
 impl Store {
     pub(super) fn journey_in(
@@ -17,33 +24,8 @@ impl Store {
         app: &str,
         id: &str,
     ) -> Result<Value, ApiError> {
-        let row = c
-            .query_row(
-                &format!("SELECT state, created, modified, body, tags FROM journeys WHERE app_id = ?1 AND id = ?2{}", c.for_update()),
-                [app, id],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)),
-            )
-            .optional()?;
-        let Some((state, created, modified, body, tags)) = row else {
-            self.require_app(c, app)?;
-            return Err(ApiError::not_found(format!(
-                "Journey {id} not found in application {app}"
-            )));
-        };
-        let mut obj: Map<String, Value> =
-            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
-        obj.insert("Id".into(), id.into());
-        obj.insert("ApplicationId".into(), app.into());
-        obj.insert("CreationDate".into(), created.into());
-        obj.insert("LastModifiedDate".into(), modified.into());
+        let (state, mut obj) = self.document(c, &JOURNEY, app, id, |r| r.get::<_, String>(4))?;
         obj.insert("State".into(), state.into());
-        let tags = tags_from_json(&tags);
-        if !tags.is_empty() {
-            obj.insert(
-                "tags".into(),
-                serde_json::to_value(tags).unwrap_or_default(),
-            );
-        }
         Ok(Value::Object(obj))
     }
 
@@ -149,10 +131,7 @@ impl Store {
     pub fn delete_journey(&self, app: &str, id: &str) -> Result<Value, ApiError> {
         self.write(|tx| {
             let j = self.journey_in(tx, app, id)?;
-            tx.execute(
-                "DELETE FROM journeys WHERE app_id = ?1 AND id = ?2",
-                [app, id],
-            )?;
+            Self::delete_document(tx, &JOURNEY, app, id)?;
             tx.execute(
                 "DELETE FROM journey_segments WHERE app_id = ?1 AND journey_id = ?2",
                 [app, id],

@@ -13,6 +13,7 @@
 mod apps;
 mod campaigns;
 pub mod copy;
+mod documents;
 mod endpoints;
 mod jobs;
 mod journeys;
@@ -313,10 +314,7 @@ fn apply_migrations(conn: &Connection) -> Result<Migrated, DbError> {
         .iter()
         .filter(|m| m.version > current)
     {
-        conn.batch(match dialect {
-            Dialect::Sqlite => m.sqlite,
-            Dialect::Postgres => m.postgres,
-        })?;
+        conn.batch(&m.sql(dialect))?;
         conn.execute(
             "INSERT INTO schema_migrations (version, name, applied) VALUES (?1, ?2, ?3)",
             params![m.version, m.name, crate::text::now_iso()],
