@@ -55,8 +55,6 @@ pub mod par;
 
 pub mod retry;
 
-pub mod s3;
-
 pub mod text;
 
 /// Tag keys with this prefix belong to segmentctl.

@@ -30,7 +30,7 @@ pub async fn fingerprint(desired: &mut DesiredState) {
                 }
                 None => {
                     if client.is_none() {
-                        client = Some(crate::s3::client("us-east-1").await);
+                        client = Some(crate::audience::s3::client("us-east-1").await);
                     }
                     s3(client.as_ref().expect("set above"), &imp.url).await
                 }

@@ -129,7 +129,7 @@ impl Objects {
                 if let Some(c) = &self.s3_config {
                     return aws_sdk_s3::Client::from_conf(c.clone());
                 }
-                crate::s3::client(&self.region).await
+                crate::audience::s3::client(&self.region).await
             })
             .await
             .clone()
