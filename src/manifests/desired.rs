@@ -622,6 +622,23 @@ mod tests {
     }
 
     #[test]
+    fn a_local_source_is_joined_to_its_manifest_folder_without_reading_the_disk() {
+        // Relative to a folder that does not exist: only `workspace::resolve_sources`, the
+        // I/O side, makes it canonical (and refuses it).
+        let text = "apiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: vip\n  application: 0123456789abcdef0123456789abcdef\nspec:\n  Name: VIP\nsource:\n  url: data/vip.csv\n  format: CSV\n";
+        let l = load_sources(&[Source {
+            name: "no-such-folder/segments/m.yaml".into(),
+            bytes: text.as_bytes().to_vec().into(),
+        }]);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let state = build(&l.documents).unwrap();
+        let imp = state.apps[0].segments[0].import.as_ref().unwrap();
+        let path = std::path::Path::new("no-such-folder/segments/data/vip.csv");
+        assert_eq!(imp.local.as_deref(), Some(path));
+        assert_eq!(imp.url, "file://no-such-folder/segments/data/vip.csv");
+    }
+
+    #[test]
     fn duplicate_names_point_at_the_first_definition() {
         let text = format!("{APP}{}{}", seg("a", &[]), seg("a", &[]));
         let errs = build_text(&text).unwrap_err();
