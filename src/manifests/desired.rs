@@ -102,9 +102,11 @@ pub struct DesiredSegment {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImportSpec {
     pub source: crate::manifests::manifest::ImportSource,
-    /// What the server reads: `s3://…`, or `file:///…` for a path (made absolute).
+    /// What the server reads: `s3://…`, or `file:///…` for a path (made canonical by
+    /// [`crate::manifests::workspace::resolve_sources`]; until then, as the manifest gives it).
     pub url: String,
-    /// The local file, for a path: read by `estimate` and fingerprinted here.
+    /// The local file, for a path: read by `estimate` and fingerprinted here. Joined to the
+    /// manifest's folder here; made canonical, inside the folder, by `resolve_sources`.
     pub local: Option<std::path::PathBuf>,
     /// The source's fingerprint (its S3 ETag, or the MD5 of the file, as S3 gives a
     /// single-part object), once [`crate::audience::sources::fingerprint`] has looked; `Err`: why it
@@ -126,9 +128,8 @@ impl ImportSpec {
                     .join(&source.url),
             };
             // Made canonical, and checked to lie inside the manifest folder, by
-            // `workspace::resolve_sources` (which reads the disk).
-            let abs = std::path::absolute(&path).unwrap_or(path);
-            (file_url(&abs), Some(abs))
+            // `workspace::resolve_sources` (which reads the disk; this does not).
+            (file_url(&path), Some(path))
         };
         Some(Self {
             source,
@@ -212,12 +213,44 @@ impl DesiredState {
     }
 }
 
-/// Checks the documents against each other and builds the desired state.
+/// Checks the documents against each other and builds the desired state, in four phases:
+/// the Application manifests, the segments grouped by application, each application's
+/// dependencies (with its cycles), and the desired applications in dependency order.
 ///
 /// Errors: every cross-document mistake (duplicate names, references to nothing, cycles),
 /// each located at the field concerned, sorted by file and line.
 pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
     let mut errors = Vec::new();
+    let declared = declared_applications(docs, &mut errors);
+    let by_app = segments_by_application(docs, &declared, &mut errors);
+    let mut apps = Vec::new();
+    for (key, segments) in &by_app {
+        let deps = dependencies(key, segments, &mut errors);
+        let (order, cyclic) = topological(&deps);
+        report_cycles(segments, &deps, &cyclic, &mut errors);
+        apps.push(desired_app(key, segments, &deps, order, &declared));
+    }
+    if errors.is_empty() {
+        Ok(DesiredState { apps })
+    } else {
+        errors.sort();
+        errors.dedup();
+        Err(errors)
+    }
+}
+
+/// A folder's segment manifests of one application, by `metadata.name`.
+type Segments<'a> = BTreeMap<String, &'a Document>;
+
+/// A segment's names → the names of the segments of its application it builds on.
+type Dependencies<'a> = BTreeMap<&'a str, BTreeSet<&'a str>>;
+
+/// Phase 1: the Application manifests by name (the first of a repeated name wins, the
+/// others are errors).
+fn declared_applications<'a>(
+    docs: &'a [Document],
+    errors: &mut Vec<ManifestError>,
+) -> BTreeMap<String, &'a Document> {
     let mut declared: BTreeMap<String, &Document> = BTreeMap::new();
     for d in docs.iter().filter(|d| d.manifest.kind == Kind::Application) {
         let name = &d.manifest.metadata.name;
@@ -234,8 +267,18 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
             declared.insert(name.clone(), d);
         }
     }
+    declared
+}
 
-    let mut by_app: BTreeMap<AppKey, BTreeMap<String, &Document>> = BTreeMap::new();
+/// Phase 2: the segment manifests grouped by the application they name (every declared
+/// application has its group, if empty); an `applicationRef` to nothing and a repeated name
+/// within an application are errors.
+fn segments_by_application<'a>(
+    docs: &'a [Document],
+    declared: &BTreeMap<String, &'a Document>,
+    errors: &mut Vec<ManifestError>,
+) -> BTreeMap<AppKey, Segments<'a>> {
+    let mut by_app: BTreeMap<AppKey, Segments<'a>> = BTreeMap::new();
     for d in docs.iter().filter(|d| d.manifest.kind.is_segment()) {
         let md = &d.manifest.metadata;
         let key = match (&md.application, &md.application_ref) {
@@ -271,110 +314,136 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
     for name in declared.keys() {
         by_app.entry(AppKey::Ref(name.clone())).or_default();
     }
+    by_app
+}
 
-    let mut apps = Vec::new();
-    for (key, segments) in &by_app {
-        let names: Vec<&str> = segments.keys().map(String::as_str).collect();
-        let mut deps: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-        for (name, d) in segments {
-            // Pinpoint allows one imported base segment per SourceSegments list.
-            for (gi, g) in d
-                .manifest
-                .spec
-                .segment_groups
-                .iter()
-                .flat_map(|g| g.groups.iter().flatten())
-                .enumerate()
-            {
-                let imported: Vec<usize> = g
-                    .source_segments
-                    .iter()
-                    .flatten()
-                    .enumerate()
-                    .filter(|(_, s)| {
-                        s.reference
-                            .as_ref()
-                            .and_then(|r| segments.get(r))
-                            .is_some_and(|t| t.manifest.kind == Kind::ImportedSegment)
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                if imported.len() > 1 {
-                    errors.push(d.error(
-                        &format!("spec.SegmentGroups.Groups[{gi}].SourceSegments[{}].Ref", imported[1]),
-                        "a SourceSegments list may name at most one imported segment (Pinpoint's rule); combine the files into one import, or use another group",
-                    ));
-                }
-            }
-            let entry = deps.entry(name.as_str()).or_default();
-            for (path, r) in refs(d) {
-                if segments.contains_key(r) {
-                    if r != name {
-                        entry.insert(r);
-                    } else {
-                        errors.push(d.error(&path, "a segment cannot build on itself"));
-                    }
+/// Phase 3: what each segment of one application builds on. A `Ref` to nothing, a segment
+/// building on itself, and two imported bases in one list are errors.
+fn dependencies<'a>(
+    key: &AppKey,
+    segments: &'a Segments<'a>,
+    errors: &mut Vec<ManifestError>,
+) -> Dependencies<'a> {
+    let names: Vec<&str> = segments.keys().map(String::as_str).collect();
+    let mut deps: Dependencies<'a> = BTreeMap::new();
+    for (name, d) in segments {
+        one_imported_base_per_list(d, segments, errors);
+        let entry = deps.entry(name.as_str()).or_default();
+        for (path, r) in refs(d) {
+            if segments.contains_key(r) {
+                if r != name {
+                    entry.insert(r);
                 } else {
-                    errors.push(d.error(
-                        &path,
-                        not_found_message(&format!("segment in application {key}"), r, &names),
-                    ));
+                    errors.push(d.error(&path, "a segment cannot build on itself"));
                 }
+            } else {
+                errors.push(d.error(
+                    &path,
+                    not_found_message(&format!("segment in application {key}"), r, &names),
+                ));
             }
         }
-        let (order, cyclic) = topological(&deps);
-        for cycle in cycles(&deps, &cyclic) {
-            let d = segments[cycle[0]];
-            let path = refs(d)
-                .into_iter()
-                .find(|(_, r)| cycle.contains(r))
-                .map(|(p, _)| p)
-                .unwrap_or_else(|| "metadata.name".into());
-            let mut shown: Vec<&str> = cycle.clone();
-            shown.push(cycle[0]);
+    }
+    deps
+}
+
+/// Pinpoint allows one imported base segment per SourceSegments list.
+fn one_imported_base_per_list(
+    d: &Document,
+    segments: &Segments<'_>,
+    errors: &mut Vec<ManifestError>,
+) {
+    let groups = d
+        .manifest
+        .spec
+        .segment_groups
+        .iter()
+        .flat_map(|g| g.groups.iter().flatten());
+    for (gi, g) in groups.enumerate() {
+        let imported: Vec<usize> = g
+            .source_segments
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.reference
+                    .as_ref()
+                    .and_then(|r| segments.get(r))
+                    .is_some_and(|t| t.manifest.kind == Kind::ImportedSegment)
+            })
+            .map(|(i, _)| i)
+            .collect();
+        if imported.len() > 1 {
             errors.push(d.error(
-                &path,
-                format!(
-                    "Ref cycle: {}; a segment cannot build on itself through others",
-                    shown.join(" → ")
-                ),
+                &format!("spec.SegmentGroups.Groups[{gi}].SourceSegments[{}].Ref", imported[1]),
+                "a SourceSegments list may name at most one imported segment (Pinpoint's rule); combine the files into one import, or use another group",
             ));
         }
-        let segs = order
-            .into_iter()
-            .map(|name| {
-                let d = segments[name];
-                DesiredSegment {
-                    name: name.to_string(),
-                    spec: d.manifest.spec.clone(),
-                    protect: d.manifest.metadata.protect,
-                    adopt: d.manifest.metadata.adopt.clone(),
-                    depends_on: deps[name].iter().map(|s| s.to_string()).collect(),
-                    origin: Origin::of(d),
-                    import: ImportSpec::of(d),
-                }
-            })
-            .collect();
-        let declared_app = match key {
-            AppKey::Ref(name) => declared.get(name).map(|d| DeclaredApp {
-                name: name.clone(),
-                spec: d.manifest.application_spec(),
-                origin: Origin::of(d),
-            }),
-            AppKey::Id(_) => None,
-        };
-        apps.push(DesiredApp {
-            key: key.clone(),
-            declared: declared_app,
-            segments: segs,
-        });
     }
-    if errors.is_empty() {
-        Ok(DesiredState { apps })
-    } else {
-        errors.sort();
-        errors.dedup();
-        Err(errors)
+}
+
+/// Every cycle among `cyclic` segments, located at the first `Ref` of its smallest member
+/// that stays in the cycle.
+fn report_cycles(
+    segments: &Segments<'_>,
+    deps: &Dependencies<'_>,
+    cyclic: &BTreeSet<&str>,
+    errors: &mut Vec<ManifestError>,
+) {
+    for cycle in cycles(deps, cyclic) {
+        let d = segments[cycle[0]];
+        let path = refs(d)
+            .into_iter()
+            .find(|(_, r)| cycle.contains(r))
+            .map(|(p, _)| p)
+            .unwrap_or_else(|| "metadata.name".into());
+        let mut shown: Vec<&str> = cycle.clone();
+        shown.push(cycle[0]);
+        errors.push(d.error(
+            &path,
+            format!(
+                "Ref cycle: {}; a segment cannot build on itself through others",
+                shown.join(" → ")
+            ),
+        ));
+    }
+}
+
+/// Phase 4: one application as desired, its segments in `order` (dependency order).
+fn desired_app(
+    key: &AppKey,
+    segments: &Segments<'_>,
+    deps: &Dependencies<'_>,
+    order: Vec<&str>,
+    declared: &BTreeMap<String, &Document>,
+) -> DesiredApp {
+    let segments = order
+        .into_iter()
+        .map(|name| {
+            let d = segments[name];
+            DesiredSegment {
+                name: name.to_string(),
+                spec: d.manifest.spec.clone(),
+                protect: d.manifest.metadata.protect,
+                adopt: d.manifest.metadata.adopt.clone(),
+                depends_on: deps[name].iter().map(|s| s.to_string()).collect(),
+                origin: Origin::of(d),
+                import: ImportSpec::of(d),
+            }
+        })
+        .collect();
+    let declared = match key {
+        AppKey::Ref(name) => declared.get(name).map(|d| DeclaredApp {
+            name: name.clone(),
+            spec: d.manifest.application_spec(),
+            origin: Origin::of(d),
+        }),
+        AppKey::Id(_) => None,
+    };
+    DesiredApp {
+        key: key.clone(),
+        declared,
+        segments,
     }
 }
 
@@ -550,6 +619,23 @@ mod tests {
                 "m.yaml:24:3: metadata.applicationRef: no Application manifest is named \"apps\" (did you mean app?)",
             ]
         );
+    }
+
+    #[test]
+    fn a_local_source_is_joined_to_its_manifest_folder_without_reading_the_disk() {
+        // Relative to a folder that does not exist: only `workspace::resolve_sources`, the
+        // I/O side, makes it canonical (and refuses it).
+        let text = "apiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: vip\n  application: 0123456789abcdef0123456789abcdef\nspec:\n  Name: VIP\nsource:\n  url: data/vip.csv\n  format: CSV\n";
+        let l = load_sources(&[Source {
+            name: "no-such-folder/segments/m.yaml".into(),
+            bytes: text.as_bytes().to_vec().into(),
+        }]);
+        assert!(l.errors.is_empty(), "{:?}", l.errors);
+        let state = build(&l.documents).unwrap();
+        let imp = state.apps[0].segments[0].import.as_ref().unwrap();
+        let path = std::path::Path::new("no-such-folder/segments/data/vip.csv");
+        assert_eq!(imp.local.as_deref(), Some(path));
+        assert_eq!(imp.url, "file://no-such-folder/segments/data/vip.csv");
     }
 
     #[test]

@@ -2,14 +2,11 @@
 //! by `observe`, read by `plan`, so that the planner stays pure and knows nothing of I/O.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifests::config::{Config, Target};
 use crate::manifests::desired::AppKey;
 use crate::model::{SegmentResponse, Tags};
-use crate::text::redact_url;
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LiveApp {
@@ -80,7 +77,8 @@ pub fn claim_order<'a>(creation_date: &'a str, id: &'a str) -> (&'a str, &'a str
 }
 
 /// Which target, and as which owner: what every plan, apply and status names, and what a
-/// saved plan records so it is never applied elsewhere.
+/// saved plan records so it is never applied elsewhere. Made from the settings by
+/// `TargetInfo::of`, in [`crate::targets`] (it reads the environment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetInfo {
     /// `local`, `endpoint` or `aws`.
@@ -101,48 +99,6 @@ pub struct TargetInfo {
 }
 
 impl TargetInfo {
-    /// What `cfg` names, for the manifest folder `dir`.
-    pub fn of(cfg: &Config, dir: &Path) -> Self {
-        let (kind, address, region, profile) = match &cfg.target {
-            Target::Local { .. } => (
-                "local",
-                cfg.local_path(dir)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                None,
-                None,
-            ),
-            Target::Endpoint { url, region } => (
-                "endpoint",
-                redact_url(url),
-                region
-                    .clone()
-                    .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty())),
-                None,
-            ),
-            Target::Aws { region, profile } => {
-                let region = region.clone().or_else(|| std::env::var("AWS_REGION").ok());
-                let address = match &region {
-                    Some(r) => format!("https://pinpoint.{r}.amazonaws.com"),
-                    None => "Amazon Pinpoint".to_string(),
-                };
-                let profile = profile
-                    .clone()
-                    .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
-                ("aws", address, region, profile)
-            }
-        };
-        Self {
-            kind: kind.into(),
-            address,
-            region,
-            profile,
-            account: None,
-            owner: cfg.owner().to_string(),
-            config: cfg.origin.file().map(|f| f.display().to_string()),
-        }
-    }
-
     /// Whether two records name the same target and owner (the account counts when both
     /// know it).
     pub fn same_as(&self, other: &TargetInfo) -> bool {

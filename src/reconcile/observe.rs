@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use crate::manifests::desired::{AppKey, DesiredState};
-use crate::model::Tags;
 use crate::plan::live::{claim_order, managed_name, AppSnapshot, LiveApp, LiveState, Observed};
 use crate::targets::pinpoint::{join_all, Pinpoint, PinpointError};
 
@@ -112,48 +111,81 @@ pub async fn prefetch<P: Pinpoint>(p: &P, ids: &[String]) -> Prefetched {
 
 /// As [`observe`], using what was prefetched where it covers what the desired state names
 /// (anything else is read now; what it read beyond that is dropped).
+///
+/// In three phases: the applications named by id (with the application list), those
+/// declared by an Application manifest (found by their tags in that list), and the others
+/// that hold segments this owner manages.
 pub async fn observe_from<P: Pinpoint>(
     p: &P,
     desired: &DesiredState,
     scope: &Scope<'_>,
     prefetched: Option<Prefetched>,
 ) -> Result<Observed, ObserveError> {
+    let names = Names::of(desired, scope);
+    let (all, direct) = named_by_id(p, &names.by_id, prefetched).await;
+    let all = all.map_err(ObserveError::ListApps)?;
+    let mut out = Observed::default();
+    found_by_id(&names.by_id, direct, &all, &mut out);
+    let declared = declared_by_ref(p, desired, scope, &all, &mut out).await;
+    let named: Vec<&str> = names
+        .by_id
+        .iter()
+        .map(String::as_str)
+        .chain(declared.iter().map(String::as_str))
+        .collect();
+    others_with_managed_segments(p, &names, &named, scope, &all, &mut out).await;
+    Ok(out)
+}
+
+/// The applications the manifests name.
+struct Names<'a> {
+    /// Named by id and owned here, in the manifests' order.
+    by_id: Vec<String>,
+    /// Every id the manifests name, owned here or not: never scanned as "other".
+    declared_ids: Vec<&'a str>,
+    /// Every Application manifest's name, owned here or not.
+    declared_refs: Vec<&'a str>,
+}
+
+impl<'a> Names<'a> {
+    fn of(desired: &'a DesiredState, scope: &Scope<'_>) -> Self {
+        let id = |k: &'a AppKey| match k {
+            AppKey::Id(id) => Some(id.as_str()),
+            AppKey::Ref(_) => None,
+        };
+        Self {
+            by_id: desired
+                .apps
+                .iter()
+                .filter(|d| (scope.owns)(&d.key.shard_key()))
+                .filter_map(|d| id(&d.key).map(str::to_string))
+                .collect(),
+            declared_ids: desired.apps.iter().filter_map(|d| id(&d.key)).collect(),
+            declared_refs: desired
+                .apps
+                .iter()
+                .filter_map(|d| match &d.key {
+                    AppKey::Ref(r) => Some(r.as_str()),
+                    AppKey::Id(_) => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Phase 1: the application list and every application in `ids`, all at once: what was
+/// prefetched is used, the rest read now. One answer per id, in order.
+async fn named_by_id<P: Pinpoint>(
+    p: &P,
+    ids: &[String],
+    prefetched: Option<Prefetched>,
+) -> (
+    Result<Vec<LiveApp>, PinpointError>,
+    Vec<Result<AppSnapshot, PinpointError>>,
+) {
     let (prefetched_apps, mut prefetched_snaps) = match prefetched {
         Some(pre) => (Some(pre.apps), pre.snapshots),
         None => (None, BTreeMap::new()),
-    };
-    let by_id_keys: Vec<&String> = desired
-        .apps
-        .iter()
-        .filter(|d| (scope.owns)(&d.key.shard_key()))
-        .filter_map(|d| match &d.key {
-            AppKey::Id(id) => Some(id),
-            AppKey::Ref(_) => None,
-        })
-        .collect();
-    // Every application the manifests name, owned here or not: never scanned as "other".
-    let declared_ids: Vec<&str> = desired
-        .apps
-        .iter()
-        .filter_map(|d| match &d.key {
-            AppKey::Id(id) => Some(id.as_str()),
-            AppKey::Ref(_) => None,
-        })
-        .collect();
-    let declared_refs: Vec<&str> = desired
-        .apps
-        .iter()
-        .filter_map(|d| match &d.key {
-            AppKey::Ref(r) => Some(r.as_str()),
-            AppKey::Id(_) => None,
-        })
-        .collect();
-    let placeholder = |id: &str| LiveApp {
-        id: id.to_string(),
-        name: String::new(),
-        arn: String::new(),
-        tags: Tags::new(),
-        creation_date: String::new(),
     };
     let list = async {
         match prefetched_apps {
@@ -161,28 +193,36 @@ pub async fn observe_from<P: Pinpoint>(
             None => p.list_apps().await,
         }
     };
-    let ready: Vec<Option<Result<AppSnapshot, PinpointError>>> = by_id_keys
-        .iter()
-        .map(|id| prefetched_snaps.remove(id.as_str()))
-        .collect();
-    let missing: Vec<LiveApp> = by_id_keys
+    let ready: Vec<Option<Result<AppSnapshot, PinpointError>>> =
+        ids.iter().map(|id| prefetched_snaps.remove(id)).collect();
+    let missing: Vec<LiveApp> = ids
         .iter()
         .zip(&ready)
         .filter(|(_, r)| r.is_none())
-        .map(|(id, _)| placeholder(id))
+        .map(|(id, _)| LiveApp {
+            id: id.clone(),
+            ..LiveApp::default()
+        })
         .collect();
     let (all, fetched) = tokio::join!(list, snapshots(p, missing));
     let mut fetched = fetched.into_iter();
-    let direct: Vec<Result<AppSnapshot, PinpointError>> = ready
+    let direct = ready
         .into_iter()
         .map(|r| r.unwrap_or_else(|| fetched.next().expect("one answer per missing application")))
         .collect();
-    let all = all.map_err(ObserveError::ListApps)?;
-    let by_id: BTreeMap<&str, &LiveApp> = all.iter().map(|a| (a.id.as_str(), a)).collect();
+    (all, direct)
+}
 
-    let mut out = Observed::default();
-    for (id, snap) in by_id_keys.iter().zip(direct) {
-        let key = AppKey::Id((*id).clone());
+/// The state of each application named by id: found (with the listed application's
+/// details), missing from the target, or the error reading it.
+fn found_by_id(
+    ids: &[String],
+    direct: Vec<Result<AppSnapshot, PinpointError>>,
+    all: &[LiveApp],
+    out: &mut Observed,
+) {
+    let by_id: BTreeMap<&str, &LiveApp> = all.iter().map(|a| (a.id.as_str(), a)).collect();
+    for (id, snap) in ids.iter().zip(direct) {
         let state = match (snap, by_id.get(id.as_str())) {
             (Ok(mut s), Some(app)) => {
                 s.app = (*app).clone();
@@ -192,54 +232,75 @@ pub async fn observe_from<P: Pinpoint>(
             (Ok(_), None) => missing_app(id),
             (Err(e), _) => LiveState::Error(e.to_string()),
         };
-        out.apps.insert(key, state);
+        out.apps.insert(AppKey::Id(id.clone()), state);
     }
+}
 
-    // Applications declared by an Application manifest, found by their ownership tags.
-    let mut later: Vec<(AppKey, LiveApp)> = Vec::new();
+/// Phase 2: the applications declared by an Application manifest (owned here), found by
+/// their ownership tags (the first claimant when several carry the name), read; or
+/// missing. Returns the ids found.
+async fn declared_by_ref<P: Pinpoint>(
+    p: &P,
+    desired: &DesiredState,
+    scope: &Scope<'_>,
+    all: &[LiveApp],
+    out: &mut Observed,
+) -> Vec<String> {
+    let mut found: Vec<(AppKey, LiveApp)> = Vec::new();
     for d in desired
         .apps
         .iter()
         .filter(|d| (scope.owns)(&d.key.shard_key()))
     {
-        if let AppKey::Ref(name) = &d.key {
-            let mut found: Vec<&LiveApp> = all
-                .iter()
-                .filter(|a| managed_name(Some(&a.tags), scope.owner) == Some(name.as_str()))
-                .collect();
-            found.sort_by(|a, b| {
+        let AppKey::Ref(name) = &d.key else {
+            continue;
+        };
+        let claimant = all
+            .iter()
+            .filter(|a| managed_name(Some(&a.tags), scope.owner) == Some(name.as_str()))
+            .min_by(|a, b| {
                 claim_order(&a.creation_date, &a.id).cmp(&claim_order(&b.creation_date, &b.id))
             });
-            match found.first() {
-                Some(app) => later.push((d.key.clone(), (*app).clone())),
-                None => {
-                    out.apps.insert(d.key.clone(), LiveState::Missing);
-                }
+        match claimant {
+            Some(app) => found.push((d.key.clone(), app.clone())),
+            None => {
+                out.apps.insert(d.key.clone(), LiveState::Missing);
             }
         }
     }
-    let named: Vec<String> = by_id_keys
-        .iter()
-        .map(|s| s.to_string())
-        .chain(later.iter().map(|(_, a)| a.id.clone()))
-        .collect();
-    let snaps = snapshots(p, later.iter().map(|(_, app)| app.clone()).collect()).await;
-    for ((key, _), snap) in later.into_iter().zip(snaps) {
+    let ids = found.iter().map(|(_, a)| a.id.clone()).collect();
+    let snaps = snapshots(p, found.iter().map(|(_, app)| app.clone()).collect()).await;
+    for ((key, _), snap) in found.into_iter().zip(snaps) {
         out.apps.insert(
             key,
             snap.map(LiveState::Found)
                 .unwrap_or_else(|e| LiveState::Error(e.to_string())),
         );
     }
+    ids
+}
 
-    // Applications no manifest names, in case they hold segments this owner manages.
+/// Phase 3: applications no manifest names (owned here), in case they hold segments this
+/// owner manages: each that does is read whole. One that cannot be listed is logged and
+/// left out.
+async fn others_with_managed_segments<P: Pinpoint>(
+    p: &P,
+    names: &Names<'_>,
+    named: &[&str],
+    scope: &Scope<'_>,
+    all: &[LiveApp],
+    out: &mut Observed,
+) {
     let others: Vec<&LiveApp> = all
         .iter()
         .filter(|a| {
-            !named.contains(&a.id) && !declared_ids.contains(&a.id.as_str()) && (scope.owns)(&a.id)
+            !named.contains(&a.id.as_str())
+                && !names.declared_ids.contains(&a.id.as_str())
+                && (scope.owns)(&a.id)
         })
         .filter(|a| {
-            !managed_name(Some(&a.tags), scope.owner).is_some_and(|n| declared_refs.contains(&n))
+            !managed_name(Some(&a.tags), scope.owner)
+                .is_some_and(|n| names.declared_refs.contains(&n))
         })
         .collect();
     let listed = join_all(others.iter().map(|a| p.list_segments(&a.id)).collect()).await;
@@ -262,5 +323,4 @@ pub async fn observe_from<P: Pinpoint>(
             out.apps.insert(AppKey::Id(app.id.clone()), state);
         }
     }
-    Ok(out)
 }

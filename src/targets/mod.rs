@@ -22,6 +22,52 @@ use crate::targets::pinpoint::pacing::{Api, CallError};
 use crate::targets::pinpoint::SdkPinpoint;
 use crate::text::redact_url;
 
+/// The target record is data the planner carries; making it from the settings reads the
+/// environment (`AWS_REGION`, `AWS_PROFILE`), so it is done here, at the target's seam.
+impl TargetInfo {
+    /// What `cfg` names, for the manifest folder `dir`.
+    pub fn of(cfg: &Config, dir: &Path) -> Self {
+        let (kind, address, region, profile) = match &cfg.target {
+            Target::Local { .. } => (
+                "local",
+                cfg.local_path(dir)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                None,
+                None,
+            ),
+            Target::Endpoint { url, region } => (
+                "endpoint",
+                redact_url(url),
+                region
+                    .clone()
+                    .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty())),
+                None,
+            ),
+            Target::Aws { region, profile } => {
+                let region = region.clone().or_else(|| std::env::var("AWS_REGION").ok());
+                let address = match &region {
+                    Some(r) => format!("https://pinpoint.{r}.amazonaws.com"),
+                    None => "Amazon Pinpoint".to_string(),
+                };
+                let profile = profile
+                    .clone()
+                    .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
+                ("aws", address, region, profile)
+            }
+        };
+        Self {
+            kind: kind.into(),
+            address,
+            region,
+            profile,
+            account: None,
+            owner: cfg.owner().to_string(),
+            config: cfg.origin.file().map(|f| f.display().to_string()),
+        }
+    }
+}
+
 /// An open connection; for the local target it owns the in-process server.
 pub struct Connection {
     pub pinpoint: SdkPinpoint,
