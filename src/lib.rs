@@ -68,3 +68,8 @@ pub const TAG_PROTECT: &str = "segmentctl:protect";
 /// A lease on an application while an applier changes it (see `lease`); never part of what
 /// the manifests declare.
 pub const TAG_LEASE: &str = "segmentctl:lease";
+
+/// The layers, held: which layer may use which, and which files do no I/O. A new arrow
+/// (a cycle, a pure module reading files) fails here, in the table a reviewer reads.
+#[cfg(test)]
+mod architecture;
