@@ -1,28 +1,24 @@
 //! segmentctl: Amazon Pinpoint segments as code, the Segment API self-hosted, and who a
 //! segment reaches.
 //!
-//! Three products share one model. The folders are the layers; each arrow runs one way
-//! (the table in `architecture`'s test holds it):
+//! Three products share one model. The folders are the layers, listed here in dependency
+//! order: each may use only layers above it, as the table in `architecture.rs` holds.
 //!
 //! ```text
-//! model ─▶ manifests ─▶ plan ─▶ report                       (pure, but for manifests' folder I/O)
-//!   │                     ▲
-//!   ├────▶ targets ─▶ reconcile ─▶ daemon                    (the reconciler: observe, apply, run)
-//!   ├────▶ audience ◀─ server                                 (evaluation; the server's import reader)
-//!   └──────────────────────────────────▶ cli                  (on top of everything)
+//! model        the one wire shape of a segment, its rules (validate), strict decoding  (pure)
+//! manifests    the folder, its settings and manifests, read into the desired state
+//! plan         the live state; desired × live → diff → plan, guards and reasons         (pure)
+//! report       a plan as text, markdown and JSON                                        (pure)
+//! audience     the evaluator, endpoint records, import rows, sources, a plan's impact
+//! server       `serve`: the Segment API over SQLite or PostgreSQL, its jobs       → audience
+//! targets      the API seam: which target, connected how; `pinpoint` is the typed
+//!              interface (SDK client, in-memory, pacing, conversions)  → the embedded server
+//! reconcile    observe, apply and its outcome, leases; the pipeline load → observe → plan
+//! daemon       `run`: watch, rounds, requeue policy, metrics, the admin listener
+//! cli          arguments, and one function per command
 //! ```
 //!
-//! - `model`: the one wire shape of a segment, its rules (`validate`), strict decoding.
-//! - `manifests`: the folder, its settings and manifests, read into the desired state.
-//! - `plan`: the live state, desired × live → diff → plan, with guards and reasons (pure).
-//! - `report`: a plan and an apply as text, markdown, JSON and events (pure).
-//! - `targets`: the API seam: which target, connected how; `targets::pinpoint` is the typed
-//!   Pinpoint interface (SDK client, in-memory, pacing, conversions).
-//! - `reconcile`: observe, apply, leases, and the pipeline for commands and the daemon.
-//! - `daemon`: `run`: watch, rounds, requeue policy, metrics and the admin listener.
-//! - `audience`: the evaluator, endpoint records, imported sources and a plan's impact.
-//! - `server`: `serve`, the Segment API over SQLite or PostgreSQL, with its jobs.
-//! - `cli`: arguments, and one function per command.
+//! `text`, `par` and `retry` are helpers every layer may use.
 
 // The one wire shape of a segment, and the rules it must satisfy.
 pub mod model;
