@@ -4,6 +4,27 @@
 
 /// `items.iter().map(f)`, on up to `threads` threads (at least one item per thread).
 pub fn map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    map_at(items, threads, Priority::Normal, f)
+}
+
+/// How the threads of [`map_at`] compete for the cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    Normal,
+    /// Below the rest of the process (nice 10, on Linux): work whose result is needed later
+    /// yields the cores to what is waited on now (answers to decode), and still has every
+    /// idle core.
+    Background,
+}
+
+/// As [`map`], the threads it starts running at `priority` (the calling thread, which maps
+/// alone when there is one thread, keeps its own).
+pub fn map_at<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    priority: Priority,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
     let threads = threads.min(items.len()).max(1);
     if threads == 1 {
         return items.iter().map(f).collect();
@@ -13,13 +34,32 @@ pub fn map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + 
     std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
+            .map(|part| {
+                scope.spawn(move || {
+                    if priority == Priority::Background {
+                        lower_this_thread();
+                    }
+                    part.iter().map(f).collect::<Vec<R>>()
+                })
+            })
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
+}
+
+/// Lowers the calling thread's priority (on Linux the nice value belongs to the thread); a
+/// no-op elsewhere, and where it is refused.
+fn lower_this_thread() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority takes plain integers; `who` 0 is the calling thread.
+    unsafe {
+        let tid = libc::gettid();
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid as libc::id_t);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, (now + 10).min(19));
+    }
 }
 
 /// The number of cores.

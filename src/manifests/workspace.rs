@@ -103,12 +103,20 @@ pub fn resolve_sources(dir: &Path, desired: &mut DesiredState) -> Result<(), Vec
 ///
 /// Errors: every located mistake in every file, sorted by file and line.
 pub fn check(files: Files) -> Result<Workspace, Vec<ManifestError>> {
+    check_at(files, crate::par::Priority::Normal)
+}
+
+/// As [`check`], the parsing threads at `priority` (the same result).
+pub fn check_at(
+    files: Files,
+    priority: crate::par::Priority,
+) -> Result<Workspace, Vec<ManifestError>> {
     let Files {
         config: cfg,
         sources,
         errors: read_errors,
     } = files;
-    let loaded = manifest::load_sources(&sources);
+    let loaded = manifest::load_sources_at(&sources, priority);
     let mut errors = loaded.errors;
     errors.extend(read_errors);
     let cfg = match cfg {

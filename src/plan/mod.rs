@@ -486,15 +486,85 @@ pub fn is_own_tag(key: &str) -> bool {
 /// to remove a duplicate) and is blocked when anything still uses the segment; every id the
 /// executor needs is in the plan, or named as the step that supplies it.
 pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) -> Plan {
+    plan_prepared(desired, observed, settings, None)
+}
+
+/// What the planner derives from the desired state alone (no live state, no settings): the
+/// desired digest and each segment's canonical definition with its fingerprint. Made while
+/// the target is read, so that only the work that needs the live state follows its answers.
+pub struct Prepared {
+    desired_digest: String,
+    /// Per application of the desired state, in order: per segment, in order, its canonical
+    /// definition and fingerprint; `None` where they depend on the live state (an imported
+    /// segment, or source segments named by id).
+    segments: Vec<Vec<Option<Prepped>>>,
+}
+
+pub(crate) type Prepped = (crate::model::WriteSegmentRequest, String);
+
+impl Prepared {
+    pub fn of(desired: &DesiredState) -> Self {
+        let segments = desired
+            .apps
+            .iter()
+            .map(|a| {
+                a.segments
+                    .iter()
+                    .map(|d| {
+                        if d.import.is_some() {
+                            return None;
+                        }
+                        let asked = std::cell::Cell::new(false);
+                        let canon = diff::canonical(&d.spec, &|_: &str| {
+                            asked.set(true);
+                            None
+                        });
+                        (!asked.get()).then(|| {
+                            let digest = diff::fingerprint(&canon);
+                            (canon, digest)
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Self {
+            desired_digest: desired_digest(desired),
+            segments,
+        }
+    }
+}
+
+/// As [`plan`], with what [`Prepared::of`] made of this same `desired` (the same plan; less
+/// work after the live state is known).
+pub fn plan_prepared(
+    desired: &DesiredState,
+    observed: &Observed,
+    settings: &Settings,
+    prepared: Option<&Prepared>,
+) -> Plan {
     let empty = DesiredApp {
         key: AppKey::Id(String::new()),
         declared: None,
         segments: Vec::new(),
     };
-    let jobs: Vec<(&AppKey, Option<&DesiredApp>, &LiveState)> = observed
+    type Job<'j> = (
+        &'j AppKey,
+        Option<(&'j DesiredApp, Option<&'j [Option<Prepped>]>)>,
+        &'j LiveState,
+    );
+    let jobs: Vec<Job<'_>> = observed
         .apps
         .iter()
-        .map(|(key, live)| (key, desired.apps.iter().find(|a| &a.key == key), live))
+        .map(|(key, live)| {
+            let want = desired.apps.iter().position(|a| &a.key == key).map(|i| {
+                let pre = prepared
+                    .and_then(|p| p.segments.get(i))
+                    .map(Vec::as_slice)
+                    .filter(|pre| pre.len() == desired.apps[i].segments.len());
+                (&desired.apps[i], pre)
+            });
+            (key, want, live)
+        })
         .collect();
     // Applications are planned independently: on every core when there are many segments.
     let threads = if desired.segment_count() >= 200 {
@@ -503,11 +573,11 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
         1
     };
     let apps = crate::par::map(&jobs, threads, |(key, want, live)| match want {
-        Some(want) => phases::plan_app(key, want, live, settings),
+        Some((want, pre)) => phases::plan_app(key, want, *pre, live, settings),
         // Segments managed by this owner in an application no manifest here names: another
         // repository may use the same owner. Reported, never changed.
         None => {
-            let mut out = phases::plan_app(key, &empty, live, settings);
+            let mut out = phases::plan_app(key, &empty, None, live, settings);
             out.steps.clear();
             out.warnings
                 .retain(|w| !matches!(w, Warning::OrphansKept { .. }));
@@ -545,7 +615,9 @@ pub fn plan(desired: &DesiredState, observed: &Observed, settings: &Settings) ->
         revision: None,
         documents: 0,
         dir: None,
-        desired_digest: desired_digest(desired),
+        desired_digest: prepared
+            .map(|p| p.desired_digest.clone())
+            .unwrap_or_else(|| desired_digest(desired)),
         observed_digest,
         apps,
         audience: None,

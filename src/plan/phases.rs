@@ -17,6 +17,8 @@ use crate::{TAG_MANAGED_BY, TAG_PROTECT};
 /// What the phases share about one application.
 struct Context<'a> {
     want: &'a DesiredApp,
+    /// What was made of `want`'s segments before the live state was known (one per segment).
+    prepared: Option<&'a [Option<super::Prepped>]>,
     snapshot: Option<&'a AppSnapshot>,
     st: &'a Settings,
     /// Live segment id → manifest name, for segments this owner manages.
@@ -39,6 +41,7 @@ impl<'a> Context<'a> {
 pub(super) fn plan_app(
     key: &AppKey,
     want: &DesiredApp,
+    prepared: Option<&[Option<super::Prepped>]>,
     live: &LiveState,
     st: &Settings,
 ) -> AppPlan {
@@ -58,6 +61,7 @@ pub(super) fn plan_app(
     };
     let cx = Context {
         want,
+        prepared,
         snapshot,
         st,
         names: snapshot
@@ -196,14 +200,22 @@ fn segment_steps<'a>(
 ) -> BTreeMap<String, String> {
     let mut adopted_ids = BTreeMap::new();
     let name_of = |id: &str| cx.name_of(id);
-    for d in &cx.want.segments {
+    for (i, d) in cx.want.segments.iter().enumerate() {
         if let Some(imp) = &d.import {
             imported_step(cx, d, imp, kept, out);
             continue;
         }
-        let desired_canon = diff::canonical(&d.spec, &name_of);
-        let desired_digest = diff::fingerprint(&desired_canon);
-        let tags = desired_tags(cx, d, &desired_digest);
+        let computed;
+        let (desired_canon, desired_digest) = match cx.prepared.and_then(|p| p[i].as_ref()) {
+            Some((canon, digest)) => (canon, digest.as_str()),
+            None => {
+                let canon = diff::canonical(&d.spec, &name_of);
+                let digest = diff::fingerprint(&canon);
+                computed = (canon, digest);
+                (&computed.0, computed.1.as_str())
+            }
+        };
+        let tags = desired_tags(cx, d, desired_digest);
         let spec = || WriteSegmentRequest {
             tags: None,
             ..d.spec.clone()
@@ -260,12 +272,12 @@ fn segment_steps<'a>(
         let live_tags = live.tags.as_ref().unwrap_or(&no_tags);
         // Values (and their allocations), and the live digest, only when the definitions
         // differ; equal definitions have equal digests.
-        let (changes, live_digest) = if live_canon == desired_canon {
-            (Vec::new(), desired_digest.clone())
+        let (changes, live_digest) = if live_canon == *desired_canon {
+            (Vec::new(), desired_digest.to_string())
         } else {
             let changes = diff::diff(
                 &diff::normalize(&live_canon, &name_of),
-                &diff::normalize(&desired_canon, &name_of),
+                &diff::normalize(desired_canon, &name_of),
             );
             (changes, diff::fingerprint(&live_canon))
         };

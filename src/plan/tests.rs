@@ -83,6 +83,11 @@ fn settings(prune: bool) -> Settings {
 
 /// A plan with one of each kind of step a reviewer meets.
 fn review_plan() -> Plan {
+    let (d, o) = review_inputs();
+    plan(&d, &o, &settings(true))
+}
+
+fn review_inputs() -> (DesiredState, Observed) {
     let d = desired(&[
         seg("north-america", "Name: North America\nDimensions:\n  Location:\n    Country:\n      Values: [US, CA]\n  Behavior:\n    Recency: {Duration: DAY_30, RecencyType: ACTIVE}\n"),
         seg("vip", "Name: VIP\nDimensions:\n  Metrics:\n    spend: {ComparisonOperator: GREATER_THAN, Value: 500}\n"),
@@ -131,7 +136,32 @@ fn review_plan() -> Plan {
         }],
         vec![],
     );
-    plan(&d, &o, &settings(true))
+    (d, o)
+}
+
+#[test]
+fn a_plan_from_prepared_manifests_is_the_same_plan() {
+    let (mut d, o) = review_inputs();
+    // Built on a live segment named by id: its canonical form needs the live state.
+    d.apps[0].segments[1].spec.segment_groups = Some(crate::model::SegmentGroupList {
+        groups: Some(vec![crate::model::SegmentGroup {
+            source_segments: Some(vec![crate::model::SegmentReference {
+                id: Some("a1".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }]),
+        include: None,
+    });
+    let prepared = Prepared::of(&d);
+    assert!(prepared.segments[0][1].is_none());
+    assert!(prepared.segments[0][0].is_some() && prepared.segments[0][2].is_some());
+    for prune in [false, true] {
+        assert_eq!(
+            plan_prepared(&d, &o, &settings(prune), Some(&prepared)),
+            plan(&d, &o, &settings(prune))
+        );
+    }
 }
 
 #[test]

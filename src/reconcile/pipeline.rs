@@ -136,13 +136,37 @@ pub async fn load_and_plan<P: Pinpoint>(
         .into_iter()
         .filter(|id| owns(id))
         .collect();
+    // The requests go out first (the first poll sends them all), then the parse starts, its
+    // threads below the priority of the answers' decoding: it is needed only once the last
+    // answer is in.
+    let prefetch = observe::prefetch(p, &hints);
+    tokio::pin!(prefetch);
+    let mut early = None;
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = std::future::Future::poll(prefetch.as_mut(), cx) {
+            early = Some(v);
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
     let dir = inputs.dir.clone();
     let parse = tokio::task::spawn_blocking(move || {
-        let mut ws = workspace::check(files)?;
-        workspace::resolve_sources(&dir, &mut ws.desired).map(|()| ws)
+        let mut ws = workspace::check_at(files, crate::par::Priority::Background)?;
+        workspace::resolve_sources(&dir, &mut ws.desired)?;
+        // What the plan derives from the manifests alone, while the answers are awaited (not
+        // when audience sources are fingerprinted into the desired state afterwards).
+        let prepared =
+            (!crate::audience::sources::any(&ws.desired)).then(|| plan::Prepared::of(&ws.desired));
+        Ok((ws, prepared))
     });
-    let (checked, prefetched) = tokio::join!(parse, observe::prefetch(p, &hints));
-    let mut ws = checked
+    let prefetch = async {
+        match early {
+            Some(v) => v,
+            None => prefetch.await,
+        }
+    };
+    let (checked, prefetched) = tokio::join!(parse, prefetch);
+    let (mut ws, prepared) = checked
         .expect("parsing does not panic")
         .map_err(PlanError::Invalid)?;
     settle(inputs, &mut ws.config);
@@ -156,7 +180,12 @@ pub async fn load_and_plan<P: Pinpoint>(
     if crate::audience::sources::any(&ws.desired) {
         crate::audience::sources::fingerprint(&mut ws.desired).await;
     }
-    let plan = plan::plan(&ws.desired, &observed, &planner_settings(&ws.config));
+    let plan = plan::plan_prepared(
+        &ws.desired,
+        &observed,
+        &planner_settings(&ws.config),
+        prepared.as_ref(),
+    );
     Ok(Planned {
         workspace: ws,
         plan,

@@ -115,16 +115,32 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Waits until `latency` after `from`, and not a millisecond more: tokio's timer fires on a
+/// millisecond tick rounded up (a 20 ms sleep ended 20.2 to 21.3 ms later), so it covers all
+/// but the last 2 ms, and a blocking-pool thread sleeps the rest to the microsecond.
+async fn delay(from: tokio::time::Instant, latency: Duration) {
+    const TICKS: Duration = Duration::from_millis(2);
+    let until = from + latency;
+    if let Some(coarse) = latency.checked_sub(TICKS) {
+        tokio::time::sleep_until(from + coarse).await;
+    }
+    let rest = until.saturating_duration_since(tokio::time::Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
 /// Latency, failures before the work, and responses lost after it.
 pub(super) async fn inject_faults(
     State(state): State<Arc<AppState>>,
     req: Request,
     next: Next,
 ) -> Response {
+    let arrived = tokio::time::Instant::now();
     state.counters.requests.fetch_add(1, Ordering::Relaxed);
     let draw = state.faults.draw();
     if !draw.latency.is_zero() {
-        tokio::time::sleep(draw.latency).await;
+        delay(arrived, draw.latency).await;
     }
     if draw.fail_before {
         state

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Tags, WriteSegmentRequest};
 
-pub use parse::{application_hints, load_sources, parse_one};
+pub use parse::{application_hints, load_sources, load_sources_at, parse_one};
 pub use position::{PositionIndex, SourceText};
 pub use recover::Recovered;
 pub use rules::{is_app_id, name_problem};

@@ -49,12 +49,17 @@ pub fn application_hints(sources: &[Source]) -> Vec<String> {
 ///
 /// Files are parsed on every core; the result does not depend on how many there are.
 pub fn load_sources(sources: &[Source]) -> Loaded {
+    load_sources_at(sources, crate::par::Priority::Normal)
+}
+
+/// As [`load_sources`], the parsing threads at `priority`.
+pub fn load_sources_at(sources: &[Source], priority: crate::par::Priority) -> Loaded {
     // A thread per core, each with at least 64 KiB to parse.
     let bytes: usize = sources.iter().map(|s| s.bytes.len()).sum();
     let threads = crate::par::cores().min(bytes.div_ceil(64 * 1024));
     let chunk = sources.len().div_ceil(threads.max(1)).max(1);
     let chunks: Vec<&[Source]> = sources.chunks(chunk).collect();
-    let parts = crate::par::map(&chunks, threads, |part| {
+    let parts = crate::par::map_at(&chunks, threads, priority, |part| {
         let mut loaded = Loaded::default();
         for source in *part {
             parse_file(source, &mut loaded);
