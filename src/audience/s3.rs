@@ -20,3 +20,26 @@ pub async fn client(default_region: &str) -> aws_sdk_s3::Client {
             .build(),
     )
 }
+
+/// `key` read as a folder: as it is when empty or ending in `/`, else with a `/` added, so
+/// `imports/2026` lists `imports/2026/…` and not `imports/2026-old/…`.
+pub fn folder(key: &str) -> String {
+    if key.is_empty() || key.ends_with('/') {
+        key.to_string()
+    } else {
+        format!("{key}/")
+    }
+}
+
+/// Every page of the objects under `prefix` in `bucket` (`.send()` reads them in turn).
+pub fn listing(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> aws_sdk_s3::operation::list_objects_v2::paginator::ListObjectsV2Paginator {
+    client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+}

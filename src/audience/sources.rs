@@ -115,19 +115,10 @@ async fn s3(client: &aws_sdk_s3::Client, url: &str) -> Result<String, String> {
             Err(e) => return Err(format!("{url}: {}", crate::text::error_chain(&e))),
         }
     }
-    let prefix = if key.is_empty() || key.ends_with('/') {
-        key.to_string()
-    } else {
-        format!("{key}/")
-    };
+    let prefix = super::s3::folder(key);
     let mut h = Md5::new();
     let mut n = 0;
-    let mut pages = client
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(&prefix)
-        .into_paginator()
-        .send();
+    let mut pages = super::s3::listing(client, bucket, &prefix).send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| format!("{url}: {}", crate::text::error_chain(&e)))?;
         for o in page.contents() {

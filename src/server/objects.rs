@@ -235,18 +235,9 @@ impl Objects {
                         Err(e) => return Err(s3_error(&format!("s3://{bucket}/{key}"), e)),
                     }
                 }
-                let prefix = if key.is_empty() || key.ends_with('/') {
-                    key.clone()
-                } else {
-                    format!("{key}/")
-                };
+                let prefix = crate::audience::s3::folder(key);
                 let mut out = Vec::new();
-                let mut pages = client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(&prefix)
-                    .into_paginator()
-                    .send();
+                let mut pages = crate::audience::s3::listing(&client, bucket, &prefix).send();
                 while let Some(page) = pages.next().await {
                     let page = page.map_err(|e| s3_error(&format!("s3://{bucket}/{prefix}"), e))?;
                     for o in page.contents() {

@@ -54,6 +54,18 @@ fn watch_only(mut cfg: DaemonConfig) -> DaemonConfig {
     cfg
 }
 
+/// The admin address a controller started with `--log-format json` logs at start.
+fn admin_address(lines: &mut impl Iterator<Item = std::io::Result<String>>) -> String {
+    loop {
+        let line = lines.next().expect("a startup log line").unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
+        if let Some(a) = v["fields"]["admin"].as_str() {
+            return a.to_string();
+        }
+    }
+}
+
 /// Rounds the controller has run, every kind (`segmentctl_reconcile_duration_seconds_count`).
 fn rounds_run(d: &RunningDaemon) -> u64 {
     d.shared
@@ -416,14 +428,7 @@ fn sigterm_stops_the_daemon_cleanly_with_exit_code_0() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines.next().expect("a startup log line").unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
-        if let Some(a) = v["fields"]["admin"].as_str() {
-            break a.to_string();
-        }
-    };
+    let admin = admin_address(&mut lines);
     std::thread::spawn(move || for _ in lines {});
     let start = Instant::now();
     loop {
@@ -748,14 +753,7 @@ fn half_sent_admin_requests_are_closed_and_never_held_beyond_the_cap() {
     let stderr = child.stderr.take().unwrap();
     let _stop = Stop(child);
     let mut lines = BufReader::new(stderr).lines();
-    let admin = loop {
-        let line = lines.next().expect("a startup log line").unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON log line ({e}): {line}"));
-        if let Some(a) = v["fields"]["admin"].as_str() {
-            break a.to_string();
-        }
-    };
+    let admin = admin_address(&mut lines);
     std::thread::spawn(move || for _ in lines {});
     let port: u16 = admin.rsplit(':').next().unwrap().parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
