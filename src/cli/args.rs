@@ -454,6 +454,15 @@ pub struct ServeArgs {
     /// one, then gets 503 (retryable). Ignored for SQLite.
     #[arg(long, default_value_t = server::store::DEFAULT_POOL, value_parser = pool_size)]
     pub db_pool: usize,
+    /// How statements are sent to PostgreSQL: `prepared` (parsed and planned once per
+    /// connection) or `unnamed` (parsed each time: for PgBouncer before 1.21 in transaction
+    /// mode and other poolers that do not track prepared statements). Ignored for SQLite.
+    #[arg(long, value_enum, default_value_t = server::store::pg::Statements::Prepared, env = "SEGMENTCTL_DB_STATEMENTS")]
+    pub db_statements: server::store::pg::Statements,
+    /// How long one PostgreSQL statement may run before the database cancels it (the
+    /// request then fails, and nothing of its transaction is kept), e.g. 30s.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub db_statement_timeout: Duration,
     /// Apply the database's schema migrations, then exit (a deploy step before the
     /// replicas start; they also migrate at start, under a lock).
     #[arg(long)]
@@ -526,7 +535,11 @@ impl ServeArgs {
         Ok(ServerConfig {
             listen: self.listen,
             data: self.data.clone(),
-            pool: self.db_pool,
+            pg: server::store::pg::PgSettings {
+                max: self.db_pool,
+                statements: self.db_statements,
+                statement_timeout: self.db_statement_timeout,
+            },
             job_lease: self.job_lease,
             region: self.region.clone(),
             account_id: self.account_id.clone(),

@@ -64,8 +64,9 @@ pub enum Auth {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub data: store::DataSource,
-    /// Connections to PostgreSQL at most (SQLite: unused).
-    pub pool: usize,
+    /// Connections to PostgreSQL at most, how statements are sent, their timeout (SQLite:
+    /// unused).
+    pub pg: store::pg::PgSettings,
     /// How long a job stays a server's without renewal (then another replica takes it).
     pub job_lease: Duration,
     pub region: String,
@@ -100,7 +101,7 @@ impl ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data: store::DataSource::Sqlite(data),
-            pool: store::DEFAULT_POOL,
+            pg: store::pg::PgSettings::new(store::DEFAULT_POOL),
             job_lease: store::DEFAULT_JOB_LEASE,
             region: "us-east-1".into(),
             account_id: "000000000000".into(),
@@ -177,6 +178,16 @@ pub struct RunningServer {
     _lock: Option<std::fs::File>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// Migrates the store once its database answers (when it did not at start).
+    migrator: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if let Some(m) = self.migrator.take() {
+            m.abort();
+        }
+    }
 }
 
 impl RunningServer {
@@ -198,22 +209,66 @@ impl RunningServer {
     }
 }
 
-/// Opens the configured database and brings its schema up to date.
+/// Opens the configured database and brings its schema up to date. A PostgreSQL database
+/// that does not answer yet (down, starting, unreachable) is no error: the store is
+/// returned unmigrated, answering 503 (and `/readyz` 503) until [`migrate_until_ready`]
+/// reaches it. One that answers and refuses (a wrong password, no such database) is.
 pub fn open_store(cfg: &ServerConfig) -> Result<Store, ServeError> {
     if let store::DataSource::Sqlite(path) = &cfg.data {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(parent);
         }
     }
-    let mut store =
-        Store::connect(&cfg.data, &cfg.region, &cfg.account_id, cfg.pool).map_err(|source| {
-            ServeError::Open {
-                path: cfg.data.describe(),
-                source,
-            }
-        })?;
+    let open_err = |source| ServeError::Open {
+        path: cfg.data.describe(),
+        source,
+    };
+    let mut store = Store::connect_unmigrated(&cfg.data, &cfg.region, &cfg.account_id, cfg.pg)
+        .map_err(open_err)?;
+    match store.migrate() {
+        Ok(_) => {}
+        Err(e) if store.dialect() == store::sql::Dialect::Postgres && waitable(&e) => {
+            tracing::warn!(error = %e, "the database does not answer yet: serving 503 until it does");
+        }
+        Err(e) => return Err(open_err(e)),
+    }
     store.job_lease = cfg.job_lease;
     Ok(store)
+}
+
+/// Whether a failure to reach the database may pass by waiting.
+fn waitable(e: &store::sql::DbError) -> bool {
+    e.is_unavailable() && !e.is_refused()
+}
+
+/// Migrates a store whose database did not answer at start, retrying with backoff (from
+/// 250 ms up to 10 s) until it does; the store serves from then on.
+pub async fn migrate_until_ready(store: Arc<Store>) {
+    let backoff = crate::retry::Backoff {
+        base: Duration::from_millis(250),
+        cap: Duration::from_secs(10),
+        jitter: crate::retry::Jitter::Half,
+    };
+    let mut attempt = 0;
+    while !store.is_ready() {
+        tokio::time::sleep(backoff.delay(attempt)).await;
+        attempt = attempt.saturating_add(1);
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.migrate()).await {
+            Ok(Ok(m)) => tracing::info!(
+                attempts = attempt,
+                schema = m.version,
+                "the database answers: serving"
+            ),
+            Ok(Err(e)) if waitable(&e) => {
+                tracing::warn!(error = %e, attempts = attempt, "the database does not answer yet")
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, attempts = attempt, "the database refuses the server")
+            }
+            Err(_) => tracing::error!("the migration task failed"),
+        }
+    }
 }
 
 /// The shared state a [`router`] serves, opened from `cfg` (for tests and fuzzing that
@@ -313,6 +368,8 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
         source,
     })?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let migrator =
+        (!state.store.is_ready()).then(|| tokio::spawn(migrate_until_ready(state.store.clone())));
     let only_server = state.store.dialect() == store::sql::Dialect::Sqlite;
     if cfg.run_jobs {
         state.jobs.claim(only_server, !only_server);
@@ -332,6 +389,7 @@ pub async fn start(cfg: ServerConfig) -> Result<RunningServer, ServeError> {
         _lock: lock,
         shutdown: Some(tx),
         task,
+        migrator,
     })
 }
 

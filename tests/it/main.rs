@@ -2,6 +2,7 @@
 //! serve` started in-process on a loopback port. No mocks of the API.
 
 mod pg;
+mod pgbouncer;
 mod python;
 mod util;
 
@@ -10,6 +11,7 @@ mod audience_plan;
 mod auth;
 mod cli;
 mod compat_boto3;
+mod consistency;
 mod daemon;
 mod data_sources;
 mod estimate;
@@ -20,6 +22,7 @@ mod hostile;
 mod imported_segments;
 mod imports;
 mod manifests;
+mod pg_ops;
 mod properties;
 mod reconcile;
 mod replicas;

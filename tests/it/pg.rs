@@ -49,7 +49,7 @@ fn run_as() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-fn command(program: &Path, die_with_parent: bool) -> Command {
+pub fn command(program: &Path, die_with_parent: bool) -> Command {
     let mut cmd = Command::new(program);
     let who = run_as();
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -100,7 +100,7 @@ pub fn data_for(dir: &Path) -> PathBuf {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -108,7 +108,7 @@ fn free_port() -> u16 {
 }
 
 /// The folder this run's clusters live in; those of runs no longer alive are removed.
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     let base = std::env::temp_dir().join("segmentctl-test-pg");
     let _ = std::fs::create_dir_all(&base);
     if let Ok(entries) = std::fs::read_dir(&base) {
@@ -126,7 +126,7 @@ fn root() -> PathBuf {
     dir
 }
 
-fn chown(path: &Path) {
+pub fn chown(path: &Path) {
     if let Some((uid, gid)) = run_as() {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid C string path.

@@ -222,9 +222,21 @@ async fn four_segments(client: &Client, app: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_keep_versions_gapless_and_a_killed_one_loses_nothing_acknowledged() {
-    let dsn = pg::database();
-    let a = Replica::start(&dsn, &[]);
-    let mut b = Replica::start(&dsn, &[]);
+    gapless_through_two_replicas(&pg::database(), &["--db-statements", "prepared"]).await;
+}
+
+/// The same through PgBouncer in transaction mode (a server connection per transaction,
+/// no prepared statement kept), with the statements it can carry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_behind_pgbouncer_in_transaction_mode_keep_versions_gapless() {
+    let dsn = crate::pgbouncer::database();
+    assert_eq!(crate::pgbouncer::shared().pool_mode(), "transaction");
+    gapless_through_two_replicas(&dsn, &["--db-statements", "unnamed"]).await;
+}
+
+async fn gapless_through_two_replicas(dsn: &str, args: &[&str]) {
+    let a = Replica::start(dsn, args);
+    let mut b = Replica::start(dsn, args);
     let app = util::create_app(&a.client, "replicas").await;
     let segs = four_segments(&a.client, &app).await;
     // What one replica acknowledged, the other reads at once.

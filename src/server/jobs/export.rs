@@ -263,7 +263,7 @@ mod tests {
             &crate::server::store::DataSource::Sqlite(dir.path().join("p.db")),
             "us-east-1",
             "000000000000",
-            1,
+            crate::server::store::pg::PgSettings::new(1),
         )
         .unwrap();
         let app = store.create_app("big", &Default::default()).unwrap().id;

@@ -391,7 +391,7 @@ pub fn copy(
         writing: false,
     };
     let src: &Connection = &src;
-    let target = Store::connect(to, "", "", DEFAULT_POOL.min(4))?;
+    let target = Store::connect(to, "", "", super::pg::PgSettings::new(DEFAULT_POOL.min(4)))?;
     let mut reports = Vec::new();
     for t in TABLES {
         let cols = t.columns();

@@ -26,7 +26,6 @@ mod tags;
 pub use endpoints::Body as EndpointBody;
 pub use jobs::{lost_lease, ImportTarget, Imported, JobKind, OpenJob, TERMINAL};
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -158,7 +157,7 @@ impl DataSource {
     pub fn describe(&self) -> String {
         match self {
             DataSource::Sqlite(p) => p.display().to_string(),
-            DataSource::Postgres(dsn) => match dsn.parse::<postgres::Config>() {
+            DataSource::Postgres(dsn) => match dsn.parse::<tokio_postgres::Config>() {
                 Ok(c) => format!("postgres://{}", pg::describe(&c)),
                 Err(_) => "postgres://(unparsable connection string)".into(),
             },
@@ -180,7 +179,7 @@ fn scheme(text: &str) -> Option<&str> {
 
 /// Whether `postgres::Config` reads `dsn`; its error (which names an option, never a value).
 fn check_postgres(dsn: &str) -> Result<(), String> {
-    dsn.parse::<postgres::Config>()
+    dsn.parse::<tokio_postgres::Config>()
         .map(|_| ())
         .map_err(|e| sql::pg_text(&e))
 }
@@ -229,6 +228,9 @@ pub struct Store {
     /// connection: one busy application's writers wait without holding the pool, so the
     /// other applications' requests still find connections (striped by application).
     gates: [Mutex<()>; GATES],
+    /// Whether the schema is migrated: until then every read and write answers 503 (a
+    /// server started before its database answered; see [`Store::migrate`]).
+    ready: std::sync::atomic::AtomicBool,
 }
 
 /// Stripes of [`Store::gates`].
@@ -360,7 +362,7 @@ impl Store {
             &DataSource::Sqlite(path.to_path_buf()),
             region,
             account_id,
-            DEFAULT_POOL,
+            pg::PgSettings::new(DEFAULT_POOL),
         )
     }
 
@@ -369,9 +371,9 @@ impl Store {
         source: &DataSource,
         region: &str,
         account_id: &str,
-        pool: usize,
+        pg: pg::PgSettings,
     ) -> Result<Self, DbError> {
-        let store = Self::connect_unmigrated(source, region, account_id, pool)?;
+        let store = Self::connect_unmigrated(source, region, account_id, pg)?;
         store.migrate()?;
         Ok(store)
     }
@@ -379,7 +381,7 @@ impl Store {
     /// `serve --migrate-only`: opens the database with one connection and applies the
     /// migrations it has not had (a deploy step before the replicas start).
     pub fn migrate_only(source: &DataSource) -> Result<Migrated, DbError> {
-        Self::connect_unmigrated(source, "", "", 1)?.migrate()
+        Self::connect_unmigrated(source, "", "", pg::PgSettings::new(1))?.migrate()
     }
 
     /// Opens the database without touching its schema (for `serve migrate`'s checks).
@@ -387,7 +389,7 @@ impl Store {
         source: &DataSource,
         region: &str,
         account_id: &str,
-        pool: usize,
+        pg: pg::PgSettings,
     ) -> Result<Self, DbError> {
         let backend = match source {
             DataSource::Sqlite(path) => {
@@ -401,7 +403,7 @@ impl Store {
                     next_reader: AtomicUsize::new(0),
                 }
             }
-            DataSource::Postgres(dsn) => Backend::Postgres(Box::new(pg::PgPool::new(dsn, pool)?)),
+            DataSource::Postgres(dsn) => Backend::Postgres(Box::new(pg::PgPool::new(dsn, pg)?)),
         };
         Ok(Self {
             backend,
@@ -410,6 +412,7 @@ impl Store {
             replica: format!("replica-{}", &new_id()[..12]),
             job_lease: DEFAULT_JOB_LEASE,
             gates: std::array::from_fn(|_| Mutex::new(())),
+            ready: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -424,19 +427,35 @@ impl Store {
     /// a PostgreSQL advisory lock held for the transaction), so replicas starting together
     /// apply each once.
     pub fn migrate(&self) -> Result<Migrated, DbError> {
-        off_runtime(|| {
+        let migrated = off_runtime(|| {
             self.write_db(|c| apply_migrations(c).map_err(Failure::Db))
                 .map_err(|f| match f {
                     Failure::Db(e) => e,
                     Failure::Api(e) => DbError::Unavailable(e.message),
                 })
-        })
+        })?;
+        self.ready.store(true, Ordering::Release);
+        Ok(migrated)
+    }
+
+    /// Whether the schema is migrated and requests are served.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn require_ready(&self) -> Result<(), ApiError> {
+        if self.is_ready() {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable())
+        }
     }
 
     pub(super) fn read<T>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.require_ready()?;
         match &self.backend {
             Backend::Sqlite {
                 readers,
@@ -444,33 +463,17 @@ impl Store {
                 ..
             } => {
                 let start = next_reader.fetch_add(1, Ordering::Relaxed);
-                for i in 0..readers.len() {
-                    if let Ok(conn) = readers[(start + i) % readers.len()].try_lock() {
-                        return f(&sql::Lite {
-                            conn: &conn,
-                            writing: false,
-                        });
-                    }
-                }
-                let conn = readers[start % readers.len()]
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner());
-                f(&sql::Lite {
-                    conn: &conn,
-                    writing: false,
-                })
+                let free = (0..readers.len())
+                    .find_map(|i| readers[(start + i) % readers.len()].try_lock().ok());
+                let conn = match free {
+                    Some(conn) => conn,
+                    None => readers[start % readers.len()]
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()),
+                };
+                lite_read(&conn, f)
             }
-            Backend::Postgres(pool) => {
-                let mut pooled = pool.get()?;
-                let out = f(&sql::Pg {
-                    client: RefCell::new(pooled.client()),
-                    writing: false,
-                });
-                if matches!(&out, Err(e) if e.kind == ErrorKind::Unavailable) {
-                    pooled.broken();
-                }
-                out
-            }
+            Backend::Postgres(pool) => pg_read(pool, f),
         }
     }
 
@@ -502,6 +505,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.require_ready()?;
         self.write_db(|c| f(c).map_err(Failure::Api))
             .map_err(|e| match e {
                 Failure::Api(e) => e,
@@ -525,45 +529,7 @@ impl Store {
                 tx.commit().map_err(|e| Failure::Db(e.into()))?;
                 Ok(out)
             }
-            Backend::Postgres(pool) => {
-                let mut pooled = pool.get().map_err(Failure::Db)?;
-                if let Err(e) = pooled.client().batch_execute("BEGIN") {
-                    // A connection that sat idle may have outlived the server it reached:
-                    // nothing was sent yet, so a new connection can begin afresh.
-                    if !pooled.reused {
-                        pooled.broken();
-                        return Err(Failure::Db(e.into()));
-                    }
-                    pooled.reconnect().map_err(Failure::Db)?;
-                    pooled
-                        .client()
-                        .batch_execute("BEGIN")
-                        .map_err(|e| Failure::Db(e.into()))?;
-                }
-                let out = f(&sql::Pg {
-                    client: RefCell::new(pooled.client()),
-                    writing: true,
-                });
-                match out {
-                    Ok(v) => match pooled.client().batch_execute("COMMIT") {
-                        Ok(()) => Ok(v),
-                        Err(e) => {
-                            pooled.broken();
-                            Err(Failure::Db(e.into()))
-                        }
-                    },
-                    Err(e) => {
-                        let lost = match &e {
-                            Failure::Api(a) => a.kind == ErrorKind::Unavailable,
-                            Failure::Db(d) => d.is_unavailable(),
-                        };
-                        if lost || pooled.client().batch_execute("ROLLBACK").is_err() {
-                            pooled.broken();
-                        }
-                        Err(e)
-                    }
-                }
-            }
+            Backend::Postgres(pool) => pg_write(pool, f),
         }
     }
 
@@ -629,6 +595,113 @@ impl Store {
                 }
             }
             _ => None,
+        }
+    }
+}
+
+/// A read on SQLite: one transaction, so a read of several statements sees one commit (a
+/// WAL snapshot, taken at its first statement).
+fn lite_read<T>(
+    conn: &rusqlite::Connection,
+    f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let step = |sql: &str| -> Result<(), DbError> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    step("BEGIN")?;
+    let out = f(&sql::Lite {
+        conn,
+        writing: false,
+    });
+    let ended = step(if out.is_ok() { "COMMIT" } else { "ROLLBACK" });
+    match (out, ended) {
+        (Ok(v), Ok(())) => Ok(v),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), _) => Err(e),
+    }
+}
+
+/// A read on PostgreSQL: one `REPEATABLE READ READ ONLY` transaction, so a read of several
+/// statements sees one commit (its `BEGIN` goes out with the first statement: a read of one
+/// statement costs one round trip, and the `COMMIT` another).
+fn pg_read<T>(
+    pool: &pg::PgPool,
+    f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let mut pooled = pool.get()?;
+    let conn = sql::Pg {
+        conn: &pooled,
+        writing: false,
+        opening: std::cell::Cell::new(Some(pool.read_opening())),
+    };
+    let out = f(&conn);
+    let began = conn.opening.get().is_none();
+    let lost = matches!(&out, Err(e) if e.kind == ErrorKind::Unavailable);
+    if lost {
+        pooled.broken();
+    } else if began {
+        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        if let Err(e) = pooled.block_on(pooled.client().batch_execute(end)) {
+            pooled.broken();
+            if out.is_ok() {
+                return Err(DbError::from(e).into());
+            }
+        }
+    }
+    out
+}
+
+/// A write on PostgreSQL: `BEGIN` (READ COMMITTED, the statement timeout set for it) on a
+/// pooled connection, `COMMIT`, or `ROLLBACK` when `f` fails. A connection that sat idle
+/// may have outlived the server it reached: nothing was sent yet, so `BEGIN` is tried once
+/// more on a new one.
+fn pg_write<T>(
+    pool: &pg::PgPool,
+    f: impl FnOnce(&Tx<'_>) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let begin = |pooled: &pg::Pooled<'_>| {
+        pooled
+            .block_on(pooled.client().batch_execute(pool.write_opening()))
+            .map_err(|e| Failure::Db(e.into()))
+    };
+    let mut pooled = pool.get().map_err(Failure::Db)?;
+    if let Err(e) = begin(&pooled) {
+        let reused = pooled.reused();
+        pooled.broken();
+        if !reused {
+            return Err(e);
+        }
+        drop(pooled);
+        pooled = pool.get().map_err(Failure::Db)?;
+        if let Err(e) = begin(&pooled) {
+            pooled.broken();
+            return Err(e);
+        }
+    }
+    let out = f(&sql::Pg {
+        conn: &pooled,
+        writing: true,
+        opening: std::cell::Cell::new(None),
+    });
+    let end = |sql: &str| pooled.block_on(pooled.client().batch_execute(sql));
+    match out {
+        Ok(v) => match end("COMMIT") {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                pooled.broken();
+                Err(Failure::Db(e.into()))
+            }
+        },
+        Err(e) => {
+            let lost = match &e {
+                Failure::Api(a) => a.kind == ErrorKind::Unavailable,
+                Failure::Db(d) => d.is_unavailable(),
+            };
+            if lost || end("ROLLBACK").is_err() {
+                pooled.broken();
+            }
+            Err(e)
         }
     }
 }

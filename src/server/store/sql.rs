@@ -3,16 +3,17 @@
 //!
 //! The call shapes follow rusqlite's (`execute`, `query_row`, `prepare_cached`,
 //! `query_map`, `optional`), so the store reads the same whichever database is under it.
-//! On PostgreSQL every statement is sent unnamed with its parameter types
-//! (`query_typed`): nothing is prepared by name, so the server works behind PgBouncer in
-//! transaction mode. The few statements the two dialects spell differently ask
+//! On PostgreSQL a statement is prepared once per connection and cached by its text
+//! (`--db-statements prepared`), or sent unnamed with its parameter types (`unnamed`, for
+//! poolers in transaction mode that do not track prepared statements). The few statements the two dialects spell differently ask
 //! [`Conn::dialect`].
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::Arc;
 
-use postgres::fallible_iterator::FallibleIterator as _;
-use postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::types::{IsNull, ToSql, Type};
+
+use super::pg::Statements;
 
 use crate::server::error::ApiError;
 
@@ -30,10 +31,17 @@ pub enum DbError {
     #[error("{0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{}", pg_text(.0))]
-    Postgres(#[from] postgres::Error),
+    Postgres(#[from] tokio_postgres::Error),
     /// The database cannot be reached (down, restarting, or every connection busy).
     #[error("{0}")]
     Unavailable(String),
+    /// A connection could not be made to the database at `target` (`host:port/db`).
+    /// (Its cause is in its text, not a `source`: error chains would say it twice.)
+    #[error("cannot connect to PostgreSQL at {target}: {}", pg_text(.cause))]
+    Connect {
+        target: String,
+        cause: tokio_postgres::Error,
+    },
     /// The schema cannot be served by this build.
     #[error("{0}")]
     Schema(String),
@@ -46,7 +54,7 @@ impl DbError {
     /// the answer is then 503, which every SDK retries.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            DbError::Unavailable(_) => true,
+            DbError::Unavailable(_) | DbError::Connect { .. } => true,
             DbError::Postgres(e) => {
                 if e.is_closed() {
                     return true;
@@ -70,12 +78,26 @@ impl DbError {
     }
 }
 
+impl DbError {
+    /// Whether the database answered a connection and refused it for good (a wrong
+    /// password, an unknown database or role): waiting will not help, unlike a database
+    /// that is down, starting up or out of connection slots.
+    pub fn is_refused(&self) -> bool {
+        let DbError::Connect { cause, .. } = self else {
+            return false;
+        };
+        cause
+            .as_db_error()
+            .is_some_and(|d| !matches!(d.code().code(), "57P03" | "53300" | "53400"))
+    }
+}
+
 /// A PostgreSQL error as one line. The server's own error gives its message and SQLSTATE
 /// (a wrong password, or a role refused, said as such: the client's text for either is
 /// only `db error`); the client's gives its chain of causes. Neither holds a password:
 /// PostgreSQL never sends one back, and the client's parse errors name options only.
-pub fn pg_text(e: &postgres::Error) -> String {
-    use postgres::error::SqlState;
+pub fn pg_text(e: &tokio_postgres::Error) -> String {
+    use tokio_postgres::error::SqlState;
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         let what = if *code == SqlState::INVALID_PASSWORD {
@@ -499,10 +521,13 @@ impl Conn for Lite<'_> {
 // ---------------------------------------------------------------------------------------
 // PostgreSQL
 
-/// A PostgreSQL connection taken from the pool; in a write, inside `BEGIN … COMMIT`.
+/// A PostgreSQL connection taken from the pool, inside a transaction: a write's `BEGIN`
+/// was sent before; a read's is sent with its first statement (one round trip for both).
 pub struct Pg<'a> {
-    pub client: RefCell<&'a mut postgres::Client>,
+    pub conn: &'a super::pg::Pooled<'a>,
     pub writing: bool,
+    /// The statements that open the transaction, not sent yet.
+    pub opening: Cell<Option<&'a str>>,
 }
 
 #[derive(Debug)]
@@ -525,7 +550,7 @@ impl ToSql for PgArg<'_> {
         true
     }
 
-    postgres::types::to_sql_checked!();
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// `?N` placeholders as `$N`, outside quoted strings and identifiers.
@@ -548,7 +573,7 @@ pub fn to_postgres(sql: &str) -> String {
     out
 }
 
-fn pg_val(row: &postgres::Row, i: usize) -> Result<Val, DbError> {
+fn pg_val(row: &tokio_postgres::Row, i: usize) -> Result<Val, DbError> {
     let ty = row.columns()[i].type_();
     let v = match *ty {
         Type::INT8 => row.try_get::<_, Option<i64>>(i)?.map(Val::Int),
@@ -573,6 +598,42 @@ fn pg_val(row: &postgres::Row, i: usize) -> Result<Val, DbError> {
     Ok(v.unwrap_or(Val::Null))
 }
 
+impl Pg<'_> {
+    /// Runs one statement, prepared and cached by its text or sent unnamed with its types.
+    async fn query(&self, sql: &str, args: &[(PgArg<'_>, Type)]) -> Result<Output, DbError> {
+        use futures_util::TryStreamExt as _;
+        let client = self.conn.client();
+        let stream = match self.conn.statements() {
+            Statements::Prepared => {
+                let types: Vec<Type> = args.iter().map(|(_, t)| t.clone()).collect();
+                let statement = client.prepare_typed_cached(sql, &types).await?;
+                client
+                    .query_raw(&statement, args.iter().map(|(a, _)| a))
+                    .await?
+            }
+            Statements::Unnamed => {
+                client
+                    .query_typed_raw(sql, args.iter().map(|(a, t)| (a, t.clone())))
+                    .await?
+            }
+        };
+        futures_util::pin_mut!(stream);
+        let mut rows = Vec::new();
+        let mut names: Option<Arc<[String]>> = None;
+        while let Some(r) = stream.try_next().await? {
+            let names = names
+                .get_or_insert_with(|| r.columns().iter().map(|c| c.name().to_string()).collect())
+                .clone();
+            let vals = (0..r.len())
+                .map(|i| pg_val(&r, i))
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.push(Row { names, vals });
+        }
+        let affected = stream.rows_affected().unwrap_or(rows.len() as u64);
+        Ok(Output { rows, affected })
+    }
+}
+
 impl Conn for Pg<'_> {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
@@ -583,7 +644,13 @@ impl Conn for Pg<'_> {
     }
 
     fn batch(&self, sql: &str) -> Result<(), DbError> {
-        Ok(self.client.borrow_mut().batch_execute(sql)?)
+        let text = match self.opening.take() {
+            Some(opening) => format!("{opening}; {sql}"),
+            None => sql.to_string(),
+        };
+        Ok(self
+            .conn
+            .block_on(self.conn.client().batch_execute(&text))?)
     }
 
     fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError> {
@@ -599,21 +666,22 @@ impl Conn for Pg<'_> {
                 (PgArg(a), ty)
             })
             .collect();
-        let mut client = self.client.borrow_mut();
-        let mut it = client.query_typed_raw(&sql, args.iter().map(|(a, t)| (a, t.clone())))?;
-        let mut rows = Vec::new();
-        let mut names: Option<Arc<[String]>> = None;
-        while let Some(r) = it.next()? {
-            let names = names
-                .get_or_insert_with(|| r.columns().iter().map(|c| c.name().to_string()).collect())
-                .clone();
-            let vals = (0..r.len())
-                .map(|i| pg_val(&r, i))
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.push(Row { names, vals });
-        }
-        let affected = it.rows_affected().unwrap_or(rows.len() as u64);
-        Ok(Output { rows, affected })
+        let opening = self.opening.take();
+        let out = self.conn.block_on(async {
+            match opening {
+                // Sent first, answered before the statement: one round trip for both.
+                Some(opening) => {
+                    let (opened, out) = futures_util::future::join(
+                        self.conn.client().batch_execute(opening),
+                        self.query(&sql, &args),
+                    )
+                    .await;
+                    opened.map_err(DbError::from).and(out)
+                }
+                None => self.query(&sql, &args).await,
+            }
+        })?;
+        Ok(out)
     }
 }
 

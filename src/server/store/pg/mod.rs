@@ -1,13 +1,20 @@
-//! A small pool of PostgreSQL connections, with limits, for the store's blocking calls.
+//! PostgreSQL connections for the store: tokio-postgres pooled by deadpool-postgres.
+//!
+//! The store's calls are blocking (they run on the blocking pool, as SQLite's do), so the
+//! pool owns a small runtime of its own: the connections' tasks run there, and a caller
+//! blocks on its query's future ([`PgPool::block_on`]). No call may come from an async
+//! task (the server's handlers reach the store through `spawn_blocking`).
 //!
 //! At most `max` connections are open; a caller waits up to [`WAIT`] for one, then gets a
-//! 503 (retryable) rather than queueing forever. A connection that fails as unreachable is
-//! dropped with every idle one (they were all to the same server, which has gone away), so
-//! the next request connects afresh and the server recovers by itself when the database
-//! is back.
+//! 503 (retryable) rather than queueing forever. A connection whose socket closed is not
+//! handed out again (deadpool's fast recycling checks it), and one that failed as
+//! unreachable is dropped with every idle one (they were all to the same server, which has
+//! gone away), so the server recovers by itself when the database is back.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 use super::sql::DbError;
 
@@ -15,92 +22,121 @@ use super::sql::DbError;
 const WAIT: Duration = Duration::from_secs(5);
 /// How long a connection attempt may take, unless the DSN says otherwise.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one statement may run, unless told (`--db-statement-timeout`).
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
-pub struct PgPool {
-    config: postgres::Config,
-    /// `host:port/dbname`, for messages (never the password).
-    pub target: String,
-    idle: Mutex<Vec<postgres::Client>>,
-    busy: Mutex<usize>,
-    freed: Condvar,
-    max: usize,
-    /// When a connection last came back healthy from a query.
-    last_ok: Mutex<Option<Instant>>,
+/// How statements are sent (`--db-statements`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Statements {
+    /// Prepared once per connection and cached by their text: parsed and planned once.
+    #[default]
+    Prepared,
+    /// Sent unnamed with their parameter types, parsed again each time: for poolers in
+    /// transaction mode that do not track prepared statements (PgBouncer before 1.21).
+    Unnamed,
 }
 
-/// A connection out of the pool; returned to it when dropped, unless broken.
+/// How the store talks to PostgreSQL, beside the DSN.
+#[derive(Debug, Clone, Copy)]
+pub struct PgSettings {
+    /// Connections at most.
+    pub max: usize,
+    pub statements: Statements,
+    /// Each transaction's `statement_timeout`.
+    pub statement_timeout: Duration,
+}
+
+impl PgSettings {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            statements: Statements::default(),
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+        }
+    }
+}
+
+pub struct PgPool {
+    pool: Pool,
+    /// Drives the connections; taken (and shut down without waiting) on drop.
+    runtime: Option<tokio::runtime::Runtime>,
+    /// `host:port/dbname`, for messages (never the password).
+    pub target: String,
+    pub settings: PgSettings,
+    /// When a connection last came back healthy from a query.
+    last_ok: Mutex<Option<Instant>>,
+    /// What opens a read and a write transaction.
+    opening: (String, String),
+}
+
+/// A connection out of the pool; back to it when dropped, unless [`Pooled::broken`].
 pub struct Pooled<'p> {
     pool: &'p PgPool,
-    client: Option<postgres::Client>,
-    /// Whether it came from the idle list (and may have gone stale there).
-    pub reused: bool,
+    client: Option<Object>,
     broken: bool,
 }
 
 impl Pooled<'_> {
-    pub fn client(&mut self) -> &mut postgres::Client {
+    pub fn client(&self) -> &deadpool_postgres::ClientWrapper {
         self.client
-            .as_mut()
+            .as_ref()
             .expect("a pooled connection is present until dropped")
+    }
+
+    /// Whether it was handed out before (and may have gone stale while idle).
+    pub fn reused(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_some_and(|c| Object::metrics(c).recycle_count > 0)
     }
 
     /// Drops this connection and every idle one: the server they reached is gone.
     pub fn broken(&mut self) {
         self.broken = true;
-        self.pool
-            .idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.pool.pool.retain(|_, _| false);
     }
 
-    /// Replaces this connection with a new one (after a stale idle one failed).
-    pub fn reconnect(&mut self) -> Result<(), DbError> {
-        self.broken();
-        self.client = Some(self.pool.connect()?);
-        self.broken = false;
-        self.reused = false;
-        Ok(())
+    pub fn statements(&self) -> Statements {
+        self.pool.settings.statements
+    }
+
+    /// Runs `f`'s future to its end on the pool's runtime.
+    pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.pool.block_on(f)
     }
 }
 
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            if !self.broken && !client.is_closed() {
-                self.pool
-                    .idle
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(client);
+            if self.broken || client.is_closed() {
+                drop(Object::take(client));
+            } else {
                 *self.pool.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             }
         }
-        let mut busy = self.pool.busy.lock().unwrap_or_else(|p| p.into_inner());
-        *busy -= 1;
-        self.pool.freed.notify_one();
     }
 }
 
 impl Drop for PgPool {
     fn drop(&mut self) {
-        // Closing a connection blocks on the client's own runtime, which cannot be done
-        // from an async task (where a server's state is dropped).
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|p| p.into_inner()));
-        std::thread::scope(|s| {
-            s.spawn(move || drop(idle));
-        });
+        self.pool.close();
+        // Shutting a runtime down may not block inside an async task (where a server's
+        // state is dropped); the connections' tasks are cancelled either way.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
 /// `host:port/dbname` of a DSN, for messages.
-pub fn describe(config: &postgres::Config) -> String {
+pub fn describe(config: &tokio_postgres::Config) -> String {
     let host = config
         .get_hosts()
         .first()
         .map(|h| match h {
-            postgres::config::Host::Tcp(h) => h.clone(),
-            postgres::config::Host::Unix(p) => p.display().to_string(),
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
         })
         .unwrap_or_else(|| "localhost".into());
     let port = config.get_ports().first().copied().unwrap_or(5432);
@@ -110,9 +146,23 @@ pub fn describe(config: &postgres::Config) -> String {
     )
 }
 
+/// The statements that open a read and a write transaction, each with the statement
+/// timeout set for the transaction only (`SET LOCAL`: behind a pooler in transaction mode,
+/// a session setting would leak to other clients).
+fn openings(timeout: Duration) -> (String, String) {
+    let set = format!(
+        "SET LOCAL statement_timeout = {}",
+        timeout.as_millis().max(1)
+    );
+    (
+        format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; {set}"),
+        format!("BEGIN; {set}"),
+    )
+}
+
 impl PgPool {
-    pub fn new(dsn: &str, max: usize) -> Result<Self, DbError> {
-        let mut config: postgres::Config = dsn.parse().map_err(|e| {
+    pub fn new(dsn: &str, settings: PgSettings) -> Result<Self, DbError> {
+        let mut config: tokio_postgres::Config = dsn.parse().map_err(|e| {
             DbError::Unavailable(format!(
                 "not a PostgreSQL connection string: {}",
                 super::sql::pg_text(&e)
@@ -124,82 +174,93 @@ impl PgPool {
         if config.get_application_name().is_none() {
             config.application_name("segmentctl");
         }
-        Ok(Self {
-            target: describe(&config),
+        let target = describe(&config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("segmentctl-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                DbError::Unavailable(format!("cannot start the PostgreSQL runtime: {e}"))
+            })?;
+        let manager = Manager::from_config(
             config,
-            idle: Mutex::new(Vec::new()),
-            busy: Mutex::new(0),
-            freed: Condvar::new(),
-            max: max.max(1),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.max.max(1))
+            .wait_timeout(Some(WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Unavailable(format!("cannot make the connection pool: {e}")))?;
+        Ok(Self {
+            pool,
+            runtime: Some(runtime),
+            target,
+            settings,
             last_ok: Mutex::new(None),
+            opening: openings(settings.statement_timeout),
         })
     }
 
-    fn connect(&self) -> Result<postgres::Client, DbError> {
-        self.config.connect(postgres::NoTls).map_err(|e| {
-            DbError::Unavailable(format!(
-                "cannot connect to PostgreSQL at {}: {}",
-                self.target,
-                super::sql::pg_text(&e)
-            ))
-        })
+    /// What opens a read transaction (sent with its first statement).
+    pub fn read_opening(&self) -> &str {
+        &self.opening.0
+    }
+
+    /// What opens a write transaction.
+    pub fn write_opening(&self) -> &str {
+        &self.opening.1
+    }
+
+    /// Runs `f`'s future to its end on the pool's runtime (from a thread outside any).
+    pub fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the pool")
+            .block_on(f)
     }
 
     /// Whether every connection is at work and one came back healthy within `within`: the
     /// database answers, the pool is only busy.
-    pub fn busy_and_answering(&self, within: std::time::Duration) -> bool {
-        let busy = *self.busy.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn busy_and_answering(&self, within: Duration) -> bool {
+        let status = self.pool.status();
         let recent = self
             .last_ok
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .is_some_and(|t| t.elapsed() < within);
-        busy >= self.max && recent
+        status.available == 0 && status.size >= status.max_size && recent
     }
 
-    /// A connection: an idle one, or a new one while fewer than `max` are open.
+    /// A connection: an idle one, or a new one while fewer than `max` are open; a 503
+    /// after [`WAIT`] when all are at work.
     pub fn get(&self) -> Result<Pooled<'_>, DbError> {
-        let deadline = Instant::now() + WAIT;
-        {
-            let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-            while *busy >= self.max {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(DbError::Unavailable(format!(
-                        "all {} connections to PostgreSQL are busy",
-                        self.max
-                    )));
-                }
-                busy = self
-                    .freed
-                    .wait_timeout(busy, left)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+        use deadpool_postgres::PoolError;
+        let client = self.block_on(self.pool.get()).map_err(|e| match e {
+            PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
+                DbError::Unavailable(format!(
+                    "all {} connections to PostgreSQL are busy",
+                    self.settings.max
+                ))
             }
-            *busy += 1;
-        }
-        let mut pooled = Pooled {
+            PoolError::Backend(cause) => DbError::Connect {
+                target: self.target.clone(),
+                cause,
+            },
+            other => DbError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}: {other}",
+                self.target
+            )),
+        })?;
+        Ok(Pooled {
             pool: self,
-            client: None,
-            reused: false,
+            client: Some(client),
             broken: false,
-        };
-        let idle = {
-            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                match idle.pop() {
-                    Some(c) if c.is_closed() => continue,
-                    other => break other,
-                }
-            }
-        };
-        match idle {
-            Some(c) => {
-                pooled.client = Some(c);
-                pooled.reused = true;
-            }
-            None => pooled.client = Some(self.connect()?),
-        }
-        Ok(pooled)
+        })
     }
 }

@@ -1,0 +1,127 @@
+//! PostgreSQL in operation: a server started before its database answers waits for it
+//! (503 and `/readyz` 503 meanwhile, no crash loop), and a statement stuck past
+//! `--db-statement-timeout` is cancelled by the database, keeping nothing of its request.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::pg::{self, Cluster};
+use crate::server_crash::spawn_server_with;
+use crate::util::{self, named};
+
+fn client(endpoint: &str) -> aws_sdk_pinpoint::Client {
+    segmentctl::targets::pinpoint::convert::endpoint_client(endpoint, "us-east-1", "k", "s", 1)
+}
+
+async fn status(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (code, _, body) = util::raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    (code, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_before_its_database_serves_once_the_database_answers() {
+    let mut cluster = Cluster::new();
+    let dsn = cluster.database();
+    cluster.stop(false);
+    let (mut child, endpoint) = spawn_server_with(std::path::Path::new(&dsn), &[]);
+    let addr: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    let c = client(&endpoint);
+
+    let (code, body) = status(addr, "/readyz").await;
+    assert_eq!(
+        (code, body.as_str()),
+        (503, "not ready: the database does not answer\n")
+    );
+    let err = c
+        .create_app()
+        .create_application_request(
+            aws_sdk_pinpoint::types::CreateApplicationRequest::builder()
+                .name("early")
+                .build(),
+        )
+        .send()
+        .await
+        .expect_err("no database yet");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the server waits for its database rather than exit"
+    );
+
+    cluster.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(addr, "/readyz").await.0 != 200 {
+        assert!(Instant::now() < deadline, "the server became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let app = util::create_app(&c, "late").await;
+    util::create_segment(&c, &app, named("served")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_the_timeout_is_cancelled_and_its_request_keeps_nothing() {
+    let dsn = pg::database();
+    let (mut child, endpoint) = spawn_server_with(
+        std::path::Path::new(&dsn),
+        &["--db-statement-timeout", "1s"],
+    );
+    let c = client(&endpoint);
+    let app = util::create_app(&c, "timeouts").await;
+    let seg = util::create_segment(&c, &app, named("v1")).await;
+
+    // Another session holds the segment's row until told.
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let (dsn, seg) = (dsn.clone(), seg.clone());
+        std::thread::spawn(move || {
+            let mut db = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+            let mut tx = db.transaction().unwrap();
+            tx.execute("SELECT 1 FROM segments WHERE id = $1 FOR UPDATE", &[&seg])
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            tx.rollback().unwrap();
+        })
+    };
+    locked_rx.recv().unwrap();
+    let update = c
+        .update_segment()
+        .application_id(&app)
+        .segment_id(&seg)
+        .write_segment_request(named("v2"))
+        .send();
+    let out = tokio::time::timeout(Duration::from_secs(30), update)
+        .await
+        .expect("the database cancels the statement; the request does not wait for the lock");
+    let err = out.expect_err("a cancelled statement fails its request");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+
+    let got = c
+        .get_segment()
+        .application_id(&app)
+        .segment_id(&seg)
+        .send()
+        .await
+        .unwrap()
+        .segment_response
+        .unwrap();
+    assert_eq!((got.version, got.name.as_deref()), (Some(1), Some("v1")));
+    c.update_segment()
+        .application_id(&app)
+        .segment_id(&seg)
+        .write_segment_request(named("v2"))
+        .send()
+        .await
+        .expect("once the lock is gone, the update goes through");
+    let _ = child.kill();
+    let _ = child.wait();
+}
