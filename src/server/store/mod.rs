@@ -623,8 +623,8 @@ fn lite_read<T>(
 }
 
 /// A read on PostgreSQL: one `REPEATABLE READ READ ONLY` transaction, so a read of several
-/// statements sees one commit (its `BEGIN` goes out with the first statement: a read of one
-/// statement costs one round trip, and the `COMMIT` another).
+/// statements sees one commit. Its `BEGIN` goes out with the first statement and its
+/// `COMMIT` is not waited for: a read of one statement costs one round trip.
 fn pg_read<T>(
     pool: &pg::PgPool,
     f: impl FnOnce(&Connection) -> Result<T, ApiError>,
@@ -640,14 +640,17 @@ fn pg_read<T>(
     let lost = matches!(&out, Err(e) if e.kind == ErrorKind::Unavailable);
     if lost {
         pooled.broken();
-    } else if began {
-        let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        if let Err(e) = pooled.block_on(pooled.client().batch_execute(end)) {
-            pooled.broken();
-            if out.is_ok() {
-                return Err(DbError::from(e).into());
-            }
-        }
+    } else if began && out.is_ok() {
+        // A read-only transaction's COMMIT cannot fail but with the connection, which its
+        // next user then finds: it is sent, not awaited (the connection answers in order,
+        // so the next transaction on it begins after), saving the read a round trip.
+        let _ = futures_util::FutureExt::now_or_never(pooled.client().batch_execute("COMMIT"));
+    } else if began
+        && pooled
+            .block_on(pooled.client().batch_execute("ROLLBACK"))
+            .is_err()
+    {
+        pooled.broken();
     }
     out
 }
