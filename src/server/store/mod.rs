@@ -416,6 +416,14 @@ impl Store {
         })
     }
 
+    /// The PostgreSQL pool, if the store is on PostgreSQL.
+    fn pg_pool(&self) -> Option<&pg::PgPool> {
+        match &self.backend {
+            Backend::Postgres(pool) => Some(pool),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self.backend {
             Backend::Sqlite { .. } => Dialect::Sqlite,

@@ -11,6 +11,24 @@ use crate::model::{ImportDefinition, SegmentReference, SegmentResponse, WriteSeg
 use crate::server::error::ApiError;
 use crate::text::now_iso;
 
+/// A segment's version (`?3`, or its latest when NULL), with the segment's own columns.
+const SEGMENT_ROW: &str = "SELECT s.created, s.tags, s.version, v.version, v.modified, v.body
+     FROM segments s JOIN segment_versions v
+       ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = COALESCE(?3, s.version)
+     WHERE s.app_id = ?1 AND s.id = ?2";
+
+/// A [`SEGMENT_ROW`] row of segment `id`.
+fn stored_row(r: &super::sql::Row, id: &str) -> Result<SegmentRow, super::sql::DbError> {
+    Ok(SegmentRow {
+        id: id.to_string(),
+        created: r.get(0)?,
+        tags: r.get(1)?,
+        version: r.get(3)?,
+        modified: r.get(4)?,
+        body: r.get(5)?,
+    })
+}
+
 /// One stored version of a segment, as read from the tables.
 struct SegmentRow {
     id: String,
@@ -176,6 +194,41 @@ impl Store {
         self.segment_from(app, row)
     }
 
+    /// A segment found by one statement, awaited: on PostgreSQL off the blocking pool (the
+    /// hot read of GetSegment). `None` when it is not found, and always on SQLite: the
+    /// caller then reads it as usual ([`Store::get_segment`]), which also says why not.
+    pub async fn find_segment(
+        &self,
+        app: &str,
+        id: &str,
+        version: Option<i32>,
+    ) -> Result<Option<Rendered>, ApiError> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(None);
+        };
+        self.require_ready()?;
+        let conn = pool.get_async().await?;
+        // The future holds the values, not the parameters' list (which is not `Send`).
+        let read = super::sql::pg_read_one(
+            &conn,
+            pool.read_opening(),
+            SEGMENT_ROW,
+            params![app, id, version],
+        );
+        let out = read.await;
+        let row = match out {
+            Ok(out) => out.rows.first().map(|r| stored_row(r, id)).transpose()?,
+            Err(e) => {
+                let mut conn = conn;
+                if e.is_unavailable() {
+                    conn.broken();
+                }
+                return Err(e.into());
+            }
+        };
+        row.map(|row| self.render(app, &row)).transpose()
+    }
+
     fn segment_row(
         &self,
         c: &Connection,
@@ -184,31 +237,11 @@ impl Store {
         version: Option<i32>,
     ) -> Result<SegmentRow, ApiError> {
         let row = c
-            .prepare_cached(
-                "SELECT s.created, s.tags, s.version, v.version, v.modified, v.body
-                 FROM segments s JOIN segment_versions v
-                   ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = COALESCE(?3, s.version)
-                 WHERE s.app_id = ?1 AND s.id = ?2",
-            )?
-            .query_row(params![app, id, version], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i32>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            })
+            .prepare_cached(SEGMENT_ROW)?
+            .query_row(params![app, id, version], |r| stored_row(r, id))
             .optional()?;
         match row {
-            Some((created, tags, version, modified, body)) => Ok(SegmentRow {
-                id: id.to_string(),
-                version,
-                created,
-                modified,
-                body,
-                tags,
-            }),
+            Some(row) => Ok(row),
             None => {
                 self.require_app(c, app)?;
                 let exists: Option<i32> = c

@@ -598,40 +598,81 @@ fn pg_val(row: &tokio_postgres::Row, i: usize) -> Result<Val, DbError> {
     Ok(v.unwrap_or(Val::Null))
 }
 
-impl Pg<'_> {
-    /// Runs one statement, prepared and cached by its text or sent unnamed with its types.
-    async fn query(&self, sql: &str, args: &[(PgArg<'_>, Type)]) -> Result<Output, DbError> {
-        use futures_util::TryStreamExt as _;
-        let client = self.conn.client();
-        let stream = match self.conn.statements() {
-            Statements::Prepared => {
-                let types: Vec<Type> = args.iter().map(|(_, t)| t.clone()).collect();
-                let statement = client.prepare_typed_cached(sql, &types).await?;
-                client
-                    .query_raw(&statement, args.iter().map(|(a, _)| a))
-                    .await?
-            }
-            Statements::Unnamed => {
-                client
-                    .query_typed_raw(sql, args.iter().map(|(a, t)| (a, t.clone())))
-                    .await?
-            }
-        };
-        futures_util::pin_mut!(stream);
-        let mut rows = Vec::new();
-        let mut names: Option<Arc<[String]>> = None;
-        while let Some(r) = stream.try_next().await? {
-            let names = names
-                .get_or_insert_with(|| r.columns().iter().map(|c| c.name().to_string()).collect())
-                .clone();
-            let vals = (0..r.len())
-                .map(|i| pg_val(&r, i))
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.push(Row { names, vals });
-        }
-        let affected = stream.rows_affected().unwrap_or(rows.len() as u64);
-        Ok(Output { rows, affected })
+/// The statement's parameters as PostgreSQL is sent them, each with its type.
+fn pg_args<'p>(params: &[&'p dyn Param]) -> Vec<(PgArg<'p>, Type)> {
+    params
+        .iter()
+        .map(|p| {
+            let p: &'p dyn Param = *p;
+            let a = p.arg();
+            let ty = match a {
+                Arg::Int(_) | Arg::Null(Ty::Int) => Type::INT8,
+                Arg::Text(_) | Arg::Null(Ty::Text) => Type::TEXT,
+            };
+            (PgArg(a), ty)
+        })
+        .collect()
+}
+
+/// Runs one statement written with `?N` placeholders on a pooled connection, from an async
+/// task: a read of one statement (one snapshot), opened with `opening` (the statement
+/// timeout) in the same round trip; its `COMMIT` is sent, not awaited (see `pg_read`).
+pub fn pg_read_one<'a>(
+    conn: &'a super::pg::Pooled<'a>,
+    opening: &'a str,
+    sql: &str,
+    params: &[&'a dyn Param],
+) -> impl std::future::Future<Output = Result<Output, DbError>> + Send + 'a {
+    let (sql, args) = (to_postgres(sql), pg_args(params));
+    async move {
+        let (opened, out) = futures_util::future::join(
+            conn.client().batch_execute(opening),
+            pg_query(conn, &sql, &args),
+        )
+        .await;
+        opened?;
+        let out = out?;
+        let _ = futures_util::FutureExt::now_or_never(conn.client().batch_execute("COMMIT"));
+        Ok(out)
     }
+}
+
+/// Runs one statement, prepared and cached by its text or sent unnamed with its types.
+async fn pg_query(
+    conn: &super::pg::Pooled<'_>,
+    sql: &str,
+    args: &[(PgArg<'_>, Type)],
+) -> Result<Output, DbError> {
+    use futures_util::TryStreamExt as _;
+    let client = conn.client();
+    let stream = match conn.statements() {
+        Statements::Prepared => {
+            let types: Vec<Type> = args.iter().map(|(_, t)| t.clone()).collect();
+            let statement = client.prepare_typed_cached(sql, &types).await?;
+            client
+                .query_raw(&statement, args.iter().map(|(a, _)| a))
+                .await?
+        }
+        Statements::Unnamed => {
+            client
+                .query_typed_raw(sql, args.iter().map(|(a, t)| (a, t.clone())))
+                .await?
+        }
+    };
+    futures_util::pin_mut!(stream);
+    let mut rows = Vec::new();
+    let mut names: Option<Arc<[String]>> = None;
+    while let Some(r) = stream.try_next().await? {
+        let names = names
+            .get_or_insert_with(|| r.columns().iter().map(|c| c.name().to_string()).collect())
+            .clone();
+        let vals = (0..r.len())
+            .map(|i| pg_val(&r, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.push(Row { names, vals });
+    }
+    let affected = stream.rows_affected().unwrap_or(rows.len() as u64);
+    Ok(Output { rows, affected })
 }
 
 impl Conn for Pg<'_> {
@@ -654,18 +695,7 @@ impl Conn for Pg<'_> {
     }
 
     fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError> {
-        let sql = to_postgres(sql);
-        let args: Vec<(PgArg<'_>, Type)> = params
-            .iter()
-            .map(|p| {
-                let a = p.arg();
-                let ty = match a {
-                    Arg::Int(_) | Arg::Null(Ty::Int) => Type::INT8,
-                    Arg::Text(_) | Arg::Null(Ty::Text) => Type::TEXT,
-                };
-                (PgArg(a), ty)
-            })
-            .collect();
+        let (sql, args) = (to_postgres(sql), pg_args(params));
         let opening = self.opening.take();
         let out = self.conn.block_on(async {
             match opening {
@@ -673,12 +703,12 @@ impl Conn for Pg<'_> {
                 Some(opening) => {
                     let (opened, out) = futures_util::future::join(
                         self.conn.client().batch_execute(opening),
-                        self.query(&sql, &args),
+                        pg_query(self.conn, &sql, &args),
                     )
                     .await;
                     opened.map_err(DbError::from).and(out)
                 }
-                None => self.query(&sql, &args).await,
+                None => pg_query(self.conn, &sql, &args).await,
             }
         })?;
         Ok(out)

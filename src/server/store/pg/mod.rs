@@ -240,8 +240,14 @@ impl PgPool {
     /// A connection: an idle one, or a new one while fewer than `max` are open; a 503
     /// after [`WAIT`] when all are at work.
     pub fn get(&self) -> Result<Pooled<'_>, DbError> {
+        self.block_on(self.get_async())
+    }
+
+    /// [`PgPool::get`], awaited (from an async task: the connection's own task then runs
+    /// on that task's runtime).
+    pub async fn get_async(&self) -> Result<Pooled<'_>, DbError> {
         use deadpool_postgres::PoolError;
-        let client = self.block_on(self.pool.get()).map_err(|e| match e {
+        let client = self.pool.get().await.map_err(|e| match e {
             PoolError::Timeout(deadpool_postgres::TimeoutType::Wait) => {
                 DbError::Unavailable(format!(
                     "all {} connections to PostgreSQL are busy",
