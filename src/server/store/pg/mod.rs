@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use super::sql::DbError;
 
+pub mod dsn;
+pub mod tls;
+
 /// How long a request waits for a free connection.
 const WAIT: Duration = Duration::from_secs(5);
 /// How long a connection attempt may take, unless the DSN says otherwise.
