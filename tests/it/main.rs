@@ -20,6 +20,7 @@ mod hostile;
 mod imported_segments;
 mod imports;
 mod manifests;
+mod pg_tls;
 mod properties;
 mod reconcile;
 mod replicas;
