@@ -25,7 +25,9 @@ pub enum SslMode {
     /// TLS if the server demands it. tokio-postgres has no plain-first attempt, so this is
     /// read as `prefer`: it connects wherever `allow` would, encrypted when it can.
     Allow,
-    /// TLS if the server offers it, else in clear; the certificate is not checked.
+    /// TLS if the server offers it, else in clear; the certificate is not checked (unless
+    /// a root file is there). A handshake that fails is an error, where libpq would try
+    /// again in clear: a failed check is never downgraded.
     #[default]
     Prefer,
     /// TLS or no connection; the certificate is not checked (unless a root file is there).
