@@ -23,6 +23,7 @@ mod imported_segments;
 mod imports;
 mod manifests;
 mod pg_ops;
+mod pg_tls;
 mod properties;
 mod reconcile;
 mod replicas;

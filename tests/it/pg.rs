@@ -126,6 +126,7 @@ pub fn root() -> PathBuf {
     dir
 }
 
+/// Gives `path` to the user PostgreSQL runs as (it reads only its own key files).
 pub fn chown(path: &Path) {
     if let Some((uid, gid)) = run_as() {
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -138,6 +139,8 @@ pub struct Cluster {
     pub port: u16,
     pub dir: PathBuf,
     child: Option<Child>,
+    /// `name=value` server settings beyond the harness's own (`-c`), e.g. `ssl=on`.
+    settings: Vec<String>,
 }
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -145,6 +148,13 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 impl Cluster {
     /// A new cluster (initdb), started; it stops when dropped or when the process ends.
     pub fn new() -> Self {
+        Self::with_settings(Vec::new())
+    }
+
+    /// A new cluster started with these `name=value` settings too (`-c`), e.g. `ssl=on`,
+    /// `ssl_cert_file=…` or `hba_file=…`. The harness's own probe connects in clear as
+    /// `postgres` over 127.0.0.1: the settings must let it.
+    pub fn with_settings(settings: Vec<String>) -> Self {
         let dir = root().join(format!("c{}", NEXT.fetch_add(1, Ordering::SeqCst)));
         std::fs::create_dir_all(&dir).unwrap();
         chown(dir.parent().unwrap().parent().unwrap());
@@ -176,6 +186,7 @@ impl Cluster {
             port: free_port(),
             dir,
             child: None,
+            settings,
         };
         // The port is free when chosen, not when bound: if something took it meanwhile,
         // PostgreSQL exits at once, and another port is tried.
@@ -202,7 +213,11 @@ impl Cluster {
     fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
-        let child = command(&bin_dir().join("postgres"), true)
+        let mut cmd = command(&bin_dir().join("postgres"), true);
+        for setting in &self.settings {
+            cmd.arg("-c").arg(setting);
+        }
+        let child = cmd
             .arg("-D")
             .arg(self.dir.join("data"))
             .args(["-p", &self.port.to_string()])
@@ -289,17 +304,21 @@ impl Drop for Cluster {
 /// every test (the parent-death signal follows the thread that started the server).
 pub fn shared() -> &'static Cluster {
     static SHARED: OnceLock<&'static Cluster> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let cluster: &'static Cluster = Box::leak(Box::new(Cluster::new()));
-            tx.send(cluster).unwrap();
-            loop {
-                std::thread::park();
-            }
-        });
-        rx.recv().expect("the shared PostgreSQL started")
-    })
+    SHARED.get_or_init(|| lasting(Cluster::new))
+}
+
+/// A cluster `make` starts that lives as long as the test binary, started by a thread that
+/// outlives every test (the parent-death signal follows the thread that started it).
+pub fn lasting(make: impl FnOnce() -> Cluster + Send + 'static) -> &'static Cluster {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let cluster: &'static Cluster = Box::leak(Box::new(make()));
+        tx.send(cluster).unwrap();
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv().expect("the PostgreSQL started")
 }
 
 /// A fresh database in the shared cluster.

@@ -88,7 +88,8 @@ pub enum Resource {
 #[derive(Clone, PartialEq, Eq)]
 pub enum DataSource {
     Sqlite(PathBuf),
-    /// A DSN `postgres::Config` reads (a URL with its scheme in lowercase, or keywords).
+    /// A DSN as libpq reads it (a URL with its scheme in lowercase, or keywords), `PG*`
+    /// variables aside: see [`pg::dsn`].
     Postgres(String),
 }
 
@@ -135,7 +136,7 @@ impl DataSource {
                     "{what} is not a database segmentctl can use: expected {DATA_FORMS}"
                 ));
             }
-            // postgres::Config reads the scheme in lowercase only.
+            // libpq (and tokio-postgres) read the scheme in lowercase only.
             let dsn = format!("{}:{rest}", scheme.to_ascii_lowercase());
             check_postgres(&dsn).map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
             return Ok(DataSource::Postgres(dsn));
@@ -157,8 +158,8 @@ impl DataSource {
     pub fn describe(&self) -> String {
         match self {
             DataSource::Sqlite(p) => p.display().to_string(),
-            DataSource::Postgres(dsn) => match dsn.parse::<tokio_postgres::Config>() {
-                Ok(c) => format!("postgres://{}", pg::describe(&c)),
+            DataSource::Postgres(dsn) => match pg::dsn::target(dsn) {
+                Ok(c) => format!("postgres://{}", pg::dsn::describe(&c)),
                 Err(_) => "postgres://(unparsable connection string)".into(),
             },
         }
@@ -177,11 +178,10 @@ fn scheme(text: &str) -> Option<&str> {
     .then_some(head)
 }
 
-/// Whether `postgres::Config` reads `dsn`; its error (which names an option, never a value).
+/// Whether libpq would read `dsn` (TLS keywords included); the error names a keyword, never
+/// a value.
 fn check_postgres(dsn: &str) -> Result<(), String> {
-    dsn.parse::<tokio_postgres::Config>()
-        .map(|_| ())
-        .map_err(|e| sql::pg_text(&e))
+    pg::dsn::check(dsn)
 }
 
 impl std::str::FromStr for DataSource {
@@ -820,6 +820,15 @@ mod tests {
                 pg("host=h password=pw dbname=db"),
             ),
             ("dbname=db", pg("dbname=db")),
+            // libpq's TLS keywords, which tokio-postgres' parser alone refuses.
+            (
+                "postgres://u:pw@h/db?sslmode=verify-full&sslrootcert=/x.pem",
+                pg("postgres://u:pw@h/db?sslmode=verify-full&sslrootcert=/x.pem"),
+            ),
+            (
+                "host=h sslmode=verify-ca sslrootcert='/my ca.pem' sslcert=/c.crt sslkey=/c.key",
+                pg("host=h sslmode=verify-ca sslrootcert='/my ca.pem' sslcert=/c.crt sslkey=/c.key"),
+            ),
         ] {
             assert_eq!(DataSource::parse(text).as_ref(), Ok(&want), "{text}");
         }
@@ -827,6 +836,8 @@ mod tests {
             "mysql://u:pw@h/db",
             "postgres:pw@h/db",
             "host=h password=pw dbname=db nonsense=1",
+            "postgres://u:pw@h/db?sslmode=verify_full",
+            "host=h password=pw sslmode=pw",
             "x=pw.db",
             "",
             "sqlite:",
@@ -837,6 +848,15 @@ mod tests {
         let kw = DataSource::parse("host=h port=6432 password=pw dbname=seg").unwrap();
         assert_eq!(kw.to_string(), "postgres://h:6432/seg");
         assert_eq!(format!("{kw:?}"), "Postgres(\"postgres://h:6432/seg\")");
+        let url = DataSource::parse("postgres://u:pw@h:6432/seg?sslmode=verify-full").unwrap();
+        assert_eq!(url.to_string(), "postgres://h:6432/seg");
+        let e = DataSource::parse("postgres://u:pw@h/db?sslmode=verify_full").unwrap_err();
+        assert!(
+            e.contains(
+                "sslmode: expected disable, allow, prefer, require, verify-ca or verify-full"
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 use super::sql::DbError;
 
+pub mod dsn;
+pub mod tls;
+
 /// How long a request waits for a free connection.
 const WAIT: Duration = Duration::from_secs(5);
 /// How long a connection attempt may take, unless the DSN says otherwise.
@@ -129,23 +132,6 @@ impl Drop for PgPool {
     }
 }
 
-/// `host:port/dbname` of a DSN, for messages.
-pub fn describe(config: &tokio_postgres::Config) -> String {
-    let host = config
-        .get_hosts()
-        .first()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        })
-        .unwrap_or_else(|| "localhost".into());
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{host}:{port}/{}",
-        config.get_dbname().unwrap_or("postgres")
-    )
-}
-
 /// The statements that open a read and a write transaction, each with the statement
 /// timeout set for the transaction only (`SET LOCAL`: behind a pooler in transaction mode,
 /// a session setting would leak to other clients).
@@ -162,19 +148,16 @@ fn openings(timeout: Duration) -> (String, String) {
 
 impl PgPool {
     pub fn new(dsn: &str, settings: PgSettings) -> Result<Self, DbError> {
-        let mut config: tokio_postgres::Config = dsn.parse().map_err(|e| {
-            DbError::Unavailable(format!(
-                "not a PostgreSQL connection string: {}",
-                super::sql::pg_text(&e)
-            ))
-        })?;
+        let dsn::ConnectSpec {
+            mut config, tls, ..
+        } = dsn::read(dsn).map_err(DbError::Unavailable)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("segmentctl");
         }
-        let target = describe(&config);
+        let target = dsn::describe(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("segmentctl-pg")
@@ -185,7 +168,7 @@ impl PgPool {
             })?;
         let manager = Manager::from_config(
             config,
-            tokio_postgres::NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
