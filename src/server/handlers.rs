@@ -59,6 +59,18 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     }
 }
 
+/// A 200 whose body the store rendered already (its stored bytes, spliced): written out as
+/// it is, neither parsed nor copied again.
+fn rendered(body: Box<serde_json::value::RawValue>) -> Response {
+    let text: Box<str> = body.into();
+    let mut resp = (StatusCode::OK, Bytes::from(String::from(text))).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 fn listing<T: Serialize>(l: Listing<T>) -> Response {
     #[derive(Serialize)]
     struct Out<T> {
@@ -234,9 +246,8 @@ pub async fn get_segment(
     ApiPath((app, seg)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetSegment")?;
-    Ok(json(
-        StatusCode::OK,
-        &reading(&s, move |st| st.get_segment(&app, &seg, None)).await?,
+    Ok(rendered(
+        reading(&s, move |st| st.get_segment(&app, &seg, None)).await?,
     ))
 }
 
@@ -281,9 +292,8 @@ pub async fn get_segment_version(
             "version: expected a version number (1 or more), found {version:?}"
         ))
     })?;
-    Ok(json(
-        StatusCode::OK,
-        &reading(&s, move |st| st.get_segment(&app, &seg, Some(v))).await?,
+    Ok(rendered(
+        reading(&s, move |st| st.get_segment(&app, &seg, Some(v))).await?,
     ))
 }
 
