@@ -2,6 +2,7 @@
 # GetSegment and UpdateSegment under the same wrk load as run.sh (SigV4-signed, 32 keep-alive
 # connections, 2 threads), on three set-ups side by side:
 #   SQLite, one server | PostgreSQL, one replica | PostgreSQL, two replicas on one database
+# and, as in run.sh, GetSegment on a bare axum handler sending SQLite's answer (the baseline).
 #
 #   bash benches/load/postgres.sh [SECONDS]
 #
@@ -25,8 +26,9 @@ command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install wrk" 
 [ -x "$pgbin/postgres" ] || { echo "no PostgreSQL binaries in $pgbin (set SEGMENTCTL_PG_BIN)" >&2; exit 1; }
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c "import boto3" 2>/dev/null || "$venv/bin/pip" install -q "boto3==1.44.8"
-cargo build --release --quiet
+cargo build --release --quiet --bin segmentctl --example bare_axum
 bin="$target/release/segmentctl"
+bare="$target/release/examples/bare_axum"
 
 as_pg=()
 if [ "$(id -u)" = 0 ]; then chown postgres "$work"; as_pg=(runuser -u postgres --); fi
@@ -57,7 +59,13 @@ mkdir -p "$work/sqlite"
 for op in get_segment update_segment; do
   read -r r p < <(run 32 4601 "$work/sqlite/$op.lua")
   printf '%-34s %12s %10s\n' "sqlite, 1 server: $op" "$r" "$p"
+  if [ "$op" = get_segment ]; then sqlite_get=$r; fi
 done
+"$bare" 127.0.0.1:4604 "$work/sqlite/get_segment.body" 2>>"$work/serve.log" &
+for _ in $(seq 50); do (echo > /dev/tcp/127.0.0.1/4604) 2>/dev/null && break; sleep 0.2; done
+read -r r p < <(run 32 4604 "$work/sqlite/get_segment.lua")
+printf '%-34s %12s %10s\n' "bare axum: get_segment" "$r" "$p"
+awk -v a="$sqlite_get" -v b="$r" 'BEGIN { printf "ratio segmentctl/bare get_segment %6.2fx (sqlite)\n", a / b }'
 
 serve 4602 "$dsn"
 serve 4603 "$dsn"

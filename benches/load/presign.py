@@ -3,7 +3,8 @@
 Usage: presign.py ENDPOINT KEY SECRET OUT_DIR [--moto]
 
 Against segmentctl: creates an app and a segment, then signs GetSegment, CreateSegment and
-UpdateSegment (every replay makes a new version of the one segment).
+UpdateSegment (every replay makes a new version of the one segment), and saves the server's
+answer to the signed GetSegment as get_segment.body (what the bare axum baseline serves).
 Against moto (--moto): creates an app, then signs GetApps and GetApp (the operations both
 servers implement). A SigV4 signature stays valid for 15 minutes and the server verifies it
 in full on every request, so replaying one signed request measures the real checking cost.
@@ -11,6 +12,7 @@ in full on every request, so replaying one signed request measures the real chec
 
 import json
 import sys
+import urllib.request
 from urllib.parse import urlsplit
 
 import boto3
@@ -55,6 +57,11 @@ def main(endpoint, key, secret, out, moto=False):
         headers["Host"] = host
         with open(f"{out}/{name}.lua", "w") as f:
             f.write(lua(method, path, headers, body.decode()))
+        if name == "get_segment":
+            # The very request wrk replays, so the bytes are the ones the server sends it.
+            req = urllib.request.Request(endpoint + path, headers=headers, method=method)
+            with urllib.request.urlopen(req) as resp, open(f"{out}/{name}.body", "wb") as f:
+                f.write(resp.read())
 
 
 if __name__ == "__main__":

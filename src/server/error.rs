@@ -27,8 +27,13 @@ pub fn current_request_id() -> String {
         .unwrap_or_else(|_| new_request_id())
 }
 
+/// A version 4 UUID. Its random bits come from the thread's fastrand generator (seeded from
+/// the OS once per thread), not from a `getrandom` system call per request: a request id
+/// names a request in logs and answers, and is never a secret.
 pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+        .into_uuid()
+        .to_string()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

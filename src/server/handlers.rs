@@ -59,6 +59,18 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     }
 }
 
+/// A 200 whose body the store rendered already (its stored bytes, spliced): written out as
+/// it is, neither parsed nor copied again.
+fn rendered(body: Box<serde_json::value::RawValue>) -> Response {
+    let text: Box<str> = body.into();
+    let mut resp = (StatusCode::OK, Bytes::from(String::from(text))).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 fn listing<T: Serialize>(l: Listing<T>) -> Response {
     #[derive(Serialize)]
     struct Out<T> {
@@ -234,7 +246,7 @@ pub async fn get_segment(
     ApiPath((app, seg)): ApiPath<(String, String)>,
 ) -> Result<Response> {
     admit(&s, "GetSegment")?;
-    Ok(json(StatusCode::OK, &segment(&s, app, seg, None).await?))
+    Ok(rendered(segment(&s, app, seg, None).await?))
 }
 
 /// A segment's version: found by one awaited statement where the store can (PostgreSQL),
@@ -292,7 +304,7 @@ pub async fn get_segment_version(
             "version: expected a version number (1 or more), found {version:?}"
         ))
     })?;
-    Ok(json(StatusCode::OK, &segment(&s, app, seg, Some(v)).await?))
+    Ok(rendered(segment(&s, app, seg, Some(v)).await?))
 }
 
 pub async fn get_segment_versions(

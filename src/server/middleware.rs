@@ -29,11 +29,9 @@ pub(super) async fn screen(
     next: Next,
 ) -> Response {
     let dot = req.uri().path().split('/').any(|seg| {
-        let seg = seg.to_ascii_lowercase();
-        matches!(
-            seg.as_str(),
-            "." | ".." | "%2e" | "%2e%2e" | ".%2e" | "%2e."
-        )
+        [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."]
+            .iter()
+            .any(|d| seg.eq_ignore_ascii_case(d))
     });
     if dot {
         return ApiError::bad_request(
@@ -335,21 +333,27 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<(Request, Bod
             }
         }
     };
-    let bytes = match read_body(body, state.body_timeout).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge(rest)) => {
-            tokio::spawn(drain(rest, DRAIN_BYTES, state.body_timeout));
-            return Err(Refused::AndClose(too_large()));
-        }
-        Err(BodyError::Slow) => {
-            return Err(Refused::AndClose(ApiError::bad_request(
-                "The request body was not received in time",
-            )))
-        }
-        Err(BodyError::Unreadable) => {
-            return Err(Refused::AndClose(ApiError::bad_request(
-                "The request body could not be read",
-            )))
+    // A request hyper knows to have no body (no Content-Length or Transfer-Encoding, or a
+    // length of 0) has nothing to wait for: no timer, no buffer.
+    let bytes = if axum::body::HttpBody::is_end_stream(&body) {
+        axum::body::Bytes::new()
+    } else {
+        match read_body(body, state.body_timeout).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(rest)) => {
+                tokio::spawn(drain(rest, DRAIN_BYTES, state.body_timeout));
+                return Err(Refused::AndClose(too_large()));
+            }
+            Err(BodyError::Slow) => {
+                return Err(Refused::AndClose(ApiError::bad_request(
+                    "The request body was not received in time",
+                )))
+            }
+            Err(BodyError::Unreadable) => {
+                return Err(Refused::AndClose(ApiError::bad_request(
+                    "The request body could not be read",
+                )))
+            }
         }
     };
     if let Some(checked) = checked {

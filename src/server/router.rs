@@ -18,7 +18,7 @@ use super::{ApiError, AppState, ErrorKind, MAX_BODY_BYTES};
 /// The API's routes, with OPTIONS and 405 on every resource, and `/livez` and `/readyz`
 /// (unauthenticated) for probes.
 pub fn router(state: Arc<AppState>) -> Router {
-    let api = Router::new()
+    let api: Router = Router::new()
         .merge(apps())
         .merge(segments())
         .merge(campaigns())
@@ -29,15 +29,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!("No resource at {}", uri.path()))
         })
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), inject_faults))
-        .layer(middleware::from_fn_with_state(state.clone(), screen))
+        .with_state(state.clone());
+    // The layers wrap the API's router once, outermost first, rather than each of its routes
+    // (as `Router::layer` does): a request passes four layers, not four boxed services
+    // cloned inside one another for every route it could take.
+    let api = tower::ServiceBuilder::new()
         // Bodies are read (and bounded) by `authenticate`; the extractors take what it read.
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), screen))
+        .layer(middleware::from_fn_with_state(state.clone(), inject_faults))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .service(api);
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .merge(api)
+        .fallback_service(api)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
