@@ -223,12 +223,13 @@ fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u
         // estimate over the same records: the imported base by its file.
         let m = dir.join(format!("manifests-{label}"));
         std::fs::create_dir_all(&m).unwrap();
+        // A local source lies inside the manifest folder: the same file, linked there.
+        std::fs::hard_link(file, m.join("endpoints.json")).unwrap();
         std::fs::write(m.join("segmentctl.yaml"), "target:\n  local: {}\nowner: bench\n").unwrap();
         std::fs::write(
             m.join("s.yaml"),
             format!(
-                "apiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: imported\n  application: {app}\nspec:\n  Name: imported\nsource:\n  url: {}\n  format: JSON\n---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: us\n  application: {app}\nspec:\n  Name: us\n  SegmentGroups:\n    Groups:\n      - SourceSegments:\n          - Ref: imported\n        Dimensions:\n          - Location:\n              Country:\n                Values: [US]\n",
-                file.display()
+                "apiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: imported\n  application: {app}\nspec:\n  Name: imported\nsource:\n  url: endpoints.json\n  format: JSON\n---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: us\n  application: {app}\nspec:\n  Name: us\n  SegmentGroups:\n    Groups:\n      - SourceSegments:\n          - Ref: imported\n        Dimensions:\n          - Location:\n              Country:\n                Values: [US]\n",
             ),
         )
         .unwrap();
