@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use super::sql::{params, Dialect, OptionalExtension};
+use super::endpoints::{Latest, Merging, Staged};
+use super::sql::{params, Dialect, OptionalExtension, Param};
 use serde_json::Value;
 
-use super::{new_id, paginate, segment_not_found, Listing, Page, Store, Tx};
+use super::{multirow, new_id, paginate, segment_not_found, Listing, Page, Store, Tx};
 use crate::model::ImportDefinition;
 use crate::server::endpoint::Endpoint;
 use crate::server::error::ApiError;
@@ -85,6 +86,94 @@ fn job_not_found(kind: JobKind, id: &str) -> ApiError {
         "Export"
     };
     ApiError::not_found(format!("{what} job {id} not found"))
+}
+
+/// Why an import row cannot make a new endpoint (none of its id exists): it lacks
+/// ChannelType or Address.
+fn missing(row: &Endpoint, exists: bool) -> Option<String> {
+    let field = if row.channel_type.is_none() {
+        "ChannelType"
+    } else if row.address.as_deref().is_none_or(str::is_empty) {
+        "Address"
+    } else {
+        return None;
+    };
+    (!exists).then(|| {
+        format!("{field}: missing required member (a new endpoint needs ChannelType and Address)")
+    })
+}
+
+/// An import row staged without registering it: the endpoint it alone makes.
+fn unregistered(
+    app: &str,
+    id: String,
+    row: Endpoint,
+    now: &str,
+    job_id: &str,
+) -> Result<Staged, ApiError> {
+    let e = Endpoint::merged(None, row, app, &id, now, job_id);
+    let body = crate::server::endpoint::to_stored(&e, "Endpoint")?;
+    Ok(Staged {
+        user: e.user_id().map(String::from),
+        channel: e.channel_type,
+        id,
+        body,
+    })
+}
+
+/// An import's rows made into the endpoints to stage (registered, when `register`, merged
+/// into the stored ones), and the rows refused, by index, with why.
+fn merge_rows(
+    tx: &Tx<'_>,
+    app: &str,
+    register: bool,
+    rows: Vec<(String, Endpoint)>,
+    now: &str,
+    job_id: &str,
+) -> Result<(Latest, Vec<(usize, String)>), ApiError> {
+    let mut merging = if register {
+        Some(Merging::load(tx, app, &rows)?)
+    } else {
+        None
+    };
+    let mut staged = Latest::default();
+    let mut refused = Vec::new();
+    for (i, (id, row)) in rows.into_iter().enumerate() {
+        let exists = merging.as_ref().is_some_and(|m| m.exists(&id));
+        let written = match (missing(&row, exists), &mut merging) {
+            (Some(why), _) => Err(why),
+            (None, Some(m)) => m
+                .upsert(tx, &id, row, now, job_id, &staged)
+                .map_err(|e| e.message),
+            (None, None) => unregistered(app, id, row, now, job_id).map_err(|e| e.message),
+        };
+        match written {
+            Ok(s) => staged.put(s),
+            Err(why) => refused.push((i, why)),
+        }
+    }
+    if register {
+        Store::write_endpoints(tx, app, &staged)?;
+    }
+    Ok((staged, refused))
+}
+
+/// Stages an import's rows (each endpoint id once a job: a later row replaces it).
+fn stage_rows(tx: &Tx<'_>, job_id: &str, rows: &Latest) -> Result<(), ApiError> {
+    multirow::chunked(
+        tx,
+        &[&job_id],
+        &rows.rows,
+        |n| {
+            format!(
+                "INSERT INTO import_rows (job_id, endpoint_id, user_id, channel, body) VALUES {}
+                 ON CONFLICT (job_id, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
+                multirow::tuples(1, 4, n)
+            )
+        },
+        |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.channel, &s.body]),
+    )?;
+    Ok(())
 }
 
 impl Store {
@@ -266,8 +355,10 @@ impl Store {
     }
 
     /// Stores a batch of an import's rows (registering the endpoints when `register`), and
-    /// the job's progress, in one transaction. A row the endpoint checks refuse is left out
-    /// and returned with its reason, by its index in `rows`.
+    /// the job's progress, in one transaction of a few multi-row statements. A row the
+    /// endpoint checks refuse is left out and returned with its reason, by its index in
+    /// `rows`. Rows of one id merge in order, as separate writes would: the last one's
+    /// endpoint is staged.
     pub fn import_batch(
         &self,
         app: &str,
@@ -277,60 +368,13 @@ impl Store {
     ) -> Result<Vec<(usize, String)>, ApiError> {
         let now = now_iso();
         let job_id = job["Id"].as_str().unwrap_or_default().to_string();
-        let status = job["JobStatus"]
-            .as_str()
-            .unwrap_or("PROCESSING")
-            .to_string();
+        let status = job["JobStatus"].as_str().unwrap_or("PROCESSING");
         let text = job.to_string();
         self.write_app(app, |tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
-            let mut refused = Vec::new();
-            let mut known = Self::attribute_names(tx, app)?;
-            for (i, (id, row)) in rows.into_iter().enumerate() {
-                let incomplete = row.channel_type.is_none()
-                    || row.address.as_deref().is_none_or(str::is_empty);
-                if incomplete {
-                    let exists: Option<i64> = if register {
-                        tx.prepare_cached("SELECT 1 FROM endpoints WHERE app_id = ?1 AND id = ?2")?
-                            .query_row([app, id.as_str()], |r| r.get(0))
-                            .optional()?
-                    } else {
-                        None
-                    };
-                    if exists.is_none() {
-                        let field = if row.channel_type.is_none() { "ChannelType" } else { "Address" };
-                        refused.push((
-                            i,
-                            format!("{field}: missing required member (a new endpoint needs ChannelType and Address)"),
-                        ));
-                        continue;
-                    }
-                }
-                let e = if register {
-                    match Self::upsert_endpoint(tx, app, &id, row, "", &now, &job_id, &mut known) {
-                        Ok(e) => e,
-                        Err(err) => {
-                            refused.push((i, err.message));
-                            continue;
-                        }
-                    }
-                } else {
-                    Endpoint::merged(None, row, app, &id, &now, &job_id)
-                };
-                let body = match crate::server::endpoint::to_stored(&e, "Endpoint") {
-                    Ok(b) => b,
-                    Err(err) => {
-                        refused.push((i, err.message));
-                        continue;
-                    }
-                };
-                tx.prepare_cached(
-                    "INSERT INTO import_rows (job_id, endpoint_id, user_id, channel, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (job_id, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
-                )?
-                .execute(params![job_id, id, e.user_id(), e.channel_type, body])?;
-            }
+            let (staged, refused) = merge_rows(tx, app, register, rows, &now, &job_id)?;
+            stage_rows(tx, &job_id, &staged)?;
             let n = tx.execute(
                 "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?5",
                 params![app, job_id, status, text, self.replica],
