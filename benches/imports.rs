@@ -94,6 +94,7 @@ fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let child = Server(child);
     let addr = loop {
         let line = lines.next().expect("a start line").unwrap();
         if let Some(rest) = line.split("address=").nth(1) {
@@ -101,7 +102,7 @@ fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let pid = child.id();
+    let pid = child.0.id();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let rate = rt.block_on(async {
         let c = segmentctl::targets::pinpoint::convert::endpoint_client(&format!("http://{addr}"), "us-east-1", "AKIDBENCH", "x", 3);
@@ -263,9 +264,18 @@ fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u
         assert_eq!(counted, exported, "export and estimate disagree");
         n as f64 / took.as_secs_f64()
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     rate
+}
+
+/// A server process, killed when dropped (also when the bench fails midway).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A PostgreSQL cluster of the bench's own, stopped (fast shutdown) when dropped.
