@@ -321,6 +321,8 @@ impl Postgres {
             .stderr(std::fs::File::create(pg.join("server.log")).unwrap())
             .spawn()
             .expect("start postgres");
+        // Stopped by its Drop if it never answers.
+        let started = Postgres { port, child };
         let ready = || {
             std::process::Command::new(bin.join("pg_isready"))
                 .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
@@ -329,7 +331,7 @@ impl Postgres {
         };
         for _ in 0..300 {
             if ready() {
-                return Postgres { port, child };
+                return started;
             }
             std::thread::sleep(Duration::from_millis(100));
         }

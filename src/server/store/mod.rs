@@ -272,9 +272,6 @@ fn open(path: &Path, writer: bool) -> rusqlite::Result<rusqlite::Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        // 64 MiB of pages (the default is 2 MiB): the index pages a large import writes into
-        // stay in memory from one batch to the next instead of being read back each time.
-        conn.pragma_update(None, "cache_size", -65536)?;
     }
     Ok(conn)
 }
