@@ -1,4 +1,5 @@
-//! Imports and exports at scale, on `segmentctl serve` as its own process.
+//! Imports and exports at scale, on `segmentctl serve` as its own process, over SQLite and
+//! over PostgreSQL side by side in one run.
 //!
 //!   cargo bench --bench imports            (1,000,000 endpoints; IMPORTS_N=… to change)
 //!
@@ -8,8 +9,16 @@
 //! - export: a DIMENSIONAL segment built on that imported base (Country US), evaluated over
 //!   the stored endpoints and written as gzip NDJSON: its time, next to `segmentctl
 //!   estimate` over the same records (the import file), and the two counts, which must agree.
+//!
+//! PostgreSQL is started by the bench as `benches/load/postgres.sh` starts it: the machine's
+//! PostgreSQL 15 server binaries (/usr/lib/postgresql/15/bin, or SEGMENTCTL_PG_BIN), run as
+//! the `postgres` user when the bench runs as root, with default durability (fsync on), as
+//! SQLite's file is.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_sdk_pinpoint::types::{
@@ -55,6 +64,19 @@ fn main() {
         }
     }
     let bytes = std::fs::metadata(&file).unwrap().len();
+    let pg = Postgres::start(dir.path());
+    let sqlite = scenario("sqlite", "p.db", dir.path(), &file, n, bytes);
+    let postgres = scenario("postgres", &pg.dsn(), dir.path(), &file, n, bytes);
+    println!(
+        "import records/s, side by side: sqlite {sqlite:.0}, postgres {postgres:.0} (postgres ÷ sqlite {:.2}×)",
+        postgres / sqlite
+    );
+}
+
+/// One server over `data` (a SQLite file in `dir`, or a PostgreSQL URL): the import of
+/// `file` and the export over it, printed as `label: …`. The import's records/s.
+fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u64) -> f64 {
+    let out = dir.join(format!("out-{label}"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
         .args([
             "serve",
@@ -62,16 +84,17 @@ fn main() {
             "--listen",
             "127.0.0.1:0",
             "--data",
-            "p.db",
+            data,
         ])
         .arg("--import-root")
-        .arg(dir.path())
-        .current_dir(dir.path())
+        .arg(dir)
+        .current_dir(dir)
         .env("SEGMENTCTL_LOG", "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let child = Server(child);
     let addr = loop {
         let line = lines.next().expect("a start line").unwrap();
         if let Some(rest) = line.split("address=").nth(1) {
@@ -79,9 +102,9 @@ fn main() {
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    let pid = child.id();
+    let pid = child.0.id();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
+    let rate = rt.block_on(async {
         let c = segmentctl::targets::pinpoint::convert::endpoint_client(&format!("http://{addr}"), "us-east-1", "AKIDBENCH", "x", 3);
         let app = c
             .create_app()
@@ -128,7 +151,7 @@ fn main() {
         let peak = status_kib(pid, "VmHWM:");
         let base = done.definition().unwrap().segment_id().unwrap().to_string();
         println!(
-            "import: {n} endpoints ({:.0} MB of NDJSON) in {:.1} s = {:.0} records/s; server RSS {:.0} MB before, peak {:.0} MB",
+            "{label} import: {n} endpoints ({:.0} MB of NDJSON) in {:.1} s = {:.0} records/s; server RSS {:.0} MB before, peak {:.0} MB",
             bytes as f64 / 1e6,
             took.as_secs_f64(),
             n as f64 / took.as_secs_f64(),
@@ -175,7 +198,7 @@ fn main() {
             .application_id(&app)
             .export_job_request(
                 ExportJobRequest::builder()
-                    .s3_url_prefix(format!("file://{}/out/", dir.path().display()))
+                    .s3_url_prefix(format!("file://{}/", out.display()))
                     .role_arn("r")
                     .segment_id(&us)
                     .build(),
@@ -199,22 +222,25 @@ fn main() {
         let exported = done.total_processed().unwrap_or(0) as u64;
 
         // estimate over the same records: the imported base by its file.
-        let m = dir.path().join("manifests");
+        let m = dir.join(format!("manifests-{label}"));
         std::fs::create_dir_all(&m).unwrap();
+        // A local source lies inside the manifest folder: the same file, linked there.
+        std::fs::hard_link(file, m.join("endpoints.json")).unwrap();
         std::fs::write(m.join("segmentctl.yaml"), "target:\n  local: {}\nowner: bench\n").unwrap();
         std::fs::write(
             m.join("s.yaml"),
             format!(
-                "apiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: imported\n  application: {app}\nspec:\n  Name: imported\nsource:\n  url: {}\n  format: JSON\n---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: us\n  application: {app}\nspec:\n  Name: us\n  SegmentGroups:\n    Groups:\n      - SourceSegments:\n          - Ref: imported\n        Dimensions:\n          - Location:\n              Country:\n                Values: [US]\n",
-                file.display()
+                "apiVersion: segmentctl/v1\nkind: ImportedSegment\nmetadata:\n  name: imported\n  application: {app}\nspec:\n  Name: imported\nsource:\n  url: endpoints.json\n  format: JSON\n---\napiVersion: segmentctl/v1\nkind: Segment\nmetadata:\n  name: us\n  application: {app}\nspec:\n  Name: us\n  SegmentGroups:\n    Groups:\n      - SourceSegments:\n          - Ref: imported\n        Dimensions:\n          - Location:\n              Country:\n                Values: [US]\n",
             ),
         )
         .unwrap();
         let start = Instant::now();
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-            .args(["estimate", "manifests", "--format", "json", "--endpoints"])
-            .arg(&file)
-            .current_dir(dir.path())
+            .arg("estimate")
+            .arg(&m)
+            .args(["--format", "json", "--endpoints"])
+            .arg(file)
+            .current_dir(dir)
             .output()
             .unwrap();
         let estimate_took = start.elapsed();
@@ -229,14 +255,136 @@ fn main() {
             .as_u64()
             .unwrap();
         println!(
-            "export: DIMENSIONAL on the imported base, {exported} of {n} endpoints in {:.2} s; estimate over the same records: {counted} in {:.2} s (ratio export/estimate {:.1}×); counts {}",
+            "{label} export: DIMENSIONAL on the imported base, {exported} of {n} endpoints in {:.2} s; estimate over the same records: {counted} in {:.2} s (ratio export/estimate {:.1}×); counts {}",
             export_took.as_secs_f64(),
             estimate_took.as_secs_f64(),
             export_took.as_secs_f64() / estimate_took.as_secs_f64(),
             if counted == exported { "equal" } else { "DIFFER" }
         );
         assert_eq!(counted, exported, "export and estimate disagree");
+        n as f64 / took.as_secs_f64()
     });
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+    rate
+}
+
+/// A server process, killed when dropped (also when the bench fails midway).
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A PostgreSQL cluster of the bench's own, stopped (fast shutdown) when dropped.
+struct Postgres {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Postgres {
+    fn start(dir: &Path) -> Self {
+        let bin = PathBuf::from(
+            std::env::var("SEGMENTCTL_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()),
+        );
+        let pg = dir.join("pg");
+        std::fs::create_dir_all(&pg).unwrap();
+        let who = pg_user();
+        if let Some((uid, gid)) = who {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::os::unix::fs::chown(&pg, Some(uid), Some(gid)).unwrap();
+        }
+        let init = as_user(&bin.join("initdb"), who)
+            .arg("-D")
+            .arg(pg.join("data"))
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            init.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = as_user(&bin.join("postgres"), who)
+            .arg("-D")
+            .arg(pg.join("data"))
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", pg.display()))
+            .stderr(std::fs::File::create(pg.join("server.log")).unwrap())
+            .spawn()
+            .expect("start postgres");
+        // Stopped by its Drop if it never answers.
+        let started = Postgres { port, child };
+        let ready = || {
+            std::process::Command::new(bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        for _ in 0..300 {
+            if ready() {
+                return started;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "PostgreSQL did not start: {}",
+            std::fs::read_to_string(pg.join("server.log")).unwrap_or_default()
+        );
+    }
+
+    fn dsn(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child: SIGINT is PostgreSQL's fast shutdown.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The `postgres` user's uid and gid when the bench runs as root (PostgreSQL refuses root).
+fn pg_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").unwrap();
+    // SAFETY: getpwnam returns a pointer to static storage or null; read at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !pw.is_null(),
+        "the bench runs as root and PostgreSQL refuses root: create a `postgres` user"
+    );
+    // SAFETY: pw is non-null, from getpwnam.
+    Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// `program` run as `who`, dying with the bench (a parent-death signal).
+fn as_user(program: &Path, who: Option<(u32, u32)>) -> std::process::Command {
+    let mut cmd = std::process::Command::new(program);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((uid, gid)) = who {
+                if libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+            Ok(())
+        });
+    }
+    cmd
 }

@@ -120,7 +120,10 @@ impl Lines {
         while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
             self.buf.pop();
         }
-        let mut bytes = std::mem::take(&mut self.buf);
+        // The next line starts at this one's size: one allocation a line, not one per
+        // doubling of the buffer.
+        let next = Vec::with_capacity(self.buf.len().next_power_of_two());
+        let mut bytes = std::mem::replace(&mut self.buf, next);
         // A UTF-8 byte order mark (Excel's "CSV UTF-8") is not part of the first line.
         if self.line == 1 && bytes.starts_with(b"\xef\xbb\xbf") {
             bytes.drain(..3);

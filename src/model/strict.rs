@@ -31,7 +31,16 @@ impl fmt::Display for Error {
 
 /// Decodes `bytes` as one `T` and nothing after it, objects only for structs; the error
 /// names the field path.
+///
+/// The path is tracked only to name where a document failed: a document is decoded once
+/// without it (tracking allocates for every key), and a failed one again with it.
 pub fn from_slice<T: de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    if let Ok(value) = T::deserialize(Strict(&mut de)) {
+        if de.end().is_ok() {
+            return Ok(value);
+        }
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(Strict(&mut de)).map_err(|e| {
         let path = e.path().to_string();

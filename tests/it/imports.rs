@@ -1444,3 +1444,202 @@ async fn with_s3_allow_a_job_reads_and_writes_only_the_buckets_given() {
         "{failures}"
     );
 }
+
+/// One row of the batch file below: its text, and the endpoint id it registers (None: the
+/// row is refused).
+fn batch_row(i: usize) -> (String, Option<String>) {
+    let plain = |id: String| {
+        let row = format!(r#"{{"Id":"{id}","ChannelType":"SMS","Address":"+{id}"}}"#);
+        (row, Some(id))
+    };
+    let crowd = |k: usize| {
+        let row = format!(
+            r#"{{"Id":"c{k}","ChannelType":"SMS","Address":"+c{k}","User":{{"UserId":"crowd"}}}}"#
+        );
+        (row, Some(format!("c{k}")))
+    };
+    let text = |row: &str, id: Option<&str>| (row.to_string(), id.map(String::from));
+    match i {
+        // Line 10 and line 20 write one endpoint: the second merges into the first.
+        9 => text(
+            r#"{"Id":"dup","ChannelType":"SMS","Address":"+1","Location":{"Country":"CA"},"Attributes":{"a":["1"]}}"#,
+            Some("dup"),
+        ),
+        19 => text(
+            r#"{"Id":"dup","Address":"+2","Attributes":{"b":["2"]}}"#,
+            Some("dup"),
+        ),
+        // A new endpoint without an address, in the middle of the first batch.
+        499 => text(r#"{"Id":"noaddr","ChannelType":"SMS"}"#, None),
+        // 15 endpoints of one user, then a 16th refused, and `dup` refused joining them.
+        600..=614 => crowd(i - 600),
+        615 => text(
+            r#"{"Id":"c15","ChannelType":"SMS","Address":"+c15","User":{"UserId":"crowd"}}"#,
+            None,
+        ),
+        616 => text(r#"{"Id":"dup","User":{"UserId":"crowd"}}"#, None),
+        // c0 leaves the user: a place for c16.
+        617 => text(r#"{"Id":"c0","User":{"UserId":"other"}}"#, Some("c0")),
+        618 => crowd(16),
+        // One endpoint written on both sides of the first batch's end (1,000 rows).
+        998 => text(
+            r#"{"Id":"edge","ChannelType":"EMAIL","Address":"x@example.com","Attributes":{"side":["before"]}}"#,
+            Some("edge"),
+        ),
+        1000 => text(
+            r#"{"Id":"edge","Attributes":{"side":["after"]}}"#,
+            Some("edge"),
+        ),
+        _ => plain(format!("e{i}")),
+    }
+}
+
+/// Rows are written a batch at a time: rows of one id within a batch and across two merge
+/// in order as separate writes do, a refused row in the middle of a batch is refused alone,
+/// and the per-user limit counts the batch's own earlier rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_import_rows_merge_in_order_and_fail_alone() {
+    let root = tempfile::tempdir().unwrap();
+    let rows = 2_345;
+    let (lines, ids): (Vec<String>, Vec<Option<String>>) = (0..rows).map(batch_row).unzip();
+    let ids: BTreeSet<String> = ids.into_iter().flatten().collect();
+    std::fs::write(root.path().join("batch.json"), lines.join("\n") + "\n").unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("batches").await;
+    let app = app.as_str();
+    let c = &t.client;
+    let url = format!("file://{}/batch.json", root.path().display());
+    let job = import(c, app, &url, Format::Json, Some("batch"), None).await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    assert_eq!(
+        (job.total_processed(), job.total_failures()),
+        (Some(rows as i32), Some(3)),
+        "{job:?}"
+    );
+    for want in [
+        "batch.json:500: Address: missing required member",
+        "batch.json:616: User.UserId: a user has at most 15 endpoints",
+        "batch.json:617: User.UserId: a user has at most 15 endpoints",
+    ] {
+        assert!(
+            job.failures().iter().any(|f| f.contains(want)),
+            "{want}: {:?}",
+            job.failures()
+        );
+    }
+    let endpoint = |id: &'static str| async move {
+        c.get_endpoint()
+            .application_id(app)
+            .endpoint_id(id)
+            .send()
+            .await
+            .unwrap()
+            .endpoint_response
+            .unwrap()
+    };
+    let dup = endpoint("dup").await;
+    assert_eq!(dup.address(), Some("+2"));
+    assert_eq!(dup.location().unwrap().country(), Some("CA"));
+    let attrs = dup.attributes().unwrap();
+    assert_eq!(
+        (&attrs["a"][..], &attrs["b"][..]),
+        (&["1".to_string()][..], &["2".to_string()][..])
+    );
+    assert!(dup.user().is_none(), "the refused row changed nothing");
+    let edge = endpoint("edge").await;
+    assert_eq!(edge.address(), Some("x@example.com"));
+    assert_eq!(edge.attributes().unwrap()["side"], ["after".to_string()]);
+    let users = |user: &'static str| async move {
+        let got = c
+            .get_user_endpoints()
+            .application_id(app)
+            .user_id(user)
+            .send()
+            .await
+            .unwrap();
+        let items = got.endpoints_response.unwrap();
+        items
+            .item()
+            .iter()
+            .filter_map(|e| e.id().map(String::from))
+            .collect::<BTreeSet<_>>()
+    };
+    let mut crowd: BTreeSet<String> = (1..15).map(|k| format!("c{k}")).collect();
+    crowd.insert("c16".into());
+    assert_eq!(users("crowd").await, crowd);
+    assert_eq!(users("other").await, BTreeSet::from(["c0".to_string()]));
+
+    // The segment's members are the rows as last written, each id once.
+    let seg = job.definition().unwrap().segment_id().unwrap();
+    let out = root.path().join("out");
+    let done = export(c, app, &format!("file://{}/", out.display()), Some(seg)).await;
+    assert_eq!(done.job_status(), Some(&JobStatus::Completed), "{done:?}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(out.join(done.id().unwrap()).join("part-00000.gz")).unwrap(),
+    )
+    .read_to_string(&mut text)
+    .unwrap();
+    let members: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: BTreeSet<String> = members
+        .iter()
+        .map(|m| m["Id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!((members.len(), got), (ids.len(), ids));
+    let member = |id: &str| members.iter().find(|m| m["Id"] == id).unwrap();
+    assert_eq!(member("dup")["Address"], "+2");
+    assert_eq!(member("dup")["Attributes"]["a"][0], "1");
+    assert_eq!(member("edge")["Attributes"]["side"][0], "after");
+}
+
+/// At the application's limit of attribute names, a row frees the names no endpoint uses
+/// any more: those of the batch's own earlier rows, not yet written when the row is read,
+/// stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_freed_at_the_limit_keep_those_of_the_batchs_earlier_rows() {
+    let root = tempfile::tempdir().unwrap();
+    let attrs = |names: &mut dyn Iterator<Item = String>, value: &str| {
+        names
+            .map(|n| format!("\"{n}\":[{value}]"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let wide = |value: &str| attrs(&mut (0..245).map(|i| format!("w{i}")), value);
+    let kept = attrs(&mut (0..5).map(|i| format!("k{i}")), "\"v\"");
+    let rows = [
+        format!(
+            r#"{{"Id":"wide","ChannelType":"SMS","Address":"+1","Attributes":{{{}}}}}"#,
+            wide("\"v\"")
+        ),
+        format!(r#"{{"Id":"kept","ChannelType":"SMS","Address":"+2","Attributes":{{{kept}}}}}"#),
+        // 245 names dropped, one new: 251 would pass the limit, so unused names are freed.
+        format!(
+            r#"{{"Id":"wide","Attributes":{{{},"fresh":["v"]}}}}"#,
+            wide("")
+        ),
+    ];
+    std::fs::write(root.path().join("names.json"), rows.join("\n")).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("names").await;
+    let url = format!("file://{}/names.json", root.path().display());
+    let job = import(&t.client, &app, &url, Format::Json, Some("names"), None).await;
+    assert_eq!(
+        (job.job_status(), job.total_failures()),
+        (Some(&JobStatus::Completed), Some(0)),
+        "{job:?}"
+    );
+    let names = |filter: &str| {
+        crate::pg::query_i64(
+            &t.data,
+            &format!("SELECT COUNT(*) FROM attribute_names WHERE {filter}"),
+        )
+    };
+    assert_eq!(names("name LIKE 'k%'"), 5, "kept's names stay");
+    assert_eq!(names("name = 'fresh'"), 1);
+    assert_eq!(names("name LIKE 'w%'"), 0, "wide's dropped names are freed");
+}

@@ -2,9 +2,11 @@
 //! GetUserEndpoints and the per-user quota; the application's attribute names, for the
 //! per-application quota.
 
-use super::sql::{params, Connection, OptionalExtension};
+use std::collections::{HashMap, HashSet};
 
-use super::{Store, Tx};
+use super::sql::{params, Connection, OptionalExtension, Param};
+
+use super::{multirow, Store, Tx};
 use crate::server::endpoint::{Endpoint, MAX_ATTRIBUTES_PER_APP, MAX_ENDPOINTS_PER_USER};
 use crate::server::error::ApiError;
 
@@ -17,6 +19,199 @@ fn raw(text: String) -> Result<Body, ApiError> {
 
 fn endpoint_not_found(app: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("Endpoint {id} not found in application {app}"))
+}
+
+/// A user's endpoints are at most [`MAX_ENDPOINTS_PER_USER`]; `others` are the user's
+/// endpoints besides the one being written.
+fn check_user(field: &str, user: &str, others: usize) -> Result<(), ApiError> {
+    if others < MAX_ENDPOINTS_PER_USER {
+        return Ok(());
+    }
+    let dot = if field.is_empty() { "" } else { "." };
+    Err(ApiError::bad_request(format!(
+        "{field}{dot}User.UserId: a user has at most {MAX_ENDPOINTS_PER_USER} endpoints; {} already has {others}",
+        crate::text::safe(user)
+    )))
+}
+
+/// An endpoint as it is written: its id, user, channel and stored JSON.
+pub(super) struct Staged {
+    pub id: String,
+    pub user: Option<String>,
+    pub channel: Option<String>,
+    pub body: String,
+}
+
+/// Endpoints to write, each id once (a multi-row upsert may not touch a row twice): in the
+/// order ids first came, each with its last value.
+#[derive(Default)]
+pub(super) struct Latest {
+    pub rows: Vec<Staged>,
+    slot: HashMap<String, usize>,
+}
+
+impl Latest {
+    pub fn put(&mut self, s: Staged) {
+        match self.slot.get(&s.id) {
+            Some(&i) => self.rows[i] = s,
+            None => {
+                self.slot.insert(s.id.clone(), self.rows.len());
+                self.rows.push(s);
+            }
+        }
+    }
+}
+
+/// A batch of endpoint writes in one application, merged in memory as
+/// [`Store::upsert_endpoint`] merges them one by one: the stored endpoints of the batch's
+/// ids and the endpoint ids of its users are read once, up front, and what each row makes
+/// is what the next row of the same id merges into.
+///
+/// Assumptions: the transaction holds the application's endpoint lock
+/// ([`Store::lock_endpoints`]), so nothing else changes its endpoints meanwhile.
+pub(super) struct Merging<'a> {
+    app: &'a str,
+    /// Each id's endpoint as it stands now (`None`: there is none yet).
+    current: HashMap<String, Option<Endpoint>>,
+    /// The endpoint ids of each user the batch can touch (its rows' users and those of the
+    /// endpoints they update).
+    users: HashMap<String, HashSet<String>>,
+    known: HashSet<(String, String)>,
+}
+
+impl<'a> Merging<'a> {
+    pub fn load(tx: &Tx<'_>, app: &'a str, rows: &[(String, Endpoint)]) -> Result<Self, ApiError> {
+        let mut current: HashMap<String, Option<Endpoint>> = HashMap::with_capacity(rows.len());
+        let mut ids = Vec::with_capacity(rows.len());
+        for (id, _) in rows {
+            if !current.contains_key(id) {
+                current.insert(id.clone(), None);
+                ids.push(id);
+            }
+        }
+        Self::load_stored(tx, app, &ids, &mut current)?;
+        let mut users: HashMap<String, HashSet<String>> = HashMap::new();
+        let updates = rows.iter().map(|(_, e)| e);
+        for e in current.values().flatten().chain(updates) {
+            if let Some(user) = e.user_id() {
+                users.entry(user.to_string()).or_default();
+            }
+        }
+        Self::load_users(tx, app, &mut users)?;
+        let known = Store::attribute_names(tx, app)?;
+        Ok(Self {
+            app,
+            current,
+            users,
+            known,
+        })
+    }
+
+    /// Fills in the stored endpoints of `ids`.
+    fn load_stored(
+        tx: &Tx<'_>,
+        app: &str,
+        ids: &[&String],
+        current: &mut HashMap<String, Option<Endpoint>>,
+    ) -> Result<(), ApiError> {
+        let stored = multirow::chunked(
+            tx,
+            &[&app],
+            ids,
+            |n| {
+                format!(
+                    "SELECT id, body FROM endpoints WHERE app_id = ?1 AND id IN ({})",
+                    multirow::list(1, n)
+                )
+            },
+            |id, p| p.push(*id),
+        )?;
+        for row in stored {
+            let body: String = row.get(1)?;
+            let e: Endpoint = serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
+            current.insert(row.get(0)?, Some(e));
+        }
+        Ok(())
+    }
+
+    /// Fills in the endpoint ids of each user in `users`.
+    fn load_users(
+        tx: &Tx<'_>,
+        app: &str,
+        users: &mut HashMap<String, HashSet<String>>,
+    ) -> Result<(), ApiError> {
+        let names: Vec<String> = users.keys().cloned().collect();
+        let rows = multirow::chunked(
+            tx,
+            &[&app],
+            &names,
+            |n| {
+                format!(
+                    "SELECT user_id, id FROM endpoints WHERE app_id = ?1 AND user_id IN ({})",
+                    multirow::list(1, n)
+                )
+            },
+            |user, p| p.push(user),
+        )?;
+        for row in rows {
+            let user: String = row.get(0)?;
+            users.entry(user).or_default().insert(row.get(1)?);
+        }
+        Ok(())
+    }
+
+    /// Whether endpoint `id` exists, stored or written by an earlier row.
+    pub fn exists(&self, id: &str) -> bool {
+        self.current.get(id).is_some_and(Option::is_some)
+    }
+
+    /// `update` merged into endpoint `id` and checked as [`Store::upsert_endpoint`] checks
+    /// it: the endpoint to write. A refused row changes nothing. `pending` is what the batch
+    /// has not written yet, stored first if attribute names must be freed.
+    pub fn upsert(
+        &mut self,
+        tx: &Tx<'_>,
+        id: &str,
+        update: Endpoint,
+        now: &str,
+        request_id: &str,
+        pending: &Latest,
+    ) -> Result<Staged, ApiError> {
+        let before = self.current.get(id).cloned().flatten();
+        let old_user = before.as_ref().and_then(|b| b.user_id().map(String::from));
+        let e = Endpoint::merged(before, update, self.app, id, now, request_id);
+        let body = crate::server::endpoint::to_stored(&e, "Endpoint")?;
+        if let Some(user) = e.user_id() {
+            let others = self
+                .users
+                .get(user)
+                .map_or(0, |ids| ids.len() - usize::from(ids.contains(id)));
+            check_user("", user, others)?;
+        }
+        let app = self.app;
+        Store::add_names(tx, app, id, &e, "", &mut self.known, || {
+            Store::write_endpoints(tx, app, pending)
+        })?;
+        let user = e.user_id().map(String::from);
+        if old_user != user {
+            if let Some(ids) = old_user.and_then(|u| self.users.get_mut(&u)) {
+                ids.remove(id);
+            }
+            if let Some(ids) = user.as_ref().and_then(|u| self.users.get_mut(u)) {
+                ids.insert(id.to_string());
+            }
+        }
+        let channel = e.channel_type.clone();
+        if let Some(slot) = self.current.get_mut(id) {
+            *slot = Some(e);
+        }
+        Ok(Staged {
+            id: id.to_string(),
+            user,
+            channel,
+            body,
+        })
+    }
 }
 
 impl Store {
@@ -64,9 +259,9 @@ impl Store {
         app: &str,
         id: &str,
         e: &Endpoint,
-        known: &mut std::collections::HashSet<(String, String)>,
+        known: &mut HashSet<(String, String)>,
     ) -> Result<(), ApiError> {
-        let mut used: std::collections::HashSet<(String, String)> = e
+        let mut used: HashSet<(String, String)> = e
             .attribute_names()
             .map(|(f, n)| (f.to_string(), n.to_string()))
             .collect();
@@ -98,7 +293,7 @@ impl Store {
     pub(super) fn attribute_names(
         tx: &Tx<'_>,
         app: &str,
-    ) -> Result<std::collections::HashSet<(String, String)>, ApiError> {
+    ) -> Result<HashSet<(String, String)>, ApiError> {
         let names = tx
             .prepare_cached("SELECT family, name FROM attribute_names WHERE app_id = ?1")?
             .query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -118,7 +313,7 @@ impl Store {
         field: &str,
         now: &str,
         request_id: &str,
-        known: &mut std::collections::HashSet<(String, String)>,
+        known: &mut HashSet<(String, String)>,
     ) -> Result<Endpoint, ApiError> {
         let stored: Option<String> = tx
             .prepare_cached("SELECT body FROM endpoints WHERE app_id = ?1 AND id = ?2")?
@@ -129,7 +324,6 @@ impl Store {
             .transpose()
             .map_err(|e| ApiError::internal(&e))?;
         let e = Endpoint::merged(stored, update, app, id, now, request_id);
-        let dot = if field.is_empty() { "" } else { "." };
         let body = crate::server::endpoint::to_stored(
             &e,
             if field.is_empty() { "Endpoint" } else { field },
@@ -140,48 +334,80 @@ impl Store {
                     "SELECT COUNT(*) FROM endpoints WHERE app_id = ?1 AND user_id = ?2 AND id != ?3",
                 )?
                 .query_row([app, user, id], |r| r.get(0))?;
-            if others as usize >= MAX_ENDPOINTS_PER_USER {
-                return Err(ApiError::bad_request(format!(
-                    "{field}{dot}User.UserId: a user has at most {MAX_ENDPOINTS_PER_USER} endpoints; {} already has {others}",
-                    crate::text::safe(user)
-                )));
-            }
+            check_user(field, user, others as usize)?;
         }
-        let new_names: Vec<(&'static str, &str)> = e
-            .attribute_names()
-            .filter(|(family, name)| !known.contains(&(family.to_string(), name.to_string())))
-            .collect();
-        if !new_names.is_empty() && known.len() + new_names.len() > MAX_ATTRIBUTES_PER_APP {
-            // At the limit: names no stored endpoint uses any more are freed first.
-            Self::free_unused_names(tx, app, id, &e, known)?;
-        }
-        let new_names: Vec<(&'static str, &str)> = e
-            .attribute_names()
-            .filter(|(family, name)| !known.contains(&(family.to_string(), name.to_string())))
-            .collect();
-        if !new_names.is_empty() {
-            let count = known.len();
-            if count + new_names.len() > MAX_ATTRIBUTES_PER_APP {
-                let (family, name) = new_names[0];
-                return Err(ApiError::bad_request(format!(
-                    "{field}{dot}{family}.{}: an application has at most {MAX_ATTRIBUTES_PER_APP} custom attributes across Attributes, Metrics and UserAttributes; it has {count}",
-                    crate::text::safe(name)
-                )));
-            }
-            for (family, name) in new_names {
-                tx.prepare_cached(
-                    "INSERT INTO attribute_names (app_id, family, name) VALUES (?1, ?2, ?3)",
-                )?
-                .execute([app, family, name])?;
-                known.insert((family.to_string(), name.to_string()));
-            }
-        }
+        Self::add_names(tx, app, id, &e, field, known, || Ok(()))?;
         tx.prepare_cached(
             "INSERT INTO endpoints (app_id, id, user_id, body) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (app_id, id) DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
         )?
         .execute(params![app, id, e.user_id(), body])?;
         Ok(e)
+    }
+
+    /// Records the custom attribute names `e` brings (endpoint `id`'s new value), refusing
+    /// it when the application would pass [`MAX_ATTRIBUTES_PER_APP`]. At the limit, names no
+    /// stored endpoint uses any more are freed first, once `flush` has stored what is still
+    /// held back (they are read from the table).
+    pub(super) fn add_names(
+        tx: &Tx<'_>,
+        app: &str,
+        id: &str,
+        e: &Endpoint,
+        field: &str,
+        known: &mut HashSet<(String, String)>,
+        flush: impl FnOnce() -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let new = |known: &HashSet<(String, String)>| -> Vec<(&'static str, String)> {
+            e.attribute_names()
+                .filter(|(f, n)| !known.contains(&(f.to_string(), n.to_string())))
+                .map(|(f, n)| (f, n.to_string()))
+                .collect()
+        };
+        let mut names = new(known);
+        if names.is_empty() {
+            return Ok(());
+        }
+        if known.len() + names.len() > MAX_ATTRIBUTES_PER_APP {
+            flush()?;
+            Self::free_unused_names(tx, app, id, e, known)?;
+            names = new(known);
+        }
+        let count = known.len();
+        if count + names.len() > MAX_ATTRIBUTES_PER_APP {
+            let dot = if field.is_empty() { "" } else { "." };
+            let (family, name) = &names[0];
+            return Err(ApiError::bad_request(format!(
+                "{field}{dot}{family}.{}: an application has at most {MAX_ATTRIBUTES_PER_APP} custom attributes across Attributes, Metrics and UserAttributes; it has {count}",
+                crate::text::safe(name)
+            )));
+        }
+        for (family, name) in names {
+            tx.prepare_cached(
+                "INSERT INTO attribute_names (app_id, family, name) VALUES (?1, ?2, ?3)",
+            )?
+            .execute([app, family, name.as_str()])?;
+            known.insert((family.to_string(), name));
+        }
+        Ok(())
+    }
+
+    /// Writes endpoints of `app` in multi-row upserts.
+    pub(super) fn write_endpoints(tx: &Tx<'_>, app: &str, rows: &Latest) -> Result<(), ApiError> {
+        multirow::chunked(
+            tx,
+            &[&app],
+            &rows.rows,
+            |n| {
+                format!(
+                    "INSERT INTO endpoints (app_id, id, user_id, body) VALUES {}
+                     ON CONFLICT (app_id, id) DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
+                    multirow::tuples(1, 3, n)
+                )
+            },
+            |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.body]),
+        )?;
+        Ok(())
     }
 
     pub fn get_endpoint(&self, app: &str, id: &str) -> Result<Body, ApiError> {

@@ -8,11 +8,13 @@
 //! fails with its reason, and never leaves half a segment.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::sql::{params, Dialect, OptionalExtension};
+use super::endpoints::{Latest, Merging, Staged};
+use super::sql::{params, Dialect, OptionalExtension, Param};
 use serde_json::Value;
 
-use super::{new_id, paginate, segment_not_found, Listing, Page, Store, Tx};
+use super::{multirow, new_id, paginate, segment_not_found, Listing, Page, Store, Tx};
 use crate::model::ImportDefinition;
 use crate::server::endpoint::Endpoint;
 use crate::server::error::ApiError;
@@ -85,6 +87,115 @@ fn job_not_found(kind: JobKind, id: &str) -> ApiError {
         "Export"
     };
     ApiError::not_found(format!("{what} job {id} not found"))
+}
+
+/// Why an import row cannot make a new endpoint (none of its id exists): it lacks
+/// ChannelType or Address.
+fn missing(row: &Endpoint, exists: bool) -> Option<String> {
+    let field = if row.channel_type.is_none() {
+        "ChannelType"
+    } else if row.address.as_deref().is_none_or(str::is_empty) {
+        "Address"
+    } else {
+        return None;
+    };
+    (!exists).then(|| {
+        format!("{field}: missing required member (a new endpoint needs ChannelType and Address)")
+    })
+}
+
+/// An import row staged without registering it: the endpoint it alone makes.
+fn unregistered(
+    app: &str,
+    id: String,
+    row: Endpoint,
+    now: &str,
+    job_id: &str,
+) -> Result<Staged, ApiError> {
+    let e = Endpoint::merged(None, row, app, &id, now, job_id);
+    let body = crate::server::endpoint::to_stored(&e, "Endpoint")?;
+    Ok(Staged {
+        user: e.user_id().map(String::from),
+        channel: e.channel_type,
+        id,
+        body,
+    })
+}
+
+/// An import's rows made into the endpoints to stage (registered, when `register`, merged
+/// into the stored ones), and the rows refused, by index, with why.
+fn merge_rows(
+    tx: &Tx<'_>,
+    app: &str,
+    register: bool,
+    rows: Vec<(String, Endpoint)>,
+    now: &str,
+    job_id: &str,
+) -> Result<(Latest, Vec<(usize, String)>), ApiError> {
+    let mut merging = if register {
+        Some(Merging::load(tx, app, &rows)?)
+    } else {
+        None
+    };
+    let mut staged = Latest::default();
+    let mut refused = Vec::new();
+    for (i, (id, row)) in rows.into_iter().enumerate() {
+        let exists = merging.as_ref().is_some_and(|m| m.exists(&id));
+        let written = match (missing(&row, exists), &mut merging) {
+            (Some(why), _) => Err(why),
+            (None, Some(m)) => m
+                .upsert(tx, &id, row, now, job_id, &staged)
+                .map_err(|e| e.message),
+            (None, None) => unregistered(app, id, row, now, job_id).map_err(|e| e.message),
+        };
+        match written {
+            Ok(s) => staged.put(s),
+            Err(why) => refused.push((i, why)),
+        }
+    }
+    if register {
+        Store::write_endpoints(tx, app, &staged)?;
+    }
+    Ok((staged, refused))
+}
+
+/// Rows imported by this process, for [`refresh_statistics`].
+static IMPORTED: AtomicU64 = AtomicU64::new(0);
+
+/// PostgreSQL plans from statistics that autovacuum refreshes once a minute at most: a table
+/// an import fills from empty looks tiny meanwhile, and a batch's lookups by id and by user
+/// then read every endpoint of the application (the `(app_id, seq)` index) instead of
+/// probing theirs; an import slows as it grows. So the endpoints' statistics are refreshed
+/// each time the rows this process imported double, from 4,096: about eight ANALYZEs over a
+/// million rows. SQLite's planner takes the unique index without them.
+fn refresh_statistics(tx: &Tx<'_>, rows: usize) -> Result<(), ApiError> {
+    if tx.dialect() != Dialect::Postgres {
+        return Ok(());
+    }
+    let before = IMPORTED.fetch_add(rows as u64, Ordering::Relaxed);
+    let after = before + rows as u64;
+    if after >= 4096 && before.leading_zeros() != after.leading_zeros() {
+        tx.batch("ANALYZE endpoints, import_rows")?;
+    }
+    Ok(())
+}
+
+/// Stages an import's rows (each endpoint id once a job: a later row replaces it).
+fn stage_rows(tx: &Tx<'_>, job_id: &str, rows: &Latest) -> Result<(), ApiError> {
+    multirow::chunked(
+        tx,
+        &[&job_id],
+        &rows.rows,
+        |n| {
+            format!(
+                "INSERT INTO import_rows (job_id, endpoint_id, user_id, channel, body) VALUES {}
+                 ON CONFLICT (job_id, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
+                multirow::tuples(1, 4, n)
+            )
+        },
+        |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.channel, &s.body]),
+    )?;
+    Ok(())
 }
 
 impl Store {
@@ -266,8 +377,10 @@ impl Store {
     }
 
     /// Stores a batch of an import's rows (registering the endpoints when `register`), and
-    /// the job's progress, in one transaction. A row the endpoint checks refuse is left out
-    /// and returned with its reason, by its index in `rows`.
+    /// the job's progress, in one transaction of a few multi-row statements. A row the
+    /// endpoint checks refuse is left out and returned with its reason, by its index in
+    /// `rows`. Rows of one id merge in order, as separate writes would: the last one's
+    /// endpoint is staged.
     pub fn import_batch(
         &self,
         app: &str,
@@ -277,60 +390,14 @@ impl Store {
     ) -> Result<Vec<(usize, String)>, ApiError> {
         let now = now_iso();
         let job_id = job["Id"].as_str().unwrap_or_default().to_string();
-        let status = job["JobStatus"]
-            .as_str()
-            .unwrap_or("PROCESSING")
-            .to_string();
+        let status = job["JobStatus"].as_str().unwrap_or("PROCESSING");
         let text = job.to_string();
         self.write_app(app, |tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
-            let mut refused = Vec::new();
-            let mut known = Self::attribute_names(tx, app)?;
-            for (i, (id, row)) in rows.into_iter().enumerate() {
-                let incomplete = row.channel_type.is_none()
-                    || row.address.as_deref().is_none_or(str::is_empty);
-                if incomplete {
-                    let exists: Option<i64> = if register {
-                        tx.prepare_cached("SELECT 1 FROM endpoints WHERE app_id = ?1 AND id = ?2")?
-                            .query_row([app, id.as_str()], |r| r.get(0))
-                            .optional()?
-                    } else {
-                        None
-                    };
-                    if exists.is_none() {
-                        let field = if row.channel_type.is_none() { "ChannelType" } else { "Address" };
-                        refused.push((
-                            i,
-                            format!("{field}: missing required member (a new endpoint needs ChannelType and Address)"),
-                        ));
-                        continue;
-                    }
-                }
-                let e = if register {
-                    match Self::upsert_endpoint(tx, app, &id, row, "", &now, &job_id, &mut known) {
-                        Ok(e) => e,
-                        Err(err) => {
-                            refused.push((i, err.message));
-                            continue;
-                        }
-                    }
-                } else {
-                    Endpoint::merged(None, row, app, &id, &now, &job_id)
-                };
-                let body = match crate::server::endpoint::to_stored(&e, "Endpoint") {
-                    Ok(b) => b,
-                    Err(err) => {
-                        refused.push((i, err.message));
-                        continue;
-                    }
-                };
-                tx.prepare_cached(
-                    "INSERT INTO import_rows (job_id, endpoint_id, user_id, channel, body) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (job_id, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
-                )?
-                .execute(params![job_id, id, e.user_id(), e.channel_type, body])?;
-            }
+            let (staged, refused) = merge_rows(tx, app, register, rows, &now, &job_id)?;
+            stage_rows(tx, &job_id, &staged)?;
+            refresh_statistics(tx, staged.rows.len())?;
             let n = tx.execute(
                 "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?5",
                 params![app, job_id, status, text, self.replica],
@@ -456,6 +523,8 @@ impl Store {
              SELECT ?1, ?3, ?4, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
             params![app, job_id, seg, version],
         )?;
+        // The users' other endpoints (those imported are members already: their bodies are
+        // not parsed again for the channel).
         let channel = match tx.dialect() {
             Dialect::Sqlite => "json_extract(e.body, '$.ChannelType')",
             Dialect::Postgres => "(e.body::jsonb ->> 'ChannelType')",
@@ -464,6 +533,7 @@ impl Store {
             &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
              SELECT ?1, ?3, ?4, e.id, {channel}, e.body FROM endpoints e
              WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM import_rows r WHERE r.job_id = ?2 AND r.endpoint_id = e.id)
              ON CONFLICT DO NOTHING"),
             params![app, job_id, seg, version],
         )?;

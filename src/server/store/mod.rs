@@ -18,6 +18,7 @@ mod endpoints;
 mod jobs;
 mod journeys;
 pub mod migrations;
+mod multirow;
 pub mod pg;
 mod segments;
 pub mod sql;
