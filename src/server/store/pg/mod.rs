@@ -159,7 +159,7 @@ impl PgPool {
         }
         let target = dsn::describe(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(1)
             .thread_name("segmentctl-pg")
             .enable_all()
             .build()
