@@ -125,3 +125,72 @@ async fn a_statement_past_the_timeout_is_cancelled_and_its_request_keeps_nothing
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A read on PostgreSQL whose request goes away mid-statement (its client closed the
+/// connection) ends its transaction: the connection goes back to the pool clean, and the
+/// next transaction on it (a write) is neither read-only nor refused. Before, the read's
+/// `BEGIN … READ ONLY` stayed open and the next request on that connection failed.
+#[test]
+fn a_read_dropped_mid_statement_leaves_its_connection_clean() {
+    use segmentctl::server::store::pg::{PgPool, PgSettings};
+    use segmentctl::server::store::sql;
+
+    let dsn = pg::database();
+    let pool = PgPool::new(&dsn, PgSettings::new(1)).unwrap();
+    let holder = PgPool::new(&dsn, PgSettings::new(1)).unwrap();
+    pool.block_on(async {
+        // Another session holds the lock the read will wait for.
+        let other = holder.get_async().await.unwrap();
+        other
+            .client()
+            .batch_execute("SELECT pg_advisory_lock(4242)")
+            .await
+            .unwrap();
+
+        let conn = pool.get_async().await.unwrap();
+        {
+            let read = sql::pg_read_one(
+                &conn,
+                pool.read_opening(),
+                "SELECT pg_advisory_xact_lock(4242)",
+                &[],
+            );
+            futures_util::pin_mut!(read);
+            // Its first poll sends the BEGIN and the statement, which then waits.
+            assert!(futures_util::FutureExt::now_or_never(read.as_mut()).is_none());
+        }
+        drop(conn);
+        other
+            .client()
+            .batch_execute("SELECT pg_advisory_unlock(4242)")
+            .await
+            .unwrap();
+
+        // The pool's only connection, the one the read used.
+        let conn = pool.get_async().await.unwrap();
+        assert!(conn.reused());
+        let out = sql::pg_write_at_once(
+            &conn,
+            pool.write_opening(),
+            "CREATE TABLE after_the_read AS SELECT 1 AS x",
+            &[],
+        )
+        .await
+        .expect("the opening goes out")
+        .expect("the write runs in a transaction of its own, not in the read's");
+        assert_eq!(out.affected, 1);
+        let rows = sql::pg_read_one(
+            &conn,
+            pool.read_opening(),
+            "SELECT count(*) FROM after_the_read",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            rows.rows[0].get::<_, i64>(0).unwrap(),
+            1,
+            "the write was committed"
+        );
+    });
+}

@@ -625,6 +625,12 @@ pub fn pg_read_one<'a>(
 ) -> impl std::future::Future<Output = Result<Output, DbError>> + Send + 'a {
     let (sql, args) = (to_postgres(sql), pg_args(params));
     async move {
+        // Ended however this future ends: it is dropped when the request is (its client
+        // went away), and the connection goes back to the pool at once.
+        let mut open = Open {
+            conn,
+            end: "ROLLBACK",
+        };
         let (opened, out) = futures_util::future::join(
             conn.client().batch_execute(opening),
             pg_query(conn, &sql, &args),
@@ -632,9 +638,80 @@ pub fn pg_read_one<'a>(
         .await;
         opened?;
         let out = out?;
-        let _ = futures_util::FutureExt::now_or_never(conn.client().batch_execute("COMMIT"));
+        open.end = "COMMIT";
         Ok(out)
     }
+}
+
+/// A transaction open on a pooled connection, ended when this is dropped: its end is sent,
+/// not awaited (the connection answers in order, so its next transaction begins after).
+/// A read-only transaction's `COMMIT` cannot fail but with the connection, which its next
+/// user then finds.
+struct Open<'a> {
+    conn: &'a super::pg::Pooled<'a>,
+    end: &'static str,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        // The first poll sends it.
+        let _ = futures_util::FutureExt::now_or_never(self.conn.client().batch_execute(self.end));
+    }
+}
+
+/// One write transaction of a single statement, sent at once: its opening (`BEGIN`, the
+/// statement timeout), the statement and `COMMIT` go out together and are answered in one
+/// round trip, so a row the statement locks is held only while the server runs it and
+/// flushes the commit. For a statement that does all its work itself (a write whose
+/// checks are in its `WHERE`): if it fails, the server turns the `COMMIT` into a rollback.
+///
+/// The outer error is the opening's, when it failed (so the server ran nothing after it);
+/// the inner result is the statement's and the commit's.
+pub fn pg_write_at_once<'a>(
+    conn: &'a super::pg::Pooled<'a>,
+    opening: &'a str,
+    sql: &str,
+    params: &[&'a dyn Param],
+) -> impl std::future::Future<Output = Result<Result<Output, DbError>, DbError>> + Send + 'a {
+    let (sql, args) = (to_postgres(sql), pg_args(params));
+    async move {
+        // Prepared first (once per connection: later a lookup), so that the three go out
+        // in order on the first poll below.
+        let ready = match pg_prepare(conn, &sql, &args).await {
+            Ok(ready) => ready,
+            Err(e) => return Err(e),
+        };
+        let client = conn.client();
+        let (opened, out, committed) = futures_util::future::join3(
+            client.batch_execute(opening),
+            pg_send(conn, &ready, &args),
+            client.batch_execute("COMMIT"),
+        )
+        .await;
+        opened?;
+        Ok(out.and_then(|out| committed.map(|()| out).map_err(DbError::from)))
+    }
+}
+
+/// A statement ready to be sent: prepared (and cached per connection), or its text, sent
+/// unnamed with its parameters' types.
+enum Ready<'s> {
+    Prepared(tokio_postgres::Statement),
+    Unnamed(&'s str),
+}
+
+async fn pg_prepare<'s>(
+    conn: &super::pg::Pooled<'_>,
+    sql: &'s str,
+    args: &[(PgArg<'_>, Type)],
+) -> Result<Ready<'s>, DbError> {
+    Ok(match conn.statements() {
+        Statements::Prepared => {
+            let types: Vec<Type> = args.iter().map(|(_, t)| t.clone()).collect();
+            Ready::Prepared(conn.client().prepare_typed_cached(sql, &types).await?)
+        }
+        Statements::Unnamed => Ready::Unnamed(sql),
+    })
 }
 
 /// Runs one statement, prepared and cached by its text or sent unnamed with its types.
@@ -643,17 +720,26 @@ async fn pg_query(
     sql: &str,
     args: &[(PgArg<'_>, Type)],
 ) -> Result<Output, DbError> {
+    let ready = pg_prepare(conn, sql, args).await?;
+    pg_send(conn, &ready, args).await
+}
+
+/// Sends a ready statement (on the first poll: statements polled in turn go out in turn)
+/// and reads its rows.
+async fn pg_send(
+    conn: &super::pg::Pooled<'_>,
+    ready: &Ready<'_>,
+    args: &[(PgArg<'_>, Type)],
+) -> Result<Output, DbError> {
     use futures_util::TryStreamExt as _;
     let client = conn.client();
-    let stream = match conn.statements() {
-        Statements::Prepared => {
-            let types: Vec<Type> = args.iter().map(|(_, t)| t.clone()).collect();
-            let statement = client.prepare_typed_cached(sql, &types).await?;
+    let stream = match ready {
+        Ready::Prepared(statement) => {
             client
-                .query_raw(&statement, args.iter().map(|(a, _)| a))
+                .query_raw(statement, args.iter().map(|(a, _)| a))
                 .await?
         }
-        Statements::Unnamed => {
+        Ready::Unnamed(sql) => {
             client
                 .query_typed_raw(sql, args.iter().map(|(a, t)| (a, t.clone())))
                 .await?
