@@ -281,8 +281,12 @@ pub async fn update_segment(
 ) -> Result<Response> {
     admit(&s, "UpdateSegment")?;
     let req = segment_request(&bytes)?;
-    let out = blocking(&s, move |st| st.update_segment(&app, &seg, &req)).await?;
-    Ok(json(StatusCode::OK, &out))
+    if let Some(done) = s.store.update_segment_at_once(&app, &seg, &req).await? {
+        return Ok(rendered(done));
+    }
+    Ok(rendered(
+        blocking(&s, move |st| st.update_segment(&app, &seg, &req)).await?,
+    ))
 }
 
 pub async fn delete_segment(

@@ -542,6 +542,51 @@ impl Store {
         }
     }
 
+    /// A write of one statement that does all its checks itself, sent with its `BEGIN` and
+    /// `COMMIT` in one round trip ([`sql::pg_write_at_once`]) and awaited: on PostgreSQL,
+    /// off the blocking pool. `None` on SQLite, whose writes stay on [`Store::write`].
+    ///
+    /// A connection that sat in the pool may have outlived the server it reached: when the
+    /// opening fails for that (so nothing after it ran), all is sent once more on a new one.
+    pub(super) async fn write_at_once(
+        &self,
+        sql: &str,
+        params: &[&(dyn sql::Param + Sync)],
+    ) -> Result<Option<sql::Output>, ApiError> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(None);
+        };
+        self.require_ready()?;
+        let mut retried = false;
+        loop {
+            let mut conn = pool.get_async().await?;
+            let sent = {
+                // The future holds the values, not this list (which is not `Send`).
+                let params: Vec<&dyn sql::Param> = params.iter().map(|p| *p as _).collect();
+                sql::pg_write_at_once(&conn, pool.write_opening(), sql, &params)
+            };
+            let out = sent.await;
+            match out {
+                Ok(Ok(out)) => return Ok(Some(out)),
+                Ok(Err(e)) => {
+                    if e.is_unavailable() {
+                        conn.broken();
+                    }
+                    return Err(e.into());
+                }
+                Err(e) if e.is_unavailable() => {
+                    let again = !retried && conn.reused();
+                    conn.broken();
+                    if !again {
+                        return Err(e.into());
+                    }
+                    retried = true;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Whether the database answers.
     pub fn ping(&self) -> Result<(), ApiError> {
         // Readiness is about reaching the database, not about a free connection: a pool

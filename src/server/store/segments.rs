@@ -17,6 +17,35 @@ const SEGMENT_ROW: &str = "SELECT s.created, s.tags, s.version, v.version, v.mod
        ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = COALESCE(?3, s.version)
      WHERE s.app_id = ?1 AND s.id = ?2";
 
+/// The next version of segment `?2`, unless it is an IMPORT segment (its first version's
+/// definition begins with `?3`, [`IMPORTED_PREFIX`]: a segment's kind never changes): its
+/// row, locked until the transaction ends, and its own columns.
+macro_rules! next_version {
+    () => {
+        "UPDATE segments SET version = version + 1
+         WHERE app_id = ?1 AND id = ?2
+           AND (SELECT substr(v.body, 1, 20) FROM segment_versions v
+                WHERE v.app_id = ?1 AND v.segment_id = ?2 ORDER BY v.version LIMIT 1) <> ?3
+         RETURNING created, tags, version"
+    };
+}
+const NEXT_VERSION: &str = next_version!();
+const _: () = assert!(
+    IMPORTED_PREFIX.len() == 20,
+    "next_version! compares 20 characters"
+);
+
+/// [`NEXT_VERSION`] and its definition (`?5`, modified at `?4`) stored, in one statement
+/// (PostgreSQL's writable `WITH`): nothing when the segment is not there or is IMPORT.
+const UPDATE_AT_ONCE: &str = concat!(
+    "WITH next AS (",
+    next_version!(),
+    "), stored AS (
+       INSERT INTO segment_versions (app_id, segment_id, version, modified, body)
+       SELECT ?1, ?2, version, ?4, ?5 FROM next)
+     SELECT created, tags, version FROM next"
+);
+
 /// A [`SEGMENT_ROW`] row of segment `id`.
 fn stored_row(r: &super::sql::Row, id: &str) -> Result<SegmentRow, super::sql::DbError> {
     Ok(SegmentRow {
@@ -479,45 +508,96 @@ impl Store {
         app: &str,
         id: &str,
         req: &WriteSegmentRequest,
-    ) -> Result<SegmentResponse, ApiError> {
+    ) -> Result<Rendered, ApiError> {
         let now = now_iso();
         let body = definition_json(req)?;
-        self.write(|tx| {
+        let bases = !base_paths(req).is_empty();
+        let updated = self.write(|tx| {
             // The version first: the row stays locked until this transaction ends, so a
             // concurrent update (through any replica) waits and then builds on this one.
-            let next: Option<i32> = tx
+            let next = tx
+                .query_row(NEXT_VERSION, params![app, id, IMPORTED_PREFIX], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()?;
+            let Some((created, tags, version)) = next else {
+                return Ok(None);
+            };
+            if bases {
+                self.check_sources(tx, app, Some(id), req)?;
+                Self::check_no_cycle(tx, app, id, req)?;
+            }
+            tx.execute(
+                "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![app, id, version, now, body],
+            )?;
+            Ok(Some(SegmentRow {
+                id: id.to_string(),
+                version,
+                created,
+                modified: now.clone(),
+                body: body.clone(),
+                tags,
+            }))
+        })?;
+        match updated {
+            Some(row) => self.render(app, &row),
+            None => Err(self.why_not_updated(app, id)?),
+        }
+    }
+
+    /// [`Store::update_segment`] of a definition that names no base segment (nothing to
+    /// check but what [`UPDATE_AT_ONCE`] checks itself), as one statement sent with its
+    /// `BEGIN` and `COMMIT` and awaited: the segment's row is locked for the time the
+    /// database takes, not for round trips to this process. PostgreSQL only; `None` when
+    /// the update is not done here (on SQLite, with base segments, or when nothing was
+    /// updated: the caller then updates as usual, which also says why not).
+    pub async fn update_segment_at_once(
+        &self,
+        app: &str,
+        id: &str,
+        req: &WriteSegmentRequest,
+    ) -> Result<Option<Rendered>, ApiError> {
+        if self.pg_pool().is_none() || !base_paths(req).is_empty() {
+            return Ok(None);
+        }
+        let now = now_iso();
+        let body = definition_json(req)?;
+        let out = self
+            .write_at_once(UPDATE_AT_ONCE, &[&app, &id, &IMPORTED_PREFIX, &now, &body])
+            .await?;
+        let Some(r) = out.as_ref().and_then(|out| out.rows.first()) else {
+            return Ok(None);
+        };
+        let row = SegmentRow {
+            id: id.to_string(),
+            created: r.get(0)?,
+            tags: r.get(1)?,
+            version: r.get(2)?,
+            modified: now,
+            body,
+        };
+        self.render(app, &row).map(Some)
+    }
+
+    /// Why segment `id` was not updated: no such application or segment, or it is an
+    /// IMPORT segment.
+    fn why_not_updated(&self, app: &str, id: &str) -> Result<ApiError, ApiError> {
+        self.read(|c| {
+            self.require_app(c, app)?;
+            let first: Option<String> = c
                 .query_row(
-                    "UPDATE segments SET version = version + 1 WHERE app_id = ?1 AND id = ?2 RETURNING version",
+                    "SELECT body FROM segment_versions WHERE app_id = ?1 AND segment_id = ?2 ORDER BY version LIMIT 1",
                     [app, id],
                     |r| r.get(0),
                 )
                 .optional()?;
-            let Some(next) = next else {
-                self.require_app(tx, app)?;
-                return Err(segment_not_found(app, id));
-            };
-            let current = self.get_segment_in(tx, app, id, Some(next - 1))?;
-            if current.is_import() {
-                return Err(ApiError::bad_request(format!(
+            Ok(match first {
+                Some(body) if is_imported(&body) => ApiError::bad_request(format!(
                     "Segment {id} is an IMPORT segment: its endpoints change only by an import job naming it as SegmentId"
-                )));
-            }
-            self.check_sources(tx, app, Some(id), req)?;
-            Self::check_no_cycle(tx, app, id, req)?;
-            tx.execute(
-                "INSERT INTO segment_versions (app_id, segment_id, version, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![app, id, next, now, body],
-            )?;
-            let tags = current.tags.as_ref().map(tags_to_json).unwrap_or_default();
-            let row = SegmentRow {
-                id: id.to_string(),
-                version: next,
-                created: current.creation_date,
-                modified: now.clone(),
-                body: body.clone(),
-                tags,
-            };
-            self.segment_from(app, row)
+                )),
+                _ => segment_not_found(app, id),
+            })
         })
     }
 
