@@ -127,9 +127,9 @@ async fn a_statement_past_the_timeout_is_cancelled_and_its_request_keeps_nothing
 }
 
 /// A read on PostgreSQL whose request goes away mid-statement (its client closed the
-/// connection) ends its transaction: the connection goes back to the pool clean, and the
-/// next transaction on it (a write) is neither read-only nor refused. Before, the read's
-/// `BEGIN … READ ONLY` stayed open and the next request on that connection failed.
+/// connection) leaves its connection clean: the next transaction on it (a write) is
+/// neither read-only nor refused. (A read once opened `BEGIN … READ ONLY` and was dropped
+/// before its `COMMIT`: the next request on that connection failed.)
 #[test]
 fn a_read_dropped_mid_statement_leaves_its_connection_clean() {
     use segmentctl::server::store::pg::{PgPool, PgSettings};
@@ -149,12 +149,7 @@ fn a_read_dropped_mid_statement_leaves_its_connection_clean() {
 
         let conn = pool.get_async().await.unwrap();
         {
-            let read = sql::pg_read_one(
-                &conn,
-                pool.read_opening(),
-                "SELECT pg_advisory_xact_lock(4242)",
-                &[],
-            );
+            let read = sql::pg_read_one(&conn, "SELECT pg_advisory_xact_lock(4242)", &[]);
             futures_util::pin_mut!(read);
             // Its first poll sends the BEGIN and the statement, which then waits.
             assert!(futures_util::FutureExt::now_or_never(read.as_mut()).is_none());
@@ -179,18 +174,66 @@ fn a_read_dropped_mid_statement_leaves_its_connection_clean() {
         .expect("the opening goes out")
         .expect("the write runs in a transaction of its own, not in the read's");
         assert_eq!(out.affected, 1);
-        let rows = sql::pg_read_one(
-            &conn,
-            pool.read_opening(),
-            "SELECT count(*) FROM after_the_read",
-            &[],
-        )
-        .await
-        .unwrap();
+        let rows = sql::pg_read_one(&conn, "SELECT count(*) FROM after_the_read", &[])
+            .await
+            .unwrap();
         assert_eq!(
             rows.rows[0].get::<_, i64>(0).unwrap(),
             1,
             "the write was committed"
         );
     });
+}
+
+/// GetSegment, a read of one statement sent without a transaction around it, is cancelled
+/// past `--db-statement-timeout` as a statement in a transaction is: here it waits for a
+/// table another session has locked, fails with a 500 after the timeout, and the server
+/// answers again once the lock is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_past_the_timeout_is_cancelled() {
+    let dsn = pg::database();
+    let (mut child, endpoint) = spawn_server_with(
+        std::path::Path::new(&dsn),
+        &["--db-statement-timeout", "1s"],
+    );
+    let c = client(&endpoint);
+    let app = util::create_app(&c, "read-timeouts").await;
+    let seg = util::create_segment(&c, &app, named("v1")).await;
+
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let dsn = dsn.clone();
+        std::thread::spawn(move || {
+            let mut db = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+            let mut tx = db.transaction().unwrap();
+            tx.batch_execute("LOCK TABLE segments IN ACCESS EXCLUSIVE MODE")
+                .unwrap();
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            tx.rollback().unwrap();
+        })
+    };
+    locked_rx.recv().unwrap();
+    let read = c.get_segment().application_id(&app).segment_id(&seg).send();
+    let out = tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the database cancels the read; the request does not wait for the lock");
+    let err = out.expect_err("a cancelled read fails its request");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+
+    let got = c
+        .get_segment()
+        .application_id(&app)
+        .segment_id(&seg)
+        .send()
+        .await
+        .expect("once the lock is gone, the read goes through")
+        .segment_response
+        .unwrap();
+    assert_eq!(got.name.as_deref(), Some("v1"));
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -238,12 +238,7 @@ impl Store {
         self.require_ready()?;
         let conn = pool.get_async().await?;
         // The future holds the values, not the parameters' list (which is not `Send`).
-        let read = super::sql::pg_read_one(
-            &conn,
-            pool.read_opening(),
-            SEGMENT_ROW,
-            params![app, id, version],
-        );
+        let read = super::sql::pg_read_one(&conn, SEGMENT_ROW, params![app, id, version]);
         let out = read.await;
         let row = match out {
             Ok(out) => out.rows.first().map(|r| stored_row(r, id)).transpose()?,

@@ -615,47 +615,26 @@ fn pg_args<'p>(params: &[&'p dyn Param]) -> Vec<(PgArg<'p>, Type)> {
 }
 
 /// Runs one statement written with `?N` placeholders on a pooled connection, from an async
-/// task: a read of one statement (one snapshot), opened with `opening` (the statement
-/// timeout) in the same round trip; its `COMMIT` is sent, not awaited (see `pg_read`).
+/// task: a read of one statement, which sees one snapshot without a transaction around it
+/// (a transaction's `BEGIN`, `SET LOCAL` and `COMMIT` cost the database three times the
+/// statement's own work). Past the statement timeout, the database is asked to cancel it,
+/// as `statement_timeout` would; the statement then fails as it would have.
 pub fn pg_read_one<'a>(
     conn: &'a super::pg::Pooled<'a>,
-    opening: &'a str,
     sql: &str,
     params: &[&'a dyn Param],
 ) -> impl std::future::Future<Output = Result<Output, DbError>> + Send + 'a {
     let (sql, args) = (to_postgres(sql), pg_args(params));
     async move {
-        // Ended however this future ends: it is dropped when the request is (its client
-        // went away), and the connection goes back to the pool at once.
-        let mut open = Open {
-            conn,
-            end: "ROLLBACK",
-        };
-        let (opened, out) = futures_util::future::join(
-            conn.client().batch_execute(opening),
-            pg_query(conn, &sql, &args),
-        )
-        .await;
-        opened?;
-        let out = out?;
-        open.end = "COMMIT";
-        Ok(out)
-    }
-}
-
-/// A transaction open on a pooled connection, ended when this is dropped: its end is sent,
-/// not awaited (the connection answers in order, so its next transaction begins after).
-/// A read-only transaction's `COMMIT` cannot fail but with the connection, which its next
-/// user then finds.
-struct Open<'a> {
-    conn: &'a super::pg::Pooled<'a>,
-    end: &'static str,
-}
-
-impl Drop for Open<'_> {
-    fn drop(&mut self) {
-        // The first poll sends it.
-        let _ = futures_util::FutureExt::now_or_never(self.conn.client().batch_execute(self.end));
+        let query = pg_query(conn, &sql, &args);
+        futures_util::pin_mut!(query);
+        match tokio::time::timeout(conn.statement_timeout(), query.as_mut()).await {
+            Ok(out) => out,
+            Err(_) => {
+                conn.cancel().await;
+                query.await
+            }
+        }
     }
 }
 

@@ -70,6 +70,8 @@ pub struct PgPool {
     last_ok: Mutex<Option<Instant>>,
     /// What opens a read and a write transaction.
     opening: (String, String),
+    /// How a cancel request reaches the database (as the connections do).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
 }
 
 /// A connection out of the pool; back to it when dropped, unless [`Pooled::broken`].
@@ -101,6 +103,20 @@ impl Pooled<'_> {
 
     pub fn statements(&self) -> Statements {
         self.pool.settings.statements
+    }
+
+    /// How long one statement may run (`--db-statement-timeout`).
+    pub fn statement_timeout(&self) -> Duration {
+        self.pool.settings.statement_timeout
+    }
+
+    /// Asks the database to cancel the statement this connection is running, as a
+    /// statement timeout would (the statement then fails with `query_canceled`).
+    pub async fn cancel(&self) {
+        let token = self.client().cancel_token();
+        if let Err(e) = token.cancel_query(self.pool.tls.clone()).await {
+            tracing::warn!(error = %e, "cannot ask PostgreSQL to cancel a statement");
+        }
     }
 
     /// Runs `f`'s future to its end on the pool's runtime.
@@ -168,7 +184,7 @@ impl PgPool {
             })?;
         let manager = Manager::from_config(
             config,
-            tls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -187,6 +203,7 @@ impl PgPool {
             settings,
             last_ok: Mutex::new(None),
             opening: openings(settings.statement_timeout),
+            tls,
         })
     }
 
