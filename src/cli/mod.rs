@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod commands;
+mod log;
 pub mod status;
 
 use std::process::ExitCode;
@@ -27,7 +28,9 @@ use commands::exit;
 /// in one line of its own).
 pub const DEFAULT_LOG: &str = "info,aws_config=error,aws_smithy_runtime=error,aws_smithy_runtime_api=error,aws_sdk_pinpoint=error,aws_credential_types=error,aws_runtime=error";
 
-fn init_logging(format: LogFormat, serving: bool) {
+/// Logs to stderr: `serve`'s log (a line per request) through a buffer written in blocks
+/// ([`log`]); the other commands' in order with what they print themselves.
+fn init_logging(format: LogFormat, serving: bool) -> Option<log::Flusher> {
     // The server's request log is for `serve`; the server embedded in the other commands
     // logs only what goes wrong, unless SEGMENTCTL_LOG asks for more.
     let default = if serving {
@@ -39,12 +42,23 @@ fn init_logging(format: LogFormat, serving: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
         .with_ansi(use_colour(&std::io::stderr()));
+    if serving {
+        let (writer, flusher) = log::stderr();
+        let builder = builder.with_writer(writer);
+        let _ = match format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
+        return Some(flusher);
+    }
+    // The other commands log little, in order with what they print to stderr themselves.
+    let builder = builder.with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    None
 }
 
 /// A tip for the flags other tools use to skip the prompt (`--yes`, Terraform's
@@ -88,7 +102,7 @@ pub fn main() -> ExitCode {
         // Long-running: keep memory from piling up in per-thread arenas.
         crate::daemon::limit_malloc_arenas();
     }
-    init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
+    let log = init_logging(cli.log_format, matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -103,6 +117,8 @@ pub fn main() -> ExitCode {
     // A read that never returns (a hung network file system) must not keep the process
     // from exiting once the work is done.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    // The log's last lines before the error that ends it.
+    drop(log);
     match result {
         Ok(code) => ExitCode::from(code),
         // Located manifest errors were printed already.
