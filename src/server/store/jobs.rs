@@ -557,8 +557,8 @@ impl Store {
                 params![app, staged.0, staged.1],
             )?;
         }
-        // The users' other endpoints (those imported are members already: their bodies are
-        // not parsed again for the channel).
+        // The users' other endpoints (those imported are members already: left out before
+        // their bodies would be parsed again for the channel).
         let channel = match tx.dialect() {
             Dialect::Sqlite => "json_extract(e.body, '$.ChannelType')",
             Dialect::Postgres => "(e.body::jsonb ->> 'ChannelType')",
@@ -568,6 +568,8 @@ impl Store {
              SELECT ?1, ?2, ?3, e.id, e.user_id, {channel}, e.body FROM endpoints e
              WHERE e.app_id = ?1 AND e.user_id IN (SELECT user_id FROM segment_members
                  WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 AND user_id IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM segment_members m
+                 WHERE m.app_id = ?1 AND m.segment_id = ?2 AND m.version = ?3 AND m.endpoint_id = e.id)
              ON CONFLICT DO NOTHING"),
             params![app, seg, version],
         )?;
