@@ -1281,14 +1281,17 @@ async fn deleting_the_application_stops_its_import_and_leaves_nothing_behind() {
         crate::pg::query_i64(&t.data, &format!("SELECT COUNT(*) FROM {table}"))
     };
     let start = Instant::now();
-    while count("endpoints") + count("import_rows") + count("attribute_names") + count("segments")
+    while count("endpoints")
+        + count("segment_members")
+        + count("attribute_names")
+        + count("segments")
         > 0
     {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "rows left: endpoints {}, import_rows {}, attribute_names {}, segments {}",
+            "rows left: endpoints {}, segment_members (staged) {}, attribute_names {}, segments {}",
             count("endpoints"),
-            count("import_rows"),
+            count("segment_members"),
             count("attribute_names"),
             count("segments")
         );
@@ -1642,4 +1645,185 @@ async fn names_freed_at_the_limit_keep_those_of_the_batchs_earlier_rows() {
     assert_eq!(names("name LIKE 'k%'"), 5, "kept's names stay");
     assert_eq!(names("name = 'fresh'"), 1);
     assert_eq!(names("name LIKE 'w%'"), 0, "wide's dropped names are freed");
+}
+
+/// An import into an existing segment (its rows staged apart, moved into the new version at
+/// the end), in batches that mix endpoints stored before with new ones: a stored endpoint is
+/// merged into (what the row leaves out stays), a new id written twice in one batch and a
+/// stored one written twice in another merge in order, and the per-user limit counts the
+/// user's stored endpoints across the batches' boundary. The new version's members are the
+/// rows as last written and the user's other endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_user_limit() {
+    let root = tempfile::tempdir().unwrap();
+    let rows = 1_200;
+    let line = |i: usize| -> String {
+        match i {
+            // Batch 1: a stored endpoint updated (its attribute and user stay).
+            4 => r#"{"Id":"old-1","Address":"+o1-new"}"#.into(),
+            // A new id written twice in one batch: the second merges into the first.
+            10 => r#"{"Id":"fresh","ChannelType":"SMS","Address":"+f","Attributes":{"a":["1"]}}"#
+                .into(),
+            11 => {
+                r#"{"Id":"fresh","Attributes":{"b":["2"]},"User":{"UserId":"fresh-user"}}"#.into()
+            }
+            // The user's 15th endpoint, at the first batch's end; the 16th, after it, refused.
+            998 => r#"{"Id":"q14","ChannelType":"SMS","Address":"+q14","User":{"UserId":"quota"}}"#
+                .into(),
+            1000 => {
+                r#"{"Id":"q15","ChannelType":"SMS","Address":"+q15","User":{"UserId":"quota"}}"#
+                    .into()
+            }
+            // Batch 2: a stored endpoint written twice.
+            1010 => r#"{"Id":"old-2","Address":"+o2-a","Attributes":{"x":["1"]}}"#.into(),
+            1020 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
+            _ => format!(r#"{{"Id":"n{i}","ChannelType":"SMS","Address":"+n{i}"}}"#),
+        }
+    };
+    let text: Vec<String> = (0..rows).map(line).collect();
+    std::fs::write(root.path().join("mixed.json"), text.join("\n") + "\n").unwrap();
+    std::fs::write(
+        root.path().join("first.json"),
+        r#"{"Id":"first","ChannelType":"SMS","Address":"+first"}"#,
+    )
+    .unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("mixed").await;
+    let app = app.as_str();
+    let c = &t.client;
+    // Stored before: old-1 and 13 more endpoints of user `quota`, and old-2.
+    let quota = || EndpointUser::builder().user_id("quota").build();
+    update(
+        c,
+        app,
+        "old-1",
+        sms("+o1")
+            .attributes("keep", vec!["x".into()])
+            .user(quota())
+            .build(),
+    )
+    .await;
+    for k in 1..=13 {
+        update(
+            c,
+            app,
+            &format!("q{k}"),
+            sms(&format!("+q{k}")).user(quota()).build(),
+        )
+        .await;
+    }
+    update(
+        c,
+        app,
+        "old-2",
+        sms("+o2")
+            .location(EndpointLocation::builder().country("FR").build())
+            .build(),
+    )
+    .await;
+    // The segment the import makes a new version of.
+    let url = |f: &str| format!("file://{}/{f}", root.path().display());
+    let first = import(c, app, &url("first.json"), Format::Json, Some("seg"), None).await;
+    assert_eq!(first.job_status(), Some(&JobStatus::Completed), "{first:?}");
+    let seg = first
+        .definition()
+        .unwrap()
+        .segment_id()
+        .unwrap()
+        .to_string();
+
+    let job = import(c, app, &url("mixed.json"), Format::Json, None, Some(&seg)).await;
+    assert_eq!(job.job_status(), Some(&JobStatus::Completed), "{job:?}");
+    assert_eq!(
+        (job.total_processed(), job.total_failures()),
+        (Some(rows as i32), Some(1)),
+        "{job:?}"
+    );
+    assert!(
+        job.failures()[0].contains(
+            "mixed.json:1001: User.UserId: a user has at most 15 endpoints; quota already has 15"
+        ),
+        "{:?}",
+        job.failures()
+    );
+    let endpoint = |id: &'static str| async move {
+        c.get_endpoint()
+            .application_id(app)
+            .endpoint_id(id)
+            .send()
+            .await
+            .unwrap()
+            .endpoint_response
+            .unwrap()
+    };
+    let old1 = endpoint("old-1").await;
+    assert_eq!(old1.address(), Some("+o1-new"));
+    assert_eq!(old1.attributes().unwrap()["keep"], ["x".to_string()]);
+    assert_eq!(old1.user().unwrap().user_id(), Some("quota"));
+    let fresh = endpoint("fresh").await;
+    let attrs = fresh.attributes().unwrap();
+    assert_eq!(
+        (&attrs["a"][..], &attrs["b"][..], fresh.address()),
+        (&["1".to_string()][..], &["2".to_string()][..], Some("+f"))
+    );
+    assert_eq!(fresh.user().unwrap().user_id(), Some("fresh-user"));
+    let old2 = endpoint("old-2").await;
+    assert_eq!(old2.address(), Some("+o2-b"));
+    assert_eq!(old2.location().unwrap().country(), Some("FR"));
+    assert_eq!(old2.attributes().unwrap()["x"], ["1".to_string()]);
+    assert!(
+        !exists(c, app, "q15").await,
+        "the refused row wrote nothing"
+    );
+    let got = c
+        .get_user_endpoints()
+        .application_id(app)
+        .user_id("quota")
+        .send()
+        .await
+        .unwrap();
+    let quota_ids: BTreeSet<String> = got
+        .endpoints_response
+        .unwrap()
+        .item()
+        .iter()
+        .filter_map(|e| e.id().map(String::from))
+        .collect();
+    let mut want: BTreeSet<String> = (1..=14).map(|k| format!("q{k}")).collect();
+    want.insert("old-1".into());
+    assert_eq!(quota_ids, want);
+
+    // The new version's members: the file's rows as last written (each id once), and the
+    // other endpoints of its users (q1–q13, stored before); not the first version's.
+    let out = root.path().join("out");
+    let done = export(c, app, &format!("file://{}/", out.display()), Some(&seg)).await;
+    assert_eq!(done.job_status(), Some(&JobStatus::Completed), "{done:?}");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(
+        std::fs::File::open(out.join(done.id().unwrap()).join("part-00000.gz")).unwrap(),
+    )
+    .read_to_string(&mut text)
+    .unwrap();
+    let members: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: BTreeSet<String> = members
+        .iter()
+        .map(|m| m["Id"].as_str().unwrap().to_string())
+        .collect();
+    let mut want: BTreeSet<String> = (0..rows)
+        .filter(|i| ![4, 10, 11, 998, 1000, 1010, 1020].contains(i))
+        .map(|i| format!("n{i}"))
+        .collect();
+    want.extend(["old-1", "fresh", "q14", "old-2"].map(String::from));
+    want.extend((1..=13).map(|k| format!("q{k}")));
+    assert_eq!(members.len(), got.len(), "each member once");
+    assert_eq!(got, want);
+    let member = |id: &str| members.iter().find(|m| m["Id"] == id).unwrap();
+    assert_eq!(member("old-2")["Address"], "+o2-b");
+    assert_eq!(member("old-2")["Location"]["Country"], "FR");
+    assert_eq!(member("old-1")["Attributes"]["keep"][0], "x");
+    assert_eq!(member("fresh")["Attributes"]["b"][0], "2");
 }

@@ -8,10 +8,9 @@ use tokio::io::AsyncBufReadExt as _;
 use super::{add, fail_row, reset_counters, retrying, set, Jobs, MAX_IMPORT_BYTES};
 use crate::audience::rows::{self, Format, Row};
 use crate::model::ImportDefinition;
-use crate::server::endpoint::Endpoint;
 use crate::server::error::ApiError;
 use crate::server::objects::{self, Reader};
-use crate::server::store::ImportTarget;
+use crate::server::store::{ImportRow, ImportTarget};
 use crate::text::now_iso;
 
 /// Rows committed per transaction, each batch written in a few multi-row statements
@@ -131,13 +130,18 @@ impl Jobs {
     ) -> Result<(), String> {
         let mut reader = self.open_uncompressed(file).await?;
         let mut rows = rows::Reader::new(format);
+        let job_id = job["Id"].as_str().unwrap_or_default().to_string();
         let mut batch = Batch::new(&file.name, register);
         let failure = loop {
             match rows.next_row_async(&mut reader).await {
                 Ok(None) => break None,
                 Ok(Some(Row::Endpoint { line, id, endpoint })) => {
                     add(job, "TotalProcessed", 1);
-                    batch.rows.push((id, endpoint));
+                    // Made here, while the batch before is written.
+                    let now = batch.now.get_or_insert_with(now_iso);
+                    batch
+                        .rows
+                        .push(ImportRow::new(app, &job_id, id, endpoint, now));
                     batch.lines.push(line);
                     if batch.rows.len() >= BATCH {
                         batch.commit(self, app, job).await?;
@@ -194,13 +198,16 @@ type Pending = (
     Vec<u64>,
 );
 
-/// The rows of one file on their way to the store: the batch being read, and the one before
-/// it, committed on a blocking thread meanwhile (one writer at a time).
+/// The rows of one file on their way to the store: the batch being read (each row prepared
+/// as it is read: [`ImportRow`]), and the one before it, committed on a blocking thread
+/// meanwhile (one writer at a time).
 struct Batch<'a> {
     file: &'a str,
     register: bool,
-    rows: Vec<(String, Endpoint)>,
+    rows: Vec<ImportRow>,
     lines: Vec<u64>,
+    /// The time the batch's endpoints are written at (when its first row was read).
+    now: Option<String>,
     pending: Option<Pending>,
 }
 
@@ -211,6 +218,7 @@ impl<'a> Batch<'a> {
             register,
             rows: Vec::with_capacity(BATCH),
             lines: Vec::with_capacity(BATCH),
+            now: None,
             pending: None,
         }
     }
@@ -222,11 +230,12 @@ impl<'a> Batch<'a> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.rows);
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(BATCH));
+        let now = self.now.take().unwrap_or_else(now_iso);
         let store = jobs.store.clone();
         let (app, snapshot, register) = (app.to_string(), job.clone(), self.register);
         let handle = tokio::task::spawn_blocking(move || {
-            retrying(|| store.import_batch(&app, &snapshot, register, rows.clone()))
+            retrying(|| store.import_batch(&app, &snapshot, register, &rows, &now))
         });
         self.pending = Some((handle, std::mem::take(&mut self.lines)));
         Ok(())

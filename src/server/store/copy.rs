@@ -84,7 +84,7 @@ const TABLES: &[Table] = &[
     ),
     table(
         "segment_members",
-        "app_id segment_id version endpoint_id channel body",
+        "app_id segment_id version endpoint_id channel body user_id",
         "app_id segment_id version endpoint_id",
     ),
     table(

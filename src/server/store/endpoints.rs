@@ -2,6 +2,7 @@
 //! GetUserEndpoints and the per-user quota; the application's attribute names, for the
 //! per-application quota.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::sql::{params, Connection, OptionalExtension, Param};
@@ -34,30 +35,71 @@ fn check_user(field: &str, user: &str, others: usize) -> Result<(), ApiError> {
     )))
 }
 
-/// An endpoint as it is written: its id, user, channel and stored JSON.
-pub(super) struct Staged {
-    pub id: String,
+/// An endpoint as it is written: its id, user, channel and stored JSON, and whether it is
+/// new (no endpoint of its id is stored, and no other row of the batch writes it): a new one
+/// is written by a plain `INSERT`, with no conflict to look for.
+pub(super) struct Staged<'a> {
+    pub id: &'a str,
     pub user: Option<String>,
     pub channel: Option<String>,
-    pub body: String,
+    pub body: Cow<'a, str>,
+    pub new: bool,
 }
 
 /// Endpoints to write, each id once (a multi-row upsert may not touch a row twice): in the
 /// order ids first came, each with its last value.
 #[derive(Default)]
-pub(super) struct Latest {
-    pub rows: Vec<Staged>,
-    slot: HashMap<String, usize>,
+pub(super) struct Latest<'a> {
+    pub rows: Vec<Staged<'a>>,
+    slot: HashMap<&'a str, usize>,
 }
 
-impl Latest {
-    pub fn put(&mut self, s: Staged) {
-        match self.slot.get(&s.id) {
-            Some(&i) => self.rows[i] = s,
+impl<'a> Latest<'a> {
+    pub fn put(&mut self, mut s: Staged<'a>) {
+        match self.slot.get(s.id) {
+            Some(&i) => {
+                // Written twice in one batch: an upsert, whatever the first row was.
+                s.new = false;
+                self.rows[i] = s;
+            }
             None => {
-                self.slot.insert(s.id.clone(), self.rows.len());
+                self.slot.insert(s.id, self.rows.len());
                 self.rows.push(s);
             }
+        }
+    }
+
+    /// Marks every row stored (written ahead of the batch's end: see [`Store::add_names`]):
+    /// written again at the end, each is an upsert.
+    pub fn stored(&mut self) {
+        for s in &mut self.rows {
+            s.new = false;
+        }
+    }
+}
+
+/// One import row, prepared before its batch's transaction: its id, the update it brings,
+/// and what it makes if its id is new (the endpoint and its stored JSON, or why it cannot be
+/// stored), made meanwhile so the transaction merges only the rows whose id exists.
+pub struct ImportRow {
+    pub id: String,
+    pub update: Endpoint,
+    fresh: Result<(Endpoint, String), ApiError>,
+}
+
+impl ImportRow {
+    /// `update` for endpoint `id` of `app`, written by import job `job_id` at `now`.
+    pub fn new(app: &str, job_id: &str, id: String, update: Endpoint, now: &str) -> Self {
+        let e = Endpoint::merged(None, update.clone(), app, &id, now, job_id);
+        let fresh = crate::server::endpoint::to_stored(&e, "Endpoint").map(|body| (e, body));
+        Self { id, update, fresh }
+    }
+
+    /// What the row makes when no endpoint of its id exists.
+    pub(super) fn fresh(&self) -> Result<(&Endpoint, &str), ApiError> {
+        match &self.fresh {
+            Ok((e, body)) => Ok((e, body)),
+            Err(e) => Err(e.clone()),
         }
     }
 }
@@ -71,8 +113,9 @@ impl Latest {
 /// ([`Store::lock_endpoints`]), so nothing else changes its endpoints meanwhile.
 pub(super) struct Merging<'a> {
     app: &'a str,
-    /// Each id's endpoint as it stands now (`None`: there is none yet).
-    current: HashMap<String, Option<Endpoint>>,
+    /// Each id's endpoint as it stands now (`None`: there is none yet), and whether it was
+    /// stored before the batch.
+    current: HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)>,
     /// The endpoint ids of each user the batch can touch (its rows' users and those of the
     /// endpoints they update).
     users: HashMap<String, HashSet<String>>,
@@ -80,19 +123,24 @@ pub(super) struct Merging<'a> {
 }
 
 impl<'a> Merging<'a> {
-    pub fn load(tx: &Tx<'_>, app: &'a str, rows: &[(String, Endpoint)]) -> Result<Self, ApiError> {
-        let mut current: HashMap<String, Option<Endpoint>> = HashMap::with_capacity(rows.len());
+    pub fn load(tx: &Tx<'_>, app: &'a str, rows: &'a [ImportRow]) -> Result<Self, ApiError> {
+        let mut current: HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)> =
+            HashMap::with_capacity(rows.len());
         let mut ids = Vec::with_capacity(rows.len());
-        for (id, _) in rows {
-            if !current.contains_key(id) {
-                current.insert(id.clone(), None);
-                ids.push(id);
+        for row in rows {
+            if !current.contains_key(row.id.as_str()) {
+                current.insert(&row.id, (None, false));
+                ids.push(&row.id);
             }
         }
         Self::load_stored(tx, app, &ids, &mut current)?;
         let mut users: HashMap<String, HashSet<String>> = HashMap::new();
-        let updates = rows.iter().map(|(_, e)| e);
-        for e in current.values().flatten().chain(updates) {
+        let updates = rows.iter().map(|r| &r.update);
+        for e in current
+            .values()
+            .filter_map(|(e, _)| e.as_deref())
+            .chain(updates)
+        {
             if let Some(user) = e.user_id() {
                 users.entry(user.to_string()).or_default();
             }
@@ -112,7 +160,7 @@ impl<'a> Merging<'a> {
         tx: &Tx<'_>,
         app: &str,
         ids: &[&String],
-        current: &mut HashMap<String, Option<Endpoint>>,
+        current: &mut HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)>,
     ) -> Result<(), ApiError> {
         let stored = multirow::chunked(
             tx,
@@ -127,9 +175,12 @@ impl<'a> Merging<'a> {
             |id, p| p.push(*id),
         )?;
         for row in stored {
+            let id: String = row.get(0)?;
             let body: String = row.get(1)?;
             let e: Endpoint = serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))?;
-            current.insert(row.get(0)?, Some(e));
+            if let Some(slot) = current.get_mut(id.as_str()) {
+                *slot = (Some(Cow::Owned(e)), true);
+            }
         }
         Ok(())
     }
@@ -162,25 +213,46 @@ impl<'a> Merging<'a> {
 
     /// Whether endpoint `id` exists, stored or written by an earlier row.
     pub fn exists(&self, id: &str) -> bool {
-        self.current.get(id).is_some_and(Option::is_some)
+        self.current.get(id).is_some_and(|(e, _)| e.is_some())
     }
 
-    /// `update` merged into endpoint `id` and checked as [`Store::upsert_endpoint`] checks
-    /// it: the endpoint to write. A refused row changes nothing. `pending` is what the batch
-    /// has not written yet, stored first if attribute names must be freed.
+    /// `row` merged into its endpoint and checked as [`Store::upsert_endpoint`] checks it:
+    /// the endpoint to write. A refused row changes nothing. `pending` is what the batch has
+    /// not written yet, stored first if attribute names must be freed.
     pub fn upsert(
         &mut self,
         tx: &Tx<'_>,
-        id: &str,
-        update: Endpoint,
+        row: &'a ImportRow,
         now: &str,
         request_id: &str,
-        pending: &Latest,
-    ) -> Result<Staged, ApiError> {
-        let before = self.current.get(id).cloned().flatten();
-        let old_user = before.as_ref().and_then(|b| b.user_id().map(String::from));
-        let e = Endpoint::merged(before, update, self.app, id, now, request_id);
-        let body = crate::server::endpoint::to_stored(&e, "Endpoint")?;
+        pending: &mut Latest<'a>,
+    ) -> Result<Staged<'a>, ApiError> {
+        let id = row.id.as_str();
+        let (before, stored) = match self.current.get(id) {
+            Some((before, stored)) => (before.as_deref(), *stored),
+            None => (None, false),
+        };
+        let old_user = before.and_then(|b| b.user_id().map(String::from));
+        let new = before.is_none();
+        let (e, body): (Cow<'a, Endpoint>, Cow<'a, str>) = match before {
+            // A new endpoint: what the row makes alone, made before the transaction.
+            None => {
+                let (e, body) = row.fresh()?;
+                (Cow::Borrowed(e), Cow::Borrowed(body))
+            }
+            Some(before) => {
+                let e = Endpoint::merged(
+                    Some(before.clone()),
+                    row.update.clone(),
+                    self.app,
+                    id,
+                    now,
+                    request_id,
+                );
+                let body = crate::server::endpoint::to_stored(&e, "Endpoint")?;
+                (Cow::Owned(e), Cow::Owned(body))
+            }
+        };
         if let Some(user) = e.user_id() {
             let others = self
                 .users
@@ -190,7 +262,9 @@ impl<'a> Merging<'a> {
         }
         let app = self.app;
         Store::add_names(tx, app, id, &e, "", &mut self.known, || {
-            Store::write_endpoints(tx, app, pending)
+            Store::write_endpoints(tx, app, pending)?;
+            pending.stored();
+            Ok(())
         })?;
         let user = e.user_id().map(String::from);
         if old_user != user {
@@ -202,14 +276,13 @@ impl<'a> Merging<'a> {
             }
         }
         let channel = e.channel_type.clone();
-        if let Some(slot) = self.current.get_mut(id) {
-            *slot = Some(e);
-        }
+        self.current.insert(id, (Some(e), stored));
         Ok(Staged {
-            id: id.to_string(),
+            id,
             user,
             channel,
             body,
+            new: new && !stored,
         })
     }
 }
@@ -392,21 +465,30 @@ impl Store {
         Ok(())
     }
 
-    /// Writes endpoints of `app` in multi-row upserts.
+    /// Writes endpoints of `app` in multi-row statements: the new ones (see [`Staged`]) in
+    /// plain inserts, the others in upserts.
     pub(super) fn write_endpoints(tx: &Tx<'_>, app: &str, rows: &Latest) -> Result<(), ApiError> {
-        multirow::chunked(
-            tx,
-            &[&app],
-            &rows.rows,
-            |n| {
-                format!(
-                    "INSERT INTO endpoints (app_id, id, user_id, body) VALUES {}
-                     ON CONFLICT (app_id, id) DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
-                    multirow::tuples(1, 3, n)
-                )
-            },
-            |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.body]),
-        )?;
+        let (new, old): (Vec<&Staged>, Vec<&Staged>) = rows.rows.iter().partition(|s| s.new);
+        for (rows, conflict) in [
+            (new, ""),
+            (
+                old,
+                " ON CONFLICT (app_id, id) DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
+            ),
+        ] {
+            multirow::chunked(
+                tx,
+                &[&app],
+                &rows,
+                |n| {
+                    format!(
+                        "INSERT INTO endpoints (app_id, id, user_id, body) VALUES {}{conflict}",
+                        multirow::tuples(1, 3, n)
+                    )
+                },
+                |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.body]),
+            )?;
+        }
         Ok(())
     }
 

@@ -7,10 +7,11 @@
 //! its first row at the next start (its staged rows cleared first), so it either completes or
 //! fails with its reason, and never leaves half a segment.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::endpoints::{Latest, Merging, Staged};
+use super::endpoints::{ImportRow, Latest, Merging, Staged};
 use super::sql::{params, Dialect, OptionalExtension, Param};
 use serde_json::Value;
 
@@ -104,49 +105,41 @@ fn missing(row: &Endpoint, exists: bool) -> Option<String> {
     })
 }
 
-/// An import row staged without registering it: the endpoint it alone makes.
-fn unregistered(
-    app: &str,
-    id: String,
-    row: Endpoint,
-    now: &str,
-    job_id: &str,
-) -> Result<Staged, ApiError> {
-    let e = Endpoint::merged(None, row, app, &id, now, job_id);
-    let body = crate::server::endpoint::to_stored(&e, "Endpoint")?;
-    Ok(Staged {
-        user: e.user_id().map(String::from),
-        channel: e.channel_type,
-        id,
-        body,
-    })
-}
-
 /// An import's rows made into the endpoints to stage (registered, when `register`, merged
 /// into the stored ones), and the rows refused, by index, with why.
-fn merge_rows(
+fn merge_rows<'a>(
     tx: &Tx<'_>,
-    app: &str,
+    app: &'a str,
     register: bool,
-    rows: Vec<(String, Endpoint)>,
+    rows: &'a [ImportRow],
     now: &str,
     job_id: &str,
-) -> Result<(Latest, Vec<(usize, String)>), ApiError> {
+) -> Result<(Latest<'a>, Vec<(usize, String)>), ApiError> {
     let mut merging = if register {
-        Some(Merging::load(tx, app, &rows)?)
+        Some(Merging::load(tx, app, rows)?)
     } else {
         None
     };
     let mut staged = Latest::default();
     let mut refused = Vec::new();
-    for (i, (id, row)) in rows.into_iter().enumerate() {
-        let exists = merging.as_ref().is_some_and(|m| m.exists(&id));
-        let written = match (missing(&row, exists), &mut merging) {
+    for (i, row) in rows.iter().enumerate() {
+        let exists = merging.as_ref().is_some_and(|m| m.exists(&row.id));
+        let written = match (missing(&row.update, exists), &mut merging) {
             (Some(why), _) => Err(why),
             (None, Some(m)) => m
-                .upsert(tx, &id, row, now, job_id, &staged)
+                .upsert(tx, row, now, job_id, &mut staged)
                 .map_err(|e| e.message),
-            (None, None) => unregistered(app, id, row, now, job_id).map_err(|e| e.message),
+            // Not registered: what the row alone makes.
+            (None, None) => row
+                .fresh()
+                .map(|(e, body)| Staged {
+                    id: &row.id,
+                    user: e.user_id().map(String::from),
+                    channel: e.channel_type.clone(),
+                    body: Cow::Borrowed(body),
+                    new: true,
+                })
+                .map_err(|e| e.message),
         };
         match written {
             Ok(s) => staged.put(s),
@@ -175,22 +168,53 @@ fn refresh_statistics(tx: &Tx<'_>, rows: usize) -> Result<(), ApiError> {
     let before = IMPORTED.fetch_add(rows as u64, Ordering::Relaxed);
     let after = before + rows as u64;
     if after >= 4096 && before.leading_zeros() != after.leading_zeros() {
-        tx.batch("ANALYZE endpoints, import_rows")?;
+        tx.batch("ANALYZE endpoints, segment_members")?;
     }
     Ok(())
 }
 
-/// Stages an import's rows (each endpoint id once a job: a later row replaces it).
-fn stage_rows(tx: &Tx<'_>, job_id: &str, rows: &Latest) -> Result<(), ApiError> {
+/// Where import job `job_id` stages its rows, as the members of its segment: for a new
+/// segment (`define`), its first version, the segment taking the job's id, so the members
+/// are written once; for a new version of segment `segment_id`, under the job's id at version
+/// 0, moved there at the end (the version is known then); without a segment, nowhere.
+fn staged_at<'a>(
+    job_id: &'a str,
+    segment_id: Option<&str>,
+    define: bool,
+) -> Option<(&'a str, i32)> {
+    match (segment_id, define) {
+        (Some(_), _) => Some((job_id, 0)),
+        (None, true) => Some((job_id, 1)),
+        (None, false) => None,
+    }
+}
+
+/// The target of the import whose response JSON is `job`: `(SegmentId, DefineSegment)`.
+fn target_of(job: &Value) -> (Option<&str>, bool) {
+    let def = &job["Definition"];
+    (
+        def["SegmentId"].as_str().filter(|s| !s.is_empty()),
+        def["DefineSegment"].as_bool().unwrap_or(false),
+    )
+}
+
+/// Stages an import's rows as members at `(segment, version)` of `app` (each endpoint id
+/// once a job: a later row replaces it).
+fn stage_rows(
+    tx: &Tx<'_>,
+    app: &str,
+    (segment, version): (&str, i32),
+    rows: &Latest,
+) -> Result<(), ApiError> {
     multirow::chunked(
         tx,
-        &[&job_id],
+        &[&app, &segment, &version],
         &rows.rows,
         |n| {
             format!(
-                "INSERT INTO import_rows (job_id, endpoint_id, user_id, channel, body) VALUES {}
-                 ON CONFLICT (job_id, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
-                multirow::tuples(1, 4, n)
+                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body) VALUES {}
+                 ON CONFLICT (app_id, segment_id, version, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
+                multirow::tuples(3, 4, n)
             )
         },
         |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.channel, &s.body]),
@@ -364,12 +388,14 @@ impl Store {
         })
     }
 
-    /// Forgets what an import staged, before it runs (again), if this server holds it.
+    /// Forgets what an import staged, before it runs (again), if this server holds it (and
+    /// the job is not complete: a new segment's members are staged where they stay).
     pub fn clear_import(&self, job: &str) -> Result<(), ApiError> {
         self.write(|tx| {
             tx.execute(
-                "DELETE FROM import_rows WHERE job_id = ?1
-                   AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND owner = ?2)",
+                "DELETE FROM segment_members WHERE app_id = (SELECT app_id FROM jobs WHERE id = ?1)
+                   AND segment_id = ?1 AND version IN (0, 1)
+                   AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND owner = ?2 AND status != 'COMPLETED')",
                 [job, &self.replica],
             )?;
             Ok(())
@@ -386,17 +412,20 @@ impl Store {
         app: &str,
         job: &Value,
         register: bool,
-        rows: Vec<(String, Endpoint)>,
+        rows: &[ImportRow],
+        now: &str,
     ) -> Result<Vec<(usize, String)>, ApiError> {
-        let now = now_iso();
         let job_id = job["Id"].as_str().unwrap_or_default().to_string();
         let status = job["JobStatus"].as_str().unwrap_or("PROCESSING");
         let text = job.to_string();
         self.write_app(app, |tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
-            let (staged, refused) = merge_rows(tx, app, register, rows, &now, &job_id)?;
-            stage_rows(tx, &job_id, &staged)?;
+            let (staged, refused) = merge_rows(tx, app, register, rows, now, &job_id)?;
+            let (segment_id, define) = target_of(job);
+            if let Some(at) = staged_at(&job_id, segment_id, define) {
+                stage_rows(tx, app, at, &staged)?;
+            }
             refresh_statistics(tx, staged.rows.len())?;
             let n = tx.execute(
                 "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?5",
@@ -443,10 +472,14 @@ impl Store {
             };
             let (seg, version) = match (target.segment_id, &current, target.define) {
                 (Some(seg), Some((v, _)), _) => (seg.to_string(), v + 1),
-                (None, _, true) => (new_id(), 1),
+                // Where the rows were staged: the new segment takes the job's id.
+                (None, _, true) => (job_id.to_string(), 1),
                 _ => (job_id.to_string(), 0),
             };
-            let counts = Self::stage_members(tx, app, job_id, &seg, version)?;
+            let counts = match staged_at(job_id, target.segment_id, target.define) {
+                Some(staged) => Self::stage_members(tx, app, staged, &seg, version)?,
+                None => BTreeMap::new(),
+            };
             let size: i64 = counts.values().sum();
             let mut def = target.definition.clone();
             def.size = size;
@@ -478,15 +511,8 @@ impl Store {
                     )?;
                     Some(seg)
                 }
-                _ => {
-                    tx.execute(
-                        "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2",
-                        [app, job_id],
-                    )?;
-                    None
-                }
+                _ => None,
             };
-            tx.execute("DELETE FROM import_rows WHERE job_id = ?1", [job_id])?;
             let imported = Imported {
                 segment_id,
                 size,
@@ -505,37 +531,47 @@ impl Store {
         })
     }
 
-    /// Writes an import's members into `seg` at `version`: the staged rows, and every
-    /// registered endpoint of each imported user. Their counts by channel.
+    /// Writes an import's members into `seg` at `version`: the rows staged at `staged`
+    /// (moved there, unless staged there), and every registered endpoint of each imported
+    /// user. Their counts by channel.
     fn stage_members(
         tx: &Tx<'_>,
         app: &str,
-        job_id: &str,
+        staged: (&str, i32),
         seg: &str,
         version: i32,
     ) -> Result<BTreeMap<String, i64>, ApiError> {
-        tx.execute(
-            "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
-            params![app, seg, version],
-        )?;
-        tx.execute(
-            "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
-             SELECT ?1, ?3, ?4, endpoint_id, channel, body FROM import_rows WHERE job_id = ?2",
-            params![app, job_id, seg, version],
-        )?;
-        // The users' other endpoints (those imported are members already: their bodies are
-        // not parsed again for the channel).
+        if staged != (seg, version) {
+            tx.execute(
+                "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
+                params![app, seg, version],
+            )?;
+            tx.execute(
+                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body)
+                 SELECT app_id, ?4, ?5, endpoint_id, user_id, channel, body FROM segment_members
+                 WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
+                params![app, staged.0, staged.1, seg, version],
+            )?;
+            tx.execute(
+                "DELETE FROM segment_members WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3",
+                params![app, staged.0, staged.1],
+            )?;
+        }
+        // The users' other endpoints (those imported are members already: left out before
+        // their bodies would be parsed again for the channel).
         let channel = match tx.dialect() {
             Dialect::Sqlite => "json_extract(e.body, '$.ChannelType')",
             Dialect::Postgres => "(e.body::jsonb ->> 'ChannelType')",
         };
         tx.execute(
-            &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body)
-             SELECT ?1, ?3, ?4, e.id, {channel}, e.body FROM endpoints e
-             WHERE e.app_id = ?1 AND e.user_id IN (SELECT DISTINCT user_id FROM import_rows WHERE job_id = ?2 AND user_id IS NOT NULL)
-               AND NOT EXISTS (SELECT 1 FROM import_rows r WHERE r.job_id = ?2 AND r.endpoint_id = e.id)
+            &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body)
+             SELECT ?1, ?2, ?3, e.id, e.user_id, {channel}, e.body FROM endpoints e
+             WHERE e.app_id = ?1 AND e.user_id IN (SELECT user_id FROM segment_members
+                 WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 AND user_id IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM segment_members m
+                 WHERE m.app_id = ?1 AND m.segment_id = ?2 AND m.version = ?3 AND m.endpoint_id = e.id)
              ON CONFLICT DO NOTHING"),
-            params![app, job_id, seg, version],
+            params![app, seg, version],
         )?;
         let mut counts = BTreeMap::new();
         {

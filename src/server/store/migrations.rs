@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "job leases",
         sql: JOB_LEASES,
     },
+    Migration {
+        version: 3,
+        name: "import rows staged as segment members",
+        sql: MEMBER_USERS,
+    },
 ];
 
 /// Where the applied versions are recorded.
@@ -63,6 +68,13 @@ pub const LOCK_KEY: i64 = 0x5365_676d_656e_7431; // "Segment1"
 const JOB_LEASES: &str = "
 ALTER TABLE jobs ADD COLUMN owner TEXT;
 ALTER TABLE jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+";
+
+/// An import stages its rows as the members of its segment (see `store::jobs`), with each
+/// member's user, instead of in `import_rows` (left in place, unused, for servers of
+/// version 2 still running while this one migrates).
+const MEMBER_USERS: &str = "
+ALTER TABLE segment_members ADD COLUMN user_id TEXT;
 ";
 
 /// The first schema, written once for both databases: `{seq}` is a table's position (its

@@ -24,7 +24,7 @@ mod segments;
 pub mod sql;
 mod tags;
 
-pub use endpoints::Body as EndpointBody;
+pub use endpoints::{Body as EndpointBody, ImportRow};
 pub use jobs::{lost_lease, ImportTarget, Imported, JobKind, OpenJob, TERMINAL};
 
 use std::path::{Path, PathBuf};

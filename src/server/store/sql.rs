@@ -182,6 +182,14 @@ impl Param for String {
 impl Typed for String {
     const TY: Ty = Ty::Text;
 }
+impl Param for std::borrow::Cow<'_, str> {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Text(self)
+    }
+}
+impl Typed for std::borrow::Cow<'_, str> {
+    const TY: Ty = Ty::Text;
+}
 macro_rules! int_param {
     ($($t:ty),*) => {$(
         impl Param for $t {
