@@ -22,6 +22,58 @@ async fn status(addr: SocketAddr, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// A server on a fresh database with `--db-statement-timeout 1s`, an application and a
+/// segment in it.
+async fn with_a_one_second_timeout(
+    app_name: &str,
+) -> (
+    std::process::Child,
+    aws_sdk_pinpoint::Client,
+    String,
+    String,
+    String,
+) {
+    let dsn = pg::database();
+    let (child, endpoint) = spawn_server_with(
+        std::path::Path::new(&dsn),
+        &["--db-statement-timeout", "1s"],
+    );
+    let c = client(&endpoint);
+    let app = util::create_app(&c, app_name).await;
+    let seg = util::create_segment(&c, &app, named("v1")).await;
+    (child, c, dsn, app, seg)
+}
+
+/// Another session, holding what `statement` locks until released (in a transaction rolled
+/// back then).
+struct Held {
+    release: std::sync::mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Held {
+    fn by_another_session(dsn: &str, statement: &str) -> Self {
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel::<()>();
+        let (dsn, statement) = (dsn.to_string(), statement.to_string());
+        let thread = std::thread::spawn(move || {
+            let mut db = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
+            let mut tx = db.transaction().unwrap();
+            tx.batch_execute(&statement).unwrap();
+            locked_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            tx.rollback().unwrap();
+        });
+        locked_rx.recv().unwrap();
+        Self { release, thread }
+    }
+
+    fn release(self) {
+        self.release.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_started_before_its_database_serves_once_the_database_answers() {
     let mut cluster = Cluster::new();
@@ -66,31 +118,12 @@ async fn a_server_started_before_its_database_serves_once_the_database_answers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_past_the_timeout_is_cancelled_and_its_request_keeps_nothing() {
-    let dsn = pg::database();
-    let (mut child, endpoint) = spawn_server_with(
-        std::path::Path::new(&dsn),
-        &["--db-statement-timeout", "1s"],
+    let (mut child, c, dsn, app, seg) = with_a_one_second_timeout("timeouts").await;
+    // Another session holds the segment's row until released.
+    let held = Held::by_another_session(
+        &dsn,
+        &format!("SELECT 1 FROM segments WHERE id = '{seg}' FOR UPDATE"),
     );
-    let c = client(&endpoint);
-    let app = util::create_app(&c, "timeouts").await;
-    let seg = util::create_segment(&c, &app, named("v1")).await;
-
-    // Another session holds the segment's row until told.
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let (dsn, seg) = (dsn.clone(), seg.clone());
-        std::thread::spawn(move || {
-            let mut db = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
-            let mut tx = db.transaction().unwrap();
-            tx.execute("SELECT 1 FROM segments WHERE id = $1 FOR UPDATE", &[&seg])
-                .unwrap();
-            locked_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            tx.rollback().unwrap();
-        })
-    };
-    locked_rx.recv().unwrap();
     let update = c
         .update_segment()
         .application_id(&app)
@@ -102,8 +135,7 @@ async fn a_statement_past_the_timeout_is_cancelled_and_its_request_keeps_nothing
         .expect("the database cancels the statement; the request does not wait for the lock");
     let err = out.expect_err("a cancelled statement fails its request");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
-    release_tx.send(()).unwrap();
-    holder.join().unwrap();
+    held.release();
 
     let got = c
         .get_segment()
@@ -191,38 +223,15 @@ fn a_read_dropped_mid_statement_leaves_its_connection_clean() {
 /// answers again once the lock is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_past_the_timeout_is_cancelled() {
-    let dsn = pg::database();
-    let (mut child, endpoint) = spawn_server_with(
-        std::path::Path::new(&dsn),
-        &["--db-statement-timeout", "1s"],
-    );
-    let c = client(&endpoint);
-    let app = util::create_app(&c, "read-timeouts").await;
-    let seg = util::create_segment(&c, &app, named("v1")).await;
-
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let holder = {
-        let dsn = dsn.clone();
-        std::thread::spawn(move || {
-            let mut db = postgres::Client::connect(&dsn, postgres::NoTls).unwrap();
-            let mut tx = db.transaction().unwrap();
-            tx.batch_execute("LOCK TABLE segments IN ACCESS EXCLUSIVE MODE")
-                .unwrap();
-            locked_tx.send(()).unwrap();
-            release_rx.recv().unwrap();
-            tx.rollback().unwrap();
-        })
-    };
-    locked_rx.recv().unwrap();
+    let (mut child, c, dsn, app, seg) = with_a_one_second_timeout("read-timeouts").await;
+    let held = Held::by_another_session(&dsn, "LOCK TABLE segments IN ACCESS EXCLUSIVE MODE");
     let read = c.get_segment().application_id(&app).segment_id(&seg).send();
     let out = tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("the database cancels the read; the request does not wait for the lock");
     let err = out.expect_err("a cancelled read fails its request");
     assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
-    release_tx.send(()).unwrap();
-    holder.join().unwrap();
+    held.release();
 
     let got = c
         .get_segment()
