@@ -49,7 +49,10 @@ fn run_as() -> Option<(u32, u32)> {
     Some(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
 }
 
-pub fn command(program: &Path, die_with_parent: bool) -> Command {
+/// `program`, run as the `postgres` user when the tests run as root; sent `death_signal`
+/// when the thread that started it ends (the server's own "stop now": SIGQUIT for
+/// PostgreSQL, SIGTERM for PgBouncer, which ignores SIGQUIT and would outlive the tests).
+pub fn command(program: &Path, death_signal: Option<libc::c_int>) -> Command {
     let mut cmd = Command::new(program);
     let who = run_as();
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -60,9 +63,9 @@ pub fn command(program: &Path, die_with_parent: bool) -> Command {
                     return Err(std::io::Error::last_os_error());
                 }
             }
-            if die_with_parent {
+            if let Some(signal) = death_signal {
                 // After setuid, which clears it.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                libc::prctl(libc::PR_SET_PDEATHSIG, signal);
             }
             Ok(())
         });
@@ -161,7 +164,7 @@ impl Cluster {
         chown(dir.parent().unwrap());
         chown(&dir);
         let data = dir.join("data");
-        let out = command(&bin_dir().join("initdb"), false)
+        let out = command(&bin_dir().join("initdb"), None)
             .args(["-D"])
             .arg(&data)
             .args([
@@ -213,7 +216,7 @@ impl Cluster {
     fn try_start(&mut self) -> bool {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.join("server.log")).unwrap();
-        let mut cmd = command(&bin_dir().join("postgres"), true);
+        let mut cmd = command(&bin_dir().join("postgres"), Some(libc::SIGQUIT));
         for setting in &self.settings {
             cmd.arg("-c").arg(setting);
         }

@@ -67,7 +67,7 @@ impl Bouncer {
         for f in ["users.txt", "pgbouncer.ini"] {
             pg::chown(&dir.join(f));
         }
-        let child = pg::command(&binary(), true)
+        let child = pg::command(&binary(), Some(libc::SIGTERM))
             .arg(dir.join("pgbouncer.ini"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
