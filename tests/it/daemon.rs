@@ -771,11 +771,16 @@ fn half_sent_admin_requests_are_closed_and_never_held_beyond_the_cap() {
         })
         .collect();
     let (mut most_held, mut open) = (0, FLOOD);
+    // A connection over the cap would be held for the header timeout (1 s), across many
+    // samples; one sample over it alone is /proc read while a connection closes and the
+    // next is accepted (seen under load), so two in a row fail the test.
+    let mut over = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     while open > 0 {
         let held = admin_connections(pid, port);
+        over = if held > CAP { over + 1 } else { 0 };
         assert!(
-            held <= CAP,
+            over < 2,
             "the controller holds {held} admin connections at once; the cap is {CAP}"
         );
         most_held = most_held.max(held);
