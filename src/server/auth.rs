@@ -18,8 +18,9 @@ use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::error::ApiError;
 
-/// The service name in the credential scope.
-pub const SIGNING_NAME: &str = "mobiletargeting";
+/// The service name in the credential scope of Pinpoint's requests (Customer Profiles':
+/// `profile`, see [`super::api::Api::signing_name`]).
+pub const SIGNING_NAME: &str = super::api::Api::Pinpoint.signing_name();
 /// How far a request's `x-amz-date` may be from the server's clock.
 pub const MAX_SKEW: time::Duration = time::Duration::minutes(15);
 
@@ -196,6 +197,8 @@ pub struct Checked<'a> {
     signed_headers: &'a str,
     signature: &'a str,
     amz_date: &'a str,
+    /// The service the credential scope names (checked: the one the request's path is for).
+    service: &'static str,
     signing_keys: &'a SigningKeys,
 }
 
@@ -220,6 +223,7 @@ impl std::fmt::Debug for Checked<'_> {
 pub fn precheck<'a>(
     creds: &'a Credentials,
     region: &str,
+    service: &'static str,
     headers: &'a HeaderMap,
     now: OffsetDateTime,
 ) -> Result<Checked<'a>, ApiError> {
@@ -240,9 +244,9 @@ pub fn precheck<'a>(
             "The security token included in the request is invalid: unknown access key id",
         )
     })?;
-    if auth.service != SIGNING_NAME {
+    if auth.service != service {
         return Err(ApiError::forbidden(format!(
-            "Credential should be scoped to correct service: '{SIGNING_NAME}'"
+            "Credential should be scoped to correct service: '{service}'"
         )));
     }
     if auth.region != region {
@@ -311,6 +315,7 @@ pub fn precheck<'a>(
         signed_headers: auth.signed_headers,
         signature: auth.signature,
         amz_date,
+        service,
         signing_keys: &creds.signing_keys,
     })
 }
@@ -349,7 +354,7 @@ impl Checked<'_> {
             self.secret,
             self.date,
             self.region,
-            SIGNING_NAME,
+            self.service,
         );
         // The string to sign: algorithm, time, scope, and the canonical request's hash.
         for part in [
@@ -360,7 +365,7 @@ impl Checked<'_> {
             "/",
             self.region,
             "/",
-            SIGNING_NAME,
+            self.service,
             "/aws4_request\n",
         ] {
             mac.update(part.as_bytes());
@@ -397,7 +402,13 @@ pub fn verify(
     body: &[u8],
     now: OffsetDateTime,
 ) -> Result<(), ApiError> {
-    precheck(creds, region, headers, now)?.verify(method, uri, headers, &payload_hash(body))
+    let service = super::api::Api::of_path(uri.path()).signing_name();
+    precheck(creds, region, service, headers, now)?.verify(
+        method,
+        uri,
+        headers,
+        &payload_hash(body),
+    )
 }
 
 /// The most signing keys [`SigningKeys`] holds: a key a day per access key, with room for
@@ -902,7 +913,7 @@ mod tests {
                 &date[..8]
             );
             h.insert("authorization", auth.parse().unwrap());
-            precheck(&creds, "us-east-1", &h, now).map(|_| ())
+            precheck(&creds, "us-east-1", SIGNING_NAME, &h, now).map(|_| ())
         };
         let repeated = format!("host;{}", vec!["x-a"; 40_000].join(";"));
         let err = with(&repeated).unwrap_err();

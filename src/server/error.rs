@@ -1,4 +1,5 @@
-//! The API's error model: Pinpoint's seven error types, rendered so every SDK maps them.
+//! The API's error model: Pinpoint's seven error types (and Customer Profiles' five),
+//! rendered so every SDK maps them.
 //!
 //! Each error carries `x-amzn-ErrorType` (what aws-sdk-rust and botocore read to choose the
 //! typed error), `x-amzn-RequestId`, and the documented `{"Message","RequestID"}` body.
@@ -6,6 +7,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::api::Api;
 use crate::model::MessageBody;
 
 tokio::task_local! {
@@ -65,8 +67,28 @@ impl ErrorKind {
         }
     }
 
-    /// The modelled error shape name, as the SDKs expect it in `x-amzn-ErrorType`.
+    /// The modelled error shape name, as the SDKs expect it in `x-amzn-ErrorType`, for
+    /// Pinpoint.
     pub fn code(self) -> &'static str {
+        self.code_for(Api::Pinpoint)
+    }
+
+    /// The modelled error shape name for `api`. Customer Profiles models five errors; a 405,
+    /// 413 or 409 there keeps its status and is named BadRequestException, so both SDKs
+    /// still read it as a typed error rather than an unknown one.
+    pub fn code_for(self, api: Api) -> &'static str {
+        if api == Api::CustomerProfiles {
+            return match self {
+                Self::BadRequest
+                | Self::MethodNotAllowed
+                | Self::PayloadTooLarge
+                | Self::Conflict => "BadRequestException",
+                Self::Forbidden => "AccessDeniedException",
+                Self::NotFound => "ResourceNotFoundException",
+                Self::TooManyRequests => "ThrottlingException",
+                Self::Internal | Self::Unavailable => "InternalServerException",
+            };
+        }
         match self {
             Self::BadRequest => "BadRequestException",
             Self::Forbidden => "ForbiddenException",
@@ -158,6 +180,23 @@ impl IntoResponse for ApiError {
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             h.insert("x-amzn-RequestId", v);
         }
+        // For the request-id layer, which knows the path: a Customer Profiles request's error
+        // is renamed there (see `name_for`).
+        resp.extensions_mut().insert(self.kind);
         resp
+    }
+}
+
+/// Names an error answer as `api` names it: the type header set from the kind the answer
+/// carries (every [`ApiError`] answer carries one; other answers are left as they are).
+pub fn name_for(api: Api, resp: &mut Response) {
+    if api == Api::Pinpoint {
+        return;
+    }
+    if let Some(kind) = resp.extensions().get::<ErrorKind>().copied() {
+        resp.headers_mut().insert(
+            "x-amzn-ErrorType",
+            HeaderValue::from_static(kind.code_for(api)),
+        );
     }
 }

@@ -14,6 +14,7 @@ use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::api::{self, Api};
 use super::{auth, error, ApiError, AppState, Auth, ErrorKind, MAX_BODY_BYTES};
 
 /// How long a request waits for room in the body budget before a 429 (retryable).
@@ -88,6 +89,7 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let api = Api::of_path(&path);
     let operation = std::sync::Arc::new(std::sync::Mutex::new(""));
     let mut resp = error::REQUEST_ID
         .scope(
@@ -98,6 +100,7 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-amzn-RequestId", v);
     }
+    error::name_for(api, &mut resp);
     if path != "/livez" && path != "/readyz" {
         let op = *operation.lock().unwrap_or_else(|p| p.into_inner());
         tracing::info!(
@@ -249,7 +252,7 @@ async fn drain(mut body: Body, budget: u64, within: Duration) {
 fn too_large() -> ApiError {
     ApiError::new(
         ErrorKind::PayloadTooLarge,
-        format!("The request body is larger than {MAX_BODY_BYTES} bytes (7 MB), Pinpoint's payload quota"),
+        format!("The request body is larger than {MAX_BODY_BYTES} bytes (7 MB), the request payload quota"),
     )
 }
 
@@ -280,6 +283,7 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<(Request, Bod
         Auth::SigV4(creds) => match auth::precheck(
             creds,
             &state.region,
+            Api::of_path(parts.uri.path()).signing_name(),
             &parts.headers,
             time::OffsetDateTime::now_utc(),
         ) {
@@ -291,7 +295,7 @@ async fn read_and_verify(state: &AppState, req: Request) -> Result<(Request, Bod
     if checked
         .as_ref()
         .is_some_and(|c| c.access == auth::Access::ReadOnly)
-        && !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS)
+        && !api::is_read(&parts.method, parts.uri.path())
     {
         return Err(refuse(
             body,
