@@ -122,6 +122,9 @@ macro_rules! wire_enum {
     };
 }
 
+// After `wire_enum!`, which it uses.
+pub mod profiles;
+
 /// `unknown value "INCLUDE"; expected INCLUSIVE or EXCLUSIVE (did you mean INCLUSIVE?)`
 pub fn unknown_value_message(found: &str, expected: &[&str]) -> String {
     let mut msg = format!("unknown value {found:?}; expected {}", one_of(expected));

@@ -1,0 +1,622 @@
+//! Customer Profiles' segment-definition wire shapes (botocore's `customer-profiles`
+//! 2020-08-15 model): domains, segment definitions and their criteria, tags.
+//!
+//! As on the Pinpoint side, member names are the API's (PascalCase; `Tags` capitalized in
+//! the create requests), every struct refuses unknown fields, and maps refuse a key written
+//! twice. A `Dimension` is a union in the model: here a struct of two options, with the
+//! "exactly one" rule in [`validate`], so the error names the path; it serializes only the
+//! member that is set, as the SDKs' union readers require.
+//!
+//! Times are epoch seconds, a JSON number ([`EpochSeconds`]): the Rust SDK refuses a
+//! string there.
+
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{unique_map, unknown_value_message, Include, Tags};
+
+wire_enum!(
+    /// How a profile field's values select profiles.
+    StringDimensionType {
+        Inclusive = "INCLUSIVE",
+        Exclusive = "EXCLUSIVE",
+        Contains = "CONTAINS",
+        BeginsWith = "BEGINS_WITH",
+        EndsWith = "ENDS_WITH",
+    }
+);
+wire_enum!(
+    /// How a date field (BirthDate) selects profiles.
+    DateDimensionType {
+        Before = "BEFORE",
+        After = "AFTER",
+        Between = "BETWEEN",
+        NotBetween = "NOT_BETWEEN",
+        On = "ON",
+    }
+);
+wire_enum!(
+    /// How a custom or calculated attribute selects profiles.
+    AttributeDimensionType {
+        Inclusive = "INCLUSIVE",
+        Exclusive = "EXCLUSIVE",
+        Contains = "CONTAINS",
+        BeginsWith = "BEGINS_WITH",
+        EndsWith = "ENDS_WITH",
+        Before = "BEFORE",
+        After = "AFTER",
+        Between = "BETWEEN",
+        NotBetween = "NOT_BETWEEN",
+        On = "ON",
+        GreaterThan = "GREATER_THAN",
+        LessThan = "LESS_THAN",
+        GreaterThanOrEqual = "GREATER_THAN_OR_EQUAL",
+        LessThanOrEqual = "LESS_THAN_OR_EQUAL",
+        Equal = "EQUAL",
+        ListContains = "LIST_CONTAINS",
+        ListContainsAll = "LIST_CONTAINS_ALL",
+    }
+);
+
+impl AttributeDimensionType {
+    /// Types whose values are dates or instants.
+    pub fn is_temporal(self) -> bool {
+        matches!(
+            self,
+            Self::Before | Self::After | Self::Between | Self::NotBetween | Self::On
+        )
+    }
+
+    /// Types whose values are numbers.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            Self::GreaterThan
+                | Self::LessThan
+                | Self::GreaterThanOrEqual
+                | Self::LessThanOrEqual
+                | Self::Equal
+        )
+    }
+}
+
+wire_enum!(ProfileTypeDimensionType { Inclusive = "INCLUSIVE", Exclusive = "EXCLUSIVE" });
+wire_enum!(ProfileType { AccountProfile = "ACCOUNT_PROFILE", Profile = "PROFILE" });
+wire_enum!(RangeUnit { Days = "DAYS" });
+wire_enum!(SortOrder { Asc = "ASC", Desc = "DESC" });
+wire_enum!(SortDataType { String = "STRING", Number = "NUMBER", Date = "DATE" });
+wire_enum!(SortAttributeType { Profile = "PROFILE", Calculated = "CALCULATED" });
+wire_enum!(SegmentType { Classic = "CLASSIC", Enhanced = "ENHANCED" });
+
+/// A time on the wire: seconds since the epoch, a JSON number (fractions of a second kept
+/// to the millisecond).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EpochSeconds {
+    pub millis: i64,
+}
+
+impl Serialize for EpochSeconds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.millis % 1000 == 0 {
+            s.serialize_i64(self.millis / 1000)
+        } else {
+            s.serialize_f64(self.millis as f64 / 1000.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EpochSeconds {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let secs = f64::deserialize(d)?;
+        if !secs.is_finite() {
+            return Err(serde::de::Error::custom("a time must be a finite number"));
+        }
+        Ok(Self {
+            millis: (secs * 1000.0).round() as i64,
+        })
+    }
+}
+
+/// The body of CreateSegmentDefinition (the name and domain are in the path).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CreateSegmentDefinitionRequest {
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_groups: Option<SegmentGroups>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_sql_query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_sort: Option<SegmentSort>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
+    pub tags: Option<Tags>,
+}
+
+/// A definition's criteria (the model's `SegmentGroup`; CreateSegmentEstimate's
+/// `SegmentQuery` has the same members).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SegmentGroups {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<Group>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Include>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Group {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<Vec<Dimension>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_segments: Option<Vec<SourceSegment>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<Include>,
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub group_type: Option<Include>,
+}
+
+/// One dimension: exactly one of its two members (a union in the model).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Dimension {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_attributes: Option<ProfileAttributes>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
+    pub calculated_attributes: Option<BTreeMap<String, CalculatedAttributeDimension>>,
+}
+
+/// Criteria on a profile's standard fields and its custom `Attributes`, ANDed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ProfileAttributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_information: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub middle_name: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender_string: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party_type_string: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<DateDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_name: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_phone_number: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_phone_number: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile_phone_number: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_email_address: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_email_address: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<AddressDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<AddressDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailing_address: Option<AddressDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_address: Option<AddressDimension>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
+    pub attributes: Option<BTreeMap<String, AttributeDimension>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_type: Option<ProfileTypeDimension>,
+}
+
+impl ProfileAttributes {
+    /// The string fields and their criteria, in the model's order (`AdditionalInformation`
+    /// among them: its values may be up to 1,000 characters).
+    pub fn strings(&self) -> [(&'static str, Option<&ProfileDimension>); 15] {
+        [
+            ("AccountNumber", self.account_number.as_ref()),
+            (
+                "AdditionalInformation",
+                self.additional_information.as_ref(),
+            ),
+            ("FirstName", self.first_name.as_ref()),
+            ("LastName", self.last_name.as_ref()),
+            ("MiddleName", self.middle_name.as_ref()),
+            ("GenderString", self.gender_string.as_ref()),
+            ("PartyTypeString", self.party_type_string.as_ref()),
+            ("PhoneNumber", self.phone_number.as_ref()),
+            ("BusinessName", self.business_name.as_ref()),
+            ("BusinessPhoneNumber", self.business_phone_number.as_ref()),
+            ("HomePhoneNumber", self.home_phone_number.as_ref()),
+            ("MobilePhoneNumber", self.mobile_phone_number.as_ref()),
+            ("EmailAddress", self.email_address.as_ref()),
+            ("PersonalEmailAddress", self.personal_email_address.as_ref()),
+            ("BusinessEmailAddress", self.business_email_address.as_ref()),
+        ]
+    }
+
+    /// The four addresses and their criteria.
+    pub fn addresses(&self) -> [(&'static str, Option<&AddressDimension>); 4] {
+        [
+            ("Address", self.address.as_ref()),
+            ("ShippingAddress", self.shipping_address.as_ref()),
+            ("MailingAddress", self.mailing_address.as_ref()),
+            ("BillingAddress", self.billing_address.as_ref()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ProfileDimension {
+    pub dimension_type: StringDimensionType,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DateDimension {
+    pub dimension_type: DateDimensionType,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AddressDimension {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub county: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub province: Option<ProfileDimension>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ProfileDimension>,
+}
+
+impl AddressDimension {
+    pub fn parts(&self) -> [(&'static str, Option<&ProfileDimension>); 6] {
+        [
+            ("City", self.city.as_ref()),
+            ("Country", self.country.as_ref()),
+            ("County", self.county.as_ref()),
+            ("PostalCode", self.postal_code.as_ref()),
+            ("Province", self.province.as_ref()),
+            ("State", self.state.as_ref()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct AttributeDimension {
+    pub dimension_type: AttributeDimensionType,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ProfileTypeDimension {
+    pub dimension_type: ProfileTypeDimensionType,
+    pub values: Vec<ProfileType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CalculatedAttributeDimension {
+    pub dimension_type: AttributeDimensionType,
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_overrides: Option<ConditionOverrides>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ConditionOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<RangeOverride>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct RangeOverride {
+    pub start: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<i32>,
+    pub unit: RangeUnit,
+}
+
+/// A definition a group builds on, by name, in the same domain.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SourceSegment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_definition_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SegmentSort {
+    pub attributes: Vec<SortAttribute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SortAttribute {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<SortDataType>,
+    pub order: SortOrder,
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub attribute_type: Option<SortAttributeType>,
+}
+
+/// What GetSegmentDefinition answers (Create's answer is the same less the criteria).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SegmentDefinition {
+    pub segment_definition_name: String,
+    pub display_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_groups: Option<SegmentGroups>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_sort: Option<SegmentSort>,
+    pub segment_definition_arn: String,
+    pub created_at: EpochSeconds,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+    pub segment_type: SegmentType,
+}
+
+/// An item of ListSegmentDefinitions: no criteria.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SegmentDefinitionItem {
+    pub segment_definition_name: String,
+    pub display_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub segment_definition_arn: String,
+    pub created_at: EpochSeconds,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+    pub segment_type: SegmentType,
+}
+
+impl SegmentDefinition {
+    pub fn item(self) -> SegmentDefinitionItem {
+        SegmentDefinitionItem {
+            segment_definition_name: self.segment_definition_name,
+            display_name: self.display_name,
+            description: self.description,
+            segment_definition_arn: self.segment_definition_arn,
+            created_at: self.created_at,
+            tags: self.tags,
+            segment_type: self.segment_type,
+        }
+    }
+
+    /// The request that would create this definition, for comparing with another.
+    pub fn request(&self) -> CreateSegmentDefinitionRequest {
+        CreateSegmentDefinitionRequest {
+            display_name: self.display_name.clone(),
+            description: self.description.clone(),
+            segment_groups: self.segment_groups.clone(),
+            segment_sql_query: None,
+            segment_sort: self.segment_sort.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+}
+
+/// The body of CreateDomain (the name is in the path). Matching, rule-based matching and the
+/// data store are declared so a request naming them gets a clear refusal, not "unknown
+/// field": this server does not implement them.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct CreateDomainRequest {
+    pub default_expiration_days: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_encryption_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule_based_matching: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_store: Option<serde_json::Value>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
+    pub tags: Option<Tags>,
+}
+
+/// What CreateDomain and GetDomain answer (`Stats` on GetDomain only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Domain {
+    pub domain_name: String,
+    pub default_expiration_days: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_encryption_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<DomainStats>,
+    pub created_at: EpochSeconds,
+    pub last_updated_at: EpochSeconds,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DomainStats {
+    pub profile_count: i64,
+    pub metering_profile_count: i64,
+    pub object_count: i64,
+    pub total_size: i64,
+}
+
+/// An item of ListDomains.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DomainItem {
+    pub domain_name: String,
+    pub created_at: EpochSeconds,
+    pub last_updated_at: EpochSeconds,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Tags>,
+}
+
+impl Domain {
+    pub fn item(self) -> DomainItem {
+        DomainItem {
+            domain_name: self.domain_name,
+            created_at: self.created_at,
+            last_updated_at: self.last_updated_at,
+            tags: self.tags,
+        }
+    }
+}
+
+/// The body of TagResource and the answer of ListTagsForResource (lowercase `tags`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagsBody {
+    #[serde(rename = "tags", deserialize_with = "super::unique_map_required")]
+    pub tags: Tags,
+}
+
+/// A date or an instant as a profile's dates are read (BirthDate, date criteria): an ISO
+/// 8601 instant as Pinpoint reads it, or a calendar date `YYYY-MM-DD`, meaning its midnight
+/// UTC. One grammar for the server's checks, the evaluator and the SQL it writes.
+pub fn parse_date_or_instant(text: &str) -> Option<time::OffsetDateTime> {
+    if let Some(t) = super::validate::parse_instant(text) {
+        return Some(t);
+    }
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date = time::Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
+    Some(date.midnight().assume_utc())
+}
+
+/// Whether a value is a number as comparisons read it: `-?[0-9]+(\.[0-9]+)?`, no exponent,
+/// no sign `+`, no spaces (so every engine reads it the same way).
+pub fn is_number(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match digits.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(whole) && fraction.is_none_or(all_digits)
+}
+
+/// The ARN of a domain, or of a segment definition in it.
+pub fn arn(region: &str, account: &str, domain: &str, definition: Option<&str>) -> String {
+    match definition {
+        None => format!("arn:aws:profile:{region}:{account}:domains/{domain}"),
+        Some(n) => {
+            format!("arn:aws:profile:{region}:{account}:domains/{domain}/segment-definitions/{n}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_instants_or_calendar_days_and_numbers_are_plain_decimals() {
+        let day = parse_date_or_instant("1990-05-17").unwrap();
+        assert_eq!(day, parse_date_or_instant("1990-05-17T00:00:00Z").unwrap());
+        assert!(parse_date_or_instant("1990-5-17").is_none());
+        assert!(parse_date_or_instant("1990-02-30").is_none());
+        assert!(parse_date_or_instant("yesterday").is_none());
+        for n in ["0", "-1", "12.5", "-0.25", "007"] {
+            assert!(is_number(n), "{n}");
+        }
+        for n in [
+            "", "-", "1.", ".5", "+1", "1e3", " 1", "1 ", "0x10", "1.2.3", "NaN",
+        ] {
+            assert!(!is_number(n), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn times_are_numbers_of_seconds() {
+        let whole = EpochSeconds {
+            millis: 1_780_000_000_000,
+        };
+        assert_eq!(serde_json::to_string(&whole).unwrap(), "1780000000");
+        let part = EpochSeconds {
+            millis: 1_780_000_000_250,
+        };
+        assert_eq!(serde_json::to_string(&part).unwrap(), "1780000000.25");
+        let back: EpochSeconds = serde_json::from_str("1780000000.25").unwrap();
+        assert_eq!(back, part);
+        assert!(serde_json::from_str::<EpochSeconds>("\"2026-01-01T00:00:00Z\"").is_err());
+    }
+
+    #[test]
+    fn a_dimension_serializes_only_its_set_member() {
+        let d: Dimension = serde_json::from_str(
+            r#"{"ProfileAttributes":{"FirstName":{"DimensionType":"INCLUSIVE","Values":["Ada"]}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"ProfileAttributes":{"FirstName":{"DimensionType":"INCLUSIVE","Values":["Ada"]}}}"#
+        );
+    }
+
+    #[test]
+    fn an_unknown_dimension_type_names_the_closest() {
+        let e = serde_json::from_str::<ProfileDimension>(
+            r#"{"DimensionType":"BEGINS_WTIH","Values":["a"]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("did you mean BEGINS_WITH?"), "{e}");
+    }
+}
