@@ -45,7 +45,7 @@ where
 }
 type Result<T> = std::result::Result<T, ApiError>;
 
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+pub(super) fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => {
             let mut resp = (status, bytes).into_response();
@@ -89,7 +89,7 @@ fn listing<T: Serialize>(l: Listing<T>) -> Response {
 }
 
 /// Decodes a JSON body, naming the field path on failure.
-fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+pub(super) fn body<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request(format!(
             "the request body is empty; expected a {what} JSON object"
@@ -138,7 +138,7 @@ fn page(query: &Option<String>) -> Result<Page> {
     Ok(p)
 }
 
-fn admit(state: &AppState, operation: &'static str) -> Result<()> {
+pub(super) fn admit(state: &AppState, operation: &'static str) -> Result<()> {
     super::error::set_operation(operation);
     if state.rate_limits && !state.limiter.admit(operation) {
         state
@@ -158,7 +158,7 @@ fn admit(state: &AppState, operation: &'static str) -> Result<()> {
 
 /// Runs a store call that only reads: inline on SQLite (a local file: microseconds), off
 /// the async workers on PostgreSQL (a network round trip, on a blocking client).
-async fn reading<T: Send + 'static>(
+pub(super) async fn reading<T: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
 ) -> Result<T> {
@@ -169,7 +169,7 @@ async fn reading<T: Send + 'static>(
 }
 
 /// Runs a store call that writes, off the async workers (it waits for fsync).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
 ) -> Result<T> {

@@ -20,6 +20,11 @@ const WRITE_OPS: &[&str] = &[
     "CreateCampaign",
     "UpdateCampaign",
     "DeleteCampaign",
+    // Customer Profiles' (its quotas are not in the model: Pinpoint's numbers are used).
+    "profile.CreateDomain",
+    "profile.DeleteDomain",
+    "profile.CreateSegmentDefinition",
+    "profile.DeleteSegmentDefinition",
 ];
 
 pub fn quota(operation: &str) -> f64 {

@@ -1,5 +1,6 @@
-//! `segmentctl serve`: the Pinpoint Segment API, self-hosted, over SQLite (one server) or
-//! PostgreSQL (replicas). This module holds its configuration and starts it.
+//! `segmentctl serve`: the Pinpoint Segment API and Customer Profiles' segment-definition
+//! API, self-hosted, over SQLite (one server) or PostgreSQL (replicas). This module holds
+//! its configuration and starts it.
 //!
 //! Connections are HTTP/1.1 only, bounded in number, and closed when a request's headers take
 //! longer than [`HEADER_TIMEOUT`] (idle keep-alive connections included): [`listen`]. Layers,
@@ -21,6 +22,7 @@ pub mod limits;
 mod listen;
 mod middleware;
 pub mod objects;
+mod profiles;
 mod router;
 pub mod store;
 

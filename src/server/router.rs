@@ -1,5 +1,5 @@
 //! The API's routes: one router per resource (apps, segments, campaigns, journeys,
-//! endpoints, jobs, tags), merged, each answering OPTIONS and 405 on every path; the probes
+//! endpoints, jobs, tags; Customer Profiles' domains and segment definitions), merged, each answering OPTIONS and 405 on every path; the probes
 //! beside them; the middleware layers around them (see [`super::middleware`]).
 
 use std::sync::Arc;
@@ -26,6 +26,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(endpoints())
         .merge(jobs())
         .merge(tags())
+        .merge(super::profiles::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!("No resource at {}", uri.path()))
         })
@@ -52,7 +53,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 type Routes = Router<Arc<AppState>>;
 
 /// A resource's methods, answering OPTIONS with `allow` and any other method with a 405.
-fn resource(m: MethodRouter<Arc<AppState>>, allow: &'static str) -> MethodRouter<Arc<AppState>> {
+pub(super) fn resource(
+    m: MethodRouter<Arc<AppState>>,
+    allow: &'static str,
+) -> MethodRouter<Arc<AppState>> {
     m.options(move || async move { options(allow) })
         .fallback(move |method: Method| async move {
             ApiError::new(

@@ -24,6 +24,7 @@ mod imports;
 mod manifests;
 mod pg_ops;
 mod pg_tls;
+mod profiles_api;
 mod properties;
 mod reconcile;
 mod replicas;

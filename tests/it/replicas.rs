@@ -529,7 +529,7 @@ fn migrate_only_applies_the_schema_and_names_each_migration() {
     let port = dsn.split(':').nth(2).unwrap().split('/').next().unwrap();
     insta::assert_snapshot!(
         stdout.replace(port, "PORT").replace(&dsn[dsn.rfind('/').unwrap()..], "/DB"),
-        @"postgres://127.0.0.1:PORT/DB: schema at version 3; applied: 1 (initial schema), 2 (job leases), 3 (import rows staged as segment members)"
+        @"postgres://127.0.0.1:PORT/DB: schema at version 4; applied: 1 (initial schema), 2 (job leases), 3 (import rows staged as segment members), 4 (customer profiles)"
     );
 }
 
@@ -572,6 +572,31 @@ async fn everything(addr: SocketAddr) -> BTreeMap<String, (u16, serde_json::Valu
         }
         for e in ["e1", "e2", "e3"] {
             paths.push(format!("/v1/apps/{a}/endpoints/{e}"));
+        }
+        for p in paths {
+            let got = get_json(addr, &p).await;
+            out.insert(p, got);
+        }
+    }
+    // Customer Profiles: domains, their definitions (each whole), and tags.
+    let (_, domains) = get_json(addr, "/domains").await;
+    out.insert("/domains".to_string(), (200, domains.clone()));
+    for d in domains["Items"].as_array().unwrap() {
+        let d = d["DomainName"].as_str().unwrap();
+        let mut paths = vec![
+            format!("/domains/{d}"),
+            format!("/domains/{d}/segment-definitions"),
+        ];
+        let (_, defs) = get_json(addr, &paths[1]).await;
+        for def in defs["Items"].as_array().unwrap() {
+            let n = def["SegmentDefinitionName"].as_str().unwrap();
+            let arn = def["SegmentDefinitionArn"]
+                .as_str()
+                .unwrap()
+                .replace(':', "%3A")
+                .replace('/', "%2F");
+            paths.push(format!("/domains/{d}/segment-definitions/{n}"));
+            paths.push(format!("/tags/{arn}"));
         }
         for p in paths {
             let got = get_json(addr, &p).await;
@@ -680,6 +705,45 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
             "{j:?}"
         );
     }
+    {
+        use aws_sdk_customerprofiles::types::{
+            Dimension, Group, ProfileAttributes, ProfileDimension, SegmentGroup, SourceSegment,
+            StringDimensionType,
+        };
+        let cp = util::profiles_client(&source);
+        cp.create_domain()
+            .domain_name("shop")
+            .default_expiration_days(30)
+            .tags("team", "growth")
+            .send()
+            .await
+            .unwrap();
+        for (name, source) in [("base", None), ("derived", Some("base"))] {
+            let mut g = Group::builder().dimensions(Dimension::ProfileAttributes(
+                ProfileAttributes::builder()
+                    .last_name(
+                        ProfileDimension::builder()
+                            .dimension_type(StringDimensionType::Inclusive)
+                            .values("Lovelace")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            ));
+            if let Some(s) = source {
+                g = g.source_segments(SourceSegment::builder().segment_definition_name(s).build());
+            }
+            cp.create_segment_definition()
+                .domain_name("shop")
+                .segment_definition_name(name)
+                .display_name(name)
+                .segment_groups(SegmentGroup::builder().groups(g.build()).build())
+                .tags("segmentctl:name", name)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
     let sqlite_server = util::start_with(|cfg| {
         cfg.data = DataSource::Sqlite(sqlite.clone());
         cfg.auth = segmentctl::server::Auth::None;
@@ -711,7 +775,7 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("✓ segment_versions"), "{stdout}");
     assert!(
-        stdout.contains("Done: 10 tables copied and verified"),
+        stdout.contains("Done: 15 tables copied and verified"),
         "{stdout}"
     );
     // The copy serves exactly what the source did.
@@ -737,6 +801,21 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
         listed["Item"].as_array().unwrap().last().unwrap()["Name"],
         "new"
     );
+    let body = r#"{"DefaultExpirationDays":1}"#;
+    let (status, _, answer) = util::raw(
+        target.addr(),
+        &format!("POST /domains/new HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let domains = get_json(target.addr(), "/domains").await.1;
+    let names: Vec<_> = domains["Items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["DomainName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shop", "new"]);
     target.server.stop().await;
 
     // A rerun copies nothing more, and says the target now holds a row the source does not.
@@ -745,7 +824,7 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
     assert!(stdout.contains("✓ apps"), "{stdout}");
     assert!(stdout.contains("✗ segments"), "{stdout}");
     assert!(
-        stderr.contains("segments, segment_versions differ"),
+        stderr.contains("segments, segment_versions, cp_domains differ"),
         "{stderr}"
     );
     // Into a fresh database, a second run finds everything there already.

@@ -347,3 +347,28 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     s.read_to_string(&mut out).ok()?;
     Some(out)
 }
+
+/// A Customer Profiles client for the test server, signing with these credentials, without
+/// SDK retries.
+pub fn profiles_client_with(
+    t: &TestServer,
+    key: &str,
+    secret: &str,
+) -> aws_sdk_customerprofiles::Client {
+    use aws_sdk_customerprofiles::config::{
+        retry::RetryConfig, BehaviorVersion, Credentials, Region,
+    };
+    let config = aws_sdk_customerprofiles::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(t.endpoint())
+        .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build();
+    aws_sdk_customerprofiles::Client::from_conf(config)
+}
+
+/// A Customer Profiles client for the test server, with the test's credentials.
+pub fn profiles_client(t: &TestServer) -> aws_sdk_customerprofiles::Client {
+    profiles_client_with(t, KEY, SECRET)
+}

@@ -42,7 +42,7 @@ impl Table {
 /// A column's type: positions and versions are integers, the rest text.
 fn column_type(name: &str) -> Ty {
     match name {
-        "seq" | "version" => Ty::Int,
+        "seq" | "version" | "expiration_days" | "created_ms" | "updated_ms" => Ty::Int,
         _ => Ty::Text,
     }
 }
@@ -91,6 +91,27 @@ const TABLES: &[Table] = &[
         "jobs",
         "seq app_id id kind segment_id status body",
         "app_id id",
+    ),
+    table(
+        "cp_domains",
+        "seq name expiration_days body created_ms updated_ms tags",
+        "name",
+    ),
+    table("cp_profiles", "seq domain id body", "domain id"),
+    table(
+        "cp_profile_keys",
+        "domain key_name value profile_id",
+        "domain key_name value profile_id",
+    ),
+    table(
+        "cp_segment_definitions",
+        "seq domain name created_ms body tags",
+        "domain name",
+    ),
+    table(
+        "cp_segment_sources",
+        "domain name source",
+        "domain name source",
     ),
 ];
 

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "import rows staged as segment members",
         sql: MEMBER_USERS,
     },
+    Migration {
+        version: 4,
+        name: "customer profiles",
+        sql: PROFILES,
+    },
 ];
 
 /// Where the applied versions are recorded.
@@ -75,6 +80,55 @@ ALTER TABLE jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 /// version 2 still running while this one migrates).
 const MEMBER_USERS: &str = "
 ALTER TABLE segment_members ADD COLUMN user_id TEXT;
+";
+
+/// Customer Profiles: domains, their profiles (each stored as the JSON the API returns, the
+/// evaluator's record) with the search keys SearchProfiles looks up, and segment
+/// definitions with the sources each names (for the cycle check and the dependants). Times
+/// are epoch milliseconds. Estimates and snapshots are jobs (`jobs.app_id` `domains/NAME`:
+/// a `/` is in no application id).
+const PROFILES: &str = "
+CREATE TABLE cp_domains (
+    seq {seq},
+    name TEXT NOT NULL UNIQUE,
+    expiration_days {int} NOT NULL,
+    body TEXT NOT NULL,
+    created_ms {int} NOT NULL,
+    updated_ms {int} NOT NULL,
+    tags TEXT NOT NULL
+);
+CREATE TABLE cp_profiles (
+    seq {seq},
+    domain TEXT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    UNIQUE (domain, id)
+);
+CREATE INDEX cp_profiles_by_domain ON cp_profiles (domain, seq);
+CREATE TABLE cp_profile_keys (
+    domain TEXT NOT NULL,
+    key_name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    profile_id TEXT NOT NULL,
+    PRIMARY KEY (domain, key_name, value, profile_id)
+){rowid};
+CREATE TABLE cp_segment_definitions (
+    seq {seq},
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    created_ms {int} NOT NULL,
+    body TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    UNIQUE (domain, name)
+);
+CREATE INDEX cp_definitions_by_domain ON cp_segment_definitions (domain, seq);
+CREATE TABLE cp_segment_sources (
+    domain TEXT NOT NULL,
+    name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    PRIMARY KEY (domain, name, source)
+){rowid};
+CREATE INDEX cp_sources_by_source ON cp_segment_sources (domain, source);
 ";
 
 /// The first schema, written once for both databases: `{seq}` is a table's position (its

@@ -20,6 +20,7 @@ mod journeys;
 pub mod migrations;
 mod multirow;
 pub mod pg;
+mod profiles;
 mod segments;
 pub mod sql;
 mod tags;
@@ -79,6 +80,16 @@ pub enum Resource {
     Segment(String, String),
     Campaign(String, String),
     Journey(String, String),
+    /// A Customer Profiles domain, and a segment definition in one.
+    Domain(String),
+    SegmentDefinition(String, String),
+}
+
+impl Resource {
+    /// Whether the resource is Customer Profiles' (whose tag rules differ from Pinpoint's).
+    pub fn is_profiles(&self) -> bool {
+        matches!(self, Self::Domain(_) | Self::SegmentDefinition(..))
+    }
 }
 
 /// Where the server keeps its data: a SQLite file (`PATH`, `sqlite:PATH`) or a PostgreSQL
@@ -621,6 +632,24 @@ impl Store {
             "arn:aws:mobiletargeting:{}:{}:apps/{rest}",
             self.region, self.account_id
         )
+    }
+
+    /// Which Customer Profiles resource an ARN names, if it is one of ours:
+    /// `arn:aws:profile:REGION:ACCOUNT:domains/D[/segment-definitions/N]`.
+    pub fn parse_profiles_arn(&self, arn: &str) -> Option<Resource> {
+        let prefix = format!(
+            "arn:aws:profile:{}:{}:domains/",
+            self.region, self.account_id
+        );
+        let rest = arn.strip_prefix(&prefix)?;
+        let ok = |s: &str| crate::model::profiles::validate::name("", s).is_empty();
+        match rest.split('/').collect::<Vec<_>>().as_slice() {
+            [d] if ok(d) => Some(Resource::Domain(d.to_string())),
+            [d, "segment-definitions", n] if ok(d) && ok(n) => {
+                Some(Resource::SegmentDefinition(d.to_string(), n.to_string()))
+            }
+            _ => None,
+        }
     }
 
     /// Which resource an ARN names, if it is one of ours.

@@ -1,0 +1,316 @@
+//! Customer Profiles' segment-definition API on the same listener as Pinpoint's: domains,
+//! segment definitions, and tags on both (`/domains…`, `/tags/{arn}`). Requests pass the
+//! same layers (their signing name `profile`, their error names, see [`super::api`]); each
+//! handler decodes strictly, checks with `model::profiles::validate`, and calls the store.
+//!
+//! Every success is a 200, as the model says; lists page with `max-results` and
+//! `next-token` and answer `Items`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::handlers::{admit, blocking, body, json, reading, ApiPath};
+use super::router::resource;
+use super::store::{decode_token, Listing, Page, Resource, Store};
+use super::AppState;
+use crate::model::profiles::validate;
+use crate::model::profiles::{CreateDomainRequest, CreateSegmentDefinitionRequest, TagsBody};
+use crate::model::validate::Violation;
+
+type S = State<Arc<AppState>>;
+type Result<T> = std::result::Result<T, ApiError>;
+
+/// The routes of the Customer Profiles API.
+pub(super) fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/domains", resource(get(list_domains), "GET, OPTIONS"))
+        .route(
+            "/domains/{domain}",
+            resource(
+                post(create_domain).get(get_domain).delete(delete_domain),
+                "GET, POST, DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/domains/{domain}/segment-definitions",
+            resource(get(list_segment_definitions), "GET, OPTIONS"),
+        )
+        .route(
+            "/domains/{domain}/segment-definitions/{name}",
+            resource(
+                post(create_segment_definition)
+                    .get(get_segment_definition)
+                    .delete(delete_segment_definition),
+                "GET, POST, DELETE, OPTIONS",
+            ),
+        )
+        .route(
+            "/tags/{arn}",
+            resource(
+                get(list_tags).post(tag_resource).delete(untag_resource),
+                "GET, POST, DELETE, OPTIONS",
+            ),
+        )
+}
+
+/// The first violation as a 400.
+fn refuse(violations: Vec<Violation>) -> Result<()> {
+    match violations.into_iter().next() {
+        Some(v) => Err(ApiError::bad_request(v.to_string())),
+        None => Ok(()),
+    }
+}
+
+fn domain_name(name: &str) -> Result<()> {
+    refuse(validate::name("DomainName", name))
+}
+
+fn definition_name(name: &str) -> Result<()> {
+    refuse(validate::name("SegmentDefinitionName", name))
+}
+
+/// Reads `max-results` (1 to `max`, `default` when absent) and `next-token`.
+fn page(query: &Option<String>, default: usize, max: usize) -> Result<Page> {
+    let mut p = Page {
+        size: default,
+        after: 0,
+    };
+    for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "max-results" => {
+                p.size = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "MaxResults: expected a whole number from 1 to {max}, found {:?}",
+                            crate::text::safe(&v)
+                        ))
+                    })?;
+            }
+            "next-token" => {
+                p.after = decode_token(&v).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "NextToken: not a token returned as NextToken by this server",
+                    )
+                })?;
+            }
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// A page as Customer Profiles answers one: `Items`, and `NextToken` when more follow.
+fn items<T: Serialize>(l: Listing<T>) -> Response {
+    #[derive(Serialize)]
+    struct Out<T> {
+        #[serde(rename = "Items")]
+        items: Vec<T>,
+        #[serde(rename = "NextToken", skip_serializing_if = "Option::is_none")]
+        next_token: Option<String>,
+    }
+    json(
+        StatusCode::OK,
+        &Out {
+            items: l.items,
+            next_token: l.next,
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct MessageOut {
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+// ---- domains ----
+
+/// ListDomains' default and largest page.
+const DOMAINS_PAGE: usize = 100;
+/// ListSegmentDefinitions' default page, and its largest (the model's 500).
+const DEFINITIONS_PAGE: usize = 100;
+const DEFINITIONS_MAX_PAGE: usize = 500;
+
+async fn create_domain(
+    State(s): S,
+    ApiPath(domain): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.CreateDomain")?;
+    domain_name(&domain)?;
+    let req: CreateDomainRequest = body(&bytes, "CreateDomainRequest")?;
+    refuse(validate::create_domain(&req))?;
+    let out = blocking(&s, move |st| st.create_domain(&domain, &req)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+async fn get_domain(State(s): S, ApiPath(domain): ApiPath<String>) -> Result<Response> {
+    admit(&s, "profile.GetDomain")?;
+    domain_name(&domain)?;
+    let out = reading(&s, move |st| st.get_domain(&domain)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+async fn list_domains(State(s): S, RawQuery(q): RawQuery) -> Result<Response> {
+    admit(&s, "profile.ListDomains")?;
+    let p = page(&q, DOMAINS_PAGE, DOMAINS_PAGE)?;
+    Ok(items(reading(&s, move |st| st.list_domains(p)).await?))
+}
+
+async fn delete_domain(State(s): S, ApiPath(domain): ApiPath<String>) -> Result<Response> {
+    admit(&s, "profile.DeleteDomain")?;
+    domain_name(&domain)?;
+    let message = format!("Domain {domain} deleted");
+    blocking(&s, move |st| st.delete_domain(&domain)).await?;
+    Ok(json(StatusCode::OK, &MessageOut { message }))
+}
+
+// ---- segment definitions ----
+
+async fn create_segment_definition(
+    State(s): S,
+    ApiPath((domain, name)): ApiPath<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.CreateSegmentDefinition")?;
+    domain_name(&domain)?;
+    definition_name(&name)?;
+    let req: CreateSegmentDefinitionRequest = body(&bytes, "CreateSegmentDefinitionRequest")?;
+    refuse(validate::create_segment_definition(&req))?;
+    let out = blocking(&s, move |st| {
+        st.create_segment_definition(&domain, &name, &req)
+    })
+    .await?;
+    // Create answers the definition less its criteria.
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Created {
+        segment_definition_name: String,
+        display_name: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+        created_at: crate::model::profiles::EpochSeconds,
+        segment_definition_arn: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tags: Option<crate::model::Tags>,
+    }
+    Ok(json(
+        StatusCode::OK,
+        &Created {
+            segment_definition_name: out.segment_definition_name,
+            display_name: out.display_name,
+            description: out.description,
+            created_at: out.created_at,
+            segment_definition_arn: out.segment_definition_arn,
+            tags: out.tags,
+        },
+    ))
+}
+
+async fn get_segment_definition(
+    State(s): S,
+    ApiPath((domain, name)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "profile.GetSegmentDefinition")?;
+    domain_name(&domain)?;
+    definition_name(&name)?;
+    let out = reading(&s, move |st| st.get_segment_definition(&domain, &name)).await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+async fn list_segment_definitions(
+    State(s): S,
+    ApiPath(domain): ApiPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    admit(&s, "profile.ListSegmentDefinitions")?;
+    domain_name(&domain)?;
+    let p = page(&q, DEFINITIONS_PAGE, DEFINITIONS_MAX_PAGE)?;
+    Ok(items(
+        reading(&s, move |st| st.list_segment_definitions(&domain, p)).await?,
+    ))
+}
+
+async fn delete_segment_definition(
+    State(s): S,
+    ApiPath((domain, name)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "profile.DeleteSegmentDefinition")?;
+    domain_name(&domain)?;
+    definition_name(&name)?;
+    let message = format!("Segment definition {name} deleted");
+    blocking(&s, move |st| st.delete_segment_definition(&domain, &name)).await?;
+    Ok(json(StatusCode::OK, &MessageOut { message }))
+}
+
+// ---- tags ----
+
+fn tagged(store: &Store, arn: &str) -> Result<Resource> {
+    if !arn.starts_with("arn:") {
+        return Err(ApiError::bad_request(format!(
+            "resourceArn: {:?} is not an ARN; expected arn:aws:profile:<region>:<account>:domains/<domain>[/segment-definitions/<name>]",
+            crate::text::safe(arn)
+        )));
+    }
+    store.parse_profiles_arn(arn).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "Resource {} not found on this server (region {}, account {})",
+            crate::text::safe(arn),
+            store.region,
+            store.account_id
+        ))
+    })
+}
+
+async fn list_tags(State(s): S, ApiPath(arn): ApiPath<String>) -> Result<Response> {
+    admit(&s, "profile.ListTagsForResource")?;
+    let r = tagged(&s.store, &arn)?;
+    let tags = reading(&s, move |st| st.list_tags(&r)).await?;
+    Ok(json(StatusCode::OK, &TagsBody { tags }))
+}
+
+async fn tag_resource(
+    State(s): S,
+    ApiPath(arn): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.TagResource")?;
+    let r = tagged(&s.store, &arn)?;
+    let model: TagsBody = body(&bytes, "TagResourceRequest")?;
+    refuse(validate::tags_rules("tags", &model.tags))?;
+    blocking(&s, move |st| st.tag(&r, &model.tags)).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({})))
+}
+
+async fn untag_resource(
+    State(s): S,
+    ApiPath(arn): ApiPath<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response> {
+    admit(&s, "profile.UntagResource")?;
+    let r = tagged(&s.store, &arn)?;
+    let keys: Vec<String> = form_urlencoded::parse(q.as_deref().unwrap_or("").as_bytes())
+        .filter(|(k, _)| k == "tagKeys")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    if keys.is_empty() || keys.len() > validate::MAX_TAGS {
+        return Err(ApiError::bad_request(format!(
+            "tagKeys: name 1 to {} keys, each as ?tagKeys=KEY; found {}",
+            validate::MAX_TAGS,
+            keys.len()
+        )));
+    }
+    blocking(&s, move |st| st.untag(&r, &keys)).await?;
+    Ok(json(StatusCode::OK, &serde_json::json!({})))
+}

@@ -1,0 +1,404 @@
+//! Customer Profiles: domains and segment definitions (create, read, list, delete).
+//!
+//! A definition names its sources by name in its domain; they must exist when it is created
+//! (checked under a share lock, so they cannot vanish before it commits), and no chain of
+//! sources may lead back to it. There is no update: an existing name is answered with the
+//! stored definition when the request is the same (the operation is idempotent), and
+//! refused when it differs.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::sql::{params, Connection, DbError, OptionalExtension, Row, Tx};
+use super::{non_empty, paginate, tags_from_json, tags_to_json, Listing, Page, Store};
+use crate::model::profiles::{
+    self, CreateDomainRequest, CreateSegmentDefinitionRequest, Domain, DomainItem, DomainStats,
+    EpochSeconds, SegmentDefinition, SegmentDefinitionItem, SegmentType,
+};
+use crate::server::error::ApiError;
+
+/// How deep a chain of source segments may go (as the evaluator's limit).
+pub const MAX_SOURCE_DEPTH: usize = 32;
+
+/// What a domain keeps of its CreateDomain request besides its name, days and tags.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct DomainBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_encryption_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dead_letter_queue_url: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn at(millis: i64) -> EpochSeconds {
+    EpochSeconds { millis }
+}
+
+pub(super) fn domain_not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("Domain {name} does not exist"))
+}
+
+fn definition_not_found(domain: &str, name: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Segment definition {name} does not exist in domain {domain}"
+    ))
+}
+
+/// A definition's stored body: its request without the tags (kept in their own column).
+fn definition_body(req: &CreateSegmentDefinitionRequest) -> Result<String, ApiError> {
+    let mut stored = req.clone();
+    stored.tags = None;
+    stored.segment_sql_query = None;
+    serde_json::to_string(&stored).map_err(|e| ApiError::internal(&e))
+}
+
+/// The names a definition builds on, each once.
+fn sources(req: &CreateSegmentDefinitionRequest) -> BTreeSet<&str> {
+    req.segment_groups
+        .iter()
+        .flat_map(|g| g.groups.iter().flatten())
+        .flat_map(|g| g.source_segments.iter().flatten())
+        .filter_map(|s| s.segment_definition_name.as_deref())
+        .collect()
+}
+
+impl Store {
+    fn domain_row(r: &Row) -> Result<Domain, DbError> {
+        let body: DomainBody =
+            serde_json::from_str(&r.get::<_, String>("body")?).unwrap_or_default();
+        Ok(Domain {
+            domain_name: r.get("name")?,
+            default_expiration_days: r.get("expiration_days")?,
+            default_encryption_key: body.default_encryption_key,
+            dead_letter_queue_url: body.dead_letter_queue_url,
+            stats: None,
+            created_at: at(r.get("created_ms")?),
+            last_updated_at: at(r.get("updated_ms")?),
+            tags: non_empty(tags_from_json(&r.get::<_, String>("tags")?)),
+        })
+    }
+
+    fn definition_row(&self, domain: &str, r: &Row) -> Result<SegmentDefinition, DbError> {
+        let name: String = r.get("name")?;
+        let req: CreateSegmentDefinitionRequest =
+            serde_json::from_str(&r.get::<_, String>("body")?)
+                .map_err(|_| DbError::Column("body".into(), "not a stored segment definition"))?;
+        Ok(SegmentDefinition {
+            segment_definition_arn: profiles::arn(
+                &self.region,
+                &self.account_id,
+                domain,
+                Some(&name),
+            ),
+            segment_definition_name: name,
+            display_name: req.display_name,
+            description: req.description,
+            segment_groups: req.segment_groups,
+            segment_sort: req.segment_sort,
+            created_at: at(r.get("created_ms")?),
+            tags: non_empty(tags_from_json(&r.get::<_, String>("tags")?)),
+            segment_type: SegmentType::Classic,
+        })
+    }
+
+    pub fn create_domain(&self, name: &str, req: &CreateDomainRequest) -> Result<Domain, ApiError> {
+        let now = now_ms();
+        let body = DomainBody {
+            default_encryption_key: req.default_encryption_key.clone(),
+            dead_letter_queue_url: req.dead_letter_queue_url.clone(),
+        };
+        let body = serde_json::to_string(&body).map_err(|e| ApiError::internal(&e))?;
+        let tags = req.tags.clone().unwrap_or_default();
+        let created = self.write(|tx| {
+            Ok(tx.execute(
+                "INSERT INTO cp_domains (name, expiration_days, body, created_ms, updated_ms, tags) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5) ON CONFLICT (name) DO NOTHING",
+                params![name, req.default_expiration_days, body, now, tags_to_json(&tags)],
+            )?)
+        })?;
+        if created == 0 {
+            return Err(ApiError::bad_request(format!(
+                "Domain {name} already exists"
+            )));
+        }
+        Ok(Domain {
+            domain_name: name.to_string(),
+            default_expiration_days: req.default_expiration_days,
+            default_encryption_key: req.default_encryption_key.clone(),
+            dead_letter_queue_url: req.dead_letter_queue_url.clone(),
+            stats: None,
+            created_at: at(now),
+            last_updated_at: at(now),
+            tags: non_empty(tags),
+        })
+    }
+
+    /// The domain, with its profile count in `Stats`.
+    pub fn get_domain(&self, name: &str) -> Result<Domain, ApiError> {
+        self.read(|c| {
+            let mut domain = c
+                .query_row(
+                    "SELECT * FROM cp_domains WHERE name = ?1",
+                    [name],
+                    Self::domain_row,
+                )
+                .optional()?
+                .ok_or_else(|| domain_not_found(name))?;
+            let profiles: i64 = c.query_row(
+                "SELECT COUNT(*) FROM cp_profiles WHERE domain = ?1",
+                [name],
+                |r| r.get(0),
+            )?;
+            domain.stats = Some(DomainStats {
+                profile_count: profiles,
+                ..DomainStats::default()
+            });
+            Ok(domain)
+        })
+    }
+
+    pub fn list_domains(&self, page: Page) -> Result<Listing<DomainItem>, ApiError> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached("SELECT * FROM cp_domains WHERE seq > ?1 ORDER BY seq LIMIT ?2")?
+                .query_map(params![page.after, page.size as i64 + 1], |r| {
+                    Ok((r.get::<_, i64>("seq")?, Self::domain_row(r)?.item()))
+                })?;
+            paginate(rows, page.size)
+        })
+    }
+
+    /// Deletes the domain and everything in it, in one transaction.
+    pub fn delete_domain(&self, name: &str) -> Result<(), ApiError> {
+        self.write(|tx| {
+            // The domain's row first: writes in it hold it shared (see `require_domain`), so
+            // this waits for them, and the ones after find it gone.
+            if tx.execute("DELETE FROM cp_domains WHERE name = ?1", [name])? == 0 {
+                return Err(domain_not_found(name));
+            }
+            for table in [
+                "cp_profiles",
+                "cp_profile_keys",
+                "cp_segment_definitions",
+                "cp_segment_sources",
+            ] {
+                tx.execute(&format!("DELETE FROM {table} WHERE domain = ?1"), [name])?;
+            }
+            tx.execute(
+                "DELETE FROM jobs WHERE app_id = ?1",
+                [format!("domains/{name}")],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The domain must exist; in a write, it then cannot be deleted before the write ends.
+    pub(super) fn require_domain(c: &Connection, name: &str) -> Result<(), ApiError> {
+        c.query_row(
+            &format!("SELECT 1 FROM cp_domains WHERE name = ?1{}", c.for_share()),
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .map(|_| ())
+        .ok_or_else(|| domain_not_found(name))
+    }
+
+    /// Creates a definition, or answers the stored one when the same request made it.
+    pub fn create_segment_definition(
+        &self,
+        domain: &str,
+        name: &str,
+        req: &CreateSegmentDefinitionRequest,
+    ) -> Result<SegmentDefinition, ApiError> {
+        let now = now_ms();
+        let body = definition_body(req)?;
+        let tags = req.tags.clone().unwrap_or_default();
+        let sources = sources(req);
+        self.write(|tx| {
+            Self::require_domain(tx, domain)?;
+            let created = tx.execute(
+                "INSERT INTO cp_segment_definitions (domain, name, created_ms, body, tags) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (domain, name) DO NOTHING",
+                params![domain, name, now, body, tags_to_json(&tags)],
+            )?;
+            if created == 0 {
+                let stored = self.definition_in(tx, domain, name)?;
+                return if same_request(&stored.request(), req) {
+                    Ok(stored)
+                } else {
+                    Err(ApiError::bad_request(format!(
+                        "Segment definition {name} already exists in domain {domain} with another definition; there is no update: delete it and create it again"
+                    )))
+                };
+            }
+            self.check_definition_sources(tx, domain, name, req)?;
+            for source in &sources {
+                tx.execute(
+                    "INSERT INTO cp_segment_sources (domain, name, source) VALUES (?1, ?2, ?3)",
+                    params![domain, name, source],
+                )?;
+            }
+            self.definition_in(tx, domain, name)
+        })
+    }
+
+    /// Every source names a definition of the domain (held shared until the write ends), and
+    /// no chain of sources leads back to `name` or goes deeper than [`MAX_SOURCE_DEPTH`].
+    fn check_definition_sources(
+        &self,
+        tx: &Tx<'_>,
+        domain: &str,
+        name: &str,
+        req: &CreateSegmentDefinitionRequest,
+    ) -> Result<(), ApiError> {
+        for (gi, g) in req
+            .segment_groups
+            .iter()
+            .flat_map(|g| g.groups.iter().flatten())
+            .enumerate()
+        {
+            for (si, s) in g.source_segments.iter().flatten().enumerate() {
+                let Some(source) = s.segment_definition_name.as_deref() else {
+                    continue;
+                };
+                let path = format!(
+                    "SegmentGroups.Groups[{gi}].SourceSegments[{si}].SegmentDefinitionName"
+                );
+                if source == name {
+                    return Err(ApiError::bad_request(format!(
+                        "{path}: a segment definition cannot be its own source"
+                    )));
+                }
+                let found = tx
+                    .query_row(
+                        &format!(
+                            "SELECT 1 FROM cp_segment_definitions WHERE domain = ?1 AND name = ?2{}",
+                            tx.for_share()
+                        ),
+                        [domain, source],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()?;
+                if found.is_none() {
+                    return Err(ApiError::bad_request(format!(
+                        "{path}: segment definition {source} does not exist in domain {domain}"
+                    )));
+                }
+                // Walk the chain below this source: `name` may be named there by a definition
+                // whose source was deleted and is now created again.
+                let mut level: BTreeSet<String> = BTreeSet::from([source.to_string()]);
+                let mut depth = 1;
+                while !level.is_empty() {
+                    if level.contains(name) {
+                        return Err(ApiError::bad_request(format!(
+                            "{path}: {source} builds on {name} (through its sources): a definition cannot build on itself"
+                        )));
+                    }
+                    if depth > MAX_SOURCE_DEPTH {
+                        return Err(ApiError::bad_request(format!(
+                            "{path}: the chain of sources below {source} is deeper than {MAX_SOURCE_DEPTH}"
+                        )));
+                    }
+                    let mut next = BTreeSet::new();
+                    for n in &level {
+                        let rows = tx
+                            .prepare_cached(
+                                "SELECT source FROM cp_segment_sources WHERE domain = ?1 AND name = ?2",
+                            )?
+                            .query_map([domain, n.as_str()], |r| r.get::<_, String>(0))?;
+                        for r in rows {
+                            next.insert(r?);
+                        }
+                    }
+                    level = next;
+                    depth += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn definition_in(
+        &self,
+        c: &Connection,
+        domain: &str,
+        name: &str,
+    ) -> Result<SegmentDefinition, ApiError> {
+        let found = c
+            .query_row(
+                "SELECT * FROM cp_segment_definitions WHERE domain = ?1 AND name = ?2",
+                [domain, name],
+                |r| self.definition_row(domain, r),
+            )
+            .optional()?;
+        match found {
+            Some(definition) => Ok(definition),
+            None => {
+                Self::require_domain(c, domain)?;
+                Err(definition_not_found(domain, name))
+            }
+        }
+    }
+
+    pub fn get_segment_definition(
+        &self,
+        domain: &str,
+        name: &str,
+    ) -> Result<SegmentDefinition, ApiError> {
+        self.read(|c| self.definition_in(c, domain, name))
+    }
+
+    pub fn list_segment_definitions(
+        &self,
+        domain: &str,
+        page: Page,
+    ) -> Result<Listing<SegmentDefinitionItem>, ApiError> {
+        self.read(|c| {
+            Self::require_domain(c, domain)?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT * FROM cp_segment_definitions WHERE domain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )?
+                .query_map(params![domain, page.after, page.size as i64 + 1], |r| {
+                    Ok((r.get::<_, i64>("seq")?, self.definition_row(domain, r)?.item()))
+                })?;
+            paginate(rows, page.size)
+        })
+    }
+
+    pub fn delete_segment_definition(&self, domain: &str, name: &str) -> Result<(), ApiError> {
+        self.write(|tx| {
+            Self::require_domain(tx, domain)?;
+            let n = tx.execute(
+                "DELETE FROM cp_segment_definitions WHERE domain = ?1 AND name = ?2",
+                [domain, name],
+            )?;
+            if n == 0 {
+                return Err(definition_not_found(domain, name));
+            }
+            tx.execute(
+                "DELETE FROM cp_segment_sources WHERE domain = ?1 AND name = ?2",
+                [domain, name],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+/// Whether two create requests define the same segment (JSON values compared, so the order
+/// of map keys does not matter; an empty tag map is no tags).
+fn same_request(a: &CreateSegmentDefinitionRequest, b: &CreateSegmentDefinitionRequest) -> bool {
+    let norm = |r: &CreateSegmentDefinitionRequest| -> Option<Value> {
+        let mut r = r.clone();
+        r.tags = r.tags.filter(|t| !t.is_empty());
+        r.segment_sql_query = None;
+        serde_json::to_value(r).ok()
+    };
+    norm(a).is_some() && norm(a) == norm(b)
+}

@@ -1,0 +1,816 @@
+//! Customer Profiles' segment-definition API on `segmentctl serve`, driven by the real
+//! `aws-sdk-customerprofiles` client: domains, segment definitions, tags; every error
+//! received typed, with the service's own error names, on both backends.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_sdk_customerprofiles::error::ProvideErrorMetadata;
+use aws_sdk_customerprofiles::types::{
+    AddressDimension, AttributeDimension, AttributeDimensionType, CalculatedAttributeDimension,
+    ConditionOverrides, DateDimension, DateDimensionType, Dimension, Group, IncludeOptions,
+    ProfileAttributes, ProfileDimension, ProfileType, ProfileTypeDimension,
+    ProfileTypeDimensionType, RangeOverride, RangeUnit, SegmentGroup, SegmentSort,
+    SegmentSortOrder, SortAttribute, SourceSegment, StringDimensionType,
+};
+use aws_sdk_customerprofiles::Client;
+
+use crate::util::{self, error_body, header, raw};
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+async fn domain(cp: &Client, name: &str) {
+    cp.create_domain()
+        .domain_name(name)
+        .default_expiration_days(30)
+        .send()
+        .await
+        .expect("CreateDomain");
+}
+
+fn first_name(kind: StringDimensionType, values: &[&str]) -> Dimension {
+    let mut d = ProfileDimension::builder().dimension_type(kind);
+    for v in values {
+        d = d.values(*v);
+    }
+    Dimension::ProfileAttributes(
+        ProfileAttributes::builder()
+            .first_name(d.build().unwrap())
+            .build(),
+    )
+}
+
+/// A definition over FirstName, optionally built on `source`.
+fn simple(source: Option<&str>) -> SegmentGroup {
+    let mut g = Group::builder()
+        .dimensions(first_name(StringDimensionType::Inclusive, &["Ada"]))
+        .r#type(IncludeOptions::All);
+    if let Some(s) = source {
+        g = g
+            .source_segments(SourceSegment::builder().segment_definition_name(s).build())
+            .source_type(IncludeOptions::Any);
+    }
+    SegmentGroup::builder()
+        .groups(g.build())
+        .include(IncludeOptions::All)
+        .build()
+}
+
+async fn create(cp: &Client, domain: &str, name: &str, groups: SegmentGroup) {
+    cp.create_segment_definition()
+        .domain_name(domain)
+        .segment_definition_name(name)
+        .display_name(name)
+        .segment_groups(groups)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "CreateSegmentDefinition {name}: {:?}",
+                e.into_service_error()
+            )
+        });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_is_created_read_listed_and_deleted_with_epoch_timestamps() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    let before = now_secs();
+    let created = cp
+        .create_domain()
+        .domain_name("shop")
+        .default_expiration_days(30)
+        .dead_letter_queue_url("https://sqs.us-east-1.amazonaws.com/1/dlq")
+        .tags("team", "growth")
+        .send()
+        .await
+        .expect("CreateDomain");
+    assert_eq!(created.domain_name(), "shop");
+    assert_eq!(created.default_expiration_days(), 30);
+    // Epoch seconds, read by the SDK as a timestamp (an ISO string would fail to parse).
+    let at = created.created_at().secs();
+    assert!((before - 5..=now_secs() + 5).contains(&at), "{at}");
+    assert_eq!(created.last_updated_at().secs(), at);
+    assert_eq!(created.tags().unwrap()["team"], "growth");
+
+    let got = cp.get_domain().domain_name("shop").send().await.unwrap();
+    assert_eq!(got.created_at().secs(), at);
+    assert_eq!(got.default_expiration_days(), Some(30));
+    assert_eq!(
+        got.dead_letter_queue_url(),
+        Some("https://sqs.us-east-1.amazonaws.com/1/dlq")
+    );
+    assert_eq!(got.stats().unwrap().profile_count(), 0);
+
+    domain(&cp, "staging").await;
+    domain(&cp, "archive").await;
+    // Pages of one, in creation order, through NextToken.
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = cp
+            .list_domains()
+            .max_results(1)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(page.items().len() <= 1);
+        names.extend(page.items().iter().map(|d| d.domain_name().to_string()));
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(names, ["shop", "staging", "archive"]);
+
+    let e = cp
+        .create_domain()
+        .domain_name("shop")
+        .default_expiration_days(7)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(e.message(), Some("Domain shop already exists"));
+
+    let deleted = cp
+        .delete_domain()
+        .domain_name("staging")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.message(), "Domain staging deleted");
+    let e = cp
+        .get_domain()
+        .domain_name("staging")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    assert_eq!(e.message(), Some("Domain staging does not exist"));
+}
+
+/// A definition using every family of criterion: what GetSegmentDefinition returns equals
+/// what was sent, member for member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_with_every_dimension_family_round_trips() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    create(&cp, "shop", "base", simple(None)).await;
+
+    let pd = |kind: StringDimensionType, v: &str| {
+        ProfileDimension::builder()
+            .dimension_type(kind)
+            .values(v)
+            .build()
+            .unwrap()
+    };
+    let attr = |kind: AttributeDimensionType, values: &[&str]| {
+        let mut a = AttributeDimension::builder().dimension_type(kind);
+        for v in values {
+            a = a.values(*v);
+        }
+        a.build().unwrap()
+    };
+    let profile = ProfileAttributes::builder()
+        .first_name(pd(StringDimensionType::BeginsWith, "A"))
+        .last_name(pd(StringDimensionType::EndsWith, "son"))
+        .email_address(pd(StringDimensionType::Contains, "@example.com"))
+        .gender_string(pd(StringDimensionType::Exclusive, "unknown"))
+        .birth_date(
+            DateDimension::builder()
+                .dimension_type(DateDimensionType::Between)
+                .values("1980-01-01")
+                .values("1990-12-31T23:59:59Z")
+                .build()
+                .unwrap(),
+        )
+        .address(
+            AddressDimension::builder()
+                .city(pd(StringDimensionType::Inclusive, "Paris"))
+                .country(pd(StringDimensionType::Inclusive, "FR"))
+                .build(),
+        )
+        .attributes(
+            "tier",
+            attr(AttributeDimensionType::ListContainsAll, &["gold", "vip"]),
+        )
+        .attributes(
+            "spend",
+            attr(AttributeDimensionType::GreaterThanOrEqual, &["100.5"]),
+        )
+        .attributes("joined", attr(AttributeDimensionType::On, &["2026-01-31"]))
+        .profile_type(
+            ProfileTypeDimension::builder()
+                .dimension_type(ProfileTypeDimensionType::Inclusive)
+                .values(ProfileType::Profile)
+                .build()
+                .unwrap(),
+        )
+        .build();
+    let calculated = CalculatedAttributeDimension::builder()
+        .dimension_type(AttributeDimensionType::GreaterThan)
+        .values("3")
+        .condition_overrides(
+            ConditionOverrides::builder()
+                .range(
+                    RangeOverride::builder()
+                        .start(0)
+                        .end(30)
+                        .unit(RangeUnit::Days)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let groups = SegmentGroup::builder()
+        .groups(
+            Group::builder()
+                .source_segments(
+                    SourceSegment::builder()
+                        .segment_definition_name("base")
+                        .build(),
+                )
+                .source_type(IncludeOptions::Any)
+                .r#type(IncludeOptions::All)
+                .dimensions(Dimension::ProfileAttributes(profile))
+                .dimensions(Dimension::CalculatedAttributes(
+                    [("_orders".to_string(), calculated)].into_iter().collect(),
+                ))
+                .build(),
+        )
+        .groups(
+            Group::builder()
+                .r#type(IncludeOptions::None)
+                .dimensions(first_name(
+                    StringDimensionType::Inclusive,
+                    &["Mallory", "Eve"],
+                ))
+                .build(),
+        )
+        .include(IncludeOptions::Any)
+        .build();
+    let sort = SegmentSort::builder()
+        .attributes(
+            SortAttribute::builder()
+                .name("LastName")
+                .order(SegmentSortOrder::Asc)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let created = cp
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip-2026")
+        .display_name("VIP customers")
+        .description("Customers who spend")
+        .segment_groups(groups.clone())
+        .segment_sort(sort.clone())
+        .tags("segmentctl:name", "vip")
+        .send()
+        .await
+        .expect("CreateSegmentDefinition");
+    let arn = "arn:aws:profile:us-east-1:000000000000:domains/shop/segment-definitions/vip-2026";
+    assert_eq!(created.segment_definition_name(), "vip-2026");
+    assert_eq!(created.segment_definition_arn(), Some(arn));
+    assert_eq!(created.display_name(), Some("VIP customers"));
+    assert!(created.created_at().is_some());
+
+    let got = cp
+        .get_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip-2026")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.segment_definition_name(), Some("vip-2026"));
+    assert_eq!(got.display_name(), Some("VIP customers"));
+    assert_eq!(got.description(), Some("Customers who spend"));
+    assert_eq!(got.segment_definition_arn(), arn);
+    assert_eq!(got.segment_groups(), Some(&groups));
+    assert_eq!(got.segment_sort(), Some(&sort));
+    assert_eq!(got.tags().unwrap()["segmentctl:name"], "vip");
+    assert_eq!(
+        got.segment_type(),
+        Some(&aws_sdk_customerprofiles::types::SegmentType::Classic)
+    );
+    assert_eq!(
+        got.created_at().map(|c| c.secs()),
+        created.created_at().map(|c| c.secs())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_list_in_pages_without_their_criteria() {
+    // Unauthenticated (loopback only), so the raw requests below need no signature.
+    let t = util::start_with(|c| c.auth = segmentctl::server::Auth::None).await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    domain(&cp, "other").await;
+    for i in 0..7 {
+        create(&cp, "shop", &format!("d{i}"), simple(None)).await;
+    }
+    create(&cp, "other", "elsewhere", simple(None)).await;
+    let items: Vec<_> = cp
+        .list_segment_definitions()
+        .domain_name("shop")
+        .max_results(3)
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    let names: Vec<_> = items
+        .iter()
+        .map(|d| d.segment_definition_name().unwrap())
+        .collect();
+    assert_eq!(names, ["d0", "d1", "d2", "d3", "d4", "d5", "d6"]);
+    assert!(items.iter().all(|d| d.created_at().is_some()
+        && d.segment_definition_arn().is_some()
+        && d.segment_type().is_some()));
+    // The item shape has no criteria: the body carries none.
+    let (status, _, body) = raw(
+        t.addr(),
+        "GET /domains/shop/segment-definitions?max-results=1 HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(page["Items"][0]["SegmentDefinitionName"], "d0");
+    assert!(page["Items"][0]["CreatedAt"].is_number(), "{body}");
+    assert!(page["Items"][0].get("SegmentGroups").is_none(), "{body}");
+    assert!(page["NextToken"].is_string(), "{body}");
+    // A method the resource does not have: 405, named BadRequestException (the model has
+    // no 405 shape), naming the allowed methods.
+    let (status, headers, body) = raw(
+        t.addr(),
+        "PATCH /domains/shop HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("BadRequestException")
+    );
+    assert!(error_body(&body)["RequestID"].is_string(), "{body}");
+    assert_eq!(
+        error_body(&body)["Message"],
+        "Method PATCH is not allowed on this resource; allowed: GET, POST, DELETE, OPTIONS"
+    );
+    for bad in [0, 501] {
+        let e = cp
+            .list_segment_definitions()
+            .domain_name("shop")
+            .max_results(bad)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(e.is_bad_request_exception(), "{e:?}");
+        assert!(e.message().unwrap().starts_with("MaxResults:"), "{e:?}");
+    }
+    let e = cp
+        .list_segment_definitions()
+        .domain_name("nowhere")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+}
+
+/// There is no update: the same request again answers the stored definition (the operation
+/// is idempotent, so a retried create is harmless); a different one is refused; a deleted
+/// name is free at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_is_taken_once_and_freed_by_its_deletion() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    create(&cp, "shop", "vip", simple(None)).await;
+    let first = cp
+        .get_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip")
+        .send()
+        .await
+        .unwrap();
+    create(&cp, "shop", "vip", simple(None)).await;
+    let again = cp
+        .get_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.created_at(), first.created_at());
+
+    let other = SegmentGroup::builder()
+        .groups(
+            Group::builder()
+                .dimensions(first_name(StringDimensionType::Inclusive, &["Grace"]))
+                .build(),
+        )
+        .build();
+    let e = cp
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip")
+        .display_name("vip")
+        .segment_groups(other.clone())
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("Segment definition vip already exists in domain shop with another definition; there is no update: delete it and create it again")
+    );
+
+    let deleted = cp
+        .delete_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.message(), Some("Segment definition vip deleted"));
+    create(&cp, "shop", "vip", other.clone()).await;
+    let now = cp
+        .get_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(now.segment_groups(), Some(&other));
+
+    let e = cp
+        .delete_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("absent")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("Segment definition absent does not exist in domain shop")
+    );
+}
+
+/// Sources are names in the same domain: one that does not exist there is refused with its
+/// path, and no chain of sources may lead back to the definition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_must_exist_in_the_domain_and_never_lead_back() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    domain(&cp, "other").await;
+    create(&cp, "other", "base", simple(None)).await;
+    let e = cp
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("vip")
+        .display_name("vip")
+        .segment_groups(simple(Some("base")))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("SegmentGroups.Groups[0].SourceSegments[0].SegmentDefinitionName: segment definition base does not exist in domain shop")
+    );
+
+    // a ← b ← c, then a deleted and created again on c: a cycle.
+    create(&cp, "shop", "a", simple(None)).await;
+    create(&cp, "shop", "b", simple(Some("a"))).await;
+    create(&cp, "shop", "c", simple(Some("b"))).await;
+    cp.delete_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("a")
+        .send()
+        .await
+        .unwrap();
+    let e = cp
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("a")
+        .display_name("a")
+        .segment_groups(simple(Some("c")))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("SegmentGroups.Groups[0].SourceSegments[0].SegmentDefinitionName: c builds on a (through its sources): a definition cannot build on itself")
+    );
+    // Nothing was kept of the refused definition.
+    let e = cp
+        .get_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("a")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+}
+
+/// Every limit of the model is a 400 naming the field, received typed by the SDK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_are_refused_with_the_field_named() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    let cases: Vec<(&str, Result<(), String>)> = vec![
+        (
+            "DisplayName: must be 1 to 255 characters long, found 256",
+            cp.create_segment_definition()
+                .domain_name("shop")
+                .segment_definition_name("x")
+                .display_name("d".repeat(256))
+                .segment_groups(simple(None))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_service_error().message().unwrap_or("").to_string()),
+        ),
+        (
+            "SegmentDefinitionName: \"a.b\" is not a name: only letters, digits, '_' and '-' are allowed (found '.')",
+            cp.create_segment_definition()
+                .domain_name("shop")
+                .segment_definition_name("a.b")
+                .display_name("x")
+                .segment_groups(simple(None))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_service_error().message().unwrap_or("").to_string()),
+        ),
+        (
+            "SegmentGroups.Groups[0].Dimensions[0].ProfileAttributes.FirstName.Values: must list 1 to 50 values, found 51",
+            cp.create_segment_definition()
+                .domain_name("shop")
+                .segment_definition_name("x")
+                .display_name("x")
+                .segment_groups(
+                    SegmentGroup::builder()
+                        .groups(
+                            Group::builder()
+                                .dimensions(first_name(
+                                    StringDimensionType::Inclusive,
+                                    &["v"; 51],
+                                ))
+                                .build(),
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_service_error().message().unwrap_or("").to_string()),
+        ),
+        (
+            "DefaultExpirationDays: must be from 1 to 1098, found 1099",
+            cp.create_domain()
+                .domain_name("late")
+                .default_expiration_days(1099)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_service_error().message().unwrap_or("").to_string()),
+        ),
+        (
+            "Tags[\"aws:team\"]: tag keys starting with aws: are reserved",
+            cp.create_domain()
+                .domain_name("tagged")
+                .default_expiration_days(1)
+                .tags("aws:team", "x")
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| e.into_service_error().message().unwrap_or("").to_string()),
+        ),
+    ];
+    for (expected, got) in cases {
+        assert_eq!(got, Err(expected.to_string()));
+    }
+    // Nothing was created by a refused request.
+    let listed = cp.list_domains().send().await.unwrap();
+    assert_eq!(listed.items().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_are_added_listed_and_removed_on_a_definition_and_a_domain() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    create(&cp, "shop", "vip", simple(None)).await;
+    for arn in [
+        "arn:aws:profile:us-east-1:000000000000:domains/shop",
+        "arn:aws:profile:us-east-1:000000000000:domains/shop/segment-definitions/vip",
+    ] {
+        cp.tag_resource()
+            .resource_arn(arn)
+            .tags("team", "growth")
+            .tags("tier", "gold")
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{arn}: {:?}", e.into_service_error()));
+        let listed = cp
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let tags = listed.tags().unwrap();
+        assert_eq!(
+            (tags["team"].as_str(), tags["tier"].as_str()),
+            ("growth", "gold")
+        );
+        cp.untag_resource()
+            .resource_arn(arn)
+            .tag_keys("team")
+            .tag_keys("absent")
+            .send()
+            .await
+            .unwrap();
+        let listed = cp
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.tags().unwrap().keys().collect::<Vec<_>>(), ["tier"]);
+    }
+    // Another account's or region's ARN, or a definition that is not there: 404.
+    for arn in [
+        "arn:aws:profile:us-east-1:111111111111:domains/shop",
+        "arn:aws:profile:eu-west-1:000000000000:domains/shop",
+        "arn:aws:profile:us-east-1:000000000000:domains/shop/segment-definitions/absent",
+    ] {
+        let e = cp
+            .tag_resource()
+            .resource_arn(arn)
+            .tags("k", "v")
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert!(e.is_resource_not_found_exception(), "{arn}: {e:?}");
+    }
+    let e = cp
+        .tag_resource()
+        .resource_arn("arn:aws:profile:us-east-1:000000000000:domains/shop")
+        .tags("has space", "v")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_domain_removes_its_definitions() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    create(&cp, "shop", "a", simple(None)).await;
+    create(&cp, "shop", "b", simple(Some("a"))).await;
+    cp.delete_domain().domain_name("shop").send().await.unwrap();
+    domain(&cp, "shop").await;
+    let listed = cp
+        .list_segment_definitions()
+        .domain_name("shop")
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.items().is_empty(), "{listed:?}");
+    // Its sources went with it: `a` may be created anew on a fresh `b`.
+    create(&cp, "shop", "b", simple(None)).await;
+    create(&cp, "shop", "a", simple(Some("b"))).await;
+}
+
+/// Refusals before any handler (authentication, the method, the body's size) carry
+/// Customer Profiles' error names on its paths, and Pinpoint's on Pinpoint's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_before_the_handler_carry_this_services_error_names() {
+    let t = util::start_with(|c| {
+        if let segmentctl::server::Auth::SigV4(creds) = &mut c.auth {
+            *creds = creds.clone().with(
+                "AKIDREADONLY",
+                "read-only-secret",
+                segmentctl::server::auth::Access::ReadOnly,
+            );
+        }
+    })
+    .await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+
+    let wrong = util::profiles_client_with(&t, util::KEY, "not-the-secret");
+    let e = wrong
+        .get_domain()
+        .domain_name("shop")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_access_denied_exception(), "{e:?}");
+
+    let ro = util::profiles_client_with(&t, "AKIDREADONLY", "read-only-secret");
+    assert!(ro.get_domain().domain_name("shop").send().await.is_ok());
+    let e = ro
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("x")
+        .display_name("x")
+        .segment_groups(simple(None))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_access_denied_exception(), "{e:?}");
+    assert!(e.message().unwrap().contains("read-only"), "{e:?}");
+
+    // 7 MB and one byte: 413, named BadRequestException (the model has no 413 shape).
+    let e = cp
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("big")
+        .display_name("big")
+        .description("d".repeat(7 * 1024 * 1024 + 1))
+        .send()
+        .await
+        .unwrap_err();
+    let raw_status = e.raw_response().map(|r| r.status().as_u16());
+    let e = e.into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(raw_status, Some(413));
+
+    // Signed for Pinpoint's service on a Customer Profiles path: refused, naming `profile`.
+    let date = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap();
+    let request = format!(
+        "GET /domains/shop HTTP/1.1\r\nhost: x\r\nx-amz-date: {date}\r\nauthorization: AWS4-HMAC-SHA256 Credential={}/{}/us-east-1/mobiletargeting/aws4_request, SignedHeaders=host;x-amz-date, Signature={}\r\nconnection: close\r\n\r\n",
+        util::KEY,
+        &date[..8],
+        "0".repeat(64)
+    );
+    let (status, headers, body) = raw(t.addr(), &request).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("AccessDeniedException")
+    );
+    assert_eq!(
+        error_body(&body)["Message"],
+        "Credential should be scoped to correct service: 'profile'"
+    );
+    // Unsigned: refused with this service's name.
+    let (status, headers, _) = raw(
+        t.addr(),
+        "PATCH /domains/shop HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 403, "authentication comes first");
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("AccessDeniedException")
+    );
+    // Pinpoint's paths keep Pinpoint's names.
+    let (status, headers, _) = raw(
+        t.addr(),
+        "GET /v1/apps HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("ForbiddenException")
+    );
+}
