@@ -1,5 +1,5 @@
 //! Customer Profiles' segment-definition API on the same listener as Pinpoint's: domains,
-//! segment definitions, and tags on both (`/domains…`, `/tags/{arn}`). Requests pass the
+//! profiles, segment definitions, and tags (`/domains…`, `/tags/{arn}`). Requests pass the
 //! same layers (their signing name `profile`, their error names, see [`super::api`]); each
 //! handler decodes strictly, checks with `model::profiles::validate`, and calls the store.
 //!
@@ -15,6 +15,7 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 use super::error::ApiError;
 use super::handlers::{admit, blocking, body, json, reading, ApiPath};
@@ -22,7 +23,10 @@ use super::router::resource;
 use super::store::{decode_token, Listing, Page, Resource, Store};
 use super::AppState;
 use crate::model::profiles::validate;
-use crate::model::profiles::{CreateDomainRequest, CreateSegmentDefinitionRequest, TagsBody};
+use crate::model::profiles::{
+    CreateDomainRequest, CreateSegmentDefinitionRequest, ProfileFields, SearchProfilesRequest,
+    TagsBody,
+};
 use crate::model::validate::Violation;
 
 type S = State<Arc<AppState>>;
@@ -38,6 +42,21 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
                 post(create_domain).get(get_domain).delete(delete_domain),
                 "GET, POST, DELETE, OPTIONS",
             ),
+        )
+        .route(
+            "/domains/{domain}/profiles",
+            resource(
+                post(create_profile).put(update_profile),
+                "POST, PUT, OPTIONS",
+            ),
+        )
+        .route(
+            "/domains/{domain}/profiles/delete",
+            resource(post(delete_profile), "POST, OPTIONS"),
+        )
+        .route(
+            "/domains/{domain}/profiles/search",
+            resource(post(search_profiles), "POST, OPTIONS"),
         )
         .route(
             "/domains/{domain}/segment-definitions",
@@ -174,6 +193,110 @@ async fn delete_domain(State(s): S, ApiPath(domain): ApiPath<String>) -> Result<
     let message = format!("Domain {domain} deleted");
     blocking(&s, move |st| st.delete_domain(&domain)).await?;
     Ok(json(StatusCode::OK, &MessageOut { message }))
+}
+
+// ---- profiles ----
+
+/// SearchProfiles' default page (the model's documented 20) and its largest.
+const SEARCH_PAGE: usize = 20;
+const SEARCH_MAX_PAGE: usize = 100;
+
+#[derive(Serialize)]
+struct ProfileIdOut {
+    #[serde(rename = "ProfileId")]
+    profile_id: String,
+}
+
+async fn create_profile(
+    State(s): S,
+    ApiPath(domain): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.CreateProfile")?;
+    domain_name(&domain)?;
+    let fields: ProfileFields = body(&bytes, "CreateProfileRequest")?;
+    refuse(validate::profile_fields(&fields, false))?;
+    let profile_id = blocking(&s, move |st| st.create_profile(&domain, &fields)).await?;
+    Ok(json(StatusCode::OK, &ProfileIdOut { profile_id }))
+}
+
+/// The body of UpdateProfile or DeleteProfile: its `ProfileId`, and the other members.
+fn with_profile_id(bytes: &[u8], what: &str) -> Result<(String, Map<String, Value>)> {
+    let mut members: Map<String, Value> = body(bytes, what)?;
+    let id = match members.remove("ProfileId") {
+        Some(Value::String(id)) => id,
+        Some(_) => return Err(ApiError::bad_request("ProfileId: expected a string")),
+        None => return Err(ApiError::bad_request("ProfileId: missing required member")),
+    };
+    refuse(validate::profile_id("ProfileId", &id))?;
+    Ok((id, members))
+}
+
+async fn update_profile(
+    State(s): S,
+    ApiPath(domain): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.UpdateProfile")?;
+    domain_name(&domain)?;
+    let (profile_id, members) = with_profile_id(&bytes, "UpdateProfileRequest")?;
+    // The rest must be a profile's fields, decoded as strictly as a create's.
+    let rest = serde_json::to_vec(&members).map_err(|e| ApiError::internal(&e))?;
+    let fields: ProfileFields = body(&rest, "UpdateProfileRequest")?;
+    refuse(validate::profile_fields(&fields, true))?;
+    let id = profile_id.clone();
+    blocking(&s, move |st| st.update_profile(&domain, &id, &members)).await?;
+    Ok(json(StatusCode::OK, &ProfileIdOut { profile_id }))
+}
+
+async fn delete_profile(
+    State(s): S,
+    ApiPath(domain): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.DeleteProfile")?;
+    domain_name(&domain)?;
+    let (profile_id, rest) = with_profile_id(&bytes, "DeleteProfileRequest")?;
+    if let Some(k) = rest.keys().next() {
+        return Err(ApiError::bad_request(format!(
+            "{}: unknown member; DeleteProfile takes ProfileId only",
+            crate::text::safe(k)
+        )));
+    }
+    let message = format!("Profile {profile_id} deleted");
+    blocking(&s, move |st| st.delete_profile(&domain, &profile_id)).await?;
+    Ok(json(StatusCode::OK, &MessageOut { message }))
+}
+
+async fn search_profiles(
+    State(s): S,
+    ApiPath(domain): ApiPath<String>,
+    RawQuery(q): RawQuery,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.SearchProfiles")?;
+    domain_name(&domain)?;
+    let p = page(&q, SEARCH_PAGE, SEARCH_MAX_PAGE)?;
+    let req: SearchProfilesRequest = body(&bytes, "SearchProfilesRequest")?;
+    refuse(validate::search_profiles(&req))?;
+    let found = reading(&s, move |st| st.search_profiles(&domain, &req, p)).await?;
+    let listing = Listing {
+        items: found
+            .items
+            .into_iter()
+            .map(|f| {
+                let mut profile = f.profile;
+                let by: Vec<Value> =
+                    f.by.into_iter()
+                        .map(|(k, v)| serde_json::json!({"KeyName": k, "Values": v}))
+                        .collect();
+                profile.insert("FoundByItems".into(), Value::Array(by));
+                Value::Object(profile)
+            })
+            .collect(),
+        next: found.next,
+    };
+    Ok(items(listing))
 }
 
 // ---- segment definitions ----

@@ -814,3 +814,323 @@ async fn refusals_before_the_handler_carry_this_services_error_names() {
         Some("ForbiddenException")
     );
 }
+
+async fn profile(cp: &Client, domain: &str, first: &str, last: &str, email: &str) -> String {
+    cp.create_profile()
+        .domain_name(domain)
+        .first_name(first)
+        .last_name(last)
+        .email_address(email)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateProfile: {:?}", e.into_service_error()))
+        .profile_id()
+        .to_string()
+}
+
+async fn search(
+    cp: &Client,
+    domain: &str,
+    key: &str,
+    value: &str,
+) -> Vec<aws_sdk_customerprofiles::types::Profile> {
+    cp.search_profiles()
+        .domain_name(domain)
+        .key_name(key)
+        .values(value)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("SearchProfiles: {:?}", e.into_service_error()))
+        .items()
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_are_created_with_32_hex_ids_updated_field_by_field_and_deleted() {
+    use aws_sdk_customerprofiles::types::{Address, UpdateAddress};
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    let id = cp
+        .create_profile()
+        .domain_name("shop")
+        .first_name("Ada")
+        .middle_name("King")
+        .last_name("Lovelace")
+        .birth_date("1815-12-10")
+        .address(Address::builder().city("London").country("GB").build())
+        .attributes("tier", "gold")
+        .attributes("spend", "120")
+        .send()
+        .await
+        .unwrap()
+        .profile_id()
+        .to_string();
+    assert!(
+        id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{id}"
+    );
+    let got = &search(&cp, "shop", "_profileId", &id).await[0];
+    assert_eq!(got.first_name(), Some("Ada"));
+    assert_eq!(got.birth_date(), Some("1815-12-10"));
+    assert_eq!(got.address().unwrap().city(), Some("London"));
+
+    // "" removes; absent keeps; objects merge key by key.
+    cp.update_profile()
+        .domain_name("shop")
+        .profile_id(&id)
+        .middle_name("")
+        .address(UpdateAddress::builder().city("").postal_code("N1").build())
+        .attributes("tier", "")
+        .attributes("seen", "2026-12-01")
+        .send()
+        .await
+        .unwrap();
+    let got = &search(&cp, "shop", "_profileId", &id).await[0];
+    assert_eq!(got.middle_name(), None);
+    assert_eq!(got.first_name(), Some("Ada"));
+    assert_eq!(got.address().unwrap().city(), None);
+    assert_eq!(got.address().unwrap().country(), Some("GB"));
+    assert_eq!(got.address().unwrap().postal_code(), Some("N1"));
+    let attrs = got.attributes().unwrap();
+    assert_eq!(attrs.get("tier"), None);
+    assert_eq!(attrs["spend"], "120");
+    assert_eq!(attrs["seen"], "2026-12-01");
+    // The search keys follow the update: the middle name left the full name.
+    assert_eq!(
+        search(&cp, "shop", "_fullName", "Ada King Lovelace")
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        search(&cp, "shop", "_fullName", "Ada Lovelace").await.len(),
+        1
+    );
+    assert_eq!(
+        cp.get_domain()
+            .domain_name("shop")
+            .send()
+            .await
+            .unwrap()
+            .stats()
+            .unwrap()
+            .profile_count(),
+        1
+    );
+
+    // An empty string on create is refused (1–255 there), and an unknown profile is a 404.
+    let e = cp
+        .create_profile()
+        .domain_name("shop")
+        .first_name("")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("FirstName: must be 1 to 255 characters long, found 0")
+    );
+    let absent = "0".repeat(32);
+    let e = cp
+        .update_profile()
+        .domain_name("shop")
+        .profile_id(&absent)
+        .first_name("x")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let e = cp
+        .delete_profile()
+        .domain_name("shop")
+        .profile_id("XYZ")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("ProfileId: \"XYZ\" is not a profile id: 32 lowercase hexadecimal digits")
+    );
+
+    let deleted = cp
+        .delete_profile()
+        .domain_name("shop")
+        .profile_id(&id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.message(),
+        Some(format!("Profile {id} deleted").as_str())
+    );
+    assert!(search(&cp, "shop", "_profileId", &id).await.is_empty());
+    assert!(search(&cp, "shop", "_fullName", "Ada Lovelace")
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_finds_by_each_key_with_and_or_and_pages_by_twenty() {
+    use aws_sdk_customerprofiles::types::{AdditionalSearchKey, LogicalOperator};
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    domain(&cp, "other").await;
+    let ada = profile(&cp, "shop", "Ada", "Lovelace", "ada@example.com").await;
+    let grace = profile(&cp, "shop", "Grace", "Hopper", "grace@example.com").await;
+    profile(&cp, "other", "Ada", "Lovelace", "ada@example.com").await;
+    cp.update_profile()
+        .domain_name("shop")
+        .profile_id(&grace)
+        .mobile_phone_number("+15550001")
+        .account_number("ACC-7")
+        .send()
+        .await
+        .unwrap();
+
+    let found = search(&cp, "shop", "_email", "ada@example.com").await;
+    assert_eq!(found.len(), 1, "one domain only");
+    assert_eq!(found[0].profile_id(), Some(ada.as_str()));
+    assert_eq!(found[0].found_by_items()[0].key_name(), Some("_email"));
+    assert_eq!(found[0].found_by_items()[0].values(), ["ada@example.com"]);
+    assert_eq!(
+        search(&cp, "shop", "_phone", "+15550001").await[0].profile_id(),
+        Some(grace.as_str())
+    );
+    assert_eq!(
+        search(&cp, "shop", "_account", "ACC-7").await[0].profile_id(),
+        Some(grace.as_str())
+    );
+
+    // OR (the default): either key; AND: both.
+    let or = cp
+        .search_profiles()
+        .domain_name("shop")
+        .key_name("_email")
+        .values("ada@example.com")
+        .additional_search_keys(
+            AdditionalSearchKey::builder()
+                .key_name("_account")
+                .values("ACC-7")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<_> = or.items().iter().map(|p| p.profile_id().unwrap()).collect();
+    assert_eq!(ids, [ada.as_str(), grace.as_str()]);
+    let and = cp
+        .search_profiles()
+        .domain_name("shop")
+        .key_name("_fullName")
+        .values("Grace Hopper")
+        .values("Ada Lovelace")
+        .additional_search_keys(
+            AdditionalSearchKey::builder()
+                .key_name("_account")
+                .values("ACC-7")
+                .build()
+                .unwrap(),
+        )
+        .logical_operator(LogicalOperator::And)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<_> = and
+        .items()
+        .iter()
+        .map(|p| p.profile_id().unwrap())
+        .collect();
+    assert_eq!(ids, [grace.as_str()]);
+    let by: Vec<_> = and.items()[0]
+        .found_by_items()
+        .iter()
+        .map(|f| (f.key_name().unwrap(), f.values().to_vec()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("_fullName", vec!["Grace Hopper".to_string()]),
+            ("_account", vec!["ACC-7".to_string()])
+        ]
+    );
+
+    // Pages of 20 by default, in creation order.
+    for i in 0..23 {
+        profile(&cp, "shop", "Twin", "Doe", &format!("twin{i}@example.com")).await;
+    }
+    let first = cp
+        .search_profiles()
+        .domain_name("shop")
+        .key_name("_fullName")
+        .values("Twin Doe")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.items().len(), 20);
+    assert_eq!(first.items()[0].email_address(), Some("twin0@example.com"));
+    let rest = cp
+        .search_profiles()
+        .domain_name("shop")
+        .key_name("_fullName")
+        .values("Twin Doe")
+        .next_token(first.next_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.items().len(), 3);
+    assert_eq!(rest.items()[2].email_address(), Some("twin22@example.com"));
+    assert!(rest.next_token().is_none());
+
+    let e = cp
+        .search_profiles()
+        .domain_name("shop")
+        .key_name("_emial")
+        .values("x")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert!(
+        e.message().unwrap().ends_with("(did you mean _email?)"),
+        "{e:?}"
+    );
+}
+
+/// A read-only key may make the POSTs that only read (SearchProfiles), and no other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_key_may_search_profiles_but_not_delete_one_though_both_are_posts() {
+    let t = util::start_with(|c| {
+        if let segmentctl::server::Auth::SigV4(creds) = &mut c.auth {
+            *creds = creds.clone().with(
+                "AKIDREADONLY",
+                "read-only-secret",
+                segmentctl::server::auth::Access::ReadOnly,
+            );
+        }
+    })
+    .await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    let id = profile(&cp, "shop", "Ada", "Lovelace", "ada@example.com").await;
+    let ro = util::profiles_client_with(&t, "AKIDREADONLY", "read-only-secret");
+    assert_eq!(search(&ro, "shop", "_profileId", &id).await.len(), 1);
+    let e = ro
+        .delete_profile()
+        .domain_name("shop")
+        .profile_id(&id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_access_denied_exception(), "{e:?}");
+    assert_eq!(search(&cp, "shop", "_profileId", &id).await.len(), 1);
+}

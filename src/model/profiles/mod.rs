@@ -522,6 +522,281 @@ pub struct TagsBody {
     pub tags: Tags,
 }
 
+wire_enum!(Gender { Male = "MALE", Female = "FEMALE", Unspecified = "UNSPECIFIED" });
+wire_enum!(PartyType { Individual = "INDIVIDUAL", Business = "BUSINESS", Other = "OTHER" });
+wire_enum!(LogicalOperator { And = "AND", Or = "OR" });
+wire_enum!(
+    ContactType {
+        PhoneNumber = "PhoneNumber",
+        MobilePhoneNumber = "MobilePhoneNumber",
+        HomePhoneNumber = "HomePhoneNumber",
+        BusinessPhoneNumber = "BusinessPhoneNumber",
+        EmailAddress = "EmailAddress",
+        PersonalEmailAddress = "PersonalEmailAddress",
+        BusinessEmailAddress = "BusinessEmailAddress",
+    }
+);
+
+/// A profile's fields, as CreateProfile and UpdateProfile carry them and a `Profile`
+/// returns them. On update, an empty string removes a field (an address part, an
+/// attribute) and an absent one keeps it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ProfileFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_information: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party_type: Option<PartyType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub middle_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<Gender>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mobile_phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_phone_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal_email_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub business_email_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailing_address: Option<Address>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_address: Option<Address>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
+    pub attributes: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub party_type_string: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender_string: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_type: Option<ProfileType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engagement_preferences: Option<EngagementPreferences>,
+}
+
+impl ProfileFields {
+    /// The string fields, by their wire names (`AdditionalInformation` among them).
+    pub fn strings(&self) -> [(&'static str, Option<&String>); 16] {
+        [
+            ("AccountNumber", self.account_number.as_ref()),
+            (
+                "AdditionalInformation",
+                self.additional_information.as_ref(),
+            ),
+            ("BusinessName", self.business_name.as_ref()),
+            ("FirstName", self.first_name.as_ref()),
+            ("MiddleName", self.middle_name.as_ref()),
+            ("LastName", self.last_name.as_ref()),
+            ("BirthDate", self.birth_date.as_ref()),
+            ("PhoneNumber", self.phone_number.as_ref()),
+            ("MobilePhoneNumber", self.mobile_phone_number.as_ref()),
+            ("HomePhoneNumber", self.home_phone_number.as_ref()),
+            ("BusinessPhoneNumber", self.business_phone_number.as_ref()),
+            ("EmailAddress", self.email_address.as_ref()),
+            ("PersonalEmailAddress", self.personal_email_address.as_ref()),
+            ("BusinessEmailAddress", self.business_email_address.as_ref()),
+            ("PartyTypeString", self.party_type_string.as_ref()),
+            ("GenderString", self.gender_string.as_ref()),
+        ]
+    }
+
+    pub fn addresses(&self) -> [(&'static str, Option<&Address>); 4] {
+        [
+            ("Address", self.address.as_ref()),
+            ("ShippingAddress", self.shipping_address.as_ref()),
+            ("MailingAddress", self.mailing_address.as_ref()),
+            ("BillingAddress", self.billing_address.as_ref()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct Address {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address1: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address2: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address4: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub county: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub province: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postal_code: Option<String>,
+}
+
+impl Address {
+    pub fn parts(&self) -> [(&'static str, Option<&String>); 10] {
+        [
+            ("Address1", self.address1.as_ref()),
+            ("Address2", self.address2.as_ref()),
+            ("Address3", self.address3.as_ref()),
+            ("Address4", self.address4.as_ref()),
+            ("City", self.city.as_ref()),
+            ("County", self.county.as_ref()),
+            ("State", self.state.as_ref()),
+            ("Province", self.province.as_ref()),
+            ("Country", self.country.as_ref()),
+            ("PostalCode", self.postal_code.as_ref()),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EngagementPreferences {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Vec<ContactPreference>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Vec<ContactPreference>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct ContactPreference {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact_type: Option<ContactType>,
+}
+
+/// The body of SearchProfiles.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SearchProfilesRequest {
+    pub key_name: String,
+    pub values: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub additional_search_keys: Option<Vec<SearchKey>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_operator: Option<LogicalOperator>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct SearchKey {
+    pub key_name: String,
+    pub values: Vec<String>,
+}
+
+/// The keys SearchProfiles looks profiles up by, and what each holds: `_profileId`,
+/// `_account` (AccountNumber), `_email` (the three email fields), `_phone` (the four phone
+/// fields), `_fullName` (`First [Middle] Last`, single spaces).
+pub const SEARCH_KEYS: &[&str] = &["_profileId", "_account", "_email", "_phone", "_fullName"];
+
+/// A profile's search keys and their values, each pair once.
+pub fn search_keys(id: &str, p: &ProfileFields) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = vec![("_profileId", id.to_string())];
+    if let Some(a) = &p.account_number {
+        out.push(("_account", a.clone()));
+    }
+    for e in [
+        &p.email_address,
+        &p.personal_email_address,
+        &p.business_email_address,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push(("_email", e.clone()));
+    }
+    for n in [
+        &p.phone_number,
+        &p.mobile_phone_number,
+        &p.home_phone_number,
+        &p.business_phone_number,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        out.push(("_phone", n.clone()));
+    }
+    let name: Vec<&str> = [&p.first_name, &p.middle_name, &p.last_name]
+        .into_iter()
+        .flatten()
+        .map(|s| s.as_str())
+        .collect();
+    if !name.is_empty() {
+        out.push(("_fullName", name.join(" ")));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Applies an UpdateProfile's fields to a stored profile, both JSON objects: an empty
+/// string removes what it names, an object (an address, `Attributes`) is merged key by key
+/// by the same rule (and removed when left empty), anything else replaces.
+pub fn merge_update(
+    stored: &mut serde_json::Map<String, serde_json::Value>,
+    update: &serde_json::Map<String, serde_json::Value>,
+) {
+    use serde_json::Value;
+    for (k, v) in update {
+        match v {
+            Value::String(s) if s.is_empty() => {
+                stored.remove(k);
+            }
+            Value::Object(o) => {
+                let entry = stored
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if !entry.is_object() {
+                    *entry = Value::Object(Default::default());
+                }
+                if let Value::Object(inner) = entry {
+                    merge_update(inner, o);
+                    if inner.is_empty() {
+                        stored.remove(k);
+                    }
+                }
+            }
+            other => {
+                stored.insert(k.clone(), other.clone());
+            }
+        }
+    }
+}
+
 /// A date or an instant as a profile's dates are read (BirthDate, date criteria): an ISO
 /// 8601 instant as Pinpoint reads it, or a calendar date `YYYY-MM-DD`, meaning its midnight
 /// UTC. One grammar for the server's checks, the evaluator and the SQL it writes.
@@ -582,6 +857,50 @@ mod tests {
         ] {
             assert!(!is_number(n), "{n:?}");
         }
+    }
+
+    #[test]
+    fn an_update_removes_with_empty_strings_merges_objects_and_keeps_the_rest() {
+        let mut stored = serde_json::json!({
+            "ProfileId": "p", "FirstName": "Ada", "LastName": "Lovelace",
+            "Address": {"City": "London", "Country": "GB"},
+            "Attributes": {"tier": "gold", "seen": "2026-01-01"}
+        });
+        let update = serde_json::json!({
+            "FirstName": "", "MiddleName": "King",
+            "Address": {"City": "", "Country": ""},
+            "Attributes": {"tier": "", "spend": "10"},
+            "BillingAddress": {"City": "Paris"}
+        });
+        merge_update(stored.as_object_mut().unwrap(), update.as_object().unwrap());
+        assert_eq!(
+            stored,
+            serde_json::json!({
+                "ProfileId": "p", "LastName": "Lovelace", "MiddleName": "King",
+                "Attributes": {"seen": "2026-01-01", "spend": "10"},
+                "BillingAddress": {"City": "Paris"}
+            })
+        );
+    }
+
+    #[test]
+    fn search_keys_cover_ids_accounts_emails_phones_and_full_names() {
+        let p: ProfileFields = serde_json::from_str(
+            r#"{"AccountNumber":"A1","FirstName":"Ada","LastName":"Lovelace",
+                "EmailAddress":"ada@x.org","BusinessEmailAddress":"ada@x.org",
+                "MobilePhoneNumber":"+1555"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            search_keys("p1", &p),
+            [
+                ("_account", "A1".to_string()),
+                ("_email", "ada@x.org".to_string()),
+                ("_fullName", "Ada Lovelace".to_string()),
+                ("_phone", "+1555".to_string()),
+                ("_profileId", "p1".to_string()),
+            ]
+        );
     }
 
     #[test]

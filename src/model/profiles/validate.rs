@@ -8,7 +8,8 @@
 use super::{
     is_number, parse_date_or_instant, AttributeDimension, AttributeDimensionType,
     CalculatedAttributeDimension, CreateDomainRequest, CreateSegmentDefinitionRequest,
-    DateDimensionType, Dimension, ProfileAttributes, ProfileDimension, SegmentGroups, SegmentSort,
+    DateDimensionType, Dimension, ProfileAttributes, ProfileDimension, ProfileFields, SearchKey,
+    SearchProfilesRequest, SegmentGroups, SegmentSort, SEARCH_KEYS,
 };
 use crate::model::validate::{key_path, Violation};
 use crate::model::Tags;
@@ -438,6 +439,137 @@ fn segment_sort_into(out: &mut Out, path: &str, sort: &SegmentSort) {
             out.push(np, "must be 1 to 64 of letters, digits, '_', '.' and '-'");
         }
     }
+}
+
+/// Chosen (the model sets no limit): custom attributes on one profile.
+pub const MAX_PROFILE_ATTRIBUTES: usize = 100;
+/// SearchProfiles: values per key (chosen; the model sets none), and additional keys (1–4).
+pub const MAX_SEARCH_VALUES: usize = 100;
+pub const MAX_ADDITIONAL_SEARCH_KEYS: usize = 4;
+
+/// Checks a profile's fields: CreateProfile's (`update` false: every string 1–255
+/// characters) or UpdateProfile's (`update` true: 0–255, an empty string removing the field).
+pub fn profile_fields(p: &ProfileFields, update: bool) -> Vec<Violation> {
+    let mut out = Out(Vec::new());
+    let min = usize::from(!update);
+    for (field, v) in p.strings() {
+        if let Some(v) = v {
+            let max = if field == "AdditionalInformation" {
+                MAX_LONG_VALUE_LEN
+            } else {
+                MAX_VALUE_LEN
+            };
+            out.length(field, v, min, max);
+        }
+    }
+    for (field, a) in p.addresses() {
+        for (part, v) in a.iter().flat_map(|a| a.parts()) {
+            if let Some(v) = v {
+                out.length(&format!("{field}.{part}"), v, min, MAX_VALUE_LEN);
+            }
+        }
+    }
+    if let Some(attrs) = &p.attributes {
+        if attrs.len() > MAX_PROFILE_ATTRIBUTES {
+            out.push(
+                "Attributes",
+                format!(
+                    "holds {} attributes; at most {MAX_PROFILE_ATTRIBUTES} are accepted",
+                    attrs.len()
+                ),
+            );
+        }
+        for (k, v) in attrs {
+            let kp = key_path("Attributes", k);
+            out.length(&format!("{kp} (its name)"), k, 1, MAX_VALUE_LEN);
+            out.length(&kp, v, min, MAX_VALUE_LEN);
+        }
+    }
+    if let Some(e) = &p.engagement_preferences {
+        for (field, list) in [("Phone", &e.phone), ("Email", &e.email)] {
+            for (i, c) in list.iter().flatten().enumerate() {
+                let cp = format!("EngagementPreferences.{field}[{i}]");
+                if let Some(k) = &c.key_name {
+                    name_into(&mut out, &format!("{cp}.KeyName"), k);
+                }
+                if let Some(v) = &c.key_value {
+                    out.length(&format!("{cp}.KeyValue"), v, 1, MAX_VALUE_LEN);
+                }
+                if let Some(id) = &c.profile_id {
+                    out.0.extend(profile_id(&format!("{cp}.ProfileId"), id));
+                }
+            }
+        }
+    }
+    out.0
+}
+
+/// A profile id: 32 lowercase hexadecimal digits, as this server makes them.
+pub fn profile_id(path: &str, id: &str) -> Vec<Violation> {
+    let ok = id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        return Vec::new();
+    }
+    vec![Violation {
+        path: path.to_string(),
+        message: format!(
+            "{:?} is not a profile id: 32 lowercase hexadecimal digits",
+            crate::text::safe(id)
+        ),
+    }]
+}
+
+/// Checks a SearchProfiles body: known keys, 1–100 values each, 1–4 additional keys.
+pub fn search_profiles(req: &SearchProfilesRequest) -> Vec<Violation> {
+    let mut out = Out(Vec::new());
+    let key = |out: &mut Out, path: &str, k: &SearchKey| {
+        if !SEARCH_KEYS.contains(&k.key_name.as_str()) {
+            let mut message = format!(
+                "{:?} is not a search key this server indexes (object types are not implemented); the keys are {}",
+                crate::text::safe(&k.key_name),
+                SEARCH_KEYS.join(", ")
+            );
+            if let Some(best) = crate::model::closest(&k.key_name, SEARCH_KEYS) {
+                message.push_str(&format!(" (did you mean {best}?)"));
+            }
+            out.push(format!("{path}KeyName"), message);
+        }
+        if k.values.is_empty() || k.values.len() > MAX_SEARCH_VALUES {
+            out.push(
+                format!("{path}Values"),
+                format!(
+                    "must list 1 to {MAX_SEARCH_VALUES} values, found {}",
+                    k.values.len()
+                ),
+            );
+        }
+        for (i, v) in k.values.iter().enumerate() {
+            out.length(&format!("{path}Values[{i}]"), v, 1, MAX_VALUE_LEN);
+        }
+    };
+    key(
+        &mut out,
+        "",
+        &SearchKey {
+            key_name: req.key_name.clone(),
+            values: req.values.clone(),
+        },
+    );
+    if let Some(more) = &req.additional_search_keys {
+        if more.is_empty() || more.len() > MAX_ADDITIONAL_SEARCH_KEYS {
+            out.push(
+                "AdditionalSearchKeys",
+                format!(
+                    "must list 1 to {MAX_ADDITIONAL_SEARCH_KEYS} keys, found {}",
+                    more.len()
+                ),
+            );
+        }
+        for (i, k) in more.iter().enumerate() {
+            key(&mut out, &format!("AdditionalSearchKeys[{i}]."), k);
+        }
+    }
+    out.0
 }
 
 /// Checks a tag map as Customer Profiles does: 1–50 tags; keys 1–128 characters of the

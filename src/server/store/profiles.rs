@@ -402,3 +402,233 @@ fn same_request(a: &CreateSegmentDefinitionRequest, b: &CreateSegmentDefinitionR
     };
     norm(a).is_some() && norm(a) == norm(b)
 }
+
+fn profile_not_found(domain: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!("Profile {id} does not exist in domain {domain}"))
+}
+
+/// A profile found by SearchProfiles, and which of its keys found it.
+#[derive(Debug)]
+pub struct Found {
+    pub profile: serde_json::Map<String, Value>,
+    pub by: Vec<(String, Vec<String>)>,
+}
+
+/// At most this many ids in one `IN (…)` list.
+const IN_CHUNK: usize = 500;
+
+impl Store {
+    /// Rewrites a profile's search keys from its stored fields.
+    fn index_profile(
+        tx: &Tx<'_>,
+        domain: &str,
+        id: &str,
+        fields: &profiles::ProfileFields,
+    ) -> Result<(), ApiError> {
+        tx.execute(
+            "DELETE FROM cp_profile_keys WHERE domain = ?1 AND profile_id = ?2",
+            [domain, id],
+        )?;
+        for (key, value) in profiles::search_keys(id, fields) {
+            tx.execute(
+                "INSERT INTO cp_profile_keys (domain, key_name, value, profile_id) VALUES (?1, ?2, ?3, ?4)",
+                params![domain, key, value, id],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new profile; its id is made here (32 hex digits).
+    pub fn create_profile(
+        &self,
+        domain: &str,
+        fields: &profiles::ProfileFields,
+    ) -> Result<String, ApiError> {
+        let id = super::new_id();
+        let mut body = match serde_json::to_value(fields) {
+            Ok(Value::Object(m)) => m,
+            _ => return Err(ApiError::internal(&"a profile did not encode as an object")),
+        };
+        body.insert("ProfileId".into(), Value::String(id.clone()));
+        let text = serde_json::to_string(&body).map_err(|e| ApiError::internal(&e))?;
+        self.write(|tx| {
+            Self::require_domain(tx, domain)?;
+            tx.execute(
+                "INSERT INTO cp_profiles (domain, id, body) VALUES (?1, ?2, ?3)",
+                params![domain, id, text],
+            )?;
+            Self::index_profile(tx, domain, &id, fields)
+        })?;
+        Ok(id)
+    }
+
+    /// Applies UpdateProfile's fields (see `model::profiles::merge_update`).
+    pub fn update_profile(
+        &self,
+        domain: &str,
+        id: &str,
+        update: &serde_json::Map<String, Value>,
+    ) -> Result<(), ApiError> {
+        self.write(|tx| {
+            Self::require_domain(tx, domain)?;
+            let stored: String = tx
+                .query_row(
+                    &format!(
+                        "SELECT body FROM cp_profiles WHERE domain = ?1 AND id = ?2{}",
+                        tx.for_update()
+                    ),
+                    [domain, id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| profile_not_found(domain, id))?;
+            let mut body: serde_json::Map<String, Value> =
+                serde_json::from_str(&stored).map_err(|e| ApiError::internal(&e))?;
+            profiles::merge_update(&mut body, update);
+            body.insert("ProfileId".into(), Value::String(id.to_string()));
+            let mut fields_only = body.clone();
+            fields_only.remove("ProfileId");
+            let fields: profiles::ProfileFields =
+                serde_json::from_value(Value::Object(fields_only))
+                    .map_err(|e| ApiError::internal(&e))?;
+            if let Some(v) = profiles::validate::profile_fields(&fields, false)
+                .into_iter()
+                .next()
+            {
+                return Err(ApiError::bad_request(v.to_string()));
+            }
+            let text = serde_json::to_string(&body).map_err(|e| ApiError::internal(&e))?;
+            tx.execute(
+                "UPDATE cp_profiles SET body = ?3 WHERE domain = ?1 AND id = ?2",
+                params![domain, id, text],
+            )?;
+            Self::index_profile(tx, domain, id, &fields)
+        })
+    }
+
+    pub fn delete_profile(&self, domain: &str, id: &str) -> Result<(), ApiError> {
+        self.write(|tx| {
+            Self::require_domain(tx, domain)?;
+            if tx.execute(
+                "DELETE FROM cp_profiles WHERE domain = ?1 AND id = ?2",
+                [domain, id],
+            )? == 0
+            {
+                return Err(profile_not_found(domain, id));
+            }
+            tx.execute(
+                "DELETE FROM cp_profile_keys WHERE domain = ?1 AND profile_id = ?2",
+                [domain, id],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// SearchProfiles: the profiles whose keys hold one of the values, for every key (AND)
+    /// or any (OR, the default), in the order they were created.
+    pub fn search_profiles(
+        &self,
+        domain: &str,
+        req: &profiles::SearchProfilesRequest,
+        page: Page,
+    ) -> Result<Listing<Found>, ApiError> {
+        let mut keys = vec![profiles::SearchKey {
+            key_name: req.key_name.clone(),
+            values: req.values.clone(),
+        }];
+        keys.extend(req.additional_search_keys.iter().flatten().cloned());
+        let all = req.logical_operator == Some(profiles::LogicalOperator::And);
+        self.read(|c| {
+            Self::require_domain(c, domain)?;
+            // For each key, the profiles it finds and by which values.
+            let mut by_key: Vec<std::collections::BTreeMap<String, Vec<String>>> = Vec::new();
+            for k in &keys {
+                let marks: Vec<String> = (0..k.values.len()).map(|i| format!("?{}", i + 3)).collect();
+                let sql = format!(
+                    "SELECT value, profile_id FROM cp_profile_keys WHERE domain = ?1 AND key_name = ?2 AND value IN ({}) ORDER BY value",
+                    marks.join(", ")
+                );
+                let mut args: Vec<&dyn super::sql::Param> = vec![&domain, &k.key_name];
+                args.extend(k.values.iter().map(|v| v as &dyn super::sql::Param));
+                let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+                for row in c.prepare(&sql)?.query_map(args.as_slice(), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })? {
+                    let (value, id) = row?;
+                    found.entry(id).or_default().push(value);
+                }
+                by_key.push(found);
+            }
+            let ids: BTreeSet<&String> = if all {
+                by_key[0]
+                    .keys()
+                    .filter(|id| by_key.iter().all(|m| m.contains_key(*id)))
+                    .collect()
+            } else {
+                by_key.iter().flat_map(|m| m.keys()).collect()
+            };
+            // Their positions, then one page of them in order.
+            let ids: Vec<&String> = ids.into_iter().collect();
+            let mut placed: Vec<(i64, String)> = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(IN_CHUNK) {
+                let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 3)).collect();
+                let sql = format!(
+                    "SELECT seq, body FROM cp_profiles WHERE domain = ?1 AND seq > ?2 AND id IN ({})",
+                    marks.join(", ")
+                );
+                let mut args: Vec<&dyn super::sql::Param> = vec![&domain, &page.after];
+                args.extend(chunk.iter().map(|v| *v as &dyn super::sql::Param));
+                for row in c.prepare(&sql)?.query_map(args.as_slice(), |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })? {
+                    placed.push(row?);
+                }
+            }
+            placed.sort_by_key(|(seq, _)| *seq);
+            placed.truncate(page.size + 1);
+            let rows = placed.into_iter().map(|(seq, text)| {
+                let profile: serde_json::Map<String, Value> = serde_json::from_str(&text)
+                    .map_err(|_| DbError::Column("body".into(), "not a stored profile"))?;
+                let id = profile
+                    .get("ProfileId")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let by = keys
+                    .iter()
+                    .zip(&by_key)
+                    .filter_map(|(k, m)| m.get(&id).map(|v| (k.key_name.clone(), v.clone())))
+                    .collect();
+                Ok((seq, Found { profile, by }))
+            });
+            paginate(rows, page.size)
+        })
+    }
+
+    /// Profiles of the domain by id (the ones that exist), for membership checks.
+    pub fn profiles_by_id(
+        &self,
+        domain: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, String)>, ApiError> {
+        self.read(|c| {
+            Self::require_domain(c, domain)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(IN_CHUNK) {
+                let marks: Vec<String> = (0..chunk.len()).map(|i| format!("?{}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT id, body FROM cp_profiles WHERE domain = ?1 AND id IN ({})",
+                    marks.join(", ")
+                );
+                let mut args: Vec<&dyn super::sql::Param> = vec![&domain];
+                args.extend(chunk.iter().map(|v| v as &dyn super::sql::Param));
+                for row in c.prepare(&sql)?.query_map(args.as_slice(), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })? {
+                    out.push(row?);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
