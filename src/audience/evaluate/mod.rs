@@ -42,6 +42,7 @@ use crate::model::{
 };
 
 mod instant;
+pub mod profiles;
 mod record;
 pub mod sql;
 
@@ -106,11 +107,32 @@ pub struct Program {
     unknown: Vec<(usize, String)>,
 }
 
+/// Where a list slot's values come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// An endpoint's `Attributes` (`user`: `User.UserAttributes`) entry: a list of strings.
+    Attributes { user: bool },
+    /// A profile's field, by its path (`FirstName`, `Address.City`): at most one value.
+    ProfileField,
+    /// A profile's `Attributes` entry: at most one value.
+    ProfileAttribute,
+    /// A profile's `Attributes` entry read as a list (see `model::profiles::attribute_list`).
+    ProfileAttributeList,
+}
+
+impl Source {
+    fn is_profile(self) -> bool {
+        !matches!(self, Source::Attributes { .. })
+    }
+}
+
 /// What a record must keep: the attribute lists and metrics some criterion reads.
 #[derive(Debug, Default)]
 pub(crate) struct Schema {
-    /// Attribute names (`false`) and user attribute names (`true`), one slot each.
-    lists: Vec<(bool, Box<str>)>,
+    /// Whether records are Customer Profiles profiles (else Pinpoint endpoints).
+    profiles: bool,
+    /// Where each list slot's values come from, one slot per source and name.
+    lists: Vec<(Source, Box<str>)>,
     /// Per list slot: whether a date criterion reads it (its values are parsed as instants).
     dated: Vec<bool>,
     /// Per list slot: whether its values are kept as text (a CONTAINS criterion reads them,
@@ -129,11 +151,15 @@ pub(crate) struct Schema {
 
 impl Schema {
     fn list(&mut self, user: bool, name: &str) -> usize {
+        self.list_of(Source::Attributes { user }, name)
+    }
+
+    fn list_of(&mut self, source: Source, name: &str) -> usize {
         self.lists
             .iter()
-            .position(|(u, n)| *u == user && &**n == name)
+            .position(|(s, n)| *s == source && &**n == name)
             .unwrap_or_else(|| {
-                self.lists.push((user, name.into()));
+                self.lists.push((source, name.into()));
                 self.dated.push(false);
                 self.kept.push(false);
                 self.list_words.push(Words::default());
@@ -152,9 +178,10 @@ impl Schema {
     }
 
     pub(crate) fn list_slot(&self, user: bool, name: &str) -> Option<usize> {
+        let source = Source::Attributes { user };
         self.lists
             .iter()
-            .position(|(u, n)| *u == user && record::same_bytes(n.as_bytes(), name.as_bytes()))
+            .position(|(s, n)| *s == source && record::same_bytes(n.as_bytes(), name.as_bytes()))
     }
 
     pub(crate) fn metric_slot(&self, name: &str) -> Option<usize> {
@@ -274,6 +301,24 @@ enum Criterion {
         op: ComparisonOperator,
         value: f64,
     },
+    /// Some value of the slot starts (`end`: ends) with one of `values`.
+    Affix {
+        slot: usize,
+        values: Box<[Box<str>]>,
+        end: bool,
+    },
+    /// Some value of the slot is a number (`-?DIGITS[.DIGITS]`) that compares true with one
+    /// of `values`.
+    Compared {
+        slot: usize,
+        op: ComparisonOperator,
+        values: Box<[f64]>,
+    },
+    /// Every one of `values` is among the slot's values.
+    ListedAll {
+        slot: usize,
+        values: Box<[Box<str>]>,
+    },
     Gps {
         from: Point,
         range: f64,
@@ -284,6 +329,16 @@ enum Criterion {
         hi: i128,
         active: bool,
     },
+}
+
+/// The date criteria, as both APIs name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Temporal {
+    Before,
+    After,
+    On,
+    Between,
+    NotBetween,
 }
 
 /// How deep base segments may nest (a guard: manifests with cycles do not validate).
@@ -472,7 +527,63 @@ impl Program {
                 .and_then(|v| parse_instant(v))
                 .map(OffsetDateTime::unix_timestamp_nanos)
         };
-        let mut dated = |lo: Option<i128>, hi: Option<i128>, negate: bool| match (lo, hi) {
+        if a.attribute_type == Some(AttributeType::Contains) {
+            self.schema.kept[slot] = true;
+        }
+        match a.attribute_type.unwrap_or(AttributeType::Inclusive) {
+            AttributeType::Inclusive | AttributeType::Exclusive => self.listed(
+                slot,
+                &a.values,
+                a.attribute_type == Some(AttributeType::Exclusive),
+            ),
+            AttributeType::Contains => Criterion::Contains {
+                slot,
+                values: values(),
+                finders: a
+                    .values
+                    .iter()
+                    .map(|v| memchr::memmem::Finder::new(v.as_bytes()).into_owned())
+                    .collect(),
+            },
+            AttributeType::Before => self.dated(slot, Temporal::Before, bound),
+            AttributeType::After => self.dated(slot, Temporal::After, bound),
+            AttributeType::On => self.dated(slot, Temporal::On, bound),
+            AttributeType::Between => self.dated(slot, Temporal::Between, bound),
+            AttributeType::NotBetween => self.dated(slot, Temporal::NotBetween, bound),
+        }
+    }
+
+    /// Some value of the slot is one of `values` (`exclusive`: none is).
+    fn listed(&mut self, slot: usize, values: &[String], exclusive: bool) -> Criterion {
+        let bits = self.schema.list_words[slot].bits(values);
+        self.schema.kept[slot] |= bits.is_none();
+        Criterion::Listed {
+            slot,
+            values: values.iter().map(|v| v.as_str().into()).collect(),
+            bits,
+            exclusive,
+        }
+    }
+
+    /// A date criterion on the slot; `bound(i)` is its `i`th value as an instant.
+    fn dated(
+        &mut self,
+        slot: usize,
+        kind: Temporal,
+        bound: impl Fn(usize) -> Option<i128>,
+    ) -> Criterion {
+        let (lo, hi, negate) = match kind {
+            // Strict: the instant itself is excluded.
+            Temporal::Before => (Some(i128::MIN), bound(0).map(|b| b - 1), false),
+            Temporal::After => (bound(0).map(|b| b + 1), Some(i128::MAX), false),
+            Temporal::On => {
+                let day = bound(0).map(|b| b.div_euclid(NANOS_PER_DAY) * NANOS_PER_DAY);
+                (day, day.map(|d| d + NANOS_PER_DAY - 1), false)
+            }
+            Temporal::Between => (bound(0), bound(1), false),
+            Temporal::NotBetween => (bound(0), bound(1), true),
+        };
+        match (lo, hi) {
             (Some(lo), Some(hi)) => {
                 self.schema.dated[slot] = true;
                 Criterion::Dated {
@@ -483,39 +594,6 @@ impl Program {
                 }
             }
             _ => Criterion::Constant(negate), // no valid bound: nothing lies within it
-        };
-        if a.attribute_type == Some(AttributeType::Contains) {
-            self.schema.kept[slot] = true;
-        }
-        match a.attribute_type.unwrap_or(AttributeType::Inclusive) {
-            AttributeType::Inclusive | AttributeType::Exclusive => {
-                let bits = self.schema.list_words[slot].bits(&a.values);
-                self.schema.kept[slot] |= bits.is_none();
-                Criterion::Listed {
-                    slot,
-                    values: values(),
-                    bits,
-                    exclusive: a.attribute_type == Some(AttributeType::Exclusive),
-                }
-            }
-            AttributeType::Contains => Criterion::Contains {
-                slot,
-                values: values(),
-                finders: a
-                    .values
-                    .iter()
-                    .map(|v| memchr::memmem::Finder::new(v.as_bytes()).into_owned())
-                    .collect(),
-            },
-            // Strict: the instant itself is excluded.
-            AttributeType::Before => dated(Some(i128::MIN), bound(0).map(|b| b - 1), false),
-            AttributeType::After => dated(bound(0).map(|b| b + 1), Some(i128::MAX), false),
-            AttributeType::On => {
-                let day = bound(0).map(|b| b.div_euclid(NANOS_PER_DAY) * NANOS_PER_DAY);
-                dated(day, day.map(|d| d + NANOS_PER_DAY - 1), false)
-            }
-            AttributeType::Between => dated(bound(0), bound(1), false),
-            AttributeType::NotBetween => dated(bound(0), bound(1), true),
         }
     }
 
@@ -526,7 +604,7 @@ impl Program {
         line: &'a str,
         record: &mut Record<'a>,
     ) -> Result<(), record::NotARecord> {
-        record::read(&self.schema, line, record)
+        self.read_bytes(line.as_bytes(), record)
     }
 
     /// [`Program::read`] from bytes, as they come from a file: a line that is not UTF-8 is
@@ -536,6 +614,9 @@ impl Program {
         line: &'a [u8],
         record: &mut Record<'a>,
     ) -> Result<(), record::NotARecord> {
+        if self.schema.profiles {
+            return record::read_profile(&self.schema, line, record);
+        }
         record::read_bytes(&self.schema, line, record)
     }
 
@@ -728,6 +809,28 @@ impl Criterion {
             }),
             Criterion::Metric { slot, op, value } => each(records, live, |r| {
                 r.metric(*slot).is_some_and(|v| compare(*op, v, *value))
+            }),
+            Criterion::Affix { slot, values, end } => each(records, live, |r| {
+                r.list(*slot).iter().any(|v| {
+                    values.iter().any(|x| {
+                        if *end {
+                            v.ends_with(&**x)
+                        } else {
+                            v.starts_with(&**x)
+                        }
+                    })
+                })
+            }),
+            Criterion::Compared { slot, op, values } => each(records, live, |r| {
+                r.list(*slot).iter().any(|v| {
+                    crate::model::profiles::is_number(v)
+                        && v.parse::<f64>()
+                            .is_ok_and(|n| values.iter().any(|x| compare(*op, n, *x)))
+                })
+            }),
+            Criterion::ListedAll { slot, values } => each(records, live, |r| {
+                let list = r.list(*slot);
+                values.iter().all(|x| list.iter().any(|v| same(x, v)))
             }),
             Criterion::Gps { from, range } => each(records, live, |r| {
                 r.position().is_some_and(|(lat, lon)| {

@@ -84,8 +84,16 @@ impl<'a> Record<'a> {
         let values = &self.values[start..end];
         if schema.dated[slot] {
             let first = self.instants.len();
-            self.instants
-                .extend(values.iter().filter_map(|v| instant_nanos(v)));
+            if schema.lists[slot].0.is_profile() {
+                // A profile's dates: an instant, or a calendar date (its midnight UTC).
+                self.instants.extend(values.iter().filter_map(|v| {
+                    crate::model::profiles::parse_date_or_instant(v)
+                        .map(time::OffsetDateTime::unix_timestamp_nanos)
+                }));
+            } else {
+                self.instants
+                    .extend(values.iter().filter_map(|v| instant_nanos(v)));
+            }
             self.times[slot] = (first as u32, self.instants.len() as u32);
         }
         let words = &schema.list_words[slot];
@@ -163,10 +171,6 @@ type Read<T> = Result<T, NotARecord>;
 
 /// How deeply values may nest (serde_json's limit).
 const MAX_DEPTH: u32 = 128;
-
-pub(super) fn read<'a>(schema: &Schema, line: &'a str, record: &mut Record<'a>) -> Read<()> {
-    read_bytes(schema, line.as_bytes(), record)
-}
 
 /// [`read`] from bytes: a line that is not UTF-8 is not a record.
 pub(super) fn read_bytes<'a>(schema: &Schema, line: &'a [u8], record: &mut Record<'a>) -> Read<()> {
@@ -813,6 +817,8 @@ fn user_field(name: &[u8]) -> Option<usize> {
 }
 
 mod index;
+mod profile;
+pub(super) use profile::read as read_profile;
 
 #[cfg(test)]
 mod reference;

@@ -345,9 +345,21 @@ struct Used {
     ids: bool,
 }
 
+/// Why a program is not written as SQL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Customer Profiles segment definitions are not written as SQL yet; only Pinpoint segments are"
+)]
+pub struct NotSql;
+
 impl Program {
     /// The program as one SQL query for `dialect` over `input`.
-    pub fn sql(&self, dialect: Dialect, input: &Input, output: &Output) -> String {
+    ///
+    /// Errors: [`NotSql`] for a program over Customer Profiles profiles.
+    pub fn sql(&self, dialect: Dialect, input: &Input, output: &Output) -> Result<String, NotSql> {
+        if self.schema.profiles {
+            return Err(NotSql);
+        }
         let d = dialect;
         let paths = Paths { d };
         let mut used = Used::default();
@@ -398,7 +410,10 @@ impl Program {
                 d.instant(&paths.top("EffectiveDate"))
             ));
         }
-        for (i, (user, name)) in self.schema.lists.iter().enumerate() {
+        for (i, (source, name)) in self.schema.lists.iter().enumerate() {
+            let super::Source::Attributes { user } = source else {
+                unreachable!("a profile program is refused above");
+            };
             let list = paths.list(*user, name);
             if self.schema.dated[i] {
                 slots.push(format!("{} AS s_times_{i}", paths.instants(&list)));
@@ -465,7 +480,7 @@ impl Program {
                 );
             }
         }
-        q
+        Ok(q)
     }
 
     fn node_sql(&self, d: Dialect, i: usize) -> String {
@@ -520,6 +535,9 @@ impl Program {
     fn criterion_sql(&self, d: Dialect, c: &Criterion) -> String {
         let not = |negate: bool, s: String| if negate { format!("(NOT {s})") } else { s };
         match c {
+            Criterion::Affix { .. } | Criterion::Compared { .. } | Criterion::ListedAll { .. } => {
+                unreachable!("only profile programs hold these, and `sql` refuses them")
+            }
             Criterion::Constant(v) => if *v { "TRUE" } else { "FALSE" }.into(),
             Criterion::Set {
                 field,

@@ -90,11 +90,11 @@ pub fn sql(a: SqlOptions) -> anyhow::Result<u8> {
         ),
         Output::Members(_) => "the Id of each endpoint in the segment, ordered".to_string(),
     };
+    let query = program.sql(dialect, &input, &output)?;
     out(&format!(
-        "-- segmentctl sql --dialect {}: {what}, as of {}.\n-- The evaluator's semantics (README, Audiences); recency is fixed at that instant.\n{}",
+        "-- segmentctl sql --dialect {}: {what}, as of {}.\n-- The evaluator's semantics (README, Audiences); recency is fixed at that instant.\n{query}",
         dialect.name(),
         crate::audience::impact::instant_text(as_of),
-        program.sql(dialect, &input, &output)
     ));
     Ok(exit::OK)
 }

@@ -797,6 +797,24 @@ pub fn merge_update(
     }
 }
 
+/// A custom attribute's value read as a list, as LIST_CONTAINS and LIST_CONTAINS_ALL read
+/// it (the model stores one string per attribute and does not say how a list is written):
+/// a JSON array of strings (`["gold","vip"]`) is its elements; any other value is a list of
+/// itself alone. [`encode_list`] writes a list so that it reads back the same.
+pub fn attribute_list(value: &str) -> Vec<String> {
+    if value.starts_with('[') {
+        if let Ok(items) = serde_json::from_str::<Vec<String>>(value) {
+            return items;
+        }
+    }
+    vec![value.to_string()]
+}
+
+/// Writes a list of values as one attribute value that [`attribute_list`] reads back.
+pub fn encode_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_default()
+}
+
 /// A date or an instant as a profile's dates are read (BirthDate, date criteria): an ISO
 /// 8601 instant as Pinpoint reads it, or a calendar date `YYYY-MM-DD`, meaning its midnight
 /// UTC. One grammar for the server's checks, the evaluator and the SQL it writes.
@@ -901,6 +919,16 @@ mod tests {
                 ("_profileId", "p1".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn a_list_attribute_is_a_json_array_of_strings_and_anything_else_one_value() {
+        assert_eq!(attribute_list(r#"["gold","vip"]"#), ["gold", "vip"]);
+        assert_eq!(attribute_list("gold"), ["gold"]);
+        assert_eq!(attribute_list("[not json"), ["[not json"]);
+        assert_eq!(attribute_list("[1,2]"), ["[1,2]"]);
+        let items = vec!["a\"b".to_string(), "c,d".to_string()];
+        assert_eq!(attribute_list(&encode_list(&items)), items);
     }
 
     #[test]
