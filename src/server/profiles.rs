@@ -1,5 +1,6 @@
 //! Customer Profiles' segment-definition API on the same listener as Pinpoint's: domains,
-//! profiles, segment definitions, and tags (`/domains…`, `/tags/{arn}`). Requests pass the
+//! profiles, segment definitions, their evaluation (membership, estimates: the audience
+//! evaluator's second front end), and tags (`/domains…`, `/tags/{arn}`). Requests pass the
 //! same layers (their signing name `profile`, their error names, see [`super::api`]); each
 //! handler decodes strictly, checks with `model::profiles::validate`, and calls the store.
 //!
@@ -22,10 +23,12 @@ use super::handlers::{admit, blocking, body, json, reading, ApiPath};
 use super::router::resource;
 use super::store::{decode_token, Listing, Page, Resource, Store};
 use super::AppState;
+use crate::audience::evaluate::profiles::DefinitionCatalog;
+use crate::audience::evaluate::Program;
 use crate::model::profiles::validate;
 use crate::model::profiles::{
     CreateDomainRequest, CreateSegmentDefinitionRequest, ProfileFields, SearchProfilesRequest,
-    TagsBody,
+    SegmentGroups, TagsBody,
 };
 use crate::model::validate::Violation;
 
@@ -70,6 +73,18 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
                     .delete(delete_segment_definition),
                 "GET, POST, DELETE, OPTIONS",
             ),
+        )
+        .route(
+            "/domains/{domain}/segment-estimates",
+            resource(post(create_segment_estimate), "POST, OPTIONS"),
+        )
+        .route(
+            "/domains/{domain}/segment-estimates/{estimate}",
+            resource(get(get_segment_estimate), "GET, OPTIONS"),
+        )
+        .route(
+            "/domains/{domain}/segments/{name}/membership",
+            resource(post(get_segment_membership), "POST, OPTIONS"),
         )
         .route(
             "/tags/{arn}",
@@ -375,6 +390,195 @@ async fn delete_segment_definition(
     let message = format!("Segment definition {name} deleted");
     blocking(&s, move |st| st.delete_segment_definition(&domain, &name)).await?;
     Ok(json(StatusCode::OK, &MessageOut { message }))
+}
+
+// ---- evaluation ----
+
+/// GetSegmentMembership: at most this many profiles per request (the model's 1–100).
+const MAX_MEMBERSHIP_IDS: usize = 100;
+
+/// The body of CreateSegmentEstimate.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct EstimateRequest {
+    #[serde(default)]
+    segment_query: Option<SegmentGroups>,
+    #[serde(default)]
+    segment_sql_query: Option<String>,
+}
+
+/// Every source the criteria name must be a definition of the domain.
+fn check_sources(
+    path: &str,
+    query: &SegmentGroups,
+    known: &[(String, SegmentGroups)],
+) -> Result<()> {
+    for (gi, g) in query.groups.iter().flatten().enumerate() {
+        for (si, s) in g.source_segments.iter().flatten().enumerate() {
+            if let Some(n) = &s.segment_definition_name {
+                if !known.iter().any(|(k, _)| k == n) {
+                    return Err(ApiError::bad_request(format!(
+                        "{path}.Groups[{gi}].SourceSegments[{si}].SegmentDefinitionName: segment definition {n} does not exist in this domain"
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn create_segment_estimate(
+    State(s): S,
+    ApiPath(domain): ApiPath<String>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.CreateSegmentEstimate")?;
+    domain_name(&domain)?;
+    let req: EstimateRequest = body(&bytes, "CreateSegmentEstimateRequest")?;
+    let query = match (req.segment_query, req.segment_sql_query) {
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "SegmentSqlQuery: is not implemented by this server (ENHANCED segments); estimate with SegmentQuery",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "SegmentQuery: missing: an estimate needs the criteria to count",
+            ))
+        }
+        (Some(q), None) => q,
+    };
+    refuse(validate::segment_groups("SegmentQuery", &query))?;
+    let (d, q) = (domain.clone(), query.clone());
+    let job = blocking(&s, move |st| {
+        let known = st.definition_catalog(&d)?;
+        check_sources("SegmentQuery", &q, &known)?;
+        st.create_estimate(&d, serde_json::json!({"DomainName": d, "SegmentQuery": q}))
+    })
+    .await?;
+    let estimate_id = job["Id"].as_str().unwrap_or_default().to_string();
+    s.jobs.spawn(
+        super::store::jobs_app(&domain),
+        super::store::JobKind::SegmentEstimate,
+        job,
+    );
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"DomainName": domain, "EstimateId": estimate_id}),
+    ))
+}
+
+async fn get_segment_estimate(
+    State(s): S,
+    ApiPath((domain, id)): ApiPath<(String, String)>,
+) -> Result<Response> {
+    admit(&s, "profile.GetSegmentEstimate")?;
+    domain_name(&domain)?;
+    let (d, i) = (domain.clone(), id.clone());
+    let job = reading(&s, move |st| st.get_estimate(&d, &i)).await?;
+    // RUNNING answers 202 (the model binds the status code to the answer), the end 200.
+    let (status, code) = match job["JobStatus"].as_str() {
+        Some("COMPLETED") => ("SUCCEEDED", StatusCode::OK),
+        Some("FAILED") => ("FAILED", StatusCode::OK),
+        _ => ("RUNNING", StatusCode::ACCEPTED),
+    };
+    let mut out = serde_json::json!({"DomainName": domain, "EstimateId": id, "Status": status});
+    for k in ["Estimate", "Message"] {
+        if let Some(v) = job.get(k).filter(|v| v.is_string()) {
+            out[k] = v.clone();
+        }
+    }
+    Ok(json(code, &out))
+}
+
+/// The body of GetSegmentMembership.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct MembershipRequest {
+    profile_ids: Vec<String>,
+}
+
+async fn get_segment_membership(
+    State(s): S,
+    ApiPath((domain, name)): ApiPath<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.GetSegmentMembership")?;
+    domain_name(&domain)?;
+    definition_name(&name)?;
+    let req: MembershipRequest = body(&bytes, "GetSegmentMembershipRequest")?;
+    let n = req.profile_ids.len();
+    if n == 0 || n > MAX_MEMBERSHIP_IDS {
+        return Err(ApiError::bad_request(format!(
+            "ProfileIds: must list 1 to {MAX_MEMBERSHIP_IDS} profile ids, found {n}"
+        )));
+    }
+    for (i, id) in req.profile_ids.iter().enumerate() {
+        refuse(validate::profile_id(&format!("ProfileIds[{i}]"), id))?;
+    }
+    let out = reading(&s, move |st| {
+        let definitions = st.definition_catalog(&domain)?;
+        if !definitions.iter().any(|(n, _)| *n == name) {
+            return Err(ApiError::not_found(format!(
+                "Segment definition {name} does not exist in domain {domain}"
+            )));
+        }
+        let found = st.profiles_by_id(&domain, &req.profile_ids)?;
+        Ok(membership(&name, &definitions, &req.profile_ids, &found))
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &out))
+}
+
+/// Which of `ids` the definition holds, evaluated over the profiles `found`; an id with no
+/// profile is a failure (404) rather than ABSENT.
+fn membership(
+    name: &str,
+    definitions: &[(String, SegmentGroups)],
+    ids: &[String],
+    found: &[(String, String)],
+) -> Value {
+    let catalog = DefinitionCatalog {
+        definitions: definitions.iter().map(|(n, g)| (n.clone(), g)).collect(),
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let mut program = Program::for_profiles(now);
+    let node = program.add_definition(0, &catalog, name);
+    let mut record = program.record();
+    let mut out = Vec::new();
+    let mut profiles = Vec::new();
+    let mut failures = Vec::new();
+    for id in ids {
+        let Some((_, text)) = found.iter().find(|(i, _)| i == id) else {
+            failures.push(
+                serde_json::json!({"ProfileId": id, "Message": "Profile not found", "Status": 404}),
+            );
+            continue;
+        };
+        let present = program.read(text, &mut record).is_ok() && {
+            program.run(&record, &mut out);
+            out[node]
+        };
+        let mut entry = serde_json::json!({
+            "ProfileId": id,
+            "QueryResult": if present { "PRESENT" } else { "ABSENT" },
+        });
+        if present {
+            if let Ok(p) = serde_json::from_str::<Value>(text) {
+                entry["Profile"] = p;
+            }
+        }
+        profiles.push(entry);
+    }
+    let at = crate::model::profiles::EpochSeconds {
+        millis: (now.unix_timestamp_nanos() / 1_000_000) as i64,
+    };
+    serde_json::json!({
+        "SegmentDefinitionName": name,
+        "Profiles": profiles,
+        "Failures": failures,
+        "LastComputedAt": at,
+    })
 }
 
 // ---- tags ----

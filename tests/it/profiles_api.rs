@@ -1134,3 +1134,269 @@ async fn a_read_only_key_may_search_profiles_but_not_delete_one_though_both_are_
     assert!(e.is_access_denied_exception(), "{e:?}");
     assert_eq!(search(&cp, "shop", "_profileId", &id).await.len(), 1);
 }
+
+/// Three profiles and two definitions: `adas` (FirstName Ada) and `gold-adas` (built on
+/// `adas`, Attributes tier LIST_CONTAINS gold).
+async fn audience(cp: &Client) -> (String, String, String) {
+    use aws_sdk_customerprofiles::types::Address;
+    domain(cp, "shop").await;
+    let mut ids = Vec::new();
+    for (first, tier, city) in [
+        ("Ada", "[\"gold\",\"vip\"]", "London"),
+        ("Ada", "silver", "Paris"),
+        ("Grace", "gold", "London"),
+    ] {
+        let id = cp
+            .create_profile()
+            .domain_name("shop")
+            .first_name(first)
+            .attributes("tier", tier)
+            .address(Address::builder().city(city).build())
+            .send()
+            .await
+            .unwrap()
+            .profile_id()
+            .to_string();
+        ids.push(id);
+    }
+    create(cp, "shop", "adas", simple(None)).await;
+    let gold = Dimension::ProfileAttributes(
+        ProfileAttributes::builder()
+            .attributes(
+                "tier",
+                AttributeDimension::builder()
+                    .dimension_type(AttributeDimensionType::ListContains)
+                    .values("gold")
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+    );
+    let groups = SegmentGroup::builder()
+        .groups(
+            Group::builder()
+                .source_segments(
+                    SourceSegment::builder()
+                        .segment_definition_name("adas")
+                        .build(),
+                )
+                .dimensions(gold)
+                .build(),
+        )
+        .build();
+    create(cp, "shop", "gold-adas", groups).await;
+    (ids[0].clone(), ids[1].clone(), ids[2].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_says_present_or_absent_and_names_unknown_ids_in_failures() {
+    use aws_sdk_customerprofiles::types::QueryResult;
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    let (ada_gold, ada_silver, grace) = audience(&cp).await;
+    let unknown = "f".repeat(32);
+    let before = now_secs();
+    let out = cp
+        .get_segment_membership()
+        .domain_name("shop")
+        .segment_definition_name("gold-adas")
+        .profile_ids(&ada_gold)
+        .profile_ids(&ada_silver)
+        .profile_ids(&grace)
+        .profile_ids(&unknown)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.segment_definition_name(), Some("gold-adas"));
+    let results: Vec<_> = out
+        .profiles()
+        .iter()
+        .map(|p| {
+            (
+                p.profile_id(),
+                p.query_result().clone(),
+                p.profile().is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (ada_gold.as_str(), QueryResult::Present, true),
+            (ada_silver.as_str(), QueryResult::Absent, false),
+            (grace.as_str(), QueryResult::Absent, false),
+        ]
+    );
+    assert_eq!(
+        out.profiles()[0].profile().unwrap().first_name(),
+        Some("Ada")
+    );
+    assert_eq!(out.failures().len(), 1);
+    assert_eq!(out.failures()[0].profile_id(), unknown);
+    assert_eq!(out.failures()[0].message(), "Profile not found");
+    assert_eq!(out.failures()[0].status(), Some(404));
+    assert!(out.last_computed_at().unwrap().secs() >= before - 5);
+
+    let e = cp
+        .get_segment_membership()
+        .domain_name("shop")
+        .segment_definition_name("absent")
+        .profile_ids(&grace)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let mut too_many = cp
+        .get_segment_membership()
+        .domain_name("shop")
+        .segment_definition_name("adas");
+    for _ in 0..101 {
+        too_many = too_many.profile_ids(&grace);
+    }
+    let e = too_many.send().await.unwrap_err().into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("ProfileIds: must list 1 to 100 profile ids, found 101")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_estimate_runs_as_a_job_and_answers_a_string_count() {
+    use aws_sdk_customerprofiles::types::{EstimateStatus, SegmentGroupStructure};
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    audience(&cp).await;
+    let london = Dimension::ProfileAttributes(
+        ProfileAttributes::builder()
+            .address(
+                AddressDimension::builder()
+                    .city(
+                        ProfileDimension::builder()
+                            .dimension_type(StringDimensionType::Inclusive)
+                            .values("London")
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .build(),
+    );
+    // Ada in London, from `adas`: one; London on its own: two; gold Adas: one.
+    let cases = [
+        (
+            SegmentGroupStructure::builder()
+                .groups(
+                    Group::builder()
+                        .source_segments(
+                            SourceSegment::builder()
+                                .segment_definition_name("adas")
+                                .build(),
+                        )
+                        .dimensions(london.clone())
+                        .build(),
+                )
+                .build(),
+            "1",
+        ),
+        (
+            SegmentGroupStructure::builder()
+                .groups(Group::builder().dimensions(london).build())
+                .build(),
+            "2",
+        ),
+        (
+            SegmentGroupStructure::builder()
+                .groups(
+                    Group::builder()
+                        .source_segments(
+                            SourceSegment::builder()
+                                .segment_definition_name("gold-adas")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+            "1",
+        ),
+    ];
+    for (query, expected) in cases {
+        let created = cp
+            .create_segment_estimate()
+            .domain_name("shop")
+            .segment_query(query)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.domain_name(), Some("shop"));
+        let id = created.estimate_id().unwrap().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let done = loop {
+            let got = cp
+                .get_segment_estimate()
+                .domain_name("shop")
+                .estimate_id(&id)
+                .send()
+                .await
+                .unwrap();
+            match got.status() {
+                Some(EstimateStatus::Running) => assert_eq!(got.status_code(), 202),
+                _ => break got,
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the estimate never ended"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        assert_eq!(done.status(), Some(&EstimateStatus::Succeeded), "{done:?}");
+        assert_eq!(done.status_code(), 200);
+        assert_eq!(done.estimate(), Some(expected));
+        assert_eq!(done.estimate_id(), Some(id.as_str()));
+    }
+    // A source not in the domain is named; a SQL query is not implemented.
+    let e = cp
+        .create_segment_estimate()
+        .domain_name("shop")
+        .segment_query(
+            SegmentGroupStructure::builder()
+                .groups(
+                    Group::builder()
+                        .source_segments(
+                            SourceSegment::builder()
+                                .segment_definition_name("gone")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("SegmentQuery.Groups[0].SourceSegments[0].SegmentDefinitionName: segment definition gone does not exist in this domain")
+    );
+    let e = cp
+        .create_segment_estimate()
+        .domain_name("shop")
+        .segment_sql_query("SELECT 1")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    let e = cp
+        .get_segment_estimate()
+        .domain_name("shop")
+        .estimate_id("nope")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+}

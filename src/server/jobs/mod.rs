@@ -1,5 +1,6 @@
-//! Import and export jobs, run in the background with Pinpoint's statuses and counters:
-//! this module runs them; [`import`] and [`export`] do them.
+//! Import and export jobs, run in the background with Pinpoint's statuses and counters,
+//! and Customer Profiles' segment estimates: this module runs them; [`import`], [`export`]
+//! and [`estimate`] do them.
 //!
 //! Import: the files under `S3Url` (CSV with dotted column names, or newline-delimited
 //! JSON) are streamed, never held whole, by [`crate::audience::rows`]; each row is checked
@@ -17,6 +18,7 @@
 //! on the server that claims it next: at start (SQLite: its only server), or when the lease
 //! runs out (PostgreSQL: any replica, each polling for such jobs).
 
+mod estimate;
 mod export;
 mod import;
 
@@ -176,6 +178,7 @@ impl Jobs {
             let outcome = match kind {
                 JobKind::Import => this.import(&app, &mut job).await,
                 JobKind::Export => this.export(&app, &mut job).await,
+                JobKind::SegmentEstimate => this.estimate(&app, &mut job).await,
             };
             if let Err(reason) = outcome {
                 tracing::warn!(job = %job["Id"], %reason, "job failed");
@@ -188,8 +191,17 @@ impl Jobs {
                             .await;
                 }
                 set(&mut job, "JobStatus", "FAILED");
-                set(&mut job, "CompletionDate", now_iso());
-                fail_row(&mut job, reason);
+                if kind == JobKind::SegmentEstimate {
+                    // Customer Profiles says why in `Message` (1–255 characters).
+                    set(
+                        &mut job,
+                        "Message",
+                        reason.chars().take(255).collect::<String>(),
+                    );
+                } else {
+                    set(&mut job, "CompletionDate", now_iso());
+                    fail_row(&mut job, reason);
+                }
                 if let Err(e) = this.blocking_save(&app, job).await {
                     tracing::error!(error = %e, "cannot record a failed job");
                 }

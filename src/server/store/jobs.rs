@@ -28,6 +28,8 @@ pub const TERMINAL: &[&str] = &["COMPLETED", "FAILED"];
 pub enum JobKind {
     Import,
     Export,
+    /// A Customer Profiles segment estimate (its `app_id` is `domains/NAME`).
+    SegmentEstimate,
 }
 
 impl JobKind {
@@ -35,7 +37,15 @@ impl JobKind {
         match self {
             JobKind::Import => "IMPORT",
             JobKind::Export => "EXPORT",
+            JobKind::SegmentEstimate => "SEGMENT_ESTIMATE",
         }
+    }
+
+    /// The kind stored as `text`; `None` for a kind this build does not run.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Import, Self::Export, Self::SegmentEstimate]
+            .into_iter()
+            .find(|k| k.as_str() == text)
     }
 }
 
@@ -66,7 +76,7 @@ pub struct ImportTarget<'a> {
 
 /// The database's clock in milliseconds: leases are compared on one clock, whatever the
 /// replicas' clocks say.
-fn now_ms(dialect: Dialect) -> &'static str {
+pub(super) fn now_ms(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "CAST(unixepoch('subsec') * 1000 AS INTEGER)",
         Dialect::Postgres => "(extract(epoch from clock_timestamp()) * 1000)::bigint",
@@ -82,10 +92,10 @@ pub fn lost_lease(id: &str) -> ApiError {
 }
 
 fn job_not_found(kind: JobKind, id: &str) -> ApiError {
-    let what = if kind == JobKind::Import {
-        "Import"
-    } else {
-        "Export"
+    let what = match kind {
+        JobKind::Import => "Import",
+        JobKind::Export => "Export",
+        JobKind::SegmentEstimate => "Segment estimate",
     };
     ApiError::not_found(format!("{what} job {id} not found"))
 }
@@ -276,7 +286,7 @@ impl Store {
         })
     }
 
-    fn lease_ms(&self) -> i64 {
+    pub(super) fn lease_ms(&self) -> i64 {
         self.job_lease.as_millis() as i64
     }
 
@@ -297,6 +307,7 @@ impl Store {
                         "UPDATE jobs SET owner = ?1, lease_until = {now} + ?2
                          WHERE seq = (SELECT seq FROM jobs
                                       WHERE status NOT IN ('COMPLETED', 'FAILED')
+                                        AND kind IN ('IMPORT', 'EXPORT', 'SEGMENT_ESTIMATE')
                                         AND (lease_until < {now}
                                              OR (?3 = 1 AND (owner IS NULL OR owner != ?1)))
                                       ORDER BY seq LIMIT 1{skip})
@@ -306,15 +317,13 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .optional()?;
-            Ok(row.map(|(app, id, kind, body)| OpenJob {
-                app,
-                id,
-                kind: if kind == "IMPORT" {
-                    JobKind::Import
-                } else {
-                    JobKind::Export
-                },
-                body: serde_json::from_str(&body).unwrap_or(Value::Null),
+            Ok(row.and_then(|(app, id, kind, body)| {
+                Some(OpenJob {
+                    app,
+                    id,
+                    kind: JobKind::parse(&kind)?,
+                    body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                })
             }))
         })
     }

@@ -21,6 +21,7 @@ pub mod migrations;
 mod multirow;
 pub mod pg;
 mod profiles;
+pub use profiles::jobs_app;
 mod segments;
 pub mod sql;
 mod tags;

@@ -632,3 +632,123 @@ impl Store {
         })
     }
 }
+
+fn estimate_not_found(domain: &str, id: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "Segment estimate {id} does not exist in domain {domain}"
+    ))
+}
+
+/// Estimates of one domain running at once, at most (a read-only key may start them).
+pub const MAX_OPEN_ESTIMATES: i64 = 100;
+
+/// The `jobs.app_id` of a domain's jobs (no application id holds a `/`).
+pub fn jobs_app(domain: &str) -> String {
+    format!("domains/{domain}")
+}
+
+impl Store {
+    /// Every definition of the domain, by name, with its criteria: where sources are found.
+    pub fn definition_catalog(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<(String, profiles::SegmentGroups)>, ApiError> {
+        self.read(|c| {
+            Self::require_domain(c, domain)?;
+            let rows = c
+                .prepare_cached(
+                    "SELECT name, body FROM cp_segment_definitions WHERE domain = ?1 ORDER BY seq",
+                )?
+                .query_map([domain], |r| {
+                    let req: CreateSegmentDefinitionRequest =
+                        serde_json::from_str(&r.get::<_, String>(1)?).map_err(|_| {
+                            DbError::Column("body".into(), "not a stored segment definition")
+                        })?;
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        req.segment_groups.unwrap_or_default(),
+                    ))
+                })?;
+            Ok(rows.collect::<Result<Vec<_>, DbError>>()?)
+        })
+    }
+
+    /// Up to `limit` of the domain's profiles after position `after`, in order.
+    pub fn profiles_after(
+        &self,
+        domain: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, ApiError> {
+        self.read(|c| {
+            let rows = c
+                .prepare_cached(
+                    "SELECT seq, body FROM cp_profiles WHERE domain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                )?
+                .query_map(params![domain, after, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?;
+            Ok(rows.collect::<Result<Vec<_>, DbError>>()?)
+        })
+    }
+
+    /// Records a new segment estimate as a job this server holds; `body` is its job JSON
+    /// without `Id`, which is set here.
+    pub fn create_estimate(&self, domain: &str, mut body: Value) -> Result<Value, ApiError> {
+        let id = super::new_id();
+        body["Id"] = Value::String(id.clone());
+        body["JobStatus"] = Value::String("CREATED".into());
+        let text = body.to_string();
+        let app = jobs_app(domain);
+        self.write(|tx| {
+            Self::require_domain(tx, domain)?;
+            let open: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE app_id = ?1 AND kind = ?2 AND status NOT IN ('COMPLETED', 'FAILED')",
+                [app.as_str(), super::JobKind::SegmentEstimate.as_str()],
+                |r| r.get(0),
+            )?;
+            if open >= MAX_OPEN_ESTIMATES {
+                return Err(ApiError::new(
+                    crate::server::error::ErrorKind::TooManyRequests,
+                    format!("domain {domain} has {open} estimates running; at most {MAX_OPEN_ESTIMATES} run at once: retry when one is done"),
+                ));
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO jobs (app_id, id, kind, segment_id, status, body, owner, lease_until)
+                     VALUES (?1, ?2, ?3, NULL, 'CREATED', ?4, ?5, {} + ?6)",
+                    super::jobs::now_ms(tx.dialect())
+                ),
+                params![
+                    app,
+                    id,
+                    super::JobKind::SegmentEstimate.as_str(),
+                    text,
+                    self.replica,
+                    self.lease_ms()
+                ],
+            )?;
+            Ok(())
+        })?;
+        Ok(body)
+    }
+
+    pub fn get_estimate(&self, domain: &str, id: &str) -> Result<Value, ApiError> {
+        self.read(|c| {
+            Self::require_domain(c, domain)?;
+            let body: Option<String> = c
+                .query_row(
+                    "SELECT body FROM jobs WHERE app_id = ?1 AND id = ?2 AND kind = ?3",
+                    [
+                        jobs_app(domain).as_str(),
+                        id,
+                        super::JobKind::SegmentEstimate.as_str(),
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let body = body.ok_or_else(|| estimate_not_found(domain, id))?;
+            serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))
+        })
+    }
+}
