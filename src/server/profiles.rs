@@ -1,6 +1,6 @@
 //! Customer Profiles' segment-definition API on the same listener as Pinpoint's: domains,
-//! profiles, segment definitions, their evaluation (membership, estimates: the audience
-//! evaluator's second front end), and tags (`/domains…`, `/tags/{arn}`). Requests pass the
+//! profiles, segment definitions, their evaluation (membership, estimates, snapshots: the
+//! audience evaluator's second front end), and tags (`/domains…`, `/tags/{arn}`). Requests pass the
 //! same layers (their signing name `profile`, their error names, see [`super::api`]); each
 //! handler decodes strictly, checks with `model::profiles::validate`, and calls the store.
 //!
@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::error::ApiError;
 use super::handlers::{admit, blocking, body, json, reading, ApiPath};
 use super::router::resource;
-use super::store::{decode_token, Listing, Page, Resource, Store};
+use super::store::{decode_token, JobKind, Listing, Page, Resource, Store};
 use super::AppState;
 use crate::audience::evaluate::profiles::DefinitionCatalog;
 use crate::audience::evaluate::Program;
@@ -85,6 +85,14 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route(
             "/domains/{domain}/segments/{name}/membership",
             resource(post(get_segment_membership), "POST, OPTIONS"),
+        )
+        .route(
+            "/domains/{domain}/segments/{name}/snapshots",
+            resource(post(create_segment_snapshot), "POST, OPTIONS"),
+        )
+        .route(
+            "/domains/{domain}/segments/{name}/snapshots/{snapshot}",
+            resource(get(get_segment_snapshot), "GET, OPTIONS"),
         )
         .route(
             "/tags/{arn}",
@@ -453,13 +461,18 @@ async fn create_segment_estimate(
     let job = blocking(&s, move |st| {
         let known = st.definition_catalog(&d)?;
         check_sources("SegmentQuery", &q, &known)?;
-        st.create_estimate(&d, serde_json::json!({"DomainName": d, "SegmentQuery": q}))
+        st.create_profile_job(
+            &d,
+            JobKind::SegmentEstimate,
+            None,
+            serde_json::json!({"DomainName": d, "SegmentQuery": q}),
+        )
     })
     .await?;
     let estimate_id = job["Id"].as_str().unwrap_or_default().to_string();
     s.jobs.spawn(
         super::store::jobs_app(&domain),
-        super::store::JobKind::SegmentEstimate,
+        JobKind::SegmentEstimate,
         job,
     );
     Ok(json(
@@ -475,7 +488,10 @@ async fn get_segment_estimate(
     admit(&s, "profile.GetSegmentEstimate")?;
     domain_name(&domain)?;
     let (d, i) = (domain.clone(), id.clone());
-    let job = reading(&s, move |st| st.get_estimate(&d, &i)).await?;
+    let job = reading(&s, move |st| {
+        st.get_profile_job(&d, JobKind::SegmentEstimate, None, &i)
+    })
+    .await?;
     // RUNNING answers 202 (the model binds the status code to the answer), the end 200.
     let (status, code) = match job["JobStatus"].as_str() {
         Some("COMPLETED") => ("SUCCEEDED", StatusCode::OK),
@@ -579,6 +595,126 @@ fn membership(
         "Failures": failures,
         "LastComputedAt": at,
     })
+}
+
+/// The body of CreateSegmentSnapshot.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct SnapshotRequest {
+    data_format: String,
+    #[serde(default)]
+    encryption_key: Option<String>,
+    #[serde(default)]
+    role_arn: Option<String>,
+    #[serde(default)]
+    destination_uri: Option<String>,
+}
+
+async fn create_segment_snapshot(
+    State(s): S,
+    ApiPath((domain, name)): ApiPath<(String, String)>,
+    bytes: Bytes,
+) -> Result<Response> {
+    admit(&s, "profile.CreateSegmentSnapshot")?;
+    domain_name(&domain)?;
+    definition_name(&name)?;
+    let req: SnapshotRequest = body(&bytes, "CreateSegmentSnapshotRequest")?;
+    match req.data_format.as_str() {
+        "JSONL" => {}
+        "CSV" | "ORC" => {
+            return Err(ApiError::bad_request(format!(
+                "DataFormat: {} is not implemented by this server; use JSONL",
+                req.data_format
+            )))
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "DataFormat: {}",
+                crate::model::unknown_value_message(other, &["CSV", "JSONL", "ORC"])
+            )))
+        }
+    }
+    let uri = req.destination_uri.ok_or_else(|| {
+        ApiError::bad_request(
+            "DestinationUri: missing: where to write the snapshot (s3://bucket/prefix, or file:// under --import-root)",
+        )
+    })?;
+    if uri.is_empty() || uri.chars().count() > 255 {
+        return Err(ApiError::bad_request(
+            "DestinationUri: must be 1 to 255 characters long",
+        ));
+    }
+    super::objects::parse(&uri)
+        .map_err(|e| ApiError::bad_request(format!("DestinationUri: {e}")))?;
+    for (field, v, max) in [
+        ("EncryptionKey", &req.encryption_key, 255),
+        ("RoleArn", &req.role_arn, 512),
+    ] {
+        if v.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(ApiError::bad_request(format!(
+                "{field}: must be at most {max} characters long"
+            )));
+        }
+    }
+    let mut job = serde_json::json!({
+        "DomainName": domain,
+        "SegmentDefinitionName": name,
+        "DataFormat": req.data_format,
+        "DestinationUri": uri,
+    });
+    if let Some(k) = req.encryption_key {
+        job["EncryptionKey"] = k.into();
+    }
+    if let Some(r) = req.role_arn {
+        job["RoleArn"] = r.into();
+    }
+    let (d, n) = (domain.clone(), name.clone());
+    let job = blocking(&s, move |st| {
+        st.create_profile_job(&d, JobKind::SegmentSnapshot, Some(&n), job)
+    })
+    .await?;
+    let snapshot_id = job["Id"].as_str().unwrap_or_default().to_string();
+    s.jobs.spawn(
+        super::store::jobs_app(&domain),
+        JobKind::SegmentSnapshot,
+        job,
+    );
+    Ok(json(
+        StatusCode::OK,
+        &serde_json::json!({"SnapshotId": snapshot_id}),
+    ))
+}
+
+async fn get_segment_snapshot(
+    State(s): S,
+    ApiPath((domain, name, id)): ApiPath<(String, String, String)>,
+) -> Result<Response> {
+    admit(&s, "profile.GetSegmentSnapshot")?;
+    domain_name(&domain)?;
+    definition_name(&name)?;
+    let (d, n, i) = (domain.clone(), name.clone(), id.clone());
+    let job = reading(&s, move |st| {
+        st.get_profile_job(&d, JobKind::SegmentSnapshot, Some(&n), &i)
+    })
+    .await?;
+    let status = match job["JobStatus"].as_str() {
+        Some("COMPLETED") => "COMPLETED",
+        Some("FAILED") => "FAILED",
+        _ => "IN_PROGRESS",
+    };
+    let mut out = serde_json::json!({"SnapshotId": id, "Status": status});
+    for k in [
+        "StatusMessage",
+        "DataFormat",
+        "EncryptionKey",
+        "RoleArn",
+        "DestinationUri",
+    ] {
+        if let Some(v) = job.get(k).filter(|v| v.is_string()) {
+            out[k] = v.clone();
+        }
+    }
+    Ok(json(StatusCode::OK, &out))
 }
 
 // ---- tags ----

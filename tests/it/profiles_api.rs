@@ -1400,3 +1400,145 @@ async fn an_estimate_runs_as_a_job_and_answers_a_string_count() {
         .into_service_error();
     assert!(e.is_resource_not_found_exception(), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_writes_the_members_as_json_lines_under_the_import_root() {
+    use aws_sdk_customerprofiles::types::{DataFormat, SegmentSnapshotStatus as Status};
+    use std::io::Read as _;
+    let root = tempfile::tempdir().unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let cp = util::profiles_client(&t);
+    let (ada_gold, _, _) = audience(&cp).await;
+    let destination = format!("file://{}/snapshots", root.path().display());
+    let id = cp
+        .create_segment_snapshot()
+        .domain_name("shop")
+        .segment_definition_name("gold-adas")
+        .data_format(DataFormat::Jsonl)
+        .destination_uri(&destination)
+        .role_arn("arn:aws:iam::000000000000:role/snapshots")
+        .send()
+        .await
+        .unwrap()
+        .snapshot_id()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let done = loop {
+        let got = cp
+            .get_segment_snapshot()
+            .domain_name("shop")
+            .segment_definition_name("gold-adas")
+            .snapshot_id(&id)
+            .send()
+            .await
+            .unwrap();
+        if *got.status() != Status::InProgress {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(*done.status(), Status::Completed, "{done:?}");
+    assert_eq!(*done.data_format(), DataFormat::Jsonl);
+    assert_eq!(done.destination_uri(), Some(destination.as_str()));
+    assert_eq!(
+        done.role_arn(),
+        Some("arn:aws:iam::000000000000:role/snapshots")
+    );
+    let piece = root
+        .path()
+        .join(format!("snapshots/{id}/part-00000.jsonl.gz"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&piece).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ProfileId"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(ids, [ada_gold]);
+
+    // Another definition's path does not find it; other formats and places are refused.
+    let e = cp
+        .get_segment_snapshot()
+        .domain_name("shop")
+        .segment_definition_name("adas")
+        .snapshot_id(&id)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    let e = cp
+        .create_segment_snapshot()
+        .domain_name("shop")
+        .segment_definition_name("adas")
+        .data_format(DataFormat::Orc)
+        .destination_uri(&destination)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(
+        e.message(),
+        Some("DataFormat: ORC is not implemented by this server; use JSONL")
+    );
+    let e = cp
+        .create_segment_snapshot()
+        .domain_name("shop")
+        .segment_definition_name("absent")
+        .data_format(DataFormat::Jsonl)
+        .destination_uri(&destination)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_resource_not_found_exception(), "{e:?}");
+    // Outside the import root: the job fails, saying why, and writes nothing there.
+    let outside = tempfile::tempdir().unwrap();
+    let id = cp
+        .create_segment_snapshot()
+        .domain_name("shop")
+        .segment_definition_name("adas")
+        .data_format(DataFormat::Jsonl)
+        .destination_uri(format!("file://{}", outside.path().display()))
+        .send()
+        .await
+        .unwrap()
+        .snapshot_id()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let failed = loop {
+        let got = cp
+            .get_segment_snapshot()
+            .domain_name("shop")
+            .segment_definition_name("adas")
+            .snapshot_id(&id)
+            .send()
+            .await
+            .unwrap();
+        if *got.status() != Status::InProgress {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(*failed.status(), Status::Failed, "{failed:?}");
+    assert!(
+        failed.status_message().is_some_and(|m| !m.is_empty()),
+        "{failed:?}"
+    );
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+}

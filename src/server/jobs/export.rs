@@ -184,7 +184,7 @@ fn matching(
 type Gz = flate2::write::GzEncoder<std::fs::File>;
 
 /// The pieces of an export: the one being written, and how many went before.
-struct Pieces<P> {
+pub(super) struct Pieces<P> {
     limit: PieceLimit,
     put: P,
     gz: Gz,
@@ -194,7 +194,7 @@ struct Pieces<P> {
 }
 
 impl<P: FnMut(u64, std::fs::File) -> Result<(), String>> Pieces<P> {
-    fn new(limit: PieceLimit, put: P) -> Result<Self, String> {
+    pub(super) fn new(limit: PieceLimit, put: P) -> Result<Self, String> {
         Ok(Self {
             limit,
             put,
@@ -206,7 +206,7 @@ impl<P: FnMut(u64, std::fs::File) -> Result<(), String>> Pieces<P> {
     }
 
     /// Writes one endpoint; puts the piece when it is full.
-    fn emit(&mut self, line: &str) -> Result<(), String> {
+    pub(super) fn emit(&mut self, line: &str) -> Result<(), String> {
         self.gz
             .write_all(line.as_bytes())
             .and_then(|_| self.gz.write_all(b"\n"))
@@ -226,7 +226,7 @@ impl<P: FnMut(u64, std::fs::File) -> Result<(), String>> Pieces<P> {
 
     /// Puts the last piece (an empty one when there was nothing to write): `(pieces,
     /// endpoints)`.
-    fn finish(mut self) -> Result<(u64, u64), String> {
+    pub(super) fn finish(mut self) -> Result<(u64, u64), String> {
         if self.in_piece > 0 || self.pieces == 0 {
             (self.put)(self.pieces, finish(self.gz)?)?;
             self.pieces += 1;

@@ -1,6 +1,6 @@
 //! Import and export jobs, run in the background with Pinpoint's statuses and counters,
-//! and Customer Profiles' segment estimates: this module runs them; [`import`], [`export`]
-//! and [`estimate`] do them.
+//! and Customer Profiles' segment estimates and snapshots: this module runs them;
+//! [`import`], [`export`] and [`profiles`] do them.
 //!
 //! Import: the files under `S3Url` (CSV with dotted column names, or newline-delimited
 //! JSON) are streamed, never held whole, by [`crate::audience::rows`]; each row is checked
@@ -18,9 +18,9 @@
 //! on the server that claims it next: at start (SQLite: its only server), or when the lease
 //! runs out (PostgreSQL: any replica, each polling for such jobs).
 
-mod estimate;
 mod export;
 mod import;
+mod profiles;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -179,6 +179,7 @@ impl Jobs {
                 JobKind::Import => this.import(&app, &mut job).await,
                 JobKind::Export => this.export(&app, &mut job).await,
                 JobKind::SegmentEstimate => this.estimate(&app, &mut job).await,
+                JobKind::SegmentSnapshot => this.snapshot(&app, &mut job).await,
             };
             if let Err(reason) = outcome {
                 tracing::warn!(job = %job["Id"], %reason, "job failed");
@@ -198,6 +199,10 @@ impl Jobs {
                         "Message",
                         reason.chars().take(255).collect::<String>(),
                     );
+                } else if kind == JobKind::SegmentSnapshot {
+                    // … and, for a snapshot, in `StatusMessage` (1–1000).
+                    let why = reason.chars().take(1000).collect::<String>();
+                    set(&mut job, "StatusMessage", why);
                 } else {
                     set(&mut job, "CompletionDate", now_iso());
                     fail_row(&mut job, reason);

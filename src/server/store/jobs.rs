@@ -30,6 +30,8 @@ pub enum JobKind {
     Export,
     /// A Customer Profiles segment estimate (its `app_id` is `domains/NAME`).
     SegmentEstimate,
+    /// A Customer Profiles segment snapshot (its `segment_id` is the definition's name).
+    SegmentSnapshot,
 }
 
 impl JobKind {
@@ -38,14 +40,20 @@ impl JobKind {
             JobKind::Import => "IMPORT",
             JobKind::Export => "EXPORT",
             JobKind::SegmentEstimate => "SEGMENT_ESTIMATE",
+            JobKind::SegmentSnapshot => "SEGMENT_SNAPSHOT",
         }
     }
 
     /// The kind stored as `text`; `None` for a kind this build does not run.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Import, Self::Export, Self::SegmentEstimate]
-            .into_iter()
-            .find(|k| k.as_str() == text)
+        [
+            Self::Import,
+            Self::Export,
+            Self::SegmentEstimate,
+            Self::SegmentSnapshot,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
     }
 }
 
@@ -96,6 +104,7 @@ fn job_not_found(kind: JobKind, id: &str) -> ApiError {
         JobKind::Import => "Import",
         JobKind::Export => "Export",
         JobKind::SegmentEstimate => "Segment estimate",
+        JobKind::SegmentSnapshot => "Segment snapshot",
     };
     ApiError::not_found(format!("{what} job {id} not found"))
 }
@@ -307,7 +316,7 @@ impl Store {
                         "UPDATE jobs SET owner = ?1, lease_until = {now} + ?2
                          WHERE seq = (SELECT seq FROM jobs
                                       WHERE status NOT IN ('COMPLETED', 'FAILED')
-                                        AND kind IN ('IMPORT', 'EXPORT', 'SEGMENT_ESTIMATE')
+                                        AND kind IN ('IMPORT', 'EXPORT', 'SEGMENT_ESTIMATE', 'SEGMENT_SNAPSHOT')
                                         AND (lease_until < {now}
                                              OR (?3 = 1 AND (owner IS NULL OR owner != ?1)))
                                       ORDER BY seq LIMIT 1{skip})

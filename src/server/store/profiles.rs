@@ -633,14 +633,9 @@ impl Store {
     }
 }
 
-fn estimate_not_found(domain: &str, id: &str) -> ApiError {
-    ApiError::not_found(format!(
-        "Segment estimate {id} does not exist in domain {domain}"
-    ))
-}
-
-/// Estimates of one domain running at once, at most (a read-only key may start them).
-pub const MAX_OPEN_ESTIMATES: i64 = 100;
+/// Estimates (a read-only key may start them), and snapshots, of one domain running at
+/// once, at most, of each kind.
+pub const MAX_OPEN_JOBS: i64 = 100;
 
 /// The `jobs.app_id` of a domain's jobs (no application id holds a `/`).
 pub fn jobs_app(domain: &str) -> String {
@@ -692,9 +687,15 @@ impl Store {
         })
     }
 
-    /// Records a new segment estimate as a job this server holds; `body` is its job JSON
-    /// without `Id`, which is set here.
-    pub fn create_estimate(&self, domain: &str, mut body: Value) -> Result<Value, ApiError> {
+    /// Records a new estimate or snapshot (of the definition `segment`, which must exist) as
+    /// a job this server holds; `body` is its job JSON without `Id`, which is set here.
+    pub fn create_profile_job(
+        &self,
+        domain: &str,
+        kind: super::JobKind,
+        segment: Option<&str>,
+        mut body: Value,
+    ) -> Result<Value, ApiError> {
         let id = super::new_id();
         body["Id"] = Value::String(id.clone());
         body["JobStatus"] = Value::String("CREATED".into());
@@ -702,27 +703,43 @@ impl Store {
         let app = jobs_app(domain);
         self.write(|tx| {
             Self::require_domain(tx, domain)?;
+            if let Some(name) = segment {
+                let found = tx
+                    .query_row(
+                        &format!(
+                            "SELECT 1 FROM cp_segment_definitions WHERE domain = ?1 AND name = ?2{}",
+                            tx.for_share()
+                        ),
+                        [domain, name],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()?;
+                if found.is_none() {
+                    return Err(definition_not_found(domain, name));
+                }
+            }
             let open: i64 = tx.query_row(
                 "SELECT COUNT(*) FROM jobs WHERE app_id = ?1 AND kind = ?2 AND status NOT IN ('COMPLETED', 'FAILED')",
-                [app.as_str(), super::JobKind::SegmentEstimate.as_str()],
+                [app.as_str(), kind.as_str()],
                 |r| r.get(0),
             )?;
-            if open >= MAX_OPEN_ESTIMATES {
+            if open >= MAX_OPEN_JOBS {
                 return Err(ApiError::new(
                     crate::server::error::ErrorKind::TooManyRequests,
-                    format!("domain {domain} has {open} estimates running; at most {MAX_OPEN_ESTIMATES} run at once: retry when one is done"),
+                    format!("domain {domain} has {open} jobs of this kind running; at most {MAX_OPEN_JOBS} run at once: retry when one is done"),
                 ));
             }
             tx.execute(
                 &format!(
                     "INSERT INTO jobs (app_id, id, kind, segment_id, status, body, owner, lease_until)
-                     VALUES (?1, ?2, ?3, NULL, 'CREATED', ?4, ?5, {} + ?6)",
+                     VALUES (?1, ?2, ?3, ?4, 'CREATED', ?5, ?6, {} + ?7)",
                     super::jobs::now_ms(tx.dialect())
                 ),
                 params![
                     app,
                     id,
-                    super::JobKind::SegmentEstimate.as_str(),
+                    kind.as_str(),
+                    segment,
                     text,
                     self.replica,
                     self.lease_ms()
@@ -733,21 +750,31 @@ impl Store {
         Ok(body)
     }
 
-    pub fn get_estimate(&self, domain: &str, id: &str) -> Result<Value, ApiError> {
+    /// An estimate or a snapshot (of the definition `segment`) of the domain.
+    pub fn get_profile_job(
+        &self,
+        domain: &str,
+        kind: super::JobKind,
+        segment: Option<&str>,
+        id: &str,
+    ) -> Result<Value, ApiError> {
         self.read(|c| {
             Self::require_domain(c, domain)?;
             let body: Option<String> = c
                 .query_row(
-                    "SELECT body FROM jobs WHERE app_id = ?1 AND id = ?2 AND kind = ?3",
-                    [
-                        jobs_app(domain).as_str(),
-                        id,
-                        super::JobKind::SegmentEstimate.as_str(),
-                    ],
+                    "SELECT body FROM jobs WHERE app_id = ?1 AND id = ?2 AND kind = ?3
+                       AND (?4 IS NULL OR segment_id = ?4)",
+                    params![jobs_app(domain), id, kind.as_str(), segment],
                     |r| r.get(0),
                 )
                 .optional()?;
-            let body = body.ok_or_else(|| estimate_not_found(domain, id))?;
+            let body = body.ok_or_else(|| {
+                let what = match kind {
+                    super::JobKind::SegmentSnapshot => "Segment snapshot",
+                    _ => "Segment estimate",
+                };
+                ApiError::not_found(format!("{what} {id} does not exist in domain {domain}"))
+            })?;
             serde_json::from_str(&body).map_err(|e| ApiError::internal(&e))
         })
     }
