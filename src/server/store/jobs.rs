@@ -105,8 +105,9 @@ fn missing(row: &Endpoint, exists: bool) -> Option<String> {
     })
 }
 
-/// An import's rows made into the endpoints to stage (registered, when `register`, merged
-/// into the stored ones), and the rows refused, by index, with why.
+/// An import's rows made into the endpoints to stage (when `register`, merged into the
+/// stored ones, for [`Store::write_endpoints`] to register), and the rows refused, by
+/// index, with why.
 fn merge_rows<'a>(
     tx: &Tx<'_>,
     app: &'a str,
@@ -145,9 +146,6 @@ fn merge_rows<'a>(
             Ok(s) => staged.put(s),
             Err(why) => refused.push((i, why)),
         }
-    }
-    if register {
-        Store::write_endpoints(tx, app, &staged)?;
     }
     Ok((staged, refused))
 }
@@ -421,12 +419,9 @@ impl Store {
         self.write_app(app, |tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
-            let (staged, refused) = merge_rows(tx, app, register, rows, now, &job_id)?;
-            let (segment_id, define) = target_of(job);
-            if let Some(at) = staged_at(&job_id, segment_id, define) {
-                stage_rows(tx, app, at, &staged)?;
-            }
-            refresh_statistics(tx, staged.rows.len())?;
+            // The job's row first: it stays locked until this transaction ends, so no other
+            // server takes the job over meanwhile (a claim skips a locked row), and what is
+            // staged beside this transaction (below) is written while this server holds it.
             let n = tx.execute(
                 "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?5",
                 params![app, job_id, status, text, self.replica],
@@ -434,6 +429,17 @@ impl Store {
             if n == 0 {
                 return Err(lost_lease(&job_id));
             }
+            let (staged, refused) = merge_rows(tx, app, register, rows, now, &job_id)?;
+            let register = |tx: &Tx<'_>| match register {
+                true => Store::write_endpoints(tx, app, &staged),
+                false => Ok(()),
+            };
+            let (segment_id, define) = target_of(job);
+            match staged_at(&job_id, segment_id, define) {
+                Some(at) => self.beside(tx, |side| stage_rows(side, app, at, &staged), register)?,
+                None => register(tx)?,
+            }
+            refresh_statistics(tx, staged.rows.len())?;
             Ok(refused)
         })
     }
