@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::endpoints::{ImportRow, Latest, Merging, Staged};
-use super::sql::{params, Dialect, OptionalExtension, Param};
+use super::sql::{params, DbError, Dialect, OptionalExtension, Param};
 use serde_json::Value;
 
 use super::{multirow, new_id, paginate, segment_not_found, Listing, Page, Store, Tx};
@@ -124,8 +124,9 @@ fn missing(row: &Endpoint, exists: bool) -> Option<String> {
     })
 }
 
-/// An import's rows made into the endpoints to stage (registered, when `register`, merged
-/// into the stored ones), and the rows refused, by index, with why.
+/// An import's rows made into the endpoints to stage (when `register`, merged into the
+/// stored ones, for [`Store::write_endpoints`] to register), and the rows refused, by
+/// index, with why.
 fn merge_rows<'a>(
     tx: &Tx<'_>,
     app: &'a str,
@@ -165,9 +166,6 @@ fn merge_rows<'a>(
             Err(why) => refused.push((i, why)),
         }
     }
-    if register {
-        Store::write_endpoints(tx, app, &staged)?;
-    }
     Ok((staged, refused))
 }
 
@@ -179,7 +177,9 @@ static IMPORTED: AtomicU64 = AtomicU64::new(0);
 /// then read every endpoint of the application (the `(app_id, seq)` index) instead of
 /// probing theirs; an import slows as it grows. So the endpoints' statistics are refreshed
 /// each time the rows this process imported double, from 4,096: about eight ANALYZEs over a
-/// million rows. SQLite's planner takes the unique index without them.
+/// million rows. Only the columns the store's queries look rows up by are sampled: the
+/// endpoints' JSON bodies, most of what ANALYZE would read and sort, are never searched.
+/// SQLite's planner takes the unique index without them.
 fn refresh_statistics(tx: &Tx<'_>, rows: usize) -> Result<(), ApiError> {
     if tx.dialect() != Dialect::Postgres {
         return Ok(());
@@ -187,7 +187,10 @@ fn refresh_statistics(tx: &Tx<'_>, rows: usize) -> Result<(), ApiError> {
     let before = IMPORTED.fetch_add(rows as u64, Ordering::Relaxed);
     let after = before + rows as u64;
     if after >= 4096 && before.leading_zeros() != after.leading_zeros() {
-        tx.batch("ANALYZE endpoints, segment_members")?;
+        tx.batch(
+            "ANALYZE endpoints (seq, app_id, id, user_id),
+                     segment_members (app_id, segment_id, version, endpoint_id, user_id, channel)",
+        )?;
     }
     Ok(())
 }
@@ -218,21 +221,66 @@ fn target_of(job: &Value) -> (Option<&str>, bool) {
 }
 
 /// Stages an import's rows as members at `(segment, version)` of `app` (each endpoint id
-/// once a job: a later row replaces it).
+/// once a job: a later row replaces it). `registered`: the rows' endpoints were merged into
+/// the stored ones ([`merge_rows`]), so a row marked new ([`Staged`]) is of an endpoint
+/// that did not exist before its batch, which an earlier batch of the job would have
+/// registered had it staged it: such rows go out in plain inserts, with no conflict to look
+/// for (an index probe fewer per row), and the others in upserts. Should an endpoint staged
+/// earlier have been deleted since, the plain inserts are undone and every row upserted.
 fn stage_rows(
     tx: &Tx<'_>,
     app: &str,
     (segment, version): (&str, i32),
     rows: &Latest,
+    registered: bool,
 ) -> Result<(), ApiError> {
+    let (new, old): (Vec<&Staged>, Vec<&Staged>) =
+        rows.rows.iter().partition(|s| registered && s.new);
+    if !new.is_empty() {
+        tx.batch("SAVEPOINT staging")?;
+        match insert_members(tx, app, (segment, version), &new, "") {
+            Ok(()) => tx.batch("RELEASE staging")?,
+            Err(e) if e.is_unique_violation() => {
+                tx.batch("ROLLBACK TO staging; RELEASE staging")?;
+                return insert_members(
+                    tx,
+                    app,
+                    (segment, version),
+                    &rows.rows.iter().collect::<Vec<_>>(),
+                    UPSERT_MEMBER,
+                )
+                .map_err(ApiError::from);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(insert_members(
+        tx,
+        app,
+        (segment, version),
+        &old,
+        UPSERT_MEMBER,
+    )?)
+}
+
+const UPSERT_MEMBER: &str = " ON CONFLICT (app_id, segment_id, version, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body";
+
+/// Inserts `rows` as members at `(segment, version)` of `app`, in multi-row statements
+/// ending in `conflict`.
+fn insert_members(
+    tx: &Tx<'_>,
+    app: &str,
+    (segment, version): (&str, i32),
+    rows: &[&Staged],
+    conflict: &str,
+) -> Result<(), DbError> {
     multirow::chunked(
         tx,
         &[&app, &segment, &version],
-        &rows.rows,
+        rows,
         |n| {
             format!(
-                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body) VALUES {}
-                 ON CONFLICT (app_id, segment_id, version, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body",
+                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body) VALUES {}{conflict}",
                 multirow::tuples(3, 4, n)
             )
         },
@@ -439,12 +487,9 @@ impl Store {
         self.write_app(app, |tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
-            let (staged, refused) = merge_rows(tx, app, register, rows, now, &job_id)?;
-            let (segment_id, define) = target_of(job);
-            if let Some(at) = staged_at(&job_id, segment_id, define) {
-                stage_rows(tx, app, at, &staged)?;
-            }
-            refresh_statistics(tx, staged.rows.len())?;
+            // The job's row first: it stays locked until this transaction ends, so no other
+            // server takes the job over meanwhile (a claim skips a locked row), and what is
+            // staged beside this transaction (below) is written while this server holds it.
             let n = tx.execute(
                 "UPDATE jobs SET status = ?3, body = ?4 WHERE app_id = ?1 AND id = ?2 AND owner = ?5",
                 params![app, job_id, status, text, self.replica],
@@ -452,6 +497,22 @@ impl Store {
             if n == 0 {
                 return Err(lost_lease(&job_id));
             }
+            let (staged, refused) = merge_rows(tx, app, register, rows, now, &job_id)?;
+            let registered = register;
+            let register = |tx: &Tx<'_>| match registered {
+                true => Store::write_endpoints(tx, app, &staged),
+                false => Ok(()),
+            };
+            let (segment_id, define) = target_of(job);
+            match staged_at(&job_id, segment_id, define) {
+                Some(at) => self.beside(
+                    tx,
+                    |side| stage_rows(side, app, at, &staged, registered),
+                    register,
+                )?,
+                None => register(tx)?,
+            }
+            refresh_statistics(tx, staged.rows.len())?;
             Ok(refused)
         })
     }
@@ -644,5 +705,69 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(app: &str, job: &str, id: &str, address: &str) -> ImportRow {
+        let e: Endpoint =
+            serde_json::from_value(json!({"ChannelType": "SMS", "Address": address})).unwrap();
+        ImportRow::new(app, job, id.to_string(), e, &now_iso())
+    }
+
+    /// An endpoint a batch staged, deleted before a later batch brings it again: it is new to
+    /// that batch, yet staged already; the later row replaces the member, once.
+    #[test]
+    fn a_member_staged_then_deleted_and_imported_again_is_staged_once_with_its_last_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db"), "us-east-1", "123456789012").unwrap();
+        let app = store.create_app("a", &Default::default()).unwrap().id;
+        let job = store
+            .create_job(
+                &app,
+                JobKind::Import,
+                None,
+                json!({"Definition": {"DefineSegment": true, "S3Url": "file:///x", "Format": "JSON"}}),
+            )
+            .unwrap();
+        let id = job["Id"].as_str().unwrap().to_string();
+        let now = now_iso();
+        let first = [row(&app, &id, "x", "+1"), row(&app, &id, "y", "+2")];
+        assert!(store
+            .import_batch(&app, &job, true, &first, &now)
+            .unwrap()
+            .is_empty());
+        store.delete_endpoint(&app, "x").unwrap();
+        let second = [row(&app, &id, "x", "+3"), row(&app, &id, "z", "+4")];
+        assert!(store
+            .import_batch(&app, &job, true, &second, &now)
+            .unwrap()
+            .is_empty());
+        let target = ImportTarget {
+            segment_id: None,
+            define: true,
+            name: Some("s"),
+            definition: ImportDefinition {
+                channel_counts: None,
+                external_id: String::new(),
+                format: "JSON".into(),
+                role_arn: "r".into(),
+                s3_url: "file:///x".into(),
+                size: 0,
+            },
+        };
+        let done = store
+            .finish_import(&app, &id, target, |_| job.clone())
+            .unwrap();
+        assert_eq!(done.size, 3);
+        let members = store.members_after(&app, &id, 1, "", 10).unwrap();
+        let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["x", "y", "z"]);
+        let x: Value = serde_json::from_str(&members[0].1).unwrap();
+        assert_eq!(x["Address"], "+3");
     }
 }

@@ -522,6 +522,41 @@ impl Store {
         })
     }
 
+    /// Does `side` and `own`, both part of the write transaction `tx`: on PostgreSQL, `side`
+    /// in a transaction of its own on a second connection, at the same time as `own` (when
+    /// the pool has one free at once; else both in `tx`, one after the other).
+    ///
+    /// `side`'s transaction commits only once `side` and `own` have both succeeded, and
+    /// before `tx` does. So it must write only what is safe to keep should `tx` still fail
+    /// afterwards (work done again when `tx` is, such as an upsert), and take no lock `own`
+    /// waits for.
+    pub(super) fn beside(
+        &self,
+        tx: &Tx<'_>,
+        side: impl FnOnce(&Tx<'_>) -> Result<(), ApiError> + Send,
+        own: impl FnOnce(&Tx<'_>) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let second = match &self.backend {
+            Backend::Postgres(pool) => pool.try_get().map(|conn| (pool, conn)),
+            Backend::Sqlite { .. } => None,
+        };
+        let Some((pool, conn)) = second else {
+            side(tx)?;
+            return own(tx);
+        };
+        let (verdict, wait) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            let beside = s.spawn(move || pg_write_beside(pool, conn, side, wait));
+            let mine = own(tx);
+            // Dropped unread when `side` failed first.
+            let _ = verdict.send(mine.is_ok());
+            let theirs = beside.join().unwrap_or_else(|_| {
+                Err(ApiError::internal(&"a transaction beside another panicked"))
+            });
+            mine.and(theirs)
+        })
+    }
+
     pub(super) fn write<T>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
@@ -737,6 +772,45 @@ fn pg_read<T>(
         pooled.broken();
     }
     out
+}
+
+/// [`Store::beside`]'s second transaction: `f` on `conn` (taken beside another
+/// transaction), committed if `verdict` then says the other succeeded, else rolled back.
+fn pg_write_beside(
+    pool: &pg::PgPool,
+    mut conn: pg::Pooled<'_>,
+    f: impl FnOnce(&Tx<'_>) -> Result<(), ApiError>,
+    verdict: std::sync::mpsc::Receiver<bool>,
+) -> Result<(), ApiError> {
+    let mut began = false;
+    let out = conn
+        .block_on(conn.client().batch_execute(pool.write_opening()))
+        .map_err(|e| ApiError::from(DbError::from(e)))
+        .and_then(|()| {
+            began = true;
+            f(&sql::Pg {
+                conn: &conn,
+                writing: true,
+                opening: std::cell::Cell::new(None),
+            })
+        });
+    let commit = out.is_ok() && verdict.recv().unwrap_or(false);
+    let end = match began {
+        true => conn
+            .block_on(
+                conn.client()
+                    .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }),
+            )
+            .map_err(DbError::from),
+        false => Ok(()),
+    };
+    let lost = matches!(&out, Err(e) if e.kind == ErrorKind::Unavailable);
+    if lost || !began || end.is_err() {
+        conn.broken();
+    }
+    out?;
+    end?;
+    Ok(())
 }
 
 /// A write on PostgreSQL: `BEGIN` (READ COMMITTED, the statement timeout set for it) on a

@@ -79,6 +79,19 @@ impl DbError {
 }
 
 impl DbError {
+    /// Whether a row was refused for a key a unique index holds already.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DbError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+            }
+            DbError::Postgres(e) => {
+                e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the database answered a connection and refused it for good (a wrong
     /// password, an unknown database or role): waiting will not help, unlike a database
     /// that is down, starting up or out of connection slots.

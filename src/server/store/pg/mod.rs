@@ -243,6 +243,23 @@ impl PgPool {
         self.block_on(self.get_async())
     }
 
+    /// A connection if one is free now (an idle one, or a new one while fewer than `max` are
+    /// open), without waiting for one to come back: `None` otherwise, or when none can be
+    /// made. For work that can also be done on the connection its caller holds.
+    pub fn try_get(&self) -> Option<Pooled<'_>> {
+        let timeouts = deadpool_postgres::Timeouts {
+            wait: Some(Duration::ZERO),
+            create: Some(CONNECT_TIMEOUT),
+            recycle: None,
+        };
+        let client = self.block_on(self.pool.timeout_get(&timeouts)).ok()?;
+        Some(Pooled {
+            pool: self,
+            client: Some(client),
+            broken: false,
+        })
+    }
+
     /// [`PgPool::get`], awaited (from an async task: the connection's own task then runs
     /// on that task's runtime).
     pub async fn get_async(&self) -> Result<Pooled<'_>, DbError> {
