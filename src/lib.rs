@@ -5,12 +5,15 @@
 //! order: each may use only layers above it, as the table in `architecture.rs` holds.
 //!
 //! ```text
-//! model        the one wire shape of a segment, its rules (validate), strict decoding  (pure)
+//! model        the one wire shape of a segment (and of a Customer Profiles segment
+//!              definition), its rules (validate), strict decoding                      (pure)
 //! manifests    the folder, its settings and manifests, read into the desired state
 //! plan         the live state; desired × live → diff → plan, guards and reasons         (pure)
 //! report       a plan as text, markdown and JSON                                        (pure)
-//! audience     the evaluator, endpoint records, import rows, sources, a plan's impact
-//! server       `serve`: the Segment API over SQLite or PostgreSQL, its jobs       → audience
+//! audience     the evaluator (Pinpoint segments over endpoints, Customer Profiles
+//!              definitions over profiles), import rows, sources, a plan's impact
+//! server       `serve`: the Segment API and Customer Profiles' segment API over SQLite
+//!              or PostgreSQL, its jobs                                            → audience
 //! targets      the API seam: which target, connected how; `pinpoint` is the typed
 //!              interface (SDK client, in-memory, pacing, conversions)  → the embedded server
 //! reconcile    observe, apply and its outcome, leases; the pipeline load → observe → plan
