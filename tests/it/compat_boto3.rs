@@ -44,3 +44,32 @@ async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_customer_profiles_segments_unchanged() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let t = util::start_with(|cfg| cfg.import_roots = vec![root.path().to_path_buf()]).await;
+    let python = tokio::task::spawn_blocking(python_with_boto3)
+        .await
+        .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/boto3_profiles.py");
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .arg(t.endpoint())
+        .arg(util::KEY)
+        .arg(util::SECRET)
+        .arg(root.path())
+        .output()
+        .await
+        .expect("run the boto3 script");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "boto3 customer-profiles compatibility failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("boto3 customer-profiles compatibility: all checks passed"),
+        "{stdout}"
+    );
+}
