@@ -52,7 +52,10 @@ async fn boto3_drives_customer_profiles_segments_unchanged() {
     let python = tokio::task::spawn_blocking(python_with_boto3)
         .await
         .unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/boto3_profiles.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/compat/boto3_profiles.py"
+    );
     let out = tokio::process::Command::new(python)
         .arg(script)
         .arg(t.endpoint())

@@ -25,6 +25,7 @@ mod manifests;
 mod pg_ops;
 mod pg_tls;
 mod profiles_api;
+mod profiles_duckdb;
 mod profiles_hostile;
 mod properties;
 mod reconcile;

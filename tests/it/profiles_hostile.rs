@@ -62,7 +62,11 @@ async fn malformed_bodies_are_400s_naming_what_is_wrong() {
     let def = |body: String| async move {
         raw_bytes(
             addr,
-            &request("POST", "/domains/shop/segment-definitions/x", body.as_bytes()),
+            &request(
+                "POST",
+                "/domains/shop/segment-definitions/x",
+                body.as_bytes(),
+            ),
         )
         .await
     };
@@ -83,7 +87,12 @@ async fn malformed_bodies_are_400s_naming_what_is_wrong() {
         ),
     ];
     for (body, prefix) in cases {
-        refused(def(body.to_string()).await, 400, "BadRequestException", prefix);
+        refused(
+            def(body.to_string()).await,
+            400,
+            "BadRequestException",
+            prefix,
+        );
     }
     // Deep nesting: refused by the decoder, not a stack overflow.
     let deep = format!(
