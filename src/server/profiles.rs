@@ -620,12 +620,11 @@ async fn create_segment_snapshot(
     definition_name(&name)?;
     let req: SnapshotRequest = body(&bytes, "CreateSegmentSnapshotRequest")?;
     match req.data_format.as_str() {
-        "JSONL" => {}
-        "CSV" | "ORC" => {
-            return Err(ApiError::bad_request(format!(
-                "DataFormat: {} is not implemented by this server; use JSONL",
-                req.data_format
-            )))
+        "JSONL" | "CSV" => {}
+        "ORC" => {
+            return Err(ApiError::bad_request(
+                "DataFormat: ORC is not implemented by this server; use JSONL or CSV",
+            ))
         }
         other => {
             return Err(ApiError::bad_request(format!(

@@ -1465,7 +1465,67 @@ async fn a_snapshot_writes_the_members_as_json_lines_under_the_import_root() {
                 .to_string()
         })
         .collect();
-    assert_eq!(ids, [ada_gold]);
+    assert_eq!(ids, [ada_gold.clone()]);
+
+    // CSV: a header of the profile's dotted columns and its attributes, RFC 4180 quoting.
+    let id_csv = cp
+        .create_segment_snapshot()
+        .domain_name("shop")
+        .segment_definition_name("gold-adas")
+        .data_format(DataFormat::Csv)
+        .destination_uri(&destination)
+        .send()
+        .await
+        .unwrap()
+        .snapshot_id()
+        .to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let got = cp
+            .get_segment_snapshot()
+            .domain_name("shop")
+            .segment_definition_name("gold-adas")
+            .snapshot_id(&id_csv)
+            .send()
+            .await
+            .unwrap();
+        if *got.status() != Status::InProgress {
+            assert_eq!(*got.status(), Status::Completed, "{got:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the snapshot never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let piece = root
+        .path()
+        .join(format!("snapshots/{id_csv}/part-00000.csv.gz"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&piece).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].starts_with("ProfileId,AccountNumber,"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].ends_with(",Attributes.tier"), "{}", lines[0]);
+    assert!(lines[0].contains(",Address.City,"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with(&format!("{ada_gold},")),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1].ends_with(r#","[""gold"",""vip""]""#),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].contains(",Ada,"), "{}", lines[1]);
 
     // Another definition's path does not find it; other formats and places are refused.
     let e = cp
@@ -1490,7 +1550,7 @@ async fn a_snapshot_writes_the_members_as_json_lines_under_the_import_root() {
         .into_service_error();
     assert_eq!(
         e.message(),
-        Some("DataFormat: ORC is not implemented by this server; use JSONL")
+        Some("DataFormat: ORC is not implemented by this server; use JSONL or CSV")
     );
     let e = cp
         .create_segment_snapshot()

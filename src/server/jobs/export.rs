@@ -191,6 +191,8 @@ pub(super) struct Pieces<P> {
     pieces: u64,
     written: u64,
     in_piece: usize,
+    /// A first line each piece starts with (a CSV header).
+    header: Option<String>,
 }
 
 impl<P: FnMut(u64, std::fs::File) -> Result<(), String>> Pieces<P> {
@@ -202,7 +204,23 @@ impl<P: FnMut(u64, std::fs::File) -> Result<(), String>> Pieces<P> {
             pieces: 0,
             written: 0,
             in_piece: 0,
+            header: None,
         })
+    }
+
+    /// As [`Pieces::new`], each piece starting with `header` (a line, without its end).
+    pub(super) fn with_header(limit: PieceLimit, put: P, header: String) -> Result<Self, String> {
+        let mut p = Self::new(limit, put)?;
+        p.start_piece(&header)?;
+        p.header = Some(header);
+        Ok(p)
+    }
+
+    fn start_piece(&mut self, header: &str) -> Result<(), String> {
+        self.gz
+            .write_all(header.as_bytes())
+            .and_then(|_| self.gz.write_all(b"\n"))
+            .map_err(|e| e.to_string())
     }
 
     /// Writes one endpoint; puts the piece when it is full.
@@ -220,6 +238,10 @@ impl<P: FnMut(u64, std::fs::File) -> Result<(), String>> Pieces<P> {
             (self.put)(self.pieces, finish(full)?)?;
             self.pieces += 1;
             self.in_piece = 0;
+            if let Some(h) = self.header.take() {
+                self.start_piece(&h)?;
+                self.header = Some(h);
+            }
         }
         Ok(())
     }

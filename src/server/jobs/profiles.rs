@@ -1,7 +1,7 @@
 //! Customer Profiles' jobs: segment estimates (how many of a domain's profiles a
 //! `SegmentQuery` holds) and segment snapshots (the profiles a definition holds, written as
-//! gzip JSON lines under `DestinationUri`), both by the audience evaluator over the stored
-//! profiles, page by page.
+//! gzip JSON lines or CSV under `DestinationUri`), both by the audience evaluator over the
+//! stored profiles, page by page.
 //!
 //! Each is a job like an import (leased, run again from its start by whichever server
 //! claims it when its server stops), so one over a large domain never holds a request
@@ -61,18 +61,52 @@ impl Jobs {
             .to_string();
         let prefix = objects::parse(job["DestinationUri"].as_str().unwrap_or_default())?;
         let snapshot = job["Id"].as_str().unwrap_or_default().to_string();
+        let csv = job["DataFormat"].as_str() == Some("CSV");
         let store = self.store.clone();
         let objects = self.objects.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let mut pieces = Pieces::new(PIECE, |n, file| {
-                let key = format!("{snapshot}/part-{n:05}.jsonl.gz");
+            let put = |n: u64, file| {
+                let ext = if csv { "csv" } else { "jsonl" };
+                let key = format!("{snapshot}/part-{n:05}.{ext}.gz");
                 handle
                     .block_on(objects.put(&prefix, &key, file))
                     .map(|_| ())
-            })?;
+            };
+            if !csv {
+                let mut pieces = Pieces::new(PIECE, put)?;
+                scan(&store, &domain, Target::Definition(&name), |body| {
+                    pieces.emit(body)
+                })?;
+                return pieces.finish().map(|_| ());
+            }
+            // CSV: the columns are the profile's fields and every attribute a member has,
+            // found by a first pass (the members are read twice, never held).
+            let mut keys = std::collections::BTreeSet::new();
             scan(&store, &domain, Target::Definition(&name), |body| {
-                pieces.emit(body)
+                if let Ok(Value::Object(p)) = serde_json::from_str::<Value>(body) {
+                    if let Some(Value::Object(a)) = p.get("Attributes") {
+                        keys.extend(a.keys().cloned());
+                    }
+                }
+                Ok(())
+            })?;
+            let columns = csv_columns(&keys);
+            let header = csv_line(columns.iter().map(String::as_str));
+            let mut pieces = Pieces::with_header(PIECE, put, header)?;
+            scan(&store, &domain, Target::Definition(&name), |body| {
+                let p: Value = serde_json::from_str(body)
+                    .map_err(|e| format!("a stored profile does not read back: {e}"))?;
+                let cells: Vec<&str> = columns
+                    .iter()
+                    .map(|c| {
+                        c.split_once('.')
+                            .map_or(&p[c.as_str()], |(a, b)| &p[a][b])
+                            .as_str()
+                            .unwrap_or("")
+                    })
+                    .collect();
+                pieces.emit(&csv_line(cells.into_iter()))
             })?;
             pieces.finish().map(|_| ())
         })
@@ -81,6 +115,85 @@ impl Jobs {
         set(job, "JobStatus", "COMPLETED");
         self.blocking_save(app, job.clone()).await
     }
+}
+
+/// A CSV snapshot's columns: the profile's fields, its addresses' parts (dotted, as
+/// Pinpoint's CSV imports name them), then `Attributes.<key>` for each key, sorted.
+fn csv_columns(attribute_keys: &std::collections::BTreeSet<String>) -> Vec<String> {
+    let mut c: Vec<String> = [
+        "ProfileId",
+        "AccountNumber",
+        "AdditionalInformation",
+        "PartyType",
+        "BusinessName",
+        "FirstName",
+        "MiddleName",
+        "LastName",
+        "BirthDate",
+        "Gender",
+        "PhoneNumber",
+        "MobilePhoneNumber",
+        "HomePhoneNumber",
+        "BusinessPhoneNumber",
+        "EmailAddress",
+        "PersonalEmailAddress",
+        "BusinessEmailAddress",
+        "PartyTypeString",
+        "GenderString",
+        "ProfileType",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for address in [
+        "Address",
+        "ShippingAddress",
+        "MailingAddress",
+        "BillingAddress",
+    ] {
+        for part in [
+            "Address1",
+            "Address2",
+            "Address3",
+            "Address4",
+            "City",
+            "County",
+            "State",
+            "Province",
+            "Country",
+            "PostalCode",
+        ] {
+            c.push(format!("{address}.{part}"));
+        }
+    }
+    c.extend(attribute_keys.iter().map(|k| format!("Attributes.{k}")));
+    c
+}
+
+/// One CSV line (RFC 4180 quoting, by csv-core's writer), without its end.
+fn csv_line<'a>(fields: impl Iterator<Item = &'a str>) -> String {
+    use csv_core::WriteResult;
+    let mut w = csv_core::Writer::new();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    for (i, field) in fields.enumerate() {
+        if i > 0 {
+            let (_, n) = w.delimiter(&mut buf);
+            out.extend_from_slice(&buf[..n]);
+        }
+        let mut input = field.as_bytes();
+        loop {
+            let (r, read, wrote) = w.field(input, &mut buf);
+            out.extend_from_slice(&buf[..wrote]);
+            input = &input[read..];
+            if r == WriteResult::InputEmpty {
+                break;
+            }
+        }
+    }
+    let (_, n) = w.finish(&mut buf);
+    out.extend_from_slice(&buf[..n]);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Runs `target` over the domain's profiles: calls `matched` with each one it holds, and
