@@ -1465,7 +1465,7 @@ async fn a_snapshot_writes_the_members_as_json_lines_under_the_import_root() {
                 .to_string()
         })
         .collect();
-    assert_eq!(ids, [ada_gold.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&ada_gold));
 
     // CSV: a header of the profile's dotted columns and its attributes, RFC 4180 quoting.
     let id_csv = cp
