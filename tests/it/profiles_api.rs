@@ -1602,3 +1602,113 @@ async fn a_snapshot_writes_the_members_as_json_lines_under_the_import_root() {
     );
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
 }
+
+/// An estimate and a snapshot left unfinished by a server that stopped (recorded, never
+/// run) are claimed and run to the end by the next server on the data: they never strand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimates_and_snapshots_cut_short_run_again_on_the_next_server() {
+    use aws_sdk_customerprofiles::types::{EstimateStatus, SegmentSnapshotStatus};
+    use segmentctl::server::store::{DataSource, JobKind, Store};
+    let root = tempfile::tempdir().unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let first = util::start_with({
+        let roots = roots.clone();
+        move |cfg| cfg.import_roots = roots
+    })
+    .await;
+    let cp = util::profiles_client(&first);
+    audience(&cp).await;
+    let data = first.data.clone();
+    first.server.stop().await;
+
+    // As a server would record them just before it stopped.
+    let source = match data.to_str().unwrap() {
+        d if d.starts_with("postgres") => DataSource::Postgres(d.to_string()),
+        d => DataSource::Sqlite(d.into()),
+    };
+    let (estimate, snapshot) = tokio::task::spawn_blocking(move || {
+        let mut store = Store::connect(
+            &source,
+            "us-east-1",
+            "000000000000",
+            segmentctl::server::store::pg::PgSettings::new(2),
+        )
+        .unwrap();
+        // A lease that runs out soon, as a stopped server's does.
+        store.job_lease = std::time::Duration::from_secs(1);
+        let query = serde_json::json!({"Groups": [{"SourceSegments": [{"SegmentDefinitionName": "gold-adas"}]}]});
+        let e = store
+            .create_profile_job(
+                "shop",
+                JobKind::SegmentEstimate,
+                None,
+                serde_json::json!({"DomainName": "shop", "SegmentQuery": query}),
+            )
+            .unwrap();
+        let s = store
+            .create_profile_job(
+                "shop",
+                JobKind::SegmentSnapshot,
+                Some("adas"),
+                serde_json::json!({
+                    "DomainName": "shop", "SegmentDefinitionName": "adas", "DataFormat": "JSONL",
+                    "DestinationUri": format!("file://{}/cut", roots[0].display()),
+                }),
+            )
+            .unwrap();
+        (
+            e["Id"].as_str().unwrap().to_string(),
+            s["Id"].as_str().unwrap().to_string(),
+        )
+    })
+    .await
+    .unwrap();
+
+    let again = vec![root.path().to_path_buf()];
+    let second = util::start_with(move |cfg| {
+        cfg.data = match data.to_str().unwrap() {
+            d if d.starts_with("postgres") => DataSource::Postgres(d.to_string()),
+            d => DataSource::Sqlite(d.into()),
+        };
+        cfg.import_roots = again;
+        // On PostgreSQL the stopped server's lease must run out first.
+        cfg.job_lease = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let cp = util::profiles_client(&second);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let e = cp
+            .get_segment_estimate()
+            .domain_name("shop")
+            .estimate_id(&estimate)
+            .send()
+            .await
+            .unwrap();
+        let s = cp
+            .get_segment_snapshot()
+            .domain_name("shop")
+            .segment_definition_name("adas")
+            .snapshot_id(&snapshot)
+            .send()
+            .await
+            .unwrap();
+        if e.status() == Some(&EstimateStatus::Succeeded)
+            && *s.status() == SegmentSnapshotStatus::Completed
+        {
+            assert_eq!(e.estimate(), Some("1"));
+            let piece = root
+                .path()
+                .join(format!("cut/{snapshot}/part-00000.jsonl.gz"));
+            assert!(piece.is_file(), "{}", piece.display());
+            break;
+        }
+        assert_ne!(e.status(), Some(&EstimateStatus::Failed), "{e:?}");
+        assert_ne!(*s.status(), SegmentSnapshotStatus::Failed, "{s:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not run by the next server: {e:?} {s:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
