@@ -15,17 +15,18 @@ fn python_with_boto3() -> PathBuf {
     python_with("boto3-venv", &[BOTO3], "boto3")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
+/// Runs `tests/compat/SCRIPT` with boto3 against a server whose import root is a folder
+/// of its own; it passes when the script exits 0 having printed `passed`.
+async fn run_script(script: &str, passed: &str) {
     // Kept until the end of the test: the script writes and reads files in it.
     let root = tempfile::tempdir().expect("tempdir");
     let t = util::start_with(|cfg| cfg.import_roots = vec![root.path().to_path_buf()]).await;
     let python = tokio::task::spawn_blocking(python_with_boto3)
         .await
         .unwrap();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/boto3_compat.py");
+    let path = format!("{}/tests/compat/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = tokio::process::Command::new(python)
-        .arg(script)
+        .arg(path)
         .arg(t.endpoint())
         .arg(util::KEY)
         .arg(util::SECRET)
@@ -36,43 +37,22 @@ async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "boto3 compatibility failed:\n{stdout}\n{}",
+        "{script} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("boto3 compatibility: all checks passed"),
-        "{stdout}"
-    );
+    assert!(stdout.contains(passed), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_drives_segments_versions_tags_and_errors_unchanged() {
+    run_script("boto3_compat.py", "boto3 compatibility: all checks passed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_drives_customer_profiles_segments_unchanged() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let t = util::start_with(|cfg| cfg.import_roots = vec![root.path().to_path_buf()]).await;
-    let python = tokio::task::spawn_blocking(python_with_boto3)
-        .await
-        .unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/compat/boto3_profiles.py"
-    );
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .arg(t.endpoint())
-        .arg(util::KEY)
-        .arg(util::SECRET)
-        .arg(root.path())
-        .output()
-        .await
-        .expect("run the boto3 script");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "boto3 customer-profiles compatibility failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("boto3 customer-profiles compatibility: all checks passed"),
-        "{stdout}"
-    );
+    run_script(
+        "boto3_profiles.py",
+        "boto3 customer-profiles compatibility: all checks passed",
+    )
+    .await;
 }
