@@ -232,39 +232,11 @@ fn segment_steps<'a>(
             Adoption::None => None,
         };
         let Some(live) = adopted.or_else(|| kept.get(d.name.as_str()).copied()) else {
-            let mut step = SegmentStep::new(Action::Create, &d.name);
-            step.title = d.spec.name.clone();
-            step.spec = Some(spec());
-            step.tags = tags;
-            if d.spec.restricts_nothing() {
-                step.warnings.push(Warning::MatchesEveryEndpoint);
-            }
-            if let Some(same) = cx.live_segments().iter().find(|s| {
-                s.tags
-                    .as_ref()
-                    .and_then(|t| t.get(TAG_MANAGED_BY))
-                    .is_none()
-                    && s.name.is_some()
-                    && s.name == d.spec.name
-            }) {
-                step.warnings.push(Warning::UnmanagedSameName {
-                    segment_id: same.id.clone(),
-                });
-            }
-            out.steps.push(step);
+            out.steps.push(create_step(cx, d, spec(), tags));
             continue;
         };
         if live.is_import() {
-            let mut step = SegmentStep::new(Action::Update, &d.name);
-            step.title = d.spec.name.clone();
-            step.segment_id = Some(live.id.clone());
-            step.arn = Some(live.arn.clone());
-            step.live_version = Some(live.version);
-            step.blocked.push(BlockReason::TypeChange {
-                segment_id: live.id.clone(),
-                live: "IMPORT".into(),
-            });
-            out.steps.push(step);
+            out.steps.push(type_change_step(d, live));
             continue;
         }
         let live_canon = diff::canonical_owned(live.definition(), &name_of);
@@ -313,6 +285,50 @@ fn segment_steps<'a>(
         out.steps.push(step);
     }
     adopted_ids
+}
+
+/// A segment to create, with its warnings: it matches every endpoint, or an unmanaged
+/// segment has its name.
+fn create_step(
+    cx: &Context<'_>,
+    d: &DesiredSegment,
+    spec: WriteSegmentRequest,
+    tags: Tags,
+) -> SegmentStep {
+    let mut step = SegmentStep::new(Action::Create, &d.name);
+    step.title = d.spec.name.clone();
+    step.spec = Some(spec);
+    step.tags = tags;
+    if d.spec.restricts_nothing() {
+        step.warnings.push(Warning::MatchesEveryEndpoint);
+    }
+    if let Some(same) = cx.live_segments().iter().find(|s| {
+        s.tags
+            .as_ref()
+            .and_then(|t| t.get(TAG_MANAGED_BY))
+            .is_none()
+            && s.name.is_some()
+            && s.name == d.spec.name
+    }) {
+        step.warnings.push(Warning::UnmanagedSameName {
+            segment_id: same.id.clone(),
+        });
+    }
+    step
+}
+
+/// A Segment manifest over a live IMPORT segment: blocked, the type cannot change.
+fn type_change_step(d: &DesiredSegment, live: &SegmentResponse) -> SegmentStep {
+    let mut step = SegmentStep::new(Action::Update, &d.name);
+    step.title = d.spec.name.clone();
+    step.segment_id = Some(live.id.clone());
+    step.arn = Some(live.arn.clone());
+    step.live_version = Some(live.version);
+    step.blocked.push(BlockReason::TypeChange {
+        segment_id: live.id.clone(),
+        live: "IMPORT".into(),
+    });
+    step
 }
 
 /// What an imported segment's `segmentctl:digest` tag records of its last import: its

@@ -353,15 +353,8 @@ struct Used {
 pub struct NotSql;
 
 impl Program {
-    /// The program as one SQL query for `dialect` over `input`.
-    ///
-    /// Errors: [`NotSql`] for a program over Customer Profiles profiles.
-    pub fn sql(&self, dialect: Dialect, input: &Input, output: &Output) -> Result<String, NotSql> {
-        if self.schema.profiles {
-            return Err(NotSql);
-        }
-        let d = dialect;
-        let paths = Paths { d };
+    /// What the program (and the output) reads of a record.
+    fn used(&self, output: &Output) -> Used {
         let mut used = Used::default();
         for node in &self.nodes {
             let mut see = |c: &Criterion| match c {
@@ -382,6 +375,19 @@ impl Program {
         if matches!(output, Output::Members(_)) {
             used.ids = true;
         }
+        used
+    }
+
+    /// The program as one SQL query for `dialect` over `input`.
+    ///
+    /// Errors: [`NotSql`] for a program over Customer Profiles profiles.
+    pub fn sql(&self, dialect: Dialect, input: &Input, output: &Output) -> Result<String, NotSql> {
+        if self.schema.profiles {
+            return Err(NotSql);
+        }
+        let d = dialect;
+        let paths = Paths { d };
+        let used = self.used(output);
 
         // The first step: what the criteria read.
         let mut slots: Vec<String> = vec!["TRUE AS s_record".into()];
