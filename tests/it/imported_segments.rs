@@ -613,7 +613,8 @@ async fn import_writes_an_imported_segment_with_its_source_and_the_plan_after_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apply_stops_waiting_for_an_import_at_its_limit_and_a_rerun_waits_for_the_same_job() {
     let (_root, dir, t, app) = with_import_root("slow").await;
-    let rows = 40_000;
+    // Enough rows that the job outlasts apply's 1 s of patience and the rerun's start.
+    let rows = 120_000;
     let mut file = String::with_capacity(rows * 80);
     for i in 0..rows {
         file.push_str(&format!(
@@ -650,6 +651,170 @@ async fn apply_stops_waiting_for_an_import_at_its_limit_and_a_rerun_waits_for_th
         .item
         .unwrap_or_default();
     assert_eq!(jobs.len(), 1, "the rerun waited for the same job: {jobs:?}");
+    let live = util::live_segments(&t, &app).await;
+    assert_eq!(
+        live.iter()
+            .filter(|s| s.name.as_deref() == Some("Big"))
+            .count(),
+        1,
+        "one segment named Big"
+    );
+    let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// An import that ended after apply stopped waiting for it, before apply could tag its new
+/// segment: the rerun takes that segment (importing into it again, as its source is not
+/// recorded) and makes no second segment of the same name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_after_the_import_ended_untagged_takes_its_segment_and_makes_no_second() {
+    let (_root, dir, t, app) = with_import_root("ended").await;
+    let mut file = String::new();
+    for i in 0..2_000 {
+        file.push_str(&format!(
+            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.join("data/small.json"), file).unwrap();
+    std::fs::write(
+        dir.join("small.yaml"),
+        imported(&app, "small", "Small", "data/small.json", "JSON"),
+    )
+    .unwrap();
+    // As an apply that started the job and stopped waiting left it: the job, from the same
+    // file under the same name, and nothing tagged.
+    let url = format!(
+        "file://{}",
+        std::fs::canonicalize(dir.join("data/small.json"))
+            .unwrap()
+            .display()
+    );
+    t.client
+        .create_import_job()
+        .application_id(&app)
+        .import_job_request(
+            aws_sdk_pinpoint::types::ImportJobRequest::builder()
+                .s3_url(&url)
+                .format(aws_sdk_pinpoint::types::Format::Json)
+                .role_arn("")
+                .register_endpoints(true)
+                .define_segment(true)
+                .segment_name("Small")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // The job ends on its own; its segment is there, untagged.
+    let jobs = || async {
+        t.client
+            .get_import_jobs()
+            .application_id(&app)
+            .send()
+            .await
+            .unwrap()
+            .import_jobs_response
+            .unwrap()
+            .item
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while jobs().await[0].job_status() != Some(&JobStatus::Completed) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the import never ended"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, out, err) = run(&dir, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let live = util::live_segments(&t, &app).await;
+    let small: Vec<_> = live
+        .iter()
+        .filter(|s| s.name.as_deref() == Some("Small"))
+        .collect();
+    assert_eq!(small.len(), 1, "one segment named Small: {live:?}");
+    assert_eq!(
+        util::tag(small[0], "segmentctl:name").as_deref(),
+        Some("small")
+    );
+    let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// The race the rerun meets when an import ends between its plan and its apply: the plan
+/// saw no segment (a create), and by the time it imports, the job an earlier apply started
+/// has ended with the segment untagged. Apply takes that job's segment instead of
+/// importing again (a second segment of the same name). A saved plan makes the race
+/// deterministic: planned before the job, applied after it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_that_ended_after_the_plan_is_taken_not_started_again() {
+    let (_root, dir, t, app) = with_import_root("race").await;
+    let mut file = String::new();
+    for i in 0..500 {
+        file.push_str(&format!(
+            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
+        ));
+    }
+    std::fs::write(dir.join("data/race.json"), file).unwrap();
+    std::fs::write(
+        dir.join("race.yaml"),
+        imported(&app, "race", "Race", "data/race.json", "JSON"),
+    )
+    .unwrap();
+    let (code, out, err) = run(&dir, &["plan", ".", "--out", "plan.json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let url = format!(
+        "file://{}",
+        std::fs::canonicalize(dir.join("data/race.json"))
+            .unwrap()
+            .display()
+    );
+    let job = t
+        .client
+        .create_import_job()
+        .application_id(&app)
+        .import_job_request(
+            aws_sdk_pinpoint::types::ImportJobRequest::builder()
+                .s3_url(&url)
+                .format(aws_sdk_pinpoint::types::Format::Json)
+                .role_arn("")
+                .register_endpoints(true)
+                .define_segment(true)
+                .segment_name("Race")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .import_job_response
+        .unwrap();
+    let ended = crate::imports::import_done(&t.client, &app, job.id().unwrap()).await;
+    assert_eq!(ended.job_status(), Some(&JobStatus::Completed));
+    let (code, out, err) = run(&dir, &["apply", "plan.json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let jobs = t
+        .client
+        .get_import_jobs()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap()
+        .import_jobs_response
+        .unwrap()
+        .item
+        .unwrap_or_default();
+    assert_eq!(jobs.len(), 1, "no second import: {out}");
+    let live = util::live_segments(&t, &app).await;
+    let race: Vec<_> = live
+        .iter()
+        .filter(|s| s.name.as_deref() == Some("Race"))
+        .collect();
+    assert_eq!(race.len(), 1, "one segment named Race: {live:?}");
+    assert_eq!(
+        util::tag(race[0], "segmentctl:name").as_deref(),
+        Some("race")
+    );
     let (code, out, err) = run(&dir, &["plan", ".", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}{err}");
 }

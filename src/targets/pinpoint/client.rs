@@ -442,19 +442,14 @@ impl Pinpoint for SdkPinpoint {
     ) -> Result<super::ImportOutcome> {
         let api = &self.api;
         let same = |j: &t::ImportJobResponse| {
-            let d = j.definition();
-            !matches!(
-                j.job_status(),
-                Some(t::JobStatus::Completed | t::JobStatus::Failed)
-            ) && d.is_some_and(|d| {
+            j.definition().is_some_and(|d| {
                 d.s3_url() == Some(req.url.as_str())
                     && (d.segment_id() == req.segment_id.as_deref()
                         || (req.segment_id.is_none()
                             && d.segment_name() == req.segment_name.as_deref()))
             })
         };
-        // A job an interrupted apply started, still running: wait for it.
-        let running = api
+        let jobs = api
             .call("GetImportJobs", Class::Other, || {
                 api.client
                     .get_import_jobs()
@@ -464,12 +459,31 @@ impl Pinpoint for SdkPinpoint {
             })
             .await?
             .import_jobs_response
-            .and_then(|r| {
-                r.item()
-                    .iter()
-                    .find(|j| same(j))
-                    .and_then(|j| j.id().map(String::from))
-            });
+            .map(|r| r.item().to_vec())
+            .unwrap_or_default();
+        // A job an interrupted apply started, still running: wait for it.
+        let running = jobs
+            .iter()
+            .find(|j| {
+                same(j)
+                    && !matches!(
+                        j.job_status(),
+                        Some(t::JobStatus::Completed | t::JobStatus::Failed)
+                    )
+            })
+            .and_then(|j| j.id().map(String::from));
+        // Or one that ended after that apply stopped waiting, before it could tag the new
+        // segment: the newest job of this source (jobs are listed newest first), completed,
+        // whose segment is there and still unmanaged. Its outcome is this step's; a second
+        // job would make a second segment.
+        let running = match running {
+            Some(id) => Some(id),
+            None if req.segment_id.is_none() => {
+                self.finished_untagged(app, jobs.iter().find(|j| same(j)))
+                    .await?
+            }
+            None => None,
+        };
         let job_id = match running {
             Some(id) => id,
             None => {
@@ -535,6 +549,30 @@ impl Pinpoint for SdkPinpoint {
             tokio::time::sleep(poll.delay(polls)).await;
             polls = polls.saturating_add(1);
         }
+    }
+}
+
+impl SdkPinpoint {
+    /// The id of `job` if it completed and made a segment that exists and no segmentctl
+    /// owns yet (an apply that started it stopped waiting before tagging).
+    async fn finished_untagged(
+        &self,
+        app: &str,
+        job: Option<&t::ImportJobResponse>,
+    ) -> Result<Option<String>> {
+        let Some(job) = job.filter(|j| j.job_status() == Some(&t::JobStatus::Completed)) else {
+            return Ok(None);
+        };
+        let Some(segment) = job.definition().and_then(|d| d.segment_id()) else {
+            return Ok(None);
+        };
+        let unmanaged = self.list_segments(app).await?.iter().any(|s| {
+            s.id == segment
+                && s.tags
+                    .as_ref()
+                    .is_none_or(|t| !t.contains_key(crate::TAG_MANAGED_BY))
+        });
+        Ok(unmanaged.then(|| job.id().map(String::from)).flatten())
     }
 }
 
