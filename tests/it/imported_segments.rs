@@ -615,12 +615,7 @@ async fn apply_stops_waiting_for_an_import_at_its_limit_and_a_rerun_waits_for_th
     let (_root, dir, t, app) = with_import_root("slow").await;
     // Enough rows that the job outlasts apply's 1 s of patience and the rerun's start.
     let rows = 120_000;
-    let mut file = String::with_capacity(rows * 80);
-    for i in 0..rows {
-        file.push_str(&format!(
-            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
-        ));
-    }
+    let file = sms_rows(rows);
     std::fs::write(dir.join("data/big.json"), file).unwrap();
     std::fs::write(
         dir.join("big.yaml"),
@@ -663,18 +658,51 @@ async fn apply_stops_waiting_for_an_import_at_its_limit_and_a_rerun_waits_for_th
     assert_eq!(code, 0, "{out}{err}");
 }
 
+/// `n` endpoint rows (SMS, ids `e0`…) as newline-delimited JSON.
+fn sms_rows(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!("{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n")
+        })
+        .collect()
+}
+
+/// An import job of `file` into a new segment `name`, as an apply starts one (and, here,
+/// leaves it: nothing is tagged).
+async fn start_import(
+    t: &util::TestServer,
+    app: &str,
+    file: &Path,
+    name: &str,
+) -> aws_sdk_pinpoint::types::ImportJobResponse {
+    let url = format!("file://{}", std::fs::canonicalize(file).unwrap().display());
+    t.client
+        .create_import_job()
+        .application_id(app)
+        .import_job_request(
+            aws_sdk_pinpoint::types::ImportJobRequest::builder()
+                .s3_url(&url)
+                .format(aws_sdk_pinpoint::types::Format::Json)
+                .role_arn("")
+                .register_endpoints(true)
+                .define_segment(true)
+                .segment_name(name)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .import_job_response
+        .unwrap()
+}
+
 /// An import that ended after apply stopped waiting for it, before apply could tag its new
 /// segment: the rerun takes that segment (importing into it again, as its source is not
 /// recorded) and makes no second segment of the same name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerun_after_the_import_ended_untagged_takes_its_segment_and_makes_no_second() {
     let (_root, dir, t, app) = with_import_root("ended").await;
-    let mut file = String::new();
-    for i in 0..2_000 {
-        file.push_str(&format!(
-            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
-        ));
-    }
+    let file = sms_rows(2_000);
     std::fs::write(dir.join("data/small.json"), file).unwrap();
     std::fs::write(
         dir.join("small.yaml"),
@@ -683,28 +711,7 @@ async fn a_rerun_after_the_import_ended_untagged_takes_its_segment_and_makes_no_
     .unwrap();
     // As an apply that started the job and stopped waiting left it: the job, from the same
     // file under the same name, and nothing tagged.
-    let url = format!(
-        "file://{}",
-        std::fs::canonicalize(dir.join("data/small.json"))
-            .unwrap()
-            .display()
-    );
-    t.client
-        .create_import_job()
-        .application_id(&app)
-        .import_job_request(
-            aws_sdk_pinpoint::types::ImportJobRequest::builder()
-                .s3_url(&url)
-                .format(aws_sdk_pinpoint::types::Format::Json)
-                .role_arn("")
-                .register_endpoints(true)
-                .define_segment(true)
-                .segment_name("Small")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    start_import(&t, &app, &dir.join("data/small.json"), "Small").await;
     // The job ends on its own; its segment is there, untagged.
     let jobs = || async {
         t.client
@@ -750,12 +757,7 @@ async fn a_rerun_after_the_import_ended_untagged_takes_its_segment_and_makes_no_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_that_ended_after_the_plan_is_taken_not_started_again() {
     let (_root, dir, t, app) = with_import_root("race").await;
-    let mut file = String::new();
-    for i in 0..500 {
-        file.push_str(&format!(
-            "{{\"ChannelType\":\"SMS\",\"Address\":\"+1555{i:07}\",\"Id\":\"e{i}\"}}\n"
-        ));
-    }
+    let file = sms_rows(500);
     std::fs::write(dir.join("data/race.json"), file).unwrap();
     std::fs::write(
         dir.join("race.yaml"),
@@ -764,31 +766,7 @@ async fn an_import_that_ended_after_the_plan_is_taken_not_started_again() {
     .unwrap();
     let (code, out, err) = run(&dir, &["plan", ".", "--out", "plan.json"]);
     assert_eq!(code, 0, "{out}{err}");
-    let url = format!(
-        "file://{}",
-        std::fs::canonicalize(dir.join("data/race.json"))
-            .unwrap()
-            .display()
-    );
-    let job = t
-        .client
-        .create_import_job()
-        .application_id(&app)
-        .import_job_request(
-            aws_sdk_pinpoint::types::ImportJobRequest::builder()
-                .s3_url(&url)
-                .format(aws_sdk_pinpoint::types::Format::Json)
-                .role_arn("")
-                .register_endpoints(true)
-                .define_segment(true)
-                .segment_name("Race")
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .import_job_response
-        .unwrap();
+    let job = start_import(&t, &app, &dir.join("data/race.json"), "Race").await;
     let ended = crate::imports::import_done(&t.client, &app, job.id().unwrap()).await;
     assert_eq!(ended.job_status(), Some(&JobStatus::Completed));
     let (code, out, err) = run(&dir, &["apply", "plan.json"]);
