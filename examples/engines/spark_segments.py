@@ -29,6 +29,12 @@ def endpoints(spark, schema, path):
     spark.read.schema(schema).json(path).createOrReplaceTempView("endpoints")
 
 
+def profiles(spark, schema, path):
+    """Customer Profiles profiles (NDJSON Profile objects) as the view `profiles`, for the
+    SQL of `segmentctl sql --customer-profiles`."""
+    spark.read.schema(schema).json(path).createOrReplaceTempView("profiles")
+
+
 def run(spark, sql):
     return [row.asDict() for row in spark.sql(sql.strip().rstrip(";")).collect()]
 

@@ -114,7 +114,7 @@ pub enum Command {
     /// Print SQL computing the segments' audiences on Spark, DuckDB or PostgreSQL, with the
     /// evaluator's exact semantics.
     #[command(
-        after_help = "The records are read as Pinpoint exports them (NDJSON EndpointResponse objects): Spark from a table or view read with the schema `--schema` prints, DuckDB with read_json over the files, PostgreSQL from a table of one jsonb record per row (DDL by --schema). Runners: examples/engines/.\n\nExamples:\n  segmentctl sql segments --dialect duckdb --files 'export/*.gz' --as-of 2026-11-28T00:00:00Z | duckdb\n  segmentctl sql segments --dialect spark --schema\n  segmentctl sql segments --dialect spark --segment vip-customers --members > vip.sql\n  segmentctl sql segments --dialect postgres --table endpoints | psql -X -q"
+        after_help = "The records are read as Pinpoint exports them (NDJSON EndpointResponse objects): Spark from a table or view read with the schema `--schema` prints, DuckDB with read_json over the files, PostgreSQL from a table of one jsonb record per row (DDL by --schema). Runners: examples/engines/.\n\nExamples:\n  segmentctl sql segments --dialect duckdb --files 'export/*.gz' --as-of 2026-11-28T00:00:00Z | duckdb\n  segmentctl sql segments --dialect spark --schema\n  segmentctl sql segments --dialect spark --segment vip-customers --members > vip.sql\n  segmentctl sql segments --dialect postgres --table endpoints | psql -X -q\n\nCustomer Profiles: with --customer-profiles, the segment definitions are read from JSON files (what `aws customer-profiles get-segment-definition` prints, or a list of them) instead of the folder, and the records are profiles (NDJSON Profile objects, as SearchProfiles returns them and a segment snapshot writes them):\n  segmentctl sql --dialect duckdb --customer-profiles gold.json --customer-profiles vip.json --files profiles.jsonl | duckdb"
     )]
     Sql(SqlArgs),
     /// Serve the Pinpoint Segment API (self-hosted, wire-compatible) over SQLite or
@@ -346,9 +346,15 @@ pub struct SqlArgs {
     /// One row: `records`, then each segment's count (the default).
     #[arg(long, conflicts_with = "members")]
     pub count: bool,
-    /// The `Id` of every endpoint in the one segment named by --segment.
+    /// The `Id` of every endpoint (`ProfileId` of every profile) in the one segment named by
+    /// --segment.
     #[arg(long)]
     pub members: bool,
+    /// Customer Profiles segment definitions instead of the folder's segments: a JSON file
+    /// as GetSegmentDefinition answers (`SegmentDefinitionName`, `SegmentGroups`; other
+    /// members are ignored), or a list of them (repeatable). The records are then profiles.
+    #[arg(long = "customer-profiles", value_name = "FILE")]
+    pub customer_profiles: Vec<PathBuf>,
     /// Print how the records must be read instead: Spark's schema (DDL for
     /// spark.read.schema), DuckDB's view over the files, PostgreSQL's table.
     #[arg(long, conflicts_with_all = ["count", "members"])]
@@ -360,9 +366,10 @@ pub struct SqlArgs {
     #[arg(long, value_name = "NAME")]
     pub table: Option<String>,
     /// DuckDB: the NDJSON files (plain or gzip), a path or glob; with --table, what
-    /// --schema loads into it.
-    #[arg(long, value_name = "GLOB", default_value = "endpoints.jsonl")]
-    pub files: String,
+    /// --schema loads into it [default: endpoints.jsonl, or profiles.jsonl with
+    /// --customer-profiles].
+    #[arg(long, value_name = "GLOB")]
+    pub files: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -279,6 +279,7 @@ fn sql(a: SqlArgs) -> anyhow::Result<u8> {
         },
         segments: a.segments,
         members: a.members,
+        customer_profiles: a.customer_profiles,
         schema: a.schema,
         as_of: a.as_of,
         table: a.table,

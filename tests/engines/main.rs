@@ -12,10 +12,11 @@ mod pg;
 mod python;
 
 mod corpus;
+mod profiles;
 mod property;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::{json, Value};
@@ -178,17 +179,60 @@ fn duckdb_counts_and_lists_what_the_evaluator_does() {
 /// sends a script (the simple protocol, where `;` may start another statement).
 fn postgres_answers(c: &Case, setup: &'static str, as_script: bool) -> (Answers, i64) {
     let schema = corpus::sql(c.dir.path(), &["--dialect", "postgres", "--schema"]);
+    let records = std::fs::read(c.dir.path().join("endpoints.jsonl")).unwrap();
+    postgres_session(
+        &schema,
+        "endpoints",
+        records,
+        setup,
+        as_script,
+        c.queries.clone(),
+    )
+}
+
+/// Runs `queries` by the extended protocol over `records` loaded into `table` (made by the
+/// `--schema` DDL) of a fresh PostgreSQL database.
+fn postgres_run(
+    schema: &str,
+    table: &'static str,
+    records: &[u8],
+    queries: &BTreeMap<String, String>,
+) -> Answers {
+    let (answers, left) = postgres_session(
+        schema,
+        table,
+        records.to_vec(),
+        "SELECT 1",
+        false,
+        queries.clone(),
+    );
+    assert!(
+        left > 0,
+        "the {table} table is still there, with its records"
+    );
+    answers
+}
+
+/// One session: the DDL, the records loaded as the README says, `setup`, the queries;
+/// the answers and the rows left in `table` afterwards.
+fn postgres_session(
+    schema: &str,
+    table: &'static str,
+    records: Vec<u8>,
+    setup: &'static str,
+    as_script: bool,
+    queries: BTreeMap<String, String>,
+) -> (Answers, i64) {
     let dsn = pg::database();
-    let records: PathBuf = c.dir.path().join("endpoints.jsonl");
-    let queries = c.queries.clone();
+    let schema = schema.to_string();
     pg::off_runtime(move || {
         let mut db = postgres::Client::connect(&dsn, postgres::NoTls).expect("connect");
         db.batch_execute(&schema).expect("the --schema DDL runs");
         // Loaded as the README says: no COPY escapes, one record per line.
         let mut w = db
-            .copy_in("COPY endpoints (record) FROM STDIN WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')")
+            .copy_in(&format!("COPY {table} (record) FROM STDIN WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')"))
             .unwrap();
-        std::io::Write::write_all(&mut w, &std::fs::read(&records).unwrap()).unwrap();
+        std::io::Write::write_all(&mut w, &records).unwrap();
         w.finish().unwrap();
         db.batch_execute(setup).expect("the session's setup");
         let mut answers = Answers::new();
@@ -201,9 +245,12 @@ fn postgres_answers(c: &Case, setup: &'static str, as_script: bool) -> (Answers,
                     panic!("{name}: {why}")
                 })
             } else {
-                let rows = db
-                    .query(sql.as_str(), &[])
-                    .unwrap_or_else(|e| panic!("{name}: {e}"));
+                let rows = db.query(sql.as_str(), &[]).unwrap_or_else(|e| {
+                    let why = e
+                        .as_db_error()
+                        .map_or(e.to_string(), |d| d.message().into());
+                    panic!("{name}: {why}")
+                });
                 let columns: Vec<String> = rows
                     .first()
                     .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
@@ -225,8 +272,8 @@ fn postgres_answers(c: &Case, setup: &'static str, as_script: bool) -> (Answers,
         }
         // What is left of the records after the queries ran (an error if the table went).
         let left: i64 = db
-            .query_one("SELECT count(*) FROM endpoints", &[])
-            .expect("the endpoints table is still there")
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .expect("the table is still there")
             .get(0);
         (answers, left)
     })

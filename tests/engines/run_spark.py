@@ -1,5 +1,6 @@
 """Runs queries on PySpark in local mode with the runner of examples/engines/: argv[1] is a
-JSON file {"schema": ddl, "records": path, "queries": {"name": sql}}; prints
+JSON file {"schema": ddl, "records": path, "view": "endpoints" or "profiles",
+"queries": {"name": sql}}; prints
 {"name": {"columns": [...], "rows": [[...]]}}."""
 import json
 import os
@@ -11,7 +12,10 @@ import spark_segments  # noqa: E402
 job = json.load(open(sys.argv[1]))
 spark = spark_segments.session("local[2]")
 spark.sparkContext.setLogLevel("ERROR")
-spark_segments.endpoints(spark, job["schema"].strip(), job["records"])
+if job.get("view") == "profiles":
+    spark_segments.profiles(spark, job["schema"].strip(), job["records"])
+else:
+    spark_segments.endpoints(spark, job["schema"].strip(), job["records"])
 out = {}
 for name, sql in job["queries"].items():
     rows = spark_segments.run(spark, sql)

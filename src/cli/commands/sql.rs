@@ -1,10 +1,16 @@
-//! `sql`: the selected segments as one query for Spark, DuckDB or PostgreSQL.
+//! `sql`: the selected segments as one query for Spark, DuckDB or PostgreSQL: a folder's
+//! Pinpoint segments over endpoints, or Customer Profiles segment definitions (JSON files)
+//! over profiles.
 
-use crate::reconcile::pipeline::{Inputs, Overrides};
-use crate::text::out;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::audience::evaluate::sql::{Dialect, Input, Output};
+use crate::audience::evaluate::profiles::DefinitionCatalog;
+use crate::audience::evaluate::sql::{Dialect, Input, Output, Records};
+use crate::audience::evaluate::{NodeId, Program};
+use crate::model::profiles::{DefinitionDocument, SegmentGroups};
+use crate::reconcile::pipeline::{Inputs, Overrides};
+use crate::text::{out, safe};
 
 use super::*;
 
@@ -17,11 +23,15 @@ pub struct SqlOptions {
     pub segments: Vec<String>,
     /// The members of the one segment selected, instead of the counts.
     pub members: bool,
+    /// Customer Profiles definition files, read instead of the folder (the records are
+    /// then profiles).
+    pub customer_profiles: Vec<PathBuf>,
     /// How the records must be read, instead of a query.
     pub schema: bool,
     pub as_of: Option<String>,
     pub table: Option<String>,
-    pub files: String,
+    /// DuckDB's files; default by the kind of records.
+    pub files: Option<String>,
 }
 
 /// `sql`: the selected segments (with their bases) as one query for an engine.
@@ -37,39 +47,35 @@ pub fn sql(a: SqlOptions) -> anyhow::Result<u8> {
         if !t.split('.').all(plain) {
             return Err(anyhow::anyhow!(
                 "--table {}: expected a table name such as endpoints or analytics.endpoints (letters, digits, _ and .)",
-                crate::text::safe(t)
+                safe(t)
             ));
         }
     }
+    let records = if a.customer_profiles.is_empty() {
+        Records::Endpoints
+    } else {
+        Records::Profiles
+    };
     let input = Input {
+        records,
         table: a.table.clone(),
-        files: a.files.clone(),
+        files: a.files.clone().unwrap_or_else(|| {
+            match records {
+                Records::Endpoints => "endpoints.jsonl",
+                Records::Profiles => "profiles.jsonl",
+            }
+            .into()
+        }),
     };
     if a.schema {
         out(&dialect.schema(&input));
         return Ok(exit::OK);
     }
-    let ws = load(&Inputs {
-        dir: a.dir.clone(),
-        config: a.config.clone(),
-        overrides: Overrides::default(),
-    })?;
     let as_of = parse_as_of(a.as_of.as_deref())?;
-    let compiled = compile_segments(&ws, as_of, &a.segments, Unreadable::Refuse)?;
-    let several = ws.desired.apps.len() > 1;
-    let columns: Vec<(String, crate::audience::evaluate::NodeId)> = compiled
-        .segments
-        .iter()
-        .map(|c| {
-            let label = if several {
-                format!("{}/{}", ws.desired.apps[c.app].key, c.name)
-            } else {
-                c.name.clone()
-            };
-            (label, c.node)
-        })
-        .collect();
-    let program = compiled.program;
+    let (program, columns) = match records {
+        Records::Endpoints => pinpoint_program(&a, as_of)?,
+        Records::Profiles => profiles_program(&a.customer_profiles, &a.segments, as_of)?,
+    };
     let output = if a.members {
         match columns.as_slice() {
             [(_, node)] => Output::Members(*node),
@@ -83,18 +89,149 @@ pub fn sql(a: SqlOptions) -> anyhow::Result<u8> {
     } else {
         Output::Counts(columns.clone())
     };
-    let what = match &output {
-        Output::Counts(_) => format!(
+    let what = match (&output, records) {
+        (Output::Counts(_), Records::Endpoints) => format!(
             "the number of records, then each segment's audience ({} segments)",
             columns.len()
         ),
-        Output::Members(_) => "the Id of each endpoint in the segment, ordered".to_string(),
+        (Output::Counts(_), Records::Profiles) => format!(
+            "the number of profiles, then each segment definition's audience ({} definitions)",
+            columns.len()
+        ),
+        (Output::Members(_), Records::Endpoints) => {
+            "the Id of each endpoint in the segment, ordered".to_string()
+        }
+        (Output::Members(_), Records::Profiles) => {
+            "the ProfileId of each profile in the segment definition, ordered".to_string()
+        }
     };
-    let query = program.sql(dialect, &input, &output)?;
+    let query = program.sql(dialect, &input, &output);
     out(&format!(
         "-- segmentctl sql --dialect {}: {what}, as of {}.\n-- The evaluator's semantics (README, Audiences); recency is fixed at that instant.\n{query}",
         dialect.name(),
         crate::audience::impact::instant_text(as_of),
     ));
     Ok(exit::OK)
+}
+
+/// The folder's Pinpoint segments, compiled; a column per segment.
+fn pinpoint_program(
+    a: &SqlOptions,
+    as_of: time::OffsetDateTime,
+) -> anyhow::Result<(Program, Vec<(String, NodeId)>)> {
+    let ws = load(&Inputs {
+        dir: a.dir.clone(),
+        config: a.config.clone(),
+        overrides: Overrides::default(),
+    })?;
+    let compiled = compile_segments(&ws, as_of, &a.segments, Unreadable::Refuse)?;
+    let several = ws.desired.apps.len() > 1;
+    let columns = compiled
+        .segments
+        .iter()
+        .map(|c| {
+            let label = if several {
+                format!("{}/{}", ws.desired.apps[c.app].key, c.name)
+            } else {
+                c.name.clone()
+            };
+            (label, c.node)
+        })
+        .collect();
+    Ok((compiled.program, columns))
+}
+
+/// Customer Profiles definitions read from `files`, compiled (the ones named in `only`, or
+/// all, with their sources); a column per definition.
+fn profiles_program(
+    files: &[PathBuf],
+    only: &[String],
+    as_of: time::OffsetDateTime,
+) -> anyhow::Result<(Program, Vec<(String, NodeId)>)> {
+    let definitions = read_definitions(files)?;
+    let catalog = DefinitionCatalog {
+        definitions: definitions
+            .iter()
+            .map(|(n, (_, g))| (n.clone(), g))
+            .collect(),
+    };
+    let names: Vec<&str> = definitions.keys().map(String::as_str).collect();
+    for name in only {
+        if !definitions.contains_key(name) {
+            let hint = crate::model::closest(name, &names)
+                .map(|c| format!(" (did you mean {c}?)"))
+                .unwrap_or_default();
+            return Err(anyhow::anyhow!(
+                "--segment {}: no definition of that name in the files{hint}; they define {}",
+                safe(name),
+                crate::model::one_of(&names)
+            ));
+        }
+    }
+    let mut program = Program::for_profiles(as_of);
+    let mut columns = Vec::new();
+    for name in &names {
+        if only.is_empty() || only.iter().any(|o| o == name) {
+            let node = program.add_definition(0, &catalog, name);
+            columns.push((name.to_string(), node));
+        }
+    }
+    let unknown: Vec<String> = program.unknown(0).map(|n| safe(n).into_owned()).collect();
+    if !unknown.is_empty() {
+        return Err(anyhow::anyhow!(
+            "SourceSegments name {} that none of the files define: pass the file of each with --customer-profiles",
+            unknown.join(", ")
+        ));
+    }
+    Ok((program, columns))
+}
+
+/// Every definition of `files`, by name (with the file that defines it), checked against
+/// the model; a name defined twice is an error naming both files.
+fn read_definitions(
+    files: &[PathBuf],
+) -> anyhow::Result<BTreeMap<String, (String, SegmentGroups)>> {
+    let mut definitions: BTreeMap<String, (String, SegmentGroups)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for path in files {
+        let shown = safe(&path.display().to_string()).into_owned();
+        let documents =
+            crate::manifests::folder::read_regular(path, crate::manifests::folder::MAX_FILE_BYTES)
+                .map_err(|why| why.to_string())
+                .and_then(|bytes| DefinitionDocument::read_all(&bytes).map_err(|e| e.to_string()));
+        let documents = match documents {
+            Ok(d) => d,
+            Err(why) => {
+                problems.push(format!("{shown}: {}", safe(&why)));
+                continue;
+            }
+        };
+        for (i, d) in documents.into_iter().enumerate() {
+            let at = format!("{shown}: definition {}", i + 1);
+            let broken = d.violations();
+            if !broken.is_empty() {
+                problems.extend(
+                    broken
+                        .iter()
+                        .map(|v| format!("{at}: {}", safe(&v.to_string()))),
+                );
+                continue;
+            }
+            let name = d.segment_definition_name;
+            if let Some((first, _)) = definitions.get(&name) {
+                problems.push(format!(
+                    "{at}: {name} is defined twice (first in {first}); a domain holds one definition of a name"
+                ));
+                continue;
+            }
+            definitions.insert(name, (shown.clone(), d.segment_groups.unwrap_or_default()));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(anyhow::anyhow!(
+            "the segment definitions do not read:\n  {}",
+            problems.join("\n  ")
+        ));
+    }
+    Ok(definitions)
 }

@@ -399,6 +399,48 @@ pub struct SegmentDefinition {
     pub segment_type: SegmentType,
 }
 
+/// A segment definition as a file holds it (`segmentctl sql --customer-profiles`): what
+/// GetSegmentDefinition answers, of which the name and the criteria are read; its other
+/// members (`DisplayName`, `SegmentDefinitionArn`, `CreatedAt`, `Tags`, …) are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DefinitionDocument {
+    pub segment_definition_name: String,
+    #[serde(default)]
+    pub segment_groups: Option<SegmentGroups>,
+    /// Read only to refuse it: a definition written in SQL is not evaluated here.
+    #[serde(default)]
+    pub segment_sql_query: Option<String>,
+}
+
+impl DefinitionDocument {
+    /// One document, or a JSON array of them.
+    pub fn read_all(bytes: &[u8]) -> Result<Vec<Self>, crate::model::strict::Error> {
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            crate::model::strict::from_slice(bytes)
+        } else {
+            crate::model::strict::from_slice(bytes).map(|d| vec![d])
+        }
+    }
+
+    /// What breaks the model's rules, each located by its field path.
+    pub fn violations(&self) -> Vec<crate::model::validate::Violation> {
+        let mut out = validate::name("SegmentDefinitionName", &self.segment_definition_name);
+        if let Some(g) = &self.segment_groups {
+            out.extend(validate::segment_groups("SegmentGroups", g));
+        }
+        if self.segment_sql_query.is_some() {
+            out.push(crate::model::validate::Violation {
+                path: "SegmentSqlQuery".into(),
+                message:
+                    "a definition written in SQL is not evaluated here; only SegmentGroups are"
+                        .into(),
+            });
+        }
+        out
+    }
+}
+
 /// An item of ListSegmentDefinitions: no criteria.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -799,16 +841,41 @@ pub fn merge_update(
 
 /// A custom attribute's value read as a list, as LIST_CONTAINS and LIST_CONTAINS_ALL read
 /// it (the model stores one string per attribute and does not say how a list is written):
-/// a JSON array of strings (`["gold","vip"]`) is its elements; any other value is a list of
-/// itself alone. [`encode_list`] writes a list so that it reads back the same.
+/// a JSON array of strings (`["gold","vip"]`) that matches [`LIST_PATTERN`] is its
+/// elements; any other value is a list of itself alone. [`encode_list`] writes a list so
+/// that it reads back the same.
 pub fn attribute_list(value: &str) -> Vec<String> {
-    if value.starts_with('[') {
+    static LIST: std::sync::LazyLock<regex_lite::Regex> = std::sync::LazyLock::new(|| {
+        regex_lite::Regex::new(&format!("^(?:{LIST_PATTERN})$")).expect("the list pattern")
+    });
+    if LIST.is_match(value) {
         if let Ok(items) = serde_json::from_str::<Vec<String>>(value) {
             return items;
         }
     }
     vec![value.to_string()]
 }
+
+/// One JSON string of a list value (see [`LIST_PATTERN`]).
+macro_rules! list_string {
+    () => {
+        r#""(?:[^"\\\x00-\x1f]|\\["\\/bfnrt]|\\u(?:0(?:[1-9a-fA-F][0-9a-fA-F]{2}|0(?:[1-9a-fA-F][0-9a-fA-F]|0[1-9a-fA-F]))|[1-9a-cA-Ce-fE-F][0-9a-fA-F]{3}|[dD][0-7][0-9a-fA-F]{2}))*""#
+    };
+}
+
+/// What a list value is, as a regular expression (unanchored) that the evaluator and every
+/// SQL engine read the same way: `[`, then JSON strings separated by commas, then `]`, with
+/// JSON's whitespace around them and after the end. A string's characters are any but `"`,
+/// `\` and controls, or the escapes `\" \\ \/ \b \f \n \r \t`, or `\uXXXX` other than
+/// `\u0000` and the surrogates `\uD800`–`\uDFFF` (which engines decode differently or
+/// refuse). [`encode_list`] writes only these, unless an item holds a NUL character.
+pub const LIST_PATTERN: &str = concat!(
+    r"\[[ \t\n\r]*(?:",
+    list_string!(),
+    r"[ \t\n\r]*(?:,[ \t\n\r]*",
+    list_string!(),
+    r"[ \t\n\r]*)*)?\][ \t\n\r]*"
+);
 
 /// Writes a list of values as one attribute value that [`attribute_list`] reads back.
 pub fn encode_list(items: &[String]) -> String {
@@ -823,7 +890,14 @@ pub fn parse_date_or_instant(text: &str) -> Option<time::OffsetDateTime> {
         return Some(t);
     }
     let b = text.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if b.len() != 10
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !digits(0..4)
+        || !digits(5..7)
+        || !digits(8..10)
+    {
         return None;
     }
     let date = time::Date::parse(
@@ -835,8 +909,12 @@ pub fn parse_date_or_instant(text: &str) -> Option<time::OffsetDateTime> {
 }
 
 /// Whether a value is a number as comparisons read it: `-?[0-9]+(\.[0-9]+)?`, no exponent,
-/// no sign `+`, no spaces (so every engine reads it the same way).
+/// no sign `+`, no spaces, at most [`MAX_NUMBER_LEN`] characters (so every engine reads it
+/// the same way, and no double overflows).
 pub fn is_number(text: &str) -> bool {
+    if text.len() > MAX_NUMBER_LEN {
+        return false;
+    }
     let digits = text.strip_prefix('-').unwrap_or(text);
     let (whole, fraction) = match digits.split_once('.') {
         Some((w, f)) => (w, Some(f)),
@@ -845,6 +923,10 @@ pub fn is_number(text: &str) -> bool {
     let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     all_digits(whole) && fraction.is_none_or(all_digits)
 }
+
+/// The longest number comparisons read: a value's limit (255 characters), so at most
+/// 10^255, far inside a double's range.
+pub const MAX_NUMBER_LEN: usize = 255;
 
 /// The ARN of a domain, or of a segment definition in it.
 pub fn arn(region: &str, account: &str, domain: &str, definition: Option<&str>) -> String {
@@ -867,6 +949,9 @@ mod tests {
         assert!(parse_date_or_instant("1990-5-17").is_none());
         assert!(parse_date_or_instant("1990-02-30").is_none());
         assert!(parse_date_or_instant("yesterday").is_none());
+        // A year of four digits, no sign (as every engine's pattern reads it).
+        assert!(parse_date_or_instant("+990-01-01").is_none());
+        assert!(parse_date_or_instant("-990-01-01").is_none());
         for n in ["0", "-1", "12.5", "-0.25", "007"] {
             assert!(is_number(n), "{n}");
         }
@@ -875,6 +960,9 @@ mod tests {
         ] {
             assert!(!is_number(n), "{n:?}");
         }
+        // At most 255 characters: no double overflows.
+        assert!(is_number(&"9".repeat(255)));
+        assert!(!is_number(&"9".repeat(256)));
     }
 
     #[test]
@@ -927,6 +1015,22 @@ mod tests {
         assert_eq!(attribute_list("gold"), ["gold"]);
         assert_eq!(attribute_list("[not json"), ["[not json"]);
         assert_eq!(attribute_list("[1,2]"), ["[1,2]"]);
+        // JSON's whitespace around the strings and after the end; escapes decoded.
+        assert_eq!(attribute_list("[ \"a\" ,\t\"b\" ]\n"), ["a", "b"]);
+        assert_eq!(attribute_list(r#"["go\u006cd","\\\/"]"#), ["gold", "\\/"]);
+        assert_eq!(attribute_list("[]"), Vec::<String>::new());
+        // No NUL or surrogate escapes (engines refuse or decode them differently), no
+        // trailing comma, nothing after the end, no whitespace before the start.
+        for one in [
+            r#"["\u0000a"]"#,
+            r#"["\ud83d\ude00"]"#,
+            r#"["a",]"#,
+            r#"["a"] x"#,
+            r#" ["a"]"#,
+            "[\"a\tb\"]",
+        ] {
+            assert_eq!(attribute_list(one), [one], "{one:?}");
+        }
         let items = vec!["a\"b".to_string(), "c,d".to_string()];
         assert_eq!(attribute_list(&encode_list(&items)), items);
     }

@@ -13,10 +13,15 @@
 //! criterion is two-valued (`coalesce(…, false)`), as the evaluator's are: a missing value
 //! never makes a whole segment unknown. Names and values are literals, quoted for the
 //! dialect; nothing from a manifest is ever spliced into SQL otherwise.
+//!
+//! A program over Customer Profiles profiles reads profiles instead ([`profiles`]): the
+//! same steps, its slots read by the profile's paths and grammars.
+
+mod profiles;
 
 use std::fmt::Write as _;
 
-use super::{Criterion, Field, Node, Program, EARTH_RADIUS_KM};
+use super::{Criterion, Field, Node, Program, Source, EARTH_RADIUS_KM};
 use crate::model::{ComparisonOperator, Include};
 
 /// Which engine the SQL is for.
@@ -41,11 +46,22 @@ impl Dialect {
     }
 }
 
+/// What the records are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Records {
+    /// Pinpoint endpoints, as Pinpoint exports them (`EndpointResponse` objects).
+    Endpoints,
+    /// Customer Profiles profiles, as SearchProfiles returns them and a segment snapshot
+    /// writes them (`Profile` objects).
+    Profiles,
+}
+
 /// Where the records are.
 #[derive(Debug, Clone)]
 pub struct Input {
-    /// A table or view of the records (Spark and PostgreSQL read `endpoints` without one;
-    /// DuckDB reads `files` without one).
+    pub records: Records,
+    /// A table or view of the records (Spark and PostgreSQL read `endpoints` or `profiles`
+    /// without one; DuckDB reads `files` without one).
     pub table: Option<String>,
     /// DuckDB: the NDJSON files, plain or gzip, by path or glob (what `--schema` loads into
     /// `table` when there is one).
@@ -54,7 +70,18 @@ pub struct Input {
 
 impl Input {
     fn table(&self) -> &str {
-        self.table.as_deref().unwrap_or("endpoints")
+        self.table.as_deref().unwrap_or(match self.records {
+            Records::Endpoints => "endpoints",
+            Records::Profiles => "profiles",
+        })
+    }
+
+    /// What DuckDB reads without a table.
+    fn duckdb_read(&self) -> String {
+        match self.records {
+            Records::Endpoints => duckdb_read(&self.files),
+            Records::Profiles => profiles::duckdb_read(&self.files),
+        }
     }
 }
 
@@ -86,6 +113,9 @@ impl Dialect {
     /// What the records must be read as: Spark's schema (a DDL string for
     /// `spark.read.schema`), DuckDB's view over the files, PostgreSQL's table.
     pub fn schema(self, input: &Input) -> String {
+        if input.records == Records::Profiles {
+            return profiles::schema(self, input);
+        }
         let t = input.table();
         match self {
             Dialect::Spark => format!("{SPARK_SCHEMA}\n"),
@@ -345,13 +375,6 @@ struct Used {
     ids: bool,
 }
 
-/// Why a program is not written as SQL.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "Customer Profiles segment definitions are not written as SQL yet; only Pinpoint segments are"
-)]
-pub struct NotSql;
-
 impl Program {
     /// What the program (and the output) reads of a record.
     fn used(&self, output: &Output) -> Used {
@@ -378,13 +401,14 @@ impl Program {
         used
     }
 
-    /// The program as one SQL query for `dialect` over `input`.
-    ///
-    /// Errors: [`NotSql`] for a program over Customer Profiles profiles.
-    pub fn sql(&self, dialect: Dialect, input: &Input, output: &Output) -> Result<String, NotSql> {
-        if self.schema.profiles {
-            return Err(NotSql);
-        }
+    /// The program as one SQL query for `dialect` over `input` (whose records are the
+    /// program's: endpoints, or profiles for a program over Customer Profiles).
+    pub fn sql(&self, dialect: Dialect, input: &Input, output: &Output) -> String {
+        debug_assert_eq!(
+            self.schema.profiles,
+            input.records == Records::Profiles,
+            "the records are the program's"
+        );
         let d = dialect;
         let paths = Paths { d };
         let used = self.used(output);
@@ -396,7 +420,9 @@ impl Program {
                 slots.push(format!("{} AS {col}", paths.field(f)));
             }
         }
-        if used.ids {
+        if used.ids && self.schema.profiles {
+            slots.push(format!("{} AS s_id", profiles::id(d)));
+        } else if used.ids {
             slots.push(format!("{} AS s_id", paths.top("Id")));
             slots.push(format!("{} AS s_user_id", paths.nested("User", "UserId")));
         }
@@ -417,12 +443,20 @@ impl Program {
             ));
         }
         for (i, (source, name)) in self.schema.lists.iter().enumerate() {
-            let super::Source::Attributes { user } = source else {
-                unreachable!("a profile program is refused above");
+            let (list, times) = match *source {
+                Source::Attributes { user } => {
+                    let list = paths.list(user, name);
+                    let times = paths.instants(&list);
+                    (list, times)
+                }
+                profile => {
+                    let list = profiles::list(d, profile, name);
+                    let times = profiles::instants(d, &list);
+                    (list, times)
+                }
             };
-            let list = paths.list(*user, name);
             if self.schema.dated[i] {
-                slots.push(format!("{} AS s_times_{i}", paths.instants(&list)));
+                slots.push(format!("{times} AS s_times_{i}"));
             }
             slots.push(format!("{list} AS s_list_{i}"));
         }
@@ -430,7 +464,7 @@ impl Program {
             slots.push(format!("{} AS s_metric_{i}", paths.metric(name)));
         }
         let from = match (&input.table, d) {
-            (None, Dialect::DuckDb) => duckdb_read(&input.files),
+            (None, Dialect::DuckDb) => input.duckdb_read(),
             _ => input.table().to_string(),
         };
 
@@ -449,7 +483,13 @@ impl Program {
         let levels = level.iter().copied().max().map_or(0, |m| m + 1);
 
         let mut q = String::new();
-        q.push_str("WITH slots AS (\n  SELECT\n    ");
+        // PostgreSQL inlines a CTE read once into its reader, and so each node's expression
+        // into every node built on it: materialized, each step is computed once per record.
+        let step = match d {
+            Dialect::Postgres => "AS MATERIALIZED",
+            _ => "AS",
+        };
+        let _ = write!(q, "WITH slots {step} (\n  SELECT\n    ");
         q.push_str(&slots.join(",\n    "));
         let _ = write!(q, "\n  FROM {from}\n)");
         let mut previous = "slots".to_string();
@@ -460,7 +500,7 @@ impl Program {
                 .collect();
             let _ = write!(
                 q,
-                ",\nlevel_{l} AS (\n  SELECT *,\n    {}\n  FROM {previous}\n)",
+                ",\nlevel_{l} {step} (\n  SELECT *,\n    {}\n  FROM {previous}\n)",
                 columns.join(",\n    ")
             );
             previous = format!("level_{l}");
@@ -486,7 +526,7 @@ impl Program {
                 );
             }
         }
-        Ok(q)
+        q
     }
 
     fn node_sql(&self, d: Dialect, i: usize) -> String {
@@ -541,8 +581,38 @@ impl Program {
     fn criterion_sql(&self, d: Dialect, c: &Criterion) -> String {
         let not = |negate: bool, s: String| if negate { format!("(NOT {s})") } else { s };
         match c {
-            Criterion::Affix { .. } | Criterion::Compared { .. } | Criterion::ListedAll { .. } => {
-                unreachable!("only profile programs hold these, and `sql` refuses them")
+            Criterion::Affix { slot, values, end } => {
+                let cond: Vec<String> = values.iter().map(|v| affix(d, "x", v, *end)).collect();
+                if cond.is_empty() {
+                    return "FALSE".into();
+                }
+                d.any_text(&format!("s_list_{slot}"), "x", &cond.join(" OR "))
+            }
+            Criterion::Compared { slot, op, values } => {
+                let n = profiles::number(d, "x");
+                let cond: Vec<String> = values
+                    .iter()
+                    .map(|v| format!("{n} {} {}", operator(*op), d.double(*v)))
+                    .collect();
+                if cond.is_empty() {
+                    return "FALSE".into();
+                }
+                d.any_text(&format!("s_list_{slot}"), "x", &cond.join(" OR "))
+            }
+            Criterion::ListedAll { slot, values } => {
+                let list = format!("s_list_{slot}");
+                let each: Vec<String> = values
+                    .iter()
+                    .map(|v| {
+                        let v = d.string(v);
+                        match d {
+                            Dialect::Spark => format!("array_contains({list}, {v})"),
+                            Dialect::DuckDb => format!("list_contains({list}, {v})"),
+                            Dialect::Postgres => format!("jsonb_exists({}, {v})", pg_array(&list)),
+                        }
+                    })
+                    .collect();
+                format!("coalesce({}, false)", each.join(" AND "))
             }
             Criterion::Constant(v) => if *v { "TRUE" } else { "FALSE" }.into(),
             Criterion::Set {
@@ -608,16 +678,11 @@ impl Program {
                 let cond = between(d, "t", *lo, *hi);
                 not(*negate, d.any(&format!("s_times_{slot}"), "t", &cond))
             }
-            Criterion::Metric { slot, op, value } => {
-                let op = match op {
-                    ComparisonOperator::GreaterThan => ">",
-                    ComparisonOperator::LessThan => "<",
-                    ComparisonOperator::GreaterThanOrEqual => ">=",
-                    ComparisonOperator::LessThanOrEqual => "<=",
-                    ComparisonOperator::Equal => "=",
-                };
-                format!("coalesce(s_metric_{slot} {op} {}, false)", d.double(*value))
-            }
+            Criterion::Metric { slot, op, value } => format!(
+                "coalesce(s_metric_{slot} {} {}, false)",
+                operator(*op),
+                d.double(*value)
+            ),
             Criterion::Gps { from, range } => {
                 let (latitude, longitude) = (&from.latitude, &from.longitude);
                 // The evaluator's `distance_km`, operation for operation.
@@ -648,6 +713,30 @@ impl Program {
                 not(!*active, within)
             }
         }
+    }
+}
+
+fn operator(op: ComparisonOperator) -> &'static str {
+    match op {
+        ComparisonOperator::GreaterThan => ">",
+        ComparisonOperator::LessThan => "<",
+        ComparisonOperator::GreaterThanOrEqual => ">=",
+        ComparisonOperator::LessThanOrEqual => "<=",
+        ComparisonOperator::Equal => "=",
+    }
+}
+
+/// Whether the text `x` starts (`end`: ends) with `v`, compared exactly.
+fn affix(d: Dialect, x: &str, v: &str, end: bool) -> String {
+    let lit = d.string(v);
+    match (d, end) {
+        (Dialect::Spark, false) => format!("startswith({x}, {lit})"),
+        (Dialect::Spark, true) => format!("endswith({x}, {lit})"),
+        (Dialect::DuckDb, false) => format!("starts_with({x}, {lit})"),
+        (Dialect::DuckDb, true) => format!("suffix({x}, {lit})"),
+        (Dialect::Postgres, false) => format!("starts_with({x}, {lit})"),
+        // By characters, as `right` counts them.
+        (Dialect::Postgres, true) => format!("(right({x}, {}) = {lit})", v.chars().count()),
     }
 }
 
