@@ -410,59 +410,8 @@ impl Program {
             "the records are the program's"
         );
         let d = dialect;
-        let paths = Paths { d };
         let used = self.used(output);
-
-        // The first step: what the criteria read.
-        let mut slots: Vec<String> = vec!["TRUE AS s_record".into()];
-        for (f, col) in FIELD_COLUMNS {
-            if used.fields[f as usize] {
-                slots.push(format!("{} AS {col}", paths.field(f)));
-            }
-        }
-        if used.ids && self.schema.profiles {
-            slots.push(format!("{} AS s_id", profiles::id(d)));
-        } else if used.ids {
-            slots.push(format!("{} AS s_id", paths.top("Id")));
-            slots.push(format!("{} AS s_user_id", paths.nested("User", "UserId")));
-        }
-        if used.position {
-            slots.push(format!(
-                "{} AS s_latitude",
-                paths.number("Location", "Latitude")
-            ));
-            slots.push(format!(
-                "{} AS s_longitude",
-                paths.number("Location", "Longitude")
-            ));
-        }
-        if self.schema.recency {
-            slots.push(format!(
-                "{} AS s_effective",
-                d.instant(&paths.top("EffectiveDate"))
-            ));
-        }
-        for (i, (source, name)) in self.schema.lists.iter().enumerate() {
-            let (list, times) = match *source {
-                Source::Attributes { user } => {
-                    let list = paths.list(user, name);
-                    let times = paths.instants(&list);
-                    (list, times)
-                }
-                profile => {
-                    let list = profiles::list(d, profile, name);
-                    let times = profiles::instants(d, &list);
-                    (list, times)
-                }
-            };
-            if self.schema.dated[i] {
-                slots.push(format!("{times} AS s_times_{i}"));
-            }
-            slots.push(format!("{list} AS s_list_{i}"));
-        }
-        for (i, name) in self.schema.metrics.iter().enumerate() {
-            slots.push(format!("{} AS s_metric_{i}", paths.metric(name)));
-        }
+        let slots = self.slots(d, &used);
         let from = match (&input.table, d) {
             (None, Dialect::DuckDb) => input.duckdb_read(),
             _ => input.table().to_string(),
@@ -529,6 +478,61 @@ impl Program {
         q
     }
 
+    /// The first step's columns: what the criteria (and the output) read of a record.
+    fn slots(&self, d: Dialect, used: &Used) -> Vec<String> {
+        let paths = Paths { d };
+        let mut slots: Vec<String> = vec!["TRUE AS s_record".into()];
+        for (f, col) in FIELD_COLUMNS {
+            if used.fields[f as usize] {
+                slots.push(format!("{} AS {col}", paths.field(f)));
+            }
+        }
+        if used.ids && self.schema.profiles {
+            slots.push(format!("{} AS s_id", profiles::id(d)));
+        } else if used.ids {
+            slots.push(format!("{} AS s_id", paths.top("Id")));
+            slots.push(format!("{} AS s_user_id", paths.nested("User", "UserId")));
+        }
+        if used.position {
+            slots.push(format!(
+                "{} AS s_latitude",
+                paths.number("Location", "Latitude")
+            ));
+            slots.push(format!(
+                "{} AS s_longitude",
+                paths.number("Location", "Longitude")
+            ));
+        }
+        if self.schema.recency {
+            slots.push(format!(
+                "{} AS s_effective",
+                d.instant(&paths.top("EffectiveDate"))
+            ));
+        }
+        for (i, (source, name)) in self.schema.lists.iter().enumerate() {
+            let (list, times) = match *source {
+                Source::Attributes { user } => {
+                    let list = paths.list(user, name);
+                    let times = paths.instants(&list);
+                    (list, times)
+                }
+                profile => {
+                    let list = profiles::list(d, profile, name);
+                    let times = profiles::instants(d, &list);
+                    (list, times)
+                }
+            };
+            if self.schema.dated[i] {
+                slots.push(format!("{times} AS s_times_{i}"));
+            }
+            slots.push(format!("{list} AS s_list_{i}"));
+        }
+        for (i, name) in self.schema.metrics.iter().enumerate() {
+            slots.push(format!("{} AS s_metric_{i}", paths.metric(name)));
+        }
+        slots
+    }
+
     fn node_sql(&self, d: Dialect, i: usize) -> String {
         match &self.nodes[i] {
             Node::All(criteria) => self.all_sql(d, criteria),
@@ -581,38 +585,8 @@ impl Program {
     fn criterion_sql(&self, d: Dialect, c: &Criterion) -> String {
         let not = |negate: bool, s: String| if negate { format!("(NOT {s})") } else { s };
         match c {
-            Criterion::Affix { slot, values, end } => {
-                let cond: Vec<String> = values.iter().map(|v| affix(d, "x", v, *end)).collect();
-                if cond.is_empty() {
-                    return "FALSE".into();
-                }
-                d.any_text(&format!("s_list_{slot}"), "x", &cond.join(" OR "))
-            }
-            Criterion::Compared { slot, op, values } => {
-                let n = profiles::number(d, "x");
-                let cond: Vec<String> = values
-                    .iter()
-                    .map(|v| format!("{n} {} {}", operator(*op), d.double(*v)))
-                    .collect();
-                if cond.is_empty() {
-                    return "FALSE".into();
-                }
-                d.any_text(&format!("s_list_{slot}"), "x", &cond.join(" OR "))
-            }
-            Criterion::ListedAll { slot, values } => {
-                let list = format!("s_list_{slot}");
-                let each: Vec<String> = values
-                    .iter()
-                    .map(|v| {
-                        let v = d.string(v);
-                        match d {
-                            Dialect::Spark => format!("array_contains({list}, {v})"),
-                            Dialect::DuckDb => format!("list_contains({list}, {v})"),
-                            Dialect::Postgres => format!("jsonb_exists({}, {v})", pg_array(&list)),
-                        }
-                    })
-                    .collect();
-                format!("coalesce({}, false)", each.join(" AND "))
+            Criterion::Affix { .. } | Criterion::Compared { .. } | Criterion::ListedAll { .. } => {
+                profile_criterion_sql(d, c)
             }
             Criterion::Constant(v) => if *v { "TRUE" } else { "FALSE" }.into(),
             Criterion::Set {
@@ -713,6 +687,47 @@ impl Program {
                 not(!*active, within)
             }
         }
+    }
+}
+
+/// The criteria only profile programs hold (Customer Profiles' BEGINS_WITH, ENDS_WITH,
+/// comparisons and LIST_CONTAINS_ALL), over list slots.
+fn profile_criterion_sql(d: Dialect, c: &Criterion) -> String {
+    match c {
+        Criterion::Affix { slot, values, end } => {
+            let cond: Vec<String> = values.iter().map(|v| affix(d, "x", v, *end)).collect();
+            if cond.is_empty() {
+                return "FALSE".into();
+            }
+            d.any_text(&format!("s_list_{slot}"), "x", &cond.join(" OR "))
+        }
+        Criterion::Compared { slot, op, values } => {
+            let n = profiles::number(d, "x");
+            let cond: Vec<String> = values
+                .iter()
+                .map(|v| format!("{n} {} {}", operator(*op), d.double(*v)))
+                .collect();
+            if cond.is_empty() {
+                return "FALSE".into();
+            }
+            d.any_text(&format!("s_list_{slot}"), "x", &cond.join(" OR "))
+        }
+        Criterion::ListedAll { slot, values } => {
+            let list = format!("s_list_{slot}");
+            let each: Vec<String> = values
+                .iter()
+                .map(|v| {
+                    let v = d.string(v);
+                    match d {
+                        Dialect::Spark => format!("array_contains({list}, {v})"),
+                        Dialect::DuckDb => format!("list_contains({list}, {v})"),
+                        Dialect::Postgres => format!("jsonb_exists({}, {v})", pg_array(&list)),
+                    }
+                })
+                .collect();
+            format!("coalesce({}, false)", each.join(" AND "))
+        }
+        _ => unreachable!("only the profile criteria come here"),
     }
 }
 
