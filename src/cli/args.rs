@@ -117,6 +117,12 @@ pub enum Command {
         after_help = "The records are read as Pinpoint exports them (NDJSON EndpointResponse objects): Spark from a table or view read with the schema `--schema` prints, DuckDB with read_json over the files, PostgreSQL from a table of one jsonb record per row (DDL by --schema). Runners: examples/engines/.\n\nExamples:\n  segmentctl sql segments --dialect duckdb --files 'export/*.gz' --as-of 2026-11-28T00:00:00Z | duckdb\n  segmentctl sql segments --dialect spark --schema\n  segmentctl sql segments --dialect spark --segment vip-customers --members > vip.sql\n  segmentctl sql segments --dialect postgres --table endpoints | psql -X -q\n\nCustomer Profiles: with --customer-profiles, the segment definitions are read from JSON files (what `aws customer-profiles get-segment-definition` prints, or a list of them) instead of the folder, and the records are profiles (NDJSON Profile objects, as SearchProfiles returns them and a segment snapshot writes them):\n  segmentctl sql --dialect duckdb --customer-profiles gold.json --customer-profiles vip.json --files profiles.jsonl | duckdb"
     )]
     Sql(SqlArgs),
+    /// Write a folder's Pinpoint segments as Customer Profiles SegmentDefinition manifests,
+    /// and report every mapping that is not exact, located, and why.
+    #[command(
+        after_help = "Exit status: 0 converted; 1 when a criterion cannot be converted (GPSPoint, a base segment by Id, more than 50 values, …) and --drop-unsupported is not given: the report names each, and nothing is written.\n\nExamples:\n  segmentctl convert examples/quickstart --to customer-profiles --out cp-segments\n  segmentctl convert segments --to customer-profiles --format markdown > migration.md"
+    )]
+    Convert(ConvertArgs),
     /// Serve the Pinpoint Segment API (self-hosted, wire-compatible) over SQLite or
     /// PostgreSQL.
     #[command(
@@ -327,6 +333,37 @@ pub enum SqlDialect {
     Spark,
     Duckdb,
     Postgres,
+}
+
+/// What `convert` writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConvertTo {
+    /// Amazon Connect Customer Profiles segment definitions.
+    CustomerProfiles,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// The manifest folder (Pinpoint segments).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Configuration file (default: DIR/segmentctl.yaml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// What to convert to.
+    #[arg(long, value_enum)]
+    pub to: ConvertTo,
+    /// Write the manifests into this folder (new or empty; one folder per application when
+    /// there are several). Without it, only the report is printed.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Drop the criteria that cannot be converted (each is named in the report) instead of
+    /// refusing. A dropped criterion widens the audience.
+    #[arg(long)]
+    pub drop_unsupported: bool,
+    /// How the report is printed.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
 }
 
 #[derive(Debug, clap::Args)]

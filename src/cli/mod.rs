@@ -141,6 +141,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status(a) => status(&a).await,
         Command::Estimate(a) => estimate(&a),
         Command::Sql(a) => sql(a),
+        Command::Convert(a) => commands::convert(&commands::ConvertOptions {
+            dir: a.dir,
+            config: a.config,
+            out: a.out,
+            drop_unsupported: a.drop_unsupported,
+            format: match a.format {
+                PlanFormat::Text => commands::ConvertFormat::Text,
+                PlanFormat::Markdown => commands::ConvertFormat::Markdown,
+                PlanFormat::Json => commands::ConvertFormat::Json,
+            },
+        }),
         Command::Completion { shell } => {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "segmentctl", &mut buf);

@@ -6,6 +6,7 @@
 //! `workspace` strings them together for a command (the I/O side of this layer).
 
 pub mod config;
+pub mod convert;
 pub mod desired;
 pub mod folder;
 pub mod manifest;

@@ -13,6 +13,7 @@ use crate::plan::{
 };
 use crate::text::{endpoints_text, safe, thousands};
 
+pub mod convert;
 mod markdown;
 mod text;
 

@@ -11,6 +11,7 @@ mod pg;
 #[path = "../it/python.rs"]
 mod python;
 
+mod convert;
 mod corpus;
 mod profiles;
 mod property;

@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod compat_boto3;
 mod consistency;
+mod convert;
 mod daemon;
 mod data_sources;
 mod estimate;

@@ -19,7 +19,7 @@ const PROFILES: usize = 1500;
 
 /// A SegmentGroups JSON object as the SDK's type, member for member: the definitions reach
 /// the server as the script wrote them.
-fn groups(v: &serde_json::Value) -> aws_sdk_customerprofiles::types::SegmentGroup {
+pub(crate) fn groups(v: &serde_json::Value) -> aws_sdk_customerprofiles::types::SegmentGroup {
     use aws_sdk_customerprofiles::types::{Group, IncludeOptions, SegmentGroup};
     fn include(v: &serde_json::Value) -> Option<IncludeOptions> {
         v.as_str().map(IncludeOptions::from)
@@ -79,11 +79,22 @@ fn dimension(d: &serde_json::Value) -> aws_sdk_customerprofiles::types::Dimensio
             .unwrap()
             .iter()
             .map(|(k, v)| {
+                let range = v["ConditionOverrides"]["Range"].as_object().map(|r| {
+                    let day = |k: &str| r.get(k).and_then(|n| n.as_i64()).map(|n| n as i32);
+                    let range = RangeOverride::builder()
+                        .set_start(day("Start"))
+                        .set_end(day("End"))
+                        .unit(RangeUnit::from(r["Unit"].as_str().unwrap()))
+                        .build()
+                        .unwrap();
+                    ConditionOverrides::builder().range(range).build()
+                });
                 let a = CalculatedAttributeDimension::builder()
                     .dimension_type(AttributeDimensionType::from(
                         v["DimensionType"].as_str().unwrap(),
                     ))
                     .set_values(Some(values(v)))
+                    .set_condition_overrides(range)
                     .build()
                     .unwrap();
                 (k.clone(), a)

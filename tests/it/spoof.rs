@@ -138,7 +138,7 @@ async fn hostile_names_values_and_tags_forge_nothing_in_any_report() {
 /// The markdown as GitHub renders a comment: GFM with tables, strikethrough, autolinks and
 /// task lists, raw HTML kept (GitHub sanitizes it afterwards, keeping `<details>`, `<b>`,
 /// `<code>`, `<img>`, `<a>`).
-fn render_as_github(md: &str) -> String {
+pub(crate) fn render_as_github(md: &str) -> String {
     let mut options = comrak::Options::default();
     options.extension.table = true;
     options.extension.strikethrough = true;

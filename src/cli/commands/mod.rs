@@ -19,6 +19,7 @@ use crate::targets::{self, target_error, Connection};
 use crate::text::{err, plural};
 
 mod apply;
+mod convert;
 mod estimate;
 mod import;
 mod plan;
@@ -26,6 +27,7 @@ pub mod serve;
 mod sql;
 
 pub use apply::{apply_dir, apply_saved, ApplyArgs};
+pub use convert::{convert, ConvertFormat, ConvertOptions};
 pub use estimate::{compile_segments, estimate, Compiled, CompiledSegment, Unreadable};
 pub use import::import;
 pub use plan::{plan_command, plan_exit, Format, PlanOptions};

@@ -1,0 +1,123 @@
+//! `convert`: a folder's Pinpoint segments written as Customer Profiles `SegmentDefinition`
+//! manifests, with the report of every mapping that is not exact.
+
+use std::path::{Path, PathBuf};
+
+use crate::manifests::convert::{self, Conversion, Definition};
+use crate::reconcile::pipeline::{Inputs, Overrides};
+use crate::report::convert::{convert_json, convert_markdown, convert_text};
+use crate::text::{out, safe};
+
+use super::*;
+
+/// How the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvertFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// What `convert` does, validated.
+pub struct ConvertOptions {
+    pub dir: PathBuf,
+    pub config: Option<PathBuf>,
+    /// Where the manifests are written: a folder that does not exist or is empty. Without
+    /// it, only the report is printed.
+    pub out: Option<PathBuf>,
+    pub drop_unsupported: bool,
+    pub format: ConvertFormat,
+}
+
+/// `convert`: prints the report; writes the manifests unless a criterion cannot be
+/// converted (exit 1 then, nothing written).
+pub fn convert(a: &ConvertOptions) -> anyhow::Result<u8> {
+    let ws = load(&Inputs {
+        dir: a.dir.clone(),
+        config: a.config.clone(),
+        overrides: Overrides::default(),
+    })?;
+    let c = convert::convert(&ws.desired, a.drop_unsupported);
+    if let (Some(dir), false) = (&a.out, c.refused) {
+        write(dir, &c)?;
+    }
+    match a.format {
+        ConvertFormat::Text => out(&convert_text(&c)),
+        ConvertFormat::Markdown => out(&convert_markdown(&c)),
+        ConvertFormat::Json => out(&format!("{:#}\n", convert_json(&c))),
+    }
+    if let (Some(dir), false) = (&a.out, c.refused) {
+        err(&format!(
+            "wrote {} to {}\n",
+            crate::text::plural(c.definitions.len(), "SegmentDefinition manifest"),
+            safe(&dir.display().to_string())
+        ));
+    }
+    Ok(if c.refused { exit::ERROR } else { exit::OK })
+}
+
+/// Writes one manifest per definition into `dir` (one folder per application when there
+/// are several: each is a domain of its own). `dir` must not exist or be empty: nothing of
+/// what is there is overwritten, and no file is created through a link.
+fn write(dir: &Path, c: &Conversion) -> anyhow::Result<()> {
+    let shown = safe(&dir.display().to_string()).into_owned();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("--out {shown}: cannot create the folder: {e}"))?;
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("--out {shown}: cannot read the folder: {e}"))?;
+    if entries.next().is_some() {
+        return Err(anyhow::anyhow!(
+            "--out {shown}: the folder is not empty; convert writes into a new or empty folder and never overwrites"
+        ));
+    }
+    let apps: std::collections::BTreeSet<&str> = c
+        .definitions
+        .iter()
+        .map(|d| d.application.as_str())
+        .collect();
+    for d in &c.definitions {
+        let folder = if apps.len() > 1 {
+            let f = dir.join(&d.application);
+            std::fs::create_dir_all(&f)?;
+            f
+        } else {
+            dir.to_path_buf()
+        };
+        let path = folder.join(format!("{}.yaml", d.name));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| {
+                anyhow::anyhow!("cannot write {}: {e}", safe(&path.display().to_string()))
+            })?;
+        std::io::Write::write_all(&mut file, manifest(d)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// One `SegmentDefinition` manifest, with where it came from.
+fn manifest(d: &Definition) -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct Metadata<'a> {
+        name: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Manifest<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        kind: &'static str,
+        metadata: Metadata<'a>,
+        spec: &'a crate::model::profiles::CreateSegmentDefinitionRequest,
+    }
+    let yaml = serde_yaml::to_string(&Manifest {
+        api_version: "segmentctl/v1",
+        kind: "SegmentDefinition",
+        metadata: Metadata { name: &d.name },
+        spec: &d.spec,
+    })?;
+    Ok(format!(
+        "# Converted by `segmentctl convert` from the Pinpoint segment {} ({}:{}).\n{yaml}",
+        d.name, d.file, d.line
+    ))
+}

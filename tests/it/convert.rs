@@ -1,0 +1,165 @@
+//! `segmentctl convert --to customer-profiles`: the quickstart's Pinpoint segments as
+//! SegmentDefinition manifests. A segment that cannot be converted (GPSPoint) refuses the
+//! whole conversion and writes nothing; with `--drop-unsupported` every manifest is
+//! written, reads back as the model's CreateSegmentDefinition request, passes its rules,
+//! and is created on `segmentctl serve` through the real `aws-sdk-customerprofiles`, bases
+//! first. The report, as text and as markdown rendered as GitHub does, is snapshotted.
+
+use std::path::Path;
+use std::process::Command;
+
+use segmentctl::model::profiles::CreateSegmentDefinitionRequest;
+
+use crate::util;
+
+fn convert(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .arg("convert")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart"))
+        .args(["--to", "customer-profiles"])
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).replace(env!("CARGO_MANIFEST_DIR"), "."),
+        String::from_utf8_lossy(&out.stderr).replace(env!("CARGO_MANIFEST_DIR"), "."),
+    )
+}
+
+/// Each manifest written to `dir`: its name and its spec, read strictly as the model's
+/// request (an unknown or misspelt member is an error) and checked by its rules.
+fn written(dir: &Path) -> Vec<(String, CreateSegmentDefinitionRequest)> {
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(doc["apiVersion"], "segmentctl/v1", "{text}");
+        assert_eq!(doc["kind"], "SegmentDefinition", "{text}");
+        let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+        assert_eq!(f.file_stem().unwrap().to_str().unwrap(), name);
+        let spec: CreateSegmentDefinitionRequest =
+            segmentctl::model::strict::from_slice(doc["spec"].to_string().as_bytes())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let broken = segmentctl::model::profiles::validate::create_segment_definition(&spec);
+        assert!(broken.is_empty(), "{name}: {broken:?}");
+        out.push((name, spec));
+    }
+    out
+}
+
+#[test]
+fn a_segment_that_cannot_be_converted_refuses_the_conversion_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("cp");
+    let (code, report, err) = convert(&["--out", out_dir.to_str().unwrap()]);
+    assert_eq!(code, 1, "{report}{err}");
+    assert!(!out_dir.exists(), "nothing is written");
+    assert!(
+        report.contains("✗ spec.Dimensions.Location.GPSPoint (line 25)")
+            && report.contains("refused (drop it with --drop-unsupported"),
+        "{report}"
+    );
+    insta::assert_snapshot!("convert_report_text", report);
+
+    // A folder that is not empty is never written into.
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("mine.yaml"), "kept").unwrap();
+    let (code, _, err) = convert(&["--out", out_dir.to_str().unwrap(), "--drop-unsupported"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("the folder is not empty"), "{err}");
+    assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("mine.yaml")).unwrap(),
+        "kept"
+    );
+}
+
+#[test]
+fn the_report_renders_as_a_table_on_github_and_as_json() {
+    let (code, md, _) = convert(&["--format", "markdown"]);
+    assert_eq!(code, 1);
+    insta::assert_snapshot!("convert_report_markdown", md);
+    let html = crate::spoof::render_as_github(&md);
+    let (code, json, _) = convert(&["--format", "json"]);
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let notes = v["notes"].as_array().unwrap();
+    assert_eq!(v["refused"], true);
+    assert_eq!(v["definitions"].as_array().unwrap().len(), 8);
+    // One row per note, plus the header row: no cell broke the table.
+    assert_eq!(html.matches("<tr>").count(), notes.len() + 1, "{html}");
+    assert!(notes
+        .iter()
+        .any(|n| n["fit"] == "impossible" && n["field"] == "spec.Dimensions.Location.GPSPoint"));
+    for n in notes {
+        assert!(n["line"].as_u64().unwrap() > 0, "{n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converted_definitions_are_created_on_the_server_bases_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("cp");
+    let (code, report, err) = convert(&["--out", out_dir.to_str().unwrap(), "--drop-unsupported"]);
+    assert_eq!(code, 0, "{report}{err}");
+    assert!(err.contains("wrote 8 SegmentDefinition manifests"), "{err}");
+    assert!(report.contains("dropped (--drop-unsupported)"), "{report}");
+    let mut pending = written(&out_dir);
+    assert_eq!(pending.len(), 8);
+
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    cp.create_domain()
+        .domain_name("shop")
+        .default_expiration_days(30)
+        .send()
+        .await
+        .expect("CreateDomain");
+    let mut created: Vec<String> = Vec::new();
+    while !pending.is_empty() {
+        // A definition whose sources exist already.
+        let i = pending
+            .iter()
+            .position(|(_, spec)| {
+                spec.segment_groups
+                    .iter()
+                    .flat_map(|g| g.groups.iter().flatten())
+                    .flat_map(|g| g.source_segments.iter().flatten())
+                    .all(|s| created.contains(s.segment_definition_name.as_ref().unwrap()))
+            })
+            .expect("every source is among the converted definitions");
+        let (name, spec) = pending.remove(i);
+        let groups = serde_json::to_value(spec.segment_groups.as_ref().unwrap()).unwrap();
+        let mut req = cp
+            .create_segment_definition()
+            .domain_name("shop")
+            .segment_definition_name(&name)
+            .display_name(&spec.display_name)
+            .set_description(spec.description.clone())
+            .segment_groups(crate::profiles_duckdb::groups(&groups));
+        for (k, v) in spec.tags.iter().flatten() {
+            req = req.tags(k, v);
+        }
+        req.send().await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let got = cp
+            .get_segment_definition()
+            .domain_name("shop")
+            .segment_definition_name(&name)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.display_name(), Some(spec.display_name.as_str()));
+        created.push(name);
+    }
+    assert!(
+        created.iter().position(|n| n == "vip-customers")
+            < created.iter().position(|n| n == "vip-in-the-us")
+    );
+}
