@@ -389,7 +389,8 @@ pub struct SqlArgs {
     pub members: bool,
     /// Customer Profiles segment definitions instead of the folder's segments: a JSON file
     /// as GetSegmentDefinition answers (`SegmentDefinitionName`, `SegmentGroups`; other
-    /// members are ignored), or a list of them (repeatable). The records are then profiles.
+    /// members are ignored), or a list of them, or a YAML file of SegmentDefinition
+    /// manifests as `convert` writes them (repeatable). The records are then profiles.
     #[arg(long = "customer-profiles", value_name = "FILE")]
     pub customer_profiles: Vec<PathBuf>,
     /// Print how the records must be read instead: Spark's schema (DDL for

@@ -56,6 +56,9 @@ const DATES: &[&str] = &[
     "2026-11-30T23:30:00-02:00",
     "2026-12-01t00:00:00.5z",
     "1999-12-31T23:59:59+01:00",
+    "2000-01-01X12:00:00Z",
+    "2016-12-31T23:59:60Z",
+    "2000-01-01 12:00:00Z",
     "1990-02-30",
     "1990-5-17",
     "+990-01-01",
@@ -662,6 +665,19 @@ fn the_profile_sql_and_its_errors_read_as_snapshotted() {
         "sql.json",
         r#"{"SegmentDefinitionName": "by-sql", "SegmentSqlQuery": "SELECT 1"}"#,
     );
+    let manifest = write(
+        "manifest.yaml",
+        "apiVersion: segmentctl/v1\nkind: SegmentDefinition\nmetadata: {name: m}\nspec:\n  SegmentGroups: {Groups: []}\n",
+    );
+    let cycle = write(
+        "cycle.json",
+        r#"[{"SegmentDefinitionName": "a", "SegmentGroups": {"Groups": [{"SourceSegments": [{"SegmentDefinitionName": "b"}], "SourceType": "NONE"}]}},
+            {"SegmentDefinitionName": "b", "SegmentGroups": {"Groups": [{"SourceSegments": [{"SegmentDefinitionName": "a"}], "SourceType": "NONE"}]}}]"#,
+    );
+    let nul = write(
+        "nul.json",
+        r#"{"SegmentDefinitionName": "n", "SegmentGroups": {"Groups": [{"Dimensions": [{"ProfileAttributes": {"FirstName": {"DimensionType": "INCLUSIVE", "Values": ["a\u0000b"]}}}]}]}}"#,
+    );
     let mut errors = String::new();
     for args in [
         &["--customer-profiles", &not_json][..],
@@ -673,13 +689,21 @@ fn the_profile_sql_and_its_errors_read_as_snapshotted() {
         &["--customer-profiles", &defs, "--segment", "gold-spender"],
         &["--customer-profiles", &defs, "--members"],
         &["--customer-profiles", "/nonexistent/defs.json"],
+        &["--customer-profiles", &manifest],
+        &["--customer-profiles", &cycle],
+        &["--customer-profiles", &nul, "--dialect", "postgres"],
     ] {
-        let (code, out, err) = sql_cli(&[args, &["--dialect", "duckdb"]].concat());
+        let dialect: &[&str] = if args.contains(&"--dialect") {
+            &[]
+        } else {
+            &["--dialect", "duckdb"]
+        };
+        let (code, out, err) = sql_cli(&[args, dialect].concat());
         assert_ne!(code, 0, "{args:?} must fail");
         assert!(out.is_empty(), "{args:?} printed SQL: {out}");
         errors.push_str(&format!(
-            "$ segmentctl sql {} --dialect duckdb\n{err}\n",
-            args.join(" ")
+            "$ segmentctl sql {}\n{err}\n",
+            [args, dialect].concat().join(" ")
         ));
     }
     insta::assert_snapshot!(

@@ -114,6 +114,24 @@ async fn converted_definitions_are_created_on_the_server_bases_first() {
     let mut pending = written(&out_dir);
     assert_eq!(pending.len(), 8);
 
+    // The manifests are what `sql --customer-profiles` reads: one column per definition.
+    let mut sql = Command::new(env!("CARGO_BIN_EXE_segmentctl"));
+    sql.args(["sql", "--dialect", "duckdb"]);
+    for (name, _) in &pending {
+        sql.arg("--customer-profiles")
+            .arg(out_dir.join(format!("{name}.yaml")));
+    }
+    let sql = sql.output().unwrap();
+    let text = String::from_utf8_lossy(&sql.stdout);
+    assert!(
+        sql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sql.stderr)
+    );
+    for (name, _) in &pending {
+        assert!(text.contains(&format!("AS \"{name}\"")), "{name}: {text}");
+    }
+
     let t = util::start().await;
     let cp = util::profiles_client(&t);
     cp.create_domain()

@@ -85,11 +85,10 @@ impl<'a> Record<'a> {
         if schema.dated[slot] {
             let first = self.instants.len();
             if schema.lists[slot].0.is_profile() {
-                // A profile's dates: an instant, or a calendar date (its midnight UTC).
-                self.instants.extend(values.iter().filter_map(|v| {
-                    crate::model::profiles::parse_date_or_instant(v)
-                        .map(time::OffsetDateTime::unix_timestamp_nanos)
-                }));
+                // A profile's dates: an instant as an endpoint's are read, or a calendar
+                // date `YYYY-MM-DD` (its midnight UTC): the grammar the SQL writes.
+                self.instants
+                    .extend(values.iter().filter_map(|v| profile_instant_nanos(v)));
             } else {
                 self.instants
                     .extend(values.iter().filter_map(|v| instant_nanos(v)));
@@ -894,5 +893,23 @@ mod decimal_tests {
         for bad in ["1e999", "-", "01", "1.", ".5", "1e", "1e+", "--1"] {
             assert_eq!(value(bad), None, "{bad}");
         }
+    }
+}
+
+/// A profile's date value in nanoseconds since the epoch: an instant by [`instant_nanos`],
+/// or a date `YYYY-MM-DD` as that date's midnight UTC (whose text `instant_nanos` then
+/// reads, so the date must exist).
+fn profile_instant_nanos(v: &str) -> Option<i128> {
+    let b = v.as_bytes();
+    let date = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && [0..4, 5..7, 8..10]
+            .into_iter()
+            .all(|r| b[r].iter().all(u8::is_ascii_digit));
+    if date {
+        instant_nanos(&format!("{v}T00:00:00Z"))
+    } else {
+        instant_nanos(v)
     }
 }

@@ -106,6 +106,11 @@ pub fn sql(a: SqlOptions) -> anyhow::Result<u8> {
         }
     };
     let query = program.sql(dialect, &input, &output);
+    if dialect == Dialect::Postgres && query.contains('\0') {
+        return Err(anyhow::anyhow!(
+            "a name or value holds a NUL character, which PostgreSQL text cannot hold: no PostgreSQL query can compare with it"
+        ));
+    }
     out(&format!(
         "-- segmentctl sql --dialect {}: {what}, as of {}.\n-- The evaluator's semantics (README, Audiences); recency is fixed at that instant.\n{query}",
         dialect.name(),
@@ -149,6 +154,12 @@ fn profiles_program(
     as_of: time::OffsetDateTime,
 ) -> anyhow::Result<(Program, Vec<(String, NodeId)>)> {
     let definitions = read_definitions(files)?;
+    if let Some(cycle) = cycle(&definitions) {
+        return Err(anyhow::anyhow!(
+            "SourceSegments lead back to where they start: {}; a definition cannot be built on itself",
+            cycle.iter().map(|n| safe(n).into_owned()).collect::<Vec<_>>().join(" → ")
+        ));
+    }
     let catalog = DefinitionCatalog {
         definitions: definitions
             .iter()
@@ -198,7 +209,7 @@ fn read_definitions(
         let documents =
             crate::manifests::folder::read_regular(path, crate::manifests::folder::MAX_FILE_BYTES)
                 .map_err(|why| why.to_string())
-                .and_then(|bytes| DefinitionDocument::read_all(&bytes).map_err(|e| e.to_string()));
+                .and_then(|bytes| read_documents(path, bytes));
         let documents = match documents {
             Ok(d) => d,
             Err(why) => {
@@ -234,4 +245,59 @@ fn read_definitions(
         ));
     }
     Ok(definitions)
+}
+
+/// A file's definitions: YAML `SegmentDefinition` manifests (`.yaml`, `.yml`), else JSON.
+fn read_documents(
+    path: &std::path::Path,
+    bytes: Vec<u8>,
+) -> Result<Vec<DefinitionDocument>, String> {
+    if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+        let text =
+            String::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_string())?;
+        DefinitionDocument::read_manifests(&text)
+    } else {
+        DefinitionDocument::read_all(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// A chain of sources that leads back to its start (`a → b → a`), if there is one.
+fn cycle(definitions: &BTreeMap<String, (String, SegmentGroups)>) -> Option<Vec<String>> {
+    fn sources(g: &SegmentGroups) -> impl Iterator<Item = &str> {
+        g.groups
+            .iter()
+            .flatten()
+            .flat_map(|g| g.source_segments.iter().flatten())
+            .filter_map(|s| s.segment_definition_name.as_deref())
+    }
+    // Depth first; `path` is the chain being followed, `done` what leads back nowhere.
+    fn visit<'a>(
+        name: &'a str,
+        definitions: &'a BTreeMap<String, (String, SegmentGroups)>,
+        path: &mut Vec<&'a str>,
+        done: &mut std::collections::BTreeSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|n| *n == name) {
+            let mut cycle: Vec<String> = path[i..].iter().map(|n| n.to_string()).collect();
+            cycle.push(name.to_string());
+            return Some(cycle);
+        }
+        if done.contains(name) {
+            return None;
+        }
+        let (_, groups) = definitions.get(name)?;
+        path.push(name);
+        for source in sources(groups) {
+            if let Some(cycle) = visit(source, definitions, path, done) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        done.insert(name);
+        None
+    }
+    let mut done = std::collections::BTreeSet::new();
+    definitions
+        .keys()
+        .find_map(|name| visit(name, definitions, &mut Vec::new(), &mut done))
 }

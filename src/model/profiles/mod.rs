@@ -423,6 +423,44 @@ impl DefinitionDocument {
         }
     }
 
+    /// The `SegmentDefinition` manifests of a YAML file (as `segmentctl convert` writes
+    /// them): `metadata.name` and `spec` (CreateSegmentDefinition's request, read strictly);
+    /// documents of other kinds are skipped. An error names the document (1-based) and the
+    /// field.
+    pub fn read_manifests(text: &str) -> Result<Vec<Self>, String> {
+        #[derive(Deserialize)]
+        struct Metadata {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Manifest {
+            kind: String,
+            #[serde(default)]
+            metadata: Option<Metadata>,
+            #[serde(default)]
+            spec: Option<serde_json::Value>,
+        }
+        let mut out = Vec::new();
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let at = |e: &dyn fmt::Display| format!("document {}: {e}", i + 1);
+            let m: Manifest = serde_path_to_error::deserialize(doc).map_err(|e| at(&e))?;
+            if m.kind != "SegmentDefinition" {
+                continue;
+            }
+            let name = m.metadata.ok_or_else(|| at(&"missing metadata.name"))?.name;
+            let spec = m.spec.ok_or_else(|| at(&"missing spec"))?;
+            let spec: CreateSegmentDefinitionRequest =
+                crate::model::strict::from_slice(spec.to_string().as_bytes())
+                    .map_err(|e| at(&format!("spec.{e}")))?;
+            out.push(Self {
+                segment_definition_name: name,
+                segment_groups: spec.segment_groups,
+                segment_sql_query: spec.segment_sql_query,
+            });
+        }
+        Ok(out)
+    }
+
     /// What breaks the model's rules, each located by its field path.
     pub fn violations(&self) -> Vec<crate::model::validate::Violation> {
         let mut out = validate::name("SegmentDefinitionName", &self.segment_definition_name);

@@ -468,10 +468,15 @@ impl Program {
                 let _ = writeln!(q, "\nFROM {previous};");
             }
             Output::Members(node) => {
+                let column = if self.schema.profiles {
+                    "ProfileId"
+                } else {
+                    "Id"
+                };
                 let _ = writeln!(
                     q,
                     "SELECT s_id AS {}\nFROM {previous}\nWHERE n_{node} AND s_id IS NOT NULL\nORDER BY s_id;",
-                    d.ident("Id")
+                    d.ident(column)
                 );
             }
         }
