@@ -358,12 +358,24 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Drop the criteria that cannot be converted (each is named in the report) instead of
-    /// refusing. A dropped criterion widens the audience.
+    /// refusing. A dropped criterion changes the audience: in a group of Type ALL it
+    /// widens it, in a group of Type ANY it narrows it.
     #[arg(long)]
     pub drop_unsupported: bool,
     /// How the report is printed.
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    pub format: PlanFormat,
+    #[arg(long, value_enum, default_value_t = ConvertReport::Text)]
+    pub format: ConvertReport,
+}
+
+/// How `convert` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConvertReport {
+    /// For people: a terminal or a CI log.
+    Text,
+    /// The migration's pull request, as GitHub and GitLab render it.
+    Markdown,
+    /// For programs: the definitions written and every note.
+    Json,
 }
 
 #[derive(Debug, clap::Args)]

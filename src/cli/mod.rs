@@ -18,8 +18,8 @@ use clap::{CommandFactory, Parser};
 use crate::reconcile::pipeline::Inputs;
 use crate::text::use_colour;
 use args::{
-    ApplyFormat, Cli, Command, EstimateArgs, ImportArgs, LogFormat, PlanArgs, PlanFormat, RunArgs,
-    ServeAction, ServeArgs, SqlArgs, SqlDialect, StatusArgs,
+    ApplyFormat, Cli, Command, ConvertReport, EstimateArgs, ImportArgs, LogFormat, PlanArgs,
+    PlanFormat, RunArgs, ServeAction, ServeArgs, SqlArgs, SqlDialect, StatusArgs,
 };
 use commands::exit;
 
@@ -147,9 +147,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             out: a.out,
             drop_unsupported: a.drop_unsupported,
             format: match a.format {
-                PlanFormat::Text => commands::ConvertFormat::Text,
-                PlanFormat::Markdown => commands::ConvertFormat::Markdown,
-                PlanFormat::Json => commands::ConvertFormat::Json,
+                ConvertReport::Text => commands::ConvertFormat::Text,
+                ConvertReport::Markdown => commands::ConvertFormat::Markdown,
+                ConvertReport::Json => commands::ConvertFormat::Json,
             },
         }),
         Command::Completion { shell } => {

@@ -88,8 +88,12 @@ pub fn convert(desired: &DesiredState, drop_unsupported: bool) -> Conversion {
     let mut out = Conversion::default();
     for app in &desired.apps {
         for seg in &app.segments {
+            let key = match &app.key {
+                crate::manifests::desired::AppKey::Id(id)
+                | crate::manifests::desired::AppKey::Ref(id) => id.clone(),
+            };
             let mut c = Converter {
-                app: app.key.to_string(),
+                app: key.clone(),
                 seg,
                 drop_unsupported,
                 notes: Vec::new(),
@@ -99,9 +103,9 @@ pub fn convert(desired: &DesiredState, drop_unsupported: bool) -> Conversion {
             // What the API would refuse (a tag Customer Profiles does not take, …) is said
             // here, not found at apply.
             for v in cp::validate::create_segment_definition(&spec) {
-                c.note(
+                // Nothing to drop: the definition as a whole would be refused.
+                c.refuse(
                     "spec",
-                    Fit::Impossible,
                     "",
                     format!("the definition breaks Customer Profiles' rules: {v}"),
                 );
@@ -110,7 +114,7 @@ pub fn convert(desired: &DesiredState, drop_unsupported: bool) -> Conversion {
             out.refused |= c.refused;
             out.notes.extend(c.notes);
             out.definitions.push(Definition {
-                application: app.key.to_string(),
+                application: key,
                 name: seg.name.clone(),
                 spec,
                 file: seg.origin.file.clone(),
@@ -158,6 +162,19 @@ impl Converter<'_> {
         });
     }
 
+    /// An impossible mapping that no flag drops: the conversion is refused.
+    fn refuse(&mut self, field: &str, became: &str, why: impl Into<String>) {
+        let keep = std::mem::replace(&mut self.drop_unsupported, false);
+        self.note(field, Fit::Impossible, became, why);
+        self.drop_unsupported = keep;
+        if let Some(n) = self.notes.last_mut() {
+            n.why = n.why.replace(
+                "; refused (drop it with --drop-unsupported, or change the segment)",
+                "; refused (nothing here can be dropped: change the segment)",
+            );
+        }
+    }
+
     fn definition(&mut self) -> CreateSegmentDefinitionRequest {
         let spec: &WriteSegmentRequest = &self.seg.spec;
         let segment_groups = if self.seg.import.is_some() {
@@ -186,7 +203,11 @@ impl Converter<'_> {
             }
         };
         CreateSegmentDefinitionRequest {
-            display_name: spec.name.clone().unwrap_or_else(|| self.seg.name.clone()),
+            display_name: spec
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| self.seg.name.clone()),
             description: Some(format!(
                 "Converted from the Pinpoint segment {} by segmentctl convert",
                 self.seg.name
@@ -232,6 +253,7 @@ impl Converter<'_> {
 
     fn group(&mut self, path: &str, g: &SegmentGroup) -> cp::Group {
         let group_type = g.group_type.unwrap_or(Include::All);
+        let notes_before = self.notes.len();
         let mut dimensions = Vec::new();
         for (i, d) in g.dimensions.iter().flatten().enumerate() {
             let at = if path == "spec" {
@@ -263,6 +285,16 @@ impl Converter<'_> {
                     "a base segment by Id is not in the folder: name its manifest with Ref (or import it first)",
                 ),
             }
+        }
+        let dropped = self.notes[notes_before..]
+            .iter()
+            .any(|n| n.fit == Fit::Impossible);
+        if dropped && dimensions.is_empty() && sources.is_empty() {
+            self.refuse(
+                path,
+                "an empty group",
+                "every criterion and base of this group would be dropped: an empty group restricts nothing, so the definition's audience would change entirely",
+            );
         }
         cp::Group {
             dimensions: (!dimensions.is_empty()).then_some(dimensions),
@@ -318,6 +350,14 @@ impl Converter<'_> {
         for (k, a) in d.user_attributes.iter().flatten() {
             let at = key_path(&format!("{path}.UserAttributes"), k);
             if let Some(c) = self.attribute(&at, a.attribute_type, &a.values) {
+                if c.dimension_type != AttributeDimensionType::ListContains {
+                    self.note(
+                        &at,
+                        Fit::Approximate,
+                        format!("Attributes.{k} {}", c.dimension_type),
+                        whole_value(c.dimension_type),
+                    );
+                }
                 out.insert(k.clone(), c);
             }
         }
@@ -336,11 +376,16 @@ impl Converter<'_> {
                 continue;
             }
             if let Some(c) = self.attribute(&at, a.attribute_type, &a.values) {
+                let why = if c.dimension_type == AttributeDimensionType::ListContains {
+                    "an endpoint attribute becomes a profile attribute holding the values of all the profile's endpoints (a JSON array): it holds when any endpoint had one of these".to_string()
+                } else {
+                    format!("an endpoint attribute becomes a profile attribute holding the values of all the profile's endpoints; {}", whole_value(c.dimension_type))
+                };
                 self.note(
                     &at,
                     Fit::Approximate,
                     format!("Attributes.{k} {}", c.dimension_type),
-                    "an endpoint attribute becomes a profile attribute: it holds when any endpoint of the profile had it, and the profile holds one value (a list written as a JSON array)",
+                    why,
                 );
                 out.insert(k.clone(), c);
             }
@@ -434,11 +479,19 @@ impl Converter<'_> {
                 DimensionType::Inclusive => AttributeDimensionType::ListContains,
                 DimensionType::Exclusive => AttributeDimensionType::Exclusive,
             };
-            let why = if field == "Channel" {
-                "the channel is an endpoint's; a profile attribute Channel must list the profile's channels (a JSON array), and the campaign chooses the channel".to_string()
+            let mut why = if field == "Channel" {
+                "the channel is an endpoint's, and the campaign chooses it; a profile attribute Channel must list the profile's channels (a JSON array)".to_string()
             } else {
-                format!("Customer Profiles has no device fields: the profile attribute {field} must list the values of the profile's devices (a JSON array), matched as \"any device of the profile\"; two criteria may then hold on different devices")
+                format!("Customer Profiles has no device fields: the profile attribute {field} must list the values of the profile's devices (a JSON array)")
             };
+            if kind == AttributeDimensionType::Exclusive {
+                why = format!("{why}; {}", whole_value(kind));
+            } else {
+                why.push_str(", matched as \"any device of the profile\"");
+            }
+            if field != "Channel" {
+                why.push_str("; two criteria may then hold on different devices");
+            }
             self.note(
                 &at,
                 Fit::Approximate,
@@ -589,6 +642,11 @@ impl Converter<'_> {
             calculated_attributes: Some(calculated),
         })
     }
+}
+
+/// What a criterion other than LIST_CONTAINS does with a list-valued profile attribute.
+fn whole_value(kind: AttributeDimensionType) -> String {
+    format!("{kind} compares the profile's whole value as one string: the same as Pinpoint only when the value is a single one written alone, not a list written as a JSON array")
 }
 
 fn sources_empty(g: &SegmentGroup) -> bool {

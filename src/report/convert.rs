@@ -84,6 +84,11 @@ pub fn convert_text(c: &Conversion) -> String {
     out
 }
 
+/// A code span in a table cell: GitHub splits a row at every `|`, in code spans too.
+fn cell_code(s: &str) -> String {
+    md_code(s).replace('|', "\\|")
+}
+
 /// The report as markdown: a summary, then one table row per mapping that is not exact.
 pub fn convert_markdown(c: &Conversion) -> String {
     let mut out = format!(
@@ -106,8 +111,8 @@ pub fn convert_markdown(c: &Conversion) -> String {
         let _ = writeln!(
             out,
             "| {} | {} ({}:{}) | {} | {} | {} |",
-            md_code(&n.segment),
-            md_code(&n.field),
+            cell_code(&n.segment),
+            cell_code(&n.field),
             md_escape(&n.file),
             n.line,
             match n.fit {
@@ -117,7 +122,7 @@ pub fn convert_markdown(c: &Conversion) -> String {
             if n.became.is_empty() {
                 "–".to_string()
             } else {
-                md_code(&n.became)
+                cell_code(&n.became)
             },
             md_escape(&n.why)
         );

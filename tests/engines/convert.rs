@@ -29,10 +29,47 @@ fn the_corpus_converts_with_every_inexact_family_reported() {
     assert_eq!(refused["refused"], true);
     assert!(!out_dir.exists());
 
+    // Dropping GPSPoint leaves the GPS-only segments' groups empty: refused all the same.
+    let (code, dropped) = run(&["--drop-unsupported"]);
+    assert_eq!(code, Some(1));
+    let empty: BTreeSet<&str> = dropped["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| {
+            n["why"]
+                .as_str()
+                .unwrap()
+                .contains("an empty group restricts nothing")
+        })
+        .map(|n| n["segment"].as_str().unwrap())
+        .collect();
+    let gps_only: BTreeSet<&str> = crate::corpus::segments()
+        .iter()
+        .filter(|(_, spec)| {
+            spec.starts_with("Dimensions: {Location: {GPSPoint:") && !spec.contains("Country")
+        })
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(!gps_only.is_empty());
+    assert_eq!(empty, gps_only);
+    // Without them, everything converts.
+    let file = dir.path().join("manifests").join("segments.yaml");
+    let docs: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .split("---\n")
+        .filter(|d| !gps_only.iter().any(|n| d.contains(&format!("name: {n},"))))
+        .map(str::to_string)
+        .collect();
+    std::fs::write(&file, docs.join("---\n")).unwrap();
+
     let (code, report) = run(&["--out", out_dir.to_str().unwrap(), "--drop-unsupported"]);
     assert_eq!(code, Some(0), "{report:#}");
     let definitions = report["definitions"].as_array().unwrap();
-    assert_eq!(definitions.len(), crate::corpus::segments().len() + 1);
+    assert_eq!(
+        definitions.len(),
+        crate::corpus::segments().len() + 1 - gps_only.len()
+    );
     // Each manifest reads strictly as CreateSegmentDefinition's request, within its rules.
     for d in definitions {
         let name = d["name"].as_str().unwrap();
@@ -77,7 +114,6 @@ fn the_corpus_converts_with_every_inexact_family_reported() {
         "approximate Location",
         "approximate Metrics",
         "approximate dimension or import",
-        "impossible Location",
         // `vip-or-nested` names a base by Id, which is in no manifest.
         "impossible SourceSegments",
     ]
@@ -85,14 +121,23 @@ fn the_corpus_converts_with_every_inexact_family_reported() {
     .map(|s| s.to_string())
     .collect();
     assert_eq!(families, expected, "{notes:#?}");
-    assert!(notes.iter().any(
-        |n| n["field"].as_str().unwrap().ends_with("Location.GPSPoint")
-            && n["why"].as_str().unwrap().contains("dropped")
-    ));
-    // UserAttributes map exactly: never a note.
-    assert!(!notes
+    assert!(dropped["notes"]
+        .as_array()
+        .unwrap()
         .iter()
-        .any(|n| n["field"].as_str().unwrap().contains("UserAttributes")));
+        .any(
+            |n| n["field"].as_str().unwrap().ends_with("Location.GPSPoint")
+                && n["why"].as_str().unwrap().contains("dropped")
+        ));
+    // UserAttributes map exactly as LIST_CONTAINS: a note only for the other types.
+    for n in notes {
+        if n["field"].as_str().unwrap().contains("UserAttributes") {
+            assert!(
+                !n["became"].as_str().unwrap().contains("LIST_CONTAINS"),
+                "{n}"
+            );
+        }
+    }
 
     // The text report shows hostile names without obeying them.
     let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))

@@ -181,3 +181,132 @@ async fn converted_definitions_are_created_on_the_server_bases_first() {
             < created.iter().position(|n| n == "vip-in-the-us")
     );
 }
+
+fn convert_dir(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .arg("convert")
+        .arg(dir)
+        .args(["--to", "customer-profiles"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const APP_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const APP_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+fn doc(name: &str, app: &str, spec: &str) -> String {
+    format!("apiVersion: segmentctl/v1\nkind: Segment\nmetadata: {{name: {name}, application: {app}}}\nspec:\n  Name: {name}\n  {spec}\n")
+}
+
+/// What may not be dropped is refused even with --drop-unsupported: a definition that
+/// breaks Customer Profiles' rules (a metric of 301 digits), a group left empty (a
+/// GPS-only segment would match everyone). A list-valued attribute compared other than by
+/// LIST_CONTAINS is said to be approximate; a `|` in a name does not split the markdown
+/// table; several applications are written to a folder each, named by the application.
+#[test]
+fn what_cannot_be_dropped_is_refused_and_applications_get_a_folder_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = dir.path().join("m");
+    std::fs::create_dir_all(&m).unwrap();
+    let keep = [
+        doc(
+            "not-gold",
+            APP_A,
+            "Dimensions: {UserAttributes: {tier: {AttributeType: EXCLUSIVE, Values: [gold]}}}",
+        ),
+        doc(
+            "piped",
+            APP_B,
+            "Dimensions: {Attributes: {'a|b': {Values: [x]}}}",
+        ),
+    ];
+    let refused = [
+        doc("huge", APP_A, "Dimensions: {Metrics: {m: {ComparisonOperator: GREATER_THAN, Value: 1e300}}}"),
+        doc("near", APP_A, "Dimensions: {Location: {GPSPoint: {Coordinates: {Latitude: 47.6, Longitude: -122.3}}}}"),
+    ];
+    std::fs::write(
+        m.join("s.yaml"),
+        [&keep[..], &refused[..]].concat().join("---\n"),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("cp");
+    let out = out_dir.to_str().unwrap();
+
+    let (code, json, _) = convert_dir(
+        &m,
+        &["--out", out, "--drop-unsupported", "--format", "json"],
+    );
+    assert_eq!(code, 1, "{json}");
+    assert!(!out_dir.exists(), "nothing is written");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let why = |segment: &str| -> Vec<String> {
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["segment"] == segment)
+            .map(|n| {
+                format!(
+                    "{} {}",
+                    n["fit"].as_str().unwrap(),
+                    n["why"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert!(
+        why("huge").iter().any(|w| w
+            .starts_with("impossible the definition breaks Customer Profiles' rules")
+            && w.contains("nothing here can be dropped")),
+        "{:?}",
+        why("huge")
+    );
+    assert!(
+        why("near")
+            .iter()
+            .any(|w| w.contains("an empty group restricts nothing")),
+        "{:?}",
+        why("near")
+    );
+    assert!(
+        why("not-gold")
+            .iter()
+            .any(|w| w.starts_with("approximate EXCLUSIVE compares the profile's whole value")),
+        "{:?}",
+        why("not-gold")
+    );
+
+    // The markdown table keeps one row per note with a `|` in a key.
+    let (_, md, _) = convert_dir(&m, &["--format", "markdown"]);
+    let html = crate::spoof::render_as_github(&md);
+    assert_eq!(
+        html.matches("<tr>").count(),
+        v["notes"].as_array().unwrap().len() + 1,
+        "{md}"
+    );
+
+    // --out inside the folder is refused: the manifests would be read as its own.
+    let (code, _, err) = convert_dir(&m, &["--out", m.join("cp").to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("inside the manifest folder"), "{err}");
+    assert!(!m.join("cp").exists());
+
+    // Without the refused segments: a folder per application, by its id.
+    std::fs::write(m.join("s.yaml"), keep.join("---\n")).unwrap();
+    let (code, text, err) = convert_dir(&m, &["--out", out]);
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(out_dir.join(APP_A).join("not-gold.yaml").is_file());
+    assert!(out_dir.join(APP_B).join("piped.yaml").is_file());
+    // A file where the folder should be is named as such.
+    let file = dir.path().join("file");
+    std::fs::write(&file, "").unwrap();
+    let (code, _, err) = convert_dir(&m, &["--out", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("exists and is not a folder"), "{err}");
+}

@@ -38,15 +38,17 @@ pub fn convert(a: &ConvertOptions) -> anyhow::Result<u8> {
         overrides: Overrides::default(),
     })?;
     let c = convert::convert(&ws.desired, a.drop_unsupported);
-    if let (Some(dir), false) = (&a.out, c.refused) {
-        write(dir, &c)?;
+    if let Some(out_dir) = &a.out {
+        outside(&a.dir, out_dir)?;
     }
+    // The report is printed whatever happens to the files.
     match a.format {
         ConvertFormat::Text => out(&convert_text(&c)),
         ConvertFormat::Markdown => out(&convert_markdown(&c)),
         ConvertFormat::Json => out(&format!("{:#}\n", convert_json(&c))),
     }
     if let (Some(dir), false) = (&a.out, c.refused) {
+        write(dir, &c)?;
         err(&format!(
             "wrote {} to {}\n",
             crate::text::plural(c.definitions.len(), "SegmentDefinition manifest"),
@@ -61,6 +63,11 @@ pub fn convert(a: &ConvertOptions) -> anyhow::Result<u8> {
 /// what is there is overwritten, and no file is created through a link.
 fn write(dir: &Path, c: &Conversion) -> anyhow::Result<()> {
     let shown = safe(&dir.display().to_string()).into_owned();
+    if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(anyhow::anyhow!(
+            "--out {shown}: exists and is not a folder (a file or a link); give a new or empty folder"
+        ));
+    }
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("--out {shown}: cannot create the folder: {e}"))?;
     let mut entries = std::fs::read_dir(dir)
@@ -116,8 +123,45 @@ fn manifest(d: &Definition) -> anyhow::Result<String> {
         metadata: Metadata { name: &d.name },
         spec: &d.spec,
     })?;
+    // The path is the user's: shown, never obeyed (a newline in it would start a document).
     Ok(format!(
         "# Converted by `segmentctl convert` from the Pinpoint segment {} ({}:{}).\n{yaml}",
-        d.name, d.file, d.line
+        d.name,
+        safe(&d.file).replace(['\n', '\r'], " "),
+        d.line
     ))
+}
+
+/// `--out` may not be inside the manifest folder: the manifests written there would be
+/// read back as the folder's own.
+fn outside(dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
+    let Ok(root) = dir.canonicalize() else {
+        return Ok(()); // the folder loaded, so this does not happen; the load said why
+    };
+    // The nearest existing ancestor, made canonical, then the rest as given.
+    let mut existing = out_dir.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(p), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = if p.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    p.to_path_buf()
+                };
+            }
+            _ => break,
+        }
+    }
+    let mut full = existing.canonicalize().unwrap_or(existing);
+    full.extend(rest.iter().rev());
+    if full.starts_with(&root) {
+        return Err(anyhow::anyhow!(
+            "--out {}: inside the manifest folder {}, where the written manifests would be read as its own; write them elsewhere",
+            safe(&out_dir.display().to_string()),
+            safe(&dir.display().to_string())
+        ));
+    }
+    Ok(())
 }
