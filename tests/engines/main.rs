@@ -352,9 +352,14 @@ fn spark_counts_and_lists_what_the_evaluator_does() {
 
 /// Runs `segmentctl sql ARGS` on a folder; (exit code, stdout, stderr).
 fn sql_cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let dir = dir.display().to_string();
+    segmentctl_sql(&[&[dir.as_str()], args].concat())
+}
+
+/// Runs `segmentctl sql ARGS`; (exit code, stdout, stderr).
+fn segmentctl_sql(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
         .arg("sql")
-        .arg(dir)
         .args(args)
         .output()
         .unwrap();

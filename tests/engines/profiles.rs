@@ -588,20 +588,6 @@ fn random_definitions_count_the_same_natively_and_in_spark() {
     assert_same("Spark", seed, &native, &answers);
 }
 
-/// Runs `segmentctl sql ARGS` (no folder); (exit code, stdout, stderr).
-fn sql_cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-        .arg("sql")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// What a reviewer reads: two definitions (a list and a number criterion on attributes,
 /// one with a quoted name; a source, a birth date and an address) in each dialect, the
 /// profile schema, and the errors of broken definition files.
@@ -629,10 +615,10 @@ fn the_profile_sql_and_its_errors_read_as_snapshotted() {
     let as_of = ["--as-of", crate::corpus::AS_OF];
     for dialect in ["spark", "duckdb", "postgres"] {
         let base = ["--customer-profiles", &defs, "--dialect", dialect];
-        let (code, sql, err) = sql_cli(&[&base[..], &as_of[..]].concat());
+        let (code, sql, err) = crate::segmentctl_sql(&[&base[..], &as_of[..]].concat());
         assert_eq!(code, 0, "{err}");
         insta::assert_snapshot!(format!("profiles_sql_{dialect}"), sql);
-        let (code, schema, err) = sql_cli(&[&base[..], &["--schema"]].concat());
+        let (code, schema, err) = crate::segmentctl_sql(&[&base[..], &["--schema"]].concat());
         assert_eq!(code, 0, "{err}");
         insta::assert_snapshot!(format!("profiles_schema_{dialect}"), schema);
     }
@@ -698,7 +684,7 @@ fn the_profile_sql_and_its_errors_read_as_snapshotted() {
         } else {
             &["--dialect", "duckdb"]
         };
-        let (code, out, err) = sql_cli(&[args, dialect].concat());
+        let (code, out, err) = crate::segmentctl_sql(&[args, dialect].concat());
         assert_ne!(code, 0, "{args:?} must fail");
         assert!(out.is_empty(), "{args:?} printed SQL: {out}");
         errors.push_str(&format!(

@@ -113,20 +113,22 @@ impl Dialect {
     /// What the records must be read as: Spark's schema (a DDL string for
     /// `spark.read.schema`), DuckDB's view over the files, PostgreSQL's table.
     pub fn schema(self, input: &Input) -> String {
-        if input.records == Records::Profiles {
-            return profiles::schema(self, input);
-        }
         let t = input.table();
-        match self {
-            Dialect::Spark => format!("{SPARK_SCHEMA}\n"),
-            Dialect::DuckDb => format!(
+        match (self, input.records) {
+            (Dialect::Spark, Records::Endpoints) => format!("{SPARK_SCHEMA}\n"),
+            (Dialect::Spark, Records::Profiles) => profiles::spark_schema(),
+            (Dialect::DuckDb, _) => format!(
                 "CREATE {} {t} AS SELECT * FROM {};\n",
                 if input.table.is_some() { "TABLE" } else { "VIEW" },
-                duckdb_read(&input.files)
+                input.duckdb_read()
             ),
-            Dialect::Postgres => format!(
+            (Dialect::Postgres, records) => format!(
                 "CREATE TABLE {t} (record jsonb NOT NULL);\n\
-                 -- Load NDJSON as it is (no COPY escapes): \\copy {t} (record) FROM 'endpoints.jsonl' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')\n"
+                 -- Load NDJSON as it is (no COPY escapes): \\copy {t} (record) FROM '{}' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')\n",
+                match records {
+                    Records::Endpoints => "endpoints.jsonl",
+                    Records::Profiles => "profiles.jsonl",
+                }
             ),
         }
     }

@@ -7,7 +7,7 @@
 //! (absent, null or `""`), the value alone, or for a list-valued attribute its elements.
 //! The criteria over lists are then the endpoints' own.
 
-use super::{pg_array, Dialect, Input};
+use super::{pg_array, Dialect};
 use crate::audience::evaluate::Source;
 use crate::model::profiles::{AddressDimension, ProfileAttributes, LIST_PATTERN, MAX_NUMBER_LEN};
 
@@ -41,31 +41,16 @@ fn addresses() -> Vec<(&'static str, Vec<&'static str>)> {
         .collect()
 }
 
-/// How profiles must be read: Spark's schema, DuckDB's view over the files, PostgreSQL's
-/// table.
-pub(super) fn schema(d: Dialect, input: &Input) -> String {
-    let t = input.table();
-    match d {
-        Dialect::Spark => {
-            let mut columns = vec!["ProfileId STRING".to_string()];
-            columns.extend(string_fields().iter().map(|f| format!("{f} STRING")));
-            for (address, parts) in addresses() {
-                let parts: Vec<String> = parts.iter().map(|p| format!("{p}: STRING")).collect();
-                columns.push(format!("{address} STRUCT<{}>", parts.join(", ")));
-            }
-            columns.push("Attributes MAP<STRING, STRING>".into());
-            format!("{}\n", columns.join(", "))
-        }
-        Dialect::DuckDb => format!(
-            "CREATE {} {t} AS SELECT * FROM {};\n",
-            if input.table.is_some() { "TABLE" } else { "VIEW" },
-            duckdb_read(&input.files)
-        ),
-        Dialect::Postgres => format!(
-            "CREATE TABLE {t} (record jsonb NOT NULL);\n\
-             -- Load NDJSON as it is (no COPY escapes): \\copy {t} (record) FROM 'profiles.jsonl' WITH (FORMAT csv, QUOTE e'\\x01', DELIMITER e'\\x02')\n"
-        ),
+/// Spark's schema of a profile: what a criterion can read.
+pub(super) fn spark_schema() -> String {
+    let mut columns = vec!["ProfileId STRING".to_string()];
+    columns.extend(string_fields().iter().map(|f| format!("{f} STRING")));
+    for (address, parts) in addresses() {
+        let parts: Vec<String> = parts.iter().map(|p| format!("{p}: STRING")).collect();
+        columns.push(format!("{address} STRUCT<{}>", parts.join(", ")));
     }
+    columns.push("Attributes MAP<STRING, STRING>".into());
+    format!("{}\n", columns.join(", "))
 }
 
 /// DuckDB's reading of profile files: `read_json` with the profile's columns.
