@@ -120,7 +120,7 @@ pub enum Command {
     /// Write a folder's Pinpoint segments as Customer Profiles SegmentDefinition manifests,
     /// and report every mapping that is not exact, located, and why.
     #[command(
-        after_help = "Exit status: 0 converted; 1 when a criterion cannot be converted (GPSPoint, a base segment by Id, more than 50 values, …) and --drop-unsupported is not given: the report names each, and nothing is written.\n\nExamples:\n  segmentctl convert examples/quickstart --to customer-profiles --out cp-segments\n  segmentctl convert segments --to customer-profiles --format markdown > migration.md"
+        after_help = "Exit status: 0 converted; 1 when a criterion cannot be converted (GPSPoint, a base segment by Id, more than 50 values, …) and --drop-unsupported is not given, or when a definition would break Customer Profiles' rules or be left with an empty group: the report names each, and nothing is written.\n\nExamples:\n  segmentctl convert segments --to customer-profiles --out cp-segments\n  segmentctl convert examples/quickstart --to customer-profiles --out cp-segments --drop-unsupported\n  segmentctl convert segments --to customer-profiles --format markdown > migration.md"
     )]
     Convert(ConvertArgs),
     /// Serve the Pinpoint Segment API (self-hosted, wire-compatible) over SQLite or
