@@ -365,6 +365,14 @@ pub struct ConvertArgs {
     /// How the report is printed.
     #[arg(long, value_enum, default_value_t = ConvertReport::Text)]
     pub format: ConvertReport,
+    /// Count each segment over these endpoint records (NDJSON, plain or gzip): its endpoints
+    /// by the Pinpoint segment, and its profiles (the endpoints gathered by user) by the
+    /// converted definition, side by side.
+    #[arg(long, value_name = "FILE")]
+    pub endpoints: Option<PathBuf>,
+    /// The reference time for recency criteria (ISO-8601), default now.
+    #[arg(long, requires = "endpoints")]
+    pub as_of: Option<String>,
 }
 
 /// How `convert` prints its report.

@@ -146,6 +146,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             config: a.config,
             out: a.out,
             drop_unsupported: a.drop_unsupported,
+            endpoints: a.endpoints,
+            as_of: a.as_of,
             format: match a.format {
                 ConvertReport::Text => commands::ConvertFormat::Text,
                 ConvertReport::Markdown => commands::ConvertFormat::Markdown,

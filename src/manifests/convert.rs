@@ -69,11 +69,29 @@ pub struct Definition {
     pub line: usize,
 }
 
+/// Who each segment reaches before and after (`convert --endpoints`): endpoints by the
+/// Pinpoint segment, profiles (the endpoints gathered by user) by its definition.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Audiences {
+    pub file: String,
+    pub endpoints: u64,
+    pub profiles: u64,
+    pub segments: Vec<AudienceRow>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AudienceRow {
+    pub segment: String,
+    pub endpoints: u64,
+    pub profiles: u64,
+}
+
 /// What `convert` makes of a folder.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Conversion {
     pub definitions: Vec<Definition>,
     pub notes: Vec<Note>,
+    pub audiences: Option<Audiences>,
     /// Whether some criterion could not be converted and was not dropped (nothing is to be
     /// written then).
     pub refused: bool,
@@ -220,7 +238,7 @@ impl Converter<'_> {
 
     /// An imported segment: the profiles carrying its membership attribute.
     fn imported(&mut self) -> SegmentGroups {
-        let key = format!("pinpoint_import_{}", self.seg.name.replace('-', "_"));
+        let key = import_attribute(&self.seg.name);
         self.note(
             "spec",
             Fit::Approximate,
@@ -644,6 +662,11 @@ impl Converter<'_> {
     }
 }
 
+/// The attribute that marks the members of the imported segment `name`.
+pub fn import_attribute(name: &str) -> String {
+    format!("pinpoint_import_{}", name.replace('-', "_"))
+}
+
 /// What a criterion other than LIST_CONTAINS does with a list-valued profile attribute.
 fn whole_value(kind: AttributeDimensionType) -> String {
     format!("{kind} compares the profile's whole value as one string: the same as Pinpoint only when the value is a single one written alone, not a list written as a JSON array")
@@ -662,7 +685,7 @@ fn profile_dimension(p: ProfileAttributes) -> cp::Dimension {
 
 /// A metric's value as Customer Profiles' numbers are written: `-?DIGITS[.DIGITS]`, no
 /// exponent (Rust's `Display` of a double never writes one).
-fn number_text(v: f64) -> String {
+pub fn number_text(v: f64) -> String {
     let text = format!("{v}");
     if v == 0.0 {
         "0".into()

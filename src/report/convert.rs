@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::markdown::{md_code, md_escape};
 use crate::manifests::convert::{Conversion, Fit, Note};
-use crate::text::{plural, safe};
+use crate::text::{plural, safe, thousands};
 
 fn summary(c: &Conversion) -> String {
     let approximate = c.notes.iter().filter(|n| n.fit == Fit::Approximate).count();
@@ -54,6 +54,9 @@ fn by_segment(c: &Conversion) -> Vec<(&crate::manifests::convert::Definition, Ve
         .collect()
 }
 
+/// Why the two counts differ, in one line.
+const AUDIENCE_NOTE: &str = "Pinpoint counts endpoints, Customer Profiles counts profiles (one per user); calculated attributes (recency) are not computed here, so criteria on them match no profile";
+
 /// The report as text.
 pub fn convert_text(c: &Conversion) -> String {
     let mut out = format!("segmentctl convert: {}\n", summary(c));
@@ -81,6 +84,27 @@ pub fn convert_text(c: &Conversion) -> String {
             );
         }
     }
+    if let Some(a) = &c.audiences {
+        let _ = write!(
+            out,
+            "\nAudiences over {}: {} endpoints → {} profiles\n({AUDIENCE_NOTE}).\n  {:<32} {:>10} {:>10}\n",
+            a.file,
+            thousands(a.endpoints),
+            thousands(a.profiles),
+            "SEGMENT",
+            "ENDPOINTS",
+            "PROFILES"
+        );
+        for r in &a.segments {
+            let _ = writeln!(
+                out,
+                "  {:<32} {:>10} {:>10}",
+                safe(&r.segment),
+                thousands(r.endpoints),
+                thousands(r.profiles)
+            );
+        }
+    }
     out
 }
 
@@ -102,6 +126,25 @@ pub fn convert_markdown(c: &Conversion) -> String {
         .collect();
     if !exact.is_empty() {
         let _ = write!(out, "\nExact: {}.\n", exact.join(", "));
+    }
+    if let Some(a) = &c.audiences {
+        let _ = write!(
+            out,
+            "\nAudiences over {}: {} endpoints → {} profiles ({}).\n\n| segment | endpoints | profiles |\n|---|--:|--:|\n",
+            md_code(&a.file),
+            thousands(a.endpoints),
+            thousands(a.profiles),
+            md_escape(AUDIENCE_NOTE)
+        );
+        for r in &a.segments {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} |",
+                cell_code(&r.segment),
+                thousands(r.endpoints),
+                thousands(r.profiles)
+            );
+        }
     }
     if c.notes.is_empty() {
         return out;
@@ -141,5 +184,6 @@ pub fn convert_json(c: &Conversion) -> serde_json::Value {
             "line": d.line,
         })).collect::<Vec<_>>(),
         "notes": c.notes,
+        "audiences": c.audiences,
     })
 }

@@ -310,3 +310,107 @@ fn what_cannot_be_dropped_is_refused_and_applications_get_a_folder_each() {
     assert_eq!(code, 1);
     assert!(err.contains("exists and is not a folder"), "{err}");
 }
+
+/// `--endpoints`: each segment's endpoints (the same as `estimate`'s) beside its converted
+/// definition's profiles, the endpoints gathered by user. North America's profiles are
+/// counted here by hand from the file (one per user, the first endpoint's country), and the
+/// imported segment's are its members' users.
+#[test]
+fn endpoints_before_and_profiles_after_are_counted_side_by_side() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let file = format!("{root}/examples/quickstart/endpoints.jsonl");
+    let as_of = ["--as-of", "2026-11-28T00:00:00Z"];
+    let (code, json, err) = convert(
+        &[
+            &[
+                "--drop-unsupported",
+                "--format",
+                "json",
+                "--endpoints",
+                &file,
+            ][..],
+            &as_of[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let a = &v["audiences"];
+    let row = |name: &str| {
+        a["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["segment"] == name)
+            .unwrap_or_else(|| panic!("{name}: {a}"))
+            .clone()
+    };
+
+    // Endpoints: what `estimate` counts.
+    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args([
+            "estimate",
+            &format!("{root}/examples/quickstart"),
+            "--endpoints",
+            &file,
+            "--format",
+            "json",
+        ])
+        .args(as_of)
+        .output()
+        .unwrap();
+    let estimate: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for s in estimate["segments"].as_array().unwrap() {
+        assert_eq!(
+            row(s["segment"].as_str().unwrap())["endpoints"],
+            s["endpoints"],
+            "{s}"
+        );
+    }
+
+    // Profiles: one per user; a user's country is its first endpoint's.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut country: std::collections::BTreeMap<String, String> = Default::default();
+    for line in text.lines() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        let user = e["User"]["UserId"].as_str().unwrap().to_string();
+        if let Some(c) = e["Location"]["Country"].as_str() {
+            country.entry(user).or_insert_with(|| c.to_string());
+        }
+    }
+    let distinct_users = text
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            e["User"]["UserId"].as_str().unwrap().to_string()
+        })
+        .collect::<std::collections::BTreeSet<String>>()
+        .len();
+    assert_eq!(a["endpoints"], text.lines().count());
+    assert_eq!(a["profiles"], distinct_users);
+    let north_america = country
+        .values()
+        .filter(|c| ["US", "CA", "MX"].contains(&c.as_str()))
+        .count();
+    assert_eq!(row("north-america")["profiles"], north_america);
+    assert!(row("north-america")["profiles"].as_u64() < row("north-america")["endpoints"].as_u64());
+    // Imported: every member listed is a user of one profile here.
+    assert_eq!(
+        row("vip-customers")["profiles"],
+        row("vip-customers")["endpoints"]
+    );
+    // Recency is a calculated attribute, not computed here: no profile.
+    assert_eq!(row("ios-power-users")["profiles"], 0);
+
+    let (_, text, _) = convert(
+        &[
+            &["--drop-unsupported", "--endpoints", &file][..],
+            &as_of[..],
+        ]
+        .concat(),
+    );
+    let table = &text[text
+        .find("\nAudiences over")
+        .expect("the audiences follow the notes")..];
+    insta::assert_snapshot!("convert_audiences_text", table.replace(root, "."));
+}

@@ -27,6 +27,10 @@ pub struct ConvertOptions {
     pub out: Option<PathBuf>,
     pub drop_unsupported: bool,
     pub format: ConvertFormat,
+    /// Count each segment over these endpoint records, before (endpoints) and after
+    /// (profiles).
+    pub endpoints: Option<PathBuf>,
+    pub as_of: Option<String>,
 }
 
 /// `convert`: prints the report; writes the manifests unless a criterion cannot be
@@ -37,7 +41,10 @@ pub fn convert(a: &ConvertOptions) -> anyhow::Result<u8> {
         config: a.config.clone(),
         overrides: Overrides::default(),
     })?;
-    let c = convert::convert(&ws.desired, a.drop_unsupported);
+    let mut c = convert::convert(&ws.desired, a.drop_unsupported);
+    if let Some(file) = &a.endpoints {
+        c.audiences = Some(audiences(&ws, &c, file, a.as_of.as_deref())?);
+    }
     if let Some(out_dir) = &a.out {
         outside(&a.dir, out_dir)?;
     }
@@ -164,4 +171,94 @@ fn outside(dir: &Path, out_dir: &Path) -> anyhow::Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Each segment's audience over `file`: its endpoints by the Pinpoint segment, and its
+/// profiles (the endpoints gathered by user, as `audience::profiles_of` maps them) by the
+/// converted definition.
+fn audiences(
+    ws: &crate::manifests::workspace::Workspace,
+    c: &Conversion,
+    file: &Path,
+    as_of: Option<&str>,
+) -> anyhow::Result<convert::Audiences> {
+    use crate::audience::evaluate::profiles::DefinitionCatalog;
+    use crate::audience::evaluate::Program;
+    use crate::audience::profiles_of::{gather, Mapping};
+    use crate::audience::records;
+    let [app] = ws.desired.apps.as_slice() else {
+        return Err(anyhow::anyhow!(
+            "--endpoints counts one application's segments; the folder has {}",
+            ws.desired.apps.len()
+        ));
+    };
+    let shown = safe(&file.display().to_string()).into_owned();
+    let as_of = parse_as_of(as_of)?;
+    let compiled = compile_segments(ws, as_of, &[], Unreadable::Note)?;
+    let targets: Vec<_> = compiled.segments.iter().map(|s| s.node).collect();
+    let tally = records::tally_input(endpoints_input(file)?, &compiled.program, &targets)
+        .with_context(|| format!("cannot read {shown}"))?;
+
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut endpoints_input(file)?.reader, &mut text)
+        .with_context(|| format!("cannot read {shown} (endpoint records are UTF-8 JSON lines)"))?;
+    let (members, _) = crate::audience::sources::members_by_name(app);
+    let mapping = Mapping {
+        number_text: convert::number_text,
+        imported: members
+            .iter()
+            .map(|(name, m)| (convert::import_attribute(name), &**m))
+            .collect(),
+    };
+    let gathered = gather(text.lines(), &mapping);
+    let empty = crate::model::profiles::SegmentGroups::default();
+    let catalog = DefinitionCatalog {
+        definitions: c
+            .definitions
+            .iter()
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    d.spec.segment_groups.as_ref().unwrap_or(&empty),
+                )
+            })
+            .collect(),
+    };
+    let mut program = Program::for_profiles(as_of);
+    let nodes: Vec<_> = c
+        .definitions
+        .iter()
+        .map(|d| program.add_definition(0, &catalog, &d.name))
+        .collect();
+    let mut profiles = vec![0u64; nodes.len()];
+    let (mut record, mut out) = (program.record(), Vec::new());
+    for p in &gathered.profiles {
+        program
+            .read(p, &mut record)
+            .map_err(|e| anyhow::anyhow!("a gathered profile does not read: {e}"))?;
+        program.run(&record, &mut out);
+        for (count, node) in profiles.iter_mut().zip(&nodes) {
+            *count += u64::from(out[*node]);
+        }
+    }
+    let segments = compiled
+        .segments
+        .iter()
+        .zip(&tally.counts)
+        .map(|(s, endpoints)| convert::AudienceRow {
+            segment: s.name.clone(),
+            endpoints: *endpoints,
+            profiles: c
+                .definitions
+                .iter()
+                .position(|d| d.name == s.name)
+                .map_or(0, |i| profiles[i]),
+        })
+        .collect();
+    Ok(convert::Audiences {
+        file: shown,
+        endpoints: tally.read,
+        profiles: gathered.profiles.len() as u64,
+        segments,
+    })
 }
