@@ -1,5 +1,7 @@
-//! Many rows in one statement: `INSERT … VALUES (…), (…), …` and `… IN (…)` over a batch,
-//! sent in chunks of a few fixed sizes.
+//! Many rows in one statement. On SQLite, `INSERT … VALUES (…), (…), …` and `… IN (…)` over
+//! a batch, sent in chunks of a few fixed sizes; on PostgreSQL, one statement over the whole
+//! batch, each column one `text[]` parameter (`INSERT … SELECT … FROM unnest(…)`,
+//! `… = ANY(…)`).
 //!
 //! A statement's text is one of a few per table (prepared statements are cached by their
 //! text), and its parameters stay under both databases' limits (SQLite 32,766, PostgreSQL
@@ -7,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::sql::{DbError, Param, Row, Tx};
+use super::sql::{Arg, DbError, Dialect, Param, Row, Tx};
 
 /// Rows per statement, largest first: a batch goes out as chunks of these sizes. 500 rows
 /// of at most 5 parameters stay far under the limits; measured on the imports bench, larger
@@ -63,6 +65,118 @@ pub fn chunked<T>(
         rest = after;
     }
     Ok(out)
+}
+
+/// A batch's column of text values, bound as one parameter: PostgreSQL's `text[]`.
+pub struct Texts<'a>(pub Vec<Option<&'a str>>);
+
+impl Param for Texts<'_> {
+    fn arg(&self) -> Arg<'_> {
+        Arg::Texts(&self.0)
+    }
+}
+
+/// `rows` as columns: the `width` text parameters `bind` gives each row, one [`Texts`] per
+/// column.
+fn columns<'r, T>(
+    rows: &'r [T],
+    width: usize,
+    bind: impl Fn(&'r T, &mut Vec<&'r dyn Param>),
+) -> Result<Vec<Texts<'r>>, DbError> {
+    let mut cols: Vec<Texts<'r>> = (0..width)
+        .map(|_| Texts(Vec::with_capacity(rows.len())))
+        .collect();
+    let mut own = Vec::with_capacity(width);
+    for row in rows {
+        own.clear();
+        bind(row, &mut own);
+        for (col, &p) in cols.iter_mut().zip(&own) {
+            let p: &'r dyn Param = p;
+            col.0.push(match p.arg() {
+                Arg::Text(s) => Some(s),
+                Arg::Null(_) => None,
+                Arg::Int(_) | Arg::Texts(_) => {
+                    return Err(DbError::Column("unnest".into(), "expected text"))
+                }
+            });
+        }
+    }
+    Ok(cols)
+}
+
+/// Inserts `rows`: `head` (`INSERT INTO t (columns)`) given the `fixed` leading parameters
+/// (the same in every row), then the `width` text values `bind` adds for each row, ending
+/// in `tail` (an `ON CONFLICT` clause, or nothing). On PostgreSQL one statement over
+/// `unnest` of one array per column, in the rows' order: the server sets up no expressions
+/// per row, as it does for each tuple of a `VALUES` list (most of its work on a batch of
+/// short rows). On SQLite multi-row `VALUES` in chunks ([`chunked`]).
+pub fn insert<T>(
+    tx: &Tx<'_>,
+    (head, tail): (&str, &str),
+    fixed: &[&dyn Param],
+    width: usize,
+    rows: &[T],
+    bind: impl for<'r> Fn(&'r T, &mut Vec<&'r dyn Param>),
+) -> Result<(), DbError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    match tx.dialect() {
+        Dialect::Postgres => {
+            let cols = columns(rows, width, bind)?;
+            let mut params: Vec<&dyn Param> = fixed.to_vec();
+            params.extend(cols.iter().map(|c| c as &dyn Param));
+            let sql = format!(
+                "{head} SELECT {}{}* FROM unnest({}){tail}",
+                list(0, fixed.len()),
+                if fixed.is_empty() { "" } else { ", " },
+                list(fixed.len(), width)
+            );
+            tx.run(&sql, &params)?;
+        }
+        Dialect::Sqlite => {
+            chunked(
+                tx,
+                fixed,
+                rows,
+                |n| format!("{head} VALUES {}{tail}", tuples(fixed.len(), width, n)),
+                bind,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs `sql(condition)`, a query whose condition on one text column is `condition`, over
+/// the values `bind` gives for `rows` (after the `fixed` leading parameters): on PostgreSQL
+/// one statement, `= ANY(?N)` of one array; on SQLite `IN (…)`, in chunks. The rows the
+/// statements return.
+pub fn any_of<T>(
+    tx: &Tx<'_>,
+    fixed: &[&dyn Param],
+    rows: &[T],
+    sql: impl Fn(&str) -> String,
+    bind: impl for<'r> Fn(&'r T, &mut Vec<&'r dyn Param>),
+) -> Result<Vec<Row>, DbError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    match tx.dialect() {
+        Dialect::Postgres => {
+            let cols = columns(rows, 1, bind)?;
+            let mut params: Vec<&dyn Param> = fixed.to_vec();
+            params.push(&cols[0]);
+            let any = format!("= ANY(?{})", fixed.len() + 1);
+            Ok(tx.run(&sql(&any), &params)?.rows)
+        }
+        Dialect::Sqlite => chunked(
+            tx,
+            fixed,
+            rows,
+            |n| sql(&format!("IN ({})", list(fixed.len(), n))),
+            bind,
+        ),
+    }
 }
 
 #[cfg(test)]
