@@ -234,4 +234,66 @@ mod tests {
         .unwrap();
         assert_eq!(found.len(), 123);
     }
+
+    /// On PostgreSQL a batch goes out as one `text[]` per column: each row's values in
+    /// order, an absent one as NULL; a column that is not text is refused, never sent as
+    /// something else.
+    #[test]
+    fn a_batch_becomes_one_text_array_per_column_in_row_order_with_its_nulls() {
+        let rows = vec![
+            ("a".to_string(), Some("u".to_string())),
+            ("b".to_string(), None),
+        ];
+        let cols = columns(&rows, 2, |(id, user), p| p.extend([id as &dyn Param, user])).unwrap();
+        assert_eq!(cols[0].0, [Some("a"), Some("b")]);
+        assert_eq!(cols[1].0, [Some("u"), None]);
+        let ints = [1i64];
+        assert!(columns(&ints, 1, |i, p| p.push(i)).is_err());
+    }
+
+    /// On SQLite `insert` and `any_of` are the chunked `VALUES` and `IN` lists: the fixed
+    /// parameters, then each row's, with the statement's tail (an upsert here) applied.
+    #[test]
+    fn insert_and_any_of_write_and_find_every_row_on_sqlite() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT, a TEXT, b TEXT, UNIQUE (k, a))")
+            .unwrap();
+        let tx = Lite {
+            conn: &conn,
+            writing: true,
+        };
+        let key = "k".to_string();
+        let rows: Vec<(String, Option<String>)> = (0..1234)
+            .map(|i| (format!("r{i}"), (i % 2 == 0).then(|| format!("v{i}"))))
+            .collect();
+        let head = "INSERT INTO t (k, a, b)";
+        let upsert = " ON CONFLICT (k, a) DO UPDATE SET b = excluded.b";
+        fn bind<'r>((a, b): &'r (String, Option<String>), p: &mut Vec<&'r dyn Param>) {
+            p.extend([a as &dyn Param, b]);
+        }
+        insert(&tx, (head, ""), &[&key], 2, &rows, bind).unwrap();
+        let again: Vec<(String, Option<String>)> = rows[..10]
+            .iter()
+            .map(|(a, _)| (a.clone(), Some("again".into())))
+            .collect();
+        insert(&tx, (head, upsert), &[&key], 2, &again, bind).unwrap();
+        let found = any_of(
+            &tx,
+            &[&key],
+            &rows,
+            |cond| format!("SELECT a, b FROM t WHERE k = ?1 AND a {cond}"),
+            |(a, _), p| p.push(a),
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1234);
+        let nulls = found
+            .iter()
+            .filter(|r| r.get::<_, Option<String>>(1).unwrap().is_none())
+            .count();
+        assert_eq!(
+            nulls,
+            617 - 5,
+            "odd rows have no b, but the 5 odd ones upserted"
+        );
+    }
 }
