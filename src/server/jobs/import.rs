@@ -191,10 +191,12 @@ impl Jobs {
     }
 }
 
-/// A batch being committed: the store's answer (the rows it refused, by index) and the line
+/// A batch being committed: the store's answer (the rows it refused, by index) with the
+/// rows, handed back to be dropped by the reading task (freeing a batch's endpoints is a
+/// share of the work worth keeping off the writer, which an import waits for), and the line
 /// numbers of its rows.
 type Pending = (
-    tokio::task::JoinHandle<Result<Vec<(usize, String)>, ApiError>>,
+    tokio::task::JoinHandle<(Result<Vec<(usize, String)>, ApiError>, Vec<ImportRow>)>,
     Vec<u64>,
 );
 
@@ -235,7 +237,8 @@ impl<'a> Batch<'a> {
         let store = jobs.store.clone();
         let (app, snapshot, register) = (app.to_string(), job.clone(), self.register);
         let handle = tokio::task::spawn_blocking(move || {
-            retrying(|| store.import_batch(&app, &snapshot, register, &rows, &now))
+            let refused = retrying(|| store.import_batch(&app, &snapshot, register, &rows, &now));
+            (refused, rows)
         });
         self.pending = Some((handle, std::mem::take(&mut self.lines)));
         Ok(())
@@ -246,10 +249,9 @@ impl<'a> Batch<'a> {
         let Some((handle, lines)) = self.pending.take() else {
             return Ok(());
         };
-        let refused = handle
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.message)?;
+        let (refused, rows) = handle.await.map_err(|e| e.to_string())?;
+        drop(rows);
+        let refused = refused.map_err(|e| e.message)?;
         for (i, why) in refused {
             fail_row(
                 job,

@@ -162,16 +162,11 @@ impl<'a> Merging<'a> {
         ids: &[&String],
         current: &mut HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)>,
     ) -> Result<(), ApiError> {
-        let stored = multirow::chunked(
+        let stored = multirow::any_of(
             tx,
             &[&app],
             ids,
-            |n| {
-                format!(
-                    "SELECT id, body FROM endpoints WHERE app_id = ?1 AND id IN ({})",
-                    multirow::list(1, n)
-                )
-            },
+            |id| format!("SELECT id, body FROM endpoints WHERE app_id = ?1 AND id {id}"),
             |id, p| p.push(*id),
         )?;
         for row in stored {
@@ -192,15 +187,12 @@ impl<'a> Merging<'a> {
         users: &mut HashMap<String, HashSet<String>>,
     ) -> Result<(), ApiError> {
         let names: Vec<String> = users.keys().cloned().collect();
-        let rows = multirow::chunked(
+        let rows = multirow::any_of(
             tx,
             &[&app],
             &names,
-            |n| {
-                format!(
-                    "SELECT user_id, id FROM endpoints WHERE app_id = ?1 AND user_id IN ({})",
-                    multirow::list(1, n)
-                )
+            |user| {
+                format!("SELECT user_id, id FROM endpoints WHERE app_id = ?1 AND user_id {user}")
             },
             |user, p| p.push(user),
         )?;
@@ -465,8 +457,8 @@ impl Store {
         Ok(())
     }
 
-    /// Writes endpoints of `app` in multi-row statements: the new ones (see [`Staged`]) in
-    /// plain inserts, the others in upserts.
+    /// Writes endpoints of `app` in multi-row statements ([`multirow::insert`]): the new ones
+    /// (see [`Staged`]) in plain inserts, the others in upserts.
     pub(super) fn write_endpoints(tx: &Tx<'_>, app: &str, rows: &Latest) -> Result<(), ApiError> {
         let (new, old): (Vec<&Staged>, Vec<&Staged>) = rows.rows.iter().partition(|s| s.new);
         for (rows, conflict) in [
@@ -476,16 +468,12 @@ impl Store {
                 " ON CONFLICT (app_id, id) DO UPDATE SET user_id = excluded.user_id, body = excluded.body",
             ),
         ] {
-            multirow::chunked(
+            multirow::insert(
                 tx,
+                ("INSERT INTO endpoints (app_id, id, user_id, body)", conflict),
                 &[&app],
+                3,
                 &rows,
-                |n| {
-                    format!(
-                        "INSERT INTO endpoints (app_id, id, user_id, body) VALUES {}{conflict}",
-                        multirow::tuples(1, 3, n)
-                    )
-                },
                 |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.body]),
             )?;
         }

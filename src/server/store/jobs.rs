@@ -266,7 +266,7 @@ fn stage_rows(
 const UPSERT_MEMBER: &str = " ON CONFLICT (app_id, segment_id, version, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body";
 
 /// Inserts `rows` as members at `(segment, version)` of `app`, in multi-row statements
-/// ending in `conflict`.
+/// ([`multirow::insert`]) ending in `conflict`.
 fn insert_members(
     tx: &Tx<'_>,
     app: &str,
@@ -274,19 +274,17 @@ fn insert_members(
     rows: &[&Staged],
     conflict: &str,
 ) -> Result<(), DbError> {
-    multirow::chunked(
+    multirow::insert(
         tx,
+        (
+            "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body)",
+            conflict,
+        ),
         &[&app, &segment, &version],
+        4,
         rows,
-        |n| {
-            format!(
-                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body) VALUES {}{conflict}",
-                multirow::tuples(3, 4, n)
-            )
-        },
         |s, p| p.extend([&s.id as &dyn Param, &s.user, &s.channel, &s.body]),
-    )?;
-    Ok(())
+    )
 }
 
 impl Store {

@@ -167,6 +167,9 @@ pub enum Arg<'a> {
     Null(Ty),
     Int(i64),
     Text(&'a str),
+    /// A PostgreSQL `text[]` (a column of a batch's rows, for `unnest` or `= ANY`); SQLite
+    /// has no arrays and refuses it.
+    Texts(&'a [Option<&'a str>]),
 }
 
 /// What can be bound to a placeholder.
@@ -483,6 +486,11 @@ impl rusqlite::ToSql for Arg<'_> {
             Arg::Null(_) => ValueRef::Null,
             Arg::Int(i) => ValueRef::Integer(*i),
             Arg::Text(s) => ValueRef::Text(s.as_bytes()),
+            Arg::Texts(_) => {
+                return Err(rusqlite::Error::ToSqlConversionFailure(
+                    "SQLite has no arrays: a text[] parameter is PostgreSQL's only".into(),
+                ))
+            }
         }))
     }
 }
@@ -564,6 +572,7 @@ impl ToSql for PgArg<'_> {
             Arg::Null(_) => Ok(IsNull::Yes),
             Arg::Int(i) => i.to_sql(ty, out),
             Arg::Text(s) => s.to_sql(ty, out),
+            Arg::Texts(v) => v.to_sql(ty, out),
         }
     }
 
@@ -629,6 +638,7 @@ fn pg_args<'p>(params: &[&'p dyn Param]) -> Vec<(PgArg<'p>, Type)> {
             let ty = match a {
                 Arg::Int(_) | Arg::Null(Ty::Int) => Type::INT8,
                 Arg::Text(_) | Arg::Null(Ty::Text) => Type::TEXT,
+                Arg::Texts(_) => Type::TEXT_ARRAY,
             };
             (PgArg(a), ty)
         })
