@@ -47,11 +47,16 @@ pub struct Mapping<'m> {
     pub imported: Vec<(String, &'m Members)>,
 }
 
-/// Gathers the endpoint records of `lines` into profiles.
-pub fn gather<'a>(lines: impl Iterator<Item = &'a str>, mapping: &Mapping<'_>) -> Gathered {
+/// Gathers the endpoint records of `lines` into profiles, a line at a time (a profile is
+/// kept per user, never the file).
+pub fn gather<L: AsRef<str>>(lines: impl Iterator<Item = L>, mapping: &Mapping<'_>) -> Gathered {
     let mut people: BTreeMap<String, Person> = BTreeMap::new();
     let (mut endpoints, mut rejected) = (0, 0);
-    for line in lines.filter(|l| !l.trim().is_empty()) {
+    for line in lines {
+        let line = line.as_ref();
+        if line.trim().is_empty() {
+            continue;
+        }
         let Ok(Value::Object(e)) = serde_json::from_str::<Value>(line) else {
             rejected += 1;
             continue;

@@ -402,6 +402,35 @@ fn endpoints_before_and_profiles_after_are_counted_side_by_side() {
     // Recency is a calculated attribute, not computed here: no profile.
     assert_eq!(row("ios-power-users")["profiles"], 0);
 
+    // The same records gzipped count the same; a line that is not UTF-8 is an error that
+    // names the file, not a partial count.
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("endpoints.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut enc, text.as_bytes()).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let (code, zipped, err) = convert(
+        &[
+            &[
+                "--drop-unsupported",
+                "--format",
+                "json",
+                "--endpoints",
+                gz.to_str().unwrap(),
+            ][..],
+            &as_of[..],
+        ]
+        .concat(),
+    );
+    assert_eq!(code, 0, "{err}");
+    let zipped: serde_json::Value = serde_json::from_str(&zipped).unwrap();
+    assert_eq!(zipped["audiences"]["segments"], a["segments"]);
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, [text.as_bytes(), b"\xff\xfe\n"].concat()).unwrap();
+    let (code, out, err) = convert(&["--drop-unsupported", "--endpoints", bad.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(err.contains("bad.jsonl") && err.contains("UTF-8"), "{err}");
+
     let (_, text, _) = convert(
         &[
             &["--drop-unsupported", "--endpoints", &file][..],

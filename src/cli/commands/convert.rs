@@ -199,9 +199,6 @@ fn audiences(
     let tally = records::tally_input(endpoints_input(file)?, &compiled.program, &targets)
         .with_context(|| format!("cannot read {shown}"))?;
 
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut endpoints_input(file)?.reader, &mut text)
-        .with_context(|| format!("cannot read {shown} (endpoint records are UTF-8 JSON lines)"))?;
     let (members, _) = crate::audience::sources::members_by_name(app);
     let mapping = Mapping {
         number_text: convert::number_text,
@@ -210,7 +207,16 @@ fn audiences(
             .map(|(name, m)| (convert::import_attribute(name), &**m))
             .collect(),
     };
-    let gathered = gather(text.lines(), &mapping);
+    // Read a line at a time; the first error stops the reading and is reported.
+    let mut failed = None;
+    let lines = std::io::BufRead::lines(endpoints_input(file)?.reader)
+        .map_while(|l| l.map_err(|e| failed = Some(e)).ok());
+    let gathered = gather(lines, &mapping);
+    if let Some(e) = failed {
+        return Err(anyhow::anyhow!(
+            "cannot read {shown}: {e} (endpoint records are UTF-8 JSON lines)"
+        ));
+    }
     let empty = crate::model::profiles::SegmentGroups::default();
     let catalog = DefinitionCatalog {
         definitions: c
