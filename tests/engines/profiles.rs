@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Map, Value};
 
@@ -456,20 +455,16 @@ fn native(dir: &Path) -> Native {
 
 /// `segmentctl sql --customer-profiles DIR/definitions.json ARGS`.
 fn sql(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-        .arg("sql")
-        .arg("--customer-profiles")
-        .arg(dir.join("definitions.json"))
-        .args(["--as-of", crate::corpus::AS_OF])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "segmentctl sql {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let defs = dir.join("definitions.json").display().to_string();
+    let base = [
+        "--customer-profiles",
+        &defs,
+        "--as-of",
+        crate::corpus::AS_OF,
+    ];
+    let (code, out, err) = crate::segmentctl_sql(&[&base[..], args].concat());
+    assert_eq!(code, 0, "segmentctl sql {args:?}: {err}");
+    out
 }
 
 /// The queries for one dialect: `counts`, then `members:NAME` for the two largest
