@@ -71,6 +71,7 @@ const PURE: &[&str] = &[
     "src/report/",
     "src/manifests/manifest/",
     "src/manifests/desired.rs",
+    "src/manifests/definitions.rs",
     "src/manifests/convert.rs",
 ];
 /// I/O by name: standard library modules (`std::fs`, or `fs` in `use std::{fs, …}`).

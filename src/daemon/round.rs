@@ -286,6 +286,7 @@ pub async fn round<P: Pinpoint>(
     let ws = Workspace {
         config: settings,
         desired,
+        definitions: Vec::new(),
         documents: 0,
         sources: Vec::new(),
     };

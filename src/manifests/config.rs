@@ -19,6 +19,29 @@ pub enum Target {
         region: Option<String>,
         profile: Option<String>,
     },
+    /// A Customer Profiles domain, for `SegmentDefinition` manifests: Amazon Connect
+    /// Customer Profiles, or any compatible server at `endpoint` (`segmentctl serve`).
+    CustomerProfiles(ProfilesTarget),
+}
+
+/// A Customer Profiles domain: the manifests name no domain, so one folder can be applied
+/// to a staging and a production domain, as a namespace is a kube context's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesTarget {
+    pub domain: String,
+    /// A Customer Profiles-compatible server; none: Amazon Connect Customer Profiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+}
+
+impl ProfilesTarget {
+    /// The domain the embedded default holds `SegmentDefinition` manifests in.
+    pub const EMBEDDED_DOMAIN: &'static str = "segmentctl";
 }
 
 /// `target:` as written: exactly one of `local`, `endpoint` or `aws`.
@@ -31,6 +54,12 @@ struct TargetSpec {
     endpoint: Option<EndpointSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aws: Option<AwsSpec>,
+    #[serde(
+        default,
+        rename = "customerProfiles",
+        skip_serializing_if = "Option::is_none"
+    )]
+    customer_profiles: Option<ProfilesTarget>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,18 +89,24 @@ struct AwsSpec {
 impl TryFrom<TargetSpec> for Target {
     type Error = String;
     fn try_from(t: TargetSpec) -> Result<Self, String> {
-        match (t.local, t.endpoint, t.aws) {
-            (Some(l), None, None) => Ok(Target::Local { path: l.path }),
-            (None, Some(e), None) => Ok(Target::Endpoint {
+        match (t.local, t.endpoint, t.aws, t.customer_profiles) {
+            (Some(l), None, None, None) => Ok(Target::Local { path: l.path }),
+            (None, Some(e), None, None) => Ok(Target::Endpoint {
                 url: e.url,
                 region: e.region,
             }),
-            (None, None, Some(a)) => Ok(Target::Aws {
+            (None, None, Some(a), None) => Ok(Target::Aws {
                 region: a.region,
                 profile: a.profile,
             }),
-            (None, None, None) => Ok(Target::default()),
-            _ => Err("give exactly one of local, endpoint or aws".into()),
+            (None, None, None, Some(p)) => {
+                match crate::model::profiles::validate::name("domain", &p.domain).first() {
+                    Some(v) => Err(format!("customerProfiles.{}: {}", v.path, v.message)),
+                    None => Ok(Target::CustomerProfiles(p)),
+                }
+            }
+            (None, None, None, None) => Ok(Target::default()),
+            _ => Err("give exactly one of local, endpoint, aws or customerProfiles".into()),
         }
     }
 }
@@ -91,6 +126,10 @@ impl From<Target> for TargetSpec {
                 aws: Some(AwsSpec { region, profile }),
                 ..Default::default()
             },
+            Target::CustomerProfiles(p) => TargetSpec {
+                customer_profiles: Some(p),
+                ..Default::default()
+            },
         }
     }
 }
@@ -102,10 +141,21 @@ impl Default for Target {
 }
 
 impl Target {
-    /// `local:PATH`, `local`, `endpoint:URL` or `aws`, as `--target` takes it.
+    /// `local:PATH`, `local`, `endpoint:URL`, `aws` or `customer-profiles:DOMAIN`, as
+    /// `--target` takes it. `customer-profiles:DOMAIN` names Amazon Connect Customer
+    /// Profiles; [`Target::overridden_by`] keeps a configured endpoint, region and profile.
     pub fn parse_flag(text: &str) -> Result<Self, String> {
         let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
         match kind {
+            "customer-profiles" => match crate::model::profiles::validate::name("DOMAIN", rest).first() {
+                None => Ok(Target::CustomerProfiles(ProfilesTarget {
+                    domain: rest.to_string(),
+                    endpoint: None,
+                    region: None,
+                    profile: None,
+                })),
+                Some(v) => Err(format!("--target customer-profiles:DOMAIN: {}", v.message)),
+            },
             "local" => Ok(Target::Local {
                 path: (!rest.is_empty()).then(|| PathBuf::from(rest)),
             }),
@@ -118,8 +168,23 @@ impl Target {
                 profile: None,
             }),
             _ => Err(format!(
-                "unknown target {text:?}; expected local[:PATH], endpoint:URL or aws"
+                "unknown target {text:?}; expected local[:PATH], endpoint:URL, aws or customer-profiles:DOMAIN"
             )),
+        }
+    }
+
+    /// `self` (the configured target) with `flag` (`--target`) over it: another domain of
+    /// the configured Customer Profiles target keeps its endpoint, region and profile, as
+    /// `kubectl --namespace` keeps the context; any other flag replaces the target.
+    pub fn overridden_by(&self, flag: &Target) -> Target {
+        match (self, flag) {
+            (Target::CustomerProfiles(cfg), Target::CustomerProfiles(f)) => {
+                Target::CustomerProfiles(ProfilesTarget {
+                    domain: f.domain.clone(),
+                    ..cfg.clone()
+                })
+            }
+            _ => flag.clone(),
         }
     }
 }
@@ -313,6 +378,7 @@ impl Config {
                 "no owner is set for {}: off the embedded local target segmentctl must know which installation it is, or two repositories would manage each other's segments; set `owner: <team-or-repository>` in {} or pass --owner",
                 match &self.target {
                     Target::Endpoint { url, .. } => format!("the endpoint {}", crate::text::redact_url(url)),
+                    Target::CustomerProfiles(p) => format!("the Customer Profiles domain {}", p.domain),
                     _ => "Amazon Pinpoint".to_string(),
                 },
                 self.origin.file().map(|f| f.display().to_string()).unwrap_or_else(|| FILE.to_string())

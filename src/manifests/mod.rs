@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod definitions;
 pub mod desired;
 pub mod folder;
 pub mod manifest;

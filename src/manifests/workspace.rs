@@ -12,6 +12,9 @@ use crate::manifests::manifest::{self, ManifestError};
 pub struct Workspace {
     pub config: Config,
     pub desired: DesiredState,
+    /// The `SegmentDefinition` manifests (a Customer Profiles target's), bases first. A
+    /// folder holds these or Pinpoint manifests, never both.
+    pub definitions: Vec<manifest::DefinitionDoc>,
     /// How many manifest documents were read.
     pub documents: usize,
     /// The manifest files as read.
@@ -149,11 +152,29 @@ pub fn check_at(
         }
         None
     };
+    let definitions = match crate::manifests::definitions::build(&loaded.definitions) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.extend(e);
+            Vec::new()
+        }
+    };
+    if let (Some(p), Some(d)) = (loaded.documents.first(), loaded.definitions.first()) {
+        errors.push(d.error(
+            "kind",
+            format!(
+                "this folder also holds Pinpoint manifests (the first at {}:{}); a folder is applied to one target: keep SegmentDefinition manifests in a folder of their own",
+                p.file,
+                p.line()
+            ),
+        ));
+    }
     match (cfg, desired) {
         (Some(config), Some(desired)) if errors.is_empty() => Ok(Workspace {
             config,
             desired,
-            documents: loaded.documents.len(),
+            documents: loaded.documents.len() + definitions.len(),
+            definitions,
             sources,
         }),
         _ => {

@@ -89,6 +89,9 @@ pub struct TargetInfo {
     pub region: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// A Customer Profiles target's domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     /// The account, once an ARN has shown it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
@@ -105,6 +108,7 @@ impl TargetInfo {
         self.kind == other.kind
             && self.address == other.address
             && self.region == other.region
+            && self.domain == other.domain
             && self.owner == other.owner
             && match (&self.account, &other.account) {
                 (Some(a), Some(b)) => a == b,
@@ -117,6 +121,9 @@ impl TargetInfo {
     /// `Amazon Pinpoint in eu-west-1 (account 123456789012, profile prod)`.
     pub fn place(&self) -> String {
         let s = crate::text::safe;
+        if let Some(domain) = &self.domain {
+            return self.domain_place(domain);
+        }
         match self.kind.as_str() {
             "local" => format!("the embedded local server over {}", s(&self.address)),
             "endpoint" => {
@@ -149,6 +156,37 @@ impl TargetInfo {
                 out
             }
         }
+    }
+
+    /// `the Customer Profiles domain shop at https://profile.eu-west-1.amazonaws.com
+    /// (account 123456789012, profile prod)`, or `the domain segmentctl of the embedded local
+    /// server over …`.
+    fn domain_place(&self, domain: &str) -> String {
+        let s = crate::text::safe;
+        if self.kind == "local" {
+            return format!(
+                "the domain {} of the embedded local server over {}",
+                s(domain),
+                s(&self.address)
+            );
+        }
+        let mut out = format!(
+            "the Customer Profiles domain {} at {}",
+            s(domain),
+            s(&self.address)
+        );
+        let extra: Vec<String> = self
+            .region
+            .iter()
+            .filter(|r| !self.address.contains(r.as_str()))
+            .map(|r| s(r).into_owned())
+            .chain(self.account.iter().map(|a| format!("account {}", s(a))))
+            .chain(self.profile.iter().map(|p| format!("profile {}", s(p))))
+            .collect();
+        if !extra.is_empty() {
+            out.push_str(&format!(" ({})", extra.join(", ")));
+        }
+        out
     }
 
     /// Where the target came from: `from segmentctl.yaml`, or why it is the default.
@@ -195,6 +233,7 @@ mod tests {
             address: String::new(),
             region: Some("eu-west-1".into()),
             profile: Some("prod".into()),
+            domain: None,
             account: None,
             owner: "team-a".into(),
             config: Some("segmentctl.yaml".into()),

@@ -14,6 +14,7 @@
 mod guards;
 mod phases;
 pub use phases::import_digest;
+pub mod definitions;
 pub mod diff;
 pub mod live;
 pub mod reasons;

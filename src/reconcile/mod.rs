@@ -3,6 +3,7 @@
 //! plan together for the commands and the daemon alike.
 
 pub mod apply;
+pub mod definitions;
 pub mod lease;
 pub mod observe;
 pub mod outcome;

@@ -24,7 +24,7 @@ pub struct Overrides {
 impl Overrides {
     pub fn apply_to(&self, cfg: &mut Config) {
         if let Some(t) = &self.target {
-            cfg.target = t.clone();
+            cfg.target = cfg.target.overridden_by(t);
         }
         if let Some(o) = &self.owner {
             cfg.owner = Some(o.clone());
@@ -51,6 +51,14 @@ pub struct Inputs {
 pub fn load(inputs: &Inputs) -> Result<Workspace, Vec<ManifestError>> {
     let mut ws = workspace::load(&inputs.dir, inputs.config.as_deref())?;
     settle(inputs, &mut ws.config);
+    if let (Some(d), Target::Endpoint { .. } | Target::Aws { .. }) =
+        (ws.definitions.first(), &ws.config.target)
+    {
+        return Err(vec![d.error(
+            "kind",
+            "a SegmentDefinition is applied to a Customer Profiles domain, but the target is a Pinpoint one; set `target: {customerProfiles: {domain: NAME}}` in segmentctl.yaml, or pass --target customer-profiles:DOMAIN",
+        )]);
+    }
     Ok(ws)
 }
 

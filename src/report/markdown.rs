@@ -54,9 +54,17 @@ pub(super) fn md_escape(s: &str) -> String {
     out
 }
 
+/// `body` in a fenced code block of `language`: the fence is longer than any run of
+/// backticks inside, so no content can close it.
+pub(super) fn fenced(language: &str, body: &str) -> String {
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    format!("{fence}{language}\n{body}\n{fence}")
+}
+
 /// Text inside raw HTML (the `<summary>` line): markdown does not apply there, so it is
 /// escaped as HTML, control characters shown and mentions kept from forming.
-fn html_text(s: &str) -> String {
+pub(super) fn html_text(s: &str) -> String {
     let s = safe(s);
     let mut out = String::with_capacity(s.len() + s.len() / 4);
     for c in s.chars() {
@@ -201,10 +209,7 @@ fn details(app: &AppPlan, step: &SegmentStep) -> String {
         // Every line starts with `+ ` or `- ` and holds no newline (values are shown with
         // `safe`), so no line can close the fence; the fence is longer than any backtick run
         // all the same.
-        let body = lines.join("\n");
-        let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
-        let fence = "`".repeat(longest.max(2) + 1);
-        let _ = writeln!(s, "\n{fence}diff\n{body}\n{fence}");
+        let _ = writeln!(s, "\n{}", fenced("diff", &lines.join("\n")));
     }
     s.push_str("\n</details>\n\n");
     s

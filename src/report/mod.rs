@@ -14,6 +14,7 @@ use crate::plan::{
 use crate::text::{endpoints_text, safe, thousands};
 
 pub mod convert;
+pub mod definitions;
 mod markdown;
 mod text;
 

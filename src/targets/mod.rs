@@ -6,7 +6,9 @@
 //! to the Segment API and its implementations. A second target (Customer Profiles) will be
 //! its sibling.
 
+pub mod pacing;
 pub mod pinpoint;
+pub mod profiles;
 
 use std::path::Path;
 use std::time::Duration;
@@ -20,6 +22,7 @@ pub use crate::plan::live::TargetInfo;
 use crate::server::{self, Auth, Credentials, RunningServer, ServerConfig};
 use crate::targets::pinpoint::pacing::{Api, CallError};
 use crate::targets::pinpoint::SdkPinpoint;
+use crate::targets::profiles::SdkProfiles;
 use crate::text::redact_url;
 
 /// The target record is data the planner carries; making it from the settings reads the
@@ -55,12 +58,32 @@ impl TargetInfo {
                     .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
                 ("aws", address, region, profile)
             }
+            Target::CustomerProfiles(p) => {
+                let region = p
+                    .region
+                    .clone()
+                    .or_else(|| std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()));
+                let address = match (&p.endpoint, &region) {
+                    (Some(url), _) => redact_url(url),
+                    (None, Some(r)) => format!("https://profile.{r}.amazonaws.com"),
+                    (None, None) => "Amazon Connect Customer Profiles".to_string(),
+                };
+                let profile = p
+                    .profile
+                    .clone()
+                    .or_else(|| std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()));
+                ("customer-profiles", address, region, profile)
+            }
         };
         Self {
             kind: kind.into(),
             address,
             region,
             profile,
+            domain: match &cfg.target {
+                Target::CustomerProfiles(p) => Some(p.domain.clone()),
+                _ => None,
+            },
             account: None,
             owner: cfg.owner().to_string(),
             config: cfg.origin.file().map(|f| f.display().to_string()),
@@ -98,6 +121,9 @@ pub enum ConnectError {
     NoRegion { kind: &'static str },
     #[error("{0}")]
     NoCredentials(String),
+    /// The target is of the other kind than the folder's manifests.
+    #[error("{0}")]
+    WrongKind(String),
 }
 
 /// How long credentials may take to resolve before segmentctl says there are none.
@@ -119,19 +145,46 @@ pub async fn connect_for(
     dir: &Path,
     writes: bool,
 ) -> Result<Connection, ConnectError> {
-    let endpoint = match &config.target {
+    let (url, region, profile) = match &config.target {
         Target::Local { .. } => return connect_local(config, dir, writes).await,
-        Target::Endpoint { url, .. } => redact_url(url),
-        Target::Aws { .. } => String::new(),
+        Target::Endpoint { url, region } => (Some(url.as_str()), region.clone(), None),
+        Target::Aws { region, profile } => (None, region.clone(), profile.clone()),
+        Target::CustomerProfiles(p) => {
+            return Err(ConnectError::WrongKind(format!(
+                "the target is the Customer Profiles domain {}, but the folder holds Pinpoint manifests; name a Pinpoint target (--target local|endpoint:URL|aws)",
+                p.domain
+            )))
+        }
     };
-    let (region, profile) = match &config.target {
-        Target::Endpoint { region, .. } => (region.clone(), None),
-        Target::Aws { region, profile } => (region.clone(), profile.clone()),
-        Target::Local { .. } => unreachable!("handled above"),
+    let (conf, r) = sdk_config(url, region, profile).await?;
+    let endpoint = match url {
+        Some(u) => redact_url(u),
+        None => format!("https://pinpoint.{r}.amazonaws.com"),
     };
+    Ok(Connection {
+        pinpoint: SdkPinpoint::new(Api::with_concurrency(
+            aws_sdk_pinpoint::Client::new(&conf),
+            config.rate_limits,
+            config.concurrency,
+        )),
+        endpoint,
+        server: None,
+    })
+}
+
+/// The SDK's settings for an endpoint (none: AWS), once a region is known and credentials
+/// resolve; and the region.
+///
+/// Errors: no region; a named profile that does not exist; no credentials within a few
+/// seconds.
+async fn sdk_config(
+    url: Option<&str>,
+    region: Option<String>,
+    profile: Option<String>,
+) -> Result<(aws_config::SdkConfig, String), ConnectError> {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
-    if let Target::Endpoint { url, .. } = &config.target {
+    if let Some(url) = url {
         loader = loader.endpoint_url(url);
     }
     if let Some(r) = &region {
@@ -149,29 +202,12 @@ pub async fn connect_for(
         }
     }
     let conf = loader.load().await;
-    let kind = if endpoint.is_empty() {
-        "aws"
-    } else {
-        "endpoint"
-    };
+    let kind = if url.is_some() { "endpoint" } else { "aws" };
     let Some(r) = conf.region().map(|r| r.to_string()) else {
         return Err(ConnectError::NoRegion { kind });
     };
     check_credentials(&conf, chosen_profile.as_deref()).await?;
-    let endpoint = if endpoint.is_empty() {
-        format!("https://pinpoint.{r}.amazonaws.com")
-    } else {
-        endpoint
-    };
-    Ok(Connection {
-        pinpoint: SdkPinpoint::new(Api::with_concurrency(
-            aws_sdk_pinpoint::Client::new(&conf),
-            config.rate_limits,
-            config.concurrency,
-        )),
-        endpoint,
-        server: None,
-    })
+    Ok((conf, r))
 }
 
 /// The embedded default's folder (`.segmentctl/`) holds a database, not manifests: a
@@ -192,6 +228,40 @@ async fn connect_local(
     dir: &Path,
     writes: bool,
 ) -> Result<Connection, ConnectError> {
+    let e = start_embedded(config, dir, writes).await?;
+    let client = crate::targets::pinpoint::convert::endpoint_client(
+        &e.url,
+        "us-east-1",
+        &e.key,
+        &e.secret,
+        1,
+    );
+    Ok(Connection {
+        pinpoint: SdkPinpoint::new(Api::with_concurrency(
+            client,
+            config.rate_limits,
+            config.concurrency,
+        )),
+        endpoint: format!("{} (embedded, {})", e.url, e.path.display()),
+        server: Some(e.server),
+    })
+}
+
+/// The embedded default, started: the server, where it listens, and this process's own
+/// credentials for it.
+struct Embedded {
+    server: RunningServer,
+    url: String,
+    path: std::path::PathBuf,
+    key: String,
+    secret: String,
+}
+
+async fn start_embedded(
+    config: &Config,
+    dir: &Path,
+    writes: bool,
+) -> Result<Embedded, ConnectError> {
     let path = config
         .local_path(dir)
         .unwrap_or_else(|| dir.join(".segmentctl/pinpoint.db"));
@@ -215,29 +285,86 @@ async fn connect_local(
     // Imported segments may name files of the manifests' folder (file:// URLs).
     cfg.import_roots = vec![dir.to_path_buf()];
     cfg.run_jobs = writes;
-    let srv = server::start(cfg)
+    let server = server::start(cfg)
         .await
         .map_err(|source| ConnectError::Local {
             path: path.display().to_string(),
             source,
         })?;
-    let endpoint = srv.endpoint();
-    let client = crate::targets::pinpoint::convert::endpoint_client(
-        &endpoint,
-        "us-east-1",
-        &key,
-        &secret,
-        1,
-    );
-    Ok(Connection {
-        pinpoint: SdkPinpoint::new(Api::with_concurrency(
-            client,
-            config.rate_limits,
-            config.concurrency,
-        )),
-        endpoint: format!("{endpoint} (embedded, {})", path.display()),
-        server: Some(srv),
+    Ok(Embedded {
+        url: server.endpoint(),
+        server,
+        path,
+        key,
+        secret,
     })
+}
+
+/// An open connection to a Customer Profiles domain; for the embedded default it owns the
+/// in-process server.
+pub struct ProfilesConnection {
+    pub profiles: SdkProfiles,
+    /// Where requests go, for messages (never with credentials).
+    pub endpoint: String,
+    pub domain: String,
+    /// The embedded default: its domain is created when missing (it is local state).
+    pub embedded: bool,
+    pub server: Option<RunningServer>,
+}
+
+impl ProfilesConnection {
+    pub async fn close(self) {
+        if let Some(s) = self.server {
+            s.stop().await;
+        }
+    }
+}
+
+/// Opens the Customer Profiles target `config` names: a `customerProfiles` target, or the
+/// embedded default (its domain `segmentctl`).
+///
+/// Errors: as [`connect`]'s; a Pinpoint target (the folder holds `SegmentDefinition`s).
+pub async fn connect_profiles(
+    config: &Config,
+    dir: &Path,
+    writes: bool,
+) -> Result<ProfilesConnection, ConnectError> {
+    let client = |api| SdkProfiles::new(api);
+    match &config.target {
+        Target::Local { .. } => {
+            let e = start_embedded(config, dir, writes).await?;
+            let c = crate::targets::profiles::endpoint_client(&e.url, "us-east-1", &e.key, &e.secret);
+            Ok(ProfilesConnection {
+                profiles: client(Api::with_concurrency(c, config.rate_limits, config.concurrency)),
+                endpoint: format!("{} (embedded, {})", e.url, e.path.display()),
+                domain: crate::manifests::config::ProfilesTarget::EMBEDDED_DOMAIN.to_string(),
+                embedded: true,
+                server: Some(e.server),
+            })
+        }
+        Target::CustomerProfiles(p) => {
+            let (conf, r) =
+                sdk_config(p.endpoint.as_deref(), p.region.clone(), p.profile.clone()).await?;
+            let endpoint = match &p.endpoint {
+                Some(u) => redact_url(u),
+                None => format!("https://profile.{r}.amazonaws.com"),
+            };
+            Ok(ProfilesConnection {
+                profiles: client(Api::with_concurrency(
+                    aws_sdk_customerprofiles::Client::new(&conf),
+                    config.rate_limits,
+                    config.concurrency,
+                )),
+                endpoint,
+                domain: p.domain.clone(),
+                embedded: false,
+                server: None,
+            })
+        }
+        Target::Endpoint { .. } | Target::Aws { .. } => Err(ConnectError::WrongKind(
+            "the folder holds SegmentDefinition manifests, which are applied to a Customer Profiles domain, but the target is a Pinpoint one; set `target: {customerProfiles: {domain: NAME}}` in segmentctl.yaml or pass --target customer-profiles:DOMAIN".into(),
+        )),
+    }
 }
 
 /// The sources the SDK's default chain looks in, in its order, for the message.

@@ -58,7 +58,7 @@ impl ApplyArgs {
     }
 }
 
-fn confirm() -> anyhow::Result<bool> {
+pub(super) fn confirm() -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to apply without confirmation: there is no terminal to ask on; review the plan, then pass --auto-approve");
     }
@@ -376,6 +376,9 @@ pub async fn apply_dir(
     a: &ApplyArgs,
     revision: Option<String>,
 ) -> anyhow::Result<u8> {
+    if let Some((ws, cfg)) = super::definitions::definitions_workspace(inputs)? {
+        return super::definitions::apply(inputs, &ws, &cfg, a).await;
+    }
     let (p, conn, cfg) = make_plan(inputs, None, revision.clone(), true).await?;
     show_and_run(conn, p, &cfg, a, OnMoved::Replan(inputs, revision)).await
 }

@@ -20,6 +20,7 @@ use crate::text::{err, plural};
 
 mod apply;
 mod convert;
+mod definitions;
 mod estimate;
 mod import;
 mod plan;
@@ -161,13 +162,8 @@ pub async fn make_plan(
         None => None,
     };
     // The embedded target starts a server over a file beside the configuration: only for
-    // manifests that load. Any other target is read while the manifests are parsed.
-    if matches!(
-        settings.target,
-        crate::manifests::config::Target::Local { .. }
-    ) {
-        load(inputs)?;
-    }
+    // manifests that load, which the callers checked ([`definitions::definitions_workspace`]
+    // loads the folder for it). Any other target is read while the manifests are parsed.
     note_new_local(&settings, dir);
     let conn = targets::connect_for(&settings, dir, writes).await?;
     let planned = match pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything).await

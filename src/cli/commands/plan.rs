@@ -25,6 +25,9 @@ pub struct PlanOptions {
 }
 
 pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8> {
+    if let Some((ws, cfg)) = super::definitions::definitions_workspace(inputs)? {
+        return super::definitions::plan(inputs, &ws, &cfg, o).await;
+    }
     let (p, conn, _) = make_plan(inputs, o.audience.as_ref(), o.revision.clone(), false).await?;
     conn.close().await;
     let colour = use_colour(&std::io::stdout());

@@ -8,6 +8,7 @@
 //! that every one is reported. This file holds the types; [`schema`] describes them to
 //! editors.
 
+pub mod definition;
 mod parse;
 mod position;
 mod recover;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Tags, WriteSegmentRequest};
 
+pub use definition::{DefinitionDoc, DefinitionManifest};
 pub use parse::{application_hints, load_sources, load_sources_at, parse_one};
 pub use position::{PositionIndex, SourceText};
 pub use recover::Recovered;
@@ -43,7 +45,13 @@ pub enum Kind {
 }
 
 impl Kind {
-    const ALL: &'static [&'static str] = &["Segment", "Application", "ImportedSegment"];
+    /// Every kind a manifest may be (`SegmentDefinition` is read by [`definition`]).
+    const ALL: &'static [&'static str] = &[
+        "Segment",
+        "Application",
+        "ImportedSegment",
+        definition::KIND,
+    ];
 
     /// Whether documents of this kind declare a segment.
     pub fn is_segment(self) -> bool {
@@ -227,6 +235,8 @@ pub struct Loaded {
     /// or stood in for), so that mistakes across documents (an unresolved reference, a
     /// duplicate name) are found in the same run. Never planned.
     pub recovered: Vec<Recovered>,
+    /// The `SegmentDefinition` manifests (a Customer Profiles target's) that read.
+    pub definitions: Vec<DefinitionDoc>,
 }
 
 /// A file's text, named as the user should see it.

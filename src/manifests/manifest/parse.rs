@@ -71,6 +71,7 @@ pub fn load_sources_at(sources: &[Source], priority: crate::par::Priority) -> Lo
         loaded.documents.extend(part.documents);
         loaded.errors.extend(part.errors);
         loaded.recovered.extend(part.recovered);
+        loaded.definitions.extend(part.definitions);
     }
     loaded.errors.sort();
     loaded
@@ -131,6 +132,26 @@ fn parse_file(source: &Source, out: &mut Loaded) {
                             yaml_kind(&v)
                         ),
                     ));
+                    continue;
+                }
+                Ok(v) if super::definition::is_definition(&v) => {
+                    let read = super::definition::read(v);
+                    let mut errors = read.errors;
+                    if errors.len() > 1 {
+                        errors.sort_by_key(|(p, _)| at(p));
+                    }
+                    for (path, message) in errors {
+                        out.errors.push(error(at(&path), path, message));
+                    }
+                    if let Some((manifest, refs)) = read.manifest {
+                        out.definitions.push(super::DefinitionDoc {
+                            file: file.clone(),
+                            doc: doc_no,
+                            source: source.clone(),
+                            manifest,
+                            refs,
+                        });
+                    }
                     continue;
                 }
                 Ok(v) => {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::parse::describe_serde_error;
-use super::{Document, Manifest};
+use super::Document;
 use crate::model::validate::key_path;
 
 /// A document with mistakes, and the field paths its recovery removed or stood in for:
@@ -43,11 +43,11 @@ pub(super) fn related(a: &str, b: &str) -> bool {
 const RECOVERY_ATTEMPTS: usize = 64;
 
 /// What [`recover`] found.
-pub(super) struct Recovery {
+pub(super) struct Recovery<T> {
     /// Every mistake found, in the order found.
     pub(super) errors: Vec<(String, String)>,
     /// The document with the mistakes removed or stood in for, when that reads.
-    pub(super) manifest: Option<Manifest>,
+    pub(super) manifest: Option<T>,
     /// The paths removed or stood in for.
     pub(super) touched: Vec<String>,
 }
@@ -56,7 +56,7 @@ pub(super) struct Recovery {
 /// typed reading stops, the mistake is recorded and the field at fault is removed (or, when
 /// it is required, stood in for by an empty value), and the reading starts again. serde stops
 /// at the first mistake; this finds every one that a reading can find.
-pub(super) fn recover(mut value: serde_yaml::Value) -> Recovery {
+pub(super) fn recover<T: serde::de::DeserializeOwned>(mut value: serde_yaml::Value) -> Recovery<T> {
     let mut errors: Vec<(String, String)> = Vec::new();
     let mut tries: HashMap<Vec<PathStep>, usize> = HashMap::new();
     let mut touched: Vec<String> = Vec::new();
@@ -71,9 +71,9 @@ pub(super) fn recover(mut value: serde_yaml::Value) -> Recovery {
                 touched,
             };
         };
-        let e = match serde_path_to_error::deserialize::<_, Manifest>(
-            serde_yaml::Deserializer::from_str(&yaml),
-        ) {
+        let e = match serde_path_to_error::deserialize::<_, T>(serde_yaml::Deserializer::from_str(
+            &yaml,
+        )) {
             Ok(m) => {
                 return Recovery {
                     errors,

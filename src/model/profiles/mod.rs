@@ -122,6 +122,42 @@ impl<'de> Deserialize<'de> for EpochSeconds {
     }
 }
 
+/// `spec` with the members the AWS SDKs fill in when they are left out written out, so it
+/// reads as the definition a target holds after it is created: a group's `Type` and
+/// `SourceType` and the criteria's `Include` are ALL, a sort attribute's `Type` PROFILE, a
+/// range's `End` 0 (the Rust SDK's defaults; the targets' tests pin them).
+pub fn with_sdk_defaults(spec: &CreateSegmentDefinitionRequest) -> CreateSegmentDefinitionRequest {
+    let mut out = spec.clone();
+    if let Some(g) = &mut out.segment_groups {
+        g.include.get_or_insert(Include::All);
+        for group in g.groups.iter_mut().flatten() {
+            group.group_type.get_or_insert(Include::All);
+            group.source_type.get_or_insert(Include::All);
+            for d in group.dimensions.iter_mut().flatten() {
+                for c in d
+                    .calculated_attributes
+                    .iter_mut()
+                    .flat_map(|c| c.values_mut())
+                {
+                    if let Some(r) = c
+                        .condition_overrides
+                        .as_mut()
+                        .and_then(|o| o.range.as_mut())
+                    {
+                        r.end.get_or_insert(0);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(sort) = &mut out.segment_sort {
+        for a in &mut sort.attributes {
+            a.attribute_type.get_or_insert(SortAttributeType::Profile);
+        }
+    }
+    out
+}
+
 /// The body of CreateSegmentDefinition (the name and domain are in the path).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
@@ -318,6 +354,7 @@ impl AddressDimension {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
+#[schemars(rename = "ProfileAttributeDimension")]
 pub struct AttributeDimension {
     pub dimension_type: AttributeDimensionType,
     pub values: Vec<String>,
@@ -448,7 +485,25 @@ impl DefinitionDocument {
                 continue;
             }
             let name = m.metadata.ok_or_else(|| at(&"missing metadata.name"))?.name;
-            let spec = m.spec.ok_or_else(|| at(&"missing spec"))?;
+            let mut spec = m.spec.ok_or_else(|| at(&"missing spec"))?;
+            // `{Ref: NAME}` names another manifest, whose name is its definition's.
+            let groups = spec
+                .pointer_mut("/SegmentGroups/Groups")
+                .and_then(serde_json::Value::as_array_mut);
+            for g in groups.into_iter().flatten() {
+                let sources = g
+                    .get_mut("SourceSegments")
+                    .and_then(serde_json::Value::as_array_mut);
+                for s in sources
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_object_mut())
+                {
+                    if let Some(r) = s.remove("Ref") {
+                        s.insert("SegmentDefinitionName".into(), r);
+                    }
+                }
+            }
             let spec: CreateSegmentDefinitionRequest =
                 crate::model::strict::from_slice(spec.to_string().as_bytes())
                     .map_err(|e| at(&format!("spec.{e}")))?;

@@ -7,7 +7,8 @@
 mod client;
 pub mod convert;
 mod memory;
-pub mod pacing;
+/// Pacing, retries and counters, shared with the other target.
+pub use crate::targets::pacing;
 
 use std::future::Future;
 

@@ -1,5 +1,6 @@
-//! Calls to the Pinpoint API: paced by client-side token buckets at Pinpoint's quotas,
-//! retried with jittered backoff on throttling and server errors, and counted.
+//! Calls to a target's API (through any AWS SDK client): paced by client-side token buckets
+//! at the service's quotas, retried with jittered backoff on throttling and server errors,
+//! and counted.
 //!
 //! The SDK's own retries are off: a retried CreateSegment after a lost response would create
 //! a duplicate, so the decision to retry is made here, per operation, by the caller.
@@ -10,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_pinpoint::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_pinpoint::Client;
 
 use crate::manifests::config::RateLimits;
 
@@ -63,11 +63,16 @@ pub struct CallError {
 }
 
 impl CallError {
+    /// Pinpoint's and Customer Profiles' names alike.
     pub fn is_not_found(&self) -> bool {
-        self.code == "NotFoundException" || self.status == Some(404)
+        self.code == "NotFoundException"
+            || self.code == "ResourceNotFoundException"
+            || self.status == Some(404)
     }
     pub fn is_forbidden(&self) -> bool {
-        self.code == "ForbiddenException" || self.status == Some(403)
+        self.code == "ForbiddenException"
+            || self.code == "AccessDeniedException"
+            || self.status == Some(403)
     }
 }
 
@@ -84,7 +89,9 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
                 .map(str::to_string)
                 .unwrap_or_else(|| status.to_string());
             let message = se.err().message().unwrap_or("").to_string();
-            let throttled = status == 429 || code == "TooManyRequestsException";
+            let throttled = status == 429
+                || code == "TooManyRequestsException"
+                || code == "ThrottlingException";
             let server = status >= 500;
             CallError {
                 operation,
@@ -176,10 +183,10 @@ impl Counters {
     }
 }
 
-/// The client with its pacing, retry policy and counters.
+/// The client (`aws-sdk-pinpoint`'s by default) with its pacing, retry policy and counters.
 #[derive(Clone)]
-pub struct Api {
-    pub client: Client,
+pub struct Api<C = aws_sdk_pinpoint::Client> {
+    pub client: C,
     /// Requests in flight at once, over everything this client does.
     inflight: Arc<tokio::sync::Semaphore>,
     writes: Arc<TokenBucket>,
@@ -188,12 +195,12 @@ pub struct Api {
     pub counters: Arc<Counters>,
 }
 
-impl Api {
-    pub fn new(client: Client, limits: RateLimits) -> Self {
+impl<C> Api<C> {
+    pub fn new(client: C, limits: RateLimits) -> Self {
         Self::with_concurrency(client, limits, 8)
     }
 
-    pub fn with_concurrency(client: Client, limits: RateLimits, concurrency: usize) -> Self {
+    pub fn with_concurrency(client: C, limits: RateLimits, concurrency: usize) -> Self {
         Self {
             client,
             inflight: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),

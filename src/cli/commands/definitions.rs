@@ -1,0 +1,244 @@
+//! `plan` and `apply` for a Customer Profiles domain: a folder of `SegmentDefinition`
+//! manifests, planned against the domain's definitions and applied step by step in the
+//! plan's order, every step's result shown as it ends.
+
+use anyhow::bail;
+
+use super::apply::{confirm, ApplyArgs};
+use super::plan::{Format, PlanOptions};
+use super::*;
+use crate::manifests::config::Target;
+use crate::plan::definitions::{self as defs, Action, DefinitionsPlan, Step};
+use crate::reconcile::definitions::{self as run, StepResult};
+use crate::targets::profiles::ProfilesError;
+use crate::targets::ProfilesConnection;
+use crate::text::{out, safe, use_colour};
+
+/// The folder, when it goes to a Customer Profiles domain: the target names one, or the
+/// target is the embedded default and the folder holds `SegmentDefinition` manifests.
+///
+/// Errors: the folder does not load; the configuration cannot be trusted (no owner).
+pub fn definitions_workspace(inputs: &Inputs) -> anyhow::Result<Option<(Workspace, Config)>> {
+    let cfg = settings(inputs)?;
+    match cfg.target {
+        Target::CustomerProfiles(_) => {
+            let ws = load(inputs)?;
+            if ws.definitions.is_empty() && ws.desired.apps.iter().any(|a| !a.segments.is_empty()) {
+                bail!(
+                    "the target is a Customer Profiles domain, but {} holds Pinpoint manifests; convert them first (segmentctl convert DIR --to customer-profiles --out DIR2), or name a Pinpoint target",
+                    crate::text::safe(&inputs.dir.display().to_string())
+                );
+            }
+            Ok(Some((ws, cfg)))
+        }
+        Target::Local { .. } => {
+            let ws = load(inputs)?;
+            Ok((!ws.definitions.is_empty()).then_some((ws, cfg)))
+        }
+        Target::Endpoint { .. } | Target::Aws { .. } => Ok(None),
+    }
+}
+
+/// Connects, observes the domain and plans.
+async fn make(
+    inputs: &Inputs,
+    ws: &Workspace,
+    cfg: &Config,
+    writes: bool,
+) -> anyhow::Result<(DefinitionsPlan, ProfilesConnection)> {
+    let dir = inputs.dir.as_path();
+    note_new_local(cfg, dir);
+    let conn = targets::connect_profiles(cfg, dir, writes).await?;
+    let live = match run::observe(&conn.profiles, &conn.domain).await {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = profiles_error(&e, &conn);
+            conn.close().await;
+            bail!("{msg}");
+        }
+    };
+    if !live.exists && !conn.embedded {
+        let msg = format!(
+            "the Customer Profiles domain {} does not exist at {}: create it (aws customer-profiles create-domain --domain-name {} --default-expiration-days 366), or name another with --target customer-profiles:DOMAIN",
+            crate::text::safe(&conn.domain),
+            conn.endpoint,
+            crate::text::safe(&conn.domain)
+        );
+        conn.close().await;
+        bail!("{msg}");
+    }
+    let mut plan = defs::plan(&ws.definitions, &live, &pipeline::planner_settings(cfg));
+    let mut info = TargetInfo::of(cfg, dir);
+    if matches!(cfg.target, Target::Local { .. }) {
+        info.domain = Some(conn.domain.clone());
+    }
+    if let Some(d) = live.definitions.first() {
+        info.learn_account(&d.arn);
+    }
+    plan.target = Some(info);
+    Ok((plan, conn))
+}
+
+/// One line saying what failed on the target, and what to check.
+fn profiles_error(e: &ProfilesError, conn: &ProfilesConnection) -> String {
+    match e {
+        ProfilesError::Call(c) if c.is_forbidden() => format!(
+            "the target refused the request ({}): check the credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID), the region, and the endpoint {}",
+            c.message, conn.endpoint
+        ),
+        ProfilesError::Call(c) if c.code == "network" => format!(
+            "cannot reach the Customer Profiles API at {} ({}): check the endpoint URL, the network, and the region",
+            conn.endpoint, c.message
+        ),
+        other => format!(
+            "the Customer Profiles API at {} failed: {other}",
+            conn.endpoint
+        ),
+    }
+}
+
+fn exit_code(p: &DefinitionsPlan, detailed: bool) -> u8 {
+    if p.has_blocked() {
+        exit::BLOCKED
+    } else if detailed && !p.is_empty() {
+        exit::CHANGES
+    } else {
+        exit::OK
+    }
+}
+
+/// `plan` for a Customer Profiles domain.
+pub async fn plan(
+    inputs: &Inputs,
+    ws: &Workspace,
+    cfg: &Config,
+    o: &PlanOptions,
+) -> anyhow::Result<u8> {
+    if o.out.is_some() {
+        bail!("--out (a saved plan) is not available for a Customer Profiles target yet: apply the folder, which plans again and shows the plan before it asks");
+    }
+    if o.audience.is_some() {
+        bail!("--endpoints counts Pinpoint endpoints; a Customer Profiles plan counts profiles, which `plan` does not read yet");
+    }
+    let (p, conn) = make(inputs, ws, cfg, false).await?;
+    conn.close().await;
+    let rendered = match o.format {
+        Format::Text => crate::report::definitions::text(&p, use_colour(&std::io::stdout())),
+        Format::Markdown => crate::report::definitions::markdown(&p),
+        Format::Json => serde_json::to_string_pretty(&p)? + "\n",
+    };
+    out(&rendered);
+    Ok(exit_code(&p, o.detailed_exitcode))
+}
+
+/// `apply` for a Customer Profiles domain: plan, show, confirm, run.
+pub async fn apply(
+    inputs: &Inputs,
+    ws: &Workspace,
+    cfg: &Config,
+    a: &ApplyArgs,
+) -> anyhow::Result<u8> {
+    if a.json {
+        bail!("--json is not available for a Customer Profiles target yet");
+    }
+    let (p, conn) = make(inputs, ws, cfg, true).await?;
+    out(&crate::report::definitions::text(
+        &p,
+        use_colour(&std::io::stdout()),
+    ));
+    if p.is_empty() && !p.create_domain {
+        conn.close().await;
+        return Ok(exit_code(&p, false));
+    }
+    if !a.auto_approve {
+        match confirm() {
+            Ok(true) => {}
+            Ok(false) => {
+                conn.close().await;
+                err("Apply cancelled: nothing was changed.\n");
+                return Ok(exit::ERROR);
+            }
+            Err(e) => {
+                conn.close().await;
+                return Err(e);
+            }
+        }
+    }
+    let colour = use_colour(&std::io::stdout());
+    let result = run::apply(&conn.profiles, &p, |step, r| {
+        out(&format!("{}\n", step_line(step, r, colour)))
+    })
+    .await;
+    let endpoint = conn.endpoint.clone();
+    conn.close().await;
+    let results = match result {
+        Ok(r) => r,
+        Err(e) => bail!("cannot create the domain {} at {endpoint}: {e}", p.domain),
+    };
+    out(&format!("\n{}\n", outcome_line(&p, &results)));
+    Ok(
+        if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
+            exit::ERROR
+        } else if results.contains(&StepResult::Skipped) {
+            exit::BLOCKED
+        } else {
+            exit::OK
+        },
+    )
+}
+
+/// `  + create  gold: done`, `  - delete  base: failed: …`.
+fn step_line(s: &Step, r: &StepResult, colour: bool) -> String {
+    let what = match (s.action, s.new_name.as_deref(), s.live_name.as_deref()) {
+        (Action::Create, Some(n), _) | (Action::Replace, Some(n), _) if n != s.name => {
+            format!("{} as {}", safe(&s.name), safe(n))
+        }
+        (Action::Delete, _, Some(l)) if l != s.name => format!("{} ({})", safe(&s.name), safe(l)),
+        _ => safe(&s.name).into_owned(),
+    };
+    let (word, code) = match r {
+        StepResult::Done => ("done".to_string(), "32"),
+        StepResult::Skipped => ("skipped: blocked in the plan".to_string(), "33"),
+        StepResult::Failed(e) => (format!("failed: {}", safe(e)), "31"),
+        StepResult::NotRun => ("not run: an earlier step failed".to_string(), "33"),
+    };
+    let word = if colour {
+        format!("\x1b[{code}m{word}\x1b[0m")
+    } else {
+        word
+    };
+    format!("  {} {what}: {word}", s.action.verb())
+}
+
+/// `Apply complete: 1 created, 1 replaced.` or what failed and what a rerun does.
+fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
+    let done = |a: Action| {
+        p.steps
+            .iter()
+            .zip(results)
+            .filter(|(s, r)| s.action == a && **r == StepResult::Done)
+            .count()
+    };
+    let parts: Vec<String> = [
+        (Action::Create, "created"),
+        (Action::Replace, "replaced"),
+        (Action::Tag, "tagged"),
+        (Action::Delete, "deleted"),
+    ]
+    .iter()
+    .filter(|(a, _)| done(*a) > 0)
+    .map(|(a, w)| format!("{} {w}", done(*a)))
+    .collect();
+    let did = if parts.is_empty() {
+        "nothing changed".to_string()
+    } else {
+        parts.join(", ")
+    };
+    if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
+        format!("Apply failed: {did}; the steps after the failure did not run. Run apply again: it plans from what is there now.")
+    } else if results.contains(&StepResult::Skipped) {
+        format!("Apply finished with blocked steps skipped: {did}.")
+    } else {
+        format!("Apply complete: {did}.")
+    }
+}

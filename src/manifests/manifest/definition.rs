@@ -1,0 +1,230 @@
+//! `kind: SegmentDefinition`: a Customer Profiles segment definition as a manifest.
+//! `metadata.name` is the stable key (and the definition's name on the target, unless a
+//! change had to create it under a derived name); `spec` is CreateSegmentDefinition's
+//! request, verbatim, where a source may also be `{Ref: <manifest name>}`.
+
+use std::collections::BTreeSet;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::parse::describe_serde_error;
+use super::recover::recover;
+use super::{ManifestError, SourceText, API_VERSION};
+use crate::model::profiles::CreateSegmentDefinitionRequest;
+
+/// The kind's name in a manifest.
+pub const KIND: &str = "SegmentDefinition";
+
+/// A derived name is `<name>-<8 hex>`: at most this much of the name, so it fits 64.
+pub const MAX_NAME_IN_DERIVED: usize = 64 - 9;
+
+/// One `SegmentDefinition` manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "segmentctl SegmentDefinition manifest")]
+pub struct DefinitionManifest {
+    /// Always `segmentctl/v1`.
+    pub api_version: String,
+    pub kind: DefinitionKind,
+    pub metadata: DefinitionMetadata,
+    /// CreateSegmentDefinition's request, verbatim (PascalCase). In `SourceSegments`,
+    /// `{Ref: <manifest name>}` names another manifest of the folder.
+    pub spec: CreateSegmentDefinitionRequest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DefinitionKind {
+    SegmentDefinition,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DefinitionMetadata {
+    /// The stable key: the definition's name in the domain (letters, digits, `_`, `-`; at
+    /// most 64).
+    pub name: String,
+    /// Refuse to delete this definition, even after its manifest is gone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protect: bool,
+}
+
+/// A `SegmentDefinition` manifest and where it came from.
+#[derive(Debug, Clone)]
+pub struct DefinitionDoc {
+    pub file: String,
+    pub doc: usize,
+    pub source: std::sync::Arc<SourceText>,
+    pub manifest: DefinitionManifest,
+    /// The sources written as `{Ref: …}` (group, source), whose `SegmentDefinitionName` now
+    /// holds the manifest name referred to.
+    pub refs: BTreeSet<(usize, usize)>,
+}
+
+impl DefinitionDoc {
+    pub fn name(&self) -> &str {
+        &self.manifest.metadata.name
+    }
+
+    /// 1-based line of the document's first key.
+    pub fn line(&self) -> usize {
+        self.source.locate(self.doc, "").0
+    }
+
+    /// A located error about this document's field `path`.
+    pub fn error(&self, path: &str, message: impl Into<String>) -> ManifestError {
+        let (line, column) = self.source.locate(self.doc, path);
+        ManifestError {
+            file: self.file.clone(),
+            line,
+            column,
+            path: path.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Every name in the definition's `SourceSegments` (a `Ref`'s manifest name included).
+    pub fn source_names(&self) -> impl Iterator<Item = &str> + '_ {
+        self.manifest
+            .spec
+            .segment_groups
+            .iter()
+            .flat_map(|g| g.groups.iter().flatten())
+            .flat_map(|g| g.source_segments.iter().flatten())
+            .filter_map(|s| s.segment_definition_name.as_deref())
+    }
+}
+
+/// The `SegmentDefinitionName` of source `s` of group `g`.
+pub fn source_name(spec: &CreateSegmentDefinitionRequest, g: usize, s: usize) -> Option<&str> {
+    spec.segment_groups
+        .as_ref()?
+        .groups
+        .as_ref()?
+        .get(g)?
+        .source_segments
+        .as_ref()?
+        .get(s)?
+        .segment_definition_name
+        .as_deref()
+}
+
+/// Whether a document's generic reading says it is a `SegmentDefinition`.
+pub(super) fn is_definition(v: &serde_yaml::Value) -> bool {
+    v.get("kind").and_then(serde_yaml::Value::as_str) == Some(KIND)
+}
+
+/// What reading one `SegmentDefinition` document found: the manifest (when it reads) and
+/// every mistake, by field path.
+pub(super) struct Read {
+    pub manifest: Option<(DefinitionManifest, BTreeSet<(usize, usize)>)>,
+    pub errors: Vec<(String, String)>,
+}
+
+/// Reads a document already read generically, every mistake reported (as Pinpoint
+/// manifests are, by [`recover`]).
+pub(super) fn read(mut v: serde_yaml::Value) -> Read {
+    let (refs, mut errors) = take_refs(&mut v);
+    let yaml = serde_yaml::to_string(&v).unwrap_or_default();
+    let manifest = match serde_path_to_error::deserialize::<_, DefinitionManifest>(
+        serde_yaml::Deserializer::from_str(&yaml),
+    ) {
+        Ok(m) => Some(m),
+        Err(first) => {
+            let r = recover::<DefinitionManifest>(v);
+            if r.errors.is_empty() {
+                errors.push(describe_serde_error(&first));
+            }
+            errors.extend(r.errors);
+            None
+        }
+    };
+    if let Some(m) = &manifest {
+        errors.extend(rules(m));
+    }
+    Read {
+        manifest: if errors.is_empty() {
+            manifest.map(|m| (m, refs))
+        } else {
+            None
+        },
+        errors,
+    }
+}
+
+/// Rewrites every `{Ref: NAME}` source to `{SegmentDefinitionName: NAME}`, noting where.
+/// Mistakes found, each a field path and what is wrong there.
+type Problems = Vec<(String, String)>;
+
+fn take_refs(v: &mut serde_yaml::Value) -> (BTreeSet<(usize, usize)>, Problems) {
+    let mut refs = BTreeSet::new();
+    let mut errors = Vec::new();
+    let groups = v
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("SegmentGroups"))
+        .and_then(|s| s.get_mut("Groups"))
+        .and_then(serde_yaml::Value::as_sequence_mut);
+    for (gi, g) in groups.into_iter().flatten().enumerate() {
+        let sources = g
+            .get_mut("SourceSegments")
+            .and_then(serde_yaml::Value::as_sequence_mut);
+        for (si, s) in sources.into_iter().flatten().enumerate() {
+            let Some(m) = s.as_mapping_mut() else {
+                continue;
+            };
+            let Some(r) = m.remove("Ref") else { continue };
+            let path = format!("spec.SegmentGroups.Groups[{gi}].SourceSegments[{si}]");
+            if m.contains_key("SegmentDefinitionName") {
+                errors.push((
+                    format!("{path}.Ref"),
+                    "give Ref (a manifest's name) or SegmentDefinitionName (a definition's name on the target), not both".into(),
+                ));
+                continue;
+            }
+            match r.as_str() {
+                Some(name) => {
+                    m.insert("SegmentDefinitionName".into(), name.into());
+                    refs.insert((gi, si));
+                }
+                None => errors.push((
+                    format!("{path}.Ref"),
+                    "expected the metadata.name of a SegmentDefinition manifest (a string)".into(),
+                )),
+            }
+        }
+    }
+    (refs, errors)
+}
+
+/// The rules of one document: the apiVersion, the name, and the model's own rules (the
+/// server's validator, so the folder is refused as the API would refuse it).
+fn rules(m: &DefinitionManifest) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    if m.api_version != API_VERSION {
+        out.push((
+            "apiVersion".into(),
+            format!(
+                "unknown apiVersion {:?}; expected {API_VERSION}",
+                m.api_version
+            ),
+        ));
+    }
+    for v in crate::model::profiles::validate::name("metadata.name", &m.metadata.name) {
+        out.push((v.path, v.message));
+    }
+    for v in crate::model::profiles::validate::create_segment_definition(&m.spec) {
+        out.push((format!("spec.{}", v.path), v.message));
+    }
+    for key in m.spec.tags.iter().flat_map(|t| t.keys()) {
+        if key.starts_with(crate::TAG_PREFIX) {
+            out.push((
+                format!("spec.Tags.{key}"),
+                format!(
+                    "tags starting with {:?} are segmentctl's own; remove it",
+                    crate::TAG_PREFIX
+                ),
+            ));
+        }
+    }
+    out
+}

@@ -1,0 +1,494 @@
+//! Planning a Customer Profiles domain: `SegmentDefinition` manifests against the domain's
+//! definitions. Pure and deterministic, as the Pinpoint planner is.
+//!
+//! A definition has no update operation, so a changed one is replaced, in one of two ways:
+//!
+//! - **in place**, when nothing builds on it: deleted, then created under the same name
+//!   (the plan says it is absent for that moment);
+//! - **renamed**, when other definitions name it in `SourceSegments`: created under a
+//!   derived name (`<name>-<8 hex of its content>`), its dependants re-created pointing at
+//!   it (bases first), then the old one deleted, after everything that used it.
+//!
+//! Ownership is by tags, as on Pinpoint: `segmentctl:managed-by` and `segmentctl:name` (the
+//! manifest's name, which a derived name carries over), plus `segmentctl:digest` of what was
+//! created, so a definition re-created by someone else is shown as drift.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::manifests::manifest::definition::MAX_NAME_IN_DERIVED;
+use crate::manifests::manifest::DefinitionDoc;
+use crate::model::profiles::CreateSegmentDefinitionRequest;
+use crate::model::Tags;
+use crate::plan::diff::{self, Change};
+use crate::plan::live::TargetInfo;
+use crate::plan::{Settings, TagChange, TAG_DIGEST};
+use crate::{TAG_MANAGED_BY, TAG_NAME, TAG_PROTECT};
+
+/// The plan document's format, for `--format json`.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// A definition on the target, read in full (GetSegmentDefinition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveDefinition {
+    pub name: String,
+    pub arn: String,
+    /// As CreateSegmentDefinition would make it again (tags included).
+    pub spec: CreateSegmentDefinitionRequest,
+}
+
+/// The domain as observed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LiveDomain {
+    pub name: String,
+    /// False: the domain does not exist (only the embedded default's is then created).
+    pub exists: bool,
+    pub definitions: Vec<LiveDefinition>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Create,
+    /// Delete and create (no update exists); see [`Replacement`].
+    Replace,
+    /// Only tags change (TagResource works on a definition).
+    Tag,
+    Delete,
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Replace => "replace",
+            Action::Tag => "tag",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// How a replace is carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replacement {
+    /// Delete, then create (the definition is absent in between); nothing builds on it.
+    InPlace,
+    /// Create under `new_name`; the old definition is deleted by a later step, once
+    /// nothing uses it.
+    Renamed,
+}
+
+/// One step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub action: Action,
+    /// The manifest's name (for a delete of an unmanaged leftover: its `segmentctl:name`).
+    pub name: String,
+    /// The definition acted on (none for a create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// The name a create (or replace) makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<Replacement>,
+    /// The request to send: sources resolved to names on the target, every tag included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<CreateSegmentDefinitionRequest>,
+    /// What changes, live → manifest (a replace).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    #[serde(default, skip_serializing_if = "TagChange::is_empty")]
+    pub tag_changes: TagChange,
+    /// The definitions that build on the one replaced (why it is renamed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependants: Vec<String>,
+    /// The definition was re-created by someone else since segmentctl created it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drift: bool,
+    /// Deletes: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// Why this step must not run; the rest of the plan runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked: Vec<String>,
+}
+
+impl Step {
+    fn new(action: Action, name: &str) -> Self {
+        Self {
+            action,
+            name: name.to_string(),
+            live_name: None,
+            arn: None,
+            new_name: None,
+            replacement: None,
+            spec: None,
+            changes: Vec::new(),
+            tag_changes: TagChange::default(),
+            dependants: Vec::new(),
+            drift: false,
+            cause: None,
+            blocked: Vec::new(),
+        }
+    }
+}
+
+/// The plan for one domain: steps in the order they run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DefinitionsPlan {
+    pub format_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetInfo>,
+    pub domain: String,
+    /// The embedded default's domain does not exist yet: apply creates it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub create_domain: bool,
+    pub steps: Vec<Step>,
+    /// Manifests read.
+    pub documents: usize,
+}
+
+impl DefinitionsPlan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+    pub fn has_blocked(&self) -> bool {
+        self.steps.iter().any(|s| !s.blocked.is_empty())
+    }
+    pub fn count(&self, a: Action) -> usize {
+        self.steps.iter().filter(|s| s.action == a).count()
+    }
+}
+
+/// The request without its tags, as a value to compare and diff.
+fn body(spec: &CreateSegmentDefinitionRequest) -> Value {
+    let mut s = crate::model::profiles::with_sdk_defaults(spec);
+    s.tags = None;
+    serde_json::to_value(&s).unwrap_or(Value::Null)
+}
+
+/// `<name>-<8 hex>`, at most 64 characters (names are ASCII).
+pub fn derived_name(name: &str, digest: &str) -> String {
+    let keep = &name[..name.len().min(MAX_NAME_IN_DERIVED)];
+    format!("{keep}-{}", &digest[..digest.len().min(8)])
+}
+
+/// Every source name in a request's criteria.
+fn sources(spec: &CreateSegmentDefinitionRequest) -> impl Iterator<Item = &str> {
+    spec.segment_groups
+        .iter()
+        .flat_map(|g| g.groups.iter().flatten())
+        .flat_map(|g| g.source_segments.iter().flatten())
+        .filter_map(|s| s.segment_definition_name.as_deref())
+}
+
+/// What the planner works from, indexed.
+struct Observed<'a> {
+    by_name: BTreeMap<&'a str, &'a LiveDefinition>,
+    /// Managed by this owner, by manifest name (more than one after an interrupted replace).
+    managed: BTreeMap<&'a str, Vec<&'a LiveDefinition>>,
+    /// Live name → the live definitions that name it as a source.
+    users: BTreeMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> Observed<'a> {
+    fn of(live: &'a LiveDomain, owner: &str) -> Self {
+        let mut o = Observed {
+            by_name: BTreeMap::new(),
+            managed: BTreeMap::new(),
+            users: BTreeMap::new(),
+        };
+        for d in &live.definitions {
+            o.by_name.insert(&d.name, d);
+            let tags = d.spec.tags.as_ref();
+            let owned = tags.and_then(|t| t.get(TAG_MANAGED_BY)).map(String::as_str) == Some(owner);
+            if let (true, Some(n)) = (owned, tags.and_then(|t| t.get(TAG_NAME))) {
+                o.managed.entry(n.as_str()).or_default().push(d);
+            }
+            for s in sources(&d.spec) {
+                o.users.entry(s).or_default().push(&d.name);
+            }
+        }
+        o
+    }
+
+    fn owner_of(&self, name: &str) -> Option<&str> {
+        self.by_name
+            .get(name)
+            .and_then(|d| d.spec.tags.as_ref())
+            .and_then(|t| t.get(TAG_MANAGED_BY))
+            .map(String::as_str)
+    }
+}
+
+/// The plan: `desired` in dependency order (bases first), `live` as read.
+pub fn plan(desired: &[DefinitionDoc], live: &LiveDomain, s: &Settings) -> DefinitionsPlan {
+    let o = Observed::of(live, &s.owner);
+    let mut p = Planner {
+        o: &o,
+        s,
+        final_name: BTreeMap::new(),
+        steps: Vec::new(),
+        deletes: Vec::new(),
+    };
+    for d in desired {
+        p.definition(d);
+    }
+    if s.prune {
+        let wanted: BTreeSet<&str> = desired.iter().map(DefinitionDoc::name).collect();
+        for (name, lives) in &o.managed {
+            if !wanted.contains(name) {
+                for l in lives {
+                    p.delete(l, "its manifest is gone (prune)");
+                }
+            }
+        }
+    }
+    let mut steps = p.steps;
+    let deletes = order_deletes(p.deletes, &steps, &o);
+    steps.extend(deletes);
+    DefinitionsPlan {
+        format_version: FORMAT_VERSION,
+        target: None,
+        domain: live.name.clone(),
+        create_domain: !live.exists,
+        steps,
+        documents: desired.len(),
+    }
+}
+
+struct Planner<'a> {
+    o: &'a Observed<'a>,
+    s: &'a Settings,
+    /// Manifest name → the definition's name on the target once the plan has run.
+    final_name: BTreeMap<String, String>,
+    steps: Vec<Step>,
+    deletes: Vec<Step>,
+}
+
+impl Planner<'_> {
+    /// The request to send for `d`: `Ref`s resolved, ownership tags added.
+    fn request(&self, d: &DefinitionDoc) -> (CreateSegmentDefinitionRequest, String) {
+        let mut spec = d.manifest.spec.clone();
+        for &(g, i) in &d.refs {
+            let source = spec
+                .segment_groups
+                .as_mut()
+                .and_then(|sg| sg.groups.as_mut())
+                .and_then(|gs| gs.get_mut(g))
+                .and_then(|g| g.source_segments.as_mut())
+                .and_then(|ss| ss.get_mut(i));
+            if let Some(src) = source {
+                if let Some(target) = src
+                    .segment_definition_name
+                    .as_ref()
+                    .and_then(|r| self.final_name.get(r))
+                {
+                    src.segment_definition_name = Some(target.clone());
+                }
+            }
+        }
+        let digest = diff::digest(&body(&spec));
+        let mut tags: Tags = spec.tags.clone().unwrap_or_default();
+        tags.insert(TAG_MANAGED_BY.into(), self.s.owner.clone());
+        tags.insert(TAG_NAME.into(), d.name().to_string());
+        tags.insert(TAG_DIGEST.into(), digest.clone());
+        if d.manifest.metadata.protect {
+            tags.insert(TAG_PROTECT.into(), "true".into());
+        }
+        spec.tags = Some(tags);
+        (spec, digest)
+    }
+
+    fn definition(&mut self, d: &DefinitionDoc) {
+        let (spec, digest) = self.request(d);
+        let want = body(&spec);
+        let candidates: Vec<&LiveDefinition> =
+            self.o.managed.get(d.name()).cloned().unwrap_or_default();
+        let current = candidates
+            .iter()
+            .find(|l| body(&l.spec) == want)
+            .or_else(|| candidates.iter().find(|l| l.name == d.name()))
+            .or_else(|| candidates.first())
+            .copied();
+        for l in candidates
+            .iter()
+            .filter(|l| Some(l.name.as_str()) != current.map(|c| c.name.as_str()))
+        {
+            self.delete(l, "a second copy, left by an interrupted apply");
+        }
+        let Some(live) = current else {
+            self.create(d, spec, digest);
+            return;
+        };
+        let had = body(&live.spec);
+        if had == want {
+            self.final_name.insert(d.name().into(), live.name.clone());
+            let tags = TagChange::between(
+                live.spec.tags.as_ref().unwrap_or(&Tags::new()),
+                spec.tags.as_ref().unwrap_or(&Tags::new()),
+            );
+            if !tags.is_empty() {
+                let mut step = Step::new(Action::Tag, d.name());
+                step.live_name = Some(live.name.clone());
+                step.arn = Some(live.arn.clone());
+                step.tag_changes = tags;
+                self.steps.push(step);
+            }
+            return;
+        }
+        self.replace(d, live, spec, digest, &had, &want);
+    }
+
+    fn create(&mut self, d: &DefinitionDoc, spec: CreateSegmentDefinitionRequest, digest: String) {
+        let mut name = d.name().to_string();
+        let mut step = Step::new(Action::Create, d.name());
+        if self.o.by_name.contains_key(name.as_str()) {
+            // The manifest's name is taken by a definition this owner does not manage.
+            let owner = self.o.owner_of(&name);
+            step.blocked.push(match owner {
+                Some(o) => format!(
+                    "a definition named {name} exists, managed by the owner {o}, not {}",
+                    self.s.owner
+                ),
+                None => format!(
+                    "a definition named {name} exists and is not managed by segmentctl; rename the manifest, or delete that definition"
+                ),
+            });
+            name = derived_name(&name, &digest);
+        }
+        step.new_name = Some(name.clone());
+        step.spec = Some(spec);
+        self.final_name.insert(d.name().into(), name);
+        self.steps.push(step);
+    }
+
+    fn replace(
+        &mut self,
+        d: &DefinitionDoc,
+        live: &LiveDefinition,
+        spec: CreateSegmentDefinitionRequest,
+        digest: String,
+        had: &Value,
+        want: &Value,
+    ) {
+        let mut step = Step::new(Action::Replace, d.name());
+        step.live_name = Some(live.name.clone());
+        step.arn = Some(live.arn.clone());
+        step.changes = diff::diff(had, want);
+        step.drift = live
+            .spec
+            .tags
+            .as_ref()
+            .and_then(|t| t.get(TAG_DIGEST))
+            .is_some_and(|recorded| *recorded != diff::digest(had));
+        let users: Vec<String> = self
+            .o
+            .users
+            .get(live.name.as_str())
+            .map(|u| u.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default();
+        let home_free = live.name == d.name() || !self.o.by_name.contains_key(d.name());
+        let new_name = if users.is_empty() && home_free {
+            step.replacement = Some(Replacement::InPlace);
+            d.name().to_string()
+        } else {
+            step.replacement = Some(Replacement::Renamed);
+            step.dependants = users;
+            let mut old = Step::new(Action::Delete, d.name());
+            old.live_name = Some(live.name.clone());
+            old.arn = Some(live.arn.clone());
+            let new = derived_name(d.name(), &digest);
+            old.cause = Some(format!("replaced by {new}"));
+            self.deletes.push(old);
+            new
+        };
+        step.new_name = Some(new_name.clone());
+        step.spec = Some(spec);
+        self.final_name.insert(d.name().into(), new_name);
+        self.steps.push(step);
+    }
+
+    fn delete(&mut self, l: &LiveDefinition, cause: &str) {
+        let tags = l.spec.tags.as_ref();
+        let mut step = Step::new(
+            Action::Delete,
+            tags.and_then(|t| t.get(TAG_NAME))
+                .map(String::as_str)
+                .unwrap_or(&l.name),
+        );
+        step.live_name = Some(l.name.clone());
+        step.arn = Some(l.arn.clone());
+        step.cause = Some(cause.to_string());
+        if tags
+            .and_then(|t| t.get(TAG_PROTECT))
+            .is_some_and(|v| v == "true")
+        {
+            step.blocked
+                .push("protected (segmentctl:protect): remove metadata.protect first".into());
+        }
+        self.deletes.push(step);
+    }
+}
+
+/// Deletes run after every create, the users of a definition before it; a delete of a
+/// definition that something still uses after the plan has run is blocked.
+fn order_deletes(mut deletes: Vec<Step>, before: &[Step], o: &Observed<'_>) -> Vec<Step> {
+    let gone: BTreeSet<String> = deletes.iter().filter_map(|d| d.live_name.clone()).collect();
+    // Definitions replaced in place name new sources once the plan has run.
+    let rewritten: BTreeMap<&str, BTreeSet<&str>> = before
+        .iter()
+        .filter(|s| s.replacement == Some(Replacement::InPlace))
+        .filter_map(|s| {
+            let live = s.live_name.as_deref()?;
+            Some((live, s.spec.iter().flat_map(sources).collect()))
+        })
+        .collect();
+    let still_uses = |user: &str, name: &str| {
+        !gone.contains(user) && rewritten.get(user).is_none_or(|now| now.contains(name))
+    };
+    for d in &mut deletes {
+        let Some(name) = d.live_name.as_deref() else {
+            continue;
+        };
+        let kept: Vec<&str> = o
+            .users
+            .get(name)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|u| still_uses(u, name))
+            .collect();
+        if !kept.is_empty() {
+            d.blocked.push(format!(
+                "still used by {}: not deleted while a definition names it in SourceSegments",
+                kept.join(", ")
+            ));
+        }
+    }
+    // Users first: repeatedly take a delete that no remaining delete's definition builds on.
+    let mut out = Vec::new();
+    while !deletes.is_empty() {
+        let remaining: BTreeSet<String> =
+            deletes.iter().filter_map(|d| d.live_name.clone()).collect();
+        let i = deletes
+            .iter()
+            .position(|d| {
+                let name = d.live_name.as_deref().unwrap_or("");
+                !o.users
+                    .get(name)
+                    .into_iter()
+                    .flatten()
+                    .any(|u| remaining.contains(*u) && *u != name)
+            })
+            .unwrap_or(0);
+        out.push(deletes.remove(i));
+    }
+    out
+}

@@ -1,0 +1,124 @@
+//! A Customer Profiles domain's pipeline: observe every definition (List carries no
+//! criteria, so each is read), plan, and apply the plan's steps in its order.
+
+use crate::plan::definitions::{Action, DefinitionsPlan, LiveDomain, Replacement, Step};
+use crate::targets::pinpoint::join_all;
+use crate::targets::profiles::{Profiles, ProfilesError};
+
+/// Reads the domain: whether it exists, and every definition in full.
+///
+/// Errors: the first failed call (after the target's retries).
+pub async fn observe<P: Profiles>(p: &P, domain: &str) -> Result<LiveDomain, ProfilesError> {
+    if !p.domain_exists(domain).await? {
+        return Ok(LiveDomain {
+            name: domain.to_string(),
+            exists: false,
+            definitions: Vec::new(),
+        });
+    }
+    let items = p.list_definitions(domain).await?;
+    // The client paces and bounds requests in flight; these are read together.
+    let reads = items
+        .iter()
+        .map(|i| p.get_definition(domain, &i.name))
+        .collect();
+    let mut definitions = Vec::with_capacity(items.len());
+    for (item, got) in items.iter().zip(join_all(reads).await) {
+        match got {
+            Ok(d) => definitions.push(d),
+            // Deleted between the list and the read: not there.
+            Err(e) if e.is_not_found() => {
+                tracing::debug!(definition = %item.name, "gone before it was read")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    definitions.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(LiveDomain {
+        name: domain.to_string(),
+        exists: true,
+        definitions,
+    })
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepResult {
+    Done,
+    /// Blocked in the plan: not run.
+    Skipped,
+    Failed(String),
+    /// Not run: an earlier step failed.
+    NotRun,
+}
+
+/// Runs `plan` on `p`, telling `seen` each step's result as it ends. Steps run one after
+/// another, in the plan's order (bases before what builds on them; deletes last, users
+/// first); after a failure the rest is not run, so nothing is deleted that a failed
+/// create was to replace. A rerun plans again from what is there.
+pub async fn apply<P: Profiles>(
+    p: &P,
+    plan: &DefinitionsPlan,
+    mut seen: impl FnMut(&Step, &StepResult),
+) -> Result<Vec<StepResult>, ProfilesError> {
+    if plan.create_domain {
+        p.create_domain(&plan.domain).await?;
+    }
+    let mut results = Vec::with_capacity(plan.steps.len());
+    let mut failed = false;
+    for step in &plan.steps {
+        let result = if failed {
+            StepResult::NotRun
+        } else if !step.blocked.is_empty() {
+            StepResult::Skipped
+        } else {
+            match run(p, &plan.domain, step).await {
+                Ok(()) => StepResult::Done,
+                Err(e) => {
+                    failed = true;
+                    StepResult::Failed(e.to_string())
+                }
+            }
+        };
+        seen(step, &result);
+        results.push(result);
+    }
+    Ok(results)
+}
+
+async fn run<P: Profiles>(p: &P, domain: &str, step: &Step) -> Result<(), ProfilesError> {
+    let new_name = step.new_name.as_deref().unwrap_or(&step.name);
+    let live_name = step.live_name.as_deref().unwrap_or(&step.name);
+    match step.action {
+        Action::Create => create(p, domain, new_name, step).await,
+        Action::Replace => {
+            if step.replacement == Some(Replacement::InPlace) {
+                p.delete_definition(domain, live_name).await?;
+            }
+            create(p, domain, new_name, step).await
+        }
+        Action::Delete => p.delete_definition(domain, live_name).await.map(|_| ()),
+        Action::Tag => {
+            let arn = step.arn.as_deref().unwrap_or_default();
+            if !step.tag_changes.add.is_empty() {
+                p.tag(arn, &step.tag_changes.add).await?;
+            }
+            if !step.tag_changes.remove.is_empty() {
+                p.untag(arn, &step.tag_changes.remove).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn create<P: Profiles>(
+    p: &P,
+    domain: &str,
+    name: &str,
+    step: &Step,
+) -> Result<(), ProfilesError> {
+    match &step.spec {
+        Some(spec) => p.create_definition(domain, name, spec).await.map(|_| ()),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,217 @@
+//! A Customer Profiles domain's plan, as text (like `terraform plan`) and as markdown (the
+//! pull-request comment). Every replace says how it is carried out: in place (absent for a
+//! moment) or under a new name, and what is re-pointed.
+
+use std::fmt::Write as _;
+
+use super::markdown::{fenced, html_text};
+use super::{md_code, md_escape};
+use crate::plan::definitions::{Action, DefinitionsPlan, Replacement, Step};
+use crate::text::{plural, safe};
+
+fn paint(colour: bool, code: &str, text: &str) -> String {
+    if colour {
+        format!("\x1b[{code}m{text}\x1b[0m")
+    } else {
+        text.to_string()
+    }
+}
+
+fn sign(a: Action) -> (&'static str, &'static str) {
+    match a {
+        Action::Create => ("+", "32"),
+        Action::Delete => ("-", "31"),
+        Action::Replace => ("-/+", "33"),
+        Action::Tag => ("~", "33"),
+    }
+}
+
+/// `Plan: 1 to create, 2 to replace, 1 to delete.`
+pub fn summary(p: &DefinitionsPlan) -> String {
+    if p.is_empty() {
+        return "No changes: the domain matches the manifests.".into();
+    }
+    let mut parts = Vec::new();
+    for (a, word) in [
+        (Action::Create, "to create"),
+        (Action::Replace, "to replace"),
+        (Action::Tag, "to tag"),
+        (Action::Delete, "to delete"),
+    ] {
+        let n = p.count(a);
+        if n > 0 {
+            parts.push(format!("{n} {word}"));
+        }
+    }
+    let blocked = p.steps.iter().filter(|s| !s.blocked.is_empty()).count();
+    let mut out = format!("Plan: {}.", parts.join(", "));
+    if blocked > 0 {
+        out.push_str(&format!(" {} blocked.", plural(blocked, "step")));
+    }
+    out
+}
+
+/// What a step does, in words, after its name.
+fn how(s: &Step) -> String {
+    let live = s.live_name.as_deref().map(|n| safe(n).into_owned());
+    let new = s.new_name.as_deref().map(|n| safe(n).into_owned());
+    match (s.action, s.replacement) {
+        (Action::Create, _) => match &new {
+            Some(n) if n != &s.name => format!("as {n}"),
+            _ => String::new(),
+        },
+        (Action::Replace, Some(Replacement::InPlace)) => {
+            let name = new.unwrap_or_default();
+            match live {
+                Some(l) if l != name => format!(
+                    "delete {l}, then create {name}: absent in between; nothing builds on it"
+                ),
+                _ => "delete, then create under the same name: absent in between; nothing builds on it"
+                    .to_string(),
+            }
+        }
+        (Action::Replace, _) => format!(
+            "create {}, re-create {} on it, then delete {}",
+            new.unwrap_or_default(),
+            s.dependants
+                .iter()
+                .map(|d| safe(d).into_owned())
+                .collect::<Vec<_>>()
+                .join(", "),
+            live.unwrap_or_default()
+        ),
+        (Action::Tag, _) => "tags only".into(),
+        (Action::Delete, _) => {
+            let cause = s.cause.as_deref().map(safe).unwrap_or_default();
+            match live {
+                Some(l) if l != s.name => format!("{l}: {cause}"),
+                _ => cause.into_owned(),
+            }
+        }
+    }
+}
+
+/// The lines under a step: drift, changes, tags, why blocked.
+fn details(s: &Step) -> Vec<String> {
+    let mut out = Vec::new();
+    if s.drift {
+        out.push("drift: re-created outside segmentctl since it was applied".to_string());
+    }
+    if s.action == Action::Create {
+        if let Some(spec) = &s.spec {
+            let mut body = spec.clone();
+            body.tags = None;
+            let v = serde_json::to_value(&body).unwrap_or_default();
+            out.extend(
+                crate::plan::diff::diff(&serde_json::Value::Object(Default::default()), &v)
+                    .iter()
+                    .map(|c| c.to_string()),
+            );
+        }
+    }
+    out.extend(s.changes.iter().map(|c| c.to_string()));
+    for (k, v) in &s.tag_changes.add {
+        out.push(format!("tag {}: {}", safe(k), safe(v)));
+    }
+    for k in &s.tag_changes.remove {
+        out.push(format!("untag {}", safe(k)));
+    }
+    for b in &s.blocked {
+        out.push(format!("blocked: {}", safe(b)));
+    }
+    out
+}
+
+/// The plan as text: the target line, the summary, then each step in the order it runs.
+pub fn text(p: &DefinitionsPlan, colour: bool) -> String {
+    let mut out = String::new();
+    if let Some(t) = &p.target {
+        let _ = writeln!(out, "{}", t.line());
+        let _ = writeln!(out);
+    }
+    if p.create_domain {
+        let _ = writeln!(
+            out,
+            "The domain {} does not exist yet: apply creates it.",
+            safe(&p.domain)
+        );
+    }
+    let _ = writeln!(out, "{}", summary(p));
+    if !p.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Domain {} (steps in the order they run)",
+            safe(&p.domain)
+        );
+    }
+    for s in &p.steps {
+        let (mark, code) = sign(s.action);
+        let head = format!("{mark:>3} {:<8}", s.action.verb());
+        let how = how(s);
+        let _ = writeln!(
+            out,
+            "  {} {}{}",
+            paint(colour, code, &head),
+            safe(&s.name),
+            if how.is_empty() {
+                String::new()
+            } else {
+                format!(" ({how})")
+            }
+        );
+        for d in details(s) {
+            let _ = writeln!(out, "      {d}");
+        }
+    }
+    out
+}
+
+/// Markdown for a pull-request comment: the summary, a table of steps in order, and each
+/// step's changes in a collapsed block (users' text escaped: it never renders as markdown).
+pub fn markdown(p: &DefinitionsPlan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### segmentctl plan: Customer Profiles domain {}\n",
+        md_code(&p.domain)
+    );
+    if let Some(t) = &p.target {
+        let _ = writeln!(out, "{}\n", md_escape(&t.line()));
+    }
+    if p.create_domain {
+        let _ = writeln!(out, "The domain does not exist yet: apply creates it.\n");
+    }
+    let _ = writeln!(out, "**{}**\n", md_escape(&summary(p)));
+    if p.is_empty() {
+        return out;
+    }
+    let _ = writeln!(out, "| # | action | definition | how |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for (i, s) in p.steps.iter().enumerate() {
+        let blocked = if s.blocked.is_empty() { "" } else { " ⛔" };
+        let _ = writeln!(
+            out,
+            "| {} | {}{blocked} | {} | {} |",
+            i + 1,
+            s.action.verb(),
+            md_code(&s.name),
+            md_escape(&how(s))
+        );
+    }
+    for (i, s) in p.steps.iter().enumerate() {
+        let lines = details(s);
+        if lines.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\n<details><summary>{}. {} {}</summary>\n\n{}\n\n</details>",
+            i + 1,
+            s.action.verb(),
+            html_text(&s.name),
+            fenced("text", &lines.join("\n"))
+        );
+    }
+    out
+}

@@ -1,0 +1,304 @@
+//! The second target: a Customer Profiles domain's segment definitions, through
+//! `aws-sdk-customerprofiles`. The planner and executor of `SegmentDefinition` manifests see
+//! only [`Profiles`]; [`SdkProfiles`] is its implementation over the SDK (pacing and retries
+//! as the Pinpoint side's, [`crate::targets::pacing`]).
+//!
+//! A definition has no update: a change is a delete and a create, or a create under another
+//! name. A create is safe to repeat: the API keys definitions by name, and answers a create
+//! identical to the stored definition with that definition (its `idempotent` trait), so a
+//! lost answer is retried, never duplicated.
+
+pub mod convert;
+
+use std::future::Future;
+
+use aws_sdk_customerprofiles::Client;
+
+use crate::model::profiles::CreateSegmentDefinitionRequest;
+use crate::model::Tags;
+pub use crate::plan::definitions::LiveDefinition;
+use crate::targets::pacing::{Api, CallError, Class};
+pub use crate::targets::pinpoint::Deleted;
+
+/// A definition as ListSegmentDefinitions shows it: no criteria.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefinitionItem {
+    pub name: String,
+    pub arn: String,
+    pub tags: Tags,
+}
+
+/// A failure of one operation.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProfilesError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error(transparent)]
+    Unrepresentable(#[from] convert::Unrepresentable),
+    /// The SDK's builders refused a definition (a member it requires is missing).
+    #[error("the request could not be built: {0}")]
+    Build(String),
+}
+
+impl ProfilesError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ProfilesError::Call(c) if c.is_not_found())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ProfilesError>;
+
+/// The operations the reconciler uses on a domain.
+///
+/// Guarantees: lists return every page; creates are safe to repeat (see the module); the
+/// other writes are too.
+pub trait Profiles: Send + Sync {
+    /// Whether the domain exists.
+    fn domain_exists(&self, domain: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Creates a domain (the embedded default's own, never a configured one).
+    fn create_domain(&self, domain: &str) -> impl Future<Output = Result<()>> + Send;
+    /// Every definition of the domain, with its tags.
+    fn list_definitions(
+        &self,
+        domain: &str,
+    ) -> impl Future<Output = Result<Vec<DefinitionItem>>> + Send;
+    fn get_definition(
+        &self,
+        domain: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<LiveDefinition>> + Send;
+    /// Creates `name` from `spec` (whose tags hold the ownership tags); returns its ARN.
+    fn create_definition(
+        &self,
+        domain: &str,
+        name: &str,
+        spec: &CreateSegmentDefinitionRequest,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn delete_definition(
+        &self,
+        domain: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Deleted>> + Send;
+    fn tag(&self, arn: &str, tags: &Tags) -> impl Future<Output = Result<()>> + Send;
+    fn untag(&self, arn: &str, keys: &[String]) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// [`Profiles`] over `aws-sdk-customerprofiles`.
+#[derive(Clone)]
+pub struct SdkProfiles {
+    pub api: Api<Client>,
+}
+
+impl SdkProfiles {
+    pub fn new(api: Api<Client>) -> Self {
+        Self { api }
+    }
+}
+
+/// A client for a Customer Profiles-compatible endpoint with fixed credentials (the embedded
+/// default's own), the SDK's retries off (the callers retry).
+pub fn endpoint_client(endpoint: &str, region: &str, key: &str, secret: &str) -> Client {
+    let conf = aws_sdk_customerprofiles::Config::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_credential_types::Credentials::new(
+            key,
+            secret,
+            None,
+            None,
+            "segmentctl",
+        ))
+        .retry_config(aws_sdk_customerprofiles::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(conf)
+}
+
+fn tags_of(t: Option<&std::collections::HashMap<String, String>>) -> Tags {
+    t.map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default()
+}
+
+impl Profiles for SdkProfiles {
+    async fn domain_exists(&self, domain: &str) -> Result<bool> {
+        let c = &self.api.client;
+        match self
+            .api
+            .call("GetDomain", Class::Other, || {
+                c.get_domain().domain_name(domain).send()
+            })
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn create_domain(&self, domain: &str) -> Result<()> {
+        let c = &self.api.client;
+        self.api
+            .call("CreateDomain", Class::SegmentWrite, || {
+                c.create_domain()
+                    .domain_name(domain)
+                    .default_expiration_days(366)
+                    .send()
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn list_definitions(&self, domain: &str) -> Result<Vec<DefinitionItem>> {
+        let c = &self.api.client;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .api
+                .call("ListSegmentDefinitions", Class::Other, || {
+                    c.list_segment_definitions()
+                        .domain_name(domain)
+                        .max_results(500)
+                        .set_next_token(token.clone())
+                        .send()
+                })
+                .await?;
+            for item in page.items() {
+                out.push(DefinitionItem {
+                    name: item
+                        .segment_definition_name()
+                        .unwrap_or_default()
+                        .to_string(),
+                    arn: item
+                        .segment_definition_arn()
+                        .unwrap_or_default()
+                        .to_string(),
+                    tags: tags_of(item.tags()),
+                });
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() && Some(t) != token.as_deref() => {
+                    token = Some(t.to_string())
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_definition(&self, domain: &str, name: &str) -> Result<LiveDefinition> {
+        let c = &self.api.client;
+        let out = self
+            .api
+            .call("GetSegmentDefinition", Class::Other, || {
+                c.get_segment_definition()
+                    .domain_name(domain)
+                    .segment_definition_name(name)
+                    .send()
+            })
+            .await?;
+        let tags = tags_of(out.tags());
+        Ok(LiveDefinition {
+            name: out.segment_definition_name().unwrap_or(name).to_string(),
+            arn: out.segment_definition_arn().to_string(),
+            spec: CreateSegmentDefinitionRequest {
+                display_name: out.display_name().unwrap_or_default().to_string(),
+                description: out.description().map(str::to_string),
+                segment_groups: out.segment_groups().map(convert::from_groups).transpose()?,
+                segment_sql_query: out.segment_sql_query().map(str::to_string),
+                segment_sort: out.segment_sort().map(convert::from_sort).transpose()?,
+                tags: (!tags.is_empty()).then_some(tags),
+            },
+        })
+    }
+
+    async fn create_definition(
+        &self,
+        domain: &str,
+        name: &str,
+        spec: &CreateSegmentDefinitionRequest,
+    ) -> Result<String> {
+        let c = &self.api.client;
+        let built =
+            |e: aws_smithy_types::error::operation::BuildError| ProfilesError::Build(e.to_string());
+        let groups = spec
+            .segment_groups
+            .as_ref()
+            .map(convert::to_groups)
+            .transpose()
+            .map_err(built)?;
+        let sort = spec
+            .segment_sort
+            .as_ref()
+            .map(convert::to_sort)
+            .transpose()
+            .map_err(built)?;
+        let tags = spec
+            .tags
+            .as_ref()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        // Safe to repeat: the same request answers the stored definition (see the module).
+        let out = self
+            .api
+            .call("CreateSegmentDefinition", Class::SegmentWrite, || {
+                c.create_segment_definition()
+                    .domain_name(domain)
+                    .segment_definition_name(name)
+                    .display_name(&spec.display_name)
+                    .set_description(spec.description.clone())
+                    .set_segment_groups(groups.clone())
+                    .set_segment_sql_query(spec.segment_sql_query.clone())
+                    .set_segment_sort(sort.clone())
+                    .set_tags(tags.clone())
+                    .send()
+            })
+            .await?;
+        Ok(out.segment_definition_arn().unwrap_or_default().to_string())
+    }
+
+    async fn delete_definition(&self, domain: &str, name: &str) -> Result<Deleted> {
+        let c = &self.api.client;
+        match self
+            .api
+            .call("DeleteSegmentDefinition", Class::SegmentWrite, || {
+                c.delete_segment_definition()
+                    .domain_name(domain)
+                    .segment_definition_name(name)
+                    .send()
+            })
+            .await
+        {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(e) if e.is_not_found() => Ok(Deleted::AlreadyGone),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn tag(&self, arn: &str, tags: &Tags) -> Result<()> {
+        let c = &self.api.client;
+        let map: std::collections::HashMap<String, String> =
+            tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        self.api
+            .call("TagResource", Class::Other, || {
+                c.tag_resource()
+                    .resource_arn(arn)
+                    .set_tags(Some(map.clone()))
+                    .send()
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn untag(&self, arn: &str, keys: &[String]) -> Result<()> {
+        let c = &self.api.client;
+        self.api
+            .call("UntagResource", Class::Other, || {
+                c.untag_resource()
+                    .resource_arn(arn)
+                    .set_tag_keys(Some(keys.to_vec()))
+                    .send()
+            })
+            .await?;
+        Ok(())
+    }
+}
