@@ -49,11 +49,18 @@ pub fn build(docs: &[DefinitionDoc]) -> Result<Vec<DefinitionDoc>, Vec<ManifestE
             }
         }
     }
-    if !errors.is_empty() {
-        errors.sort();
-        return Err(errors);
+    match order(&by_name) {
+        Ok(ordered) if errors.is_empty() => Ok(ordered),
+        Ok(_) => {
+            errors.sort();
+            Err(errors)
+        }
+        Err(e) => {
+            errors.extend(e);
+            errors.sort();
+            Err(errors)
+        }
     }
-    order(&by_name)
 }
 
 /// Bases first (depth-first over `Ref`s, names in order, so the result is deterministic).

@@ -324,7 +324,7 @@ impl Planner<'_> {
             self.delete(l, "a second copy, left by an interrupted apply");
         }
         let Some(live) = current else {
-            self.create(d, spec, digest);
+            self.create(d, spec);
             return;
         };
         let had = body(&live.spec);
@@ -346,8 +346,8 @@ impl Planner<'_> {
         self.replace(d, live, spec, digest, &had, &want);
     }
 
-    fn create(&mut self, d: &DefinitionDoc, spec: CreateSegmentDefinitionRequest, digest: String) {
-        let mut name = d.name().to_string();
+    fn create(&mut self, d: &DefinitionDoc, spec: CreateSegmentDefinitionRequest) {
+        let name = d.name().to_string();
         let mut step = Step::new(Action::Create, d.name());
         if self.o.by_name.contains_key(name.as_str()) {
             // The manifest's name is taken by a definition this owner does not manage.
@@ -361,7 +361,6 @@ impl Planner<'_> {
                     "a definition named {name} exists and is not managed by segmentctl; rename the manifest, or delete that definition"
                 ),
             });
-            name = derived_name(&name, &digest);
         }
         step.new_name = Some(name.clone());
         step.spec = Some(spec);
@@ -491,4 +490,104 @@ fn order_deletes(mut deletes: Vec<Step>, before: &[Step], o: &Observed<'_>) -> V
         out.push(deletes.remove(i));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifests::manifest::{load_sources, Source};
+
+    fn docs(yaml: &str) -> Vec<DefinitionDoc> {
+        let loaded = load_sources(&[Source {
+            name: "d.yaml".into(),
+            bytes: std::sync::Arc::new(yaml.as_bytes().to_vec()),
+        }]);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        crate::manifests::definitions::build(&loaded.definitions).unwrap()
+    }
+
+    fn manifest(name: &str, country: &str, extra: &str) -> String {
+        format!("apiVersion: segmentctl/v1\nkind: SegmentDefinition\nmetadata: {{name: {name}{extra}}}\nspec:\n  DisplayName: {name}\n  SegmentGroups: {{Groups: [{{Dimensions: [{{ProfileAttributes: {{Address: {{Country: {{DimensionType: INCLUSIVE, Values: [{country}]}}}}}}}}]}}]}}\n---\n")
+    }
+
+    fn settings(prune: bool) -> Settings {
+        Settings {
+            owner: "team-a".into(),
+            prune,
+            max_delete_percent: 100.0,
+        }
+    }
+
+    /// The domain as a first apply of `desired` leaves it.
+    fn applied(desired: &[DefinitionDoc]) -> LiveDomain {
+        let p = plan(desired, &LiveDomain::default(), &settings(false));
+        LiveDomain {
+            name: "shop".into(),
+            exists: true,
+            definitions: p
+                .steps
+                .iter()
+                .map(|s| LiveDefinition {
+                    name: s.new_name.clone().unwrap(),
+                    arn: format!("arn:{}", s.name),
+                    spec: with_sdk_defaults_kept(s.spec.clone().unwrap()),
+                })
+                .collect(),
+        }
+    }
+
+    fn with_sdk_defaults_kept(s: CreateSegmentDefinitionRequest) -> CreateSegmentDefinitionRequest {
+        crate::model::profiles::with_sdk_defaults(&s)
+    }
+
+    #[test]
+    fn a_derived_name_fits_the_api_limit() {
+        let long = "a".repeat(64);
+        let n = derived_name(&long, "0123456789abcdef");
+        assert_eq!(n.len(), 64);
+        assert!(n.ends_with("-01234567"));
+        assert_eq!(derived_name("gold", "0123456789abcdef"), "gold-01234567");
+    }
+
+    #[test]
+    fn an_applied_folder_plans_nothing_and_a_tag_is_only_tagged() {
+        let desired = docs(&manifest("us", "US", ""));
+        let mut live = applied(&desired);
+        assert!(plan(&desired, &live, &settings(false)).is_empty());
+        live.definitions[0]
+            .spec
+            .tags
+            .as_mut()
+            .unwrap()
+            .insert("team".into(), "x".into());
+        let p = plan(&desired, &live, &settings(false));
+        assert_eq!(p.steps.len(), 1);
+        assert_eq!(p.steps[0].action, Action::Tag);
+        assert_eq!(p.steps[0].tag_changes.remove, ["team"]);
+    }
+
+    #[test]
+    fn a_second_copy_is_deleted_and_a_protected_definition_is_not() {
+        let desired = docs(&(manifest("us", "US", "") + &manifest("ca", "CA", ", protect: true")));
+        let mut live = applied(&desired);
+        // An interrupted replace left the old `us` beside a new one.
+        let mut old = live
+            .definitions
+            .iter()
+            .find(|d| d.name == "us")
+            .unwrap()
+            .clone();
+        old.name = "us-old".into();
+        old.spec.display_name = "before".into();
+        live.definitions.push(old);
+        let only_us = docs(&manifest("us", "US", ""));
+        let p = plan(&only_us, &live, &settings(true));
+        let deletes: Vec<(&str, bool)> = p
+            .steps
+            .iter()
+            .map(|s| (s.live_name.as_deref().unwrap(), s.blocked.is_empty()))
+            .collect();
+        assert_eq!(deletes, [("us-old", true), ("ca", false)], "{p:#?}");
+        assert!(p.steps.iter().all(|s| s.action == Action::Delete));
+    }
 }

@@ -70,16 +70,16 @@ fn how(s: &Step) -> String {
                     .to_string(),
             }
         }
-        (Action::Replace, _) => format!(
-            "create {}, re-create {} on it, then delete {}",
-            new.unwrap_or_default(),
-            s.dependants
-                .iter()
-                .map(|d| safe(d).into_owned())
-                .collect::<Vec<_>>()
-                .join(", "),
-            live.unwrap_or_default()
-        ),
+        (Action::Replace, _) => {
+            let users: Vec<String> = s.dependants.iter().map(|d| safe(d).into_owned()).collect();
+            let live = live.unwrap_or_default();
+            format!(
+                "create {} beside it ({} {} on {live}), then delete {live}",
+                new.unwrap_or_default(),
+                users.join(", "),
+                if users.len() == 1 { "builds" } else { "build" },
+            )
+        }
         (Action::Tag, _) => "tags only".into(),
         (Action::Delete, _) => {
             let cause = s.cause.as_deref().map(safe).unwrap_or_default();

@@ -28,6 +28,7 @@ mod pg_tls;
 mod profiles_api;
 mod profiles_duckdb;
 mod profiles_hostile;
+mod profiles_target;
 mod properties;
 mod reconcile;
 mod replicas;

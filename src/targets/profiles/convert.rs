@@ -476,3 +476,74 @@ pub fn from_sort(s: &t::SegmentSort) -> Result<m::SegmentSort> {
             .collect::<Result<Vec<_>>>()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every dimension family, with the members the SDK fills in left out.
+    const EVERY_FAMILY: &str = r#"
+DisplayName: every family
+SegmentGroups:
+  Groups:
+  - Dimensions:
+    - ProfileAttributes:
+        FirstName: {DimensionType: BEGINS_WITH, Values: [An]}
+        AdditionalInformation: {DimensionType: CONTAINS, Values: [vip]}
+        BirthDate: {DimensionType: BEFORE, Values: ['2000-01-01']}
+        Address: {Country: {DimensionType: INCLUSIVE, Values: [US]}, City: {DimensionType: EXCLUSIVE, Values: [Paris]}}
+        BillingAddress: {PostalCode: {DimensionType: ENDS_WITH, Values: ['01']}}
+        Attributes:
+          tier: {DimensionType: LIST_CONTAINS_ALL, Values: [gold, silver]}
+          spend: {DimensionType: GREATER_THAN_OR_EQUAL, Values: ['10.5']}
+        ProfileType: {DimensionType: INCLUSIVE, Values: [PROFILE]}
+    - CalculatedAttributes:
+        sessions:
+          DimensionType: GREATER_THAN
+          Values: ['0']
+          ConditionOverrides: {Range: {Start: 7, Unit: DAYS}}
+    SourceSegments: [{SegmentDefinitionName: base}]
+  - Type: NONE
+    SourceType: ANY
+    Dimensions:
+    - ProfileAttributes:
+        EmailAddress: {DimensionType: INCLUSIVE, Values: [a@example.com]}
+SegmentSort:
+  Attributes:
+  - {Name: spend, Order: DESC, DataType: NUMBER}
+"#;
+
+    #[test]
+    fn the_sdk_round_trip_is_the_model_with_the_sdk_defaults() {
+        let spec: m::CreateSegmentDefinitionRequest = serde_yaml::from_str(EVERY_FAMILY).unwrap();
+        let filled = m::with_sdk_defaults(&spec);
+        assert_ne!(filled, spec, "the fixture leaves defaults out");
+        let groups = spec.segment_groups.as_ref().unwrap();
+        assert_eq!(
+            from_groups(&to_groups(groups).unwrap()).unwrap(),
+            filled.segment_groups.unwrap()
+        );
+        let sort = spec.segment_sort.as_ref().unwrap();
+        assert_eq!(
+            from_sort(&to_sort(sort).unwrap()).unwrap(),
+            filled.segment_sort.unwrap()
+        );
+        // Already filled, nothing changes.
+        assert_eq!(
+            m::with_sdk_defaults(&m::with_sdk_defaults(&spec)),
+            m::with_sdk_defaults(&spec)
+        );
+    }
+
+    #[test]
+    fn a_value_the_model_does_not_know_is_named() {
+        let g = t::SegmentGroup::builder()
+            .include(t::IncludeOptions::from("SOME"))
+            .build();
+        let e = from_groups(&g).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Include: unexpected value \"SOME\" from the API"
+        );
+    }
+}

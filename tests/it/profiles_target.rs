@@ -1,0 +1,492 @@
+//! Customer Profiles as a target: `SegmentDefinition` manifests planned and applied by the
+//! binary (and, for the chaos test, by the library) through `aws-sdk-customerprofiles`
+//! against `segmentctl serve`; what is live is read back with the SDK.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use aws_sdk_customerprofiles::types::{
+    Dimension, Group, IncludeOptions, ProfileAttributes, ProfileDimension, SegmentGroup,
+    SourceSegment, StringDimensionType,
+};
+use segmentctl::manifests::config::RateLimits;
+use segmentctl::plan::definitions::{self as defs, LiveDomain};
+use segmentctl::plan::Settings;
+use segmentctl::reconcile::definitions as run;
+use segmentctl::server::FaultConfig;
+use segmentctl::targets::pacing::{Api, RetryPolicy};
+use segmentctl::targets::profiles::SdkProfiles;
+
+use crate::util::{self, profiles_client, segmentctl, TestServer};
+
+const OWNER: &str = "team-a";
+
+fn config(t: &TestServer, domain: &str, extra: &str) -> String {
+    format!(
+        "target:\n  customerProfiles: {{domain: {domain}, endpoint: '{}', region: us-east-1}}\nowner: {OWNER}\n{extra}",
+        t.endpoint()
+    )
+}
+
+/// A `SegmentDefinition` manifest: `country` values on `Address.Country`, and `sources`
+/// (manifest names, by `Ref`).
+fn definition(name: &str, countries: &[&str], sources: &[&str]) -> String {
+    let mut out = format!(
+        "apiVersion: segmentctl/v1\nkind: SegmentDefinition\nmetadata:\n  name: {name}\nspec:\n  DisplayName: {name}\n  SegmentGroups:\n    Groups:\n    - Dimensions:\n      - ProfileAttributes:\n          Address:\n            Country: {{DimensionType: INCLUSIVE, Values: [{}]}}\n",
+        countries.join(", ")
+    );
+    if !sources.is_empty() {
+        out.push_str("      SourceSegments:\n");
+        for s in sources {
+            out.push_str(&format!("      - Ref: {s}\n"));
+        }
+        out.push_str("      SourceType: ALL\n");
+    }
+    out
+}
+
+fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = segmentctl(dir).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+async fn create_domain(t: &TestServer, domain: &str) {
+    profiles_client(t)
+        .create_domain()
+        .domain_name(domain)
+        .default_expiration_days(30)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Every definition of the domain: name → (sources, `segmentctl:name` tag).
+async fn live(t: &TestServer, domain: &str) -> BTreeMap<String, (Vec<String>, Option<String>)> {
+    let c = profiles_client(t);
+    let list = c
+        .list_segment_definitions()
+        .domain_name(domain)
+        .send()
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for item in list.items() {
+        let name = item.segment_definition_name().unwrap().to_string();
+        let got = c
+            .get_segment_definition()
+            .domain_name(domain)
+            .segment_definition_name(&name)
+            .send()
+            .await
+            .unwrap();
+        let sources = got
+            .segment_groups()
+            .map(|g| {
+                g.groups()
+                    .iter()
+                    .flat_map(|g| g.source_segments())
+                    .filter_map(|s| s.segment_definition_name().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tag = got
+            .tags()
+            .and_then(|t| t.get("segmentctl:name"))
+            .map(String::clone);
+        out.insert(name, (sources, tag));
+    }
+    out
+}
+
+fn redact(text: &str, t: &TestServer) -> String {
+    let text = text.replace(&t.endpoint(), "<endpoint>");
+    // Derived names end in 8 hex characters of the content.
+    regex_lite::Regex::new(r"-[0-9a-f]{8}\b")
+        .unwrap()
+        .replace_all(&text, "-<hex>")
+        .into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_are_created_replaced_in_place_or_renamed_with_their_users_and_pruned() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    std::fs::write(d.join("leaf.yaml"), definition("leaf", &["FR"], &[])).unwrap();
+    std::fs::write(
+        d.join("user.yaml"),
+        definition("user", &["US", "CA"], &["base"]),
+    )
+    .unwrap();
+
+    // A domain that does not exist is named, and nothing is created.
+    let (code, _, stderr) = cli(d, &["plan", "."]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("the Customer Profiles domain shop does not exist at"),
+        "{stderr}"
+    );
+    create_domain(&t, "shop").await;
+
+    let (code, stdout, stderr) = cli(d, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{stderr}");
+    insta::assert_snapshot!("profiles_target_create", redact(&stdout, &t));
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Apply complete: 3 created."), "{stdout}");
+    let now = live(&t, "shop").await;
+    assert_eq!(
+        now.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["base", "leaf", "user"]
+    );
+    assert_eq!(now["user"].0, ["base"]);
+    assert_eq!(now["leaf"].1.as_deref(), Some("leaf"));
+    let (code, stdout, _) = cli(d, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+
+    // The base changes and a definition builds on it: created under a derived name, its
+    // user re-created on it, then the old base deleted. The leaf is replaced in place.
+    std::fs::write(d.join("base.yaml"), definition("base", &["US", "MX"], &[])).unwrap();
+    std::fs::write(d.join("leaf.yaml"), definition("leaf", &["FR", "DE"], &[])).unwrap();
+    let (code, stdout, stderr) = cli(d, &["plan", "."]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("profiles_target_replace", redact(&stdout, &t));
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    insta::assert_snapshot!(
+        "profiles_target_replace_applied",
+        redact(&stdout[stdout.find("  replace").unwrap()..], &t)
+    );
+    let now = live(&t, "shop").await;
+    let base: Vec<&String> = now.keys().filter(|n| n.starts_with("base-")).collect();
+    assert_eq!(base.len(), 1, "{now:?}");
+    assert!(
+        !now.contains_key("base"),
+        "the old base is deleted: {now:?}"
+    );
+    assert_eq!(now[base[0]].1.as_deref(), Some("base"));
+    assert_eq!(&now["user"].0, &[base[0].clone()], "the user is re-pointed");
+    let (code, stdout, _) = cli(d, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{stdout}");
+
+    // A manifest removed: kept without prune, deleted with it.
+    std::fs::remove_file(d.join("leaf.yaml")).unwrap();
+    let (code, stdout, _) = cli(d, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{stdout}");
+    std::fs::write(
+        d.join("segmentctl.yaml"),
+        config(&t, "shop", "prune: true\n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("- delete   leaf (its manifest is gone (prune))"),
+        "{stdout}"
+    );
+    assert!(!live(&t, "shop").await.contains_key("leaf"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_domain_an_unmanaged_name_drift_and_mistakes_are_each_said() {
+    let t = util::start().await;
+    create_domain(&t, "staging").await;
+    create_domain(&t, "prod").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "staging", "")).unwrap();
+    std::fs::write(d.join("a.yaml"), definition("a", &["US"], &[])).unwrap();
+    let (code, _, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // The same folder on another domain of the configured target: its endpoint is kept.
+    let (code, stdout, stderr) = cli(
+        d,
+        &[
+            "plan",
+            ".",
+            "--target",
+            "customer-profiles:prod",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!(
+            "Target: the Customer Profiles domain prod at {} (us-east-1, account",
+            t.endpoint()
+        )) || stdout.starts_with(&format!(
+            "Target: the Customer Profiles domain prod at {} (us-east-1)",
+            t.endpoint()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Plan: 1 to create."), "{stdout}");
+    assert!(live(&t, "prod").await.is_empty(), "a plan changes nothing");
+
+    // Someone re-creates the definition with other criteria, keeping its tags: drift.
+    let c = profiles_client(&t);
+    let got = c
+        .get_segment_definition()
+        .domain_name("staging")
+        .segment_definition_name("a")
+        .send()
+        .await
+        .unwrap();
+    c.delete_segment_definition()
+        .domain_name("staging")
+        .segment_definition_name("a")
+        .send()
+        .await
+        .unwrap();
+    let other = SegmentGroup::builder()
+        .groups(
+            Group::builder()
+                .dimensions(Dimension::ProfileAttributes(
+                    ProfileAttributes::builder()
+                        .first_name(
+                            ProfileDimension::builder()
+                                .dimension_type(StringDimensionType::Inclusive)
+                                .values("Ann")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                ))
+                .build(),
+        )
+        .include(IncludeOptions::All)
+        .build();
+    c.create_segment_definition()
+        .domain_name("staging")
+        .segment_definition_name("a")
+        .display_name("a")
+        .segment_groups(other)
+        .set_tags(got.tags().cloned())
+        .send()
+        .await
+        .unwrap();
+    // And an unmanaged definition holds the name a new manifest wants.
+    c.create_segment_definition()
+        .domain_name("staging")
+        .segment_definition_name("taken")
+        .display_name("someone else's")
+        .segment_groups(
+            SegmentGroup::builder()
+                .groups(
+                    Group::builder()
+                        .source_segments(
+                            SourceSegment::builder()
+                                .segment_definition_name("a")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(d.join("taken.yaml"), definition("taken", &["US"], &[])).unwrap();
+    let (code, stdout, stderr) = cli(d, &["plan", "."]);
+    assert_eq!(code, 3, "blocked: {stdout}{stderr}");
+    insta::assert_snapshot!("profiles_target_drift_and_clash", redact(&stdout, &t));
+    // The blocked create is skipped; the drifted definition is renamed (something unmanaged
+    // builds on it), and the old one kept while it is used.
+    let (code, stdout, _) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 3, "{stdout}");
+    let now = live(&t, "staging").await;
+    assert!(now.contains_key("a"), "still used by taken: {now:?}");
+    assert_eq!(now["taken"].0, ["a"]);
+    assert_eq!(
+        now.keys().filter(|n| n.starts_with("a-")).count(),
+        1,
+        "{now:?}"
+    );
+
+    // Mistakes across manifests, located, and nothing contacted.
+    let bad = tempfile::tempdir().unwrap();
+    let b = bad.path();
+    std::fs::write(b.join("segmentctl.yaml"), config(&t, "staging", "")).unwrap();
+    std::fs::write(
+        b.join("a.yaml"),
+        definition("north", &["US"], &["nrth"]) + "---\n" + &definition("north", &["CA"], &[]),
+    )
+    .unwrap();
+    std::fs::write(
+        b.join("b.yaml"),
+        definition("x", &["US"], &["y"]) + "---\n" + &definition("y", &["US"], &["x"]),
+    )
+    .unwrap();
+    std::fs::write(
+        b.join("c.yaml"),
+        "apiVersion: segmentctl/v1\nkind: SegmentDefinition\nmetadata: {name: bad name}\nspec:\n  DisplayName: ''\n  SegmentGroups:\n    Groups:\n    - SourceSegments:\n      - {Ref: x, SegmentDefinitionName: y}\n      Dimensions:\n      - {}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(b, &["plan", "."]);
+    assert_eq!(code, 1, "{stdout}");
+    insta::assert_snapshot!("profiles_target_mistakes", stderr);
+}
+
+fn chaos_api(t: &TestServer) -> SdkProfiles {
+    let mut api = Api::new(
+        util::profiles_client(t),
+        RateLimits {
+            segment_writes: 200.0,
+            reads: 1000.0,
+        },
+    );
+    api.retry = RetryPolicy {
+        attempts: 6,
+        base: Duration::from_millis(10),
+        cap: Duration::from_millis(200),
+    };
+    SdkProfiles::new(api)
+}
+
+/// A folder of chains: `c<k>-0` a base, each `c<k>-<i>` building on the one before.
+fn chains(dir: &Path, countries: &[&str]) {
+    for k in 0..4 {
+        for i in 0..5 {
+            let name = format!("c{k}-{i}");
+            let sources: Vec<String> = (i > 0)
+                .then(|| format!("c{k}-{}", i - 1))
+                .into_iter()
+                .collect();
+            let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+            let c = if i == 0 { countries } else { &["US"][..] };
+            std::fs::write(
+                dir.join(format!("{name}.yaml")),
+                definition(&name, c, &sources),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// Plans and applies until the plan is empty, with `appliers` appliers at once.
+async fn converge(t: &TestServer, dir: &Path, appliers: usize) -> usize {
+    let ws = segmentctl::manifests::workspace::load(dir, None).unwrap();
+    let settings = Settings {
+        owner: OWNER.into(),
+        prune: true,
+        max_delete_percent: 100.0,
+    };
+    for round in 0..20 {
+        let mut runs = Vec::new();
+        for _ in 0..appliers {
+            let api = chaos_api(t);
+            let ws = ws.clone();
+            let settings = settings.clone();
+            runs.push(tokio::spawn(async move {
+                let Ok(live) = run::observe(&api, "shop").await else {
+                    return false;
+                };
+                let p = defs::plan(&ws.definitions, &live, &settings);
+                if p.is_empty() {
+                    return true;
+                }
+                let _ = run::apply(&api, &p, |_, _| {}).await;
+                false
+            }));
+        }
+        let mut done = true;
+        for r in runs {
+            done &= r.await.unwrap();
+        }
+        if done {
+            return round;
+        }
+    }
+    panic!("no convergence in 20 rounds");
+}
+
+/// The invariants: one live definition per manifest, equal to it, its sources the live
+/// names of its bases; nothing else but the unmanaged definition.
+async fn check(t: &TestServer, dir: &Path) {
+    let ws = segmentctl::manifests::workspace::load(dir, None).unwrap();
+    t.server.state.faults.set(FaultConfig::default());
+    let live: LiveDomain = run::observe(&chaos_api(t), "shop").await.unwrap();
+    let p = defs::plan(
+        &ws.definitions,
+        &live,
+        &Settings {
+            owner: OWNER.into(),
+            prune: true,
+            max_delete_percent: 100.0,
+        },
+    );
+    assert!(p.is_empty(), "{p:#?}");
+    let mut by_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for d in &live.definitions {
+        let tag = d
+            .spec
+            .tags
+            .as_ref()
+            .and_then(|t| t.get("segmentctl:name"))
+            .cloned();
+        by_tag
+            .entry(tag.unwrap_or_default())
+            .or_default()
+            .push(d.name.clone());
+    }
+    assert_eq!(
+        by_tag.get("").map(Vec::len),
+        Some(1),
+        "the unmanaged one, untouched"
+    );
+    let names: BTreeSet<&str> = ws.definitions.iter().map(|d| d.name()).collect();
+    for n in &names {
+        assert_eq!(by_tag.get(*n).map(Vec::len), Some(1), "{n}: {by_tag:?}");
+    }
+    assert_eq!(by_tag.len(), names.len() + 1, "{by_tag:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_converge_under_lost_responses_and_two_appliers() {
+    let t = util::start_with(|c| c.rate_limits = true).await;
+    create_domain(&t, "shop").await;
+    profiles_client(&t)
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("unmanaged")
+        .display_name("not ours")
+        .segment_groups(
+            SegmentGroup::builder()
+                .groups(Group::builder().build())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    chains(dir.path(), &["US"]);
+    t.server.state.faults.set(FaultConfig {
+        fault_rate: 0.15,
+        lost_response_rate: 0.15,
+        latency: Duration::from_millis(2),
+        seed: 20261206,
+    });
+    converge(&t, dir.path(), 2).await;
+    check(&t, dir.path()).await;
+    // Every base changes: every chain is re-created under derived names, bases first.
+    chains(dir.path(), &["US", "CA"]);
+    t.server.state.faults.set(FaultConfig {
+        fault_rate: 0.15,
+        lost_response_rate: 0.15,
+        latency: Duration::from_millis(2),
+        seed: 20261207,
+    });
+    converge(&t, dir.path(), 2).await;
+    let c = t.server.counters();
+    assert!(c.responses_lost > 0 && c.faults_injected > 0, "{c:?}");
+    check(&t, dir.path()).await;
+}
