@@ -97,7 +97,7 @@ async fn live(t: &TestServer, domain: &str) -> BTreeMap<String, (Vec<String>, Op
         let tag = got
             .tags()
             .and_then(|t| t.get("segmentctl:name"))
-            .map(String::clone);
+            .cloned();
         out.insert(name, (sources, tag));
     }
     out
