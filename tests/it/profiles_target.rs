@@ -94,10 +94,7 @@ async fn live(t: &TestServer, domain: &str) -> BTreeMap<String, (Vec<String>, Op
                     .collect()
             })
             .unwrap_or_default();
-        let tag = got
-            .tags()
-            .and_then(|t| t.get("segmentctl:name"))
-            .cloned();
+        let tag = got.tags().and_then(|t| t.get("segmentctl:name")).cloned();
         out.insert(name, (sources, tag));
     }
     out
