@@ -287,9 +287,10 @@ pub struct ImportArgs {
     pub dir_flag: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
-    /// The application (project) id to import.
+    /// The application (project) id to import (a Pinpoint target; a Customer Profiles
+    /// target imports its domain's definitions).
     #[arg(long)]
-    pub application: String,
+    pub application: Option<String>,
     /// Where to write the manifests.
     #[arg(long, default_value = "imported")]
     pub out: PathBuf,

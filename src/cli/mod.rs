@@ -227,7 +227,19 @@ async fn import(a: ImportArgs) -> anyhow::Result<u8> {
         config: a.target.config.clone(),
         overrides: a.target.overrides(false),
     };
-    commands::import(&inputs, &a.application, &a.out).await
+    let cfg = commands::settings(&inputs)?;
+    match (&cfg.target, &a.application) {
+        (crate::manifests::config::Target::CustomerProfiles(_), None) => {
+            commands::import_definitions(&inputs, &a.out).await
+        }
+        (crate::manifests::config::Target::CustomerProfiles(_), Some(_)) => anyhow::bail!(
+            "--application names a Pinpoint application; the target is a Customer Profiles domain, whose definitions import without it"
+        ),
+        (_, Some(app)) => commands::import(&inputs, app, &a.out).await,
+        (_, None) => anyhow::bail!(
+            "--application APP_ID is required: the target is Pinpoint (a Customer Profiles target, --target customer-profiles:DOMAIN, imports its domain's definitions)"
+        ),
+    }
 }
 
 /// `run`: the controller, until Ctrl-C or SIGTERM.

@@ -173,6 +173,11 @@ fn body(spec: &CreateSegmentDefinitionRequest) -> Value {
     serde_json::to_value(&s).unwrap_or(Value::Null)
 }
 
+/// The `segmentctl:digest` of a definition: of what it is on the target, tags aside.
+pub fn digest_of(spec: &CreateSegmentDefinitionRequest) -> String {
+    diff::digest(&body(spec))
+}
+
 /// `<name>-<8 hex>`, at most 64 characters (names are ASCII).
 pub fn derived_name(name: &str, digest: &str) -> String {
     let keep = &name[..name.len().min(MAX_NAME_IN_DERIVED)];

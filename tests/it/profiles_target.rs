@@ -487,3 +487,105 @@ async fn definitions_converge_under_lost_responses_and_two_appliers() {
     assert!(c.responses_lost > 0 && c.faults_injected > 0, "{c:?}");
     check(&t, dir.path()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_writes_the_domains_definitions_and_a_plan_right_after_is_empty() {
+    let t = util::start().await;
+    create_domain(&t, "shop").await;
+    let c = profiles_client(&t);
+    let country = |v: &str| {
+        SegmentGroup::builder()
+            .groups(
+                Group::builder()
+                    .dimensions(Dimension::ProfileAttributes(
+                        ProfileAttributes::builder()
+                            .first_name(
+                                ProfileDimension::builder()
+                                    .dimension_type(StringDimensionType::BeginsWith)
+                                    .values(v)
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .build(),
+                    ))
+                    .build(),
+            )
+            .build()
+    };
+    for (name, tags) in [
+        ("gold", vec![("team", "crm")]),
+        ("theirs", vec![("segmentctl:managed-by", "team-b")]),
+    ] {
+        let mut req = c
+            .create_segment_definition()
+            .domain_name("shop")
+            .segment_definition_name(name)
+            .display_name(format!("{name} display"))
+            .segment_groups(country("A"));
+        for (k, v) in tags {
+            req = req.tags(k, v);
+        }
+        req.send().await.unwrap();
+    }
+    c.create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("gold-fr")
+        .display_name("gold in FR")
+        .segment_groups(
+            SegmentGroup::builder()
+                .groups(
+                    Group::builder()
+                        .source_segments(
+                            SourceSegment::builder()
+                                .segment_definition_name("gold")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    let (code, stdout, stderr) = cli(d, &["import", ".", "--out", "imported"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Imported 2 segment definitions from the domain shop into imported."),
+        "{stdout}"
+    );
+    let mut files: Vec<String> = std::fs::read_dir(d.join("imported"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        ["gold-fr.yaml", "gold.yaml"],
+        "another owner's is left out"
+    );
+    insta::assert_snapshot!(
+        "profiles_target_imported",
+        std::fs::read_to_string(d.join("imported/gold-fr.yaml")).unwrap()
+            + "---\n"
+            + &std::fs::read_to_string(d.join("imported/gold.yaml")).unwrap()
+    );
+    std::fs::write(
+        d.join("imported/segmentctl.yaml"),
+        config(&t, "shop", "prune: true\n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(&d.join("imported"), &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+    // A Pinpoint import still needs its application.
+    let (code, _, stderr) = cli(d, &["import", ".", "--application", "x"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--application names a Pinpoint application"),
+        "{stderr}"
+    );
+}

@@ -117,50 +117,14 @@ fn write(dir: &Path, c: &Conversion) -> anyhow::Result<()> {
 }
 
 /// One `SegmentDefinition` manifest, with where it came from; a base among `siblings` (the
-/// definitions written beside it) is named by `Ref`, so the folder applies bases first and
-/// follows a base that a change re-creates under a new name.
+/// definitions written beside it) is named by `Ref`.
 fn manifest(d: &Definition, siblings: &std::collections::BTreeSet<&str>) -> anyhow::Result<String> {
-    #[derive(serde::Serialize)]
-    struct Metadata<'a> {
-        name: &'a str,
-    }
-    #[derive(serde::Serialize)]
-    struct Manifest<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'static str,
-        kind: &'static str,
-        metadata: Metadata<'a>,
-        spec: &'a crate::model::profiles::CreateSegmentDefinitionRequest,
-    }
-    let mut doc = serde_yaml::to_value(Manifest {
-        api_version: "segmentctl/v1",
-        kind: "SegmentDefinition",
-        metadata: Metadata { name: &d.name },
-        spec: &d.spec,
-    })?;
-    let groups = doc
-        .get_mut("spec")
-        .and_then(|s| s.get_mut("SegmentGroups"))
-        .and_then(|s| s.get_mut("Groups"))
-        .and_then(serde_yaml::Value::as_sequence_mut);
-    for g in groups.into_iter().flatten() {
-        let sources = g
-            .get_mut("SourceSegments")
-            .and_then(serde_yaml::Value::as_sequence_mut);
-        for source in sources.into_iter().flatten() {
-            let name = source
-                .get("SegmentDefinitionName")
-                .and_then(serde_yaml::Value::as_str)
-                .filter(|n| siblings.contains(n))
-                .map(str::to_string);
-            if let Some(name) = name {
-                let mut r = serde_yaml::Mapping::new();
-                r.insert("Ref".into(), name.into());
-                *source = serde_yaml::Value::Mapping(r);
-            }
-        }
-    }
-    let yaml = serde_yaml::to_string(&doc)?;
+    use crate::manifests::manifest::definition::{render, DefinitionMetadata};
+    let metadata = DefinitionMetadata {
+        name: d.name.clone(),
+        protect: false,
+    };
+    let yaml = render(&metadata, &d.spec, siblings)?;
     // The path is the user's: shown, never obeyed (a newline in it would start a document).
     Ok(format!(
         "# Converted by `segmentctl convert` from the Pinpoint segment {} ({}:{}).\n{yaml}",

@@ -2,6 +2,9 @@
 //! manifests, planned against the domain's definitions and applied step by step in the
 //! plan's order, every step's result shown as it ends.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
 use anyhow::bail;
 
 use super::apply::{confirm, ApplyArgs};
@@ -241,4 +244,131 @@ fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
     } else {
         format!("Apply complete: {did}.")
     }
+}
+
+/// `import` from a Customer Profiles domain: every definition no other owner manages,
+/// written as a `SegmentDefinition` manifest (bases among them by `Ref`) and tagged as
+/// managed, so that a plan right after is empty.
+pub async fn import(inputs: &Inputs, out_dir: &Path) -> anyhow::Result<u8> {
+    let cfg = settings(inputs)?;
+    let dir = inputs.dir.as_path();
+    let conn = targets::connect_profiles(&cfg, dir, true).await?;
+    let mut info = TargetInfo::of(&cfg, dir);
+    info.domain = Some(conn.domain.clone());
+    err(&format!("{}\n", info.line()));
+    let result = import_from(&conn, &cfg, out_dir).await;
+    conn.close().await;
+    result
+}
+
+async fn import_from(
+    conn: &ProfilesConnection,
+    cfg: &Config,
+    out_dir: &Path,
+) -> anyhow::Result<u8> {
+    use crate::manifests::manifest::definition::render;
+    use crate::targets::profiles::Profiles;
+    let owner = cfg.owner();
+    let live = run::observe(&conn.profiles, &conn.domain)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", profiles_error(&e, conn)))?;
+    if !live.exists {
+        bail!(
+            "the Customer Profiles domain {} does not exist at {}",
+            safe(&conn.domain),
+            conn.endpoint
+        );
+    }
+    // Each definition's manifest name: its `segmentctl:name` when this owner manages it
+    // (a derived name goes back to its manifest's), else its own name.
+    let mut names: BTreeMap<&str, String> = BTreeMap::new();
+    let mut taken = BTreeSet::new();
+    for d in &live.definitions {
+        let tags = d.spec.tags.clone().unwrap_or_default();
+        match tags.get(crate::TAG_MANAGED_BY) {
+            Some(o) if o != owner => continue, // another installation's
+            _ => {}
+        }
+        let tagged = tags
+            .get(crate::TAG_NAME)
+            .filter(|n| crate::model::profiles::validate::name("", n).is_empty())
+            .filter(|n| !taken.contains(n.as_str()));
+        let name = tagged.cloned().unwrap_or_else(|| d.name.clone());
+        if !taken.insert(name.clone()) {
+            err(&format!(
+                "warning: {} is left out: another definition is imported as {}\n",
+                safe(&d.name),
+                safe(&name)
+            ));
+            continue;
+        }
+        names.insert(&d.name, name);
+    }
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let siblings: BTreeSet<&str> = names.values().map(String::as_str).collect();
+    let mut written = 0;
+    for d in &live.definitions {
+        let Some(name) = names.get(d.name.as_str()) else {
+            continue;
+        };
+        let mut spec = d.spec.clone();
+        // Sources by manifest name; segmentctl's own tags stay on the target.
+        for s in spec
+            .segment_groups
+            .iter_mut()
+            .flat_map(|g| g.groups.iter_mut().flatten())
+            .flat_map(|g| g.source_segments.iter_mut().flatten())
+        {
+            if let Some(n) = s
+                .segment_definition_name
+                .as_deref()
+                .and_then(|n| names.get(n))
+            {
+                s.segment_definition_name = Some(n.clone());
+            }
+        }
+        let protect = spec
+            .tags
+            .as_ref()
+            .and_then(|t| t.get(crate::TAG_PROTECT))
+            .is_some_and(|v| v == "true");
+        spec.tags = spec
+            .tags
+            .map(|t| {
+                t.into_iter()
+                    .filter(|(k, _)| !crate::plan::is_own_tag(k))
+                    .collect::<crate::model::Tags>()
+            })
+            .filter(|t| !t.is_empty());
+        let metadata = crate::manifests::manifest::definition::DefinitionMetadata {
+            name: name.clone(),
+            protect,
+        };
+        let yaml = render(&metadata, &spec, &siblings)?;
+        let path = out_dir.join(format!("{name}.yaml"));
+        let text = format!(
+            "# Imported from the segment definition {} of the domain {}.\n{yaml}",
+            safe(&d.name),
+            safe(&conn.domain)
+        );
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        // Managed from now on: the ownership tags and the digest of what is there.
+        let mut tags = crate::model::Tags::new();
+        tags.insert(crate::TAG_MANAGED_BY.into(), owner.to_string());
+        tags.insert(crate::TAG_NAME.into(), name.clone());
+        tags.insert(crate::plan::TAG_DIGEST.into(), defs::digest_of(&d.spec));
+        conn.profiles
+            .tag(&d.arn, &tags)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", profiles_error(&e, conn)))?;
+        written += 1;
+    }
+    out(&format!(
+        "Imported {} from the domain {} into {}.\n",
+        crate::text::plural(written, "segment definition"),
+        safe(&conn.domain),
+        out_dir.display()
+    ));
+    Ok(exit::OK)
 }

@@ -29,6 +29,7 @@ mod sql;
 
 pub use apply::{apply_dir, apply_saved, ApplyArgs};
 pub use convert::{convert, ConvertFormat, ConvertOptions};
+pub use definitions::import as import_definitions;
 pub use estimate::{compile_segments, estimate, Compiled, CompiledSegment, Unreadable};
 pub use import::import;
 pub use plan::{plan_command, plan_exit, Format, PlanOptions};

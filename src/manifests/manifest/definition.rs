@@ -228,3 +228,43 @@ fn rules(m: &DefinitionManifest) -> Vec<(String, String)> {
     }
     out
 }
+
+/// A `SegmentDefinition` manifest as YAML: a source among `siblings` (the definitions
+/// written beside it, by the name the manifest and the target share) is written as
+/// `{Ref: NAME}`, so the folder applies bases first and follows a base that a change
+/// re-creates under a new name. Used by `convert` and `import`.
+pub fn render(
+    metadata: &DefinitionMetadata,
+    spec: &CreateSegmentDefinitionRequest,
+    siblings: &BTreeSet<&str>,
+) -> Result<String, serde_yaml::Error> {
+    let mut doc = serde_yaml::to_value(DefinitionManifest {
+        api_version: API_VERSION.into(),
+        kind: DefinitionKind::SegmentDefinition,
+        metadata: metadata.clone(),
+        spec: spec.clone(),
+    })?;
+    let groups = doc
+        .get_mut("spec")
+        .and_then(|s| s.get_mut("SegmentGroups"))
+        .and_then(|s| s.get_mut("Groups"))
+        .and_then(serde_yaml::Value::as_sequence_mut);
+    for g in groups.into_iter().flatten() {
+        let sources = g
+            .get_mut("SourceSegments")
+            .and_then(serde_yaml::Value::as_sequence_mut);
+        for source in sources.into_iter().flatten() {
+            let base = source
+                .get("SegmentDefinitionName")
+                .and_then(serde_yaml::Value::as_str)
+                .filter(|n| siblings.contains(n))
+                .map(str::to_string);
+            if let Some(base) = base {
+                let mut r = serde_yaml::Mapping::new();
+                r.insert("Ref".into(), base.into());
+                *source = serde_yaml::Value::Mapping(r);
+            }
+        }
+    }
+    serde_yaml::to_string(&doc)
+}
