@@ -1,16 +1,44 @@
 //! The folder's `SegmentDefinition` manifests as one desired state: names unique, every
-//! `Ref` naming a manifest of the folder, no chain of `Ref`s leading back, bases first.
+//! `Ref` naming a manifest of the folder, a manifest of the folder never named otherwise,
+//! no chain of `Ref`s leading back, bases first.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::manifests::manifest::{DefinitionDoc, ManifestError};
 use crate::model::closest;
 
+/// Where source `s` of group `g` is written.
+fn source_path(g: usize, s: usize) -> String {
+    format!("spec.SegmentGroups.Groups[{g}].SourceSegments[{s}]")
+}
+
+/// Every source of `d`: (group, source, name, written as `Ref`).
+fn sources(d: &DefinitionDoc) -> Vec<(usize, usize, &str, bool)> {
+    let mut out = Vec::new();
+    for (gi, g) in d
+        .manifest
+        .spec
+        .segment_groups
+        .iter()
+        .flat_map(|g| g.groups.iter().flatten())
+        .enumerate()
+    {
+        for (si, src) in g.source_segments.iter().flatten().enumerate() {
+            if let Some(n) = src.segment_definition_name.as_deref() {
+                out.push((gi, si, n, d.refs.contains(&(gi, si))));
+            }
+        }
+    }
+    out
+}
+
 /// Checks the folder's definitions and orders them so that every definition comes after
 /// the ones it builds on.
 ///
-/// Errors: a name given twice, a `Ref` no manifest defines (with did-you-mean), `Ref`s that
-/// lead back to where they started; each located.
+/// Errors: a name given twice; a `Ref` no manifest defines (with did-you-mean); a manifest
+/// of the folder named by `SegmentDefinitionName` (its definition may be re-created under
+/// another name: `Ref` follows it); `Ref`s that lead back to where they started (every
+/// circle, at the `Ref` that closes it); each located.
 pub fn build(docs: &[DefinitionDoc]) -> Result<Vec<DefinitionDoc>, Vec<ManifestError>> {
     let mut errors = Vec::new();
     let mut by_name: BTreeMap<&str, &DefinitionDoc> = BTreeMap::new();
@@ -31,91 +59,104 @@ pub fn build(docs: &[DefinitionDoc]) -> Result<Vec<DefinitionDoc>, Vec<ManifestE
     }
     let names: Vec<&str> = by_name.keys().copied().collect();
     for d in docs {
-        for &(g, s) in &d.refs {
-            let Some(r) =
-                crate::manifests::manifest::definition::source_name(&d.manifest.spec, g, s)
-            else {
-                continue;
-            };
-            if !by_name.contains_key(r) {
-                let mut msg = format!("no SegmentDefinition manifest in the folder is named {r:?}");
-                if let Some(best) = closest(r, &names) {
+        for (g, s, name, is_ref) in sources(d) {
+            if is_ref && !by_name.contains_key(name) {
+                let mut msg =
+                    format!("no SegmentDefinition manifest in the folder is named {name:?}");
+                if let Some(best) = closest(name, &names) {
                     msg.push_str(&format!(" (did you mean {best}?)"));
                 }
+                errors.push(d.error(&format!("{}.Ref", source_path(g, s)), msg));
+            } else if !is_ref && by_name.contains_key(name) {
                 errors.push(d.error(
-                    &format!("spec.SegmentGroups.Groups[{g}].SourceSegments[{s}].Ref"),
-                    msg,
+                    &format!("{}.SegmentDefinitionName", source_path(g, s)),
+                    format!(
+                        "{name} is a manifest of this folder: write {{Ref: {name}}}, which follows its definition when a change re-creates it under another name"
+                    ),
                 ));
             }
         }
     }
-    match order(&by_name) {
-        Ok(ordered) if errors.is_empty() => Ok(ordered),
-        Ok(_) => {
-            errors.sort();
-            Err(errors)
-        }
-        Err(e) => {
-            errors.extend(e);
-            errors.sort();
-            Err(errors)
-        }
+    let (ordered, circles) = order(&by_name);
+    errors.extend(circles);
+    if errors.is_empty() {
+        Ok(ordered)
+    } else {
+        errors.sort();
+        errors.dedup();
+        Err(errors)
     }
 }
 
-/// Bases first (depth-first over `Ref`s, names in order, so the result is deterministic).
-fn order(
-    by_name: &BTreeMap<&str, &DefinitionDoc>,
-) -> Result<Vec<DefinitionDoc>, Vec<ManifestError>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        Visiting,
-        Done,
-    }
-    fn visit<'a>(
-        name: &'a str,
-        by_name: &BTreeMap<&'a str, &'a DefinitionDoc>,
-        marks: &mut BTreeMap<&'a str, Mark>,
-        trail: &mut Vec<&'a str>,
-        out: &mut Vec<DefinitionDoc>,
-    ) -> Result<(), ManifestError> {
-        match marks.get(name) {
-            Some(Mark::Done) => return Ok(()),
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    Visiting,
+    Done,
+}
+
+struct Walk<'a, 'b> {
+    by_name: &'b BTreeMap<&'a str, &'a DefinitionDoc>,
+    marks: BTreeMap<&'a str, Mark>,
+    trail: Vec<&'a str>,
+    out: Vec<DefinitionDoc>,
+    circles: Vec<ManifestError>,
+}
+
+impl<'a> Walk<'a, '_> {
+    /// Depth first over `Ref`s, bases first; a `Ref` back into the trail is a circle,
+    /// reported at that `Ref`, and the walk goes on.
+    fn visit(&mut self, name: &'a str) {
+        match self.marks.get(name) {
+            Some(Mark::Done) => return,
             Some(Mark::Visiting) => {
-                let from = trail.iter().position(|n| *n == name).unwrap_or(0);
-                let mut chain: Vec<&str> = trail[from..].to_vec();
+                let from = self.trail.iter().position(|n| *n == name).unwrap_or(0);
+                let mut chain: Vec<&str> = self.trail[from..].to_vec();
                 chain.push(name);
-                let d = by_name[trail[from]];
-                return Err(d.error(
-                    "spec.SegmentGroups",
+                let last = self.by_name[self.trail[self.trail.len() - 1]];
+                let at = sources(last)
+                    .into_iter()
+                    .find(|(_, _, n, is_ref)| *is_ref && *n == name)
+                    .map(|(g, s, _, _)| format!("{}.Ref", source_path(g, s)))
+                    .unwrap_or_else(|| "spec.SegmentGroups".into());
+                self.circles.push(last.error(
+                    &at,
                     format!(
                         "these definitions build on each other in a circle: {}",
                         chain.join(" → ")
                     ),
                 ));
+                return;
             }
             None => {}
         }
-        let d = by_name[name];
-        marks.insert(name, Mark::Visiting);
-        trail.push(name);
-        // A `Ref`, or a name given as SegmentDefinitionName that a manifest of the folder
-        // defines: either way it must exist before this one is created.
-        let bases: BTreeSet<&str> = d.source_names().collect();
+        let d = self.by_name[name];
+        self.marks.insert(name, Mark::Visiting);
+        self.trail.push(name);
+        let bases: BTreeSet<&'a str> = sources(d)
+            .into_iter()
+            .filter(|(_, _, _, is_ref)| *is_ref)
+            .filter_map(|(_, _, n, _)| self.by_name.get_key_value(n).map(|(k, _)| *k))
+            .collect();
         for b in bases {
-            if let Some((k, _)) = by_name.get_key_value(b) {
-                visit(k, by_name, marks, trail, out)?;
-            }
+            self.visit(b);
         }
-        trail.pop();
-        marks.insert(name, Mark::Done);
-        out.push(d.clone());
-        Ok(())
+        self.trail.pop();
+        self.marks.insert(name, Mark::Done);
+        self.out.push(d.clone());
     }
-    let mut marks = BTreeMap::new();
-    let mut out = Vec::new();
+}
+
+/// Bases first (names in order, so the result is deterministic), and every circle.
+fn order(by_name: &BTreeMap<&str, &DefinitionDoc>) -> (Vec<DefinitionDoc>, Vec<ManifestError>) {
+    let mut w = Walk {
+        by_name,
+        marks: BTreeMap::new(),
+        trail: Vec::new(),
+        out: Vec::new(),
+        circles: Vec::new(),
+    };
     for name in by_name.keys() {
-        visit(name, by_name, &mut marks, &mut Vec::new(), &mut out).map_err(|e| vec![e])?;
+        w.visit(name);
     }
-    Ok(out)
+    (w.out, w.circles)
 }

@@ -37,6 +37,8 @@ pub struct LiveDefinition {
     pub arn: String,
     /// As CreateSegmentDefinition would make it again (tags included).
     pub spec: CreateSegmentDefinitionRequest,
+    /// When it was created (epoch seconds).
+    pub created_at: i64,
 }
 
 /// The domain as observed.
@@ -56,6 +58,8 @@ pub enum Action {
     Replace,
     /// Only tags change (TagResource works on a definition).
     Tag,
+    /// An unmanaged definition (`metadata.adopt`) taken over as it is: tagged as managed.
+    Adopt,
     Delete,
 }
 
@@ -65,6 +69,7 @@ impl Action {
             Action::Create => "create",
             Action::Replace => "replace",
             Action::Tag => "tag",
+            Action::Adopt => "adopt",
             Action::Delete => "delete",
         }
     }
@@ -111,6 +116,9 @@ pub struct Step {
     /// The definition was re-created by someone else since segmentctl created it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drift: bool,
+    /// A replace of an unmanaged definition named by `metadata.adopt`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
     /// Deletes: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
@@ -133,6 +141,7 @@ impl Step {
             tag_changes: TagChange::default(),
             dependants: Vec::new(),
             drift: false,
+            adopted: false,
             cause: None,
             blocked: Vec::new(),
         }
@@ -239,21 +248,18 @@ pub fn plan(desired: &[DefinitionDoc], live: &LiveDomain, s: &Settings) -> Defin
         o: &o,
         s,
         final_name: BTreeMap::new(),
+        taken: desired.iter().map(|d| d.name().to_string()).collect(),
+        blocked: BTreeSet::new(),
         steps: Vec::new(),
         deletes: Vec::new(),
     };
     for d in desired {
         p.definition(d);
     }
-    if s.prune {
-        let wanted: BTreeSet<&str> = desired.iter().map(DefinitionDoc::name).collect();
-        for (name, lives) in &o.managed {
-            if !wanted.contains(name) {
-                for l in lives {
-                    p.delete(l, "its manifest is gone (prune)");
-                }
-            }
-        }
+    // An empty folder never prunes: it is far likelier a wrong path than a wish to delete
+    // everything.
+    if s.prune && !desired.is_empty() {
+        p.prune(desired);
     }
     let mut steps = p.steps;
     let deletes = order_deletes(p.deletes, &steps, &o);
@@ -273,6 +279,11 @@ struct Planner<'a> {
     s: &'a Settings,
     /// Manifest name → the definition's name on the target once the plan has run.
     final_name: BTreeMap<String, String>,
+    /// Names a definition of this plan will have, or a manifest claims: a derived name
+    /// is chosen among the others.
+    taken: BTreeSet<String>,
+    /// Manifests whose step is blocked: what builds on them is blocked too.
+    blocked: BTreeSet<String>,
     steps: Vec<Step>,
     deletes: Vec<Step>,
 }
@@ -311,7 +322,50 @@ impl Planner<'_> {
         (spec, digest)
     }
 
+    /// Plans `d`, then blocks its steps when a base it names is blocked or missing: nothing
+    /// is created on a definition that will not be there (or is someone else's).
     fn definition(&mut self, d: &DefinitionDoc) {
+        let (steps_before, deletes_before) = (self.steps.len(), self.deletes.len());
+        self.definition_steps(d);
+        let mut why: Vec<String> = Vec::new();
+        for (gi, g) in d
+            .manifest
+            .spec
+            .segment_groups
+            .iter()
+            .flat_map(|g| g.groups.iter().flatten())
+            .enumerate()
+        {
+            for (si, src) in g.source_segments.iter().flatten().enumerate() {
+                let Some(n) = src.segment_definition_name.as_deref() else {
+                    continue;
+                };
+                if d.refs.contains(&(gi, si)) {
+                    if self.blocked.contains(n) {
+                        why.push(format!("its base {n} is blocked"));
+                    }
+                } else if !self.o.by_name.contains_key(n) {
+                    why.push(format!(
+                        "SourceSegments names {n}, and the domain has no definition of that name"
+                    ));
+                }
+            }
+        }
+        let blocked_here = self.steps[steps_before..]
+            .iter()
+            .any(|s| !s.blocked.is_empty());
+        if why.is_empty() && !blocked_here {
+            return;
+        }
+        self.blocked.insert(d.name().to_string());
+        for step in &mut self.steps[steps_before..] {
+            step.blocked.extend(why.iter().cloned());
+        }
+        // A blocked replace keeps the old definition: its delete does not happen.
+        self.deletes.truncate(deletes_before);
+    }
+
+    fn definition_steps(&mut self, d: &DefinitionDoc) {
         let (spec, digest) = self.request(d);
         let want = body(&spec);
         let candidates: Vec<&LiveDefinition> =
@@ -326,10 +380,17 @@ impl Planner<'_> {
             .iter()
             .filter(|l| Some(l.name.as_str()) != current.map(|c| c.name.as_str()))
         {
-            self.delete(l, "a second copy, left by an interrupted apply");
+            self.delete(
+                l,
+                "an older copy (replaced, or left by an interrupted apply)",
+                false,
+            );
         }
         let Some(live) = current else {
-            self.create(d, spec);
+            match d.manifest.metadata.adopt.as_deref() {
+                Some(target) => self.adopt(d, target, spec, digest),
+                None => self.create(d, spec),
+            }
             return;
         };
         let had = body(&live.spec);
@@ -351,6 +412,54 @@ impl Planner<'_> {
         self.replace(d, live, spec, digest, &had, &want);
     }
 
+    /// `metadata.adopt: target`: the unmanaged definition `target` becomes this manifest's,
+    /// tagged as it is when it matches, else replaced.
+    fn adopt(
+        &mut self,
+        d: &DefinitionDoc,
+        target: &str,
+        spec: CreateSegmentDefinitionRequest,
+        digest: String,
+    ) {
+        let mut step = Step::new(Action::Adopt, d.name());
+        step.live_name = Some(target.to_string());
+        let Some(live) = self.o.by_name.get(target).copied() else {
+            step.blocked.push(format!(
+                "there is no definition named {target} to adopt in this domain"
+            ));
+            self.steps.push(step);
+            return;
+        };
+        step.arn = Some(live.arn.clone());
+        if let Some(owner) = self.o.owner_of(target) {
+            step.blocked.push(if owner == self.s.owner {
+                format!("{target} is already managed by this owner, under another manifest name")
+            } else {
+                format!(
+                    "{target} is managed by the owner {owner}, not {}",
+                    self.s.owner
+                )
+            });
+            self.steps.push(step);
+            return;
+        }
+        let had = body(&live.spec);
+        let want = body(&spec);
+        if had == want {
+            self.final_name.insert(d.name().into(), live.name.clone());
+            step.tag_changes = TagChange::between(
+                live.spec.tags.as_ref().unwrap_or(&Tags::new()),
+                spec.tags.as_ref().unwrap_or(&Tags::new()),
+            );
+            self.steps.push(step);
+            return;
+        }
+        self.replace(d, live, spec, digest, &had, &want);
+        if let Some(last) = self.steps.last_mut() {
+            last.adopted = true;
+        }
+    }
+
     fn create(&mut self, d: &DefinitionDoc, spec: CreateSegmentDefinitionRequest) {
         let name = d.name().to_string();
         let mut step = Step::new(Action::Create, d.name());
@@ -358,12 +467,15 @@ impl Planner<'_> {
             // The manifest's name is taken by a definition this owner does not manage.
             let owner = self.o.owner_of(&name);
             step.blocked.push(match owner {
+                Some(o) if o == self.s.owner => format!(
+                    "a definition named {name} exists, managed by this owner for another manifest; rename this manifest"
+                ),
                 Some(o) => format!(
                     "a definition named {name} exists, managed by the owner {o}, not {}",
                     self.s.owner
                 ),
                 None => format!(
-                    "a definition named {name} exists and is not managed by segmentctl; rename the manifest, or delete that definition"
+                    "a definition named {name} exists and is not managed by segmentctl; take it over with metadata.adopt: {name}, rename the manifest, or delete that definition"
                 ),
             });
         }
@@ -408,7 +520,7 @@ impl Planner<'_> {
             let mut old = Step::new(Action::Delete, d.name());
             old.live_name = Some(live.name.clone());
             old.arn = Some(live.arn.clone());
-            let new = derived_name(d.name(), &digest);
+            let new = self.free_name(d.name(), &digest);
             old.cause = Some(format!("replaced by {new}"));
             self.deletes.push(old);
             new
@@ -419,7 +531,57 @@ impl Planner<'_> {
         self.steps.push(step);
     }
 
-    fn delete(&mut self, l: &LiveDefinition, cause: &str) {
+    /// A derived name for `name` with content `digest`, free in the domain and in this
+    /// plan: `<name>-<8 hex>` of the name and the content (so two long names that share
+    /// their first 55 characters differ), another suffix while it is taken.
+    fn free_name(&mut self, name: &str, digest: &str) -> String {
+        let mut attempt = 0u64;
+        loop {
+            let suffix = diff::digest(&serde_json::json!([name, digest, attempt]));
+            let candidate = derived_name(name, &suffix);
+            if !self.o.by_name.contains_key(candidate.as_str())
+                && self.taken.insert(candidate.clone())
+            {
+                return candidate;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Deletes of managed definitions whose manifest is gone, unless protected; all of
+    /// them blocked when they are more than `max_delete_percent` of the managed ones.
+    fn prune(&mut self, desired: &[DefinitionDoc]) {
+        let wanted: BTreeSet<&str> = desired.iter().map(DefinitionDoc::name).collect();
+        let managed = self.o.managed.len();
+        let gone: Vec<&LiveDefinition> = self
+            .o
+            .managed
+            .iter()
+            .filter(|(name, _)| !wanted.contains(*name))
+            .flat_map(|(_, lives)| lives.iter().copied())
+            .collect();
+        let names = self
+            .o
+            .managed
+            .keys()
+            .filter(|n| !wanted.contains(*n))
+            .count();
+        let too_many =
+            managed > 0 && names as f64 * 100.0 / managed as f64 > self.s.max_delete_percent;
+        for l in gone {
+            self.delete(l, "its manifest is gone (prune)", true);
+            if too_many {
+                if let Some(last) = self.deletes.last_mut() {
+                    last.blocked.push(format!(
+                        "the plan would delete {names} of {managed} managed definitions, more than max_delete_percent ({}%); raise it in segmentctl.yaml if this is meant",
+                        self.s.max_delete_percent
+                    ));
+                }
+            }
+        }
+    }
+
+    fn delete(&mut self, l: &LiveDefinition, cause: &str, protect_applies: bool) {
         let tags = l.spec.tags.as_ref();
         let mut step = Step::new(
             Action::Delete,
@@ -430,9 +592,10 @@ impl Planner<'_> {
         step.live_name = Some(l.name.clone());
         step.arn = Some(l.arn.clone());
         step.cause = Some(cause.to_string());
-        if tags
-            .and_then(|t| t.get(TAG_PROTECT))
-            .is_some_and(|v| v == "true")
+        if protect_applies
+            && tags
+                .and_then(|t| t.get(TAG_PROTECT))
+                .is_some_and(|v| v == "true")
         {
             step.blocked
                 .push("protected (segmentctl:protect): remove metadata.protect first".into());
@@ -441,39 +604,57 @@ impl Planner<'_> {
     }
 }
 
-/// Deletes run after every create, the users of a definition before it; a delete of a
-/// definition that something still uses after the plan has run is blocked.
+/// Deletes run after every create, the users of a definition before it. A delete is
+/// blocked while anything that stays names the definition: a live one not deleted (or
+/// whose delete is blocked), one replaced in place (by its new sources), or one this plan
+/// creates; until no more are blocked.
 fn order_deletes(mut deletes: Vec<Step>, before: &[Step], o: &Observed<'_>) -> Vec<Step> {
-    let gone: BTreeSet<String> = deletes.iter().filter_map(|d| d.live_name.clone()).collect();
-    // Definitions replaced in place name new sources once the plan has run.
-    let rewritten: BTreeMap<&str, BTreeSet<&str>> = before
-        .iter()
-        .filter(|s| s.replacement == Some(Replacement::InPlace))
-        .filter_map(|s| {
-            let live = s.live_name.as_deref()?;
-            Some((live, s.spec.iter().flat_map(sources).collect()))
-        })
-        .collect();
-    let still_uses = |user: &str, name: &str| {
-        !gone.contains(user) && rewritten.get(user).is_none_or(|now| now.contains(name))
-    };
-    for d in &mut deletes {
-        let Some(name) = d.live_name.as_deref() else {
-            continue;
-        };
-        let kept: Vec<&str> = o
-            .users
-            .get(name)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|u| still_uses(u, name))
+    loop {
+        let going: BTreeSet<String> = deletes
+            .iter()
+            .filter(|d| d.blocked.is_empty())
+            .filter_map(|d| d.live_name.clone())
             .collect();
-        if !kept.is_empty() {
-            d.blocked.push(format!(
-                "still used by {}: not deleted while a definition names it in SourceSegments",
-                kept.join(", ")
-            ));
+        let rewritten: BTreeSet<&str> = before
+            .iter()
+            .filter(|s| s.blocked.is_empty() && s.replacement == Some(Replacement::InPlace))
+            .filter_map(|s| s.live_name.as_deref())
+            .collect();
+        // Who names what once the plan has run.
+        let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, live) in &o.by_name {
+            if going.contains(*name) || rewritten.contains(name) {
+                continue;
+            }
+            for src in sources(&live.spec) {
+                users
+                    .entry(src.to_string())
+                    .or_default()
+                    .push(name.to_string());
+            }
+        }
+        for s in before.iter().filter(|s| s.blocked.is_empty()) {
+            let Some(spec) = &s.spec else { continue };
+            let who = s.new_name.clone().unwrap_or_else(|| s.name.clone());
+            for src in sources(spec) {
+                users.entry(src.to_string()).or_default().push(who.clone());
+            }
+        }
+        let mut changed = false;
+        for d in deletes.iter_mut().filter(|d| d.blocked.is_empty()) {
+            let Some(name) = d.live_name.as_deref() else {
+                continue;
+            };
+            if let Some(kept) = users.get(name) {
+                d.blocked.push(format!(
+                    "still used by {}: not deleted while a definition names it in SourceSegments",
+                    kept.join(", ")
+                ));
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
         }
     }
     // Users first: repeatedly take a delete that no remaining delete's definition builds on.
@@ -536,6 +717,7 @@ mod tests {
                     name: s.new_name.clone().unwrap(),
                     arn: format!("arn:{}", s.name),
                     spec: with_sdk_defaults_kept(s.spec.clone().unwrap()),
+                    created_at: 0,
                 })
                 .collect(),
         }
@@ -594,5 +776,147 @@ mod tests {
             .collect();
         assert_eq!(deletes, [("us-old", true), ("ca", false)], "{p:#?}");
         assert!(p.steps.iter().all(|s| s.action == Action::Delete));
+    }
+
+    /// A manifest whose only group builds on `sources` (`Ref: x`, or `Name: x` for a
+    /// definition named on the target).
+    fn user(name: &str, sources: &[&str], extra: &str) -> String {
+        let list: Vec<String> = sources
+            .iter()
+            .map(|s| match s.strip_prefix("Name: ") {
+                Some(n) => format!("{{SegmentDefinitionName: {n}}}"),
+                None => format!("{{Ref: {s}}}"),
+            })
+            .collect();
+        format!("apiVersion: segmentctl/v1\nkind: SegmentDefinition\nmetadata: {{name: {name}{extra}}}\nspec:\n  DisplayName: {name}\n  SegmentGroups: {{Groups: [{{SourceSegments: [{}]}}]}}\n---\n", list.join(", "))
+    }
+
+    fn blocked(p: &DefinitionsPlan) -> Vec<(Action, String, bool)> {
+        p.steps
+            .iter()
+            .map(|s| {
+                (
+                    s.action,
+                    s.live_name.clone().unwrap_or_else(|| s.name.clone()),
+                    !s.blocked.is_empty(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_definition_is_never_deleted_while_something_that_stays_names_it() {
+        // A protected user of a pruned base keeps it.
+        let before =
+            docs(&(manifest("base", "US", "") + &user("mid", &["base"], ", protect: true")));
+        let live = applied(&before);
+        let p = plan(&docs(&manifest("other", "JP", "")), &live, &settings(true));
+        assert_eq!(
+            blocked(&p),
+            [
+                (Action::Create, "other".into(), false),
+                (Action::Delete, "mid".into(), true),
+                (Action::Delete, "base".into(), true),
+            ],
+            "{p:#?}"
+        );
+        // A definition this plan creates names one its prune would delete.
+        let before = docs(&(manifest("gone", "US", "") + &manifest("keep", "FR", "")));
+        let live = applied(&before);
+        let now = docs(&(manifest("keep", "FR", "") + &user("nu", &["Name: gone"], "")));
+        let p = plan(&now, &live, &settings(true));
+        assert_eq!(
+            blocked(&p),
+            [
+                (Action::Create, "nu".into(), false),
+                (Action::Delete, "gone".into(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn what_builds_on_a_blocked_or_missing_base_is_blocked() {
+        let mut live = LiveDomain {
+            name: "shop".into(),
+            exists: true,
+            definitions: Vec::new(),
+        };
+        let theirs = applied(&docs(&manifest("vip", "ZZ", ""))).definitions[0].clone();
+        let mut theirs = theirs;
+        theirs.spec.tags = None;
+        live.definitions.push(theirs);
+        let desired = docs(
+            &(manifest("vip", "US", "")
+                + &user("vip-eu", &["vip"], "")
+                + &user("typo", &["Name: vpi"], "")),
+        );
+        let p = plan(&desired, &live, &settings(false));
+        assert_eq!(
+            blocked(&p),
+            [
+                (Action::Create, "typo".into(), true),
+                (Action::Create, "vip".into(), true),
+                (Action::Create, "vip-eu".into(), true),
+            ],
+            "{p:#?}"
+        );
+        assert!(p.steps[2]
+            .blocked
+            .iter()
+            .any(|b| b == "its base vip is blocked"));
+    }
+
+    #[test]
+    fn an_empty_folder_never_prunes_and_a_large_prune_is_blocked() {
+        let all = docs(
+            &(manifest("a", "US", "")
+                + &manifest("b", "US", "")
+                + &manifest("c", "US", "")
+                + &manifest("d", "US", "")),
+        );
+        let live = applied(&all);
+        assert!(plan(&[], &live, &settings(true)).is_empty());
+        let mut half = settings(true);
+        half.max_delete_percent = 50.0;
+        let p = plan(&docs(&manifest("a", "US", "")), &live, &half);
+        assert_eq!(p.count(Action::Delete), 3);
+        assert!(p.steps.iter().all(|s| s.blocked.len() == 1), "{p:#?}");
+        assert!(p.steps[0].blocked[0].contains("3 of 4 managed definitions"));
+    }
+
+    #[test]
+    fn a_derived_name_is_one_nothing_holds() {
+        let before = docs(&(manifest("base", "US", "") + &user("u", &["base"], "")));
+        let mut live = applied(&before);
+        let changed = docs(&(manifest("base", "US, CA", "") + &user("u", &["base"], "")));
+        let first = plan(&changed, &live, &settings(true));
+        let derived = first.steps[0].new_name.clone().unwrap();
+        assert!(derived.starts_with("base-"), "{first:#?}");
+        // Someone else holds that name now: another is chosen.
+        let mut squatter = live.definitions[0].clone();
+        squatter.name = derived.clone();
+        squatter.spec.tags = None;
+        live.definitions.push(squatter);
+        let second = plan(&changed, &live, &settings(true));
+        let other = second.steps[0].new_name.clone().unwrap();
+        assert!(
+            other.starts_with("base-") && other != derived,
+            "{second:#?}"
+        );
+    }
+
+    #[test]
+    fn an_older_copy_of_a_protected_definition_is_deleted() {
+        let desired = docs(&manifest("base", "US", ", protect: true"));
+        let mut live = applied(&desired);
+        let mut old = live.definitions[0].clone();
+        old.name = "base-0000000a".into();
+        old.spec.display_name = "before".into();
+        live.definitions.push(old);
+        let p = plan(&desired, &live, &settings(false));
+        assert_eq!(
+            blocked(&p),
+            [(Action::Delete, "base-0000000a".into(), false)]
+        );
     }
 }

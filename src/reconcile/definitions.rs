@@ -50,15 +50,21 @@ pub enum StepResult {
     Failed(String),
     /// Not run: an earlier step failed.
     NotRun,
+    /// Not run: the apply was interrupted (the step in flight finished).
+    Interrupted,
 }
 
 /// Runs `plan` on `p`, telling `seen` each step's result as it ends. Steps run one after
 /// another, in the plan's order (bases before what builds on them; deletes last, users
 /// first); after a failure the rest is not run, so nothing is deleted that a failed
 /// create was to replace. A rerun plans again from what is there.
+///
+/// `stop`, once true, lets the step in flight finish (an in-place replace is its delete and
+/// its create: never cut between them) and starts no other.
 pub async fn apply<P: Profiles>(
     p: &P,
     plan: &DefinitionsPlan,
+    stop: Option<&tokio::sync::watch::Receiver<bool>>,
     mut seen: impl FnMut(&Step, &StepResult),
 ) -> Result<Vec<StepResult>, ProfilesError> {
     if plan.create_domain {
@@ -67,7 +73,9 @@ pub async fn apply<P: Profiles>(
     let mut results = Vec::with_capacity(plan.steps.len());
     let mut failed = false;
     for step in &plan.steps {
-        let result = if failed {
+        let result = if stop.is_some_and(|s| *s.borrow()) {
+            StepResult::Interrupted
+        } else if failed {
             StepResult::NotRun
         } else if !step.blocked.is_empty() {
             StepResult::Skipped
@@ -98,7 +106,7 @@ async fn run<P: Profiles>(p: &P, domain: &str, step: &Step) -> Result<(), Profil
             create(p, domain, new_name, step).await
         }
         Action::Delete => p.delete_definition(domain, live_name).await.map(|_| ()),
-        Action::Tag => {
+        Action::Tag | Action::Adopt => {
             let arn = step.arn.as_deref().unwrap_or_default();
             if !step.tag_changes.add.is_empty() {
                 p.tag(arn, &step.tag_changes.add).await?;

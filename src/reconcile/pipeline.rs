@@ -51,15 +51,20 @@ pub struct Inputs {
 pub fn load(inputs: &Inputs) -> Result<Workspace, Vec<ManifestError>> {
     let mut ws = workspace::load(&inputs.dir, inputs.config.as_deref())?;
     settle(inputs, &mut ws.config);
-    if let (Some(d), Target::Endpoint { .. } | Target::Aws { .. }) =
-        (ws.definitions.first(), &ws.config.target)
-    {
-        return Err(vec![d.error(
+    definitions_on_pinpoint(&ws)?;
+    Ok(ws)
+}
+
+/// A folder of `SegmentDefinition` manifests is for a Customer Profiles domain: on a
+/// Pinpoint target it is an error, never an empty plan.
+fn definitions_on_pinpoint(ws: &Workspace) -> Result<(), Vec<ManifestError>> {
+    match (ws.definitions.first(), &ws.config.target) {
+        (Some(d), Target::Endpoint { .. } | Target::Aws { .. }) => Err(vec![d.error(
             "kind",
             "a SegmentDefinition is applied to a Customer Profiles domain, but the target is a Pinpoint one; set `target: {customerProfiles: {domain: NAME}}` in segmentctl.yaml, or pass --target customer-profiles:DOMAIN",
-        )]);
+        )]),
+        _ => Ok(()),
     }
-    Ok(ws)
 }
 
 /// The command line's overrides, and no prune for one manifest file: the segments of the
@@ -178,6 +183,7 @@ pub async fn load_and_plan<P: Pinpoint>(
         .expect("parsing does not panic")
         .map_err(PlanError::Invalid)?;
     settle(inputs, &mut ws.config);
+    definitions_on_pinpoint(&ws).map_err(PlanError::Invalid)?;
     let scope = Scope {
         owner: ws.config.owner(),
         owns,

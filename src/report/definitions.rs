@@ -22,7 +22,7 @@ fn sign(a: Action) -> (&'static str, &'static str) {
         Action::Create => ("+", "32"),
         Action::Delete => ("-", "31"),
         Action::Replace => ("-/+", "33"),
-        Action::Tag => ("~", "33"),
+        Action::Tag | Action::Adopt => ("~", "33"),
     }
 }
 
@@ -36,6 +36,7 @@ pub fn summary(p: &DefinitionsPlan) -> String {
         (Action::Create, "to create"),
         (Action::Replace, "to replace"),
         (Action::Tag, "to tag"),
+        (Action::Adopt, "to adopt"),
         (Action::Delete, "to delete"),
     ] {
         let n = p.count(a);
@@ -53,6 +54,14 @@ pub fn summary(p: &DefinitionsPlan) -> String {
 
 /// What a step does, in words, after its name.
 fn how(s: &Step) -> String {
+    let what = how_carried_out(s);
+    match (&s.live_name, s.adopted) {
+        (Some(l), true) => format!("adopt {}, then {what}", safe(l)),
+        _ => what,
+    }
+}
+
+fn how_carried_out(s: &Step) -> String {
     let live = s.live_name.as_deref().map(|n| safe(n).into_owned());
     let new = s.new_name.as_deref().map(|n| safe(n).into_owned());
     match (s.action, s.replacement) {
@@ -80,7 +89,17 @@ fn how(s: &Step) -> String {
                 if users.len() == 1 { "builds" } else { "build" },
             )
         }
-        (Action::Tag, _) => "tags only".into(),
+        (Action::Tag, _) => match live {
+            Some(l) if l != s.name => format!("tags only, on {l}"),
+            _ => "tags only".into(),
+        },
+        (Action::Adopt, _) if !s.blocked.is_empty() => {
+            format!("take over {}", live.unwrap_or_default())
+        }
+        (Action::Adopt, _) => format!(
+            "take over {} as it is: tagged as managed",
+            live.unwrap_or_default()
+        ),
         (Action::Delete, _) => {
             let cause = s.cause.as_deref().map(safe).unwrap_or_default();
             match live {
@@ -99,8 +118,18 @@ fn details(s: &Step) -> Vec<String> {
     }
     if s.action == Action::Create {
         if let Some(spec) = &s.spec {
+            // What the manifest says, segmentctl's own tags aside.
             let mut body = spec.clone();
-            body.tags = None;
+            body.tags = spec
+                .tags
+                .as_ref()
+                .map(|t| {
+                    t.iter()
+                        .filter(|(k, _)| !crate::plan::is_own_tag(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<crate::model::Tags>()
+                })
+                .filter(|t| !t.is_empty());
             let v = serde_json::to_value(&body).unwrap_or_default();
             out.extend(
                 crate::plan::diff::diff(&serde_json::Value::Object(Default::default()), &v)

@@ -156,7 +156,8 @@ pub async fn connect_for(
             )))
         }
     };
-    let (conf, r) = sdk_config(url, region, profile).await?;
+    let kind = if url.is_some() { "endpoint" } else { "aws" };
+    let (conf, r) = sdk_config(url, region, profile, kind).await?;
     let endpoint = match url {
         Some(u) => redact_url(u),
         None => format!("https://pinpoint.{r}.amazonaws.com"),
@@ -181,6 +182,7 @@ async fn sdk_config(
     url: Option<&str>,
     region: Option<String>,
     profile: Option<String>,
+    kind: &'static str,
 ) -> Result<(aws_config::SdkConfig, String), ConnectError> {
     let mut loader =
         aws_config::defaults(BehaviorVersion::latest()).retry_config(RetryConfig::disabled());
@@ -202,7 +204,6 @@ async fn sdk_config(
         }
     }
     let conf = loader.load().await;
-    let kind = if url.is_some() { "endpoint" } else { "aws" };
     let Some(r) = conf.region().map(|r| r.to_string()) else {
         return Err(ConnectError::NoRegion { kind });
     };
@@ -344,7 +345,13 @@ pub async fn connect_profiles(
         }
         Target::CustomerProfiles(p) => {
             let (conf, r) =
-                sdk_config(p.endpoint.as_deref(), p.region.clone(), p.profile.clone()).await?;
+                sdk_config(
+                    p.endpoint.as_deref(),
+                    p.region.clone(),
+                    p.profile.clone(),
+                    "customerProfiles",
+                )
+                .await?;
             let endpoint = match &p.endpoint {
                 Some(u) => redact_url(u),
                 None => format!("https://profile.{r}.amazonaws.com"),

@@ -391,7 +391,7 @@ async fn converge(t: &TestServer, dir: &Path, appliers: usize) -> usize {
                 if p.is_empty() {
                     return true;
                 }
-                let _ = run::apply(&api, &p, |_, _| {}).await;
+                let _ = run::apply(&api, &p, None, |_, _| {}).await;
                 false
             }));
         }
@@ -586,6 +586,101 @@ async fn import_writes_the_domains_definitions_and_a_plan_right_after_is_empty()
     assert_eq!(code, 1);
     assert!(
         stderr.contains("--application names a Pinpoint application"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_takes_over_an_unmanaged_definition_as_it_is_or_replaces_it() {
+    use aws_sdk_customerprofiles::types::AddressDimension;
+    let t = util::start().await;
+    create_domain(&t, "shop").await;
+    let c = profiles_client(&t);
+    for (name, country) in [("match", "US"), ("differ", "FR")] {
+        c.create_segment_definition()
+            .domain_name("shop")
+            .segment_definition_name(name)
+            .display_name(name)
+            .segment_groups(
+                SegmentGroup::builder()
+                    .groups(
+                        Group::builder()
+                            .dimensions(Dimension::ProfileAttributes(
+                                ProfileAttributes::builder()
+                                    .address(
+                                        AddressDimension::builder()
+                                            .country(
+                                                ProfileDimension::builder()
+                                                    .dimension_type(StringDimensionType::Inclusive)
+                                                    .values(country)
+                                                    .build()
+                                                    .unwrap(),
+                                            )
+                                            .build(),
+                                    )
+                                    .build(),
+                            ))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    let adopting = |name: &str, target: &str| {
+        definition(name, &["US"], &[]).replace(
+            &format!("  name: {name}\n"),
+            &format!("  name: {name}\n  adopt: {target}\n"),
+        )
+    };
+    std::fs::write(d.join("match.yaml"), adopting("match", "match")).unwrap();
+    std::fs::write(d.join("differ.yaml"), adopting("differ", "differ")).unwrap();
+    std::fs::write(d.join("ghost.yaml"), adopting("ghost", "nothing-here")).unwrap();
+    let (code, stdout, _) = cli(d, &["plan", "."]);
+    assert_eq!(code, 3, "{stdout}");
+    insta::assert_snapshot!("profiles_target_adopt", redact(&stdout, &t));
+    std::fs::remove_file(d.join("ghost.yaml")).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let now = live(&t, "shop").await;
+    assert_eq!(now["match"].1.as_deref(), Some("match"));
+    assert_eq!(now["differ"].1.as_deref(), Some("differ"));
+    let (code, stdout, _) = cli(d, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_manifest_file_never_prunes_and_a_pinpoint_target_refuses_definitions() {
+    let t = util::start().await;
+    create_domain(&t, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("segmentctl.yaml"),
+        config(&t, "shop", "prune: true\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("a.yaml"), definition("a", &["US"], &[])).unwrap();
+    std::fs::write(d.join("b.yaml"), definition("b", &["FR"], &[])).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    std::fs::write(d.join("a.yaml"), definition("a", &["US", "CA"], &[])).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", "a.yaml", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("so prune is off"), "{stderr}");
+    assert!(stdout.contains("Apply complete: 1 replaced."), "{stdout}");
+    assert!(live(&t, "shop").await.contains_key("b"), "b is kept");
+
+    // The same folder with a Pinpoint target: an error, not an empty plan.
+    std::fs::write(d.join("segmentctl.yaml"), util::endpoint_config(&t, "")).unwrap();
+    let (code, stdout, stderr) = cli(d, &["plan", "."]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stderr.contains("kind: a SegmentDefinition is applied to a Customer Profiles domain, but the target is a Pinpoint one"),
         "{stderr}"
     );
 }

@@ -393,6 +393,14 @@ pub async fn apply_saved(
 ) -> anyhow::Result<u8> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the plan {}", file.display()))?;
+    if serde_json::from_str::<serde_json::Value>(&text)
+        .is_ok_and(|v| v.get("domain").is_some() && v.get("steps").is_some())
+    {
+        bail!(
+            "{} is a Customer Profiles plan: saved plans are not available for that target yet; apply the folder, which plans again and shows the plan before it asks",
+            file.display()
+        );
+    }
     let p: Plan = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a segmentctl plan", file.display()))?;
     if p.format_version != plan::FORMAT_VERSION {

@@ -123,6 +123,7 @@ fn manifest(d: &Definition, siblings: &std::collections::BTreeSet<&str>) -> anyh
     let metadata = DefinitionMetadata {
         name: d.name.clone(),
         protect: false,
+        adopt: None,
     };
     let yaml = render(&metadata, &d.spec, siblings)?;
     // The path is the user's: shown, never obeyed (a newline in it would start a document).

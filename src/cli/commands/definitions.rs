@@ -22,7 +22,13 @@ use crate::text::{out, safe, use_colour};
 ///
 /// Errors: the folder does not load; the configuration cannot be trusted (no owner).
 pub fn definitions_workspace(inputs: &Inputs) -> anyhow::Result<Option<(Workspace, Config)>> {
+    // The owner is checked on the settings; the folder's configuration is then the one
+    // loaded with it (the command line's overrides, and no prune for one manifest file).
     let cfg = settings(inputs)?;
+    let found = |ws: Workspace| {
+        let cfg = ws.config.clone();
+        (ws, cfg)
+    };
     match cfg.target {
         Target::CustomerProfiles(_) => {
             let ws = load(inputs)?;
@@ -32,11 +38,11 @@ pub fn definitions_workspace(inputs: &Inputs) -> anyhow::Result<Option<(Workspac
                     crate::text::safe(&inputs.dir.display().to_string())
                 );
             }
-            Ok(Some((ws, cfg)))
+            Ok(Some(found(ws)))
         }
         Target::Local { .. } => {
             let ws = load(inputs)?;
-            Ok((!ws.definitions.is_empty()).then_some((ws, cfg)))
+            Ok((!ws.definitions.is_empty()).then(|| found(ws)))
         }
         Target::Endpoint { .. } | Target::Aws { .. } => Ok(None),
     }
@@ -168,16 +174,34 @@ pub async fn apply(
         }
     }
     let colour = use_colour(&std::io::stdout());
-    let result = run::apply(&conn.profiles, &p, |step, r| {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+        err("\nInterrupt received: finishing the step in flight, starting none (interrupt again to stop at once).\n");
+        shutdown_signal().await;
+        err("\nInterrupted again: stopping now; run apply again to finish.\n");
+        std::process::exit(i32::from(exit::INTERRUPTED));
+    });
+    let result = run::apply(&conn.profiles, &p, Some(&stop_rx), |step, r| {
         out(&format!("{}\n", step_line(step, r, colour)))
     })
     .await;
+    watcher.abort();
     let endpoint = conn.endpoint.clone();
     conn.close().await;
     let results = match result {
         Ok(r) => r,
         Err(e) => bail!("cannot create the domain {} at {endpoint}: {e}", p.domain),
     };
+    if results.contains(&StepResult::Interrupted) {
+        let done = results.iter().filter(|r| **r == StepResult::Done).count();
+        out(&format!(
+            "\nInterrupted: {done} of {} done; run apply again to finish.\n",
+            crate::text::plural(results.len(), "step")
+        ));
+        return Ok(exit::INTERRUPTED);
+    }
     out(&format!("\n{}\n", outcome_line(&p, &results)));
     Ok(
         if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
@@ -204,6 +228,7 @@ fn step_line(s: &Step, r: &StepResult, colour: bool) -> String {
         StepResult::Skipped => ("skipped: blocked in the plan".to_string(), "33"),
         StepResult::Failed(e) => (format!("failed: {}", safe(e)), "31"),
         StepResult::NotRun => ("not run: an earlier step failed".to_string(), "33"),
+        StepResult::Interrupted => ("not run: interrupted".to_string(), "33"),
     };
     let word = if colour {
         format!("\x1b[{code}m{word}\x1b[0m")
@@ -226,6 +251,7 @@ fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
         (Action::Create, "created"),
         (Action::Replace, "replaced"),
         (Action::Tag, "tagged"),
+        (Action::Adopt, "adopted"),
         (Action::Delete, "deleted"),
     ]
     .iter()
@@ -283,11 +309,42 @@ async fn import_from(
     // (a derived name goes back to its manifest's), else its own name.
     let mut names: BTreeMap<&str, String> = BTreeMap::new();
     let mut taken = BTreeSet::new();
+    // Two copies for one manifest (one kept while something uses it, or left by an
+    // interrupted apply): the newest is the manifest's; the next apply deletes the other.
+    let mut newest: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    for d in &live.definitions {
+        let tags = d.spec.tags.as_ref();
+        if tags
+            .and_then(|t| t.get(crate::TAG_MANAGED_BY))
+            .map(String::as_str)
+            == Some(owner)
+        {
+            if let Some(n) = tags.and_then(|t| t.get(crate::TAG_NAME)) {
+                let e = newest.entry(n.as_str()).or_insert((d.created_at, &d.name));
+                if (d.created_at, d.name.as_str()) > *e {
+                    *e = (d.created_at, &d.name);
+                }
+            }
+        }
+    }
     for d in &live.definitions {
         let tags = d.spec.tags.clone().unwrap_or_default();
         match tags.get(crate::TAG_MANAGED_BY) {
             Some(o) if o != owner => continue, // another installation's
             _ => {}
+        }
+        if let Some((_, current)) = tags
+            .get(crate::TAG_NAME)
+            .and_then(|n| newest.get(n.as_str()))
+        {
+            if *current != d.name && tags.get(crate::TAG_MANAGED_BY).is_some() {
+                err(&format!(
+                    "note: {} is an older copy of {}, left out: the next apply deletes it once nothing uses it\n",
+                    safe(&d.name),
+                    safe(current)
+                ));
+                continue;
+            }
         }
         let tagged = tags
             .get(crate::TAG_NAME)
@@ -344,6 +401,7 @@ async fn import_from(
         let metadata = crate::manifests::manifest::definition::DefinitionMetadata {
             name: name.clone(),
             protect,
+            adopt: None,
         };
         let yaml = render(&metadata, &spec, &siblings)?;
         let path = out_dir.join(format!("{name}.yaml"));

@@ -47,6 +47,10 @@ pub struct DefinitionMetadata {
     /// Refuse to delete this definition, even after its manifest is gone.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protect: bool,
+    /// Take over this existing, unmanaged definition (by its name in the domain) instead
+    /// of creating one: tagged as managed when it matches, else replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt: Option<String>,
 }
 
 /// A `SegmentDefinition` manifest and where it came from.
@@ -82,31 +86,6 @@ impl DefinitionDoc {
             message: message.into(),
         }
     }
-
-    /// Every name in the definition's `SourceSegments` (a `Ref`'s manifest name included).
-    pub fn source_names(&self) -> impl Iterator<Item = &str> + '_ {
-        self.manifest
-            .spec
-            .segment_groups
-            .iter()
-            .flat_map(|g| g.groups.iter().flatten())
-            .flat_map(|g| g.source_segments.iter().flatten())
-            .filter_map(|s| s.segment_definition_name.as_deref())
-    }
-}
-
-/// The `SegmentDefinitionName` of source `s` of group `g`.
-pub fn source_name(spec: &CreateSegmentDefinitionRequest, g: usize, s: usize) -> Option<&str> {
-    spec.segment_groups
-        .as_ref()?
-        .groups
-        .as_ref()?
-        .get(g)?
-        .source_segments
-        .as_ref()?
-        .get(s)?
-        .segment_definition_name
-        .as_deref()
 }
 
 /// Whether a document's generic reading says it is a `SegmentDefinition`.

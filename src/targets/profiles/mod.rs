@@ -201,6 +201,7 @@ impl Profiles for SdkProfiles {
         Ok(LiveDefinition {
             name: out.segment_definition_name().unwrap_or(name).to_string(),
             arn: out.segment_definition_arn().to_string(),
+            created_at: out.created_at().map(|t| t.secs()).unwrap_or_default(),
             spec: CreateSegmentDefinitionRequest {
                 display_name: out.display_name().unwrap_or_default().to_string(),
                 description: out.description().map(str::to_string),
