@@ -337,7 +337,9 @@ async fn import_from(
             .get(crate::TAG_NAME)
             .and_then(|n| newest.get(n.as_str()))
         {
-            if *current != d.name && tags.get(crate::TAG_MANAGED_BY).is_some() {
+            if *current != d.name
+                && tags.get(crate::TAG_MANAGED_BY).map(String::as_str) == Some(owner)
+            {
                 err(&format!(
                     "note: {} is an older copy of {}, left out: the next apply deletes it once nothing uses it\n",
                     safe(&d.name),
