@@ -6,6 +6,7 @@
 
 pub mod evaluate;
 pub mod impact;
+pub mod profiles_impact;
 pub mod profiles_of;
 pub mod records;
 pub mod rows;

@@ -227,6 +227,11 @@ pub struct PlanArgs {
     /// With --endpoints: the reference time for recency criteria (ISO-8601), default now.
     #[arg(long, requires = "endpoints", value_name = "TIME")]
     pub as_of: Option<String>,
+    /// A Customer Profiles target: count each changed definition's profiles, before and
+    /// after, over these profile records (one Profile object per line, as SearchProfiles
+    /// returns them; plain or gzip).
+    #[arg(long, value_name = "FILE", conflicts_with = "endpoints")]
+    pub profiles: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

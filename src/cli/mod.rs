@@ -191,6 +191,7 @@ async fn plan(a: PlanArgs) -> anyhow::Result<u8> {
             as_of: a.as_of,
         }),
         revision: commands::revision(a.revision.as_deref()),
+        profiles: a.profiles,
     };
     commands::plan_command(&inputs, &o).await
 }

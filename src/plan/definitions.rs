@@ -125,6 +125,31 @@ pub struct Step {
     /// Why this step must not run; the rest of the plan runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blocked: Vec<String>,
+    /// Profiles matched before and after (`plan --profiles`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<ProfileAudience>,
+}
+
+/// A step's profiles before and after the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileAudience {
+    /// None: the definition does not exist before (a create).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
+    /// None: it does not exist after (a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<u64>,
+}
+
+/// The profile records a plan's audiences were counted over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfilesRead {
+    pub file: String,
+    pub profiles: u64,
+    pub rejected: u64,
+    /// The line of the first rejected record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_rejected: Option<u64>,
 }
 
 impl Step {
@@ -144,6 +169,7 @@ impl Step {
             adopted: false,
             cause: None,
             blocked: Vec::new(),
+            audience: None,
         }
     }
 }
@@ -161,6 +187,9 @@ pub struct DefinitionsPlan {
     pub steps: Vec<Step>,
     /// Manifests read.
     pub documents: usize,
+    /// `plan --profiles`: what the audiences were counted over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<ProfilesRead>,
 }
 
 impl DefinitionsPlan {
@@ -271,6 +300,7 @@ pub fn plan(desired: &[DefinitionDoc], live: &LiveDomain, s: &Settings) -> Defin
         create_domain: !live.exists,
         steps,
         documents: desired.len(),
+        profiles: None,
     }
 }
 

@@ -110,9 +110,51 @@ fn how_carried_out(s: &Step) -> String {
     }
 }
 
-/// The lines under a step: drift, changes, tags, why blocked.
+/// `Audiences counted over 250 profiles in profiles.jsonl (1 rejected, line 4).`
+fn profiles_line(r: &crate::plan::definitions::ProfilesRead) -> String {
+    let mut out = format!(
+        "Audiences counted over {} in {}",
+        plural(r.profiles as usize, "profile"),
+        safe(&r.file)
+    );
+    if r.rejected > 0 {
+        out.push_str(&format!(
+            " ({} rejected{})",
+            r.rejected,
+            r.first_rejected
+                .map(|l| format!(", line {l}"))
+                .unwrap_or_default()
+        ));
+    }
+    out.push('.');
+    out
+}
+
+/// `audience: 12 → 15 profiles (+25.0 %)`, `audience: 3 profiles (new definition)`.
+fn audience_line(a: &crate::plan::definitions::ProfileAudience) -> String {
+    let n = |v: u64| plural(v as usize, "profile");
+    match (a.before, a.after) {
+        (None, Some(after)) => format!("audience: {} (new definition)", n(after)),
+        (Some(before), None) => format!("audience: {} → none (deleted)", n(before)),
+        (Some(b), Some(a)) if b == a => format!("audience: {} (unchanged)", n(a)),
+        (Some(b), Some(a)) => {
+            let change = if b == 0 {
+                String::new()
+            } else {
+                format!(" ({:+.1} %)", (a as f64 - b as f64) * 100.0 / b as f64)
+            };
+            format!("audience: {b} → {}{change}", n(a))
+        }
+        (None, None) => "audience: none".into(),
+    }
+}
+
+/// The lines under a step: drift, audience, changes, tags, why blocked.
 fn details(s: &Step) -> Vec<String> {
     let mut out = Vec::new();
+    if let Some(a) = &s.audience {
+        out.push(audience_line(a));
+    }
     if s.drift {
         out.push("drift: re-created outside segmentctl since it was applied".to_string());
     }
@@ -166,6 +208,9 @@ pub fn text(p: &DefinitionsPlan, colour: bool) -> String {
         );
     }
     let _ = writeln!(out, "{}", summary(p));
+    if let Some(r) = &p.profiles {
+        let _ = writeln!(out, "{}", profiles_line(r));
+    }
     if !p.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(

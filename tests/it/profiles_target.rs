@@ -684,3 +684,43 @@ async fn one_manifest_file_never_prunes_and_a_pinpoint_target_refuses_definition
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_profiles_counts_each_definition_before_and_after() {
+    let t = util::start().await;
+    create_domain(&t, "shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("segmentctl.yaml"),
+        config(&t, "shop", "prune: true\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    std::fs::write(
+        d.join("user.yaml"),
+        definition("user", &["US", "MX"], &["base"]),
+    )
+    .unwrap();
+    std::fs::write(d.join("gone.yaml"), definition("gone", &["FR"], &[])).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let profile = |id: u32, country: &str| {
+        format!("{{\"ProfileId\":\"{id:032x}\",\"Address\":{{\"Country\":\"{country}\"}}}}\n")
+    };
+    let records: String = [(1, "US"), (2, "US"), (3, "US"), (4, "MX"), (5, "FR")]
+        .iter()
+        .map(|(i, c)| profile(*i, c))
+        .collect::<String>()
+        + "not a profile\n";
+    std::fs::write(d.join("profiles.jsonl"), records).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US", "MX"], &[])).unwrap();
+    std::fs::write(d.join("new.yaml"), definition("new", &["FR", "MX"], &[])).unwrap();
+    std::fs::remove_file(d.join("gone.yaml")).unwrap();
+    let (code, stdout, stderr) = cli(d, &["plan", ".", "--profiles", "profiles.jsonl"]);
+    assert_eq!(code, 0, "{stderr}");
+    insta::assert_snapshot!("profiles_target_plan_profiles", redact(&stdout, &t));
+    let (code, _, stderr) = cli(d, &["plan", ".", "--profiles", "missing.jsonl"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot read missing.jsonl"), "{stderr}");
+}

@@ -54,7 +54,17 @@ async fn make(
     ws: &Workspace,
     cfg: &Config,
     writes: bool,
+    profiles: Option<&Path>,
 ) -> anyhow::Result<(DefinitionsPlan, ProfilesConnection)> {
+    // An unreadable file is refused before anything is contacted.
+    let records = match profiles {
+        Some(f) => Some((
+            f,
+            crate::audience::records::open(f)
+                .with_context(|| format!("cannot read {}", safe(&f.display().to_string())))?,
+        )),
+        None => None,
+    };
     let dir = inputs.dir.as_path();
     note_new_local(cfg, dir);
     let conn = targets::connect_profiles(cfg, dir, writes).await?;
@@ -77,6 +87,22 @@ async fn make(
         bail!("{msg}");
     }
     let mut plan = defs::plan(&ws.definitions, &live, &pipeline::planner_settings(cfg));
+    if let Some((f, input)) = records {
+        let shown = safe(&f.display().to_string()).into_owned();
+        match crate::audience::profiles_impact::count(
+            &mut plan,
+            &live,
+            input.reader,
+            &shown,
+            time::OffsetDateTime::now_utc(),
+        ) {
+            Ok(read) => plan.profiles = Some(read),
+            Err(e) => {
+                conn.close().await;
+                bail!("cannot read {shown}: {e}");
+            }
+        }
+    }
     let mut info = TargetInfo::of(cfg, dir);
     if matches!(cfg.target, Target::Local { .. }) {
         info.domain = Some(conn.domain.clone());
@@ -127,9 +153,9 @@ pub async fn plan(
         bail!("--out (a saved plan) is not available for a Customer Profiles target yet: apply the folder, which plans again and shows the plan before it asks");
     }
     if o.audience.is_some() {
-        bail!("--endpoints counts Pinpoint endpoints; a Customer Profiles plan counts profiles, which `plan` does not read yet");
+        bail!("--endpoints counts Pinpoint endpoints; a Customer Profiles plan counts profiles: --profiles FILE");
     }
-    let (p, conn) = make(inputs, ws, cfg, false).await?;
+    let (p, conn) = make(inputs, ws, cfg, false, o.profiles.as_deref()).await?;
     conn.close().await;
     let rendered = match o.format {
         Format::Text => crate::report::definitions::text(&p, use_colour(&std::io::stdout())),
@@ -150,7 +176,7 @@ pub async fn apply(
     if a.json {
         bail!("--json is not available for a Customer Profiles target yet");
     }
-    let (p, conn) = make(inputs, ws, cfg, true).await?;
+    let (p, conn) = make(inputs, ws, cfg, true, None).await?;
     out(&crate::report::definitions::text(
         &p,
         use_colour(&std::io::stdout()),

@@ -22,11 +22,16 @@ pub struct PlanOptions {
     pub detailed_exitcode: bool,
     pub audience: Option<AudienceOptions>,
     pub revision: Option<String>,
+    /// `--profiles FILE` (a Customer Profiles target).
+    pub profiles: Option<PathBuf>,
 }
 
 pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8> {
     if let Some((ws, cfg)) = super::definitions::definitions_workspace(inputs)? {
         return super::definitions::plan(inputs, &ws, &cfg, o).await;
+    }
+    if o.profiles.is_some() {
+        anyhow::bail!("--profiles counts a Customer Profiles target's profiles; this folder holds Pinpoint manifests: count endpoints with --endpoints FILE");
     }
     let (p, conn, _) = make_plan(inputs, o.audience.as_ref(), o.revision.clone(), false).await?;
     conn.close().await;
