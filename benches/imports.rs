@@ -3,6 +3,10 @@
 //!
 //!   cargo bench --bench imports            (1,000,000 endpoints; IMPORTS_N=… to change)
 //!
+//! IMPORTS_BASELINE=PATH (a `segmentctl` built from another commit, e.g. main's) runs each
+//! scenario on that binary too, just before this build's, and prints the two side by side;
+//! IMPORTS_BACKENDS=sqlite or postgres runs one database only.
+//!
 //! - import: one newline-delimited JSON file of N endpoints (file:// under --import-root,
 //!   so the store's own speed is measured, not an S3 server's), registered and made an
 //!   IMPORT segment: records/s, and the server's peak resident memory (VmHWM).
@@ -64,20 +68,65 @@ fn main() {
         }
     }
     let bytes = std::fs::metadata(&file).unwrap().len();
-    let pg = Postgres::start(dir.path());
-    let sqlite = scenario("sqlite", "p.db", dir.path(), &file, n, bytes);
-    let postgres = scenario("postgres", &pg.dsn(), dir.path(), &file, n, bytes);
-    println!(
-        "import records/s, side by side: sqlite {sqlite:.0}, postgres {postgres:.0} (postgres ÷ sqlite {:.2}×)",
-        postgres / sqlite
-    );
+    let backends = std::env::var("IMPORTS_BACKENDS").unwrap_or("sqlite,postgres".into());
+    let baseline = std::env::var_os("IMPORTS_BASELINE").map(PathBuf::from);
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_segmentctl"));
+    let pg = backends
+        .contains("postgres")
+        .then(|| Postgres::start(dir.path()));
+    let mut rates = Vec::new();
+    for (label, data) in [("sqlite", None), ("postgres", pg.as_ref())] {
+        if !backends.contains(label) {
+            continue;
+        }
+        // Each server its own database: a fresh SQLite file, or a fresh PostgreSQL database.
+        let run = |tag: &str, bin: &Path| {
+            let name = format!("bench_{label}{tag}").replace('-', "_");
+            let data = match data {
+                Some(pg) => pg.database(&name),
+                None => format!("{name}.db"),
+            };
+            scenario(
+                &format!("{label}{tag}"),
+                bin,
+                &data,
+                dir.path(),
+                &file,
+                n,
+                bytes,
+            )
+        };
+        let before = baseline.as_deref().map(|bin| run("-baseline", bin));
+        let after = run("", &this);
+        rates.push((label, before, after));
+    }
+    let line: Vec<String> = rates
+        .iter()
+        .map(|(label, before, after)| match before {
+            Some(b) => format!("{label} {after:.0} (baseline {b:.0}, {:.2}×)", after / b),
+            None => format!("{label} {after:.0}"),
+        })
+        .collect();
+    println!("import records/s, side by side: {}", line.join(", "));
+    if let [(_, _, sqlite), (_, _, postgres)] = rates[..] {
+        println!("postgres ÷ sqlite {:.2}×", postgres / sqlite);
+    }
 }
 
-/// One server over `data` (a SQLite file in `dir`, or a PostgreSQL URL): the import of
-/// `file` and the export over it, printed as `label: …`. The import's records/s.
-fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u64) -> f64 {
+/// One server, the binary `bin`, over `data` (a SQLite file in `dir`, or a PostgreSQL URL):
+/// the import of `file` and the export over it, printed as `label: …`. The import's
+/// records/s.
+fn scenario(
+    label: &str,
+    bin: &Path,
+    data: &str,
+    dir: &Path,
+    file: &Path,
+    n: usize,
+    bytes: u64,
+) -> f64 {
     let out = dir.join(format!("out-{label}"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+    let mut child = std::process::Command::new(bin)
         .args([
             "serve",
             "--no-auth",
@@ -244,7 +293,7 @@ fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u
         )
         .unwrap();
         let start = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        let out = std::process::Command::new(bin)
             .arg("estimate")
             .arg(&m)
             .args(["--format", "json", "--endpoints"])
@@ -295,9 +344,7 @@ struct Postgres {
 
 impl Postgres {
     fn start(dir: &Path) -> Self {
-        let bin = PathBuf::from(
-            std::env::var("SEGMENTCTL_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()),
-        );
+        let bin = pg_bin();
         let pg = dir.join("pg");
         std::fs::create_dir_all(&pg).unwrap();
         let who = pg_user();
@@ -350,8 +397,22 @@ impl Postgres {
         );
     }
 
-    fn dsn(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    /// The URL of a new, empty database `name` of the cluster.
+    fn database(&self, name: &str) -> String {
+        let created = std::process::Command::new(pg_bin().join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                name,
+            ])
+            .status()
+            .expect("run createdb");
+        assert!(created.success(), "CREATE DATABASE {name}");
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 }
 
@@ -361,6 +422,11 @@ impl Drop for Postgres {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
     }
+}
+
+/// Where PostgreSQL's server programs are.
+fn pg_bin() -> PathBuf {
+    PathBuf::from(std::env::var("SEGMENTCTL_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()))
 }
 
 /// The `postgres` user's uid and gid when the bench runs as root (PostgreSQL refuses root).
