@@ -71,30 +71,22 @@ fn main() {
     let backends = std::env::var("IMPORTS_BACKENDS").unwrap_or("sqlite,postgres".into());
     let baseline = std::env::var_os("IMPORTS_BASELINE").map(PathBuf::from);
     let this = PathBuf::from(env!("CARGO_BIN_EXE_segmentctl"));
-    let pg = backends
-        .contains("postgres")
-        .then(|| Postgres::start(dir.path()));
     let mut rates = Vec::new();
-    for (label, data) in [("sqlite", None), ("postgres", pg.as_ref())] {
+    for label in ["sqlite", "postgres"] {
         if !backends.contains(label) {
             continue;
         }
-        // Each server its own database: a fresh SQLite file, or a fresh PostgreSQL database.
+        // Each server on a database of its own: a fresh SQLite file, or a PostgreSQL
+        // cluster of its own (stopped after), so that one run's checkpoints and autovacuum
+        // do not fall in the next one's.
         let run = |tag: &str, bin: &Path| {
-            let name = format!("bench_{label}{tag}").replace('-', "_");
-            let data = match data {
-                Some(pg) => pg.database(&name),
+            let name = format!("{label}{tag}");
+            let pg = (label == "postgres").then(|| Postgres::start(&dir.path().join(&name)));
+            let data = match &pg {
+                Some(pg) => pg.dsn(),
                 None => format!("{name}.db"),
             };
-            scenario(
-                &format!("{label}{tag}"),
-                bin,
-                &data,
-                dir.path(),
-                &file,
-                n,
-                bytes,
-            )
+            scenario(&name, bin, &data, dir.path(), &file, n, bytes)
         };
         let before = baseline.as_deref().map(|bin| run("-baseline", bin));
         let after = run("", &this);
@@ -343,13 +335,16 @@ struct Postgres {
 }
 
 impl Postgres {
+    /// A cluster in `dir` (made here).
     fn start(dir: &Path) -> Self {
         let bin = pg_bin();
-        let pg = dir.join("pg");
+        let pg = dir.to_path_buf();
         std::fs::create_dir_all(&pg).unwrap();
         let who = pg_user();
         if let Some((uid, gid)) = who {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // The bench's folder, for the `postgres` user to reach its cluster in.
+            let parent = dir.parent().unwrap_or(dir);
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::chown(&pg, Some(uid), Some(gid)).unwrap();
         }
         let init = as_user(&bin.join("initdb"), who)
@@ -397,22 +392,8 @@ impl Postgres {
         );
     }
 
-    /// The URL of a new, empty database `name` of the cluster.
-    fn database(&self, name: &str) -> String {
-        let created = std::process::Command::new(pg_bin().join("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                name,
-            ])
-            .status()
-            .expect("run createdb");
-        assert!(created.success(), "CREATE DATABASE {name}");
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    fn dsn(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
 
