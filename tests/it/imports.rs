@@ -1448,6 +1448,9 @@ async fn with_s3_allow_a_job_reads_and_writes_only_the_buckets_given() {
     );
 }
 
+/// Rows an import commits at once: the tests below place rows on both sides of a batch's end.
+const BATCH: usize = segmentctl::server::jobs::IMPORT_BATCH;
+
 /// One row of the batch file below: its text, and the endpoint id it registers (None: the
 /// row is refused).
 fn batch_row(i: usize) -> (String, Option<String>) {
@@ -1484,12 +1487,12 @@ fn batch_row(i: usize) -> (String, Option<String>) {
         // c0 leaves the user: a place for c16.
         617 => text(r#"{"Id":"c0","User":{"UserId":"other"}}"#, Some("c0")),
         618 => crowd(16),
-        // One endpoint written on both sides of the first batch's end (1,000 rows).
-        998 => text(
+        // One endpoint written on both sides of the first batch's end.
+        i if i == BATCH - 2 => text(
             r#"{"Id":"edge","ChannelType":"EMAIL","Address":"x@example.com","Attributes":{"side":["before"]}}"#,
             Some("edge"),
         ),
-        1000 => text(
+        i if i == BATCH => text(
             r#"{"Id":"edge","Attributes":{"side":["after"]}}"#,
             Some("edge"),
         ),
@@ -1503,7 +1506,7 @@ fn batch_row(i: usize) -> (String, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_import_rows_merge_in_order_and_fail_alone() {
     let root = tempfile::tempdir().unwrap();
-    let rows = 2_345;
+    let rows = 2 * BATCH + 345;
     let (lines, ids): (Vec<String>, Vec<Option<String>>) = (0..rows).map(batch_row).unzip();
     let ids: BTreeSet<String> = ids.into_iter().flatten().collect();
     std::fs::write(root.path().join("batch.json"), lines.join("\n") + "\n").unwrap();
@@ -1656,7 +1659,7 @@ async fn names_freed_at_the_limit_keep_those_of_the_batchs_earlier_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_user_limit() {
     let root = tempfile::tempdir().unwrap();
-    let rows = 1_200;
+    let rows = BATCH + 200;
     let line = |i: usize| -> String {
         match i {
             // Batch 1: a stored endpoint updated (its attribute and user stay).
@@ -1668,15 +1671,19 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
                 r#"{"Id":"fresh","Attributes":{"b":["2"]},"User":{"UserId":"fresh-user"}}"#.into()
             }
             // The user's 15th endpoint, at the first batch's end; the 16th, after it, refused.
-            998 => r#"{"Id":"q14","ChannelType":"SMS","Address":"+q14","User":{"UserId":"quota"}}"#
-                .into(),
-            1000 => {
+            i if i == BATCH - 2 => {
+                r#"{"Id":"q14","ChannelType":"SMS","Address":"+q14","User":{"UserId":"quota"}}"#
+                    .into()
+            }
+            i if i == BATCH => {
                 r#"{"Id":"q15","ChannelType":"SMS","Address":"+q15","User":{"UserId":"quota"}}"#
                     .into()
             }
             // Batch 2: a stored endpoint written twice.
-            1010 => r#"{"Id":"old-2","Address":"+o2-a","Attributes":{"x":["1"]}}"#.into(),
-            1020 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
+            i if i == BATCH + 10 => {
+                r#"{"Id":"old-2","Address":"+o2-a","Attributes":{"x":["1"]}}"#.into()
+            }
+            i if i == BATCH + 20 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
             _ => format!(r#"{{"Id":"n{i}","ChannelType":"SMS","Address":"+n{i}"}}"#),
         }
     };
@@ -1741,9 +1748,10 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
         "{job:?}"
     );
     assert!(
-        job.failures()[0].contains(
-            "mixed.json:1001: User.UserId: a user has at most 15 endpoints; quota already has 15"
-        ),
+        job.failures()[0].contains(&format!(
+            "mixed.json:{}: User.UserId: a user has at most 15 endpoints; quota already has 15",
+            BATCH + 1
+        )),
         "{:?}",
         job.failures()
     );
@@ -1814,7 +1822,7 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
         .map(|m| m["Id"].as_str().unwrap().to_string())
         .collect();
     let mut want: BTreeSet<String> = (0..rows)
-        .filter(|i| ![4, 10, 11, 998, 1000, 1010, 1020].contains(i))
+        .filter(|i| ![4, 10, 11, BATCH - 2, BATCH, BATCH + 10, BATCH + 20].contains(i))
         .map(|i| format!("n{i}"))
         .collect();
     want.extend(["old-1", "fresh", "q14", "old-2"].map(String::from));
