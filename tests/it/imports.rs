@@ -1835,3 +1835,73 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
     assert_eq!(member("old-1")["Attributes"]["keep"][0], "x");
     assert_eq!(member("fresh")["Attributes"]["b"][0], "2");
 }
+
+/// An endpoint a batch staged as a member, deleted before a later batch of the same job
+/// brings it again: new to that batch, yet staged already, so the later batch's plain
+/// insert of new members (a `COPY` on PostgreSQL) meets the staged one, is undone, and
+/// every row of the batch is upserted instead: the member is staged once, with its last
+/// value. On the suite's database (SQLite, or PostgreSQL with its pool's second connection
+/// staging the members).
+#[test]
+fn a_member_staged_then_deleted_and_imported_again_is_staged_once_on_the_suites_database() {
+    use segmentctl::model::ImportDefinition;
+    use segmentctl::server::endpoint::Endpoint;
+    use segmentctl::server::store::{pg::PgSettings, ImportRow, ImportTarget, JobKind, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(
+        &util::data_source(dir.path()),
+        "us-east-1",
+        "123456789012",
+        PgSettings::new(4),
+    )
+    .unwrap();
+    let app = store.create_app("a", &Default::default()).unwrap().id;
+    let job = store
+        .create_job(
+            &app,
+            JobKind::Import,
+            None,
+            serde_json::json!({"Definition": {"DefineSegment": true, "S3Url": "file:///x", "Format": "JSON"}}),
+        )
+        .unwrap();
+    let id = job["Id"].as_str().unwrap().to_string();
+    let now = segmentctl::text::now_iso();
+    let row = |endpoint: &str, address: &str| {
+        let e: Endpoint =
+            serde_json::from_value(serde_json::json!({"ChannelType": "SMS", "Address": address}))
+                .unwrap();
+        ImportRow::new(&app, &id, endpoint.to_string(), e, &now)
+    };
+    let first = [row("x", "+1"), row("y", "+2")];
+    let refused = store.import_batch(&app, &job, true, &first, &now).unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    store.delete_endpoint(&app, "x").unwrap();
+    let second = [row("x", "+3"), row("z", "+4")];
+    let refused = store.import_batch(&app, &job, true, &second, &now).unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    let target = ImportTarget {
+        segment_id: None,
+        define: true,
+        name: Some("s"),
+        definition: ImportDefinition {
+            channel_counts: None,
+            external_id: String::new(),
+            format: "JSON".into(),
+            role_arn: "r".into(),
+            s3_url: "file:///x".into(),
+            size: 0,
+        },
+    };
+    let done = store
+        .finish_import(&app, &id, target, |_| job.clone())
+        .unwrap();
+    assert_eq!(done.size, 3);
+    let members = store.members_after(&app, &id, 1, "", 10).unwrap();
+    let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["x", "y", "z"]);
+    let x: serde_json::Value = serde_json::from_str(&members[0].1).unwrap();
+    assert_eq!(x["Address"], "+3");
+    let z: serde_json::Value = serde_json::from_str(&members[2].1).unwrap();
+    assert_eq!(z["Address"], "+4");
+}
