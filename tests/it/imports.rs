@@ -1838,10 +1838,9 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
 
 /// An endpoint a batch staged as a member, deleted before a later batch of the same job
 /// brings it again: new to that batch, yet staged already, so the later batch's plain
-/// insert of new members (a `COPY` on PostgreSQL) meets the staged one, is undone, and
-/// every row of the batch is upserted instead: the member is staged once, with its last
-/// value. On the suite's database (SQLite, or PostgreSQL with its pool's second connection
-/// staging the members).
+/// insert of new members meets the staged one, is undone, and every row of the batch is
+/// upserted instead: the member is staged once, with its last value. On the suite's
+/// database (SQLite, or PostgreSQL with its pool's second connection staging the members).
 #[test]
 fn a_member_staged_then_deleted_and_imported_again_is_staged_once_on_the_suites_database() {
     use segmentctl::model::ImportDefinition;

@@ -106,12 +106,10 @@ fn columns<'r, T>(
 
 /// Inserts `rows`: `head` (`INSERT INTO t (columns)`) given the `fixed` leading parameters
 /// (the same in every row), then the `width` text values `bind` adds for each row, ending
-/// in `tail` (an `ON CONFLICT` clause, or nothing). On PostgreSQL a plain insert (no
-/// `tail`) is a `COPY … FROM STDIN (FORMAT binary)` of the rows in order, where the
-/// connection copies ([`Conn::copy_in`](super::sql::Conn::copy_in)); otherwise one statement
-/// over `unnest` of one array per column, in the rows' order: the server sets up no
-/// expressions per row, as it does for each tuple of a `VALUES` list (most of its work on a
-/// batch of short rows). On SQLite multi-row `VALUES` in chunks ([`chunked`]).
+/// in `tail` (an `ON CONFLICT` clause, or nothing). On PostgreSQL one statement over
+/// `unnest` of one array per column, in the rows' order: the server sets up no expressions
+/// per row, as it does for each tuple of a `VALUES` list (most of its work on a batch of
+/// short rows). On SQLite multi-row `VALUES` in chunks ([`chunked`]).
 pub fn insert<T>(
     tx: &Tx<'_>,
     (head, tail): (&str, &str),
@@ -126,13 +124,6 @@ pub fn insert<T>(
     match tx.dialect() {
         Dialect::Postgres => {
             let cols = columns(rows, width, bind)?;
-            if let ("", Some(table)) = (tail, head.strip_prefix("INSERT INTO ")) {
-                let texts: Vec<&[Option<&str>]> = cols.iter().map(|c| c.0.as_slice()).collect();
-                let copy = format!("COPY {table} FROM STDIN (FORMAT binary)");
-                if tx.copy_in(&copy, fixed, &texts)?.is_some() {
-                    return Ok(());
-                }
-            }
             let mut params: Vec<&dyn Param> = fixed.to_vec();
             params.extend(cols.iter().map(|c| c as &dyn Param));
             let sql = format!(

@@ -362,19 +362,6 @@ pub trait Conn {
     fn writing(&self) -> bool;
     /// Runs statements without parameters, `;`-separated (migrations).
     fn batch(&self, sql: &str) -> Result<(), DbError>;
-    /// Writes rows with `copy` (`COPY t (columns) FROM STDIN (FORMAT binary)`), where the
-    /// connection copies: each row the `fixed` values, then its value of each of `columns`
-    /// (text, `None` for NULL). `Ok(None)`, nothing written, where it does not (SQLite; and
-    /// PostgreSQL sending unnamed statements, for a pooler that keeps no statement): the
-    /// caller writes the rows otherwise.
-    fn copy_in(
-        &self,
-        _copy: &str,
-        _fixed: &[&dyn Param],
-        _columns: &[&[Option<&str>]],
-    ) -> Result<Option<u64>, DbError> {
-        Ok(None)
-    }
 }
 
 /// The names the store uses for a connection and a transaction (both are a [`Conn`]).
@@ -801,48 +788,6 @@ impl Conn for Pg<'_> {
         Ok(self
             .conn
             .block_on(self.conn.client().batch_execute(&text))?)
-    }
-
-    /// `COPY … (FORMAT binary)`: the rows go out as the server stores them, and are written
-    /// as a COPY writes (heap pages filled several rows at a time), without the per-row work
-    /// of an `INSERT` over arrays. The statement is prepared and cached as the others are,
-    /// so only with [`Statements::Prepared`].
-    fn copy_in(
-        &self,
-        copy: &str,
-        fixed: &[&dyn Param],
-        columns: &[&[Option<&str>]],
-    ) -> Result<Option<u64>, DbError> {
-        if self.conn.statements() != Statements::Prepared {
-            return Ok(None);
-        }
-        let fixed = pg_args(fixed);
-        let types: Vec<Type> = fixed
-            .iter()
-            .map(|(_, t)| t.clone())
-            .chain(columns.iter().map(|_| Type::TEXT))
-            .collect();
-        let rows = columns.first().map_or(0, |c| c.len());
-        let opening = self.opening.take();
-        let client = self.conn.client();
-        let written = self.conn.block_on(async {
-            if let Some(opening) = opening {
-                client.batch_execute(opening).await?;
-            }
-            let statement = client.prepare_typed_cached(copy, &[]).await?;
-            let sink = client.copy_in(&statement).await?;
-            let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
-            futures_util::pin_mut!(writer);
-            let mut row: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(types.len());
-            for r in 0..rows {
-                row.clear();
-                row.extend(fixed.iter().map(|(a, _)| a as &(dyn ToSql + Sync)));
-                row.extend(columns.iter().map(|c| &c[r] as &(dyn ToSql + Sync)));
-                writer.as_mut().write(&row).await?;
-            }
-            writer.finish().await
-        })?;
-        Ok(Some(written))
     }
 
     fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError> {
