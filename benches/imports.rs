@@ -3,6 +3,10 @@
 //!
 //!   cargo bench --bench imports            (1,000,000 endpoints; IMPORTS_N=… to change)
 //!
+//! IMPORTS_BASELINE=PATH (a `segmentctl` built from another commit, e.g. main's) runs each
+//! scenario on that binary too, just before this build's, and prints the two side by side;
+//! IMPORTS_BACKENDS=sqlite or postgres runs one database only.
+//!
 //! - import: one newline-delimited JSON file of N endpoints (file:// under --import-root,
 //!   so the store's own speed is measured, not an S3 server's), registered and made an
 //!   IMPORT segment: records/s, and the server's peak resident memory (VmHWM).
@@ -64,20 +68,57 @@ fn main() {
         }
     }
     let bytes = std::fs::metadata(&file).unwrap().len();
-    let pg = Postgres::start(dir.path());
-    let sqlite = scenario("sqlite", "p.db", dir.path(), &file, n, bytes);
-    let postgres = scenario("postgres", &pg.dsn(), dir.path(), &file, n, bytes);
-    println!(
-        "import records/s, side by side: sqlite {sqlite:.0}, postgres {postgres:.0} (postgres ÷ sqlite {:.2}×)",
-        postgres / sqlite
-    );
+    let backends = std::env::var("IMPORTS_BACKENDS").unwrap_or("sqlite,postgres".into());
+    let baseline = std::env::var_os("IMPORTS_BASELINE").map(PathBuf::from);
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_segmentctl"));
+    let mut rates = Vec::new();
+    for label in ["sqlite", "postgres"] {
+        if !backends.contains(label) {
+            continue;
+        }
+        // Each server on a database of its own: a fresh SQLite file, or a PostgreSQL
+        // cluster of its own (stopped after), so that one run's checkpoints and autovacuum
+        // do not fall in the next one's.
+        let run = |tag: &str, bin: &Path| {
+            let name = format!("{label}{tag}");
+            let pg = (label == "postgres").then(|| Postgres::start(&dir.path().join(&name)));
+            let data = match &pg {
+                Some(pg) => pg.dsn(),
+                None => format!("{name}.db"),
+            };
+            scenario(&name, bin, &data, dir.path(), &file, n, bytes)
+        };
+        let before = baseline.as_deref().map(|bin| run("-baseline", bin));
+        let after = run("", &this);
+        rates.push((label, before, after));
+    }
+    let line: Vec<String> = rates
+        .iter()
+        .map(|(label, before, after)| match before {
+            Some(b) => format!("{label} {after:.0} (baseline {b:.0}, {:.2}×)", after / b),
+            None => format!("{label} {after:.0}"),
+        })
+        .collect();
+    println!("import records/s, side by side: {}", line.join(", "));
+    if let [(_, _, sqlite), (_, _, postgres)] = rates[..] {
+        println!("postgres ÷ sqlite {:.2}×", postgres / sqlite);
+    }
 }
 
-/// One server over `data` (a SQLite file in `dir`, or a PostgreSQL URL): the import of
-/// `file` and the export over it, printed as `label: …`. The import's records/s.
-fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u64) -> f64 {
+/// One server, the binary `bin`, over `data` (a SQLite file in `dir`, or a PostgreSQL URL):
+/// the import of `file` and the export over it, printed as `label: …`. The import's
+/// records/s.
+fn scenario(
+    label: &str,
+    bin: &Path,
+    data: &str,
+    dir: &Path,
+    file: &Path,
+    n: usize,
+    bytes: u64,
+) -> f64 {
     let out = dir.join(format!("out-{label}"));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+    let mut child = std::process::Command::new(bin)
         .args([
             "serve",
             "--no-auth",
@@ -244,7 +285,7 @@ fn scenario(label: &str, data: &str, dir: &Path, file: &Path, n: usize, bytes: u
         )
         .unwrap();
         let start = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        let out = std::process::Command::new(bin)
             .arg("estimate")
             .arg(&m)
             .args(["--format", "json", "--endpoints"])
@@ -294,15 +335,16 @@ struct Postgres {
 }
 
 impl Postgres {
+    /// A cluster in `dir` (made here).
     fn start(dir: &Path) -> Self {
-        let bin = PathBuf::from(
-            std::env::var("SEGMENTCTL_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()),
-        );
-        let pg = dir.join("pg");
+        let bin = pg_bin();
+        let pg = dir.to_path_buf();
         std::fs::create_dir_all(&pg).unwrap();
         let who = pg_user();
         if let Some((uid, gid)) = who {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // The bench's folder, for the `postgres` user to reach its cluster in.
+            let parent = dir.parent().unwrap_or(dir);
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).unwrap();
             std::os::unix::fs::chown(&pg, Some(uid), Some(gid)).unwrap();
         }
         let init = as_user(&bin.join("initdb"), who)
@@ -361,6 +403,11 @@ impl Drop for Postgres {
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
     }
+}
+
+/// Where PostgreSQL's server programs are.
+fn pg_bin() -> PathBuf {
+    PathBuf::from(std::env::var("SEGMENTCTL_PG_BIN").unwrap_or("/usr/lib/postgresql/15/bin".into()))
 }
 
 /// The `postgres` user's uid and gid when the bench runs as root (PostgreSQL refuses root).

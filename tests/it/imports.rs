@@ -1448,6 +1448,9 @@ async fn with_s3_allow_a_job_reads_and_writes_only_the_buckets_given() {
     );
 }
 
+/// Rows an import commits at once: the tests below place rows on both sides of a batch's end.
+const BATCH: usize = segmentctl::server::jobs::IMPORT_BATCH;
+
 /// One row of the batch file below: its text, and the endpoint id it registers (None: the
 /// row is refused).
 fn batch_row(i: usize) -> (String, Option<String>) {
@@ -1484,12 +1487,12 @@ fn batch_row(i: usize) -> (String, Option<String>) {
         // c0 leaves the user: a place for c16.
         617 => text(r#"{"Id":"c0","User":{"UserId":"other"}}"#, Some("c0")),
         618 => crowd(16),
-        // One endpoint written on both sides of the first batch's end (1,000 rows).
-        998 => text(
+        // One endpoint written on both sides of the first batch's end.
+        i if i == BATCH - 2 => text(
             r#"{"Id":"edge","ChannelType":"EMAIL","Address":"x@example.com","Attributes":{"side":["before"]}}"#,
             Some("edge"),
         ),
-        1000 => text(
+        i if i == BATCH => text(
             r#"{"Id":"edge","Attributes":{"side":["after"]}}"#,
             Some("edge"),
         ),
@@ -1503,7 +1506,7 @@ fn batch_row(i: usize) -> (String, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_import_rows_merge_in_order_and_fail_alone() {
     let root = tempfile::tempdir().unwrap();
-    let rows = 2_345;
+    let rows = 2 * BATCH + 345;
     let (lines, ids): (Vec<String>, Vec<Option<String>>) = (0..rows).map(batch_row).unzip();
     let ids: BTreeSet<String> = ids.into_iter().flatten().collect();
     std::fs::write(root.path().join("batch.json"), lines.join("\n") + "\n").unwrap();
@@ -1656,7 +1659,7 @@ async fn names_freed_at_the_limit_keep_those_of_the_batchs_earlier_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_user_limit() {
     let root = tempfile::tempdir().unwrap();
-    let rows = 1_200;
+    let rows = BATCH + 200;
     let line = |i: usize| -> String {
         match i {
             // Batch 1: a stored endpoint updated (its attribute and user stay).
@@ -1668,15 +1671,19 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
                 r#"{"Id":"fresh","Attributes":{"b":["2"]},"User":{"UserId":"fresh-user"}}"#.into()
             }
             // The user's 15th endpoint, at the first batch's end; the 16th, after it, refused.
-            998 => r#"{"Id":"q14","ChannelType":"SMS","Address":"+q14","User":{"UserId":"quota"}}"#
-                .into(),
-            1000 => {
+            i if i == BATCH - 2 => {
+                r#"{"Id":"q14","ChannelType":"SMS","Address":"+q14","User":{"UserId":"quota"}}"#
+                    .into()
+            }
+            i if i == BATCH => {
                 r#"{"Id":"q15","ChannelType":"SMS","Address":"+q15","User":{"UserId":"quota"}}"#
                     .into()
             }
             // Batch 2: a stored endpoint written twice.
-            1010 => r#"{"Id":"old-2","Address":"+o2-a","Attributes":{"x":["1"]}}"#.into(),
-            1020 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
+            i if i == BATCH + 10 => {
+                r#"{"Id":"old-2","Address":"+o2-a","Attributes":{"x":["1"]}}"#.into()
+            }
+            i if i == BATCH + 20 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
             _ => format!(r#"{{"Id":"n{i}","ChannelType":"SMS","Address":"+n{i}"}}"#),
         }
     };
@@ -1741,9 +1748,10 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
         "{job:?}"
     );
     assert!(
-        job.failures()[0].contains(
-            "mixed.json:1001: User.UserId: a user has at most 15 endpoints; quota already has 15"
-        ),
+        job.failures()[0].contains(&format!(
+            "mixed.json:{}: User.UserId: a user has at most 15 endpoints; quota already has 15",
+            BATCH + 1
+        )),
         "{:?}",
         job.failures()
     );
@@ -1814,7 +1822,7 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
         .map(|m| m["Id"].as_str().unwrap().to_string())
         .collect();
     let mut want: BTreeSet<String> = (0..rows)
-        .filter(|i| ![4, 10, 11, 998, 1000, 1010, 1020].contains(i))
+        .filter(|i| ![4, 10, 11, BATCH - 2, BATCH, BATCH + 10, BATCH + 20].contains(i))
         .map(|i| format!("n{i}"))
         .collect();
     want.extend(["old-1", "fresh", "q14", "old-2"].map(String::from));
@@ -1826,4 +1834,73 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
     assert_eq!(member("old-2")["Location"]["Country"], "FR");
     assert_eq!(member("old-1")["Attributes"]["keep"][0], "x");
     assert_eq!(member("fresh")["Attributes"]["b"][0], "2");
+}
+
+/// An endpoint a batch staged as a member, deleted before a later batch of the same job
+/// brings it again: new to that batch, yet staged already, so the later batch's plain
+/// insert of new members meets the staged one, is undone, and every row of the batch is
+/// upserted instead: the member is staged once, with its last value. On the suite's
+/// database (SQLite, or PostgreSQL with its pool's second connection staging the members).
+#[test]
+fn a_member_staged_then_deleted_and_imported_again_is_staged_once_on_the_suites_database() {
+    use segmentctl::model::ImportDefinition;
+    use segmentctl::server::endpoint::Endpoint;
+    use segmentctl::server::store::{pg::PgSettings, ImportRow, ImportTarget, JobKind, Store};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(
+        &util::data_source(dir.path()),
+        "us-east-1",
+        "123456789012",
+        PgSettings::new(4),
+    )
+    .unwrap();
+    let app = store.create_app("a", &Default::default()).unwrap().id;
+    let job = store
+        .create_job(
+            &app,
+            JobKind::Import,
+            None,
+            serde_json::json!({"Definition": {"DefineSegment": true, "S3Url": "file:///x", "Format": "JSON"}}),
+        )
+        .unwrap();
+    let id = job["Id"].as_str().unwrap().to_string();
+    let now = segmentctl::text::now_iso();
+    let row = |endpoint: &str, address: &str| {
+        let e: Endpoint =
+            serde_json::from_value(serde_json::json!({"ChannelType": "SMS", "Address": address}))
+                .unwrap();
+        ImportRow::new(&app, &id, endpoint.to_string(), e, &now)
+    };
+    let first = [row("x", "+1"), row("y", "+2")];
+    let refused = store.import_batch(&app, &job, true, &first, &now).unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    store.delete_endpoint(&app, "x").unwrap();
+    let second = [row("x", "+3"), row("z", "+4")];
+    let refused = store.import_batch(&app, &job, true, &second, &now).unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    let target = ImportTarget {
+        segment_id: None,
+        define: true,
+        name: Some("s"),
+        definition: ImportDefinition {
+            channel_counts: None,
+            external_id: String::new(),
+            format: "JSON".into(),
+            role_arn: "r".into(),
+            s3_url: "file:///x".into(),
+            size: 0,
+        },
+    };
+    let done = store
+        .finish_import(&app, &id, target, |_| job.clone())
+        .unwrap();
+    assert_eq!(done.size, 3);
+    let members = store.members_after(&app, &id, 1, "", 10).unwrap();
+    let ids: Vec<&str> = members.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["x", "y", "z"]);
+    let x: serde_json::Value = serde_json::from_str(&members[0].1).unwrap();
+    assert_eq!(x["Address"], "+3");
+    let z: serde_json::Value = serde_json::from_str(&members[2].1).unwrap();
+    assert_eq!(z["Address"], "+4");
 }

@@ -12,6 +12,7 @@
 
 mod apps;
 mod campaigns;
+mod checkpoint;
 pub mod copy;
 mod documents;
 mod endpoints;
@@ -221,6 +222,8 @@ impl std::fmt::Debug for DataSource {
 
 enum Backend {
     Sqlite {
+        /// Stopped first when the store is dropped, before the connections close.
+        checkpointer: checkpoint::Checkpointer,
         // Boxed: a connection with hooks (the migration source's time limit) is large.
         writer: Box<Mutex<rusqlite::Connection>>,
         readers: Vec<Mutex<rusqlite::Connection>>,
@@ -286,6 +289,8 @@ fn open(path: &Path, writer: bool) -> rusqlite::Result<rusqlite::Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     if writer {
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Checkpoints run on a thread of their own (`checkpoint`), not in the writer's commits.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     }
     Ok(conn)
 }
@@ -411,6 +416,7 @@ impl Store {
                     .map(|_| open(path, false).map(Mutex::new))
                     .collect::<Result<_, _>>()?;
                 Backend::Sqlite {
+                    checkpointer: checkpoint::Checkpointer::start(path)?,
                     writer: Box::new(Mutex::new(writer)),
                     readers,
                     next_reader: AtomicUsize::new(0),
@@ -573,7 +579,11 @@ impl Store {
     /// PostgreSQL connection (READ COMMITTED), rolled back when `f` fails.
     fn write_db<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Failure>) -> Result<T, Failure> {
         match &self.backend {
-            Backend::Sqlite { writer, .. } => {
+            Backend::Sqlite {
+                writer,
+                checkpointer,
+                ..
+            } => {
                 let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -583,6 +593,7 @@ impl Store {
                     writing: true,
                 })?;
                 tx.commit().map_err(|e| Failure::Db(e.into()))?;
+                checkpointer.committed(&conn);
                 Ok(out)
             }
             Backend::Postgres(pool) => pg_write(pool, f),
