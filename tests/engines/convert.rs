@@ -70,16 +70,16 @@ fn the_corpus_converts_with_every_inexact_family_reported() {
         definitions.len(),
         crate::corpus::segments().len() + 1 - gps_only.len()
     );
-    // Each manifest reads strictly as CreateSegmentDefinition's request, within its rules.
-    for d in definitions {
-        let name = d["name"].as_str().unwrap();
-        let text = std::fs::read_to_string(out_dir.join(format!("{name}.yaml"))).unwrap();
-        let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-        let spec: segmentctl::model::profiles::CreateSegmentDefinitionRequest =
-            segmentctl::model::strict::from_slice(doc["spec"].to_string().as_bytes())
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let broken = segmentctl::model::profiles::validate::create_segment_definition(&spec);
-        assert!(broken.is_empty(), "{name}: {broken:?}");
+    // The folder written reads as a Customer Profiles target's (bases among the converted
+    // definitions by `Ref`), each spec strictly CreateSegmentDefinition's request, within
+    // its rules.
+    let ws = segmentctl::manifests::workspace::load(&out_dir, None)
+        .unwrap_or_else(|e| panic!("the converted folder does not load: {e:?}"));
+    assert_eq!(ws.definitions.len(), definitions.len());
+    for d in &ws.definitions {
+        let broken =
+            segmentctl::model::profiles::validate::create_segment_definition(&d.manifest.spec);
+        assert!(broken.is_empty(), "{}: {broken:?}", d.name());
     }
     // Every inexact family is named, at a line of the manifest.
     let notes = report["notes"].as_array().unwrap();
