@@ -12,26 +12,6 @@ fn source_path(g: usize, s: usize) -> String {
     format!("spec.SegmentGroups.Groups[{g}].SourceSegments[{s}]")
 }
 
-/// Every source of `d`: (group, source, name, written as `Ref`).
-fn sources(d: &DefinitionDoc) -> Vec<(usize, usize, &str, bool)> {
-    let mut out = Vec::new();
-    for (gi, g) in d
-        .manifest
-        .spec
-        .segment_groups
-        .iter()
-        .flat_map(|g| g.groups.iter().flatten())
-        .enumerate()
-    {
-        for (si, src) in g.source_segments.iter().flatten().enumerate() {
-            if let Some(n) = src.segment_definition_name.as_deref() {
-                out.push((gi, si, n, d.refs.contains(&(gi, si))));
-            }
-        }
-    }
-    out
-}
-
 /// Checks the folder's definitions and orders them so that every definition comes after
 /// the ones it builds on.
 ///
@@ -59,7 +39,7 @@ pub fn build(docs: &[DefinitionDoc]) -> Result<Vec<DefinitionDoc>, Vec<ManifestE
     }
     let names: Vec<&str> = by_name.keys().copied().collect();
     for d in docs {
-        for (g, s, name, is_ref) in sources(d) {
+        for (g, s, name, is_ref) in d.sources() {
             if is_ref && !by_name.contains_key(name) {
                 let mut msg =
                     format!("no SegmentDefinition manifest in the folder is named {name:?}");
@@ -113,7 +93,8 @@ impl<'a> Walk<'a, '_> {
                 let mut chain: Vec<&str> = self.trail[from..].to_vec();
                 chain.push(name);
                 let last = self.by_name[self.trail[self.trail.len() - 1]];
-                let at = sources(last)
+                let at = last
+                    .sources()
                     .into_iter()
                     .find(|(_, _, n, is_ref)| *is_ref && *n == name)
                     .map(|(g, s, _, _)| format!("{}.Ref", source_path(g, s)))
@@ -132,7 +113,8 @@ impl<'a> Walk<'a, '_> {
         let d = self.by_name[name];
         self.marks.insert(name, Mark::Visiting);
         self.trail.push(name);
-        let bases: BTreeSet<&'a str> = sources(d)
+        let bases: BTreeSet<&'a str> = d
+            .sources()
             .into_iter()
             .filter(|(_, _, _, is_ref)| *is_ref)
             .filter_map(|(_, _, n, _)| self.by_name.get_key_value(n).map(|(k, _)| *k))

@@ -358,27 +358,13 @@ impl Planner<'_> {
         let (steps_before, deletes_before) = (self.steps.len(), self.deletes.len());
         self.definition_steps(d);
         let mut why: Vec<String> = Vec::new();
-        for (gi, g) in d
-            .manifest
-            .spec
-            .segment_groups
-            .iter()
-            .flat_map(|g| g.groups.iter().flatten())
-            .enumerate()
-        {
-            for (si, src) in g.source_segments.iter().flatten().enumerate() {
-                let Some(n) = src.segment_definition_name.as_deref() else {
-                    continue;
-                };
-                if d.refs.contains(&(gi, si)) {
-                    if self.blocked.contains(n) {
-                        why.push(format!("its base {n} is blocked"));
-                    }
-                } else if !self.o.by_name.contains_key(n) {
-                    why.push(format!(
-                        "SourceSegments names {n}, and the domain has no definition of that name"
-                    ));
-                }
+        for (_, _, n, is_ref) in d.sources() {
+            if is_ref && self.blocked.contains(n) {
+                why.push(format!("its base {n} is blocked"));
+            } else if !is_ref && !self.o.by_name.contains_key(n) {
+                why.push(format!(
+                    "SourceSegments names {n}, and the domain has no definition of that name"
+                ));
             }
         }
         let blocked_here = self.steps[steps_before..]

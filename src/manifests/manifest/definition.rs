@@ -77,14 +77,27 @@ impl DefinitionDoc {
 
     /// A located error about this document's field `path`.
     pub fn error(&self, path: &str, message: impl Into<String>) -> ManifestError {
-        let (line, column) = self.source.locate(self.doc, path);
-        ManifestError {
-            file: self.file.clone(),
-            line,
-            column,
-            path: path.to_string(),
-            message: message.into(),
+        super::located(&self.file, &self.source, self.doc, path, message.into())
+    }
+
+    /// Every source: (group, source, the name it gives, whether written as `Ref`).
+    pub fn sources(&self) -> Vec<(usize, usize, &str, bool)> {
+        let mut out = Vec::new();
+        for (gi, g) in self
+            .manifest
+            .spec
+            .segment_groups
+            .iter()
+            .flat_map(|g| g.groups.iter().flatten())
+            .enumerate()
+        {
+            for (si, src) in g.source_segments.iter().flatten().enumerate() {
+                if let Some(n) = src.segment_definition_name.as_deref() {
+                    out.push((gi, si, n, self.refs.contains(&(gi, si))));
+                }
+            }
         }
+        out
     }
 }
 
@@ -178,16 +191,9 @@ fn take_refs(v: &mut serde_yaml::Value) -> (BTreeSet<(usize, usize)>, Problems) 
 /// The rules of one document: the apiVersion, the name, and the model's own rules (the
 /// server's validator, so the folder is refused as the API would refuse it).
 fn rules(m: &DefinitionManifest) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    if m.api_version != API_VERSION {
-        out.push((
-            "apiVersion".into(),
-            format!(
-                "unknown apiVersion {:?}; expected {API_VERSION}",
-                m.api_version
-            ),
-        ));
-    }
+    let mut out: Vec<(String, String)> = super::rules::api_version(&m.api_version)
+        .into_iter()
+        .collect();
     for v in crate::model::profiles::validate::name("metadata.name", &m.metadata.name) {
         out.push((v.path, v.message));
     }

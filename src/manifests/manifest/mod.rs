@@ -187,14 +187,25 @@ impl Document {
 
     /// A located error about this document's field `path`.
     pub fn error(&self, path: &str, message: impl Into<String>) -> ManifestError {
-        let (line, column) = self.source.locate(self.doc, path);
-        ManifestError {
-            file: self.file.clone(),
-            line,
-            column,
-            path: path.to_string(),
-            message: message.into(),
-        }
+        located(&self.file, &self.source, self.doc, path, message.into())
+    }
+}
+
+/// An error about the field `path` of document `doc` of `file`, where its text puts it.
+pub(crate) fn located(
+    file: &str,
+    source: &SourceText,
+    doc: usize,
+    path: &str,
+    message: String,
+) -> ManifestError {
+    let (line, column) = source.locate(doc, path);
+    ManifestError {
+        file: file.to_string(),
+        line,
+        column,
+        path: path.to_string(),
+        message,
     }
 }
 

@@ -19,17 +19,19 @@ pub(super) fn document_rules(m: &Manifest) -> Problems {
     out
 }
 
+/// What is wrong with a manifest's `apiVersion`, if anything (every kind's rule).
+pub(super) fn api_version(v: &str) -> Option<(String, String)> {
+    (v != API_VERSION).then(|| {
+        (
+            "apiVersion".into(),
+            format!("unknown apiVersion {v:?}; expected {API_VERSION}"),
+        )
+    })
+}
+
 /// The apiVersion, the name, and a source only where it belongs.
 fn common_rules(m: &Manifest, out: &mut Problems) {
-    if m.api_version != API_VERSION {
-        out.push((
-            "apiVersion".into(),
-            format!(
-                "unknown apiVersion {:?}; expected {API_VERSION}",
-                m.api_version
-            ),
-        ));
-    }
+    out.extend(api_version(&m.api_version));
     if let Some(msg) = name_problem(&m.metadata.name) {
         out.push(("metadata.name".into(), msg));
     }
