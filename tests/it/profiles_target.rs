@@ -724,3 +724,34 @@ async fn plan_profiles_counts_each_definition_before_and_after() {
     assert_eq!(code, 1);
     assert!(stderr.contains("cannot read missing.jsonl"), "{stderr}");
 }
+
+/// A server listing a definition name the API forbids (here put straight into the store,
+/// as a broken or hostile endpoint would list it): `import` fails naming it, and writes no
+/// file at all, inside `--out` or out of it. (Were such a definition also readable, its
+/// name is checked again before it names a file.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_writes_nothing_for_a_name_the_api_forbids() {
+    let t = util::start().await;
+    create_domain(&t, "shop").await;
+    let req: segmentctl::model::profiles::CreateSegmentDefinitionRequest = serde_yaml::from_str(
+        "DisplayName: x\nSegmentGroups: {Groups: [{Dimensions: [{ProfileAttributes: {FirstName: {DimensionType: INCLUSIVE, Values: [A]}}}]}]}",
+    )
+    .unwrap();
+    let store = t.server.state.store.clone();
+    tokio::task::spawn_blocking(move || {
+        store
+            .create_segment_definition("shop", "../escaped", &req)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join("work")).unwrap();
+    std::fs::write(d.join("work/segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    let (code, stdout, stderr) = cli(&d.join("work"), &["import", ".", "--out", "imported"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("\"../escaped\" is not a name"), "{stderr}");
+    assert!(!d.join("escaped.yaml").exists());
+    assert!(!d.join("work/imported").exists(), "nothing written");
+}

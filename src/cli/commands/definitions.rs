@@ -379,6 +379,15 @@ async fn import_from(
             .filter(|n| crate::model::profiles::validate::name("", n).is_empty())
             .filter(|n| !taken.contains(n.as_str()));
         let name = tagged.cloned().unwrap_or_else(|| d.name.clone());
+        // The name becomes a file name: an answer the model's name rule refuses (a path
+        // separator, `..`, a control character) is never written.
+        if !crate::model::profiles::validate::name("", &name).is_empty() {
+            err(&format!(
+                "warning: the definition {} is left out: its name is not one the API allows, and it would name the manifest's file\n",
+                crate::report::Escape::Text.quote(&name)
+            ));
+            continue;
+        }
         if !taken.insert(name.clone()) {
             err(&format!(
                 "warning: {} is left out: another definition is imported as {}\n",
