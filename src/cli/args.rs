@@ -232,6 +232,13 @@ pub struct PlanArgs {
     /// returns them; plain or gzip).
     #[arg(long, value_name = "FILE", conflicts_with = "endpoints")]
     pub profiles: Option<PathBuf>,
+    /// A Customer Profiles target: plan as `apply --repoint-campaigns` would (a replaced
+    /// definition's campaigns re-pointed to its replacement before it is deleted).
+    #[arg(long)]
+    pub repoint_campaigns: bool,
+    /// A Customer Profiles target: plan as `apply --allow-delete-in-use` would.
+    #[arg(long)]
+    pub allow_delete_in_use: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -250,6 +257,11 @@ pub struct ApplyArgs {
     /// Carry out deletions blocked only because a campaign, journey or segment uses them.
     #[arg(long)]
     pub allow_delete_in_use: bool,
+    /// A Customer Profiles target: when a definition a campaign in use reads is replaced,
+    /// re-point the campaign to the new definition (UpdateCampaignSource) before the old one
+    /// is deleted. Never done without this flag.
+    #[arg(long)]
+    pub repoint_campaigns: bool,
     /// When another applier holds an application's lease, wait for it instead of failing.
     #[arg(long)]
     pub wait: bool,

@@ -192,6 +192,10 @@ async fn plan(a: PlanArgs) -> anyhow::Result<u8> {
         }),
         revision: commands::revision(a.revision.as_deref()),
         profiles: a.profiles,
+        campaigns: crate::plan::definitions::CampaignPolicy {
+            allow_delete_in_use: a.allow_delete_in_use,
+            repoint: a.repoint_campaigns,
+        },
     };
     commands::plan_command(&inputs, &o).await
 }
@@ -201,6 +205,7 @@ async fn apply(a: args::ApplyArgs) -> anyhow::Result<u8> {
     let o = commands::ApplyArgs {
         auto_approve: a.auto_approve,
         allow_delete_in_use: a.allow_delete_in_use,
+        repoint_campaigns: a.repoint_campaigns,
         wait: a.wait,
         json: a.format == ApplyFormat::Json,
     };

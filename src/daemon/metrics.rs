@@ -153,7 +153,7 @@ impl Collector for Scrape {
         )?;
         let mut family = e.encode_descriptor(
             "segmentctl_api_requests",
-            "Requests to the Pinpoint API, by operation and result code.",
+            "Requests to the target's API (Pinpoint, or Customer Profiles and Connect campaigns), by operation and result code.",
             None,
             MetricType::Counter,
         )?;

@@ -8,6 +8,7 @@
 //! controller is ready. This module wires them to the watcher, the timer and the admin
 //! endpoints. On shutdown the steps in flight finish, none is started, and the process exits.
 
+pub mod definitions;
 pub mod metrics;
 pub mod policy;
 pub mod round;
@@ -30,7 +31,7 @@ use tokio::sync::{mpsc, watch as signal};
 use crate::reconcile::outcome::StepResult;
 use crate::reconcile::pipeline::{Inputs, Overrides};
 use crate::targets::pinpoint::pacing::Counters;
-use crate::targets::{self, Connection};
+use crate::targets::{self, Connection, ProfilesConnection};
 use metrics::{Metrics, Outcome};
 use policy::Backoffs;
 use round::{Identity, RoundContext, RoundOutcome, RoundState};
@@ -331,10 +332,52 @@ impl RunningDaemon {
 }
 
 /// Starts the daemon: connects, binds the admin server, and runs rounds until stopped.
+/// What the controller reconciles: a Pinpoint target's applications, or a Customer
+/// Profiles domain (a `customerProfiles` target, or the embedded default when the folder
+/// holds `SegmentDefinition` manifests).
+pub enum Reconciled {
+    Pinpoint(Connection),
+    Profiles(ProfilesConnection),
+}
+
+impl Reconciled {
+    fn counters(&self) -> Arc<Counters> {
+        match self {
+            Reconciled::Pinpoint(c) => c.pinpoint.api.counters.clone(),
+            Reconciled::Profiles(c) => c.profiles.api.counters.clone(),
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Reconciled::Pinpoint(c) => c.close().await,
+            Reconciled::Profiles(c) => c.close().await,
+        }
+    }
+}
+
 pub async fn start(cfg: DaemonConfig) -> anyhow::Result<RunningDaemon> {
     let config = settings_at_start(&cfg)?;
-    let conn = targets::connect(&config, &cfg.dir).await?;
-    start_with(cfg, conn).await
+    let profiles = match &config.target {
+        crate::manifests::config::Target::CustomerProfiles(_) => true,
+        crate::manifests::config::Target::Local { .. } => {
+            // The folder's kind decides the embedded default's API; a folder that does not
+            // load is the first round's to report.
+            let inputs = Inputs {
+                dir: cfg.dir.clone(),
+                config: cfg.config_file.clone(),
+                overrides: cfg.overrides.clone(),
+            };
+            crate::reconcile::pipeline::load(&inputs).is_ok_and(|ws| !ws.definitions.is_empty())
+        }
+        _ => false,
+    };
+    let conn = if profiles {
+        Reconciled::Profiles(targets::connect_profiles(&config, &cfg.dir, true).await?)
+    } else {
+        Reconciled::Pinpoint(targets::connect(&config, &cfg.dir).await?)
+    };
+    start_reconciling(cfg, conn).await
 }
 
 /// The settings the controller starts with: the configuration (as discovered for the folder,
@@ -349,14 +392,24 @@ fn settings_at_start(cfg: &DaemonConfig) -> anyhow::Result<crate::manifests::con
     Ok(config)
 }
 
-/// Starts the daemon over an open connection.
+/// Starts the daemon over an open connection to a Pinpoint target.
 pub async fn start_with(cfg: DaemonConfig, conn: Connection) -> anyhow::Result<RunningDaemon> {
+    start_reconciling(cfg, Reconciled::Pinpoint(conn)).await
+}
+
+/// Starts the daemon over an open connection.
+pub async fn start_reconciling(
+    cfg: DaemonConfig,
+    conn: Reconciled,
+) -> anyhow::Result<RunningDaemon> {
     let settings = settings_at_start(&cfg)?;
     let identity = Identity::of(&settings);
-    let info = crate::plan::live::TargetInfo::of(&settings, &cfg.dir);
+    let mut info = crate::plan::live::TargetInfo::of(&settings, &cfg.dir);
+    if let Reconciled::Profiles(p) = &conn {
+        info.domain = Some(p.domain.clone());
+    }
     let shared = Arc::new(Shared::new(&cfg));
-    *shared.api.lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(conn.pinpoint.api.counters.clone());
+    *shared.api.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.counters());
     let listener = tokio::net::TcpListener::bind(cfg.admin_listen)
         .await
         .map_err(|e| {
@@ -461,7 +514,7 @@ fn now_unix() -> f64 {
 async fn rounds(
     cfg: DaemonConfig,
     identity: Identity,
-    conn: Connection,
+    conn: Reconciled,
     shared: Arc<Shared>,
     mut stop: signal::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -500,7 +553,12 @@ async fn rounds(
             }),
         };
         shared.round_running(true);
-        let outcome = round::round(&conn.pinpoint, &cx, &mut state).await;
+        let outcome = match &conn {
+            Reconciled::Pinpoint(c) => round::round(&c.pinpoint, &cx, &mut state).await,
+            Reconciled::Profiles(c) => {
+                definitions::round(&c.profiles, &c.domain, c.embedded, &cx, &mut state).await
+            }
+        };
         shared.round_running(false);
         let finished = tokio::time::Instant::now();
         let delays = backoffs.record(&outcome, finished);
@@ -686,7 +744,11 @@ fn remember(st: &mut Status, round: &RoundOutcome, revision: Option<String>) {
     let acted = round
         .events
         .iter()
-        .any(|e| !matches!(e.result, StepResult::Blocked(_)));
+        .any(|e| !matches!(e.result, StepResult::Blocked(_)))
+        || round
+            .definition_events
+            .iter()
+            .any(|e| e["result"] != "blocked");
     let new_errors =
         !errors.is_empty() && st.history.back().is_none_or(|last| last.errors != errors);
     if !(acted || new_errors) {
@@ -702,10 +764,12 @@ fn remember(st: &mut Status, round: &RoundOutcome, revision: Option<String>) {
         steps: round
             .events
             .iter()
-            .take(HISTORY_STEPS)
             .map(crate::reconcile::outcome::event_json)
+            .chain(round.definition_events.iter().cloned())
+            .take(HISTORY_STEPS)
             .collect(),
-        steps_not_shown: round.events.len().saturating_sub(HISTORY_STEPS),
+        steps_not_shown: (round.events.len() + round.definition_events.len())
+            .saturating_sub(HISTORY_STEPS),
         errors,
     };
     st.history.push_back(record);

@@ -10,7 +10,7 @@ use tokio::sync::watch as signal;
 use super::Mode;
 use crate::manifests::config::Config;
 use crate::manifests::desired::DesiredState;
-use crate::manifests::manifest::Source;
+use crate::manifests::manifest::{DefinitionDoc, Source};
 use crate::plan::{AppPlan, Plan};
 use crate::reconcile::apply;
 use crate::reconcile::observe::ObserveError;
@@ -33,12 +33,14 @@ pub struct LastGood {
 }
 
 impl LastGood {
-    /// The desired state of the last good folder, its local sources resolved in `dir`.
-    fn desired(&self, dir: &std::path::Path) -> Option<DesiredState> {
+    /// The desired state of the last good folder, its local sources resolved in `dir`, and
+    /// its `SegmentDefinition`s.
+    fn desired(&self, dir: &std::path::Path) -> Option<(DesiredState, Vec<DefinitionDoc>)> {
         let loaded = crate::manifests::manifest::load_sources(&self.sources);
         let mut desired = crate::manifests::desired::build(&loaded.documents).ok()?;
         crate::manifests::workspace::resolve_sources(dir, &mut desired).ok()?;
-        Some(desired)
+        let definitions = crate::manifests::definitions::build(&loaded.definitions).ok()?;
+        Some((desired, definitions))
     }
 }
 
@@ -137,6 +139,8 @@ pub struct RoundOutcome {
     pub apps: Vec<AppOutcome>,
     /// Every step applied, in the order they finished.
     pub events: Vec<StepReport>,
+    /// A Customer Profiles round's steps, as the history shows them (JSON events).
+    pub definition_events: Vec<serde_json::Value>,
 }
 
 impl RoundOutcome {
@@ -179,20 +183,21 @@ fn changed_apps(
 }
 
 /// What step 1 found.
-struct Load {
-    /// The desired state and settings to use (none when the folder never loaded).
-    good: Option<(DesiredState, Config)>,
+pub(super) struct Load {
+    /// The desired state (Pinpoint manifests, `SegmentDefinition`s) and settings to use
+    /// (none when the folder never loaded).
+    pub good: Option<(DesiredState, Vec<DefinitionDoc>, Config)>,
     /// The applications to limit the round to (shard keys), when only some changed.
-    only: Option<BTreeSet<String>>,
+    pub only: Option<BTreeSet<String>>,
     /// Why the folder did not load.
-    invalid: Vec<String>,
+    pub invalid: Vec<String>,
 }
 
 /// Step 1: the folder, or the last good one, settings included. The folder is read on a
 /// blocking thread, never on the async ones that serve `/livez` and answer a stop.
 ///
 /// Returns `None` when asked to stop while reading.
-async fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Option<Load> {
+pub(super) async fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Option<Load> {
     let inputs = cx.inputs.clone();
     let read = tokio::task::spawn_blocking(move || pipeline::load(&inputs));
     let read = match cx.cancel.clone() {
@@ -227,16 +232,16 @@ async fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Option<Load> {
                 fingerprints: prints,
             });
             Some(Load {
-                good: Some((ws.desired, ws.config)),
+                good: Some((ws.desired, ws.definitions, ws.config)),
                 only,
                 invalid: Vec::new(),
             })
         }
         Err(errors) => {
-            let kept = state
-                .last_good
-                .as_ref()
-                .and_then(|good| Some((good.desired(&cx.inputs.dir)?, good.settings.clone())));
+            let kept = state.last_good.as_ref().and_then(|good| {
+                let (desired, definitions) = good.desired(&cx.inputs.dir)?;
+                Some((desired, definitions, good.settings.clone()))
+            });
             Some(Load {
                 good: kept,
                 only: None,
@@ -272,7 +277,7 @@ pub async fn round<P: Pinpoint>(
         invalid,
         ..Default::default()
     };
-    let Some((desired, settings)) = good else {
+    let Some((desired, _, settings)) = good else {
         out.no_state = true;
         return out;
     };

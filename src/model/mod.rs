@@ -122,7 +122,8 @@ macro_rules! wire_enum {
     };
 }
 
-// After `wire_enum!`, which it uses.
+// After `wire_enum!`, which they use.
+pub mod campaigns;
 pub mod profiles;
 
 /// `unknown value "INCLUDE"; expected INCLUSIVE or EXCLUSIVE (did you mean INCLUSIVE?)`

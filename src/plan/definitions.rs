@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::manifests::manifest::definition::MAX_NAME_IN_DERIVED;
 use crate::manifests::manifest::DefinitionDoc;
+use crate::model::campaigns::CampaignState;
 use crate::model::profiles::CreateSegmentDefinitionRequest;
 use crate::model::Tags;
 use crate::plan::diff::{self, Change};
@@ -41,6 +42,16 @@ pub struct LiveDefinition {
     pub created_at: i64,
 }
 
+/// A Connect outbound campaign (v2) whose source is a segment definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveCampaign {
+    pub id: String,
+    pub name: String,
+    pub state: CampaignState,
+    /// `source.customerProfilesSegmentArn`.
+    pub segment_arn: String,
+}
+
 /// The domain as observed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LiveDomain {
@@ -48,6 +59,49 @@ pub struct LiveDomain {
     /// False: the domain does not exist (only the embedded default's is then created).
     pub exists: bool,
     pub definitions: Vec<LiveDefinition>,
+    /// The campaigns whose source is a segment definition (of this domain or another).
+    pub campaigns: Vec<LiveCampaign>,
+}
+
+/// What the plan may do to a definition a campaign in use reads (Initialized, Running or
+/// Paused): by default nothing that deletes it, and a campaign is never re-pointed silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CampaignPolicy {
+    /// `--allow-delete-in-use`: delete it anyway (the campaign is left naming it).
+    pub allow_delete_in_use: bool,
+    /// `--repoint-campaigns`: when it is replaced, re-point the campaign to its replacement
+    /// (UpdateCampaignSource) before it is deleted.
+    pub repoint: bool,
+}
+
+/// A campaign that reads a definition a step deletes or replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignUse {
+    pub id: String,
+    pub name: String,
+    pub state: String,
+}
+
+impl CampaignUse {
+    fn of(c: &LiveCampaign) -> Self {
+        Self {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            state: c.state.to_string(),
+        }
+    }
+}
+
+/// `the campaign spring (id 1a2b…, Running)`, `the campaigns a (…) and b (…)`.
+fn campaigns_named(cs: &[&LiveCampaign]) -> String {
+    let each: Vec<String> = cs
+        .iter()
+        .map(|c| format!("{} (id {}, {})", c.name, c.id, c.state))
+        .collect();
+    match each.as_slice() {
+        [one] => format!("the campaign {one}"),
+        _ => format!("the campaigns {}", each.join(", ")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,6 +182,15 @@ pub struct Step {
     /// Profiles matched before and after (`plan --profiles`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<ProfileAudience>,
+    /// The campaigns in use that read the definition this step deletes or replaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub campaigns: Vec<CampaignUse>,
+    /// A delete: re-point `campaigns` to this definition (its replacement) first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repoint_to: Option<String>,
+    /// What the step does that a reviewer should know and that does not stop it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// A step's profiles before and after the plan.
@@ -170,6 +233,9 @@ impl Step {
             cause: None,
             blocked: Vec::new(),
             audience: None,
+            campaigns: Vec::new(),
+            repoint_to: None,
+            warnings: Vec::new(),
         }
     }
 }
@@ -238,6 +304,8 @@ struct Observed<'a> {
     managed: BTreeMap<&'a str, Vec<&'a LiveDefinition>>,
     /// Live name → the live definitions that name it as a source.
     users: BTreeMap<&'a str, Vec<&'a str>>,
+    /// A definition's ARN → the campaigns whose source it is.
+    campaigns: BTreeMap<&'a str, Vec<&'a LiveCampaign>>,
 }
 
 impl<'a> Observed<'a> {
@@ -246,7 +314,11 @@ impl<'a> Observed<'a> {
             by_name: BTreeMap::new(),
             managed: BTreeMap::new(),
             users: BTreeMap::new(),
+            campaigns: BTreeMap::new(),
         };
+        for c in &live.campaigns {
+            o.campaigns.entry(&c.segment_arn).or_default().push(c);
+        }
         for d in &live.definitions {
             o.by_name.insert(&d.name, d);
             let tags = d.spec.tags.as_ref();
@@ -261,6 +333,17 @@ impl<'a> Observed<'a> {
         o
     }
 
+    /// The campaigns reading `arn` that are in use (not ended).
+    fn in_use(&self, arn: &str) -> Vec<&'a LiveCampaign> {
+        self.campaigns
+            .get(arn)
+            .into_iter()
+            .flatten()
+            .filter(|c| c.state.in_use())
+            .copied()
+            .collect()
+    }
+
     fn owner_of(&self, name: &str) -> Option<&str> {
         self.by_name
             .get(name)
@@ -271,11 +354,17 @@ impl<'a> Observed<'a> {
 }
 
 /// The plan: `desired` in dependency order (bases first), `live` as read.
-pub fn plan(desired: &[DefinitionDoc], live: &LiveDomain, s: &Settings) -> DefinitionsPlan {
+pub fn plan(
+    desired: &[DefinitionDoc],
+    live: &LiveDomain,
+    s: &Settings,
+    policy: CampaignPolicy,
+) -> DefinitionsPlan {
     let o = Observed::of(live, &s.owner);
     let mut p = Planner {
         o: &o,
         s,
+        policy,
         final_name: BTreeMap::new(),
         taken: desired.iter().map(|d| d.name().to_string()).collect(),
         blocked: BTreeSet::new(),
@@ -307,6 +396,7 @@ pub fn plan(desired: &[DefinitionDoc], live: &LiveDomain, s: &Settings) -> Defin
 struct Planner<'a> {
     o: &'a Observed<'a>,
     s: &'a Settings,
+    policy: CampaignPolicy,
     /// Manifest name → the definition's name on the target once the plan has run.
     final_name: BTreeMap<String, String>,
     /// Names a definition of this plan will have, or a manifest claims: a derived name
@@ -318,7 +408,7 @@ struct Planner<'a> {
     deletes: Vec<Step>,
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
     /// The request to send for `d`: `Ref`s resolved, ownership tags added.
     fn request(&self, d: &DefinitionDoc) -> (CreateSegmentDefinitionRequest, String) {
         let mut spec = d.manifest.spec.clone();
@@ -356,7 +446,17 @@ impl Planner<'_> {
     /// is created on a definition that will not be there (or is someone else's).
     fn definition(&mut self, d: &DefinitionDoc) {
         let (steps_before, deletes_before) = (self.steps.len(), self.deletes.len());
-        self.definition_steps(d);
+        let older = self.definition_steps(d);
+        // Once the manifest's definition is known: campaigns move to it, not to a copy.
+        let replacement = self.final_name.get(d.name()).cloned();
+        for l in older {
+            self.delete(
+                l,
+                "an older copy (replaced, or left by an interrupted apply)",
+                false,
+                replacement.as_deref(),
+            );
+        }
         let mut why: Vec<String> = Vec::new();
         for (_, _, n, is_ref) in d.sources() {
             if is_ref && self.blocked.contains(n) {
@@ -381,7 +481,8 @@ impl Planner<'_> {
         self.deletes.truncate(deletes_before);
     }
 
-    fn definition_steps(&mut self, d: &DefinitionDoc) {
+    /// Plans `d`'s create, replace, tag or adopt; returns the older copies to delete.
+    fn definition_steps(&mut self, d: &DefinitionDoc) -> Vec<&'a LiveDefinition> {
         let (spec, digest) = self.request(d);
         let want = body(&spec);
         let candidates: Vec<&LiveDefinition> =
@@ -392,22 +493,17 @@ impl Planner<'_> {
             .or_else(|| candidates.iter().find(|l| l.name == d.name()))
             .or_else(|| candidates.first())
             .copied();
-        for l in candidates
+        let older: Vec<&LiveDefinition> = candidates
             .iter()
             .filter(|l| Some(l.name.as_str()) != current.map(|c| c.name.as_str()))
-        {
-            self.delete(
-                l,
-                "an older copy (replaced, or left by an interrupted apply)",
-                false,
-            );
-        }
+            .copied()
+            .collect();
         let Some(live) = current else {
             match d.manifest.metadata.adopt.as_deref() {
                 Some(target) => self.adopt(d, target, spec, digest),
                 None => self.create(d, spec),
             }
-            return;
+            return older;
         };
         let had = body(&live.spec);
         if had == want {
@@ -423,9 +519,10 @@ impl Planner<'_> {
                 step.tag_changes = tags;
                 self.steps.push(step);
             }
-            return;
+            return older;
         }
         self.replace(d, live, spec, digest, &had, &want);
+        older
     }
 
     /// `metadata.adopt: target`: the unmanaged definition `target` becomes this manifest's,
@@ -527,18 +624,30 @@ impl Planner<'_> {
             .map(|u| u.iter().map(|s| s.to_string()).collect())
             .unwrap_or_default();
         let home_free = live.name == d.name() || !self.o.by_name.contains_key(d.name());
-        let new_name = if users.is_empty() && home_free {
+        // A campaign in use reads it by ARN: it is never absent under a campaign, so it is
+        // created beside it, and the campaign re-pointed (when asked) before it goes.
+        let in_use = self.o.in_use(&live.arn);
+        let new_name = if users.is_empty() && home_free && in_use.is_empty() {
             step.replacement = Some(Replacement::InPlace);
             d.name().to_string()
         } else {
             step.replacement = Some(Replacement::Renamed);
             step.dependants = users;
-            let mut old = Step::new(Action::Delete, d.name());
-            old.live_name = Some(live.name.clone());
-            old.arn = Some(live.arn.clone());
             let new = self.free_name(d.name(), &digest);
-            old.cause = Some(format!("replaced by {new}"));
-            self.deletes.push(old);
+            if !in_use.is_empty() {
+                step.campaigns = in_use.iter().map(|c| CampaignUse::of(c)).collect();
+                if !self.policy.repoint && !self.policy.allow_delete_in_use {
+                    step.blocked.push(format!(
+                        "{} reads {}: re-created as {new}, it would stay on the old definition, which is then deleted; --repoint-campaigns re-points it to {new} first, --allow-delete-in-use deletes the old one anyway",
+                        campaigns_named(&in_use),
+                        live.name
+                    ));
+                }
+            }
+            self.delete(live, &format!("replaced by {new}"), false, Some(&new));
+            if let Some(old) = self.deletes.last_mut() {
+                old.name = d.name().to_string();
+            }
             new
         };
         step.new_name = Some(new_name.clone());
@@ -585,7 +694,7 @@ impl Planner<'_> {
         let too_many =
             managed > 0 && names as f64 * 100.0 / managed as f64 > self.s.max_delete_percent;
         for l in gone {
-            self.delete(l, "its manifest is gone (prune)", true);
+            self.delete(l, "its manifest is gone (prune)", true, None);
             if too_many {
                 if let Some(last) = self.deletes.last_mut() {
                     last.blocked.push(format!(
@@ -597,7 +706,15 @@ impl Planner<'_> {
         }
     }
 
-    fn delete(&mut self, l: &LiveDefinition, cause: &str, protect_applies: bool) {
+    /// A delete of `l`; `replacement` is the definition that takes its place, if any (a
+    /// campaign in use may be re-pointed to it).
+    fn delete(
+        &mut self,
+        l: &LiveDefinition,
+        cause: &str,
+        protect_applies: bool,
+        replacement: Option<&str>,
+    ) {
         let tags = l.spec.tags.as_ref();
         let mut step = Step::new(
             Action::Delete,
@@ -616,7 +733,40 @@ impl Planner<'_> {
             step.blocked
                 .push("protected (segmentctl:protect): remove metadata.protect first".into());
         }
+        self.guard_campaigns(&mut step, l, replacement);
         self.deletes.push(step);
+    }
+
+    /// The campaign guard of a delete: a campaign in use blocks it unless it is re-pointed to
+    /// the replacement first (`--repoint-campaigns`) or the delete is allowed anyway
+    /// (`--allow-delete-in-use`); an ended one is named in a warning.
+    fn guard_campaigns(&self, step: &mut Step, l: &LiveDefinition, replacement: Option<&str>) {
+        for c in self.o.campaigns.get(l.arn.as_str()).into_iter().flatten() {
+            if !c.state.in_use() {
+                step.warnings.push(format!(
+                    "the campaign {} (id {}, {}) names it, and will name a deleted definition",
+                    c.name, c.id, c.state
+                ));
+            }
+        }
+        let in_use = self.o.in_use(&l.arn);
+        if in_use.is_empty() {
+            return;
+        }
+        step.campaigns = in_use.iter().map(|c| CampaignUse::of(c)).collect();
+        let named = campaigns_named(&in_use);
+        match replacement {
+            Some(to) if self.policy.repoint => step.repoint_to = Some(to.to_string()),
+            _ if self.policy.allow_delete_in_use => step.warnings.push(format!(
+                "{named} reads it: deleted anyway (--allow-delete-in-use), the campaign is left naming a deleted definition"
+            )),
+            Some(to) => step.blocked.push(format!(
+                "{named} reads it: --repoint-campaigns re-points it to {to} first, --allow-delete-in-use deletes it anyway"
+            )),
+            None => step.blocked.push(format!(
+                "{named} reads it: point the campaign at another segment first, or --allow-delete-in-use deletes it anyway"
+            )),
+        }
     }
 }
 
@@ -722,7 +872,12 @@ mod tests {
 
     /// The domain as a first apply of `desired` leaves it.
     fn applied(desired: &[DefinitionDoc]) -> LiveDomain {
-        let p = plan(desired, &LiveDomain::default(), &settings(false));
+        let p = plan(
+            desired,
+            &LiveDomain::default(),
+            &settings(false),
+            CampaignPolicy::default(),
+        );
         LiveDomain {
             name: "shop".into(),
             exists: true,
@@ -736,6 +891,7 @@ mod tests {
                     created_at: 0,
                 })
                 .collect(),
+            campaigns: Vec::new(),
         }
     }
 
@@ -756,14 +912,14 @@ mod tests {
     fn an_applied_folder_plans_nothing_and_a_tag_is_only_tagged() {
         let desired = docs(&manifest("us", "US", ""));
         let mut live = applied(&desired);
-        assert!(plan(&desired, &live, &settings(false)).is_empty());
+        assert!(plan(&desired, &live, &settings(false), CampaignPolicy::default()).is_empty());
         live.definitions[0]
             .spec
             .tags
             .as_mut()
             .unwrap()
             .insert("team".into(), "x".into());
-        let p = plan(&desired, &live, &settings(false));
+        let p = plan(&desired, &live, &settings(false), CampaignPolicy::default());
         assert_eq!(p.steps.len(), 1);
         assert_eq!(p.steps[0].action, Action::Tag);
         assert_eq!(p.steps[0].tag_changes.remove, ["team"]);
@@ -784,7 +940,7 @@ mod tests {
         old.spec.display_name = "before".into();
         live.definitions.push(old);
         let only_us = docs(&manifest("us", "US", ""));
-        let p = plan(&only_us, &live, &settings(true));
+        let p = plan(&only_us, &live, &settings(true), CampaignPolicy::default());
         let deletes: Vec<(&str, bool)> = p
             .steps
             .iter()
@@ -826,7 +982,12 @@ mod tests {
         let before =
             docs(&(manifest("base", "US", "") + &user("mid", &["base"], ", protect: true")));
         let live = applied(&before);
-        let p = plan(&docs(&manifest("other", "JP", "")), &live, &settings(true));
+        let p = plan(
+            &docs(&manifest("other", "JP", "")),
+            &live,
+            &settings(true),
+            CampaignPolicy::default(),
+        );
         assert_eq!(
             blocked(&p),
             [
@@ -840,7 +1001,7 @@ mod tests {
         let before = docs(&(manifest("gone", "US", "") + &manifest("keep", "FR", "")));
         let live = applied(&before);
         let now = docs(&(manifest("keep", "FR", "") + &user("nu", &["Name: gone"], "")));
-        let p = plan(&now, &live, &settings(true));
+        let p = plan(&now, &live, &settings(true), CampaignPolicy::default());
         assert_eq!(
             blocked(&p),
             [
@@ -856,6 +1017,7 @@ mod tests {
             name: "shop".into(),
             exists: true,
             definitions: Vec::new(),
+            campaigns: Vec::new(),
         };
         let theirs = applied(&docs(&manifest("vip", "ZZ", ""))).definitions[0].clone();
         let mut theirs = theirs;
@@ -866,7 +1028,7 @@ mod tests {
                 + &user("vip-eu", &["vip"], "")
                 + &user("typo", &["Name: vpi"], "")),
         );
-        let p = plan(&desired, &live, &settings(false));
+        let p = plan(&desired, &live, &settings(false), CampaignPolicy::default());
         assert_eq!(
             blocked(&p),
             [
@@ -891,10 +1053,15 @@ mod tests {
                 + &manifest("d", "US", "")),
         );
         let live = applied(&all);
-        assert!(plan(&[], &live, &settings(true)).is_empty());
+        assert!(plan(&[], &live, &settings(true), CampaignPolicy::default()).is_empty());
         let mut half = settings(true);
         half.max_delete_percent = 50.0;
-        let p = plan(&docs(&manifest("a", "US", "")), &live, &half);
+        let p = plan(
+            &docs(&manifest("a", "US", "")),
+            &live,
+            &half,
+            CampaignPolicy::default(),
+        );
         assert_eq!(p.count(Action::Delete), 3);
         assert!(p.steps.iter().all(|s| s.blocked.len() == 1), "{p:#?}");
         assert!(p.steps[0].blocked[0].contains("3 of 4 managed definitions"));
@@ -905,7 +1072,7 @@ mod tests {
         let before = docs(&(manifest("base", "US", "") + &user("u", &["base"], "")));
         let mut live = applied(&before);
         let changed = docs(&(manifest("base", "US, CA", "") + &user("u", &["base"], "")));
-        let first = plan(&changed, &live, &settings(true));
+        let first = plan(&changed, &live, &settings(true), CampaignPolicy::default());
         let derived = first.steps[0].new_name.clone().unwrap();
         assert!(derived.starts_with("base-"), "{first:#?}");
         // Someone else holds that name now: another is chosen.
@@ -913,7 +1080,7 @@ mod tests {
         squatter.name = derived.clone();
         squatter.spec.tags = None;
         live.definitions.push(squatter);
-        let second = plan(&changed, &live, &settings(true));
+        let second = plan(&changed, &live, &settings(true), CampaignPolicy::default());
         let other = second.steps[0].new_name.clone().unwrap();
         assert!(
             other.starts_with("base-") && other != derived,
@@ -929,7 +1096,7 @@ mod tests {
         old.name = "base-0000000a".into();
         old.spec.display_name = "before".into();
         live.definitions.push(old);
-        let p = plan(&desired, &live, &settings(false));
+        let p = plan(&desired, &live, &settings(false), CampaignPolicy::default());
         assert_eq!(
             blocked(&p),
             [(Action::Delete, "base-0000000a".into(), false)]

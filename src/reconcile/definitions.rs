@@ -5,7 +5,8 @@ use crate::plan::definitions::{Action, DefinitionsPlan, LiveDomain, Replacement,
 use crate::targets::pinpoint::join_all;
 use crate::targets::profiles::{Profiles, ProfilesError};
 
-/// Reads the domain: whether it exists, and every definition in full.
+/// Reads the domain: whether it exists, every definition in full, and the campaigns whose
+/// source is a segment definition (the campaign guard's).
 ///
 /// Errors: the first failed call (after the target's retries).
 pub async fn observe<P: Profiles>(p: &P, domain: &str) -> Result<LiveDomain, ProfilesError> {
@@ -14,6 +15,7 @@ pub async fn observe<P: Profiles>(p: &P, domain: &str) -> Result<LiveDomain, Pro
             name: domain.to_string(),
             exists: false,
             definitions: Vec::new(),
+            campaigns: Vec::new(),
         });
     }
     let items = p.list_definitions(domain).await?;
@@ -34,10 +36,13 @@ pub async fn observe<P: Profiles>(p: &P, domain: &str) -> Result<LiveDomain, Pro
         }
     }
     definitions.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut campaigns = p.campaigns().await?;
+    campaigns.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     Ok(LiveDomain {
         name: domain.to_string(),
         exists: true,
         definitions,
+        campaigns,
     })
 }
 
@@ -105,7 +110,17 @@ async fn run<P: Profiles>(p: &P, domain: &str, step: &Step) -> Result<(), Profil
             }
             create(p, domain, new_name, step).await
         }
-        Action::Delete => p.delete_definition(domain, live_name).await.map(|_| ()),
+        Action::Delete => {
+            // `--repoint-campaigns`: the campaigns move to the replacement before it goes
+            // (safe to repeat: a rerun finds them moved, and this delete unguarded).
+            if let Some(to) = &step.repoint_to {
+                let arn = p.get_definition(domain, to).await?.arn;
+                for c in &step.campaigns {
+                    p.repoint_campaign(&c.id, &arn).await?;
+                }
+            }
+            p.delete_definition(domain, live_name).await.map(|_| ())
+        }
         Action::Tag | Action::Adopt => {
             let arn = step.arn.as_deref().unwrap_or_default();
             if !step.tag_changes.add.is_empty() {

@@ -82,11 +82,28 @@ fn how_carried_out(s: &Step) -> String {
         (Action::Replace, _) => {
             let users: Vec<String> = s.dependants.iter().map(|d| safe(d).into_owned()).collect();
             let live = live.unwrap_or_default();
+            let mut why = Vec::new();
+            if !users.is_empty() {
+                why.push(format!(
+                    "{} {} on {live}",
+                    users.join(", "),
+                    if users.len() == 1 { "builds" } else { "build" }
+                ));
+            }
+            if !s.campaigns.is_empty() {
+                why.push(format!(
+                    "{} {live}",
+                    if s.campaigns.len() == 1 {
+                        "a campaign reads"
+                    } else {
+                        "campaigns read"
+                    }
+                ));
+            }
             format!(
-                "create {} beside it ({} {} on {live}), then delete {live}",
+                "create {} beside it ({}), then delete {live}",
                 new.unwrap_or_default(),
-                users.join(", "),
-                if users.len() == 1 { "builds" } else { "build" },
+                why.join("; ")
             )
         }
         (Action::Tag, _) => match live {
@@ -186,6 +203,20 @@ fn details(s: &Step) -> Vec<String> {
     }
     for k in &s.tag_changes.remove {
         out.push(format!("untag {}", safe(k)));
+    }
+    if let Some(to) = &s.repoint_to {
+        for c in &s.campaigns {
+            out.push(format!(
+                "re-point the campaign {} (id {}, {}) to {} first",
+                safe(&c.name),
+                safe(&c.id),
+                c.state,
+                safe(to)
+            ));
+        }
+    }
+    for w in &s.warnings {
+        out.push(format!("warning: {}", safe(w)));
     }
     for b in &s.blocked {
         out.push(format!("blocked: {}", safe(b)));

@@ -6,7 +6,12 @@
 //!   `profile`, errors named as Customer Profiles names them (`ResourceNotFoundException`,
 //!   `AccessDeniedException`, `ThrottlingException`, `InternalServerException`).
 //!
-//! The two families share no path, so one look at the path decides which checks and names
+//! - Amazon Connect outbound campaigns (v2): every path under `/v2/`, signed for
+//!   `connect-campaigns`, errors named as that API names them (`ValidationException`,
+//!   `ConflictException`, …): the few calls the campaign guard of a Customer Profiles target
+//!   makes.
+//!
+//! The families share no path, so one look at the path decides which checks and names
 //! apply, before anything else is read.
 
 use axum::http::Method;
@@ -15,6 +20,7 @@ use axum::http::Method;
 pub enum Api {
     Pinpoint,
     CustomerProfiles,
+    ConnectCampaigns,
 }
 
 impl Api {
@@ -26,6 +32,8 @@ impl Api {
         };
         if under("/domains") || path.starts_with("/tags/") {
             Api::CustomerProfiles
+        } else if path.starts_with("/v2/") {
+            Api::ConnectCampaigns
         } else {
             Api::Pinpoint
         }
@@ -36,13 +44,15 @@ impl Api {
         match self {
             Api::Pinpoint => "mobiletargeting",
             Api::CustomerProfiles => "profile",
+            Api::ConnectCampaigns => "connect-campaigns",
         }
     }
 }
 
-/// Whether a request only reads, so a read-only key may make it: GET, HEAD and OPTIONS, and
-/// the three Customer Profiles operations that read through a POST (SearchProfiles,
-/// GetSegmentMembership, CreateSegmentEstimate, which stores nothing but its own count).
+/// Whether a request only reads, so a read-only key may make it: GET, HEAD and OPTIONS, the
+/// three Customer Profiles operations that read through a POST (SearchProfiles,
+/// GetSegmentMembership, CreateSegmentEstimate, which stores nothing but its own count), and
+/// Connect campaigns' ListCampaigns and GetCampaignStateBatch.
 /// Matched on the whole path, segment by segment, never on a prefix.
 pub fn is_read(method: &Method, path: &str) -> bool {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -58,6 +68,9 @@ pub fn is_read(method: &Method, path: &str) -> bool {
             | ["domains", d, "segment-estimates"]
             | ["domains", d, "segments", _, "membership"]
             if !d.is_empty()
+    ) || matches!(
+        parts.as_slice(),
+        ["v2", "campaigns-summary"] | ["v2", "campaigns-state"]
     )
 }
 
@@ -80,20 +93,26 @@ mod tests {
             ("/tags", Api::Pinpoint),
             ("/", Api::Pinpoint),
             ("/livez", Api::Pinpoint),
+            ("/v2/campaigns/abc", Api::ConnectCampaigns),
+            ("/v2/campaigns-summary", Api::ConnectCampaigns),
+            ("/v2", Api::Pinpoint),
         ] {
             assert_eq!(Api::of_path(path), api, "{path}");
         }
         assert_eq!(Api::CustomerProfiles.signing_name(), "profile");
         assert_eq!(Api::Pinpoint.signing_name(), "mobiletargeting");
+        assert_eq!(Api::ConnectCampaigns.signing_name(), "connect-campaigns");
     }
 
     #[test]
-    fn only_three_posts_are_reads_and_only_on_their_exact_paths() {
+    fn only_five_posts_are_reads_and_only_on_their_exact_paths() {
         let post = Method::POST;
         for path in [
             "/domains/shop/profiles/search",
             "/domains/shop/segment-estimates",
             "/domains/shop/segments/vip/membership",
+            "/v2/campaigns-summary",
+            "/v2/campaigns-state",
         ] {
             assert!(is_read(&post, path), "{path}");
         }
@@ -107,6 +126,9 @@ mod tests {
             "/domains/shop",
             "/tags/arn",
             "/v1/apps",
+            "/v2/campaigns/abc/source",
+            "/v2/campaigns/abc/start",
+            "/v2/campaigns-summary/x",
         ] {
             assert!(!is_read(&post, path), "{path}");
         }

@@ -77,6 +77,21 @@ impl ErrorKind {
     /// 413 or 409 there keeps its status and is named BadRequestException, so both SDKs
     /// still read it as a typed error rather than an unknown one.
     pub fn code_for(self, api: Api) -> &'static str {
+        if api == Api::ConnectCampaigns {
+            // Its model: ValidationException (400), AccessDeniedException,
+            // ResourceNotFoundException, ConflictException, ThrottlingException,
+            // InternalServerException; a 405 or 413 keeps its status, named as a 400 is.
+            return match self {
+                Self::BadRequest | Self::MethodNotAllowed | Self::PayloadTooLarge => {
+                    "ValidationException"
+                }
+                Self::Conflict => "ConflictException",
+                Self::Forbidden => "AccessDeniedException",
+                Self::NotFound => "ResourceNotFoundException",
+                Self::TooManyRequests => "ThrottlingException",
+                Self::Internal | Self::Unavailable => "InternalServerException",
+            };
+        }
         if api == Api::CustomerProfiles {
             return match self {
                 Self::BadRequest

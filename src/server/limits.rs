@@ -25,6 +25,9 @@ const WRITE_OPS: &[&str] = &[
     "profile.DeleteDomain",
     "profile.CreateSegmentDefinition",
     "profile.DeleteSegmentDefinition",
+    "connect-campaigns.CreateCampaign",
+    "connect-campaigns.DeleteCampaign",
+    "connect-campaigns.UpdateCampaignSource",
 ];
 
 pub fn quota(operation: &str) -> f64 {

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod auth;
+mod connect;
 pub mod endpoint;
 pub mod error;
 mod handlers;

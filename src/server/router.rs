@@ -27,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(jobs())
         .merge(tags())
         .merge(super::profiles::routes())
+        .merge(super::connect::routes())
         .fallback(|uri: axum::http::Uri| async move {
             ApiError::not_found(format!("No resource at {}", uri.path()))
         })

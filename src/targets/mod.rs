@@ -330,13 +330,26 @@ pub async fn connect_profiles(
     dir: &Path,
     writes: bool,
 ) -> Result<ProfilesConnection, ConnectError> {
-    let client = |api| SdkProfiles::new(api);
+    // Both clients on one configuration: the campaigns are the same account's and region's.
+    let client = |conf: &aws_config::SdkConfig| {
+        let paced = |c| Api::with_concurrency(c, config.rate_limits, config.concurrency);
+        let profiles = paced(aws_sdk_customerprofiles::Client::new(conf));
+        let mut campaigns = Api::with_concurrency(
+            aws_sdk_connectcampaignsv2::Client::new(conf),
+            config.rate_limits,
+            config.concurrency,
+        );
+        // One set of counters: the metrics show every call to the target.
+        campaigns.counters = profiles.counters.clone();
+        SdkProfiles::new(profiles, campaigns)
+    };
     match &config.target {
         Target::Local { .. } => {
             let e = start_embedded(config, dir, writes).await?;
-            let c = crate::targets::profiles::endpoint_client(&e.url, "us-east-1", &e.key, &e.secret);
+            let conf =
+                crate::targets::profiles::endpoint_config(&e.url, "us-east-1", &e.key, &e.secret);
             Ok(ProfilesConnection {
-                profiles: client(Api::with_concurrency(c, config.rate_limits, config.concurrency)),
+                profiles: client(&conf),
                 endpoint: format!("{} (embedded, {})", e.url, e.path.display()),
                 domain: crate::manifests::config::ProfilesTarget::EMBEDDED_DOMAIN.to_string(),
                 embedded: true,
@@ -357,11 +370,7 @@ pub async fn connect_profiles(
                 None => format!("https://profile.{r}.amazonaws.com"),
             };
             Ok(ProfilesConnection {
-                profiles: client(Api::with_concurrency(
-                    aws_sdk_customerprofiles::Client::new(&conf),
-                    config.rate_limits,
-                    config.concurrency,
-                )),
+                profiles: client(&conf),
                 endpoint,
                 domain: p.domain.clone(),
                 embedded: false,

@@ -11,6 +11,7 @@ mod audience_plan;
 mod auth;
 mod cli;
 mod compat_boto3;
+mod connect_campaigns;
 mod consistency;
 mod convert;
 mod daemon;

@@ -77,13 +77,23 @@ async fn live(t: &TestServer, domain: &str) -> BTreeMap<String, (Vec<String>, Op
     let mut out = BTreeMap::new();
     for item in list.items() {
         let name = item.segment_definition_name().unwrap().to_string();
-        let got = c
+        // A controller may delete it between the list and the read (the daemon test polls).
+        let got = match c
             .get_segment_definition()
             .domain_name(domain)
             .segment_definition_name(&name)
             .send()
             .await
-            .unwrap();
+        {
+            Ok(got) => got,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                continue
+            }
+            Err(e) => panic!("GetSegmentDefinition: {e:?}"),
+        };
         let sources = got
             .segment_groups()
             .map(|g| {
@@ -346,7 +356,15 @@ fn chaos_api(t: &TestServer) -> SdkProfiles {
         base: Duration::from_millis(10),
         cap: Duration::from_millis(200),
     };
-    SdkProfiles::new(api)
+    let mut campaigns = Api::new(
+        util::campaigns_client(t),
+        RateLimits {
+            segment_writes: 200.0,
+            reads: 1000.0,
+        },
+    );
+    campaigns.counters = api.counters.clone();
+    SdkProfiles::new(api, campaigns)
 }
 
 /// A folder of chains: `c<k>-0` a base, each `c<k>-<i>` building on the one before.
@@ -387,7 +405,7 @@ async fn converge(t: &TestServer, dir: &Path, appliers: usize) -> usize {
                 let Ok(live) = run::observe(&api, "shop").await else {
                     return false;
                 };
-                let p = defs::plan(&ws.definitions, &live, &settings);
+                let p = defs::plan(&ws.definitions, &live, &settings, Default::default());
                 if p.is_empty() {
                     return true;
                 }
@@ -420,6 +438,7 @@ async fn check(t: &TestServer, dir: &Path) {
             prune: true,
             max_delete_percent: 100.0,
         },
+        Default::default(),
     );
     assert!(p.is_empty(), "{p:#?}");
     let mut by_tag: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -754,4 +773,292 @@ async fn import_writes_nothing_for_a_name_the_api_forbids() {
     assert!(stderr.contains("\"../escaped\" is not a name"), "{stderr}");
     assert!(!d.join("escaped.yaml").exists());
     assert!(!d.join("work/imported").exists(), "nothing written");
+}
+
+/// A Connect campaign reading `definition` of `domain`, started when `running`.
+async fn campaign(
+    t: &TestServer,
+    name: &str,
+    domain: &str,
+    definition: &str,
+    running: bool,
+) -> String {
+    use aws_sdk_connectcampaignsv2::types::Source;
+    let c = util::campaigns_client(t);
+    let arn = profiles_client(t)
+        .get_segment_definition()
+        .domain_name(domain)
+        .segment_definition_name(definition)
+        .send()
+        .await
+        .unwrap()
+        .segment_definition_arn()
+        .to_string();
+    let id = c
+        .create_campaign()
+        .name(name)
+        .connect_instance_id("instance-1")
+        .source(Source::CustomerProfilesSegmentArn(arn))
+        .send()
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    if running {
+        c.start_campaign().id(&id).send().await.unwrap();
+    } else {
+        c.stop_campaign().id(&id).send().await.unwrap();
+    }
+    id
+}
+
+/// The definition a campaign reads, by name.
+async fn campaign_source(t: &TestServer, id: &str) -> String {
+    let got = util::campaigns_client(t)
+        .describe_campaign()
+        .id(id)
+        .send()
+        .await
+        .unwrap();
+    let arn = got
+        .campaign()
+        .unwrap()
+        .source()
+        .unwrap()
+        .as_customer_profiles_segment_arn()
+        .unwrap()
+        .clone();
+    arn.rsplit('/').next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_in_use_blocks_a_replace_or_delete_until_re_pointed_or_allowed() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("solo.yaml"), definition("solo", &["US"], &[])).unwrap();
+    std::fs::write(d.join("other.yaml"), definition("other", &["FR"], &[])).unwrap();
+    std::fs::write(d.join("keep.yaml"), definition("keep", &["DE"], &[])).unwrap();
+    create_domain(&t, "shop").await;
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let spring = campaign(&t, "spring", "shop", "solo", true).await;
+    let ended = campaign(&t, "winter", "shop", "other", false).await;
+
+    // A campaign in use: the changed definition is re-created beside it, and that is blocked
+    // with the campaign named; nothing changes.
+    std::fs::write(d.join("solo.yaml"), definition("solo", &["US", "CA"], &[])).unwrap();
+    std::fs::write(
+        d.join("other.yaml"),
+        definition("other", &["FR", "BE"], &[]),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(d, &["plan", "."]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    insta::assert_snapshot!(
+        "profiles_target_campaign_blocks",
+        redact(&stdout, &t)
+            .replace(&spring, "<spring>")
+            .replace(&ended, "<winter>")
+    );
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(stdout.contains("replace solo as solo-"), "{stdout}");
+    assert!(
+        stdout.contains(": skipped: blocked in the plan"),
+        "{stdout}"
+    );
+    let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+    assert_eq!(
+        names,
+        ["keep", "other", "solo"],
+        "only the ended campaign's definition was replaced in place"
+    );
+    assert_eq!(campaign_source(&t, &spring).await, "solo");
+
+    // Asked: the campaign moves to the new definition before the old one goes.
+    let (code, stdout, stderr) = cli(d, &["plan", ".", "--repoint-campaigns"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    insta::assert_snapshot!(
+        "profiles_target_campaign_repointed",
+        redact(&stdout, &t).replace(&spring, "<spring>")
+    );
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve", "--repoint-campaigns"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let now = campaign_source(&t, &spring).await;
+    assert!(
+        now.starts_with("solo-") && now.len() == "solo-".len() + 8,
+        "{now}"
+    );
+    let names: BTreeSet<String> = live(&t, "shop").await.into_keys().collect();
+    assert!(!names.contains("solo") && names.contains(&now), "{names:?}");
+    let (code, stdout, _) = cli(d, &["plan", "."]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+
+    // A delete (prune) of what a campaign in use reads: blocked, then allowed by the flag.
+    std::fs::remove_file(d.join("solo.yaml")).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve", "--prune"]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    assert!(
+        stdout.contains(&format!("blocked: the campaign spring (id {spring}, Running) reads it: point the campaign at another segment first, or --allow-delete-in-use deletes it anyway")),
+        "{stdout}"
+    );
+    assert!(live(&t, "shop").await.contains_key(&now));
+    let (code, stdout, stderr) = cli(
+        d,
+        &[
+            "apply",
+            ".",
+            "--auto-approve",
+            "--prune",
+            "--allow-delete-in-use",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("warning: the campaign spring (id ")
+            && stdout.contains("deleted anyway (--allow-delete-in-use)"),
+        "{stdout}"
+    );
+    assert!(!live(&t, "shop").await.contains_key(&now));
+    // The campaign is left as it was: segmentctl never re-points without being asked.
+    assert_eq!(campaign_source(&t, &spring).await, now);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reconciles_a_domain_with_health_metrics_and_status() {
+    use segmentctl::daemon::{self, DaemonConfig, Mode};
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    std::fs::write(d.join("user.yaml"), definition("user", &["CA"], &["base"])).unwrap();
+    create_domain(&t, "shop").await;
+    // The connection `run` opens for this configuration, with the test's credentials.
+    let conn = segmentctl::targets::ProfilesConnection {
+        profiles: chaos_api(&t),
+        endpoint: t.endpoint(),
+        domain: "shop".into(),
+        embedded: false,
+        server: None,
+    };
+    let cfg = DaemonConfig {
+        dir: d.to_path_buf(),
+        config_file: None,
+        overrides: Default::default(),
+        interval: Duration::from_millis(300),
+        stuck_after: Duration::from_secs(900),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_max_connections: daemon::ADMIN_MAX_CONNECTIONS,
+        admin_header_timeout: Duration::from_secs(10),
+        mode: Mode::Apply,
+        shard: None,
+    };
+    let running = daemon::start_reconciling(cfg, daemon::Reconciled::Profiles(conn))
+        .await
+        .unwrap();
+    assert!(
+        running.ready(Duration::from_secs(10)).await,
+        "ready after the first round"
+    );
+    let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+    assert_eq!(names, ["base", "user"]);
+    let status = || serde_json::to_value(running.shared.status()).unwrap();
+    let s = status();
+    assert_eq!(s["target"]["domain"], "shop", "{s:#}");
+    let app = &s["applications"]["domains/shop"];
+    assert_eq!(app["result"], "success", "{s:#}");
+    assert_eq!(app["managed_segments"], 2, "{s:#}");
+    let steps = &s["history"][0]["steps"];
+    assert_eq!(steps[0]["definition"], "base", "{s:#}");
+    assert_eq!(steps[0]["action"], "create", "{s:#}");
+    assert_eq!(steps[0]["result"], "done", "{s:#}");
+    assert_eq!(steps[1]["definition"], "user", "{s:#}");
+    let metrics = running.shared.metrics_text();
+    assert!(
+        metrics.contains("segmentctl_reconcile_total{application=\"domains/shop\",name=\"shop\",result=\"success\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("operation=\"CreateSegmentDefinition\",code=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("operation=\"ListCampaigns\",code=\"ok\"}"),
+        "{metrics}"
+    );
+
+    // Drift is corrected: a definition deleted behind its back comes back.
+    profiles_client(&t)
+        .delete_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("user")
+        .send()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !live(&t, "shop").await.contains_key("user") {
+        assert!(std::time::Instant::now() < deadline, "user re-created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A campaign in use blocks the re-create an edit needs: the domain reports blocked, the
+    // campaign named, and nothing changes.
+    let spring = campaign(&t, "spring", "shop", "user", true).await;
+    std::fs::write(
+        d.join("user.yaml"),
+        definition("user", &["CA", "MX"], &["base"]),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status();
+        let app = &s["applications"]["domains/shop"];
+        if app["result"] == "blocked" {
+            let blocked = app["blocked"][0].as_str().unwrap();
+            assert!(
+                blocked.starts_with(&format!(
+                    "replace user: the campaign spring (id {spring}, Running) reads user"
+                )),
+                "{blocked}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "blocked: {s:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running
+        .shared
+        .metrics_text()
+        .contains("segmentctl_blocked_steps{application=\"domains/shop\""));
+    let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+    assert_eq!(names, ["base", "user"]);
+    assert_eq!(campaign_source(&t, &spring).await, "user");
+
+    // The campaign stopped, the edits are carried out: base is re-created under a derived
+    // name (user builds on it), user re-created in place on it, the old base deleted.
+    util::campaigns_client(&t)
+        .stop_campaign()
+        .id(&spring)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US", "PR"], &[])).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+        if names.iter().any(|n| n.starts_with("base-")) && !names.contains(&"base".to_string()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "base replaced: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    running.stop().await.unwrap();
 }

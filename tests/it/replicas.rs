@@ -529,7 +529,7 @@ fn migrate_only_applies_the_schema_and_names_each_migration() {
     let port = dsn.split(':').nth(2).unwrap().split('/').next().unwrap();
     insta::assert_snapshot!(
         stdout.replace(port, "PORT").replace(&dsn[dsn.rfind('/').unwrap()..], "/DB"),
-        @"postgres://127.0.0.1:PORT/DB: schema at version 4; applied: 1 (initial schema), 2 (job leases), 3 (import rows staged as segment members), 4 (customer profiles)"
+        @"postgres://127.0.0.1:PORT/DB: schema at version 5; applied: 1 (initial schema), 2 (job leases), 3 (import rows staged as segment members), 4 (customer profiles), 5 (connect campaigns)"
     );
 }
 
@@ -599,6 +599,28 @@ async fn everything(addr: SocketAddr) -> BTreeMap<String, (u16, serde_json::Valu
             paths.push(format!("/tags/{arn}"));
         }
         for p in paths {
+            let got = get_json(addr, &p).await;
+            out.insert(p, got);
+        }
+    }
+    // Connect campaigns: the list, each whole, and its state.
+    let (status, _, body) = util::raw(
+        addr,
+        "POST /v2/campaigns-summary HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+    )
+    .await;
+    let campaigns: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    out.insert("/v2/campaigns-summary".into(), (status, campaigns.clone()));
+    for c in campaigns["campaignSummaryList"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let id = c["id"].as_str().unwrap();
+        for p in [
+            format!("/v2/campaigns/{id}"),
+            format!("/v2/campaigns/{id}/state"),
+        ] {
             let got = get_json(addr, &p).await;
             out.insert(p, got);
         }
@@ -743,6 +765,28 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
                 .await
                 .unwrap();
         }
+        let c = util::campaigns_client(&source);
+        let arn = cp
+            .get_segment_definition()
+            .domain_name("shop")
+            .segment_definition_name("base")
+            .send()
+            .await
+            .unwrap()
+            .segment_definition_arn()
+            .to_string();
+        let id = c
+            .create_campaign()
+            .name("spring")
+            .connect_instance_id("instance-1")
+            .source(aws_sdk_connectcampaignsv2::types::Source::CustomerProfilesSegmentArn(arn))
+            .send()
+            .await
+            .unwrap()
+            .id()
+            .unwrap()
+            .to_string();
+        c.start_campaign().id(id).send().await.unwrap();
     }
     let sqlite_server = util::start_with(|cfg| {
         cfg.data = DataSource::Sqlite(sqlite.clone());
@@ -756,6 +800,12 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
         all
     };
     assert!(before.len() > 20, "the source holds what the test wrote");
+    assert!(
+        before
+            .iter()
+            .any(|(k, (_, v))| k.ends_with("/state") && v["state"] == "Running"),
+        "the campaign is among what is compared"
+    );
 
     let dsn = pg::database();
     let migrate = |dsn: &str| {
@@ -775,7 +825,7 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("✓ segment_versions"), "{stdout}");
     assert!(
-        stdout.contains("Done: 15 tables copied and verified"),
+        stdout.contains("Done: 16 tables copied and verified"),
         "{stdout}"
     );
     // The copy serves exactly what the source did.

@@ -368,6 +368,13 @@ pub fn profiles_client_with(
     aws_sdk_customerprofiles::Client::from_conf(config)
 }
 
+/// A Connect campaigns (v2) client for the test server, with the test's credentials.
+pub fn campaigns_client(t: &TestServer) -> aws_sdk_connectcampaignsv2::Client {
+    let conf =
+        segmentctl::targets::profiles::endpoint_config(&t.endpoint(), "us-east-1", KEY, SECRET);
+    aws_sdk_connectcampaignsv2::Client::new(&conf)
+}
+
 /// A Customer Profiles client for the test server, with the test's credentials.
 pub fn profiles_client(t: &TestServer) -> aws_sdk_customerprofiles::Client {
     profiles_client_with(t, KEY, SECRET)

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 pub struct ApplyArgs {
     pub auto_approve: bool,
     pub allow_delete_in_use: bool,
+    /// `--repoint-campaigns` (a Customer Profiles target).
+    pub repoint_campaigns: bool,
     /// Wait for another applier's lease instead of failing.
     pub wait: bool,
     /// JSON lines instead of text: the plan, one event per step, the summary.
@@ -378,6 +380,9 @@ pub async fn apply_dir(
 ) -> anyhow::Result<u8> {
     if let Some((ws, cfg)) = super::definitions::definitions_workspace(inputs)? {
         return super::definitions::apply(inputs, &ws, &cfg, a).await;
+    }
+    if a.repoint_campaigns {
+        bail!("--repoint-campaigns re-points Connect campaigns on a Customer Profiles target; this folder holds Pinpoint manifests, whose campaigns name segments by id");
     }
     let (p, conn, cfg) = make_plan(inputs, None, revision.clone(), true).await?;
     show_and_run(conn, p, &cfg, a, OnMoved::Replan(inputs, revision)).await

@@ -55,6 +55,7 @@ async fn make(
     cfg: &Config,
     writes: bool,
     profiles: Option<&Path>,
+    policy: defs::CampaignPolicy,
 ) -> anyhow::Result<(DefinitionsPlan, ProfilesConnection)> {
     // An unreadable file is refused before anything is contacted.
     let records = match profiles {
@@ -86,7 +87,12 @@ async fn make(
         conn.close().await;
         bail!("{msg}");
     }
-    let mut plan = defs::plan(&ws.definitions, &live, &pipeline::planner_settings(cfg));
+    let mut plan = defs::plan(
+        &ws.definitions,
+        &live,
+        &pipeline::planner_settings(cfg),
+        policy,
+    );
     if let Some((f, input)) = records {
         let shown = safe(&f.display().to_string()).into_owned();
         match crate::audience::profiles_impact::count(
@@ -117,6 +123,17 @@ async fn make(
 /// One line saying what failed on the target, and what to check.
 fn profiles_error(e: &ProfilesError, conn: &ProfilesConnection) -> String {
     match e {
+        ProfilesError::Call(c)
+            if matches!(
+                c.operation,
+                "ListCampaigns" | "DescribeCampaign" | "GetCampaignStateBatch"
+            ) =>
+        {
+            format!(
+                "cannot read the Connect outbound campaigns of the target's account and region, which the campaign guard checks before any definition is deleted ({}): the credentials need connect-campaigns:ListCampaigns, DescribeCampaign and GetCampaignStateBatch",
+                c.message
+            )
+        }
         ProfilesError::Call(c) if c.is_forbidden() => format!(
             "the target refused the request ({}): check the credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID), the region, and the endpoint {}",
             c.message, conn.endpoint
@@ -155,7 +172,7 @@ pub async fn plan(
     if o.audience.is_some() {
         bail!("--endpoints counts Pinpoint endpoints; a Customer Profiles plan counts profiles: --profiles FILE");
     }
-    let (p, conn) = make(inputs, ws, cfg, false, o.profiles.as_deref()).await?;
+    let (p, conn) = make(inputs, ws, cfg, false, o.profiles.as_deref(), o.campaigns).await?;
     conn.close().await;
     let rendered = match o.format {
         Format::Text => crate::report::definitions::text(&p, use_colour(&std::io::stdout())),
@@ -176,7 +193,11 @@ pub async fn apply(
     if a.json {
         bail!("--json is not available for a Customer Profiles target yet");
     }
-    let (p, conn) = make(inputs, ws, cfg, true, None).await?;
+    let policy = defs::CampaignPolicy {
+        allow_delete_in_use: a.allow_delete_in_use,
+        repoint: a.repoint_campaigns,
+    };
+    let (p, conn) = make(inputs, ws, cfg, true, None, policy).await?;
     out(&crate::report::definitions::text(
         &p,
         use_colour(&std::io::stdout()),
@@ -331,73 +352,7 @@ async fn import_from(
             conn.endpoint
         );
     }
-    // Each definition's manifest name: its `segmentctl:name` when this owner manages it
-    // (a derived name goes back to its manifest's), else its own name.
-    let mut names: BTreeMap<&str, String> = BTreeMap::new();
-    let mut taken = BTreeSet::new();
-    // Two copies for one manifest (one kept while something uses it, or left by an
-    // interrupted apply): the newest is the manifest's; the next apply deletes the other.
-    let mut newest: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
-    for d in &live.definitions {
-        let tags = d.spec.tags.as_ref();
-        if tags
-            .and_then(|t| t.get(crate::TAG_MANAGED_BY))
-            .map(String::as_str)
-            == Some(owner)
-        {
-            if let Some(n) = tags.and_then(|t| t.get(crate::TAG_NAME)) {
-                let e = newest.entry(n.as_str()).or_insert((d.created_at, &d.name));
-                if (d.created_at, d.name.as_str()) > *e {
-                    *e = (d.created_at, &d.name);
-                }
-            }
-        }
-    }
-    for d in &live.definitions {
-        let tags = d.spec.tags.clone().unwrap_or_default();
-        match tags.get(crate::TAG_MANAGED_BY) {
-            Some(o) if o != owner => continue, // another installation's
-            _ => {}
-        }
-        if let Some((_, current)) = tags
-            .get(crate::TAG_NAME)
-            .and_then(|n| newest.get(n.as_str()))
-        {
-            if *current != d.name
-                && tags.get(crate::TAG_MANAGED_BY).map(String::as_str) == Some(owner)
-            {
-                err(&format!(
-                    "note: {} is an older copy of {}, left out: the next apply deletes it once nothing uses it\n",
-                    safe(&d.name),
-                    safe(current)
-                ));
-                continue;
-            }
-        }
-        let tagged = tags
-            .get(crate::TAG_NAME)
-            .filter(|n| crate::model::profiles::validate::name("", n).is_empty())
-            .filter(|n| !taken.contains(n.as_str()));
-        let name = tagged.cloned().unwrap_or_else(|| d.name.clone());
-        // The name becomes a file name: an answer the model's name rule refuses (a path
-        // separator, `..`, a control character) is never written.
-        if !crate::model::profiles::validate::name("", &name).is_empty() {
-            err(&format!(
-                "warning: the definition {} is left out: its name is not one the API allows, and it would name the manifest's file\n",
-                crate::report::Escape::Text.quote(&name)
-            ));
-            continue;
-        }
-        if !taken.insert(name.clone()) {
-            err(&format!(
-                "warning: {} is left out: another definition is imported as {}\n",
-                safe(&d.name),
-                safe(&name)
-            ));
-            continue;
-        }
-        names.insert(&d.name, name);
-    }
+    let names = import_names(&live, owner);
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     let siblings: BTreeSet<&str> = names.values().map(String::as_str).collect();
@@ -466,4 +421,77 @@ async fn import_from(
         out_dir.display()
     ));
     Ok(exit::OK)
+}
+
+/// Each definition's manifest name, for those `import` writes: its `segmentctl:name` when
+/// this owner manages it (a derived name goes back to its manifest's), else its own name.
+/// Left out, each said on standard error: another owner's, an older copy, a name the API's
+/// rule refuses (it would name a file), a name taken by another.
+fn import_names<'a>(live: &'a defs::LiveDomain, owner: &str) -> BTreeMap<&'a str, String> {
+    let mut names: BTreeMap<&str, String> = BTreeMap::new();
+    let mut taken = BTreeSet::new();
+    // Two copies for one manifest (one kept while something uses it, or left by an
+    // interrupted apply): the newest is the manifest's; the next apply deletes the other.
+    let mut newest: BTreeMap<&str, (i64, &str)> = BTreeMap::new();
+    for d in &live.definitions {
+        let tags = d.spec.tags.as_ref();
+        if tags
+            .and_then(|t| t.get(crate::TAG_MANAGED_BY))
+            .map(String::as_str)
+            == Some(owner)
+        {
+            if let Some(n) = tags.and_then(|t| t.get(crate::TAG_NAME)) {
+                let e = newest.entry(n.as_str()).or_insert((d.created_at, &d.name));
+                if (d.created_at, d.name.as_str()) > *e {
+                    *e = (d.created_at, &d.name);
+                }
+            }
+        }
+    }
+    for d in &live.definitions {
+        let tags = d.spec.tags.clone().unwrap_or_default();
+        match tags.get(crate::TAG_MANAGED_BY) {
+            Some(o) if o != owner => continue, // another installation's
+            _ => {}
+        }
+        if let Some((_, current)) = tags
+            .get(crate::TAG_NAME)
+            .and_then(|n| newest.get(n.as_str()))
+        {
+            if *current != d.name
+                && tags.get(crate::TAG_MANAGED_BY).map(String::as_str) == Some(owner)
+            {
+                err(&format!(
+                    "note: {} is an older copy of {}, left out: the next apply deletes it once nothing uses it\n",
+                    safe(&d.name),
+                    safe(current)
+                ));
+                continue;
+            }
+        }
+        let tagged = tags
+            .get(crate::TAG_NAME)
+            .filter(|n| crate::model::profiles::validate::name("", n).is_empty())
+            .filter(|n| !taken.contains(n.as_str()));
+        let name = tagged.cloned().unwrap_or_else(|| d.name.clone());
+        // The name becomes a file name: an answer the model's name rule refuses (a path
+        // separator, `..`, a control character) is never written.
+        if !crate::model::profiles::validate::name("", &name).is_empty() {
+            err(&format!(
+                "warning: the definition {} is left out: its name is not one the API allows, and it would name the manifest's file\n",
+                crate::report::Escape::Text.quote(&name)
+            ));
+            continue;
+        }
+        if !taken.insert(name.clone()) {
+            err(&format!(
+                "warning: {} is left out: another definition is imported as {}\n",
+                safe(&d.name),
+                safe(&name)
+            ));
+            continue;
+        }
+        names.insert(&d.name, name);
+    }
+    names
 }

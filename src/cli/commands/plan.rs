@@ -24,6 +24,8 @@ pub struct PlanOptions {
     pub revision: Option<String>,
     /// `--profiles FILE` (a Customer Profiles target).
     pub profiles: Option<PathBuf>,
+    /// `--repoint-campaigns`, `--allow-delete-in-use` (a Customer Profiles target).
+    pub campaigns: crate::plan::definitions::CampaignPolicy,
 }
 
 pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8> {
@@ -32,6 +34,9 @@ pub async fn plan_command(inputs: &Inputs, o: &PlanOptions) -> anyhow::Result<u8
     }
     if o.profiles.is_some() {
         anyhow::bail!("--profiles counts a Customer Profiles target's profiles; this folder holds Pinpoint manifests: count endpoints with --endpoints FILE");
+    }
+    if o.campaigns != Default::default() {
+        anyhow::bail!("plan --repoint-campaigns and --allow-delete-in-use are for a Customer Profiles target; a Pinpoint plan shows the blocks `apply --allow-delete-in-use` lifts");
     }
     let (p, conn, _) = make_plan(inputs, o.audience.as_ref(), o.revision.clone(), false).await?;
     conn.close().await;

@@ -42,7 +42,9 @@ impl Table {
 /// A column's type: positions and versions are integers, the rest text.
 fn column_type(name: &str) -> Ty {
     match name {
-        "seq" | "version" | "expiration_days" | "created_ms" | "updated_ms" => Ty::Int,
+        "seq" | "version" | "expiration_days" | "created_ms" | "updated_ms" | "modified_ms" => {
+            Ty::Int
+        }
         _ => Ty::Text,
     }
 }
@@ -112,6 +114,11 @@ const TABLES: &[Table] = &[
         "cp_segment_sources",
         "domain name source",
         "domain name source",
+    ),
+    table(
+        "cc_campaigns",
+        "seq id instance_id state segment_arn body modified_ms",
+        "id",
     ),
 ];
 

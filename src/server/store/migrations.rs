@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "customer profiles",
         sql: PROFILES,
     },
+    Migration {
+        version: 5,
+        name: "connect campaigns",
+        sql: CONNECT_CAMPAIGNS,
+    },
 ];
 
 /// Where the applied versions are recorded.
@@ -129,6 +134,21 @@ CREATE TABLE cp_segment_sources (
     PRIMARY KEY (domain, name, source)
 ){rowid};
 CREATE INDEX cp_sources_by_source ON cp_segment_sources (domain, source);
+";
+
+/// Amazon Connect outbound campaigns (v2): each kept as its CreateCampaign request (with its
+/// source as last set), its state, and the segment definition its source names (`segment_arn`,
+/// empty for an event trigger), for the campaign guard's reads. Times are epoch milliseconds.
+const CONNECT_CAMPAIGNS: &str = "
+CREATE TABLE cc_campaigns (
+    seq {seq},
+    id TEXT NOT NULL UNIQUE,
+    instance_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    segment_arn TEXT NOT NULL,
+    body TEXT NOT NULL,
+    modified_ms {int} NOT NULL
+);
 ";
 
 /// The first schema, written once for both databases: `{seq}` is a table's position (its

@@ -13,6 +13,7 @@
 mod apps;
 mod campaigns;
 mod checkpoint;
+pub mod connect;
 pub mod copy;
 mod documents;
 mod endpoints;

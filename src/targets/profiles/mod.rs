@@ -7,7 +7,12 @@
 //! name. A create is safe to repeat: the API keys definitions by name, and answers a create
 //! identical to the stored definition with that definition (its `idempotent` trait), so a
 //! lost answer is retried, never duplicated.
+//!
+//! The campaign guard reads the Connect outbound campaigns (v2) of the same account and
+//! region through `aws-sdk-connectcampaignsv2` ([`campaigns`]): which use a definition, and in
+//! what state; and re-points one when asked.
 
+pub mod campaigns;
 pub mod convert;
 
 use std::future::Future;
@@ -16,7 +21,7 @@ use aws_sdk_customerprofiles::Client;
 
 use crate::model::profiles::CreateSegmentDefinitionRequest;
 use crate::model::Tags;
-pub use crate::plan::definitions::LiveDefinition;
+pub use crate::plan::definitions::{LiveCampaign, LiveDefinition};
 use crate::targets::pacing::{Api, CallError, Class};
 pub use crate::targets::pinpoint::Deleted;
 
@@ -81,37 +86,45 @@ pub trait Profiles: Send + Sync {
     ) -> impl Future<Output = Result<Deleted>> + Send;
     fn tag(&self, arn: &str, tags: &Tags) -> impl Future<Output = Result<()>> + Send;
     fn untag(&self, arn: &str, keys: &[String]) -> impl Future<Output = Result<()>> + Send;
+    /// Every campaign whose source is a segment definition, with its state.
+    fn campaigns(&self) -> impl Future<Output = Result<Vec<LiveCampaign>>> + Send;
+    /// Points campaign `id` at the definition `arn` (UpdateCampaignSource).
+    fn repoint_campaign(&self, id: &str, arn: &str) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// [`Profiles`] over `aws-sdk-customerprofiles`.
+/// [`Profiles`] over `aws-sdk-customerprofiles`, and `aws-sdk-connectcampaignsv2` for the
+/// campaigns.
 #[derive(Clone)]
 pub struct SdkProfiles {
     pub api: Api<Client>,
+    pub campaigns: Api<aws_sdk_connectcampaignsv2::Client>,
 }
 
 impl SdkProfiles {
-    pub fn new(api: Api<Client>) -> Self {
-        Self { api }
+    pub fn new(api: Api<Client>, campaigns: Api<aws_sdk_connectcampaignsv2::Client>) -> Self {
+        Self { api, campaigns }
     }
 }
 
-/// A client for a Customer Profiles-compatible endpoint with fixed credentials (the embedded
-/// default's own), the SDK's retries off (the callers retry).
-pub fn endpoint_client(endpoint: &str, region: &str, key: &str, secret: &str) -> Client {
-    let conf = aws_sdk_customerprofiles::Config::builder()
+/// The SDK configuration for a self-hosted endpoint with fixed credentials (the embedded
+/// default's own), the SDK's retries off (the callers retry): for either client.
+pub fn endpoint_config(
+    endpoint: &str,
+    region: &str,
+    key: &str,
+    secret: &str,
+) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_credential_types::Credentials::new(
-            key,
-            secret,
-            None,
-            None,
-            "segmentctl",
-        ))
-        .retry_config(aws_sdk_customerprofiles::config::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(conf)
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(key, secret, None, None, "segmentctl"),
+            ),
+        )
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build()
 }
 
 fn tags_of(t: Option<&std::collections::HashMap<String, String>>) -> Tags {
@@ -120,6 +133,14 @@ fn tags_of(t: Option<&std::collections::HashMap<String, String>>) -> Tags {
 }
 
 impl Profiles for SdkProfiles {
+    async fn campaigns(&self) -> Result<Vec<LiveCampaign>> {
+        campaigns::read(&self.campaigns).await
+    }
+
+    async fn repoint_campaign(&self, id: &str, arn: &str) -> Result<()> {
+        campaigns::repoint(&self.campaigns, id, arn).await
+    }
+
     async fn domain_exists(&self, domain: &str) -> Result<bool> {
         let c = &self.api.client;
         match self

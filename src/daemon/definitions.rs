@@ -1,0 +1,239 @@
+//! The controller's round on a Customer Profiles domain: the same steps as a Pinpoint round
+//! (load the folder or keep the last good one, observe, plan, apply in apply mode), with the
+//! domain as the one unit the health, metrics and `status` report on (key `domains/NAME`).
+//!
+//! A campaign in use always blocks what would delete its definition: the controller never
+//! re-points a campaign nor deletes under one (no `--repoint-campaigns`, no
+//! `--allow-delete-in-use`); a person does that with `apply`.
+
+use super::metrics::Outcome;
+use super::round::{load, AppOutcome, Load, RoundContext, RoundOutcome, RoundState};
+use super::Mode;
+use crate::plan::definitions::{self as defs, CampaignPolicy, DefinitionsPlan};
+use crate::reconcile::definitions::{self as run, StepResult};
+use crate::reconcile::pipeline;
+use crate::targets::profiles::Profiles;
+use crate::text::safe;
+
+/// The unit a domain is reported and sharded as.
+pub fn domain_key(domain: &str) -> String {
+    format!("domains/{domain}")
+}
+
+/// Runs one round on `domain` (created when missing only when `create_missing`: the
+/// embedded default's own).
+pub async fn round<P: Profiles>(
+    p: &P,
+    domain: &str,
+    create_missing: bool,
+    cx: &RoundContext<'_>,
+    state: &mut RoundState,
+) -> RoundOutcome {
+    let Some(Load { good, invalid, .. }) = load(cx, state).await else {
+        return RoundOutcome {
+            no_state: !state.has_good_state(),
+            nothing_to_do: true,
+            ..Default::default()
+        };
+    };
+    let mut out = RoundOutcome {
+        invalid,
+        ..Default::default()
+    };
+    let Some((_, definitions, settings)) = good else {
+        out.no_state = true;
+        return out;
+    };
+    let key = domain_key(domain);
+    out.suspended = settings.suspend;
+    out.desired_keys = [key.clone()].into();
+    if !(cx.owns)(&key) {
+        out.nothing_to_do = true;
+        return out;
+    }
+    let live = match run::observe(p, domain).await {
+        Ok(l) if l.exists || create_missing => l,
+        Ok(_) => {
+            out.target_error = Some(format!(
+                "the Customer Profiles domain {} does not exist: create it (aws customer-profiles create-domain --domain-name {} --default-expiration-days 366)",
+                safe(domain),
+                safe(domain)
+            ));
+            return out;
+        }
+        Err(e) => {
+            out.target_error = Some(format!("cannot read the domain {}: {e}", safe(domain)));
+            return out;
+        }
+    };
+    let plan = defs::plan(
+        &definitions,
+        &live,
+        &pipeline::planner_settings(&settings),
+        CampaignPolicy::default(),
+    );
+    let specs: Vec<_> = definitions
+        .iter()
+        .map(|d| (d.name(), &d.manifest.spec))
+        .collect();
+    out.desired_digest = Some(crate::plan::diff::digest(
+        &serde_json::to_value(&specs).unwrap_or_default(),
+    ));
+    let managed = live
+        .definitions
+        .iter()
+        .filter(|d| {
+            d.spec
+                .tags
+                .as_ref()
+                .and_then(|t| t.get(crate::TAG_MANAGED_BY))
+                .is_some_and(|o| *o == settings.owner())
+        })
+        .count();
+    let applying =
+        cx.mode == Mode::Apply && !settings.suspend && (!plan.is_empty() || plan.create_domain);
+    let mut events = Vec::new();
+    let results = if applying {
+        let on_step = |step: &defs::Step, r: &StepResult| {
+            log_step(domain, step, r);
+            events.extend(event(domain, step, r));
+        };
+        match run::apply(p, &plan, cx.cancel.as_ref(), on_step).await {
+            Ok(r) => Some(r),
+            Err(e) => {
+                out.target_error = Some(format!("cannot create the domain {}: {e}", safe(domain)));
+                return out;
+            }
+        }
+    } else {
+        None
+    };
+    out.definition_events = events;
+    // Managed once the round has run: each create or adoption done adds one, each delete
+    // done takes one away (a replace creates one and deletes one, or both in one step).
+    let managed = plan
+        .steps
+        .iter()
+        .zip(results.as_deref().unwrap_or_default())
+        .filter(|(_, r)| **r == StepResult::Done)
+        .fold(managed as i64, |n, (s, _)| match s.action {
+            defs::Action::Create | defs::Action::Adopt => n + 1,
+            defs::Action::Delete => n - 1,
+            defs::Action::Replace | defs::Action::Tag => n,
+        })
+        .max(0) as usize;
+    out.apps = vec![outcome(domain, &plan, results.as_deref(), managed)];
+    out
+}
+
+/// A step's event in the status history: `{"type":"step","domain","definition","action",
+/// "result","message"}` (steps not run are not events).
+fn event(domain: &str, step: &defs::Step, r: &StepResult) -> Option<serde_json::Value> {
+    let (result, message) = match r {
+        StepResult::Done => ("done", String::new()),
+        StepResult::Failed(e) => ("failed", e.clone()),
+        StepResult::Skipped => ("blocked", step.blocked.join("; ")),
+        StepResult::NotRun | StepResult::Interrupted => return None,
+    };
+    Some(serde_json::json!({
+        "type": "step",
+        "domain": domain,
+        "definition": step.name,
+        "live_name": step.new_name.as_ref().or(step.live_name.as_ref()),
+        "action": step.action.verb(),
+        "result": result,
+        "message": message,
+    }))
+}
+
+/// Every step's result in the log, as the Pinpoint round logs its events.
+fn log_step(domain: &str, step: &defs::Step, r: &StepResult) {
+    let name = safe(&step.name);
+    match r {
+        StepResult::Done => {
+            tracing::info!(domain = %safe(domain), action = step.action.verb(), definition = %name, "applied")
+        }
+        StepResult::Failed(e) => {
+            tracing::error!(domain = %safe(domain), action = step.action.verb(), definition = %name, error = %safe(e), "failed")
+        }
+        StepResult::Skipped => {
+            tracing::warn!(domain = %safe(domain), action = step.action.verb(), definition = %name, "blocked")
+        }
+        StepResult::NotRun | StepResult::Interrupted => {}
+    }
+}
+
+/// The domain's outcome: an error when a step failed, blocked when one is blocked.
+fn outcome(
+    domain: &str,
+    plan: &DefinitionsPlan,
+    results: Option<&[StepResult]>,
+    managed: usize,
+) -> AppOutcome {
+    let failed: Vec<String> = plan
+        .steps
+        .iter()
+        .zip(results.unwrap_or_default())
+        .filter_map(|(s, r)| match r {
+            StepResult::Failed(e) => Some(format!(
+                "{} {}: {}",
+                s.action.verb(),
+                safe(&s.name),
+                safe(e)
+            )),
+            _ => None,
+        })
+        .collect();
+    let blocked_steps: Vec<&defs::Step> = plan
+        .steps
+        .iter()
+        .filter(|s| !s.blocked.is_empty())
+        .collect();
+    let blocked = blocked_steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}: {}",
+                s.action.verb(),
+                safe(&s.name),
+                safe(&s.blocked.join("; "))
+            )
+        })
+        .collect();
+    let blocked_kinds = blocked_steps
+        .iter()
+        .map(|s| {
+            if !s.campaigns.is_empty() {
+                "campaign_uses"
+            } else if s.blocked.iter().any(|b| b.starts_with("protected")) {
+                "protected"
+            } else {
+                "definition"
+            }
+        })
+        .collect();
+    let error = (!failed.is_empty()).then(|| failed.join("; "));
+    AppOutcome {
+        key: domain_key(domain),
+        shard_key: domain_key(domain),
+        app_id: Some(domain.to_string()),
+        name: domain.to_string(),
+        result: if error.is_some() {
+            Outcome::Error
+        } else if !blocked_steps.is_empty() {
+            Outcome::Blocked
+        } else {
+            Outcome::Success
+        },
+        error,
+        blocked,
+        blocked_kinds,
+        drifted: plan
+            .steps
+            .iter()
+            .filter(|s| s.drift)
+            .map(|s| s.name.clone())
+            .collect(),
+        managed,
+    }
+}
