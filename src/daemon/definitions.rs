@@ -96,7 +96,7 @@ pub async fn round<P: Profiles>(
     let results = if applying {
         let on_step = |step: &defs::Step, r: &StepResult| {
             log_step(domain, step, r);
-            events.extend(event(domain, step, r));
+            events.extend(run::event_json(domain, step, r));
         };
         match run::apply(p, &plan, cx.cancel.as_ref(), on_step).await {
             Ok(r) => Some(r),
@@ -124,26 +124,6 @@ pub async fn round<P: Profiles>(
         .max(0) as usize;
     out.apps = vec![outcome(domain, &plan, results.as_deref(), managed)];
     out
-}
-
-/// A step's event in the status history: `{"type":"step","domain","definition","action",
-/// "result","message"}` (steps not run are not events).
-fn event(domain: &str, step: &defs::Step, r: &StepResult) -> Option<serde_json::Value> {
-    let (result, message) = match r {
-        StepResult::Done => ("done", String::new()),
-        StepResult::Failed(e) => ("failed", e.clone()),
-        StepResult::Skipped => ("blocked", step.blocked.join("; ")),
-        StepResult::NotRun | StepResult::Interrupted => return None,
-    };
-    Some(serde_json::json!({
-        "type": "step",
-        "domain": domain,
-        "definition": step.name,
-        "live_name": step.new_name.as_ref().or(step.live_name.as_ref()),
-        "action": step.action.verb(),
-        "result": result,
-        "message": message,
-    }))
 }
 
 /// Every step's result in the log, as the Pinpoint round logs its events.

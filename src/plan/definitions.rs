@@ -65,7 +65,7 @@ pub struct LiveDomain {
 
 /// What the plan may do to a definition a campaign in use reads (Initialized, Running or
 /// Paused): by default nothing that deletes it, and a campaign is never re-pointed silently.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CampaignPolicy {
     /// `--allow-delete-in-use`: delete it anyway (the campaign is left naming it).
     pub allow_delete_in_use: bool,
@@ -256,6 +256,16 @@ pub struct DefinitionsPlan {
     /// `plan --profiles`: what the audiences were counted over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles: Option<ProfilesRead>,
+    /// The manifest folder, for `apply FILE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+    /// What the plan was allowed to do under campaigns (`apply FILE` plans again with it).
+    #[serde(default, skip_serializing_if = "is_default_policy")]
+    pub policy: CampaignPolicy,
+}
+
+fn is_default_policy(p: &CampaignPolicy) -> bool {
+    *p == CampaignPolicy::default()
 }
 
 impl DefinitionsPlan {
@@ -390,6 +400,8 @@ pub fn plan(
         steps,
         documents: desired.len(),
         profiles: None,
+        dir: None,
+        policy,
     }
 }
 

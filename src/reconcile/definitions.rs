@@ -145,3 +145,24 @@ async fn create<P: Profiles>(
         None => Ok(()),
     }
 }
+
+/// A step's event, for `apply --format json` and the controller's history:
+/// `{"type":"step","domain","definition","live_name","action","result","message"}`;
+/// `result` is done, failed or blocked (steps not run are not events).
+pub fn event_json(domain: &str, step: &Step, r: &StepResult) -> Option<serde_json::Value> {
+    let (result, message) = match r {
+        StepResult::Done => ("done", String::new()),
+        StepResult::Failed(e) => ("failed", e.clone()),
+        StepResult::Skipped => ("blocked", step.blocked.join("; ")),
+        StepResult::NotRun | StepResult::Interrupted => return None,
+    };
+    Some(serde_json::json!({
+        "type": "step",
+        "domain": domain,
+        "definition": step.name,
+        "live_name": step.new_name.as_ref().or(step.live_name.as_ref()),
+        "action": step.action.verb(),
+        "result": result,
+        "message": message,
+    }))
+}

@@ -1062,3 +1062,85 @@ async fn the_daemon_reconciles_a_domain_with_health_metrics_and_status() {
     }
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_plan_applies_exactly_or_is_refused_and_apply_speaks_json_lines() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("a.yaml"), definition("a", &["US"], &[])).unwrap();
+    std::fs::write(d.join("b.yaml"), definition("b", &["FR"], &["a"])).unwrap();
+    create_domain(&t, "shop").await;
+    create_domain(&t, "other").await;
+
+    // JSON lines: the plan, a step event each, the summary.
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve", "--format", "json"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines[0]["type"], "plan");
+    assert_eq!(lines[0]["plan"]["domain"], "shop");
+    for (line, name) in lines[1..3].iter().zip(["a", "b"]) {
+        assert_eq!(line["type"], "step");
+        assert_eq!(line["definition"], name);
+        assert_eq!(line["action"], "create");
+        assert_eq!(line["result"], "done");
+    }
+    assert_eq!(
+        lines[3],
+        serde_json::json!({"type": "summary", "domain": "shop", "created": 2, "replaced": 0,
+            "updated": 0, "deleted": 0, "blocked": 0, "failed": 0, "interrupted": false,
+            "exit_code": 0})
+    );
+
+    // A saved plan is applied as it was made.
+    std::fs::write(d.join("a.yaml"), definition("a", &["US", "CA"], &[])).unwrap();
+    let saved = d.join("change.json");
+    let (code, stdout, stderr) = cli(d, &["plan", ".", "--out", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("Saved the plan to"), "{stderr}");
+    let other = d.join("other.json");
+    std::fs::copy(&saved, &other).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", saved.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Apply complete: 2 replaced, 1 deleted."), "{stdout}");
+    let (code, stdout, _) = cli(d, &["plan", "."]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("No changes"), "{stdout}");
+
+    // Planning again gives other steps now (it was applied): refused, nothing changed.
+    let before = live(&t, "shop").await;
+    let (code, stdout, stderr) = cli(d, &["apply", other.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("the domain or the manifests changed since it was made (planning again gives other steps); plan again"),
+        "{stderr}"
+    );
+    assert_eq!(live(&t, "shop").await, before);
+
+    // Made for one domain, never applied to another.
+    std::fs::write(d.join("b.yaml"), definition("b", &["FR", "BE"], &["a"])).unwrap();
+    let (code, _, stderr) = cli(d, &["plan", ".", "--out", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = cli(
+        d,
+        &["apply", saved.to_str().unwrap(), "--auto-approve", "--target", "customer-profiles:other"],
+    );
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("it was made for the Customer Profiles domain shop at"),
+        "{stderr}"
+    );
+    assert!(live(&t, "other").await.is_empty());
+    // Flags belong to the plan, not to applying it.
+    let (code, _, stderr) = cli(
+        d,
+        &["apply", saved.to_str().unwrap(), "--auto-approve", "--repoint-campaigns"],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("a saved plan is applied as it was made"), "{stderr}");
+}

@@ -401,10 +401,7 @@ pub async fn apply_saved(
     if serde_json::from_str::<serde_json::Value>(&text)
         .is_ok_and(|v| v.get("domain").is_some() && v.get("steps").is_some())
     {
-        bail!(
-            "{} is a Customer Profiles plan: saved plans are not available for that target yet; apply the folder, which plans again and shows the plan before it asks",
-            file.display()
-        );
+        return super::definitions::apply_saved(file, &text, config, ov, a).await;
     }
     let p: Plan = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a segmentctl plan", file.display()))?;

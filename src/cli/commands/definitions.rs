@@ -13,6 +13,7 @@ use super::*;
 use crate::manifests::config::Target;
 use crate::plan::definitions::{self as defs, Action, DefinitionsPlan, Step};
 use crate::reconcile::definitions::{self as run, StepResult};
+use crate::reconcile::pipeline::Overrides;
 use crate::targets::profiles::ProfilesError;
 use crate::targets::ProfilesConnection;
 use crate::text::{out, safe, use_colour};
@@ -117,6 +118,8 @@ async fn make(
         info.learn_account(&d.arn);
     }
     plan.target = Some(info);
+    plan.dir = Some(inputs.dir.display().to_string());
+    plan.policy = policy;
     Ok((plan, conn))
 }
 
@@ -166,9 +169,6 @@ pub async fn plan(
     cfg: &Config,
     o: &PlanOptions,
 ) -> anyhow::Result<u8> {
-    if o.out.is_some() {
-        bail!("--out (a saved plan) is not available for a Customer Profiles target yet: apply the folder, which plans again and shows the plan before it asks");
-    }
     if o.audience.is_some() {
         bail!("--endpoints counts Pinpoint endpoints; a Customer Profiles plan counts profiles: --profiles FILE");
     }
@@ -180,6 +180,15 @@ pub async fn plan(
         Format::Json => serde_json::to_string_pretty(&p)? + "\n",
     };
     out(&rendered);
+    if let Some(file) = &o.out {
+        std::fs::write(file, serde_json::to_string_pretty(&p)? + "\n")
+            .with_context(|| format!("cannot write the plan to {}", file.display()))?;
+        err(&format!(
+            "Saved the plan to {}; apply it with: segmentctl apply {}\n",
+            file.display(),
+            file.display()
+        ));
+    }
     Ok(exit_code(&p, o.detailed_exitcode))
 }
 
@@ -190,21 +199,115 @@ pub async fn apply(
     cfg: &Config,
     a: &ApplyArgs,
 ) -> anyhow::Result<u8> {
-    if a.json {
-        bail!("--json is not available for a Customer Profiles target yet");
-    }
     let policy = defs::CampaignPolicy {
         allow_delete_in_use: a.allow_delete_in_use,
         repoint: a.repoint_campaigns,
     };
     let (p, conn) = make(inputs, ws, cfg, true, None, policy).await?;
-    out(&crate::report::definitions::text(
-        &p,
-        use_colour(&std::io::stdout()),
-    ));
+    show_and_run(conn, &p, a).await
+}
+
+/// `apply FILE` of a Customer Profiles plan saved with `plan --out`: for the target it was
+/// made for, and only while planning again gives the same steps (nothing moved on the
+/// target or in the folder since); then exactly its steps.
+pub async fn apply_saved(
+    file: &Path,
+    text: &str,
+    config: Option<&Path>,
+    ov: &Overrides,
+    a: &ApplyArgs,
+) -> anyhow::Result<u8> {
+    let saved: DefinitionsPlan = serde_json::from_str(text).with_context(|| {
+        format!(
+            "{} is not a segmentctl Customer Profiles plan",
+            file.display()
+        )
+    })?;
+    if saved.format_version != defs::FORMAT_VERSION {
+        bail!(
+            "{} has plan format {}; this segmentctl reads format {}",
+            file.display(),
+            saved.format_version,
+            defs::FORMAT_VERSION
+        );
+    }
+    if a.allow_delete_in_use || a.repoint_campaigns {
+        bail!("a saved plan is applied as it was made: give --allow-delete-in-use or --repoint-campaigns to `plan --out`, not to `apply FILE`");
+    }
+    let inputs = Inputs {
+        dir: std::path::PathBuf::from(saved.dir.clone().unwrap_or_else(|| ".".into())),
+        config: config.map(Path::to_path_buf),
+        overrides: ov.clone(),
+    };
+    let Some((ws, cfg)) = definitions_workspace(&inputs)? else {
+        bail!(
+            "{} is a Customer Profiles plan, and its folder now goes to a Pinpoint target; plan again",
+            file.display()
+        );
+    };
+    let (now, conn) = make(&inputs, &ws, &cfg, true, None, saved.policy).await?;
+    let (Some(made_for), Some(here)) = (&saved.target, &now.target) else {
+        conn.close().await;
+        bail!(
+            "{} does not say which target it was made for; plan again",
+            file.display()
+        );
+    };
+    if !made_for.same_as(here) {
+        let msg = format!(
+            "refusing to apply {}: it was made for {} as owner {}, and the configuration now names {} as owner {}; plan again against this target",
+            file.display(),
+            made_for.place(),
+            safe(&made_for.owner),
+            here.place(),
+            safe(&here.owner)
+        );
+        conn.close().await;
+        bail!("{msg}");
+    }
+    let unaudienced = |p: &DefinitionsPlan| -> Vec<Step> {
+        p.steps
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.audience = None;
+                s
+            })
+            .collect()
+    };
+    if unaudienced(&now) != unaudienced(&saved) || now.create_domain != saved.create_domain {
+        conn.close().await;
+        bail!(
+            "refusing to apply {}: the domain or the manifests changed since it was made (planning again gives other steps); plan again",
+            file.display()
+        );
+    }
+    show_and_run(conn, &saved, a).await
+}
+
+/// The end of either apply: the plan shown (text, or a JSON line); unless there is nothing
+/// to do, confirmed and run, each step's result shown as it ends, then the summary.
+async fn show_and_run(
+    conn: ProfilesConnection,
+    p: &DefinitionsPlan,
+    a: &ApplyArgs,
+) -> anyhow::Result<u8> {
+    let colour = use_colour(&std::io::stdout());
+    if a.json {
+        out(&format!(
+            "{}\n",
+            serde_json::json!({"type": "plan", "plan": p})
+        ));
+    } else {
+        out(&crate::report::definitions::text(p, colour));
+    }
     if p.is_empty() && !p.create_domain {
         conn.close().await;
-        return Ok(exit_code(&p, false));
+        let code = exit_code(p, false);
+        if a.json {
+            out(&format!("{}\n", summary_json(p, &[], false, code)));
+        }
+        return Ok(code);
     }
     if !a.auto_approve {
         match confirm() {
@@ -220,7 +323,6 @@ pub async fn apply(
             }
         }
     }
-    let colour = use_colour(&std::io::stdout());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(async move {
         shutdown_signal().await;
@@ -230,8 +332,14 @@ pub async fn apply(
         err("\nInterrupted again: stopping now; run apply again to finish.\n");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
-    let result = run::apply(&conn.profiles, &p, Some(&stop_rx), |step, r| {
-        out(&format!("{}\n", step_line(step, r, colour)))
+    let result = run::apply(&conn.profiles, p, Some(&stop_rx), |step, r| {
+        if a.json {
+            if let Some(e) = run::event_json(&p.domain, step, r) {
+                out(&format!("{e}\n"));
+            }
+        } else {
+            out(&format!("{}\n", step_line(step, r, colour)))
+        }
     })
     .await;
     watcher.abort();
@@ -241,24 +349,59 @@ pub async fn apply(
         Ok(r) => r,
         Err(e) => bail!("cannot create the domain {} at {endpoint}: {e}", p.domain),
     };
-    if results.contains(&StepResult::Interrupted) {
+    let interrupted = results.contains(&StepResult::Interrupted);
+    let code = if interrupted {
+        exit::INTERRUPTED
+    } else if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
+        exit::ERROR
+    } else if results.contains(&StepResult::Skipped) {
+        exit::BLOCKED
+    } else {
+        exit::OK
+    };
+    if a.json {
+        out(&format!(
+            "{}\n",
+            summary_json(p, &results, interrupted, code)
+        ));
+    } else if interrupted {
         let done = results.iter().filter(|r| **r == StepResult::Done).count();
         out(&format!(
             "\nInterrupted: {done} of {} done; run apply again to finish.\n",
             crate::text::plural(results.len(), "step")
         ));
-        return Ok(exit::INTERRUPTED);
+    } else {
+        out(&format!("\n{}\n", outcome_line(p, &results)));
     }
-    out(&format!("\n{}\n", outcome_line(&p, &results)));
-    Ok(
-        if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
-            exit::ERROR
-        } else if results.contains(&StepResult::Skipped) {
-            exit::BLOCKED
-        } else {
-            exit::OK
-        },
-    )
+    Ok(code)
+}
+
+/// `apply --format json`'s last line, with `apply` on Pinpoint's keys: what was done, by kind.
+fn summary_json(
+    p: &DefinitionsPlan,
+    results: &[StepResult],
+    interrupted: bool,
+    exit_code: u8,
+) -> serde_json::Value {
+    let done = |a: Action| {
+        p.steps
+            .iter()
+            .zip(results)
+            .filter(|(s, r)| s.action == a && **r == StepResult::Done)
+            .count()
+    };
+    serde_json::json!({
+        "type": "summary",
+        "domain": p.domain,
+        "created": done(Action::Create),
+        "replaced": done(Action::Replace),
+        "updated": done(Action::Tag) + done(Action::Adopt),
+        "deleted": done(Action::Delete),
+        "blocked": p.steps.iter().filter(|s| !s.blocked.is_empty()).count(),
+        "failed": results.iter().filter(|r| matches!(r, StepResult::Failed(_))).count(),
+        "interrupted": interrupted,
+        "exit_code": exit_code,
+    })
 }
 
 /// `  + create  gold: done`, `  - delete  base: failed: …`.
