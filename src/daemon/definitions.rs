@@ -11,6 +11,7 @@ use super::round::{load, AppOutcome, Load, RoundContext, RoundOutcome, RoundStat
 use super::Mode;
 use crate::plan::definitions::{self as defs, CampaignPolicy, DefinitionsPlan};
 use crate::reconcile::definitions::{self as run, StepResult};
+use crate::reconcile::lease::{self, LeaseError, LeaseTags};
 use crate::reconcile::pipeline;
 use crate::targets::profiles::Profiles;
 use crate::text::safe;
@@ -22,7 +23,7 @@ pub fn domain_key(domain: &str) -> String {
 
 /// Runs one round on `domain` (created when missing only when `create_missing`: the
 /// embedded default's own).
-pub async fn round<P: Profiles>(
+pub async fn round<P: Profiles + LeaseTags>(
     p: &P,
     domain: &str,
     create_missing: bool,
@@ -66,12 +67,11 @@ pub async fn round<P: Profiles>(
             return out;
         }
     };
-    let plan = defs::plan(
-        &definitions,
-        &live,
-        &pipeline::planner_settings(&settings),
-        CampaignPolicy::default(),
-    );
+    let planner = pipeline::planner_settings(&settings);
+    let replan = |live: &defs::LiveDomain| {
+        defs::plan(&definitions, live, &planner, CampaignPolicy::default())
+    };
+    let mut plan = replan(&live);
     let specs: Vec<_> = definitions
         .iter()
         .map(|d| (d.name(), &d.manifest.spec))
@@ -93,12 +93,53 @@ pub async fn round<P: Profiles>(
     let applying =
         cx.mode == Mode::Apply && !settings.suspend && (!plan.is_empty() || plan.create_domain);
     let mut events = Vec::new();
+    let mut leases = Vec::new();
+    if let (true, Some(arn)) = (applying, run::domain_arn(&live)) {
+        match run::take_lease(p, &arn, settings.owner(), std::time::Duration::ZERO, |_| {}).await {
+            Ok(l) => leases.push(l),
+            Err(LeaseError::Busy(held)) => {
+                let mut busy = outcome(domain, &plan, None, managed);
+                busy.result = Outcome::Busy;
+                busy.error = Some(format!(
+                    "{}; tried again shortly",
+                    run::busy_message(domain, &held)
+                ));
+                out.apps = vec![busy];
+                return out;
+            }
+            Err(e) => {
+                out.target_error = Some(format!(
+                    "cannot take the lease on the domain {}: {}",
+                    safe(domain),
+                    crate::text::error_chain(&e)
+                ));
+                return out;
+            }
+        }
+        // Under the lease: what is there now (another applier may have just finished).
+        match run::observe(p, domain).await {
+            Ok(now) => plan = replan(&now),
+            Err(e) => {
+                lease::release(p, &leases[0]).await;
+                out.target_error = Some(format!("cannot read the domain {}: {e}", safe(domain)));
+                return out;
+            }
+        }
+    }
     let results = if applying {
         let on_step = |step: &defs::Step, r: &StepResult| {
             log_step(domain, step, r);
             events.extend(run::event_json(domain, step, r));
         };
-        match run::apply(p, &plan, cx.cancel.as_ref(), on_step).await {
+        let (plan, cancel) = (&plan, cx.cancel.as_ref());
+        let applied = lease::hold_while(p, &leases, lease::ttl(), |fence| async move {
+            run::apply(p, plan, cancel, &fence, on_step).await
+        })
+        .await;
+        for l in &leases {
+            lease::release(p, l).await;
+        }
+        match applied {
             Ok(r) => Some(r),
             Err(e) => {
                 out.target_error = Some(format!("cannot create the domain {}: {e}", safe(domain)));
@@ -139,6 +180,9 @@ fn log_step(domain: &str, step: &defs::Step, r: &StepResult) {
         StepResult::Skipped => {
             tracing::warn!(domain = %safe(domain), action = step.action.verb(), definition = %name, "blocked")
         }
+        StepResult::LeaseLost(who) => {
+            tracing::warn!(domain = %safe(domain), action = step.action.verb(), definition = %name, holder = %safe(who), "not started: the lease was lost")
+        }
         StepResult::NotRun | StepResult::Interrupted => {}
     }
 }
@@ -160,6 +204,12 @@ fn outcome(
                 s.action.verb(),
                 safe(&s.name),
                 safe(e)
+            )),
+            StepResult::LeaseLost(who) => Some(format!(
+                "{} {}: not started: the lease was lost to {}",
+                s.action.verb(),
+                safe(&s.name),
+                safe(who)
             )),
             _ => None,
         })

@@ -259,6 +259,9 @@ pub struct DefinitionsPlan {
     /// The manifest folder, for `apply FILE`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// The domain's ARN, when known (its lease is a tag on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_arn: Option<String>,
     /// What the plan was allowed to do under campaigns (`apply FILE` plans again with it).
     #[serde(default, skip_serializing_if = "is_default_policy")]
     pub policy: CampaignPolicy,
@@ -401,6 +404,7 @@ pub fn plan(
         documents: desired.len(),
         profiles: None,
         dir: None,
+        domain_arn: None,
         policy,
     }
 }

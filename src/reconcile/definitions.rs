@@ -2,6 +2,7 @@
 //! criteria, so each is read), plan, and apply the plan's steps in its order.
 
 use crate::plan::definitions::{Action, DefinitionsPlan, LiveDomain, Replacement, Step};
+use crate::reconcile::lease::{self, Fence, Lease, LeaseError, LeaseTags};
 use crate::targets::pinpoint::join_all;
 use crate::targets::profiles::{Profiles, ProfilesError};
 
@@ -57,6 +58,8 @@ pub enum StepResult {
     NotRun,
     /// Not run: the apply was interrupted (the step in flight finished).
     Interrupted,
+    /// Not run: the domain's lease was lost to this holder.
+    LeaseLost(String),
 }
 
 /// Runs `plan` on `p`, telling `seen` each step's result as it ends. Steps run one after
@@ -65,11 +68,13 @@ pub enum StepResult {
 /// create was to replace. A rerun plans again from what is there.
 ///
 /// `stop`, once true, lets the step in flight finish (an in-place replace is its delete and
-/// its create: never cut between them) and starts no other.
+/// its create: never cut between them) and starts no other; so does a `fence` that no longer
+/// holds (the domain's lease was lost).
 pub async fn apply<P: Profiles>(
     p: &P,
     plan: &DefinitionsPlan,
     stop: Option<&tokio::sync::watch::Receiver<bool>>,
+    fence: &Fence,
     mut seen: impl FnMut(&Step, &StepResult),
 ) -> Result<Vec<StepResult>, ProfilesError> {
     if plan.create_domain {
@@ -84,6 +89,9 @@ pub async fn apply<P: Profiles>(
             StepResult::NotRun
         } else if !step.blocked.is_empty() {
             StepResult::Skipped
+        } else if let Err(holder) = fence.holds().await {
+            failed = true;
+            StepResult::LeaseLost(holder)
         } else {
             match run(p, &plan.domain, step).await {
                 Ok(()) => StepResult::Done,
@@ -154,6 +162,10 @@ pub fn event_json(domain: &str, step: &Step, r: &StepResult) -> Option<serde_jso
         StepResult::Done => ("done", String::new()),
         StepResult::Failed(e) => ("failed", e.clone()),
         StepResult::Skipped => ("blocked", step.blocked.join("; ")),
+        StepResult::LeaseLost(who) => (
+            "failed",
+            format!("not started: the lease was lost to {who}"),
+        ),
         StepResult::NotRun | StepResult::Interrupted => return None,
     };
     Some(serde_json::json!({
@@ -165,4 +177,69 @@ pub fn event_json(domain: &str, step: &Step, r: &StepResult) -> Option<serde_jso
         "result": result,
         "message": message,
     }))
+}
+
+/// The domain's ARN, which its lease is a tag on: a definition's ARN without its last two
+/// parts. None for a domain with no definition (its ARN is not known without another call):
+/// there, every step is a create keyed by its name, safe for two appliers at once.
+pub fn domain_arn(live: &LiveDomain) -> Option<String> {
+    let arn = &live.definitions.first()?.arn;
+    let (domain, _) = arn.split_once("/segment-definitions/")?;
+    Some(domain.to_string())
+}
+
+/// Takes the lease on the domain `arn` as `owner`'s applier, waiting up to `patience` while
+/// another holds it (telling `waiting` once); no wait when `patience` is zero.
+///
+/// Errors: [`LeaseError::Busy`] naming the holder; [`LeaseError::Api`].
+pub async fn take_lease<P: LeaseTags>(
+    p: &P,
+    arn: &str,
+    owner: &str,
+    patience: std::time::Duration,
+    waiting: impl Fn(&lease::Held),
+) -> Result<Lease, LeaseError> {
+    let holder = lease::holder(owner);
+    if patience.is_zero() {
+        lease::acquire(p, arn, &holder, lease::ttl(), lease::DEFAULT_SETTLE).await
+    } else {
+        lease::acquire_waiting(
+            p,
+            arn,
+            &holder,
+            lease::ttl(),
+            lease::DEFAULT_SETTLE,
+            patience,
+            waiting,
+        )
+        .await
+    }
+}
+
+/// `{holder} is applying to the domain D (lease until T)`.
+pub fn busy_message(domain: &str, held: &lease::Held) -> String {
+    format!(
+        "{} is applying to the domain {} (lease until {})",
+        crate::text::safe(&held.holder),
+        crate::text::safe(domain),
+        crate::text::iso(
+            time::OffsetDateTime::from_unix_timestamp(held.expires as i64)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        )
+    )
+}
+
+/// The steps two plans would run, audiences aside: equal when nothing moved between them.
+pub fn same_steps(a: &DefinitionsPlan, b: &DefinitionsPlan) -> bool {
+    let strip = |p: &DefinitionsPlan| -> Vec<Step> {
+        p.steps
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.audience = None;
+                s
+            })
+            .collect()
+    };
+    a.create_domain == b.create_domain && strip(a) == strip(b)
 }

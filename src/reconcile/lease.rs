@@ -1,5 +1,5 @@
-//! A best-effort lease on an application, so two appliers (a CI apply and the controller,
-//! say) do not change it at once.
+//! A best-effort lease on an application (or a Customer Profiles domain), so two appliers
+//! (a CI apply and the controller, say) do not change it at once.
 //!
 //! Pinpoint has no conditional write, so the lease is a tag on the application
 //! (`segmentctl:lease = <token> <expires> <holder>`): read it; if it is free (absent,
@@ -18,8 +18,55 @@
 
 use std::time::Duration;
 
+use std::future::Future;
+
 use crate::model::Tags;
-use crate::targets::pinpoint::{Pinpoint, PinpointError};
+use crate::targets::pinpoint::Pinpoint;
+use crate::targets::profiles::{Profiles, ProfilesError, SdkProfiles};
+
+/// What a lease needs of a target: the tags of the resource it is on (an application, a
+/// domain), read, written and removed.
+pub trait LeaseTags: Send + Sync {
+    type Error: std::error::Error + Send + Sync + 'static;
+    fn lease_tags(&self, arn: &str) -> impl Future<Output = Result<Tags, Self::Error>> + Send;
+    fn set_lease_tags(
+        &self,
+        arn: &str,
+        tags: &Tags,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    fn remove_lease_tags(
+        &self,
+        arn: &str,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+impl<P: Pinpoint> LeaseTags for P {
+    type Error = crate::targets::pinpoint::PinpointError;
+    async fn lease_tags(&self, arn: &str) -> Result<Tags, Self::Error> {
+        self.list_tags(arn).await
+    }
+    async fn set_lease_tags(&self, arn: &str, tags: &Tags) -> Result<(), Self::Error> {
+        self.tag(arn, tags).await
+    }
+    async fn remove_lease_tags(&self, arn: &str, keys: &[String]) -> Result<(), Self::Error> {
+        self.untag(arn, keys).await
+    }
+}
+
+/// On a Customer Profiles target the lease is a tag on the domain.
+impl LeaseTags for SdkProfiles {
+    type Error = ProfilesError;
+    async fn lease_tags(&self, arn: &str) -> Result<Tags, Self::Error> {
+        self.list_tags(arn).await
+    }
+    async fn set_lease_tags(&self, arn: &str, tags: &Tags) -> Result<(), Self::Error> {
+        self.tag(arn, tags).await
+    }
+    async fn remove_lease_tags(&self, arn: &str, keys: &[String]) -> Result<(), Self::Error> {
+        self.untag(arn, keys).await
+    }
+}
 
 /// The application tag holding the lease.
 pub const TAG_LEASE: &str = crate::TAG_LEASE;
@@ -64,8 +111,8 @@ pub struct Held {
 pub enum LeaseError {
     #[error("{} is applying to this application (lease until {}); run again when it is done, or pass --wait to queue behind it", .0.holder, crate::text::iso(time::OffsetDateTime::from_unix_timestamp(.0.expires as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)))]
     Busy(Held),
-    #[error("cannot take the lease on the application")]
-    Api(#[source] PinpointError),
+    #[error("cannot take the lease")]
+    Api(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 fn now_unix() -> u64 {
@@ -140,7 +187,7 @@ fn clean(s: &str) -> String {
 /// it back.
 ///
 /// Errors: [`LeaseError::Busy`] naming the holder of a live lease.
-pub async fn acquire<P: Pinpoint>(
+pub async fn acquire<P: LeaseTags>(
     p: &P,
     app_arn: &str,
     holder: &str,
@@ -150,7 +197,10 @@ pub async fn acquire<P: Pinpoint>(
     let token = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
     for attempt in 1.. {
         let asked = tokio::time::Instant::now();
-        let tags = p.list_tags(app_arn).await.map_err(LeaseError::Api)?;
+        let tags = p
+            .lease_tags(app_arn)
+            .await
+            .map_err(|e| LeaseError::Api(Box::new(e)))?;
         if let Some(held) = other_lease(&tags, &token, now_unix()) {
             return Err(LeaseError::Busy(held));
         }
@@ -169,11 +219,14 @@ pub async fn acquire<P: Pinpoint>(
         }
     }
     let value = format!("{token} {} {holder}", now_unix() + ttl.as_secs());
-    p.tag(app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
+    p.set_lease_tags(app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
         .await
-        .map_err(LeaseError::Api)?;
+        .map_err(|e| LeaseError::Api(Box::new(e)))?;
     tokio::time::sleep(settle).await;
-    let tags = p.list_tags(app_arn).await.map_err(LeaseError::Api)?;
+    let tags = p
+        .lease_tags(app_arn)
+        .await
+        .map_err(|e| LeaseError::Api(Box::new(e)))?;
     match tags.get(TAG_LEASE).and_then(|v| parse(v)) {
         Some((t, _)) if t == token => Ok(Lease {
             app_arn: app_arn.to_string(),
@@ -191,7 +244,7 @@ pub async fn acquire<P: Pinpoint>(
 
 /// Takes the lease, waiting while someone else holds it (polling every `poll`), up to
 /// `patience`; tells `waiting` once who it waits for.
-pub async fn acquire_waiting<P: Pinpoint>(
+pub async fn acquire_waiting<P: LeaseTags>(
     p: &P,
     app_arn: &str,
     holder: &str,
@@ -273,13 +326,9 @@ enum Renewal {
 /// Reads each lease back and, when every one is still ours, writes it again with a new
 /// expiry. A lease another applier holds now, or that was removed, is lost: it is not
 /// written (writing would take it back from an applier that may already be working).
-async fn renew<P: Pinpoint>(
-    p: &P,
-    leases: &[Lease],
-    ttl: Duration,
-) -> Result<Renewal, PinpointError> {
+async fn renew<P: LeaseTags>(p: &P, leases: &[Lease], ttl: Duration) -> Result<Renewal, P::Error> {
     for l in leases {
-        let tags = p.list_tags(&l.app_arn).await?;
+        let tags = p.lease_tags(&l.app_arn).await?;
         match tags.get(TAG_LEASE).and_then(|v| parse(v)) {
             Some((t, _)) if t == l.token => {}
             Some((_, held)) => return Ok(Renewal::Lost(held.holder)),
@@ -292,7 +341,7 @@ async fn renew<P: Pinpoint>(
     }
     for l in leases {
         let value = format!("{} {} {}", l.token, now_unix() + ttl.as_secs(), l.holder);
-        p.tag(&l.app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
+        p.set_lease_tags(&l.app_arn, &Tags::from([(TAG_LEASE.to_string(), value)]))
             .await?;
     }
     Ok(Renewal::Ours)
@@ -301,7 +350,7 @@ async fn renew<P: Pinpoint>(
 /// Runs `work` while holding `leases`, renewing them every third of `ttl`; `work` is given
 /// the [`Fence`] its steps ask before they start. The leases are read back and renewed
 /// first of all: they may have been taken long before (a plan shown, a confirmation typed).
-pub async fn hold_while<P: Pinpoint, T, F: std::future::Future<Output = T>>(
+pub async fn hold_while<P: LeaseTags, T, F: std::future::Future<Output = T>>(
     p: &P,
     leases: &[Lease],
     ttl: Duration,
@@ -349,15 +398,18 @@ pub async fn hold_while<P: Pinpoint, T, F: std::future::Future<Output = T>>(
 }
 
 /// Gives the lease back, if it is still ours (best effort: an error leaves it to expire).
-pub async fn release<P: Pinpoint>(p: &P, lease: &Lease) {
-    match p.list_tags(&lease.app_arn).await {
+pub async fn release<P: LeaseTags>(p: &P, lease: &Lease) {
+    match p.lease_tags(&lease.app_arn).await {
         Ok(tags)
             if tags
                 .get(TAG_LEASE)
                 .and_then(|v| parse(v))
                 .is_some_and(|(t, _)| t == lease.token) =>
         {
-            if let Err(e) = p.untag(&lease.app_arn, &[TAG_LEASE.to_string()]).await {
+            if let Err(e) = p
+                .remove_lease_tags(&lease.app_arn, &[TAG_LEASE.to_string()])
+                .await
+            {
                 tracing::warn!(error = %e, "cannot release the lease; it expires by itself");
             }
         }
@@ -423,7 +475,7 @@ mod tests {
             other => panic!("B must see A's lease: {other:?}"),
         }
         // A still holds it.
-        let tags = p.list_tags(&arn).await.unwrap();
+        let tags = p.lease_tags(&arn).await.unwrap();
         assert!(tags[TAG_LEASE].starts_with(&a.token), "{tags:?}");
     }
 
@@ -455,7 +507,7 @@ mod tests {
             now_unix() + 600,
             clean(&hostname())
         );
-        p.tag(&arn, &Tags::from([(TAG_LEASE.to_string(), held)]))
+        p.set_lease_tags(&arn, &Tags::from([(TAG_LEASE.to_string(), held)]))
             .await
             .unwrap();
         acquire(&p, &arn, "me@host.2", DEFAULT_TTL, Duration::ZERO)
@@ -463,7 +515,7 @@ mod tests {
             .unwrap();
         // A live one of another host is respected.
         let other = format!("feedfeedfeedfeed {} ci@elsewhere.{dead}", now_unix() + 600);
-        p.tag(&arn, &Tags::from([(TAG_LEASE.to_string(), other)]))
+        p.set_lease_tags(&arn, &Tags::from([(TAG_LEASE.to_string(), other)]))
             .await
             .unwrap();
         assert!(matches!(
@@ -477,7 +529,7 @@ mod tests {
         let p = MemoryPinpoint::new();
         let arn = shop(&p);
         let stale = format!("deadbeefdeadbeef {} gone@host.1", now_unix() - 1);
-        p.tag(&arn, &Tags::from([(TAG_LEASE.to_string(), stale)]))
+        p.set_lease_tags(&arn, &Tags::from([(TAG_LEASE.to_string(), stale)]))
             .await
             .unwrap();
         acquire(&p, &arn, "me@host.2", DEFAULT_TTL, Duration::ZERO)

@@ -409,7 +409,8 @@ async fn converge(t: &TestServer, dir: &Path, appliers: usize) -> usize {
                 if p.is_empty() {
                     return true;
                 }
-                let _ = run::apply(&api, &p, None, |_, _| {}).await;
+                let none = segmentctl::reconcile::lease::Fence::none();
+                let _ = run::apply(&api, &p, None, &none, |_, _| {}).await;
                 false
             }));
         }
@@ -1107,7 +1108,10 @@ async fn a_saved_plan_applies_exactly_or_is_refused_and_apply_speaks_json_lines(
     std::fs::copy(&saved, &other).unwrap();
     let (code, stdout, stderr) = cli(d, &["apply", saved.to_str().unwrap(), "--auto-approve"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("Apply complete: 2 replaced, 1 deleted."), "{stdout}");
+    assert!(
+        stdout.contains("Apply complete: 2 replaced, 1 deleted."),
+        "{stdout}"
+    );
     let (code, stdout, _) = cli(d, &["plan", "."]);
     assert_eq!(code, 0);
     assert!(stdout.contains("No changes"), "{stdout}");
@@ -1128,7 +1132,13 @@ async fn a_saved_plan_applies_exactly_or_is_refused_and_apply_speaks_json_lines(
     assert_eq!(code, 0, "{stderr}");
     let (code, stdout, stderr) = cli(
         d,
-        &["apply", saved.to_str().unwrap(), "--auto-approve", "--target", "customer-profiles:other"],
+        &[
+            "apply",
+            saved.to_str().unwrap(),
+            "--auto-approve",
+            "--target",
+            "customer-profiles:other",
+        ],
     );
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(
@@ -1139,8 +1149,85 @@ async fn a_saved_plan_applies_exactly_or_is_refused_and_apply_speaks_json_lines(
     // Flags belong to the plan, not to applying it.
     let (code, _, stderr) = cli(
         d,
-        &["apply", saved.to_str().unwrap(), "--auto-approve", "--repoint-campaigns"],
+        &[
+            "apply",
+            saved.to_str().unwrap(),
+            "--auto-approve",
+            "--repoint-campaigns",
+        ],
     );
     assert_eq!(code, 1);
-    assert!(stderr.contains("a saved plan is applied as it was made"), "{stderr}");
+    assert!(
+        stderr.contains("a saved plan is applied as it was made"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_waits_for_or_refuses_another_appliers_lease_on_the_domain() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("a.yaml"), definition("a", &["US"], &[])).unwrap();
+    create_domain(&t, "shop").await;
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("Apply complete: 1 created."), "{stdout}");
+    // The first apply took and gave back the lease: the domain carries none.
+    let domain_arn = "arn:aws:profile:us-east-1:000000000000:domains/shop";
+    let tags = profiles_client(&t)
+        .list_tags_for_resource()
+        .resource_arn(domain_arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .is_none_or(|t| !t.contains_key("segmentctl:lease")),
+        "{tags:?}"
+    );
+
+    // Another applier (another host) holds the domain's lease.
+    let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 60;
+    profiles_client(&t)
+        .tag_resource()
+        .resource_arn(domain_arn)
+        .tags(
+            "segmentctl:lease",
+            format!("tok123 {expires} ci@runner-7.4242"),
+        )
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(d.join("a.yaml"), definition("a", &["US", "CA"], &[])).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("ci@runner-7.4242 is applying to the domain shop (lease until ")
+            && stderr.contains("run again when it is done, or pass --wait to queue behind it"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("replace a:"), "nothing ran: {stdout}");
+
+    // --wait queues behind it: the lease is given back a moment later, and the apply runs.
+    let waiter = {
+        let d = d.to_path_buf();
+        std::thread::spawn(move || cli(&d, &["apply", ".", "--auto-approve", "--wait"]))
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    profiles_client(&t)
+        .untag_resource()
+        .resource_arn(domain_arn)
+        .tag_keys("segmentctl:lease")
+        .send()
+        .await
+        .unwrap();
+    let (code, stdout, stderr) = waiter.join().unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Waiting: ci@runner-7.4242 is applying to the domain shop"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("Apply complete: 1 replaced."), "{stdout}");
 }

@@ -71,7 +71,7 @@ pub(super) fn confirm() -> anyhow::Result<bool> {
 }
 
 /// How long `--wait` waits for another applier before giving up.
-const WAIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+pub(super) const WAIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
 /// Takes the lease on every existing application the plan changes, but those in `already`.
 ///
@@ -124,7 +124,9 @@ async fn lease_apps(
                 }
                 let why = match &e {
                     LeaseError::Busy(_) => e.to_string(),
-                    LeaseError::Api(cause) => format!("{e}: {}", crate::text::error_chain(cause)),
+                    LeaseError::Api(cause) => {
+                        format!("{e}: {}", crate::text::error_chain(cause.as_ref()))
+                    }
                 };
                 return Err(anyhow::anyhow!(
                     "application {}: {why}",

@@ -13,6 +13,7 @@ use super::*;
 use crate::manifests::config::Target;
 use crate::plan::definitions::{self as defs, Action, DefinitionsPlan, Step};
 use crate::reconcile::definitions::{self as run, StepResult};
+use crate::reconcile::lease;
 use crate::reconcile::pipeline::Overrides;
 use crate::targets::profiles::ProfilesError;
 use crate::targets::ProfilesConnection;
@@ -119,6 +120,7 @@ async fn make(
     }
     plan.target = Some(info);
     plan.dir = Some(inputs.dir.display().to_string());
+    plan.domain_arn = run::domain_arn(&live);
     plan.policy = policy;
     Ok((plan, conn))
 }
@@ -204,7 +206,9 @@ pub async fn apply(
         repoint: a.repoint_campaigns,
     };
     let (p, conn) = make(inputs, ws, cfg, true, None, policy).await?;
-    show_and_run(conn, &p, a).await
+    let settings = pipeline::planner_settings(cfg);
+    let replan = |live: &defs::LiveDomain| defs::plan(&ws.definitions, live, &settings, policy);
+    show_and_run(conn, &p, a, cfg.owner(), &replan).await
 }
 
 /// `apply FILE` of a Customer Profiles plan saved with `plan --out`: for the target it was
@@ -265,24 +269,17 @@ pub async fn apply_saved(
         conn.close().await;
         bail!("{msg}");
     }
-    let unaudienced = |p: &DefinitionsPlan| -> Vec<Step> {
-        p.steps
-            .iter()
-            .cloned()
-            .map(|mut s| {
-                s.audience = None;
-                s
-            })
-            .collect()
-    };
-    if unaudienced(&now) != unaudienced(&saved) || now.create_domain != saved.create_domain {
+    if !run::same_steps(&now, &saved) {
         conn.close().await;
         bail!(
             "refusing to apply {}: the domain or the manifests changed since it was made (planning again gives other steps); plan again",
             file.display()
         );
     }
-    show_and_run(conn, &saved, a).await
+    let settings = pipeline::planner_settings(&cfg);
+    let replan =
+        |live: &defs::LiveDomain| defs::plan(&ws.definitions, live, &settings, saved.policy);
+    show_and_run(conn, &saved, a, cfg.owner(), &replan).await
 }
 
 /// The end of either apply: the plan shown (text, or a JSON line); unless there is nothing
@@ -291,6 +288,8 @@ async fn show_and_run(
     conn: ProfilesConnection,
     p: &DefinitionsPlan,
     a: &ApplyArgs,
+    owner: &str,
+    replan: &dyn Fn(&defs::LiveDomain) -> DefinitionsPlan,
 ) -> anyhow::Result<u8> {
     let colour = use_colour(&std::io::stdout());
     if a.json {
@@ -323,6 +322,13 @@ async fn show_and_run(
             }
         }
     }
+    let leases = match lease_unmoved(&conn, p, a.wait, owner, replan).await {
+        Ok(l) => l,
+        Err(e) => {
+            conn.close().await;
+            return Err(e);
+        }
+    };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(async move {
         shutdown_signal().await;
@@ -332,7 +338,7 @@ async fn show_and_run(
         err("\nInterrupted again: stopping now; run apply again to finish.\n");
         std::process::exit(i32::from(exit::INTERRUPTED));
     });
-    let result = run::apply(&conn.profiles, p, Some(&stop_rx), |step, r| {
+    let seen = |step: &Step, r: &StepResult| {
         if a.json {
             if let Some(e) = run::event_json(&p.domain, step, r) {
                 out(&format!("{e}\n"));
@@ -340,9 +346,16 @@ async fn show_and_run(
         } else {
             out(&format!("{}\n", step_line(step, r, colour)))
         }
+    };
+    let (profiles, stop) = (&conn.profiles, &stop_rx);
+    let result = lease::hold_while(profiles, &leases, lease::ttl(), |fence| async move {
+        run::apply(profiles, p, Some(stop), &fence, seen).await
     })
     .await;
     watcher.abort();
+    for l in &leases {
+        lease::release(&conn.profiles, l).await;
+    }
     let endpoint = conn.endpoint.clone();
     conn.close().await;
     let results = match result {
@@ -352,7 +365,10 @@ async fn show_and_run(
     let interrupted = results.contains(&StepResult::Interrupted);
     let code = if interrupted {
         exit::INTERRUPTED
-    } else if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
+    } else if results
+        .iter()
+        .any(|r| matches!(r, StepResult::Failed(_) | StepResult::LeaseLost(_)))
+    {
         exit::ERROR
     } else if results.contains(&StepResult::Skipped) {
         exit::BLOCKED
@@ -374,6 +390,58 @@ async fn show_and_run(
         out(&format!("\n{}\n", outcome_line(p, &results)));
     }
     Ok(code)
+}
+
+/// The domain's lease, taken (waiting for it with `--wait`), and the plan checked under it:
+/// planning again must give the same steps, or another applier moved the domain while this
+/// plan was shown. No lease for a domain whose ARN is not known (see [`run::domain_arn`]).
+async fn lease_unmoved(
+    conn: &ProfilesConnection,
+    p: &DefinitionsPlan,
+    wait: bool,
+    owner: &str,
+    replan: &dyn Fn(&defs::LiveDomain) -> DefinitionsPlan,
+) -> anyhow::Result<Vec<lease::Lease>> {
+    let Some(arn) = &p.domain_arn else {
+        return Ok(Vec::new());
+    };
+    let patience = if wait {
+        super::apply::WAIT_PATIENCE
+    } else {
+        std::time::Duration::ZERO
+    };
+    let waiting =
+        |h: &lease::Held| err(&format!("Waiting: {}.\n", run::busy_message(&p.domain, h)));
+    let taken = match run::take_lease(&conn.profiles, arn, owner, patience, waiting).await {
+        Ok(l) => l,
+        Err(lease::LeaseError::Busy(h)) => bail!(
+            "{}; run again when it is done, or pass --wait to queue behind it",
+            run::busy_message(&p.domain, &h)
+        ),
+        Err(e @ lease::LeaseError::Api(_)) => {
+            bail!(
+                "cannot take the lease on the domain {}: {}",
+                safe(&p.domain),
+                crate::text::error_chain(&e)
+            )
+        }
+    };
+    let again = run::observe(&conn.profiles, &p.domain).await;
+    let moved = match &again {
+        Ok(live) => !run::same_steps(&replan(live), p),
+        Err(_) => true,
+    };
+    if moved {
+        lease::release(&conn.profiles, &taken).await;
+        match again {
+            Err(e) => bail!("{}", profiles_error(&e, conn)),
+            Ok(_) => bail!(
+                "another applier changed the domain {} while this plan was shown (planning again gives other steps); nothing was applied: run apply again",
+                safe(&p.domain)
+            ),
+        }
+    }
+    Ok(vec![taken])
 }
 
 /// `apply --format json`'s last line, with `apply` on Pinpoint's keys: what was done, by kind.
@@ -398,7 +466,10 @@ fn summary_json(
         "updated": done(Action::Tag) + done(Action::Adopt),
         "deleted": done(Action::Delete),
         "blocked": p.steps.iter().filter(|s| !s.blocked.is_empty()).count(),
-        "failed": results.iter().filter(|r| matches!(r, StepResult::Failed(_))).count(),
+        "failed": results
+            .iter()
+            .filter(|r| matches!(r, StepResult::Failed(_) | StepResult::LeaseLost(_)))
+            .count(),
         "interrupted": interrupted,
         "exit_code": exit_code,
     })
@@ -419,6 +490,10 @@ fn step_line(s: &Step, r: &StepResult, colour: bool) -> String {
         StepResult::Failed(e) => (format!("failed: {}", safe(e)), "31"),
         StepResult::NotRun => ("not run: an earlier step failed".to_string(), "33"),
         StepResult::Interrupted => ("not run: interrupted".to_string(), "33"),
+        StepResult::LeaseLost(who) => (
+            format!("not started: the lease was lost to {}", safe(who)),
+            "31",
+        ),
     };
     let word = if colour {
         format!("\x1b[{code}m{word}\x1b[0m")
@@ -453,7 +528,10 @@ fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
     } else {
         parts.join(", ")
     };
-    if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
+    if results
+        .iter()
+        .any(|r| matches!(r, StepResult::Failed(_) | StepResult::LeaseLost(_)))
+    {
         format!("Apply failed: {did}; the steps after the failure did not run. Run apply again: it plans from what is there now.")
     } else if results.contains(&StepResult::Skipped) {
         format!("Apply finished with blocked steps skipped: {did}.")

@@ -84,6 +84,8 @@ pub trait Profiles: Send + Sync {
         domain: &str,
         name: &str,
     ) -> impl Future<Output = Result<Deleted>> + Send;
+    /// A resource's tags (a domain's or a definition's).
+    fn list_tags(&self, arn: &str) -> impl Future<Output = Result<Tags>> + Send;
     fn tag(&self, arn: &str, tags: &Tags) -> impl Future<Output = Result<()>> + Send;
     fn untag(&self, arn: &str, keys: &[String]) -> impl Future<Output = Result<()>> + Send;
     /// Every campaign whose source is a segment definition, with its state.
@@ -294,6 +296,17 @@ impl Profiles for SdkProfiles {
             Err(e) if e.is_not_found() => Ok(Deleted::AlreadyGone),
             Err(e) => Err(e.into()),
         }
+    }
+
+    async fn list_tags(&self, arn: &str) -> Result<Tags> {
+        let c = &self.api.client;
+        let out = self
+            .api
+            .call("ListTagsForResource", Class::Other, || {
+                c.list_tags_for_resource().resource_arn(arn).send()
+            })
+            .await?;
+        Ok(tags_of(out.tags()))
     }
 
     async fn tag(&self, arn: &str, tags: &Tags) -> Result<()> {
