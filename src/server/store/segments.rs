@@ -223,8 +223,8 @@ impl Store {
         self.segment_from(app, row)
     }
 
-    /// A segment found by one statement, awaited: on PostgreSQL off the blocking pool (the
-    /// hot read of GetSegment). `None` when it is not found, and always on SQLite: the
+    /// A segment found by one statement, awaited: on PostgreSQL off the blocking pool, on the
+    /// connection reads of one statement share (the hot read of GetSegment). `None` when it is not found, and always on SQLite: the
     /// caller then reads it as usual ([`Store::get_segment`]), which also says why not.
     pub async fn find_segment(
         &self,
@@ -236,7 +236,7 @@ impl Store {
             return Ok(None);
         };
         self.require_ready()?;
-        let conn = pool.get_async().await?;
+        let conn = pool.get_shared().await?;
         // The future holds the values, not the parameters' list (which is not `Send`).
         let read = super::sql::pg_read_one(&conn, SEGMENT_ROW, params![app, id, version]);
         let out = read.await;
