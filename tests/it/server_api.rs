@@ -134,6 +134,55 @@ fn vip_request() -> WriteSegmentRequest {
         .build()
 }
 
+/// Updates of one segment sent at once (on PostgreSQL, those that wait together are written
+/// in one transaction) each make a version of their own: 2 to 33 without a gap or a double,
+/// each answer what GetSegmentVersion then reads at its version, with its own definition.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_of_one_segment_at_once_each_make_their_own_version() {
+    let t = util::start().await;
+    let app = t.app("together").await;
+    let seg = create_segment(&t.client, &app, named("v1")).await;
+    let updates: Vec<_> = (0..32)
+        .map(|i| {
+            let (c, app, seg) = (t.client.clone(), app.clone(), seg.clone());
+            tokio::spawn(async move {
+                let name = format!("u{i}");
+                let out = c
+                    .update_segment()
+                    .application_id(&app)
+                    .segment_id(&seg)
+                    .write_segment_request(named(&name))
+                    .send()
+                    .await
+                    .expect("every update goes through");
+                (name, out.segment_response.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for u in updates {
+        answers.push(u.await.unwrap());
+    }
+    let mut versions: Vec<i32> = answers.iter().map(|(_, r)| r.version.unwrap()).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (2..=33).collect::<Vec<_>>());
+    for (name, answer) in &answers {
+        assert_eq!(answer.name.as_deref(), Some(name.as_str()));
+        let stored = t
+            .client
+            .get_segment_version()
+            .application_id(&app)
+            .segment_id(&seg)
+            .version(answer.version.unwrap().to_string())
+            .send()
+            .await
+            .unwrap()
+            .segment_response
+            .unwrap();
+        assert_eq!(&stored, answer, "version {:?}", answer.version);
+    }
+}
+
 #[tokio::test]
 async fn a_segment_keeps_every_version_and_update_ignores_tags() {
     let t = util::start().await;

@@ -245,6 +245,8 @@ pub struct Store {
     /// connection: one busy application's writers wait without holding the pool, so the
     /// other applications' requests still find connections (striped by application).
     gates: [Mutex<()>; GATES],
+    /// Updates of one segment at once, queued in this process and written together.
+    updates: segments::UpdateQueues,
     /// Whether the schema is migrated: until then every read and write answers 503 (a
     /// server started before its database answered; see [`Store::migrate`]).
     ready: std::sync::atomic::AtomicBool,
@@ -432,6 +434,7 @@ impl Store {
             replica: format!("replica-{}", &new_id()[..12]),
             job_lease: DEFAULT_JOB_LEASE,
             gates: std::array::from_fn(|_| Mutex::new(())),
+            updates: segments::UpdateQueues::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
         })
     }

@@ -19,32 +19,114 @@ const SEGMENT_ROW: &str = "SELECT s.created, s.tags, s.version, v.version, v.mod
 
 /// The next version of segment `?2`, unless it is an IMPORT segment (its first version's
 /// definition begins with `?3`, [`IMPORTED_PREFIX`]: a segment's kind never changes): its
-/// row, locked until the transaction ends, and its own columns.
+/// row, locked until the transaction ends, and its own columns. (`next_version!("?6")`:
+/// `?6` versions further.)
 macro_rules! next_version {
-    () => {
-        "UPDATE segments SET version = version + 1
+    ($by:literal) => {
+        concat!(
+            "UPDATE segments SET version = version + ",
+            $by,
+            "
          WHERE app_id = ?1 AND id = ?2
            AND (SELECT substr(v.body, 1, 20) FROM segment_versions v
                 WHERE v.app_id = ?1 AND v.segment_id = ?2 ORDER BY v.version LIMIT 1) <> ?3
          RETURNING created, tags, version"
+        )
     };
 }
-const NEXT_VERSION: &str = next_version!();
+const NEXT_VERSION: &str = next_version!("1");
 const _: () = assert!(
     IMPORTED_PREFIX.len() == 20,
     "next_version! compares 20 characters"
 );
 
-/// [`NEXT_VERSION`] and its definition (`?5`, modified at `?4`) stored, in one statement
-/// (PostgreSQL's writable `WITH`): nothing when the segment is not there or is IMPORT.
-const UPDATE_AT_ONCE: &str = concat!(
+/// [`NEXT_VERSION`] for `?6` updates at once, and their definitions (the `text[]` `?5`, in
+/// order, all modified at `?4`) stored as the versions it made, in one statement
+/// (PostgreSQL's writable `WITH`): nothing when the segment is not there or is IMPORT. Its
+/// row gives the last of the versions.
+const UPDATES_AT_ONCE: &str = concat!(
     "WITH next AS (",
-    next_version!(),
+    next_version!("?6"),
     "), stored AS (
        INSERT INTO segment_versions (app_id, segment_id, version, modified, body)
-       SELECT ?1, ?2, version, ?4, ?5 FROM next)
+       SELECT ?1, ?2, next.version - ?6 + b.n, ?4, b.body
+       FROM next, unnest(?5) WITH ORDINALITY AS b(body, n))
      SELECT created, tags, version FROM next"
 );
+
+/// Updates written together at most, and their definitions' bytes (one statement's
+/// parameter); the update whose turn it is goes in whatever its size.
+const MOST_AT_ONCE: (usize, usize) = (64, 1 << 20);
+
+/// An update waiting its turn in [`UpdateQueues`].
+struct Waiting {
+    ticket: u64,
+    app: String,
+    id: String,
+    body: String,
+    done: tokio::sync::oneshot::Sender<Result<Option<Rendered>, ApiError>>,
+}
+
+/// Updates of segments waiting their turn in this process, striped by segment: one
+/// transaction at a time per stripe, each writing every update of its segment that waits.
+/// On PostgreSQL, updates of one segment otherwise each hold a connection, wait in the
+/// database for the row's lock and commit (a flush to disk) one after the other.
+pub(super) struct UpdateQueues {
+    turns: [std::sync::Arc<tokio::sync::Mutex<()>>; super::GATES],
+    waiting: [std::sync::Mutex<Vec<Waiting>>; super::GATES],
+    tickets: std::sync::atomic::AtomicU64,
+}
+
+impl Default for UpdateQueues {
+    fn default() -> Self {
+        Self {
+            turns: std::array::from_fn(|_| Default::default()),
+            waiting: std::array::from_fn(|_| Default::default()),
+            tickets: Default::default(),
+        }
+    }
+}
+
+impl UpdateQueues {
+    fn stripe(app: &str, id: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (app, id).hash(&mut h);
+        (h.finish() as usize) % super::GATES
+    }
+
+    fn queue(&self, at: usize) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.waiting[at].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The updates of `mine`'s segment that wait at `at` (`mine` among them), in the order
+    /// they came, within [`MOST_AT_ONCE`]; those whose requests have gone are dropped.
+    fn take(&self, at: usize, mine: u64) -> Vec<Waiting> {
+        let mut queue = self.queue(at);
+        let Some(me) = queue.iter().position(|w| w.ticket == mine) else {
+            return Vec::new();
+        };
+        let (app, id) = (queue[me].app.clone(), queue[me].id.clone());
+        let (most, mut bytes) = MOST_AT_ONCE;
+        let mut taken = Vec::new();
+        let mut rest = Vec::with_capacity(queue.len());
+        for w in queue.drain(..) {
+            let same = w.app == app && w.id == id;
+            if same && w.done.is_closed() {
+                continue;
+            }
+            let room = taken.len() + 1 < most && w.body.len() <= bytes;
+            if same && (w.ticket == mine || room) {
+                bytes = bytes.saturating_sub(w.body.len());
+                taken.push(w);
+            } else {
+                rest.push(w);
+            }
+        }
+        *queue = rest;
+        taken
+    }
+}
 
 /// A [`SEGMENT_ROW`] row of segment `id`.
 fn stored_row(r: &super::sql::Row, id: &str) -> Result<SegmentRow, super::sql::DbError> {
@@ -223,8 +305,8 @@ impl Store {
         self.segment_from(app, row)
     }
 
-    /// A segment found by one statement, awaited: on PostgreSQL off the blocking pool (the
-    /// hot read of GetSegment). `None` when it is not found, and always on SQLite: the
+    /// A segment found by one statement, awaited: on PostgreSQL off the blocking pool, on the
+    /// connection reads of one statement share (the hot read of GetSegment). `None` when it is not found, and always on SQLite: the
     /// caller then reads it as usual ([`Store::get_segment`]), which also says why not.
     pub async fn find_segment(
         &self,
@@ -236,7 +318,7 @@ impl Store {
             return Ok(None);
         };
         self.require_ready()?;
-        let conn = pool.get_async().await?;
+        let conn = pool.get_shared().await?;
         // The future holds the values, not the parameters' list (which is not `Send`).
         let read = super::sql::pg_read_one(&conn, SEGMENT_ROW, params![app, id, version]);
         let out = read.await;
@@ -542,37 +624,109 @@ impl Store {
     }
 
     /// [`Store::update_segment`] of a definition that names no base segment (nothing to
-    /// check but what [`UPDATE_AT_ONCE`] checks itself), as one statement sent with its
-    /// `BEGIN` and `COMMIT` and awaited: the segment's row is locked for the time the
-    /// database takes, not for round trips to this process. PostgreSQL only; `None` when
-    /// the update is not done here (on SQLite, with base segments, or when nothing was
-    /// updated: the caller then updates as usual, which also says why not).
+    /// check but what [`UPDATES_AT_ONCE`] checks itself), awaited: on PostgreSQL the
+    /// updates of one segment that arrive together are written by one statement, sent
+    /// with its `BEGIN` and `COMMIT`, each update its own version in the order they came,
+    /// so they share one commit (one flush to disk) and the segment's row is locked for
+    /// the time the database takes, not for round trips to this process. PostgreSQL only;
+    /// `None` when the update is not done here (on SQLite, with base segments, or when
+    /// nothing was updated: the caller then updates as usual, which also says why not).
+    ///
+    /// The writing runs in a task of its own: a request that goes away mid-way does not
+    /// leave the others written with it without their answer.
     pub async fn update_segment_at_once(
-        &self,
+        self: &std::sync::Arc<Self>,
         app: &str,
         id: &str,
         req: &WriteSegmentRequest,
     ) -> Result<Option<Rendered>, ApiError> {
+        use std::sync::atomic::Ordering;
         if self.pg_pool().is_none() || !base_paths(req).is_empty() {
             return Ok(None);
         }
-        let now = now_iso();
         let body = definition_json(req)?;
-        let out = self
-            .write_at_once(UPDATE_AT_ONCE, &[&app, &id, &IMPORTED_PREFIX, &now, &body])
-            .await?;
-        let Some(r) = out.as_ref().and_then(|out| out.rows.first()) else {
-            return Ok(None);
-        };
-        let row = SegmentRow {
+        let queues = &self.updates;
+        let at = UpdateQueues::stripe(app, id);
+        let ticket = queues.tickets.fetch_add(1, Ordering::Relaxed);
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        queues.queue(at).push(Waiting {
+            ticket,
+            app: app.to_string(),
             id: id.to_string(),
-            created: r.get(0)?,
-            tags: r.get(1)?,
-            version: r.get(2)?,
-            modified: now,
             body,
+            done,
+        });
+        let turn = queues.turns[at].clone().lock_owned().await;
+        // Written by an earlier turn's transaction, or still waiting: then this turn writes
+        // it, with the updates of its segment behind it.
+        use tokio::sync::oneshot::error::TryRecvError;
+        match answer.try_recv() {
+            Ok(out) => return out,
+            Err(TryRecvError::Closed) => {}
+            Err(TryRecvError::Empty) => {
+                let batch = queues.take(at, ticket);
+                let store = self.clone();
+                tokio::spawn(async move {
+                    store.write_updates(batch).await;
+                    drop(turn);
+                });
+            }
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(ApiError::internal(
+                &"an update's transaction ended without an answer",
+            ))
+        })
+    }
+
+    /// Writes `batch` (updates of one segment) in one transaction and answers each.
+    async fn write_updates(&self, batch: Vec<Waiting>) {
+        let Some(first) = batch.first() else {
+            return;
         };
-        self.render(app, &row).map(Some)
+        let (app, id) = (first.app.clone(), first.id.clone());
+        let now = now_iso();
+        let bodies = super::multirow::Texts(batch.iter().map(|w| Some(w.body.as_str())).collect());
+        let n = batch.len() as i64;
+        let out = self
+            .write_at_once(
+                UPDATES_AT_ONCE,
+                &[&app, &id, &IMPORTED_PREFIX, &now, &bodies, &n],
+            )
+            .await;
+        let last = match out.map(|out| out.and_then(|out| out.rows.into_iter().next())) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                batch.into_iter().for_each(|w| drop(w.done.send(Ok(None))));
+                return;
+            }
+            Err(e) => {
+                batch
+                    .into_iter()
+                    .for_each(|w| drop(w.done.send(Err(e.clone()))));
+                return;
+            }
+        };
+        let head = (|| -> Result<(String, String, i32), super::sql::DbError> {
+            Ok((last.get(0)?, last.get(1)?, last.get(2)?))
+        })();
+        for (i, w) in batch.into_iter().enumerate() {
+            let answer = match &head {
+                Ok((created, tags, version)) => {
+                    let row = SegmentRow {
+                        id: id.clone(),
+                        created: created.clone(),
+                        tags: tags.clone(),
+                        version: version - n as i32 + 1 + i as i32,
+                        modified: now.clone(),
+                        body: w.body,
+                    };
+                    self.render(&app, &row).map(Some)
+                }
+                Err(e) => Err(ApiError::internal(e)),
+            };
+            let _ = w.done.send(answer);
+        }
     }
 
     /// Why segment `id` was not updated: no such application or segment, or it is an
