@@ -534,7 +534,8 @@ pub struct ServeArgs {
     )]
     pub data: DataSource,
     /// Connections to PostgreSQL this server opens at most; a request waits up to 5 s for
-    /// one, then gets 503 (retryable). Ignored for SQLite.
+    /// one, then gets 503 (retryable). From 4 on, one of them is kept for GetSegment's reads,
+    /// which share it (pipelined). Ignored for SQLite.
     #[arg(long, default_value_t = server::store::DEFAULT_POOL, value_parser = pool_size)]
     pub db_pool: usize,
     /// How statements are sent to PostgreSQL: `prepared` (parsed and planned once per
