@@ -1062,3 +1062,116 @@ async fn the_daemon_reconciles_a_domain_with_health_metrics_and_status() {
     }
     running.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_counts_a_definition_re_created_under_a_derived_name_once() {
+    use segmentctl::daemon::{self, DaemonConfig, Mode};
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    std::fs::write(d.join("user.yaml"), definition("user", &["CA"], &["base"])).unwrap();
+    create_domain(&t, "shop").await;
+    let conn = segmentctl::targets::ProfilesConnection {
+        profiles: chaos_api(&t),
+        endpoint: t.endpoint(),
+        domain: "shop".into(),
+        embedded: false,
+        server: None,
+    };
+    // Rounds only when the folder changes: the status keeps the round that acted.
+    let cfg = DaemonConfig {
+        dir: d.to_path_buf(),
+        config_file: None,
+        overrides: Default::default(),
+        interval: Duration::from_secs(3600),
+        stuck_after: Duration::from_secs(7200),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_max_connections: daemon::ADMIN_MAX_CONNECTIONS,
+        admin_header_timeout: Duration::from_secs(10),
+        mode: Mode::Apply,
+        shard: None,
+    };
+    let running = daemon::start_reconciling(cfg, daemon::Reconciled::Profiles(conn))
+        .await
+        .unwrap();
+    assert!(running.ready(Duration::from_secs(10)).await);
+    let status = || serde_json::to_value(running.shared.status()).unwrap();
+    assert_eq!(
+        status()["applications"]["domains/shop"]["managed_segments"],
+        2
+    );
+
+    // base changes and user builds on it: base is re-created as base-<hex> (one create,
+    // one delete), user re-created in place. Two definitions before, two after.
+    std::fs::write(d.join("base.yaml"), definition("base", &["US", "PR"], &[])).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = status();
+        if s["history"].as_array().is_some_and(|h| h.len() >= 2) {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a second round: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("base-"), "{names:?}");
+    let app = &s["applications"]["domains/shop"];
+    assert_eq!(app["result"], "success", "{s:#}");
+    assert_eq!(app["managed_segments"], 2, "{s:#}");
+
+    // An unmanaged definition adopted and changed, re-created in place under the manifest's
+    // name: one more managed.
+    let groups = SegmentGroup::builder()
+        .groups(
+            Group::builder()
+                .dimensions(Dimension::ProfileAttributes(
+                    ProfileAttributes::builder()
+                        .first_name(
+                            ProfileDimension::builder()
+                                .dimension_type(StringDimensionType::Inclusive)
+                                .values("Ada")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                ))
+                .build(),
+        )
+        .build();
+    profiles_client(&t)
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("legacy")
+        .display_name("legacy")
+        .segment_groups(groups)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(
+        d.join("vip.yaml"),
+        definition("vip", &["JP"], &[]).replace("  name: vip\n", "  name: vip\n  adopt: legacy\n"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = status();
+        if s["history"].as_array().is_some_and(|h| h.len() >= 3) {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "a third round: {s:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"vip".to_string()), "{names:?}");
+    let app = &s["applications"]["domains/shop"];
+    assert_eq!(app["result"], "success", "{s:#}");
+    assert_eq!(app["managed_segments"], 3, "{s:#}");
+    running.stop().await.unwrap();
+}
