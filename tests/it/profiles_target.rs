@@ -1175,3 +1175,92 @@ async fn the_daemon_counts_a_definition_re_created_under_a_derived_name_once() {
     assert_eq!(app["managed_segments"], 3, "{s:#}");
     running.stop().await.unwrap();
 }
+
+/// The plan is made, shown and confirmed before it runs: a campaign that starts reading a
+/// definition in between (or is moved off one) is seen when the delete comes, not only when
+/// the plan was made. Neither a campaign nor a person's re-point is undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_that_changes_between_plan_and_apply_is_seen_before_a_delete() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    for (n, c) in [("solo", "US"), ("moved", "FR"), ("keep", "DE")] {
+        std::fs::write(d.join(format!("{n}.yaml")), definition(n, &[c], &[])).unwrap();
+    }
+    create_domain(&t, "shop").await;
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let spring = campaign(&t, "spring", "shop", "moved", true).await;
+
+    // solo's manifest is gone (prune), moved changes (re-created beside its campaign, which
+    // is re-pointed as asked).
+    std::fs::remove_file(d.join("solo.yaml")).unwrap();
+    std::fs::write(
+        d.join("moved.yaml"),
+        definition("moved", &["FR", "BE"], &[]),
+    )
+    .unwrap();
+    let ws = segmentctl::manifests::workspace::load(d, None).unwrap();
+    let settings = Settings {
+        owner: OWNER.into(),
+        prune: true,
+        max_delete_percent: 100.0,
+    };
+    let api = chaos_api(&t);
+    let live = run::observe(&api, "shop").await.unwrap();
+    let policy = defs::CampaignPolicy {
+        allow_delete_in_use: false,
+        repoint: true,
+    };
+    let p = defs::plan(&ws.definitions, &live, &settings, policy);
+    assert!(p.steps.iter().all(|s| s.blocked.is_empty()), "{p:#?}");
+
+    // Meanwhile: a campaign starts on solo; a person moves spring to keep.
+    let summer = campaign(&t, "summer", "shop", "solo", true).await;
+    let keep_arn = profiles_client(&t)
+        .get_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("keep")
+        .send()
+        .await
+        .unwrap()
+        .segment_definition_arn()
+        .to_string();
+    util::campaigns_client(&t)
+        .update_campaign_source()
+        .id(&spring)
+        .source(aws_sdk_connectcampaignsv2::types::Source::CustomerProfilesSegmentArn(keep_arn))
+        .send()
+        .await
+        .unwrap();
+
+    let results = run::apply(&api, &p, None, |_, _| {}).await.unwrap();
+    let names: BTreeSet<String> = live_names(&t).await;
+    assert!(
+        names.contains("solo"),
+        "the definition summer reads is kept: {names:?} {results:?}"
+    );
+    assert_eq!(campaign_source(&t, &summer).await, "solo");
+    assert_eq!(
+        campaign_source(&t, &spring).await,
+        "keep",
+        "the person's re-point stands"
+    );
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            run::StepResult::Failed(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert!(
+        failed[0].contains(&format!("summer (id {summer}, Running)")),
+        "{failed:?}"
+    );
+}
+
+async fn live_names(t: &TestServer) -> BTreeSet<String> {
+    live(t, "shop").await.into_keys().collect()
+}

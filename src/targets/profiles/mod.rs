@@ -43,6 +43,9 @@ pub enum ProfilesError {
     /// The SDK's builders refused a definition (a member it requires is missing).
     #[error("the request could not be built: {0}")]
     Build(String),
+    /// What the plan was made on changed before its step ran (a campaign's source).
+    #[error("{0}; plan again")]
+    Moved(String),
 }
 
 impl ProfilesError {
