@@ -1264,3 +1264,31 @@ async fn a_campaign_that_changes_between_plan_and_apply_is_seen_before_a_delete(
 async fn live_names(t: &TestServer) -> BTreeSet<String> {
     live(t, "shop").await.into_keys().collect()
 }
+
+/// A campaign read that fails for another reason than a refusal does not send the user to
+/// the credentials: here an answer the SDK cannot read (a campaign stored with a schedule
+/// of the wrong shape, which this server still accepts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_read_that_fails_is_not_blamed_on_the_credentials() {
+    let t = util::start_with(|c| c.auth = segmentctl::server::Auth::None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("solo.yaml"), definition("solo", &["US"], &[])).unwrap();
+    create_domain(&t, "shop").await;
+    let body = r#"{"name":"odd","connectInstanceId":"i","schedule":"soon"}"#;
+    let request = format!(
+        "PUT /v2/campaigns HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, text) = util::raw(t.addr(), &request).await;
+    assert_eq!(status, 200, "{text}");
+    let (code, stdout, stderr) = cli(d, &["plan", "."]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("cannot read the Connect outbound campaigns")
+            && stderr.contains("(ListCampaigns: ")
+            && !stderr.contains("the credentials need"),
+        "{stderr}"
+    );
+}

@@ -129,9 +129,16 @@ fn profiles_error(e: &ProfilesError, conn: &ProfilesConnection) -> String {
                 "ListCampaigns" | "DescribeCampaign" | "GetCampaignStateBatch"
             ) =>
         {
+            // Only a refusal is the credentials' doing (an answer the SDK cannot read, a
+            // throttle, a state not answered are not).
+            let what = if c.is_forbidden() {
+                ": the credentials need connect-campaigns:ListCampaigns, DescribeCampaign and GetCampaignStateBatch"
+            } else {
+                ""
+            };
             format!(
-                "cannot read the Connect outbound campaigns of the target's account and region, which the campaign guard checks before any definition is deleted ({}): the credentials need connect-campaigns:ListCampaigns, DescribeCampaign and GetCampaignStateBatch",
-                c.message
+                "cannot read the Connect outbound campaigns of the target's account and region, which the campaign guard checks before any definition is deleted ({}: {}){what}",
+                c.operation, c.message
             )
         }
         ProfilesError::Call(c) if c.is_forbidden() => format!(
