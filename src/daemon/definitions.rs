@@ -79,7 +79,7 @@ pub async fn round<P: Profiles + LeaseTags>(
     out.desired_digest = Some(crate::plan::diff::digest(
         &serde_json::to_value(&specs).unwrap_or_default(),
     ));
-    let managed = live
+    let managed: std::collections::BTreeSet<&str> = live
         .definitions
         .iter()
         .filter(|d| {
@@ -89,7 +89,8 @@ pub async fn round<P: Profiles + LeaseTags>(
                 .and_then(|t| t.get(crate::TAG_MANAGED_BY))
                 .is_some_and(|o| *o == settings.owner())
         })
-        .count();
+        .map(|d| d.name.as_str())
+        .collect();
     let applying =
         cx.mode == Mode::Apply && !settings.suspend && (!plan.is_empty() || plan.create_domain);
     let mut events = Vec::new();
@@ -98,7 +99,7 @@ pub async fn round<P: Profiles + LeaseTags>(
         match run::take_lease(p, &arn, settings.owner(), std::time::Duration::ZERO, |_| {}).await {
             Ok(l) => leases.push(l),
             Err(LeaseError::Busy(held)) => {
-                let mut busy = outcome(domain, &plan, None, managed);
+                let mut busy = outcome(domain, &plan, None, managed.len());
                 busy.result = Outcome::Busy;
                 busy.error = Some(format!(
                     "{}; tried again shortly",
@@ -150,21 +151,37 @@ pub async fn round<P: Profiles + LeaseTags>(
         None
     };
     out.definition_events = events;
-    // Managed once the round has run: each create or adoption done adds one, each delete
-    // done takes one away (a replace creates one and deletes one, or both in one step).
-    let managed = plan
-        .steps
-        .iter()
-        .zip(results.as_deref().unwrap_or_default())
-        .filter(|(_, r)| **r == StepResult::Done)
-        .fold(managed as i64, |n, (s, _)| match s.action {
-            defs::Action::Create | defs::Action::Adopt => n + 1,
-            defs::Action::Delete => n - 1,
-            defs::Action::Replace | defs::Action::Tag => n,
-        })
-        .max(0) as usize;
+    let managed = managed_after(&plan, results.as_deref(), &managed);
     out.apps = vec![outcome(domain, &plan, results.as_deref(), managed)];
     out
+}
+
+/// How many definitions this owner manages once the round has run, from the `managed` ones
+/// observed: each create or adoption done adds one, each delete done of a managed one takes
+/// one away. A replace in place deletes and creates in its one step (it adds one when it
+/// adopts); one under a derived name creates, and the old one goes in a delete of its own.
+fn managed_after(
+    plan: &DefinitionsPlan,
+    results: Option<&[StepResult]>,
+    managed: &std::collections::BTreeSet<&str>,
+) -> usize {
+    plan.steps
+        .iter()
+        .zip(results.unwrap_or_default())
+        .filter(|(_, r)| **r == StepResult::Done)
+        .fold(managed.len() as i64, |n, (s, _)| match s.action {
+            defs::Action::Create | defs::Action::Adopt => n + 1,
+            defs::Action::Replace
+                if s.adopted || s.replacement == Some(defs::Replacement::Renamed) =>
+            {
+                n + 1
+            }
+            defs::Action::Delete if s.live_name.as_deref().is_some_and(|l| managed.contains(l)) => {
+                n - 1
+            }
+            defs::Action::Replace | defs::Action::Tag | defs::Action::Delete => n,
+        })
+        .max(0) as usize
 }
 
 /// Every step's result in the log, as the Pinpoint round logs its events.

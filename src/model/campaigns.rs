@@ -122,6 +122,9 @@ pub struct StateBatchRequest {
     pub campaign_ids: Vec<String>,
 }
 
+/// Why the members that run a campaign are refused: this server keeps what the guard reads.
+pub const NOT_KEPT: &str = "not implemented by this server, which keeps a campaign's name, instance, type, source, flow ARN and tags (what segmentctl's campaign guard reads); how a campaign runs is Connect's";
+
 /// ListCampaigns' largest page (the model's `MaxResults`).
 pub const MAX_PAGE: i64 = 50;
 /// GetCampaignStateBatch's largest request.
@@ -213,6 +216,35 @@ pub fn create_campaign(req: &CreateCampaignRequest) -> Vec<Violation> {
     }
     if let Some(s) = &req.source {
         out.extend(source("source", s));
+    }
+    if let Some(a) = &req.connect_campaign_flow_arn {
+        let n = a.chars().count();
+        if !(20..=500).contains(&n) || !a.starts_with("arn:") {
+            push(
+                &mut out,
+                "connectCampaignFlowArn",
+                format!("must be an ARN of 20 to 500 characters, found {n}"),
+            );
+        }
+    }
+    // Kept as sent, they would be answered back as sent: a shape the model refuses would
+    // make every ListCampaigns unreadable to the SDKs (and the campaign guard with it).
+    for (name, set) in [
+        ("channelSubtypeConfig", req.channel_subtype_config.is_some()),
+        ("schedule", req.schedule.is_some()),
+        ("entryLimitsConfig", req.entry_limits_config.is_some()),
+        (
+            "communicationTimeConfig",
+            req.communication_time_config.is_some(),
+        ),
+        (
+            "communicationLimitsOverride",
+            req.communication_limits_override.is_some(),
+        ),
+    ] {
+        if set {
+            push(&mut out, name, NOT_KEPT);
+        }
     }
     if let Some(t) = &req.tags {
         out.extend(super::profiles::validate::tags_rules("tags", t));

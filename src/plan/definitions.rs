@@ -92,6 +92,15 @@ impl CampaignUse {
     }
 }
 
+/// `reads` for one campaign, `read` for several.
+fn reads(cs: &[&LiveCampaign]) -> &'static str {
+    if cs.len() == 1 {
+        "reads"
+    } else {
+        "read"
+    }
+}
+
 /// `the campaign spring (id 1a2b…, Running)`, `the campaigns a (…) and b (…)`.
 fn campaigns_named(cs: &[&LiveCampaign]) -> String {
     let each: Vec<String> = cs
@@ -654,8 +663,9 @@ impl<'a> Planner<'a> {
                 step.campaigns = in_use.iter().map(|c| CampaignUse::of(c)).collect();
                 if !self.policy.repoint && !self.policy.allow_delete_in_use {
                     step.blocked.push(format!(
-                        "{} reads {}: re-created as {new}, it would stay on the old definition, which is then deleted; --repoint-campaigns re-points it to {new} first, --allow-delete-in-use deletes the old one anyway",
+                        "{} {} {}: re-created as {new}, it would stay on the old definition, which is then deleted; --repoint-campaigns re-points it to {new} first, --allow-delete-in-use deletes the old one anyway",
                         campaigns_named(&in_use),
+                        reads(&in_use),
                         live.name
                     ));
                 }
@@ -771,16 +781,17 @@ impl<'a> Planner<'a> {
         }
         step.campaigns = in_use.iter().map(|c| CampaignUse::of(c)).collect();
         let named = campaigns_named(&in_use);
+        let verb = reads(&in_use);
         match replacement {
             Some(to) if self.policy.repoint => step.repoint_to = Some(to.to_string()),
             _ if self.policy.allow_delete_in_use => step.warnings.push(format!(
-                "{named} reads it: deleted anyway (--allow-delete-in-use), the campaign is left naming a deleted definition"
+                "{named} {verb} it: deleted anyway (--allow-delete-in-use), the campaign is left naming a deleted definition"
             )),
             Some(to) => step.blocked.push(format!(
-                "{named} reads it: --repoint-campaigns re-points it to {to} first, --allow-delete-in-use deletes it anyway"
+                "{named} {verb} it: --repoint-campaigns re-points it to {to} first, --allow-delete-in-use deletes it anyway"
             )),
             None => step.blocked.push(format!(
-                "{named} reads it: point the campaign at another segment first, or --allow-delete-in-use deletes it anyway"
+                "{named} {verb} it: point the campaign at another segment first, or --allow-delete-in-use deletes it anyway"
             )),
         }
     }

@@ -1,7 +1,9 @@
 //! A Customer Profiles domain's pipeline: observe every definition (List carries no
 //! criteria, so each is read), plan, and apply the plan's steps in its order.
 
-use crate::plan::definitions::{Action, DefinitionsPlan, LiveDomain, Replacement, Step};
+use crate::plan::definitions::{
+    Action, DefinitionsPlan, LiveCampaign, LiveDomain, Replacement, Step,
+};
 use crate::reconcile::lease::{self, Fence, Lease, LeaseError, LeaseTags};
 use crate::targets::pinpoint::join_all;
 use crate::targets::profiles::{Profiles, ProfilesError};
@@ -82,6 +84,8 @@ pub async fn apply<P: Profiles>(
     }
     let mut results = Vec::with_capacity(plan.steps.len());
     let mut failed = false;
+    // The campaigns as they are when the first delete comes (read then, once).
+    let mut campaigns: Option<Vec<LiveCampaign>> = None;
     for step in &plan.steps {
         let result = if stop.is_some_and(|s| *s.borrow()) {
             StepResult::Interrupted
@@ -93,7 +97,7 @@ pub async fn apply<P: Profiles>(
             failed = true;
             StepResult::LeaseLost(holder)
         } else {
-            match run(p, &plan.domain, step).await {
+            match run(p, &plan.domain, step, &mut campaigns).await {
                 Ok(()) => StepResult::Done,
                 Err(e) => {
                     failed = true;
@@ -107,24 +111,32 @@ pub async fn apply<P: Profiles>(
     Ok(results)
 }
 
-async fn run<P: Profiles>(p: &P, domain: &str, step: &Step) -> Result<(), ProfilesError> {
+async fn run<P: Profiles>(
+    p: &P,
+    domain: &str,
+    step: &Step,
+    campaigns: &mut Option<Vec<LiveCampaign>>,
+) -> Result<(), ProfilesError> {
     let new_name = step.new_name.as_deref().unwrap_or(&step.name);
     let live_name = step.live_name.as_deref().unwrap_or(&step.name);
     match step.action {
         Action::Create => create(p, domain, new_name, step).await,
         Action::Replace => {
             if step.replacement == Some(Replacement::InPlace) {
+                still_planned(p, step, campaigns).await?;
                 p.delete_definition(domain, live_name).await?;
             }
             create(p, domain, new_name, step).await
         }
         Action::Delete => {
             // `--repoint-campaigns`: the campaigns move to the replacement before it goes
-            // (safe to repeat: a rerun finds them moved, and this delete unguarded).
+            // (safe to repeat: a rerun finds them moved, and this delete unguarded); only
+            // those that still read it.
+            let reading = still_planned(p, step, campaigns).await?;
             if let Some(to) = &step.repoint_to {
                 let arn = p.get_definition(domain, to).await?.arn;
-                for c in &step.campaigns {
-                    p.repoint_campaign(&c.id, &arn).await?;
+                for id in &reading {
+                    p.repoint_campaign(id, &arn).await?;
                 }
             }
             p.delete_definition(domain, live_name).await.map(|_| ())
@@ -140,6 +152,47 @@ async fn run<P: Profiles>(p: &P, domain: &str, step: &Step) -> Result<(), Profil
             Ok(())
         }
     }
+}
+
+/// Before a step deletes the definition it names: the campaigns in use that read it now
+/// (read once per apply, at its first delete) must be among those the plan named (and
+/// shown); one started on it, or moved onto it, since is an error, and nothing is deleted.
+/// Returns the planned ones that still read it: one moved off it since stays where it is.
+async fn still_planned<P: Profiles>(
+    p: &P,
+    step: &Step,
+    campaigns: &mut Option<Vec<LiveCampaign>>,
+) -> Result<Vec<String>, ProfilesError> {
+    let Some(arn) = step.arn.as_deref() else {
+        return Ok(Vec::new());
+    };
+    let now = match campaigns {
+        Some(c) => c,
+        None => campaigns.insert(p.campaigns().await?),
+    };
+    let reading: Vec<&LiveCampaign> = now
+        .iter()
+        .filter(|c| c.segment_arn == arn && c.state.in_use())
+        .collect();
+    let new: Vec<String> = reading
+        .iter()
+        .filter(|c| !step.campaigns.iter().any(|planned| planned.id == c.id))
+        .map(|c| {
+            format!(
+                "{} (id {}, {})",
+                crate::text::safe(&c.name),
+                crate::text::safe(&c.id),
+                c.state
+            )
+        })
+        .collect();
+    if !new.is_empty() {
+        return Err(ProfilesError::Moved(format!(
+            "not deleted: the campaign {} reads it since the plan was made",
+            new.join(", ")
+        )));
+    }
+    Ok(reading.iter().map(|c| c.id.clone()).collect())
 }
 
 async fn create<P: Profiles>(

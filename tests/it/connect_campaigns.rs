@@ -330,3 +330,44 @@ async fn a_source_must_be_a_definition_of_this_server_and_errors_carry_the_servi
         "Credential should be scoped to correct service: 'connect-campaigns'"
     );
 }
+
+/// CreateCampaign refuses the members that run a campaign (schedule, channels, limits): kept
+/// as sent, one the model would refuse (a string where it has an object, a word where it
+/// has a number) would make DescribeCampaign and ListCampaigns unreadable to the SDK, and
+/// with them every plan's campaign guard on this server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_the_sdk_could_not_read_back_is_refused_and_campaigns_stay_readable() {
+    let t = util::start_with(|c| c.auth = segmentctl::server::Auth::None).await;
+    for member in [
+        r#""schedule":"soon""#,
+        r#""channelSubtypeConfig":[1]"#,
+        r#""entryLimitsConfig":{"maxEntryCount":"many"}"#,
+        // Well formed or not: what runs a campaign is not kept (and so never answered).
+        r#""schedule":{"startTime":"2026-12-01T00:00:00Z","endTime":"2026-12-31T00:00:00Z"}"#,
+        r#""communicationTimeConfig":{}"#,
+        r#""communicationLimitsOverride":{}"#,
+    ] {
+        let body = format!(r#"{{"name":"n","connectInstanceId":"i",{member}}}"#);
+        let request = format!(
+            "PUT /v2/campaigns HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (status, headers, text) = raw(t.addr(), &request).await;
+        assert_eq!(status, 400, "{member}: {text}");
+        assert_eq!(
+            header(&headers, "x-amzn-errortype"),
+            Some("ValidationException"),
+            "{member}"
+        );
+        assert!(
+            error_body(&text)["Message"]
+                .as_str()
+                .unwrap()
+                .contains("not implemented by this server"),
+            "{member}: {text}"
+        );
+    }
+    let c = util::campaigns_client(&t);
+    let listed = c.list_campaigns().send().await;
+    assert!(listed.is_ok(), "ListCampaigns reads back: {listed:?}");
+}

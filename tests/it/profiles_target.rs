@@ -1231,3 +1231,266 @@ async fn an_apply_waits_for_or_refuses_another_appliers_lease_on_the_domain() {
     );
     assert!(stdout.contains("Apply complete: 1 replaced."), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_counts_a_definition_re_created_under_a_derived_name_once() {
+    use segmentctl::daemon::{self, DaemonConfig, Mode};
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    std::fs::write(d.join("user.yaml"), definition("user", &["CA"], &["base"])).unwrap();
+    create_domain(&t, "shop").await;
+    let conn = segmentctl::targets::ProfilesConnection {
+        profiles: chaos_api(&t),
+        endpoint: t.endpoint(),
+        domain: "shop".into(),
+        embedded: false,
+        server: None,
+    };
+    // Rounds only when the folder changes: the status keeps the round that acted.
+    let cfg = DaemonConfig {
+        dir: d.to_path_buf(),
+        config_file: None,
+        overrides: Default::default(),
+        interval: Duration::from_secs(3600),
+        stuck_after: Duration::from_secs(7200),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_max_connections: daemon::ADMIN_MAX_CONNECTIONS,
+        admin_header_timeout: Duration::from_secs(10),
+        mode: Mode::Apply,
+        shard: None,
+    };
+    let running = daemon::start_reconciling(cfg, daemon::Reconciled::Profiles(conn))
+        .await
+        .unwrap();
+    assert!(running.ready(Duration::from_secs(10)).await);
+    let status = || serde_json::to_value(running.shared.status()).unwrap();
+    assert_eq!(
+        status()["applications"]["domains/shop"]["managed_segments"],
+        2
+    );
+
+    // base changes and user builds on it: base is re-created as base-<hex> (one create,
+    // one delete), user re-created in place. Two definitions before, two after.
+    std::fs::write(d.join("base.yaml"), definition("base", &["US", "PR"], &[])).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = status();
+        if s["history"].as_array().is_some_and(|h| h.len() >= 2) {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a second round: {s:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names[0].starts_with("base-"), "{names:?}");
+    let app = &s["applications"]["domains/shop"];
+    assert_eq!(app["result"], "success", "{s:#}");
+    assert_eq!(app["managed_segments"], 2, "{s:#}");
+
+    // An unmanaged definition adopted and changed, re-created in place under the manifest's
+    // name: one more managed.
+    let groups = SegmentGroup::builder()
+        .groups(
+            Group::builder()
+                .dimensions(Dimension::ProfileAttributes(
+                    ProfileAttributes::builder()
+                        .first_name(
+                            ProfileDimension::builder()
+                                .dimension_type(StringDimensionType::Inclusive)
+                                .values("Ada")
+                                .build()
+                                .unwrap(),
+                        )
+                        .build(),
+                ))
+                .build(),
+        )
+        .build();
+    profiles_client(&t)
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("legacy")
+        .display_name("legacy")
+        .segment_groups(groups)
+        .send()
+        .await
+        .unwrap();
+    std::fs::write(
+        d.join("vip.yaml"),
+        definition("vip", &["JP"], &[]).replace("  name: vip\n", "  name: vip\n  adopt: legacy\n"),
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let s = loop {
+        let s = status();
+        if s["history"].as_array().is_some_and(|h| h.len() >= 3) {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "a third round: {s:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let names: Vec<String> = live(&t, "shop").await.into_keys().collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"vip".to_string()), "{names:?}");
+    let app = &s["applications"]["domains/shop"];
+    assert_eq!(app["result"], "success", "{s:#}");
+    assert_eq!(app["managed_segments"], 3, "{s:#}");
+    running.stop().await.unwrap();
+}
+
+/// The plan is made, shown and confirmed before it runs: a campaign that starts reading a
+/// definition in between (or is moved off one) is seen when the delete comes, not only when
+/// the plan was made. Neither a campaign nor a person's re-point is undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_that_changes_between_plan_and_apply_is_seen_before_a_delete() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    for (n, c) in [("solo", "US"), ("moved", "FR"), ("keep", "DE")] {
+        std::fs::write(d.join(format!("{n}.yaml")), definition(n, &[c], &[])).unwrap();
+    }
+    create_domain(&t, "shop").await;
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let spring = campaign(&t, "spring", "shop", "moved", true).await;
+
+    // solo's manifest is gone (prune), moved changes (re-created beside its campaign, which
+    // is re-pointed as asked).
+    std::fs::remove_file(d.join("solo.yaml")).unwrap();
+    std::fs::write(
+        d.join("moved.yaml"),
+        definition("moved", &["FR", "BE"], &[]),
+    )
+    .unwrap();
+    let ws = segmentctl::manifests::workspace::load(d, None).unwrap();
+    let settings = Settings {
+        owner: OWNER.into(),
+        prune: true,
+        max_delete_percent: 100.0,
+    };
+    let api = chaos_api(&t);
+    let live = run::observe(&api, "shop").await.unwrap();
+    let policy = defs::CampaignPolicy {
+        allow_delete_in_use: false,
+        repoint: true,
+    };
+    let p = defs::plan(&ws.definitions, &live, &settings, policy);
+    assert!(p.steps.iter().all(|s| s.blocked.is_empty()), "{p:#?}");
+
+    // Meanwhile: a campaign starts on solo; a person moves spring to keep.
+    let summer = campaign(&t, "summer", "shop", "solo", true).await;
+    let keep_arn = profiles_client(&t)
+        .get_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("keep")
+        .send()
+        .await
+        .unwrap()
+        .segment_definition_arn()
+        .to_string();
+    util::campaigns_client(&t)
+        .update_campaign_source()
+        .id(&spring)
+        .source(aws_sdk_connectcampaignsv2::types::Source::CustomerProfilesSegmentArn(keep_arn))
+        .send()
+        .await
+        .unwrap();
+
+    let results = run::apply(
+        &api,
+        &p,
+        None,
+        &segmentctl::reconcile::lease::Fence::none(),
+        |_, _| {},
+    )
+    .await
+    .unwrap();
+    let names: BTreeSet<String> = live_names(&t).await;
+    assert!(
+        names.contains("solo"),
+        "the definition summer reads is kept: {names:?} {results:?}"
+    );
+    assert_eq!(campaign_source(&t, &summer).await, "solo");
+    assert_eq!(
+        campaign_source(&t, &spring).await,
+        "keep",
+        "the person's re-point stands"
+    );
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            run::StepResult::Failed(e) => Some(e.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failed.len(), 1, "{results:?}");
+    assert!(
+        failed[0].contains(&format!("summer (id {summer}, Running)")),
+        "{failed:?}"
+    );
+}
+
+async fn live_names(t: &TestServer) -> BTreeSet<String> {
+    live(t, "shop").await.into_keys().collect()
+}
+
+/// A campaign read that fails for another reason than a refusal does not send the user to
+/// the credentials (here the network: nothing listens), and a refusal does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_read_that_fails_is_not_blamed_on_the_credentials() {
+    use segmentctl::targets::profiles::campaigns;
+    let limits = RateLimits {
+        segment_writes: 200.0,
+        reads: 1000.0,
+    };
+    let quick = |client| {
+        let mut api = Api::new(client, limits);
+        api.retry = RetryPolicy {
+            attempts: 1,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(1),
+        };
+        api
+    };
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nobody = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let conf = segmentctl::targets::profiles::endpoint_config(&nobody, "us-east-1", "k", "s");
+    let Err(segmentctl::targets::profiles::ProfilesError::Call(e)) =
+        campaigns::read(&quick(aws_sdk_connectcampaignsv2::Client::new(&conf))).await
+    else {
+        panic!("a read from nowhere fails")
+    };
+    let said = campaigns::read_message(&e).unwrap();
+    assert!(
+        said.contains("cannot read the Connect outbound campaigns")
+            && said.contains("(ListCampaigns: ")
+            && !said.contains("the credentials need"),
+        "{said}"
+    );
+    let t = util::start().await;
+    let conf = segmentctl::targets::profiles::endpoint_config(
+        &t.endpoint(),
+        "us-east-1",
+        util::KEY,
+        "wrong",
+    );
+    let Err(segmentctl::targets::profiles::ProfilesError::Call(e)) =
+        campaigns::read(&quick(aws_sdk_connectcampaignsv2::Client::new(&conf))).await
+    else {
+        panic!("a read with a wrong secret fails")
+    };
+    let said = campaigns::read_message(&e).unwrap();
+    assert!(
+        said.contains("the credentials need connect-campaigns:ListCampaigns"),
+        "{said}"
+    );
+}

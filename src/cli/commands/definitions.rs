@@ -128,16 +128,8 @@ async fn make(
 /// One line saying what failed on the target, and what to check.
 fn profiles_error(e: &ProfilesError, conn: &ProfilesConnection) -> String {
     match e {
-        ProfilesError::Call(c)
-            if matches!(
-                c.operation,
-                "ListCampaigns" | "DescribeCampaign" | "GetCampaignStateBatch"
-            ) =>
-        {
-            format!(
-                "cannot read the Connect outbound campaigns of the target's account and region, which the campaign guard checks before any definition is deleted ({}): the credentials need connect-campaigns:ListCampaigns, DescribeCampaign and GetCampaignStateBatch",
-                c.message
-            )
+        ProfilesError::Call(c) if crate::targets::profiles::campaigns::read_message(c).is_some() => {
+            crate::targets::profiles::campaigns::read_message(c).unwrap_or_default()
         }
         ProfilesError::Call(c) if c.is_forbidden() => format!(
             "the target refused the request ({}): check the credentials (AWS_PROFILE / AWS_ACCESS_KEY_ID), the region, and the endpoint {}",

@@ -4,15 +4,35 @@
 //! (read together, paced by the client); states come from GetCampaignStateBatch, 25 at a
 //! time. A campaign deleted between the list and the read is not there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_connectcampaignsv2::types::Source;
+use aws_sdk_connectcampaignsv2::types::{GetCampaignStateBatchFailureCode, Source};
 use aws_sdk_connectcampaignsv2::Client;
 
-use super::{LiveCampaign, ProfilesError, Result};
+use super::{repeated_token, LiveCampaign, ProfilesError, Result};
 use crate::model::campaigns::{CampaignState, MAX_PAGE, MAX_STATE_BATCH};
-use crate::targets::pacing::{Api, Class};
+use crate::targets::pacing::{Api, CallError, Class, Outcome};
 use crate::targets::pinpoint::join_all;
+
+/// What to tell the user when a campaign read failed (None: `c` is not one): only a refusal
+/// is the credentials' doing (an answer the SDK cannot read, a throttle, the network are not).
+pub fn read_message(c: &crate::targets::pacing::CallError) -> Option<String> {
+    if !matches!(
+        c.operation,
+        "ListCampaigns" | "DescribeCampaign" | "GetCampaignStateBatch"
+    ) {
+        return None;
+    }
+    let what = if c.is_forbidden() {
+        ": the credentials need connect-campaigns:ListCampaigns, DescribeCampaign and GetCampaignStateBatch"
+    } else {
+        ""
+    };
+    Some(format!(
+        "cannot read the Connect outbound campaigns of the target's account and region, which the campaign guard checks before any definition is deleted ({}: {}){what}",
+        c.operation, c.message
+    ))
+}
 
 /// Every campaign whose source is a segment definition, with its state.
 pub async fn read(api: &Api<Client>) -> Result<Vec<LiveCampaign>> {
@@ -25,6 +45,7 @@ pub async fn read(api: &Api<Client>) -> Result<Vec<LiveCampaign>> {
         }
     }
     let mut states = BTreeMap::new();
+    let mut gone = BTreeSet::new();
     for chunk in sourced.chunks(MAX_STATE_BATCH) {
         let ids: Vec<String> = chunk.iter().map(|(id, _, _)| id.clone()).collect();
         let c = &api.client;
@@ -41,22 +62,55 @@ pub async fn read(api: &Api<Client>) -> Result<Vec<LiveCampaign>> {
                 states.insert(id.to_string(), state.as_str().to_string());
             }
         }
+        for failed in out.failed_requests() {
+            if let (Some(id), Some(GetCampaignStateBatchFailureCode::ResourceNotFound)) =
+                (failed.campaign_id(), failed.failure_code())
+            {
+                gone.insert(id.to_string());
+            }
+        }
     }
-    Ok(sourced
-        .into_iter()
-        .filter_map(|(id, name, arn)| {
-            // Not in the answer: deleted since it was described.
-            let state = states.get(&id)?;
-            Some(LiveCampaign {
-                // A state this build does not know is taken as in use: the guard errs on
-                // the side of keeping a segment.
-                state: CampaignState::parse(state).unwrap_or(CampaignState::Running),
-                id,
-                name,
-                segment_arn: arn,
-            })
-        })
-        .collect())
+    with_states(sourced, &states, &gone)
+}
+
+/// The described campaigns with their states. One deleted since it was described (its state
+/// answered `ResourceNotFound`) is not there; one whose state was not answered otherwise
+/// (`UnknownError`, left out) is an error: the guard cannot tell whether it is in use, and
+/// never takes a campaign it cannot read as one that reads nothing.
+fn with_states(
+    sourced: Vec<(String, String, String)>,
+    states: &BTreeMap<String, String>,
+    gone: &BTreeSet<String>,
+) -> Result<Vec<LiveCampaign>> {
+    let mut out = Vec::new();
+    for (id, name, arn) in sourced {
+        let Some(state) = states.get(&id) else {
+            if gone.contains(&id) {
+                continue;
+            }
+            return Err(ProfilesError::Call(CallError {
+                operation: "GetCampaignStateBatch",
+                code: "UnknownError".into(),
+                status: None,
+                message: format!(
+                    "the state of the campaign {} (id {}) was not answered",
+                    crate::text::safe(&name),
+                    crate::text::safe(&id)
+                ),
+                outcome: Outcome::NotApplied,
+                retryable: false,
+            }));
+        };
+        out.push(LiveCampaign {
+            // A state this build does not know is taken as in use: the guard errs on the
+            // side of keeping a segment.
+            state: CampaignState::parse(state).unwrap_or(CampaignState::Running),
+            id,
+            name,
+            segment_arn: arn,
+        });
+    }
+    Ok(out)
 }
 
 /// Every campaign's id, every page.
@@ -79,7 +133,8 @@ async fn list(api: &Api<Client>) -> Result<Vec<String>> {
                 .map(|s| s.id().to_string()),
         );
         match page.next_token() {
-            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
+            Some(t) if Some(t) == token.as_deref() => return Err(repeated_token("ListCampaigns")),
+            Some(t) if !t.is_empty() => token = Some(t.to_string()),
             _ => break,
         }
     }
@@ -125,4 +180,33 @@ pub async fn repoint(api: &Api<Client>, id: &str, arn: &str) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sourced(ids: &[&str]) -> Vec<(String, String, String)> {
+        ids.iter()
+            .map(|id| (id.to_string(), format!("c-{id}"), format!("arn:{id}")))
+            .collect()
+    }
+
+    #[test]
+    fn a_campaign_whose_state_is_not_answered_is_an_error_and_a_deleted_one_is_gone() {
+        let states: BTreeMap<String, String> = [("a".to_string(), "Paused".to_string())].into();
+        let gone: BTreeSet<String> = ["b".to_string()].into();
+        let got = with_states(sourced(&["a", "b"]), &states, &gone).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            (got[0].id.as_str(), got[0].state),
+            ("a", CampaignState::Paused)
+        );
+        // `c` failed with UnknownError (or was left out): it may be running on its segment.
+        let e = with_states(sourced(&["a", "b", "c"]), &states, &gone).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "GetCampaignStateBatch: the state of the campaign c-c (id c) was not answered"
+        );
+    }
 }

@@ -43,6 +43,20 @@ pub enum ProfilesError {
     /// The SDK's builders refused a definition (a member it requires is missing).
     #[error("the request could not be built: {0}")]
     Build(String),
+    /// What the plan was made on changed before its step ran (a campaign's source).
+    #[error("{0}; plan again")]
+    Moved(String),
+    /// A list that cannot be read whole.
+    #[error("{0}")]
+    Paging(String),
+}
+
+/// A list that hands back the token it was given would be read forever, or cut short: an
+/// error, never a partial list (the guard must see every campaign, the plan every definition).
+pub(crate) fn repeated_token(operation: &str) -> ProfilesError {
+    ProfilesError::Paging(format!(
+        "{operation} answered the page token it was given: the list cannot be read whole"
+    ))
 }
 
 impl ProfilesError {
@@ -200,9 +214,10 @@ impl Profiles for SdkProfiles {
                 });
             }
             match page.next_token() {
-                Some(t) if !t.is_empty() && Some(t) != token.as_deref() => {
-                    token = Some(t.to_string())
+                Some(t) if Some(t) == token.as_deref() => {
+                    return Err(repeated_token("ListSegmentDefinitions"))
                 }
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => break,
             }
         }
