@@ -312,17 +312,7 @@ async fn a_source_must_be_a_definition_of_this_server_and_errors_carry_the_servi
         Some("AccessDeniedException")
     );
     assert!(error_body(&body)["RequestID"].is_string(), "{body}");
-    let date = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap();
-    let request = format!(
-        "GET /v2/campaigns/abc HTTP/1.1\r\nhost: x\r\nx-amz-date: {date}\r\nauthorization: AWS4-HMAC-SHA256 Credential={}/{}/us-east-1/profile/aws4_request, SignedHeaders=host;x-amz-date, Signature={}\r\nconnection: close\r\n\r\n",
-        util::KEY,
-        &date[..8],
-        "0".repeat(64)
-    );
+    let request = util::scoped_to("profile", "/v2/campaigns/abc");
     let (status, _, body) = raw(t.addr(), &request).await;
     assert_eq!(status, 403);
     assert_eq!(

@@ -770,17 +770,7 @@ async fn refusals_before_the_handler_carry_this_services_error_names() {
     assert_eq!(raw_status, Some(413));
 
     // Signed for Pinpoint's service on a Customer Profiles path: refused, naming `profile`.
-    let date = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap();
-    let request = format!(
-        "GET /domains/shop HTTP/1.1\r\nhost: x\r\nx-amz-date: {date}\r\nauthorization: AWS4-HMAC-SHA256 Credential={}/{}/us-east-1/mobiletargeting/aws4_request, SignedHeaders=host;x-amz-date, Signature={}\r\nconnection: close\r\n\r\n",
-        util::KEY,
-        &date[..8],
-        "0".repeat(64)
-    );
+    let request = util::scoped_to("mobiletargeting", "/domains/shop");
     let (status, headers, body) = raw(t.addr(), &request).await;
     assert_eq!(status, 403);
     assert_eq!(

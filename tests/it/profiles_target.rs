@@ -929,19 +929,16 @@ async fn a_campaign_in_use_blocks_a_replace_or_delete_until_re_pointed_or_allowe
     assert_eq!(campaign_source(&t, &spring).await, now);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_daemon_reconciles_a_domain_with_health_metrics_and_status() {
+/// `segmentctl run` on the domain `shop` of the folder `d`, over the connection `run` opens
+/// for this configuration (with the test's credentials); a round every `interval`.
+async fn daemon_on(
+    t: &TestServer,
+    d: &Path,
+    interval: Duration,
+) -> segmentctl::daemon::RunningDaemon {
     use segmentctl::daemon::{self, DaemonConfig, Mode};
-    let t = util::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
-    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
-    std::fs::write(d.join("user.yaml"), definition("user", &["CA"], &["base"])).unwrap();
-    create_domain(&t, "shop").await;
-    // The connection `run` opens for this configuration, with the test's credentials.
     let conn = segmentctl::targets::ProfilesConnection {
-        profiles: chaos_api(&t),
+        profiles: chaos_api(t),
         endpoint: t.endpoint(),
         domain: "shop".into(),
         embedded: false,
@@ -951,17 +948,29 @@ async fn the_daemon_reconciles_a_domain_with_health_metrics_and_status() {
         dir: d.to_path_buf(),
         config_file: None,
         overrides: Default::default(),
-        interval: Duration::from_millis(300),
-        stuck_after: Duration::from_secs(900),
+        interval,
+        stuck_after: interval.max(Duration::from_secs(900)) * 2,
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         admin_max_connections: daemon::ADMIN_MAX_CONNECTIONS,
         admin_header_timeout: Duration::from_secs(10),
         mode: Mode::Apply,
         shard: None,
     };
-    let running = daemon::start_reconciling(cfg, daemon::Reconciled::Profiles(conn))
+    daemon::start_reconciling(cfg, daemon::Reconciled::Profiles(conn))
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reconciles_a_domain_with_health_metrics_and_status() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    std::fs::write(d.join("user.yaml"), definition("user", &["CA"], &["base"])).unwrap();
+    create_domain(&t, "shop").await;
+    let running = daemon_on(&t, d, Duration::from_millis(300)).await;
     assert!(
         running.ready(Duration::from_secs(10)).await,
         "ready after the first round"
@@ -1234,7 +1243,6 @@ async fn an_apply_waits_for_or_refuses_another_appliers_lease_on_the_domain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_counts_a_definition_re_created_under_a_derived_name_once() {
-    use segmentctl::daemon::{self, DaemonConfig, Mode};
     let t = util::start().await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -1242,29 +1250,8 @@ async fn the_daemon_counts_a_definition_re_created_under_a_derived_name_once() {
     std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
     std::fs::write(d.join("user.yaml"), definition("user", &["CA"], &["base"])).unwrap();
     create_domain(&t, "shop").await;
-    let conn = segmentctl::targets::ProfilesConnection {
-        profiles: chaos_api(&t),
-        endpoint: t.endpoint(),
-        domain: "shop".into(),
-        embedded: false,
-        server: None,
-    };
     // Rounds only when the folder changes: the status keeps the round that acted.
-    let cfg = DaemonConfig {
-        dir: d.to_path_buf(),
-        config_file: None,
-        overrides: Default::default(),
-        interval: Duration::from_secs(3600),
-        stuck_after: Duration::from_secs(7200),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        admin_max_connections: daemon::ADMIN_MAX_CONNECTIONS,
-        admin_header_timeout: Duration::from_secs(10),
-        mode: Mode::Apply,
-        shard: None,
-    };
-    let running = daemon::start_reconciling(cfg, daemon::Reconciled::Profiles(conn))
-        .await
-        .unwrap();
+    let running = daemon_on(&t, d, Duration::from_secs(3600)).await;
     assert!(running.ready(Duration::from_secs(10)).await);
     let status = || serde_json::to_value(running.shared.status()).unwrap();
     assert_eq!(

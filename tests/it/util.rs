@@ -368,6 +368,21 @@ pub fn profiles_client_with(
     aws_sdk_customerprofiles::Client::from_conf(config)
 }
 
+/// `GET path` with a SigV4 authorization scoped to `service` (its signature all zeros: the
+/// scope is checked first), as raw HTTP for [`raw`].
+pub fn scoped_to(service: &str, path: &str) -> String {
+    let date = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap();
+    format!(
+        "GET {path} HTTP/1.1\r\nhost: x\r\nx-amz-date: {date}\r\nauthorization: AWS4-HMAC-SHA256 Credential={KEY}/{}/us-east-1/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature={}\r\nconnection: close\r\n\r\n",
+        &date[..8],
+        "0".repeat(64)
+    )
+}
+
 /// A Connect campaigns (v2) client for the test server, with the test's credentials.
 pub fn campaigns_client(t: &TestServer) -> aws_sdk_connectcampaignsv2::Client {
     let conf =

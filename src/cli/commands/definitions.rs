@@ -436,6 +436,15 @@ async fn lease_unmoved(
     Ok(vec![taken])
 }
 
+/// Steps of action `a` that were done.
+fn done_of(p: &DefinitionsPlan, results: &[StepResult], a: Action) -> usize {
+    p.steps
+        .iter()
+        .zip(results)
+        .filter(|(s, r)| s.action == a && **r == StepResult::Done)
+        .count()
+}
+
 /// `apply --format json`'s last line, with `apply` on Pinpoint's keys: what was done, by kind.
 fn summary_json(
     p: &DefinitionsPlan,
@@ -443,13 +452,7 @@ fn summary_json(
     interrupted: bool,
     exit_code: u8,
 ) -> serde_json::Value {
-    let done = |a: Action| {
-        p.steps
-            .iter()
-            .zip(results)
-            .filter(|(s, r)| s.action == a && **r == StepResult::Done)
-            .count()
-    };
+    let done = |a: Action| done_of(p, results, a);
     serde_json::json!({
         "type": "summary",
         "domain": p.domain,
@@ -497,13 +500,7 @@ fn step_line(s: &Step, r: &StepResult, colour: bool) -> String {
 
 /// `Apply complete: 1 created, 1 replaced.` or what failed and what a rerun does.
 fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
-    let done = |a: Action| {
-        p.steps
-            .iter()
-            .zip(results)
-            .filter(|(s, r)| s.action == a && **r == StepResult::Done)
-            .count()
-    };
+    let done = |a: Action| done_of(p, results, a);
     let parts: Vec<String> = [
         (Action::Create, "created"),
         (Action::Replace, "replaced"),
