@@ -784,34 +784,7 @@ async fn campaign(
     definition: &str,
     running: bool,
 ) -> String {
-    use aws_sdk_connectcampaignsv2::types::Source;
-    let c = util::campaigns_client(t);
-    let arn = profiles_client(t)
-        .get_segment_definition()
-        .domain_name(domain)
-        .segment_definition_name(definition)
-        .send()
-        .await
-        .unwrap()
-        .segment_definition_arn()
-        .to_string();
-    let id = c
-        .create_campaign()
-        .name(name)
-        .connect_instance_id("instance-1")
-        .source(Source::CustomerProfilesSegmentArn(arn))
-        .send()
-        .await
-        .unwrap()
-        .id()
-        .unwrap()
-        .to_string();
-    if running {
-        c.start_campaign().id(&id).send().await.unwrap();
-    } else {
-        c.stop_campaign().id(&id).send().await.unwrap();
-    }
-    id
+    util::campaign_on(t, name, domain, definition, running).await
 }
 
 /// The definition a campaign reads, by name.

@@ -765,28 +765,7 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
                 .await
                 .unwrap();
         }
-        let c = util::campaigns_client(&source);
-        let arn = cp
-            .get_segment_definition()
-            .domain_name("shop")
-            .segment_definition_name("base")
-            .send()
-            .await
-            .unwrap()
-            .segment_definition_arn()
-            .to_string();
-        let id = c
-            .create_campaign()
-            .name("spring")
-            .connect_instance_id("instance-1")
-            .source(aws_sdk_connectcampaignsv2::types::Source::CustomerProfilesSegmentArn(arn))
-            .send()
-            .await
-            .unwrap()
-            .id()
-            .unwrap()
-            .to_string();
-        c.start_campaign().id(id).send().await.unwrap();
+        util::campaign_on(&source, "spring", "shop", "base", true).await;
     }
     let sqlite_server = util::start_with(|cfg| {
         cfg.data = DataSource::Sqlite(sqlite.clone());

@@ -390,6 +390,45 @@ pub fn campaigns_client(t: &TestServer) -> aws_sdk_connectcampaignsv2::Client {
     aws_sdk_connectcampaignsv2::Client::new(&conf)
 }
 
+/// A Connect campaign named `name` reading the definition `definition` of `domain`,
+/// started when `running` (else stopped); its id.
+pub async fn campaign_on(
+    t: &TestServer,
+    name: &str,
+    domain: &str,
+    definition: &str,
+    running: bool,
+) -> String {
+    use aws_sdk_connectcampaignsv2::types::Source;
+    let c = campaigns_client(t);
+    let arn = profiles_client(t)
+        .get_segment_definition()
+        .domain_name(domain)
+        .segment_definition_name(definition)
+        .send()
+        .await
+        .unwrap()
+        .segment_definition_arn()
+        .to_string();
+    let id = c
+        .create_campaign()
+        .name(name)
+        .connect_instance_id("instance-1")
+        .source(Source::CustomerProfilesSegmentArn(arn))
+        .send()
+        .await
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    if running {
+        c.start_campaign().id(&id).send().await.unwrap();
+    } else {
+        c.stop_campaign().id(&id).send().await.unwrap();
+    }
+    id
+}
+
 /// A Customer Profiles client for the test server, with the test's credentials.
 pub fn profiles_client(t: &TestServer) -> aws_sdk_customerprofiles::Client {
     profiles_client_with(t, KEY, SECRET)
