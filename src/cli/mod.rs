@@ -329,11 +329,16 @@ async fn serve(a: ServeArgs) -> anyhow::Result<u8> {
 fn validate(dir: &std::path::Path, config: Option<&std::path::Path>) -> u8 {
     use crate::text::plural;
     match crate::manifests::workspace::load(dir, config) {
-        Ok(ws) if !ws.definitions.is_empty() => {
+        Ok(ws) if ws.is_profiles() => {
             crate::text::out(&format!(
-                "{} OK ({}, for a Customer Profiles domain)\n",
+                "{} OK ({}{}, for a Customer Profiles domain)\n",
                 plural(ws.documents, "manifest"),
                 plural(ws.definitions.len(), "segment definition"),
+                if ws.domain.is_some() {
+                    " and a Domain"
+                } else {
+                    ""
+                },
             ));
             0
         }

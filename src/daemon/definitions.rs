@@ -41,25 +41,29 @@ pub async fn round<P: Profiles + LeaseTags>(
         invalid,
         ..Default::default()
     };
-    let Some((_, definitions, settings)) = good else {
+    let Some(ws) = good else {
         out.no_state = true;
         return out;
     };
     let key = domain_key(domain);
-    out.suspended = settings.suspend;
+    out.suspended = ws.config.suspend;
     out.desired_keys = [key.clone()].into();
     if !(cx.owns)(&key) {
         out.nothing_to_do = true;
         return out;
     }
+    if let Some(Err(e)) = ws
+        .domain
+        .as_ref()
+        .map(|d| d.check_target(domain, create_missing))
+    {
+        out.target_error = Some(e.to_string());
+        return out;
+    }
     let live = match run::observe(p, domain).await {
-        Ok(l) if l.exists || create_missing => l,
+        Ok(l) if l.present() || create_missing || ws.domain.is_some() => l,
         Ok(_) => {
-            out.target_error = Some(format!(
-                "the Customer Profiles domain {} does not exist: create it (aws customer-profiles create-domain --domain-name {} --default-expiration-days 366)",
-                safe(domain),
-                safe(domain)
-            ));
+            out.target_error = Some(run::missing_domain(domain, None));
             return out;
         }
         Err(e) => {
@@ -67,30 +71,20 @@ pub async fn round<P: Profiles + LeaseTags>(
             return out;
         }
     };
-    let planner = pipeline::planner_settings(&settings);
+    let (definitions, settings) = (&ws.definitions, &ws.config);
+    let planner = pipeline::planner_settings(settings);
     let replan = |live: &defs::LiveDomain| {
-        defs::plan(&definitions, live, &planner, CampaignPolicy::default())
+        defs::plan(
+            definitions,
+            ws.domain.as_ref(),
+            live,
+            &planner,
+            CampaignPolicy::default(),
+        )
     };
     let mut plan = replan(&live);
-    let specs: Vec<_> = definitions
-        .iter()
-        .map(|d| (d.name(), &d.manifest.spec))
-        .collect();
-    out.desired_digest = Some(crate::plan::diff::digest(
-        &serde_json::to_value(&specs).unwrap_or_default(),
-    ));
-    let managed: std::collections::BTreeSet<&str> = live
-        .definitions
-        .iter()
-        .filter(|d| {
-            d.spec
-                .tags
-                .as_ref()
-                .and_then(|t| t.get(crate::TAG_MANAGED_BY))
-                .is_some_and(|o| *o == settings.owner())
-        })
-        .map(|d| d.name.as_str())
-        .collect();
+    out.desired_digest = Some(desired_digest(&ws));
+    let managed = managed_names(&live, settings.owner());
     let applying =
         cx.mode == Mode::Apply && !settings.suspend && (!plan.is_empty() || plan.create_domain);
     let mut events = Vec::new();
@@ -128,22 +122,10 @@ pub async fn round<P: Profiles + LeaseTags>(
         }
     }
     let results = if applying {
-        let on_step = |step: &defs::Step, r: &StepResult| {
-            log_step(domain, step, r);
-            events.extend(run::event_json(domain, step, r));
-        };
-        let (plan, cancel) = (&plan, cx.cancel.as_ref());
-        let applied = lease::hold_while(p, &leases, lease::ttl(), |fence| async move {
-            run::apply(p, plan, cancel, &fence, on_step).await
-        })
-        .await;
-        for l in &leases {
-            lease::release(p, l).await;
-        }
-        match applied {
+        match carry_out(p, &plan, &leases, cx, &mut events).await {
             Ok(r) => Some(r),
             Err(e) => {
-                out.target_error = Some(format!("cannot create the domain {}: {e}", safe(domain)));
+                out.target_error = Some(e);
                 return out;
             }
         }
@@ -154,6 +136,73 @@ pub async fn round<P: Profiles + LeaseTags>(
     let managed = managed_after(&plan, results.as_deref(), &managed);
     out.apps = vec![outcome(domain, &plan, results.as_deref(), managed)];
     out
+}
+
+/// What the folder asks of the domain, as one digest: the definitions and the `Domain`
+/// manifest's settings.
+fn desired_digest(ws: &crate::manifests::workspace::Workspace) -> String {
+    let specs: Vec<_> = ws
+        .definitions
+        .iter()
+        .map(|d| (d.name(), &d.manifest.spec))
+        .collect();
+    let domain = ws.domain.as_ref().map(|d| d.spec());
+    crate::plan::diff::digest(&serde_json::to_value((specs, domain)).unwrap_or_default())
+}
+
+/// The definitions of `live` that `owner` manages, by their names there.
+fn managed_names<'a>(
+    live: &'a defs::LiveDomain,
+    owner: &str,
+) -> std::collections::BTreeSet<&'a str> {
+    live.definitions
+        .iter()
+        .filter(|d| {
+            d.spec
+                .tags
+                .as_ref()
+                .and_then(|t| t.get(crate::TAG_MANAGED_BY))
+                .is_some_and(|o| o == owner)
+        })
+        .map(|d| d.name.as_str())
+        .collect()
+}
+
+/// Carries out `plan` under `leases` (released after): the domain created first when it
+/// does not exist yet, then every step, each logged and an event.
+///
+/// Errors: the domain could not be created (nothing else was tried).
+async fn carry_out<P: Profiles + LeaseTags>(
+    p: &P,
+    plan: &DefinitionsPlan,
+    leases: &[lease::Lease],
+    cx: &RoundContext<'_>,
+    events: &mut Vec<serde_json::Value>,
+) -> Result<Vec<StepResult>, String> {
+    let domain = plan.domain.as_str();
+    match run::create_domain(p, plan).await {
+        Ok(true) => events.push(run::domain_event_json(domain)),
+        Ok(false) => {}
+        Err(e) => {
+            for l in leases {
+                lease::release(p, l).await;
+            }
+            return Err(format!("cannot create the domain {}: {e}", safe(domain)));
+        }
+    }
+    let on_step = |step: &defs::Step, r: &StepResult| {
+        log_step(domain, step, r);
+        events.extend(run::event_json(domain, step, r));
+    };
+    let cancel = cx.cancel.as_ref();
+    let results = lease::hold_while(p, leases, lease::ttl(), |fence| async move {
+        run::apply(p, plan, cancel, &fence, on_step).await
+    })
+    .await;
+    for l in leases {
+        lease::release(p, l).await;
+    }
+    Ok(results)
 }
 
 /// How many definitions this owner manages once the round has run, from the `managed` ones

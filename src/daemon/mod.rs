@@ -368,7 +368,7 @@ pub async fn start(cfg: DaemonConfig) -> anyhow::Result<RunningDaemon> {
                 config: cfg.config_file.clone(),
                 overrides: cfg.overrides.clone(),
             };
-            crate::reconcile::pipeline::load(&inputs).is_ok_and(|ws| !ws.definitions.is_empty())
+            crate::reconcile::pipeline::load(&inputs).is_ok_and(|ws| ws.is_profiles())
         }
         _ => false,
     };

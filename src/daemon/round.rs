@@ -9,8 +9,7 @@ use tokio::sync::watch as signal;
 
 use super::Mode;
 use crate::manifests::config::Config;
-use crate::manifests::desired::DesiredState;
-use crate::manifests::manifest::{DefinitionDoc, Source};
+use crate::manifests::manifest::Source;
 use crate::plan::{AppPlan, Plan};
 use crate::reconcile::apply;
 use crate::reconcile::observe::ObserveError;
@@ -33,14 +32,16 @@ pub struct LastGood {
 }
 
 impl LastGood {
-    /// The desired state of the last good folder, its local sources resolved in `dir`, and
-    /// its `SegmentDefinition`s.
-    fn desired(&self, dir: &std::path::Path) -> Option<(DesiredState, Vec<DefinitionDoc>)> {
-        let loaded = crate::manifests::manifest::load_sources(&self.sources);
-        let mut desired = crate::manifests::desired::build(&loaded.documents).ok()?;
-        crate::manifests::workspace::resolve_sources(dir, &mut desired).ok()?;
-        let definitions = crate::manifests::definitions::build(&loaded.definitions).ok()?;
-        Some((desired, definitions))
+    /// The last good folder, read again, its local sources resolved in `dir`.
+    fn workspace(&self, dir: &std::path::Path) -> Option<Workspace> {
+        let mut ws = crate::manifests::workspace::check(crate::manifests::workspace::Files {
+            config: Ok(self.settings.clone()),
+            sources: self.sources.clone(),
+            errors: Vec::new(),
+        })
+        .ok()?;
+        crate::manifests::workspace::resolve_sources(dir, &mut ws.desired).ok()?;
+        Some(ws)
     }
 }
 
@@ -184,9 +185,9 @@ fn changed_apps(
 
 /// What step 1 found.
 pub(super) struct Load {
-    /// The desired state (Pinpoint manifests, `SegmentDefinition`s) and settings to use
-    /// (none when the folder never loaded).
-    pub good: Option<(DesiredState, Vec<DefinitionDoc>, Config)>,
+    /// The folder (manifests and settings) to use: as read, or the last good one (none
+    /// when the folder never loaded).
+    pub good: Option<Workspace>,
     /// The applications to limit the round to (shard keys), when only some changed.
     pub only: Option<BTreeSet<String>>,
     /// Why the folder did not load.
@@ -227,21 +228,21 @@ pub(super) async fn load(cx: &RoundContext<'_>, state: &mut RoundState) -> Optio
                     .and_then(|old| changed_apps(&old.fingerprints, &prints))
             };
             state.last_good = Some(LastGood {
-                sources: ws.sources,
+                sources: ws.sources.clone(),
                 settings: ws.config.clone(),
                 fingerprints: prints,
             });
             Some(Load {
-                good: Some((ws.desired, ws.definitions, ws.config)),
+                good: Some(ws),
                 only,
                 invalid: Vec::new(),
             })
         }
         Err(errors) => {
-            let kept = state.last_good.as_ref().and_then(|good| {
-                let (desired, definitions) = good.desired(&cx.inputs.dir)?;
-                Some((desired, definitions, good.settings.clone()))
-            });
+            let kept = state
+                .last_good
+                .as_ref()
+                .and_then(|good| good.workspace(&cx.inputs.dir));
             Some(Load {
                 good: kept,
                 only: None,
@@ -277,24 +278,17 @@ pub async fn round<P: Pinpoint>(
         invalid,
         ..Default::default()
     };
-    let Some((desired, _, settings)) = good else {
+    let Some(ws) = good else {
         out.no_state = true;
         return out;
     };
-    out.suspended = settings.suspend;
-    out.desired_keys = desired.apps.iter().map(|a| a.key.shard_key()).collect();
+    out.suspended = ws.config.suspend;
+    out.desired_keys = ws.desired.apps.iter().map(|a| a.key.shard_key()).collect();
     if only.as_ref().is_some_and(BTreeSet::is_empty) {
         out.nothing_to_do = true;
         return out;
     }
     let owns = |key: &str| (cx.owns)(key) && only.as_ref().is_none_or(|o| o.contains(key));
-    let ws = Workspace {
-        config: settings,
-        desired,
-        definitions: Vec::new(),
-        documents: 0,
-        sources: Vec::new(),
-    };
     let plan = match pipeline::plan(p, &ws, &owns).await {
         Ok((plan, _)) => plan,
         Err(ObserveError::ListApps(e)) => {

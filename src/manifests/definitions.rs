@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::manifests::manifest::{DefinitionDoc, ManifestError};
+use crate::manifests::manifest::{DefinitionDoc, DomainDoc, ManifestError};
 use crate::model::closest;
 
 /// Where source `s` of group `g` is written.
@@ -141,4 +141,29 @@ fn order(by_name: &BTreeMap<&str, &DefinitionDoc>) -> (Vec<DefinitionDoc>, Vec<M
         w.visit(name);
     }
     (w.out, w.circles)
+}
+
+/// The folder's `Domain` manifest, if it has one.
+///
+/// Errors: a second one (a folder is applied to one domain), located, naming the first.
+pub fn domain(docs: &[DomainDoc]) -> Result<Option<DomainDoc>, Vec<ManifestError>> {
+    let Some((first, rest)) = docs.split_first() else {
+        return Ok(None);
+    };
+    if rest.is_empty() {
+        return Ok(Some(first.clone()));
+    }
+    Err(rest
+        .iter()
+        .map(|d| {
+            d.error(
+                "kind",
+                format!(
+                    "a folder holds at most one Domain manifest: the first is at {}:{}",
+                    first.file,
+                    first.line()
+                ),
+            )
+        })
+        .collect())
 }

@@ -15,10 +15,20 @@ pub struct Workspace {
     /// The `SegmentDefinition` manifests (a Customer Profiles target's), bases first. A
     /// folder holds these or Pinpoint manifests, never both.
     pub definitions: Vec<manifest::DefinitionDoc>,
+    /// The `Domain` manifest: the settings a missing domain is created with.
+    pub domain: Option<manifest::DomainDoc>,
     /// How many manifest documents were read.
     pub documents: usize,
     /// The manifest files as read.
     pub sources: Vec<crate::manifests::manifest::Source>,
+}
+
+impl Workspace {
+    /// Whether the folder is for a Customer Profiles domain (its `SegmentDefinition`
+    /// manifests, or its `Domain` manifest alone).
+    pub fn is_profiles(&self) -> bool {
+        !self.definitions.is_empty() || self.domain.is_some()
+    }
 }
 
 /// A folder as read from disk, not yet parsed.
@@ -159,22 +169,37 @@ pub fn check_at(
             Vec::new()
         }
     };
-    if let (Some(p), Some(d)) = (loaded.documents.first(), loaded.definitions.first()) {
-        errors.push(d.error(
-            "kind",
-            format!(
-                "this folder also holds Pinpoint manifests (the first at {}:{}); a folder is applied to one target: keep SegmentDefinition manifests in a folder of their own",
+    let domain = crate::manifests::definitions::domain(&loaded.domains).unwrap_or_else(|e| {
+        errors.extend(e);
+        None
+    });
+    if let Some(p) = loaded.documents.first() {
+        let mixed = loaded
+            .definitions
+            .first()
+            .map(|d| (d.error("kind", ""), "SegmentDefinition"))
+            .or_else(|| {
+                loaded
+                    .domains
+                    .first()
+                    .map(|d| (d.error("kind", ""), "Domain"))
+            });
+        if let Some((mut e, kind)) = mixed {
+            e.message = format!(
+                "this folder also holds Pinpoint manifests (the first at {}:{}); a folder is applied to one target: keep {kind} manifests in a folder of their own",
                 p.file,
                 p.line()
-            ),
-        ));
+            );
+            errors.push(e);
+        }
     }
     match (cfg, desired) {
         (Some(config), Some(desired)) if errors.is_empty() => Ok(Workspace {
             config,
             desired,
-            documents: loaded.documents.len() + definitions.len(),
+            documents: loaded.documents.len() + definitions.len() + usize::from(domain.is_some()),
             definitions,
+            domain,
             sources,
         }),
         _ => {

@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::manifests::manifest::definition::MAX_NAME_IN_DERIVED;
-use crate::manifests::manifest::DefinitionDoc;
+use crate::manifests::manifest::{DefinitionDoc, DomainDoc};
 use crate::model::campaigns::CampaignState;
-use crate::model::profiles::CreateSegmentDefinitionRequest;
+use crate::model::profiles::{CreateSegmentDefinitionRequest, DomainSpec};
 use crate::model::Tags;
 use crate::plan::diff::{self, Change};
 use crate::plan::live::TargetInfo;
@@ -56,11 +56,19 @@ pub struct LiveCampaign {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LiveDomain {
     pub name: String,
-    /// False: the domain does not exist (only the embedded default's is then created).
-    pub exists: bool,
+    /// The domain's settings; `None`: it does not exist (then created only from a `Domain`
+    /// manifest, or as the embedded default's own).
+    pub settings: Option<DomainSpec>,
     pub definitions: Vec<LiveDefinition>,
     /// The campaigns whose source is a segment definition (of this domain or another).
     pub campaigns: Vec<LiveCampaign>,
+}
+
+impl LiveDomain {
+    /// Whether the domain exists.
+    pub fn present(&self) -> bool {
+        self.settings.is_some()
+    }
 }
 
 /// What the plan may do to a definition a campaign in use reads (Initialized, Running or
@@ -256,9 +264,17 @@ pub struct DefinitionsPlan {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<TargetInfo>,
     pub domain: String,
-    /// The embedded default's domain does not exist yet: apply creates it.
+    /// The domain does not exist yet: apply creates it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub create_domain: bool,
+    /// The `Domain` manifest (where it is written, and its settings): a missing domain is
+    /// created with them; none, the embedded default's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain_manifest: Option<(String, DomainSpec)>,
+    /// Where the live domain differs from its `Domain` manifest (segmentctl never changes a
+    /// domain): each field, as it is there and as the manifest gives it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub domain_drift: Vec<DomainDrift>,
     pub steps: Vec<Step>,
     /// Manifests read.
     pub documents: usize,
@@ -274,6 +290,35 @@ pub struct DefinitionsPlan {
     /// What the plan was allowed to do under campaigns (`apply FILE` plans again with it).
     #[serde(default, skip_serializing_if = "is_default_policy")]
     pub policy: CampaignPolicy,
+}
+
+/// A field of the domain's settings that differs from its `Domain` manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainDrift {
+    pub field: String,
+    /// As the domain has it (JSON); none: unset.
+    pub live: Option<Value>,
+    /// As the manifest gives it (JSON); none: unset.
+    pub desired: Option<Value>,
+}
+
+/// The fields of `live` that differ from `desired`, by their CreateDomain names.
+fn domain_drift(live: &DomainSpec, desired: &DomainSpec) -> Vec<DomainDrift> {
+    let object = |s: &DomainSpec| match serde_json::to_value(s) {
+        Ok(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let (live, desired) = (object(live), object(desired));
+    let fields: BTreeSet<&String> = live.keys().chain(desired.keys()).collect();
+    fields
+        .into_iter()
+        .filter(|f| live.get(*f) != desired.get(*f))
+        .map(|f| DomainDrift {
+            field: f.clone(),
+            live: live.get(f).cloned(),
+            desired: desired.get(f).cloned(),
+        })
+        .collect()
 }
 
 fn is_default_policy(p: &CampaignPolicy) -> bool {
@@ -375,9 +420,11 @@ impl<'a> Observed<'a> {
     }
 }
 
-/// The plan: `desired` in dependency order (bases first), `live` as read.
+/// The plan: `desired` in dependency order (bases first), the folder's `Domain` manifest,
+/// `live` as read.
 pub fn plan(
     desired: &[DefinitionDoc],
+    domain: Option<&DomainDoc>,
     live: &LiveDomain,
     s: &Settings,
     policy: CampaignPolicy,
@@ -408,7 +455,12 @@ pub fn plan(
         format_version: FORMAT_VERSION,
         target: None,
         domain: live.name.clone(),
-        create_domain: !live.exists,
+        create_domain: !live.present(),
+        domain_manifest: domain.map(|d| (format!("{}:{}", d.file, d.line()), d.spec().clone())),
+        domain_drift: match (&live.settings, domain) {
+            (Some(l), Some(d)) => domain_drift(l, d.spec()),
+            _ => Vec::new(),
+        },
         steps,
         documents: desired.len(),
         profiles: None,
@@ -901,13 +953,14 @@ mod tests {
     fn applied(desired: &[DefinitionDoc]) -> LiveDomain {
         let p = plan(
             desired,
+            None,
             &LiveDomain::default(),
             &settings(false),
             CampaignPolicy::default(),
         );
         LiveDomain {
             name: "shop".into(),
-            exists: true,
+            settings: Some(DomainSpec::default()),
             definitions: p
                 .steps
                 .iter()
@@ -939,14 +992,27 @@ mod tests {
     fn an_applied_folder_plans_nothing_and_a_tag_is_only_tagged() {
         let desired = docs(&manifest("us", "US", ""));
         let mut live = applied(&desired);
-        assert!(plan(&desired, &live, &settings(false), CampaignPolicy::default()).is_empty());
+        assert!(plan(
+            &desired,
+            None,
+            &live,
+            &settings(false),
+            CampaignPolicy::default()
+        )
+        .is_empty());
         live.definitions[0]
             .spec
             .tags
             .as_mut()
             .unwrap()
             .insert("team".into(), "x".into());
-        let p = plan(&desired, &live, &settings(false), CampaignPolicy::default());
+        let p = plan(
+            &desired,
+            None,
+            &live,
+            &settings(false),
+            CampaignPolicy::default(),
+        );
         assert_eq!(p.steps.len(), 1);
         assert_eq!(p.steps[0].action, Action::Tag);
         assert_eq!(p.steps[0].tag_changes.remove, ["team"]);
@@ -967,7 +1033,13 @@ mod tests {
         old.spec.display_name = "before".into();
         live.definitions.push(old);
         let only_us = docs(&manifest("us", "US", ""));
-        let p = plan(&only_us, &live, &settings(true), CampaignPolicy::default());
+        let p = plan(
+            &only_us,
+            None,
+            &live,
+            &settings(true),
+            CampaignPolicy::default(),
+        );
         let deletes: Vec<(&str, bool)> = p
             .steps
             .iter()
@@ -1011,6 +1083,7 @@ mod tests {
         let live = applied(&before);
         let p = plan(
             &docs(&manifest("other", "JP", "")),
+            None,
             &live,
             &settings(true),
             CampaignPolicy::default(),
@@ -1028,7 +1101,13 @@ mod tests {
         let before = docs(&(manifest("gone", "US", "") + &manifest("keep", "FR", "")));
         let live = applied(&before);
         let now = docs(&(manifest("keep", "FR", "") + &user("nu", &["Name: gone"], "")));
-        let p = plan(&now, &live, &settings(true), CampaignPolicy::default());
+        let p = plan(
+            &now,
+            None,
+            &live,
+            &settings(true),
+            CampaignPolicy::default(),
+        );
         assert_eq!(
             blocked(&p),
             [
@@ -1042,7 +1121,7 @@ mod tests {
     fn what_builds_on_a_blocked_or_missing_base_is_blocked() {
         let mut live = LiveDomain {
             name: "shop".into(),
-            exists: true,
+            settings: Some(DomainSpec::default()),
             definitions: Vec::new(),
             campaigns: Vec::new(),
         };
@@ -1055,7 +1134,13 @@ mod tests {
                 + &user("vip-eu", &["vip"], "")
                 + &user("typo", &["Name: vpi"], "")),
         );
-        let p = plan(&desired, &live, &settings(false), CampaignPolicy::default());
+        let p = plan(
+            &desired,
+            None,
+            &live,
+            &settings(false),
+            CampaignPolicy::default(),
+        );
         assert_eq!(
             blocked(&p),
             [
@@ -1080,11 +1165,12 @@ mod tests {
                 + &manifest("d", "US", "")),
         );
         let live = applied(&all);
-        assert!(plan(&[], &live, &settings(true), CampaignPolicy::default()).is_empty());
+        assert!(plan(&[], None, &live, &settings(true), CampaignPolicy::default()).is_empty());
         let mut half = settings(true);
         half.max_delete_percent = 50.0;
         let p = plan(
             &docs(&manifest("a", "US", "")),
+            None,
             &live,
             &half,
             CampaignPolicy::default(),
@@ -1099,7 +1185,13 @@ mod tests {
         let before = docs(&(manifest("base", "US", "") + &user("u", &["base"], "")));
         let mut live = applied(&before);
         let changed = docs(&(manifest("base", "US, CA", "") + &user("u", &["base"], "")));
-        let first = plan(&changed, &live, &settings(true), CampaignPolicy::default());
+        let first = plan(
+            &changed,
+            None,
+            &live,
+            &settings(true),
+            CampaignPolicy::default(),
+        );
         let derived = first.steps[0].new_name.clone().unwrap();
         assert!(derived.starts_with("base-"), "{first:#?}");
         // Someone else holds that name now: another is chosen.
@@ -1107,7 +1199,13 @@ mod tests {
         squatter.name = derived.clone();
         squatter.spec.tags = None;
         live.definitions.push(squatter);
-        let second = plan(&changed, &live, &settings(true), CampaignPolicy::default());
+        let second = plan(
+            &changed,
+            None,
+            &live,
+            &settings(true),
+            CampaignPolicy::default(),
+        );
         let other = second.steps[0].new_name.clone().unwrap();
         assert!(
             other.starts_with("base-") && other != derived,
@@ -1123,10 +1221,87 @@ mod tests {
         old.name = "base-0000000a".into();
         old.spec.display_name = "before".into();
         live.definitions.push(old);
-        let p = plan(&desired, &live, &settings(false), CampaignPolicy::default());
+        let p = plan(
+            &desired,
+            None,
+            &live,
+            &settings(false),
+            CampaignPolicy::default(),
+        );
         assert_eq!(
             blocked(&p),
             [(Action::Delete, "base-0000000a".into(), false)]
         );
+    }
+
+    #[test]
+    fn a_missing_domain_is_created_as_its_manifest_gives_and_an_existing_one_is_only_compared() {
+        let loaded = load_sources(&[Source {
+            name: "domain.yaml".into(),
+            bytes: std::sync::Arc::new(
+                b"# the domain\napiVersion: segmentctl/v1\nkind: Domain\nspec: {DefaultExpirationDays: 30, Tags: {team: growth}}\n".to_vec(),
+            ),
+        }]);
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let domain = &loaded.domains[0];
+        let missing = LiveDomain {
+            name: "shop".into(),
+            ..Default::default()
+        };
+        let p = plan(
+            &[],
+            Some(domain),
+            &missing,
+            &settings(true),
+            CampaignPolicy::default(),
+        );
+        assert!(p.create_domain);
+        let (at, spec) = p.domain_manifest.clone().unwrap();
+        assert_eq!(at, "domain.yaml:2");
+        assert_eq!(spec.default_expiration_days, 30);
+        assert!(p.domain_drift.is_empty());
+
+        // An existing domain is never changed: where it differs is said, field by field.
+        let live = LiveDomain {
+            name: "shop".into(),
+            settings: Some(DomainSpec {
+                default_expiration_days: 366,
+                dead_letter_queue_url: Some("https://sqs/q".into()),
+                tags: spec.tags.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let p = plan(
+            &[],
+            Some(domain),
+            &live,
+            &settings(true),
+            CampaignPolicy::default(),
+        );
+        assert!(!p.create_domain && p.is_empty());
+        let drift: Vec<_> = p
+            .domain_drift
+            .iter()
+            .map(|d| (d.field.as_str(), d.live.clone(), d.desired.clone()))
+            .collect();
+        assert_eq!(
+            drift,
+            [
+                (
+                    "DeadLetterQueueUrl",
+                    Some(serde_json::json!("https://sqs/q")),
+                    None
+                ),
+                (
+                    "DefaultExpirationDays",
+                    Some(serde_json::json!(366)),
+                    Some(serde_json::json!(30))
+                ),
+            ]
+        );
+        // Without a Domain manifest, nothing is compared.
+        let p = plan(&[], None, &live, &settings(true), CampaignPolicy::default());
+        assert!(p.domain_drift.is_empty() && p.domain_manifest.is_none());
     }
 }

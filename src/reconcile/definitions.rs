@@ -13,14 +13,14 @@ use crate::targets::profiles::{Profiles, ProfilesError};
 ///
 /// Errors: the first failed call (after the target's retries).
 pub async fn observe<P: Profiles>(p: &P, domain: &str) -> Result<LiveDomain, ProfilesError> {
-    if !p.domain_exists(domain).await? {
+    let Some(settings) = p.get_domain(domain).await? else {
         return Ok(LiveDomain {
             name: domain.to_string(),
-            exists: false,
+            settings: None,
             definitions: Vec::new(),
             campaigns: Vec::new(),
         });
-    }
+    };
     let items = p.list_definitions(domain).await?;
     // The client paces and bounds requests in flight; these are read together.
     let reads = items
@@ -43,10 +43,20 @@ pub async fn observe<P: Profiles>(p: &P, domain: &str) -> Result<LiveDomain, Pro
     campaigns.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     Ok(LiveDomain {
         name: domain.to_string(),
-        exists: true,
+        settings: Some(settings),
         definitions,
         campaigns,
     })
+}
+
+/// A configured domain that does not exist, and the ways to have it.
+pub fn missing_domain(domain: &str, at: Option<&str>) -> String {
+    format!(
+        "the Customer Profiles domain {} does not exist{}: create it (aws customer-profiles create-domain --domain-name {} --default-expiration-days 366), add a Domain manifest to the folder (kind: Domain; apply then creates it), or name another with --target customer-profiles:DOMAIN",
+        crate::text::safe(domain),
+        at.map(|a| format!(" at {a}")).unwrap_or_default(),
+        crate::text::safe(domain)
+    )
 }
 
 /// What happened to one step.
@@ -64,10 +74,29 @@ pub enum StepResult {
     LeaseLost(String),
 }
 
+/// Creates the plan's domain when it says the domain does not exist yet (with its `Domain`
+/// manifest's settings, else the embedded default's own); before [`apply`], whose steps
+/// need it. Returns whether it created one.
+///
+/// Errors: CreateDomain's (e.g. the domain created meanwhile by someone else: plan again).
+pub async fn create_domain<P: Profiles>(
+    p: &P,
+    plan: &DefinitionsPlan,
+) -> Result<bool, ProfilesError> {
+    if !plan.create_domain {
+        return Ok(false);
+    }
+    let spec = plan.domain_manifest.as_ref().map(|(_, s)| s);
+    p.create_domain(&plan.domain, spec).await?;
+    tracing::info!(domain = %crate::text::safe(&plan.domain), "domain created");
+    Ok(true)
+}
+
 /// Runs `plan` on `p`, telling `seen` each step's result as it ends. Steps run one after
 /// another, in the plan's order (bases before what builds on them; deletes last, users
 /// first); after a failure the rest is not run, so nothing is deleted that a failed
-/// create was to replace. A rerun plans again from what is there.
+/// create was to replace. A rerun plans again from what is there. The domain exists (see
+/// [`create_domain`]).
 ///
 /// `stop`, once true, lets the step in flight finish (an in-place replace is its delete and
 /// its create: never cut between them) and starts no other; so does a `fence` that no longer
@@ -78,10 +107,7 @@ pub async fn apply<P: Profiles>(
     stop: Option<&tokio::sync::watch::Receiver<bool>>,
     fence: &Fence,
     mut seen: impl FnMut(&Step, &StepResult),
-) -> Result<Vec<StepResult>, ProfilesError> {
-    if plan.create_domain {
-        p.create_domain(&plan.domain).await?;
-    }
+) -> Vec<StepResult> {
     let mut results = Vec::with_capacity(plan.steps.len());
     let mut failed = false;
     // The campaigns as they are when the first delete comes (read then, once).
@@ -108,7 +134,7 @@ pub async fn apply<P: Profiles>(
         seen(step, &result);
         results.push(result);
     }
-    Ok(results)
+    results
 }
 
 async fn run<P: Profiles>(
@@ -232,6 +258,18 @@ pub fn event_json(domain: &str, step: &Step, r: &StepResult) -> Option<serde_jso
     }))
 }
 
+/// The event of a domain created (as `apply --format json` prints it, and the controller
+/// keeps in its history), before its steps' own.
+pub fn domain_event_json(domain: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": "domain",
+        "domain": domain,
+        "action": "create",
+        "result": "done",
+        "message": "",
+    })
+}
+
 /// The domain's ARN, which its lease is a tag on: a definition's ARN without its last two
 /// parts. None for a domain with no definition (its ARN is not known without another call):
 /// there, every step is a create keyed by its name, safe for two appliers at once.
@@ -294,5 +332,7 @@ pub fn same_steps(a: &DefinitionsPlan, b: &DefinitionsPlan) -> bool {
             })
             .collect()
     };
-    a.create_domain == b.create_domain && strip(a) == strip(b)
+    a.create_domain == b.create_domain
+        && a.domain_manifest == b.domain_manifest
+        && strip(a) == strip(b)
 }

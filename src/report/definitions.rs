@@ -28,6 +28,10 @@ fn sign(a: Action) -> (&'static str, &'static str) {
 
 /// `Plan: 1 to create, 2 to replace, 1 to delete.`
 pub fn summary(p: &DefinitionsPlan) -> String {
+    if p.is_empty() && !p.domain_drift.is_empty() {
+        return "No changes: the definitions match the manifests (a domain is never changed)."
+            .into();
+    }
     if p.is_empty() {
         return "No changes: the domain matches the manifests.".into();
     }
@@ -48,6 +52,44 @@ pub fn summary(p: &DefinitionsPlan) -> String {
     let mut out = format!("Plan: {}.", parts.join(", "));
     if blocked > 0 {
         out.push_str(&format!(" {} blocked.", plural(blocked, "step")));
+    }
+    out
+}
+
+/// A value of the domain's settings as JSON (users' text made safe), or `unset`.
+fn setting(v: Option<&serde_json::Value>) -> String {
+    v.map_or_else(|| "unset".into(), |v| safe(&v.to_string()).into_owned())
+}
+
+/// What the plan says of the domain itself, before its summary: created (with the `Domain`
+/// manifest's settings), or where it differs from that manifest, field by field (indented).
+fn domain_lines(p: &DefinitionsPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    let domain = safe(&p.domain);
+    match (&p.domain_manifest, p.create_domain) {
+        (Some((at, spec)), true) => out.push(format!(
+            "The domain {domain} does not exist yet: apply creates it with the settings of {}: {}.",
+            safe(at),
+            setting(serde_json::to_value(spec).ok().as_ref())
+        )),
+        (None, true) => out.push(format!(
+            "The domain {domain} does not exist yet: apply creates it."
+        )),
+        (_, false) => {}
+    }
+    if let (Some((at, _)), false) = (&p.domain_manifest, p.domain_drift.is_empty()) {
+        out.push(format!(
+            "warning: the domain {domain} differs from the Domain manifest at {}; segmentctl creates a domain but never changes one (aws customer-profiles update-domain does):",
+            safe(at)
+        ));
+        for d in &p.domain_drift {
+            out.push(format!(
+                "  {}: {} on the domain, {} in the manifest",
+                safe(&d.field),
+                setting(d.live.as_ref()),
+                setting(d.desired.as_ref())
+            ));
+        }
     }
     out
 }
@@ -231,12 +273,8 @@ pub fn text(p: &DefinitionsPlan, colour: bool) -> String {
         let _ = writeln!(out, "{}", t.line());
         let _ = writeln!(out);
     }
-    if p.create_domain {
-        let _ = writeln!(
-            out,
-            "The domain {} does not exist yet: apply creates it.",
-            safe(&p.domain)
-        );
+    for line in domain_lines(p) {
+        let _ = writeln!(out, "{line}");
     }
     let _ = writeln!(out, "{}", summary(p));
     if let Some(r) = &p.profiles {
@@ -284,8 +322,12 @@ pub fn markdown(p: &DefinitionsPlan) -> String {
     if let Some(t) = &p.target {
         let _ = writeln!(out, "{}\n", md_escape(&t.line()));
     }
-    if p.create_domain {
-        let _ = writeln!(out, "The domain does not exist yet: apply creates it.\n");
+    for line in domain_lines(p) {
+        let bullet = if line.starts_with("  ") { "- " } else { "" };
+        let _ = writeln!(out, "{bullet}{}", md_escape(line.trim_start()));
+    }
+    if p.create_domain || !p.domain_drift.is_empty() {
+        let _ = writeln!(out);
     }
     let _ = writeln!(out, "**{}**\n", md_escape(&summary(p)));
     if p.is_empty() {

@@ -405,12 +405,12 @@ async fn converge(t: &TestServer, dir: &Path, appliers: usize) -> usize {
                 let Ok(live) = run::observe(&api, "shop").await else {
                     return false;
                 };
-                let p = defs::plan(&ws.definitions, &live, &settings, Default::default());
+                let p = defs::plan(&ws.definitions, None, &live, &settings, Default::default());
                 if p.is_empty() {
                     return true;
                 }
                 let none = segmentctl::reconcile::lease::Fence::none();
-                let _ = run::apply(&api, &p, None, &none, |_, _| {}).await;
+                run::apply(&api, &p, None, &none, |_, _| {}).await;
                 false
             }));
         }
@@ -433,6 +433,7 @@ async fn check(t: &TestServer, dir: &Path) {
     let live: LiveDomain = run::observe(&chaos_api(t), "shop").await.unwrap();
     let p = defs::plan(
         &ws.definitions,
+        None,
         &live,
         &Settings {
             owner: OWNER.into(),
@@ -1342,7 +1343,7 @@ async fn a_campaign_that_changes_between_plan_and_apply_is_seen_before_a_delete(
         allow_delete_in_use: false,
         repoint: true,
     };
-    let p = defs::plan(&ws.definitions, &live, &settings, policy);
+    let p = defs::plan(&ws.definitions, None, &live, &settings, policy);
     assert!(p.steps.iter().all(|s| s.blocked.is_empty()), "{p:#?}");
 
     // Meanwhile: a campaign starts on solo; a person moves spring to keep.
@@ -1371,8 +1372,7 @@ async fn a_campaign_that_changes_between_plan_and_apply_is_seen_before_a_delete(
         &segmentctl::reconcile::lease::Fence::none(),
         |_, _| {},
     )
-    .await
-    .unwrap();
+    .await;
     let names: BTreeSet<String> = live_names(&t).await;
     assert!(
         names.contains("solo"),
@@ -1453,4 +1453,169 @@ async fn a_campaign_read_that_fails_is_not_blamed_on_the_credentials() {
         said.contains("the credentials need connect-campaigns:ListCampaigns"),
         "{said}"
     );
+}
+
+/// A `Domain` manifest: profiles kept 45 days, one tag.
+const DOMAIN: &str = "apiVersion: segmentctl/v1\nkind: Domain\nspec:\n  DefaultExpirationDays: 45\n  Tags: {team: growth}\n";
+
+async fn expiration_days(t: &TestServer, domain: &str) -> (i32, Option<String>) {
+    let got = profiles_client(t)
+        .get_domain()
+        .domain_name(domain)
+        .send()
+        .await
+        .unwrap();
+    let team = got.tags().and_then(|t| t.get("team")).cloned();
+    (got.default_expiration_days().unwrap(), team)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_manifest_creates_a_missing_domain_and_never_changes_nor_deletes_one() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("segmentctl.yaml"),
+        config(&t, "shop", "prune: true\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("domain.yaml"), DOMAIN).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+
+    // The missing domain is created as the manifest gives it, before the definitions.
+    let (code, stdout, stderr) = cli(d, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{stderr}");
+    insta::assert_snapshot!("profiles_domain_create", redact(&stdout, &t));
+    let (code, stdout, stderr) = cli(d, &["plan", ".", "--format", "markdown"]);
+    assert_eq!(code, 0, "{stderr}");
+    let escaped = t.endpoint().replace(':', "\\:");
+    insta::assert_snapshot!(
+        "profiles_domain_create_markdown",
+        redact(&stdout.replace(&escaped, "<endpoint>"), &t)
+    );
+    let listed = profiles_client(&t).list_domains().send().await.unwrap();
+    assert!(listed.items().is_empty(), "a plan creates nothing");
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let created = stdout.find("✓ domain shop created").expect(&stdout);
+    assert!(
+        created < stdout.find("create base: done").unwrap(),
+        "{stdout}"
+    );
+    assert_eq!(
+        expiration_days(&t, "shop").await,
+        (45, Some("growth".into()))
+    );
+    assert_eq!(live(&t, "shop").await.len(), 1);
+    let (code, stdout, _) = cli(d, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("No changes"), "{stdout}");
+    assert!(!stdout.contains("warning"), "{stdout}");
+
+    // The domain's settings differ from the manifest: said, field by field, and never
+    // changed (an exit code of no changes: nothing segmentctl would do).
+    std::fs::write(
+        d.join("domain.yaml"),
+        DOMAIN.replace("45", "90").replace("growth", "ads"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    insta::assert_snapshot!("profiles_domain_drift", redact(&stdout, &t));
+    assert_eq!(
+        expiration_days(&t, "shop").await,
+        (45, Some("growth".into()))
+    );
+
+    // Its manifest gone, the domain stays (prune deletes definitions, never a domain).
+    std::fs::remove_file(d.join("domain.yaml")).unwrap();
+    let (code, stdout, _) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(expiration_days(&t, "shop").await.0, 45);
+
+    // A Domain manifest that names another domain than the target's: refused, located, and
+    // nothing created; the target may be named on the command line to match.
+    std::fs::write(
+        d.join("domain.yaml"),
+        DOMAIN.replace("kind: Domain\n", "kind: Domain\nmetadata: {name: prod}\n"),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stderr.contains("domain.yaml:3:") && stderr.contains("metadata.name: this folder is for domain \"prod\", but the target is domain \"shop\""),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = cli(
+        d,
+        &[
+            "apply",
+            ".",
+            "--auto-approve",
+            "--format",
+            "json",
+            "--target",
+            "customer-profiles:prod",
+        ],
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "plan", "{stdout}");
+    assert_eq!(lines[0]["plan"]["create_domain"], true, "{stdout}");
+    assert_eq!(
+        lines[1],
+        serde_json::json!({"type": "domain", "domain": "prod", "action": "create", "result": "done", "message": ""})
+    );
+    assert_eq!(lines[2]["definition"], "base", "{stdout}");
+    assert_eq!(expiration_days(&t, "prod").await.0, 45);
+
+    // Mistakes in a Domain manifest, located, and nothing contacted.
+    let bad = tempfile::tempdir().unwrap();
+    let b = bad.path();
+    std::fs::write(b.join("segmentctl.yaml"), config(&t, "new", "")).unwrap();
+    std::fs::write(
+        b.join("domain.yaml"),
+        "apiVersion: segmentctl/v1\nkind: Domain\nmetadata: {name: 'no spaces'}\nspec:\n  DefaultExpirationDays: 0\n  Matching: {Enabled: true}\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec:\n  DefaultExpirationDay: 30\n  Tags: {'segmentctl:owner': me}\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec: {DefaultExpirationDays: 30}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        b.join("shop.yaml"),
+        "apiVersion: segmentctl/v1\nkind: Application\nmetadata: {name: shop}\nspec: {Name: Shop}\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(b, &["plan", "."]);
+    assert_eq!(code, 1, "{stdout}");
+    insta::assert_snapshot!("profiles_domain_mistakes", stderr);
+    assert!(profiles_client(&t)
+        .get_domain()
+        .domain_name("new")
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_creates_the_domain_its_manifest_gives_before_the_definitions() {
+    let t = util::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "shop", "")).unwrap();
+    std::fs::write(d.join("domain.yaml"), DOMAIN).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    let running = daemon_on(&t, d, Duration::from_millis(300)).await;
+    assert!(running.ready(Duration::from_secs(10)).await);
+    assert_eq!(
+        expiration_days(&t, "shop").await,
+        (45, Some("growth".into()))
+    );
+    let s = serde_json::to_value(running.shared.status()).unwrap();
+    let steps = &s["history"][0]["steps"];
+    assert_eq!(steps[0]["type"], "domain", "{s:#}");
+    assert_eq!(steps[0]["action"], "create", "{s:#}");
+    assert_eq!(steps[1]["definition"], "base", "{s:#}");
+    assert_eq!(s["applications"]["domains/shop"]["result"], "success");
+    running.stop().await.unwrap();
 }

@@ -34,7 +34,7 @@ pub fn definitions_workspace(inputs: &Inputs) -> anyhow::Result<Option<(Workspac
     match cfg.target {
         Target::CustomerProfiles(_) => {
             let ws = load(inputs)?;
-            if ws.definitions.is_empty() && ws.desired.apps.iter().any(|a| !a.segments.is_empty()) {
+            if !ws.is_profiles() && ws.desired.apps.iter().any(|a| !a.segments.is_empty()) {
                 bail!(
                     "the target is a Customer Profiles domain, but {} holds Pinpoint manifests; convert them first (segmentctl convert DIR --to customer-profiles --out DIR2), or name a Pinpoint target",
                     crate::text::safe(&inputs.dir.display().to_string())
@@ -44,7 +44,7 @@ pub fn definitions_workspace(inputs: &Inputs) -> anyhow::Result<Option<(Workspac
         }
         Target::Local { .. } => {
             let ws = load(inputs)?;
-            Ok((!ws.definitions.is_empty()).then(|| found(ws)))
+            Ok(ws.is_profiles().then(|| found(ws)))
         }
         Target::Endpoint { .. } | Target::Aws { .. } => Ok(None),
     }
@@ -79,18 +79,23 @@ async fn make(
             bail!("{msg}");
         }
     };
-    if !live.exists && !conn.embedded {
-        let msg = format!(
-            "the Customer Profiles domain {} does not exist at {}: create it (aws customer-profiles create-domain --domain-name {} --default-expiration-days 366), or name another with --target customer-profiles:DOMAIN",
-            crate::text::safe(&conn.domain),
-            conn.endpoint,
-            crate::text::safe(&conn.domain)
-        );
+    let refused = match &ws.domain {
+        Some(d) => d
+            .check_target(&conn.domain, conn.embedded)
+            .err()
+            .map(|e| e.to_string()),
+        None if !live.present() && !conn.embedded => {
+            Some(run::missing_domain(&conn.domain, Some(&conn.endpoint)))
+        }
+        None => None,
+    };
+    if let Some(msg) = refused {
         conn.close().await;
         bail!("{msg}");
     }
     let mut plan = defs::plan(
         &ws.definitions,
+        ws.domain.as_ref(),
         &live,
         &pipeline::planner_settings(cfg),
         policy,
@@ -199,7 +204,9 @@ pub async fn apply(
     };
     let (p, conn) = make(inputs, ws, cfg, true, None, policy).await?;
     let settings = pipeline::planner_settings(cfg);
-    let replan = |live: &defs::LiveDomain| defs::plan(&ws.definitions, live, &settings, policy);
+    let replan = |live: &defs::LiveDomain| {
+        defs::plan(&ws.definitions, ws.domain.as_ref(), live, &settings, policy)
+    };
     show_and_run(conn, &p, a, cfg.owner(), &replan).await
 }
 
@@ -269,8 +276,15 @@ pub async fn apply_saved(
         );
     }
     let settings = pipeline::planner_settings(&cfg);
-    let replan =
-        |live: &defs::LiveDomain| defs::plan(&ws.definitions, live, &settings, saved.policy);
+    let replan = |live: &defs::LiveDomain| {
+        defs::plan(
+            &ws.definitions,
+            ws.domain.as_ref(),
+            live,
+            &settings,
+            saved.policy,
+        )
+    };
     show_and_run(conn, &saved, a, cfg.owner(), &replan).await
 }
 
@@ -321,6 +335,23 @@ async fn show_and_run(
             return Err(e);
         }
     };
+    match run::create_domain(&conn.profiles, p).await {
+        Ok(created) => {
+            if created {
+                out(&domain_created(p, a.json, colour));
+            }
+        }
+        Err(e) => {
+            let msg = format!(
+                "cannot create the domain {} at {}: {}",
+                safe(&p.domain),
+                conn.endpoint,
+                profiles_error(&e, &conn)
+            );
+            conn.close().await;
+            bail!("{msg}");
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(async move {
         shutdown_signal().await;
@@ -340,7 +371,7 @@ async fn show_and_run(
         }
     };
     let (profiles, stop) = (&conn.profiles, &stop_rx);
-    let result = lease::hold_while(profiles, &leases, lease::ttl(), |fence| async move {
+    let results = lease::hold_while(profiles, &leases, lease::ttl(), |fence| async move {
         run::apply(profiles, p, Some(stop), &fence, seen).await
     })
     .await;
@@ -348,12 +379,7 @@ async fn show_and_run(
     for l in &leases {
         lease::release(&conn.profiles, l).await;
     }
-    let endpoint = conn.endpoint.clone();
     conn.close().await;
-    let results = match result {
-        Ok(r) => r,
-        Err(e) => bail!("cannot create the domain {} at {endpoint}: {e}", p.domain),
-    };
     let interrupted = results.contains(&StepResult::Interrupted);
     let code = if interrupted {
         exit::INTERRUPTED
@@ -382,6 +408,15 @@ async fn show_and_run(
         out(&format!("\n{}\n", outcome_line(p, &results)));
     }
     Ok(code)
+}
+
+/// The line (or JSON line) saying the domain was created, before the steps' own.
+fn domain_created(p: &DefinitionsPlan, json: bool, colour: bool) -> String {
+    if json {
+        return format!("{}\n", run::domain_event_json(&p.domain));
+    }
+    let mark = if colour { "\x1b[32m✓\x1b[0m" } else { "✓" };
+    format!("{mark} domain {} created\n", safe(&p.domain))
 }
 
 /// The domain's lease, taken (waiting for it with `--wait`), and the plan checked under it:
@@ -555,7 +590,7 @@ async fn import_from(
     let live = run::observe(&conn.profiles, &conn.domain)
         .await
         .map_err(|e| anyhow::anyhow!("{}", profiles_error(&e, conn)))?;
-    if !live.exists {
+    if !live.present() {
         bail!(
             "the Customer Profiles domain {} does not exist at {}",
             safe(&conn.domain),

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::parse::describe_serde_error;
-use super::recover::recover;
+use super::recover::{recover, related};
 use super::{ManifestError, SourceText, API_VERSION};
 use crate::model::profiles::CreateSegmentDefinitionRequest;
 
@@ -117,23 +117,8 @@ pub(super) struct Read {
 /// manifests are, by [`recover`]).
 pub(super) fn read(mut v: serde_yaml::Value) -> Read {
     let (refs, mut errors) = take_refs(&mut v);
-    let yaml = serde_yaml::to_string(&v).unwrap_or_default();
-    let manifest = match serde_path_to_error::deserialize::<_, DefinitionManifest>(
-        serde_yaml::Deserializer::from_str(&yaml),
-    ) {
-        Ok(m) => Some(m),
-        Err(first) => {
-            let r = recover::<DefinitionManifest>(v);
-            if r.errors.is_empty() {
-                errors.push(describe_serde_error(&first));
-            }
-            errors.extend(r.errors);
-            None
-        }
-    };
-    if let Some(m) = &manifest {
-        errors.extend(rules(m));
-    }
+    let (manifest, more) = read_typed(v, rules);
+    errors.extend(more);
     Read {
         manifest: if errors.is_empty() {
             manifest.map(|m| (m, refs))
@@ -144,10 +129,41 @@ pub(super) fn read(mut v: serde_yaml::Value) -> Read {
     }
 }
 
-/// Rewrites every `{Ref: NAME}` source to `{SegmentDefinitionName: NAME}`, noting where.
-/// Mistakes found, each a field path and what is wrong there.
-type Problems = Vec<(String, String)>;
+/// Reads a document of a kind read apart from Pinpoint's (`SegmentDefinition`, `Domain`)
+/// into `T`: every mistake of its shape, and those `rules` find in what reads.
+pub(super) fn read_typed<T: serde::de::DeserializeOwned>(
+    v: serde_yaml::Value,
+    rules: fn(&T) -> Problems,
+) -> (Option<T>, Problems) {
+    let yaml = serde_yaml::to_string(&v).unwrap_or_default();
+    match serde_path_to_error::deserialize::<_, T>(serde_yaml::Deserializer::from_str(&yaml)) {
+        Ok(m) => {
+            let errors = rules(&m);
+            (Some(m), errors)
+        }
+        Err(first) => {
+            let r = recover::<T>(v);
+            let mut errors = Vec::new();
+            if r.errors.is_empty() {
+                errors.push(describe_serde_error(&first));
+            }
+            errors.extend(r.errors);
+            // The rest of the document, read without its mistakes, is checked too (what is
+            // about the fields removed or stood in for is not said).
+            if let Some(m) = &r.manifest {
+                let mut more = rules(m);
+                more.retain(|(p, _)| !r.touched.iter().any(|t| related(t, p)));
+                errors.extend(more);
+            }
+            (None, errors)
+        }
+    }
+}
 
+/// Mistakes found, each a field path and what is wrong there.
+pub(super) type Problems = Vec<(String, String)>;
+
+/// Rewrites every `{Ref: NAME}` source to `{SegmentDefinitionName: NAME}`, noting where.
 fn take_refs(v: &mut serde_yaml::Value) -> (BTreeSet<(usize, usize)>, Problems) {
     let mut refs = BTreeSet::new();
     let mut errors = Vec::new();
@@ -190,7 +206,7 @@ fn take_refs(v: &mut serde_yaml::Value) -> (BTreeSet<(usize, usize)>, Problems) 
 
 /// The rules of one document: the apiVersion, the name, and the model's own rules (the
 /// server's validator, so the folder is refused as the API would refuse it).
-fn rules(m: &DefinitionManifest) -> Vec<(String, String)> {
+fn rules(m: &DefinitionManifest) -> Problems {
     let mut out: Vec<(String, String)> = super::rules::api_version(&m.api_version)
         .into_iter()
         .collect();
@@ -200,18 +216,25 @@ fn rules(m: &DefinitionManifest) -> Vec<(String, String)> {
     for v in crate::model::profiles::validate::create_segment_definition(&m.spec) {
         out.push((format!("spec.{}", v.path), v.message));
     }
-    for key in m.spec.tags.iter().flat_map(|t| t.keys()) {
-        if key.starts_with(crate::TAG_PREFIX) {
-            out.push((
+    out.extend(own_tags(m.spec.tags.as_ref()));
+    out
+}
+
+/// A tag of `spec.Tags` that only segmentctl may set.
+pub(super) fn own_tags(tags: Option<&crate::model::Tags>) -> Problems {
+    tags.into_iter()
+        .flat_map(|t| t.keys())
+        .filter(|key| key.starts_with(crate::TAG_PREFIX))
+        .map(|key| {
+            (
                 format!("spec.Tags.{key}"),
                 format!(
                     "tags starting with {:?} are segmentctl's own; remove it",
                     crate::TAG_PREFIX
                 ),
-            ));
-        }
-    }
-    out
+            )
+        })
+        .collect()
 }
 
 /// A `SegmentDefinition` manifest as YAML: a source among `siblings` (the definitions

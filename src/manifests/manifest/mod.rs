@@ -9,6 +9,7 @@
 //! editors.
 
 pub mod definition;
+pub mod domain;
 mod parse;
 mod position;
 mod recover;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Tags, WriteSegmentRequest};
 
 pub use definition::{DefinitionDoc, DefinitionManifest};
+pub use domain::{DomainDoc, DomainManifest};
 pub use parse::{application_hints, load_sources, load_sources_at, parse_one};
 pub use position::{PositionIndex, SourceText};
 pub use recover::Recovered;
@@ -45,12 +47,14 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Every kind a manifest may be (`SegmentDefinition` is read by [`definition`]).
+    /// Every kind a manifest may be (`SegmentDefinition` is read by [`definition`],
+    /// `Domain` by [`domain`]).
     const ALL: &'static [&'static str] = &[
         "Segment",
         "Application",
         "ImportedSegment",
         definition::KIND,
+        domain::KIND,
     ];
 
     /// Whether documents of this kind declare a segment.
@@ -248,6 +252,8 @@ pub struct Loaded {
     pub recovered: Vec<Recovered>,
     /// The `SegmentDefinition` manifests (a Customer Profiles target's) that read.
     pub definitions: Vec<DefinitionDoc>,
+    /// The `Domain` manifests that read (a folder may hold one).
+    pub domains: Vec<DomainDoc>,
 }
 
 /// A file's text, named as the user should see it.

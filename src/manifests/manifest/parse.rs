@@ -72,6 +72,7 @@ pub fn load_sources_at(sources: &[Source], priority: crate::par::Priority) -> Lo
         loaded.errors.extend(part.errors);
         loaded.recovered.extend(part.recovered);
         loaded.definitions.extend(part.definitions);
+        loaded.domains.extend(part.domains);
     }
     loaded.errors.sort();
     loaded
@@ -134,24 +135,8 @@ fn parse_file(source: &Source, out: &mut Loaded) {
                     ));
                     continue;
                 }
-                Ok(v) if super::definition::is_definition(&v) => {
-                    let read = super::definition::read(v);
-                    let mut errors = read.errors;
-                    if errors.len() > 1 {
-                        errors.sort_by_key(|(p, _)| at(p));
-                    }
-                    for (path, message) in errors {
-                        out.errors.push(error(at(&path), path, message));
-                    }
-                    if let Some((manifest, refs)) = read.manifest {
-                        out.definitions.push(super::DefinitionDoc {
-                            file: file.clone(),
-                            doc: doc_no,
-                            source: source.clone(),
-                            manifest,
-                            refs,
-                        });
-                    }
+                Ok(v) if super::domain::is_domain(&v) || super::definition::is_definition(&v) => {
+                    read_apart(v, file, doc_no, &source, out);
                     continue;
                 }
                 Ok(v) => {
@@ -191,6 +176,46 @@ fn parse_file(source: &Source, out: &mut Loaded) {
         } else {
             out.recovered.push(Recovered { document, touched });
         }
+    }
+}
+
+/// Reads a document of a Customer Profiles kind (`Domain`, `SegmentDefinition`), read
+/// apart from Pinpoint's: into `out`, or its every mistake, located.
+fn read_apart(
+    v: serde_yaml::Value,
+    file: &str,
+    doc: usize,
+    source: &std::sync::Arc<SourceText>,
+    out: &mut Loaded,
+) {
+    let mut errors = if super::domain::is_domain(&v) {
+        let (manifest, errors) = super::domain::read(v);
+        let doc = manifest.map(|manifest| super::DomainDoc {
+            file: file.to_string(),
+            doc,
+            source: source.clone(),
+            manifest,
+        });
+        out.domains.extend(doc);
+        errors
+    } else {
+        let read = super::definition::read(v);
+        let doc = read.manifest.map(|(manifest, refs)| super::DefinitionDoc {
+            file: file.to_string(),
+            doc,
+            source: source.clone(),
+            manifest,
+            refs,
+        });
+        out.definitions.extend(doc);
+        read.errors
+    };
+    if errors.len() > 1 {
+        errors.sort_by_key(|(p, _)| source.locate(doc, p));
+    }
+    for (path, message) in errors {
+        out.errors
+            .push(super::located(file, source, doc, &path, message));
     }
 }
 

@@ -1,14 +1,15 @@
 //! The manifest's shape for other tools: its JSON Schema for editors, and manifests
 //! rendered back to YAML (for `import`).
 
-use super::{DefinitionManifest, Manifest};
+use super::{DefinitionManifest, DomainManifest, Manifest};
 
 /// The JSON Schema of a manifest document, for editors: a Pinpoint manifest (`Segment`,
-/// `ImportedSegment`, `Application`) or a Customer Profiles `SegmentDefinition`.
+/// `ImportedSegment`, `Application`), or a Customer Profiles `SegmentDefinition` or `Domain`.
 pub fn json_schema() -> serde_json::Value {
     let mut g = schemars::SchemaGenerator::default();
     let pinpoint = g.subschema_for::<Manifest>();
     let definition = g.subschema_for::<DefinitionManifest>();
+    let domain = g.subschema_for::<DomainManifest>();
     let mut defs = g.take_definitions(true);
     // In a manifest, a source may also name another manifest of the folder.
     if let Some(source) = defs.get_mut("SourceSegment") {
@@ -28,7 +29,7 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::json!({
         "$schema": schemars::generate::SchemaSettings::default().meta_schema,
         "title": "segmentctl manifest",
-        "oneOf": [pinpoint, definition],
+        "oneOf": [pinpoint, definition, domain],
         "$defs": defs,
     })
 }

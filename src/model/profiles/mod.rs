@@ -600,6 +600,41 @@ pub struct CreateDomainRequest {
     pub tags: Option<Tags>,
 }
 
+/// A domain's settings as a `kind: Domain` manifest gives them: CreateDomain's body less
+/// identity resolution and the data store (set those with the console or the CLI; a
+/// domain segmentctl creates is never changed nor deleted by it).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct DomainSpec {
+    /// How long a profile is kept, in days (1 to 1098).
+    pub default_expiration_days: i64,
+    /// The KMS key that encrypts the domain's data (an ARN or key id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_encryption_key: Option<String>,
+    /// The SQS queue that receives what could not be ingested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue_url: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "unique_map"
+    )]
+    pub tags: Option<Tags>,
+}
+
+impl DomainSpec {
+    /// The CreateDomain body that creates a domain with these settings.
+    pub fn request(&self) -> CreateDomainRequest {
+        CreateDomainRequest {
+            default_expiration_days: self.default_expiration_days,
+            default_encryption_key: self.default_encryption_key.clone(),
+            dead_letter_queue_url: self.dead_letter_queue_url.clone(),
+            tags: self.tags.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// What CreateDomain and GetDomain answer (`Stats` on GetDomain only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -19,10 +19,14 @@ use std::future::Future;
 
 use aws_sdk_customerprofiles::Client;
 
-use crate::model::profiles::CreateSegmentDefinitionRequest;
+use crate::model::profiles::{CreateSegmentDefinitionRequest, DomainSpec};
 use crate::model::Tags;
 pub use crate::plan::definitions::{LiveCampaign, LiveDefinition};
 use crate::targets::pacing::{Api, CallError, Class};
+
+/// How long the embedded default's own domain keeps a profile, in days (as
+/// `aws customer-profiles create-domain` examples give it).
+pub const EMBEDDED_EXPIRATION_DAYS: i64 = 366;
 pub use crate::targets::pinpoint::Deleted;
 
 /// A definition as ListSegmentDefinitions shows it: no criteria.
@@ -72,10 +76,15 @@ pub type Result<T> = std::result::Result<T, ProfilesError>;
 /// Guarantees: lists return every page; creates are safe to repeat (see the module); the
 /// other writes are too.
 pub trait Profiles: Send + Sync {
-    /// Whether the domain exists.
-    fn domain_exists(&self, domain: &str) -> impl Future<Output = Result<bool>> + Send;
-    /// Creates a domain (the embedded default's own, never a configured one).
-    fn create_domain(&self, domain: &str) -> impl Future<Output = Result<()>> + Send;
+    /// The domain's settings (segmentctl's own tags left out); `None`: it does not exist.
+    fn get_domain(&self, domain: &str) -> impl Future<Output = Result<Option<DomainSpec>>> + Send;
+    /// Creates a domain: with `spec` (a `kind: Domain` manifest's), else the embedded
+    /// default's own settings.
+    fn create_domain(
+        &self,
+        domain: &str,
+        spec: Option<&DomainSpec>,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Every definition of the domain, with its tags.
     fn list_definitions(
         &self,
@@ -157,7 +166,7 @@ impl Profiles for SdkProfiles {
         campaigns::repoint(&self.campaigns, id, arn).await
     }
 
-    async fn domain_exists(&self, domain: &str) -> Result<bool> {
+    async fn get_domain(&self, domain: &str) -> Result<Option<DomainSpec>> {
         let c = &self.api.client;
         match self
             .api
@@ -166,19 +175,37 @@ impl Profiles for SdkProfiles {
             })
             .await
         {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
+            Ok(d) => {
+                let mut tags = tags_of(d.tags());
+                tags.retain(|k, _| !k.starts_with(crate::TAG_PREFIX));
+                Ok(Some(DomainSpec {
+                    default_expiration_days: d.default_expiration_days().map_or(0, i64::from),
+                    default_encryption_key: d.default_encryption_key().map(str::to_string),
+                    dead_letter_queue_url: d.dead_letter_queue_url().map(str::to_string),
+                    tags: (!tags.is_empty()).then_some(tags),
+                }))
+            }
+            Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn create_domain(&self, domain: &str) -> Result<()> {
+    async fn create_domain(&self, domain: &str, spec: Option<&DomainSpec>) -> Result<()> {
         let c = &self.api.client;
+        let embedded = DomainSpec {
+            default_expiration_days: EMBEDDED_EXPIRATION_DAYS,
+            ..Default::default()
+        };
+        let spec = spec.unwrap_or(&embedded);
+        let days = i32::try_from(spec.default_expiration_days).unwrap_or(i32::MAX);
         self.api
             .call("CreateDomain", Class::SegmentWrite, || {
                 c.create_domain()
                     .domain_name(domain)
-                    .default_expiration_days(366)
+                    .default_expiration_days(days)
+                    .set_default_encryption_key(spec.default_encryption_key.clone())
+                    .set_dead_letter_queue_url(spec.dead_letter_queue_url.clone())
+                    .set_tags(spec.tags.clone().map(|t| t.into_iter().collect()))
                     .send()
             })
             .await?;
