@@ -331,13 +331,12 @@ fn validate(dir: &std::path::Path, config: Option<&std::path::Path>) -> u8 {
     match crate::manifests::workspace::load(dir, config) {
         Ok(ws) if ws.is_profiles() => {
             crate::text::out(&format!(
-                "{} OK ({}{}, for a Customer Profiles domain)\n",
+                "{} OK ({}, for a Customer Profiles domain)\n",
                 plural(ws.documents, "manifest"),
-                plural(ws.definitions.len(), "segment definition"),
-                if ws.domain.is_some() {
-                    " and a Domain"
-                } else {
-                    ""
+                match (ws.definitions.len(), ws.domain.is_some()) {
+                    (0, true) => "a Domain".to_string(),
+                    (n, true) => format!("{} and a Domain", plural(n, "segment definition")),
+                    (n, false) => plural(n, "segment definition"),
                 },
             ));
             0

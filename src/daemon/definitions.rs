@@ -83,6 +83,9 @@ pub async fn round<P: Profiles + LeaseTags>(
         )
     };
     let mut plan = replan(&live);
+    for d in &plan.domain_drift {
+        tracing::warn!(domain = %safe(domain), field = %safe(&d.field), "the domain differs from its Domain manifest; segmentctl never changes a domain");
+    }
     out.desired_digest = Some(desired_digest(&ws));
     let managed = managed_names(&live, settings.owner());
     let applying =
@@ -146,8 +149,12 @@ fn desired_digest(ws: &crate::manifests::workspace::Workspace) -> String {
         .iter()
         .map(|d| (d.name(), &d.manifest.spec))
         .collect();
-    let domain = ws.domain.as_ref().map(|d| d.spec());
-    crate::plan::diff::digest(&serde_json::to_value((specs, domain)).unwrap_or_default())
+    // Without a Domain manifest, the digest of a folder written before that kind existed.
+    let value = match &ws.domain {
+        Some(d) => serde_json::to_value((specs, d.spec())),
+        None => serde_json::to_value(&specs),
+    };
+    crate::plan::diff::digest(&value.unwrap_or_default())
 }
 
 /// The definitions of `live` that `owner` manages, by their names there.

@@ -270,7 +270,7 @@ pub struct DefinitionsPlan {
     /// The `Domain` manifest (where it is written, and its settings): a missing domain is
     /// created with them; none, the embedded default's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub domain_manifest: Option<(String, DomainSpec)>,
+    pub domain_manifest: Option<DomainManifestAt>,
     /// Where the live domain differs from its `Domain` manifest (segmentctl never changes a
     /// domain): each field, as it is there and as the manifest gives it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -290,6 +290,13 @@ pub struct DefinitionsPlan {
     /// What the plan was allowed to do under campaigns (`apply FILE` plans again with it).
     #[serde(default, skip_serializing_if = "is_default_policy")]
     pub policy: CampaignPolicy,
+}
+
+/// A `Domain` manifest's settings, and where they are written (`file:line`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainManifestAt {
+    pub at: String,
+    pub spec: DomainSpec,
 }
 
 /// A field of the domain's settings that differs from its `Domain` manifest.
@@ -456,13 +463,16 @@ pub fn plan(
         target: None,
         domain: live.name.clone(),
         create_domain: !live.present(),
-        domain_manifest: domain.map(|d| (format!("{}:{}", d.file, d.line()), d.spec().clone())),
+        domain_manifest: domain.map(|d| DomainManifestAt {
+            at: format!("{}:{}", d.file, d.line()),
+            spec: d.spec().clone(),
+        }),
         domain_drift: match (&live.settings, domain) {
-            (Some(l), Some(d)) => domain_drift(l, d.spec()),
+            (Some(l), Some(d)) => domain_drift(l, &d.spec().as_live()),
             _ => Vec::new(),
         },
         steps,
-        documents: desired.len(),
+        documents: desired.len() + usize::from(domain.is_some()),
         profiles: None,
         dir: None,
         domain_arn: None,
@@ -1256,7 +1266,7 @@ mod tests {
             CampaignPolicy::default(),
         );
         assert!(p.create_domain);
-        let (at, spec) = p.domain_manifest.clone().unwrap();
+        let DomainManifestAt { at, spec } = p.domain_manifest.clone().unwrap();
         assert_eq!(at, "domain.yaml:2");
         assert_eq!(spec.default_expiration_days, 30);
         assert!(p.domain_drift.is_empty());

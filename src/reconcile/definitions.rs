@@ -1,6 +1,7 @@
 //! A Customer Profiles domain's pipeline: observe every definition (List carries no
 //! criteria, so each is read), plan, and apply the plan's steps in its order.
 
+use crate::model::profiles::DomainSpec;
 use crate::plan::definitions::{
     Action, DefinitionsPlan, LiveCampaign, LiveDomain, Replacement, Step,
 };
@@ -86,7 +87,7 @@ pub async fn create_domain<P: Profiles>(
     if !plan.create_domain {
         return Ok(false);
     }
-    let spec = plan.domain_manifest.as_ref().map(|(_, s)| s);
+    let spec = plan.domain_manifest.as_ref().map(|d| &d.spec);
     p.create_domain(&plan.domain, spec).await?;
     tracing::info!(domain = %crate::text::safe(&plan.domain), "domain created");
     Ok(true)
@@ -332,7 +333,10 @@ pub fn same_steps(a: &DefinitionsPlan, b: &DefinitionsPlan) -> bool {
             })
             .collect()
     };
-    a.create_domain == b.create_domain
-        && a.domain_manifest == b.domain_manifest
-        && strip(a) == strip(b)
+    // The settings a domain is created with matter only when it is; not where they are written.
+    fn creates(p: &DefinitionsPlan) -> Option<Option<&DomainSpec>> {
+        p.create_domain
+            .then(|| p.domain_manifest.as_ref().map(|d| &d.spec))
+    }
+    creates(a) == creates(b) && strip(a) == strip(b)
 }

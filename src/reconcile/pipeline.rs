@@ -58,11 +58,16 @@ pub fn load(inputs: &Inputs) -> Result<Workspace, Vec<ManifestError>> {
 /// A folder of `SegmentDefinition` manifests is for a Customer Profiles domain: on a
 /// Pinpoint target it is an error, never an empty plan.
 fn definitions_on_pinpoint(ws: &Workspace) -> Result<(), Vec<ManifestError>> {
-    match (ws.definitions.first(), &ws.config.target) {
-        (Some(d), Target::Endpoint { .. } | Target::Aws { .. }) => Err(vec![d.error(
-            "kind",
-            "a SegmentDefinition is applied to a Customer Profiles domain, but the target is a Pinpoint one; set `target: {customerProfiles: {domain: NAME}}` in segmentctl.yaml, or pass --target customer-profiles:DOMAIN",
-        )]),
+    let first = ws
+        .definitions
+        .first()
+        .map(|d| (d.error("kind", ""), "SegmentDefinition"))
+        .or_else(|| ws.domain.as_ref().map(|d| (d.error("kind", ""), "Domain")));
+    match (first, &ws.config.target) {
+        (Some((mut e, kind)), Target::Endpoint { .. } | Target::Aws { .. }) => {
+            e.message = format!("a {kind} is applied to a Customer Profiles domain, but the target is a Pinpoint one; set `target: {{customerProfiles: {{domain: NAME}}}}` in segmentctl.yaml, or pass --target customer-profiles:DOMAIN");
+            Err(vec![e])
+        }
         _ => Ok(()),
     }
 }

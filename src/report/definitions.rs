@@ -28,6 +28,9 @@ fn sign(a: Action) -> (&'static str, &'static str) {
 
 /// `Plan: 1 to create, 2 to replace, 1 to delete.`
 pub fn summary(p: &DefinitionsPlan) -> String {
+    if p.is_empty() && p.create_domain {
+        return "Plan: the domain to create, no definition to change.".into();
+    }
     if p.is_empty() && !p.domain_drift.is_empty() {
         return "No changes: the definitions match the manifests (a domain is never changed)."
             .into();
@@ -67,20 +70,20 @@ fn domain_lines(p: &DefinitionsPlan) -> Vec<String> {
     let mut out = Vec::new();
     let domain = safe(&p.domain);
     match (&p.domain_manifest, p.create_domain) {
-        (Some((at, spec)), true) => out.push(format!(
+        (Some(m), true) => out.push(format!(
             "The domain {domain} does not exist yet: apply creates it with the settings of {}: {}.",
-            safe(at),
-            setting(serde_json::to_value(spec).ok().as_ref())
+            safe(&m.at),
+            setting(serde_json::to_value(&m.spec).ok().as_ref())
         )),
         (None, true) => out.push(format!(
             "The domain {domain} does not exist yet: apply creates it."
         )),
         (_, false) => {}
     }
-    if let (Some((at, _)), false) = (&p.domain_manifest, p.domain_drift.is_empty()) {
+    if let (Some(m), false) = (&p.domain_manifest, p.domain_drift.is_empty()) {
         out.push(format!(
             "warning: the domain {domain} differs from the Domain manifest at {}; segmentctl creates a domain but never changes one (aws customer-profiles update-domain does):",
-            safe(at)
+            safe(&m.at)
         ));
         for d in &p.domain_drift {
             out.push(format!(

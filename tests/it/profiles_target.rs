@@ -1540,12 +1540,14 @@ async fn a_domain_manifest_creates_a_missing_domain_and_never_changes_nor_delete
         DOMAIN.replace("kind: Domain\n", "kind: Domain\nmetadata: {name: prod}\n"),
     )
     .unwrap();
+    let before = t.server.counters().requests;
     let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
         stderr.contains("domain.yaml:3:") && stderr.contains("metadata.name: this folder is for domain \"prod\", but the target is domain \"shop\""),
         "{stderr}"
     );
+    assert_eq!(t.server.counters().requests, before, "refused before contacting");
     let (code, stdout, stderr) = cli(
         d,
         &[
@@ -1578,7 +1580,7 @@ async fn a_domain_manifest_creates_a_missing_domain_and_never_changes_nor_delete
     std::fs::write(b.join("segmentctl.yaml"), config(&t, "new", "")).unwrap();
     std::fs::write(
         b.join("domain.yaml"),
-        "apiVersion: segmentctl/v1\nkind: Domain\nmetadata: {name: 'no spaces'}\nspec:\n  DefaultExpirationDays: 0\n  Matching: {Enabled: true}\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec:\n  DefaultExpirationDay: 30\n  Tags: {'segmentctl:owner': me}\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec: {DefaultExpirationDays: 30}\n",
+        "apiVersion: segmentctl/v1\nkind: Domain\nmetadata: {name: 'no spaces'}\nspec:\n  DefaultExpirationDays: 0\n  Matching: {Enabled: true}\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec:\n  DefaultExpirationDay: 30\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec: {DefaultExpirationDays: 30, Tags: {'segmentctl:owner': me}}\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec: {DefaultExpirationDays: 30}\n---\napiVersion: segmentctl/v1\nkind: Domain\nspec: {DefaultExpirationDays: 60}\n",
     )
     .unwrap();
     std::fs::write(
@@ -1586,15 +1588,103 @@ async fn a_domain_manifest_creates_a_missing_domain_and_never_changes_nor_delete
         "apiVersion: segmentctl/v1\nkind: Application\nmetadata: {name: shop}\nspec: {Name: Shop}\n",
     )
     .unwrap();
+    let before = t.server.counters().requests;
     let (code, stdout, stderr) = cli(b, &["plan", "."]);
     assert_eq!(code, 1, "{stdout}");
     insta::assert_snapshot!("profiles_domain_mistakes", stderr);
+    assert_eq!(t.server.counters().requests, before, "nothing contacted");
+
+    // A Domain manifest alone: the domain is the plan's one change, and a Pinpoint target
+    // refuses it.
+    let solo = tempfile::tempdir().unwrap();
+    let o = solo.path();
+    std::fs::write(o.join("segmentctl.yaml"), config(&t, "solo", "")).unwrap();
+    std::fs::write(o.join("domain.yaml"), DOMAIN).unwrap();
+    let (code, stdout, stderr) = cli(o, &["plan", ".", "--detailed-exitcode"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Plan: the domain to create, no definition to change."),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = cli(o, &["apply", ".", "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("Apply complete: the domain created."),
+        "{stdout}"
+    );
+    assert_eq!(expiration_days(&t, "solo").await.0, 45);
+    std::fs::write(
+        o.join("segmentctl.yaml"),
+        format!(
+            "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: {OWNER}\n",
+            t.endpoint()
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = cli(o, &["plan", "."]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stderr.contains("domain.yaml:2:1: kind: a Domain is applied to a Customer Profiles domain, but the target is a Pinpoint one"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_created_meanwhile_is_taken_when_its_settings_are_these_and_a_saved_plan_sees_the_manifest_move(
+) {
+    use segmentctl::model::profiles::DomainSpec;
+    use segmentctl::targets::profiles::Profiles;
+    let t = util::start().await;
+    let api = chaos_api(&t);
+    let spec = DomainSpec {
+        default_expiration_days: 45,
+        tags: Some([("team".to_string(), "growth".to_string())].into()),
+        ..Default::default()
+    };
+    // A second create of the same settings (a lost answer retried, or another applier
+    // with the same folder) finds the domain as it would have made it: done.
+    api.create_domain("twice", Some(&spec)).await.unwrap();
+    api.create_domain("twice", Some(&spec)).await.unwrap();
+    // Other settings: the domain is someone else's; said, and nothing changed.
+    let other = DomainSpec {
+        default_expiration_days: 90,
+        ..spec.clone()
+    };
+    let e = api.create_domain("twice", Some(&other)).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the domain twice was created meanwhile, with other settings than these; plan again"
+    );
+    assert_eq!(expiration_days(&t, "twice").await.0, 45);
+
+    // A saved plan that creates the domain is refused once the manifest's settings move.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("segmentctl.yaml"), config(&t, "saved", "")).unwrap();
+    std::fs::write(d.join("domain.yaml"), DOMAIN).unwrap();
+    std::fs::write(d.join("base.yaml"), definition("base", &["US"], &[])).unwrap();
+    let plan = d.join("plan.json");
+    let plan_arg = plan.to_str().unwrap();
+    let (code, stdout, stderr) = cli(d, &["plan", ".", "--out", plan_arg]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    std::fs::write(d.join("domain.yaml"), DOMAIN.replace("45", "90")).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", plan_arg, "--auto-approve"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("changed since it was made"), "{stderr}");
     assert!(profiles_client(&t)
         .get_domain()
-        .domain_name("new")
+        .domain_name("saved")
         .send()
         .await
         .is_err());
+    // Only where the manifest is written moving (a comment above it) is no change.
+    std::fs::write(d.join("domain.yaml"), DOMAIN).unwrap();
+    let (code, _, stderr) = cli(d, &["plan", ".", "--out", plan_arg]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::write(d.join("domain.yaml"), format!("# settings\n{DOMAIN}")).unwrap();
+    let (code, stdout, stderr) = cli(d, &["apply", plan_arg, "--auto-approve"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(expiration_days(&t, "saved").await.0, 45);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,6 +68,19 @@ async fn make(
         )),
         None => None,
     };
+    // A folder pinned to another domain is refused before anything is contacted.
+    if let Some(d) = &ws.domain {
+        let (domain, embedded) = match &cfg.target {
+            Target::CustomerProfiles(t) => (t.domain.as_str(), false),
+            _ => (
+                crate::manifests::config::ProfilesTarget::EMBEDDED_DOMAIN,
+                true,
+            ),
+        };
+        if let Err(e) = d.check_target(domain, embedded) {
+            bail!("{e}");
+        }
+    }
     let dir = inputs.dir.as_path();
     note_new_local(cfg, dir);
     let conn = targets::connect_profiles(cfg, dir, writes).await?;
@@ -79,17 +92,8 @@ async fn make(
             bail!("{msg}");
         }
     };
-    let refused = match &ws.domain {
-        Some(d) => d
-            .check_target(&conn.domain, conn.embedded)
-            .err()
-            .map(|e| e.to_string()),
-        None if !live.present() && !conn.embedded => {
-            Some(run::missing_domain(&conn.domain, Some(&conn.endpoint)))
-        }
-        None => None,
-    };
-    if let Some(msg) = refused {
+    if ws.domain.is_none() && !live.present() && !conn.embedded {
+        let msg = run::missing_domain(&conn.domain, Some(&conn.endpoint));
         conn.close().await;
         bail!("{msg}");
     }
@@ -154,7 +158,7 @@ fn profiles_error(e: &ProfilesError, conn: &ProfilesConnection) -> String {
 fn exit_code(p: &DefinitionsPlan, detailed: bool) -> u8 {
     if p.has_blocked() {
         exit::BLOCKED
-    } else if detailed && !p.is_empty() {
+    } else if detailed && (!p.is_empty() || p.create_domain) {
         exit::CHANGES
     } else {
         exit::OK
@@ -536,7 +540,7 @@ fn step_line(s: &Step, r: &StepResult, colour: bool) -> String {
 /// `Apply complete: 1 created, 1 replaced.` or what failed and what a rerun does.
 fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
     let done = |a: Action| done_of(p, results, a);
-    let parts: Vec<String> = [
+    let mut parts: Vec<String> = [
         (Action::Create, "created"),
         (Action::Replace, "replaced"),
         (Action::Tag, "tagged"),
@@ -547,6 +551,9 @@ fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
     .filter(|(a, _)| done(*a) > 0)
     .map(|(a, w)| format!("{} {w}", done(*a)))
     .collect();
+    if p.create_domain {
+        parts.insert(0, "the domain created".into());
+    }
     let did = if parts.is_empty() {
         "nothing changed".to_string()
     } else {

@@ -633,6 +633,19 @@ impl DomainSpec {
             ..Default::default()
         }
     }
+
+    /// A tag a domain's settings are not compared on: segmentctl's own (the lease) and
+    /// those AWS sets (`aws:`, which no manifest may write).
+    pub fn tag_not_compared(key: &str) -> bool {
+        key.starts_with(crate::TAG_PREFIX) || key.starts_with("aws:")
+    }
+
+    /// These settings as a live domain reads back: no tags is the same as none given.
+    pub fn as_live(&self) -> Self {
+        let mut s = self.clone();
+        s.tags = s.tags.filter(|t| !t.is_empty());
+        s
+    }
 }
 
 /// What CreateDomain and GetDomain answer (`Stats` on GetDomain only).

@@ -177,7 +177,7 @@ impl Profiles for SdkProfiles {
         {
             Ok(d) => {
                 let mut tags = tags_of(d.tags());
-                tags.retain(|k, _| !k.starts_with(crate::TAG_PREFIX));
+                tags.retain(|k, _| !DomainSpec::tag_not_compared(k));
                 Ok(Some(DomainSpec {
                     default_expiration_days: d.default_expiration_days().map_or(0, i64::from),
                     default_encryption_key: d.default_encryption_key().map(str::to_string),
@@ -198,7 +198,8 @@ impl Profiles for SdkProfiles {
         };
         let spec = spec.unwrap_or(&embedded);
         let days = i32::try_from(spec.default_expiration_days).unwrap_or(i32::MAX);
-        self.api
+        let created = self
+            .api
             .call("CreateDomain", Class::SegmentWrite, || {
                 c.create_domain()
                     .domain_name(domain)
@@ -208,8 +209,18 @@ impl Profiles for SdkProfiles {
                     .set_tags(spec.tags.clone().map(|t| t.into_iter().collect()))
                     .send()
             })
-            .await?;
-        Ok(())
+            .await;
+        let Err(e) = created else { return Ok(()) };
+        // A create is not safe to repeat as such: a lost answer, retried, or another applier
+        // meets the domain that exists now. Look: the same settings are this create's.
+        match self.get_domain(domain).await {
+            Ok(Some(live)) if live == spec.as_live() => Ok(()),
+            Ok(Some(_)) => Err(ProfilesError::Moved(format!(
+                "the domain {} was created meanwhile, with other settings than these",
+                crate::text::safe(domain)
+            ))),
+            _ => Err(e.into()),
+        }
     }
 
     async fn list_definitions(&self, domain: &str) -> Result<Vec<DefinitionItem>> {
