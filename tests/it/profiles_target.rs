@@ -1547,7 +1547,11 @@ async fn a_domain_manifest_creates_a_missing_domain_and_never_changes_nor_delete
         stderr.contains("domain.yaml:3:") && stderr.contains("metadata.name: this folder is for domain \"prod\", but the target is domain \"shop\""),
         "{stderr}"
     );
-    assert_eq!(t.server.counters().requests, before, "refused before contacting");
+    assert_eq!(
+        t.server.counters().requests,
+        before,
+        "refused before contacting"
+    );
     let (code, stdout, stderr) = cli(
         d,
         &[
