@@ -188,7 +188,10 @@ async fn carry_out<P: Profiles + LeaseTags>(
 ) -> Result<Vec<StepResult>, String> {
     let domain = plan.domain.as_str();
     match run::create_domain(p, plan).await {
-        Ok(true) => events.push(run::domain_event_json(domain)),
+        Ok(true) => {
+            tracing::info!(domain = %safe(domain), "domain created");
+            events.push(run::domain_event_json(domain));
+        }
         Ok(false) => {}
         Err(e) => {
             for l in leases {

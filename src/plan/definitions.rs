@@ -1258,13 +1258,9 @@ mod tests {
             name: "shop".into(),
             ..Default::default()
         };
-        let p = plan(
-            &[],
-            Some(domain),
-            &missing,
-            &settings(true),
-            CampaignPolicy::default(),
-        );
+        let plan_on =
+            |live: &LiveDomain| plan(&[], Some(domain), live, &settings(true), Default::default());
+        let p = plan_on(&missing);
         assert!(p.create_domain);
         let DomainManifestAt { at, spec } = p.domain_manifest.clone().unwrap();
         assert_eq!(at, "domain.yaml:2");
@@ -1282,13 +1278,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        let p = plan(
-            &[],
-            Some(domain),
-            &live,
-            &settings(true),
-            CampaignPolicy::default(),
-        );
+        let p = plan_on(&live);
         assert!(!p.create_domain && p.is_empty());
         let drift: Vec<_> = p
             .domain_drift

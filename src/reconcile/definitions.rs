@@ -89,7 +89,6 @@ pub async fn create_domain<P: Profiles>(
     }
     let spec = plan.domain_manifest.as_ref().map(|d| &d.spec);
     p.create_domain(&plan.domain, spec).await?;
-    tracing::info!(domain = %crate::text::safe(&plan.domain), "domain created");
     Ok(true)
 }
 

@@ -1617,14 +1617,7 @@ async fn a_domain_manifest_creates_a_missing_domain_and_never_changes_nor_delete
         "{stdout}"
     );
     assert_eq!(expiration_days(&t, "solo").await.0, 45);
-    std::fs::write(
-        o.join("segmentctl.yaml"),
-        format!(
-            "target:\n  endpoint: {{url: '{}', region: us-east-1}}\nowner: {OWNER}\n",
-            t.endpoint()
-        ),
-    )
-    .unwrap();
+    std::fs::write(o.join("segmentctl.yaml"), util::endpoint_config(&t, "")).unwrap();
     let (code, stdout, stderr) = cli(o, &["plan", "."]);
     assert_eq!(code, 1, "{stdout}");
     assert!(
