@@ -777,17 +777,6 @@ async fn import_writes_nothing_for_a_name_the_api_forbids() {
     assert!(!d.join("work/imported").exists(), "nothing written");
 }
 
-/// A Connect campaign reading `definition` of `domain`, started when `running`.
-async fn campaign(
-    t: &TestServer,
-    name: &str,
-    domain: &str,
-    definition: &str,
-    running: bool,
-) -> String {
-    util::campaign_on(t, name, domain, definition, running).await
-}
-
 /// The definition a campaign reads, by name.
 async fn campaign_source(t: &TestServer, id: &str) -> String {
     let got = util::campaigns_client(t)
@@ -819,8 +808,8 @@ async fn a_campaign_in_use_blocks_a_replace_or_delete_until_re_pointed_or_allowe
     create_domain(&t, "shop").await;
     let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let spring = campaign(&t, "spring", "shop", "solo", true).await;
-    let ended = campaign(&t, "winter", "shop", "other", false).await;
+    let spring = util::campaign_on(&t, "spring", "shop", "solo", true).await;
+    let ended = util::campaign_on(&t, "winter", "shop", "other", false).await;
 
     // A campaign in use: the changed definition is re-created beside it, and that is blocked
     // with the campaign named; nothing changes.
@@ -992,7 +981,7 @@ async fn the_daemon_reconciles_a_domain_with_health_metrics_and_status() {
 
     // A campaign in use blocks the re-create an edit needs: the domain reports blocked, the
     // campaign named, and nothing changes.
-    let spring = campaign(&t, "spring", "shop", "user", true).await;
+    let spring = util::campaign_on(&t, "spring", "shop", "user", true).await;
     std::fs::write(
         d.join("user.yaml"),
         definition("user", &["CA", "MX"], &["base"]),
@@ -1321,7 +1310,7 @@ async fn a_campaign_that_changes_between_plan_and_apply_is_seen_before_a_delete(
     create_domain(&t, "shop").await;
     let (code, stdout, stderr) = cli(d, &["apply", ".", "--auto-approve"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let spring = campaign(&t, "spring", "shop", "moved", true).await;
+    let spring = util::campaign_on(&t, "spring", "shop", "moved", true).await;
 
     // solo's manifest is gone (prune), moved changes (re-created beside its campaign, which
     // is re-pointed as asked).
@@ -1347,7 +1336,7 @@ async fn a_campaign_that_changes_between_plan_and_apply_is_seen_before_a_delete(
     assert!(p.steps.iter().all(|s| s.blocked.is_empty()), "{p:#?}");
 
     // Meanwhile: a campaign starts on solo; a person moves spring to keep.
-    let summer = campaign(&t, "summer", "shop", "solo", true).await;
+    let summer = util::campaign_on(&t, "summer", "shop", "solo", true).await;
     let keep_arn = profiles_client(&t)
         .get_segment_definition()
         .domain_name("shop")
