@@ -1,7 +1,7 @@
 //! Many rows in one statement. On SQLite, `INSERT … VALUES (…), (…), …` and `… IN (…)` over
 //! a batch, sent in chunks of a few fixed sizes; on PostgreSQL, one statement over the whole
-//! batch, each column one `text[]` parameter (`INSERT … SELECT … FROM unnest(…)`,
-//! `… = ANY(…)`).
+//! batch: `COPY … FROM STDIN (FORMAT binary)` for plain inserts, and for upserts and lookups
+//! each column one `text[]` parameter (`INSERT … SELECT … FROM unnest(…)`, `… = ANY(…)`).
 //!
 //! A statement's text is one of a few per table (prepared statements are cached by their
 //! text), and its parameters stay under both databases' limits (SQLite 32,766, PostgreSQL
@@ -106,10 +106,12 @@ fn columns<'r, T>(
 
 /// Inserts `rows`: `head` (`INSERT INTO t (columns)`) given the `fixed` leading parameters
 /// (the same in every row), then the `width` text values `bind` adds for each row, ending
-/// in `tail` (an `ON CONFLICT` clause, or nothing). On PostgreSQL one statement over
-/// `unnest` of one array per column, in the rows' order: the server sets up no expressions
-/// per row, as it does for each tuple of a `VALUES` list (most of its work on a batch of
-/// short rows). On SQLite multi-row `VALUES` in chunks ([`chunked`]).
+/// in `tail` (an `ON CONFLICT` clause, or nothing). On PostgreSQL, a plain insert (no
+/// `tail`) is one `COPY t (columns) FROM STDIN (FORMAT binary)`, the rows streamed in the
+/// server's own binary form; an upsert is one statement over `unnest` of one array per
+/// column, in the rows' order: the server sets up no expressions per row, as it does for
+/// each tuple of a `VALUES` list (most of its work on a batch of short rows). On SQLite
+/// multi-row `VALUES` in chunks ([`chunked`]).
 pub fn insert<T>(
     tx: &Tx<'_>,
     (head, tail): (&str, &str),
@@ -122,6 +124,26 @@ pub fn insert<T>(
         return Ok(());
     }
     match tx.dialect() {
+        Dialect::Postgres if tail.is_empty() => {
+            let Some(target) = head.strip_prefix("INSERT INTO ") else {
+                return Err(DbError::Schema(format!("not an INSERT INTO: {head}")));
+            };
+            let mut values: Vec<Arg<'_>> = Vec::with_capacity(rows.len() * (fixed.len() + width));
+            let mut own = Vec::with_capacity(width);
+            for row in rows {
+                own.clear();
+                bind(row, &mut own);
+                values.extend(
+                    fixed
+                        .iter()
+                        .copied()
+                        .chain(own.iter().copied())
+                        .map(|p| p.arg()),
+                );
+            }
+            let copy = format!("COPY {target} FROM STDIN (FORMAT binary)");
+            tx.copy_in(&copy, fixed.len() + width, &values)?;
+        }
         Dialect::Postgres => {
             let cols = columns(rows, width, bind)?;
             let mut params: Vec<&dyn Param> = fixed.to_vec();

@@ -362,6 +362,10 @@ pub trait Conn {
     fn writing(&self) -> bool;
     /// Runs statements without parameters, `;`-separated (migrations).
     fn batch(&self, sql: &str) -> Result<(), DbError>;
+    /// Writes rows by `copy` (`COPY t (columns) FROM STDIN (FORMAT binary)`): `values` is
+    /// the rows one after another, `width` values each, each value of its column's type.
+    /// PostgreSQL's only: SQLite refuses it. How many rows were written.
+    fn copy_in(&self, copy: &str, width: usize, values: &[Arg<'_>]) -> Result<u64, DbError>;
 }
 
 /// The names the store uses for a connection and a transaction (both are a [`Conn`]).
@@ -508,6 +512,12 @@ impl Conn for Lite<'_> {
         Ok(self.conn.execute_batch(sql)?)
     }
 
+    fn copy_in(&self, _: &str, _: usize, _: &[Arg<'_>]) -> Result<u64, DbError> {
+        Err(DbError::Schema(
+            "COPY is PostgreSQL's: SQLite writes rows by INSERT".into(),
+        ))
+    }
+
     fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError> {
         use rusqlite::types::ValueRef;
         let mut stmt = self.conn.prepare_cached(sql)?;
@@ -635,14 +645,62 @@ fn pg_args<'p>(params: &[&'p dyn Param]) -> Vec<(PgArg<'p>, Type)> {
         .map(|p| {
             let p: &'p dyn Param = *p;
             let a = p.arg();
-            let ty = match a {
-                Arg::Int(_) | Arg::Null(Ty::Int) => Type::INT8,
-                Arg::Text(_) | Arg::Null(Ty::Text) => Type::TEXT,
-                Arg::Texts(_) => Type::TEXT_ARRAY,
-            };
-            (PgArg(a), ty)
+            (PgArg(a), pg_type(&a))
         })
         .collect()
+}
+
+/// `values` (rows of `width` values) in `COPY`'s binary format: its signature, flags and
+/// header extension, then each row as its field count and each field as its length and
+/// bytes (`-1`, no bytes: NULL), a text as UTF-8 and an integer as 8 bytes, big-endian (the
+/// columns' `BIGINT`); `-1` to end.
+fn copy_binary(width: usize, values: &[Arg<'_>]) -> Result<bytes::Bytes, DbError> {
+    use bytes::BufMut as _;
+    let fields =
+        i16::try_from(width).map_err(|_| DbError::Column("copy".into(), "too many columns"))?;
+    let size: usize = values
+        .iter()
+        .map(|a| 4 + if let Arg::Text(s) = a { s.len() } else { 8 })
+        .sum();
+    let mut out = bytes::BytesMut::with_capacity(19 + size + 2 * values.len() / width.max(1) + 2);
+    out.put_slice(b"PGCOPY\n\xff\r\n\0");
+    out.put_i32(0);
+    out.put_i32(0);
+    for row in values.chunks(width.max(1)) {
+        out.put_i16(fields);
+        for a in row {
+            match a {
+                Arg::Null(_) => out.put_i32(-1),
+                Arg::Int(i) => {
+                    out.put_i32(8);
+                    out.put_i64(*i);
+                }
+                Arg::Text(s) => {
+                    let len = i32::try_from(s.len())
+                        .map_err(|_| DbError::Column("copy".into(), "a value over 2 GB"))?;
+                    out.put_i32(len);
+                    out.put_slice(s.as_bytes());
+                }
+                Arg::Texts(_) => {
+                    return Err(DbError::Column(
+                        "copy".into(),
+                        "expected a text or an integer",
+                    ))
+                }
+            }
+        }
+    }
+    out.put_i16(-1);
+    Ok(out.freeze())
+}
+
+/// The PostgreSQL type a parameter is sent as.
+fn pg_type(a: &Arg<'_>) -> Type {
+    match a {
+        Arg::Int(_) | Arg::Null(Ty::Int) => Type::INT8,
+        Arg::Text(_) | Arg::Null(Ty::Text) => Type::TEXT,
+        Arg::Texts(_) => Type::TEXT_ARRAY,
+    }
 }
 
 /// Runs one statement written with `?N` placeholders on a pooled connection, from an async
@@ -790,6 +848,27 @@ impl Conn for Pg<'_> {
             .block_on(self.conn.client().batch_execute(&text))?)
     }
 
+    fn copy_in(&self, copy: &str, width: usize, values: &[Arg<'_>]) -> Result<u64, DbError> {
+        use futures_util::SinkExt as _;
+        if values.is_empty() {
+            return Ok(0);
+        }
+        // All the rows in one message: the driver hands a COPY's data to the connection's
+        // task one message at a time, so rows sent in small pieces would each wait for it.
+        let data = copy_binary(width, values)?;
+        let opening = self.opening.take();
+        let client = self.conn.client();
+        self.conn.block_on(async {
+            if let Some(opening) = opening {
+                client.batch_execute(opening).await?;
+            }
+            let sink = client.copy_in::<_, bytes::Bytes>(copy).await?;
+            futures_util::pin_mut!(sink);
+            sink.send(data).await?;
+            Ok(sink.finish().await?)
+        })
+    }
+
     fn run(&self, sql: &str, params: &[&dyn Param]) -> Result<Output, DbError> {
         let (sql, args) = (to_postgres(sql), pg_args(params));
         let opening = self.opening.take();
@@ -814,6 +893,30 @@ impl Conn for Pg<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// COPY's binary format, byte for byte: the header, each row's field count, a NULL as
+    /// length -1, an integer as 8 bytes, a text as its UTF-8, and the trailer.
+    #[test]
+    fn rows_are_encoded_in_copys_binary_format() {
+        let values = [
+            Arg::Text("é"),
+            Arg::Int(7),
+            Arg::Null(Ty::Text),
+            Arg::Int(-1),
+        ];
+        let data = copy_binary(2, &values).unwrap();
+        let mut want: Vec<u8> = b"PGCOPY\n\xff\r\n\0".to_vec();
+        want.extend([0, 0, 0, 0, 0, 0, 0, 0]);
+        want.extend([
+            0, 2, 0, 0, 0, 2, 0xc3, 0xa9, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7,
+        ]);
+        want.extend([0, 2, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 8]);
+        want.extend([0xff; 8]);
+        want.extend([0xff, 0xff]);
+        assert_eq!(&data[..], &want[..]);
+        let nested = [Arg::Texts(&[])];
+        assert!(copy_binary(1, &nested).is_err());
+    }
 
     #[test]
     fn placeholders_are_renumbered_outside_quotes() {
