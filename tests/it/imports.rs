@@ -1684,6 +1684,9 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
                 r#"{"Id":"old-2","Address":"+o2-a","Attributes":{"x":["1"]}}"#.into()
             }
             i if i == BATCH + 20 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
+            // A stored endpoint of user `quota`, staged with batch 1 as one of the user's
+            // other endpoints, then imported itself: its member is the imported value.
+            i if i == BATCH + 30 => r#"{"Id":"q3","Address":"+q3-new"}"#.into(),
             _ => format!(r#"{{"Id":"n{i}","ChannelType":"SMS","Address":"+n{i}"}}"#),
         }
     };
@@ -1822,7 +1825,19 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
         .map(|m| m["Id"].as_str().unwrap().to_string())
         .collect();
     let mut want: BTreeSet<String> = (0..rows)
-        .filter(|i| ![4, 10, 11, BATCH - 2, BATCH, BATCH + 10, BATCH + 20].contains(i))
+        .filter(|i| {
+            ![
+                4,
+                10,
+                11,
+                BATCH - 2,
+                BATCH,
+                BATCH + 10,
+                BATCH + 20,
+                BATCH + 30,
+            ]
+            .contains(i)
+        })
         .map(|i| format!("n{i}"))
         .collect();
     want.extend(["old-1", "fresh", "q14", "old-2"].map(String::from));
@@ -1834,6 +1849,9 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
     assert_eq!(member("old-2")["Location"]["Country"], "FR");
     assert_eq!(member("old-1")["Attributes"]["keep"][0], "x");
     assert_eq!(member("fresh")["Attributes"]["b"][0], "2");
+    assert_eq!(member("q3")["Address"], "+q3-new");
+    assert_eq!(member("q3")["User"]["UserId"], "quota");
+    assert_eq!(member("q4")["Address"], "+q4");
 }
 
 /// An endpoint a batch staged as a member, deleted before a later batch of the same job
@@ -1882,6 +1900,7 @@ fn a_member_staged_then_deleted_and_imported_again_is_staged_once_on_the_suites_
     let target = ImportTarget {
         segment_id: None,
         define: true,
+        registered: true,
         name: Some("s"),
         definition: ImportDefinition {
             channel_counts: None,

@@ -203,6 +203,25 @@ impl<'a> Merging<'a> {
         Ok(())
     }
 
+    /// The stored endpoints of the users of `staged` that `staged` does not write: the
+    /// other endpoints of the users a batch imports, as they stand after it (by id, each
+    /// once).
+    pub fn others_of(&self, staged: &Latest<'_>) -> Vec<String> {
+        let mut seen = HashSet::new();
+        let mut others = Vec::new();
+        for user in staged.rows.iter().filter_map(|s| s.user.as_deref()) {
+            if !seen.insert(user) {
+                continue;
+            }
+            let ids = self.users.get(user).into_iter().flatten();
+            others.extend(
+                ids.filter(|id| !staged.slot.contains_key(id.as_str()))
+                    .cloned(),
+            );
+        }
+        others
+    }
+
     /// Whether endpoint `id` exists, stored or written by an earlier row.
     pub fn exists(&self, id: &str) -> bool {
         self.current.get(id).is_some_and(|(e, _)| e.is_some())

@@ -78,6 +78,9 @@ pub struct Imported {
 pub struct ImportTarget<'a> {
     pub segment_id: Option<&'a str>,
     pub define: bool,
+    /// The rows were registered as endpoints (`RegisterEndpoints`): their users' other
+    /// endpoints were staged with each batch.
+    pub registered: bool,
     pub name: Option<&'a str>,
     pub definition: ImportDefinition,
 }
@@ -124,9 +127,16 @@ fn missing(row: &Endpoint, exists: bool) -> Option<String> {
     })
 }
 
-/// An import's rows made into the endpoints to stage (when `register`, merged into the
-/// stored ones, for [`Store::write_endpoints`] to register), and the rows refused, by
-/// index, with why.
+/// What a batch of an import stages: the endpoints (when registered, merged into the stored
+/// ones, for [`Store::write_endpoints`] to register), the ids of the other stored endpoints
+/// of their users (registered imports only), and the rows refused, by index, with why.
+struct Merged<'a> {
+    staged: Latest<'a>,
+    others: Vec<String>,
+    refused: Vec<(usize, String)>,
+}
+
+/// An import's rows made into what a batch stages ([`Merged`]).
 fn merge_rows<'a>(
     tx: &Tx<'_>,
     app: &'a str,
@@ -134,7 +144,7 @@ fn merge_rows<'a>(
     rows: &'a [ImportRow],
     now: &str,
     job_id: &str,
-) -> Result<(Latest<'a>, Vec<(usize, String)>), ApiError> {
+) -> Result<Merged<'a>, ApiError> {
     let mut merging = if register {
         Some(Merging::load(tx, app, rows)?)
     } else {
@@ -166,7 +176,12 @@ fn merge_rows<'a>(
             Err(why) => refused.push((i, why)),
         }
     }
-    Ok((staged, refused))
+    let others = merging.map(|m| m.others_of(&staged)).unwrap_or_default();
+    Ok(Merged {
+        staged,
+        others,
+        refused,
+    })
 }
 
 /// Rows imported by this process, for [`refresh_statistics`].
@@ -261,6 +276,42 @@ fn stage_rows(
         &old,
         UPSERT_MEMBER,
     )?)
+}
+
+/// Stages the endpoints `ids` of `app` (stored, and not written by the batch) as members at
+/// `(segment, version)`, as they stand, unless a row of the job staged them already: the
+/// other endpoints of the users a batch of a registered import brings, staged with it
+/// rather than looked for over every member at the end.
+fn stage_others(
+    tx: &Tx<'_>,
+    app: &str,
+    (segment, version): (&str, i32),
+    ids: &[String],
+) -> Result<(), ApiError> {
+    let channel = channel_of(tx.dialect(), "e.body");
+    multirow::any_of(
+        tx,
+        &[&app, &segment, &version],
+        ids,
+        |id| {
+            format!(
+                "INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body)
+                 SELECT ?1, ?2, ?3, e.id, e.user_id, {channel}, e.body FROM endpoints e
+                 WHERE e.app_id = ?1 AND e.id {id}
+                 ON CONFLICT DO NOTHING"
+            )
+        },
+        |id, p| p.push(id),
+    )?;
+    Ok(())
+}
+
+/// The `ChannelType` of the endpoint JSON in column `body`, in SQL.
+fn channel_of(dialect: Dialect, body: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("json_extract({body}, '$.ChannelType')"),
+        Dialect::Postgres => format!("({body}::jsonb ->> 'ChannelType')"),
+    }
 }
 
 const UPSERT_MEMBER: &str = " ON CONFLICT (app_id, segment_id, version, endpoint_id) DO UPDATE SET user_id = excluded.user_id, channel = excluded.channel, body = excluded.body";
@@ -495,7 +546,11 @@ impl Store {
             if n == 0 {
                 return Err(lost_lease(&job_id));
             }
-            let (staged, refused) = merge_rows(tx, app, register, rows, now, &job_id)?;
+            let Merged {
+                staged,
+                others,
+                refused,
+            } = merge_rows(tx, app, register, rows, now, &job_id)?;
             let registered = register;
             let register = |tx: &Tx<'_>| match registered {
                 true => Store::write_endpoints(tx, app, &staged),
@@ -505,7 +560,10 @@ impl Store {
             match staged_at(&job_id, segment_id, define) {
                 Some(at) => self.beside(
                     tx,
-                    |side| stage_rows(side, app, at, &staged, registered),
+                    |side| {
+                        stage_rows(side, app, at, &staged, registered)?;
+                        stage_others(side, app, at, &others)
+                    },
                     register,
                 )?,
                 None => register(tx)?,
@@ -554,7 +612,9 @@ impl Store {
                 _ => (job_id.to_string(), 0),
             };
             let counts = match staged_at(job_id, target.segment_id, target.define) {
-                Some(staged) => Self::stage_members(tx, app, staged, &seg, version)?,
+                Some(staged) => {
+                    Self::stage_members(tx, app, staged, (&seg, version), target.registered)?
+                }
                 None => BTreeMap::new(),
             };
             let size: i64 = counts.values().sum();
@@ -610,13 +670,14 @@ impl Store {
 
     /// Writes an import's members into `seg` at `version`: the rows staged at `staged`
     /// (moved there, unless staged there), and every registered endpoint of each imported
-    /// user. Their counts by channel.
+    /// user (staged with each batch already when the rows were `registered`: see
+    /// [`stage_others`]). Their counts by channel.
     fn stage_members(
         tx: &Tx<'_>,
         app: &str,
         staged: (&str, i32),
-        seg: &str,
-        version: i32,
+        (seg, version): (&str, i32),
+        registered: bool,
     ) -> Result<BTreeMap<String, i64>, ApiError> {
         if staged != (seg, version) {
             tx.execute(
@@ -634,22 +695,22 @@ impl Store {
                 params![app, staged.0, staged.1],
             )?;
         }
-        // The users' other endpoints (those imported are members already: left out before
-        // their bodies would be parsed again for the channel).
-        let channel = match tx.dialect() {
-            Dialect::Sqlite => "json_extract(e.body, '$.ChannelType')",
-            Dialect::Postgres => "(e.body::jsonb ->> 'ChannelType')",
-        };
-        tx.execute(
-            &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body)
-             SELECT ?1, ?2, ?3, e.id, e.user_id, {channel}, e.body FROM endpoints e
-             WHERE e.app_id = ?1 AND e.user_id IN (SELECT user_id FROM segment_members
-                 WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 AND user_id IS NOT NULL)
-               AND NOT EXISTS (SELECT 1 FROM segment_members m
-                 WHERE m.app_id = ?1 AND m.segment_id = ?2 AND m.version = ?3 AND m.endpoint_id = e.id)
-             ON CONFLICT DO NOTHING"),
-            params![app, seg, version],
-        )?;
+        // The users' other endpoints, when not staged with the rows (those imported are
+        // members already: left out before their bodies would be parsed again for the
+        // channel).
+        let channel = channel_of(tx.dialect(), "e.body");
+        if !registered {
+            tx.execute(
+                &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body)
+                 SELECT ?1, ?2, ?3, e.id, e.user_id, {channel}, e.body FROM endpoints e
+                 WHERE e.app_id = ?1 AND e.user_id IN (SELECT user_id FROM segment_members
+                     WHERE app_id = ?1 AND segment_id = ?2 AND version = ?3 AND user_id IS NOT NULL)
+                   AND NOT EXISTS (SELECT 1 FROM segment_members m
+                     WHERE m.app_id = ?1 AND m.segment_id = ?2 AND m.version = ?3 AND m.endpoint_id = e.id)
+                 ON CONFLICT DO NOTHING"),
+                params![app, seg, version],
+            )?;
+        }
         let mut counts = BTreeMap::new();
         {
             let stmt = tx.prepare(
@@ -748,6 +809,7 @@ mod tests {
         let target = ImportTarget {
             segment_id: None,
             define: true,
+            registered: true,
             name: Some("s"),
             definition: ImportDefinition {
                 channel_counts: None,
