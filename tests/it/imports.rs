@@ -1448,8 +1448,15 @@ async fn with_s3_allow_a_job_reads_and_writes_only_the_buckets_given() {
     );
 }
 
-/// Rows an import commits at once: the tests below place rows on both sides of a batch's end.
-const BATCH: usize = segmentctl::server::jobs::IMPORT_BATCH;
+/// Rows an import commits at once on the suite's database: the tests below place rows on both
+/// sides of a batch's end.
+fn batch() -> usize {
+    use segmentctl::server::store::sql::Dialect;
+    segmentctl::server::jobs::import_batch_rows(match crate::pg::backend_is_postgres() {
+        true => Dialect::Postgres,
+        false => Dialect::Sqlite,
+    })
+}
 
 /// One row of the batch file below: its text, and the endpoint id it registers (None: the
 /// row is refused).
@@ -1488,11 +1495,11 @@ fn batch_row(i: usize) -> (String, Option<String>) {
         617 => text(r#"{"Id":"c0","User":{"UserId":"other"}}"#, Some("c0")),
         618 => crowd(16),
         // One endpoint written on both sides of the first batch's end.
-        i if i == BATCH - 2 => text(
+        i if i == batch() - 2 => text(
             r#"{"Id":"edge","ChannelType":"EMAIL","Address":"x@example.com","Attributes":{"side":["before"]}}"#,
             Some("edge"),
         ),
-        i if i == BATCH => text(
+        i if i == batch() => text(
             r#"{"Id":"edge","Attributes":{"side":["after"]}}"#,
             Some("edge"),
         ),
@@ -1506,7 +1513,7 @@ fn batch_row(i: usize) -> (String, Option<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_import_rows_merge_in_order_and_fail_alone() {
     let root = tempfile::tempdir().unwrap();
-    let rows = 2 * BATCH + 345;
+    let rows = 2 * batch() + 345;
     let (lines, ids): (Vec<String>, Vec<Option<String>>) = (0..rows).map(batch_row).unzip();
     let ids: BTreeSet<String> = ids.into_iter().flatten().collect();
     std::fs::write(root.path().join("batch.json"), lines.join("\n") + "\n").unwrap();
@@ -1659,7 +1666,7 @@ async fn names_freed_at_the_limit_keep_those_of_the_batchs_earlier_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_user_limit() {
     let root = tempfile::tempdir().unwrap();
-    let rows = BATCH + 200;
+    let rows = batch() + 200;
     let line = |i: usize| -> String {
         match i {
             // Batch 1: a stored endpoint updated (its attribute and user stay).
@@ -1671,22 +1678,22 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
                 r#"{"Id":"fresh","Attributes":{"b":["2"]},"User":{"UserId":"fresh-user"}}"#.into()
             }
             // The user's 15th endpoint, at the first batch's end; the 16th, after it, refused.
-            i if i == BATCH - 2 => {
+            i if i == batch() - 2 => {
                 r#"{"Id":"q14","ChannelType":"SMS","Address":"+q14","User":{"UserId":"quota"}}"#
                     .into()
             }
-            i if i == BATCH => {
+            i if i == batch() => {
                 r#"{"Id":"q15","ChannelType":"SMS","Address":"+q15","User":{"UserId":"quota"}}"#
                     .into()
             }
             // Batch 2: a stored endpoint written twice.
-            i if i == BATCH + 10 => {
+            i if i == batch() + 10 => {
                 r#"{"Id":"old-2","Address":"+o2-a","Attributes":{"x":["1"]}}"#.into()
             }
-            i if i == BATCH + 20 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
+            i if i == batch() + 20 => r#"{"Id":"old-2","Address":"+o2-b"}"#.into(),
             // A stored endpoint of user `quota`, staged with batch 1 as one of the user's
             // other endpoints, then imported itself: its member is the imported value.
-            i if i == BATCH + 30 => r#"{"Id":"q3","Address":"+q3-new"}"#.into(),
+            i if i == batch() + 30 => r#"{"Id":"q3","Address":"+q3-new"}"#.into(),
             _ => format!(r#"{{"Id":"n{i}","ChannelType":"SMS","Address":"+n{i}"}}"#),
         }
     };
@@ -1753,7 +1760,7 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
     assert!(
         job.failures()[0].contains(&format!(
             "mixed.json:{}: User.UserId: a user has at most 15 endpoints; quota already has 15",
-            BATCH + 1
+            batch() + 1
         )),
         "{:?}",
         job.failures()
@@ -1830,11 +1837,11 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
                 4,
                 10,
                 11,
-                BATCH - 2,
-                BATCH,
-                BATCH + 10,
-                BATCH + 20,
-                BATCH + 30,
+                batch() - 2,
+                batch(),
+                batch() + 10,
+                batch() + 20,
+                batch() + 30,
             ]
             .contains(i)
         })

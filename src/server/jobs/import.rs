@@ -10,16 +10,23 @@ use crate::audience::rows::{self, Format, Row};
 use crate::model::ImportDefinition;
 use crate::server::error::ApiError;
 use crate::server::objects::{self, Reader};
+use crate::server::store::sql::Dialect;
 use crate::server::store::{ImportRow, ImportTarget};
 use crate::text::now_iso;
 
-/// Rows committed per transaction, each batch written in a few multi-row statements
-/// (`store::multirow`; `COPY` on PostgreSQL). Measured side by side on `cargo bench --bench
-/// imports` (300,000 endpoints) against 1,000: PostgreSQL 1.18× and 1.21× the records/s
-/// (its lookups and statements cost per batch as much as per row), SQLite 0.96× and 1.09×
-/// (the same); the server's peak memory 150 MB rather than 90. The tests place rows on both
-/// sides of a batch's end by it.
-pub const BATCH: usize = 4000;
+/// Rows committed per transaction on `dialect`'s database, each batch written in a few
+/// multi-row statements (`store::multirow`; new rows by `COPY` on PostgreSQL). Measured side
+/// by side on `cargo bench --bench imports`: on PostgreSQL, 4,000 gave 1.18× and 1.21× the
+/// records/s of 1,000 (300,000 endpoints; its lookups and statements cost per batch about
+/// as much as per row); on SQLite the same at 300,000 (0.96× and 1.09×) and the rows' phase
+/// 7–11 % slower at 1,000,000, so it stays at 1,000 (the server's peak memory 90 MB rather
+/// than 150). The tests place rows on both sides of a batch's end by it.
+pub fn batch_rows(dialect: Dialect) -> usize {
+    match dialect {
+        Dialect::Sqlite => 1000,
+        Dialect::Postgres => 4000,
+    }
+}
 
 impl Jobs {
     pub(super) async fn import(&self, app: &str, job: &mut Value) -> Result<(), String> {
@@ -133,7 +140,7 @@ impl Jobs {
         let mut reader = self.open_uncompressed(file).await?;
         let mut rows = rows::Reader::new(format);
         let job_id = job["Id"].as_str().unwrap_or_default().to_string();
-        let mut batch = Batch::new(&file.name, register);
+        let mut batch = Batch::new(&file.name, register, batch_rows(self.store.dialect()));
         let failure = loop {
             match rows.next_row_async(&mut reader).await {
                 Ok(None) => break None,
@@ -145,7 +152,7 @@ impl Jobs {
                         .rows
                         .push(ImportRow::new(app, &job_id, id, endpoint, now));
                     batch.lines.push(line);
-                    if batch.rows.len() >= BATCH {
+                    if batch.rows.len() >= batch.size {
                         batch.commit(self, app, job).await?;
                     }
                 }
@@ -210,18 +217,21 @@ struct Batch<'a> {
     register: bool,
     rows: Vec<ImportRow>,
     lines: Vec<u64>,
+    /// Rows a batch holds ([`batch_rows`]).
+    size: usize,
     /// The time the batch's endpoints are written at (when its first row was read).
     now: Option<String>,
     pending: Option<Pending>,
 }
 
 impl<'a> Batch<'a> {
-    fn new(file: &'a str, register: bool) -> Self {
+    fn new(file: &'a str, register: bool, size: usize) -> Self {
         Self {
             file,
             register,
-            rows: Vec::with_capacity(BATCH),
-            lines: Vec::with_capacity(BATCH),
+            rows: Vec::with_capacity(size),
+            lines: Vec::with_capacity(size),
+            size,
             now: None,
             pending: None,
         }
@@ -234,7 +244,7 @@ impl<'a> Batch<'a> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(BATCH));
+        let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.size));
         let now = self.now.take().unwrap_or_else(now_iso);
         let store = jobs.store.clone();
         let (app, snapshot, register) = (app.to_string(), job.clone(), self.register);

@@ -32,7 +32,7 @@ use super::store::{JobKind, OpenJob, Store};
 use crate::text::now_iso;
 
 pub use export::{export_scan, PieceLimit, PIECE};
-pub use import::BATCH as IMPORT_BATCH;
+pub use import::batch_rows as import_batch_rows;
 
 /// Pinpoint's limit on the files of one import job.
 pub const MAX_IMPORT_BYTES: u64 = 1024 * 1024 * 1024;
