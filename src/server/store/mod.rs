@@ -10,6 +10,7 @@
 //! Guarantees, on either: a write is acknowledged only after its transaction commits, so a
 //! server killed at any moment (SIGKILL) leaves every acknowledged write and no partial one.
 
+mod answers;
 mod apps;
 mod campaigns;
 mod checkpoint;
@@ -229,6 +230,7 @@ enum Backend {
         writer: Box<Mutex<rusqlite::Connection>>,
         readers: Vec<Mutex<rusqlite::Connection>>,
         next_reader: AtomicUsize,
+        answers: answers::Answers,
     },
     Postgres(Box<pg::PgPool>),
 }
@@ -423,6 +425,7 @@ impl Store {
                     writer: Box::new(Mutex::new(writer)),
                     readers,
                     next_reader: AtomicUsize::new(0),
+                    answers: answers::Answers::default(),
                 }
             }
             DataSource::Postgres(dsn) => Backend::Postgres(Box::new(pg::PgPool::new(dsn, pg)?)),
@@ -586,19 +589,27 @@ impl Store {
             Backend::Sqlite {
                 writer,
                 checkpointer,
+                answers,
                 ..
             } => {
                 let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .map_err(|e| Failure::Db(e.into()))?;
-                let out = f(&sql::Lite {
-                    conn: &tx,
-                    writing: true,
-                })?;
-                tx.commit().map_err(|e| Failure::Db(e.into()))?;
-                checkpointer.committed(&conn);
-                Ok(out)
+                let out = (|| {
+                    let tx = conn
+                        .transaction_with_behavior(TransactionBehavior::Immediate)
+                        .map_err(|e| Failure::Db(e.into()))?;
+                    let out = f(&sql::Lite {
+                        conn: &tx,
+                        writing: true,
+                    })?;
+                    tx.commit().map_err(|e| Failure::Db(e.into()))?;
+                    Ok(out)
+                })();
+                // Committed or not, before the writer is free and its caller answered.
+                answers.written();
+                if out.is_ok() {
+                    checkpointer.committed(&conn);
+                }
+                out
             }
             Backend::Postgres(pool) => pg_write(pool, f),
         }

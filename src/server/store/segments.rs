@@ -294,6 +294,25 @@ impl Store {
         })
     }
 
+    /// GetSegment's answer for the latest version of `id`, as the body bytes: on SQLite
+    /// given again while nothing was written since it was read ([`super::answers`]), else
+    /// read as [`Store::get_segment`] reads it. Errors are never kept.
+    pub fn segment_answer(&self, app: &str, id: &str) -> Result<bytes::Bytes, ApiError> {
+        let to_bytes = |r: Rendered| bytes::Bytes::from(String::from(Box::<str>::from(r)));
+        let super::Backend::Sqlite { answers, .. } = &self.backend else {
+            return self.get_segment(app, id, None).map(to_bytes);
+        };
+        self.require_ready()?;
+        let key = format!("{app}/{id}");
+        if let Some(kept) = answers.get(&key) {
+            return Ok(kept);
+        }
+        let read_at = answers.generation();
+        let answer = to_bytes(self.get_segment(app, id, None)?);
+        answers.put(key, read_at, answer.clone());
+        Ok(answer)
+    }
+
     pub(super) fn get_segment_in(
         &self,
         c: &Connection,
