@@ -698,8 +698,8 @@ impl Store {
         // The users' other endpoints, when not staged with the rows (those imported are
         // members already: left out before their bodies would be parsed again for the
         // channel).
-        let channel = channel_of(tx.dialect(), "e.body");
         if !registered {
+            let channel = channel_of(tx.dialect(), "e.body");
             tx.execute(
                 &format!("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body)
                  SELECT ?1, ?2, ?3, e.id, e.user_id, {channel}, e.body FROM endpoints e
