@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 
 use super::sql::DbError;
 
@@ -73,9 +73,10 @@ pub struct PgPool {
     opening: (String, String),
     /// How a cancel request reaches the database (as the connections do).
     tls: tokio_postgres_rustls::MakeRustlsConnect,
-    /// Connections kept out of the pool for reads of one statement outside a transaction,
-    /// each shared by every such read at once ([`PgPool::get_shared`]).
-    shared: Vec<Mutex<Option<Arc<Object>>>>,
+    /// Connections kept out of the pool (which holds `max` less these) for reads of one
+    /// statement outside a transaction, each shared by every such read at once
+    /// ([`PgPool::get_shared`]).
+    shared: Vec<Mutex<Option<Arc<ClientWrapper>>>>,
     next_shared: AtomicUsize,
 }
 
@@ -84,7 +85,7 @@ pub struct PgPool {
 #[allow(clippy::large_enum_variant)]
 enum Held {
     Own(Object),
-    Shared(usize, Arc<Object>),
+    Shared(usize, Arc<ClientWrapper>),
 }
 
 /// A connection out of the pool; back to it when dropped, unless [`Pooled::broken`].
@@ -167,8 +168,8 @@ impl Drop for Pooled<'_> {
                     *slot = None;
                 }
                 drop(slot);
-                if let Ok(client) = Arc::try_unwrap(client) {
-                    drop(Object::take(client));
+                if let Ok(mut client) = Arc::try_unwrap(client) {
+                    deadpool::managed::Manager::detach(self.pool.pool.manager(), &mut client);
                 }
             }
         }
@@ -231,8 +232,9 @@ impl PgPool {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let shared = shared_count(settings.max);
         let pool = Pool::builder(manager)
-            .max_size(settings.max.max(1))
+            .max_size(settings.max.max(1) - shared)
             .wait_timeout(Some(WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -246,9 +248,7 @@ impl PgPool {
             last_ok: Mutex::new(None),
             opening: openings(settings.statement_timeout),
             tls,
-            shared: (0..shared_count(settings.max))
-                .map(|_| Mutex::new(None))
-                .collect(),
+            shared: (0..shared).map(|_| Mutex::new(None)).collect(),
             next_shared: AtomicUsize::new(0),
         })
     }
@@ -349,13 +349,14 @@ impl PgPool {
         let client = match found {
             Some(c) => c,
             None => {
-                let mut own = self.get_async().await?;
-                let Some(Held::Own(new)) = own.client.take() else {
-                    unreachable!("get_async holds its connection alone")
-                };
+                // Made here rather than taken from the pool, so that its connection's task
+                // runs on this task's runtime: an idle pooled one may have been made on the
+                // pool's own runtime (by a blocking caller), and each read would then wake
+                // that runtime's thread twice, to send and to answer.
+                let new = self.connect_shared().await?;
                 let mut slot = lock(&self.shared[at]);
                 match slot.as_ref().filter(|c| !c.is_closed()) {
-                    // Another read put one there meanwhile: this one goes back to the pool.
+                    // Another read put one there meanwhile: this one is closed.
                     Some(c) => c.clone(),
                     None => slot.insert(Arc::new(new)).clone(),
                 }
@@ -369,7 +370,31 @@ impl PgPool {
     }
 }
 
-/// How many connections are kept aside for shared reads, out of `max`: one, when there
+impl PgPool {
+    /// A new connection for [`PgPool::get_shared`], its task on the caller's runtime.
+    async fn connect_shared(&self) -> Result<ClientWrapper, DbError> {
+        let made = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            deadpool::managed::Manager::create(self.pool.manager()),
+        )
+        .await;
+        match made {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(cause)) => Err(DbError::Connect {
+                target: self.target.clone(),
+                cause,
+            }),
+            Err(_) => Err(DbError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}: no answer within {} s",
+                self.target,
+                CONNECT_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+}
+
+/// How many connections are kept aside for shared reads, out of `max` (the pool holds the
+/// rest): one, when there
 /// are four or more. A PostgreSQL backend answers a pipelined stream of primary-key reads
 /// at tens of thousands a second; more connections split the stream, and the database's
 /// processes then sleep and wake for each read again (GetSegment on the 2-core load bench:
