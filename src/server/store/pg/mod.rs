@@ -394,8 +394,7 @@ impl PgPool {
 }
 
 /// How many connections are kept aside for shared reads, out of `max` (the pool holds the
-/// rest): one, when there
-/// are four or more. A PostgreSQL backend answers a pipelined stream of primary-key reads
+/// rest): one, when there are four or more. A PostgreSQL backend answers a pipelined stream of primary-key reads
 /// at tens of thousands a second; more connections split the stream, and the database's
 /// processes then sleep and wake for each read again (GetSegment on the 2-core load bench:
 /// one 35,300/s, two 27,500/s, four 24,200/s, none 19,800/s).
