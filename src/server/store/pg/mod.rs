@@ -2,7 +2,8 @@
 //!
 //! The store's calls are blocking (they run on the blocking pool, as SQLite's do), so the
 //! pool owns a small runtime of its own: the connections' tasks run there, and a caller
-//! blocks on its query's future ([`PgPool::block_on`]). No call may come from an async
+//! blocks on its query's future ([`PgPool::block_on`]). (The connection shared by awaited
+//! reads, [`PgPool::get_shared`], is the exception: its task runs on the server's runtime.) No call may come from an async
 //! task (the server's handlers reach the store through `spawn_blocking`).
 //!
 //! At most `max` connections are open; a caller waits up to [`WAIT`] for one, then gets a
