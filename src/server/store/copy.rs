@@ -267,7 +267,9 @@ fn run_in_tx(
     params: &[&dyn Param],
 ) -> Result<super::sql::Output, DbError> {
     target
-        .write_db(|tx| tx.run(sql, params).map_err(super::Failure::Db))
+        .write_db(super::Commit::Durable, |tx| {
+            tx.run(sql, params).map_err(super::Failure::Db)
+        })
         .map_err(|f| match f {
             super::Failure::Db(e) => e,
             super::Failure::Api(e) => DbError::Unavailable(e.message),

@@ -533,7 +533,9 @@ impl Store {
         let job_id = job["Id"].as_str().unwrap_or_default().to_string();
         let status = job["JobStatus"].as_str().unwrap_or("PROCESSING");
         let text = job.to_string();
-        self.write_app(app, |tx| {
+        // Its progress commits with its rows, and the job ends in a durable commit: a batch
+        // a machine's crash loses is one the job reads and writes again.
+        self.write_app_as(app, super::Commit::Deferred, |tx| {
             // A deleted application's import stops here (and fails), writing nothing more.
             self.require_app(tx, app)?;
             // The job's row first: it stays locked until this transaction ends, so no other
@@ -561,6 +563,8 @@ impl Store {
                 Some(at) => self.beside(
                     tx,
                     |side| {
+                        // Committed before `tx`: lost only with it.
+                        super::defer_commit(side)?;
                         stage_rows(side, app, at, &staged, registered)?;
                         stage_others(side, app, at, &others)
                     },
@@ -829,5 +833,47 @@ mod tests {
         assert_eq!(ids, ["x", "y", "z"]);
         let x: Value = serde_json::from_str(&members[0].1).unwrap();
         assert_eq!(x["Address"], "+3");
+    }
+
+    /// A deferred write commits with SQLite's `synchronous = NORMAL` (1), set between
+    /// transactions; every other write, the next after a failed deferred one, and the next
+    /// after an import's batch (deferred), durable (`FULL`, 2).
+    #[test]
+    fn a_deferred_commit_relaxes_its_own_transaction_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("p.db"), "us-east-1", "123456789012").unwrap();
+        let app = store.create_app("a", &Default::default()).unwrap().id;
+        let level = |tx: &Tx<'_>| -> i64 {
+            tx.run("PRAGMA synchronous", &[]).unwrap().rows[0]
+                .get(0)
+                .unwrap()
+        };
+        let durable = |store: &Store| store.write_app(&app, |tx| Ok(level(tx))).unwrap();
+        assert_eq!(durable(&store), 2);
+        let seen = store
+            .write_app_as(&app, super::super::Commit::Deferred, |tx| Ok(level(tx)))
+            .unwrap();
+        assert_eq!(seen, 1);
+        assert_eq!(durable(&store), 2);
+        let failed = store.write_app_as(&app, super::super::Commit::Deferred, |tx| {
+            assert_eq!(level(tx), 1);
+            Err::<(), _>(ApiError::internal(&"refused"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(durable(&store), 2);
+        let job = store
+            .create_job(
+                &app,
+                JobKind::Import,
+                None,
+                json!({"Definition": {"DefineSegment": true, "S3Url": "file:///x", "Format": "JSON"}}),
+            )
+            .unwrap();
+        let id = job["Id"].as_str().unwrap().to_string();
+        let now = now_iso();
+        store
+            .import_batch(&app, &job, true, &[row(&app, &id, "x", "+1")], &now)
+            .unwrap();
+        assert_eq!(durable(&store), 2);
     }
 }

@@ -284,6 +284,30 @@ fn tags_from_json(text: &str) -> Tags {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// How a write transaction's commit reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// On disk before the commit returns (SQLite's `synchronous = FULL` in WAL mode,
+    /// PostgreSQL's `synchronous_commit = on`): what a request's answer acknowledges.
+    Durable,
+    /// Written before the commit returns, flushed with the next durable commit or
+    /// checkpoint (SQLite's `synchronous = NORMAL`, PostgreSQL's `synchronous_commit = off`):
+    /// a crash of the process loses nothing, a crash of the machine may lose the last such
+    /// commits, never part of one, never one without those before it. For work whose
+    /// progress is written in the same transaction and whose end is a durable commit (an
+    /// import's batches): a lost batch is one the job does again.
+    Deferred,
+}
+
+/// Makes the PostgreSQL transaction `tx` commit as [`Commit::Deferred`] (a no-op on
+/// SQLite, where it is the connection's setting between transactions).
+pub(super) fn defer_commit(tx: &Tx<'_>) -> Result<(), DbError> {
+    match tx.dialect() {
+        Dialect::Postgres => tx.batch("SET LOCAL synchronous_commit = off"),
+        Dialect::Sqlite => Ok(()),
+    }
+}
+
 fn non_empty(tags: Tags) -> Option<Tags> {
     (!tags.is_empty()).then_some(tags)
 }
@@ -462,11 +486,13 @@ impl Store {
     /// apply each once.
     pub fn migrate(&self) -> Result<Migrated, DbError> {
         let migrated = off_runtime(|| {
-            self.write_db(|c| apply_migrations(c).map_err(Failure::Db))
-                .map_err(|f| match f {
-                    Failure::Db(e) => e,
-                    Failure::Api(e) => DbError::Unavailable(e.message),
-                })
+            self.write_db(Commit::Durable, |c| {
+                apply_migrations(c).map_err(Failure::Db)
+            })
+            .map_err(|f| match f {
+                Failure::Db(e) => e,
+                Failure::Api(e) => DbError::Unavailable(e.message),
+            })
         })?;
         self.ready.store(true, Ordering::Release);
         Ok(migrated)
@@ -519,6 +545,16 @@ impl Store {
         app: &str,
         f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.write_app_as(app, Commit::Durable, f)
+    }
+
+    /// [`Store::write_app`], its commit made durable as `commit` says.
+    pub(super) fn write_app_as<T>(
+        &self,
+        app: &str,
+        commit: Commit,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let _turn = match &self.backend {
             Backend::Postgres(_) => {
                 use std::hash::{Hash, Hasher};
@@ -529,7 +565,7 @@ impl Store {
             }
             Backend::Sqlite { .. } => None,
         };
-        self.write(|tx| {
+        self.write_as(commit, |tx| {
             Self::lock_endpoints(tx, app)?;
             f(tx)
         })
@@ -574,8 +610,16 @@ impl Store {
         &self,
         f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
+        self.write_as(Commit::Durable, f)
+    }
+
+    fn write_as<T>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         self.require_ready()?;
-        self.write_db(|c| f(c).map_err(Failure::Api))
+        self.write_db(commit, |c| f(c).map_err(Failure::Api))
             .map_err(|e| match e {
                 Failure::Api(e) => e,
                 Failure::Db(e) => e.into(),
@@ -583,8 +627,13 @@ impl Store {
     }
 
     /// One write transaction: `BEGIN IMMEDIATE` on SQLite's writer; `BEGIN` on a pooled
-    /// PostgreSQL connection (READ COMMITTED), rolled back when `f` fails.
-    fn write_db<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T, Failure>) -> Result<T, Failure> {
+    /// PostgreSQL connection (READ COMMITTED), rolled back when `f` fails; its commit made
+    /// durable as `commit` says.
+    fn write_db<T>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
         match &self.backend {
             Backend::Sqlite {
                 writer,
@@ -593,6 +642,15 @@ impl Store {
                 ..
             } => {
                 let mut conn = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let deferred = commit == Commit::Deferred;
+                // SQLite changes it between transactions only.
+                let safety = |conn: &rusqlite::Connection, level: &str| {
+                    conn.pragma_update(None, "synchronous", level)
+                        .map_err(|e| Failure::Db(e.into()))
+                };
+                if deferred {
+                    safety(&conn, "NORMAL")?;
+                }
                 let out = (|| {
                     let tx = conn
                         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -606,12 +664,23 @@ impl Store {
                 })();
                 // Committed or not, before the writer is free and its caller answered.
                 answers.written();
+                // Every other write is durable again (should this fail, the writer is not
+                // trusted with one: the error is this write's).
+                let out = match deferred {
+                    true => safety(&conn, "FULL").and(out),
+                    false => out,
+                };
                 if out.is_ok() {
                     checkpointer.committed(&conn);
                 }
                 out
             }
-            Backend::Postgres(pool) => pg_write(pool, f),
+            Backend::Postgres(pool) => pg_write(pool, |tx| {
+                if commit == Commit::Deferred {
+                    defer_commit(tx).map_err(Failure::Db)?;
+                }
+                f(tx)
+            }),
         }
     }
 
