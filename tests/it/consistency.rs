@@ -1,7 +1,7 @@
 //! A read of several statements sees one commit, on either database: GetCampaigns reads
 //! the page's ids, then each campaign; campaigns deleted meanwhile must not show through
 //! as a failed or torn page. GetSegment, kept in memory on SQLite between writes, reads
-//! every write acknowledged before it.
+//! every write acknowledged before it, and reads one version of a segment with thousands.
 
 use aws_sdk_pinpoint::types::WriteCampaignRequest;
 
@@ -129,4 +129,83 @@ async fn get_segment_sees_each_write_acknowledged_before_it() {
         .expect("delete the app");
     let gone = get(c.clone(), app.clone(), other).await.unwrap_err();
     assert!(gone.into_service_error().is_not_found_exception());
+}
+
+/// GetSegment reads the one version it answers with, however many the segment has: the
+/// version is found by its key even by a plan PostgreSQL cached while the table was small
+/// (one made from the first reads, then 50,000 versions written under it, with no ANALYZE
+/// between). On PostgreSQL the primary key's index entries the reads return are counted:
+/// fewer than one read of every version. On either database the answer is the latest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_segment_reads_one_version_of_a_segment_with_many() {
+    const VERSIONS: i64 = 50_000;
+    let t = util::start().await;
+    let c = &t.client;
+    let app = util::create_app(c, "versions").await;
+    let seg = util::create_segment(c, &app, named("many")).await;
+    let get = || async {
+        c.get_segment()
+            .application_id(&app)
+            .segment_id(&seg)
+            .send()
+            .await
+            .unwrap()
+            .segment_response
+            .unwrap()
+    };
+    // Past PostgreSQL's five custom plans: the statement's plan is cached from here on.
+    for _ in 0..8 {
+        assert_eq!(get().await.version, Some(1));
+    }
+    let data = t.data.display().to_string();
+    let grow = format!(
+        "INSERT INTO segment_versions (app_id, segment_id, version, modified, body)
+           SELECT app_id, segment_id, version + n, modified, body FROM segment_versions,
+             (WITH RECURSIVE k(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM k WHERE n < {VERSIONS}) SELECT n FROM k) AS k
+           WHERE app_id = '{app}' AND segment_id = '{seg}';
+         UPDATE segments SET version = version + {VERSIONS} WHERE app_id = '{app}' AND id = '{seg}';"
+    );
+    crate::pg::off_runtime(move || {
+        if data.starts_with("postgres://") {
+            let mut db = postgres::Client::connect(&data, postgres::NoTls).unwrap();
+            db.batch_execute(&grow).unwrap();
+        } else {
+            rusqlite::Connection::open(&data)
+                .unwrap()
+                .execute_batch(&grow)
+                .unwrap();
+        }
+    });
+    // A write through the server (on SQLite, its answers kept until one).
+    util::create_segment(c, &app, named("other")).await;
+    let pg = crate::pg::backend_is_postgres();
+    let index_reads = || {
+        crate::pg::query_i64(
+            &t.data,
+            "SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'segment_versions_pkey'",
+        )
+    };
+    let before = if pg { index_reads() } else { 0 };
+    for _ in 0..10 {
+        assert_eq!(get().await.version, Some(VERSIONS as i32 + 1));
+    }
+    if pg {
+        // A backend reports its counters once idle, at most once a second: the reads are
+        // counted once they show, and a few seconds more (any later report in too).
+        let mut read = 0;
+        for _ in 0..150 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            read = index_reads() - before;
+            if read >= 10 {
+                break;
+            }
+        }
+        assert!(read >= 10, "the reads were not counted ({read})");
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        let read = index_reads() - before;
+        assert!(
+            read < VERSIONS,
+            "10 GetSegments read {read} index entries of a segment's {VERSIONS} versions"
+        );
+    }
 }
