@@ -776,6 +776,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A new import job of `app` making a segment: its JSON and id.
+    fn import_job(store: &Store, app: &str) -> (Value, String) {
+        let job = store
+            .create_job(
+                app,
+                JobKind::Import,
+                None,
+                json!({"Definition": {"DefineSegment": true, "S3Url": "file:///x", "Format": "JSON"}}),
+            )
+            .unwrap();
+        let id = job["Id"].as_str().unwrap().to_string();
+        (job, id)
+    }
+
     fn row(app: &str, job: &str, id: &str, address: &str) -> ImportRow {
         let e: Endpoint =
             serde_json::from_value(json!({"ChannelType": "SMS", "Address": address})).unwrap();
@@ -789,15 +803,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("p.db"), "us-east-1", "123456789012").unwrap();
         let app = store.create_app("a", &Default::default()).unwrap().id;
-        let job = store
-            .create_job(
-                &app,
-                JobKind::Import,
-                None,
-                json!({"Definition": {"DefineSegment": true, "S3Url": "file:///x", "Format": "JSON"}}),
-            )
-            .unwrap();
-        let id = job["Id"].as_str().unwrap().to_string();
+        let (job, id) = import_job(&store, &app);
         let now = now_iso();
         let first = [row(&app, &id, "x", "+1"), row(&app, &id, "y", "+2")];
         assert!(store
@@ -861,15 +867,7 @@ mod tests {
         });
         assert!(failed.is_err());
         assert_eq!(durable(&store), 2);
-        let job = store
-            .create_job(
-                &app,
-                JobKind::Import,
-                None,
-                json!({"Definition": {"DefineSegment": true, "S3Url": "file:///x", "Format": "JSON"}}),
-            )
-            .unwrap();
-        let id = job["Id"].as_str().unwrap().to_string();
+        let (job, id) = import_job(&store, &app);
         let now = now_iso();
         store
             .import_batch(&app, &job, true, &[row(&app, &id, "x", "+1")], &now)
