@@ -397,10 +397,16 @@ impl Store {
     pub fn list_segments(&self, app: &str, page: Page) -> Result<Listing<Rendered>, ApiError> {
         self.read(|c| {
             self.require_app(c, app)?;
+            // Each segment's version by its key, in subqueries: as a join, a plan PostgreSQL
+            // cached while the tables were small may read every version of the application
+            // for each segment of the page (see [`SEGMENT_ROW`]).
             let stmt = c.prepare_cached(
-                "SELECT s.seq, s.id, s.created, s.tags, s.version, v.modified, v.body
-                 FROM segments s JOIN segment_versions v
-                   ON v.app_id = s.app_id AND v.segment_id = s.id AND v.version = s.version
+                "SELECT s.seq, s.id, s.created, s.tags, s.version,
+                   (SELECT modified FROM segment_versions
+                     WHERE app_id = s.app_id AND segment_id = s.id AND version = s.version),
+                   (SELECT body FROM segment_versions
+                     WHERE app_id = s.app_id AND segment_id = s.id AND version = s.version)
+                 FROM segments s
                  WHERE s.app_id = ?1 AND s.seq > ?2 ORDER BY s.seq LIMIT ?3",
             )?;
             let rows: Vec<(i64, String, String, String, i32, String, String)> = stmt
