@@ -2,9 +2,10 @@
 //!
 //! The store's calls are blocking (they run on the blocking pool, as SQLite's do), so the
 //! pool owns a small runtime of its own: the connections' tasks run there, and a caller
-//! blocks on its query's future ([`PgPool::block_on`]). (The connection shared by awaited
-//! reads, [`PgPool::get_shared`], is the exception: its task runs on the server's runtime.) No call may come from an async
-//! task (the server's handlers reach the store through `spawn_blocking`).
+//! blocks on its query's future ([`PgPool::block_on`]). No call may come from an async
+//! task (the server's handlers reach the store through `spawn_blocking`). The connection
+//! shared by awaited reads ([`PgPool::get_shared`]) is the exception: made outside the
+//! pool, its task runs on the server's runtime.
 //!
 //! At most `max` connections are open; a caller waits up to [`WAIT`] for one, then gets a
 //! 503 (retryable) rather than queueing forever. A connection whose socket closed is not
@@ -354,11 +355,18 @@ impl PgPool {
                 // runs on this task's runtime: an idle pooled one may have been made on the
                 // pool's own runtime (by a blocking caller), and each read would then wake
                 // that runtime's thread twice, to send and to answer.
-                let new = self.connect_shared().await?;
+                let mut new = self.connect_shared().await?;
                 let mut slot = lock(&self.shared[at]);
                 match slot.as_ref().filter(|c| !c.is_closed()) {
-                    // Another read put one there meanwhile: this one is closed.
-                    Some(c) => c.clone(),
+                    // Another read put one there meanwhile: this one is closed (its task
+                    // ends when it is dropped), its statement cache let go as a broken
+                    // shared connection's is.
+                    Some(c) => {
+                        let kept = c.clone();
+                        drop(slot);
+                        deadpool::managed::Manager::detach(self.pool.manager(), &mut new);
+                        kept
+                    }
                     None => slot.insert(Arc::new(new)).clone(),
                 }
             }
