@@ -7,13 +7,16 @@
 //! buffer is written when it is full, at least every [`FLUSH_EVERY`] by a thread of its
 //! own, and when the [`Flusher`] is dropped (the end of `main`). Lines are never split. A
 //! process killed outright loses at most the last [`FLUSH_EVERY`] of its log.
+//!
+//! The same thread makes the request lines the server queues (`server::access`), each time
+//! before it writes the buffer: they never wake it.
 
 use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// How long a line may wait in the buffer.
-pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// How long a line may wait in the buffer (or a request line in the queue).
+pub const FLUSH_EVERY: Duration = Duration::from_millis(10);
 /// The buffer's size: a few hundred lines.
 const CAPACITY: usize = 64 * 1024;
 
@@ -43,10 +46,18 @@ fn buffered(out: Out, every: Duration) -> (Buffered, Flusher) {
     let thread = std::thread::Builder::new()
         .name("segmentctl-log".into())
         .spawn(move || {
+            let lines = crate::server::access::queue();
+            let tick = || {
+                if let Some(l) = &lines {
+                    l.make();
+                }
+                let _ = lock(&periodic).flush();
+            };
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every)
             {
-                let _ = lock(&periodic).flush();
+                tick();
             }
+            tick();
         })
         .ok();
     (

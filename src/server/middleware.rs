@@ -104,27 +104,17 @@ pub(super) async fn request_id(req: Request, next: Next) -> Response {
     }
     error::name_for(api, &mut resp);
     if path != "/livez" && path != "/readyz" {
-        let op = *operation.lock().unwrap_or_else(|p| p.into_inner());
-        tracing::info!(
-            method = %method,
-            path = %crate::text::safe(path),
-            status = resp.status().as_u16(),
-            operation = op,
-            latency_ms = %Millis(started.elapsed()),
-            request_id = %id,
-            "request"
-        );
+        let operation = *operation.lock().unwrap_or_else(|p| p.into_inner());
+        super::access::record(super::access::Entry {
+            status: resp.status().as_u16(),
+            latency: started.elapsed(),
+            method,
+            uri,
+            operation,
+            id,
+        });
     }
     resp
-}
-
-/// A duration in milliseconds to a tenth, written straight into the log line.
-struct Millis(Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:.1}", self.0.as_secs_f64() * 1e3)
-    }
 }
 
 /// Waits until `latency` after `from`, and not a millisecond more: tokio's timer fires on a

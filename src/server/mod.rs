@@ -11,6 +11,7 @@
 //! with `inputs` and `validate`) → store (SQLite or PostgreSQL), and the background [`jobs`].
 //! Every answer carries `x-amzn-RequestId`; every error is an [`ApiError`].
 
+pub mod access;
 pub mod api;
 pub mod auth;
 mod connect;
