@@ -6,9 +6,10 @@
 //! request ends.
 //!
 //! Measured on GetSegment over SQLite (wrk as in `benches/load/postgres.sh`, six alternating
-//! runs of 5 s beside the build before): 1.044× the requests/s (1.003× to 1.112×). The line
-//! made on the request's thread cost 5 to 8 µs of the server's time a request, where a loop
-//! makes it in 1.2 µs; made in batches on the log thread it costs 2.4 µs there.
+//! runs of 5 s beside the build before): 1.044× the requests/s (1.003× to 1.112×). Made on
+//! the request's thread, the line cost 5.8 µs of user and 3.9 µs of system time a request
+//! (the server with `SEGMENTCTL_LOG=warn` beside it: 1.10× to 1.20× the requests/s), where a
+//! loop makes it in 1.2 µs; made in batches on the log thread, it costs 2.4 µs there.
 //!
 //! The queue is bounded ([`QUEUED`]): while it is full (the log thread behind), a line is
 //! made on its request's thread. The lines keep their order. A line's time is when it is
