@@ -36,17 +36,26 @@ pub struct Flusher {
 
 /// The buffered stderr, and what keeps writing it out.
 pub fn stderr() -> (Buffered, Flusher) {
-    buffered(Box::new(std::io::stderr()), FLUSH_EVERY)
+    // This process's request lines, made by the log's thread (only `serve`'s log takes them).
+    buffered(
+        Box::new(std::io::stderr()),
+        FLUSH_EVERY,
+        crate::server::access::queue(),
+    )
 }
 
-fn buffered(out: Out, every: Duration) -> (Buffered, Flusher) {
+/// A buffer over `out`, written every `every`; its thread makes the request `lines` queued.
+fn buffered(
+    out: Out,
+    every: Duration,
+    lines: Option<crate::server::access::Lines>,
+) -> (Buffered, Flusher) {
     let shared: Shared = Arc::new(Mutex::new(BufWriter::with_capacity(CAPACITY, out)));
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     let periodic = shared.clone();
     let thread = std::thread::Builder::new()
         .name("segmentctl-log".into())
         .spawn(move || {
-            let lines = crate::server::access::queue();
             let tick = || {
                 if let Some(l) = &lines {
                     l.make();
@@ -145,7 +154,7 @@ mod tests {
     #[test]
     fn lines_wait_in_the_buffer_until_the_flusher_writes_them() {
         let seen = Seen::default();
-        let (sink, flusher) = buffered(Box::new(seen.clone()), Duration::from_secs(3600));
+        let (sink, flusher) = buffered(Box::new(seen.clone()), Duration::from_secs(3600), None);
         lines(&sink, &["line 0\n", "line 1\n"]);
         assert_eq!(written(&seen), "", "nothing written line by line");
         drop(flusher);
@@ -156,7 +165,7 @@ mod tests {
     #[test]
     fn lines_are_written_out_periodically() {
         let seen = Seen::default();
-        let (sink, _flusher) = buffered(Box::new(seen.clone()), Duration::from_millis(10));
+        let (sink, _flusher) = buffered(Box::new(seen.clone()), Duration::from_millis(10), None);
         lines(&sink, &["a\n", "b\n"]);
         let waited = std::time::Instant::now();
         while written(&seen).is_empty() {
