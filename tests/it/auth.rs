@@ -108,17 +108,8 @@ async fn a_request_altered_after_signing_is_forbidden() {
         assert_eq!(err.as_deref(), Some("ForbiddenException"), "{tamper:?}");
     }
     // Nothing forged got in.
-    let names: Vec<String> = t
-        .client
-        .get_segments()
-        .application_id(&app)
-        .send()
+    let names: Vec<String> = util::segments_of(&t.client, &app)
         .await
-        .unwrap()
-        .segments_response
-        .unwrap()
-        .item
-        .unwrap()
         .into_iter()
         .filter_map(|s| s.name)
         .collect();

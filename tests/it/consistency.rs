@@ -155,15 +155,7 @@ async fn get_segment_and_get_segments_read_one_version_of_a_segment_with_many() 
             .unwrap()
     };
     let list = || async {
-        let page = c
-            .get_segments()
-            .application_id(&app)
-            .send()
-            .await
-            .unwrap()
-            .segments_response
-            .unwrap();
-        let items = page.item.unwrap_or_default();
+        let items = util::segments_of(c, &app).await;
         items.into_iter().map(|s| s.version).collect::<Vec<_>>()
     };
     // Past PostgreSQL's five custom plans: the statements' plans are cached from here on.

@@ -559,14 +559,7 @@ async fn plan_works_with_a_read_only_key_and_apply_is_refused_with_a_clear_error
         err.contains("ForbiddenException") && err.contains("read-only"),
         "{err}"
     );
-    let live = t
-        .client
-        .get_segments()
-        .application_id(&app)
-        .send()
-        .await
-        .unwrap();
-    assert!(live.segments_response().unwrap().item().is_empty());
+    assert!(util::segments_of(&t.client, &app).await.is_empty());
 }
 
 /// The shipped CI examples plan with a read-only role and apply with a writing one that only

@@ -421,17 +421,7 @@ async fn an_import_whose_replica_dies_is_finished_by_another_once() {
         "{done:?}"
     );
     assert_eq!(done.total_processed(), Some(rows as i32));
-    let live = b
-        .client
-        .get_segments()
-        .application_id(&app)
-        .send()
-        .await
-        .unwrap()
-        .segments_response
-        .unwrap()
-        .item
-        .unwrap_or_default();
+    let live = util::segments_of(&b.client, &app).await;
     let named: Vec<_> = live
         .iter()
         .filter(|s| s.name.as_deref() == Some("taken-over"))
@@ -949,17 +939,7 @@ async fn an_import_completes_when_the_database_stops_for_eight_seconds_mid_impor
         "{done:?}"
     );
     assert_eq!(done.total_processed(), Some(rows as i32));
-    let live = a
-        .client
-        .get_segments()
-        .application_id(&app)
-        .send()
-        .await
-        .unwrap()
-        .segments_response
-        .unwrap()
-        .item
-        .unwrap_or_default();
+    let live = util::segments_of(&a.client, &app).await;
     let seg = live
         .iter()
         .find(|s| s.name.as_deref() == Some("after-the-blip"))

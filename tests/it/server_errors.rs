@@ -289,14 +289,7 @@ async fn an_injected_fault_is_an_internal_server_error_and_a_lost_response_still
     assert!(err.is_internal_server_error_exception(), "{err:?}");
 
     t.server.state.faults.set(FaultConfig::default());
-    let listed = t
-        .client
-        .get_segments()
-        .application_id(&app)
-        .send()
-        .await
-        .unwrap();
-    let items = listed.segments_response.unwrap().item.unwrap();
+    let items = util::segments_of(&t.client, &app).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].name.as_deref(), Some("committed anyway"));
     let c = t.server.counters();

@@ -306,7 +306,15 @@ pub async fn live_segments(
     t: &TestServer,
     app: &str,
 ) -> Vec<aws_sdk_pinpoint::types::SegmentResponse> {
-    t.client
+    segments_of(&t.client, app).await
+}
+
+/// The segments of `app` (up to 1,000: one page), as GetSegments gives them through `client`.
+pub async fn segments_of(
+    client: &Client,
+    app: &str,
+) -> Vec<aws_sdk_pinpoint::types::SegmentResponse> {
+    client
         .get_segments()
         .application_id(app)
         .page_size("1000")
