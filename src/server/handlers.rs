@@ -255,7 +255,14 @@ pub async fn get_segment(
         // A local file: read inline, the answer kept until the next write.
         return Ok(answer(s.store.segment_answer(&app, &seg)?));
     }
-    Ok(rendered(segment(&s, app, seg, None).await?))
+    // PostgreSQL: the answer kept while the segment's row says it stands.
+    if let Some(body) = s.store.checked_segment_answer(&app, &seg).await? {
+        return Ok(answer(body));
+    }
+    // Not there: the read says why (no such application, or segment).
+    Ok(rendered(
+        reading(&s, move |st| st.get_segment(&app, &seg, None)).await?,
+    ))
 }
 
 /// A segment's version: found by one awaited statement where the store can (PostgreSQL),

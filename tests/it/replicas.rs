@@ -1,7 +1,8 @@
 //! Several `segmentctl serve` replicas over one PostgreSQL database (started by the tests):
 //! versions stay gapless under concurrent writers through different replicas, nothing
 //! acknowledged is lost when a replica is SIGKILLed or the database restarts, jobs move to
-//! a live replica, migrations apply once, and `serve migrate` copies a SQLite file whole.
+//! a live replica, migrations apply once, `serve migrate` copies a SQLite file whole, and
+//! no answer a replica keeps outlives a write through another.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -270,6 +271,82 @@ async fn gapless_through_two_replicas(dsn: &str, args: &[&str]) {
         "every update went through"
     );
     assert_gapless_and_complete(&a.client, &app, &segs, &acked).await;
+}
+
+/// GetSegment's answer a replica keeps (given again while the segment's row says it stands)
+/// never outlives a write made through another replica: an update, a tag added and removed,
+/// and a delete are each seen at once through the replica that kept the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_a_replica_keeps_never_outlives_a_write_through_another() {
+    use aws_sdk_pinpoint::types::TagsModel;
+    let dsn = pg::database();
+    let a = Replica::start(&dsn, &[]);
+    let b = Replica::start(&dsn, &[]);
+    let app = util::create_app(&a.client, "kept").await;
+    let seg = util::create_segment(&a.client, &app, named("first")).await;
+    let read = || async {
+        b.client
+            .get_segment()
+            .application_id(&app)
+            .segment_id(&seg)
+            .send()
+            .await
+            .map(|r| r.segment_response.unwrap())
+    };
+    // Read twice: the second is the answer B kept.
+    for _ in 0..2 {
+        let got = read().await.unwrap();
+        assert_eq!((got.version, got.name.as_deref()), (Some(1), Some("first")));
+        assert_eq!(got.tags, None);
+    }
+    a.client
+        .update_segment()
+        .application_id(&app)
+        .segment_id(&seg)
+        .write_segment_request(named("second"))
+        .send()
+        .await
+        .unwrap();
+    let got = read().await.unwrap();
+    assert_eq!(
+        (got.version, got.name.as_deref()),
+        (Some(2), Some("second"))
+    );
+    let arn = got.arn.clone().unwrap();
+    a.client
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags_model(TagsModel::builder().tags("owner", "growth").build())
+        .send()
+        .await
+        .unwrap();
+    let got = read().await.unwrap();
+    assert_eq!(got.version, Some(2), "a tag makes no version");
+    assert_eq!(
+        got.tags
+            .unwrap_or_default()
+            .get("owner")
+            .map(String::as_str),
+        Some("growth")
+    );
+    a.client
+        .untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("owner")
+        .send()
+        .await
+        .unwrap();
+    let got = read().await.unwrap();
+    assert!(got.tags.unwrap_or_default().is_empty(), "the tag removed");
+    a.client
+        .delete_segment()
+        .application_id(&app)
+        .segment_id(&seg)
+        .send()
+        .await
+        .unwrap();
+    let gone = read().await.unwrap_err().into_service_error();
+    assert!(gone.is_not_found_exception(), "{gone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

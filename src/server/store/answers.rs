@@ -1,13 +1,21 @@
-//! GetSegment's answers kept in memory on SQLite, whose file one process holds
-//! (`serve`'s lock): an answer read since the last write anywhere in the database is given
-//! again without a read transaction. Every write transaction moves the database's
-//! generation, ending them all, so an answer is never older than the last write a client
-//! saw acknowledged.
+//! GetSegment's answers kept in memory.
+//!
+//! On SQLite ([`Answers`]), whose file one process holds (`serve`'s lock): an answer read
+//! since the last write anywhere in the database is given again without a read transaction.
+//! Every write transaction moves the database's generation, ending them all, so an answer
+//! is never older than the last write a client saw acknowledged.
 //!
 //! Measured on `bash benches/load/run.sh` (GetSegment replayed by wrk, 32 connections): the
 //! read transaction (a reader taken, the WAL's shared-memory locks, the statement) was 27 %
 //! of the server's samples; with the answers kept, GetSegment went from 0.33× the bare axum
 //! handler's requests/s to 0.48×.
+//!
+//! On PostgreSQL ([`Checked`]), where other replicas write too, nothing here can know of a
+//! write: each GetSegment still reads the segment's row, but only what can change in its
+//! answer (its latest version and its tags, one index probe), and the answer kept is given
+//! when both are as they were. A version's definition and time are never rewritten once
+//! stored, a segment's creation time never changes, and ids are never reused; so the
+//! answer is the one a full read would make, as of that read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,6 +70,64 @@ impl Answers {
     }
 }
 
+/// Bytes of answers [`Checked`] keeps at most; beyond, it starts again empty.
+const MAX_CHECKED_BYTES: usize = 16 << 20;
+
+/// The answers kept on PostgreSQL, by `app/segment`, each with the version and tags it was
+/// made at.
+#[derive(Default)]
+pub(super) struct Checked {
+    kept: Mutex<(usize, HashMap<String, Stamped>)>,
+}
+
+struct Stamped {
+    version: i32,
+    tags: String,
+    answer: Bytes,
+}
+
+impl Checked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<String, Stamped>)> {
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an answer for `key` is kept (at whatever version).
+    pub fn has(&self, key: &str) -> bool {
+        self.lock().1.contains_key(key)
+    }
+
+    /// The answer kept for `key`, if it was made at `version` with `tags`.
+    pub fn get(&self, key: &str, version: i32, tags: &str) -> Option<Bytes> {
+        let kept = self.lock();
+        let s = kept.1.get(key)?;
+        (s.version == version && s.tags == tags).then(|| s.answer.clone())
+    }
+
+    /// Keeps `answer` for `key`, made at `version` with `tags`, in place of any before (an
+    /// answer too large to keep is not).
+    pub fn put(&self, key: String, version: i32, tags: String, answer: Bytes) {
+        let size = key.len() + tags.len() + answer.len();
+        if size > MAX_CHECKED_BYTES {
+            return;
+        }
+        let mut kept = self.lock();
+        if let Some(old) = kept.1.remove(&key) {
+            kept.0 -= key.len() + old.tags.len() + old.answer.len();
+        }
+        if kept.0 + size > MAX_CHECKED_BYTES || kept.1.len() >= MAX_ANSWERS {
+            kept.1.clear();
+            kept.0 = 0;
+        }
+        kept.0 += size;
+        let stamped = Stamped {
+            version,
+            tags,
+            answer,
+        };
+        kept.1.insert(key, stamped);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +147,48 @@ mod tests {
         let at = a.generation();
         a.put("app/s".into(), at, Bytes::from_static(b"v2"));
         assert_eq!(a.get("app/s").as_deref(), Some(&b"v2"[..]));
+    }
+
+    #[test]
+    fn a_checked_answer_is_given_only_at_the_version_and_tags_it_was_made_at() {
+        let c = Checked::default();
+        assert!(!c.has("app/s"));
+        c.put("app/s".into(), 1, "{}".into(), Bytes::from_static(b"v1"));
+        assert!(c.has("app/s"));
+        assert_eq!(c.get("app/s", 1, "{}").as_deref(), Some(&b"v1"[..]));
+        assert_eq!(c.get("app/s", 2, "{}"), None, "a later version");
+        assert_eq!(c.get("app/s", 1, r#"{"k":"v"}"#), None, "other tags");
+        assert_eq!(c.get("app/t", 1, "{}"), None);
+        c.put("app/s".into(), 2, "{}".into(), Bytes::from_static(b"v2"));
+        assert_eq!(c.get("app/s", 1, "{}"), None, "replaced");
+        assert_eq!(c.get("app/s", 2, "{}").as_deref(), Some(&b"v2"[..]));
+        assert_eq!(
+            c.lock().0,
+            "app/s".len() + 2 + 2,
+            "bytes counted once per key"
+        );
+    }
+
+    #[test]
+    fn the_checked_answers_are_bounded_in_number_and_bytes() {
+        let c = Checked::default();
+        for i in 0..=MAX_ANSWERS {
+            c.put(format!("app/{i}"), 1, "{}".into(), Bytes::from_static(b"x"));
+        }
+        assert_eq!(c.lock().1.len(), 1);
+        let big = Bytes::from(vec![b'x'; MAX_CHECKED_BYTES / 2]);
+        c.put("app/a".into(), 1, "{}".into(), big.clone());
+        c.put("app/b".into(), 1, "{}".into(), big.clone());
+        assert!(!c.has("app/a"), "past the bytes kept, the map starts again");
+        assert!(c.has("app/b"));
+        assert!(c.lock().0 <= MAX_CHECKED_BYTES);
+        c.put(
+            "app/c".into(),
+            1,
+            "{}".into(),
+            Bytes::from(vec![b'x'; MAX_CHECKED_BYTES]),
+        );
+        assert!(!c.has("app/c"), "an answer too large is not kept");
     }
 
     #[test]

@@ -249,6 +249,9 @@ pub struct Store {
     gates: [Mutex<()>; GATES],
     /// Updates of one segment at once, queued in this process and written together.
     updates: segments::UpdateQueues,
+    /// GetSegment's answers on PostgreSQL, each given again while the segment's row says it
+    /// stands ([`answers::Checked`]).
+    checked: answers::Checked,
     /// Whether the schema is migrated: until then every read and write answers 503 (a
     /// server started before its database answered; see [`Store::migrate`]).
     ready: std::sync::atomic::AtomicBool,
@@ -462,6 +465,7 @@ impl Store {
             job_lease: DEFAULT_JOB_LEASE,
             gates: std::array::from_fn(|_| Mutex::new(())),
             updates: segments::UpdateQueues::default(),
+            checked: answers::Checked::default(),
             ready: std::sync::atomic::AtomicBool::new(false),
         })
     }

@@ -23,6 +23,24 @@ const SEGMENT_ROW: &str = "SELECT s.created, s.tags, s.version, v.version, v.mod
      WHERE s.app_id = ?1 AND s.id = ?2
        AND v.version = COALESCE(?3, (SELECT version FROM segments WHERE app_id = ?1 AND id = ?2))";
 
+/// What can change in a segment's GetSegment answer but its version's own columns (which
+/// are never rewritten): its latest version, and its tags.
+const SEGMENT_STAMP: &str = "SELECT version, tags FROM segments WHERE app_id = ?1 AND id = ?2";
+
+/// A read's output on a shared connection, which is marked broken when the database was
+/// unreachable (so that the next read makes a new one).
+fn shared_read(
+    conn: &mut super::pg::Pooled<'_>,
+    out: Result<super::sql::Output, super::sql::DbError>,
+) -> Result<super::sql::Output, ApiError> {
+    out.map_err(|e| {
+        if e.is_unavailable() {
+            conn.broken();
+        }
+        e.into()
+    })
+}
+
 /// The next version of segment `?2`, unless it is an IMPORT segment (its first version's
 /// definition begins with `?3`, [`IMPORTED_PREFIX`]: a segment's kind never changes): its
 /// row, locked until the transaction ends, and its own columns. (`next_version!("?6")`:
@@ -346,18 +364,52 @@ impl Store {
         let conn = pool.get_shared().await?;
         // The future holds the values, not the parameters' list (which is not `Send`).
         let read = super::sql::pg_read_one(&conn, SEGMENT_ROW, params![app, id, version]);
-        let out = read.await;
-        let row = match out {
-            Ok(out) => out.rows.first().map(|r| stored_row(r, id)).transpose()?,
-            Err(e) => {
-                let mut conn = conn;
-                if e.is_unavailable() {
-                    conn.broken();
-                }
-                return Err(e.into());
-            }
-        };
+        let read = read.await;
+        let mut conn = conn;
+        let out = shared_read(&mut conn, read)?;
+        let row = out.rows.first().map(|r| stored_row(r, id)).transpose()?;
         row.map(|row| self.render(app, &row)).transpose()
+    }
+
+    /// GetSegment's answer for the latest version of `id`, as the body bytes, on PostgreSQL
+    /// (`None` on SQLite, or when there is no such segment: the caller's read says why).
+    /// The answer kept from an earlier read ([`super::answers::Checked`]) is given when the
+    /// segment's row, read now, says its version and tags are as they were; otherwise the
+    /// version is read whole (at once, when no answer is kept).
+    pub async fn checked_segment_answer(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> Result<Option<bytes::Bytes>, ApiError> {
+        let Some(pool) = self.pg_pool() else {
+            return Ok(None);
+        };
+        self.require_ready()?;
+        let key = format!("{app}/{id}");
+        let mut conn = pool.get_shared().await?;
+        if self.checked.has(&key) {
+            let read = super::sql::pg_read_one(&conn, SEGMENT_STAMP, params![app, id]);
+            let read = read.await;
+            let out = shared_read(&mut conn, read)?;
+            let Some(row) = out.rows.first() else {
+                return Ok(None);
+            };
+            let (version, tags): (i32, String) = (row.get(0)?, row.get(1)?);
+            if let Some(kept) = self.checked.get(&key, version, &tags) {
+                return Ok(Some(kept));
+            }
+        }
+        let none: Option<i32> = None;
+        let read = super::sql::pg_read_one(&conn, SEGMENT_ROW, params![app, id, none]);
+        let read = read.await;
+        let out = shared_read(&mut conn, read)?;
+        let Some(row) = out.rows.first().map(|r| stored_row(r, id)).transpose()? else {
+            return Ok(None);
+        };
+        let text: Box<str> = self.render(app, &row)?.into();
+        let answer = bytes::Bytes::from(String::from(text));
+        self.checked.put(key, row.version, row.tags, answer.clone());
+        Ok(Some(answer))
     }
 
     fn segment_row(
