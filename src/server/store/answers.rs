@@ -74,10 +74,18 @@ impl Answers {
 const MAX_CHECKED_BYTES: usize = 16 << 20;
 
 /// The answers kept on PostgreSQL, by `app/segment`, each with the version and tags it was
-/// made at.
+/// made at, all read on one shared connection to the database (its epoch:
+/// [`super::pg::Pooled::shared_epoch`]): a new one ends them.
 #[derive(Default)]
 pub(super) struct Checked {
-    kept: Mutex<(usize, HashMap<String, Stamped>)>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Default)]
+struct Kept {
+    epoch: u64,
+    bytes: usize,
+    answers: HashMap<String, Stamped>,
 }
 
 struct Stamped {
@@ -87,44 +95,53 @@ struct Stamped {
 }
 
 impl Checked {
-    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, HashMap<String, Stamped>)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether an answer for `key` is kept (at whatever version).
-    pub fn has(&self, key: &str) -> bool {
-        self.lock().1.contains_key(key)
+    /// Whether an answer for `key` read at `epoch` is kept (at whatever version).
+    pub fn has(&self, key: &str, epoch: u64) -> bool {
+        let kept = self.lock();
+        kept.epoch == epoch && kept.answers.contains_key(key)
     }
 
-    /// The answer kept for `key`, if it was made at `version` with `tags`.
-    pub fn get(&self, key: &str, version: i32, tags: &str) -> Option<Bytes> {
+    /// The answer kept for `key`, if it was read at `epoch` and made at `version` with
+    /// `tags`.
+    pub fn get(&self, key: &str, epoch: u64, version: i32, tags: &str) -> Option<Bytes> {
         let kept = self.lock();
-        let s = kept.1.get(key)?;
+        let s = kept.answers.get(key).filter(|_| kept.epoch == epoch)?;
         (s.version == version && s.tags == tags).then(|| s.answer.clone())
     }
 
-    /// Keeps `answer` for `key`, made at `version` with `tags`, in place of any before (an
-    /// answer too large to keep is not).
-    pub fn put(&self, key: String, version: i32, tags: String, answer: Bytes) {
+    /// Keeps `answer` for `key`, read at `epoch` and made at `version` with `tags`, in place
+    /// of any before (an answer read at an earlier epoch than those kept, or too large to
+    /// keep, is not; one read at a later epoch ends those kept).
+    pub fn put(&self, key: String, epoch: u64, version: i32, tags: String, answer: Bytes) {
         let size = key.len() + tags.len() + answer.len();
-        if size > MAX_CHECKED_BYTES {
+        let mut kept = self.lock();
+        if size > MAX_CHECKED_BYTES || epoch < kept.epoch {
             return;
         }
-        let mut kept = self.lock();
-        if let Some(old) = kept.1.remove(&key) {
-            kept.0 -= key.len() + old.tags.len() + old.answer.len();
+        if epoch > kept.epoch {
+            *kept = Kept {
+                epoch,
+                ..Kept::default()
+            };
         }
-        if kept.0 + size > MAX_CHECKED_BYTES || kept.1.len() >= MAX_ANSWERS {
-            kept.1.clear();
-            kept.0 = 0;
+        if let Some(old) = kept.answers.remove(&key) {
+            kept.bytes -= key.len() + old.tags.len() + old.answer.len();
         }
-        kept.0 += size;
+        if kept.bytes + size > MAX_CHECKED_BYTES || kept.answers.len() >= MAX_ANSWERS {
+            kept.answers.clear();
+            kept.bytes = 0;
+        }
+        kept.bytes += size;
         let stamped = Stamped {
             version,
             tags,
             answer,
         };
-        kept.1.insert(key, stamped);
+        kept.answers.insert(key, stamped);
     }
 }
 
@@ -152,43 +169,74 @@ mod tests {
     #[test]
     fn a_checked_answer_is_given_only_at_the_version_and_tags_it_was_made_at() {
         let c = Checked::default();
-        assert!(!c.has("app/s"));
-        c.put("app/s".into(), 1, "{}".into(), Bytes::from_static(b"v1"));
-        assert!(c.has("app/s"));
-        assert_eq!(c.get("app/s", 1, "{}").as_deref(), Some(&b"v1"[..]));
-        assert_eq!(c.get("app/s", 2, "{}"), None, "a later version");
-        assert_eq!(c.get("app/s", 1, r#"{"k":"v"}"#), None, "other tags");
-        assert_eq!(c.get("app/t", 1, "{}"), None);
-        c.put("app/s".into(), 2, "{}".into(), Bytes::from_static(b"v2"));
-        assert_eq!(c.get("app/s", 1, "{}"), None, "replaced");
-        assert_eq!(c.get("app/s", 2, "{}").as_deref(), Some(&b"v2"[..]));
+        assert!(!c.has("app/s", 0));
+        c.put("app/s".into(), 0, 1, "{}".into(), Bytes::from_static(b"v1"));
+        assert!(c.has("app/s", 0));
+        assert_eq!(c.get("app/s", 0, 1, "{}").as_deref(), Some(&b"v1"[..]));
+        assert_eq!(c.get("app/s", 0, 2, "{}"), None, "a later version");
+        assert_eq!(c.get("app/s", 0, 1, r#"{"k":"v"}"#), None, "other tags");
+        assert_eq!(c.get("app/t", 0, 1, "{}"), None);
+        c.put("app/s".into(), 0, 2, "{}".into(), Bytes::from_static(b"v2"));
+        assert_eq!(c.get("app/s", 0, 1, "{}"), None, "replaced");
+        assert_eq!(c.get("app/s", 0, 2, "{}").as_deref(), Some(&b"v2"[..]));
         assert_eq!(
-            c.lock().0,
+            c.lock().bytes,
             "app/s".len() + 2 + 2,
             "bytes counted once per key"
         );
+    }
+
+    /// A new shared connection (the database restarted, or failed over) ends every answer
+    /// read before it, and one read before it is not kept after.
+    #[test]
+    fn a_checked_answer_is_given_only_at_the_epoch_it_was_read_at() {
+        let c = Checked::default();
+        c.put("app/s".into(), 3, 1, "{}".into(), Bytes::from_static(b"v1"));
+        assert_eq!(c.get("app/s", 3, 1, "{}").as_deref(), Some(&b"v1"[..]));
+        assert!(!c.has("app/s", 4));
+        assert_eq!(
+            c.get("app/s", 4, 1, "{}"),
+            None,
+            "read again on a new connection"
+        );
+        c.put("app/t".into(), 4, 1, "{}".into(), Bytes::from_static(b"t1"));
+        assert!(!c.has("app/s", 3), "a later epoch ends the answers kept");
+        c.put(
+            "app/s".into(),
+            3,
+            1,
+            "{}".into(),
+            Bytes::from_static(b"old"),
+        );
+        assert!(!c.has("app/s", 4), "read at an earlier epoch: not kept");
+        assert_eq!(c.get("app/t", 4, 1, "{}").as_deref(), Some(&b"t1"[..]));
     }
 
     #[test]
     fn the_checked_answers_are_bounded_in_number_and_bytes() {
         let c = Checked::default();
         for i in 0..=MAX_ANSWERS {
-            c.put(format!("app/{i}"), 1, "{}".into(), Bytes::from_static(b"x"));
+            c.put(
+                format!("app/{i}"),
+                0,
+                1,
+                "{}".into(),
+                Bytes::from_static(b"x"),
+            );
         }
-        assert_eq!(c.lock().1.len(), 1);
+        assert_eq!(c.lock().answers.len(), 1);
         let big = Bytes::from(vec![b'x'; MAX_CHECKED_BYTES / 2]);
-        c.put("app/a".into(), 1, "{}".into(), big.clone());
-        c.put("app/b".into(), 1, "{}".into(), big.clone());
-        assert!(!c.has("app/a"), "past the bytes kept, the map starts again");
-        assert!(c.has("app/b"));
-        assert!(c.lock().0 <= MAX_CHECKED_BYTES);
-        c.put(
-            "app/c".into(),
-            1,
-            "{}".into(),
-            Bytes::from(vec![b'x'; MAX_CHECKED_BYTES]),
+        c.put("app/a".into(), 0, 1, "{}".into(), big.clone());
+        c.put("app/b".into(), 0, 1, "{}".into(), big.clone());
+        assert!(
+            !c.has("app/a", 0),
+            "past the bytes kept, the map starts again"
         );
-        assert!(!c.has("app/c"), "an answer too large is not kept");
+        assert!(c.has("app/b", 0));
+        assert!(c.lock().bytes <= MAX_CHECKED_BYTES);
+        let huge = Bytes::from(vec![b'x'; MAX_CHECKED_BYTES]);
+        c.put("app/c".into(), 0, 1, "{}".into(), huge);
+        assert!(!c.has("app/c", 0), "an answer too large is not kept");
     }
 
     #[test]

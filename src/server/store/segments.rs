@@ -387,7 +387,12 @@ impl Store {
         self.require_ready()?;
         let key = format!("{app}/{id}");
         let mut conn = pool.get_shared().await?;
-        if self.checked.has(&key) {
+        // Answers are kept only as read on shared connections (a pool of 4 or more), and
+        // given only as read on the same one: one made again after the database went away
+        // reads them again (its history may not be the one read before: a failover to a
+        // standby that missed a version, a restore).
+        let epoch = conn.shared_epoch();
+        if let Some(epoch) = epoch.filter(|&e| self.checked.has(&key, e)) {
             let read = super::sql::pg_read_one(&conn, SEGMENT_STAMP, params![app, id]);
             let read = read.await;
             let out = shared_read(&mut conn, read)?;
@@ -395,7 +400,7 @@ impl Store {
                 return Ok(None);
             };
             let (version, tags): (i32, String) = (row.get(0)?, row.get(1)?);
-            if let Some(kept) = self.checked.get(&key, version, &tags) {
+            if let Some(kept) = self.checked.get(&key, epoch, version, &tags) {
                 return Ok(Some(kept));
             }
         }
@@ -408,7 +413,10 @@ impl Store {
         };
         let text: Box<str> = self.render(app, &row)?.into();
         let answer = bytes::Bytes::from(String::from(text));
-        self.checked.put(key, row.version, row.tags, answer.clone());
+        if let Some(epoch) = epoch {
+            self.checked
+                .put(key, epoch, row.version, row.tags, answer.clone());
+        }
         Ok(Some(answer))
     }
 

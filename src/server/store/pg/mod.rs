@@ -13,7 +13,7 @@
 //! unreachable is dropped with every idle one (they were all to the same server, which has
 //! gone away), so the server recovers by itself when the database is back.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,8 +78,11 @@ pub struct PgPool {
     /// Connections kept out of the pool (which holds `max` less these) for reads of one
     /// statement outside a transaction, each shared by every such read at once
     /// ([`PgPool::get_shared`]).
-    shared: Vec<Mutex<Option<Arc<ClientWrapper>>>>,
+    /// Each with its place among the shared connections made ([`Pooled::shared_epoch`]).
+    shared: Vec<Mutex<Option<(Arc<ClientWrapper>, u64)>>>,
     next_shared: AtomicUsize,
+    /// Shared connections made so far.
+    shared_made: AtomicU64,
 }
 
 /// A connection held by one caller, or shared by reads of one statement. (Held for a
@@ -87,7 +90,7 @@ pub struct PgPool {
 #[allow(clippy::large_enum_variant)]
 enum Held {
     Own(Object),
-    Shared(usize, Arc<ClientWrapper>),
+    Shared(usize, Arc<ClientWrapper>, u64),
 }
 
 /// A connection out of the pool; back to it when dropped, unless [`Pooled::broken`].
@@ -105,7 +108,17 @@ impl Pooled<'_> {
             .expect("a pooled connection is present until dropped")
         {
             Held::Own(c) => c,
-            Held::Shared(_, c) => c,
+            Held::Shared(_, c, _) => c,
+        }
+    }
+
+    /// For a shared connection, how many shared connections had been made when it was:
+    /// it grows whenever one is made again, as after the database restarted or failed
+    /// over, when what was read before may no longer be the database's history.
+    pub fn shared_epoch(&self) -> Option<u64> {
+        match &self.client {
+            Some(Held::Shared(_, _, made)) => Some(*made),
+            _ => None,
         }
     }
 
@@ -155,7 +168,7 @@ impl Drop for Pooled<'_> {
         };
         let closed = match &held {
             Held::Own(c) => c.is_closed(),
-            Held::Shared(_, c) => c.is_closed(),
+            Held::Shared(_, c, _) => c.is_closed(),
         };
         if !(self.broken || closed) {
             *self.pool.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
@@ -163,10 +176,10 @@ impl Drop for Pooled<'_> {
         }
         match held {
             Held::Own(client) => drop(Object::take(client)),
-            Held::Shared(slot, client) => {
+            Held::Shared(slot, client, _) => {
                 // No new read gets it; the last of those on it lets it go.
                 let mut slot = lock(&self.pool.shared[slot]);
-                if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, &client)) {
+                if slot.as_ref().is_some_and(|(c, _)| Arc::ptr_eq(c, &client)) {
                     *slot = None;
                 }
                 drop(slot);
@@ -252,6 +265,7 @@ impl PgPool {
             tls,
             shared: (0..shared).map(|_| Mutex::new(None)).collect(),
             next_shared: AtomicUsize::new(0),
+            shared_made: AtomicU64::new(0),
         })
     }
 
@@ -346,9 +360,9 @@ impl PgPool {
         let at = self.next_shared.fetch_add(1, Ordering::Relaxed) % self.shared.len();
         let found = lock(&self.shared[at])
             .as_ref()
-            .filter(|c| !c.is_closed())
+            .filter(|(c, _)| !c.is_closed())
             .cloned();
-        let client = match found {
+        let (client, made) = match found {
             Some(c) => c,
             None => {
                 // Made here rather than taken from the pool, so that its connection's task
@@ -357,23 +371,26 @@ impl PgPool {
                 // that runtime's thread twice, to send and to answer.
                 let mut new = self.connect_shared().await?;
                 let mut slot = lock(&self.shared[at]);
-                match slot.as_ref().filter(|c| !c.is_closed()) {
+                match slot.as_ref().filter(|(c, _)| !c.is_closed()) {
                     // Another read put one there meanwhile: this one is closed (its task
                     // ends when it is dropped), its statement cache let go as a broken
                     // shared connection's is.
-                    Some(c) => {
-                        let kept = c.clone();
+                    Some(kept) => {
+                        let kept = kept.clone();
                         drop(slot);
                         deadpool::managed::Manager::detach(self.pool.manager(), &mut new);
                         kept
                     }
-                    None => slot.insert(Arc::new(new)).clone(),
+                    None => {
+                        let made = self.shared_made.fetch_add(1, Ordering::Relaxed) + 1;
+                        slot.insert((Arc::new(new), made)).clone()
+                    }
                 }
             }
         };
         Ok(Pooled {
             pool: self,
-            client: Some(Held::Shared(at, client)),
+            client: Some(Held::Shared(at, client, made)),
             broken: false,
         })
     }
