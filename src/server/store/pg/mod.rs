@@ -78,12 +78,15 @@ pub struct PgPool {
     /// Connections kept out of the pool (which holds `max` less these) for reads of one
     /// statement outside a transaction, each shared by every such read at once
     /// ([`PgPool::get_shared`]).
-    /// Each with its place among the shared connections made ([`Pooled::shared_epoch`]).
-    shared: Vec<Mutex<Option<(Arc<ClientWrapper>, u64)>>>,
+    shared: Vec<Mutex<Option<Shared>>>,
     next_shared: AtomicUsize,
     /// Shared connections made so far.
     shared_made: AtomicU64,
 }
+
+/// A shared connection, with its place among the shared connections made
+/// ([`Pooled::shared_epoch`]).
+type Shared = (Arc<ClientWrapper>, u64);
 
 /// A connection held by one caller, or shared by reads of one statement. (Held for a
 /// request, on its task's stack: boxing the larger variant would allocate for each.)
