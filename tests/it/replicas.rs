@@ -273,6 +273,24 @@ async fn gapless_through_two_replicas(dsn: &str, args: &[&str]) {
     assert_gapless_and_complete(&a.client, &app, &segs, &acked).await;
 }
 
+/// GetSegment of `seg` through `client`.
+async fn get_segment(
+    client: &Client,
+    app: &str,
+    seg: &str,
+) -> Result<
+    aws_sdk_pinpoint::types::SegmentResponse,
+    aws_sdk_pinpoint::error::SdkError<aws_sdk_pinpoint::operation::get_segment::GetSegmentError>,
+> {
+    client
+        .get_segment()
+        .application_id(app)
+        .segment_id(seg)
+        .send()
+        .await
+        .map(|r| r.segment_response.unwrap())
+}
+
 /// GetSegment's answer a replica keeps (given again while the segment's row says it stands)
 /// never outlives a write made through another replica: an update, a tag added and removed,
 /// and a delete are each seen at once through the replica that kept the answer.
@@ -284,15 +302,7 @@ async fn an_answer_a_replica_keeps_never_outlives_a_write_through_another() {
     let b = Replica::start(&dsn, &[]);
     let app = util::create_app(&a.client, "kept").await;
     let seg = util::create_segment(&a.client, &app, named("first")).await;
-    let read = || async {
-        b.client
-            .get_segment()
-            .application_id(&app)
-            .segment_id(&seg)
-            .send()
-            .await
-            .map(|r| r.segment_response.unwrap())
-    };
+    let read = || get_segment(&b.client, &app, &seg);
     // Read twice: the second is the answer B kept.
     for _ in 0..2 {
         let got = read().await.unwrap();
@@ -362,13 +372,9 @@ async fn no_answer_kept_before_the_database_went_away_is_given_after() {
     let app = util::create_app(&b.client, "rewound").await;
     let seg = util::create_segment(&b.client, &app, named("before")).await;
     let name = || async {
-        b.client
-            .get_segment()
-            .application_id(&app)
-            .segment_id(&seg)
-            .send()
+        get_segment(&b.client, &app, &seg)
             .await
-            .map(|r| r.segment_response.unwrap().name.unwrap_or_default())
+            .map(|s| s.name.unwrap_or_default())
     };
     // Read twice: the second is the answer B kept.
     for _ in 0..2 {
