@@ -10,6 +10,10 @@
 //! - import: one newline-delimited JSON file of N endpoints (file:// under --import-root,
 //!   so the store's own speed is measured, not an S3 server's), registered and made an
 //!   IMPORT segment: records/s, and the server's peak resident memory (VmHWM).
+//! - floor (this build's run only): the endpoints and members that import wrote, written
+//!   again by the database alone into the same tables, in the server's batches, with
+//!   nothing else running (`floor_sqlite`, `floor_postgres`): rows/s, and the import as a
+//!   share of it. No import can beat its floor without writing less.
 //! - export: a DIMENSIONAL segment built on that imported base (Country US), evaluated over
 //!   the stored endpoints and written as gzip NDJSON: its time, next to `segmentctl
 //!   estimate` over the same records (the import file), and the two counts, which must agree.
@@ -79,28 +83,48 @@ fn main() {
         // Each server on a database of its own: a fresh SQLite file, or a PostgreSQL
         // cluster of its own (stopped after), so that one run's checkpoints and autovacuum
         // do not fall in the next one's.
-        let run = |tag: &str, bin: &Path| {
+        // With `floor`, what the database alone takes to write the same rows follows.
+        let run = |tag: &str, bin: &Path, floor: bool| {
             let name = format!("{label}{tag}");
             let pg = (label == "postgres").then(|| Postgres::start(&dir.path().join(&name)));
             let data = match &pg {
                 Some(pg) => pg.dsn(),
                 None => format!("{name}.db"),
             };
-            scenario(&name, bin, &data, dir.path(), &file, n, bytes)
+            let rate = scenario(&name, bin, &data, dir.path(), &file, n, bytes);
+            let floor = floor.then(|| match &pg {
+                Some(pg) => floor_postgres(&pg.dsn()),
+                None => floor_sqlite(&dir.path().join(&data), &dir.path().join("floor.db")),
+            });
+            if let Some(f) = floor {
+                println!(
+                    "{label} floor: the same rows written by the database alone, {f:.0} rows/s; the import {rate:.0} records/s = {:.2}× its floor",
+                    rate / f
+                );
+            }
+            (rate, floor)
         };
-        let before = baseline.as_deref().map(|bin| run("-baseline", bin));
-        let after = run("", &this);
-        rates.push((label, before, after));
+        let before = baseline
+            .as_deref()
+            .map(|bin| run("-baseline", bin, false).0);
+        let (after, floor) = run("", &this, true);
+        rates.push((label, before, after, floor));
     }
     let line: Vec<String> = rates
         .iter()
-        .map(|(label, before, after)| match before {
-            Some(b) => format!("{label} {after:.0} (baseline {b:.0}, {:.2}×)", after / b),
-            None => format!("{label} {after:.0}"),
+        .map(|(label, before, after, floor)| {
+            let floor = floor.map_or(String::new(), |f| format!(", {:.2}× its floor", after / f));
+            match before {
+                Some(b) => format!(
+                    "{label} {after:.0} (baseline {b:.0}, {:.2}×{floor})",
+                    after / b
+                ),
+                None => format!("{label} {after:.0}{floor}"),
+            }
         })
         .collect();
     println!("import records/s, side by side: {}", line.join(", "));
-    if let [(_, _, sqlite), (_, _, postgres)] = rates[..] {
+    if let [(_, _, sqlite, _), (_, _, postgres, _)] = rates[..] {
         println!("postgres ÷ sqlite {:.2}×", postgres / sqlite);
     }
 }
@@ -316,6 +340,170 @@ fn scenario(
     });
     drop(child);
     rate
+}
+
+/// An endpoint row as the import stored it: application, id, user, body.
+type EndpointRow = (String, String, Option<String>, String);
+/// A member row as the import staged it: application, segment, version, endpoint, user,
+/// channel, body.
+type MemberRow = (
+    String,
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+);
+
+/// The floor of an import on SQLite: what SQLite alone takes to write what the import wrote.
+/// The endpoints and members in the import's database `imported` are read into memory, then
+/// inserted into a new database `fresh` made from the same schema (the import's own
+/// `sqlite_master`), in the server's batches (`import_batch_rows`) a transaction each, with
+/// the journal and durability of the server's batches (WAL, synchronous=NORMAL): one prepared
+/// statement per table and nothing else running. Rows/s.
+fn floor_sqlite(imported: &Path, fresh: &Path) -> f64 {
+    use rusqlite::{params, Connection, OpenFlags};
+    let from = Connection::open_with_flags(imported, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let schema: Vec<String> = from
+        .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%' ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let endpoints: Vec<EndpointRow> = from
+        .prepare("SELECT app_id, id, user_id, body FROM endpoints ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let members: Vec<MemberRow> = from
+        .prepare("SELECT app_id, segment_id, version, endpoint_id, user_id, channel, body FROM segment_members ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        endpoints.len(),
+        members.len(),
+        "an import of new endpoints stages each once"
+    );
+    let mut to = Connection::open(fresh).unwrap();
+    to.pragma_update(None, "journal_mode", "WAL").unwrap();
+    to.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    to.execute_batch(&schema.join(";\n")).unwrap();
+    let batch = segmentctl::server::jobs::import_batch_rows(
+        segmentctl::server::store::sql::Dialect::Sqlite,
+    );
+    let start = Instant::now();
+    for (e, m) in endpoints.chunks(batch).zip(members.chunks(batch)) {
+        let tx = to.transaction().unwrap();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO endpoints (app_id, id, user_id, body) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .unwrap();
+            for (app, id, user, body) in e {
+                insert.execute(params![app, id, user, body]).unwrap();
+            }
+            let mut insert = tx
+                .prepare_cached("INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .unwrap();
+            for (app, seg, version, id, user, channel, body) in m {
+                insert
+                    .execute(params![app, seg, version, id, user, channel, body])
+                    .unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    endpoints.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The floor of an import on PostgreSQL: what PostgreSQL alone takes to write what the import
+/// wrote. The endpoints and members of the import's database (`dsn`) are read into memory,
+/// both tables emptied (TRUNCATE, then a CHECKPOINT), and the rows written again in the
+/// server's batches (`import_batch_rows`), each batch's endpoints and members by `COPY … FROM
+/// STDIN (FORMAT binary)` on two connections at once (as the server stages members beside its
+/// endpoints), each in a transaction with synchronous_commit off (as the server's batches).
+/// Rows/s.
+fn floor_postgres(dsn: &str) -> f64 {
+    use postgres::binary_copy::BinaryCopyInWriter;
+    use postgres::types::{ToSql, Type};
+    use postgres::{Client, NoTls};
+    /// One batch into `table` by binary COPY, in a transaction of its own.
+    fn copy(
+        c: &mut Client,
+        statement: &str,
+        types: &[Type],
+        rows: &mut dyn Iterator<Item = Vec<&(dyn ToSql + Sync)>>,
+    ) {
+        let mut tx = c.transaction().unwrap();
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .unwrap();
+        let mut w = BinaryCopyInWriter::new(tx.copy_in(statement).unwrap(), types);
+        for row in rows {
+            w.write(&row).unwrap();
+        }
+        w.finish().unwrap();
+        tx.commit().unwrap();
+    }
+    let mut a = Client::connect(dsn, NoTls).unwrap();
+    let mut b = Client::connect(dsn, NoTls).unwrap();
+    let endpoints: Vec<EndpointRow> = a
+        .query(
+            "SELECT app_id, id, user_id, body FROM endpoints ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    let members: Vec<MemberRow> = a
+        .query("SELECT app_id, segment_id, version, endpoint_id, user_id, channel, body FROM segment_members", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .collect();
+    assert_eq!(
+        endpoints.len(),
+        members.len(),
+        "an import of new endpoints stages each once"
+    );
+    a.batch_execute("TRUNCATE endpoints, segment_members; CHECKPOINT")
+        .unwrap();
+    let batch = segmentctl::server::jobs::import_batch_rows(
+        segmentctl::server::store::sql::Dialect::Postgres,
+    );
+    let text = Type::TEXT;
+    let start = Instant::now();
+    for (e, m) in endpoints.chunks(batch).zip(members.chunks(batch)) {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                copy(
+                    &mut a,
+                    "COPY endpoints (app_id, id, user_id, body) FROM STDIN (FORMAT binary)",
+                    &[text.clone(), text.clone(), text.clone(), text.clone()],
+                    &mut e.iter().map(|(app, id, user, body)| {
+                        vec![app as &(dyn ToSql + Sync), id, user, body]
+                    }),
+                )
+            });
+            copy(
+                &mut b,
+                "COPY segment_members (app_id, segment_id, version, endpoint_id, user_id, channel, body) FROM STDIN (FORMAT binary)",
+                &[text.clone(), text.clone(), Type::INT8, text.clone(), text.clone(), text.clone(), text.clone()],
+                &mut m.iter().map(|(app, seg, version, id, user, channel, body)| {
+                    vec![app as &(dyn ToSql + Sync), seg, version, id, user, channel, body]
+                }),
+            );
+        });
+    }
+    endpoints.len() as f64 / start.elapsed().as_secs_f64()
 }
 
 /// A server process, killed when dropped (also when the bench fails midway).
