@@ -15,7 +15,11 @@
 //! answer (its latest version and its tags, one index probe), and the answer kept is given
 //! when both are as they were. A version's definition and time are never rewritten once
 //! stored, a segment's creation time never changes, and ids are never reused; so the
-//! answer is the one a full read would make, as of that read.
+//! answer is the one a full read would make, as of that read. That holds for one history
+//! of the database only: an answer is kept and given at the epoch of the shared connection
+//! it was read on, and a database that went away (a failover, a restore, which can bring
+//! back a different version of the same number) breaks that connection, so the next one
+//! starts a new epoch and every answer is read again.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
