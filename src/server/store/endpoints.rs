@@ -14,6 +14,53 @@ use crate::server::error::ApiError;
 /// An endpoint's stored JSON, as it goes on the wire.
 pub type Body = Box<serde_json::value::RawValue>;
 
+/// An application's custom attribute names, by family (`Attributes`, `Metrics`,
+/// `UserAttributes`): looked up by `&str`, without the two `String`s a set of pairs makes
+/// for each name of each row an import checks (5 % of a PostgreSQL import's samples, on the
+/// batch's critical path).
+#[derive(Default)]
+pub(super) struct Names {
+    by_family: HashMap<String, HashSet<String>>,
+    len: usize,
+}
+
+impl Names {
+    pub fn contains(&self, family: &str, name: &str) -> bool {
+        self.by_family.get(family).is_some_and(|n| n.contains(name))
+    }
+
+    pub fn insert(&mut self, family: &str, name: String) {
+        let names = match self.by_family.get_mut(family) {
+            Some(names) => names,
+            None => self.by_family.entry(family.to_string()).or_default(),
+        };
+        if names.insert(name) {
+            self.len += 1;
+        }
+    }
+
+    pub fn remove(&mut self, family: &str, name: &str) {
+        if self
+            .by_family
+            .get_mut(family)
+            .is_some_and(|n| n.remove(name))
+        {
+            self.len -= 1;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Every name, as `(family, name)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_family
+            .iter()
+            .flat_map(|(f, names)| names.iter().map(move |n| (f.as_str(), n.as_str())))
+    }
+}
+
 fn raw(text: String) -> Result<Body, ApiError> {
     serde_json::value::RawValue::from_string(text).map_err(|e| ApiError::internal(&e))
 }
@@ -119,7 +166,7 @@ pub(super) struct Merging<'a> {
     /// The endpoint ids of each user the batch can touch (its rows' users and those of the
     /// endpoints they update).
     users: HashMap<String, HashSet<String>>,
-    known: HashSet<(String, String)>,
+    known: Names,
 }
 
 impl<'a> Merging<'a> {
@@ -343,7 +390,7 @@ impl Store {
         app: &str,
         id: &str,
         e: &Endpoint,
-        known: &mut HashSet<(String, String)>,
+        known: &mut Names,
     ) -> Result<(), ApiError> {
         let mut used: HashSet<(String, String)> = e
             .attribute_names()
@@ -362,26 +409,30 @@ impl Store {
                     .map(|(f, n)| (f.to_string(), n.to_string())),
             );
         }
-        let unused: Vec<(String, String)> = known.difference(&used).cloned().collect();
+        let unused: Vec<(String, String)> = known
+            .iter()
+            .map(|(f, n)| (f.to_string(), n.to_string()))
+            .filter(|name| !used.contains(name))
+            .collect();
         for (family, name) in &unused {
             tx.prepare_cached(
                 "DELETE FROM attribute_names WHERE app_id = ?1 AND family = ?2 AND name = ?3",
             )?
             .execute([app, family.as_str(), name.as_str()])?;
-            known.remove(&(family.clone(), name.clone()));
+            known.remove(family, name);
         }
         Ok(())
     }
 
     /// The application's custom attribute names, `(family, name)`: at most 250.
-    pub(super) fn attribute_names(
-        tx: &Tx<'_>,
-        app: &str,
-    ) -> Result<HashSet<(String, String)>, ApiError> {
-        let names = tx
-            .prepare_cached("SELECT family, name FROM attribute_names WHERE app_id = ?1")?
-            .query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
+    pub(super) fn attribute_names(tx: &Tx<'_>, app: &str) -> Result<Names, ApiError> {
+        let mut names = Names::default();
+        let stmt =
+            tx.prepare_cached("SELECT family, name FROM attribute_names WHERE app_id = ?1")?;
+        for row in stmt.query_map([app], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
+            let (family, name) = row?;
+            names.insert(&family, name);
+        }
         Ok(names)
     }
 
@@ -397,7 +448,7 @@ impl Store {
         field: &str,
         now: &str,
         request_id: &str,
-        known: &mut HashSet<(String, String)>,
+        known: &mut Names,
     ) -> Result<Endpoint, ApiError> {
         let stored: Option<String> = tx
             .prepare_cached("SELECT body FROM endpoints WHERE app_id = ?1 AND id = ?2")?
@@ -439,12 +490,12 @@ impl Store {
         id: &str,
         e: &Endpoint,
         field: &str,
-        known: &mut HashSet<(String, String)>,
+        known: &mut Names,
         flush: impl FnOnce() -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        let new = |known: &HashSet<(String, String)>| -> Vec<(&'static str, String)> {
+        let new = |known: &Names| -> Vec<(&'static str, String)> {
             e.attribute_names()
-                .filter(|(f, n)| !known.contains(&(f.to_string(), n.to_string())))
+                .filter(|(f, n)| !known.contains(f, n))
                 .map(|(f, n)| (f, n.to_string()))
                 .collect()
         };
@@ -471,7 +522,7 @@ impl Store {
                 "INSERT INTO attribute_names (app_id, family, name) VALUES (?1, ?2, ?3)",
             )?
             .execute([app, family, name.as_str()])?;
-            known.insert((family.to_string(), name));
+            known.insert(family, name);
         }
         Ok(())
     }
