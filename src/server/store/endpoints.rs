@@ -638,3 +638,32 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Names;
+
+    /// The count the per-application limit reads: each name once, by family, whatever is
+    /// added again or removed that was never there.
+    #[test]
+    fn names_count_each_family_and_name_once() {
+        let mut names = Names::default();
+        names.insert("Attributes", "plan".into());
+        names.insert("Attributes", "plan".into());
+        names.insert("Metrics", "plan".into());
+        names.insert("UserAttributes", "tier".into());
+        assert_eq!(names.len(), 3);
+        assert!(names.contains("Attributes", "plan"));
+        assert!(names.contains("Metrics", "plan"));
+        assert!(!names.contains("UserAttributes", "plan"));
+        assert!(!names.contains("Other", "plan"));
+        names.remove("Metrics", "plan");
+        names.remove("Metrics", "plan");
+        names.remove("Other", "tier");
+        assert_eq!(names.len(), 2);
+        assert!(!names.contains("Metrics", "plan"));
+        let mut all: Vec<_> = names.iter().collect();
+        all.sort();
+        assert_eq!(all, [("Attributes", "plan"), ("UserAttributes", "tier")]);
+    }
+}
