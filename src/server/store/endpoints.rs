@@ -14,53 +14,6 @@ use crate::server::error::ApiError;
 /// An endpoint's stored JSON, as it goes on the wire.
 pub type Body = Box<serde_json::value::RawValue>;
 
-/// An application's custom attribute names, by family (`Attributes`, `Metrics`,
-/// `UserAttributes`): looked up by `&str`, without the two `String`s a set of pairs makes
-/// for each name of each row an import checks (5 % of a PostgreSQL import's samples, on the
-/// batch's critical path).
-#[derive(Default)]
-pub(super) struct Names {
-    by_family: HashMap<String, HashSet<String>>,
-    len: usize,
-}
-
-impl Names {
-    pub fn contains(&self, family: &str, name: &str) -> bool {
-        self.by_family.get(family).is_some_and(|n| n.contains(name))
-    }
-
-    pub fn insert(&mut self, family: &str, name: String) {
-        let names = match self.by_family.get_mut(family) {
-            Some(names) => names,
-            None => self.by_family.entry(family.to_string()).or_default(),
-        };
-        if names.insert(name) {
-            self.len += 1;
-        }
-    }
-
-    pub fn remove(&mut self, family: &str, name: &str) {
-        if self
-            .by_family
-            .get_mut(family)
-            .is_some_and(|n| n.remove(name))
-        {
-            self.len -= 1;
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Every name, as `(family, name)`.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.by_family
-            .iter()
-            .flat_map(|(f, names)| names.iter().map(move |n| (f.as_str(), n.as_str())))
-    }
-}
-
 fn raw(text: String) -> Result<Body, ApiError> {
     serde_json::value::RawValue::from_string(text).map_err(|e| ApiError::internal(&e))
 }
@@ -166,7 +119,7 @@ pub(super) struct Merging<'a> {
     /// The endpoint ids of each user the batch can touch (its rows' users and those of the
     /// endpoints they update).
     users: HashMap<String, HashSet<String>>,
-    known: Names,
+    known: HashSet<(String, String)>,
 }
 
 impl<'a> Merging<'a> {
@@ -390,7 +343,7 @@ impl Store {
         app: &str,
         id: &str,
         e: &Endpoint,
-        known: &mut Names,
+        known: &mut HashSet<(String, String)>,
     ) -> Result<(), ApiError> {
         let mut used: HashSet<(String, String)> = e
             .attribute_names()
@@ -409,30 +362,26 @@ impl Store {
                     .map(|(f, n)| (f.to_string(), n.to_string())),
             );
         }
-        let unused: Vec<(String, String)> = known
-            .iter()
-            .map(|(f, n)| (f.to_string(), n.to_string()))
-            .filter(|name| !used.contains(name))
-            .collect();
+        let unused: Vec<(String, String)> = known.difference(&used).cloned().collect();
         for (family, name) in &unused {
             tx.prepare_cached(
                 "DELETE FROM attribute_names WHERE app_id = ?1 AND family = ?2 AND name = ?3",
             )?
             .execute([app, family.as_str(), name.as_str()])?;
-            known.remove(family, name);
+            known.remove(&(family.clone(), name.clone()));
         }
         Ok(())
     }
 
     /// The application's custom attribute names, `(family, name)`: at most 250.
-    pub(super) fn attribute_names(tx: &Tx<'_>, app: &str) -> Result<Names, ApiError> {
-        let mut names = Names::default();
-        let stmt =
-            tx.prepare_cached("SELECT family, name FROM attribute_names WHERE app_id = ?1")?;
-        for row in stmt.query_map([app], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))? {
-            let (family, name) = row?;
-            names.insert(&family, name);
-        }
+    pub(super) fn attribute_names(
+        tx: &Tx<'_>,
+        app: &str,
+    ) -> Result<HashSet<(String, String)>, ApiError> {
+        let names = tx
+            .prepare_cached("SELECT family, name FROM attribute_names WHERE app_id = ?1")?
+            .query_map([app], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
         Ok(names)
     }
 
@@ -448,7 +397,7 @@ impl Store {
         field: &str,
         now: &str,
         request_id: &str,
-        known: &mut Names,
+        known: &mut HashSet<(String, String)>,
     ) -> Result<Endpoint, ApiError> {
         let stored: Option<String> = tx
             .prepare_cached("SELECT body FROM endpoints WHERE app_id = ?1 AND id = ?2")?
@@ -490,12 +439,12 @@ impl Store {
         id: &str,
         e: &Endpoint,
         field: &str,
-        known: &mut Names,
+        known: &mut HashSet<(String, String)>,
         flush: impl FnOnce() -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        let new = |known: &Names| -> Vec<(&'static str, String)> {
+        let new = |known: &HashSet<(String, String)>| -> Vec<(&'static str, String)> {
             e.attribute_names()
-                .filter(|(f, n)| !known.contains(f, n))
+                .filter(|(f, n)| !known.contains(&(f.to_string(), n.to_string())))
                 .map(|(f, n)| (f, n.to_string()))
                 .collect()
         };
@@ -522,7 +471,7 @@ impl Store {
                 "INSERT INTO attribute_names (app_id, family, name) VALUES (?1, ?2, ?3)",
             )?
             .execute([app, family, name.as_str()])?;
-            known.insert(family, name);
+            known.insert((family.to_string(), name));
         }
         Ok(())
     }
@@ -636,34 +585,5 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             Ok(rows)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Names;
-
-    /// The count the per-application limit reads: each name once, by family, whatever is
-    /// added again or removed that was never there.
-    #[test]
-    fn names_count_each_family_and_name_once() {
-        let mut names = Names::default();
-        names.insert("Attributes", "plan".into());
-        names.insert("Attributes", "plan".into());
-        names.insert("Metrics", "plan".into());
-        names.insert("UserAttributes", "tier".into());
-        assert_eq!(names.len(), 3);
-        assert!(names.contains("Attributes", "plan"));
-        assert!(names.contains("Metrics", "plan"));
-        assert!(!names.contains("UserAttributes", "plan"));
-        assert!(!names.contains("Other", "plan"));
-        names.remove("Metrics", "plan");
-        names.remove("Metrics", "plan");
-        names.remove("Other", "tier");
-        assert_eq!(names.len(), 2);
-        assert!(!names.contains("Metrics", "plan"));
-        let mut all: Vec<_> = names.iter().collect();
-        all.sort();
-        assert_eq!(all, [("Attributes", "plan"), ("UserAttributes", "tier")]);
     }
 }
