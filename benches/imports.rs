@@ -435,7 +435,8 @@ fn floor_postgres(dsn: &str) -> f64 {
     use postgres::binary_copy::BinaryCopyInWriter;
     use postgres::types::{ToSql, Type};
     use postgres::{Client, NoTls};
-    /// One batch into `table` by binary COPY, in a transaction of its own.
+    /// One batch of `rows` (of column `types`) by the binary COPY `statement`, in a
+    /// transaction of its own.
     fn copy(
         c: &mut Client,
         statement: &str,
