@@ -1930,3 +1930,156 @@ fn a_member_staged_then_deleted_and_imported_again_is_staged_once_on_the_suites_
     let z: serde_json::Value = serde_json::from_str(&members[2].1).unwrap();
     assert_eq!(z["Address"], "+4");
 }
+
+/// On PostgreSQL a batch reads what its rows merge into ahead of its transaction, outside
+/// the application's endpoint lock, while the batch before it writes; under the lock it
+/// keeps that read only if no write but the batch before came since, and that batch wrote
+/// none of what was read. Here each way the read goes stale, one after the other: another
+/// writer (UpdateEndpoint's store call) creates an endpoint after the read found none, and
+/// the batch before writes an endpoint the next batch read ahead of it. Each time the batch merges
+/// into the endpoint as it stands, losing neither write.
+#[test]
+fn an_import_batch_read_ahead_then_written_since_is_read_again_under_the_lock() {
+    use segmentctl::server::endpoint::Endpoint;
+    use segmentctl::server::store::{pg::PgSettings, DataSource, ImportRow, JobKind, Store};
+
+    let store = Store::connect(
+        &DataSource::parse(&crate::pg::database()).unwrap(),
+        "us-east-1",
+        "123456789012",
+        PgSettings::new(4),
+    )
+    .unwrap();
+    let app = store.create_app("a", &Default::default()).unwrap().id;
+    let job = store
+        .create_job(
+            &app,
+            JobKind::Import,
+            None,
+            serde_json::json!({"Definition": {"S3Url": "file:///x", "Format": "JSON"}}),
+        )
+        .unwrap();
+    let id = job["Id"].as_str().unwrap().to_string();
+    let now = segmentctl::text::now_iso();
+    let row = |endpoint: &str, body: serde_json::Value| {
+        let e: Endpoint = serde_json::from_value(body).unwrap();
+        ImportRow::new(&app, &id, endpoint.to_string(), e, &now)
+    };
+    let sms = |address: &str| serde_json::json!({"ChannelType": "SMS", "Address": address});
+    let endpoint = |endpoint: &str| -> serde_json::Value {
+        serde_json::from_str(store.get_endpoint(&app, endpoint).unwrap().get()).unwrap()
+    };
+
+    let first = [row("y", sms("+2"))];
+    let (refused, written) = store
+        .import_batch_after(&app, &job, true, &first, &now, None, None)
+        .unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    let written = written.expect("PostgreSQL's batches tell the next one what they wrote");
+
+    // Another writer creates x after the second batch read it ahead (not there yet), and
+    // after the first batch (which wrote only y): the epoch alone tells.
+    let second = [row(
+        "x",
+        serde_json::json!({"ChannelType": "SMS", "Address": "+1", "Attributes": {"batch": ["2"]}}),
+    )];
+    let ahead = store
+        .import_ahead(&app, &second)
+        .expect("a connection free");
+    store
+        .update_endpoints(
+            &app,
+            vec![(
+                "x".to_string(),
+                serde_json::from_value(serde_json::json!(
+                    {"ChannelType": "SMS", "Address": "+9", "Attributes": {"writer": ["w"]}}
+                ))
+                .unwrap(),
+            )],
+            |_| String::new(),
+            "request",
+        )
+        .unwrap();
+    let (refused, written) = store
+        .import_batch_after(&app, &job, true, &second, &now, Some(ahead), Some(&written))
+        .unwrap();
+    assert!(refused.is_empty(), "{refused:?}");
+    assert!(!written.as_ref().unwrap().read_ahead());
+    let x = endpoint("x");
+    assert_eq!(x["Attributes"]["writer"][0], "w", "{x}");
+    assert_eq!(x["Attributes"]["batch"][0], "2", "{x}");
+    assert_eq!(x["Address"], "+1", "{x}");
+    let written = written.unwrap();
+
+    // The batch before writes y after the next batch read y ahead.
+    let third = [row(
+        "y",
+        serde_json::json!({"Attributes": {"batch": ["3"]}}),
+    )];
+    let fourth = [row(
+        "y",
+        serde_json::json!({"Attributes": {"batch4": ["4"]}}),
+    )];
+    let ahead = store
+        .import_ahead(&app, &fourth)
+        .expect("a connection free");
+    let (_, written) = store
+        .import_batch_after(&app, &job, true, &third, &now, None, Some(&written))
+        .unwrap();
+    let (_, written) = store
+        .import_batch_after(
+            &app,
+            &job,
+            true,
+            &fourth,
+            &now,
+            Some(ahead),
+            written.as_ref(),
+        )
+        .unwrap();
+    assert!(!written.as_ref().unwrap().read_ahead());
+    let y = endpoint("y");
+    assert_eq!(y["Attributes"]["batch"][0], "3", "{y}");
+    assert_eq!(y["Attributes"]["batch4"][0], "4", "{y}");
+    assert_eq!(y["Address"], "+2", "{y}");
+
+    // Nothing else writes: a batch read ahead after the batch before, or while it wrote
+    // other endpoints, merges into what it read.
+    let fifth = [row("z", sms("+5"))];
+    let sixth = [row("v", sms("+6"))];
+    let ahead = store.import_ahead(&app, &fifth).expect("a connection free");
+    let (_, written) = store
+        .import_batch_after(
+            &app,
+            &job,
+            true,
+            &fifth,
+            &now,
+            Some(ahead),
+            written.as_ref(),
+        )
+        .unwrap();
+    assert!(written.as_ref().unwrap().read_ahead());
+    let ahead = store.import_ahead(&app, &sixth).expect("a connection free");
+    let seventh = [row(
+        "z",
+        serde_json::json!({"Attributes": {"batch": ["7"]}}),
+    )];
+    let (_, written) = store
+        .import_batch_after(&app, &job, true, &seventh, &now, None, written.as_ref())
+        .unwrap();
+    let (_, written) = store
+        .import_batch_after(
+            &app,
+            &job,
+            true,
+            &sixth,
+            &now,
+            Some(ahead),
+            written.as_ref(),
+        )
+        .unwrap();
+    assert!(written.unwrap().read_ahead());
+    assert_eq!(endpoint("z")["Attributes"]["batch"][0], "7");
+    assert_eq!(endpoint("v")["Address"], "+6");
+}

@@ -78,6 +78,7 @@ impl Store {
                 "journey_segments",
                 "endpoints",
                 "attribute_names",
+                "endpoint_epochs",
                 "segment_members",
             ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [id])?;
