@@ -657,7 +657,7 @@ fn migrate_only_applies_the_schema_and_names_each_migration() {
     let port = dsn.split(':').nth(2).unwrap().split('/').next().unwrap();
     insta::assert_snapshot!(
         stdout.replace(port, "PORT").replace(&dsn[dsn.rfind('/').unwrap()..], "/DB"),
-        @"postgres://127.0.0.1:PORT/DB: schema at version 6; applied: 1 (initial schema), 2 (job leases), 3 (import rows staged as segment members), 4 (customer profiles), 5 (connect campaigns), 6 (endpoint epochs)"
+        @"postgres://127.0.0.1:PORT/DB: schema at version 5; applied: 1 (initial schema), 2 (job leases), 3 (import rows staged as segment members), 4 (customer profiles), 5 (connect campaigns)"
     );
 }
 

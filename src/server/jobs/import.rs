@@ -11,7 +11,7 @@ use crate::model::ImportDefinition;
 use crate::server::error::ApiError;
 use crate::server::objects::{self, Reader};
 use crate::server::store::sql::Dialect;
-use crate::server::store::{self, ImportRow, ImportTarget};
+use crate::server::store::{ImportRow, ImportTarget};
 use crate::text::now_iso;
 
 /// Rows committed per transaction on `dialect`'s database, each batch written in a few
@@ -200,21 +200,18 @@ impl Jobs {
     }
 }
 
-/// What a batch's commit answers: the rows it refused (by index) and what it tells the next
-/// batch ([`store::Written`]); with its rows, handed back to be dropped by the reading task (freeing
-/// a batch's endpoints is a share of the work worth keeping off the writer, which an import
-/// waits for).
-type Answer = (Result<Committed, ApiError>, Vec<ImportRow>);
-type Committed = (store::Refused, Option<store::Written>);
-
-/// A batch being committed, and the line numbers of its rows.
-type Pending = (tokio::task::JoinHandle<Answer>, Vec<u64>);
+/// A batch being committed: the store's answer (the rows it refused, by index) with the
+/// rows, handed back to be dropped by the reading task (freeing a batch's endpoints is a
+/// share of the work worth keeping off the writer, which an import waits for), and the line
+/// numbers of its rows.
+type Pending = (
+    tokio::task::JoinHandle<(Result<Vec<(usize, String)>, ApiError>, Vec<ImportRow>)>,
+    Vec<u64>,
+);
 
 /// The rows of one file on their way to the store: the batch being read (each row prepared
 /// as it is read: [`ImportRow`]), and the one before it, committed on a blocking thread
-/// meanwhile (one writer at a time). A batch's commit starts as its last row is read: what
-/// its rows merge into is read ahead ([`store::Ahead`], PostgreSQL's) while the batch
-/// before it commits, and it writes once that one has.
+/// meanwhile (one writer at a time).
 struct Batch<'a> {
     file: &'a str,
     register: bool,
@@ -240,61 +237,33 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Commits the rows read so far, with the job's counters as they stand once the batch
+    /// Commits the rows read so far, with the job's counters as they stand, once the batch
     /// before is committed; the next rows are read meanwhile.
     async fn commit(&mut self, jobs: &Jobs, app: &str, job: &mut Value) -> Result<(), String> {
+        self.settle(job).await?;
         if self.rows.is_empty() {
-            return self.settle(job).await.map(drop);
+            return Ok(());
         }
         let rows = std::mem::replace(&mut self.rows, Vec::with_capacity(self.size));
-        let lines = std::mem::take(&mut self.lines);
         let now = self.now.take().unwrap_or_else(now_iso);
         let store = jobs.store.clone();
-        let (app, register) = (app.to_string(), self.register);
-        // The batch before's outcome, and the job as it then stands: sent once it is
-        // committed (dropped unsent if it failed, and this batch writes nothing).
-        let (tell, told) = tokio::sync::oneshot::channel::<(Option<store::Written>, Value)>();
+        let (app, snapshot, register) = (app.to_string(), job.clone(), self.register);
         let handle = tokio::task::spawn_blocking(move || {
-            let mut ahead = if register {
-                store.import_ahead(&app, &rows)
-            } else {
-                None
-            };
-            let Ok((before, snapshot)) = told.blocking_recv() else {
-                drop(ahead);
-                let failed = ApiError::internal(&"the batch before this one failed");
-                return (Err(failed), rows);
-            };
-            let written = retrying(|| {
-                // A retry reads under the lock: what was read ahead is of its first try.
-                store.import_batch_after(
-                    &app,
-                    &snapshot,
-                    register,
-                    &rows,
-                    &now,
-                    ahead.take(),
-                    before.as_ref(),
-                )
-            });
-            drop(ahead);
-            (written, rows)
+            let refused = retrying(|| store.import_batch(&app, &snapshot, register, &rows, &now));
+            (refused, rows)
         });
-        let before = self.settle(job).await;
-        self.pending = Some((handle, lines));
-        let _ = tell.send((before?, job.clone()));
+        self.pending = Some((handle, std::mem::take(&mut self.lines)));
         Ok(())
     }
 
-    /// Waits for the batch being committed, and records the rows it refused: what it tells
-    /// the next batch.
-    async fn settle(&mut self, job: &mut Value) -> Result<Option<store::Written>, String> {
+    /// Waits for the batch being committed, and records the rows it refused.
+    async fn settle(&mut self, job: &mut Value) -> Result<(), String> {
         let Some((handle, lines)) = self.pending.take() else {
-            return Ok(None);
+            return Ok(());
         };
-        let (written, rows) = handle.await.map_err(|e| e.to_string())?;
+        let (refused, rows) = handle.await.map_err(|e| e.to_string())?;
         drop(rows);
-        let (refused, written) = written.map_err(|e| e.message)?;
+        let refused = refused.map_err(|e| e.message)?;
         for (i, why) in refused {
             fail_row(
                 job,
@@ -306,6 +275,6 @@ impl<'a> Batch<'a> {
                 ),
             );
         }
-        Ok(written)
+        Ok(())
     }
 }

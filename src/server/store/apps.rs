@@ -78,7 +78,6 @@ impl Store {
                 "journey_segments",
                 "endpoints",
                 "attribute_names",
-                "endpoint_epochs",
                 "segment_members",
             ] {
                 tx.execute(&format!("DELETE FROM {table} WHERE app_id = ?1"), [id])?;

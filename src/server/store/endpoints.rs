@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use super::sql::{params, Connection, Dialect, OptionalExtension, Param};
+use super::sql::{params, Connection, OptionalExtension, Param};
 
 use super::{multirow, Store, Tx};
 use crate::server::endpoint::{Endpoint, MAX_ATTRIBUTES_PER_APP, MAX_ENDPOINTS_PER_USER};
@@ -104,26 +104,26 @@ impl ImportRow {
     }
 }
 
-/// What a batch of import rows merges into, read in one go: the stored endpoint of each of
-/// its ids, and the endpoint ids of each user it can touch (its rows' users and those of the
-/// endpoints they update). Read under the application's endpoint lock,
-/// or ahead of it and then checked ([`crate::server::store::jobs`]'s read-ahead).
-pub(super) struct Lookup<'a> {
-    /// Each id's endpoint as it stands (`None`: there is none yet), and whether it is stored.
+/// A batch of endpoint writes in one application, merged in memory as
+/// [`Store::upsert_endpoint`] merges them one by one: the stored endpoints of the batch's
+/// ids and the endpoint ids of its users are read once, up front, and what each row makes
+/// is what the next row of the same id merges into.
+///
+/// Assumptions: the transaction holds the application's endpoint lock
+/// ([`Store::lock_endpoints`]), so nothing else changes its endpoints meanwhile.
+pub(super) struct Merging<'a> {
+    app: &'a str,
+    /// Each id's endpoint as it stands now (`None`: there is none yet), and whether it was
+    /// stored before the batch.
     current: HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)>,
+    /// The endpoint ids of each user the batch can touch (its rows' users and those of the
+    /// endpoints they update).
     users: HashMap<String, HashSet<String>>,
+    known: HashSet<(String, String)>,
 }
 
-/// The endpoints and users a batch of import rows could write (its [`Lookup`]'s), kept to
-/// tell whether the next batch's read-ahead reads any of them.
-#[derive(Debug, Default)]
-pub struct Footprint {
-    ids: HashSet<String>,
-    users: HashSet<String>,
-}
-
-impl<'a> Lookup<'a> {
-    pub fn load(c: &Connection, app: &str, rows: &'a [ImportRow]) -> Result<Self, ApiError> {
+impl<'a> Merging<'a> {
+    pub fn load(tx: &Tx<'_>, app: &'a str, rows: &'a [ImportRow]) -> Result<Self, ApiError> {
         let mut current: HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)> =
             HashMap::with_capacity(rows.len());
         let mut ids = Vec::with_capacity(rows.len());
@@ -133,7 +133,7 @@ impl<'a> Lookup<'a> {
                 ids.push(&row.id);
             }
         }
-        Self::load_stored(c, app, &ids, &mut current)?;
+        Self::load_stored(tx, app, &ids, &mut current)?;
         let mut users: HashMap<String, HashSet<String>> = HashMap::new();
         let updates = rows.iter().map(|r| &r.update);
         for e in current
@@ -145,19 +145,25 @@ impl<'a> Lookup<'a> {
                 users.entry(user.to_string()).or_default();
             }
         }
-        Self::load_users(c, app, &mut users)?;
-        Ok(Self { current, users })
+        Self::load_users(tx, app, &mut users)?;
+        let known = Store::attribute_names(tx, app)?;
+        Ok(Self {
+            app,
+            current,
+            users,
+            known,
+        })
     }
 
     /// Fills in the stored endpoints of `ids`.
     fn load_stored(
-        c: &Connection,
+        tx: &Tx<'_>,
         app: &str,
         ids: &[&String],
         current: &mut HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)>,
     ) -> Result<(), ApiError> {
         let stored = multirow::any_of(
-            c,
+            tx,
             &[&app],
             ids,
             |id| format!("SELECT id, body FROM endpoints WHERE app_id = ?1 AND id {id}"),
@@ -176,13 +182,13 @@ impl<'a> Lookup<'a> {
 
     /// Fills in the endpoint ids of each user in `users`.
     fn load_users(
-        c: &Connection,
+        tx: &Tx<'_>,
         app: &str,
         users: &mut HashMap<String, HashSet<String>>,
     ) -> Result<(), ApiError> {
         let names: Vec<String> = users.keys().cloned().collect();
         let rows = multirow::any_of(
-            c,
+            tx,
             &[&app],
             &names,
             |user| {
@@ -195,74 +201,6 @@ impl<'a> Lookup<'a> {
             users.entry(user).or_default().insert(row.get(1)?);
         }
         Ok(())
-    }
-
-    /// Whether it read an endpoint or a user that `written` could have changed.
-    pub fn reads_any_of(&self, written: &Footprint) -> bool {
-        self.current.keys().any(|id| written.ids.contains(*id))
-            || self.users.keys().any(|u| written.users.contains(u))
-    }
-
-    /// The endpoints and users the batch could write.
-    pub fn footprint(&self) -> Footprint {
-        Footprint {
-            ids: self.current.keys().map(|id| id.to_string()).collect(),
-            users: self.users.keys().cloned().collect(),
-        }
-    }
-}
-
-#[cfg(test)]
-impl<'a> Lookup<'a> {
-    /// A read of endpoints `ids` (none stored) and of `users`, for tests of what it read.
-    pub fn of(ids: &[&'a str], users: &[&str]) -> Self {
-        Self {
-            current: ids.iter().map(|id| (*id, (None, false))).collect(),
-            users: users
-                .iter()
-                .map(|u| (u.to_string(), HashSet::new()))
-                .collect(),
-        }
-    }
-}
-
-#[cfg(test)]
-impl Footprint {
-    pub fn of(ids: &[&str], users: &[&str]) -> Self {
-        Self {
-            ids: ids.iter().map(|s| s.to_string()).collect(),
-            users: users.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-}
-
-/// A batch of endpoint writes in one application, merged in memory as
-/// [`Store::upsert_endpoint`] merges them one by one: what the batch's rows merge into is
-/// read once, up front ([`Lookup`]), and what each row makes is what the next row of the
-/// same id merges into.
-///
-/// Assumptions: the transaction holds the application's endpoint lock
-/// ([`Store::lock_endpoints`]), so nothing else changes its endpoints meanwhile, and the
-/// [`Lookup`] is of the endpoints as they stand under it.
-pub(super) struct Merging<'a> {
-    app: &'a str,
-    current: HashMap<&'a str, (Option<Cow<'a, Endpoint>>, bool)>,
-    users: HashMap<String, HashSet<String>>,
-    known: HashSet<(String, String)>,
-}
-
-impl<'a> Merging<'a> {
-    /// The merge of a batch into what `lookup` read, with the application's attribute names
-    /// as they stand in `tx`.
-    pub fn new(tx: &Tx<'_>, app: &'a str, lookup: Lookup<'a>) -> Result<Self, ApiError> {
-        let Lookup { current, users } = lookup;
-        let known = Store::attribute_names(tx, app)?;
-        Ok(Self {
-            app,
-            current,
-            users,
-            known,
-        })
     }
 
     /// The stored endpoints of the users of `staged` that `staged` does not write: the
@@ -394,16 +332,7 @@ impl Store {
     /// at once): each merges into what the last one stored, and the per-user and
     /// per-application quotas count what is there.
     pub(super) fn lock_endpoints(tx: &Tx<'_>, app: &str) -> Result<(), ApiError> {
-        tx.serialize_on(&format!("endpoints/{app}"))?;
-        // The application's endpoint epoch moves with every writer (see `store::jobs::Ahead`).
-        if tx.dialect() == Dialect::Postgres {
-            tx.prepare_cached(
-                "INSERT INTO endpoint_epochs (app_id, n) VALUES (?1, 1)
-                 ON CONFLICT (app_id) DO UPDATE SET n = endpoint_epochs.n + 1",
-            )?
-            .execute([app])?;
-        }
-        Ok(())
+        Ok(tx.serialize_on(&format!("endpoints/{app}"))?)
     }
 
     /// Forgets the attribute names that no endpoint of `app` uses now (besides `e`, about

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::endpoints::{Footprint, ImportRow, Latest, Lookup, Merging, Staged};
+use super::endpoints::{ImportRow, Latest, Merging, Staged};
 use super::sql::{params, DbError, Dialect, OptionalExtension, Param};
 use serde_json::Value;
 
@@ -134,58 +134,6 @@ struct Merged<'a> {
     staged: Latest<'a>,
     others: Vec<String>,
     refused: Vec<(usize, String)>,
-    /// What the batch could write (registered imports only).
-    footprint: Footprint,
-}
-
-/// The rows of a batch an import refused: each by its index in the batch, with why.
-pub type Refused = Vec<(usize, String)>;
-
-/// What a batch of a registered import's rows merge into ([`Lookup`]), read ahead of its
-/// transaction, outside the application's endpoint lock (on PostgreSQL, while the batch
-/// before it writes: [`Store::import_ahead`]), with the application's endpoint epoch as
-/// that read saw it.
-///
-/// Every endpoint writer moves the epoch by one while it holds the lock, before it commits
-/// ([`Store::lock_endpoints`]), so a snapshot that saw epoch `e` saw every write up to the
-/// `e`th and none after. Under the lock, its own write counted, the batch reads `e + 1` if
-/// nothing wrote in between; `e + 2` if the one write in between was the batch before it
-/// ([`Written`], the `e + 1`th), and the read-ahead read none of the endpoints or users
-/// that batch could write. Then what was read ahead is what the lock would read. Anything
-/// else, and the batch reads again under the lock, as it would without reading ahead.
-pub struct Ahead<'a> {
-    epoch: i64,
-    lookup: Lookup<'a>,
-}
-
-impl Ahead<'_> {
-    /// Whether what was read ahead is what the batch would read under the lock, the epoch
-    /// being `now` there, after the batch `before`.
-    fn holds(&self, now: i64, before: Option<&Written>) -> bool {
-        now == self.epoch + 1
-            || before.is_some_and(|w| {
-                now == self.epoch + 2
-                    && w.epoch == self.epoch + 1
-                    && !self.lookup.reads_any_of(&w.footprint)
-            })
-    }
-}
-
-/// What a committed batch of an import (on PostgreSQL) tells the next one's [`Ahead`]: the
-/// endpoint epoch it wrote at, and the endpoints and users it could write.
-#[derive(Debug)]
-pub struct Written {
-    epoch: i64,
-    footprint: Footprint,
-    /// Whether the batch merged into what it read ahead (it held).
-    read_ahead: bool,
-}
-
-impl Written {
-    /// Whether the batch merged into what it read ahead ([`Ahead`] held under the lock).
-    pub fn read_ahead(&self) -> bool {
-        self.read_ahead
-    }
 }
 
 /// An import's rows made into what a batch stages ([`Merged`]).
@@ -196,16 +144,9 @@ fn merge_rows<'a>(
     rows: &'a [ImportRow],
     now: &str,
     job_id: &str,
-    lookup: Option<Lookup<'a>>,
 ) -> Result<Merged<'a>, ApiError> {
-    let mut footprint = Footprint::default();
     let mut merging = if register {
-        let lookup = match lookup {
-            Some(lookup) => lookup,
-            None => Lookup::load(tx, app, rows)?,
-        };
-        footprint = lookup.footprint();
-        Some(Merging::new(tx, app, lookup)?)
+        Some(Merging::load(tx, app, rows)?)
     } else {
         None
     };
@@ -240,7 +181,6 @@ fn merge_rows<'a>(
         staged,
         others,
         refused,
-        footprint,
     })
 }
 
@@ -590,24 +530,6 @@ impl Store {
         rows: &[ImportRow],
         now: &str,
     ) -> Result<Vec<(usize, String)>, ApiError> {
-        self.import_batch_after(app, job, register, rows, now, None, None)
-            .map(|(refused, _)| refused)
-    }
-
-    /// [`Store::import_batch`], with what the batch's rows merge into read `ahead`
-    /// ([`Store::import_ahead`]; read again under the lock unless it still holds, see
-    /// [`Ahead`]) after the batch `before` it: what it wrote besides, for the next batch.
-    #[allow(clippy::too_many_arguments)]
-    pub fn import_batch_after<'a>(
-        &self,
-        app: &str,
-        job: &Value,
-        register: bool,
-        rows: &'a [ImportRow],
-        now: &str,
-        ahead: Option<Ahead<'a>>,
-        before: Option<&Written>,
-    ) -> Result<(Refused, Option<Written>), ApiError> {
         let job_id = job["Id"].as_str().unwrap_or_default().to_string();
         let status = job["JobStatus"].as_str().unwrap_or("PROCESSING");
         let text = job.to_string();
@@ -626,35 +548,11 @@ impl Store {
             if n == 0 {
                 return Err(lost_lease(&job_id));
             }
-            // The application's endpoint epoch, this batch's write counted (PostgreSQL's).
-            let epoch: Option<i64> = match tx.dialect() {
-                Dialect::Postgres => Some(tx.query_row(
-                    "SELECT n FROM endpoint_epochs WHERE app_id = ?1",
-                    [app],
-                    |r| r.get(0),
-                )?),
-                Dialect::Sqlite => None,
-            };
-            let lookup: Option<Lookup<'a>> = match (ahead, epoch) {
-                (Some(ahead), Some(epoch)) if ahead.holds(epoch, before) => Some(ahead.lookup),
-                (Some(ahead), _) => {
-                    tracing::debug!(
-                        job = %job_id,
-                        seen = ahead.epoch,
-                        now = ?epoch,
-                        "another write since this batch read ahead: read again under the lock"
-                    );
-                    None
-                }
-                (None, _) => None,
-            };
-            let read_ahead = lookup.is_some();
             let Merged {
                 staged,
                 others,
                 refused,
-                footprint,
-            } = merge_rows(tx, app, register, rows, now, &job_id, lookup)?;
+            } = merge_rows(tx, app, register, rows, now, &job_id)?;
             let registered = register;
             let register = |tx: &Tx<'_>| match registered {
                 true => Store::write_endpoints(tx, app, &staged),
@@ -675,36 +573,8 @@ impl Store {
                 None => register(tx)?,
             }
             refresh_statistics(tx, staged.rows.len())?;
-            let written = epoch.map(|epoch| Written {
-                epoch,
-                footprint,
-                read_ahead,
-            });
-            Ok((refused, written))
+            Ok(refused)
         })
-    }
-
-    /// Reads what a batch of a registered import's rows merge into ahead of its transaction,
-    /// outside the application's endpoint lock, in one snapshot with the endpoint epoch
-    /// ([`Ahead`]): on PostgreSQL, on a connection the pool has free at once; else (SQLite,
-    /// whose one writer reads as fast under its lock, or no connection free) `None`, and the
-    /// batch reads under the lock.
-    pub fn import_ahead<'a>(&self, app: &str, rows: &'a [ImportRow]) -> Option<Ahead<'a>> {
-        let read = self.read_if_free(|c| {
-            let epoch: Option<i64> = c
-                .query_row(
-                    "SELECT n FROM endpoint_epochs WHERE app_id = ?1",
-                    [app],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            Ok(Ahead {
-                epoch: epoch.unwrap_or(0),
-                lookup: Lookup::load(c, app, rows)?,
-            })
-        })?;
-        read.map_err(|e| tracing::debug!(error = %e.message, "an import batch's read-ahead failed: it reads under the lock"))
-            .ok()
     }
 
     /// The last step of an import: its members (the staged rows, and every registered
@@ -969,35 +839,6 @@ mod tests {
         assert_eq!(ids, ["x", "y", "z"]);
         let x: Value = serde_json::from_str(&members[0].1).unwrap();
         assert_eq!(x["Address"], "+3");
-    }
-
-    /// What a batch read ahead holds under the lock when the epoch moved only by the batch's
-    /// own write, or by it and the batch before's (numbered just after the read) which wrote
-    /// none of the endpoints or users read; any other write in between, and it does not.
-    #[test]
-    fn a_read_ahead_holds_only_past_the_batch_before_that_wrote_nothing_it_read() {
-        let ahead = |epoch| Ahead {
-            epoch,
-            lookup: Lookup::of(&["a", "b"], &["u"]),
-        };
-        let before = |epoch, ids: &[&str], users: &[&str]| Written {
-            epoch,
-            footprint: Footprint::of(ids, users),
-            read_ahead: false,
-        };
-        // Nothing wrote since the read (the batch before, if any, was read with it).
-        assert!(ahead(4).holds(5, None));
-        assert!(ahead(4).holds(5, Some(&before(4, &["a"], &["u"]))));
-        // The batch before alone, after the read, writing none of what was read.
-        assert!(ahead(4).holds(6, Some(&before(5, &["c"], &["v"]))));
-        // ... writing an endpoint or a user read.
-        assert!(!ahead(4).holds(6, Some(&before(5, &["a"], &[]))));
-        assert!(!ahead(4).holds(6, Some(&before(5, &["c"], &["u"]))));
-        // Another writer since the read.
-        assert!(!ahead(4).holds(6, None));
-        assert!(!ahead(4).holds(6, Some(&before(4, &["c"], &[]))));
-        assert!(!ahead(4).holds(7, Some(&before(5, &["c"], &[]))));
-        assert!(!ahead(4).holds(7, Some(&before(6, &["c"], &[]))));
     }
 
     /// A deferred write commits with SQLite's `synchronous = NORMAL` (1), set between

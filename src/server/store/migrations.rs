@@ -63,11 +63,6 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "connect campaigns",
         sql: CONNECT_CAMPAIGNS,
     },
-    Migration {
-        version: 6,
-        name: "endpoint epochs",
-        sql: ENDPOINT_EPOCHS,
-    },
 ];
 
 /// Where the applied versions are recorded.
@@ -90,17 +85,6 @@ ALTER TABLE jobs ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 /// version 2 still running while this one migrates).
 const MEMBER_USERS: &str = "
 ALTER TABLE segment_members ADD COLUMN user_id TEXT;
-";
-
-/// Each application's endpoint epoch on PostgreSQL: a count every endpoint writer moves
-/// while it holds the application's endpoint lock (`Store::lock_endpoints`), so an import
-/// can read a batch's endpoints ahead, outside the lock, and find under it whether anything
-/// wrote them since (`store::jobs::Ahead`). Unused on SQLite, whose writers are one.
-const ENDPOINT_EPOCHS: &str = "
-CREATE TABLE IF NOT EXISTS endpoint_epochs (
-    app_id TEXT PRIMARY KEY,
-    n {int} NOT NULL
-){rowid};
 ";
 
 /// Customer Profiles: domains, their profiles (each stored as the JSON the API returns, the

@@ -30,9 +30,7 @@ pub mod sql;
 mod tags;
 
 pub use endpoints::{Body as EndpointBody, ImportRow};
-pub use jobs::{
-    lost_lease, Ahead, ImportTarget, Imported, JobKind, OpenJob, Refused, Written, TERMINAL,
-};
+pub use jobs::{lost_lease, ImportTarget, Imported, JobKind, OpenJob, TERMINAL};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -543,20 +541,6 @@ impl Store {
         }
     }
 
-    /// [`Store::read`] on PostgreSQL, on a connection the pool has free at once: `None` when
-    /// it has none, and on SQLite.
-    pub(super) fn read_if_free<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
-    ) -> Option<Result<T, ApiError>> {
-        match &self.backend {
-            Backend::Postgres(pool) if self.require_ready().is_ok() => {
-                pool.try_get().map(|conn| pg_read_on(pool, conn, f))
-            }
-            _ => None,
-        }
-    }
-
     /// A write transaction that serializes on the application's endpoints: on PostgreSQL the
     /// writer first waits its turn among this process's writers of the application, without
     /// a connection, then takes one and the advisory lock other replicas share.
@@ -863,15 +847,7 @@ fn pg_read<T>(
     pool: &pg::PgPool,
     f: impl FnOnce(&Connection) -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    pg_read_on(pool, pool.get()?, f)
-}
-
-/// [`pg_read`] on `pooled`, a connection of `pool`.
-fn pg_read_on<T>(
-    pool: &pg::PgPool,
-    mut pooled: pg::Pooled<'_>,
-    f: impl FnOnce(&Connection) -> Result<T, ApiError>,
-) -> Result<T, ApiError> {
+    let mut pooled = pool.get()?;
     let conn = sql::Pg {
         conn: &pooled,
         writing: false,
