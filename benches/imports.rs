@@ -5,7 +5,10 @@
 //!
 //! IMPORTS_BASELINE=PATH (a `segmentctl` built from another commit, e.g. main's) runs each
 //! scenario on that binary too, just before this build's, and prints the two side by side;
-//! IMPORTS_BACKENDS=sqlite or postgres runs one database only.
+//! IMPORTS_RUNS=K runs K rounds of the two, each build first in turn, and prints each
+//! round's ratio and their median (one round swings by a quarter on a shared 2-core
+//! machine: the same build measured 28,000 to 41,000 records/s on PostgreSQL within an
+//! hour); IMPORTS_BACKENDS=sqlite or postgres runs one database only.
 //!
 //! - import: one newline-delimited JSON file of N endpoints (file:// under --import-root,
 //!   so the store's own speed is measured, not an S3 server's), registered and made an
@@ -74,6 +77,11 @@ fn main() {
     let bytes = std::fs::metadata(&file).unwrap().len();
     let backends = std::env::var("IMPORTS_BACKENDS").unwrap_or("sqlite,postgres".into());
     let baseline = std::env::var_os("IMPORTS_BASELINE").map(PathBuf::from);
+    let runs: usize = std::env::var("IMPORTS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(1);
     let this = PathBuf::from(env!("CARGO_BIN_EXE_segmentctl"));
     let mut rates = Vec::new();
     for label in ["sqlite", "postgres"] {
@@ -84,8 +92,12 @@ fn main() {
         // cluster of its own (stopped after), so that one run's checkpoints and autovacuum
         // do not fall in the next one's.
         // With `floor`, what the database alone takes to write the same rows follows.
-        let run = |tag: &str, bin: &Path, floor: bool| {
-            let name = format!("{label}{tag}");
+        let run = |tag: &str, bin: &Path, floor: bool, round: usize| {
+            // Each round's databases and files apart.
+            let name = match round {
+                0 => format!("{label}{tag}"),
+                r => format!("{label}{tag}-round{}", r + 1),
+            };
             let pg = (label == "postgres").then(|| Postgres::start(&dir.path().join(&name)));
             let data = match &pg {
                 Some(pg) => pg.dsn(),
@@ -94,7 +106,10 @@ fn main() {
             let rate = scenario(&name, bin, &data, dir.path(), &file, n, bytes);
             let floor = floor.then(|| match &pg {
                 Some(pg) => floor_postgres(&pg.dsn()),
-                None => floor_sqlite(&dir.path().join(&data), &dir.path().join("floor.db")),
+                None => floor_sqlite(
+                    &dir.path().join(&data),
+                    &dir.path().join(format!("floor-{name}.db")),
+                ),
             });
             if let Some(f) = floor {
                 println!(
@@ -104,10 +119,40 @@ fn main() {
             }
             (rate, floor)
         };
-        let before = baseline
-            .as_deref()
-            .map(|bin| run("-baseline", bin, false).0);
-        let (after, floor) = run("", &this, true);
+        // Rounds of the two builds, in turn first (the machine's speed drifts within a
+        // minute): each round's ratio, and their median.
+        let mut rounds = Vec::new();
+        for round in 0..runs {
+            let base = || {
+                baseline
+                    .as_deref()
+                    .map(|bin| run("-baseline", bin, false, round).0)
+            };
+            let (before, (after, floor)) = if round % 2 == 0 {
+                let before = base();
+                (before, run("", &this, true, round))
+            } else {
+                let after = run("", &this, true, round);
+                (base(), after)
+            };
+            if runs > 1 {
+                let ratio = before.map_or(String::new(), |b| {
+                    format!(", {:.2}× the baseline's {b:.0}", after / b)
+                });
+                println!("{label} round {}: {after:.0} records/s{ratio}", round + 1);
+            }
+            rounds.push((before, after, floor));
+        }
+        if let (true, Some(median)) = (
+            runs > 1,
+            median(rounds.iter().filter_map(|(b, a, _)| b.map(|b| a / b))),
+        ) {
+            println!("{label}: median of {runs} rounds, {median:.2}× the baseline");
+        }
+        // Each figure's median over the rounds.
+        let before = median(rounds.iter().filter_map(|r| r.0));
+        let after = median(rounds.iter().map(|r| r.1)).unwrap_or_default();
+        let floor = median(rounds.iter().filter_map(|r| r.2));
         rates.push((label, before, after, floor));
     }
     let line: Vec<String> = rates
@@ -123,9 +168,28 @@ fn main() {
             }
         })
         .collect();
-    println!("import records/s, side by side: {}", line.join(", "));
+    let rounds = match runs {
+        1 => String::new(),
+        k => format!(" (medians of {k} rounds)"),
+    };
+    println!(
+        "import records/s, side by side{rounds}: {}",
+        line.join(", ")
+    );
     if let [(_, _, sqlite, _), (_, _, postgres, _)] = rates[..] {
         println!("postgres ÷ sqlite {:.2}×", postgres / sqlite);
+    }
+}
+
+/// The median of `ratios` (the mean of the middle two of an even count); `None` if empty.
+fn median(ratios: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = ratios.collect();
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    match v.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(v[mid]),
+        _ => Some((v[mid - 1] + v[mid]) / 2.0),
     }
 }
 
