@@ -181,9 +181,9 @@ fn main() {
     }
 }
 
-/// The median of `ratios` (the mean of the middle two of an even count); `None` if empty.
-fn median(ratios: impl Iterator<Item = f64>) -> Option<f64> {
-    let mut v: Vec<f64> = ratios.collect();
+/// The median of `values` (the mean of the middle two of an even count); `None` if none.
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.collect();
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
     match v.len() {
