@@ -14,7 +14,12 @@ Asserts, printing every failure as `DIR: Kind/name: what`:
 - every Secret a pod reads (env secretKeyRef, envFrom secretRef, a secret or projected
   volume, imagePullSecrets) is in the render, or is an --external-secret: one the user
   creates, for which a comment in DIR's files and the README each show
-  `kubectl -n NS create secret ... NAME` with every key the pods read.
+  `kubectl -n NS create secret ... NAME` with every key the pods read;
+- every release-image container that serves or reconciles (not `--migrate-only`) and runs
+  on a read-only root filesystem has a writable volume at /tmp (export pieces and other
+  temporary files go there);
+- every pod running `segmentctl serve` under a NetworkPolicy that limits its egress may
+  reach TCP 443 (S3, for import and export jobs, and STS).
 Needs PyYAML (the tools venv has it).
 """
 
@@ -220,6 +225,44 @@ def main():
                     elif key and key not in commands[name]:
                         problem(o, f"{where} reads key {key} of Secret {name}: the command in {source} "
                                    f"does not create it (--from-literal={key}=...)")
+
+    # Temporary files, and S3 for the server.
+    policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
+    for o in objects:
+        for pod, labels in pod_specs(o):
+            mounts = {}
+            for v in pod.get("volumes") or []:
+                mounts[v.get("name")] = v
+            serves = False
+            for field, c in containers(pod):
+                if c.get("image") != a.image:
+                    continue
+                args = [str(x) for x in (c.get("args") or [])]
+                if "--migrate-only" in args:
+                    continue
+                serves = serves or (args[:1] == ["serve"])
+                read_only = ((c.get("securityContext") or {}).get("readOnlyRootFilesystem")) is True
+                tmp = [m for m in c.get("volumeMounts") or []
+                       if m.get("mountPath") == "/tmp" and not m.get("readOnly")]
+                if read_only and not tmp:
+                    problem(o, f"{field}[{c.get('name')}] has a read-only root filesystem and no "
+                               "writable volume at /tmp (an export job's pieces are written there)")
+            if not serves:
+                continue
+            limiting = [p for p in policies if ns_of(p) == ns_of(o)
+                        and "Egress" in ((p.get("spec") or {}).get("policyTypes") or [])
+                        and all(labels.get(k) == v for k, v in
+                                (((p.get("spec") or {}).get("podSelector") or {}).get("matchLabels") or {}).items())]
+            if not limiting:
+                continue
+            def https(rule):
+                ports = rule.get("ports")
+                if not ports:
+                    return True
+                return any(pt.get("port") == 443 and pt.get("protocol", "TCP") == "TCP" for pt in ports)
+            if not any(https(rule) for p in limiting for rule in (p.get("spec") or {}).get("egress") or []):
+                problem(o, "runs `segmentctl serve`, but no NetworkPolicy that selects it allows egress "
+                           "to TCP 443 (S3, which import and export jobs read and write)")
 
     for p in problems:
         print(p, file=sys.stderr)
