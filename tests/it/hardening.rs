@@ -693,6 +693,91 @@ fn the_server_logs_each_request_and_failed_authentication_once_a_minute() {
     assert_eq!(warnings[0]["fields"]["source"], "127.0.0.1");
 }
 
+/// A job's failure quotes the URL its request named; in the text log that reason is
+/// escaped, so a newline in it cannot start a line that reads as the server's own.
+#[test]
+fn a_failed_jobs_reason_forges_no_line_in_the_text_log() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("root")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+        .args([
+            "serve",
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            "p.db",
+        ])
+        .args(["--import-root", "root"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().unwrap().unwrap();
+        if let Some((_, rest)) = line.split_once("address=") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let root = dir.path().join("root").canonicalize().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let failure = rt.block_on(async {
+        let client = segmentctl::targets::pinpoint::convert::endpoint_client(
+            &format!("http://{addr}"),
+            "us-east-1",
+            util::KEY,
+            util::SECRET,
+            1,
+        );
+        let app = util::create_app(&client, "logs").await;
+        let url = format!(
+            "file://{}/x%0a2026-12-07T00:00:00Z  INFO segmentctl::server: FORGED%0a.csv",
+            root.display()
+        );
+        let job = client
+            .create_import_job()
+            .application_id(&app)
+            .import_job_request(
+                aws_sdk_pinpoint::types::ImportJobRequest::builder()
+                    .s3_url(url)
+                    .format(aws_sdk_pinpoint::types::Format::Csv)
+                    .role_arn("r")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .import_job_response
+            .unwrap();
+        crate::imports::import_done(&client, &app, job.id().unwrap())
+            .await
+            .failures()
+            .join("\n")
+    });
+    assert!(
+        failure.contains("FORGED"),
+        "the job failed on that path: {failure}"
+    );
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let logged: Vec<String> = lines.map_while(Result::ok).collect();
+    let failed: Vec<&String> = logged.iter().filter(|l| l.contains("job failed")).collect();
+    assert_eq!(failed.len(), 1, "{logged:#?}");
+    assert!(
+        failed[0].contains("x\\n2026-12-07T00:00:00Z"),
+        "escaped: {}",
+        failed[0]
+    );
+    assert!(
+        !logged.iter().any(|l| l.starts_with("2026-12-07T00:00:00Z")),
+        "{logged:#?}"
+    );
+}
+
 /// A second server on one SQLite file would take over the first's running jobs: it is
 /// refused at start, naming the holder. A plan's embedded server only reads, takes no lock
 /// and runs no job, so it works beside the server; an apply's is refused like a server.

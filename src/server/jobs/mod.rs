@@ -183,7 +183,9 @@ impl Jobs {
                 JobKind::SegmentSnapshot => this.snapshot(&app, &mut job).await,
             };
             if let Err(reason) = outcome {
-                tracing::warn!(job = %job["Id"], %reason, "job failed");
+                // The reason quotes what the request named (a URL): escaped, it forges no line.
+                let shown = crate::text::safe(&reason);
+                tracing::warn!(job = %job["Id"], reason = %shown, "job failed");
                 if kind == JobKind::Import {
                     // What it staged goes; endpoints it registered stay registered.
                     let store = this.store.clone();
