@@ -164,6 +164,18 @@ impl Objects {
                 path.display()
             ));
         }
+        let outside = || {
+            format!(
+                "file://{}: outside the server's --import-root folders",
+                path.display()
+            )
+        };
+        // Refused as written, before the file system is asked anything: `/etc/passwd/..`
+        // would otherwise tell a file from a folder, or a missing path, outside every root.
+        let text = path.as_os_str().as_encoded_bytes();
+        if text.split(|b| *b == b'/').any(|c| c == b"." || c == b"..") {
+            return Err(format!("{}: `.` and `..` are not allowed", path.display()));
+        }
         // The deepest existing ancestor, resolved: links cannot lead out of a root.
         let mut existing = path.to_path_buf();
         let mut rest = Vec::new();
@@ -176,21 +188,22 @@ impl Objects {
                 _ => break,
             }
         }
-        let mut real =
-            std::fs::canonicalize(&existing).map_err(|e| format!("{}: {e}", path.display()))?;
-        for n in rest.iter().rev() {
-            if n == ".." || n == "." {
-                return Err(format!("{}: `.` and `..` are not allowed", path.display()));
+        // Why a path outside every root cannot be resolved is not said: the answer is the
+        // same as for any other path outside them.
+        let mut real = std::fs::canonicalize(&existing).map_err(|e| {
+            if self.roots.iter().any(|r| path.starts_with(r)) {
+                format!("{}: {e}", path.display())
+            } else {
+                outside()
             }
+        })?;
+        for n in rest.iter().rev() {
             real.push(n);
         }
         if self.roots.iter().any(|r| real.starts_with(r)) {
             Ok(real)
         } else {
-            Err(format!(
-                "file://{}: outside the server's --import-root folders",
-                path.display()
-            ))
+            Err(outside())
         }
     }
 
@@ -515,6 +528,46 @@ mod tests {
         assert!(o.allowed(&root.path().join("../escape")).is_err());
         let none = Objects::new(vec![], None, "us-east-1");
         assert!(none.allowed(&root.path().join("a.csv")).is_err());
+    }
+
+    #[test]
+    fn a_path_outside_the_roots_tells_nothing_of_what_is_there() {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("file"), "x").unwrap();
+        std::fs::create_dir(outside.path().join("folder")).unwrap();
+        let o = Objects::new(vec![root.path().to_path_buf()], None, "us-east-1");
+        let at = |rel: &str| {
+            let path = outside.path().join(rel);
+            (path.clone(), o.allowed(&path).unwrap_err())
+        };
+        // A file, a folder, a missing path, and below a file: one answer, the same words.
+        for rel in [
+            "file",
+            "folder",
+            "missing/a.csv",
+            "file/a.csv",
+            "folder/new/b.gz",
+        ] {
+            let (path, err) = at(rel);
+            assert_eq!(
+                err,
+                format!(
+                    "file://{}: outside the server's --import-root folders",
+                    path.display()
+                )
+            );
+        }
+        // `.` and `..` anywhere are refused as written, before anything is looked up.
+        for rel in ["file/..", "missing/..", "folder/./x", "."] {
+            let (path, err) = at(rel);
+            assert_eq!(
+                err,
+                format!("{}: `.` and `..` are not allowed", path.display())
+            );
+        }
+        let err = o.allowed(&root.path().join("in/../a.csv")).unwrap_err();
+        assert!(err.ends_with("`.` and `..` are not allowed"), "{err}");
     }
 
     #[tokio::test]
