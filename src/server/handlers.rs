@@ -671,7 +671,25 @@ fn required(v: Option<String>, field: &str) -> Result<String> {
     v.ok_or_else(|| ApiError::bad_request(format!("{field}: missing required member")))
 }
 
+/// The longest a job's URL is (a file path's `PATH_MAX`; an S3 key is at most 1,024
+/// bytes), its role ARN (IAM's limit) and its external id (STS's).
+const MAX_JOB_URL: usize = 4096;
+const MAX_ROLE_ARN: usize = 2048;
+const MAX_EXTERNAL_ID: usize = 1224;
+
+/// `value` of `field` is at most `max` characters, as a segment's Name is at CreateSegment.
+fn at_most(field: &str, value: &str, max: usize) -> Result<()> {
+    let n = value.chars().count();
+    if n > max {
+        return Err(ApiError::bad_request(format!(
+            "{field}: is {n} characters long; at most {max} are accepted"
+        )));
+    }
+    Ok(())
+}
+
 fn job_url(url: &str, field: &str) -> Result<()> {
+    at_most(field, url, MAX_JOB_URL)?;
     super::objects::parse(url)
         .map(|_| ())
         .map_err(|e| ApiError::bad_request(format!("{field}: {e}")))
@@ -702,6 +720,13 @@ pub async fn create_import_job(
     let url = required(req.s3_url, "S3Url")?;
     job_url(&url, "S3Url")?;
     let role = required(req.role_arn, "RoleArn")?;
+    at_most("RoleArn", &role, MAX_ROLE_ARN)?;
+    if let Some(id) = &req.external_id {
+        at_most("ExternalId", id, MAX_EXTERNAL_ID)?;
+    }
+    if let Some(name) = &req.segment_name {
+        at_most("SegmentName", name, crate::model::validate::MAX_NAME_LEN)?;
+    }
     let define = req.define_segment.unwrap_or(false);
     let segment = req.segment_id.filter(|s| !s.is_empty());
     if define && segment.is_none() && req.segment_name.as_deref().is_none_or(str::is_empty) {
@@ -756,6 +781,7 @@ pub async fn create_export_job(
     let prefix = required(req.s3_url_prefix, "S3UrlPrefix")?;
     job_url(&prefix, "S3UrlPrefix")?;
     let role = required(req.role_arn, "RoleArn")?;
+    at_most("RoleArn", &role, MAX_ROLE_ARN)?;
     let segment = req.segment_id.filter(|s| !s.is_empty());
     if let Some(seg) = &segment {
         let (app, seg, version) = (app.clone(), seg.clone(), req.segment_version);

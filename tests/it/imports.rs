@@ -893,6 +893,56 @@ async fn import_requests_are_checked_before_a_job_is_made() {
         .send()
         .await;
     assert!(bad_request(err).contains("is DIMENSIONAL"));
+    // Every string a job keeps is bounded, as a segment's Name is at CreateSegment.
+    let long = |n: usize| "n".repeat(n);
+    let bounded = |name: String, role: String, external: String, url: String| {
+        c.create_import_job()
+            .application_id(&app)
+            .import_job_request(
+                ImportJobRequest::builder()
+                    .s3_url(url)
+                    .format(Format::Csv)
+                    .role_arn(role)
+                    .external_id(external)
+                    .define_segment(true)
+                    .segment_name(name)
+                    .build(),
+            )
+            .send()
+    };
+    let ok = || {
+        (
+            long(1024),
+            long(2048),
+            long(1224),
+            format!("s3://b/{}", long(4089)),
+        )
+    };
+    let (name, role, external, url) = ok();
+    assert!(
+        bounded(name, role, external, url).await.is_ok(),
+        "each at its limit"
+    );
+    let (_, role, external, url) = ok();
+    assert_eq!(
+        bad_request(bounded(long(1025), role, external, url).await),
+        "SegmentName: is 1025 characters long; at most 1024 are accepted"
+    );
+    let (name, _, external, url) = ok();
+    assert_eq!(
+        bad_request(bounded(name, long(2049), external, url).await),
+        "RoleArn: is 2049 characters long; at most 2048 are accepted"
+    );
+    let (name, role, _, url) = ok();
+    assert_eq!(
+        bad_request(bounded(name, role, long(1225), url).await),
+        "ExternalId: is 1225 characters long; at most 1224 are accepted"
+    );
+    let (name, role, external, _) = ok();
+    assert_eq!(
+        bad_request(bounded(name, role, external, format!("s3://b/{}", long(4090))).await),
+        "S3Url: is 4097 characters long; at most 4096 are accepted"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
