@@ -307,7 +307,7 @@ impl Reader {
                 Line::Text(n, t) => Step::Row(row(
                     n,
                     crate::model::strict::from_slice::<Endpoint>(t.as_bytes())
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| refusal(&e)),
                 )),
                 Line::TooLong(n) => Step::Row(too_long(n)),
                 Line::Bad(n, why) => Step::Row(refused(n, why)),
@@ -384,9 +384,9 @@ impl Reader {
 
 /// A decoded row, checked as an import row.
 fn row(line: u64, parsed: Result<Endpoint, String>) -> Row {
-    let checked = parsed.and_then(|e| {
-        e.check_request("", Origin::Import).map_err(|e| e.message)?;
-        Ok(e)
+    let checked = parsed.and_then(|e| match e.check_request("", Origin::Import) {
+        Ok(()) => Ok(e),
+        Err(bad) => Err(e.without_names(&bad.message)),
     });
     match checked {
         Ok(mut endpoint) => {
@@ -404,6 +404,62 @@ fn row(line: u64, parsed: Result<Endpoint, String>) -> Row {
             why: crate::text::without_content(&why),
         },
     }
+}
+
+/// The names an endpoint record is written with (`EndpointRequest`'s fields, and those of
+/// its `Demographic`, `Location` and `User`): every other key of a row is the file's content.
+const FIELD_NAMES: &[&str] = &[
+    "Address",
+    "Attributes",
+    "ChannelType",
+    "Demographic",
+    "EffectiveDate",
+    "EndpointStatus",
+    "Id",
+    "Location",
+    "Metrics",
+    "OptOut",
+    "RequestId",
+    "User",
+    "AppVersion",
+    "Locale",
+    "Make",
+    "Model",
+    "ModelVersion",
+    "Platform",
+    "PlatformVersion",
+    "Timezone",
+    "City",
+    "Country",
+    "Latitude",
+    "Longitude",
+    "PostalCode",
+    "Region",
+    "UserAttributes",
+    "UserId",
+];
+
+/// Why a JSON row did not read, with nothing of the row in it: the path keeps the record's
+/// own field names and shows every other key (an attribute's, a misspelt field's) as `*`;
+/// the message its quoted text as `…` ([`crate::text::without_content`]).
+fn refusal(e: &crate::model::strict::Error) -> String {
+    let message = crate::text::without_content(&e.inner.to_string());
+    if e.path.is_empty() {
+        return message;
+    }
+    let path: Vec<&str> = e
+        .path
+        .split('.')
+        .map(|step| {
+            let name = step.split('[').next().unwrap_or_default();
+            if FIELD_NAMES.contains(&name) {
+                name
+            } else {
+                "*"
+            }
+        })
+        .collect();
+    format!("{}: {message}", path.join("."))
 }
 
 fn too_long(line: u64) -> Row {
@@ -534,6 +590,48 @@ mod tests {
             });
         }
         Ok(out)
+    }
+
+    #[test]
+    fn a_refused_row_names_its_fields_and_nothing_the_file_chose() {
+        let long = "v".repeat(101);
+        let json = format!(
+            "{}\n{}\n{}\n{}\n{}\n",
+            r#"{"SECRET_TOP":1}"#,
+            r#"{"ChannelType":"SMS","Address":"x","Location":{"SECRET_LOC":1}}"#,
+            format_args!(
+                r#"{{"ChannelType":"SMS","Address":"x","Attributes":{{"a:SECRET_COLON tail":["{long}"]}}}}"#
+            ),
+            r#"{"ChannelType":"SMS","Address":"x","Metrics":{"m;SECRET_SEMI":"x"}}"#,
+            r#"{"ChannelType":"SMS","Address":"x","Attributes":{"a":["SECRET_VALUE"]}}"#,
+        );
+        let got = rows(Format::Json, json.as_bytes()).unwrap();
+        let all = got.join("\n");
+        assert!(!all.contains("SECRET"), "{all}");
+        assert!(
+            got[0].starts_with("1 refused *: unknown field `…`"),
+            "{all}"
+        );
+        assert!(
+            got[1].starts_with("2 refused Location.*: unknown field `…`"),
+            "{all}"
+        );
+        assert_eq!(
+            got[2], "3 refused Attributes.*: a value is at most 100 characters, found one of 101",
+            "{all}"
+        );
+        assert!(
+            got[3].starts_with("4 refused Metrics.*: invalid type"),
+            "{all}"
+        );
+        assert!(got[4].starts_with("5 ok "), "a value is no name: {all}");
+        // Short names are masked only where the path holds them, not inside words.
+        let csv = format!("ChannelType,Address,Attributes.a\nSMS,x,{long}\n");
+        let got = rows(Format::Csv, csv.as_bytes()).unwrap();
+        assert_eq!(
+            got,
+            ["2 refused Attributes.*: a value is at most 100 characters, found one of 101"]
+        );
     }
 
     #[test]

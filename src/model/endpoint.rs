@@ -341,6 +341,38 @@ impl Endpoint {
         attrs.chain(metrics).chain(users)
     }
 
+    /// `message` with every name this endpoint's sender chose for its attributes, metrics
+    /// and user attributes shown as `*` where the message's field path holds it
+    /// (`Attributes.NAME:` becomes `Attributes.*:`), longest first: a message about a row of
+    /// someone's file, for a reader who may not read the file.
+    pub fn without_names(&self, message: &str) -> String {
+        let mut names: Vec<&str> = self
+            .attribute_names()
+            .map(|(_, name)| name)
+            .filter(|n| !n.is_empty() && *n != "*")
+            .collect();
+        names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        let mut out = message.to_string();
+        for name in names {
+            let mut at = 0;
+            while let Some(i) = out[at..].find(name).map(|i| at + i) {
+                let end = i + name.len();
+                let in_path = out[..i].ends_with('.')
+                    && matches!(
+                        out[end..].chars().next(),
+                        None | Some(':' | '.' | '[' | ' ')
+                    );
+                if in_path {
+                    out.replace_range(i..end, "*");
+                    at = i + 1;
+                } else {
+                    at = end;
+                }
+            }
+        }
+        out
+    }
+
     pub fn user_id(&self) -> Option<&str> {
         self.user.as_ref().and_then(|u| u.user_id.as_deref())
     }

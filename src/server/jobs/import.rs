@@ -262,9 +262,12 @@ impl<'a> Batch<'a> {
             return Ok(());
         };
         let (refused, rows) = handle.await.map_err(|e| e.to_string())?;
-        drop(rows);
         let refused = refused.map_err(|e| e.message)?;
         for (i, why) in refused {
+            // Nothing of the row: its names by the row itself, its quoted values by form.
+            let why = rows
+                .get(i)
+                .map_or(why.clone(), |r| r.update.without_names(&why));
             fail_row(
                 job,
                 format!(
@@ -275,6 +278,7 @@ impl<'a> Batch<'a> {
                 ),
             );
         }
+        drop(rows);
         Ok(())
     }
 }
