@@ -384,9 +384,12 @@ pub async fn start(cfg: DaemonConfig) -> anyhow::Result<RunningDaemon> {
 /// or `--config`) with the command line's overrides.
 fn settings_at_start(cfg: &DaemonConfig) -> anyhow::Result<crate::manifests::config::Config> {
     let mut config = crate::manifests::config::Config::load(&cfg.dir, cfg.config_file.as_deref())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("{}", lines.join("\n"))
+    })?;
     cfg.overrides.apply_to(&mut config);
-    if let Some(problem) = config.owner_problem() {
+    if let Some(problem) = config.problem() {
         anyhow::bail!("{problem}");
     }
     Ok(config)

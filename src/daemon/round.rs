@@ -81,7 +81,7 @@ impl Identity {
     /// Why `cfg` cannot be followed by a running controller, if it cannot.
     fn refuses(&self, cfg: &Config) -> Option<String> {
         let restart = "segmentctl run keeps the owner, target and rate limits it started with; restart it to change them";
-        if let Some(problem) = cfg.owner_problem() {
+        if let Some(problem) = cfg.problem() {
             Some(problem)
         } else if cfg.owner() != self.owner {
             Some(format!(

@@ -91,10 +91,13 @@ impl TryFrom<TargetSpec> for Target {
     fn try_from(t: TargetSpec) -> Result<Self, String> {
         match (t.local, t.endpoint, t.aws, t.customer_profiles) {
             (Some(l), None, None, None) => Ok(Target::Local { path: l.path }),
-            (None, Some(e), None, None) => Ok(Target::Endpoint {
-                url: e.url,
-                region: e.region,
-            }),
+            (None, Some(e), None, None) => match url_problem(&e.url) {
+                Some(why) => Err(format!("endpoint.url: {why}")),
+                None => Ok(Target::Endpoint {
+                    url: e.url,
+                    region: e.region,
+                }),
+            },
             (None, None, Some(a), None) => Ok(Target::Aws {
                 region: a.region,
                 profile: a.profile,
@@ -102,12 +105,48 @@ impl TryFrom<TargetSpec> for Target {
             (None, None, None, Some(p)) => {
                 match crate::model::profiles::validate::name("domain", &p.domain).first() {
                     Some(v) => Err(format!("customerProfiles.{}: {}", v.path, v.message)),
-                    None => Ok(Target::CustomerProfiles(p)),
+                    None => match p.endpoint.as_deref().and_then(url_problem) {
+                        Some(why) => Err(format!("customerProfiles.endpoint: {why}")),
+                        None => Ok(Target::CustomerProfiles(p)),
+                    },
                 }
             }
             (None, None, None, None) => Ok(Target::default()),
             _ => Err("give exactly one of local, endpoint, aws or customerProfiles".into()),
         }
+    }
+}
+
+/// What is wrong with `url` as an API endpoint, if anything: it is `http(s)://HOST[:PORT]`,
+/// with a path at most. User info (`user:password@`) is refused rather than sent or dropped:
+/// requests are signed with SigV4 from the AWS credentials, and the SDK signs a URL that
+/// carries it for a host the server does not see (every request then fails as a bad
+/// signature). The URL is shown without its user info.
+pub fn url_problem(url: &str) -> Option<String> {
+    let shown = || crate::text::safe(&crate::text::redact_url(url)).into_owned();
+    let Ok(uri) = url.parse::<axum::http::Uri>() else {
+        return Some(format!(
+            "{:?} is not a URL such as https://pinpoint.internal:4566",
+            shown()
+        ));
+    };
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Some(format!(
+            "{:?}: expected an http:// or https:// URL such as https://pinpoint.internal:4566",
+            shown()
+        ));
+    }
+    match uri.authority() {
+        None => Some(format!("{:?} names no host", shown())),
+        Some(a) if a.as_str().contains('@') => Some(format!(
+            "{:?} carries user info (`user:…@`), which is not sent: requests are signed with the AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or a role); remove it",
+            shown()
+        )),
+        Some(_) if uri.query().is_some() => Some(format!(
+            "{:?}: an endpoint URL takes no query string",
+            shown()
+        )),
+        Some(_) => None,
     }
 }
 
@@ -159,6 +198,8 @@ impl Target {
             "local" => Ok(Target::Local {
                 path: (!rest.is_empty()).then(|| PathBuf::from(rest)),
             }),
+            // Its URL is checked with the settings ([`Config::problem`]): an error here would
+            // be printed after the flag's value, user info and all.
             "endpoint" if !rest.is_empty() => Ok(Target::Endpoint {
                 url: rest.to_string(),
                 region: None,
@@ -334,7 +375,7 @@ impl Config {
     }
 
     /// Reads the configuration [`Config::discover`] finds for `dir`, or the defaults.
-    pub fn load(dir: &Path, file: Option<&Path>) -> Result<Self, ManifestError> {
+    pub fn load(dir: &Path, file: Option<&Path>) -> Result<Self, Vec<ManifestError>> {
         let origin = Self::discover(dir, file);
         let Some(path) = origin.file() else {
             return Ok(Self::default());
@@ -350,15 +391,17 @@ impl Config {
                 "the file is not UTF-8 text; the configuration is UTF-8 YAML".to_string()
             })
         })
-        .map_err(|why| ManifestError {
-            file: shown.clone(),
-            line: 0,
-            column: 0,
-            path: String::new(),
-            message: format!("cannot read the configuration file: {why}"),
+        .map_err(|why| {
+            vec![ManifestError {
+                file: shown.clone(),
+                line: 0,
+                column: 0,
+                path: String::new(),
+                message: format!("cannot read the configuration file: {why}"),
+            }]
         })?;
-        let mut cfg: Config = manifest::parse_one(&shown, &text)?;
-        cfg.check(&shown)?;
+        let mut cfg: Config = manifest::parse_all(&shown, &text)?;
+        cfg.check(&shown, &text)?;
         cfg.origin = origin;
         Ok(cfg)
     }
@@ -366,6 +409,23 @@ impl Config {
     /// The owner: as configured, or [`LOCAL_OWNER`] when none is set.
     pub fn owner(&self) -> &str {
         self.owner.as_deref().unwrap_or(LOCAL_OWNER)
+    }
+
+    /// Why these settings (the configuration with the command line's overrides) must not be
+    /// acted on, if they must not: a target URL that cannot be used
+    /// ([`url_problem`]; `--target endpoint:URL` is checked here, the file's as it loads), or
+    /// no owner off the embedded target ([`Config::owner_problem`]).
+    pub fn problem(&self) -> Option<String> {
+        let url = match &self.target {
+            Target::Endpoint { url, .. } => Some(("--target endpoint:URL", url)),
+            Target::CustomerProfiles(p) => p
+                .endpoint
+                .as_ref()
+                .map(|u| ("customerProfiles.endpoint", u)),
+            _ => None,
+        };
+        url.and_then(|(field, url)| url_problem(url).map(|why| format!("{field}: {why}")))
+            .or_else(|| self.owner_problem())
     }
 
     /// Why this configuration must not be acted on, if it must not: off the embedded local
@@ -386,30 +446,50 @@ impl Config {
         }
     }
 
-    fn check(&self, file: &str) -> Result<(), ManifestError> {
-        let bad = |path: &str, message: String| ManifestError {
-            file: file.to_string(),
-            line: 1,
-            column: 1,
-            path: path.to_string(),
-            message,
-        };
+    /// Every value that reads but is out of range, each located in `text` (file `file`).
+    fn check(&self, file: &str, text: &str) -> Result<(), Vec<ManifestError>> {
+        let mut problems: Vec<(&str, String)> = Vec::new();
         if let Some(msg) = self.owner.as_deref().and_then(manifest::name_problem) {
-            return Err(bad("owner", msg));
+            problems.push(("owner", msg));
         }
         if self.concurrency == 0 || self.concurrency > 64 {
-            return Err(bad(
+            problems.push((
                 "concurrency",
                 format!("must be 1 to 64, found {}", self.concurrency),
             ));
         }
-        if !(self.rate_limits.segment_writes > 0.0 && self.rate_limits.reads > 0.0) {
-            return Err(bad("rate_limits", "rates must be greater than 0".into()));
+        for (path, rate) in [
+            (
+                "rate_limits.segment_writes",
+                self.rate_limits.segment_writes,
+            ),
+            ("rate_limits.reads", self.rate_limits.reads),
+        ] {
+            if rate.is_nan() || rate <= 0.0 {
+                problems.push((path, "rates must be greater than 0".into()));
+            }
         }
         if !(0.0..=100.0).contains(&self.max_delete_percent) {
-            return Err(bad("max_delete_percent", "must be 0 to 100".into()));
+            problems.push(("max_delete_percent", "must be 0 to 100".into()));
         }
-        Ok(())
+        if problems.is_empty() {
+            return Ok(());
+        }
+        let mut errors: Vec<ManifestError> = problems
+            .into_iter()
+            .map(|(path, message)| {
+                let (line, column) = manifest::locate_in(text, path);
+                ManifestError {
+                    file: file.to_string(),
+                    line,
+                    column,
+                    path: path.to_string(),
+                    message,
+                }
+            })
+            .collect();
+        errors.sort_by_key(|e| (e.line, e.column));
+        Err(errors)
     }
 
     /// The local target's database file. A relative path is taken from the configuration
@@ -454,6 +534,69 @@ mod tests {
         assert_eq!(err.line, 2);
         assert!(err.to_string().contains("unknown field \"prnue\""), "{err}");
         assert!(err.to_string().ends_with("(did you mean prune?)"), "{err}");
+    }
+
+    /// The errors of `text` as a configuration file: `line:column: path` each.
+    fn load_errors(text: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(FILE), text).unwrap();
+        let file = dir.path().join(FILE);
+        Config::load(dir.path(), Some(&file))
+            .unwrap_err()
+            .iter()
+            .map(|e| format!("{}:{}: {}", e.line, e.column, e.path))
+            .collect()
+    }
+
+    #[test]
+    fn every_mistake_in_the_config_is_reported_at_its_field() {
+        assert_eq!(
+            load_errors(
+                "owner: team-a\nprune: maybe\nconcurency: 4\nmax_delete_percent: lots\nrate_limits:\n  segment_write: 5\n"
+            ),
+            ["2:1: prune", "3:1: concurency", "4:1: max_delete_percent", "6:3: rate_limits.segment_write"]
+        );
+        // Values that read but are out of range, each at its own line.
+        assert_eq!(
+            load_errors(
+                "owner: \"Team A!\"\nconcurrency: 0\nmax_delete_percent: 500\nrate_limits:\n  reads: 0\n"
+            ),
+            ["1:1: owner", "2:1: concurrency", "3:1: max_delete_percent", "5:3: rate_limits.reads"]
+        );
+    }
+
+    #[test]
+    fn an_endpoint_url_is_checked_and_shown_without_its_user_info() {
+        assert_eq!(url_problem("https://pinpoint.internal:4566"), None);
+        assert_eq!(url_problem("http://127.0.0.1:4566/base"), None);
+        let why = url_problem("http://bob:hunter2@127.0.0.1:9").unwrap();
+        assert!(
+            why.starts_with("\"http://127.0.0.1:9\" carries user info"),
+            "{why}"
+        );
+        assert!(url_problem("ftp://x")
+            .unwrap()
+            .contains("expected an http:// or https:// URL"));
+        assert!(url_problem("pinpoint.internal").is_some());
+        assert!(url_problem("http://x/?a=b")
+            .unwrap()
+            .contains("no query string"));
+        let errors = load_errors(
+            "owner: a\ntarget:\n  endpoint: {url: 'http://bob:hunter2@x:1', region: us-east-1}\n",
+        );
+        assert_eq!(errors, ["2:1: target"]);
+        // The flag's URL is checked with the settings, where no parser quotes it whole.
+        let cfg = Config {
+            owner: Some("a".into()),
+            target: Target::parse_flag("endpoint:http://bob:hunter2@x:1").unwrap(),
+            ..Default::default()
+        };
+        let problem = cfg.problem().unwrap();
+        assert!(
+            problem.starts_with("--target endpoint:URL: \"http://x:1\" carries"),
+            "{problem}"
+        );
+        assert!(!problem.contains("hunter2"));
     }
 
     #[test]

@@ -285,10 +285,13 @@ pub fn file_error(file: String, message: String) -> ManifestError {
 }
 
 /// Reads every manifest file under `dir`: the files' bytes, and an error per file that
-/// could not be read safely.
+/// could not be read safely; `config`, the file --config names, is not one of them.
 ///
 /// Errors: the folder itself cannot be read.
-pub fn read(dir: &Path) -> Result<(Vec<Source>, Vec<ManifestError>), ManifestError> {
+pub fn read(
+    dir: &Path,
+    config: Option<&Path>,
+) -> Result<(Vec<Source>, Vec<ManifestError>), ManifestError> {
     let shown = dir.display().to_string();
     let entries = list(dir).map_err(|e| {
         file_error(
@@ -299,9 +302,16 @@ pub fn read(dir: &Path) -> Result<(Vec<Source>, Vec<ManifestError>), ManifestErr
             },
         )
     })?;
+    // The configuration file given with --config is not a manifest, wherever it is kept
+    // (`envs/prod.yaml` beside the manifests, say).
+    let config = config.and_then(|c| c.canonicalize().ok());
+    let is_config = |p: &Path| config.is_some() && p.canonicalize().ok() == config;
     let mut sources = Vec::with_capacity(entries.len());
     let mut errors = Vec::new();
     for entry in entries {
+        if is_config(path_of(&entry)) {
+            continue;
+        }
         match entry {
             Entry::Manifest(path) => {
                 let name = path.display().to_string();
@@ -386,7 +396,7 @@ mod tests {
                 Entry::Manifest(current.join("sub/a.yaml")),
             ]
         );
-        let (_, errors) = read(&current).unwrap();
+        let (_, errors) = read(&current, None).unwrap();
         let shown: String = errors.iter().map(|e| format!("{e}\n")).collect();
         assert!(
             !shown.contains("hunter2") && !shown.contains("password"),

@@ -33,7 +33,7 @@ impl Workspace {
 
 /// A folder as read from disk, not yet parsed.
 pub struct Files {
-    pub config: Result<Config, ManifestError>,
+    pub config: Result<Config, Vec<ManifestError>>,
     pub sources: Vec<crate::manifests::manifest::Source>,
     /// Files (or the folder) that could not be read.
     pub errors: Vec<ManifestError>,
@@ -42,7 +42,7 @@ pub struct Files {
 /// Reads `dir` (and `config`, or `dir/segmentctl.yaml`) without parsing the manifests.
 pub fn read(dir: &Path, config: Option<&Path>) -> Files {
     let cfg = Config::load(dir, config);
-    match crate::manifests::folder::read(dir) {
+    match crate::manifests::folder::read(dir, config) {
         Ok((sources, errors)) => Files {
             config: cfg,
             sources,
@@ -135,7 +135,7 @@ pub fn check_at(
     let cfg = match cfg {
         Ok(c) => Some(c),
         Err(e) => {
-            errors.push(e);
+            errors.extend(e);
             None
         }
     };

@@ -101,7 +101,7 @@ fn the_quickstart_applies_on_the_embedded_default_and_exit_codes_follow_the_cont
 }
 
 #[test]
-fn an_unreachable_target_is_one_line_naming_what_to_check() {
+fn an_unreachable_target_is_named_then_one_line_says_what_to_check() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(
         tmp.path().join("segmentctl.yaml"),
@@ -113,24 +113,99 @@ fn an_unreachable_target_is_one_line_naming_what_to_check() {
         "apiVersion: segmentctl/v1\nkind: Segment\nmetadata: {name: a, application: 0123456789abcdef0123456789abcdef}\nspec: {Name: a}\n",
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-        .args(["plan", "."])
-        .current_dir(tmp.path())
-        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "not-printed-secret")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr.starts_with("error: cannot reach the Pinpoint API at http://127.0.0.1:9"),
+    for args in [&["plan", "."][..], &["apply", ".", "--auto-approve"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+            .args(args)
+            .current_dir(tmp.path())
+            .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "not-printed-secret")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1));
+        // Where and as which owner first, as every report says it, though no report is made.
+        let (first, rest) = stderr.split_once('\n').unwrap();
+        assert_eq!(
+        first,
+        "Target: the endpoint http://127.0.0.1:9 (us-east-1) as owner team-a (from segmentctl.yaml).",
         "{stderr}"
     );
+        assert!(
+            rest.starts_with("error: cannot reach the Pinpoint API at http://127.0.0.1:9"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("check the endpoint URL, the network, and the region"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("not-printed-secret"));
+    }
+}
+
+#[test]
+fn a_config_kept_among_the_manifests_is_not_read_as_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/quickstart"),
+        tmp.path(),
+    );
+    std::fs::create_dir(tmp.path().join("envs")).unwrap();
+    std::fs::write(
+        tmp.path().join("envs/prod.yaml"),
+        "target:\n  local: {path: prod.db}\nowner: team-prod\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(tmp.path(), &["validate", ".", "--config", "envs/prod.yaml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // Without --config it is a manifest file like any other, and does not read as one.
+    let (code, _, stderr) = run(tmp.path(), &["validate", "."]);
+    assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("check the endpoint URL, the network, and the region"),
+        stderr.contains("envs/prod.yaml:1:1: target: unknown field"),
         "{stderr}"
     );
-    assert!(!stderr.contains("not-printed-secret"));
+    let (code, stdout, stderr) = run(tmp.path(), &["plan", ".", "--config", "./envs/prod.yaml"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("as owner team-prod (from "), "{stdout}");
+    assert!(stdout.contains("prod.yaml)."), "{stdout}");
+}
+
+#[test]
+fn an_endpoint_url_with_user_info_is_refused_without_showing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("segmentctl.yaml"),
+        "target:\n  endpoint: {url: 'http://bob:hunter2@127.0.0.1:9', region: us-east-1}\nowner: team-a\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(tmp.path(), &["validate", "."]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(
+            "endpoint.url: \"http://127.0.0.1:9\" carries user info (`user:…@`), which is not sent"
+        ),
+        "{stderr}"
+    );
+    std::fs::remove_file(tmp.path().join("segmentctl.yaml")).unwrap();
+    let (code, _, flag) = run(
+        tmp.path(),
+        &[
+            "plan",
+            ".",
+            "--target",
+            "endpoint:https://bob:hunter2@pinpoint.internal",
+            "--owner",
+            "a",
+        ],
+    );
+    assert_eq!(code, 1, "{flag}");
+    assert!(
+        flag.contains("--target endpoint:URL: \"https://pinpoint.internal\" carries user info"),
+        "{flag}"
+    );
+    for out in [&stderr, &flag] {
+        assert!(!out.contains("hunter2") && !out.contains("bob"), "{out}");
+    }
 }
 
 /// The arguments `deploy/` gives each container, as the CLI would parse them.

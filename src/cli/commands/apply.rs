@@ -440,7 +440,7 @@ pub async fn apply_saved(
         );
     }
     note_new_local(&cfg, &dir);
-    let conn = targets::connect(&cfg, &dir).await?;
+    let conn = naming(&here, targets::connect(&cfg, &dir).await)?;
     show_and_run(conn, p, &cfg, a, OnMoved::Refuse(file)).await
 }
 

@@ -83,19 +83,20 @@ async fn make(
     }
     let dir = inputs.dir.as_path();
     note_new_local(cfg, dir);
-    let conn = targets::connect_profiles(cfg, dir, writes).await?;
+    let mut info = profiles_info(cfg, dir);
+    let conn = naming(&info, targets::connect_profiles(cfg, dir, writes).await)?;
     let live = match run::observe(&conn.profiles, &conn.domain).await {
         Ok(l) => l,
         Err(e) => {
             let msg = profiles_error(&e, &conn);
             conn.close().await;
-            bail!("{msg}");
+            return naming(&info, Err(anyhow::anyhow!("{msg}")));
         }
     };
     if ws.domain.is_none() && !live.present() && !conn.embedded {
         let msg = run::missing_domain(&conn.domain, Some(&conn.endpoint));
         conn.close().await;
-        bail!("{msg}");
+        return naming(&info, Err(anyhow::anyhow!("{msg}")));
     }
     let mut plan = defs::plan(
         &ws.definitions,
@@ -120,10 +121,6 @@ async fn make(
             }
         }
     }
-    let mut info = TargetInfo::of(cfg, dir);
-    if matches!(cfg.target, Target::Local { .. }) {
-        info.domain = Some(conn.domain.clone());
-    }
     if let Some(d) = live.definitions.first() {
         info.learn_account(&d.arn);
     }
@@ -132,6 +129,16 @@ async fn make(
     plan.domain_arn = run::domain_arn(&live);
     plan.policy = policy;
     Ok((plan, conn))
+}
+
+/// The Customer Profiles target `cfg` names, with its domain (the embedded server's own on
+/// the embedded target).
+fn profiles_info(cfg: &Config, dir: &Path) -> TargetInfo {
+    let mut info = TargetInfo::of(cfg, dir);
+    if matches!(cfg.target, Target::Local { .. }) {
+        info.domain = Some(crate::manifests::config::ProfilesTarget::EMBEDDED_DOMAIN.to_string());
+    }
+    info
 }
 
 /// One line saying what failed on the target, and what to check.
@@ -577,10 +584,8 @@ fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
 pub async fn import(inputs: &Inputs, out_dir: &Path) -> anyhow::Result<u8> {
     let cfg = settings(inputs)?;
     let dir = inputs.dir.as_path();
+    err(&format!("{}\n", profiles_info(&cfg, dir).line()));
     let conn = targets::connect_profiles(&cfg, dir, true).await?;
-    let mut info = TargetInfo::of(&cfg, dir);
-    info.domain = Some(conn.domain.clone());
-    err(&format!("{}\n", info.line()));
     let result = import_from(&conn, &cfg, out_dir).await;
     conn.close().await;
     result

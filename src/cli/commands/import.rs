@@ -53,9 +53,9 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
     use crate::manifests::manifest::{Kind, Manifest, Metadata, API_VERSION};
     let cfg = settings(inputs)?;
     note_new_local(&cfg, &inputs.dir);
-    let conn = targets::connect(&cfg, &inputs.dir).await?;
     let info = TargetInfo::of(&cfg, &inputs.dir);
     err(&format!("{}\n", info.line()));
+    let conn = targets::connect(&cfg, &inputs.dir).await?;
     let owner = cfg.owner().to_string();
     let result = async {
         let live = conn.pinpoint.list_segments(app).await.map_err(|e| match e {

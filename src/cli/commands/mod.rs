@@ -91,7 +91,7 @@ pub fn settings(inputs: &Inputs) -> anyhow::Result<Config> {
         }
     };
     inputs.overrides.apply_to(&mut cfg);
-    if let Some(problem) = cfg.owner_problem() {
+    if let Some(problem) = cfg.problem() {
         bail!("{problem}");
     }
     Ok(cfg)
@@ -132,6 +132,15 @@ fn target_info(cfg: &Config, dir: &Path, observed: &crate::plan::live::Observed)
     info
 }
 
+/// `result`, saying first on an error which target and owner it came from (the plan's
+/// report would have said it): no failure leaves its target unnamed.
+pub fn naming<T, E>(info: &TargetInfo, result: Result<T, E>) -> Result<T, E> {
+    if result.is_err() {
+        err(&format!("{}\n", info.line()));
+    }
+    result
+}
+
 /// Says so when the embedded target's database does not exist yet (a mistyped
 /// `--target local:PATH` would otherwise plan against an empty target without a word).
 fn note_new_local(cfg: &Config, dir: &Path) {
@@ -166,7 +175,8 @@ pub async fn make_plan(
     // manifests that load, which the callers checked ([`definitions::definitions_workspace`]
     // loads the folder for it). Any other target is read while the manifests are parsed.
     note_new_local(&settings, dir);
-    let conn = targets::connect_for(&settings, dir, writes).await?;
+    let info = TargetInfo::of(&settings, dir);
+    let conn = naming(&info, targets::connect_for(&settings, dir, writes).await)?;
     let planned = match pipeline::load_and_plan(&conn.pinpoint, inputs, &pipeline::everything).await
     {
         Ok(planned) => planned,
@@ -178,7 +188,10 @@ pub async fn make_plan(
                         count: errors.len(),
                     })
                 }
-                pipeline::PlanError::Observe(e) => observe_error(&e, &conn.endpoint),
+                pipeline::PlanError::Observe(e) => {
+                    err(&format!("{}\n", info.line()));
+                    observe_error(&e, &conn.endpoint)
+                }
             };
             conn.close().await;
             return Err(err);

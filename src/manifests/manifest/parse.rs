@@ -262,6 +262,50 @@ pub fn parse_one<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Reads `text` as one `T`, as [`parse_one`] does, but reports every mistake a reading can
+/// find ([`recover`]), each located, rather than the first only.
+pub fn parse_all<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, Vec<ManifestError>> {
+    let first = match parse_one(file, text) {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    // A YAML syntax error stops the reading: it is the one mistake to report.
+    let value = match serde_yaml::from_str::<serde_yaml::Value>(text) {
+        Ok(v) if !v.is_null() => v,
+        _ => return Err(vec![first]),
+    };
+    let r = recover::<T>(value);
+    if r.errors.is_empty() {
+        return Err(vec![first]);
+    }
+    let index = PositionIndex::build(text);
+    let mut errors: Vec<ManifestError> = r
+        .errors
+        .into_iter()
+        .map(|(path, message)| {
+            let (line, column) = index.locate(0, &path);
+            ManifestError {
+                file: file.to_string(),
+                line,
+                column,
+                path,
+                message,
+            }
+        })
+        .collect();
+    errors.sort_by_key(|e| (e.line, e.column));
+    Err(errors)
+}
+
+/// Where field `path` is written in the one-document YAML `text`: (line, column), or those
+/// of its nearest written ancestor.
+pub fn locate_in(text: &str, path: &str) -> (usize, usize) {
+    PositionIndex::build(text).locate(0, path)
+}
+
 /// A YAML syntax error read from text starting on line `from_line` of its file: its position
 /// in the file, and the message.
 pub(super) fn invalid_yaml(e: serde_yaml::Error, from_line: usize) -> ((usize, usize), String) {
