@@ -203,9 +203,15 @@ fn the_controller_never_prints_a_secret_even_at_trace_level() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // The target named first (no report is made to name it), then one line of error.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
     assert!(
-        stderr.starts_with("error: the target refused the request (ForbiddenException: "),
+        lines[0].starts_with("Target: the endpoint http://127.0.0.1:"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("error: the target refused the request (ForbiddenException: "),
         "{stderr}"
     );
     assert!(

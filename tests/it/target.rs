@@ -626,8 +626,18 @@ fn without_credentials_one_line_names_what_was_tried() {
     let took = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
-    assert!(stderr.starts_with("error: no AWS credentials"), "{stderr}");
+    // The target named first, then one line of error.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert_eq!(
+        lines[0],
+        "Target: the endpoint http://127.0.0.1:9 (us-east-1) as owner team-a (from segmentctl.yaml).",
+        "{stderr}"
+    );
+    assert!(
+        lines[1].starts_with("error: no AWS credentials"),
+        "{stderr}"
+    );
     for source in [
         "the environment (AWS_ACCESS_KEY_ID",
         "profile",
@@ -643,7 +653,8 @@ fn without_credentials_one_line_names_what_was_tried() {
     let out = base().env("AWS_PROFILE", "nope").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert!(stderr.starts_with("Target: the endpoint "), "{stderr}");
     assert!(
         stderr.contains("the AWS profile \"nope\" (from AWS_PROFILE) does not exist"),
         "{stderr}"
