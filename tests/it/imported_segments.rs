@@ -580,6 +580,32 @@ async fn import_writes_an_imported_segment_with_its_source_and_the_plan_after_is
     .await;
     assert_eq!(job.job_status().map(|s| s.as_str()), Some("COMPLETED"));
 
+    // Into a folder beside the manifest folder, its manifest would not load (its source is
+    // outside): refused before anything is written or tagged, saying where to write instead.
+    let elsewhere = dir.parent().unwrap().join("elsewhere");
+    let (code, out, err) = run(
+        &dir,
+        &[
+            "import",
+            ".",
+            "--application",
+            &app,
+            "--out",
+            elsewhere.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot import 1 imported segment: a manifest's source is read only inside the folder it is planned from (DIR when --out is inside it, else --out), and its source is not there; nothing was written or tagged\n  vip-list: its source {} is outside {} (for example --out {})",
+            source.display(),
+            dir.parent().unwrap().canonicalize().unwrap().join("elsewhere").display(),
+            dir.canonicalize().unwrap().join("imported").display()
+        )),
+        "{err}"
+    );
+    assert!(!elsewhere.exists());
+
     let (code, out, err) = run(&dir, &["import", ".", "--application", &app]);
     assert_eq!(code, 0, "{out}{err}");
     let written = std::fs::read_dir(dir.join("imported"))

@@ -97,6 +97,7 @@ pub async fn import(inputs: &Inputs, app: &str, out_dir: &Path) -> anyhow::Resul
             .iter()
             .map(|(n, s)| (s.id.clone(), n.clone()))
             .collect();
+        outside_sources(&chosen, &inputs.dir, out_dir)?;
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
         let mut written = 0;
@@ -190,6 +191,60 @@ fn write_imported(
         crate::manifests::manifest::to_yaml(std::slice::from_ref(m))?
     );
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Refuses, before anything is written or tagged, to import an IMPORT segment whose
+/// `file://` source lies outside the folder its manifest will be planned from: `dir` when
+/// `out_dir` is inside it, else `out_dir`. A manifest's source is read only inside the
+/// manifest folder, so that manifest would not load. Nothing outside is read or copied
+/// here: the path comes from the target.
+fn outside_sources(
+    chosen: &[(String, &crate::model::SegmentResponse)],
+    dir: &Path,
+    out_dir: &Path,
+) -> anyhow::Result<()> {
+    use crate::server::objects::{parse, Location};
+    let real = |p: &Path| {
+        p.canonicalize()
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    let (dir, out) = (real(dir), real(out_dir));
+    let root = if out.starts_with(&dir) { &dir } else { &out };
+    let shown = |p: &Path| crate::text::safe(&p.display().to_string()).into_owned();
+    let mut outside = Vec::new();
+    for (name, s) in chosen {
+        let Some(def) = s.import_definition.as_ref().filter(|_| s.is_import()) else {
+            continue;
+        };
+        let Ok(Location::File(path)) = parse(&def.s3_url) else {
+            continue;
+        };
+        let source = real(&path);
+        if source.starts_with(root) {
+            continue;
+        }
+        let suggest = if source.starts_with(&dir) {
+            dir.join("imported")
+        } else {
+            source.parent().unwrap_or(&source).to_path_buf()
+        };
+        outside.push(format!(
+            "{name}: its source {} is outside {} (for example --out {})",
+            shown(&source),
+            shown(root),
+            shown(&suggest)
+        ));
+    }
+    if outside.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "cannot import {}: a manifest's source is read only inside the folder it is planned from (DIR when --out is inside it, else --out), and {} not there; nothing was written or tagged\n  {}",
+        plural(outside.len(), "imported segment"),
+        if outside.len() == 1 { "its source is" } else { "their sources are" },
+        outside.join("\n  ")
+    )
 }
 
 /// An `ImportedSegment` manifest for a live IMPORT segment: its name and tags, and the
