@@ -112,6 +112,21 @@ fn parse_file(source: &Source, out: &mut Loaded) {
         let (manifest, touched) = match serde_path_to_error::deserialize::<_, Manifest>(doc) {
             Ok(m) => (m, Vec::new()),
             Err(typed_err) => match source.document_value(text, doc_no) {
+                // A key written twice is well-formed YAML: said where it is written again,
+                // and the documents after it are read as usual.
+                Err((_, message)) if message.contains("duplicate entry with key") => {
+                    match source.written_twice(doc_no) {
+                        Some((path, again, (first, _))) => out.errors.push(error(
+                            again,
+                            path.to_string(),
+                            format!(
+                                "written twice in its mapping (first on line {first}); keep one"
+                            ),
+                        )),
+                        None => out.errors.push(error(at(""), String::new(), message)),
+                    }
+                    continue;
+                }
                 Err((pos, message)) => {
                     out.errors.push(error(pos, String::new(), message));
                     return; // the rest of the stream cannot be trusted

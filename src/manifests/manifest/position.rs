@@ -48,6 +48,20 @@ impl SourceText {
         self.index().locate(doc, path)
     }
 
+    /// The first key document `doc` writes twice in one mapping: its field path, where it
+    /// is written again, and where first.
+    pub(super) fn written_twice(
+        &self,
+        doc: usize,
+    ) -> Option<(&str, (usize, usize), (usize, usize))> {
+        let index = self.index();
+        index
+            .again
+            .iter()
+            .find(|(d, _, _)| *d == doc)
+            .map(|(_, path, pos)| (path.as_str(), *pos, index.locate(doc, path)))
+    }
+
     /// Document `doc` of `text` (this source's text) read generically, on its own: its lines
     /// are known from the one position pass over the file, so no document is read twice
     /// from the start of the file.
@@ -107,6 +121,9 @@ impl fmt::Debug for SourceText {
 pub struct PositionIndex {
     /// (document number, field path) → (line, column), both 1-based.
     at: HashMap<(usize, String), (usize, usize)>,
+    /// A key written again in its mapping: (document number, field path, position), in the
+    /// order written.
+    again: Vec<(usize, String, (usize, usize))>,
     /// The line each document starts on, by document number.
     starts: Vec<usize>,
     /// The byte offset of each line's start.
@@ -121,6 +138,7 @@ impl PositionIndex {
             Seq { path: String, next: usize },
         }
         let mut at = HashMap::new();
+        let mut again = Vec::new();
         let mut starts = Vec::new();
         // Line breaks as the YAML parser counts them: `\r\n`, a lone `\r`, or `\n`.
         let bytes = text.as_bytes();
@@ -176,8 +194,14 @@ impl PositionIndex {
                 Event::Scalar(value, ..) => {
                     if let Some(Frame::Map { path, key }) = stack.last_mut() {
                         if key.is_none() {
-                            // A key: the field is located where its key is written.
-                            at.entry((doc, key_path(path, &value))).or_insert(pos);
+                            // A key: the field is located where its key is written (the
+                            // first time; a key written again is recorded as such).
+                            let field = key_path(path, &value);
+                            if at.contains_key(&(doc, field.clone())) {
+                                again.push((doc, field, pos));
+                            } else {
+                                at.insert((doc, field), pos);
+                            }
                             *key = Some(value);
                             continue;
                         }
@@ -196,6 +220,7 @@ impl PositionIndex {
         }
         Self {
             at,
+            again,
             starts,
             line_starts,
         }

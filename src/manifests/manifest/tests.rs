@@ -47,6 +47,21 @@ fn every_semantic_error_in_a_document_is_reported_in_order() {
 }
 
 #[test]
+fn a_key_written_twice_is_located_where_written_again_and_later_documents_are_read() {
+    let text = format!(
+        "{HEAD}spec:\n  Dimensions:\n    Location:\n      Country: {{DimensionType: INCLUSIVE, Values: [US]}}\n    Location:\n      Country: {{DimensionType: INCLUSIVE, Values: [CA]}}\n---\n{}spec:\n  Nme: x\n",
+        HEAD.replace("vip", "other")
+    );
+    assert_eq!(
+        errors(&text),
+        [
+            "m.yaml:10:5: spec.Dimensions.Location: written twice in its mapping (first on line 8); keep one",
+            "m.yaml:19:3: spec.Nme: unknown field \"Nme\"; expected Name, Dimensions, SegmentGroups or tags (did you mean Name?)"
+        ]
+    );
+}
+
+#[test]
 fn documents_are_numbered_across_separators_and_empty_ones_are_skipped() {
     let text = format!("---\n{HEAD}---\n---\n{}", HEAD.replace("vip", "Bad_Name"));
     let l = load(&text);
