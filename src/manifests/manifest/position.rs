@@ -10,6 +10,9 @@ use super::parse::invalid_yaml;
 use super::Source;
 use crate::model::validate::key_path;
 
+/// (line, column), both 1-based.
+type Position = (usize, usize);
+
 /// A file's text, kept so that errors found later (across documents) can be located. The
 /// position index is built only when an error needs it: a clean load never pays for it.
 /// The text is shared with the [`Source`] it was read from, never copied.
@@ -50,10 +53,7 @@ impl SourceText {
 
     /// The first key document `doc` writes twice in one mapping: its field path, where it
     /// is written again, and where first.
-    pub(super) fn written_twice(
-        &self,
-        doc: usize,
-    ) -> Option<(&str, (usize, usize), (usize, usize))> {
+    pub(super) fn written_twice(&self, doc: usize) -> Option<(&str, Position, Position)> {
         let index = self.index();
         index
             .again
