@@ -160,13 +160,14 @@ fn needs_escape(c: char) -> bool {
         || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}')
 }
 
-/// A URL with any user name and password in it removed, for logs and reports.
+/// A URL with any user name and password in it removed, for logs and reports: everything
+/// from `://` to the last `@`, wherever it is (a password may hold `/`, `?` or `#`, which
+/// would end a parser's authority early).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..end].rfind('@') {
+    match rest.rfind('@') {
         Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
         None => url.to_string(),
     }
@@ -221,7 +222,10 @@ mod tests {
             redact_url("http://user:pass@host:4566/x"),
             "http://host:4566/x"
         );
-        assert_eq!(redact_url("https://host/p@th"), "https://host/p@th");
+        // A password may hold `/`, `?` or `#`: everything up to the last `@` goes (an
+        // endpoint URL with an `@` anywhere is refused, so none is shown cut short in use).
+        assert_eq!(redact_url("http://bob:p/ss@h:1/x"), "http://h:1/x");
+        assert_eq!(redact_url("http://bob:p#ss@h:1"), "http://h:1");
         assert_eq!(redact_url("http://host:1"), "http://host:1");
         assert_eq!(redact_url("not a url"), "not a url");
     }

@@ -124,6 +124,20 @@ impl TryFrom<TargetSpec> for Target {
 /// signature). The URL is shown without its user info.
 pub fn url_problem(url: &str) -> Option<String> {
     let shown = || crate::text::safe(&crate::text::redact_url(url)).into_owned();
+    // An `@` anywhere is refused, before the URL is parsed: a password holding `/`, `?` or
+    // `#` ends the authority early for a parser, which would then see no user info.
+    if url
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('@'))
+    {
+        return Some(format!(
+            "{:?} carries user info (`user:…@`), which is not sent: requests are signed with the AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or a role); remove it",
+            shown()
+        ));
+    }
+    if url.contains('#') {
+        return Some(format!("{:?}: an endpoint URL takes no fragment", shown()));
+    }
     let Ok(uri) = url.parse::<axum::http::Uri>() else {
         return Some(format!(
             "{:?} is not a URL such as https://pinpoint.internal:4566",
@@ -138,10 +152,6 @@ pub fn url_problem(url: &str) -> Option<String> {
     }
     match uri.authority() {
         None => Some(format!("{:?} names no host", shown())),
-        Some(a) if a.as_str().contains('@') => Some(format!(
-            "{:?} carries user info (`user:…@`), which is not sent: requests are signed with the AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, or a role); remove it",
-            shown()
-        )),
         Some(_) if uri.query().is_some() => Some(format!(
             "{:?}: an endpoint URL takes no query string",
             shown()
@@ -472,6 +482,14 @@ impl Config {
         if !(0.0..=100.0).contains(&self.max_delete_percent) {
             problems.push(("max_delete_percent", "must be 0 to 100".into()));
         }
+        if !(self.audience_change_warn_percent.is_finite()
+            && self.audience_change_warn_percent >= 0.0)
+        {
+            problems.push((
+                "audience_change_warn_percent",
+                "must be a number of percent, 0 or more".into(),
+            ));
+        }
         if problems.is_empty() {
             return Ok(());
         }
@@ -559,9 +577,15 @@ mod tests {
         // Values that read but are out of range, each at its own line.
         assert_eq!(
             load_errors(
-                "owner: \"Team A!\"\nconcurrency: 0\nmax_delete_percent: 500\nrate_limits:\n  reads: 0\n"
+                "owner: \"Team A!\"\nconcurrency: 0\nmax_delete_percent: 500\nrate_limits:\n  reads: 0\naudience_change_warn_percent: -5\n"
             ),
-            ["1:1: owner", "2:1: concurrency", "3:1: max_delete_percent", "5:3: rate_limits.reads"]
+            [
+                "1:1: owner",
+                "2:1: concurrency",
+                "3:1: max_delete_percent",
+                "5:3: rate_limits.reads",
+                "6:1: audience_change_warn_percent"
+            ]
         );
     }
 
@@ -581,6 +605,20 @@ mod tests {
         assert!(url_problem("http://x/?a=b")
             .unwrap()
             .contains("no query string"));
+        assert_eq!(url_problem("http://[::1]:4566/"), None);
+        assert_eq!(url_problem("HTTP://localhost:4566/prefix"), None);
+        // A password holding `#`, `/` or `?` ends a parser's authority early: still refused,
+        // and never shown.
+        for url in [
+            "http://bob:p#ss@127.0.0.1:9",
+            "http://bob:p/ss@h",
+            "http://bob:p?ss@h",
+        ] {
+            let why = url_problem(url).unwrap();
+            assert!(why.contains("carries user info"), "{why}");
+            assert!(!why.contains("bob") && !why.contains("ss@"), "{why}");
+        }
+        assert!(url_problem("http://h/#x").unwrap().contains("no fragment"));
         let errors = load_errors(
             "owner: a\ntarget:\n  endpoint: {url: 'http://bob:hunter2@x:1', region: us-east-1}\n",
         );
