@@ -591,7 +591,7 @@ async fn import_writes_an_imported_segment_with_its_source_and_the_plan_after_is
             "--application",
             &app,
             "--out",
-            elsewhere.to_str().unwrap(),
+            "../elsewhere",
         ],
     );
     assert_eq!(code, 1, "{out}{err}");

@@ -204,12 +204,7 @@ fn outside_sources(
     out_dir: &Path,
 ) -> anyhow::Result<()> {
     use crate::server::objects::{parse, Location};
-    let real = |p: &Path| {
-        p.canonicalize()
-            .or_else(|_| std::path::absolute(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    };
-    let (dir, out) = (real(dir), real(out_dir));
+    let (dir, out) = (resolved(dir), resolved(out_dir));
     let root = if out.starts_with(&dir) { &dir } else { &out };
     let shown = |p: &Path| crate::text::safe(&p.display().to_string()).into_owned();
     let mut outside = Vec::new();
@@ -220,20 +215,24 @@ fn outside_sources(
         let Ok(Location::File(path)) = parse(&def.s3_url) else {
             continue;
         };
-        let source = real(&path);
+        let source = resolved(&path);
         if source.starts_with(root) {
             continue;
         }
-        let suggest = if source.starts_with(&dir) {
-            dir.join("imported")
+        let fix = if source.starts_with(&dir) {
+            format!("for example --out {}", shown(&dir.join("imported")))
+        } else if source.is_file() {
+            format!(
+                "for example --out {}",
+                shown(source.parent().unwrap_or(&source))
+            )
         } else {
-            source.parent().unwrap_or(&source).to_path_buf()
+            "the file is not on this machine: a path on the target's own".to_string()
         };
         outside.push(format!(
-            "{name}: its source {} is outside {} (for example --out {})",
+            "{name}: its source {} is outside {} ({fix})",
             shown(&source),
-            shown(root),
-            shown(&suggest)
+            shown(root)
         ));
     }
     if outside.is_empty() {
@@ -245,6 +244,39 @@ fn outside_sources(
         if outside.len() == 1 { "its source is" } else { "their sources are" },
         outside.join("\n  ")
     )
+}
+
+/// `path` as the file system will find it, whether or not it exists yet: absolute, `.` and
+/// `..` taken lexically, and links resolved in its deepest existing ancestor.
+fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut lexical = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    let mut existing = lexical.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
 }
 
 /// An `ImportedSegment` manifest for a live IMPORT segment: its name and tags, and the
