@@ -410,8 +410,11 @@ fn row(line: u64, parsed: Result<Endpoint, String>) -> Row {
 /// its `Demographic`, `Location` and `User`): every other key of a row is the file's content.
 const FIELD_NAMES: &[&str] = &[
     "Address",
+    "ApplicationId",
     "Attributes",
     "ChannelType",
+    "CohortId",
+    "CreationDate",
     "Demographic",
     "EffectiveDate",
     "EndpointStatus",

@@ -346,14 +346,17 @@ impl Endpoint {
     /// (`Attributes.NAME:` becomes `Attributes.*:`), longest first: a message about a row of
     /// someone's file, for a reader who may not read the file.
     pub fn without_names(&self, message: &str) -> String {
-        let mut names: Vec<&str> = self
+        // As written, and as a message shows it escaped ([`crate::text::safe`]).
+        let mut names: Vec<String> = self
             .attribute_names()
-            .map(|(_, name)| name)
-            .filter(|n| !n.is_empty() && *n != "*")
+            .flat_map(|(_, name)| [name.to_string(), crate::text::safe(name).into_owned()])
+            .filter(|n| !n.is_empty() && n != "*")
             .collect();
         names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        names.dedup();
         let mut out = message.to_string();
-        for name in names {
+        for name in &names {
+            let name = name.as_str();
             let mut at = 0;
             while let Some(i) = out[at..].find(name).map(|i| at + i) {
                 let end = i + name.len();

@@ -371,7 +371,7 @@ async fn every_endpoint_limit_is_a_400_naming_the_field() {
         )
         .await
     )
-    .starts_with("User.UserId: a user has at most 15 endpoints; busy already has 15"));
+    .starts_with("User.UserId: a user has at most 15 endpoints; \"busy\" already has 15"));
     // 250 attribute names per application; the 251st is refused, naming it.
     for e in 0..5 {
         let mut b = sms("+1");
@@ -1707,6 +1707,44 @@ async fn names_freed_at_the_limit_keep_those_of_the_batchs_earlier_rows() {
     assert_eq!(names("name LIKE 'w%'"), 0, "wide's dropped names are freed");
 }
 
+/// A row the store refuses (here, past the application's 250 attribute names) is reported
+/// with its names as `*`, escaped or not: whoever reads the job may not read the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_the_store_refuses_is_reported_without_its_names() {
+    let root = tempfile::tempdir().unwrap();
+    let wide = (0..250)
+        .map(|i| format!("\"w{i}\":[\"v\"]"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let rows = [
+        format!(r#"{{"Id":"a","ChannelType":"SMS","Address":"+1","Attributes":{{{wide}}}}}"#),
+        r#"{"Id":"b","ChannelType":"SMS","Address":"+2","Attributes":{"SECRET_NAME tail":["v"]}}"#
+            .to_string(),
+        r#"{"Id":"c","ChannelType":"SMS","Address":"+3","Metrics":{"m\u0007SECRET_CTRL":1}}"#
+            .to_string(),
+    ];
+    std::fs::write(root.path().join("names.json"), rows.join("\n")).unwrap();
+    let roots = vec![root.path().to_path_buf()];
+    let t = util::start_with(move |cfg| cfg.import_roots = roots).await;
+    let app = t.app("names").await;
+    let url = format!("file://{}/names.json", root.path().display());
+    let job = import(&t.client, &app, &url, Format::Json, Some("names"), None).await;
+    assert_eq!(job.total_failures(), Some(2), "{job:?}");
+    let failures = job.failures().join("\n");
+    assert!(!failures.contains("SECRET"), "{failures}");
+    assert!(
+        failures.contains(
+            "names.json:2: Attributes.*: an application has at most 250 custom attributes"
+        ),
+        "{failures}"
+    );
+    assert!(
+        failures
+            .contains("names.json:3: Metrics.*: an application has at most 250 custom attributes"),
+        "{failures}"
+    );
+}
+
 /// An import into an existing segment (its rows staged apart, moved into the new version at
 /// the end), in batches that mix endpoints stored before with new ones: a stored endpoint is
 /// merged into (what the row leaves out stays), a new id written twice in one batch and a
@@ -1809,7 +1847,7 @@ async fn an_import_merges_into_stored_endpoints_across_batches_and_keeps_the_use
     );
     assert!(
         job.failures()[0].contains(&format!(
-            "mixed.json:{}: User.UserId: a user has at most 15 endpoints; quota already has 15",
+            "mixed.json:{}: User.UserId: a user has at most 15 endpoints; \"…\" already has 15",
             batch() + 1
         )),
         "{:?}",

@@ -265,9 +265,10 @@ impl<'a> Batch<'a> {
         let refused = refused.map_err(|e| e.message)?;
         for (i, why) in refused {
             // Nothing of the row: its names by the row itself, its quoted values by form.
-            let why = rows
-                .get(i)
-                .map_or(why.clone(), |r| r.update.without_names(&why));
+            let why = match rows.get(i) {
+                Some(r) => r.update.without_names(&why),
+                None => why,
+            };
             fail_row(
                 job,
                 format!(

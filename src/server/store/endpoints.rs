@@ -31,7 +31,7 @@ fn check_user(field: &str, user: &str, others: usize) -> Result<(), ApiError> {
     let dot = if field.is_empty() { "" } else { "." };
     Err(ApiError::bad_request(format!(
         "{field}{dot}User.UserId: a user has at most {MAX_ENDPOINTS_PER_USER} endpoints; {} already has {others}",
-        crate::text::safe(user)
+        crate::text::quoted(user)
     )))
 }
 
