@@ -174,7 +174,10 @@ impl Objects {
         // would otherwise tell a file from a folder, or a missing path, outside every root.
         let text = path.as_os_str().as_encoded_bytes();
         if text.split(|b| *b == b'/').any(|c| c == b"." || c == b"..") {
-            return Err(format!("{}: `.` and `..` are not allowed", path.display()));
+            return Err(format!(
+                "file://{}: `.` and `..` are not allowed",
+                path.display()
+            ));
         }
         // The deepest existing ancestor, resolved: links cannot lead out of a root.
         let mut existing = path.to_path_buf();
@@ -563,7 +566,7 @@ mod tests {
             let (path, err) = at(rel);
             assert_eq!(
                 err,
-                format!("{}: `.` and `..` are not allowed", path.display())
+                format!("file://{}: `.` and `..` are not allowed", path.display())
             );
         }
         let err = o.allowed(&root.path().join("in/../a.csv")).unwrap_err();

@@ -114,7 +114,7 @@ fn parse_file(source: &Source, out: &mut Loaded) {
             Err(typed_err) => match source.document_value(text, doc_no) {
                 // A key written twice is well-formed YAML: said where it is written again,
                 // and the documents after it are read as usual.
-                Err((_, message)) if message.contains("duplicate entry with key") => {
+                Err((_, message)) if message.contains("duplicate entry") => {
                     match source.written_twice(doc_no) {
                         Some((path, again, (first, _))) => out.errors.push(error(
                             again,
