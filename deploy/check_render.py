@@ -229,10 +229,19 @@ def main():
     # Temporary files, and S3 for the server.
     policies = [o for o in objects if o.get("kind") == "NetworkPolicy"]
     for o in objects:
+        claims = {((t.get("metadata") or {}).get("name"))
+                  for t in ((o.get("spec") or {}).get("volumeClaimTemplates") or [])}
         for pod, labels in pod_specs(o):
-            mounts = {}
-            for v in pod.get("volumes") or []:
-                mounts[v.get("name")] = v
+            volumes = {v.get("name"): v for v in pod.get("volumes") or []}
+
+            def writable(mount):
+                """A mount files can be written to: not read-only, and of a volume that is
+                (an emptyDir, an ephemeral or claimed volume; never a ConfigMap or Secret)."""
+                if mount.get("readOnly"):
+                    return False
+                name = mount.get("name")
+                v = volumes.get(name) or {}
+                return name in claims or any(k in v for k in ("emptyDir", "ephemeral", "persistentVolumeClaim"))
             serves = False
             for field, c in containers(pod):
                 if c.get("image") != a.image:
@@ -243,7 +252,7 @@ def main():
                 serves = serves or (args[:1] == ["serve"])
                 read_only = ((c.get("securityContext") or {}).get("readOnlyRootFilesystem")) is True
                 tmp = [m for m in c.get("volumeMounts") or []
-                       if m.get("mountPath") == "/tmp" and not m.get("readOnly")]
+                       if m.get("mountPath") == "/tmp" and writable(m)]
                 if read_only and not tmp:
                     problem(o, f"{field}[{c.get('name')}] has a read-only root filesystem and no "
                                "writable volume at /tmp (an export job's pieces are written there)")
@@ -256,6 +265,11 @@ def main():
             if not limiting:
                 continue
             def https(rule):
+                """A rule that lets the pod reach TCP 443 outside the cluster (S3): no `to`,
+                or an ipBlock among them, and port 443 (or every port)."""
+                to = rule.get("to")
+                if to and not any("ipBlock" in peer for peer in to):
+                    return False
                 ports = rule.get("ports")
                 if not ports:
                     return True
