@@ -493,18 +493,10 @@ impl Config {
         if problems.is_empty() {
             return Ok(());
         }
+        let source = manifest::SourceText::of_text(file, text);
         let mut errors: Vec<ManifestError> = problems
             .into_iter()
-            .map(|(path, message)| {
-                let (line, column) = manifest::locate_in(text, path);
-                ManifestError {
-                    file: file.to_string(),
-                    line,
-                    column,
-                    path: path.to_string(),
-                    message,
-                }
-            })
+            .map(|(path, message)| manifest::located(file, &source, 0, path, message))
             .collect();
         errors.sort_by_key(|e| (e.line, e.column));
         Err(errors)

@@ -27,9 +27,7 @@ use crate::model::{Tags, WriteSegmentRequest};
 
 pub use definition::{DefinitionDoc, DefinitionManifest};
 pub use domain::{DomainDoc, DomainManifest};
-pub use parse::{
-    application_hints, load_sources, load_sources_at, locate_in, parse_all, parse_one,
-};
+pub use parse::{application_hints, load_sources, load_sources_at, parse_all, parse_one};
 pub use position::{PositionIndex, SourceText};
 pub use recover::Recovered;
 pub use rules::{is_app_id, name_problem};

@@ -296,29 +296,14 @@ pub fn parse_all<T: serde::de::DeserializeOwned>(
     if r.errors.is_empty() {
         return Err(vec![first]);
     }
-    let index = PositionIndex::build(text);
+    let source = SourceText::of_text(file, text);
     let mut errors: Vec<ManifestError> = r
         .errors
         .into_iter()
-        .map(|(path, message)| {
-            let (line, column) = index.locate(0, &path);
-            ManifestError {
-                file: file.to_string(),
-                line,
-                column,
-                path,
-                message,
-            }
-        })
+        .map(|(path, message)| super::located(file, &source, 0, &path, message))
         .collect();
     errors.sort_by_key(|e| (e.line, e.column));
     Err(errors)
-}
-
-/// Where field `path` is written in the one-document YAML `text`: (line, column), or those
-/// of its nearest written ancestor.
-pub fn locate_in(text: &str, path: &str) -> (usize, usize) {
-    PositionIndex::build(text).locate(0, path)
 }
 
 /// A YAML syntax error read from text starting on line `from_line` of its file: its position

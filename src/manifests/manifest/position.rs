@@ -31,6 +31,14 @@ impl SourceText {
         }
     }
 
+    /// The text of one file that is not a manifest source (the configuration file).
+    pub fn of_text(name: &str, text: &str) -> Self {
+        Self::new(&Source {
+            name: name.to_string(),
+            bytes: std::sync::Arc::new(text.as_bytes().to_vec()),
+        })
+    }
+
     fn index(&self) -> &PositionIndex {
         self.index
             .get_or_init(|| PositionIndex::build(std::str::from_utf8(&self.bytes).unwrap_or("")))
