@@ -737,22 +737,8 @@ fn a_failed_jobs_reason_forges_no_line_in_the_text_log() {
             "file://{}/x%0a2026-12-07T00:00:00Z  INFO segmentctl::server: FORGED%0a.csv",
             root.display()
         );
-        let job = client
-            .create_import_job()
-            .application_id(&app)
-            .import_job_request(
-                aws_sdk_pinpoint::types::ImportJobRequest::builder()
-                    .s3_url(url)
-                    .format(aws_sdk_pinpoint::types::Format::Csv)
-                    .role_arn("r")
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap()
-            .import_job_response
-            .unwrap();
-        crate::imports::import_done(&client, &app, job.id().unwrap())
+        let format = aws_sdk_pinpoint::types::Format::Csv;
+        crate::imports::import(&client, &app, &url, format, None, None)
             .await
             .failures()
             .join("\n")
