@@ -240,6 +240,7 @@ pub fn annotate(
 ) -> std::io::Result<()> {
     let mut program = Program::new(as_of);
     let sides = compile(plan, desired, observed, &mut program);
+    program.refuse_too_deep().map_err(std::io::Error::other)?;
     let mut nodes: Vec<NodeId> = sides
         .iter()
         .flat_map(|s| s.before.into_iter().chain(s.after))

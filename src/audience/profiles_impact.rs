@@ -19,6 +19,9 @@ use crate::plan::definitions::{
 pub enum CountError {
     #[error("{0} (profile records are UTF-8 JSON lines)")]
     Read(#[from] std::io::Error),
+    /// A definition's chain of sources is deeper than the evaluator follows.
+    #[error("{0}")]
+    TooDeep(String),
 }
 
 /// Counts, for every step of `plan`, the profiles of `lines` its definition matches before
@@ -81,6 +84,7 @@ pub fn count(
             )
         })
         .collect();
+    program.refuse_too_deep().map_err(CountError::TooDeep)?;
     let mut counts = vec![(0u64, 0u64); nodes.len()];
     let mut read = ProfilesRead {
         file: file.to_string(),

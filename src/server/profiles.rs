@@ -540,26 +540,30 @@ async fn get_segment_membership(
             )));
         }
         let found = st.profiles_by_id(&domain, &req.profile_ids)?;
-        Ok(membership(&name, &definitions, &req.profile_ids, &found))
+        membership(&name, &definitions, &req.profile_ids, &found)
     })
     .await?;
     Ok(json(StatusCode::OK, &out))
 }
 
 /// Which of `ids` the definition holds, evaluated over the profiles `found`; an id with no
-/// profile is a failure (404) rather than ABSENT.
+/// profile is a failure (404) rather than ABSENT. A definition reached through too long a
+/// chain of sources is refused (400) rather than answered ABSENT.
 fn membership(
     name: &str,
     definitions: &[(String, SegmentGroups)],
     ids: &[String],
     found: &[(String, String)],
-) -> Value {
+) -> std::result::Result<Value, ApiError> {
     let catalog = DefinitionCatalog {
         definitions: definitions.iter().map(|(n, g)| (n.clone(), g)).collect(),
     };
     let now = time::OffsetDateTime::now_utc();
     let mut program = Program::for_profiles(now);
     let node = program.add_definition(0, &catalog, name);
+    program
+        .refuse_too_deep()
+        .map_err(|e| ApiError::bad_request(format!("Segment definition {name}: {e}")))?;
     let mut record = program.record();
     let mut out = Vec::new();
     let mut profiles = Vec::new();
@@ -589,12 +593,12 @@ fn membership(
     let at = crate::model::profiles::EpochSeconds {
         millis: (now.unix_timestamp_nanos() / 1_000_000) as i64,
     };
-    serde_json::json!({
+    Ok(serde_json::json!({
         "SegmentDefinitionName": name,
         "Profiles": profiles,
         "Failures": failures,
         "LastComputedAt": at,
-    })
+    }))
 }
 
 /// The body of CreateSegmentSnapshot.

@@ -537,6 +537,83 @@ async fn sources_must_exist_in_the_domain_and_never_lead_back() {
     assert!(e.is_resource_not_found_exception(), "{e:?}");
 }
 
+/// Definitions already built on a name count toward the depth of a chain through it: a
+/// definition deleted and created again on a deep chain is refused when the chains above it
+/// would go past 32 sources, and accepted (and evaluated through) when they would not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_definition_created_again_cannot_deepen_the_chains_built_on_it() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    // Two chains: low0 ← low1 ← … ← low30 and high0 ← high1 ← … ← high29.
+    create(&cp, "shop", "low0", simple(None)).await;
+    for i in 1..=30 {
+        create(
+            &cp,
+            "shop",
+            &format!("low{i}"),
+            simple(Some(&format!("low{}", i - 1))),
+        )
+        .await;
+    }
+    create(&cp, "shop", "high0", simple(None)).await;
+    for i in 1..=29 {
+        create(
+            &cp,
+            "shop",
+            &format!("high{i}"),
+            simple(Some(&format!("high{}", i - 1))),
+        )
+        .await;
+    }
+    cp.delete_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("high0")
+        .send()
+        .await
+        .unwrap();
+    // high0 on low30: high29's chain would be 29 + 1 + 30 sources deep.
+    let e = cp
+        .create_segment_definition()
+        .domain_name("shop")
+        .segment_definition_name("high0")
+        .display_name("high0")
+        .segment_groups(simple(Some("low30")))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("SegmentGroups.Groups[0].SourceSegments[0].SegmentDefinitionName: with the 29 levels of definitions that already build on high0, the chain of sources through low30 is deeper than 32")
+    );
+    // high0 on low2: 29 + 1 + 2 = 32 sources below high29, the most there may be.
+    create(&cp, "shop", "high0", simple(Some("low2"))).await;
+    let ada = cp
+        .create_profile()
+        .domain_name("shop")
+        .first_name("Ada")
+        .send()
+        .await
+        .unwrap()
+        .profile_id()
+        .to_string();
+    let out = cp
+        .get_segment_membership()
+        .domain_name("shop")
+        .segment_definition_name("high29")
+        .profile_ids(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.profiles()[0].query_result(),
+        &aws_sdk_customerprofiles::types::QueryResult::Present,
+        "{out:?}"
+    );
+}
+
 /// Every limit of the model is a 400 naming the field, received typed by the SDK.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_refused_with_the_field_named() {

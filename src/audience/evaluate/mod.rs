@@ -105,6 +105,9 @@ pub struct Program {
     compiled: HashMap<(usize, String), NodeId>,
     /// (catalog number, key) of segments named but not found: they match nothing.
     unknown: Vec<(usize, String)>,
+    /// (catalog number, key) of segments reached deeper than [`MAX_DEPTH`] bases down: the
+    /// caller refuses the run ([`Program::refuse_too_deep`]).
+    too_deep: Vec<(usize, String)>,
 }
 
 /// Where a list slot's values come from.
@@ -341,8 +344,10 @@ enum Temporal {
     NotBetween,
 }
 
-/// How deep base segments may nest (a guard: manifests with cycles do not validate).
-const MAX_DEPTH: usize = 32;
+/// How deep base segments (or Customer Profiles sources) may nest: a guard, as manifests
+/// with cycles do not validate and the server refuses deeper chains; one reached deeper is
+/// reported by [`Program::too_deep`].
+pub const MAX_DEPTH: usize = 32;
 
 impl Program {
     /// An empty program evaluating recency relative to `as_of`.
@@ -353,6 +358,7 @@ impl Program {
             as_of: as_of.unix_timestamp_nanos(),
             compiled: HashMap::new(),
             unknown: Vec::new(),
+            too_deep: Vec::new(),
         }
     }
 
@@ -369,6 +375,19 @@ impl Program {
             .iter()
             .filter(move |(s, _)| *s == scope)
             .map(|(_, k)| k.as_str())
+    }
+
+    /// `Err` naming the first key (of any catalog) reached through more than [`MAX_DEPTH`]
+    /// bases or sources: its node matches nothing, which is not what it holds, so a caller
+    /// refuses to answer rather than count it.
+    pub fn refuse_too_deep(&self) -> Result<(), String> {
+        match self.too_deep.first().map(|(_, k)| k) {
+            Some(key) => Err(format!(
+                "{} is reached through more than {MAX_DEPTH} levels of base segments or sources, more than are evaluated",
+                crate::text::safe(key)
+            )),
+            None => Ok(()),
+        }
     }
 
     /// How many nodes [`Program::run`] fills.
@@ -399,6 +418,7 @@ impl Program {
             return self.push(Node::Never);
         };
         if depth > MAX_DEPTH {
+            self.too_deep.push((scope, key.to_string()));
             return self.push(Node::Never);
         }
         let node = if let Some(d) = &def.dimensions {

@@ -90,6 +90,7 @@ impl Program {
             return self.push(Node::Never);
         };
         if depth > MAX_DEPTH {
+            self.too_deep.push((scope, name.to_string()));
             return self.push(Node::Never);
         }
         let node = self.definition_node(scope, catalog, groups, depth);
@@ -481,6 +482,43 @@ mod tests {
         assert_eq!(run("groups"), [true, true, false]);
         assert_eq!(run("everyone"), [true, true, true]);
         assert_eq!(run("unknown"), [false, false, false]);
+    }
+
+    /// A chain of 32 sources is evaluated through; one source more and the program refuses
+    /// (rather than answer that the top definition holds nobody).
+    #[test]
+    fn a_chain_of_sources_past_the_depth_is_refused_not_matched_as_nobody() {
+        let leaf = one(
+            r#"{"ProfileAttributes":{"FirstName":{"DimensionType":"INCLUSIVE","Values":["Ada"]}}}"#,
+        );
+        let on = |n: usize| {
+            format!(r#"{{"Groups":[{{"SourceSegments":[{{"SegmentDefinitionName":"d{n}"}}]}}]}}"#)
+        };
+        let bodies: Vec<(String, String)> = std::iter::once(("d0".to_string(), leaf))
+            .chain((1..=MAX_DEPTH + 1).map(|i| (format!("d{i}"), on(i - 1))))
+            .collect();
+        let parsed: Vec<(String, SegmentGroups)> = bodies
+            .iter()
+            .map(|(n, j)| (n.clone(), serde_json::from_str(j).expect(j)))
+            .collect();
+        let catalog = DefinitionCatalog {
+            definitions: parsed.iter().map(|(n, g)| (n.clone(), g)).collect(),
+        };
+        let mut program = Program::for_profiles(OffsetDateTime::UNIX_EPOCH);
+        let node = program.add_definition(0, &catalog, &format!("d{MAX_DEPTH}"));
+        assert_eq!(program.refuse_too_deep(), Ok(()));
+        let mut record = program.record();
+        let mut out = Vec::new();
+        program.read(ADA, &mut record).unwrap();
+        program.run(&record, &mut out);
+        assert!(out[node], "32 sources down, Ada is held");
+
+        let mut program = Program::for_profiles(OffsetDateTime::UNIX_EPOCH);
+        program.add_definition(0, &catalog, &format!("d{}", MAX_DEPTH + 1));
+        assert_eq!(
+            program.refuse_too_deep(),
+            Err("d0 is reached through more than 32 levels of base segments or sources, more than are evaluated".to_string())
+        );
     }
 
     #[test]

@@ -232,6 +232,7 @@ fn audiences(
         .iter()
         .map(|d| program.add_definition(0, &catalog, &d.name))
         .collect();
+    program.refuse_too_deep().map_err(anyhow::Error::msg)?;
     let mut profiles = vec![0u64; nodes.len()];
     let (mut record, mut out) = (program.record(), Vec::new());
     for p in &gathered.profiles {

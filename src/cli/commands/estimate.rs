@@ -175,6 +175,7 @@ pub fn compile_segments(
                 });
             }
         }
+        program.refuse_too_deep().map_err(anyhow::Error::msg)?;
         if unreadable == Unreadable::Refuse {
             if let Some((name, why)) = unread
                 .iter()

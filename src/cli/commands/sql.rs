@@ -187,6 +187,7 @@ fn profiles_program(
             columns.push((name.to_string(), node));
         }
     }
+    program.refuse_too_deep().map_err(anyhow::Error::msg)?;
     let unknown: Vec<String> = program.unknown(0).map(|n| safe(n).into_owned()).collect();
     if !unknown.is_empty() {
         return Err(anyhow::anyhow!(

@@ -157,6 +157,7 @@ fn matching(
     let node = target_def
         .as_ref()
         .map(|_| program.add(0, &catalog, "\u{0}target"));
+    program.refuse_too_deep()?;
     let mut matched = Vec::new();
     let mut after = 0;
     loop {

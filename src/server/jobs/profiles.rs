@@ -218,6 +218,7 @@ fn scan(
             program.add_definition(0, &catalog, name)
         }
     };
+    program.refuse_too_deep()?;
     let mut after = 0;
     let mut n = 0u64;
     let mut out = Vec::new();

@@ -19,7 +19,7 @@ use crate::model::profiles::{
 use crate::server::error::ApiError;
 
 /// How deep a chain of source segments may go (as the evaluator's limit).
-pub const MAX_SOURCE_DEPTH: usize = 32;
+pub const MAX_SOURCE_DEPTH: usize = crate::audience::evaluate::MAX_DEPTH;
 
 /// What a domain keeps of its CreateDomain request besides its name, days and tags.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -249,7 +249,10 @@ impl Store {
     }
 
     /// Every source names a definition of the domain (held shared until the write ends), and
-    /// no chain of sources leads back to `name` or goes deeper than [`MAX_SOURCE_DEPTH`].
+    /// no chain of sources leads back to `name` or goes deeper than [`MAX_SOURCE_DEPTH`],
+    /// counting the definitions already built on `name`: a name deleted and created again
+    /// is still named by the definitions that were built on it, and the chains through it
+    /// are theirs too.
     fn check_definition_sources(
         &self,
         tx: &Tx<'_>,
@@ -257,6 +260,7 @@ impl Store {
         name: &str,
         req: &CreateSegmentDefinitionRequest,
     ) -> Result<(), ApiError> {
+        let above = Self::levels_built_on(tx, domain, name)?;
         for (gi, g) in req
             .segment_groups
             .iter()
@@ -300,10 +304,14 @@ impl Store {
                             "{path}: {source} builds on {name} (through its sources): a definition cannot build on itself"
                         )));
                     }
-                    if depth > MAX_SOURCE_DEPTH {
-                        return Err(ApiError::bad_request(format!(
-                            "{path}: the chain of sources below {source} is deeper than {MAX_SOURCE_DEPTH}"
-                        )));
+                    if above + depth > MAX_SOURCE_DEPTH {
+                        return Err(ApiError::bad_request(if above == 0 {
+                            format!("{path}: the chain of sources below {source} is deeper than {MAX_SOURCE_DEPTH}")
+                        } else {
+                            format!(
+                                "{path}: with the {above} levels of definitions that already build on {name}, the chain of sources through {source} is deeper than {MAX_SOURCE_DEPTH}"
+                            )
+                        }));
                     }
                     let mut next = BTreeSet::new();
                     for n in &level {
@@ -322,6 +330,33 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// How many levels of definitions name `name` as a source, through each other (0 when
+    /// none does). A chain that comes back to `name` is a cycle the caller refuses; this
+    /// stops counting past [`MAX_SOURCE_DEPTH`].
+    fn levels_built_on(tx: &Tx<'_>, domain: &str, name: &str) -> Result<usize, ApiError> {
+        let mut level: BTreeSet<String> = BTreeSet::from([name.to_string()]);
+        let mut levels = 0;
+        while levels <= MAX_SOURCE_DEPTH {
+            let mut next = BTreeSet::new();
+            for n in &level {
+                let rows = tx
+                    .prepare_cached(
+                        "SELECT name FROM cp_segment_sources WHERE domain = ?1 AND source = ?2",
+                    )?
+                    .query_map([domain, n.as_str()], |r| r.get::<_, String>(0))?;
+                for r in rows {
+                    next.insert(r?);
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            level = next;
+            levels += 1;
+        }
+        Ok(levels)
     }
 
     fn definition_in(
