@@ -310,7 +310,7 @@ pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
 /// holder's pid), so that a second server cannot take over the first's running jobs.
 ///
 /// Errors: another process holds it (named by its pid), or the lock file cannot be made.
-fn lock_sqlite(path: &std::path::Path) -> Result<std::fs::File, ServeError> {
+pub fn lock_sqlite(path: &std::path::Path) -> Result<std::fs::File, ServeError> {
     use std::io::{Read as _, Seek as _, Write as _};
     let shown = path.display().to_string();
     let lock_path = {

@@ -996,6 +996,84 @@ async fn serve_migrate_copies_a_populated_sqlite_database_whole_and_reruns_safel
             .all(|l| l.contains(" 0 copied now")),
         "{stdout}"
     );
+    // While a server holds the file, the copy is refused before anything is read.
+    let holder = util::start_with(|cfg| {
+        cfg.data = DataSource::Sqlite(sqlite.clone());
+        cfg.auth = segmentctl::server::Auth::None;
+    })
+    .await;
+    let (code, stdout, stderr) = migrate(&fresh);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("is in use by another segmentctl server"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("rows in source"), "{stdout}");
+    // The file changes (a segment updated, from version 3 to 4), then is copied again into
+    // the copy of its older self: the versions differ, and nothing is written.
+    let c = &holder.client;
+    let app = c
+        .get_apps()
+        .send()
+        .await
+        .unwrap()
+        .applications_response
+        .unwrap()
+        .item()[0]
+        .id()
+        .unwrap()
+        .to_string();
+    let segments = c
+        .get_segments()
+        .application_id(&app)
+        .send()
+        .await
+        .unwrap()
+        .segments_response
+        .unwrap();
+    let base = segments
+        .item()
+        .iter()
+        .find(|s| s.name() == Some("base v3"))
+        .and_then(|s| s.id())
+        .unwrap()
+        .to_string();
+    c.update_segment()
+        .application_id(&app)
+        .segment_id(&base)
+        .write_segment_request(named("base v4"))
+        .send()
+        .await
+        .unwrap();
+    holder.server.stop().await;
+    let (code, stdout, stderr) = migrate(&fresh);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("✗ segments "), "{stdout}");
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    let copy = util::start_with(|cfg| {
+        cfg.data = DataSource::Postgres(fresh.clone());
+        cfg.auth = segmentctl::server::Auth::None;
+    })
+    .await;
+    assert_eq!(
+        everything(copy.addr()).await,
+        before,
+        "the copy is as it was"
+    );
+    // …and stays writable: its segment and its versions agree.
+    let updated = copy
+        .client
+        .update_segment()
+        .application_id(&app)
+        .segment_id(&base)
+        .write_segment_request(named("base v4 on PostgreSQL"))
+        .send()
+        .await
+        .unwrap()
+        .segment_response
+        .unwrap();
+    assert_eq!(updated.version(), Some(4));
+    copy.server.stop().await;
     // Into a database another server already wrote to: said in one line, not as a
     // driver's duplicate-key error.
     let used = pg::database();

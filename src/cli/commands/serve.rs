@@ -42,10 +42,21 @@ pub async fn migrate_only(data: DataSource) -> anyhow::Result<u8> {
     Ok(exit::OK)
 }
 
-/// `serve migrate`: the copy, a line per table, and exit 1 unless every table agrees.
+/// `serve migrate`: the copy, a line per table, and exit 1 unless every table agrees (the
+/// copy then wrote nothing). The file's lock is held throughout: a server writing it would
+/// change it under the copy.
 pub async fn migrate(from: PathBuf, to: DataSource) -> anyhow::Result<u8> {
+    // A missing file is said by the copy; locking it would make its folder and lock file.
+    let _lock = match from.is_file().then(|| server::lock_sqlite(&from)) {
+        Some(Err(e @ server::ServeError::InUse { .. })) => {
+            return Err(anyhow::Error::new(e)).context(format!("cannot copy {}", from.display()));
+        }
+        // Its lock file cannot be made (a read-only folder): no server is writing it there.
+        Some(Err(_)) | None => None,
+        Some(Ok(lock)) => Some(lock),
+    };
     crate::text::err(&format!(
-        "Copying {} into {to} (rerunnable: rows already there are checked, not copied again)\n",
+        "Copying {} into {to} in one transaction (rerunnable: rows already there are checked, not copied again)\n",
         from.display()
     ));
     let target = to.clone();
@@ -78,7 +89,7 @@ pub async fn migrate(from: PathBuf, to: DataSource) -> anyhow::Result<u8> {
         Ok(exit::OK)
     } else {
         crate::text::err(&format!(
-            "error: {} differ between the two databases: the target holds rows the source does not, or other versions of them; it was not empty, or was written to since\n",
+            "error: {} differ between the two databases: the target holds rows the source does not, or other versions of them (it was not empty, was written to since, or holds a copy of this file from before it changed); nothing was written: copy into an empty database\n",
             bad.join(", ")
         ));
         Ok(exit::ERROR)

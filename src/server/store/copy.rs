@@ -2,9 +2,14 @@
 //! PostgreSQL, table by table, keeping every row's position (`seq`, which page tokens
 //! carry), then checks each table's row count and checksum on both sides.
 //!
-//! Rerunnable: rows are inserted with `ON CONFLICT DO NOTHING` on each table's key, so a
-//! second run copies what the first did not and the checks say whether the two agree. The
-//! checksum is the sum of a SHA-256 per row (independent of order, hence of collation). An
+//! All or nothing: the copy and its checks run in one transaction on the target, committed
+//! only when every table agrees, so a copy stopped halfway or into a database that holds
+//! other rows leaves the target as it was. Rerunnable: rows are inserted with `ON CONFLICT
+//! DO NOTHING` on each table's key, so a rerun into the database the same file was copied
+//! into finds its rows there, and one after the file changed (a segment updated since)
+//! finds the older versions, differs, and writes nothing. The caller holds the file's lock
+//! (a server writing it cannot run meanwhile). The checksum is the sum of a SHA-256 per row
+//! (independent of order, hence of collation). An
 //! unfinished import's staged rows are not copied: the job runs again from its start on the
 //! new database, as after any stop.
 //!
@@ -247,7 +252,6 @@ fn count_and_sum(c: &Connection, t: &Table, before: &dyn Fn()) -> Result<(u64, u
     Ok((n, sum))
 }
 
-/// One statement in a write transaction of its own on the target.
 /// A copy that meets a row it cannot place (a unique key taken by a row of other content)
 /// is into a database holding other data: said in one line, not as the driver's error.
 fn other_data(e: DbError, to: &DataSource, from: &Path, table: &str) -> DbError {
@@ -259,21 +263,6 @@ fn other_data(e: DbError, to: &DataSource, from: &Path, table: &str) -> DbError 
         "{to} already holds other data: its table {table} has rows that are not {}'s; the target must be an empty database, or one this very file was copied into before (a rerun)",
         from.display()
     ))
-}
-
-fn run_in_tx(
-    target: &Store,
-    sql: &str,
-    params: &[&dyn Param],
-) -> Result<super::sql::Output, DbError> {
-    target
-        .write_db(super::Commit::Durable, |tx| {
-            tx.run(sql, params).map_err(super::Failure::Db)
-        })
-        .map_err(|f| match f {
-            super::Failure::Db(e) => e,
-            super::Failure::Api(e) => DbError::Unavailable(e.message),
-        })
 }
 
 /// How long one read of the source may take (a page of [`BATCH`] rows, by key).
@@ -401,7 +390,9 @@ pub fn open_source(
 }
 
 /// Copies every table of the SQLite file `from` into the PostgreSQL database `to`, then
-/// checks them. `progress` hears each table's report as it is done.
+/// checks them, in one transaction on the target: committed when every table agrees, rolled
+/// back otherwise (the reports then say which differ). `progress` hears each table's report
+/// as it is done.
 ///
 /// The source is checked by [`open_source`] before anything is read or the target is
 /// touched; a read of it taking longer than [`SOURCE_STATEMENT_LIMIT`] fails the copy.
@@ -423,60 +414,88 @@ pub fn copy(
     let src: &Connection = &src;
     let target = Store::connect(to, "", "", super::pg::PgSettings::new(DEFAULT_POOL.min(4)))?;
     let mut reports = Vec::new();
-    for t in TABLES {
-        let cols = t.columns();
-        let keys = t.key().join(", ");
-        let mut copied = 0u64;
-        let before = || limit.restart();
-        let slow = |e: DbError| source_too_slow(e, from, t.name);
-        walk(src, t, &before, |rows| {
-            let width = cols.len();
-            let values: Vec<String> = (0..rows.len())
-                .map(|r| {
-                    let marks: Vec<String> =
-                        (1..=width).map(|c| format!("?{}", r * width + c)).collect();
-                    format!("({})", marks.join(", "))
-                })
-                .collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({keys}) DO NOTHING",
-                t.name,
-                cols.join(", "),
-                values.join(", ")
-            );
-            let bound: Vec<Typed<'_>> = rows
-                .iter()
-                .flat_map(|r| r.iter().zip(&cols).map(|(v, c)| Typed(v, column_type(c))))
-                .collect();
-            let refs: Vec<&dyn Param> = bound.iter().map(|b| b as &dyn Param).collect();
-            let n = run_in_tx(&target, &sql, &refs).map_err(|e| other_data(e, to, from, t.name))?;
-            copied += n.affected;
-            Ok(())
-        })
-        .map_err(slow)?;
-        if cols.contains(&"seq") {
-            // New rows get positions after the copied ones.
-            let sql = format!(
-                "SELECT setval(pg_get_serial_sequence('{0}', 'seq'), (SELECT COALESCE(MAX(seq), 0) + 1 FROM {0}), false)::text",
-                t.name
-            );
-            run_in_tx(&target, &sql, &[])?;
+    let written = target.write_db(super::Commit::Durable, |tx| {
+        for t in TABLES {
+            let report = copy_table(src, tx, t, &limit, from, to).map_err(super::Failure::Db)?;
+            progress(&report);
+            reports.push(report);
         }
-        let (source_rows, source_sum) = count_and_sum(src, t, &before).map_err(slow)?;
-        let (target_rows, target_sum) = target
-            .read(|c| count_and_sum(c, t, &|| {}).map_err(Into::into))
-            .map_err(|e| DbError::Unavailable(e.message))?;
-        let report = TableReport {
-            table: t.name,
-            source_rows,
-            target_rows,
-            copied,
-            checksums_match: source_sum == target_sum,
-        };
-        progress(&report);
-        reports.push(report);
+        if reports.iter().all(TableReport::ok) {
+            Ok(())
+        } else {
+            // Rolled back: the target stays as it was.
+            Err(super::Failure::Db(DbError::Schema(String::new())))
+        }
+    });
+    match written {
+        Ok(()) => Ok(reports),
+        Err(_) if reports.len() == TABLES.len() && !reports.iter().all(TableReport::ok) => {
+            Ok(reports)
+        }
+        Err(super::Failure::Db(e)) => Err(e),
+        Err(super::Failure::Api(e)) => Err(DbError::Unavailable(e.message)),
     }
-    Ok(reports)
+}
+
+/// Copies the table `t` of `src` into the target's transaction `tx`, then counts and sums
+/// it on both sides.
+fn copy_table(
+    src: &Connection,
+    tx: &Connection,
+    t: &Table,
+    limit: &StatementLimit,
+    from: &Path,
+    to: &DataSource,
+) -> Result<TableReport, DbError> {
+    let cols = t.columns();
+    let keys = t.key().join(", ");
+    let mut copied = 0u64;
+    let before = || limit.restart();
+    let slow = |e: DbError| source_too_slow(e, from, t.name);
+    walk(src, t, &before, |rows| {
+        let width = cols.len();
+        let values: Vec<String> = (0..rows.len())
+            .map(|r| {
+                let marks: Vec<String> =
+                    (1..=width).map(|c| format!("?{}", r * width + c)).collect();
+                format!("({})", marks.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({keys}) DO NOTHING",
+            t.name,
+            cols.join(", "),
+            values.join(", ")
+        );
+        let bound: Vec<Typed<'_>> = rows
+            .iter()
+            .flat_map(|r| r.iter().zip(&cols).map(|(v, c)| Typed(v, column_type(c))))
+            .collect();
+        let refs: Vec<&dyn Param> = bound.iter().map(|b| b as &dyn Param).collect();
+        let n = tx
+            .run(&sql, &refs)
+            .map_err(|e| other_data(e, to, from, t.name))?;
+        copied += n.affected;
+        Ok(())
+    })
+    .map_err(slow)?;
+    if cols.contains(&"seq") {
+        // New rows get positions after the copied ones.
+        let sql = format!(
+            "SELECT setval(pg_get_serial_sequence('{0}', 'seq'), (SELECT COALESCE(MAX(seq), 0) + 1 FROM {0}), false)::text",
+            t.name
+        );
+        tx.run(&sql, &[])?;
+    }
+    let (source_rows, source_sum) = count_and_sum(src, t, &before).map_err(slow)?;
+    let (target_rows, target_sum) = count_and_sum(tx, t, &|| {})?;
+    Ok(TableReport {
+        table: t.name,
+        source_rows,
+        target_rows,
+        copied,
+        checksums_match: source_sum == target_sum,
+    })
 }
 
 /// A source read stopped by its time limit, said as such.
