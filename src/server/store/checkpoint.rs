@@ -16,7 +16,8 @@ use super::sql::DbError;
 /// Checkpoints are at most this often: the commits in between are copied by one.
 const INTERVAL: Duration = Duration::from_millis(100);
 
-/// A log of this many pages (4 KiB each) or more after a checkpoint is finished by the
+/// A log of this many pages (8 KiB each in a file this server made, 64 MiB at 4 KiB) or
+/// more after a checkpoint is finished by the
 /// writer after its next commit (copying the few pages written since), so that the log
 /// starts again from its beginning: the log restarts only once all of it is copied, which a
 /// thread beside a writer that never pauses never sees, and it would grow for as long as the
