@@ -166,6 +166,8 @@ pub struct AppState {
     pub faults: limits::Faults,
     pub counters: limits::Counters,
     pub jobs: Arc<jobs::Jobs>,
+    /// One readiness check at a time reaches the database (see `router::readyz`).
+    pub(crate) probe: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -303,6 +305,7 @@ pub fn build_state(cfg: &ServerConfig) -> Result<Arc<AppState>, ServeError> {
         refusals: limits::RefusalLog::default(),
         faults: limits::Faults::new(cfg.faults),
         counters: limits::Counters::default(),
+        probe: Arc::new(tokio::sync::Semaphore::new(1)),
     }))
 }
 

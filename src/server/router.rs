@@ -3,6 +3,7 @@
 //! beside them; the middleware layers around them (see [`super::middleware`]).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -226,15 +227,37 @@ fn tags() -> Routes {
 }
 
 /// Ready while the database answers.
+/// How long `/readyz` waits for the database before it answers 503.
+const READY_WITHIN: Duration = Duration::from_secs(5);
+
+/// 200 when the database answers within [`READY_WITHIN`], 503 otherwise. A database that
+/// accepts connections and never answers (stopped, or cut off mid-request) is not ready
+/// either: the check is bounded, and while one waits on it the next answer 503 at once
+/// rather than queue (a probe every few seconds would otherwise hold a thread each).
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready\n").into_response(),
-        _ => (
+    let not_ready = |why: &str| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the database does not answer\n",
+            format!("not ready: the database {why}\n"),
         )
-            .into_response(),
+            .into_response()
+    };
+    let Ok(permit) = state.probe.clone().try_acquire_owned() else {
+        return not_ready("has not answered the check before this one yet");
+    };
+    let store = state.store.clone();
+    let check = tokio::task::spawn_blocking(move || {
+        let answer = store.ping();
+        drop(permit);
+        answer
+    });
+    match tokio::time::timeout(READY_WITHIN, check).await {
+        Ok(Ok(Ok(()))) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(_) => not_ready("does not answer"),
+        Err(_) => not_ready(&format!(
+            "has not answered within {} s",
+            READY_WITHIN.as_secs()
+        )),
     }
 }
 

@@ -379,3 +379,55 @@ async fn serve_with_verify_full_creates_an_app_over_tls() {
     assert_eq!(app.name.as_deref(), Some("over-tls"));
     assert!(over_tls > 0, "the server's connections are not over TLS");
 }
+
+/// A connection the client refuses will not pass by waiting (a certificate from another
+/// CA, a server without TLS under `require`): `segmentctl serve` stops at start and says
+/// why, rather than serve 503 and retry for ever. The cases a restart or a failover cures
+/// are tested where the database stops (`replicas`).
+#[test]
+fn serve_stops_at_start_when_the_client_refuses_the_database() {
+    let (pki, port) = (pki(), tls_cluster().port);
+    let plain = pg::shared();
+    for (dsn, why) in [
+        (
+            format!(
+                "postgres://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+                pki.path("other-ca.crt")
+            ),
+            "not issued by a CA of",
+        ),
+        (
+            format!(
+                "postgres://postgres@127.0.0.1:{}/postgres?sslmode=require",
+                plain.port
+            ),
+            "server does not support TLS",
+        ),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
+            .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--data", &dsn])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Bounded so that a server that keeps running fails the test instead of hanging it.
+        let mut exited = None;
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if exited.is_none() {
+            let _ = child.kill();
+        }
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        let status = exited.unwrap_or_else(|| panic!("{why}: still serving after a minute: {err}"));
+        assert_eq!(status.code(), Some(1), "{why}: {err}");
+        assert!(err.contains(why), "{why}: {err}");
+        assert!(!err.contains("serving 503"), "{why}: {err}");
+    }
+}

@@ -60,10 +60,19 @@ impl DbError {
                     return true;
                 }
                 match e.as_db_error() {
-                    // admin_shutdown, crash_shutdown, cannot_connect_now, connection failures
+                    // admin_shutdown, crash_shutdown, cannot_connect_now, connection failures;
+                    // 08P01 is how PgBouncer says it cannot reach the database
+                    // (`server_login_retry`, `query_wait_timeout`, "no more connections").
                     Some(d) => matches!(
                         d.code().code(),
-                        "57P01" | "57P02" | "57P03" | "08000" | "08001" | "08003" | "08006"
+                        "57P01"
+                            | "57P02"
+                            | "57P03"
+                            | "08000"
+                            | "08001"
+                            | "08003"
+                            | "08006"
+                            | "08P01"
                     ),
                     None => {
                         use std::error::Error as _;
@@ -95,13 +104,22 @@ impl DbError {
     /// Whether the database answered a connection and refused it for good (a wrong
     /// password, an unknown database or role): waiting will not help, unlike a database
     /// that is down, starting up or out of connection slots.
+    /// So is a connection the client refuses: the server's certificate (an unknown
+    /// authority, another name), a server without TLS under `sslmode=require` or stricter,
+    /// or a setting missing (no password to give).
     pub fn is_refused(&self) -> bool {
         let DbError::Connect { cause, .. } = self else {
             return false;
         };
-        cause
-            .as_db_error()
-            .is_some_and(|d| !matches!(d.code().code(), "57P03" | "53300" | "53400"))
+        if let Some(d) = cause.as_db_error() {
+            // cannot_connect_now, too_many_connections, configuration_limit_exceeded, and
+            // PgBouncer's own (it cannot reach the database yet) pass by waiting.
+            return !matches!(d.code().code(), "57P03" | "53300" | "53400" | "08P01");
+        }
+        let text = pg_text(cause);
+        text.starts_with("invalid configuration")
+            || text.contains("server does not support TLS")
+            || text.contains("certificate")
     }
 }
 
@@ -123,6 +141,11 @@ pub fn pg_text(e: &tokio_postgres::Error) -> String {
         let mut text = format!("{what}{} (SQLSTATE {})", db.message(), code.code());
         if let Some(hint) = db.hint() {
             text.push_str(&format!("; hint: {hint}"));
+        }
+        // A statement prepared on one server connection and used on another: a pooler in
+        // transaction mode between (PgBouncer before 1.21 keeps no prepared statements).
+        if *code == SqlState::DUPLICATE_PSTATEMENT || *code == SqlState::UNDEFINED_PSTATEMENT {
+            text.push_str("; is a pooler in transaction mode in front of the database? Run with --db-statements unnamed, or give PgBouncer 1.21 or later max_prepared_statements");
         }
         return text;
     }

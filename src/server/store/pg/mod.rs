@@ -31,6 +31,17 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long one statement may run, unless told (`--db-statement-timeout`).
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// TCP keepalives on an idle connection, unless the DSN sets its own: a probe after 30 s of
+/// silence, then every 10 s, and the connection is dropped after 3 unanswered (libpq's
+/// default waits two hours, which behind a NAT or after a failover leaves a dead connection
+/// in the pool until a request finds it).
+const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(30), Duration::from_secs(10), 3);
+
+/// How long data sent may go unacknowledged before the connection is dropped (Linux's
+/// `TCP_USER_TIMEOUT`), unless the DSN sets `tcp_user_timeout`: a request to a database cut
+/// off by the network fails after this instead of the kernel's 15 minutes of retransmits.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How statements are sent (`--db-statements`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Statements {
@@ -233,6 +244,19 @@ impl PgPool {
         }
         if config.get_application_name().is_none() {
             config.application_name("segmentctl");
+        }
+        // tokio-postgres's own default idle time (two hours) stands for "not set".
+        if config.get_keepalives() && config.get_keepalives_idle() == Duration::from_secs(7200) {
+            config.keepalives_idle(KEEPALIVE.0);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVE.1);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVE.2);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
         }
         let target = dsn::describe(&config);
         let runtime = tokio::runtime::Builder::new_multi_thread()
