@@ -29,9 +29,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(tags())
         .merge(super::profiles::routes())
         .merge(super::connect::routes())
-        .fallback(|uri: axum::http::Uri| async move {
-            ApiError::not_found(format!("No resource at {}", uri.path()))
-        })
+        .fallback(|uri: axum::http::Uri| async move { no_route(uri.path()) })
         .with_state(state.clone());
     // The layers wrap the API's router once, outermost first, rather than each of its routes
     // (as `Router::layer` does): a request passes four layers, not four boxed services
@@ -49,6 +47,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback_service(api)
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// What a path no route takes is answered. Under a Customer Profiles domain it is an
+/// operation this server does not implement (object types, calculated attributes,
+/// integrations, …): a 400 that says so, rather than the 404 a missing domain gets, which a
+/// client would read as "no such domain".
+fn no_route(path: &str) -> ApiError {
+    let mut parts = path.trim_start_matches('/').split('/');
+    if parts.next() == Some("domains") && parts.next().is_some_and(|d| !d.is_empty()) {
+        if let Some(what) = parts.next().filter(|w| !w.is_empty()) {
+            return ApiError::bad_request(format!(
+                "{}: not implemented by this server, which serves a domain's profiles, segment definitions, estimates, memberships and snapshots",
+                crate::text::safe(&what.chars().take(64).collect::<String>())
+            ));
+        }
+    }
+    ApiError::not_found(format!("No resource at {path}"))
 }
 
 /// The routes of one kind of resource.

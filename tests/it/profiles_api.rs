@@ -371,6 +371,22 @@ async fn definitions_list_in_pages_without_their_criteria() {
         error_body(&body)["Message"],
         "Method PATCH is not allowed on this resource; allowed: GET, POST, DELETE, OPTIONS"
     );
+    // An operation this server does not implement, under a domain: a 400 that says so,
+    // not the 404 of a missing domain.
+    let (status, headers, body) = raw(
+        t.addr(),
+        "PUT /domains/shop/object-types/Orders HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        header(&headers, "x-amzn-errortype"),
+        Some("BadRequestException")
+    );
+    assert_eq!(
+        error_body(&body)["Message"],
+        "object-types: not implemented by this server, which serves a domain's profiles, segment definitions, estimates, memberships and snapshots"
+    );
     for bad in [0, 501] {
         let e = cp
             .list_segment_definitions()
@@ -611,6 +627,42 @@ async fn a_definition_created_again_cannot_deepen_the_chains_built_on_it() {
         out.profiles()[0].query_result(),
         &aws_sdk_customerprofiles::types::QueryResult::Present,
         "{out:?}"
+    );
+}
+
+/// A NUL character is refused with the field named, on either database (PostgreSQL's text
+/// cannot hold one: it was a 500 there, which the SDKs retry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_character_is_a_400_naming_its_field() {
+    let t = util::start().await;
+    let cp = util::profiles_client(&t);
+    domain(&cp, "shop").await;
+    let e = cp
+        .create_profile()
+        .domain_name("shop")
+        .first_name("x\u{0}y")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("FirstName: must not hold a NUL character (U+0000)")
+    );
+    let e = cp
+        .search_profiles()
+        .domain_name("shop")
+        .key_name("_profileId")
+        .values("a\u{0}")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(e.is_bad_request_exception(), "{e:?}");
+    assert_eq!(
+        e.message(),
+        Some("Values[0]: must not hold a NUL character (U+0000)")
     );
 }
 

@@ -48,6 +48,8 @@ impl Out {
     }
 
     /// A string of `min..=max` characters.
+    /// Also refuses a NUL character, on both databases: PostgreSQL text cannot hold one,
+    /// and a value SQLite kept would not copy to PostgreSQL (`serve migrate`).
     fn length(&mut self, path: &str, text: &str, min: usize, max: usize) {
         let n = text.chars().count();
         if n < min || n > max {
@@ -55,6 +57,8 @@ impl Out {
                 path,
                 format!("must be {min} to {max} characters long, found {n}"),
             );
+        } else if text.contains('\0') {
+            self.push(path, "must not hold a NUL character (U+0000)");
         }
     }
 }
@@ -417,6 +421,15 @@ fn dates(out: &mut Out, path: &str, vals: &[String], range: bool) {
                 out.push(&vp, "the range ends before it starts");
             }
         }
+    } else if vals.len() > 1 {
+        // BEFORE, AFTER and ON compare with one date: a second would be read by no one.
+        out.push(
+            &vp,
+            format!(
+                "BEFORE, AFTER and ON take exactly one value, found {}",
+                vals.len()
+            ),
+        );
     }
 }
 
@@ -678,6 +691,27 @@ mod tests {
               "Tags":{"aws:x":"1","has space":"2"}}"#,
         );
         insta::assert_snapshot!(all.join("\n"));
+    }
+
+    /// A date compared BEFORE, AFTER or ON one value: a second value would change nothing
+    /// (or, read first, the audience), so it is refused.
+    #[test]
+    fn before_after_and_on_take_one_date() {
+        for kind in ["BEFORE", "AFTER", "ON"] {
+            let json = format!(
+                r#"{{"DisplayName":"x","SegmentGroups":{{"Groups":[{{"Dimensions":[{{"ProfileAttributes":{{
+                  "BirthDate":{{"DimensionType":"{kind}","Values":["2024-01-14","2024-01-16"]}}}}}}]}}]}}}}"#
+            );
+            assert_eq!(
+                messages(&json),
+                ["SegmentGroups.Groups[0].Dimensions[0].ProfileAttributes.BirthDate.Values: BEFORE, AFTER and ON take exactly one value, found 2"],
+                "{kind}"
+            );
+            assert!(
+                messages(&json.replace(",\"2024-01-16\"", "")).is_empty(),
+                "{kind}"
+            );
+        }
     }
 
     #[test]

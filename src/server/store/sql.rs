@@ -164,6 +164,16 @@ impl From<DbError> for ApiError {
             tracing::warn!(error = %e, "the database is unavailable");
             return ApiError::unavailable();
         }
+        if let DbError::Postgres(p) = &e {
+            use tokio_postgres::error::SqlState;
+            // What the request carried, not the server: a NUL character where a field is
+            // stored as text (PostgreSQL refuses it; SQLite keeps it).
+            if p.code() == Some(&SqlState::CHARACTER_NOT_IN_REPERTOIRE) {
+                return ApiError::bad_request(
+                    "a value holds a NUL character (U+0000), which this server's database (PostgreSQL) cannot store",
+                );
+            }
+        }
         ApiError::internal(&e)
     }
 }
