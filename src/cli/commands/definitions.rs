@@ -566,9 +566,17 @@ fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
     } else {
         parts.join(", ")
     };
-    if results
+    if results.iter().any(|r| matches!(r, StepResult::Failed(_))) {
+        // A write whose answer was lost or failed may have been made all the same.
+        let did = if parts.is_empty() {
+            "no step completed".to_string()
+        } else {
+            format!("{did} completed")
+        };
+        format!("Apply failed: {did}; the failed step may have taken effect on the target, and the steps after it did not run. Run apply again: it plans from what is there now.")
+    } else if results
         .iter()
-        .any(|r| matches!(r, StepResult::Failed(_) | StepResult::LeaseLost(_)))
+        .any(|r| matches!(r, StepResult::LeaseLost(_)))
     {
         format!("Apply failed: {did}; the steps after the failure did not run. Run apply again: it plans from what is there now.")
     } else if results.contains(&StepResult::Skipped) {
@@ -751,4 +759,41 @@ fn import_names<'a>(live: &'a defs::LiveDomain, owner: &str) -> BTreeMap<&'a str
         names.insert(&d.name, name);
     }
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(actions: &[&str]) -> DefinitionsPlan {
+        let steps: Vec<String> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!(r#"{{"action":"{a}","name":"d{i}"}}"#))
+            .collect();
+        serde_json::from_str(&format!(
+            r#"{{"format_version":1,"domain":"shop","steps":[{}],"documents":1}}"#,
+            steps.join(",")
+        ))
+        .unwrap()
+    }
+
+    /// A failed write is not said to have changed nothing: its answer may have been lost
+    /// after the target made it.
+    #[test]
+    fn a_failed_step_may_have_taken_effect() {
+        let p = plan(&["create", "create"]);
+        assert_eq!(
+            outcome_line(&p, &[StepResult::Failed("lost".into()), StepResult::NotRun]),
+            "Apply failed: no step completed; the failed step may have taken effect on the target, and the steps after it did not run. Run apply again: it plans from what is there now."
+        );
+        assert_eq!(
+            outcome_line(&p, &[StepResult::Done, StepResult::Failed("lost".into())]),
+            "Apply failed: 1 created completed; the failed step may have taken effect on the target, and the steps after it did not run. Run apply again: it plans from what is there now."
+        );
+        assert_eq!(
+            outcome_line(&p, &[StepResult::Done, StepResult::Done]),
+            "Apply complete: 2 created."
+        );
+    }
 }
