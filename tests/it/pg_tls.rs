@@ -405,7 +405,14 @@ fn serve_stops_at_start_when_the_client_refuses_the_database() {
         ),
     ] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_segmentctl"))
-            .args(["serve", "--no-auth", "--listen", "127.0.0.1:0", "--data", &dsn])
+            .args([
+                "serve",
+                "--no-auth",
+                "--listen",
+                "127.0.0.1:0",
+                "--data",
+                &dsn,
+            ])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

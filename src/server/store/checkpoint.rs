@@ -118,19 +118,22 @@ mod tests {
         panic!("never happened: {what}");
     }
 
+    /// A row's bytes: one to a page of the server's files.
+    const ROW: i64 = super::super::SQLITE_PAGE_BYTES - 200;
+
     /// `pages` pages of new rows, committed by the writer in one transaction.
     fn write(writer: &rusqlite::Connection, pages: usize) {
         writer
             .execute(
-                "INSERT INTO t (b) SELECT randomblob(4000) FROM generate_series(1, ?1)",
-                [pages as i64],
+                "INSERT INTO t (b) SELECT randomblob(?2) FROM generate_series(1, ?1)",
+                [pages as i64, ROW],
             )
             .or_else(|_| {
                 // generate_series is an extension some builds leave out: a recursive CTE.
                 writer.execute(
                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-                     INSERT INTO t (b) SELECT randomblob(4000) FROM n",
-                    [pages as i64],
+                     INSERT INTO t (b) SELECT randomblob(?2) FROM n",
+                    [pages as i64, ROW],
                 )
             })
             .unwrap();
