@@ -246,3 +246,120 @@ async fn a_read_past_the_timeout_is_cancelled() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The cluster's processes: the postmaster (first line of `postmaster.pid`) and its
+/// children (its backends and workers).
+fn cluster_pids(cluster: &Cluster) -> Vec<i32> {
+    let text = std::fs::read_to_string(cluster.dir.join("data/postmaster.pid")).unwrap();
+    let postmaster: i32 = text.lines().next().unwrap().trim().parse().unwrap();
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // pid (comm) state ppid …: the comm may hold spaces, so read after its ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(postmaster) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// A database that accepts connections and never answers (every process of it stopped)
+/// is not ready: `/readyz` answers 503 once its bound passes, rather than hang with it,
+/// and 200 again once the database runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_is_refused_while_the_database_hangs() {
+    let cluster = Cluster::new();
+    let dsn = cluster.database();
+    let (mut child, endpoint) = spawn_server_with(std::path::Path::new(&dsn), &[]);
+    let addr: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
+    util::create_app(&client(&endpoint), "before").await;
+    assert_eq!(status(addr, "/readyz").await.0, 200);
+
+    let pids = cluster_pids(&cluster);
+    let signal = |sig: libc::c_int| {
+        for pid in &pids {
+            // SAFETY: kill sends a signal to a process of this test's own cluster.
+            unsafe { libc::kill(*pid, sig) };
+        }
+    };
+    signal(libc::SIGSTOP);
+    // A pool connection's last success is more than 5 s old by then, so the check asks
+    // the database, which does not answer.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let first = tokio::spawn(status(addr, "/readyz"));
+    // While that check still waits on the database, the next one does not queue behind it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (again, again_body) = status(addr, "/readyz").await;
+    let (code, body) = first.await.unwrap();
+    signal(libc::SIGCONT);
+    assert_eq!(
+        (again, again_body.as_str()),
+        (
+            503,
+            "not ready: the database has not answered the check before this one yet\n"
+        )
+    );
+    // Its bound (5 s) or the connection's (5 s to connect) ends it, whichever comes first.
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        [
+            "not ready: the database has not answered within 5 s\n",
+            "not ready: the database does not answer\n"
+        ]
+        .contains(&body.as_str()),
+        "{body}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while status(addr, "/readyz").await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "ready again once the database runs"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Behind PgBouncer, a database that is down is said by PgBouncer (SQLSTATE 08P01:
+/// `query_wait_timeout`, `server_login_retry`): the requests get 503, as when the server
+/// reaches the database itself, never a 500, and the server serves again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_pgbouncer_a_database_down_is_a_503() {
+    let mut cluster = Cluster::new();
+    let direct = cluster.database();
+    let bouncer = crate::pgbouncer::Bouncer::start_with(
+        cluster.port,
+        "query_wait_timeout = 2\nserver_login_retry = 1\n",
+    );
+    let dsn = bouncer.dsn(direct.rsplit('/').next().unwrap());
+    let (mut child, endpoint) =
+        spawn_server_with(std::path::Path::new(&dsn), &["--db-statements", "unnamed"]);
+    let c = client(&endpoint);
+    util::create_app(&c, "before").await;
+    cluster.stop(false);
+    let err = c.get_apps().send().await.expect_err("the database is down");
+    assert_eq!(
+        err.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "{err:?}"
+    );
+    cluster.start();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while c.get_apps().send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "served again once the database is back"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -46,6 +46,11 @@ pub struct Bouncer {
 impl Bouncer {
     /// PgBouncer on a free port, in transaction mode, in front of the cluster on `upstream`.
     fn start(upstream: u16) -> Self {
+        Self::start_with(upstream, "")
+    }
+
+    /// As [`Bouncer::start`], with more `[pgbouncer]` settings (`name = value` lines).
+    pub fn start_with(upstream: u16, settings: &str) -> Self {
         let dir = pg::root().join(format!("bouncer-{upstream}"));
         std::fs::create_dir_all(&dir).unwrap();
         pg::chown(&dir);
@@ -59,7 +64,7 @@ impl Bouncer {
                  auth_type = trust\nauth_file = {dir}/users.txt\nadmin_users = postgres\n\
                  pool_mode = transaction\nmax_client_conn = 400\ndefault_pool_size = 20\n\
                  ignore_startup_parameters = extra_float_digits\n\
-                 logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
+                 logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n{settings}",
                 dir = dir.display()
             ),
         )
