@@ -33,8 +33,22 @@ pub struct Object {
 
 pub type Reader = Pin<Box<dyn AsyncBufRead + Send>>;
 
-/// Parses `s3://bucket/key` or `file:///absolute/path`.
+/// Parses `s3://bucket/key` or `file:///absolute/path`. A control character is refused,
+/// in either, or percent-encoded in a file URL (which is decoded; an S3 key is taken as
+/// written): it would name a key or a folder that a log line shows broken. The URL is not
+/// echoed then.
 pub fn parse(url: &str) -> Result<Location, String> {
+    let control = |text: &str| {
+        text.chars().find(|c| c.is_control()).map(|c| {
+            format!(
+                "a URL holds no control character, written or percent-encoded (found U+{:04X})",
+                c as u32
+            )
+        })
+    };
+    if let Some(e) = control(url) {
+        return Err(e);
+    }
     if let Some(rest) = url.strip_prefix("s3://") {
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
@@ -49,6 +63,9 @@ pub fn parse(url: &str) -> Result<Location, String> {
         let path = percent_encoding::percent_decode_str(rest)
             .decode_utf8()
             .map_err(|_| format!("{url}: not UTF-8 once decoded"))?;
+        if let Some(e) = control(&path) {
+            return Err(e);
+        }
         if !path.starts_with('/') {
             return Err(format!(
                 "{url}: a file URL names an absolute path (file:///…)"
@@ -522,6 +539,22 @@ mod tests {
         );
         assert!(parse("https://x").is_err());
         assert!(parse("file://relative").is_err());
+        for bad in [
+            "file:///in/x\n2026 ERROR forged",
+            "file:///in/x%0Ay",
+            "s3://b/k\u{1b}[31m",
+        ] {
+            assert_eq!(
+                parse(bad).unwrap_err(),
+                format!(
+                    "a URL holds no control character, written or percent-encoded (found U+{:04X})",
+                    if bad.contains('\u{1b}') { 0x1b } else { 0x0a }
+                ),
+                "{bad:?}"
+            );
+        }
+        // An S3 key is taken as written: `%0A` there is three characters of the key.
+        assert!(parse("s3://b/a%0Ab").is_ok());
         let root = tempfile::tempdir().unwrap();
         std::fs::write(root.path().join("a.csv"), "x").unwrap();
         let o = Objects::new(vec![root.path().to_path_buf()], None, "us-east-1");
