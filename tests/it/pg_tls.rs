@@ -105,11 +105,13 @@ fn pki() -> &'static Pki {
         certificate(&dir, "server", "/CN=localhost", Some("ca"), server);
         let client = "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n";
         certificate(&dir, "client", "/CN=certuser", Some("ca"), client);
+        // No extensions: OpenSSL makes an X.509 version 1 certificate, which rustls refuses.
+        certificate(&dir, "client-v1", "/CN=certuser", Some("ca"), "");
         // PostgreSQL reads only a key of its own that nobody else may read; libpq's rule for
         // the client key is the same.
         pg::chown(&dir);
         pg::chown(&dir.join("server.key"));
-        for key in ["server.key", "client.key"] {
+        for key in ["server.key", "client.key", "client-v1.key"] {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::Permissions::from_mode(0o600);
             std::fs::set_permissions(dir.join(key), mode).unwrap();
@@ -437,4 +439,25 @@ fn serve_stops_at_start_when_the_client_refuses_the_database() {
         assert!(err.contains(why), "{why}: {err}");
         assert!(!err.contains("serving 503"), "{why}: {err}");
     }
+}
+
+/// A client certificate of X.509 version 1 (what `openssl x509 -req` makes without
+/// extensions; libpq takes it, rustls does not) is refused saying so and how to reissue it.
+#[test]
+fn a_version_1_client_certificate_is_refused_saying_how_to_reissue_it() {
+    let pki = pki();
+    let url = format!(
+        "postgres://certuser@localhost:5432/postgres?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        pki.path("ca.crt"),
+        pki.path("client-v1.crt"),
+        pki.path("client-v1.key")
+    );
+    let e = match dsn::read_with(&url, &bare) {
+        Ok(_) => panic!("a version 1 certificate was taken"),
+        Err(e) => e,
+    };
+    assert!(
+        e.contains("an X.509 version 1 certificate; reissue it as version 3"),
+        "{e}"
+    );
 }

@@ -72,7 +72,16 @@ pub fn client_config(settings: &Settings) -> Result<ClientConfig, String> {
     match identity(settings)? {
         Some((certs, key, names)) => builder
             .with_client_auth_cert(certs, key)
-            .map_err(|e| format!("{names}: not a certificate and its private key ({e})")),
+            .map_err(|e| {
+                // OpenSSL makes a version 1 certificate when no extensions are given, which
+                // libpq takes and rustls does not.
+                let v1 = if format!("{e:?}").contains("UnsupportedCertVersion") {
+                    ": an X.509 version 1 certificate; reissue it as version 3 (openssl x509 -req … -extfile with basicConstraints=CA:FALSE)"
+                } else {
+                    ""
+                };
+                format!("{names}: not a certificate and its private key ({e}){v1}")
+            }),
         None => Ok(builder.with_no_client_auth()),
     }
 }
