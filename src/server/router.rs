@@ -56,7 +56,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 fn no_route(path: &str) -> ApiError {
     let mut parts = path.trim_start_matches('/').split('/');
     if parts.next() == Some("domains") && parts.next().is_some_and(|d| !d.is_empty()) {
-        if let Some(what) = parts.next().filter(|w| !w.is_empty()) {
+        // What this server serves under a domain: another path there is no resource.
+        const SERVED: [&str; 4] = [
+            "profiles",
+            "segment-definitions",
+            "segment-estimates",
+            "segments",
+        ];
+        if let Some(what) = parts
+            .next()
+            .filter(|w| !w.is_empty() && !SERVED.contains(w))
+        {
             return ApiError::bad_request(format!(
                 "{}: not implemented by this server, which serves a domain's profiles, segment definitions, estimates, memberships and snapshots",
                 crate::text::safe(&what.chars().take(64).collect::<String>())

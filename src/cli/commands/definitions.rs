@@ -571,7 +571,7 @@ fn outcome_line(p: &DefinitionsPlan, results: &[StepResult]) -> String {
         let did = if parts.is_empty() {
             "no step completed".to_string()
         } else {
-            format!("{did} completed")
+            format!("completed: {did}")
         };
         format!("Apply failed: {did}; the failed step may have taken effect on the target, and the steps after it did not run. Run apply again: it plans from what is there now.")
     } else if results
@@ -789,7 +789,7 @@ mod tests {
         );
         assert_eq!(
             outcome_line(&p, &[StepResult::Done, StepResult::Failed("lost".into())]),
-            "Apply failed: 1 created completed; the failed step may have taken effect on the target, and the steps after it did not run. Run apply again: it plans from what is there now."
+            "Apply failed: completed: 1 created; the failed step may have taken effect on the target, and the steps after it did not run. Run apply again: it plans from what is there now."
         );
         assert_eq!(
             outcome_line(&p, &[StepResult::Done, StepResult::Done]),

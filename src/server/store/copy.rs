@@ -415,6 +415,10 @@ pub fn copy(
     let target = Store::connect(to, "", "", super::pg::PgSettings::new(DEFAULT_POOL.min(4)))?;
     let mut reports = Vec::new();
     let written = target.write_db(super::Commit::Durable, |tx| {
+        // The transaction waits while each page of the source is read: a server-side
+        // idle-in-transaction limit must not end it.
+        tx.batch("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .map_err(super::Failure::Db)?;
         for t in TABLES {
             let report = copy_table(src, tx, t, &limit, from, to).map_err(super::Failure::Db)?;
             progress(&report);

@@ -61,19 +61,13 @@ impl DbError {
                 }
                 match e.as_db_error() {
                     // admin_shutdown, crash_shutdown, cannot_connect_now, connection failures;
-                    // 08P01 is how PgBouncer says it cannot reach the database
-                    // (`server_login_retry`, `query_wait_timeout`, "no more connections").
-                    Some(d) => matches!(
-                        d.code().code(),
-                        "57P01"
-                            | "57P02"
-                            | "57P03"
-                            | "08000"
-                            | "08001"
-                            | "08003"
-                            | "08006"
-                            | "08P01"
-                    ),
+                    // and how PgBouncer says it cannot reach the database (08P01, FATAL).
+                    Some(d) => {
+                        matches!(
+                            d.code().code(),
+                            "57P01" | "57P02" | "57P03" | "08000" | "08001" | "08003" | "08006"
+                        ) || pgbouncer_waiting(d)
+                    }
                     None => {
                         use std::error::Error as _;
                         e.source().is_some_and(|s| s.is::<std::io::Error>())
@@ -113,14 +107,37 @@ impl DbError {
         };
         if let Some(d) = cause.as_db_error() {
             // cannot_connect_now, too_many_connections, configuration_limit_exceeded, and
-            // PgBouncer's own (it cannot reach the database yet) pass by waiting.
-            return !matches!(d.code().code(), "57P03" | "53300" | "53400" | "08P01");
+            // PgBouncer's own waiting for the database pass by waiting; PgBouncer's other
+            // refusals (no such database, a wrong password) do not.
+            return !matches!(d.code().code(), "57P03" | "53300" | "53400")
+                && !pgbouncer_waiting(d);
         }
         let text = pg_text(cause);
+        // A certificate out of its dates may be renewed meanwhile: waiting may cure it.
+        let dated = ["Expired", "NotValidYet", "expired", "not valid yet"]
+            .iter()
+            .any(|w| text.contains(w));
         text.starts_with("invalid configuration")
             || text.contains("server does not support TLS")
-            || text.contains("certificate")
+            || (text.contains("certificate") && !dated)
     }
+}
+
+/// Whether PgBouncer says it cannot reach the database for now: its FATAL 08P01 with one of
+/// its waiting texts (`query_wait_timeout`, `server_login_retry`, its pool full). PostgreSQL's
+/// own 08P01 (a protocol error, an ERROR) is not: it is a fault to report, not to wait out.
+fn pgbouncer_waiting(d: &tokio_postgres::error::DbError) -> bool {
+    d.code().code() == "08P01"
+        && d.severity() == "FATAL"
+        && [
+            "query_wait_timeout",
+            "server login has been failing",
+            "no more connections allowed",
+            "pgbouncer cannot connect to server",
+            "server conn crashed",
+        ]
+        .iter()
+        .any(|t| d.message().contains(t))
 }
 
 /// A PostgreSQL error as one line. The server's own error gives its message and SQLSTATE
@@ -144,7 +161,10 @@ pub fn pg_text(e: &tokio_postgres::Error) -> String {
         }
         // A statement prepared on one server connection and used on another: a pooler in
         // transaction mode between (PgBouncer before 1.21 keeps no prepared statements).
-        if *code == SqlState::DUPLICATE_PSTATEMENT || *code == SqlState::UNDEFINED_PSTATEMENT {
+        if *code == SqlState::DUPLICATE_PSTATEMENT
+            || *code == SqlState::UNDEFINED_PSTATEMENT
+            || (*code == SqlState::PROTOCOL_VIOLATION && db.message().starts_with("bind message"))
+        {
             text.push_str("; is a pooler in transaction mode in front of the database? Run with --db-statements unnamed, or give PgBouncer 1.21 or later max_prepared_statements");
         }
         return text;
