@@ -328,18 +328,36 @@ pub fn lock_sqlite(path: &std::path::Path) -> Result<std::fs::File, ServeError> 
         path: shown.clone(),
         source,
     };
-    let mut file = std::fs::OpenOptions::new()
+    let opened = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&lock_path)
-        .map_err(lock_err)?;
+        .open(&lock_path);
+    // A lock file this user may not write (another user's server made it, or the folder is
+    // read-only) is still locked through a read-only handle: flock needs no write access.
+    let (mut file, writable) = match opened {
+        Ok(file) => (file, true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            match std::fs::File::open(&lock_path) {
+                Ok(file) => (file, false),
+                Err(_) => return Err(lock_err(e)),
+            }
+        }
+        Err(e) => return Err(lock_err(e)),
+    };
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {
-            let _ = file.set_len(0);
-            let _ = file.rewind();
-            let _ = writeln!(file, "{}", std::process::id());
+            if writable {
+                let _ = file.set_len(0);
+                let _ = file.rewind();
+                let _ = writeln!(file, "{}", std::process::id());
+            }
             Ok(file)
         }
         Err(rustix::io::Errno::WOULDBLOCK) => {

@@ -51,7 +51,8 @@ pub async fn migrate(from: PathBuf, to: DataSource) -> anyhow::Result<u8> {
         Some(Err(e @ server::ServeError::InUse { .. })) => {
             return Err(anyhow::Error::new(e)).context(format!("cannot copy {}", from.display()));
         }
-        // Its lock file cannot be made (a read-only folder): no server is writing it there.
+        // Its lock file is not there and cannot be made (a read-only folder): no server is
+        // writing the file there.
         Some(Err(_)) | None => None,
         Some(Ok(lock)) => Some(lock),
     };
