@@ -488,6 +488,18 @@ pub struct RunArgs {
 }
 
 /// `250ms`, `30s`, `5m`, `1h`.
+/// A statement timeout: a duration PostgreSQL's `statement_timeout` takes (in whole
+/// milliseconds, at most 2,147,483,647: about 24.8 days).
+fn parse_statement_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.as_millis() > i32::MAX as u128 {
+        return Err(format!(
+            "{text:?} is longer than PostgreSQL's statement_timeout takes (at most 2147483647ms, about 24.8 days)"
+        ));
+    }
+    Ok(d)
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -545,7 +557,7 @@ pub struct ServeArgs {
     pub db_statements: server::store::pg::Statements,
     /// How long one PostgreSQL statement may run before the database cancels it (the
     /// request then fails, and nothing of its transaction is kept), e.g. 30s.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_statement_timeout)]
     pub db_statement_timeout: Duration,
     /// Apply the database's schema migrations, then exit (a deploy step before the
     /// replicas start; they also migrate at start, under a lock).
@@ -732,6 +744,20 @@ fn probability(s: &str) -> Result<f64, String> {
 mod help_tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// A statement timeout PostgreSQL cannot take is refused on the command line, not by
+    /// the database at start.
+    #[test]
+    fn a_statement_timeout_past_postgresqls_range_is_refused() {
+        assert_eq!(
+            parse_statement_timeout("596h").unwrap(),
+            Duration::from_secs(596 * 3600)
+        );
+        assert_eq!(
+            parse_statement_timeout("597h").unwrap_err(),
+            "\"597h\" is longer than PostgreSQL's statement_timeout takes (at most 2147483647ms, about 24.8 days)"
+        );
+    }
 
     /// Every flag and argument of every command says what it is for.
     #[test]
