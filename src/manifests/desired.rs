@@ -228,6 +228,7 @@ pub fn build(docs: &[Document]) -> Result<DesiredState, Vec<ManifestError>> {
         let deps = dependencies(key, segments, &mut errors);
         let (order, cyclic) = topological(&deps);
         report_cycles(segments, &deps, &cyclic, &mut errors);
+        report_depth(segments, &deps, &order, &mut errors);
         apps.push(desired_app(key, segments, &deps, order, &declared));
     }
     if errors.is_empty() {
@@ -406,6 +407,45 @@ fn report_cycles(
                 shown.join(" → ")
             ),
         ));
+    }
+}
+
+/// Every segment that builds on more than [`crate::audience::evaluate::MAX_DEPTH`] levels
+/// of base segments (which no estimate or impact would follow), located at its first `Ref`
+/// to the deepest of its bases. `order` is the acyclic segments, bases first.
+fn report_depth(
+    segments: &Segments<'_>,
+    deps: &Dependencies<'_>,
+    order: &[&str],
+    errors: &mut Vec<ManifestError>,
+) {
+    let max = crate::audience::evaluate::MAX_DEPTH;
+    let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in order {
+        let deepest = deps[name]
+            .iter()
+            .filter_map(|b| levels.get(b).map(|l| (*l, *b)))
+            .max();
+        let level = deepest.map_or(0, |(l, _)| l + 1);
+        levels.insert(name, level);
+        if level > max {
+            let Some((_, base)) = deepest else { continue };
+            let d = segments[*name];
+            // Each one past the limit is said once: at the first, where the chain crosses it.
+            if level == max + 1 {
+                let path = refs(d)
+                    .into_iter()
+                    .find(|(_, r)| *r == base)
+                    .map(|(p, _)| p)
+                    .unwrap_or_else(|| "metadata.name".into());
+                errors.push(d.error(
+                    &path,
+                    format!(
+                        "{name} builds on {level} levels of base segments; at most {max} are evaluated (by estimate, plan --endpoints and the server's exports)"
+                    ),
+                ));
+            }
+        }
     }
 }
 
@@ -599,6 +639,28 @@ mod tests {
         assert!(
             errs[0].ends_with(
                 "Ref cycle: a → b → c → a; a segment cannot build on itself through others"
+            ),
+            "{errs:?}"
+        );
+    }
+
+    /// 32 levels of bases are evaluated; a segment on 33 is an error at its `Ref`, said
+    /// once (not again for the segments built on it).
+    #[test]
+    fn a_chain_of_bases_deeper_than_the_evaluator_follows_is_an_error() {
+        let chain = |n: usize| {
+            let mut text = format!("{APP}{}", seg("s0", &[]));
+            for i in 1..=n {
+                text.push_str(&seg(&format!("s{i}"), &[&format!("s{}", i - 1)]));
+            }
+            text
+        };
+        assert!(build_text(&chain(32)).is_ok());
+        let errs = build_text(&chain(34)).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].ends_with(
+                "spec.SegmentGroups.Groups[0].SourceSegments[0].Ref: s33 builds on 33 levels of base segments; at most 32 are evaluated (by estimate, plan --endpoints and the server's exports)"
             ),
             "{errs:?}"
         );
