@@ -251,14 +251,13 @@ fn tags() -> Routes {
     )
 }
 
-/// Ready while the database answers.
 /// How long `/readyz` waits for the database before it answers 503.
 const READY_WITHIN: Duration = Duration::from_secs(5);
 
 /// 200 when the database answers within [`READY_WITHIN`], 503 otherwise. A database that
 /// accepts connections and never answers (stopped, or cut off mid-request) is not ready
-/// either: the check is bounded, and while one waits on it the next answer 503 at once
-/// rather than queue (a probe every few seconds would otherwise hold a thread each).
+/// either: the check is bounded (and on PostgreSQL holds no thread), and while one waits on
+/// it the next answer 503 at once rather than queue behind it.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let not_ready = |why: &str| {
         (
@@ -267,19 +266,13 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response()
     };
-    let Ok(permit) = state.probe.clone().try_acquire_owned() else {
+    let Ok(_permit) = state.probe.clone().try_acquire_owned() else {
         return not_ready("has not answered the check before this one yet");
     };
-    let store = state.store.clone();
-    let check = tokio::task::spawn_blocking(move || {
-        let answer = store.ping();
-        drop(permit);
-        answer
-    });
-    match tokio::time::timeout(READY_WITHIN, check).await {
-        Ok(Ok(Ok(()))) => (StatusCode::OK, "ready\n").into_response(),
-        Ok(_) => not_ready("does not answer"),
-        Err(_) => not_ready(&format!(
+    match state.store.ping_within(READY_WITHIN).await {
+        Ok(()) => (StatusCode::OK, "ready\n").into_response(),
+        Err(super::store::Unready::Failed) => not_ready("does not answer"),
+        Err(super::store::Unready::Slow) => not_ready(&format!(
             "has not answered within {} s",
             READY_WITHIN.as_secs()
         )),

@@ -337,6 +337,15 @@ fn open(path: &Path, writer: bool) -> rusqlite::Result<rusqlite::Connection> {
     Ok(conn)
 }
 
+/// Why [`Store::ping_within`] found the database not ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unready {
+    /// It answered with an error, or could not be reached.
+    Failed,
+    /// It had not answered when the time was up.
+    Slow,
+}
+
 /// What [`Store::migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migrated {
@@ -739,6 +748,49 @@ impl Store {
                     retried = true;
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Whether the database answers within `within` (`/readyz`). On PostgreSQL the check is
+    /// awaited off the blocking pool, and a connection that has not answered in time is
+    /// dropped with the idle ones, not waited for: a database that hangs (stopped, or cut
+    /// off behind a pooler) holds no thread and no connection of the server's. On SQLite,
+    /// [`Store::ping`] on a blocking thread, bounded likewise.
+    pub async fn ping_within(
+        self: &std::sync::Arc<Self>,
+        within: std::time::Duration,
+    ) -> Result<(), Unready> {
+        let Some(pool) = self.pg_pool() else {
+            let store = self.clone();
+            let check = tokio::task::spawn_blocking(move || store.ping());
+            return match tokio::time::timeout(within, check).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(_) => Err(Unready::Failed),
+                Err(_) => Err(Unready::Slow),
+            };
+        };
+        if !self.is_ready() {
+            return Err(Unready::Failed);
+        }
+        if pool.busy_and_answering(std::time::Duration::from_secs(5)) {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        let mut conn = match tokio::time::timeout_at(deadline, pool.get_async()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(_)) => return Err(Unready::Failed),
+            Err(_) => return Err(Unready::Slow),
+        };
+        match tokio::time::timeout_at(deadline, conn.client().simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => {
+                conn.broken();
+                Err(Unready::Failed)
+            }
+            Err(_) => {
+                conn.broken();
+                Err(Unready::Slow)
             }
         }
     }
