@@ -12,7 +12,8 @@ statement is prepared or bound per row, so this is above what any import through
 statements reaches. Bodies are an endpoint's stored JSON (about 420 bytes).
 
 - server schema: the endpoints and segment_members tables as migrated (a member keeps its
-  endpoint's body);
+  endpoint's body), in pages of SQLite's default 4 KiB and of the 8 KiB a file the server
+  makes has (every other row: 4 KiB);
 - members without bodies: the same, a member's body left NULL;
 - compact members: members keyed by integers only, WITHOUT ROWID;
 - endpoints only: no member rows at all.
@@ -45,8 +46,10 @@ BODY = (
     "\"OptOut\":\"NONE\",\"RequestId\":\"0123456789abcdef0123456789\",\"User\":{\"UserId\":\"u%d\"}}', "
     "value, value % 1000, value, value / 2)"
 )
+SERVER = (MEMBERS, f"INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body, user_id) SELECT '{APP}', '{SEGMENT}', 1, id, 'SMS', b, u")
 MEMBER_ROWS = {
-    "server schema": (MEMBERS, f"INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body, user_id) SELECT '{APP}', '{SEGMENT}', 1, id, 'SMS', b, u"),
+    "server schema, 4 KiB": SERVER,
+    "server schema, 8 KiB": SERVER + (8192,),
     "members without bodies": (MEMBERS, f"INSERT INTO segment_members (app_id, segment_id, version, endpoint_id, channel, body, user_id) SELECT '{APP}', '{SEGMENT}', 1, id, 'SMS', NULL, u"),
     "compact members": (COMPACT, "INSERT INTO segment_members (seg, version, endpoint) SELECT 7, 1, i"),
     "endpoints only": (None, None),
@@ -54,8 +57,9 @@ MEMBER_ROWS = {
 
 
 def script(members):
-    table, insert = members
-    out = ["PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;", ENDPOINTS]
+    table, insert = members[:2]
+    page = members[2] if len(members) > 2 else 4096
+    out = [f"PRAGMA page_size={page};", "PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;", ENDPOINTS]
     if table:
         out.append(table)
     out += [
