@@ -410,7 +410,7 @@ fn report_cycles(
     }
 }
 
-/// Every segment that builds on more than [`crate::audience::evaluate::MAX_DEPTH`] levels
+/// Every segment that builds on more than [`crate::model::MAX_BASE_DEPTH`] levels
 /// of base segments (which no estimate or impact would follow), located at its first `Ref`
 /// to the deepest of its bases. `order` is the acyclic segments, bases first.
 fn report_depth(
@@ -419,7 +419,7 @@ fn report_depth(
     order: &[&str],
     errors: &mut Vec<ManifestError>,
 ) {
-    let max = crate::audience::evaluate::MAX_DEPTH;
+    let max = crate::model::MAX_BASE_DEPTH;
     let mut levels: BTreeMap<&str, usize> = BTreeMap::new();
     for name in order {
         let deepest = deps[name]

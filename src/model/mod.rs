@@ -497,6 +497,10 @@ pub struct MessageBody {
     pub request_id: String,
 }
 
+/// How many levels of base segments (or Customer Profiles sources) below a segment are
+/// followed: the evaluator's bound, which manifests and the server refuse to pass.
+pub const MAX_BASE_DEPTH: usize = 32;
+
 /// Campaign statuses in which a campaign is still going to send (Pinpoint's "active").
 pub const ACTIVE_CAMPAIGN_STATUSES: &[&str] = &["SCHEDULED", "EXECUTING", "PENDING_NEXT_RUN"];
 /// Journey states in which participants may still be inside the journey.

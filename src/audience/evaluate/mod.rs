@@ -347,7 +347,7 @@ enum Temporal {
 /// How deep base segments (or Customer Profiles sources) may nest: a guard, as manifests
 /// with cycles do not validate and the server refuses deeper chains; one reached deeper is
 /// reported by [`Program::too_deep`].
-pub const MAX_DEPTH: usize = 32;
+pub const MAX_DEPTH: usize = crate::model::MAX_BASE_DEPTH;
 
 impl Program {
     /// An empty program evaluating recency relative to `as_of`.

@@ -19,7 +19,7 @@ use crate::model::profiles::{
 use crate::server::error::ApiError;
 
 /// How deep a chain of source segments may go (as the evaluator's limit).
-pub const MAX_SOURCE_DEPTH: usize = crate::audience::evaluate::MAX_DEPTH;
+pub const MAX_SOURCE_DEPTH: usize = crate::model::MAX_BASE_DEPTH;
 
 /// What a domain keeps of its CreateDomain request besides its name, days and tags.
 #[derive(serde::Serialize, serde::Deserialize, Default)]

@@ -181,7 +181,15 @@ pub fn pg_text(e: &tokio_postgres::Error) -> String {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         if e.is_unavailable() {
-            tracing::warn!(error = %e, "the database is unavailable");
+            static LOGGED: std::sync::Mutex<Throttle> = std::sync::Mutex::new(Throttle::new());
+            let now = std::time::Instant::now();
+            let due = LOGGED
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .tick(now, Throttle::EVERY);
+            if let Some(requests) = due {
+                tracing::warn!(error = %e, requests, "the database is unavailable: answering 503");
+            }
             return ApiError::unavailable();
         }
         if let DbError::Postgres(p) = &e {
@@ -195,6 +203,39 @@ impl From<DbError> for ApiError {
             }
         }
         ApiError::internal(&e)
+    }
+}
+
+/// A line logged at most once every [`Throttle::EVERY`], with how many times it was due:
+/// a database down under load makes every request fail the same way, and one line a
+/// request would bury the log.
+pub struct Throttle {
+    last: Option<std::time::Instant>,
+    due: u64,
+}
+
+impl Throttle {
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub const fn new() -> Self {
+        Self { last: None, due: 0 }
+    }
+
+    /// Counts one occurrence at `now`; `Some(n)` when a line is to be logged now, `n`
+    /// counting this one and those not logged since the last line.
+    pub fn tick(&mut self, now: std::time::Instant, every: std::time::Duration) -> Option<u64> {
+        self.due += 1;
+        if self.last.is_some_and(|t| now.duration_since(t) < every) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.due))
+    }
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -946,6 +987,22 @@ impl Conn for Pg<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first occurrence is logged, the next ones within the interval are counted into
+    /// the next line.
+    #[test]
+    fn a_repeated_line_is_logged_once_an_interval_with_its_count() {
+        let start = std::time::Instant::now();
+        let every = std::time::Duration::from_secs(10);
+        let at = |s: u64| start + std::time::Duration::from_secs(s);
+        let mut t = Throttle::new();
+        assert_eq!(t.tick(at(0), every), Some(1));
+        assert_eq!(t.tick(at(1), every), None);
+        assert_eq!(t.tick(at(9), every), None);
+        assert_eq!(t.tick(at(10), every), Some(3));
+        assert_eq!(t.tick(at(11), every), None);
+        assert_eq!(t.tick(at(30), every), Some(2));
+    }
 
     /// COPY's binary format, byte for byte: the header, each row's field count, a NULL as
     /// length -1, an integer as 8 bytes, a text as its UTF-8, and the trailer.
