@@ -693,8 +693,9 @@ fn the_server_logs_each_request_and_failed_authentication_once_a_minute() {
     assert_eq!(warnings[0]["fields"]["source"], "127.0.0.1");
 }
 
-/// A job's failure quotes the URL its request named; in the text log that reason is
-/// escaped, so a newline in it cannot start a line that reads as the server's own.
+/// A job's failure names the file it could not read; in the text log that reason is
+/// escaped, so a newline in the name (a URL cannot hold one: refused with a 400, but a file
+/// found in a folder, or an S3 key, can) cannot start a line that reads as the server's own.
 #[test]
 fn a_failed_jobs_reason_forges_no_line_in_the_text_log() {
     use std::io::{BufRead, BufReader};
@@ -723,6 +724,12 @@ fn a_failed_jobs_reason_forges_no_line_in_the_text_log() {
         }
     };
     let root = dir.path().join("root").canonicalize().unwrap();
+    // Not CSV (no header the import knows), under a name that holds two newlines.
+    std::fs::write(
+        root.join("x\n2026-12-07T00:00:00Z  INFO segmentctl::server: FORGED\n.csv"),
+        "not,a,header\n1,2,3\n",
+    )
+    .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let failure = rt.block_on(async {
         let client = segmentctl::targets::pinpoint::convert::endpoint_client(
@@ -733,10 +740,26 @@ fn a_failed_jobs_reason_forges_no_line_in_the_text_log() {
             1,
         );
         let app = util::create_app(&client, "logs").await;
-        let url = format!(
-            "file://{}/x%0a2026-12-07T00:00:00Z  INFO segmentctl::server: FORGED%0a.csv",
-            root.display()
+        // A control character in the URL itself is refused before any job is made.
+        let refused = client
+            .create_import_job()
+            .application_id(&app)
+            .import_job_request(
+                aws_sdk_pinpoint::types::ImportJobRequest::builder()
+                    .s3_url(format!("file://{}/x%0aFORGED.csv", root.display()))
+                    .format(aws_sdk_pinpoint::types::Format::Csv)
+                    .role_arn("r")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        assert_eq!(
+            aws_sdk_pinpoint::error::ProvideErrorMetadata::message(&refused),
+            Some("S3Url: a URL holds no control character, written or percent-encoded (found U+000A)")
         );
+        let url = format!("file://{}/", root.display());
         let format = aws_sdk_pinpoint::types::Format::Csv;
         crate::imports::import(&client, &app, &url, format, None, None)
             .await
@@ -753,11 +776,6 @@ fn a_failed_jobs_reason_forges_no_line_in_the_text_log() {
     let logged: Vec<String> = lines.map_while(Result::ok).collect();
     let failed: Vec<&String> = logged.iter().filter(|l| l.contains("job failed")).collect();
     assert_eq!(failed.len(), 1, "{logged:#?}");
-    assert!(
-        failed[0].contains("x\\n2026-12-07T00:00:00Z"),
-        "escaped: {}",
-        failed[0]
-    );
     assert!(
         !logged.iter().any(|l| l.starts_with("2026-12-07T00:00:00Z")),
         "{logged:#?}"
