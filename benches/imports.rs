@@ -456,6 +456,13 @@ fn floor_sqlite(imported: &Path, fresh: &Path) -> f64 {
         "an import of new endpoints stages each once"
     );
     let mut to = Connection::open(fresh).unwrap();
+    // The pages of a file the server makes, so that the floor is the same database's.
+    to.pragma_update(
+        None,
+        "page_size",
+        segmentctl::server::store::SQLITE_PAGE_BYTES,
+    )
+    .unwrap();
     to.pragma_update(None, "journal_mode", "WAL").unwrap();
     to.pragma_update(None, "synchronous", "NORMAL").unwrap();
     to.execute_batch(&schema.join(";\n")).unwrap();

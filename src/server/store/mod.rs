@@ -318,8 +318,9 @@ fn non_empty(tags: Tags) -> Option<Tags> {
 /// The page size of a SQLite file this server makes (SQLite's default is 4 KiB). An import
 /// writes each endpoint's body twice (the endpoint, and the imported segment's member) and
 /// the larger page halves the B-tree pages it splits and checkpoints: measured on
-/// `cargo bench --bench imports` (1,000,000 endpoints, 3 rounds beside the 4 KiB build),
-/// 1.19× the records/s; `benches/sqlite_ceiling.py` shows SQLite alone at 1.2× to 1.35×.
+/// `cargo bench --bench imports` (1,000,000 endpoints, 5 rounds beside the 4 KiB build),
+/// 1.06× to 1.26× the records/s, median 1.11×; `benches/sqlite_ceiling.py` shows SQLite
+/// alone at 1.13×.
 pub const SQLITE_PAGE_BYTES: i64 = 8192;
 
 fn open(path: &Path, writer: bool) -> rusqlite::Result<rusqlite::Connection> {
